@@ -1,0 +1,2 @@
+//! Command line: clap args -> settings -> commands; all terminal output is here.
+//! OWNER: lead.

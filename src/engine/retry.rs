@@ -1,0 +1,1 @@
+//! Retry schedule as data plus a pure delay iterator. OWNER: engine helper.

@@ -1,0 +1,22 @@
+//! pallet runs declarative workflows of AI agents.
+//!
+//! A workflow is a YAML file ([`workflow`]) checked against an embedded JSON Schema
+//! and by semantic checks. Each step names a *skill*; the [`engine`] finds an agent
+//! offering it ([`agent::Discovery`]), resolves the step's `{{ }}` inputs
+//! ([`template`]), calls the agent under a timeout ([`agent::AgentClient`], A2A 1.0
+//! or the legacy protocol) and stores the output for later steps. The [`cli`] is a
+//! thin layer over these.
+//!
+//! Glossary:
+//! - **workflow**: a YAML definition (`metadata` + `steps`), identified by id and semver version.
+//! - **step**: one node of a workflow: a skill call, or a container (parallel, conditional, switch).
+//! - **skill**: a named capability (`create_plan`) that an agent offers.
+//! - **agent**: an HTTP service that offers skills and publishes an agent card.
+//! - **agent card**: the JSON that names an agent, its URL(s) and its skills.
+//! - **run**: one execution of one workflow version with one input.
+
+pub mod agent;
+pub mod cli;
+pub mod engine;
+pub mod template;
+pub mod workflow;

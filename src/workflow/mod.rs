@@ -1,0 +1,10 @@
+//! Workflow definitions: the serde model, the embedded JSON Schema, loading
+//! YAML with line:column diagnostics, and the semantic checks run before any step.
+
+pub mod load;
+pub mod model;
+pub mod schema;
+pub mod validate;
+
+pub use load::{Diagnostic, LoadError, LoadedWorkflow, load_file, load_str};
+pub use model::{Backoff, Metadata, RetryPolicy, Step, StepKind, StepType, Workflow};

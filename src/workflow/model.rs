@@ -1,0 +1,225 @@
+//! The workflow definition as serde types. Structure is checked by the JSON
+//! Schema first (`schema.rs`), so these types only need to describe valid input.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Timeout applied to a step that does not set one, as in the original project.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub metadata: Metadata,
+    /// Upper bound on the whole run.
+    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub id: String,
+    pub name: String,
+    pub version: semver::Version,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StepType {
+    #[default]
+    Sequential,
+    Parallel,
+    Conditional,
+    Switch,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub id: String,
+    /// The skill to call. Container steps (parallel, conditional, switch) need none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skill: Option<String>,
+    /// Input values; strings may hold `{{ }}` templates.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub inputs: Map<String, Value>,
+    /// Name the step's whole result is stored under: `steps.ID.outputs.NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<String>,
+    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub step_type: StepType,
+    /// Template evaluated by conditional (truthiness) and switch (case name) steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// parallel: `{steps: [...]}`; conditional: `{if_true: [...], if_false: [...]}`;
+    /// switch: `{CASE: [...], default: [...]}`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub branches: IndexMap<String, Vec<Step>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// parallel only: how many branch steps run at once (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<usize>,
+    /// parallel only: the first failure cancels the siblings (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_fast: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Total attempts including the first one.
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    #[serde(default = "Backoff::default_initial", with = "duration")]
+    pub initial: Duration,
+    #[serde(default = "Backoff::default_max", with = "duration")]
+    pub max: Duration,
+    #[serde(default = "Backoff::default_multiplier")]
+    pub multiplier: f64,
+}
+
+impl Backoff {
+    fn default_initial() -> Duration {
+        Duration::from_millis(500)
+    }
+    fn default_max() -> Duration {
+        Duration::from_secs(30)
+    }
+    fn default_multiplier() -> f64 {
+        2.0
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Self::default_initial(),
+            max: Self::default_max(),
+            multiplier: Self::default_multiplier(),
+        }
+    }
+}
+
+/// A typed view of a step's kind, so the engine never looks up branch names by hand.
+#[derive(Debug, Clone, Copy)]
+pub enum StepKind<'a> {
+    Call { skill: &'a str },
+    Parallel { steps: &'a [Step] },
+    Conditional { if_true: &'a [Step], if_false: &'a [Step] },
+    Switch { cases: &'a IndexMap<String, Vec<Step>> },
+}
+
+impl Step {
+    pub fn kind(&self) -> StepKind<'_> {
+        let branch = |name: &str| self.branches.get(name).map(Vec::as_slice).unwrap_or(&[]);
+        match self.step_type {
+            StepType::Sequential => StepKind::Call {
+                skill: self.skill.as_deref().unwrap_or_default(),
+            },
+            StepType::Parallel => StepKind::Parallel { steps: branch("steps") },
+            StepType::Conditional => StepKind::Conditional {
+                if_true: branch("if_true"),
+                if_false: branch("if_false"),
+            },
+            StepType::Switch => StepKind::Switch { cases: &self.branches },
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT)
+    }
+
+    /// Every step nested in this one, depth first (not including itself).
+    pub fn children(&self) -> impl Iterator<Item = &Step> {
+        self.branches.values().flatten()
+    }
+}
+
+impl Workflow {
+    /// Every step of the tree, depth first, parents before children.
+    pub fn all_steps(&self) -> Vec<&Step> {
+        fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
+            for step in steps {
+                out.push(step);
+                for branch in step.branches.values() {
+                    walk(branch, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, &mut out);
+        out
+    }
+}
+
+/// Durations are written as seconds (`300`, `0.5`) as in the original project,
+/// or as a humantime string (`"30s"`, `"5m"`, `"1h 30m"`).
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(f64),
+        Text(String),
+    }
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        humantime::parse_duration(text.trim()).map_err(|error| {
+            format!("invalid duration {text:?}: {error}; write seconds (300) or a unit (\"30s\", \"5m\")")
+        })
+    }
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+                Ok(Duration::from_secs_f64(seconds))
+            }
+            Raw::Seconds(seconds) => Err(D::Error::custom(format!(
+                "invalid duration {seconds}: must be zero or more seconds"
+            ))),
+            Raw::Text(text) => parse(&text).map_err(D::Error::custom),
+        }
+    }
+}
+
+mod duration_opt {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => super::duration::serialize(duration, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(deserializer).map(Some)
+    }
+}

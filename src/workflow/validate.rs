@@ -1,0 +1,1 @@
+//! Semantic checks that a schema cannot express. OWNER: workflow helper.

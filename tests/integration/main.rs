@@ -1,0 +1,3 @@
+//! One integration test binary; each module covers one area against real servers.
+
+mod support;

@@ -1,0 +1,3 @@
+//! Test harness: real servers on free loopback ports.
+
+pub mod legacy_agent;
