@@ -52,12 +52,35 @@ impl Renderer {
 
 /// The step references in a template string, in order of appearance.
 pub fn step_references(text: &str) -> Vec<StepReference> {
-    let _ = text;
-    todo!("template helper")
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else { break };
+        let expression = &after[..close];
+        let tokens = expression.split(|c: char| c.is_whitespace() || c == '(' || c == ')');
+        for token in tokens {
+            let token = token.trim_start_matches(['#', '/', '~', '^']);
+            let Some(path) = token.strip_prefix("steps.") else { continue };
+            let (step, path) = path.split_once('.').unwrap_or((path, ""));
+            let step = step.trim_start_matches('[').trim_end_matches(']');
+            if !step.is_empty() {
+                found.push(StepReference { step: step.to_string(), path: path.to_string() });
+            }
+        }
+        rest = &after[close + 2..];
+    }
+    found
 }
 
-/// Truthiness of a resolved condition: false, null, 0, "", "false", [] and {} are false.
+/// Truthiness of a resolved condition: false, null, 0, "", "false", "0", "null", [] and {} are false.
 pub fn is_truthy(value: &Value) -> bool {
-    let _ = value;
-    todo!("template helper")
+    match value {
+        Value::Null => false,
+        Value::Bool(flag) => *flag,
+        Value::Number(number) => number.as_f64().is_some_and(|n| n != 0.0),
+        Value::String(text) => !matches!(text.trim(), "" | "false" | "False" | "FALSE" | "0" | "null"),
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(fields) => !fields.is_empty(),
+    }
 }
