@@ -79,7 +79,9 @@ pub enum CallError {
         code: i64,
         message: String,
     },
-    #[error("agent `{agent}` sent a malformed response to skill `{skill}`: {what} (body: {snippet})")]
+    #[error(
+        "agent `{agent}` sent a malformed response to skill `{skill}`: {what} (body: {snippet})"
+    )]
     Malformed {
         agent: String,
         skill: String,
@@ -106,7 +108,9 @@ impl CallError {
     /// Worth retrying: unreachable, HTTP 5xx/429, timeout.
     pub fn is_transient(&self) -> bool {
         match self {
-            CallError::Unreachable { .. } | CallError::Transport { .. } | CallError::Timeout { .. } => true,
+            CallError::Unreachable { .. }
+            | CallError::Transport { .. }
+            | CallError::Timeout { .. } => true,
             CallError::Http { status, .. } => {
                 status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
             }
@@ -128,7 +132,9 @@ impl CallError {
     /// The agent's task, when the agent had accepted the call.
     pub fn task_id(&self) -> Option<&str> {
         match self {
-            CallError::Timeout { task_id, .. } | CallError::Cancelled { task_id, .. } => task_id.as_deref(),
+            CallError::Timeout { task_id, .. } | CallError::Cancelled { task_id, .. } => {
+                task_id.as_deref()
+            }
             CallError::TaskFailed { task_id, .. } => Some(task_id),
             _ => None,
         }
@@ -147,25 +153,44 @@ impl Target<'_> {
     pub fn transport(&self, source: reqwest::Error) -> CallError {
         let (agent, skill) = (self.agent.to_string(), self.skill.to_string());
         if source.is_connect() {
-            CallError::Unreachable { agent, skill, source }
+            CallError::Unreachable {
+                agent,
+                skill,
+                source,
+            }
         } else {
-            CallError::Transport { agent, skill, source }
+            CallError::Transport {
+                agent,
+                skill,
+                source,
+            }
         }
     }
 
     pub fn http(&self, response: &reqwest::Response) -> CallError {
         let status = response.status();
-        let asks_to_wait = status == reqwest::StatusCode::TOO_MANY_REQUESTS || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        let asks_to_wait = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
         let retry_after = asks_to_wait
             .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
             .flatten()
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        CallError::Http { agent: self.agent.to_string(), skill: self.skill.to_string(), status, retry_after }
+        CallError::Http {
+            agent: self.agent.to_string(),
+            skill: self.skill.to_string(),
+            status,
+            retry_after,
+        }
     }
 
-    pub fn malformed(&self, what: impl Into<String>, body: &str, source: Option<serde_json::Error>) -> CallError {
+    pub fn malformed(
+        &self,
+        what: impl Into<String>,
+        body: &str,
+        source: Option<serde_json::Error>,
+    ) -> CallError {
         CallError::Malformed {
             agent: self.agent.to_string(),
             skill: self.skill.to_string(),
@@ -192,7 +217,10 @@ impl Target<'_> {
 /// The start of a response body, on one line, for error messages.
 fn snippet(body: &str) -> String {
     const LIMIT: usize = 120;
-    let flat: String = body.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = body
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     match flat.char_indices().nth(LIMIT) {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
         None => flat,
@@ -223,20 +251,33 @@ impl Default for AgentClient {
 
 impl AgentClient {
     pub fn new() -> AgentClient {
-        AgentClient { http: http_client() }
+        AgentClient {
+            http: http_client(),
+        }
     }
 
     /// Call `request.skill` on `agent` and return its output. The call ends at
     /// `request.timeout` or when `request.cancel` fires; an A2A task that was
     /// already accepted is then cancelled on the agent.
-    pub async fn call(&self, agent: &AgentCard, request: CallRequest<'_>) -> Result<Value, CallError> {
-        let target = Target { agent: &agent.name, skill: request.skill };
+    pub async fn call(
+        &self,
+        agent: &AgentCard,
+        request: CallRequest<'_>,
+    ) -> Result<Value, CallError> {
+        let target = Target {
+            agent: &agent.name,
+            skill: request.skill,
+        };
         let task_id = OnceLock::new();
         let ended = {
             let work = async {
                 match &agent.endpoint {
-                    Endpoint::A2a { url } => a2a::call(&self.http, url, target, &request, &task_id).await,
-                    Endpoint::Legacy { url } => legacy::call(&self.http, url, target, &request).await,
+                    Endpoint::A2a { url } => {
+                        a2a::call(&self.http, url, target, &request, &task_id).await
+                    }
+                    Endpoint::Legacy { url } => {
+                        legacy::call(&self.http, url, target, &request).await
+                    }
                 }
             };
             tokio::select! {
@@ -247,14 +288,25 @@ impl AgentClient {
             }
         };
         let task_id = task_id.into_inner();
-        if let (Some(id), Endpoint::A2a { url }, false) = (&task_id, &agent.endpoint, matches!(ended, Ended::Done(_))) {
+        if let (Some(id), Endpoint::A2a { url }, false) =
+            (&task_id, &agent.endpoint, matches!(ended, Ended::Done(_)))
+        {
             a2a::cancel_task(&self.http, url, target, id).await;
         }
         let (agent, skill) = (agent.name.clone(), request.skill.to_string());
         match ended {
             Ended::Done(result) => result,
-            Ended::TimedOut => Err(CallError::Timeout { agent, skill, timeout: request.timeout, task_id }),
-            Ended::Cancelled => Err(CallError::Cancelled { agent, skill, task_id }),
+            Ended::TimedOut => Err(CallError::Timeout {
+                agent,
+                skill,
+                timeout: request.timeout,
+                task_id,
+            }),
+            Ended::Cancelled => Err(CallError::Cancelled {
+                agent,
+                skill,
+                task_id,
+            }),
         }
     }
 }
@@ -296,11 +348,31 @@ mod tests {
             (http(404), false),
             (http(400), false),
             (
-                CallError::Timeout { agent: "a".into(), skill: "s".into(), timeout: Duration::from_secs(1), task_id: None },
+                CallError::Timeout {
+                    agent: "a".into(),
+                    skill: "s".into(),
+                    timeout: Duration::from_secs(1),
+                    task_id: None,
+                },
                 true,
             ),
-            (CallError::Cancelled { agent: "a".into(), skill: "s".into(), task_id: None }, false),
-            (CallError::JsonRpc { agent: "a".into(), skill: "s".into(), code: -32000, message: "m".into() }, false),
+            (
+                CallError::Cancelled {
+                    agent: "a".into(),
+                    skill: "s".into(),
+                    task_id: None,
+                },
+                false,
+            ),
+            (
+                CallError::JsonRpc {
+                    agent: "a".into(),
+                    skill: "s".into(),
+                    code: -32000,
+                    message: "m".into(),
+                },
+                false,
+            ),
         ];
         for (error, transient) in cases {
             assert_eq!(error.is_transient(), transient, "{error}");
@@ -320,7 +392,14 @@ mod tests {
             timeout.to_string(),
             "skill `generate_code` on agent `coder` timed out after 1s 500ms (task t-1, cancellation sent to the agent)"
         );
-        let cancelled = CallError::Cancelled { agent: "coder".into(), skill: "plan".into(), task_id: None };
-        assert_eq!(cancelled.to_string(), "skill `plan` on agent `coder` was cancelled");
+        let cancelled = CallError::Cancelled {
+            agent: "coder".into(),
+            skill: "plan".into(),
+            task_id: None,
+        };
+        assert_eq!(
+            cancelled.to_string(),
+            "skill `plan` on agent `coder` was cancelled"
+        );
     }
 }
