@@ -338,6 +338,7 @@ async fn legacy_http_503_is_transient_and_timeouts_abort() {
         call(&agent, "flaky", &flaky, GENEROUS).await.unwrap(),
         Value::Object(flaky.clone())
     );
+    assert_eq!(legacy.calls("flaky"), 2);
 
     let started = Instant::now();
     let sleepy = input(json!({"ms": 5000}));
