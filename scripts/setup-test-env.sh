@@ -16,7 +16,10 @@ fi
 
 if [[ ! -x "$venv/bin/python" ]]; then
     echo "creating $venv" >&2
-    "$python" -m venv "$venv"
+    if ! "$python" -m venv "$venv"; then
+        echo "error: cannot create $venv with $python (on Debian: apt-get install python3-venv)" >&2
+        exit 1
+    fi
 fi
 echo "installing ${packages[*]} into $venv" >&2
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${packages[@]}"

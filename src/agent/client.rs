@@ -62,7 +62,7 @@ pub enum CallError {
         skill: String,
         task_id: Option<String>,
     },
-    #[error("agent `{agent}` ended skill `{skill}` as {state} (task {task_id}): {message}")]
+    #[error("skill `{skill}` on agent `{agent}` {} (task {task_id}): {message}", state_words(.state))]
     TaskFailed {
         agent: String,
         skill: String,
@@ -90,6 +90,18 @@ pub enum CallError {
         #[source]
         source: Option<serde_json::Error>,
     },
+}
+
+/// How a task that did not complete ended, for messages.
+fn state_words(state: &str) -> String {
+    match state {
+        "TASK_STATE_FAILED" => "failed".to_string(),
+        "TASK_STATE_REJECTED" => "was rejected".to_string(),
+        "TASK_STATE_CANCELED" => "was cancelled by the agent".to_string(),
+        "TASK_STATE_INPUT_REQUIRED" => "needs input".to_string(),
+        "TASK_STATE_AUTH_REQUIRED" => "needs authentication".to_string(),
+        other => format!("ended in state {other}"),
+    }
 }
 
 fn task_suffix(task_id: &Option<String>) -> String {
@@ -152,7 +164,7 @@ impl Target<'_> {
     /// A reqwest failure: unreachable when the connection never opened.
     pub fn transport(&self, source: reqwest::Error) -> CallError {
         let (agent, skill) = (self.agent.to_string(), self.skill.to_string());
-        if source.is_connect() {
+        if source.is_connect() || refused_or_reset(&source) {
             CallError::Unreachable {
                 agent,
                 skill,
@@ -169,19 +181,11 @@ impl Target<'_> {
 
     pub fn http(&self, response: &reqwest::Response) -> CallError {
         let status = response.status();
-        let asks_to_wait = status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
-        let retry_after = asks_to_wait
-            .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
-            .flatten()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
         CallError::Http {
             agent: self.agent.to_string(),
             skill: self.skill.to_string(),
             status,
-            retry_after,
+            retry_after: retry_after(status, response.headers()),
         }
     }
 
@@ -212,6 +216,40 @@ impl Target<'_> {
             },
         }
     }
+}
+
+/// Whether the connection was refused or dropped at the socket level, which
+/// reqwest does not always report as a connect error.
+fn refused_or_reset(error: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+            );
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// The delay asked for by a 429 or 503 answer, in whole seconds (the form
+/// agents use; an HTTP date is ignored).
+fn retry_after(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<Duration> {
+    let asks_to_wait = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .filter(|_| asks_to_wait)?;
+    let seconds = value.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(seconds))
 }
 
 /// The start of a response body, on one line, for error messages.
@@ -381,7 +419,41 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_only_on_429_and_503_in_seconds() {
+        let cases = [
+            (429, Some("7"), Some(Duration::from_secs(7))),
+            (503, Some(" 2 "), Some(Duration::from_secs(2))),
+            (503, Some("Wed, 21 Oct 2015 07:28:00 GMT"), None),
+            (503, None, None),
+            (500, Some("7"), None),
+        ];
+        for (status, header, expected) in cases {
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(value) = header {
+                headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+            }
+            let status = reqwest::StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                retry_after(status, &headers),
+                expected,
+                "{status} {header:?}"
+            );
+        }
+    }
+
+    #[test]
     fn messages_name_agent_skill_and_task() {
+        let failed = CallError::TaskFailed {
+            agent: "coder".into(),
+            skill: "plan".into(),
+            task_id: "t-2".into(),
+            state: "TASK_STATE_INPUT_REQUIRED".into(),
+            message: "which language?".into(),
+        };
+        assert_eq!(
+            failed.to_string(),
+            "skill `plan` on agent `coder` needs input (task t-2): which language?"
+        );
         let timeout = CallError::Timeout {
             agent: "coder".into(),
             skill: "generate_code".into(),

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
 use serde::Deserialize;
@@ -92,6 +93,10 @@ pub trait Discovery: Send + Sync {
     fn searched(&self) -> String;
 }
 
+/// An agent that accepts the connection but does not serve its card in this
+/// long is left out rather than holding up the run.
+const CARD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Agents from `--agent URL` flags and an agents file; cards fetched once.
 pub struct StaticDiscovery {
     http: reqwest::Client,
@@ -102,7 +107,13 @@ pub struct StaticDiscovery {
 /// What one configured URL gave.
 enum Found {
     Card(Arc<AgentCard>),
-    Unreachable { url: String },
+    Unreachable {
+        url: String,
+    },
+    /// It answered, but with no card pallet can read.
+    NoCard {
+        url: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -145,7 +156,7 @@ impl StaticDiscovery {
             .iter()
             .filter_map(|found| match found {
                 Found::Card(card) => Some(card.clone()),
-                Found::Unreachable { .. } => None,
+                Found::Unreachable { .. } | Found::NoCard { .. } => None,
             })
             .collect()
     }
@@ -212,6 +223,7 @@ impl Discovery for StaticDiscovery {
             .map(|found| match found {
                 Found::Card(card) => format!("`{}` at {}", card.name, card.url()),
                 Found::Unreachable { url } => format!("{url} (unreachable)"),
+                Found::NoCard { url } => format!("{url} (no usable agent card)"),
             })
             .collect();
         described.join(", ")
@@ -263,7 +275,7 @@ async fn fetch_card(http: &reqwest::Client, url: &str) -> Found {
                 Err(error) => tracing::warn!(agent = url, "{error}"),
             },
             Err(FetchError::Connect(error)) => {
-                tracing::warn!(agent = url, error = %error, "agent does not answer; skipping it");
+                tracing::warn!(agent = url, error = %with_causes(&error), "agent does not answer; skipping it");
                 return Found::Unreachable {
                     url: url.to_string(),
                 };
@@ -272,9 +284,21 @@ async fn fetch_card(http: &reqwest::Client, url: &str) -> Found {
         }
     }
     tracing::warn!(agent = url, "no agent card found; skipping the agent");
-    Found::Unreachable {
+    Found::NoCard {
         url: url.to_string(),
     }
+}
+
+/// reqwest's message leaves out why; logs want the whole chain.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
 }
 
 enum FetchError {
@@ -283,8 +307,9 @@ enum FetchError {
 }
 
 async fn fetch_json(http: &reqwest::Client, location: &str) -> Result<Value, FetchError> {
-    let response = http.get(location).send().await.map_err(|error| {
-        if error.is_connect() {
+    let request = http.get(location).timeout(CARD_TIMEOUT);
+    let response = request.send().await.map_err(|error| {
+        if error.is_connect() || error.is_timeout() {
             FetchError::Connect(error)
         } else {
             FetchError::Other(error.to_string())

@@ -80,7 +80,8 @@ async fn discovery_reads_both_card_kinds_in_configured_order() {
         assert_eq!(text.len(), 1);
         assert_eq!(text[0].name, "a2a-agent");
     }
-    let with_dead = StaticDiscovery::new(vec![dead.clone(), legacy.url()]);
+    let no_card = format!("{}/nothing-here", legacy.url());
+    let with_dead = StaticDiscovery::new(vec![dead.clone(), no_card.clone(), legacy.url()]);
     assert_eq!(
         with_dead.agents_for("fail").await.unwrap()[0].name,
         "legacy-agent"
@@ -88,6 +89,10 @@ async fn discovery_reads_both_card_kinds_in_configured_order() {
     let searched = with_dead.searched();
     assert!(
         searched.contains(&format!("{dead} (unreachable)")),
+        "{searched}"
+    );
+    assert!(
+        searched.contains(&format!("{no_card} (no usable agent card)")),
         "{searched}"
     );
     assert!(searched.contains("`legacy-agent`"), "{searched}");
@@ -193,7 +198,7 @@ async fn a2a_failures_carry_the_agent_message_or_rpc_error() {
         .unwrap_err();
     let message = input_required.to_string();
     assert!(
-        message.contains("TASK_STATE_INPUT_REQUIRED") && message.contains("tell me more"),
+        message.contains("needs input") && message.contains("tell me more"),
         "{message}"
     );
 
