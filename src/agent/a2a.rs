@@ -146,7 +146,7 @@ async fn rpc(
         .await
         .map_err(|source| target.transport(source))?;
     if !response.status().is_success() {
-        return Err(target.http(&response));
+        return Err(target.http(response).await);
     }
     let text = response
         .text()

@@ -42,12 +42,14 @@ pub enum CallError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("agent `{agent}` answered HTTP {status} to skill `{skill}`")]
+    #[error("agent `{agent}` answered HTTP {status} to skill `{skill}` (body: {snippet})")]
     Http {
         agent: String,
         skill: String,
         status: reqwest::StatusCode,
         retry_after: Option<Duration>,
+        /// The start of the body, which often says why.
+        snippet: String,
     },
     #[error("skill `{skill}` on agent `{agent}` timed out after {}{}", humantime::format_duration(*.timeout), task_suffix(.task_id))]
     Timeout {
@@ -179,13 +181,25 @@ impl Target<'_> {
         }
     }
 
-    pub fn http(&self, response: &reqwest::Response) -> CallError {
+    /// An answer that is not 2xx. A client error whose body is a JSON-RPC
+    /// error is reported as that error, since it says more than the status.
+    pub async fn http(&self, response: reqwest::Response) -> CallError {
         let status = response.status();
+        let retry_after = retry_after(status, response.headers());
+        let body = response.text().await.unwrap_or_default();
+        if status.is_client_error()
+            && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+            && let Ok(reply) = serde_json::from_str::<Value>(&body)
+            && let Some(error) = reply.get("error").filter(|error| error.is_object())
+        {
+            return self.json_rpc(error);
+        }
         CallError::Http {
             agent: self.agent.to_string(),
             skill: self.skill.to_string(),
             status,
-            retry_after: retry_after(status, response.headers()),
+            retry_after,
+            snippet: snippet(&body),
         }
     }
 
@@ -326,9 +340,8 @@ impl AgentClient {
             }
         };
         let task_id = task_id.into_inner();
-        if let (Some(id), Endpoint::A2a { url }, false) =
-            (&task_id, &agent.endpoint, matches!(ended, Ended::Done(_)))
-        {
+        let gave_up = !matches!(ended, Ended::Done(_));
+        if gave_up && let (Some(id), Endpoint::A2a { url }) = (&task_id, &agent.endpoint) {
             a2a::cancel_task(&self.http, url, target, id).await;
         }
         let (agent, skill) = (agent.name.clone(), request.skill.to_string());
@@ -378,6 +391,7 @@ mod tests {
             skill: "s".into(),
             status: reqwest::StatusCode::from_u16(status).unwrap(),
             retry_after: None,
+            snippet: String::new(),
         };
         let cases = [
             (http(503), true),

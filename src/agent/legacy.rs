@@ -29,7 +29,7 @@ pub(crate) async fn call(
         .await
         .map_err(|source| target.transport(source))?;
     if !response.status().is_success() {
-        return Err(target.http(&response));
+        return Err(target.http(response).await);
     }
     let text = response
         .text()

@@ -151,7 +151,7 @@ async fn unknown_skill_names_the_skill_the_agents_and_a_close_match() {
 
 #[tokio::test]
 async fn a2a_outputs_from_data_text_several_parts_and_messages() {
-    let peer = A2aPeer::start("a2a-agent").await;
+    let peer = A2aPeer::shared().await;
     let agent = card_of(peer.url()).await;
     let given = input(json!({"count": 3, "ratio": 0.5, "name": "pallet", "list": [1, "two"]}));
     let cases = [
@@ -177,7 +177,7 @@ async fn a2a_outputs_from_data_text_several_parts_and_messages() {
 
 #[tokio::test]
 async fn a2a_failures_carry_the_agent_message_or_rpc_error() {
-    let peer = A2aPeer::start("a2a-agent").await;
+    let peer = A2aPeer::shared().await;
     let agent = card_of(peer.url()).await;
     let empty = Map::new();
 
@@ -216,7 +216,7 @@ async fn a2a_failures_carry_the_agent_message_or_rpc_error() {
 
 #[tokio::test]
 async fn a2a_timeout_cancels_the_task_on_the_agent() {
-    let peer = A2aPeer::start("a2a-agent").await;
+    let peer = A2aPeer::shared().await;
     let agent = card_of(peer.url()).await;
     let started = Instant::now();
     let error = call(
@@ -245,7 +245,7 @@ async fn a2a_timeout_cancels_the_task_on_the_agent() {
 
 #[tokio::test]
 async fn a2a_cancellation_token_cancels_the_task_on_the_agent() {
-    let peer = A2aPeer::start("a2a-agent").await;
+    let peer = A2aPeer::shared().await;
     let agent = card_of(peer.url()).await;
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
@@ -339,6 +339,12 @@ async fn legacy_http_503_is_transient_and_timeouts_abort() {
         "{error:?}"
     );
     assert!(error.is_transient() && !error.is_unreachable());
+    assert!(
+        error
+            .to_string()
+            .contains("HTTP 503 Service Unavailable to skill `flaky` (body: try again)"),
+        "{error}"
+    );
     assert_eq!(
         call(&agent, "flaky", &flaky, GENEROUS).await.unwrap(),
         Value::Object(flaky.clone())

@@ -1,6 +1,9 @@
 """A real A2A 1.0 agent for pallet's integration tests, built on the official SDK.
 
-Usage: a2a_agent.py PORT [NAME]
+Usage: a2a_agent.py PORT [NAME] [--exit-on-stdin-eof]
+
+With --exit-on-stdin-eof the agent exits when its standard input closes, so a
+test process that dies (or never drops its handle) leaves no agent behind.
 
 Skills (the skill id comes from `metadata.skillId` of the request):
   echo         artifact with the input as one data part
@@ -16,7 +19,9 @@ Skills (the skill id comes from `metadata.skillId` of the request):
 import asyncio
 import logging
 import json
+import os
 import sys
+import threading
 
 import uvicorn
 from starlette.applications import Starlette
@@ -134,11 +139,22 @@ def agent_card(name: str, port: int) -> AgentCard:
     )
 
 
+def exit_when_stdin_closes() -> None:
+    def watch() -> None:
+        sys.stdin.buffer.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
-    port = int(sys.argv[1])
+    args = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    if "--exit-on-stdin-eof" in sys.argv:
+        exit_when_stdin_closes()
+    port = int(args[0])
+    name = args[1] if len(args) > 1 else "a2a-test-agent"
     # The `invalid` skill raises on purpose; the SDK would log a traceback.
     logging.getLogger("a2a").setLevel(logging.CRITICAL)
-    name = sys.argv[2] if len(sys.argv) > 2 else "a2a-test-agent"
     card = agent_card(name, port)
     handler = DefaultRequestHandler(
         agent_executor=TestExecutor(), task_store=InMemoryTaskStore(), agent_card=card

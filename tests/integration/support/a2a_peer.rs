@@ -1,5 +1,7 @@
 //! A real A2A 1.0 agent (`tests/peers/a2a_agent.py`, built on the official
-//! Python SDK) run as a child process on a free loopback port.
+//! Python SDK) run as a child process on a free loopback port: one per test
+//! with [`A2aPeer::start`] (killed on drop), or one per test binary with
+//! [`A2aPeer::shared`].
 //!
 //! Skills: `echo`, `echo_text`, `pair`, `reply`, `fail`, `slow`, `needs_input`,
 //! `invalid` (see the script). Python comes from `PALLET_TEST_PYTHON`, else the
@@ -10,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 
 /// How long the interpreter may take to import the SDK and listen.
 const STARTUP_LIMIT: Duration = Duration::from_secs(30);
@@ -29,12 +32,14 @@ impl A2aPeer {
             .arg(&script)
             .arg(port.to_string())
             .arg(name)
-            .stdin(Stdio::null())
+            .arg("--exit-on-stdin-eof")
+            // The agent exits when this pipe closes, i.e. when the test process ends.
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| {
                 panic!(
-                    "cannot start {} {}: {error}",
+                    "cannot start {} {}: {error}; run scripts/setup-test-env.sh",
                     python.display(),
                     script.display()
                 )
@@ -42,6 +47,15 @@ impl A2aPeer {
         let mut peer = A2aPeer { port, child };
         peer.wait_until_ready().await;
         peer
+    }
+
+    /// One agent named `shared-a2a-agent` for all tests of the binary that do
+    /// not need their own; it exits with the test process.
+    pub async fn shared() -> &'static A2aPeer {
+        static SHARED: OnceCell<A2aPeer> = OnceCell::const_new();
+        SHARED
+            .get_or_init(|| A2aPeer::start("shared-a2a-agent"))
+            .await
     }
 
     pub fn url(&self) -> String {
