@@ -30,7 +30,6 @@ pub(crate) async fn call(
     request: &CallRequest<'_>,
     task_id: &OnceLock<String>,
 ) -> Result<Value, CallError> {
-    let skill_metadata = json!({"skillId": request.skill});
     let message = json!({
         "messageId": uuid::Uuid::new_v4().to_string(),
         "role": "ROLE_USER",
@@ -40,7 +39,7 @@ pub(crate) async fn call(
     let params = json!({
         "message": message,
         "configuration": {"returnImmediately": true, "historyLength": 0},
-        "metadata": skill_metadata,
+        "metadata": {"skillId": request.skill},
     });
     let (result, body) = rpc(http, url, target, "SendMessage", params).await?;
     if let Some(message) = result.get("message") {

@@ -114,7 +114,9 @@ fn task_suffix(task_id: &Option<String>) -> String {
 }
 
 impl CallError {
-    /// Connection refused/reset before the agent accepted the call: try another agent.
+    /// Connection refused/reset before the agent accepted the call: try another
+    /// agent. Also when an A2A agent stops answering while its task runs, since
+    /// that agent is gone too.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, CallError::Unreachable { .. })
     }
