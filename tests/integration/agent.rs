@@ -54,7 +54,7 @@ fn dead_url() -> String {
 #[tokio::test]
 async fn discovery_reads_both_card_kinds_in_configured_order() {
     let (peer, legacy) = tokio::join!(
-        A2aPeer::start("a2a-agent"),
+        A2aPeer::start_with_skills("a2a-agent", &["create_plan"]),
         LegacyAgent::start("legacy-agent", &[])
     );
     let dead = dead_url();
@@ -76,6 +76,14 @@ async fn discovery_reads_both_card_kinds_in_configured_order() {
             ]
         );
         assert_eq!(echo[1].name, "a2a-agent");
+        let plan = discovery.agents_for("create_plan").await.unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].name, "a2a-agent");
+        let given = input(json!({"requirements": "a factorial"}));
+        let output = call(&plan[0], "create_plan", &given, GENEROUS)
+            .await
+            .unwrap();
+        assert_eq!(output, Value::Object(given));
         let text = discovery.agents_for("echo_text").await.unwrap();
         assert_eq!(text.len(), 1);
         assert_eq!(text[0].name, "a2a-agent");
@@ -173,6 +181,20 @@ async fn a2a_outputs_from_data_text_several_parts_and_messages() {
             started.elapsed()
         );
     }
+}
+
+#[tokio::test]
+async fn a2a_requests_carry_the_skill_and_idempotency_key() {
+    let peer = A2aPeer::shared().await;
+    let agent = card_of(peer.url()).await;
+    let seen = call(&agent, "metadata", &Map::new(), GENEROUS)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        json!({"message": {"skillId": "metadata", "idempotencyKey": "test-key"},
+               "params": {"skillId": "metadata"}})
+    );
 }
 
 #[tokio::test]

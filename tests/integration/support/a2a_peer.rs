@@ -4,7 +4,7 @@
 //! [`A2aPeer::shared`].
 //!
 //! Skills: `echo`, `echo_text`, `pair`, `reply`, `fail`, `slow`, `needs_input`,
-//! `invalid` (see the script). Python comes from `PALLET_TEST_PYTHON`, else the
+//! `invalid`, `metadata` (see the script), plus any the test names. Python comes from `PALLET_TEST_PYTHON`, else the
 //! repository's `.venv` made by `scripts/setup-test-env.sh`.
 
 use std::path::PathBuf;
@@ -25,6 +25,11 @@ pub struct A2aPeer {
 
 impl A2aPeer {
     pub async fn start(name: &str) -> A2aPeer {
+        A2aPeer::start_with_skills(name, &[]).await
+    }
+
+    /// Also offers `extra_skills`, which echo their input like `echo`.
+    pub async fn start_with_skills(name: &str, extra_skills: &[&str]) -> A2aPeer {
         let python = python();
         let script = repository_root().join("tests/peers/a2a_agent.py");
         let port = free_port();
@@ -32,6 +37,7 @@ impl A2aPeer {
             .arg(&script)
             .arg(port.to_string())
             .arg(name)
+            .arg(format!("--skills={}", extra_skills.join(",")))
             .arg("--exit-on-stdin-eof")
             // The agent exits when this pipe closes, i.e. when the test process ends.
             .stdin(Stdio::piped())
