@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Creates .venv at the repository root with the pinned Python packages the
 # integration tests need (the real A2A peer). Idempotent and quiet when done.
+# PALLET_SETUP_PYTHON picks the interpreter that creates the venv (default python3).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
-python="${PYTHON:-python3}"
+python="${PALLET_SETUP_PYTHON:-python3}"
 packages=("a2a-sdk[http-server]==1.3.0" "uvicorn==0.54.0")
 stamp="$venv/.pallet-test-env"
 wanted="${packages[*]}"
