@@ -73,10 +73,10 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
     };
     let input = resolve_input(&args)?;
     let client = AgentClient::new();
-    let mut discovery = StaticDiscovery::new(client.clone(), args.agents.clone());
-    if let Some(path) = &args.agents_file {
-        discovery = discovery.with_agents_file(path)?;
-    }
+    let discovery = match &args.agents_file {
+        Some(path) => StaticDiscovery::with_agents_file(args.agents.clone(), path)?,
+        None => StaticDiscovery::new(args.agents.clone()),
+    };
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
     Ok(RunSettings {
         workflow,
