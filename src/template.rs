@@ -1,8 +1,21 @@
 //! `{{ }}` templates in step inputs and conditions, resolved with handlebars in
-//! strict mode. Pure: no IO, no code execution. OWNER: template helper.
+//! strict mode. Pure: no IO, no code execution (no script helpers, no partials,
+//! no decorators).
+//!
+//! Every template of a workflow is compiled once by [`Renderer::new`]. A string
+//! that is exactly one `{{ path }}` is looked up directly in the [`Scope`] and
+//! keeps its JSON type; anything else is rendered by handlebars into a string,
+//! from a context holding only the values the template references.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 
+use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, HelperResult, Output, Path, PathSeg, RenderContext,
+    RenderError, RenderErrorReason, Template,
+};
 use serde_json::{Map, Value};
 
 use crate::workflow::{Step, Workflow};
@@ -22,32 +35,747 @@ pub struct StepReference {
     pub path: String,
 }
 
+/// Where in a step a template sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An input, named by its key path: `code`, `config.items[0]`.
+    Input(String),
+    Condition,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Input(key) => write!(formatter, "input `{key}`"),
+            Location::Condition => formatter.write_str("condition"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("todo")]
-    Todo,
+    #[error("step `{step}`, {location}: invalid template")]
+    Syntax {
+        step: String,
+        location: Location,
+        #[source]
+        source: Box<handlebars::TemplateError>,
+    },
+    #[error("step `{step}`, {location}: {construct} are not allowed in templates")]
+    Forbidden {
+        step: String,
+        location: Location,
+        construct: &'static str,
+    },
+    #[error("step `{step}`, {location}: `{path}` does not exist ({parent} {found})")]
+    MissingPath {
+        step: String,
+        location: Location,
+        /// The path as written, `steps.build.outputs.result.cod`.
+        path: String,
+        /// The longest part of the path that exists, `steps.build.outputs.result`.
+        parent: String,
+        /// What the parent holds: `has: code, language`, `is a string`, ...
+        found: String,
+    },
+    #[error("step `{step}`, {location}: cannot render template")]
+    Render {
+        step: String,
+        location: Location,
+        #[source]
+        source: Box<RenderError>,
+    },
+    #[error("step `{step}` is not part of the workflow this renderer was built for")]
+    UnknownStep { step: String },
+}
+
+impl TemplateError {
+    /// A suggestion for the user, when there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            TemplateError::Syntax { .. } => {
+                Some("write `{{ workflow.input.NAME }}` or `{{ steps.ID.outputs.NAME }}`".into())
+            }
+            TemplateError::Forbidden { .. } => Some(
+                "templates may only read values and use the helpers eq, ne, gt, gte, lt, lte, and, or, not"
+                    .into(),
+            ),
+            TemplateError::MissingPath { path, parent, .. } if parent == "steps" => {
+                let step = path.trim_start_matches("steps.").split('.').next().unwrap_or_default();
+                Some(format!(
+                    "step `{step}` has no output here: a template can only read steps that ran before it"
+                ))
+            }
+            TemplateError::MissingPath { .. } => Some(
+                "templates read `workflow.input.NAME` and `steps.ID.outputs.NAME`; check the name against what is there"
+                    .into(),
+            ),
+            TemplateError::Render { .. } | TemplateError::UnknownStep { .. } => None,
+        }
+    }
+}
+
+/// Helpers whose result is a boolean, so a template made of one call to them
+/// resolves to a JSON bool.
+const BOOLEAN_HELPERS: [&str; 9] = ["eq", "ne", "gt", "gte", "lt", "lte", "and", "or", "not"];
+
+/// Name of the internal helper every plain `{{ path }}` of a rendered template is
+/// rewritten to, so objects and arrays render as JSON. Not writable in a template.
+const VALUE_HELPER: &str = "pallet:value";
+
+/// How one template string is resolved.
+#[derive(Debug)]
+enum Compiled {
+    /// Exactly one `{{ path }}`: looked up directly, keeping the JSON type.
+    Lookup(Vec<String>),
+    /// Anything else: rendered by handlebars into a string.
+    Render {
+        name: String,
+        /// Every `workflow...` / `steps...` path the template reads, none a prefix of another.
+        references: Vec<Vec<String>>,
+        /// The template is one call to a boolean helper.
+        boolean: bool,
+    },
+}
+
+/// A step input (or condition) with its templates compiled.
+#[derive(Debug)]
+enum Node {
+    /// No template inside: copied as is.
+    Literal(Value),
+    Template {
+        location: Location,
+        compiled: Compiled,
+    },
+    Object(Vec<(String, Node)>),
+    Array(Vec<Node>),
+}
+
+#[derive(Debug, Default)]
+struct StepTemplates {
+    inputs: Vec<(String, Node)>,
+    condition: Option<Node>,
 }
 
 /// All templates of one workflow, compiled once.
-pub struct Renderer {}
+pub struct Renderer {
+    registry: Handlebars<'static>,
+    steps: HashMap<String, StepTemplates>,
+}
+
+impl fmt::Debug for Renderer {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Renderer")
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Renderer {
     pub fn new(workflow: &Workflow) -> Result<Renderer, TemplateError> {
-        let _ = workflow;
-        todo!("template helper")
+        let mut compiler = Compiler {
+            registry: new_registry(),
+            count: 0,
+        };
+        let mut steps = HashMap::new();
+        for step in workflow.all_steps() {
+            let mut templates = StepTemplates::default();
+            for (key, value) in &step.inputs {
+                templates
+                    .inputs
+                    .push((key.clone(), compiler.node(&step.id, key, value)?));
+            }
+            if let Some(text) = &step.condition {
+                let node = match text.contains("{{") {
+                    true => Node::Template {
+                        compiled: compiler.template(&step.id, &Location::Condition, text)?,
+                        location: Location::Condition,
+                    },
+                    false => Node::Literal(Value::String(text.clone())),
+                };
+                templates.condition = Some(node);
+            }
+            steps.insert(step.id.clone(), templates);
+        }
+        Ok(Renderer {
+            registry: compiler.registry,
+            steps,
+        })
     }
 
     /// The step's inputs with every template resolved.
     pub fn inputs(&self, step: &Step, scope: &Scope) -> Result<Map<String, Value>, TemplateError> {
-        let _ = (step, scope);
-        todo!("template helper")
+        let templates = self.templates(step)?;
+        let mut resolved = Map::with_capacity(templates.inputs.len());
+        for (key, node) in &templates.inputs {
+            resolved.insert(key.clone(), self.resolve(&step.id, node, scope)?);
+        }
+        Ok(resolved)
     }
 
     /// The step's `condition` resolved to a value (bool for conditional, case name for switch).
+    ///
+    /// One `{{ path }}` gives the value itself; anything else gives the rendered
+    /// string, or a bool when it reads `true` / `false`. No condition gives null.
     pub fn condition(&self, step: &Step, scope: &Scope) -> Result<Value, TemplateError> {
-        let _ = (step, scope);
-        todo!("template helper")
+        let templates = self.templates(step)?;
+        let value = match &templates.condition {
+            None => Value::Null,
+            Some(Node::Template {
+                compiled: Compiled::Lookup(path),
+                location,
+            }) => lookup(scope, path)
+                .map_err(|missing| missing.error(&step.id, location, path))?
+                .into_owned(),
+            Some(node) => match self.resolve(&step.id, node, scope)? {
+                Value::String(text) => {
+                    parse_boolean(&text).map_or(Value::String(text), Value::Bool)
+                }
+                other => other,
+            },
+        };
+        Ok(value)
     }
+
+    fn templates(&self, step: &Step) -> Result<&StepTemplates, TemplateError> {
+        self.steps
+            .get(&step.id)
+            .ok_or_else(|| TemplateError::UnknownStep {
+                step: step.id.clone(),
+            })
+    }
+
+    fn resolve(&self, step: &str, node: &Node, scope: &Scope) -> Result<Value, TemplateError> {
+        match node {
+            Node::Literal(value) => Ok(value.clone()),
+            Node::Template { location, compiled } => self.evaluate(step, location, compiled, scope),
+            Node::Object(fields) => {
+                let mut resolved = Map::with_capacity(fields.len());
+                for (key, field) in fields {
+                    resolved.insert(key.clone(), self.resolve(step, field, scope)?);
+                }
+                Ok(Value::Object(resolved))
+            }
+            Node::Array(items) => items
+                .iter()
+                .map(|item| self.resolve(step, item, scope))
+                .collect::<Result<_, _>>()
+                .map(Value::Array),
+        }
+    }
+
+    fn evaluate(
+        &self,
+        step: &str,
+        location: &Location,
+        compiled: &Compiled,
+        scope: &Scope,
+    ) -> Result<Value, TemplateError> {
+        match compiled {
+            Compiled::Lookup(path) => Ok(lookup(scope, path)
+                .map_err(|missing| missing.error(step, location, path))?
+                .into_owned()),
+            Compiled::Render {
+                name,
+                references,
+                boolean,
+            } => {
+                let mut root = Value::Object(Map::new());
+                for path in references {
+                    let value = lookup(scope, path)
+                        .map_err(|missing| missing.error(step, location, path))?;
+                    insert(&mut root, path, value.into_owned());
+                }
+                let text = self
+                    .registry
+                    .render_with_context(name, &Context::from(root))
+                    .map_err(|source| TemplateError::Render {
+                        step: step.to_string(),
+                        location: location.clone(),
+                        source: Box::new(source),
+                    })?;
+                match (boolean, parse_boolean(&text)) {
+                    (true, Some(flag)) => Ok(Value::Bool(flag)),
+                    _ => Ok(Value::String(text)),
+                }
+            }
+        }
+    }
+}
+
+fn parse_boolean(text: &str) -> Option<bool> {
+    match text.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Builds compiled templates and registers the rendered ones.
+struct Compiler {
+    registry: Handlebars<'static>,
+    count: usize,
+}
+
+impl Compiler {
+    /// Compiles an input value; `key` names it in errors (`config.items[0]`).
+    fn node(&mut self, step: &str, key: &str, value: &Value) -> Result<Node, TemplateError> {
+        if !contains_template(value) {
+            return Ok(Node::Literal(value.clone()));
+        }
+        let node = match value {
+            Value::String(text) => {
+                let location = Location::Input(key.to_string());
+                Node::Template {
+                    compiled: self.template(step, &location, text)?,
+                    location,
+                }
+            }
+            Value::Object(fields) => Node::Object(
+                fields
+                    .iter()
+                    .map(|(name, field)| {
+                        Ok((
+                            name.clone(),
+                            self.node(step, &format!("{key}.{name}"), field)?,
+                        ))
+                    })
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+            Value::Array(items) => Node::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| self.node(step, &format!("{key}[{index}]"), item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => Node::Literal(other.clone()),
+        };
+        Ok(node)
+    }
+
+    fn template(
+        &mut self,
+        step: &str,
+        location: &Location,
+        text: &str,
+    ) -> Result<Compiled, TemplateError> {
+        let mut template = Template::compile(text).map_err(|source| TemplateError::Syntax {
+            step: step.to_string(),
+            location: location.clone(),
+            source: Box::new(source),
+        })?;
+        if let Some(construct) = forbidden_construct(&template.elements) {
+            return Err(TemplateError::Forbidden {
+                step: step.to_string(),
+                location: location.clone(),
+                construct,
+            });
+        }
+        let single = single_expression(&template);
+        if let Some(path) = single.and_then(lookup_path) {
+            return Ok(Compiled::Lookup(path));
+        }
+        let boolean = single.is_some_and(|expression| {
+            matches!(&expression.name, Parameter::Name(name) if BOOLEAN_HELPERS.contains(&name.as_str()))
+        });
+        let mut references = Vec::new();
+        collect_references(&template.elements, &mut references);
+        rewrite_values(&mut template.elements);
+        self.count += 1;
+        let name = format!("{step}:{location}:{}", self.count);
+        self.registry.register_template(&name, template);
+        Ok(Compiled::Render {
+            name,
+            references: without_extensions(references),
+            boolean,
+        })
+    }
+}
+
+fn contains_template(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains("{{"),
+        Value::Array(items) => items.iter().any(contains_template),
+        Value::Object(fields) => fields.values().any(contains_template),
+        _ => false,
+    }
+}
+
+/// Helper names a bare `{{ name }}` calls instead of reading a value, as handlebars does.
+const HELPER_NAMES: [&str; 17] = [
+    "if", "unless", "each", "with", "lookup", "raw", "log", "len", "eq", "ne", "gt", "gte", "lt",
+    "lte", "and", "or", "not",
+];
+
+fn new_registry() -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    // Values go to agents, not to a browser.
+    registry.register_escape_fn(handlebars::no_escape);
+    // The built-in eq/ne compare `1.0` and `1` as different; agents send doubles.
+    registry.register_helper("eq", Box::new(helpers::Equal));
+    registry.register_helper("ne", Box::new(helpers::NotEqual));
+    // Same truthiness as a plain condition (`"false"` is false).
+    registry.register_helper("and", Box::new(helpers::All));
+    registry.register_helper("or", Box::new(helpers::Any));
+    registry.register_helper("not", Box::new(helpers::Not));
+    registry.register_helper(VALUE_HELPER, Box::new(ValueHelper));
+    registry
+}
+
+/// The first construct templates may not use, if any.
+fn forbidden_construct(elements: &[TemplateElement]) -> Option<&'static str> {
+    elements.iter().find_map(|element| match element {
+        TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
+            Some("partials")
+        }
+        TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
+            Some("decorators")
+        }
+        TemplateElement::HelperBlock(helper) => [&helper.template, &helper.inverse]
+            .into_iter()
+            .flatten()
+            .find_map(|block| forbidden_construct(&block.elements)),
+        _ => None,
+    })
+}
+
+/// The one expression of a template that holds nothing else but whitespace.
+fn single_expression(template: &Template) -> Option<&HelperTemplate> {
+    let mut found = None;
+    for element in &template.elements {
+        match element {
+            TemplateElement::RawString(text) if text.trim().is_empty() => {}
+            TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper)
+                if found.is_none() =>
+            {
+                found = Some(helper.as_ref());
+            }
+            _ => return None,
+        }
+    }
+    found
+}
+
+/// The scope path of an expression that only reads a value: `{{ steps.plan.outputs.result }}`.
+fn lookup_path(expression: &HelperTemplate) -> Option<Vec<String>> {
+    if !expression.params.is_empty() || !expression.hash.is_empty() || expression.block {
+        return None;
+    }
+    scope_path(&expression.name)
+}
+
+/// The segments of a parameter that reads `workflow...` or `steps...`.
+fn scope_path(parameter: &Parameter) -> Option<Vec<String>> {
+    let Parameter::Path(Path::Relative((segments, _))) = parameter else {
+        return None;
+    };
+    let names: Vec<String> = segments
+        .iter()
+        .filter_map(|segment| match segment {
+            PathSeg::Named(name) => Some(name.clone()),
+            // `@root` and `../` lead back to the root, where workflow and steps are.
+            _ => None,
+        })
+        .collect();
+    matches!(
+        names.first().map(String::as_str),
+        Some("workflow" | "steps")
+    )
+    .then_some(names)
+}
+
+fn collect_references(elements: &[TemplateElement], found: &mut Vec<Vec<String>>) {
+    for element in elements {
+        if let TemplateElement::Expression(helper)
+        | TemplateElement::HtmlExpression(helper)
+        | TemplateElement::HelperBlock(helper) = element
+        {
+            let parameters = std::iter::once(&helper.name)
+                .chain(&helper.params)
+                .chain(helper.hash.values());
+            for parameter in parameters {
+                match parameter {
+                    Parameter::Subexpression(inner) => {
+                        collect_references(std::slice::from_ref(inner.as_element()), found)
+                    }
+                    other => found.extend(scope_path(other)),
+                }
+            }
+            for block in [&helper.template, &helper.inverse].into_iter().flatten() {
+                collect_references(&block.elements, found);
+            }
+        }
+    }
+}
+
+/// Keeps each path once and drops paths inside another kept path (its value covers them).
+fn without_extensions(mut paths: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    paths.sort();
+    paths.dedup();
+    let covered = |path: &Vec<String>| {
+        paths
+            .iter()
+            .any(|other| other.len() < path.len() && path.starts_with(other))
+    };
+    paths
+        .iter()
+        .filter(|path| !covered(path))
+        .cloned()
+        .collect()
+}
+
+/// Turns every `{{ path }}` into `{{ pallet:value path }}` so objects and arrays
+/// render as JSON instead of handlebars' `[object]`.
+fn rewrite_values(elements: &mut [TemplateElement]) {
+    for element in elements {
+        match element {
+            TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => {
+                let reads_value = helper.params.is_empty()
+                    && helper.hash.is_empty()
+                    && matches!(&helper.name, Parameter::Path(path) if !HELPER_NAMES.contains(&path_text(path)));
+                if reads_value {
+                    let path = std::mem::replace(
+                        &mut helper.name,
+                        Parameter::Name(VALUE_HELPER.to_string()),
+                    );
+                    helper.params.push(path);
+                }
+            }
+            TemplateElement::HelperBlock(helper) => {
+                for block in [&mut helper.template, &mut helper.inverse]
+                    .into_iter()
+                    .flatten()
+                {
+                    rewrite_values(&mut block.elements);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn path_text(path: &Path) -> &str {
+    match path {
+        Path::Relative((_, raw)) | Path::Local((_, _, raw)) => raw,
+    }
+}
+
+/// Where a path stops existing: the index of the first missing segment and
+/// what the part before it holds.
+struct Missing {
+    at: usize,
+    found: String,
+}
+
+impl Missing {
+    fn error(self, step: &str, location: &Location, path: &[String]) -> TemplateError {
+        TemplateError::MissingPath {
+            step: step.to_string(),
+            location: location.clone(),
+            path: display_path(path),
+            parent: display_path(&path[..self.at.min(path.len())]),
+            found: self.found,
+        }
+    }
+}
+
+/// The value at a scope path, borrowed from the scope when it exists as such.
+fn lookup<'a>(scope: &Scope<'a>, path: &[String]) -> Result<Cow<'a, Value>, Missing> {
+    let missing = |at: usize, found: String| Err(Missing { at, found });
+    let segment = |index: usize| path.get(index).map(String::as_str);
+    let (start, consumed) = match (segment(0), segment(1), segment(2)) {
+        (Some("workflow"), None, _) => {
+            return Ok(Cow::Owned(Value::Object(Map::from_iter([(
+                "input".into(),
+                scope.input.clone(),
+            )]))));
+        }
+        (Some("workflow"), Some("input"), _) => (scope.input, 2),
+        (Some("workflow"), Some(_), _) => return missing(1, "has: input".into()),
+        (Some("steps"), None, _) => {
+            let steps = scope
+                .steps
+                .iter()
+                .map(|(id, outputs)| (id.clone(), wrap_outputs(outputs)));
+            return Ok(Cow::Owned(Value::Object(steps.collect())));
+        }
+        (Some("steps"), Some(id), rest) => {
+            let Some(outputs) = scope.steps.get(id) else {
+                return missing(1, describe_steps(scope.steps));
+            };
+            match rest {
+                None => return Ok(Cow::Owned(wrap_outputs(outputs))),
+                Some("outputs") => (outputs, 3),
+                Some(_) => return missing(2, "has: outputs".into()),
+            }
+        }
+        _ => return missing(0, "has: workflow, steps".into()),
+    };
+    let mut current = start;
+    for (offset, name) in path[consumed..].iter().enumerate() {
+        current = match child(current, name) {
+            Some(value) => value,
+            None => return missing(consumed + offset, describe(current)),
+        };
+    }
+    Ok(Cow::Borrowed(current))
+}
+
+fn wrap_outputs(outputs: &Value) -> Value {
+    Value::Object(Map::from_iter([("outputs".into(), outputs.clone())]))
+}
+
+fn child<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(fields) => fields.get(name),
+        Value::Array(items) => items.get(name.parse::<usize>().ok()?),
+        _ => None,
+    }
+}
+
+/// What a value holds, for error messages: `has: code, language`, `is a string`.
+fn describe(value: &Value) -> String {
+    const SHOWN_KEYS: usize = 20;
+    match value {
+        Value::Object(fields) if fields.is_empty() => "is an empty object".into(),
+        Value::Object(fields) => {
+            let mut keys: Vec<&str> = fields.keys().map(String::as_str).take(SHOWN_KEYS).collect();
+            if fields.len() > SHOWN_KEYS {
+                keys.push("...");
+            }
+            format!("has: {}", keys.join(", "))
+        }
+        Value::Array(items) => format!("is an array of {} items", items.len()),
+        Value::String(_) => "is a string".into(),
+        Value::Number(_) => "is a number".into(),
+        Value::Bool(_) => "is a boolean".into(),
+        Value::Null => "is null".into(),
+    }
+}
+
+fn describe_steps(steps: &HashMap<String, Value>) -> String {
+    let mut ids: Vec<&str> = steps.keys().map(String::as_str).collect();
+    ids.sort_unstable();
+    match ids.is_empty() {
+        true => "has no step outputs yet".into(),
+        false => format!("has: {}", ids.join(", ")),
+    }
+}
+
+/// `steps.build.outputs.items.0`; a segment that is not a plain name is bracketed.
+fn display_path(path: &[String]) -> String {
+    if path.is_empty() {
+        return "the template context".into();
+    }
+    let plain = |name: &str| {
+        name.chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    };
+    let shown: Vec<Cow<str>> = path
+        .iter()
+        .map(|name| match plain(name) {
+            true => Cow::Borrowed(name.as_str()),
+            false => Cow::Owned(format!("[{name}]")),
+        })
+        .collect();
+    shown.join(".")
+}
+
+/// Places `value` at `path` in `root`, creating objects on the way.
+fn insert(root: &mut Value, path: &[String], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = root;
+    for name in parents {
+        let Value::Object(fields) = node else { return };
+        node = fields
+            .entry(name.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if let Value::Object(fields) = node {
+        fields.insert(last.clone(), value);
+    }
+}
+
+/// The text of a value inside a larger string: strings as they are, whole
+/// numbers without a fraction (agents send `1.0` for `1`), the rest as compact JSON.
+pub fn value_to_text(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::String(text) => Cow::Borrowed(text),
+        Value::Number(number) => match number.as_f64() {
+            Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() < 9.0e15 => {
+                Cow::Owned(format!("{}", float as i64))
+            }
+            _ => Cow::Owned(number.to_string()),
+        },
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// JSON equality where numbers compare by value (`1.0` equals `1`).
+fn json_equal(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Number(left), Value::Number(right)) => match (left.as_i64(), right.as_i64()) {
+            (Some(left), Some(right)) => left == right,
+            _ => match (left.as_u64(), right.as_u64()) {
+                (Some(left), Some(right)) => left == right,
+                _ => left.as_f64() == right.as_f64(),
+            },
+        },
+        (Value::Array(left), Value::Array(right)) => {
+            left.len() == right.len()
+                && left
+                    .iter()
+                    .zip(right)
+                    .all(|(left, right)| json_equal(left, right))
+        }
+        (Value::Object(left), Value::Object(right)) => {
+            left.len() == right.len()
+                && left.iter().all(|(key, value)| {
+                    right.get(key).is_some_and(|other| json_equal(value, other))
+                })
+        }
+        _ => left == right,
+    }
+}
+
+/// Renders the value of its one parameter with [`value_to_text`].
+struct ValueHelper;
+
+impl HelperDef for ValueHelper {
+    fn call<'registry: 'context, 'context>(
+        &self,
+        helper: &Helper<'context>,
+        _: &'registry Handlebars<'registry>,
+        _: &'context Context,
+        _: &mut RenderContext<'registry, 'context>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let parameter = helper
+            .param(0)
+            .ok_or(RenderErrorReason::ParamNotFoundForIndex(VALUE_HELPER, 0))?;
+        if parameter.is_value_missing() {
+            return Err(RenderError::strict_error(parameter.relative_path()));
+        }
+        out.write(&value_to_text(parameter.value()))?;
+        Ok(())
+    }
+}
+
+mod helpers {
+    use handlebars::handlebars_helper;
+
+    use super::{is_truthy, json_equal};
+
+    handlebars_helper!(Equal: |left: Json, right: Json| json_equal(left, right));
+    handlebars_helper!(NotEqual: |left: Json, right: Json| !json_equal(left, right));
+    handlebars_helper!(All: |*values| values.iter().all(|value| is_truthy(value)));
+    handlebars_helper!(Any: |*values| values.iter().any(|value| is_truthy(value)));
+    handlebars_helper!(Not: |value: Json| !is_truthy(value));
 }
 
 /// The step references in a template string, in order of appearance.
@@ -61,11 +789,16 @@ pub fn step_references(text: &str) -> Vec<StepReference> {
         let tokens = expression.split(|c: char| c.is_whitespace() || c == '(' || c == ')');
         for token in tokens {
             let token = token.trim_start_matches(['#', '/', '~', '^']);
-            let Some(path) = token.strip_prefix("steps.") else { continue };
+            let Some(path) = token.strip_prefix("steps.") else {
+                continue;
+            };
             let (step, path) = path.split_once('.').unwrap_or((path, ""));
             let step = step.trim_start_matches('[').trim_end_matches(']');
             if !step.is_empty() {
-                found.push(StepReference { step: step.to_string(), path: path.to_string() });
+                found.push(StepReference {
+                    step: step.to_string(),
+                    path: path.to_string(),
+                });
             }
         }
         rest = &after[close + 2..];
@@ -79,8 +812,486 @@ pub fn is_truthy(value: &Value) -> bool {
         Value::Null => false,
         Value::Bool(flag) => *flag,
         Value::Number(number) => number.as_f64().is_some_and(|n| n != 0.0),
-        Value::String(text) => !matches!(text.trim(), "" | "false" | "False" | "FALSE" | "0" | "null"),
+        Value::String(text) => {
+            !matches!(text.trim(), "" | "false" | "False" | "FALSE" | "0" | "null")
+        }
         Value::Array(items) => !items.is_empty(),
         Value::Object(fields) => !fields.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const WORKFLOW: &str = "
+metadata: {id: test, name: Test, version: 1.0.0}
+steps:
+  - id: target
+    skill: do_it
+";
+
+    fn input() -> Value {
+        json!({"name": "Ada", "flag": true, "count": 3, "off": "false"})
+    }
+
+    fn step_outputs() -> HashMap<String, Value> {
+        HashMap::from([
+            (
+                "plan".to_string(),
+                json!({"result": {
+                    "code": "fn main() {}",
+                    "language": "rust",
+                    "items": [1, 2, 3],
+                    "nested": {"deep": [{"name": "first"}]},
+                    "score": 1.0,
+                    "ok": true,
+                    "nothing": null,
+                    "html": "<a href=\"x\">&'</a>",
+                }}),
+            ),
+            (
+                "analyze".to_string(),
+                json!({"request_type": "code_generation", "count": 2.0}),
+            ),
+        ])
+    }
+
+    /// A workflow with one step `target` holding `value` as input `value` and `condition`.
+    fn one_step_workflow(value: Value, condition: Option<&str>) -> Workflow {
+        let mut workflow: Workflow = serde_yaml_ng::from_str(WORKFLOW).unwrap();
+        workflow.steps[0].inputs = Map::from_iter([("value".to_string(), value)]);
+        workflow.steps[0].condition = condition.map(str::to_string);
+        workflow
+    }
+
+    fn resolve_input(value: Value) -> Result<Value, TemplateError> {
+        let workflow = one_step_workflow(value, None);
+        let (input, steps) = (input(), step_outputs());
+        let scope = Scope {
+            input: &input,
+            steps: &steps,
+        };
+        let mut inputs = Renderer::new(&workflow)?.inputs(&workflow.steps[0], &scope)?;
+        Ok(inputs.remove("value").unwrap())
+    }
+
+    fn resolve_condition(condition: &str) -> Result<Value, TemplateError> {
+        let workflow = one_step_workflow(Value::Null, Some(condition));
+        let (input, steps) = (input(), step_outputs());
+        let scope = Scope {
+            input: &input,
+            steps: &steps,
+        };
+        Renderer::new(&workflow)?.condition(&workflow.steps[0], &scope)
+    }
+
+    #[test]
+    fn inputs_resolve_to_typed_values_or_strings() {
+        let plan = step_outputs()["plan"]["result"].clone();
+        let cases = [
+            (json!("{{ steps.plan.outputs.result }}"), plan.clone()),
+            (
+                json!("{{ steps.plan.outputs.result.items }}"),
+                json!([1, 2, 3]),
+            ),
+            (json!("{{ steps.plan.outputs.result.items.[0] }}"), json!(1)),
+            (json!("{{ steps.plan.outputs.result.items.1 }}"), json!(2)),
+            (json!("{{ workflow.input.count }}"), json!(3)),
+            (json!("{{ steps.plan.outputs.result.score }}"), json!(1.0)),
+            (json!("{{ steps.plan.outputs.result.ok }}"), json!(true)),
+            (
+                json!("{{ steps.plan.outputs.result.nothing }}"),
+                Value::Null,
+            ),
+            (json!("  {{workflow.input.name}}\n"), json!("Ada")),
+            (
+                json!("{{{ steps.plan.outputs.result.html }}}"),
+                plan["html"].clone(),
+            ),
+            (json!("{{ workflow.input }}"), input()),
+            (
+                json!("{{ steps.plan }}"),
+                json!({"outputs": {"result": plan}}),
+            ),
+            (
+                json!("Hello {{ workflow.input.name }}!"),
+                json!("Hello Ada!"),
+            ),
+            (
+                json!("items: {{ steps.plan.outputs.result.items }}"),
+                json!("items: [1,2,3]"),
+            ),
+            (
+                json!("{{ steps.plan.outputs.result.nested }}."),
+                json!(r#"{"deep":[{"name":"first"}]}."#),
+            ),
+            (
+                json!("score {{ steps.plan.outputs.result.score }}"),
+                json!("score 1"),
+            ),
+            (
+                json!("null={{ steps.plan.outputs.result.nothing }}"),
+                json!("null=null"),
+            ),
+            (
+                json!("{{ steps.plan.outputs.result.html }} & <b>\"'"),
+                json!("<a href=\"x\">&'</a> & <b>\"'"),
+            ),
+            (
+                json!(
+                    "{{ steps.plan.outputs.result.nested.deep.[0].name }}-{{ workflow.input.name }}"
+                ),
+                json!("first-Ada"),
+            ),
+            (
+                json!("{{#each steps.plan.outputs.result.items}}{{this}},{{/each}}"),
+                json!("1,2,3,"),
+            ),
+            (
+                json!(
+                    "{{#each steps.plan.outputs.result.nested.deep}}{{name}} {{@root.workflow.input.name}}{{/each}}"
+                ),
+                json!("first Ada"),
+            ),
+            (
+                json!("{{#if workflow.input.flag}}yes{{else}}no{{/if}}"),
+                json!("yes"),
+            ),
+            (json!("{{ eq workflow.input.count 3 }}"), json!(true)),
+            (
+                json!("{{ len steps.plan.outputs.result.items }}"),
+                json!("3"),
+            ),
+            (json!("no template here {}"), json!("no template here {}")),
+            (json!("<b>&amp;</b>"), json!("<b>&amp;</b>")),
+            (json!(42), json!(42)),
+            (json!(null), Value::Null),
+            (
+                json!({"a": ["{{ workflow.input.count }}", "x {{ workflow.input.name }}", {"b": "{{ steps.analyze.outputs.request_type }}"}], "c": false, "d": "plain"}),
+                json!({"a": [3, "x Ada", {"b": "code_generation"}], "c": false, "d": "plain"}),
+            ),
+        ];
+        for (template, expected) in cases {
+            let resolved = resolve_input(template.clone())
+                .unwrap_or_else(|error| panic!("{template}: {error:?}"));
+            assert_eq!(resolved, expected, "template {template}");
+        }
+    }
+
+    #[test]
+    fn missing_paths_name_the_step_the_input_and_what_is_there() {
+        let cases = [
+            (
+                json!("{{ steps.plan.outputs.result.cod }}"),
+                "step `target`, input `value`: `steps.plan.outputs.result.cod` does not exist \
+                 (steps.plan.outputs.result has: code, language, items, nested, score, ok, nothing, html)",
+            ),
+            (
+                json!("Hello {{ workflow.input.nam }}!"),
+                "step `target`, input `value`: `workflow.input.nam` does not exist \
+                 (workflow.input has: name, flag, count, off)",
+            ),
+            (
+                json!("{{ steps.later.outputs.result }}"),
+                "step `target`, input `value`: `steps.later.outputs.result` does not exist \
+                 (steps has: analyze, plan)",
+            ),
+            (
+                json!("{{ steps.plan.result }}"),
+                "step `target`, input `value`: `steps.plan.result` does not exist (steps.plan has: outputs)",
+            ),
+            (
+                json!("{{ workflow.name }}"),
+                "step `target`, input `value`: `workflow.name` does not exist (workflow has: input)",
+            ),
+            (
+                json!("{{ steps.plan.outputs.result.items.7 }}"),
+                "step `target`, input `value`: `steps.plan.outputs.result.items.7` does not exist \
+                 (steps.plan.outputs.result.items is an array of 3 items)",
+            ),
+            (
+                json!("{{ steps.plan.outputs.result.code.first }}"),
+                "step `target`, input `value`: `steps.plan.outputs.result.code.first` does not exist \
+                 (steps.plan.outputs.result.code is a string)",
+            ),
+            (
+                json!({"a": [1, "{{#each workflow.input.list}}{{this}}{{/each}}"]}),
+                "step `target`, input `value.a[1]`: `workflow.input.list` does not exist \
+                 (workflow.input has: name, flag, count, off)",
+            ),
+        ];
+        for (template, expected) in cases {
+            let error = resolve_input(template.clone()).expect_err(&template.to_string());
+            assert!(
+                matches!(error, TemplateError::MissingPath { .. }),
+                "{template}: {error:?}"
+            );
+            assert_eq!(error.to_string(), expected);
+            assert!(error.hint().is_some());
+        }
+        let error = resolve_condition("{{ eq steps.analyze.outputs.kind \"x\" }}").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "step `target`, condition: `steps.analyze.outputs.kind` does not exist \
+             (steps.analyze.outputs has: request_type, count)"
+        );
+    }
+
+    #[test]
+    fn unknown_names_and_forbidden_constructs_fail() {
+        let error = resolve_input(json!("{{ requirements }}")).unwrap_err();
+        assert!(matches!(error, TemplateError::Render { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "step `target`, input `value`: cannot render template"
+        );
+        let cases = [
+            (
+                "{{> other }}",
+                "step `target`, input `value`: partials are not allowed in templates",
+            ),
+            (
+                "{{#> layout }}x{{/layout}}",
+                "step `target`, input `value`: partials are not allowed in templates",
+            ),
+            (
+                "{{#if workflow.input.flag}}{{#*inline \"x\"}}y{{/inline}}{{/if}}",
+                "step `target`, input `value`: decorators are not allowed in templates",
+            ),
+            (
+                "{{ steps.plan",
+                "step `target`, input `value`: invalid template",
+            ),
+        ];
+        for (template, expected) in cases {
+            let error = Renderer::new(&one_step_workflow(json!(template), None)).unwrap_err();
+            assert_eq!(error.to_string(), expected, "{template}");
+        }
+    }
+
+    #[test]
+    fn conditions_compare_combine_and_give_switch_values() {
+        let cases = [
+            (
+                "{{ eq steps.analyze.outputs.request_type \"code_generation\" }}",
+                json!(true),
+            ),
+            (
+                "{{ eq steps.analyze.outputs.request_type \"data_analysis\" }}",
+                json!(false),
+            ),
+            (
+                "{{ ne steps.analyze.outputs.request_type \"data_analysis\" }}",
+                json!(true),
+            ),
+            ("{{ eq steps.analyze.outputs.count 2 }}", json!(true)),
+            ("{{ eq steps.plan.outputs.result.score 1 }}", json!(true)),
+            (
+                "{{ eq steps.plan.outputs.result.items (lookup steps.plan.outputs \"result\") }}",
+                json!(false),
+            ),
+            ("{{ ne steps.analyze.outputs.count 2 }}", json!(false)),
+            ("{{ gt steps.analyze.outputs.count 1 }}", json!(true)),
+            ("{{ gt steps.analyze.outputs.count 2 }}", json!(false)),
+            ("{{ gte steps.analyze.outputs.count 2 }}", json!(true)),
+            ("{{ lt steps.analyze.outputs.count 2 }}", json!(false)),
+            ("{{ lt workflow.input.count 3.5 }}", json!(true)),
+            ("{{ lte steps.analyze.outputs.count 2 }}", json!(true)),
+            (
+                "{{ and workflow.input.flag (eq workflow.input.count 3) }}",
+                json!(true),
+            ),
+            (
+                "{{ and workflow.input.flag workflow.input.off }}",
+                json!(false),
+            ),
+            (
+                "{{ or workflow.input.off (gt workflow.input.count 10) }}",
+                json!(false),
+            ),
+            (
+                "{{ or workflow.input.off workflow.input.flag }}",
+                json!(true),
+            ),
+            ("{{ not workflow.input.off }}", json!(true)),
+            ("{{ not (eq workflow.input.name \"Ada\") }}", json!(false)),
+            (
+                "{{#if (gt workflow.input.count 2)}}big{{else}}small{{/if}}",
+                json!("big"),
+            ),
+            ("{{ workflow.input.flag }}", json!(true)),
+            ("{{ workflow.input.off }}", json!("false")),
+            (
+                "{{ steps.analyze.outputs.request_type }}",
+                json!("code_generation"),
+            ),
+            ("{{ steps.analyze.outputs.count }}", json!(2.0)),
+            ("mode-{{ workflow.input.count }}", json!("mode-3")),
+            ("{{ workflow.input.flag }} ", json!(true)),
+            (
+                "{{workflow.input.flag}}{{workflow.input.off}}",
+                json!("truefalse"),
+            ),
+            ("code_generation", json!("code_generation")),
+            ("true", json!(true)),
+        ];
+        for (condition, expected) in cases {
+            let resolved = resolve_condition(condition)
+                .unwrap_or_else(|error| panic!("{condition}: {error:?}"));
+            assert_eq!(resolved, expected, "condition {condition}");
+        }
+    }
+
+    #[test]
+    fn truthiness() {
+        let cases = [
+            (json!(true), true),
+            (json!(false), false),
+            (json!(null), false),
+            (json!(0), false),
+            (json!(0.0), false),
+            (json!(2.5), true),
+            (json!(""), false),
+            (json!(" false "), false),
+            (json!("0"), false),
+            (json!("null"), false),
+            (json!("no"), true),
+            (json!([]), false),
+            (json!([0]), true),
+            (json!({}), false),
+            (json!({"a": 1}), true),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(is_truthy(&value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn step_references_are_found_in_order() {
+        let cases = [
+            ("no template", vec![]),
+            ("{{ workflow.input.x }}", vec![]),
+            (
+                "{{ steps.plan.outputs.result.code }}",
+                vec![("plan", "outputs.result.code")],
+            ),
+            (
+                "{{ eq steps.a.outputs.x (not steps.b.outputs.y) }} {{steps.c}}",
+                vec![("a", "outputs.x"), ("b", "outputs.y"), ("c", "")],
+            ),
+            (
+                "{{#each steps.list.outputs.items}}{{this}}{{/each}}",
+                vec![("list", "outputs.items")],
+            ),
+        ];
+        for (text, expected) in cases {
+            let expected: Vec<StepReference> = expected
+                .into_iter()
+                .map(|(step, path)| StepReference {
+                    step: step.into(),
+                    path: path.into(),
+                })
+                .collect();
+            assert_eq!(step_references(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn value_text_drops_fractions_of_whole_numbers() {
+        let cases = [
+            (json!("text"), "text"),
+            (json!(1.0), "1"),
+            (json!(-3.0), "-3"),
+            (json!(1.5), "1.5"),
+            (json!(7), "7"),
+            (json!({"a": [1, null]}), r#"{"a":[1,null]}"#),
+            (json!(true), "true"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(value_to_text(&value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn nested_steps_of_the_example_router_resolve() {
+        let workflow: Workflow =
+            serde_yaml_ng::from_str(include_str!("../workflows/smart-router.yaml")).unwrap();
+        let renderer = Renderer::new(&workflow).unwrap();
+        let input = json!({"requirements": "Create a factorial function"});
+        let mut steps = HashMap::new();
+        let scope = Scope {
+            input: &input,
+            steps: &steps,
+        };
+        let analyze = &workflow.steps[0];
+        assert_eq!(
+            renderer.inputs(analyze, &scope).unwrap(),
+            Map::from_iter([("request".to_string(), json!("Create a factorial function"))])
+        );
+        steps.insert(
+            "analyze".to_string(),
+            json!({"request_type": "code_generation"}),
+        );
+        let scope = Scope {
+            input: &input,
+            steps: &steps,
+        };
+        let route = &workflow.steps[1];
+        assert_eq!(
+            renderer.condition(route, &scope).unwrap(),
+            json!("code_generation")
+        );
+        let generate = &route.branches["code_generation"][0];
+        assert_eq!(
+            Value::Object(renderer.inputs(generate, &scope).unwrap()),
+            json!({"workflow_id": "code-generation-v1", "input": input})
+        );
+        let stranger = one_step_workflow(Value::Null, None);
+        let error = renderer.inputs(&stranger.steps[0], &scope).unwrap_err();
+        assert!(
+            matches!(error, TemplateError::UnknownStep { .. }),
+            "{error:?}"
+        );
+    }
+
+    /// A chain of steps, each reading the previous one's output, as the engine would run it.
+    #[test]
+    fn long_chains_resolve_step_by_step() {
+        let mut workflow = one_step_workflow(Value::Null, None);
+        let template = workflow.steps[0].clone();
+        workflow.steps = (0..100)
+            .map(|index| {
+                let mut step = template.clone();
+                step.id = format!("step{index}");
+                let previous = format!("{{{{ steps.step{}.outputs.result }}}}", index.max(1) - 1);
+                step.inputs = Map::from_iter([
+                    ("data".to_string(), json!(previous)),
+                    (
+                        "note".to_string(),
+                        json!(format!("after {previous}: {{{{ workflow.input.name }}}}")),
+                    ),
+                ]);
+                step
+            })
+            .collect();
+        let renderer = Renderer::new(&workflow).unwrap();
+        let input = input();
+        let mut steps = HashMap::from([("step0".to_string(), json!({"result": {"n": 0}}))]);
+        for (index, step) in workflow.steps.iter().enumerate().skip(1) {
+            let scope = Scope {
+                input: &input,
+                steps: &steps,
+            };
+            let inputs = renderer.inputs(step, &scope).unwrap();
+            assert_eq!(inputs["data"], json!({"n": index - 1}));
+            assert_eq!(
+                inputs["note"],
+                json!(format!(r#"after {{"n":{}}}: Ada"#, index - 1))
+            );
+            steps.insert(step.id.clone(), json!({"result": {"n": index}}));
+        }
     }
 }
