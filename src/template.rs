@@ -93,13 +93,17 @@ impl TemplateError {
     /// A suggestion for the user, when there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
-            TemplateError::Syntax { .. } => {
-                Some("write `{{ workflow.input.NAME }}` or `{{ steps.ID.outputs.NAME }}`".into())
-            }
-            TemplateError::Forbidden { .. } => Some(
-                "templates may only read values and use the helpers eq, ne, gt, gte, lt, lte, and, or, not"
+            TemplateError::Syntax { .. } => Some(
+                "write `{{ workflow.input.NAME }}` or `{{ steps.ID.outputs.NAME }}`; `\\{{` gives literal braces"
                     .into(),
             ),
+            TemplateError::Forbidden { .. } => Some(
+                "templates may only read values and call helpers such as eq, ne, gt, lt, and, or, not, if, each"
+                    .into(),
+            ),
+            TemplateError::MissingPath { path, parent, .. } if parent == ROOT_NAME => Some(format!(
+                "templates read `workflow.input.NAME` and `steps.ID.outputs.NAME`; an input is `workflow.input.{path}`"
+            )),
             TemplateError::MissingPath { path, parent, .. } if parent == "steps" => {
                 let step = path.trim_start_matches("steps.").split('.').next().unwrap_or_default();
                 Some(format!(
@@ -128,7 +132,9 @@ const VALUE_HELPER: &str = "pallet:value";
 enum Compiled {
     /// Exactly one `{{ path }}`: looked up directly, keeping the JSON type.
     Lookup(Vec<String>),
-    /// Anything else: rendered by handlebars into a string.
+    /// Text and `{{ path }}`s only: joined directly into a string.
+    Interpolate(Vec<Part>),
+    /// Anything else (helpers, blocks): rendered by handlebars into a string.
     Render {
         name: String,
         /// Every `workflow...` / `steps...` path the template reads, none a prefix of another.
@@ -136,6 +142,12 @@ enum Compiled {
         /// The template is one call to a boolean helper.
         boolean: bool,
     },
+}
+
+#[derive(Debug)]
+enum Part {
+    Text(String),
+    Path(Vec<String>),
 }
 
 /// A step input (or condition) with its templates compiled.
@@ -276,6 +288,20 @@ impl Renderer {
             Compiled::Lookup(path) => Ok(lookup(scope, path)
                 .map_err(|missing| missing.error(step, location, path))?
                 .into_owned()),
+            Compiled::Interpolate(parts) => {
+                let mut text = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text(raw) => text.push_str(raw),
+                        Part::Path(path) => {
+                            let value = lookup(scope, path)
+                                .map_err(|missing| missing.error(step, location, path))?;
+                            text.push_str(&value_to_text(&value));
+                        }
+                    }
+                }
+                Ok(Value::String(text))
+            }
             Compiled::Render {
                 name,
                 references,
@@ -373,9 +399,19 @@ impl Compiler {
                 construct,
             });
         }
+        if let Some(path) = unknown_root(&template.elements) {
+            return Err(Missing {
+                at: 0,
+                found: format!("has: {}", ROOTS.join(", ")),
+            }
+            .error(step, location, &path));
+        }
         let single = single_expression(&template);
         if let Some(path) = single.and_then(lookup_path) {
             return Ok(Compiled::Lookup(path));
+        }
+        if let Some(parts) = interpolation(&template) {
+            return Ok(Compiled::Interpolate(parts));
         }
         let boolean = single.is_some_and(|expression| {
             matches!(&expression.name, Parameter::Name(name) if BOOLEAN_HELPERS.contains(&name.as_str()))
@@ -402,6 +438,12 @@ fn contains_template(value: &Value) -> bool {
         _ => false,
     }
 }
+
+/// The names at the root of the template context.
+const ROOTS: [&str; 2] = ["workflow", "steps"];
+
+/// How error messages call the root of the template context.
+const ROOT_NAME: &str = "the template context";
 
 /// Helper names a bare `{{ name }}` calls instead of reading a value, as handlebars does.
 const HELPER_NAMES: [&str; 17] = [
@@ -459,6 +501,22 @@ fn single_expression(template: &Template) -> Option<&HelperTemplate> {
     found
 }
 
+/// The parts of a template made only of text and `{{ path }}`s.
+fn interpolation(template: &Template) -> Option<Vec<Part>> {
+    let parts = template
+        .elements
+        .iter()
+        .filter_map(|element| match element {
+            TemplateElement::RawString(text) => Some(Some(Part::Text(text.clone()))),
+            TemplateElement::Comment(_) => None,
+            TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => {
+                Some(lookup_path(helper).map(Part::Path))
+            }
+            _ => Some(None),
+        });
+    parts.collect()
+}
+
 /// The scope path of an expression that only reads a value: `{{ steps.plan.outputs.result }}`.
 fn lookup_path(expression: &HelperTemplate) -> Option<Vec<String>> {
     if !expression.params.is_empty() || !expression.hash.is_empty() || expression.block {
@@ -467,24 +525,72 @@ fn lookup_path(expression: &HelperTemplate) -> Option<Vec<String>> {
     scope_path(&expression.name)
 }
 
-/// The segments of a parameter that reads `workflow...` or `steps...`.
-fn scope_path(parameter: &Parameter) -> Option<Vec<String>> {
+/// The names along a path parameter: `@root.steps.plan` gives `steps`, `plan`.
+fn path_names(parameter: &Parameter) -> Option<Vec<String>> {
     let Parameter::Path(Path::Relative((segments, _))) = parameter else {
         return None;
     };
-    let names: Vec<String> = segments
-        .iter()
-        .filter_map(|segment| match segment {
-            PathSeg::Named(name) => Some(name.clone()),
-            // `@root` and `../` lead back to the root, where workflow and steps are.
-            _ => None,
-        })
-        .collect();
-    matches!(
-        names.first().map(String::as_str),
-        Some("workflow" | "steps")
-    )
-    .then_some(names)
+    let names = segments.iter().filter_map(|segment| match segment {
+        PathSeg::Named(name) => Some(name.clone()),
+        // `@root` and `../` lead back to the root, where workflow and steps are.
+        _ => None,
+    });
+    Some(names.collect())
+}
+
+/// The segments of a parameter that reads `workflow...` or `steps...`.
+fn scope_path(parameter: &Parameter) -> Option<Vec<String>> {
+    path_names(parameter).filter(|names| {
+        names
+            .first()
+            .is_some_and(|root| ROOTS.contains(&root.as_str()))
+    })
+}
+
+/// The first path read from the root context (outside `each`/`with` bodies) whose
+/// root is neither `workflow` nor `steps`: `{{ requirements }}`.
+fn unknown_root(elements: &[TemplateElement]) -> Option<Vec<String>> {
+    elements.iter().find_map(|element| match element {
+        TemplateElement::Expression(helper)
+        | TemplateElement::HtmlExpression(helper)
+        | TemplateElement::HelperBlock(helper) => unknown_root_in_helper(helper),
+        _ => None,
+    })
+}
+
+fn unknown_root_in_helper(helper: &HelperTemplate) -> Option<Vec<String>> {
+    let calls_helper = !helper.params.is_empty()
+        || !helper.hash.is_empty()
+        || helper.block
+        || helper
+            .name
+            .as_name()
+            .is_some_and(|name| HELPER_NAMES.contains(&name));
+    let name = (!calls_helper).then_some(&helper.name);
+    let parameters = name
+        .into_iter()
+        .chain(&helper.params)
+        .chain(helper.hash.values());
+    let in_parameters = parameters
+        .into_iter()
+        .find_map(|parameter| match parameter {
+            Parameter::Subexpression(inner) => {
+                unknown_root(std::slice::from_ref(inner.as_element()))
+            }
+            other => path_names(other).filter(|names| {
+                names
+                    .first()
+                    .is_some_and(|root| !ROOTS.contains(&root.as_str()))
+            }),
+        });
+    // Only `if` and `unless` keep the root context in their bodies.
+    let keeps_context = matches!(helper.name.as_name(), Some("if" | "unless"));
+    let blocks = [&helper.template, &helper.inverse].into_iter().flatten();
+    in_parameters.or_else(|| {
+        blocks
+            .filter(|_| keeps_context)
+            .find_map(|block| unknown_root(&block.elements))
+    })
 }
 
 fn collect_references(elements: &[TemplateElement], found: &mut Vec<Vec<String>>) {
@@ -668,7 +774,7 @@ fn describe_steps(steps: &HashMap<String, Value>) -> String {
 /// `steps.build.outputs.items.0`; a segment that is not a plain name is bracketed.
 fn display_path(path: &[String]) -> String {
     if path.is_empty() {
-        return "the template context".into();
+        return ROOT_NAME.into();
     }
     let plain = |name: &str| {
         name.chars()
@@ -966,6 +1072,9 @@ steps:
                 json!("3"),
             ),
             (json!("no template here {}"), json!("no template here {}")),
+            (json!("a {{~ workflow.input.name ~}} b"), json!("aAdab")),
+            (json!("x{{! a comment }}y {{ workflow.input.name }}"), json!("xy Ada")),
+            (json!("\\{{ workflow.input.name }}"), json!("{{ workflow.input.name }}")),
             (json!("<b>&amp;</b>"), json!("<b>&amp;</b>")),
             (json!(42), json!(42)),
             (json!(null), Value::Null),
@@ -1041,35 +1150,84 @@ steps:
     }
 
     #[test]
-    fn unknown_names_and_forbidden_constructs_fail() {
-        let error = resolve_input(json!("{{ requirements }}")).unwrap_err();
-        assert!(matches!(error, TemplateError::Render { .. }), "{error:?}");
-        assert_eq!(
-            error.to_string(),
-            "step `target`, input `value`: cannot render template"
-        );
+    fn unknown_names_and_forbidden_constructs_fail_when_compiled() {
+        let unknown = |name: &str| {
+            format!(
+                "step `target`, input `value`: `{name}` does not exist \
+                 (the template context has: workflow, steps)"
+            )
+        };
         let cases = [
+            ("{{ requirements }}", unknown("requirements")),
+            ("Hello {{ input.name }}", unknown("input.name")),
+            ("{{ eq name \"x\" }}", unknown("name")),
+            ("{{ not (eq @root.name 1) }}", unknown("name")),
+            ("{{#if flag}}yes{{/if}}", unknown("flag")),
+            (
+                "{{#if workflow.input.flag}}{{else}}{{ nope }}{{/if}}",
+                unknown("nope"),
+            ),
             (
                 "{{> other }}",
-                "step `target`, input `value`: partials are not allowed in templates",
+                "step `target`, input `value`: partials are not allowed in templates".into(),
             ),
             (
                 "{{#> layout }}x{{/layout}}",
-                "step `target`, input `value`: partials are not allowed in templates",
+                "step `target`, input `value`: partials are not allowed in templates".into(),
             ),
             (
                 "{{#if workflow.input.flag}}{{#*inline \"x\"}}y{{/inline}}{{/if}}",
-                "step `target`, input `value`: decorators are not allowed in templates",
+                "step `target`, input `value`: decorators are not allowed in templates".into(),
             ),
             (
                 "{{ steps.plan",
-                "step `target`, input `value`: invalid template",
+                "step `target`, input `value`: invalid template".into(),
             ),
         ];
         for (template, expected) in cases {
             let error = Renderer::new(&one_step_workflow(json!(template), None)).unwrap_err();
             assert_eq!(error.to_string(), expected, "{template}");
+            assert!(error.hint().is_some(), "{template}");
         }
+        let error =
+            Renderer::new(&one_step_workflow(json!("{{ requirements }}"), None)).unwrap_err();
+        assert_eq!(
+            error.hint().unwrap(),
+            "templates read `workflow.input.NAME` and `steps.ID.outputs.NAME`; \
+             an input is `workflow.input.requirements`"
+        );
+    }
+
+    /// Paths inside `each` and `with` bodies are relative to the current item.
+    #[test]
+    fn block_bodies_read_relative_paths() {
+        let cases = [
+            (
+                "{{#each steps.plan.outputs.result.nested.deep}}{{name}}{{/each}}",
+                json!("first"),
+            ),
+            (
+                "{{#with steps.plan.outputs.result}}{{language}}: {{items}}{{/with}}",
+                json!("rust: [1,2,3]"),
+            ),
+            (
+                "{{#each workflow.input}}{{@key}}={{this}};{{/each}}",
+                json!("name=Ada;flag=true;count=3;off=false;"),
+            ),
+        ];
+        for (template, expected) in cases {
+            assert_eq!(
+                resolve_input(json!(template)).unwrap(),
+                expected,
+                "{template}"
+            );
+        }
+        let error = resolve_input(json!("{{#with workflow.input}}{{nam}}{{/with}}")).unwrap_err();
+        assert!(matches!(error, TemplateError::Render { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "step `target`, input `value`: cannot render template"
+        );
     }
 
     #[test]
@@ -1094,6 +1252,10 @@ steps:
                 json!(false),
             ),
             ("{{ ne steps.analyze.outputs.count 2 }}", json!(false)),
+            (
+                "{{ eq (lookup steps.plan.outputs \"result\") steps.plan.outputs.result }}",
+                json!(true),
+            ),
             ("{{ gt steps.analyze.outputs.count 1 }}", json!(true)),
             ("{{ gt steps.analyze.outputs.count 2 }}", json!(false)),
             ("{{ gte steps.analyze.outputs.count 2 }}", json!(true)),
@@ -1255,6 +1417,14 @@ steps:
             matches!(error, TemplateError::UnknownStep { .. }),
             "{error:?}"
         );
+    }
+
+    /// The engine shares one renderer between concurrent branches.
+    #[test]
+    fn renderer_is_shareable_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Renderer>();
+        shareable::<TemplateError>();
     }
 
     /// A chain of steps, each reading the previous one's output, as the engine would run it.
