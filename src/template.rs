@@ -1073,8 +1073,14 @@ steps:
             ),
             (json!("no template here {}"), json!("no template here {}")),
             (json!("a {{~ workflow.input.name ~}} b"), json!("aAdab")),
-            (json!("x{{! a comment }}y {{ workflow.input.name }}"), json!("xy Ada")),
-            (json!("\\{{ workflow.input.name }}"), json!("{{ workflow.input.name }}")),
+            (
+                json!("x{{! a comment }}y {{ workflow.input.name }}"),
+                json!("xy Ada"),
+            ),
+            (
+                json!("\\{{ workflow.input.name }}"),
+                json!("{{ workflow.input.name }}"),
+            ),
             (json!("<b>&amp;</b>"), json!("<b>&amp;</b>")),
             (json!(42), json!(42)),
             (json!(null), Value::Null),
