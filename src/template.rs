@@ -115,9 +115,53 @@ impl TemplateError {
                 "templates read `workflow.input.NAME` and `steps.ID.outputs.NAME`; check the name against what is there"
                     .into(),
             ),
-            TemplateError::Render { .. } | TemplateError::UnknownStep { .. } => None,
+            TemplateError::Render { .. } => Some(
+                "inside `each` and `with`, paths are relative to the current item; \
+                 `@root.workflow.input.NAME` reads from the top"
+                    .into(),
+            ),
+            TemplateError::UnknownStep { .. } => None,
         }
     }
+
+    /// The step whose template failed.
+    pub fn step(&self) -> &str {
+        match self {
+            TemplateError::Syntax { step, .. }
+            | TemplateError::Forbidden { step, .. }
+            | TemplateError::MissingPath { step, .. }
+            | TemplateError::Render { step, .. }
+            | TemplateError::UnknownStep { step } => step,
+        }
+    }
+
+    /// Where in the step the failing template sits.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            TemplateError::Syntax { location, .. }
+            | TemplateError::Forbidden { location, .. }
+            | TemplateError::MissingPath { location, .. }
+            | TemplateError::Render { location, .. } => Some(location),
+            TemplateError::UnknownStep { .. } => None,
+        }
+    }
+}
+
+/// Every template problem of a workflow (syntax, partials or decorators, names
+/// other than `workflow` and `steps`), one per input or condition, so validation
+/// can report them all before anything runs.
+pub fn check(workflow: &Workflow) -> Vec<TemplateError> {
+    let mut compiler = Compiler::new();
+    let mut problems = Vec::new();
+    for step in workflow.all_steps() {
+        for (key, value) in &step.inputs {
+            problems.extend(compiler.node(&step.id, key, value).err());
+        }
+        if let Some(text) = &step.condition {
+            problems.extend(compiler.condition(&step.id, text).err());
+        }
+    }
+    problems
 }
 
 /// All templates of one workflow, compiled once.
@@ -147,14 +191,7 @@ impl Renderer {
                     .push((key.clone(), compiler.node(&step.id, key, value)?));
             }
             if let Some(text) = &step.condition {
-                let node = match text.contains("{{") {
-                    true => Node::Template {
-                        compiled: compiler.template(&step.id, &Location::Condition, text)?,
-                        location: Location::Condition,
-                    },
-                    false => Node::Literal(Value::String(text.clone())),
-                };
-                templates.condition = Some(node);
+                templates.condition = Some(compiler.condition(&step.id, text)?);
             }
             steps.insert(step.id.clone(), templates);
         }
@@ -617,6 +654,63 @@ steps:
             "templates read `workflow.input.NAME` and `steps.ID.outputs.NAME`; \
              an input is `workflow.input.requirements`"
         );
+    }
+
+    #[test]
+    fn check_reports_every_broken_template() {
+        let workflow: Workflow = serde_yaml_ng::from_str(
+            "
+metadata: {id: test, name: Test, version: 1.0.0}
+steps:
+  - id: first
+    skill: do_it
+    inputs:
+      good: '{{ workflow.input.x }}'
+      partial: '{{> other }}'
+      nested: {list: [1, '{{ requirements }}']}
+  - id: branch
+    step_type: conditional
+    condition: '{{ eq steps.first.outputs.x'
+    branches:
+      if_true:
+        - id: inner
+          skill: do_it
+          inputs: {text: 'Hello {{ name }}'}
+",
+        )
+        .unwrap();
+        let found: Vec<(String, Option<String>, String)> = check(&workflow)
+            .iter()
+            .map(|error| {
+                let location = error.location().map(ToString::to_string);
+                (error.step().to_string(), location, error.to_string())
+            })
+            .collect();
+        let expected = [
+            (
+                "first",
+                "input `partial`",
+                "partials are not allowed in templates",
+            ),
+            (
+                "first",
+                "input `nested.list[1]`",
+                "`requirements` does not exist",
+            ),
+            ("branch", "condition", "invalid template"),
+            ("inner", "input `text`", "`name` does not exist"),
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+        for ((step, location, message), (expected_step, expected_location, part)) in
+            found.iter().zip(expected)
+        {
+            assert_eq!(
+                (step.as_str(), location.as_deref()),
+                (expected_step, Some(expected_location))
+            );
+            assert!(message.contains(part), "{message}");
+        }
+        assert!(check(&one_step_workflow(json!("{{ workflow.input }}"), Some("x"))).is_empty());
     }
 
     /// Paths inside `each` and `with` bodies are relative to the current item.

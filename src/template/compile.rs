@@ -81,6 +81,18 @@ impl Compiler {
         self.registry
     }
 
+    /// Compiles a step's condition; text without `{{` is kept as a literal case name.
+    pub(super) fn condition(&mut self, step: &str, text: &str) -> Result<Node, TemplateError> {
+        if !text.contains("{{") {
+            return Ok(Node::Literal(Value::String(text.to_string())));
+        }
+        let compiled = self.template(step, &Location::Condition, text)?;
+        Ok(Node::Template {
+            location: Location::Condition,
+            compiled,
+        })
+    }
+
     /// Compiles an input value; `key` names it in errors (`config.items[0]`).
     pub(super) fn node(
         &mut self,
