@@ -4,15 +4,16 @@
 //!
 //! Every template of a workflow is compiled once by [`Renderer::new`]. A string
 //! that is exactly one `{{ path }}` is looked up directly in the [`Scope`] and
-//! keeps its JSON type; anything else is rendered by handlebars into a string,
-//! from a context holding only the values the template references.
+//! keeps its JSON type; text with plain `{{ path }}`s is joined directly; only
+//! templates with helpers or blocks are rendered by handlebars, from a context
+//! holding just the values they reference.
+
+mod compile;
+mod lookup;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-
-mod compile;
-mod lookup;
 
 use handlebars::{Context, Handlebars, RenderError};
 use serde_json::{Map, Value};
@@ -292,26 +293,38 @@ impl Renderer {
                 references,
                 boolean,
             } => {
-                let mut root = Value::Object(Map::new());
-                for path in references {
-                    let value = lookup(scope, path)
-                        .map_err(|missing| missing.error(step, location, path))?;
-                    insert(&mut root, path, value.into_owned());
-                }
-                let text = self
-                    .registry
-                    .render_with_context(name, &Context::from(root))
-                    .map_err(|source| TemplateError::Render {
-                        step: step.to_string(),
-                        location: location.clone(),
-                        source: Box::new(source),
-                    })?;
+                let text = self.render(step, location, name, references, scope)?;
                 match (boolean, parse_boolean(&text)) {
                     (true, Some(flag)) => Ok(Value::Bool(flag)),
                     _ => Ok(Value::String(text)),
                 }
             }
         }
+    }
+
+    /// Renders a registered template from a context holding only `references`.
+    fn render(
+        &self,
+        step: &str,
+        location: &Location,
+        name: &str,
+        references: &[Vec<String>],
+        scope: &Scope,
+    ) -> Result<String, TemplateError> {
+        let mut root = Value::Object(Map::new());
+        for path in references {
+            let value =
+                lookup(scope, path).map_err(|missing| missing.error(step, location, path))?;
+            insert(&mut root, path, value.into_owned());
+        }
+        let context = Context::from(root);
+        self.registry
+            .render_with_context(name, &context)
+            .map_err(|source| TemplateError::Render {
+                step: step.to_string(),
+                location: location.clone(),
+                source: Box::new(source),
+            })
     }
 }
 
@@ -322,6 +335,7 @@ fn parse_boolean(text: &str) -> Option<bool> {
         _ => None,
     }
 }
+
 /// The text of a value inside a larger string: strings as they are, whole
 /// numbers without a fraction (agents send `1.0` for `1`), the rest as compact JSON.
 pub fn value_to_text(value: &Value) -> Cow<'_, str> {
