@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::model::Workflow;
-use super::position::{Position, PositionIndex};
+use super::position::{Position, PositionIndex, escape};
 use super::validate::Problem;
 use super::{schema, validate};
 
@@ -96,7 +96,7 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
             message,
             hint,
         };
-    let index = PositionIndex::build(text).map_err(|problem| {
+    let (value, index) = PositionIndex::parse(text).map_err(|problem| {
         invalid(vec![at(
             problem.position,
             "",
@@ -104,26 +104,6 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
             problem.hint,
         )])
     })?;
-    let value: Value = serde_yaml_ng::from_str(text).map_err(|error| {
-        let position = error
-            .location()
-            .map(|location| Position {
-                line: location.line(),
-                column: location.column(),
-            })
-            .unwrap_or(Position { line: 1, column: 1 });
-        let message = format!("malformed YAML: {}", strip_location(&error.to_string()));
-        invalid(vec![at(position, "", message, None)])
-    })?;
-    if value.is_null() {
-        let hint = Some("a workflow needs `metadata` and `steps`".to_string());
-        return Err(invalid(vec![at(
-            Position { line: 1, column: 1 },
-            "",
-            "the workflow file is empty".to_string(),
-            hint,
-        )]));
-    }
     let locate = |problems: Vec<Problem>| -> Vec<Diagnostic> {
         problems
             .into_iter()
@@ -137,9 +117,16 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
             })
             .collect()
     };
-    let structural = schema::check(&value);
-    if !structural.is_empty() {
-        return Err(invalid(sorted(locate(structural))));
+    let mut structural = schema::check(&value);
+    check_durations(&value, "", &mut structural);
+    let duplicates = index.duplicate_keys().iter().map(|(pointer, position)| {
+        let (message, hint) = duplicate_key(pointer);
+        at(*position, pointer, message, Some(hint))
+    });
+    let mut diagnostics: Vec<Diagnostic> = duplicates.collect();
+    diagnostics.extend(locate(structural));
+    if !diagnostics.is_empty() {
+        return Err(invalid(sorted(diagnostics)));
     }
     let workflow: Workflow = serde_json::from_value(value).map_err(|error| {
         let message = format!("invalid workflow: {error}");
@@ -157,15 +144,60 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
     })
 }
 
+/// Duration strings the schema's pattern accepts but humantime rejects (e.g. overflow),
+/// reported here with their location rather than by the model's deserializer.
+/// Message and hint for a key given twice in one mapping.
+fn duplicate_key(pointer: &str) -> (String, String) {
+    let name = pointer.rsplit('/').next().unwrap_or_default();
+    (
+        format!("key `{name}` is given twice in the same mapping"),
+        "remove one of them; YAML would silently keep only the last".to_string(),
+    )
+}
+
+fn check_durations(value: &Value, pointer: &str, problems: &mut Vec<Problem>) {
+    let mut check = |field: &Value, field_pointer: String| {
+        // Only strings the schema accepted: others already have a clearer problem.
+        if let Some(text) = field.as_str()
+            && !problems.iter().any(|known| known.pointer == field_pointer)
+            && let Err(error) = humantime::parse_duration(text.trim())
+        {
+            let name = field_pointer.rsplit('/').next().unwrap_or_default();
+            let hint = "write seconds as a number (300, 0.5) or a string with units (\"30s\", \"5m\", \"1h 30m\")";
+            let message = format!("invalid duration `{text}` for `{name}`: {error}");
+            problems.push(Problem::new(
+                &field_pointer,
+                message,
+                Some(hint.to_string()),
+            ));
+        }
+    };
+    if let Some(timeout) = value.get("timeout") {
+        check(timeout, format!("{pointer}/timeout"));
+    }
+    if let Some(backoff) = value.get("retry").and_then(|retry| retry.get("backoff")) {
+        for name in ["initial", "max"] {
+            if let Some(field) = backoff.get(name) {
+                check(field, format!("{pointer}/retry/backoff/{name}"));
+            }
+        }
+    }
+    if let Some(steps) = value.get("steps").and_then(Value::as_array) {
+        for (index, step) in steps.iter().enumerate() {
+            check_durations(step, &format!("{pointer}/steps/{index}"), problems);
+        }
+    }
+    if let Some(branches) = value.get("branches").and_then(Value::as_object) {
+        for (name, steps) in branches {
+            for (index, step) in steps.as_array().into_iter().flatten().enumerate() {
+                let step_pointer = format!("{pointer}/branches/{}/{index}", escape(name));
+                check_durations(step, &step_pointer, problems);
+            }
+        }
+    }
+}
+
 fn sorted(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
     diagnostics
-}
-
-/// serde_yaml_ng appends " at line L column C"; the diagnostic carries the position already.
-fn strip_location(message: &str) -> &str {
-    message
-        .find(" at line ")
-        .map(|cut| &message[..cut])
-        .unwrap_or(message)
 }

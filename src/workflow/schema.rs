@@ -102,14 +102,10 @@ fn describe(error: &ValidationError, instance: &Value) -> Vec<Problem> {
         )],
         ValidationErrorKind::Minimum { limit }
         | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            vec![Problem::new(
-                &pointer,
-                format!(
-                    "`{}` must be at least {limit}, found {value}",
-                    last_segment(&pointer)
-                ),
-                None,
-            )]
+            let hint = is_duration_field(&pointer).then(|| duration_hint().to_string());
+            let field = last_segment(&pointer);
+            let message = format!("`{field}` must be at least {limit}, found {value}");
+            vec![Problem::new(&pointer, message, hint)]
         }
         ValidationErrorKind::MinLength { .. } => vec![Problem::new(
             &pointer,
@@ -261,7 +257,16 @@ fn missing_hint(field: &str, subject: &Subject) -> Option<String> {
             "a parallel step lists its concurrent steps under `branches: {steps: [...]}`"
         }
         (ObjectKind::Metadata, "version") => "add a semantic version, e.g. `version: \"1.0.0\"`",
-        _ => return None,
+        (ObjectKind::Step, "id") => {
+            "give every step a unique `id`; later steps read its output as {{ steps.ID.outputs }}"
+        }
+        (ObjectKind::Workflow, "steps") => {
+            "list the steps under `steps:`, one `- id: ...` per step"
+        }
+        (ObjectKind::Retry, "max_attempts") => {
+            "set how many attempts to make in total, e.g. `max_attempts: 3`"
+        }
+        _ => return Some(format!("add `{field}: ...` to {}", subject.describe())),
     };
     Some(hint.to_string())
 }
@@ -324,6 +329,14 @@ fn wrong_type(pointer: &str, kind: &TypeKind, value: &Value) -> Problem {
         ))
     } else if is_duration_field(pointer) {
         Some(duration_hint().to_string())
+    } else if expected == "a list" {
+        Some(format!(
+            "write a list: `{field}: [a, b]`, or one `- item` per line"
+        ))
+    } else if expected == "a mapping" {
+        Some(format!(
+            "write `NAME: value` pairs indented under `{field}:`"
+        ))
     } else {
         None
     };

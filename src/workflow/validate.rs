@@ -204,15 +204,14 @@ pub(crate) fn templates<'a>(node: &Node<'a>) -> Vec<(String, &'a str)> {
 }
 
 fn check_template(pointer: &str, text: &str, errors: &mut Vec<Problem>) {
-    if let Err(error) = handlebars::Template::compile(text) {
-        let place = error
-            .pos()
-            .map(|(line, column)| format!(" (template line {line}, column {column})"))
-            .unwrap_or_default();
+    // Compiling with handlebars is the slow part of validation; plain expressions skip it.
+    if !is_plain_template(text)
+        && let Err(error) = handlebars::Template::compile(text)
+    {
         errors.push(Problem::new(
             pointer,
-            format!("template syntax error{place}: {}", error.reason()),
-            Some("templates look like \"{{ steps.ID.outputs.NAME }}\" or \"{{ eq workflow.input.kind \\\"a\\\" }}\"; every {{ needs a matching }}".to_string()),
+            syntax_message(text, &error),
+            Some("templates look like \"{{ steps.ID.outputs.NAME }}\" or \"{{ eq workflow.input.kind 'a' }}\"; blocks close with {{/if}}".to_string()),
         ));
         return;
     }
@@ -257,6 +256,116 @@ fn check_template(pointer: &str, text: &str, errors: &mut Vec<Problem>) {
             )),
         ));
     }
+}
+
+/// Whether every `{{ }}` in `text` is a plain expression (a path, or a helper with
+/// path, number and quoted arguments, subexpressions included), which handlebars
+/// always accepts. Anything else (blocks, comments, escapes) goes to the real parser.
+fn is_plain_template(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        if rest[..open].contains("}}") || rest[..open].contains('\\') {
+            return false;
+        }
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            return false;
+        };
+        if !is_plain_expression(&after[..close]) {
+            return false;
+        }
+        rest = &after[close + 2..];
+    }
+    !rest.contains("}}") && !rest.contains('\\')
+}
+
+fn is_plain_expression(expression: &str) -> bool {
+    let mut depth = 0usize;
+    let mut words = 0usize;
+    let mut characters = expression.chars().peekable();
+    while let Some(character) = characters.next() {
+        match character {
+            c if c.is_whitespace() => {}
+            '(' if words > 0 => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            '"' | '\'' if words > 0 => {
+                if !characters.by_ref().any(|inner| inner == character) {
+                    return false;
+                }
+                words += 1;
+            }
+            c if c.is_ascii_alphanumeric() || c == '_' || c == '@' => {
+                let mut word = String::from(c);
+                while let Some(&next) = characters.peek() {
+                    if next.is_whitespace() || next == '(' || next == ')' {
+                        break;
+                    }
+                    word.push(next);
+                    characters.next();
+                }
+                let is_path = word.split('.').all(|segment| {
+                    segment.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '@')
+                        && segment
+                            .chars()
+                            .skip(1)
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                });
+                if !(is_path || (words > 0 && word.parse::<f64>().is_ok())) {
+                    return false;
+                }
+                words += 1;
+            }
+            _ => return false,
+        }
+    }
+    depth == 0 && words > 0
+}
+
+/// A short description of a template syntax error (handlebars' own lists grammar rules).
+fn syntax_message(text: &str, error: &handlebars::TemplateError) -> String {
+    if let Some(column) = unclosed_braces(text) {
+        return format!(
+            "template syntax error: the `{{{{` at column {column} of the template has no matching `}}}}`"
+        );
+    }
+    match error.reason() {
+        handlebars::TemplateErrorReason::InvalidSyntax(_) => {
+            let place = error
+                .pos()
+                .map(|(line, column)| format!(" at line {line}, column {column} of the template"));
+            let block = text.find("{{#").map(|start| {
+                let name = text[start + 3..]
+                    .split(|c: char| c.is_whitespace() || c == '}')
+                    .next()
+                    .unwrap_or_default();
+                format!(" (is the block `{{{{#{name}}}}}` closed with `{{{{/{name}}}}}`?)")
+            });
+            format!(
+                "template syntax error{}{}",
+                place.unwrap_or_default(),
+                block.unwrap_or_default()
+            )
+        }
+        reason => format!("template syntax error: {reason}"),
+    }
+}
+
+/// Column (1-based, in characters) of the first `{{` without a matching `}}`.
+fn unclosed_braces(text: &str) -> Option<usize> {
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let next_open = after.find("{{");
+        match after.find("}}") {
+            Some(close) if next_open.is_none_or(|next| next > close) => {
+                offset += open + 2 + close + 2;
+                rest = &after[close + 2..];
+            }
+            _ => return Some(text[..offset + open].chars().count() + 1),
+        }
+    }
+    None
 }
 
 /// Paths in a template that start neither at `workflow.input` nor at `steps`.
@@ -414,22 +523,34 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, candidate)| candidate)
 }
 
+/// Edit distance counting a swap of two neighbours as one edit (optimal string alignment).
 fn edit_distance(left: &str, right: &str) -> usize {
+    let left: Vec<char> = left.chars().collect();
     let right: Vec<char> = right.chars().collect();
-    let mut previous: Vec<usize> = (0..=right.len()).collect();
-    for (row, left_char) in left.chars().enumerate() {
-        let mut current = vec![row + 1];
-        for (column, right_char) in right.iter().enumerate() {
-            let substitution = previous[column] + usize::from(left_char != *right_char);
-            current.push(
-                substitution
-                    .min(previous[column + 1] + 1)
-                    .min(current[column] + 1),
-            );
-        }
-        previous = current;
+    let mut table = vec![vec![0usize; right.len() + 1]; left.len() + 1];
+    for (row, cells) in table.iter_mut().enumerate() {
+        cells[0] = row;
     }
-    previous[right.len()]
+    for column in 0..=right.len() {
+        table[0][column] = column;
+    }
+    for row in 1..=left.len() {
+        for column in 1..=right.len() {
+            let cost = usize::from(left[row - 1] != right[column - 1]);
+            let mut best = (table[row - 1][column] + 1)
+                .min(table[row][column - 1] + 1)
+                .min(table[row - 1][column - 1] + cost);
+            if row > 1
+                && column > 1
+                && left[row - 1] == right[column - 2]
+                && left[row - 2] == right[column - 1]
+            {
+                best = best.min(table[row - 2][column - 2] + 1);
+            }
+            table[row][column] = best;
+        }
+    }
+    table[left.len()][right.len()]
 }
 
 #[cfg(test)]
@@ -471,6 +592,50 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(unknown_roots(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn plain_templates_agree_with_handlebars() {
+        let cases = [
+            ("{{ workflow.input.requirements }}", true),
+            ("Hello {{ workflow.input.name }}!", true),
+            ("{{ eq steps.a.outputs.kind \"code generation\" }}", true),
+            (
+                "{{ and (gt steps.a.outputs.n 3) (not workflow.input.skip) }}",
+                true,
+            ),
+            ("{{ steps.my-step.outputs }}", true),
+            ("no template at all", true),
+            ("{{#if workflow.input.flag}}yes{{/if}}", false),
+            ("{{ workflow.input.name }", false),
+            ("{{ }}", false),
+            ("{{ eq a (b }}", false),
+            ("{{ a..b }}", false),
+            ("{{ 'text' }}", false),
+            ("{{ a }} }}", false),
+        ];
+        for (text, plain) in cases {
+            assert_eq!(is_plain_template(text), plain, "{text}");
+            if plain {
+                assert!(
+                    handlebars::Template::compile(text).is_ok(),
+                    "handlebars rejects {text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unclosed_braces_are_found() {
+        let cases = [
+            ("{{ a }}", None),
+            ("x {{ a }", Some(3)),
+            ("{{ a }} {{ b", Some(9)),
+            ("{{ a {{ b }}", Some(1)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(unclosed_braces(text), expected, "{text}");
         }
     }
 
