@@ -201,3 +201,61 @@ fn sorted(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
     diagnostics
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics_render_location_pointer_and_hint() {
+        let diagnostic = |pointer: &str, hint: Option<&str>| Diagnostic {
+            file: "flow.yaml".to_string(),
+            line: 3,
+            column: 7,
+            pointer: pointer.to_string(),
+            message: "unknown key `skil` in step `plan`".to_string(),
+            hint: hint.map(str::to_string),
+        };
+        let cases = [
+            (
+                diagnostic("/steps/0/skil", Some("did you mean `skill`?")),
+                "flow.yaml:3:7: unknown key `skil` in step `plan`\n  at /steps/0/skil\n  hint: did you mean `skill`?",
+            ),
+            (
+                diagnostic("", None),
+                "flow.yaml:3:7: unknown key `skil` in step `plan`\n  at /",
+            ),
+        ];
+        for (diagnostic, expected) in cases {
+            assert_eq!(diagnostic.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn valid_text_loads_with_its_origin_and_bytes() {
+        let text = "metadata: {id: a, name: A, version: 1.0.0}\nsteps:\n  - {id: one, skill: s}\n";
+        let loaded = load_str("a.yaml", text).expect("valid workflow");
+        assert_eq!(
+            (loaded.origin.as_str(), loaded.text.as_str()),
+            ("a.yaml", text)
+        );
+        assert_eq!(loaded.workflow.steps[0].skill.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn errors_carry_the_origin_and_every_problem() {
+        let text = "metadata: {id: a, name: A, version: 1.0.0}\nsteps:\n  - {id: one, skill: s, inputs: {x: '{{ steps.two.outputs }}'}}\n  - {id: two, skill: s, inputs: {x: '{{ steps.nine.outputs }}'}}\n";
+        let Err(LoadError::Invalid { file, diagnostics }) = load_str("a.yaml", text) else {
+            panic!("invalid workflow loaded")
+        };
+        assert_eq!(file, "a.yaml");
+        let places: Vec<(usize, usize, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.line, d.column, d.pointer.as_str()))
+            .collect();
+        assert_eq!(
+            places,
+            [(3, 37, "/steps/0/inputs/x"), (4, 37, "/steps/1/inputs/x")]
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! JSON values, can be reported as line:column.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use serde_json::{Map, Value};
 use yaml_rust2::parser::{MarkedEventReceiver, Parser, Tag};
@@ -163,10 +164,13 @@ impl Builder {
                         return None;
                     };
                     let child = format!("{pointer}/{}", escape(name));
-                    if self.index.keys.contains_key(&child) {
-                        self.index.duplicates.push((child, at));
-                    } else {
-                        self.index.keys.insert(child, at);
+                    match self.index.keys.entry(child) {
+                        Entry::Occupied(entry) => {
+                            self.index.duplicates.push((entry.key().clone(), at))
+                        }
+                        Entry::Vacant(entry) => {
+                            entry.insert(at);
+                        }
                     }
                     // A block mapping's start event is marked after its first key: start it at that key.
                     if let Some(start) = self.index.nodes.get_mut(pointer.as_str())

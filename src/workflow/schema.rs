@@ -224,7 +224,7 @@ fn unknown_key(pointer: &str, name: &str, subject: &Subject, instance: &Value) -
     let suggestion = suggest(name, allowed.iter().map(String::as_str)).map(str::to_string);
     let hint = match (&suggestion, subject.kind) {
         (Some(close), _) => format!("did you mean `{close}`?"),
-        (None, ObjectKind::Branches) => format!("{}", branches_hint(parent(pointer), instance)),
+        (None, ObjectKind::Branches) => branches_hint(parent(pointer), instance).to_string(),
         (None, _) => format!("allowed keys: {}", allowed.join(", ")),
     };
     let what = if subject.kind == ObjectKind::Branches {
@@ -314,6 +314,11 @@ fn expected_name(kind: &TypeKind) -> String {
 
 fn wrong_type(pointer: &str, kind: &TypeKind, value: &Value) -> Problem {
     let expected = expected_name(kind);
+    if pointer.is_empty() {
+        let message = format!("a workflow is a mapping, found {}", type_name(value));
+        let hint = "start the file with `metadata:` and `steps:` at the left margin";
+        return Problem::new(pointer, message, Some(hint.to_string()));
+    }
     let field = last_segment(pointer);
     let message = format!(
         "wrong type for `{field}`: expected {expected}, found {}",
@@ -465,6 +470,68 @@ mod tests {
 
     fn minimal(step: Value) -> Value {
         json!({"metadata": {"id": "x", "name": "X", "version": "1.0.0"}, "steps": [step]})
+    }
+
+    #[test]
+    fn typo_of_a_required_key_is_reported_once() {
+        let instance =
+            json!({"metadata": {"id": "x", "name": "X", "version": "1.0.0"}, "step": []});
+        assert_eq!(
+            messages(instance),
+            ["/step unknown key `step` in the workflow"]
+        );
+        let suggestion =
+            check(&json!({"metadata": {"id": "x", "name": "X", "version": "1.0.0"}, "step": []}));
+        assert_eq!(suggestion[0].hint.as_deref(), Some("did you mean `steps`?"));
+    }
+
+    #[test]
+    fn root_must_be_a_mapping() {
+        assert_eq!(
+            messages(json!(["a"])),
+            [" a workflow is a mapping, found a list"]
+        );
+    }
+
+    /// Editors show titles and descriptions: every property has one, directly or through its `$ref`.
+    #[test]
+    fn every_property_is_documented() {
+        fn walk(node: &Value, path: &str, undocumented: &mut Vec<String>) {
+            if let Some(properties) = node.get("properties").and_then(Value::as_object) {
+                for (name, property) in properties {
+                    let target = property
+                        .get("$ref")
+                        .and_then(Value::as_str)
+                        .and_then(|reference| schema().pointer(reference.trim_start_matches('#')));
+                    let documented = |node: Option<&Value>| {
+                        node.is_some_and(|node| {
+                            node.get("description").is_some() && node.get("title").is_some()
+                        })
+                    };
+                    let is_rule = property.is_boolean() || path.contains("allOf");
+                    if !is_rule && !documented(Some(property)) && !documented(target) {
+                        undocumented.push(format!("{path}/{name}"));
+                    }
+                }
+            }
+            if let Some(object) = node.as_object() {
+                for (key, child) in object {
+                    walk(child, &format!("{path}/{key}"), undocumented);
+                }
+            }
+            if let Some(items) = node.as_array() {
+                for (index, child) in items.iter().enumerate() {
+                    walk(child, &format!("{path}/{index}"), undocumented);
+                }
+            }
+        }
+        let mut undocumented = Vec::new();
+        walk(schema(), "", &mut undocumented);
+        assert!(undocumented.is_empty(), "{undocumented:?}");
+        assert_eq!(
+            schema()["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
     }
 
     #[test]
