@@ -28,19 +28,37 @@ pub fn schema() -> &'static Value {
 
 /// Every structural problem of `instance`, one per location, in document order.
 pub fn check(instance: &Value) -> Vec<Problem> {
-    let mut problems: Vec<Problem> = Vec::new();
+    // (rank, problem): a value breaking several rules gets only its most telling problem.
+    let mut ranked: Vec<(u8, Problem)> = Vec::new();
     for error in VALIDATOR.iter_errors(instance) {
+        let rank = rank(error.kind());
         for problem in describe(&error, instance) {
-            if !problems
-                .iter()
-                .any(|known| known.pointer == problem.pointer && known.message == problem.message)
-            {
-                problems.push(problem);
+            let value_level = problem.missing.is_none() && !problem.at_key;
+            let same_place = ranked.iter().position(|(_, known)| {
+                known.pointer == problem.pointer
+                    && (known.message == problem.message
+                        || (value_level && known.missing.is_none()))
+            });
+            match same_place {
+                Some(index) if ranked[index].0 > rank => ranked[index] = (rank, problem),
+                Some(_) => {}
+                None => ranked.push((rank, problem)),
             }
         }
     }
+    let mut problems = ranked.into_iter().map(|(_, problem)| problem).collect();
     drop_required_explained_by_typos(&mut problems);
     problems
+}
+
+/// Lower is more telling: "not allowed here" says more than "wrong type" about the same value.
+fn rank(kind: &ValidationErrorKind) -> u8 {
+    match kind {
+        ValidationErrorKind::FalseSchema => 0,
+        ValidationErrorKind::Type { .. } => 1,
+        ValidationErrorKind::Enum { .. } => 2,
+        _ => 3,
+    }
 }
 
 /// A typo such as `skil` shows up twice (unknown key, missing `skill`); the first says it all.
@@ -550,6 +568,13 @@ mod tests {
                 minimal(json!({"id": "a", "skill": "s", "max_concurrency": 2})),
                 vec![
                     "/steps/0/max_concurrency `max_concurrency` is only allowed on parallel steps, and step `a` is sequential",
+                ],
+            ),
+            (
+                minimal(json!({"id": "a", "skill": "s", "max_concurrency": "2", "fail_fast": 1})),
+                vec![
+                    "/steps/0/max_concurrency `max_concurrency` is only allowed on parallel steps, and step `a` is sequential",
+                    "/steps/0/fail_fast `fail_fast` is only allowed on parallel steps, and step `a` is sequential",
                 ],
             ),
             (
