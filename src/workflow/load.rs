@@ -83,29 +83,82 @@ pub fn load_file(path: &Path) -> Result<LoadedWorkflow, LoadError> {
 }
 
 pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
-    let invalid = |diagnostics: Vec<Diagnostic>| LoadError::Invalid {
-        file: origin.to_string(),
-        diagnostics,
+    let locator = Locator {
+        origin,
+        index: None,
     };
-    let at =
-        |position: Position, pointer: &str, message: String, hint: Option<String>| Diagnostic {
-            file: origin.to_string(),
+    let (value, index) = PositionIndex::parse(text).map_err(|problem| {
+        let diagnostic = locator.at(problem.position, "", problem.message, problem.hint);
+        locator.invalid(vec![diagnostic])
+    })?;
+    let locator = Locator {
+        origin,
+        index: Some(&index),
+    };
+    let mut diagnostics: Vec<Diagnostic> = index
+        .duplicate_keys()
+        .iter()
+        .map(|(pointer, position)| {
+            let (message, hint) = duplicate_key(pointer);
+            locator.at(*position, pointer, message, Some(hint))
+        })
+        .collect();
+    let mut structural = schema::check(&value);
+    check_durations(&value, "", &mut structural);
+    diagnostics.extend(locator.locate(structural));
+    // Some schema problems (a bad id pattern, say) still deserialize: then the semantic
+    // problems are reported in the same pass, so the user sees everything at once.
+    let workflow = match serde_json::from_value::<Workflow>(value) {
+        Ok(workflow) => workflow,
+        Err(error) if diagnostics.is_empty() => {
+            let message = format!("invalid workflow: {error}");
+            let position = Position { line: 1, column: 1 };
+            return Err(locator.invalid(vec![locator.at(position, "", message, None)]));
+        }
+        Err(_) => return Err(locator.invalid(diagnostics)),
+    };
+    let report = validate::check(&workflow);
+    diagnostics.extend(locator.locate(report.errors));
+    if !diagnostics.is_empty() {
+        return Err(locator.invalid(diagnostics));
+    }
+    Ok(LoadedWorkflow {
+        workflow,
+        origin: origin.to_string(),
+        text: text.to_string(),
+        warnings: locator.locate(report.warnings),
+    })
+}
+
+/// Turns problems found on JSON pointers into diagnostics with file:line:column.
+struct Locator<'a> {
+    origin: &'a str,
+    index: Option<&'a PositionIndex>,
+}
+
+impl Locator<'_> {
+    fn at(
+        &self,
+        position: Position,
+        pointer: &str,
+        message: String,
+        hint: Option<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            file: self.origin.to_string(),
             line: position.line,
             column: position.column,
             pointer: pointer.to_string(),
             message,
             hint,
+        }
+    }
+
+    fn locate(&self, problems: Vec<Problem>) -> Vec<Diagnostic> {
+        let Some(index) = self.index else {
+            return Vec::new();
         };
-    let (value, index) = PositionIndex::parse(text).map_err(|problem| {
-        invalid(vec![at(
-            problem.position,
-            "",
-            problem.message,
-            problem.hint,
-        )])
-    })?;
-    let locate = |problems: Vec<Problem>| -> Vec<Diagnostic> {
-        problems
+        let mut diagnostics: Vec<Diagnostic> = problems
             .into_iter()
             .map(|problem| {
                 let position = if problem.at_key {
@@ -113,39 +166,23 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
                 } else {
                     index.node(&problem.pointer)
                 };
-                at(position, &problem.pointer, problem.message, problem.hint)
+                self.at(position, &problem.pointer, problem.message, problem.hint)
             })
-            .collect()
-    };
-    let mut structural = schema::check(&value);
-    check_durations(&value, "", &mut structural);
-    let duplicates = index.duplicate_keys().iter().map(|(pointer, position)| {
-        let (message, hint) = duplicate_key(pointer);
-        at(*position, pointer, message, Some(hint))
-    });
-    let mut diagnostics: Vec<Diagnostic> = duplicates.collect();
-    diagnostics.extend(locate(structural));
-    if !diagnostics.is_empty() {
-        return Err(invalid(sorted(diagnostics)));
+            .collect();
+        diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
+        diagnostics
     }
-    let workflow: Workflow = serde_json::from_value(value).map_err(|error| {
-        let message = format!("invalid workflow: {error}");
-        invalid(vec![at(Position { line: 1, column: 1 }, "", message, None)])
-    })?;
-    let report = validate::check(&workflow);
-    if !report.errors.is_empty() {
-        return Err(invalid(sorted(locate(report.errors))));
+
+    /// All diagnostics, in file order.
+    fn invalid(&self, mut diagnostics: Vec<Diagnostic>) -> LoadError {
+        diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
+        LoadError::Invalid {
+            file: self.origin.to_string(),
+            diagnostics,
+        }
     }
-    Ok(LoadedWorkflow {
-        workflow,
-        origin: origin.to_string(),
-        text: text.to_string(),
-        warnings: sorted(locate(report.warnings)),
-    })
 }
 
-/// Duration strings the schema's pattern accepts but humantime rejects (e.g. overflow),
-/// reported here with their location rather than by the model's deserializer.
 /// Message and hint for a key given twice in one mapping.
 fn duplicate_key(pointer: &str) -> (String, String) {
     let name = pointer.rsplit('/').next().unwrap_or_default();
@@ -155,6 +192,8 @@ fn duplicate_key(pointer: &str) -> (String, String) {
     )
 }
 
+/// Duration strings the schema's pattern accepts but humantime rejects (e.g. overflow),
+/// reported here with their location rather than by the model's deserializer.
 fn check_durations(value: &Value, pointer: &str, problems: &mut Vec<Problem>) {
     let mut check = |field: &Value, field_pointer: String| {
         // Only strings the schema accepted: others already have a clearer problem.
@@ -195,11 +234,6 @@ fn check_durations(value: &Value, pointer: &str, problems: &mut Vec<Problem>) {
             }
         }
     }
-}
-
-fn sorted(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
-    diagnostics
 }
 
 #[cfg(test)]
