@@ -41,14 +41,14 @@ impl PositionIndex {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
         if let Err(error) = parser.load(&mut builder, true) {
-            return Err(SyntaxProblem {
-                position: position(error.marker()),
-                message: format!("malformed YAML: {}", error.info()),
-                hint: Some(
-                    "check the indentation and the quotes and brackets here; an unclosed quote or bracket may start earlier"
-                        .to_string(),
-                ),
-            });
+            let at = position(error.marker());
+            return Err(
+                unquoted_template(text, at.line).unwrap_or_else(|| SyntaxProblem {
+                    position: at,
+                    message: format!("malformed YAML: {}", error.info()),
+                    hint: Some(syntax_hint(error.info()).to_string()),
+                }),
+            );
         }
         if let Some(second) = builder.second_document {
             return Err(SyntaxProblem {
@@ -61,7 +61,7 @@ impl PositionIndex {
             });
         }
         if let Some(problem) = builder.unsupported {
-            return Err(problem);
+            return Err(unquoted_template(text, problem.position.line).unwrap_or(problem));
         }
         let root = builder.root.filter(|root| !root.is_null());
         let Some(root) = root else {
@@ -101,6 +101,49 @@ impl PositionIndex {
             .copied()
             .unwrap_or_else(|| self.node(pointer))
     }
+}
+
+/// A hint for the scanner's message, for the mistakes people make most.
+fn syntax_hint(info: &str) -> &'static str {
+    if info.contains("tab") {
+        "indent with spaces: YAML does not allow tabs for indentation"
+    } else if info.contains("mapping values are not allowed") {
+        "quote a value that contains \": \" (e.g. skill: \"a: b\"), or check this line's indentation"
+    } else if info.contains("quoted scalar") {
+        "a quote opened here is never closed"
+    } else if info.contains("flow sequence") || info.contains("flow mapping") {
+        "a `[` or `{` opened here is never closed, or an item lacks its `,`"
+    } else if info.contains("expected '-'") || info.contains("expected key") {
+        "check the indentation: the items of one list or mapping start in the same column"
+    } else {
+        "check the indentation, quotes and brackets here; an unclosed quote or bracket may start earlier"
+    }
+}
+
+/// YAML reads an unquoted `{{ ... }}` value as a nested mapping, which fails in
+/// confusing ways: find such a value at or before `line` and say so plainly.
+fn unquoted_template(text: &str, line: usize) -> Option<SyntaxProblem> {
+    for (index, content) in text.lines().take(line).enumerate() {
+        let Some(start) = content.find("{{") else {
+            continue;
+        };
+        let before = content[..start].trim_end();
+        if before.ends_with(':')
+            || before.ends_with('-')
+            || before.ends_with('[')
+            || before.ends_with(',')
+        {
+            return Some(SyntaxProblem {
+                position: Position {
+                    line: index + 1,
+                    column: content[..start].chars().count() + 1,
+                },
+                message: "unquoted template: YAML reads `{{ ... }}` as a mapping".to_string(),
+                hint: Some("put the template in quotes: \"{{ workflow.input.name }}\"".to_string()),
+            });
+        }
+    }
+    None
 }
 
 fn position(marker: &Marker) -> Position {
@@ -347,6 +390,12 @@ mod tests {
             ("# only a comment\n", "empty"),
             ("---\n", "empty"),
             ("? [a, b]\n: c\n", "complex mapping keys"),
+            ("a: {{ workflow.input.x }}\n", "unquoted template"),
+            (
+                "a:\n  - {{ eq workflow.input.x \"y\" }}\n",
+                "unquoted template",
+            ),
+            ("a: '{{ x }}'\nb: [1\n", "malformed YAML"),
         ];
         for (text, expected) in cases {
             let problem = PositionIndex::parse(text).unwrap_err();
