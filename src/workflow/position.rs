@@ -288,11 +288,31 @@ impl Builder {
         match self.stack.pop() {
             Some(Frame::Sequence { items, anchor, .. }) => self.attach(Value::Array(items), anchor),
             Some(Frame::Mapping { fields, anchor, .. }) => {
-                self.attach(Value::Object(fields), anchor)
+                self.attach(Value::Object(apply_merge_key(fields)), anchor)
             }
             None => {}
         }
     }
+}
+
+/// `<<: *defaults` (or a list of aliases) fills in the keys a mapping does not set itself.
+fn apply_merge_key(mut fields: Map<String, Value>) -> Map<String, Value> {
+    let Some(merged) = fields.remove("<<") else {
+        return fields;
+    };
+    let sources = match merged {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    for source in sources {
+        let Value::Object(source) = source else {
+            continue;
+        };
+        for (name, value) in source {
+            fields.entry(name).or_insert(value);
+        }
+    }
+    fields
 }
 
 /// The YAML 1.2 core schema: plain scalars may be null, booleans or numbers.
@@ -379,6 +399,17 @@ mod tests {
             "j": [1, {"k": "v"}], "l": [1, {"k": "v"}], "m": 31, "n": -2500.0
         });
         assert_eq!(value, expected);
+    }
+
+    #[test]
+    fn merge_keys_fill_in_defaults() {
+        let text =
+            "defaults: &defaults {timeout: 30, skill: s}\nstep:\n  <<: *defaults\n  skill: t\n";
+        let (value, _) = PositionIndex::parse(text).unwrap();
+        assert_eq!(
+            value["step"],
+            serde_json::json!({"skill": "t", "timeout": 30})
+        );
     }
 
     #[test]
