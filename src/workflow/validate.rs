@@ -158,6 +158,15 @@ fn check_container(node: &Node, report: &mut Report) {
             Some("add at least one case: `branches: {CASE: [...], default: [...]}`; the condition's value picks the case".to_string()),
         ));
     }
+    if let Some(condition) = &step.condition
+        && !condition.contains("{{")
+    {
+        report.warnings.push(Problem::new(
+            &format!("{}/condition", node.pointer),
+            format!("the condition of step `{}` holds no `{{{{ }}}}` template, so it never changes", step.id),
+            Some(format!("write a template, e.g. \"{{{{ steps.ID.outputs.NAME }}}}\" (the text `{condition}` is used as is)")),
+        ));
+    }
     if step.step_type != StepType::Sequential && step.skill.is_some() {
         let type_name = serde_json::to_value(step.step_type).ok();
         let type_name = type_name
@@ -252,6 +261,26 @@ fn edit_distance(left: &str, right: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_for_ignored_skill_and_constant_condition() {
+        let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - id: route\n    skill: s\n    step_type: conditional\n    condition: steps.a.outputs\n    branches: {if_true: [{id: b, skill: s}]}\n";
+        let workflow: Workflow = serde_yaml_ng::from_str(text).expect("test workflow parses");
+        let report = check(&workflow);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let warnings: Vec<&str> = report
+            .warnings
+            .iter()
+            .map(|warning| warning.message.as_str())
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "the condition of step `route` holds no `{{ }}` template, so it never changes",
+                "`skill` is ignored on conditional step `route`",
+            ]
+        );
+    }
 
     #[test]
     fn suggestions_only_for_close_words() {
