@@ -189,11 +189,11 @@ fn a_hundred_step_workflow_validates_quickly() {
     load_str("large.yaml", &text).expect("large workflow loads");
     let second = started.elapsed();
     assert_eq!(loaded.workflow.all_steps().len(), 109);
-    // Generous bounds: debug builds are several times slower than release.
+    // Generous bounds against flakiness on a busy machine: debug builds are ~10x slower than release.
     assert!(
-        first.as_millis() < 1000,
+        first.as_millis() < 3000,
         "first load (compiles the schema) took {first:?}"
     );
-    assert!(second.as_millis() < 200, "second load took {second:?}");
+    assert!(second.as_millis() < 1000, "second load took {second:?}");
     eprintln!("100 steps: first load {first:?}, second {second:?}");
 }
