@@ -5,6 +5,7 @@
 pub mod card;
 pub mod client;
 pub mod discovery;
+pub mod server;
 
 pub use card::{AgentCard, Endpoint, SkillInfo};
 pub use client::{AgentClient, CallError, CallRequest};
