@@ -47,14 +47,26 @@ impl TestAgent {
     /// A2A JSON-RPC call with the version header; returns the whole response.
     async fn rpc(&self, method: &str, params: Value) -> Value {
         let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
-        let response = self.http.post(format!("{}/", self.url)).header("A2A-Version", "1.0").json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(format!("{}/", self.url))
+            .header("A2A-Version", "1.0")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "JSON-RPC answers with HTTP 200");
         response.json().await.unwrap()
     }
 
     /// `SendMessage` with a data part; returns the task of the result.
     async fn send(&self, skill: &str, input: Value, return_immediately: bool) -> Value {
-        let response = self.rpc("SendMessage", message_params(skill, input, return_immediately)).await;
+        let response = self
+            .rpc(
+                "SendMessage",
+                message_params(skill, input, return_immediately),
+            )
+            .await;
         assert!(response["error"].is_null(), "unexpected error: {response}");
         response["result"]["task"].clone()
     }
@@ -71,18 +83,34 @@ impl TestAgent {
             if task["status"]["state"] == state {
                 return task;
             }
-            assert!(Instant::now() < deadline, "task {id} never reached {state}: {task}");
+            assert!(
+                Instant::now() < deadline,
+                "task {id} never reached {state}: {task}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
     async fn execute(&self, body: Value) -> Value {
-        let response = self.http.post(format!("{}/execute", self.url)).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(format!("{}/execute", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         response.json().await.unwrap()
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http.get(format!("{}{path}", self.url)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     async fn shutdown(mut self) {
@@ -115,7 +143,10 @@ fn message_params(skill: &str, input: Value, return_immediately: bool) -> Value 
 }
 
 fn status_text(task: &Value) -> String {
-    task["status"]["message"]["parts"][0]["text"].as_str().unwrap_or_default().to_string()
+    task["status"]["message"]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Alive and not a zombie waiting to be reaped.
@@ -137,7 +168,11 @@ async fn read_pid(path: &Path) -> u32 {
         {
             return pid;
         }
-        assert!(Instant::now() < deadline, "{} was never written", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} was never written",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -191,7 +226,8 @@ async fn official_client(agent: &TestAgent, skill: &str, input: Value) -> Value 
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "a2a_client.py failed: {stderr}");
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("client printed no JSON ({error}): {stderr}"))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("client printed no JSON ({error}): {stderr}"))
 }
 
 #[tokio::test]
@@ -200,7 +236,10 @@ async fn official_a2a_client_calls_the_agent() {
     let input = json!({"requirements": "factorial", "count": 2});
     let answer = official_client(&agent, "echo", input.clone()).await;
     assert_eq!(answer["card"]["name"], "echo-agent");
-    assert_eq!(answer["card"]["supportedInterfaces"][0]["url"], format!("{}/", agent.url));
+    assert_eq!(
+        answer["card"]["supportedInterfaces"][0]["url"],
+        format!("{}/", agent.url)
+    );
     let task = &answer["task"];
     assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{answer}");
     let data = &task["artifacts"][0]["parts"][0]["data"];
@@ -213,7 +252,10 @@ async fn official_a2a_client_calls_the_agent() {
     let unknown = official_client(&agent, "nope", json!({})).await;
     assert_eq!(unknown["error"]["type"], "InvalidParamsError", "{unknown}");
     let message = unknown["error"]["message"].as_str().unwrap();
-    assert!(message.contains("unknown skill `nope`") && message.contains("echo, greeting"), "{message}");
+    assert!(
+        message.contains("unknown skill `nope`") && message.contains("echo, greeting"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -229,14 +271,23 @@ async fn card_lists_interfaces_skills_and_schemas() {
     assert_eq!(card["capabilities"]["streaming"], false);
     let extension = &card["capabilities"]["extensions"][0];
     assert_eq!(extension["uri"], "urn:pallet:skill-schemas:v1");
-    assert_eq!(extension["params"]["skills"]["echo"]["input_schema"], json!({"type": "object"}));
-    assert_eq!(extension["params"]["skills"]["greeting"]["input_schema"], Value::Null);
+    assert_eq!(
+        extension["params"]["skills"]["echo"]["input_schema"],
+        json!({"type": "object"})
+    );
+    assert_eq!(
+        extension["params"]["skills"]["greeting"]["input_schema"],
+        Value::Null
+    );
     let echo = &card["skills"][0];
     assert_eq!(echo["id"], "echo");
     assert_eq!(echo["name"], "Echo");
     assert_eq!(echo["tags"], json!(["test"]));
     assert_eq!(echo["inputModes"], json!(["application/json"]));
-    assert_eq!(card["skills"][1]["name"], "greeting", "the name defaults to the id");
+    assert_eq!(
+        card["skills"][1]["name"], "greeting",
+        "the name defaults to the id"
+    );
 }
 
 #[tokio::test]
@@ -250,7 +301,10 @@ async fn blocking_send_returns_the_output_as_an_artifact() {
         json!({"data": {"a": [1, 2]}, "mediaType": "application/json"})
     );
     let greeting = agent.send("greeting", json!({}), false).await;
-    assert_eq!(greeting["artifacts"][0]["parts"][0]["text"], "\"hello\"", "a string output is sent as JSON text");
+    assert_eq!(
+        greeting["artifacts"][0]["parts"][0]["text"], "\"hello\"",
+        "a string output is sent as JSON text"
+    );
 }
 
 #[tokio::test]
@@ -275,14 +329,26 @@ skills:
     let cases = [
         ("crash", "exit status: 3): first\noops"),
         ("garbage", "printed output that is not JSON"),
-        ("wrong_shape", "output does not match the output schema: at `/score`"),
-        ("missing_program", "cannot start command `./no-such-program`"),
+        (
+            "wrong_shape",
+            "output does not match the output schema: at `/score`",
+        ),
+        (
+            "missing_program",
+            "cannot start command `./no-such-program`",
+        ),
     ];
     for (skill, expected) in cases {
         let task = agent.send(skill, json!({}), false).await;
-        assert_eq!(task["status"]["state"], "TASK_STATE_FAILED", "{skill}: {task}");
+        assert_eq!(
+            task["status"]["state"], "TASK_STATE_FAILED",
+            "{skill}: {task}"
+        );
         let message = status_text(&task);
-        assert!(message.contains(expected), "{skill}: {message:?} should contain {expected:?}");
+        assert!(
+            message.contains(expected),
+            "{skill}: {message:?} should contain {expected:?}"
+        );
         assert_eq!(task["artifacts"], json!([]));
     }
 }
@@ -306,8 +372,14 @@ skills:
     let task = agent.send("count", json!({"n": "three"}), false).await;
     assert_eq!(task["status"]["state"], "TASK_STATE_FAILED");
     let message = status_text(&task);
-    assert!(message.contains("at `/n`") && message.contains("not of type \"integer\""), "{message}");
-    assert!(!agent.path("started").exists(), "the command must not start on bad input");
+    assert!(
+        message.contains("at `/n`") && message.contains("not of type \"integer\""),
+        "{message}"
+    );
+    assert!(
+        !agent.path("started").exists(),
+        "the command must not start on bad input"
+    );
 
     let task = agent.send("count", json!({"n": 3}), false).await;
     assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED");
@@ -328,18 +400,27 @@ skills:
     .await;
     let task = agent.send("nap", json!({}), true).await;
     let id = task["id"].as_str().unwrap();
-    assert!(["TASK_STATE_SUBMITTED", "TASK_STATE_WORKING"].contains(&task["status"]["state"].as_str().unwrap()));
+    assert!(
+        ["TASK_STATE_SUBMITTED", "TASK_STATE_WORKING"]
+            .contains(&task["status"]["state"].as_str().unwrap())
+    );
     let parent = read_pid(&agent.path("parent.pid")).await;
     let child = read_pid(&agent.path("child.pid")).await;
     assert!(process_alive(parent) && process_alive(child));
 
     let started = Instant::now();
     let canceled = agent.rpc("CancelTask", json!({"id": id})).await;
-    assert_eq!(canceled["result"]["status"]["state"], "TASK_STATE_CANCELED", "{canceled}");
+    assert_eq!(
+        canceled["result"]["status"]["state"], "TASK_STATE_CANCELED",
+        "{canceled}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     wait_gone(parent).await;
     wait_gone(child).await;
-    assert_eq!(agent.get_task(id).await["status"]["state"], "TASK_STATE_CANCELED");
+    assert_eq!(
+        agent.get_task(id).await["status"]["state"],
+        "TASK_STATE_CANCELED"
+    );
 
     let again = agent.rpc("CancelTask", json!({"id": id})).await;
     assert_eq!(again["error"]["code"], -32002, "{again}");
@@ -385,14 +466,31 @@ skills:
     agent.wait_for_state(first_id, "TASK_STATE_WORKING").await;
     let second = agent.send("work", json!({"call": 2}), true).await;
     let second_id = second["id"].as_str().unwrap();
-    assert_eq!(second["status"]["state"], "TASK_STATE_SUBMITTED", "queued behind the first call");
+    assert_eq!(
+        second["status"]["state"], "TASK_STATE_SUBMITTED",
+        "queued behind the first call"
+    );
 
     let first = agent.wait_for_state(first_id, "TASK_STATE_COMPLETED").await;
-    assert_eq!(agent.get_task(second_id).await["status"]["state"], "TASK_STATE_WORKING");
-    let second = agent.wait_for_state(second_id, "TASK_STATE_COMPLETED").await;
-    assert!(started.elapsed() >= Duration::from_secs(2), "the calls ran one after the other");
-    assert_eq!(first["artifacts"][0]["parts"][0]["data"], json!({"call": 1}));
-    assert_eq!(second["artifacts"][0]["parts"][0]["data"], json!({"call": 2}));
+    assert_eq!(
+        agent.get_task(second_id).await["status"]["state"],
+        "TASK_STATE_WORKING"
+    );
+    let second = agent
+        .wait_for_state(second_id, "TASK_STATE_COMPLETED")
+        .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the calls ran one after the other"
+    );
+    assert_eq!(
+        first["artifacts"][0]["parts"][0]["data"],
+        json!({"call": 1})
+    );
+    assert_eq!(
+        second["artifacts"][0]["parts"][0]["data"],
+        json!({"call": 2})
+    );
 }
 
 #[tokio::test]
@@ -400,28 +498,67 @@ async fn protocol_errors_have_standard_codes_and_clear_messages() {
     let agent = TestAgent::start(ECHO_AGENT).await;
     let no_message_id = json!({"message": {"role": "ROLE_USER", "parts": []}});
     let cases = [
-        ("SendMessage", message_params("nope", json!({}), false), -32602, "unknown skill `nope`: agent `echo-agent` offers echo, greeting"),
+        (
+            "SendMessage",
+            message_params("nope", json!({}), false),
+            -32602,
+            "unknown skill `nope`: agent `echo-agent` offers echo, greeting",
+        ),
         ("SendMessage", no_message_id, -32602, "messageId"),
-        ("GetTask", json!({"id": "missing"}), -32001, "task `missing` not found"),
-        ("CancelTask", json!({"id": "missing"}), -32001, "task `missing` not found"),
+        (
+            "GetTask",
+            json!({"id": "missing"}),
+            -32001,
+            "task `missing` not found",
+        ),
+        (
+            "CancelTask",
+            json!({"id": "missing"}),
+            -32001,
+            "task `missing` not found",
+        ),
         ("GetTask", json!({}), -32602, "`params.id`"),
-        ("ListPizzas", json!({}), -32601, "method `ListPizzas` not found"),
+        (
+            "ListPizzas",
+            json!({}),
+            -32601,
+            "method `ListPizzas` not found",
+        ),
     ];
     for (method, params, code, expected) in cases {
         let response = agent.rpc(method, params).await;
         assert_eq!(response["id"], 7);
         assert_eq!(response["error"]["code"], code, "{method}: {response}");
         let message = response["error"]["message"].as_str().unwrap();
-        assert!(message.contains(expected), "{method}: {message:?} should contain {expected:?}");
+        assert!(
+            message.contains(expected),
+            "{method}: {message:?} should contain {expected:?}"
+        );
     }
 
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": "x"}});
-    let response = agent.http.post(format!("{}/", agent.url)).json(&body).send().await.unwrap();
+    let response = agent
+        .http
+        .post(format!("{}/", agent.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let response: Value = response.json().await.unwrap();
-    assert_eq!(response["error"]["code"], -32009, "no A2A-Version header means 0.3: {response}");
+    assert_eq!(
+        response["error"]["code"], -32009,
+        "no A2A-Version header means 0.3: {response}"
+    );
 
-    let response = agent.http.post(format!("{}/", agent.url)).header("A2A-Version", "1.0").body("{oops").send().await.unwrap();
+    let response = agent
+        .http
+        .post(format!("{}/", agent.url))
+        .header("A2A-Version", "1.0")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
     let response: Value = response.json().await.unwrap();
     assert_eq!(response["error"]["code"], -32700);
 }
@@ -435,19 +572,37 @@ async fn legacy_endpoints_serve_the_same_skills() {
     assert_eq!(card["skills"][0]["input_schema"], json!({"type": "object"}));
     assert_eq!(card["skills"][1]["id"], "greeting");
 
-    let ok = agent.execute(json!({"jsonrpc": "2.0", "method": "echo", "params": {"x": 1}, "id": 5})).await;
+    let ok = agent
+        .execute(json!({"jsonrpc": "2.0", "method": "echo", "params": {"x": 1}, "id": 5}))
+        .await;
     assert_eq!(ok, json!({"jsonrpc": "2.0", "id": 5, "result": {"x": 1}}));
-    let string = agent.execute(json!({"jsonrpc": "2.0", "method": "greeting", "params": {}, "id": 6})).await;
+    let string = agent
+        .execute(json!({"jsonrpc": "2.0", "method": "greeting", "params": {}, "id": 6}))
+        .await;
     assert_eq!(string["result"], "hello");
 
     let cases = [
-        (json!({"jsonrpc": "2.0", "method": "nope", "params": {}, "id": 1}), -32601, "unknown skill `nope`"),
-        (json!({"jsonrpc": "2.0", "method": "echo", "params": [1], "id": 1}), -32602, "input does not match the input schema"),
+        (
+            json!({"jsonrpc": "2.0", "method": "nope", "params": {}, "id": 1}),
+            -32601,
+            "unknown skill `nope`",
+        ),
+        (
+            json!({"jsonrpc": "2.0", "method": "echo", "params": [1], "id": 1}),
+            -32602,
+            "input does not match the input schema",
+        ),
     ];
     for (request, code, expected) in cases {
         let response = agent.execute(request).await;
         assert_eq!(response["error"]["code"], code, "{response}");
-        assert!(response["error"]["message"].as_str().unwrap().contains(expected), "{response}");
+        assert!(
+            response["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(expected),
+            "{response}"
+        );
     }
 }
 
@@ -464,9 +619,15 @@ skills:
     )
     .await;
     let task = agent.send("nap", json!({}), true).await;
-    agent.wait_for_state(task["id"].as_str().unwrap(), "TASK_STATE_WORKING").await;
+    agent
+        .wait_for_state(task["id"].as_str().unwrap(), "TASK_STATE_WORKING")
+        .await;
     let parent = read_pid(&agent.path("parent.pid")).await;
     let directory = agent.directory.path().to_path_buf();
     agent.shutdown().await;
-    assert!(!process_alive(parent), "skill process {parent} outlived the server in {}", directory.display());
+    assert!(
+        !process_alive(parent),
+        "skill process {parent} outlived the server in {}",
+        directory.display()
+    );
 }

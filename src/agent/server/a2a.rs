@@ -59,7 +59,11 @@ pub(super) async fn card(State(state): State<Arc<AppState>>, headers: HeaderMap)
 }
 
 /// `POST /`
-pub(super) async fn rpc(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Json<Value> {
+pub(super) async fn rpc(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Json<Value> {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -71,12 +75,21 @@ pub(super) async fn rpc(State(state): State<Arc<AppState>>, headers: HeaderMap, 
     response(id, handle(&state, &headers, &request).await)
 }
 
-async fn handle(state: &Arc<AppState>, headers: &HeaderMap, request: &Value) -> Result<Value, RpcError> {
+async fn handle(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    request: &Value,
+) -> Result<Value, RpcError> {
     let method = method_of(request)?;
-    let version = headers.get("a2a-version").and_then(|value| value.to_str().ok());
+    let version = headers
+        .get("a2a-version")
+        .and_then(|value| value.to_str().ok());
     if !version_supported(version) {
-        let sent = version.map_or("none (which means 0.3)".to_string(), |version| format!("`{version}`"));
-        let message = format!("A2A version {sent} is not supported: send header `A2A-Version: 1.0`");
+        let sent = version.map_or("none (which means 0.3)".to_string(), |version| {
+            format!("`{version}`")
+        });
+        let message =
+            format!("A2A version {sent} is not supported: send header `A2A-Version: 1.0`");
         return Err(RpcError::new(VERSION_NOT_SUPPORTED, message));
     }
     let params = request.get("params").unwrap_or(&Value::Null);
@@ -90,18 +103,25 @@ async fn handle(state: &Arc<AppState>, headers: &HeaderMap, request: &Value) -> 
         "CancelTask" => cancel_task(state, params).await,
         "SendStreamingMessage" | "SubscribeToTask" => Err(RpcError::new(
             UNSUPPORTED_OPERATION,
-            format!("`{method}` is not supported: this agent does not stream (capabilities.streaming is false)"),
+            format!(
+                "`{method}` is not supported: this agent does not stream (capabilities.streaming is false)"
+            ),
         )),
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
-            format!("method `{method}` not found: this agent serves SendMessage, GetTask and CancelTask"),
+            format!(
+                "method `{method}` not found: this agent serves SendMessage, GetTask and CancelTask"
+            ),
         )),
     }
 }
 
 fn method_of(request: &Value) -> Result<&str, RpcError> {
     if !request.is_object() {
-        return Err(RpcError::new(INVALID_REQUEST, "a JSON-RPC request must be an object"));
+        return Err(RpcError::new(
+            INVALID_REQUEST,
+            "a JSON-RPC request must be an object",
+        ));
     }
     if request.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(RpcError::new(INVALID_REQUEST, "`jsonrpc` must be \"2.0\""));
@@ -125,12 +145,21 @@ async fn send_message(state: &Arc<AppState>, params: &Value) -> Result<Value, Rp
         .get("message")
         .filter(|message| message.is_object())
         .ok_or_else(|| invalid_params("`params.message` is required"))?;
-    if message.get("messageId").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if message
+        .get("messageId")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return Err(invalid_params("`params.message.messageId` is required"));
     }
-    if let Some(task_id) = message.get("taskId").and_then(Value::as_str).filter(|id| !id.is_empty()) {
+    if let Some(task_id) = message
+        .get("taskId")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+    {
         state.tasks.get(task_id).ok_or_else(|| not_found(task_id))?;
-        let message = format!("task `{task_id}` takes no follow-up messages: each skill call is a new task");
+        let message =
+            format!("task `{task_id}` takes no follow-up messages: each skill call is a new task");
         return Err(RpcError::new(UNSUPPORTED_OPERATION, message));
     }
     let definition = &state.runtime.definition;
@@ -149,7 +178,9 @@ async fn send_message(state: &Arc<AppState>, params: &Value) -> Result<Value, Rp
         let tasks = &job_state.tasks;
         let result = job_state
             .runtime
-            .run(&skill_id, &job_task, &input, &cancel, || tasks.set_working(&job_task))
+            .run(&skill_id, &job_task, &input, &cancel, || {
+                tasks.set_working(&job_task)
+            })
             .await;
         tasks.finish(&job_task, result);
     });
@@ -172,11 +203,18 @@ async fn cancel_task(state: &Arc<AppState>, params: &Value) -> Result<Value, Rpc
         None => Err(not_found(id)),
         Some(Err(task)) => Err(RpcError::new(
             TASK_NOT_CANCELABLE,
-            format!("task `{id}` cannot be canceled: it already ended ({})", task.state.wire_name()),
+            format!(
+                "task `{id}` cannot be canceled: it already ended ({})",
+                task.state.wire_name()
+            ),
         )),
         Some(Ok(())) => {
             // Answer with the final state: the command is stopped by then.
-            let task = state.tasks.wait_finished(id).await.ok_or_else(|| not_found(id))?;
+            let task = state
+                .tasks
+                .wait_finished(id)
+                .await
+                .ok_or_else(|| not_found(id))?;
             Ok(task_json(&task))
         }
     }
@@ -200,7 +238,11 @@ fn invalid_params(message: impl Into<String>) -> RpcError {
 
 /// The skill from `metadata.skillId` of the message or the params; an agent
 /// with a single skill needs none.
-fn skill_of(definition: &AgentDefinition, message: &Value, params: &Value) -> Result<String, RpcError> {
+fn skill_of(
+    definition: &AgentDefinition,
+    message: &Value,
+    params: &Value,
+) -> Result<String, RpcError> {
     let requested = [message, params]
         .iter()
         .find_map(|value| value.pointer("/metadata/skillId").and_then(Value::as_str));
@@ -220,19 +262,28 @@ fn skill_of(definition: &AgentDefinition, message: &Value, params: &Value) -> Re
 
 /// The skill input: the first data part, else the first text part parsed as JSON.
 fn input_of(message: &Value) -> Result<Value, String> {
-    let parts = message.get("parts").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let parts = message
+        .get("parts")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if let Some(data) = parts.iter().find_map(|part| part.get("data")) {
         return Ok(data.clone());
     }
-    match parts.iter().find_map(|part| part.get("text").and_then(Value::as_str)) {
-        Some(text) => serde_json::from_str(text)
-            .map_err(|error| format!("the message's text part is not JSON ({error}); send the input as a data part")),
+    match parts
+        .iter()
+        .find_map(|part| part.get("text").and_then(Value::as_str))
+    {
+        Some(text) => serde_json::from_str(text).map_err(|error| {
+            format!("the message's text part is not JSON ({error}); send the input as a data part")
+        }),
         None => Ok(Value::Object(Map::new())),
     }
 }
 
 pub(super) fn task_json(task: &Task) -> Value {
-    let mut status = json!({"state": task.state.wire_name(), "timestamp": task.updated.to_rfc3339()});
+    let mut status =
+        json!({"state": task.state.wire_name(), "timestamp": task.updated.to_rfc3339()});
     if let Some(message) = &task.message {
         status["message"] = json!({
             "messageId": uuid::Uuid::new_v4().to_string(),
@@ -286,7 +337,8 @@ pub(super) fn agent_card(definition: &AgentDefinition, url: &str) -> Value {
         .skills
         .iter()
         .map(|skill| {
-            let schemas = json!({"input_schema": skill.input_schema, "output_schema": skill.output_schema});
+            let schemas =
+                json!({"input_schema": skill.input_schema, "output_schema": skill.output_schema});
             (skill.id.clone(), schemas)
         })
         .collect();
@@ -333,7 +385,10 @@ mod tests {
     #[test]
     fn input_comes_from_the_first_data_or_text_part() {
         let cases = [
-            (json!({"parts": [{"text": "hi"}, {"data": {"a": 1}}]}), Ok(json!({"a": 1}))),
+            (
+                json!({"parts": [{"text": "hi"}, {"data": {"a": 1}}]}),
+                Ok(json!({"a": 1})),
+            ),
             (json!({"parts": [{"text": "[1, 2]"}]}), Ok(json!([1, 2]))),
             (json!({"parts": []}), Ok(json!({}))),
             (json!({}), Ok(json!({}))),
@@ -348,10 +403,22 @@ mod tests {
     #[test]
     fn outputs_become_data_or_text_parts() {
         let cases = [
-            (json!({"a": 1}), json!({"data": {"a": 1}, "mediaType": "application/json"})),
-            (json!("plain"), json!({"text": "\"plain\"", "mediaType": "application/json"})),
-            (json!([1]), json!({"text": "[1]", "mediaType": "application/json"})),
-            (json!(3), json!({"text": "3", "mediaType": "application/json"})),
+            (
+                json!({"a": 1}),
+                json!({"data": {"a": 1}, "mediaType": "application/json"}),
+            ),
+            (
+                json!("plain"),
+                json!({"text": "\"plain\"", "mediaType": "application/json"}),
+            ),
+            (
+                json!([1]),
+                json!({"text": "[1]", "mediaType": "application/json"}),
+            ),
+            (
+                json!(3),
+                json!({"text": "3", "mediaType": "application/json"}),
+            ),
         ];
         for (output, part) in cases {
             assert_eq!(output_part(&output), part);
@@ -381,10 +448,17 @@ mod tests {
             (json!([]), Err(INVALID_REQUEST)),
             (json!({"method": "GetTask"}), Err(INVALID_REQUEST)),
             (json!({"jsonrpc": "2.0", "method": 3}), Err(INVALID_REQUEST)),
-            (json!({"jsonrpc": "2.0", "method": "GetTask"}), Ok("GetTask")),
+            (
+                json!({"jsonrpc": "2.0", "method": "GetTask"}),
+                Ok("GetTask"),
+            ),
         ];
         for (request, expected) in cases {
-            assert_eq!(method_of(&request).map_err(|error| error.code), expected, "for {request}");
+            assert_eq!(
+                method_of(&request).map_err(|error| error.code),
+                expected,
+                "for {request}"
+            );
         }
     }
 }

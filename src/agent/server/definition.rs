@@ -89,7 +89,9 @@ impl AgentDefinition {
             path: path.to_path_buf(),
             source,
         })?;
-        let is_json = path.extension().is_some_and(|extension| extension == "json");
+        let is_json = path
+            .extension()
+            .is_some_and(|extension| extension == "json");
         let raw = parse(&text, is_json).map_err(|(location, source)| ServerError::Parse {
             path: path.to_path_buf(),
             location,
@@ -179,7 +181,9 @@ fn skill_from_raw(raw: RawSkill, directory: &Path) -> Result<SkillDefinition, St
     }
     let timeout = match raw.timeout {
         None => DEFAULT_TIMEOUT,
-        Some(timeout) => parse_timeout(&timeout).map_err(|message| format!("`timeout`: {message}"))?,
+        Some(timeout) => {
+            parse_timeout(&timeout).map_err(|message| format!("`timeout`: {message}"))?
+        }
     };
     let max_concurrency = raw.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
     if max_concurrency == 0 {
@@ -209,7 +213,9 @@ fn parse_timeout(timeout: &RawTimeout) -> Result<Duration, String> {
         RawTimeout::Seconds(seconds) if seconds.is_finite() && *seconds > 0.0 => {
             Duration::from_secs_f64(*seconds)
         }
-        RawTimeout::Seconds(seconds) => return Err(format!("{seconds} is not a positive number of seconds")),
+        RawTimeout::Seconds(seconds) => {
+            return Err(format!("{seconds} is not a positive number of seconds"));
+        }
         RawTimeout::Text(text) => humantime::parse_duration(text.trim())
             .map_err(|error| format!("`{text}` is not a duration like `90s` or `2m` ({error})"))?,
     };
@@ -233,7 +239,11 @@ fn resolve_command(run: &[String], directory: &Path) -> Result<Vec<String>, Stri
     } else {
         resolved.push(resolve_path(program, directory));
     }
-    resolved.extend(run[1..].iter().map(|argument| resolve_path(argument, directory)));
+    resolved.extend(
+        run[1..]
+            .iter()
+            .map(|argument| resolve_path(argument, directory)),
+    );
     Ok(resolved)
 }
 
@@ -250,7 +260,10 @@ fn resolve_path(argument: &str, directory: &Path) -> String {
     }
 }
 
-fn compile(schema: Option<&Value>, field: &str) -> Result<Option<Arc<jsonschema::Validator>>, String> {
+fn compile(
+    schema: Option<&Value>,
+    field: &str,
+) -> Result<Option<Arc<jsonschema::Validator>>, String> {
     let Some(schema) = schema else {
         return Ok(None);
     };
@@ -259,7 +272,11 @@ fn compile(schema: Option<&Value>, field: &str) -> Result<Option<Arc<jsonschema:
         .map_err(|error| format!("`{field}` is not a valid JSON Schema: {error}"))
 }
 
-fn check(validator: Option<&jsonschema::Validator>, value: &Value, what: &str) -> Result<(), String> {
+fn check(
+    validator: Option<&jsonschema::Validator>,
+    value: &Value,
+    what: &str,
+) -> Result<(), String> {
     let Some(validator) = validator else {
         return Ok(());
     };
@@ -275,7 +292,10 @@ fn check(validator: Option<&jsonschema::Validator>, value: &Value, what: &str) -
     if violations.is_empty() {
         Ok(())
     } else {
-        Err(format!("{what} does not match the {what} schema: {}", violations.join("; ")))
+        Err(format!(
+            "{what} does not match the {what} schema: {}",
+            violations.join("; ")
+        ))
     }
 }
 
@@ -317,36 +337,71 @@ mod tests {
     fn rejects_bad_definitions_naming_the_problem() {
         let cases = [
             ("name: a\ndescription: d\nskills: []\n", "`skills` is empty"),
-            ("name: a\ndescription: d\nskills:\n  - {id: s, run: []}\n", "skills[0]: `run` is empty"),
-            ("name: a\ndescription: d\nskills:\n  - {id: s, run: [x]}\n  - {id: s, run: [x]}\n", "skill `s` is defined twice"),
-            ("name: a\ndescription: d\nskills:\n  - {id: s, run: [x], timeout: soon}\n", "`timeout`: `soon` is not a duration"),
-            ("name: a\ndescription: d\nskills:\n  - {id: s, run: [x], timeout: -1}\n", "`timeout`: -1 is not a positive"),
-            ("name: a\ndescription: d\nskills:\n  - {id: s, run: [x], max_concurrency: 0}\n", "`max_concurrency` must be at least 1"),
-            ("name: a\ndescription: d\nskills:\n  - {id: s, run: [x], input_schema: {type: 12}}\n", "`input_schema` is not a valid JSON Schema"),
+            (
+                "name: a\ndescription: d\nskills:\n  - {id: s, run: []}\n",
+                "skills[0]: `run` is empty",
+            ),
+            (
+                "name: a\ndescription: d\nskills:\n  - {id: s, run: [x]}\n  - {id: s, run: [x]}\n",
+                "skill `s` is defined twice",
+            ),
+            (
+                "name: a\ndescription: d\nskills:\n  - {id: s, run: [x], timeout: soon}\n",
+                "`timeout`: `soon` is not a duration",
+            ),
+            (
+                "name: a\ndescription: d\nskills:\n  - {id: s, run: [x], timeout: -1}\n",
+                "`timeout`: -1 is not a positive",
+            ),
+            (
+                "name: a\ndescription: d\nskills:\n  - {id: s, run: [x], max_concurrency: 0}\n",
+                "`max_concurrency` must be at least 1",
+            ),
+            (
+                "name: a\ndescription: d\nskills:\n  - {id: s, run: [x], input_schema: {type: 12}}\n",
+                "`input_schema` is not a valid JSON Schema",
+            ),
         ];
         for (text, expected) in cases {
             let error = load_text(text, "agent.yaml").unwrap_err();
             let ServerError::Invalid { message, .. } = &error else {
                 panic!("expected an invalid-definition error for {text:?}, got {error:?}");
             };
-            assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+            assert!(
+                message.contains(expected),
+                "{message:?} should contain {expected:?}"
+            );
         }
     }
 
     #[test]
     fn parse_errors_name_the_location() {
         let cases = [
-            ("name: a\ndescription: d\nskills:\n  - {id: s, run: [x], timeut: 3}\n", "skills[0].timeut", "unknown field `timeut`"),
+            (
+                "name: a\ndescription: d\nskills:\n  - {id: s, run: [x], timeut: 3}\n",
+                "skills[0].timeut",
+                "unknown field `timeut`",
+            ),
             ("name: a\nskills: []\n", ".", "missing field `description`"),
-            ("name: a\ndescription: d\nskills:\n  - {id: s, run: x}\n", "skills[0].run", "invalid type"),
+            (
+                "name: a\ndescription: d\nskills:\n  - {id: s, run: x}\n",
+                "skills[0].run",
+                "invalid type",
+            ),
         ];
         for (text, expected_location, expected_cause) in cases {
             let error = load_text(text, "agent.yaml").unwrap_err();
-            let ServerError::Parse { location, source, .. } = &error else {
+            let ServerError::Parse {
+                location, source, ..
+            } = &error
+            else {
                 panic!("expected a parse error for {text:?}, got {error:?}");
             };
             assert_eq!(location, expected_location, "for {text:?}");
-            assert!(source.to_string().contains(expected_cause), "{source} should contain {expected_cause:?}");
+            assert!(
+                source.to_string().contains(expected_cause),
+                "{source} should contain {expected_cause:?}"
+            );
         }
     }
 
@@ -356,18 +411,30 @@ mod tests {
         std::fs::write(directory.path().join("skill.sh"), "cat").unwrap();
         let run = ["pallet", "skill.sh", "missing.sh", "-c"].map(String::from);
         let resolved = resolve_command(&run, directory.path()).unwrap();
-        assert_eq!(resolved[0], std::env::current_exe().unwrap().to_string_lossy());
-        assert_eq!(resolved[1], directory.path().join("skill.sh").to_string_lossy());
+        assert_eq!(
+            resolved[0],
+            std::env::current_exe().unwrap().to_string_lossy()
+        );
+        assert_eq!(
+            resolved[1],
+            directory.path().join("skill.sh").to_string_lossy()
+        );
         assert_eq!(resolved[2..], ["missing.sh", "-c"]);
     }
 
     #[test]
     fn schema_checks_name_the_pointer() {
-        let validator = compile(Some(&json!({"type": "object", "properties": {"n": {"type": "integer"}}})), "input_schema")
-            .unwrap();
+        let validator = compile(
+            Some(&json!({"type": "object", "properties": {"n": {"type": "integer"}}})),
+            "input_schema",
+        )
+        .unwrap();
         let cases = [
             (json!({"n": 1}), None),
-            (json!({"n": "one"}), Some("at `/n`: \"one\" is not of type \"integer\"")),
+            (
+                json!({"n": "one"}),
+                Some("at `/n`: \"one\" is not of type \"integer\""),
+            ),
             (json!([]), Some("at `/`: [] is not of type \"object\"")),
         ];
         for (value, expected) in cases {
@@ -376,7 +443,10 @@ mod tests {
                 None => assert!(result.is_ok(), "{value} should pass: {result:?}"),
                 Some(expected) => {
                     let message = result.unwrap_err();
-                    assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+                    assert!(
+                        message.contains(expected),
+                        "{message:?} should contain {expected:?}"
+                    );
                 }
             }
         }

@@ -10,7 +10,9 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::a2a::{INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, RpcError, response};
+use super::a2a::{
+    INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, RpcError, response,
+};
 use super::definition::AgentDefinition;
 use super::runtime::Failure;
 
@@ -49,7 +51,10 @@ pub(super) async fn execute(State(state): State<Arc<AppState>>, body: Bytes) -> 
     let input = request.get("params").cloned().unwrap_or_else(|| json!({}));
     let call_id = format!("legacy-{}", uuid::Uuid::new_v4());
     let cancel = state.tasks.child_token();
-    let result = state.runtime.run(skill_id, &call_id, &input, &cancel, || {}).await;
+    let result = state
+        .runtime
+        .run(skill_id, &call_id, &input, &cancel, || {})
+        .await;
     let result = result.map_err(|failure| match failure {
         Failure::InvalidInput(message) => RpcError::new(INVALID_PARAMS, message),
         Failure::Canceled => RpcError::new(SKILL_FAILED, "canceled: the agent is shutting down"),

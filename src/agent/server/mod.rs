@@ -84,7 +84,9 @@ pub async fn serve(
         shutdown.await;
         stopping.tasks.cancel_all();
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     state.tasks.cancel_all();
     state.tracker.close();
     state.tracker.wait().await;

@@ -35,10 +35,14 @@ pub(super) async fn run_command(
     let group = child.id().and_then(|id| i32::try_from(id).ok());
     feed_stdin(&mut child, input);
     let tail = StderrTail::default();
-    let stderr_logger = child
-        .stderr
-        .take()
-        .map(|stderr| tokio::spawn(log_stderr(stderr, skill.id.clone(), task_id.to_string(), tail.clone())));
+    let stderr_logger = child.stderr.take().map(|stderr| {
+        tokio::spawn(log_stderr(
+            stderr,
+            skill.id.clone(),
+            task_id.to_string(),
+            tail.clone(),
+        ))
+    });
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let finished = async {
         let mut output = Vec::new();
@@ -66,8 +70,18 @@ pub(super) async fn run_command(
         // The tail is complete once stderr closes; a leftover grandchild may keep it open.
         let _ = tokio::time::timeout(Duration::from_secs(1), logger).await;
     }
-    let status = status.map_err(|error| Failure::Failed(format!("skill `{}`: waiting for the command failed: {error}", skill.id)))?;
-    let output = output.map_err(|error| Failure::Failed(format!("skill `{}`: reading the command's output failed: {error}", skill.id)))?;
+    let status = status.map_err(|error| {
+        Failure::Failed(format!(
+            "skill `{}`: waiting for the command failed: {error}",
+            skill.id
+        ))
+    })?;
+    let output = output.map_err(|error| {
+        Failure::Failed(format!(
+            "skill `{}`: reading the command's output failed: {error}",
+            skill.id
+        ))
+    })?;
     check_exit(&skill.id, status, &tail)?;
     serde_json::from_slice(&output).map_err(|error| {
         Failure::Failed(format!(
@@ -125,7 +139,12 @@ fn check_exit(skill: &str, status: ExitStatus, tail: &StderrTail) -> Result<(), 
     if status.success() {
         return Ok(());
     }
-    let tail: Vec<String> = tail.lock().expect("stderr tail lock").iter().cloned().collect();
+    let tail: Vec<String> = tail
+        .lock()
+        .expect("stderr tail lock")
+        .iter()
+        .cloned()
+        .collect();
     let mut message = format!("skill `{skill}` failed ({status})");
     if !tail.is_empty() {
         message.push_str(": ");

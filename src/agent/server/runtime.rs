@@ -40,7 +40,12 @@ impl Runtime {
         let slots = definition
             .skills
             .iter()
-            .map(|skill| (skill.id.clone(), Arc::new(Semaphore::new(skill.max_concurrency))))
+            .map(|skill| {
+                (
+                    skill.id.clone(),
+                    Arc::new(Semaphore::new(skill.max_concurrency)),
+                )
+            })
             .collect();
         Runtime { definition, slots }
     }

@@ -35,7 +35,10 @@ impl TaskState {
     }
 
     pub(super) fn is_terminal(self) -> bool {
-        matches!(self, TaskState::Completed | TaskState::Failed | TaskState::Canceled)
+        matches!(
+            self,
+            TaskState::Completed | TaskState::Failed | TaskState::Canceled
+        )
     }
 }
 
@@ -100,7 +103,10 @@ impl TaskStore {
     }
 
     pub(super) fn get(&self, id: &str) -> Option<Task> {
-        self.lock().entries.get(id).map(|entry| entry.task.borrow().clone())
+        self.lock()
+            .entries
+            .get(id)
+            .map(|entry| entry.task.borrow().clone())
     }
 
     pub(super) fn set_working(&self, id: &str) {
@@ -146,7 +152,10 @@ impl TaskStore {
     /// Waits until the task ends; `None` if it is unknown.
     pub(super) async fn wait_finished(&self, id: &str) -> Option<Task> {
         let mut receiver = self.lock().entries.get(id)?.task.subscribe();
-        let task = receiver.wait_for(|task| task.state.is_terminal()).await.ok()?;
+        let task = receiver
+            .wait_for(|task| task.state.is_terminal())
+            .await
+            .ok()?;
         Some(task.clone())
     }
 
@@ -187,7 +196,10 @@ mod tests {
             store.finish(id, Ok(json!({})));
         }
         store.create("running", "context", "skill");
-        assert!(store.get("a").is_none(), "the oldest finished task is dropped");
+        assert!(
+            store.get("a").is_none(),
+            "the oldest finished task is dropped"
+        );
         assert!(store.get("b").is_some());
         assert!(store.get("c").is_some());
         assert_eq!(store.get("running").unwrap().state, TaskState::Submitted);
@@ -197,9 +209,21 @@ mod tests {
     fn finishing_records_the_outcome() {
         let cases = [
             (Ok(json!({"x": 1})), TaskState::Completed, None),
-            (Err(Failure::Canceled), TaskState::Canceled, Some("canceled")),
-            (Err(Failure::InvalidInput("bad input".into())), TaskState::Failed, Some("bad input")),
-            (Err(Failure::Failed("exit 3".into())), TaskState::Failed, Some("exit 3")),
+            (
+                Err(Failure::Canceled),
+                TaskState::Canceled,
+                Some("canceled"),
+            ),
+            (
+                Err(Failure::InvalidInput("bad input".into())),
+                TaskState::Failed,
+                Some("bad input"),
+            ),
+            (
+                Err(Failure::Failed("exit 3".into())),
+                TaskState::Failed,
+                Some("exit 3"),
+            ),
         ];
         for (result, state, message) in cases {
             let store = TaskStore::new(10);
