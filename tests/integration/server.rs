@@ -316,6 +316,8 @@ description: Fails in several ways
 skills:
   - id: crash
     run: [sh, -c, 'echo first >&2; echo oops >&2; exit 3']
+  - id: quiet_crash
+    run: [sh, -c, 'echo bad request; exit 2']
   - id: garbage
     run: [sh, -c, 'echo this is not json']
   - id: wrong_shape
@@ -328,6 +330,7 @@ skills:
     .await;
     let cases = [
         ("crash", "exit status: 3): first\noops"),
+        ("quiet_crash", "exit status: 2): bad request"),
         ("garbage", "printed output that is not JSON"),
         (
             "wrong_shape",

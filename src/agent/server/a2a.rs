@@ -170,8 +170,25 @@ async fn send_message(state: &Arc<AppState>, params: &Value) -> Result<Value, Rp
         .and_then(Value::as_str)
         .filter(|id| !id.is_empty())
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    let task_id = start_task(state, skill_id, &context_id, input);
+    let return_immediately = params
+        .pointer("/configuration/returnImmediately")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let task = if return_immediately {
+        state.tasks.get(&task_id)
+    } else {
+        state.tasks.wait_finished(&task_id).await
+    };
+    let task = task.ok_or_else(|| not_found(&task_id))?;
+    Ok(json!({"task": task_json(&task)}))
+}
+
+/// Runs the skill in the background: a client that disconnects does not stop
+/// it (A2A semantics); only `CancelTask`, the timeout or shutdown do.
+fn start_task(state: &Arc<AppState>, skill_id: String, context_id: &str, input: Value) -> String {
     let task_id = uuid::Uuid::new_v4().to_string();
-    let cancel = state.tasks.create(&task_id, &context_id, &skill_id);
+    let cancel = state.tasks.create(&task_id, context_id, &skill_id);
     let job_state = state.clone();
     let job_task = task_id.clone();
     state.tracker.spawn(async move {
@@ -184,17 +201,7 @@ async fn send_message(state: &Arc<AppState>, params: &Value) -> Result<Value, Rp
             .await;
         tasks.finish(&job_task, result);
     });
-    let return_immediately = params
-        .pointer("/configuration/returnImmediately")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let task = if return_immediately {
-        state.tasks.get(&task_id)
-    } else {
-        state.tasks.wait_finished(&task_id).await
-    };
-    let task = task.ok_or_else(|| not_found(&task_id))?;
-    Ok(json!({"task": task_json(&task)}))
+    task_id
 }
 
 async fn cancel_task(state: &Arc<AppState>, params: &Value) -> Result<Value, RpcError> {

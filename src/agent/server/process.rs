@@ -82,7 +82,7 @@ pub(super) async fn run_command(
             skill.id
         ))
     })?;
-    check_exit(&skill.id, status, &tail)?;
+    check_exit(&skill.id, status, &tail, &output)?;
     serde_json::from_slice(&output).map_err(|error| {
         Failure::Failed(format!(
             "skill `{}` printed output that is not JSON ({error}): {}",
@@ -135,7 +135,12 @@ async fn log_stderr(stderr: impl AsyncRead + Unpin, skill: String, task: String,
     }
 }
 
-fn check_exit(skill: &str, status: ExitStatus, tail: &StderrTail) -> Result<(), Failure> {
+fn check_exit(
+    skill: &str,
+    status: ExitStatus,
+    tail: &StderrTail,
+    output: &[u8],
+) -> Result<(), Failure> {
     if status.success() {
         return Ok(());
     }
@@ -145,12 +150,15 @@ fn check_exit(skill: &str, status: ExitStatus, tail: &StderrTail) -> Result<(), 
         .iter()
         .cloned()
         .collect();
-    let mut message = format!("skill `{skill}` failed ({status})");
-    if !tail.is_empty() {
-        message.push_str(": ");
-        message.push_str(&tail.join("\n"));
-    }
-    Err(Failure::Failed(message))
+    // Some commands report errors on stdout; quote it when stderr is silent.
+    let detail = if tail.is_empty() {
+        excerpt(output)
+    } else {
+        tail.join("\n")
+    };
+    Err(Failure::Failed(format!(
+        "skill `{skill}` failed ({status}): {detail}"
+    )))
 }
 
 /// SIGTERM to the whole group, SIGKILL to whatever is left after a grace period.
@@ -184,4 +192,23 @@ fn excerpt(output: &[u8]) -> String {
         short.push('…');
     }
     short
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_trimmed_and_short() {
+        let long = "x".repeat(300);
+        let cases = [
+            ("", "(nothing)".to_string()),
+            ("  \n", "(nothing)".to_string()),
+            (" not json \n", "not json".to_string()),
+            (long.as_str(), format!("{}…", "x".repeat(200))),
+        ];
+        for (output, expected) in cases {
+            assert_eq!(excerpt(output.as_bytes()), expected, "for {output:?}");
+        }
+    }
 }
