@@ -137,7 +137,10 @@ fn parse(text: &str, is_json: bool) -> Result<RawDefinition, ParseFailure> {
     fn located<E: std::error::Error + Send + Sync + 'static>(
         error: serde_path_to_error::Error<E>,
     ) -> ParseFailure {
-        let location = error.path().to_string();
+        let location = match error.path().to_string() {
+            root if root == "." => "the top level".to_string(),
+            path => format!("`{path}`"),
+        };
         (location, Box::new(error.into_inner()))
     }
     if is_json {
@@ -379,13 +382,17 @@ mod tests {
         let cases = [
             (
                 "name: a\ndescription: d\nskills:\n  - {id: s, run: [x], timeut: 3}\n",
-                "skills[0].timeut",
+                "`skills[0].timeut`",
                 "unknown field `timeut`",
             ),
-            ("name: a\nskills: []\n", ".", "missing field `description`"),
+            (
+                "name: a\nskills: []\n",
+                "the top level",
+                "missing field `description`",
+            ),
             (
                 "name: a\ndescription: d\nskills:\n  - {id: s, run: x}\n",
-                "skills[0].run",
+                "`skills[0].run`",
                 "invalid type",
             ),
         ];

@@ -1,6 +1,23 @@
 //! `pallet agent serve`: hosts one agent from a definition file. Each skill is a
 //! command (JSON in on stdin, JSON out on stdout); the agent speaks A2A 1.0
 //! JSON-RPC ([`a2a`]) and the original project's legacy protocol ([`legacy`]).
+//!
+//! A definition file names the agent and its skills:
+//!
+//! ```yaml
+//! name: plan
+//! description: Plans software work from requirements
+//! skills:
+//!   - id: create_plan
+//!     run: [pallet, agent, skill, create_plan]   # `pallet` is this executable
+//!     timeout: 2m                  # default 5m; then the process group is killed
+//!     max_concurrency: 4           # excess calls queue
+//!     input_schema: {type: object} # checked before the command starts
+//!     output_schema: {type: object}
+//! ```
+//!
+//! Commands run in the definition file's directory, each in its own process
+//! group; their stderr goes to the log with the skill and task ids.
 
 mod a2a;
 mod definition;
@@ -33,7 +50,7 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid agent definition {path} at `{location}`")]
+    #[error("invalid agent definition {path} at {location}")]
     Parse {
         path: PathBuf,
         location: String,
