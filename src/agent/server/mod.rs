@@ -1,6 +1,6 @@
 //! `pallet agent serve`: hosts one agent from a definition file. Each skill is a
 //! command (JSON in on stdin, JSON out on stdout); the agent speaks A2A 1.0
-//! JSON-RPC ([`a2a`]) and the original project's legacy protocol ([`legacy`]).
+//! JSON-RPC (`a2a`) and the original project's legacy protocol (`legacy`).
 //!
 //! A definition file names the agent and its skills:
 //!
