@@ -634,3 +634,50 @@ skills:
         directory.display()
     );
 }
+
+/// Collects log output in memory.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// The current-thread runtime runs the server's tasks on this thread, so a
+// thread-local subscriber sees their logs.
+#[tokio::test(flavor = "current_thread")]
+async fn stderr_goes_to_the_log_with_skill_and_task() {
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let agent = TestAgent::start(
+        r#"
+name: chatty
+description: Talks on stderr
+skills:
+  - id: chat
+    run: [sh, -c, 'echo "thinking hard" >&2; cat']
+"#,
+    )
+    .await;
+    let task = agent.send("chat", json!({}), false).await;
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED");
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|line| line.contains("thinking hard"))
+        .unwrap_or_else(|| panic!("stderr line missing from the log:\n{log}"));
+    assert!(line.contains("skill=chat"), "{line}");
+    assert!(line.contains(task["id"].as_str().unwrap()), "{line}");
+}
