@@ -1,5 +1,6 @@
 //! One integration test binary; each module covers one area against real servers.
 
 mod agent;
+mod server;
 mod support;
 mod validate;
