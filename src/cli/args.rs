@@ -33,6 +33,35 @@ pub enum Command {
     /// Run a workflow: each step's skill is called on an agent that offers it.
     #[command(after_help = "Examples:\n  pallet run --file workflows/code-generation.yaml --agent http://127.0.0.1:8001 \"Create a factorial function\"\n  pallet run --workflow smart-router-v1 --agents-file agents.yaml \"Summarise this CSV\"\n  pallet run --file wf.yaml --input name=Ada --input 'limits:={\"max\": 3}' --json > run.json\n  echo '{\"code\": \"x = 1\"}' | pallet run --workflow parallel-analysis-v1 --input-json -\n\nExit status: 0 the run completed, 1 it failed or was cancelled, 2 bad input or usage.")]
     Run(RunArgs),
+
+    /// Host an agent whose skills are commands.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Serve one agent from its definition file, over A2A 1.0 and the legacy protocol.
+    #[command(after_help = "Examples:\n  pallet agent serve agents/plan.yaml --addr 127.0.0.1:8001\n  curl -s http://127.0.0.1:8001/.well-known/agent-card.json\n\nStops on Ctrl-C or SIGTERM; running skill commands are stopped first.")]
+    Serve(AgentServeArgs),
+
+    /// Run one built-in example skill: JSON input on stdin, JSON output on stdout.
+    #[command(hide = true)]
+    Skill {
+        /// The skill id, e.g. create_plan.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentServeArgs {
+    /// The agent definition file (YAML or JSON) listing its skills.
+    #[arg(value_name = "CARD")]
+    pub definition: PathBuf,
+
+    /// Address to listen on; port 0 picks a free port (printed on start).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8001")]
+    pub addr: String,
 }
 
 #[derive(Debug, Args)]

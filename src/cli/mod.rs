@@ -1,5 +1,6 @@
 //! Command line: clap args -> settings -> commands. All terminal output is here.
 
+mod agent;
 mod args;
 mod progress;
 pub mod render;
@@ -15,6 +16,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::command(args),
         Command::Run(args) => run::command(args, cli.quiet).await,
+        Command::Agent(command) => agent::command(command).await,
     }
 }
 

@@ -89,21 +89,26 @@ impl AgentDefinition {
             path: path.to_path_buf(),
             source,
         })?;
-        let is_json = path
-            .extension()
-            .is_some_and(|extension| extension == "json");
-        let raw = parse(&text, is_json).map_err(|(location, source)| ServerError::Parse {
-            path: path.to_path_buf(),
-            location,
-            source,
-        })?;
         let directory = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let directory = std::path::absolute(directory).unwrap_or_else(|_| directory.to_path_buf());
-        from_raw(raw, directory).map_err(|message| ServerError::Invalid {
-            path: path.to_path_buf(),
+        Self::from_text(&text, path, &directory)
+    }
+
+    /// Checks a definition held in memory (the built-in example agents);
+    /// `origin` names it in errors and picks the format, relative commands
+    /// resolve against `directory`.
+    pub fn from_text(text: &str, origin: &Path, directory: &Path) -> Result<AgentDefinition, ServerError> {
+        let is_json = origin.extension().is_some_and(|extension| extension == "json");
+        let raw = parse(text, is_json).map_err(|(location, source)| ServerError::Parse {
+            path: origin.to_path_buf(),
+            location,
+            source,
+        })?;
+        from_raw(raw, directory.to_path_buf()).map_err(|message| ServerError::Invalid {
+            path: origin.to_path_buf(),
             message,
         })
     }

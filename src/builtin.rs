@@ -1,0 +1,94 @@
+//! The example workflows and agents compiled into the binary, so the main job
+//! runs on a fresh machine with no registry and no agents configured.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agent::server::{self, AgentDefinition, ServerError};
+use crate::engine::{SourceError, WorkflowSource};
+use crate::workflow::{LoadedWorkflow, load_str};
+
+/// `workflows/*.yaml`: (file name, text).
+pub const WORKFLOWS: &[(&str, &str)] = &[
+    ("code-generation.yaml", include_str!("../workflows/code-generation.yaml")),
+    ("parallel-analysis.yaml", include_str!("../workflows/parallel-analysis.yaml")),
+    ("smart-router.yaml", include_str!("../workflows/smart-router.yaml")),
+];
+
+/// `agents/*.yaml`: (file name, text). Their skills run `pallet agent skill NAME`.
+pub const AGENTS: &[(&str, &str)] = &[
+    ("plan.yaml", include_str!("../agents/plan.yaml")),
+    ("build.yaml", include_str!("../agents/build.yaml")),
+    ("test.yaml", include_str!("../agents/test.yaml")),
+    ("router.yaml", include_str!("../agents/router.yaml")),
+    ("security.yaml", include_str!("../agents/security.yaml")),
+    ("performance.yaml", include_str!("../agents/performance.yaml")),
+    ("aggregate.yaml", include_str!("../agents/aggregate.yaml")),
+];
+
+/// The built-in example workflows, found by `metadata.id`.
+pub struct BuiltinWorkflows;
+
+impl WorkflowSource for BuiltinWorkflows {
+    fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Arc<LoadedWorkflow>, SourceError>> {
+        Box::pin(async move {
+            for (name, text) in WORKFLOWS {
+                // A cheap text check first: parsing all three on every lookup is waste.
+                if text.contains(&format!("id: {id}\n")) {
+                    return Ok(Arc::new(load_str(&format!("built-in:{name}"), text)?));
+                }
+            }
+            Err(SourceError::NotFound {
+                id: id.to_string(),
+                searched: format!("the built-in examples (available: {})", builtin_ids().join(", ")),
+            })
+        })
+    }
+}
+
+fn builtin_ids() -> Vec<&'static str> {
+    WORKFLOWS
+        .iter()
+        .filter_map(|(_, text)| text.lines().find_map(|line| line.trim().strip_prefix("id: ")))
+        .collect()
+}
+
+/// The example agents, served in this process on free loopback ports.
+pub struct ExampleAgents {
+    pub urls: Vec<String>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl ExampleAgents {
+    pub async fn start() -> Result<ExampleAgents, ServerError> {
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut urls = Vec::new();
+        for (name, text) in AGENTS {
+            let definition = AgentDefinition::from_text(text, Path::new(name), Path::new("."))?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(ServerError::Address)?;
+            urls.push(format!("http://{}", listener.local_addr().map_err(ServerError::Address)?));
+            let stopped = stop.clone().cancelled_owned();
+            tracker.spawn(async move {
+                if let Err(error) = server::serve(definition, listener, stopped).await {
+                    tracing::error!(%error, "example agent stopped");
+                }
+            });
+        }
+        tracker.close();
+        Ok(ExampleAgents { urls, stop, tracker })
+    }
+
+    /// Stops the agents and waits until their skill commands are gone.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.tracker.wait().await;
+    }
+}

@@ -1,0 +1,56 @@
+//! `pallet agent serve` and the hidden `pallet agent skill` that example agents run.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::args::{AgentCommand, AgentServeArgs};
+use crate::agent::examples;
+use crate::agent::server::{self, AgentDefinition};
+
+pub async fn command(command: AgentCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AgentCommand::Serve(args) => serve(args).await,
+        AgentCommand::Skill { name } => skill(&name),
+    }
+}
+
+async fn serve(args: AgentServeArgs) -> anyhow::Result<ExitCode> {
+    let definition = AgentDefinition::load(&args.definition)?;
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let address = listener.local_addr().context("cannot read the listening address")?;
+    eprintln!(
+        "agent `{}` listening on http://{address} (card: http://{address}/.well-known/agent-card.json)",
+        definition.name
+    );
+    server::serve(definition, listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+fn skill(name: &str) -> anyhow::Result<ExitCode> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).context("cannot read the skill input from stdin")?;
+    let input = serde_json::from_str(&text).context("the skill input on stdin is not JSON")?;
+    let output = examples::run_skill(name, input)?;
+    println!("{}", serde_json::to_string(&output)?);
+    Ok(ExitCode::SUCCESS)
+}
