@@ -24,8 +24,11 @@ impl RegistryAddress {
         if text.is_empty() || text.contains('/') || text.chars().any(char::is_whitespace) {
             return Err(invalid("expected host:port, e.g. 127.0.0.1:5000"));
         }
-        let host = host_of(text).ok_or_else(|| invalid("expected host:port, e.g. 127.0.0.1:5000"))?;
-        let listed = insecure_hosts.iter().any(|insecure| insecure == text || insecure == host);
+        let host =
+            host_of(text).ok_or_else(|| invalid("expected host:port, e.g. 127.0.0.1:5000"))?;
+        let listed = insecure_hosts
+            .iter()
+            .any(|insecure| insecure == text || insecure == host);
         Ok(RegistryAddress {
             authority: text.to_string(),
             plain_http: listed || is_loopback(host),
@@ -44,7 +47,9 @@ fn host_of(authority: &str) -> Option<&str> {
         return (after.is_empty() || after.strip_prefix(':').is_some_and(is_port)).then_some(host);
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) if is_port(port) && !host.is_empty() && !host.contains(':') => Some(host),
+        Some((host, port)) if is_port(port) && !host.is_empty() && !host.contains(':') => {
+            Some(host)
+        }
         Some(_) => None,
         None => Some(authority),
     }
@@ -55,7 +60,8 @@ fn is_port(text: &str) -> bool {
 }
 
 fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -95,7 +101,10 @@ mod tests {
         ];
         for (text, expected) in cases {
             let error = RegistryAddress::parse(text, &[]).unwrap_err().to_string();
-            assert!(error.contains(expected) && error.contains(text), "{text}: {error}");
+            assert!(
+                error.contains(expected) && error.contains(text),
+                "{text}: {error}"
+            );
         }
     }
 }

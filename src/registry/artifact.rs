@@ -59,7 +59,12 @@ impl Provenance {
             _ => Path::new("."),
         };
         let git = |arguments: &[&str]| -> Option<String> {
-            let output = Command::new("git").arg("-C").arg(directory).args(arguments).output().ok()?;
+            let output = Command::new("git")
+                .arg("-C")
+                .arg(directory)
+                .args(arguments)
+                .output()
+                .ok()?;
             let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
             (output.status.success() && !text.is_empty()).then_some(text)
         };
@@ -101,10 +106,14 @@ pub struct BuiltArtifact {
 
 pub fn build(content: &ArtifactContent, created: &str) -> BuiltArtifact {
     let config_bytes = serde_json::to_vec(&content.config).expect("config serializes");
-    let layer_annotations = BTreeMap::from([(ANNOTATION_TITLE.to_string(), content.file_name.clone())]);
+    let layer_annotations =
+        BTreeMap::from([(ANNOTATION_TITLE.to_string(), content.file_name.clone())]);
     let mut annotations = BTreeMap::from([
         (ANNOTATION_TITLE.to_string(), content.file_name.clone()),
-        (ANNOTATION_VERSION.to_string(), content.config.version.clone()),
+        (
+            ANNOTATION_VERSION.to_string(),
+            content.config.version.clone(),
+        ),
         (ANNOTATION_CREATED.to_string(), created.to_string()),
     ]);
     let optional = [
@@ -122,16 +131,29 @@ pub fn build(content: &ArtifactContent, created: &str) -> BuiltArtifact {
         media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_string()),
         artifact_type: Some(content.artifact_type.to_string()),
         config: descriptor(content.config_media_type, &config_bytes, None),
-        layers: vec![descriptor(content.layer_media_type, &content.bytes, Some(layer_annotations))],
+        layers: vec![descriptor(
+            content.layer_media_type,
+            &content.bytes,
+            Some(layer_annotations),
+        )],
         subject: None,
         annotations: Some(annotations),
     };
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
     let digest = sha256_digest(&manifest_bytes);
-    BuiltArtifact { config_bytes, manifest, manifest_bytes, digest }
+    BuiltArtifact {
+        config_bytes,
+        manifest,
+        manifest_bytes,
+        digest,
+    }
 }
 
-fn descriptor(media_type: &str, bytes: &[u8], annotations: Option<BTreeMap<String, String>>) -> OciDescriptor {
+fn descriptor(
+    media_type: &str,
+    bytes: &[u8],
+    annotations: Option<BTreeMap<String, String>>,
+) -> OciDescriptor {
     OciDescriptor {
         media_type: media_type.to_string(),
         digest: sha256_digest(bytes),
@@ -170,16 +192,26 @@ pub fn content_layer(manifest: &OciImageManifest) -> Result<&OciDescriptor, Stri
         [layer] => Ok(layer),
         [] => Err(format!(
             "no layer of an accepted media type (found: {}; accepted: {})",
-            manifest.layers.iter().map(|layer| layer.media_type.as_str()).collect::<Vec<_>>().join(", "),
+            manifest
+                .layers
+                .iter()
+                .map(|layer| layer.media_type.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             ACCEPTED_LAYER_MEDIA_TYPES.join(", ")
         )),
-        _ => Err(format!("{} layers of accepted media types, expected one", accepted.len())),
+        _ => Err(format!(
+            "{} layers of accepted media types, expected one",
+            accepted.len()
+        )),
     }
 }
 
 /// File name of the layer: its title annotation, else the manifest's.
 pub fn file_name(manifest: &OciImageManifest, layer: &OciDescriptor) -> Option<String> {
-    let title = |annotations: &Option<BTreeMap<String, String>>| annotations.as_ref()?.get(ANNOTATION_TITLE).cloned();
+    let title = |annotations: &Option<BTreeMap<String, String>>| {
+        annotations.as_ref()?.get(ANNOTATION_TITLE).cloned()
+    };
     title(&layer.annotations).or_else(|| title(&manifest.annotations))
 }
 
@@ -201,7 +233,10 @@ mod tests {
             file_name: "demo.yaml".into(),
             bytes: bytes.to_vec(),
             description: Some("a demo".into()),
-            provenance: Provenance { source: Some("https://example.invalid/repo".into()), revision: None },
+            provenance: Provenance {
+                source: Some("https://example.invalid/repo".into()),
+                revision: None,
+            },
         }
     }
 
@@ -212,17 +247,32 @@ mod tests {
         assert_eq!(manifest["artifactType"], WORKFLOW_ARTIFACT_TYPE);
         assert_eq!(manifest["mediaType"], OCI_IMAGE_MEDIA_TYPE);
         assert_eq!(manifest["config"]["mediaType"], WORKFLOW_CONFIG_MEDIA_TYPE);
-        assert_eq!(manifest["layers"][0]["mediaType"], WORKFLOW_LAYER_MEDIA_TYPE);
-        assert_eq!(manifest["layers"][0]["digest"], sha256_digest(b"metadata: {}\n"));
-        assert_eq!(manifest["layers"][0]["annotations"][ANNOTATION_TITLE], "demo.yaml");
+        assert_eq!(
+            manifest["layers"][0]["mediaType"],
+            WORKFLOW_LAYER_MEDIA_TYPE
+        );
+        assert_eq!(
+            manifest["layers"][0]["digest"],
+            sha256_digest(b"metadata: {}\n")
+        );
+        assert_eq!(
+            manifest["layers"][0]["annotations"][ANNOTATION_TITLE],
+            "demo.yaml"
+        );
         let annotations = &manifest["annotations"];
         assert_eq!(annotations[ANNOTATION_VERSION], "1.0.0");
         assert_eq!(annotations[ANNOTATION_CREATED], "2026-01-01T00:00:00Z");
         assert_eq!(annotations[ANNOTATION_DESCRIPTION], "a demo");
-        assert_eq!(annotations[ANNOTATION_SOURCE], "https://example.invalid/repo");
+        assert_eq!(
+            annotations[ANNOTATION_SOURCE],
+            "https://example.invalid/repo"
+        );
         assert!(annotations.get(ANNOTATION_REVISION).is_none());
         let config: serde_json::Value = serde_json::from_slice(&built.config_bytes).unwrap();
-        assert_eq!(config, serde_json::json!({"id": "demo-v1", "name": "Demo", "version": "1.0.0", "schemaVersion": 1}));
+        assert_eq!(
+            config,
+            serde_json::json!({"id": "demo-v1", "name": "Demo", "version": "1.0.0", "schemaVersion": 1})
+        );
         assert_eq!(built.digest, sha256_digest(&built.manifest_bytes));
     }
 
@@ -239,11 +289,20 @@ mod tests {
     #[test]
     fn finds_content_layer_of_each_layout() {
         let mut manifest = build(&content(b"a: 1\n"), "2026-01-01T00:00:00Z").manifest;
-        assert_eq!(content_layer(&manifest).unwrap().media_type, WORKFLOW_LAYER_MEDIA_TYPE);
+        assert_eq!(
+            content_layer(&manifest).unwrap().media_type,
+            WORKFLOW_LAYER_MEDIA_TYPE
+        );
         manifest.layers[0].media_type = "application/yaml".into();
         manifest.layers[0].annotations = None;
-        assert_eq!(content_layer(&manifest).unwrap().media_type, "application/yaml");
-        assert_eq!(file_name(&manifest, &manifest.layers[0]).as_deref(), Some("demo.yaml"));
+        assert_eq!(
+            content_layer(&manifest).unwrap().media_type,
+            "application/yaml"
+        );
+        assert_eq!(
+            file_name(&manifest, &manifest.layers[0]).as_deref(),
+            Some("demo.yaml")
+        );
         manifest.layers[0].media_type = "application/octet-stream".into();
         let problem = content_layer(&manifest).unwrap_err();
         assert!(problem.contains("application/octet-stream"), "{problem}");
@@ -251,8 +310,20 @@ mod tests {
 
     #[test]
     fn parameters_override_git_provenance() {
-        let given = Provenance { source: Some("given".into()), revision: None };
-        let git = Provenance { source: Some("git".into()), revision: Some("abc".into()) };
-        assert_eq!(given.or(git), Provenance { source: Some("given".into()), revision: Some("abc".into()) });
+        let given = Provenance {
+            source: Some("given".into()),
+            revision: None,
+        };
+        let git = Provenance {
+            source: Some("git".into()),
+            revision: Some("abc".into()),
+        };
+        assert_eq!(
+            given.or(git),
+            Provenance {
+                source: Some("given".into()),
+                revision: Some("abc".into())
+            }
+        );
     }
 }

@@ -91,11 +91,17 @@ impl Cache {
     }
 
     /// Records that `reference_name` (`HOST/REPOSITORY:TAG`) points at a manifest.
-    pub fn set_tag(&self, reference_name: &str, media_type: &str, digest: &str, size: u64) -> Result<(), RegistryError> {
+    pub fn set_tag(
+        &self,
+        reference_name: &str,
+        media_type: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<(), RegistryError> {
         let mut index = self.read_index()?;
-        index
-            .manifests
-            .retain(|entry| entry.annotations.get(REF_NAME).and_then(Value::as_str) != Some(reference_name));
+        index.manifests.retain(|entry| {
+            entry.annotations.get(REF_NAME).and_then(Value::as_str) != Some(reference_name)
+        });
         let mut annotations = Map::new();
         annotations.insert(REF_NAME.into(), reference_name.into());
         index.manifests.push(IndexEntry {
@@ -118,7 +124,10 @@ impl Cache {
             .into_iter()
             .filter_map(|entry| {
                 let name = entry.annotations.get(REF_NAME)?.as_str()?;
-                Some((name.strip_prefix(&prefix)?.to_string(), entry.digest.clone()))
+                Some((
+                    name.strip_prefix(&prefix)?.to_string(),
+                    entry.digest.clone(),
+                ))
             })
             .collect())
     }
@@ -126,7 +135,8 @@ impl Cache {
     fn read_index(&self) -> Result<Index, RegistryError> {
         let path = self.root.join("index.json");
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| RegistryError::CacheIndex { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| RegistryError::CacheIndex { path, source }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Index {
                 schema_version: 2,
                 manifests: Vec::new(),
@@ -140,7 +150,8 @@ impl Cache {
         std::fs::create_dir_all(&blobs).map_err(|source| self.io_error(&blobs, source))?;
         let layout = self.root.join("oci-layout");
         if !layout.exists() {
-            write_atomically(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|source| self.io_error(&layout, source))?;
+            write_atomically(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
+                .map_err(|source| self.io_error(&layout, source))?;
         }
         Ok(())
     }
@@ -171,10 +182,15 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let cache = Cache::new(directory.path());
         let digest = cache.write_blob(b"hello").unwrap();
-        assert!(matches!(cache.read_blob(&digest).unwrap(), Cached::Hit(bytes) if bytes == b"hello"));
+        assert!(
+            matches!(cache.read_blob(&digest).unwrap(), Cached::Hit(bytes) if bytes == b"hello")
+        );
         assert!(directory.path().join("oci-layout").exists());
         std::fs::write(cache.blob_path(&digest), b"tampered").unwrap();
-        assert!(matches!(cache.read_blob(&digest).unwrap(), Cached::Corrupted));
+        assert!(matches!(
+            cache.read_blob(&digest).unwrap(),
+            Cached::Corrupted
+        ));
         assert!(matches!(cache.read_blob(&digest).unwrap(), Cached::Missing));
     }
 
@@ -182,9 +198,18 @@ mod tests {
     fn tags_are_kept_per_repository_and_replaced() {
         let directory = tempfile::tempdir().unwrap();
         let cache = Cache::new(directory.path());
-        cache.set_tag("host:1/workflows/a:1.0.0", "m", "sha256:1", 1).unwrap();
-        cache.set_tag("host:1/workflows/a:1.0.0", "m", "sha256:2", 1).unwrap();
-        cache.set_tag("host:1/workflows/ab:1.0.0", "m", "sha256:3", 1).unwrap();
-        assert_eq!(cache.tags("host:1/workflows/a").unwrap(), [("1.0.0".to_string(), "sha256:2".to_string())]);
+        cache
+            .set_tag("host:1/workflows/a:1.0.0", "m", "sha256:1", 1)
+            .unwrap();
+        cache
+            .set_tag("host:1/workflows/a:1.0.0", "m", "sha256:2", 1)
+            .unwrap();
+        cache
+            .set_tag("host:1/workflows/ab:1.0.0", "m", "sha256:3", 1)
+            .unwrap();
+        assert_eq!(
+            cache.tags("host:1/workflows/a").unwrap(),
+            [("1.0.0".to_string(), "sha256:2".to_string())]
+        );
     }
 }

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
-use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
 use semver::{Version, VersionReq};
 
 use super::address::RegistryAddress;
@@ -97,7 +97,11 @@ impl Registry {
         // reqwest is built without a default crypto provider; a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let address = RegistryAddress::parse(&options.address, &options.insecure_hosts)?;
-        let transport = Transport::new(address.scheme(), &address.authority, options.credentials.clone())?;
+        let transport = Transport::new(
+            address.scheme(),
+            &address.authority,
+            options.credentials.clone(),
+        )?;
         let protocol = match address.plain_http {
             true => ClientProtocol::HttpsExcept(vec![address.authority.clone()]),
             false => ClientProtocol::Https,
@@ -135,14 +139,28 @@ impl Registry {
     }
 
     /// Validates a workflow file, then pushes it byte for byte.
-    pub async fn push_workflow_file(&self, path: &Path, provenance: artifact::Provenance, force: bool) -> Result<Pushed, RegistryError> {
-        let loaded = crate::workflow::load_file(path).map_err(|source| RegistryError::InvalidWorkflow {
-            file: path.display().to_string(),
-            source,
-        })?;
-        let file_name = path.file_name().map_or_else(|| loaded.origin.clone(), |name| name.to_string_lossy().into_owned());
-        self.push_workflow(&loaded, &file_name, provenance.or(artifact::Provenance::from_git(path)), force)
-            .await
+    pub async fn push_workflow_file(
+        &self,
+        path: &Path,
+        provenance: artifact::Provenance,
+        force: bool,
+    ) -> Result<Pushed, RegistryError> {
+        let loaded =
+            crate::workflow::load_file(path).map_err(|source| RegistryError::InvalidWorkflow {
+                file: path.display().to_string(),
+                source,
+            })?;
+        let file_name = path.file_name().map_or_else(
+            || loaded.origin.clone(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        self.push_workflow(
+            &loaded,
+            &file_name,
+            provenance.or(artifact::Provenance::from_git(path)),
+            force,
+        )
+        .await
     }
 
     /// Pushes an already validated workflow under `workflows/<id without -vN>`.
@@ -169,8 +187,10 @@ impl Registry {
             description: metadata.description.clone(),
             provenance,
         };
-        let repository = reference::repository(ArtifactKind::Workflow, reference::name_for_id(&metadata.id));
-        self.push(&repository, &metadata.version, &content, force).await
+        let repository =
+            reference::repository(ArtifactKind::Workflow, reference::name_for_id(&metadata.id));
+        self.push(&repository, &metadata.version, &content, force)
+            .await
     }
 
     /// Pushes an agent card (JSON with `name` and a semver `version`) under `agents/<name>`.
@@ -185,9 +205,14 @@ impl Registry {
             file: file_name.to_string(),
             problem: problem.to_string(),
         };
-        let card: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| invalid(&error.to_string()))?;
-        let name = card["name"].as_str().ok_or_else(|| invalid("no `name` string"))?;
-        let version = card["version"].as_str().and_then(|text| Version::parse(text).ok());
+        let card: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|error| invalid(&error.to_string()))?;
+        let name = card["name"]
+            .as_str()
+            .ok_or_else(|| invalid("no `name` string"))?;
+        let version = card["version"]
+            .as_str()
+            .and_then(|text| Version::parse(text).ok());
         let version = version.ok_or_else(|| invalid("no semver `version` string"))?;
         let slug = slug(name).ok_or_else(|| invalid("`name` has no letters or digits"))?;
         let content = ArtifactContent {
@@ -211,7 +236,13 @@ impl Registry {
 
     /// Uploads blobs first and the manifest last, so a failed push leaves the
     /// tag as it was; identical content is a no-op.
-    async fn push(&self, repository: &str, version: &Version, content: &ArtifactContent, force: bool) -> Result<Pushed, RegistryError> {
+    async fn push(
+        &self,
+        repository: &str,
+        version: &Version,
+        content: &ArtifactContent,
+        force: bool,
+    ) -> Result<Pushed, RegistryError> {
         let tag = version_to_tag(version);
         let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let built = artifact::build(content, &created);
@@ -223,7 +254,9 @@ impl Registry {
             uploaded,
         };
         if let Some(existing_digest) = self.transport.manifest_digest(repository, &tag).await? {
-            let (existing, _) = self.manifest_by_digest(repository, &existing_digest).await?;
+            let (existing, _) = self
+                .manifest_by_digest(repository, &existing_digest)
+                .await?;
             if artifact::same_content(&existing, &built.manifest) {
                 return Ok(pushed(existing_digest, false));
             }
@@ -237,14 +270,28 @@ impl Registry {
             }
         }
         if let Some(auth) = &self.upload_auth {
-            self.uploader.store_auth_if_needed(&self.address.authority, auth).await;
+            self.uploader
+                .store_auth_if_needed(&self.address.authority, auth)
+                .await;
         }
-        let image = oci_client::Reference::with_tag(self.address.authority.clone(), repository.to_string(), tag.clone());
+        let image = oci_client::Reference::with_tag(
+            self.address.authority.clone(),
+            repository.to_string(),
+            tag.clone(),
+        );
         let push_error = |source| self.push_error(repository, &tag, source);
         for bytes in [&built.config_bytes, &content.bytes] {
             let digest = artifact::sha256_digest(bytes);
-            if !self.uploader.blob_exists(&image, &digest).await.map_err(push_error)? {
-                self.uploader.push_blob(&image, bytes.clone(), &digest).await.map_err(push_error)?;
+            if !self
+                .uploader
+                .blob_exists(&image, &digest)
+                .await
+                .map_err(push_error)?
+            {
+                self.uploader
+                    .push_blob(&image, bytes.clone(), &digest)
+                    .await
+                    .map_err(push_error)?;
             }
             self.cache.write_blob(bytes)?;
         }
@@ -257,7 +304,12 @@ impl Registry {
         Ok(pushed(built.digest, true))
     }
 
-    fn push_error(&self, repository: &str, tag: &str, source: oci_client::errors::OciDistributionError) -> RegistryError {
+    fn push_error(
+        &self,
+        repository: &str,
+        tag: &str,
+        source: oci_client::errors::OciDistributionError,
+    ) -> RegistryError {
         match source {
             oci_client::errors::OciDistributionError::RequestError(error) if error.is_connect() => {
                 self.transport.request_error(error)
@@ -266,16 +318,26 @@ impl Registry {
                 registry: self.address.authority.clone(),
                 repository: repository.to_string(),
                 tag: tag.to_string(),
-                source,
+                source: Box::new(source),
             },
         }
     }
 
     /// Caches a manifest and records the tag pointing at it.
-    pub(super) fn remember(&self, repository: &str, tag: &str, manifest_bytes: &[u8]) -> Result<(), RegistryError> {
+    pub(super) fn remember(
+        &self,
+        repository: &str,
+        tag: &str,
+        manifest_bytes: &[u8],
+    ) -> Result<(), RegistryError> {
         let digest = self.cache.write_blob(manifest_bytes)?;
         let name = format!("{}/{repository}:{tag}", self.address.authority);
-        self.cache.set_tag(&name, OCI_IMAGE_MEDIA_TYPE, &digest, manifest_bytes.len() as u64)
+        self.cache.set_tag(
+            &name,
+            OCI_IMAGE_MEDIA_TYPE,
+            &digest,
+            manifest_bytes.len() as u64,
+        )
     }
 }
 
@@ -291,7 +353,9 @@ fn slug(name: &str) -> Option<String> {
 
 /// The one version an `=x.y.z` requirement allows, if it is that.
 pub(super) fn exact_version(requirement: &VersionReq) -> Option<Version> {
-    let [comparator] = requirement.comparators.as_slice() else { return None };
+    let [comparator] = requirement.comparators.as_slice() else {
+        return None;
+    };
     if comparator.op != semver::Op::Exact {
         return None;
     }
@@ -310,7 +374,11 @@ mod tests {
 
     #[test]
     fn slugs_card_names() {
-        let cases = [("Planner Agent", Some("planner-agent")), ("code_writer", Some("code-writer")), ("!!", None)];
+        let cases = [
+            ("Planner Agent", Some("planner-agent")),
+            ("code_writer", Some("code-writer")),
+            ("!!", None),
+        ];
         for (name, expected) in cases {
             assert_eq!(slug(name).as_deref(), expected, "{name}");
         }
@@ -327,7 +395,11 @@ mod tests {
         ];
         for (requirement, expected) in cases {
             let version = exact_version(&VersionReq::parse(requirement).unwrap());
-            assert_eq!(version.map(|version| version.to_string()), expected.map(String::from), "{requirement}");
+            assert_eq!(
+                version.map(|version| version.to_string()),
+                expected.map(String::from),
+                "{requirement}"
+            );
         }
     }
 }

@@ -12,9 +12,9 @@ pub mod address;
 pub mod artifact;
 pub mod cache;
 pub mod client;
+mod pull;
 pub mod reference;
 pub mod resolve;
-mod pull;
 mod transport;
 
 use std::path::PathBuf;
@@ -40,7 +40,10 @@ impl std::fmt::Debug for Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("invalid reference `{reference}`: {problem}; accepted forms: {}", ACCEPTED_FORMS)]
+    #[error(
+        "invalid reference `{reference}`: {problem}; accepted forms: {}",
+        ACCEPTED_FORMS
+    )]
     InvalidReference { reference: String, problem: String },
     #[error("invalid registry address `{address}`: {problem}")]
     InvalidAddress { address: String, problem: String },
@@ -65,7 +68,11 @@ pub enum RegistryError {
     #[error("registry {registry} refused access to {path} (check the username and password)")]
     Unauthorized { registry: String, path: String },
     #[error("registry {registry} answered {path} with http status {status}")]
-    Status { registry: String, path: String, status: u16 },
+    Status {
+        registry: String,
+        path: String,
+        status: u16,
+    },
     #[error("registry {registry} sent an unreadable answer to {path}")]
     Body {
         registry: String,
@@ -74,8 +81,13 @@ pub enum RegistryError {
         source: serde_json::Error,
     },
     #[error("repository {repository} not found in registry {registry}")]
-    RepositoryNotFound { registry: String, repository: String },
-    #[error("no version of {repository} in registry {registry} matches {requirement} (tags: {available})")]
+    RepositoryNotFound {
+        registry: String,
+        repository: String,
+    },
+    #[error(
+        "no version of {repository} in registry {registry} matches {requirement} (tags: {available})"
+    )]
     NoMatchingVersion {
         registry: String,
         repository: String,
@@ -103,9 +115,11 @@ pub enum RegistryError {
         repository: String,
         tag: String,
         #[source]
-        source: oci_client::errors::OciDistributionError,
+        source: Box<oci_client::errors::OciDistributionError>,
     },
-    #[error("{repository}@{digest} in registry {registry} is not a workflow or agent card artifact: {problem}")]
+    #[error(
+        "{repository}@{digest} in registry {registry} is not a workflow or agent card artifact: {problem}"
+    )]
     UnsupportedArtifact {
         registry: String,
         repository: String,

@@ -25,32 +25,50 @@ impl Registry {
                 version: None,
                 digest: digest.clone(),
             },
-            Selector::Requirement(requirement) if self.offline => self.resolve_offline(&repository, requirement)?,
-            Selector::Requirement(requirement) => self.resolve_online(&repository, requirement).await?,
+            Selector::Requirement(requirement) if self.offline => {
+                self.resolve_offline(&repository, requirement)?
+            }
+            Selector::Requirement(requirement) => {
+                self.resolve_online(&repository, requirement).await?
+            }
         };
-        let (_, bytes) = self.manifest_by_digest(&repository, &resolved.digest).await?;
+        let (_, bytes) = self
+            .manifest_by_digest(&repository, &resolved.digest)
+            .await?;
         if let Some(tag) = &resolved.tag {
             self.remember(&repository, tag, &bytes)?;
         }
         Ok(resolved)
     }
 
-    async fn resolve_online(&self, repository: &str, requirement: &VersionReq) -> Result<Resolved, RegistryError> {
+    async fn resolve_online(
+        &self,
+        repository: &str,
+        requirement: &VersionReq,
+    ) -> Result<Resolved, RegistryError> {
         if let Some(version) = exact_version(requirement) {
             let tag = version_to_tag(&version);
             if let Some(digest) = self.transport.manifest_digest(repository, &tag).await? {
                 return Ok(self.resolved(repository, resolve::Selected { tag, version }, digest));
             }
         }
-        let tags = self.transport.tags(repository).await?.ok_or_else(|| RegistryError::RepositoryNotFound {
-            registry: self.address.authority.clone(),
-            repository: repository.to_string(),
+        let tags = self.transport.tags(repository).await?.ok_or_else(|| {
+            RegistryError::RepositoryNotFound {
+                registry: self.address.authority.clone(),
+                repository: repository.to_string(),
+            }
         })?;
-        let selected = resolve::select(&tags, requirement).ok_or_else(|| RegistryError::NoMatchingVersion {
-            registry: self.address.authority.clone(),
-            repository: repository.to_string(),
-            requirement: requirement.to_string(),
-            available: if tags.is_empty() { "none".into() } else { tags.join(", ") },
+        let selected = resolve::select(&tags, requirement).ok_or_else(|| {
+            RegistryError::NoMatchingVersion {
+                registry: self.address.authority.clone(),
+                repository: repository.to_string(),
+                requirement: requirement.to_string(),
+                available: if tags.is_empty() {
+                    "none".into()
+                } else {
+                    tags.join(", ")
+                },
+            }
         })?;
         let cached = self.cached_tags(repository)?;
         let digest = match cached.into_iter().find(|(tag, _)| *tag == selected.tag) {
@@ -60,15 +78,25 @@ impl Registry {
         Ok(self.resolved(repository, selected, digest))
     }
 
-    fn resolve_offline(&self, repository: &str, requirement: &VersionReq) -> Result<Resolved, RegistryError> {
+    fn resolve_offline(
+        &self,
+        repository: &str,
+        requirement: &VersionReq,
+    ) -> Result<Resolved, RegistryError> {
         let cached = self.cached_tags(repository)?;
         let tags: Vec<String> = cached.iter().map(|(tag, _)| tag.clone()).collect();
         let not_cached = || RegistryError::NotCached {
-            what: format!("{repository}@{requirement} from registry {}", self.address.authority),
+            what: format!(
+                "{repository}@{requirement} from registry {}",
+                self.address.authority
+            ),
             cache: self.cache.root().to_path_buf(),
         };
         let selected = resolve::select(&tags, requirement).ok_or_else(not_cached)?;
-        let digest = cached.into_iter().find(|(tag, _)| *tag == selected.tag).map(|(_, digest)| digest);
+        let digest = cached
+            .into_iter()
+            .find(|(tag, _)| *tag == selected.tag)
+            .map(|(_, digest)| digest);
         Ok(self.resolved(repository, selected, digest.ok_or_else(not_cached)?))
     }
 
@@ -82,7 +110,8 @@ impl Registry {
     }
 
     fn cached_tags(&self, repository: &str) -> Result<Vec<(String, String)>, RegistryError> {
-        self.cache.tags(&format!("{}/{repository}", self.address.authority))
+        self.cache
+            .tags(&format!("{}/{repository}", self.address.authority))
     }
 
     async fn tag_digest(&self, repository: &str, tag: &str) -> Result<String, RegistryError> {
@@ -100,16 +129,21 @@ impl Registry {
     pub async fn pull(&self, reference: &Reference) -> Result<Pulled, RegistryError> {
         let mut resolved = self.resolve(reference).await?;
         let repository = resolved.repository.clone();
-        let (manifest, _) = self.manifest_by_digest(&repository, &resolved.digest).await?;
-        let layer = artifact::content_layer(&manifest).map_err(|problem| RegistryError::UnsupportedArtifact {
-            registry: self.address.authority.clone(),
-            repository: repository.clone(),
-            digest: resolved.digest.clone(),
-            problem,
+        let (manifest, _) = self
+            .manifest_by_digest(&repository, &resolved.digest)
+            .await?;
+        let layer = artifact::content_layer(&manifest).map_err(|problem| {
+            RegistryError::UnsupportedArtifact {
+                registry: self.address.authority.clone(),
+                repository: repository.clone(),
+                digest: resolved.digest.clone(),
+                problem,
+            }
         })?;
         let content = self.blob(&repository, &layer.digest, "layer").await?;
         // The config completes the cached image layout; pallet itself does not need it.
-        self.blob(&repository, &manifest.config.digest, "config").await?;
+        self.blob(&repository, &manifest.config.digest, "config")
+            .await?;
         if resolved.version.is_none() {
             resolved.version = manifest
                 .annotations
@@ -117,8 +151,13 @@ impl Registry {
                 .and_then(|annotations| annotations.get(artifact::ANNOTATION_VERSION))
                 .and_then(|version| Version::parse(version).ok());
         }
-        let extension = if reference.kind == ArtifactKind::Workflow { "yaml" } else { "json" };
-        let file_name = artifact::file_name(&manifest, layer).unwrap_or_else(|| format!("{}.{extension}", reference.name));
+        let extension = if reference.kind == ArtifactKind::Workflow {
+            "yaml"
+        } else {
+            "json"
+        };
+        let file_name = artifact::file_name(&manifest, layer)
+            .unwrap_or_else(|| format!("{}.{extension}", reference.name));
         Ok(Pulled {
             media_type: layer.media_type.clone(),
             file_name,
@@ -146,8 +185,15 @@ impl Registry {
                     digest,
                 });
             }
-            let other_tags = tags.into_iter().filter(|tag| !versions.iter().any(|listed| listed.tag == *tag)).collect();
-            listed.push(Listed { repository, versions, other_tags });
+            let other_tags = tags
+                .into_iter()
+                .filter(|tag| !versions.iter().any(|listed| listed.tag == *tag))
+                .collect();
+            listed.push(Listed {
+                repository,
+                versions,
+                other_tags,
+            });
         }
         listed.sort_by(|left, right| left.repository.cmp(&right.repository));
         Ok(listed)
@@ -171,16 +217,22 @@ impl Registry {
                 self.verified(repository, digest, "manifest", fetched)?
             }
         };
-        let manifest = serde_json::from_slice(&bytes).map_err(|error| RegistryError::UnsupportedArtifact {
-            registry: self.address.authority.clone(),
-            repository: repository.to_string(),
-            digest: digest.to_string(),
-            problem: format!("not an OCI image manifest ({error})"),
-        })?;
+        let manifest =
+            serde_json::from_slice(&bytes).map_err(|error| RegistryError::UnsupportedArtifact {
+                registry: self.address.authority.clone(),
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+                problem: format!("not an OCI image manifest ({error})"),
+            })?;
         Ok((manifest, bytes))
     }
 
-    async fn blob(&self, repository: &str, digest: &str, what: &str) -> Result<Vec<u8>, RegistryError> {
+    async fn blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
         if let Some(bytes) = self.cached_blob(repository, digest, what)? {
             return Ok(bytes);
         }
@@ -195,7 +247,12 @@ impl Registry {
 
     /// A cached blob; `None` when it must be fetched (absent or corrupted),
     /// which offline is an error naming what is missing.
-    fn cached_blob(&self, repository: &str, digest: &str, what: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+    fn cached_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        what: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         let cached = self.cache.read_blob(digest)?;
         let what = || format!("{what} {repository}@{digest}");
         match cached {
@@ -212,7 +269,13 @@ impl Registry {
         }
     }
 
-    fn verified(&self, repository: &str, digest: &str, what: &str, bytes: Vec<u8>) -> Result<Vec<u8>, RegistryError> {
+    fn verified(
+        &self,
+        repository: &str,
+        digest: &str,
+        what: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, RegistryError> {
         if sha256_digest(&bytes) != digest {
             return Err(RegistryError::DigestMismatch {
                 registry: self.address.authority.clone(),

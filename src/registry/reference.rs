@@ -53,7 +53,9 @@ impl Reference {
             Some((id, rest)) => (id, Some(rest)),
             None => (text, None),
         };
-        let id = id.strip_prefix(&format!("{}/", kind.namespace())).unwrap_or(id);
+        let id = id
+            .strip_prefix(&format!("{}/", kind.namespace()))
+            .unwrap_or(id);
         if !is_repository_component(id) {
             return Err(invalid(format!(
                 "`{id}` is not a valid id (lowercase letters, digits, and single `-`, `_` or `.` between them)"
@@ -62,23 +64,37 @@ impl Reference {
         let (name, major) = split_major_suffix(id);
         let selector = match selector_text {
             None => Selector::Requirement(match major {
-                Some(major) => VersionReq::parse(&format!("^{major}")).map_err(|error| invalid(error.to_string()))?,
+                Some(major) => VersionReq::parse(&format!("^{major}"))
+                    .map_err(|error| invalid(error.to_string()))?,
                 None => VersionReq::STAR,
             }),
             Some(digest) if digest.starts_with("sha256:") => {
                 let hex = &digest["sha256:".len()..];
-                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
-                    return Err(invalid("a sha256 digest needs exactly 64 lowercase hex digits".into()));
+                if hex.len() != 64
+                    || !hex
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+                {
+                    return Err(invalid(
+                        "a sha256 digest needs exactly 64 lowercase hex digits".into(),
+                    ));
                 }
                 Selector::Digest(digest.to_string())
             }
             Some("") => return Err(invalid("nothing after `@`".into())),
-            Some(requirement) => Selector::Requirement(
-                VersionReq::parse(requirement)
-                    .map_err(|error| invalid(format!("`{requirement}` is not a semver requirement ({error})")))?,
-            ),
+            Some(requirement) => {
+                Selector::Requirement(VersionReq::parse(requirement).map_err(|error| {
+                    invalid(format!(
+                        "`{requirement}` is not a semver requirement ({error})"
+                    ))
+                })?)
+            }
         };
-        Ok(Reference { kind, name: name.to_string(), selector })
+        Ok(Reference {
+            kind,
+            name: name.to_string(),
+            selector,
+        })
     }
 
     /// `workflows/<name>` or `agents/<name>`.
@@ -90,7 +106,9 @@ impl Reference {
 impl std::fmt::Display for Reference {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.selector {
-            Selector::Requirement(requirement) => write!(formatter, "{}@{requirement}", self.repository()),
+            Selector::Requirement(requirement) => {
+                write!(formatter, "{}@{requirement}", self.repository())
+            }
             Selector::Digest(digest) => write!(formatter, "{}@{digest}", self.repository()),
         }
     }
@@ -122,9 +140,13 @@ fn split_major_suffix(id: &str) -> (&str, Option<u64>) {
 fn is_repository_component(text: &str) -> bool {
     let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let separator = |c: char| matches!(c, '-' | '_' | '.');
-    let Some(first) = text.chars().next() else { return false };
+    let Some(first) = text.chars().next() else {
+        return false;
+    };
     let last = text.chars().last().unwrap_or(first);
-    alphanumeric(first) && alphanumeric(last) && text.chars().all(|c| alphanumeric(c) || separator(c))
+    alphanumeric(first)
+        && alphanumeric(last)
+        && text.chars().all(|c| alphanumeric(c) || separator(c))
 }
 
 /// Tags may not hold `+`, so build metadata is written with `_` (as Helm does).
@@ -164,17 +186,49 @@ mod tests {
         let requirement = |text: &str| Selector::Requirement(VersionReq::parse(text).unwrap());
         let cases = [
             ("code-generation-v1", "code-generation", requirement("^1")),
-            ("code-generation", "code-generation", Selector::Requirement(VersionReq::STAR)),
-            ("code-generation@1.2", "code-generation", requirement("^1.2")),
-            ("code-generation@=1.2.3", "code-generation", requirement("=1.2.3")),
-            ("code-generation-v1@>=1.1, <1.5", "code-generation", requirement(">=1.1, <1.5")),
-            ("workflows/smart-router@2", "smart-router", requirement("^2")),
-            ("tool-v2x", "tool-v2x", Selector::Requirement(VersionReq::STAR)),
-            (&format!("code-generation@{DIGEST}"), "code-generation", Selector::Digest(DIGEST.into())),
+            (
+                "code-generation",
+                "code-generation",
+                Selector::Requirement(VersionReq::STAR),
+            ),
+            (
+                "code-generation@1.2",
+                "code-generation",
+                requirement("^1.2"),
+            ),
+            (
+                "code-generation@=1.2.3",
+                "code-generation",
+                requirement("=1.2.3"),
+            ),
+            (
+                "code-generation-v1@>=1.1, <1.5",
+                "code-generation",
+                requirement(">=1.1, <1.5"),
+            ),
+            (
+                "workflows/smart-router@2",
+                "smart-router",
+                requirement("^2"),
+            ),
+            (
+                "tool-v2x",
+                "tool-v2x",
+                Selector::Requirement(VersionReq::STAR),
+            ),
+            (
+                &format!("code-generation@{DIGEST}"),
+                "code-generation",
+                Selector::Digest(DIGEST.into()),
+            ),
         ];
         for (text, name, selector) in cases {
             let reference = Reference::parse(ArtifactKind::Workflow, text).unwrap();
-            assert_eq!((reference.name.as_str(), &reference.selector), (name, &selector), "{text}");
+            assert_eq!(
+                (reference.name.as_str(), &reference.selector),
+                (name, &selector),
+                "{text}"
+            );
         }
     }
 
@@ -193,12 +247,17 @@ mod tests {
             ("Code-Generation", "not a valid id"),
             ("code generation", "not a valid id"),
             ("code-generation@", "nothing after `@`"),
-            ("code-generation@banana", "`banana` is not a semver requirement"),
+            (
+                "code-generation@banana",
+                "`banana` is not a semver requirement",
+            ),
             ("code-generation@sha256:abc", "64 lowercase hex digits"),
             ("-code", "not a valid id"),
         ];
         for (text, expected) in cases {
-            let error = Reference::parse(ArtifactKind::Workflow, text).unwrap_err().to_string();
+            let error = Reference::parse(ArtifactKind::Workflow, text)
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(expected), "{text}: {error}");
             assert!(error.contains(ACCEPTED_FORMS), "{text}: {error}");
         }
@@ -206,7 +265,11 @@ mod tests {
 
     #[test]
     fn tags_round_trip_build_metadata() {
-        let cases = [("1.0.0", "1.0.0"), ("2.0.0-rc.1", "2.0.0-rc.1"), ("1.2.3+build.5", "1.2.3_build.5")];
+        let cases = [
+            ("1.0.0", "1.0.0"),
+            ("2.0.0-rc.1", "2.0.0-rc.1"),
+            ("1.2.3+build.5", "1.2.3_build.5"),
+        ];
         for (version, tag) in cases {
             let version = Version::parse(version).unwrap();
             assert_eq!(version_to_tag(&version), tag);

@@ -23,7 +23,11 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(scheme: &str, registry: &str, credentials: Option<Credentials>) -> Result<Self, RegistryError> {
+    pub fn new(
+        scheme: &str,
+        registry: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<Self, RegistryError> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
@@ -45,7 +49,12 @@ impl Transport {
         self.requests.load(Ordering::SeqCst)
     }
 
-    async fn send(&self, method: Method, path: &str, accept: Option<&str>) -> Result<reqwest::Response, RegistryError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(accept) = accept {
             request = request.header(header::ACCEPT, accept);
@@ -54,7 +63,10 @@ impl Transport {
             request = request.basic_auth(&credentials.username, Some(&credentials.password));
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
-        let response = request.send().await.map_err(|source| self.request_error(source))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| self.request_error(source))?;
         match response.status() {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
                 registry: self.registry.clone(),
@@ -96,13 +108,22 @@ impl Transport {
     }
 
     /// The digest a tag (or digest) points at, from one HEAD; `None` when unknown.
-    pub async fn manifest_digest(&self, repository: &str, reference: &str) -> Result<Option<String>, RegistryError> {
+    pub async fn manifest_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
         let path = format!("/v2/{repository}/manifests/{reference}");
-        let response = self.send(Method::HEAD, &path, Some(MANIFEST_ACCEPT)).await?;
+        let response = self
+            .send(Method::HEAD, &path, Some(MANIFEST_ACCEPT))
+            .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
-                let digest = response.headers().get("docker-content-digest").and_then(|value| value.to_str().ok());
+                let digest = response
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|value| value.to_str().ok());
                 Ok(digest.map(String::from))
             }
             status => Err(self.status_error(&path, status)),
@@ -110,22 +131,38 @@ impl Transport {
     }
 
     /// Manifest bytes for a tag or digest; `None` when unknown.
-    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         let path = format!("/v2/{repository}/manifests/{reference}");
         self.get_bytes(&path, Some(MANIFEST_ACCEPT)).await
     }
 
     /// Blob bytes; `None` when unknown.
-    pub async fn blob(&self, repository: &str, digest: &str) -> Result<Option<Vec<u8>>, RegistryError> {
-        self.get_bytes(&format!("/v2/{repository}/blobs/{digest}"), None).await
+    pub async fn blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        self.get_bytes(&format!("/v2/{repository}/blobs/{digest}"), None)
+            .await
     }
 
-    async fn get_bytes(&self, path: &str, accept: Option<&str>) -> Result<Option<Vec<u8>>, RegistryError> {
+    async fn get_bytes(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         let response = self.send(Method::GET, path, accept).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
-                let bytes = response.bytes().await.map_err(|source| self.request_error(source))?;
+                let bytes = response
+                    .bytes()
+                    .await
+                    .map_err(|source| self.request_error(source))?;
                 Ok(Some(bytes.to_vec()))
             }
             status => Err(self.status_error(path, status)),
@@ -142,7 +179,8 @@ impl Transport {
         let Some(bytes) = self.get_bytes(&path, None).await? else {
             return Ok(None);
         };
-        let list: TagList = serde_json::from_slice(&bytes).map_err(|source| self.body_error(&path, source))?;
+        let list: TagList =
+            serde_json::from_slice(&bytes).map_err(|source| self.body_error(&path, source))?;
         Ok(Some(list.tags.unwrap_or_default()))
     }
 
@@ -160,8 +198,12 @@ impl Transport {
                 return Err(self.status_error(&path, response.status()));
             }
             let next = next_link(response.headers());
-            let bytes = response.bytes().await.map_err(|source| self.request_error(source))?;
-            let page: Catalog = serde_json::from_slice(&bytes).map_err(|source| self.body_error(&path, source))?;
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|source| self.request_error(source))?;
+            let page: Catalog =
+                serde_json::from_slice(&bytes).map_err(|source| self.body_error(&path, source))?;
             repositories.extend(page.repositories.unwrap_or_default());
             match next {
                 Some(next) => path = next,
@@ -184,7 +226,8 @@ fn next_link(headers: &header::HeaderMap) -> Option<String> {
     let link = headers.get(header::LINK)?.to_str().ok()?;
     let start = link.find('<')? + 1;
     let end = link.find('>')?;
-    link.contains("rel=\"next\"").then(|| link[start..end].to_string())
+    link.contains("rel=\"next\"")
+        .then(|| link[start..end].to_string())
 }
 
 #[cfg(test)]
@@ -194,7 +237,10 @@ mod tests {
     #[test]
     fn reads_next_link() {
         let cases = [
-            (Some(r#"</v2/_catalog?last=b&n=2>; rel="next""#), Some("/v2/_catalog?last=b&n=2")),
+            (
+                Some(r#"</v2/_catalog?last=b&n=2>; rel="next""#),
+                Some("/v2/_catalog?last=b&n=2"),
+            ),
             (Some(r#"</v2/_catalog?last=b>; rel="prev""#), None),
             (None, None),
         ];

@@ -1,3 +1,4 @@
 //! Test harness: real servers on free loopback ports.
 
 pub mod legacy_agent;
+pub mod registry;

@@ -1,0 +1,161 @@
+//! A real `docker-registry` (distribution 2.8) on a free loopback port, with
+//! its storage and config in a tempdir; killed by PID when dropped.
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::secrets::RegistryAuth;
+
+pub struct TestRegistry {
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    directory: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl TestRegistry {
+    /// Anonymous registry.
+    pub fn start() -> TestRegistry {
+        Self::start_with(None)
+    }
+
+    /// Registry requiring basic auth (htpasswd, bcrypt) for this user.
+    pub fn start_with_user(username: &str, password: &str) -> TestRegistry {
+        Self::start_with(Some((username, password)))
+    }
+
+    fn start_with(user: Option<(&str, &str)>) -> TestRegistry {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let root = directory.path();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {address}\n  secret: pallet-test-secret\n",
+            root.join("storage").display()
+        );
+        if let Some((username, password)) = user {
+            let hash = bcrypt::hash(password, 5).expect("bcrypt");
+            std::fs::write(root.join("htpasswd"), format!("{username}:{hash}\n"))
+                .expect("htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: pallet-test\n    path: {}\n",
+                root.join("htpasswd").display()
+            ));
+        }
+        std::fs::write(root.join("config.yml"), config).expect("config");
+        let mut registry = TestRegistry {
+            address,
+            directory,
+            child: None,
+        };
+        registry.spawn();
+        registry
+    }
+
+    fn spawn(&mut self) {
+        let root = self.directory.path();
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(root.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry is installed (apt-get install docker-registry)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&self.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start at {}",
+                self.address
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.directory.path().join("registry.log")
+    }
+
+    /// Stops the registry (kill by PID); its storage stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// HTTP requests under `/v2/` the registry logged so far (its access log).
+    pub fn logged_requests(&self) -> usize {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        log.lines()
+            .filter(|line| {
+                [
+                    "\"GET /v2/",
+                    "\"HEAD /v2/",
+                    "\"PUT /v2/",
+                    "\"POST /v2/",
+                    "\"PATCH /v2/",
+                ]
+                .iter()
+                .any(|method| line.contains(method))
+            })
+            .count()
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Pushes a file the way the original Python project did (through oras): one
+/// `application/yaml` (or other) layer titled with the file name, an empty
+/// config, a `v1`-style tag. Uses oci-client directly, not pallet.
+pub async fn push_like_original(
+    address: &str,
+    repository: &str,
+    tag: &str,
+    file_name: &str,
+    media_type: &str,
+    bytes: &[u8],
+) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    let annotations = BTreeMap::from([(
+        "org.opencontainers.image.title".to_string(),
+        file_name.to_string(),
+    )]);
+    let layer = ImageLayer::new(bytes.to_vec(), media_type.to_string(), Some(annotations));
+    let config = Config::new(
+        b"{}".to_vec(),
+        "application/vnd.unknown.config.v1+json".to_string(),
+        None,
+    );
+    let image = oci_client::Reference::with_tag(
+        address.to_string(),
+        repository.to_string(),
+        tag.to_string(),
+    );
+    client
+        .push(&image, &[layer], config, &RegistryAuth::Anonymous, None)
+        .await
+        .expect("push in the original layout");
+}
