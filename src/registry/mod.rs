@@ -6,12 +6,14 @@
 //! - [`resolve`]: picking the highest matching tag (pure).
 //! - [`artifact`]: the manifest layout pushed and the layouts read back.
 //! - [`cache`]: the OCI image layout directory on disk.
+//! - [`docker_config`]: credentials from Docker's `config.json` and helpers.
 //! - [`client`]: [`Registry`], tying the above to a real registry.
 
 pub mod address;
 pub mod artifact;
 pub mod cache;
 pub mod client;
+pub mod docker_config;
 mod pull;
 pub mod reference;
 pub mod resolve;
@@ -23,6 +25,7 @@ pub use address::RegistryAddress;
 pub use artifact::{ArtifactContent, Provenance};
 pub use cache::default_cache_dir;
 pub use client::{Listed, ListedVersion, Pulled, Pushed, Registry, RegistryOptions, Resolved};
+pub use docker_config::{docker_config_path, docker_credentials};
 pub use reference::{ACCEPTED_FORMS, ArtifactKind, Reference, Selector};
 
 /// Basic-auth credentials for a registry.
@@ -45,6 +48,8 @@ pub enum RegistryError {
         ACCEPTED_FORMS
     )]
     InvalidReference { reference: String, problem: String },
+    #[error("cannot use docker credentials from {}: {problem}", .path.display())]
+    DockerConfig { path: PathBuf, problem: String },
     #[error("invalid registry address `{address}`: {problem}")]
     InvalidAddress { address: String, problem: String },
     #[error("registry not answering at {registry}")]

@@ -159,6 +159,44 @@ async fn versions_are_immutable_unless_forced() {
 }
 
 #[tokio::test]
+async fn blobs_the_registry_has_are_not_uploaded_again() {
+    let server = TestRegistry::start();
+    let files = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = client(&server.address, cache.path(), false);
+    let first = workflow("demo", "1.0.0", "first");
+    push(&registry, files.path(), &first, false).await.unwrap();
+    assert_eq!(server.logged_blob_uploads(), 2, "config and layer uploaded");
+    push(
+        &registry,
+        files.path(),
+        &workflow("demo", "1.0.0", "second"),
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        server.logged_blob_uploads(),
+        3,
+        "only the new layer (the config is the same)"
+    );
+
+    let reverted = push(&registry, files.path(), &first, true).await.unwrap();
+    assert!(reverted.uploaded);
+    assert_eq!(
+        server.logged_blob_uploads(),
+        3,
+        "both blobs were already there"
+    );
+    let fresh_cache = tempfile::tempdir().unwrap();
+    let pulled = client(&server.address, fresh_cache.path(), false)
+        .pull(&workflow_reference("demo"))
+        .await
+        .unwrap();
+    assert_eq!(pulled.content, first.as_bytes());
+}
+
+#[tokio::test]
 async fn invalid_workflow_is_never_pushed() {
     let server = TestRegistry::start();
     let files = tempfile::tempdir().unwrap();

@@ -95,20 +95,21 @@ impl TestRegistry {
 
     /// HTTP requests under `/v2/` the registry logged so far (its access log).
     pub fn logged_requests(&self) -> usize {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        log.lines()
-            .filter(|line| {
-                [
-                    "\"GET /v2/",
-                    "\"HEAD /v2/",
-                    "\"PUT /v2/",
-                    "\"POST /v2/",
-                    "\"PATCH /v2/",
-                ]
+        self.logged_lines(|line| {
+            ["GET", "HEAD", "PUT", "POST", "PATCH"]
                 .iter()
-                .any(|method| line.contains(method))
-            })
-            .count()
+                .any(|method| line.contains(&format!("\"{method} /v2/")))
+        })
+    }
+
+    /// Blob uploads started so far (`POST /v2/<name>/blobs/uploads/`).
+    pub fn logged_blob_uploads(&self) -> usize {
+        self.logged_lines(|line| line.contains("\"POST /v2/") && line.contains("/blobs/uploads/"))
+    }
+
+    fn logged_lines(&self, keep: impl Fn(&str) -> bool) -> usize {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        log.lines().filter(|line| keep(line)).count()
     }
 }
 
