@@ -1,0 +1,116 @@
+//! Interop with oras-py (`pip install oras`), the client the original project
+//! pushed with: a pallet artifact pulls cleanly with it, and what it pushes
+//! pulls cleanly with pallet.
+
+use std::path::Path;
+use std::process::Command;
+
+use pallet::registry::{ArtifactKind, Provenance, Reference, Registry, RegistryOptions};
+
+use crate::support::registry::TestRegistry;
+
+fn client(address: &str, cache: &Path) -> Registry {
+    Registry::new(RegistryOptions {
+        address: address.to_string(),
+        insecure_hosts: Vec::new(),
+        credentials: None,
+        cache_dir: cache.to_path_buf(),
+        offline: false,
+    })
+    .expect("registry client")
+}
+
+/// Runs a Python snippet using oras-py; `argv[1..]` are `arguments`.
+fn oras(script: &str, arguments: &[&str], directory: &Path) {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sys\nfrom oras.client import OrasClient\n{script}"
+        ))
+        .args(arguments)
+        .current_dir(directory)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "oras-py failed (is it installed? pip install oras): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn oras_pulls_a_pallet_artifact_by_its_title() {
+    let server = TestRegistry::start();
+    let files = tempfile::tempdir().unwrap();
+    let text = "# comment kept\nmetadata:\n  id: demo-v1\n  name: Demo\n  version: \"1.0.0\"\nsteps:\n  - id: only\n    skill: echo\n";
+    let path = files.path().join("demo.yaml");
+    std::fs::write(&path, text).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    client(&server.address, cache.path())
+        .push_workflow_file(&path, Provenance::default(), false)
+        .await
+        .unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let target = format!("{}/workflows/demo:1.0.0", server.address);
+    oras(
+        "OrasClient(insecure=True).pull(target=sys.argv[1], outdir=sys.argv[2])",
+        &[&target, &out.path().display().to_string()],
+        out.path(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("demo.yaml")).unwrap(),
+        text
+    );
+}
+
+#[tokio::test]
+async fn pallet_pulls_what_oras_pushed() {
+    let server = TestRegistry::start();
+    let files = tempfile::tempdir().unwrap();
+    let yaml = "metadata:\n  id: from-oras\n  name: From oras\n  version: \"1.0.0\"\nsteps:\n  - id: only\n    skill: echo\n";
+    std::fs::write(files.path().join("from-oras.yaml"), yaml).unwrap();
+    let card = r#"{"name": "planner", "url": "http://127.0.0.1:1", "skills": []}"#;
+    std::fs::write(files.path().join("planner_agent_card.json"), card).unwrap();
+    let push = "OrasClient(insecure=True).push(target=sys.argv[1], files=[sys.argv[2]])";
+    let cases = [
+        ("workflows/from-oras:v1", "from-oras.yaml:application/yaml"),
+        ("workflows/plain-oras:v1", "from-oras.yaml"),
+        (
+            "agents/planner:v1",
+            "planner_agent_card.json:application/json",
+        ),
+    ];
+    for (target, file) in cases {
+        oras(
+            push,
+            &[&format!("{}/{target}", server.address), file],
+            files.path(),
+        );
+    }
+
+    let cache = tempfile::tempdir().unwrap();
+    let registry = client(&server.address, cache.path());
+    for (reference, name) in [
+        ("from-oras-v1", "from-oras.yaml"),
+        ("plain-oras-v1", "from-oras.yaml"),
+    ] {
+        let pulled = registry
+            .pull(&Reference::parse(ArtifactKind::Workflow, reference).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            (pulled.content.as_slice(), pulled.file_name.as_str()),
+            (yaml.as_bytes(), name),
+            "{reference}"
+        );
+    }
+    let pulled = registry
+        .pull(&Reference::parse(ArtifactKind::AgentCard, "planner").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (pulled.content.as_slice(), pulled.file_name.as_str()),
+        (card.as_bytes(), "planner_agent_card.json")
+    );
+}
