@@ -2,8 +2,9 @@
 //! counted, so a warm resolve is exactly one round-trip. (oci-client probes
 //! `/v2/` before every anonymous request, which would double that.)
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use reqwest::{Method, StatusCode, header};
 
@@ -20,6 +21,8 @@ pub struct Transport {
     registry: String,
     credentials: Option<Credentials>,
     requests: Arc<AtomicUsize>,
+    /// Bearer tokens by what they were granted for (a repository, or the catalog).
+    tokens: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Transport {
@@ -41,6 +44,7 @@ impl Transport {
             registry: registry.to_string(),
             credentials,
             requests: Arc::default(),
+            tokens: Arc::default(),
         })
     }
 
@@ -49,16 +53,94 @@ impl Transport {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// One request; on a bearer challenge, one token request and one retry.
     async fn send(
         &self,
         method: Method,
         path: &str,
         accept: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
+        let key = token_key(path);
+        let token = self.tokens.lock().expect("token lock").get(&key).cloned();
+        let response = self
+            .send_once(method.clone(), path, accept, token.as_deref())
+            .await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return self.check_access(path, response);
+        }
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok());
+        let Some(challenge) = challenge.and_then(BearerChallenge::parse) else {
+            return self.check_access(path, response);
+        };
+        let token = self.fetch_token(path, &challenge).await?;
+        self.tokens
+            .lock()
+            .expect("token lock")
+            .insert(key, token.clone());
+        let response = self.send_once(method, path, accept, Some(&token)).await?;
+        self.check_access(path, response)
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(accept) = accept {
             request = request.header(header::ACCEPT, accept);
         }
+        request = match (token, &self.credentials) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, Some(credentials)) => {
+                request.basic_auth(&credentials.username, Some(&credentials.password))
+            }
+            (None, None) => request,
+        };
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        request
+            .send()
+            .await
+            .map_err(|source| self.request_error(source))
+    }
+
+    fn check_access(
+        &self,
+        path: &str,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, RegistryError> {
+        match response.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                path: path.to_string(),
+            }),
+            _ => Ok(response),
+        }
+    }
+
+    /// Asks the challenge's realm for a token (with the credentials, if any).
+    async fn fetch_token(
+        &self,
+        path: &str,
+        challenge: &BearerChallenge,
+    ) -> Result<String, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let mut request = self.http.get(&challenge.realm);
+        let query: Vec<(&str, &str)> =
+            [("service", &challenge.service), ("scope", &challenge.scope)]
+                .into_iter()
+                .filter_map(|(name, value)| value.as_deref().map(|value| (name, value)))
+                .collect();
+        request = request.query(&query);
         if let Some(credentials) = &self.credentials {
             request = request.basic_auth(&credentials.username, Some(&credentials.password));
         }
@@ -67,13 +149,25 @@ impl Transport {
             .send()
             .await
             .map_err(|source| self.request_error(source))?;
-        match response.status() {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
+        if !response.status().is_success() {
+            return Err(RegistryError::Unauthorized {
                 registry: self.registry.clone(),
                 path: path.to_string(),
-            }),
-            _ => Ok(response),
+            });
         }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| self.request_error(source))?;
+        let answer: TokenAnswer = serde_json::from_slice(&bytes)
+            .map_err(|source| self.body_error(&challenge.realm, source))?;
+        answer
+            .token
+            .or(answer.access_token)
+            .ok_or_else(|| RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                path: path.to_string(),
+            })
     }
 
     pub fn request_error(&self, source: reqwest::Error) -> RegistryError {
@@ -221,6 +315,65 @@ impl Transport {
     }
 }
 
+/// What a token is granted for: the repository of a `/v2/<name>/...` path,
+/// else the path without its query (the catalog).
+fn token_key(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let name = path.strip_prefix("/v2/").unwrap_or(path);
+    for marker in ["/manifests/", "/blobs/", "/tags/"] {
+        if let Some((repository, _)) = name.split_once(marker) {
+            return repository.to_string();
+        }
+    }
+    name.to_string()
+}
+
+/// `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`.
+#[derive(Debug, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+    scope: Option<String>,
+}
+
+impl BearerChallenge {
+    fn parse(header: &str) -> Option<BearerChallenge> {
+        let (scheme, parameters) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let parameters = parse_parameters(parameters);
+        Some(BearerChallenge {
+            realm: parameters.get("realm")?.clone(),
+            service: parameters.get("service").cloned(),
+            scope: parameters.get("scope").cloned(),
+        })
+    }
+}
+
+/// `a="x,y",b=z` -> {a: "x,y", b: "z"}; commas inside quotes belong to the value.
+fn parse_parameters(text: &str) -> HashMap<String, String> {
+    let mut parameters = HashMap::new();
+    let mut rest = text.trim();
+    while let Some((name, after)) = rest.split_once('=') {
+        let name = name
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let (value, remaining) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((value, remaining)) => (value, remaining),
+                None => (quoted, ""),
+            },
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        parameters.insert(name, value.trim().to_string());
+        rest = remaining.trim().trim_start_matches(',');
+    }
+    parameters
+}
+
 /// `Link: </v2/_catalog?last=x&n=1000>; rel="next"` -> the path inside `<>`.
 fn next_link(headers: &header::HeaderMap) -> Option<String> {
     let link = headers.get(header::LINK)?.to_str().ok()?;
@@ -233,6 +386,37 @@ fn next_link(headers: &header::HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_bearer_challenges() {
+        let full = r#"Bearer realm="http://127.0.0.1:1/token",service="test",scope="repository:workflows/a:pull,push""#;
+        let expected = BearerChallenge {
+            realm: "http://127.0.0.1:1/token".into(),
+            service: Some("test".into()),
+            scope: Some("repository:workflows/a:pull,push".into()),
+        };
+        assert_eq!(BearerChallenge::parse(full), Some(expected));
+        let bare = BearerChallenge::parse("bearer realm=http://h/t, service=s").unwrap();
+        assert_eq!(
+            (bare.realm.as_str(), bare.service.as_deref(), bare.scope),
+            ("http://h/t", Some("s"), None)
+        );
+        assert_eq!(BearerChallenge::parse(r#"Basic realm="registry""#), None);
+        assert_eq!(BearerChallenge::parse(r#"Bearer service="no realm""#), None);
+    }
+
+    #[test]
+    fn keys_tokens_by_repository() {
+        let cases = [
+            ("/v2/workflows/a/manifests/1.0.0", "workflows/a"),
+            ("/v2/workflows/a/blobs/sha256:00", "workflows/a"),
+            ("/v2/workflows/a/tags/list", "workflows/a"),
+            ("/v2/_catalog?n=1000", "_catalog"),
+        ];
+        for (path, key) in cases {
+            assert_eq!(token_key(path), key, "{path}");
+        }
+    }
 
     #[test]
     fn reads_next_link() {

@@ -624,3 +624,41 @@ async fn basic_auth_with_htpasswd() {
         .unwrap();
     assert_eq!(pulled.content, text.as_bytes());
 }
+
+#[tokio::test]
+async fn bearer_token_challenge() {
+    let server = TestRegistry::start_with_token_auth("alice", "s3cret").await;
+    let files = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let anonymous = client(&server.address, cache.path(), false);
+    let error = anonymous
+        .resolve(&workflow_reference("demo"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, RegistryError::Unauthorized { .. }),
+        "{error}"
+    );
+
+    let authenticated = Registry::new(RegistryOptions {
+        address: server.address.clone(),
+        insecure_hosts: Vec::new(),
+        credentials: Some(Credentials {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        }),
+        cache_dir: cache.path().to_path_buf(),
+        offline: false,
+    })
+    .unwrap();
+    let text = workflow("demo", "1.0.0", "bearer");
+    push(&authenticated, files.path(), &text, false)
+        .await
+        .unwrap();
+    let pulled = authenticated
+        .pull(&workflow_reference("demo"))
+        .await
+        .unwrap();
+    assert_eq!(pulled.content, text.as_bytes());
+    assert_eq!(authenticated.list_workflows().await.unwrap().len(), 1);
+}

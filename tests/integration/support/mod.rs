@@ -2,3 +2,4 @@
 
 pub mod legacy_agent;
 pub mod registry;
+pub mod token_server;

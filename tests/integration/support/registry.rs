@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
 
+use super::token_server::{TOKEN_ISSUER, TOKEN_SERVICE, TokenServer};
+
 pub struct TestRegistry {
     /// `127.0.0.1:PORT`.
     pub address: String,
     directory: tempfile::TempDir,
     child: Option<Child>,
+    /// The token server of a registry using bearer-token auth.
+    _token_server: Option<TokenServer>,
 }
 
 impl TestRegistry {
@@ -28,34 +32,58 @@ impl TestRegistry {
         Self::start_with(Some((username, password)))
     }
 
+    /// Registry requiring a bearer token from a token server on another free
+    /// loopback port, which grants tokens to this user only.
+    pub async fn start_with_token_auth(username: &str, password: &str) -> TestRegistry {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let token_server = TokenServer::start(directory.path(), username, password).await;
+        let auth = format!(
+            "auth:\n  token:\n    realm: http://{}/token\n    service: {TOKEN_SERVICE}\n    \
+             issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            token_server.address,
+            directory.path().join("token.crt").display()
+        );
+        let mut registry = Self::configure(directory, &auth);
+        registry._token_server = Some(token_server);
+        registry.spawn();
+        registry
+    }
+
     fn start_with(user: Option<(&str, &str)>) -> TestRegistry {
         let directory = tempfile::tempdir().expect("tempdir");
+        let mut auth = String::new();
+        if let Some((username, password)) = user {
+            let hash = bcrypt::hash(password, 5).expect("bcrypt");
+            let htpasswd = directory.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{username}:{hash}\n")).expect("htpasswd");
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: pallet-test\n    path: {}\n",
+                htpasswd.display()
+            );
+        }
+        let mut registry = Self::configure(directory, &auth);
+        registry.spawn();
+        registry
+    }
+
+    /// Writes `config.yml` (listening on a free loopback port) without starting.
+    fn configure(directory: tempfile::TempDir, auth: &str) -> TestRegistry {
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
         let root = directory.path();
-        let mut config = format!(
+        let config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: {address}\n  secret: pallet-test-secret\n",
             root.join("storage").display()
         );
-        if let Some((username, password)) = user {
-            let hash = bcrypt::hash(password, 5).expect("bcrypt");
-            std::fs::write(root.join("htpasswd"), format!("{username}:{hash}\n"))
-                .expect("htpasswd");
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: pallet-test\n    path: {}\n",
-                root.join("htpasswd").display()
-            ));
-        }
-        std::fs::write(root.join("config.yml"), config).expect("config");
-        let mut registry = TestRegistry {
+        std::fs::write(root.join("config.yml"), config + auth).expect("config");
+        TestRegistry {
             address,
             directory,
             child: None,
-        };
-        registry.spawn();
-        registry
+            _token_server: None,
+        }
     }
 
     fn spawn(&mut self) {
