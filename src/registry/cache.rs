@@ -168,7 +168,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    // A unique name per write: concurrent writers never share a half-written file.
+    let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
     std::fs::write(&temporary, bytes)?;
     std::fs::rename(&temporary, path)
 }

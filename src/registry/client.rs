@@ -55,6 +55,8 @@ pub struct Resolved {
 pub struct Pulled {
     pub resolved: Resolved,
     pub manifest: OciImageManifest,
+    /// The config of a pallet artifact; `None` for other layouts.
+    pub config: Option<artifact::ArtifactConfig>,
     /// From the title annotation, else `<name>.yaml` / `<name>.json`.
     pub file_name: String,
     pub media_type: String,

@@ -28,6 +28,10 @@ pub use client::{Listed, ListedVersion, Pulled, Pushed, Registry, RegistryOption
 pub use docker_config::{docker_config_path, docker_credentials};
 pub use reference::{ACCEPTED_FORMS, ArtifactKind, Reference, Selector};
 
+/// The registry used when none is configured (the CLI falls back to the
+/// built-in workflows when this one does not answer).
+pub const DEFAULT_REGISTRY: &str = "localhost:5000";
+
 /// Basic-auth credentials for a registry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -162,4 +166,12 @@ pub enum RegistryError {
     },
     #[error("agent card {file} is invalid and was not pushed: {problem}")]
     InvalidAgentCard { file: String, problem: String },
+}
+
+impl RegistryError {
+    /// The registry could not be reached at all (as opposed to answering
+    /// "not found" or refusing): the CLI's cue for the built-in fallback.
+    pub fn is_not_answering(&self) -> bool {
+        matches!(self, RegistryError::NotAnswering { .. })
+    }
 }

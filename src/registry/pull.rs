@@ -141,9 +141,18 @@ impl Registry {
             }
         })?;
         let content = self.blob(&repository, &layer.digest, "layer").await?;
-        // The config completes the cached image layout; pallet itself does not need it.
-        self.blob(&repository, &manifest.config.digest, "config")
+        // Fetched for every layout so the cached image layout is complete.
+        let config_bytes = self
+            .blob(&repository, &manifest.config.digest, "config")
             .await?;
+        let pallet_config = [
+            artifact::WORKFLOW_CONFIG_MEDIA_TYPE,
+            artifact::AGENT_CARD_CONFIG_MEDIA_TYPE,
+        ];
+        let config = pallet_config
+            .contains(&manifest.config.media_type.as_str())
+            .then(|| serde_json::from_slice(&config_bytes).ok())
+            .flatten();
         if resolved.version.is_none() {
             resolved.version = manifest
                 .annotations
@@ -159,6 +168,7 @@ impl Registry {
         let file_name = artifact::file_name(&manifest, layer)
             .unwrap_or_else(|| format!("{}.{extension}", reference.name));
         Ok(Pulled {
+            config,
             media_type: layer.media_type.clone(),
             file_name,
             content,
@@ -169,7 +179,13 @@ impl Registry {
 
     /// Workflows in the registry with their versions (ascending) and digests.
     pub async fn list_workflows(&self) -> Result<Vec<Listed>, RegistryError> {
-        let prefix = format!("{}/", ArtifactKind::Workflow.namespace());
+        self.list(ArtifactKind::Workflow).await
+    }
+
+    /// Repositories of one kind (`workflows/` or `agents/`) with their
+    /// versions (ascending) and digests.
+    pub async fn list(&self, kind: ArtifactKind) -> Result<Vec<Listed>, RegistryError> {
+        let prefix = format!("{}/", kind.namespace());
         let mut listed = Vec::new();
         for repository in self.transport.catalog().await? {
             if !repository.starts_with(&prefix) {

@@ -92,6 +92,15 @@ async fn push_then_pull_is_byte_for_byte() {
         chrono::DateTime::parse_from_rfc3339(&annotations["org.opencontainers.image.created"])
             .is_ok()
     );
+    let config = pulled.config.expect("pallet config");
+    assert_eq!(
+        (
+            config.id.as_str(),
+            config.version.as_str(),
+            config.schema_version
+        ),
+        ("demo-v1", "1.0.0", 1)
+    );
     assert!(other_cache.path().join("oci-layout").exists());
     assert!(other_cache.path().join("index.json").exists());
 }
@@ -478,6 +487,7 @@ async fn reads_the_original_projects_layout() {
         .unwrap();
     assert_eq!(pulled.content, card);
     assert_eq!(pulled.file_name, "planner_agent_card.json");
+    assert!(pulled.config.is_none(), "not a pallet config");
 
     let listed = registry.list_workflows().await.unwrap();
     assert_eq!(listed.len(), 1, "agents/ is not listed as a workflow");
@@ -512,6 +522,11 @@ async fn agent_cards_push_and_pull() {
         pulled.media_type,
         "application/vnd.pallet.agentcard.v1+json"
     );
+    let listed = registry.list(ArtifactKind::AgentCard).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].repository, "agents/code-writer");
+    assert_eq!(listed[0].versions[0].digest, pushed.digest);
+    assert!(registry.list_workflows().await.unwrap().is_empty());
     let error = registry
         .push_agent_card(
             "bad.json",
