@@ -212,7 +212,17 @@ pub fn file_name(manifest: &OciImageManifest, layer: &OciDescriptor) -> Option<S
     let title = |annotations: &Option<BTreeMap<String, String>>| {
         annotations.as_ref()?.get(ANNOTATION_TITLE).cloned()
     };
-    title(&layer.annotations).or_else(|| title(&manifest.annotations))
+    title(&layer.annotations)
+        .or_else(|| title(&manifest.annotations))
+        .and_then(|title| plain_file_name(&title))
+}
+
+/// The title as a bare file name: a title is written by whoever pushed, so a
+/// path (`../x`, `/etc/x`) must never steer where a pull writes.
+fn plain_file_name(title: &str) -> Option<String> {
+    let plain =
+        !title.is_empty() && !title.contains(['/', '\\', '\0']) && title != "." && title != "..";
+    plain.then(|| title.to_string())
 }
 
 #[cfg(test)]
@@ -306,6 +316,21 @@ mod tests {
         manifest.layers[0].media_type = "application/octet-stream".into();
         let problem = content_layer(&manifest).unwrap_err();
         assert!(problem.contains("application/octet-stream"), "{problem}");
+    }
+
+    #[test]
+    fn titles_that_are_paths_are_not_file_names() {
+        let cases = [
+            ("demo.yaml", Some("demo.yaml")),
+            ("../evil.yaml", None),
+            ("/etc/passwd", None),
+            ("a\\b", None),
+            ("..", None),
+            ("", None),
+        ];
+        for (title, expected) in cases {
+            assert_eq!(plain_file_name(title).as_deref(), expected, "{title}");
+        }
     }
 
     #[test]

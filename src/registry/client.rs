@@ -374,6 +374,26 @@ pub(super) fn exact_version(requirement: &VersionReq) -> Option<Version> {
 mod tests {
     use super::*;
 
+    /// The engine runs steps on spawned tasks: the futures must be `Send`.
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: T) {}
+        let cache = tempfile::tempdir().unwrap();
+        let registry = Registry::new(RegistryOptions {
+            address: "127.0.0.1:9".into(),
+            insecure_hosts: Vec::new(),
+            credentials: None,
+            cache_dir: cache.path().to_path_buf(),
+            offline: true,
+        })
+        .unwrap();
+        let reference = super::super::Reference::parse(ArtifactKind::Workflow, "demo").unwrap();
+        send(registry.pull(&reference));
+        send(registry.list_workflows());
+        let path = cache.path().join("demo.yaml");
+        send(registry.push_workflow_file(&path, artifact::Provenance::default(), false));
+    }
+
     #[test]
     fn slugs_card_names() {
         let cases = [
