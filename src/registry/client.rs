@@ -30,6 +30,19 @@ pub struct RegistryOptions {
     pub offline: bool,
 }
 
+impl RegistryOptions {
+    /// Anonymous, online, no extra insecure hosts.
+    pub fn new(address: impl Into<String>, cache_dir: impl Into<PathBuf>) -> Self {
+        RegistryOptions {
+            address: address.into(),
+            insecure_hosts: Vec::new(),
+            credentials: None,
+            cache_dir: cache_dir.into(),
+            offline: false,
+        }
+    }
+}
+
 /// A version stored in the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pushed {
@@ -380,11 +393,8 @@ mod tests {
         fn send<T: Send>(_: T) {}
         let cache = tempfile::tempdir().unwrap();
         let registry = Registry::new(RegistryOptions {
-            address: "127.0.0.1:9".into(),
-            insecure_hosts: Vec::new(),
-            credentials: None,
-            cache_dir: cache.path().to_path_buf(),
             offline: true,
+            ..RegistryOptions::new("127.0.0.1:9", cache.path())
         })
         .unwrap();
         let reference = super::super::Reference::parse(ArtifactKind::Workflow, "demo").unwrap();

@@ -12,11 +12,8 @@ use crate::support::registry::{TestRegistry, push_like_original};
 
 fn client(address: &str, cache: &Path, offline: bool) -> Registry {
     Registry::new(RegistryOptions {
-        address: address.to_string(),
-        insecure_hosts: Vec::new(),
-        credentials: None,
-        cache_dir: cache.to_path_buf(),
         offline,
+        ..RegistryOptions::new(address, cache)
     })
     .expect("registry client")
 }
@@ -619,14 +616,11 @@ async fn basic_auth_with_htpasswd() {
     );
 
     let authenticated = Registry::new(RegistryOptions {
-        address: server.address.clone(),
-        insecure_hosts: Vec::new(),
         credentials: Some(Credentials {
             username: "alice".into(),
             password: "s3cret".into(),
         }),
-        cache_dir: cache.path().to_path_buf(),
-        offline: false,
+        ..RegistryOptions::new(&server.address, cache.path())
     })
     .unwrap();
     let text = workflow("demo", "1.0.0", "auth");
@@ -656,14 +650,11 @@ async fn bearer_token_challenge() {
     );
 
     let authenticated = Registry::new(RegistryOptions {
-        address: server.address.clone(),
-        insecure_hosts: Vec::new(),
         credentials: Some(Credentials {
             username: "alice".into(),
             password: "s3cret".into(),
         }),
-        cache_dir: cache.path().to_path_buf(),
-        offline: false,
+        ..RegistryOptions::new(&server.address, cache.path())
     })
     .unwrap();
     let text = workflow("demo", "1.0.0", "bearer");

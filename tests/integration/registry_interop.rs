@@ -10,14 +10,7 @@ use pallet::registry::{ArtifactKind, Provenance, Reference, Registry, RegistryOp
 use crate::support::registry::TestRegistry;
 
 fn client(address: &str, cache: &Path) -> Registry {
-    Registry::new(RegistryOptions {
-        address: address.to_string(),
-        insecure_hosts: Vec::new(),
-        credentials: None,
-        cache_dir: cache.to_path_buf(),
-        offline: false,
-    })
-    .expect("registry client")
+    Registry::new(RegistryOptions::new(address, cache)).expect("registry client")
 }
 
 /// Runs a Python snippet using oras-py; `argv[1..]` are `arguments`.

@@ -121,8 +121,31 @@ impl TestRegistry {
         }
     }
 
-    /// HTTP requests under `/v2/` the registry logged so far (its access log).
+    /// HTTP requests under `/v2/` the registry logged so far (its access log),
+    /// once the log has stopped growing: the registry writes a line after it
+    /// answered, so a client can be faster than the log.
     pub fn logged_requests(&self) -> usize {
+        self.settled(Self::logged_requests_now)
+    }
+
+    /// Blob uploads started so far (`POST /v2/<name>/blobs/uploads/`), settled.
+    pub fn logged_blob_uploads(&self) -> usize {
+        self.settled(Self::logged_blob_uploads_now)
+    }
+
+    fn settled(&self, count: fn(&Self) -> usize) -> usize {
+        let mut last = count(self);
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = count(self);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    fn logged_requests_now(&self) -> usize {
         self.logged_lines(|line| {
             ["GET", "HEAD", "PUT", "POST", "PATCH"]
                 .iter()
@@ -130,8 +153,7 @@ impl TestRegistry {
         })
     }
 
-    /// Blob uploads started so far (`POST /v2/<name>/blobs/uploads/`).
-    pub fn logged_blob_uploads(&self) -> usize {
+    fn logged_blob_uploads_now(&self) -> usize {
         self.logged_lines(|line| line.contains("\"POST /v2/") && line.contains("/blobs/uploads/"))
     }
 
