@@ -1,6 +1,7 @@
-//! Interop with oras-py (`pip install oras`), the client the original project
-//! pushed with: a pallet artifact pulls cleanly with it, and what it pushes
-//! pulls cleanly with pallet.
+//! Interop with third-party clients: oras-py (`pip install oras`), the client
+//! the original project pushed with, both ways; and skopeo (Debian `skopeo`),
+//! which inspects a pallet artifact byte for byte and copies it to a
+//! repository pallet then pulls from.
 
 use std::path::Path;
 use std::process::Command;
@@ -106,4 +107,56 @@ async fn pallet_pulls_what_oras_pushed() {
         (pulled.content.as_slice(), pulled.file_name.as_str()),
         (card.as_bytes(), "planner_agent_card.json")
     );
+}
+
+/// Runs skopeo (Debian package `skopeo`) and returns its stdout.
+fn skopeo(arguments: &[&str]) -> Vec<u8> {
+    let output = Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(arguments)
+        .output()
+        .expect("skopeo is installed (apt-get install skopeo)");
+    assert!(
+        output.status.success(),
+        "skopeo {arguments:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[tokio::test]
+async fn skopeo_inspects_and_copies_a_pallet_artifact() {
+    let server = TestRegistry::start();
+    let files = tempfile::tempdir().unwrap();
+    let text = "metadata:\n  id: demo-v1\n  name: Demo\n  version: \"1.0.0\"\nsteps:\n  - id: only\n    skill: echo\n";
+    let path = files.path().join("demo.yaml");
+    std::fs::write(&path, text).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = client(&server.address, cache.path());
+    let pushed = registry
+        .push_workflow_file(&path, Provenance::default(), false)
+        .await
+        .unwrap();
+
+    let source = format!("docker://{}/workflows/demo:1.0.0", server.address);
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &source]);
+    assert_eq!(
+        pallet::registry::artifact::sha256_digest(&raw),
+        pushed.digest
+    );
+
+    let copy = format!("docker://{}/workflows/copied:1.0.0", server.address);
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &source,
+        &copy,
+    ]);
+    let pulled = registry
+        .pull(&Reference::parse(ArtifactKind::Workflow, "copied-v1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(pulled.content, text.as_bytes());
+    assert_eq!(pulled.file_name, "demo.yaml");
 }
