@@ -69,9 +69,21 @@ impl Provenance {
             (output.status.success() && !text.is_empty()).then_some(text)
         };
         Provenance {
-            source: git(&["remote", "get-url", "origin"]),
+            source: git(&["remote", "get-url", "origin"]).map(|url| without_userinfo(&url)),
             revision: git(&["rev-parse", "HEAD"]),
         }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.source.is_some() && self.revision.is_some()
+    }
+
+    /// `self`, completed from the git checkout holding `file` when needed.
+    pub fn or_from_git(self, file: &Path) -> Provenance {
+        if self.is_complete() {
+            return self;
+        }
+        self.or(Provenance::from_git(file))
     }
 
     /// `self` where set, else `fallback` (parameters override git).
@@ -80,6 +92,19 @@ impl Provenance {
             source: self.source.or(fallback.source),
             revision: self.revision.or(fallback.revision),
         }
+    }
+}
+
+/// A remote URL without `user:token@`: credentials must not end up in a
+/// public annotation.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -330,6 +355,31 @@ mod tests {
         ];
         for (title, expected) in cases {
             assert_eq!(plain_file_name(title).as_deref(), expected, "{title}");
+        }
+    }
+
+    #[test]
+    fn remote_urls_lose_credentials() {
+        let cases = [
+            (
+                "https://user:token@example.invalid/flows.git",
+                "https://example.invalid/flows.git",
+            ),
+            (
+                "https://example.invalid/a@b.git",
+                "https://example.invalid/a@b.git",
+            ),
+            (
+                "git@example.invalid:flows.git",
+                "git@example.invalid:flows.git",
+            ),
+            (
+                "ssh://git@example.invalid/flows.git",
+                "ssh://example.invalid/flows.git",
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(without_userinfo(url), expected, "{url}");
         }
     }
 

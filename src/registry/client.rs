@@ -169,13 +169,8 @@ impl Registry {
             || loaded.origin.clone(),
             |name| name.to_string_lossy().into_owned(),
         );
-        self.push_workflow(
-            &loaded,
-            &file_name,
-            provenance.or(artifact::Provenance::from_git(path)),
-            force,
-        )
-        .await
+        self.push_workflow(&loaded, &file_name, provenance.or_from_git(path), force)
+            .await
     }
 
     /// Pushes an already validated workflow under `workflows/<id without -vN>`.
