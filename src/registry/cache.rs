@@ -86,6 +86,10 @@ impl Cache {
         self.ensure_layout()?;
         let digest = sha256_digest(bytes);
         let path = self.blob_path(&digest);
+        if path.exists() {
+            // Same name, same content (or caught by the digest check on read).
+            return Ok(digest);
+        }
         write_atomically(&path, bytes).map_err(|source| self.io_error(&path, source))?;
         Ok(digest)
     }
@@ -99,6 +103,12 @@ impl Cache {
         size: u64,
     ) -> Result<(), RegistryError> {
         let mut index = self.read_index()?;
+        let current = index.manifests.iter().find(|entry| {
+            entry.annotations.get(REF_NAME).and_then(Value::as_str) == Some(reference_name)
+        });
+        if current.is_some_and(|entry| entry.digest == digest) {
+            return Ok(());
+        }
         index.manifests.retain(|entry| {
             entry.annotations.get(REF_NAME).and_then(Value::as_str) != Some(reference_name)
         });
