@@ -18,5 +18,6 @@
 pub mod agent;
 pub mod cli;
 pub mod engine;
+pub mod registry;
 pub mod template;
 pub mod workflow;

@@ -1,6 +1,8 @@
 //! One integration test binary; each module covers one area against real servers.
 
 mod agent;
+mod registry;
+mod registry_interop;
 mod server;
 mod support;
 mod validate;

@@ -2,3 +2,5 @@
 
 pub mod a2a_peer;
 pub mod legacy_agent;
+pub mod registry;
+pub mod token_server;

@@ -1,0 +1,432 @@
+//! [`Registry`]: push, resolve, pull and list against one registry, through the
+//! local cache. Reads go through [`Transport`] (one counted request each);
+//! uploads go through oci-client.
+
+use std::path::{Path, PathBuf};
+
+use oci_client::Client;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+use semver::{Version, VersionReq};
+
+use super::address::RegistryAddress;
+use super::artifact::{self, ArtifactContent};
+use super::cache::Cache;
+use super::reference::{self, ArtifactKind, version_to_tag};
+use super::transport::Transport;
+use super::{Credentials, RegistryError};
+
+pub struct RegistryOptions {
+    /// `host:port`.
+    pub address: String,
+    /// Hosts (or `host:port`) reached over plain HTTP although not loopback.
+    pub insecure_hosts: Vec<String>,
+    /// Anonymous when `None`.
+    pub credentials: Option<Credentials>,
+    /// Root of the OCI layout cache, usually [`super::default_cache_dir`].
+    pub cache_dir: PathBuf,
+    /// Serve only from the cache; never contact the registry.
+    pub offline: bool,
+}
+
+impl RegistryOptions {
+    /// Anonymous, online, no extra insecure hosts.
+    pub fn new(address: impl Into<String>, cache_dir: impl Into<PathBuf>) -> Self {
+        RegistryOptions {
+            address: address.into(),
+            insecure_hosts: Vec::new(),
+            credentials: None,
+            cache_dir: cache_dir.into(),
+            offline: false,
+        }
+    }
+}
+
+/// A version stored in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub repository: String,
+    pub version: Version,
+    pub tag: String,
+    pub digest: String,
+    /// False when identical content was already there (nothing was written).
+    pub uploaded: bool,
+}
+
+/// A reference pinned to a manifest digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub repository: String,
+    /// The tag it was resolved through; `None` for a digest reference.
+    pub tag: Option<String>,
+    pub version: Option<Version>,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub resolved: Resolved,
+    pub manifest: OciImageManifest,
+    /// The config of a pallet artifact; `None` for other layouts.
+    pub config: Option<artifact::ArtifactConfig>,
+    /// From the title annotation, else `<name>.yaml` / `<name>.json`.
+    pub file_name: String,
+    pub media_type: String,
+    /// The file, byte for byte, verified against its digest.
+    pub content: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedVersion {
+    pub version: Version,
+    pub tag: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub repository: String,
+    /// Ascending semver order.
+    pub versions: Vec<ListedVersion>,
+    /// Tags that are not semver (e.g. the original project's `v1`).
+    pub other_tags: Vec<String>,
+}
+
+pub struct Registry {
+    pub(super) address: RegistryAddress,
+    pub(super) transport: Transport,
+    uploader: Client,
+    /// Stored in the uploader only when set: anonymous auth would make it
+    /// probe `/v2/` before every request.
+    upload_auth: Option<RegistryAuth>,
+    pub(super) cache: Cache,
+    pub(super) offline: bool,
+}
+
+/// Schema version recorded in the config blob of pushed workflows.
+const WORKFLOW_SCHEMA_VERSION: u32 = 1;
+
+impl Registry {
+    pub fn new(options: RegistryOptions) -> Result<Self, RegistryError> {
+        // reqwest is built without a default crypto provider; a second install is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let address = RegistryAddress::parse(&options.address, &options.insecure_hosts)?;
+        let transport = Transport::new(
+            address.scheme(),
+            &address.authority,
+            options.credentials.clone(),
+        )?;
+        let protocol = match address.plain_http {
+            true => ClientProtocol::HttpsExcept(vec![address.authority.clone()]),
+            false => ClientProtocol::Https,
+        };
+        let uploader = Client::new(ClientConfig {
+            protocol,
+            use_monolithic_push: true,
+            ..Default::default()
+        });
+        let upload_auth = options
+            .credentials
+            .map(|credentials| RegistryAuth::Basic(credentials.username, credentials.password));
+        Ok(Registry {
+            uploader,
+            upload_auth,
+            transport,
+            address,
+            cache: Cache::new(options.cache_dir),
+            offline: options.offline,
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address.authority
+    }
+
+    /// HTTP requests this client's reads made (uploads not counted).
+    pub fn read_requests(&self) -> usize {
+        self.transport.requests()
+    }
+
+    /// Whether the registry answers `/v2/`.
+    pub async fn check(&self) -> Result<(), RegistryError> {
+        self.transport.ping().await
+    }
+
+    /// Validates a workflow file, then pushes it byte for byte.
+    pub async fn push_workflow_file(
+        &self,
+        path: &Path,
+        provenance: artifact::Provenance,
+        force: bool,
+    ) -> Result<Pushed, RegistryError> {
+        let loaded =
+            crate::workflow::load_file(path).map_err(|source| RegistryError::InvalidWorkflow {
+                file: path.display().to_string(),
+                source,
+            })?;
+        let file_name = path.file_name().map_or_else(
+            || loaded.origin.clone(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        self.push_workflow(&loaded, &file_name, provenance.or_from_git(path), force)
+            .await
+    }
+
+    /// Pushes an already validated workflow under `workflows/<id without -vN>`.
+    pub async fn push_workflow(
+        &self,
+        loaded: &crate::workflow::LoadedWorkflow,
+        file_name: &str,
+        provenance: artifact::Provenance,
+        force: bool,
+    ) -> Result<Pushed, RegistryError> {
+        let metadata = &loaded.workflow.metadata;
+        let content = ArtifactContent {
+            artifact_type: artifact::WORKFLOW_ARTIFACT_TYPE,
+            config_media_type: artifact::WORKFLOW_CONFIG_MEDIA_TYPE,
+            layer_media_type: artifact::WORKFLOW_LAYER_MEDIA_TYPE,
+            config: artifact::ArtifactConfig {
+                id: metadata.id.clone(),
+                name: metadata.name.clone(),
+                version: metadata.version.to_string(),
+                schema_version: WORKFLOW_SCHEMA_VERSION,
+            },
+            file_name: file_name.to_string(),
+            bytes: loaded.text.as_bytes().to_vec(),
+            description: metadata.description.clone(),
+            provenance,
+        };
+        let repository =
+            reference::repository(ArtifactKind::Workflow, reference::name_for_id(&metadata.id));
+        self.push(&repository, &metadata.version, &content, force)
+            .await
+    }
+
+    /// Pushes an agent card (JSON with `name` and a semver `version`) under `agents/<name>`.
+    pub async fn push_agent_card(
+        &self,
+        file_name: &str,
+        bytes: &[u8],
+        provenance: artifact::Provenance,
+        force: bool,
+    ) -> Result<Pushed, RegistryError> {
+        let invalid = |problem: &str| RegistryError::InvalidAgentCard {
+            file: file_name.to_string(),
+            problem: problem.to_string(),
+        };
+        let card: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|error| invalid(&error.to_string()))?;
+        let name = card["name"]
+            .as_str()
+            .ok_or_else(|| invalid("no `name` string"))?;
+        let version = card["version"]
+            .as_str()
+            .and_then(|text| Version::parse(text).ok());
+        let version = version.ok_or_else(|| invalid("no semver `version` string"))?;
+        let slug = slug(name).ok_or_else(|| invalid("`name` has no letters or digits"))?;
+        let content = ArtifactContent {
+            artifact_type: artifact::AGENT_CARD_ARTIFACT_TYPE,
+            config_media_type: artifact::AGENT_CARD_CONFIG_MEDIA_TYPE,
+            layer_media_type: artifact::AGENT_CARD_LAYER_MEDIA_TYPE,
+            config: artifact::ArtifactConfig {
+                id: slug.clone(),
+                name: name.to_string(),
+                version: version.to_string(),
+                schema_version: 1,
+            },
+            file_name: file_name.to_string(),
+            bytes: bytes.to_vec(),
+            description: card["description"].as_str().map(String::from),
+            provenance,
+        };
+        let repository = reference::repository(ArtifactKind::AgentCard, &slug);
+        self.push(&repository, &version, &content, force).await
+    }
+
+    /// Uploads blobs first and the manifest last, so a failed push leaves the
+    /// tag as it was; identical content is a no-op.
+    async fn push(
+        &self,
+        repository: &str,
+        version: &Version,
+        content: &ArtifactContent,
+        force: bool,
+    ) -> Result<Pushed, RegistryError> {
+        let tag = version_to_tag(version);
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let built = artifact::build(content, &created);
+        let pushed = |digest: String, uploaded: bool| Pushed {
+            repository: repository.to_string(),
+            version: version.clone(),
+            tag: tag.clone(),
+            digest,
+            uploaded,
+        };
+        if let Some(existing_digest) = self.transport.manifest_digest(repository, &tag).await? {
+            let (existing, _) = self
+                .manifest_by_digest(repository, &existing_digest)
+                .await?;
+            if artifact::same_content(&existing, &built.manifest) {
+                return Ok(pushed(existing_digest, false));
+            }
+            if !force {
+                return Err(RegistryError::TagExists {
+                    registry: self.address.authority.clone(),
+                    repository: repository.to_string(),
+                    tag,
+                    existing: existing_digest,
+                });
+            }
+        }
+        if let Some(auth) = &self.upload_auth {
+            self.uploader
+                .store_auth_if_needed(&self.address.authority, auth)
+                .await;
+        }
+        let image = oci_client::Reference::with_tag(
+            self.address.authority.clone(),
+            repository.to_string(),
+            tag.clone(),
+        );
+        let push_error = |source| self.push_error(repository, &tag, source);
+        for bytes in [&built.config_bytes, &content.bytes] {
+            let digest = artifact::sha256_digest(bytes);
+            if !self
+                .uploader
+                .blob_exists(&image, &digest)
+                .await
+                .map_err(push_error)?
+            {
+                self.uploader
+                    .push_blob(&image, bytes.clone(), &digest)
+                    .await
+                    .map_err(push_error)?;
+            }
+            self.cache.write_blob(bytes)?;
+        }
+        let media_type = reqwest::header::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE);
+        self.uploader
+            .push_manifest_raw(&image, built.manifest_bytes.clone(), media_type)
+            .await
+            .map_err(push_error)?;
+        self.remember(repository, &tag, &built.manifest_bytes)?;
+        Ok(pushed(built.digest, true))
+    }
+
+    fn push_error(
+        &self,
+        repository: &str,
+        tag: &str,
+        source: oci_client::errors::OciDistributionError,
+    ) -> RegistryError {
+        match source {
+            oci_client::errors::OciDistributionError::RequestError(error) if error.is_connect() => {
+                self.transport.request_error(error)
+            }
+            source => RegistryError::Push {
+                registry: self.address.authority.clone(),
+                repository: repository.to_string(),
+                tag: tag.to_string(),
+                source: Box::new(source),
+            },
+        }
+    }
+
+    /// Caches a manifest and records the tag pointing at it.
+    pub(super) fn remember(
+        &self,
+        repository: &str,
+        tag: &str,
+        manifest_bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        let digest = self.cache.write_blob(manifest_bytes)?;
+        let name = format!("{}/{repository}:{tag}", self.address.authority);
+        self.cache.set_tag(
+            &name,
+            OCI_IMAGE_MEDIA_TYPE,
+            &digest,
+            manifest_bytes.len() as u64,
+        )
+    }
+}
+
+/// `Planner Agent` -> `planner-agent`.
+fn slug(name: &str) -> Option<String> {
+    let words: Vec<String> = name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    (!words.is_empty()).then(|| words.join("-"))
+}
+
+/// The one version an `=x.y.z` requirement allows, if it is that.
+pub(super) fn exact_version(requirement: &VersionReq) -> Option<Version> {
+    let [comparator] = requirement.comparators.as_slice() else {
+        return None;
+    };
+    if comparator.op != semver::Op::Exact {
+        return None;
+    }
+    Some(Version {
+        major: comparator.major,
+        minor: comparator.minor?,
+        patch: comparator.patch?,
+        pre: comparator.pre.clone(),
+        build: semver::BuildMetadata::EMPTY,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine runs steps on spawned tasks: the futures must be `Send`.
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: T) {}
+        let cache = tempfile::tempdir().unwrap();
+        let registry = Registry::new(RegistryOptions {
+            offline: true,
+            ..RegistryOptions::new("127.0.0.1:9", cache.path())
+        })
+        .unwrap();
+        let reference = super::super::Reference::parse(ArtifactKind::Workflow, "demo").unwrap();
+        send(registry.pull(&reference));
+        send(registry.list_workflows());
+        let path = cache.path().join("demo.yaml");
+        send(registry.push_workflow_file(&path, artifact::Provenance::default(), false));
+    }
+
+    #[test]
+    fn slugs_card_names() {
+        let cases = [
+            ("Planner Agent", Some("planner-agent")),
+            ("code_writer", Some("code-writer")),
+            ("!!", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(slug(name).as_deref(), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn exact_versions_only_from_full_equality() {
+        let cases = [
+            ("=1.2.3", Some("1.2.3")),
+            ("=2.0.0-rc.1", Some("2.0.0-rc.1")),
+            ("=1.2", None),
+            ("1.2.3", None),
+            (">=1.0.0", None),
+        ];
+        for (requirement, expected) in cases {
+            let version = exact_version(&VersionReq::parse(requirement).unwrap());
+            assert_eq!(
+                version.map(|version| version.to_string()),
+                expected.map(String::from),
+                "{requirement}"
+            );
+        }
+    }
+}

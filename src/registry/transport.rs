@@ -1,0 +1,439 @@
+//! Reads from the registry over plain HTTP GET/HEAD, one request per call and
+//! counted, so a warm resolve is exactly one round-trip. (oci-client probes
+//! `/v2/` before every anonymous request, which would double that.)
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use reqwest::{Method, StatusCode, header};
+
+use super::{Credentials, RegistryError};
+
+/// Manifest media types asked for; without them the registry answers 404.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json";
+
+#[derive(Clone)]
+pub struct Transport {
+    http: reqwest::Client,
+    base: String,
+    registry: String,
+    credentials: Option<Credentials>,
+    requests: Arc<AtomicUsize>,
+    /// Bearer tokens by what they were granted for (a repository, or the catalog).
+    tokens: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Transport {
+    pub fn new(
+        scheme: &str,
+        registry: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<Self, RegistryError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|source| RegistryError::Client {
+                registry: registry.to_string(),
+                source,
+            })?;
+        Ok(Transport {
+            http,
+            base: format!("{scheme}://{registry}"),
+            registry: registry.to_string(),
+            credentials,
+            requests: Arc::default(),
+            tokens: Arc::default(),
+        })
+    }
+
+    /// HTTP requests made so far (for tests and diagnostics).
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// One request; on a bearer challenge, one token request and one retry.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let key = token_key(path);
+        let token = self.tokens.lock().expect("token lock").get(&key).cloned();
+        let response = self
+            .send_once(method.clone(), path, accept, token.as_deref())
+            .await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return self.check_access(path, response);
+        }
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok());
+        let Some(challenge) = challenge.and_then(BearerChallenge::parse) else {
+            return self.check_access(path, response);
+        };
+        let token = self.fetch_token(path, &challenge).await?;
+        self.tokens
+            .lock()
+            .expect("token lock")
+            .insert(key, token.clone());
+        let response = self.send_once(method, path, accept, Some(&token)).await?;
+        self.check_access(path, response)
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        request = match (token, &self.credentials) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, Some(credentials)) => {
+                request.basic_auth(&credentials.username, Some(&credentials.password))
+            }
+            (None, None) => request,
+        };
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        request
+            .send()
+            .await
+            .map_err(|source| self.request_error(source))
+    }
+
+    fn check_access(
+        &self,
+        path: &str,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, RegistryError> {
+        match response.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                path: path.to_string(),
+            }),
+            _ => Ok(response),
+        }
+    }
+
+    /// Asks the challenge's realm for a token (with the credentials, if any).
+    async fn fetch_token(
+        &self,
+        path: &str,
+        challenge: &BearerChallenge,
+    ) -> Result<String, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let mut request = self.http.get(&challenge.realm);
+        let query: Vec<(&str, &str)> =
+            [("service", &challenge.service), ("scope", &challenge.scope)]
+                .into_iter()
+                .filter_map(|(name, value)| value.as_deref().map(|value| (name, value)))
+                .collect();
+        request = request.query(&query);
+        if let Some(credentials) = &self.credentials {
+            request = request.basic_auth(&credentials.username, Some(&credentials.password));
+        }
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let response = request
+            .send()
+            .await
+            .map_err(|source| self.request_error(source))?;
+        if !response.status().is_success() {
+            return Err(RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                path: path.to_string(),
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| self.request_error(source))?;
+        let answer: TokenAnswer = serde_json::from_slice(&bytes)
+            .map_err(|source| self.body_error(&challenge.realm, source))?;
+        answer
+            .token
+            .or(answer.access_token)
+            .ok_or_else(|| RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                path: path.to_string(),
+            })
+    }
+
+    pub fn request_error(&self, source: reqwest::Error) -> RegistryError {
+        if source.is_connect() || source.is_timeout() {
+            RegistryError::NotAnswering {
+                registry: self.registry.clone(),
+                source,
+            }
+        } else {
+            RegistryError::Request {
+                registry: self.registry.clone(),
+                source,
+            }
+        }
+    }
+
+    fn status_error(&self, path: &str, status: StatusCode) -> RegistryError {
+        RegistryError::Status {
+            registry: self.registry.clone(),
+            path: path.to_string(),
+            status: status.as_u16(),
+        }
+    }
+
+    /// `GET /v2/`: whether the registry answers at all.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        let response = self.send(Method::GET, "/v2/", None).await?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status => Err(self.status_error("/v2/", status)),
+        }
+    }
+
+    /// The digest a tag (or digest) points at, from one HEAD; `None` when unknown.
+    pub async fn manifest_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let response = self
+            .send(Method::HEAD, &path, Some(MANIFEST_ACCEPT))
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let digest = response
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|value| value.to_str().ok());
+                Ok(digest.map(String::from))
+            }
+            status => Err(self.status_error(&path, status)),
+        }
+    }
+
+    /// Manifest bytes for a tag or digest; `None` when unknown.
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        self.get_bytes(&path, Some(MANIFEST_ACCEPT)).await
+    }
+
+    /// Blob bytes; `None` when unknown.
+    pub async fn blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        self.get_bytes(&format!("/v2/{repository}/blobs/{digest}"), None)
+            .await
+    }
+
+    async fn get_bytes(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let response = self.send(Method::GET, path, accept).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let bytes = response
+                    .bytes()
+                    .await
+                    .map_err(|source| self.request_error(source))?;
+                Ok(Some(bytes.to_vec()))
+            }
+            status => Err(self.status_error(path, status)),
+        }
+    }
+
+    /// All tags of a repository (unsorted); `None` when the repository is unknown.
+    pub async fn tags(&self, repository: &str) -> Result<Option<Vec<String>>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let path = format!("/v2/{repository}/tags/list");
+        let Some(bytes) = self.get_bytes(&path, None).await? else {
+            return Ok(None);
+        };
+        let list: TagList =
+            serde_json::from_slice(&bytes).map_err(|source| self.body_error(&path, source))?;
+        Ok(Some(list.tags.unwrap_or_default()))
+    }
+
+    /// Every repository, following the catalog's `Link` pagination.
+    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Catalog {
+            repositories: Option<Vec<String>>,
+        }
+        let mut repositories = Vec::new();
+        let mut path = "/v2/_catalog?n=1000".to_string();
+        loop {
+            let response = self.send(Method::GET, &path, None).await?;
+            if !response.status().is_success() {
+                return Err(self.status_error(&path, response.status()));
+            }
+            let next = next_link(response.headers());
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|source| self.request_error(source))?;
+            let page: Catalog =
+                serde_json::from_slice(&bytes).map_err(|source| self.body_error(&path, source))?;
+            repositories.extend(page.repositories.unwrap_or_default());
+            match next {
+                Some(next) => path = next,
+                None => return Ok(repositories),
+            }
+        }
+    }
+
+    fn body_error(&self, path: &str, source: serde_json::Error) -> RegistryError {
+        RegistryError::Body {
+            registry: self.registry.clone(),
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+/// What a token is granted for: the repository of a `/v2/<name>/...` path,
+/// else the path without its query (the catalog).
+fn token_key(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let name = path.strip_prefix("/v2/").unwrap_or(path);
+    for marker in ["/manifests/", "/blobs/", "/tags/"] {
+        if let Some((repository, _)) = name.split_once(marker) {
+            return repository.to_string();
+        }
+    }
+    name.to_string()
+}
+
+/// `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`.
+#[derive(Debug, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+    scope: Option<String>,
+}
+
+impl BearerChallenge {
+    fn parse(header: &str) -> Option<BearerChallenge> {
+        let (scheme, parameters) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let parameters = parse_parameters(parameters);
+        Some(BearerChallenge {
+            realm: parameters.get("realm")?.clone(),
+            service: parameters.get("service").cloned(),
+            scope: parameters.get("scope").cloned(),
+        })
+    }
+}
+
+/// `a="x,y",b=z` -> {a: "x,y", b: "z"}; commas inside quotes belong to the value.
+fn parse_parameters(text: &str) -> HashMap<String, String> {
+    let mut parameters = HashMap::new();
+    let mut rest = text.trim();
+    while let Some((name, after)) = rest.split_once('=') {
+        let name = name
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let (value, remaining) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((value, remaining)) => (value, remaining),
+                None => (quoted, ""),
+            },
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        parameters.insert(name, value.trim().to_string());
+        rest = remaining.trim().trim_start_matches(',');
+    }
+    parameters
+}
+
+/// `Link: </v2/_catalog?last=x&n=1000>; rel="next"` -> the path inside `<>`.
+fn next_link(headers: &header::HeaderMap) -> Option<String> {
+    let link = headers.get(header::LINK)?.to_str().ok()?;
+    let start = link.find('<')? + 1;
+    let end = link.find('>')?;
+    link.contains("rel=\"next\"")
+        .then(|| link[start..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_challenges() {
+        let full = r#"Bearer realm="http://127.0.0.1:1/token",service="test",scope="repository:workflows/a:pull,push""#;
+        let expected = BearerChallenge {
+            realm: "http://127.0.0.1:1/token".into(),
+            service: Some("test".into()),
+            scope: Some("repository:workflows/a:pull,push".into()),
+        };
+        assert_eq!(BearerChallenge::parse(full), Some(expected));
+        let bare = BearerChallenge::parse("bearer realm=http://h/t, service=s").unwrap();
+        assert_eq!(
+            (bare.realm.as_str(), bare.service.as_deref(), bare.scope),
+            ("http://h/t", Some("s"), None)
+        );
+        assert_eq!(BearerChallenge::parse(r#"Basic realm="registry""#), None);
+        assert_eq!(BearerChallenge::parse(r#"Bearer service="no realm""#), None);
+    }
+
+    #[test]
+    fn keys_tokens_by_repository() {
+        let cases = [
+            ("/v2/workflows/a/manifests/1.0.0", "workflows/a"),
+            ("/v2/workflows/a/blobs/sha256:00", "workflows/a"),
+            ("/v2/workflows/a/tags/list", "workflows/a"),
+            ("/v2/_catalog?n=1000", "_catalog"),
+        ];
+        for (path, key) in cases {
+            assert_eq!(token_key(path), key, "{path}");
+        }
+    }
+
+    #[test]
+    fn reads_next_link() {
+        let cases = [
+            (
+                Some(r#"</v2/_catalog?last=b&n=2>; rel="next""#),
+                Some("/v2/_catalog?last=b&n=2"),
+            ),
+            (Some(r#"</v2/_catalog?last=b>; rel="prev""#), None),
+            (None, None),
+        ];
+        for (value, expected) in cases {
+            let mut headers = header::HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(header::LINK, value.parse().unwrap());
+            }
+            assert_eq!(next_link(&headers).as_deref(), expected, "{value:?}");
+        }
+    }
+}
