@@ -16,7 +16,7 @@ fn client(address: &str, cache: &Path) -> Registry {
 
 /// Runs a Python snippet using oras-py; `argv[1..]` are `arguments`.
 fn oras(script: &str, arguments: &[&str], directory: &Path) {
-    let output = Command::new("python3")
+    let output = Command::new(crate::support::a2a_peer::python())
         .arg("-c")
         .arg(format!(
             "import sys\nfrom oras.client import OrasClient\n{script}"
