@@ -1,11 +1,15 @@
-//! One client over two protocols, chosen by the card's endpoint kind.
+//! One client over two protocols, chosen by the card's endpoint kind. The
+//! client owns the call's deadline and cancellation, so both protocols stop
+//! the same way.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::card::AgentCard;
+use super::card::{AgentCard, Endpoint};
+use super::{a2a, legacy};
 
 /// One call of one skill.
 pub struct CallRequest<'a> {
@@ -19,25 +23,191 @@ pub struct CallRequest<'a> {
     pub idempotency_key: &'a str,
 }
 
+/// How long connecting to an agent may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("todo")]
-    Todo,
+    #[error("agent `{agent}` is unreachable for skill `{skill}`")]
+    Unreachable {
+        agent: String,
+        skill: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("request to agent `{agent}` for skill `{skill}` failed")]
+    Transport {
+        agent: String,
+        skill: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("agent `{agent}` answered HTTP {status} to skill `{skill}`")]
+    Http {
+        agent: String,
+        skill: String,
+        status: reqwest::StatusCode,
+        retry_after: Option<Duration>,
+    },
+    #[error("skill `{skill}` on agent `{agent}` timed out after {}{}", humantime::format_duration(*.timeout), task_suffix(.task_id))]
+    Timeout {
+        agent: String,
+        skill: String,
+        timeout: Duration,
+        task_id: Option<String>,
+    },
+    #[error("skill `{skill}` on agent `{agent}` was cancelled{}", task_suffix(.task_id))]
+    Cancelled {
+        agent: String,
+        skill: String,
+        task_id: Option<String>,
+    },
+    #[error("agent `{agent}` ended skill `{skill}` as {state} (task {task_id}): {message}")]
+    TaskFailed {
+        agent: String,
+        skill: String,
+        task_id: String,
+        /// The A2A task state, e.g. `TASK_STATE_FAILED`.
+        state: String,
+        /// The agent's status message text.
+        message: String,
+    },
+    #[error("agent `{agent}` answered skill `{skill}` with JSON-RPC error {code}: {message}")]
+    JsonRpc {
+        agent: String,
+        skill: String,
+        code: i64,
+        message: String,
+    },
+    #[error("agent `{agent}` sent a malformed response to skill `{skill}`: {what} (body: {snippet})")]
+    Malformed {
+        agent: String,
+        skill: String,
+        what: String,
+        snippet: String,
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+}
+
+fn task_suffix(task_id: &Option<String>) -> String {
+    match task_id {
+        Some(id) => format!(" (task {id}, cancellation sent to the agent)"),
+        None => String::new(),
+    }
 }
 
 impl CallError {
     /// Connection refused/reset before the agent accepted the call: try another agent.
     pub fn is_unreachable(&self) -> bool {
-        todo!()
+        matches!(self, CallError::Unreachable { .. })
     }
+
     /// Worth retrying: unreachable, HTTP 5xx/429, timeout.
     pub fn is_transient(&self) -> bool {
-        todo!()
+        match self {
+            CallError::Unreachable { .. } | CallError::Transport { .. } | CallError::Timeout { .. } => true,
+            CallError::Http { status, .. } => {
+                status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            }
+            CallError::Cancelled { .. }
+            | CallError::TaskFailed { .. }
+            | CallError::JsonRpc { .. }
+            | CallError::Malformed { .. } => false,
+        }
     }
+
     /// Delay the agent asked for (HTTP 429/503 Retry-After).
     pub fn retry_after(&self) -> Option<Duration> {
-        todo!()
+        match self {
+            CallError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
+
+    /// The agent's task, when the agent had accepted the call.
+    pub fn task_id(&self) -> Option<&str> {
+        match self {
+            CallError::Timeout { task_id, .. } | CallError::Cancelled { task_id, .. } => task_id.as_deref(),
+            CallError::TaskFailed { task_id, .. } => Some(task_id),
+            _ => None,
+        }
+    }
+}
+
+/// Who is being called, for error messages.
+#[derive(Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub agent: &'a str,
+    pub skill: &'a str,
+}
+
+impl Target<'_> {
+    /// A reqwest failure: unreachable when the connection never opened.
+    pub fn transport(&self, source: reqwest::Error) -> CallError {
+        let (agent, skill) = (self.agent.to_string(), self.skill.to_string());
+        if source.is_connect() {
+            CallError::Unreachable { agent, skill, source }
+        } else {
+            CallError::Transport { agent, skill, source }
+        }
+    }
+
+    pub fn http(&self, response: &reqwest::Response) -> CallError {
+        let status = response.status();
+        let asks_to_wait = status == reqwest::StatusCode::TOO_MANY_REQUESTS || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        let retry_after = asks_to_wait
+            .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
+            .flatten()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        CallError::Http { agent: self.agent.to_string(), skill: self.skill.to_string(), status, retry_after }
+    }
+
+    pub fn malformed(&self, what: impl Into<String>, body: &str, source: Option<serde_json::Error>) -> CallError {
+        CallError::Malformed {
+            agent: self.agent.to_string(),
+            skill: self.skill.to_string(),
+            what: what.into(),
+            snippet: snippet(body),
+            source,
+        }
+    }
+
+    pub fn json_rpc(&self, error: &Value) -> CallError {
+        CallError::JsonRpc {
+            agent: self.agent.to_string(),
+            skill: self.skill.to_string(),
+            code: error["code"].as_i64().unwrap_or_default(),
+            message: match &error["message"] {
+                Value::String(message) => message.clone(),
+                Value::Null => error.to_string(),
+                other => other.to_string(),
+            },
+        }
+    }
+}
+
+/// The start of a response body, on one line, for error messages.
+fn snippet(body: &str) -> String {
+    const LIMIT: usize = 120;
+    let flat: String = body.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    match flat.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// The one HTTP client of a run: pooled connections, short connect timeout.
+pub(crate) fn http_client() -> reqwest::Client {
+    // A TLS provider must be installed before a client is built; plain-HTTP
+    // agents do not need it, but https agent URLs do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .expect("the HTTP client configuration is static and valid")
 }
 
 #[derive(Clone)]
@@ -45,14 +215,112 @@ pub struct AgentClient {
     http: reqwest::Client,
 }
 
+impl Default for AgentClient {
+    fn default() -> Self {
+        AgentClient::new()
+    }
+}
+
 impl AgentClient {
     pub fn new() -> AgentClient {
-        todo!()
+        AgentClient { http: http_client() }
     }
 
-    /// Call `request.skill` on `agent` and return its output.
+    /// Call `request.skill` on `agent` and return its output. The call ends at
+    /// `request.timeout` or when `request.cancel` fires; an A2A task that was
+    /// already accepted is then cancelled on the agent.
     pub async fn call(&self, agent: &AgentCard, request: CallRequest<'_>) -> Result<Value, CallError> {
-        let _ = (agent, request, &self.http);
-        todo!()
+        let target = Target { agent: &agent.name, skill: request.skill };
+        let task_id = OnceLock::new();
+        let ended = {
+            let work = async {
+                match &agent.endpoint {
+                    Endpoint::A2a { url } => a2a::call(&self.http, url, target, &request, &task_id).await,
+                    Endpoint::Legacy { url } => legacy::call(&self.http, url, target, &request).await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = request.cancel.cancelled() => Ended::Cancelled,
+                _ = tokio::time::sleep(request.timeout) => Ended::TimedOut,
+                result = work => Ended::Done(result),
+            }
+        };
+        let task_id = task_id.into_inner();
+        if let (Some(id), Endpoint::A2a { url }, false) = (&task_id, &agent.endpoint, matches!(ended, Ended::Done(_))) {
+            a2a::cancel_task(&self.http, url, target, id).await;
+        }
+        let (agent, skill) = (agent.name.clone(), request.skill.to_string());
+        match ended {
+            Ended::Done(result) => result,
+            Ended::TimedOut => Err(CallError::Timeout { agent, skill, timeout: request.timeout, task_id }),
+            Ended::Cancelled => Err(CallError::Cancelled { agent, skill, task_id }),
+        }
+    }
+}
+
+enum Ended {
+    Done(Result<Value, CallError>),
+    TimedOut,
+    Cancelled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_are_short_and_on_one_line() {
+        let cases = [
+            ("short", "short".to_string()),
+            ("two\nlines", "two lines".to_string()),
+            (&"x".repeat(500), format!("{}…", "x".repeat(120))),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(snippet(body), expected);
+        }
+    }
+
+    #[test]
+    fn classification_of_outcomes() {
+        let http = |status: u16| CallError::Http {
+            agent: "a".into(),
+            skill: "s".into(),
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+        };
+        let cases = [
+            (http(503), true),
+            (http(500), true),
+            (http(429), true),
+            (http(404), false),
+            (http(400), false),
+            (
+                CallError::Timeout { agent: "a".into(), skill: "s".into(), timeout: Duration::from_secs(1), task_id: None },
+                true,
+            ),
+            (CallError::Cancelled { agent: "a".into(), skill: "s".into(), task_id: None }, false),
+            (CallError::JsonRpc { agent: "a".into(), skill: "s".into(), code: -32000, message: "m".into() }, false),
+        ];
+        for (error, transient) in cases {
+            assert_eq!(error.is_transient(), transient, "{error}");
+            assert!(!error.is_unreachable(), "{error}");
+        }
+    }
+
+    #[test]
+    fn messages_name_agent_skill_and_task() {
+        let timeout = CallError::Timeout {
+            agent: "coder".into(),
+            skill: "generate_code".into(),
+            timeout: Duration::from_millis(1500),
+            task_id: Some("t-1".into()),
+        };
+        assert_eq!(
+            timeout.to_string(),
+            "skill `generate_code` on agent `coder` timed out after 1s 500ms (task t-1, cancellation sent to the agent)"
+        );
+        let cancelled = CallError::Cancelled { agent: "coder".into(), skill: "plan".into(), task_id: None };
+        assert_eq!(cancelled.to_string(), "skill `plan` on agent `coder` was cancelled");
     }
 }

@@ -1,22 +1,84 @@
 //! Finding the agents that offer a skill. The registry adds a second source
 //! behind the same trait.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, join_all};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::OnceCell;
 
 use super::card::AgentCard;
+use super::client::http_client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     #[error("no agent offers skill `{skill}` (searched: {searched})")]
-    UnknownSkill { skill: String, searched: String },
+    UnknownSkill { skill: String, searched: String, offered: Vec<String> },
+    #[error("cannot read agents file {}", path.display())]
+    ReadAgentsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("agents file {} is neither a list of agent URLs nor `agents: [{{url: ...}}]`", path.display())]
+    ParseAgentsFile {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+}
+
+impl DiscoveryError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DiscoveryError::UnknownSkill { offered, .. } if offered.is_empty() => Some("no reachable agent offers any skill; pass agents with --agent URL or an agents file".to_string()),
+            DiscoveryError::UnknownSkill { skill, offered, .. } => {
+                let listed = offered.join(", ");
+                Some(match closest(skill, offered) {
+                    Some(close) => format!("did you mean `{close}`? skills offered: {listed}"),
+                    None => format!("skills offered: {listed}"),
+                })
+            }
+            DiscoveryError::ParseAgentsFile { .. } => {
+                Some("write `agents: [{url: http://host:port}]` or a plain list of URLs".to_string())
+            }
+            DiscoveryError::ReadAgentsFile { .. } => None,
+        }
+    }
+}
+
+/// The offered skill nearest to `skill` by edit distance, if near enough to be a typo.
+fn closest<'a>(skill: &str, offered: &'a [String]) -> Option<&'a str> {
+    offered
+        .iter()
+        .map(|candidate| (edit_distance(skill, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.chars().count() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate.as_str())
+}
+
+fn edit_distance(left: &str, right: &str) -> usize {
+    let right: Vec<char> = right.chars().collect();
+    let mut previous: Vec<usize> = (0..=right.len()).collect();
+    for (i, left_char) in left.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, right_char) in right.iter().enumerate() {
+            let substitution = previous[j] + usize::from(left_char != *right_char);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[right.len()]
 }
 
 /// A source of agent cards, cached for a run.
 pub trait Discovery: Send + Sync {
-    /// The agents offering `skill`, healthiest first. Empty is not an error here;
-    /// callers report an unknown skill with `searched()`.
+    /// The agents offering `skill`, in the configured order. A source that
+    /// knows all its agents answers `UnknownSkill` when none offers it; an
+    /// empty list is possible from sources that cannot tell.
     fn agents_for<'a>(&'a self, skill: &'a str) -> BoxFuture<'a, Result<Vec<Arc<AgentCard>>, DiscoveryError>>;
 
     /// A short description of where agents were looked for, for error messages.
@@ -24,4 +86,237 @@ pub trait Discovery: Send + Sync {
 }
 
 /// Agents from `--agent URL` flags and an agents file; cards fetched once.
-pub struct StaticDiscovery {}
+pub struct StaticDiscovery {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    found: OnceCell<Vec<Found>>,
+}
+
+/// What one configured URL gave.
+enum Found {
+    Card(Arc<AgentCard>),
+    Unreachable { url: String },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AgentsFile {
+    Agents { agents: Vec<AgentEntry> },
+    List(Vec<AgentEntry>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AgentEntry {
+    Url(String),
+    Agent { url: String },
+}
+
+impl StaticDiscovery {
+    /// Agents at `urls`: base URLs or full card URLs, in order of preference.
+    pub fn new(urls: Vec<String>) -> StaticDiscovery {
+        StaticDiscovery { http: http_client(), urls, found: OnceCell::new() }
+    }
+
+    /// `urls` first, then the agents listed in `agents_file` (YAML or JSON).
+    pub fn with_agents_file(mut urls: Vec<String>, agents_file: &Path) -> Result<StaticDiscovery, DiscoveryError> {
+        urls.extend(read_agents_file(agents_file)?);
+        Ok(StaticDiscovery::new(urls))
+    }
+
+    /// The cards of all agents that answered, fetched on first use.
+    pub async fn cards(&self) -> Vec<Arc<AgentCard>> {
+        self.found()
+            .await
+            .iter()
+            .filter_map(|found| match found {
+                Found::Card(card) => Some(card.clone()),
+                Found::Unreachable { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Every skill the reachable agents offer, without repeats, in card order.
+    pub async fn offered_skills(&self) -> Vec<String> {
+        let mut skills: Vec<String> = Vec::new();
+        for card in self.cards().await {
+            for skill in &card.skills {
+                if !skills.contains(&skill.id) {
+                    skills.push(skill.id.clone());
+                }
+            }
+        }
+        skills
+    }
+
+    async fn found(&self) -> &Vec<Found> {
+        self.found
+            .get_or_init(|| async {
+                let fetches = self.urls.iter().map(|url| fetch_card(&self.http, url));
+                join_all(fetches).await
+            })
+            .await
+    }
+}
+
+impl Discovery for StaticDiscovery {
+    fn agents_for<'a>(&'a self, skill: &'a str) -> BoxFuture<'a, Result<Vec<Arc<AgentCard>>, DiscoveryError>> {
+        Box::pin(async move {
+            let offering: Vec<Arc<AgentCard>> = self.cards().await.into_iter().filter(|card| card.offers(skill)).collect();
+            if offering.is_empty() {
+                return Err(DiscoveryError::UnknownSkill {
+                    skill: skill.to_string(),
+                    searched: self.searched(),
+                    offered: self.offered_skills().await,
+                });
+            }
+            Ok(offering)
+        })
+    }
+
+    fn searched(&self) -> String {
+        let Some(found) = self.found.get() else {
+            return if self.urls.is_empty() { "no agents configured".to_string() } else { self.urls.join(", ") };
+        };
+        if found.is_empty() {
+            return "no agents configured".to_string();
+        }
+        let described: Vec<String> = found
+            .iter()
+            .map(|found| match found {
+                Found::Card(card) => format!("`{}` at {}", card.name, card.url()),
+                Found::Unreachable { url } => format!("{url} (unreachable)"),
+            })
+            .collect();
+        described.join(", ")
+    }
+}
+
+fn read_agents_file(path: &Path) -> Result<Vec<String>, DiscoveryError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| DiscoveryError::ReadAgentsFile { path: path.to_path_buf(), source })?;
+    // JSON is YAML too, so one parser reads both.
+    let file: AgentsFile = serde_yaml_ng::from_str(&text)
+        .map_err(|source| DiscoveryError::ParseAgentsFile { path: path.to_path_buf(), source })?;
+    let entries = match file {
+        AgentsFile::Agents { agents } => agents,
+        AgentsFile::List(list) => list,
+    };
+    Ok(entries
+        .into_iter()
+        .map(|entry| match entry {
+            AgentEntry::Url(url) | AgentEntry::Agent { url } => url,
+        })
+        .collect())
+}
+
+/// The URLs where the card of `url` may be, in the order to try.
+fn card_locations(url: &str) -> Vec<String> {
+    if url.ends_with(".json") || url.contains("agent-card") {
+        return vec![url.to_string()];
+    }
+    let base = url.trim_end_matches('/');
+    vec![format!("{base}/.well-known/agent-card.json"), format!("{base}/agent-card")]
+}
+
+/// Fetches and reads the card of one configured agent; failures are logged
+/// and leave the agent out, since other agents may still serve the run.
+async fn fetch_card(http: &reqwest::Client, url: &str) -> Found {
+    for location in card_locations(url) {
+        match fetch_json(http, &location).await {
+            Ok(json) => match AgentCard::parse(&location, &json) {
+                Ok(card) => return Found::Card(Arc::new(card)),
+                Err(error) => tracing::warn!(agent = url, "{error}"),
+            },
+            Err(FetchError::Connect(error)) => {
+                tracing::warn!(agent = url, error = %error, "agent does not answer; skipping it");
+                return Found::Unreachable { url: url.to_string() };
+            }
+            Err(FetchError::Other(reason)) => tracing::debug!(card = location, "{reason}"),
+        }
+    }
+    tracing::warn!(agent = url, "no agent card found; skipping the agent");
+    Found::Unreachable { url: url.to_string() }
+}
+
+enum FetchError {
+    Connect(reqwest::Error),
+    Other(String),
+}
+
+async fn fetch_json(http: &reqwest::Client, location: &str) -> Result<Value, FetchError> {
+    let response = http.get(location).send().await.map_err(|error| {
+        if error.is_connect() { FetchError::Connect(error) } else { FetchError::Other(error.to_string()) }
+    })?;
+    if !response.status().is_success() {
+        return Err(FetchError::Other(format!("HTTP {}", response.status())));
+    }
+    response.json().await.map_err(|error| FetchError::Other(format!("not a JSON card: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn where_cards_are_looked_for() {
+        let cases: [(&str, &[&str]); 4] = [
+            ("http://h:1", &["http://h:1/.well-known/agent-card.json", "http://h:1/agent-card"]),
+            ("http://h:1/", &["http://h:1/.well-known/agent-card.json", "http://h:1/agent-card"]),
+            ("http://h:1/cards/coder.json", &["http://h:1/cards/coder.json"]),
+            ("http://h:1/agent-card", &["http://h:1/agent-card"]),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(card_locations(url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn agents_files_in_every_accepted_shape() {
+        let cases = [
+            "agents:\n  - url: http://a\n  - url: http://b\n",
+            "- http://a\n- http://b\n",
+            r#"{"agents": [{"url": "http://a"}, "http://b"]}"#,
+            r#"["http://a", "http://b"]"#,
+        ];
+        for text in cases {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            file.write_all(text.as_bytes()).unwrap();
+            assert_eq!(read_agents_file(file.path()).unwrap(), ["http://a", "http://b"], "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_agents_files_are_named() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"agents: 3\n").unwrap();
+        let error = read_agents_file(file.path()).unwrap_err();
+        assert!(error.to_string().contains(&file.path().display().to_string()), "{error}");
+        assert!(error.hint().is_some());
+        let missing = read_agents_file(Path::new("no-such-agents.yaml")).unwrap_err();
+        assert!(missing.to_string().contains("no-such-agents.yaml"), "{missing}");
+    }
+
+    #[test]
+    fn hints_suggest_close_skills() {
+        let offered = vec!["create_plan".to_string(), "generate_code".to_string()];
+        let cases = [
+            ("create_pln", Some("did you mean `create_plan`? skills offered: create_plan, generate_code")),
+            ("deploy", Some("skills offered: create_plan, generate_code")),
+        ];
+        for (skill, expected) in cases {
+            let error = DiscoveryError::UnknownSkill { skill: skill.into(), searched: String::new(), offered: offered.clone() };
+            assert_eq!(error.hint().as_deref(), expected, "{skill}");
+        }
+    }
+
+    #[test]
+    fn edit_distances() {
+        let cases = [("", "", 0), ("abc", "abc", 0), ("abc", "abd", 1), ("kitten", "sitting", 3), ("", "ab", 2)];
+        for (left, right, expected) in cases {
+            assert_eq!(edit_distance(left, right), expected, "{left} {right}");
+        }
+    }
+}

@@ -1,11 +1,12 @@
 //! Agents: their cards, discovery of an agent per skill, and one client type
 //! that speaks A2A 1.0 (JSON-RPC) and the original project's legacy protocol.
-//! OWNER: agent helper. The types below are the contract the engine uses.
 
+mod a2a;
 pub mod card;
 pub mod client;
 pub mod discovery;
+mod legacy;
 
-pub use card::{AgentCard, Endpoint, SkillInfo};
+pub use card::{AgentCard, CardError, Endpoint, SkillInfo};
 pub use client::{AgentClient, CallError, CallRequest};
 pub use discovery::{Discovery, DiscoveryError, StaticDiscovery};

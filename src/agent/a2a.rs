@@ -1,0 +1,289 @@
+//! A2A 1.0 over JSON-RPC: `SendMessage` with `returnImmediately`, then
+//! `GetTask` polling until the task ends; `CancelTask` when the caller gives up.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::client::{CallError, CallRequest, Target};
+
+/// Every request names the protocol version; without it a 1.0 agent assumes 0.3.
+const VERSION_HEADER: (&str, &str) = ("A2A-Version", "1.0");
+/// Polling starts fast so quick skills return quickly, and backs off to this.
+const FIRST_POLL: Duration = Duration::from_millis(1);
+const MAX_POLL: Duration = Duration::from_millis(200);
+/// Polling survives this many transient failures in a row (the task lives on).
+const POLL_FAILURES_TOLERATED: u32 = 3;
+/// `CancelTask` is best effort and must not hold up the caller for long.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
+
+static REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Runs the skill as an A2A task. `task_id` is set as soon as the agent
+/// accepted the task, so the caller can cancel it if it stops waiting.
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    target: Target<'_>,
+    request: &CallRequest<'_>,
+    task_id: &OnceLock<String>,
+) -> Result<Value, CallError> {
+    let skill_metadata = json!({"skillId": request.skill});
+    let message = json!({
+        "messageId": uuid::Uuid::new_v4().to_string(),
+        "role": "ROLE_USER",
+        "parts": [{"data": request.input, "mediaType": "application/json"}],
+        "metadata": {"skillId": request.skill, "idempotencyKey": request.idempotency_key},
+    });
+    let params = json!({
+        "message": message,
+        "configuration": {"returnImmediately": true, "historyLength": 0},
+        "metadata": skill_metadata,
+    });
+    let (result, body) = rpc(http, url, target, "SendMessage", params).await?;
+    if let Some(message) = result.get("message") {
+        return message_output(target, message, &body);
+    }
+    let Some(task) = result.get("task") else {
+        return Err(target.malformed("the SendMessage result has neither `task` nor `message`", &body, None));
+    };
+    let id = task["id"]
+        .as_str()
+        .ok_or_else(|| target.malformed("the task has no `id`", &body, None))?;
+    let _ = task_id.set(id.to_string());
+    if let Some(outcome) = task_outcome(target, task, &body) {
+        return outcome;
+    }
+    let outcome = poll(http, url, target, id).await;
+    if outcome.as_ref().is_err_and(|error| error.task_id().is_none()) {
+        // Polling broke down, not the task: stop it so a retry does not run twice.
+        cancel_task(http, url, target, id).await;
+    }
+    outcome
+}
+
+/// `GetTask` with backoff until the task reaches a terminal or interrupted state.
+async fn poll(http: &reqwest::Client, url: &str, target: Target<'_>, id: &str) -> Result<Value, CallError> {
+    let mut delay = FIRST_POLL;
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_POLL);
+        match rpc(http, url, target, "GetTask", json!({"id": id, "historyLength": 0})).await {
+            Ok((task, body)) => {
+                failures = 0;
+                if let Some(outcome) = task_outcome(target, &task, &body) {
+                    return outcome;
+                }
+            }
+            Err(error) if error.is_transient() && failures < POLL_FAILURES_TOLERATED => {
+                failures += 1;
+                tracing::debug!(task = id, %error, "polling the task failed, trying again");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Asks the agent to stop `id`; failures are logged, never returned, because
+/// the caller is already reporting why it stopped waiting.
+pub(crate) async fn cancel_task(http: &reqwest::Client, url: &str, target: Target<'_>, id: &str) {
+    let request = rpc(http, url, target, "CancelTask", json!({"id": id}));
+    match tokio::time::timeout(CANCEL_TIMEOUT, request).await {
+        Ok(Ok(_)) => tracing::debug!(agent = target.agent, task = id, "task cancelled"),
+        Ok(Err(error)) => tracing::warn!(agent = target.agent, task = id, %error, "could not cancel the task"),
+        Err(_) => tracing::warn!(agent = target.agent, task = id, "cancelling the task timed out"),
+    }
+}
+
+/// One JSON-RPC exchange; returns the `result` and the raw body for error snippets.
+async fn rpc(
+    http: &reqwest::Client,
+    url: &str,
+    target: Target<'_>,
+    method: &str,
+    params: Value,
+) -> Result<(Value, String), CallError> {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": REQUEST_ID.fetch_add(1, Ordering::Relaxed),
+        "method": method,
+        "params": params,
+    });
+    let response = http
+        .post(url)
+        .header(VERSION_HEADER.0, VERSION_HEADER.1)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|source| target.transport(source))?;
+    if !response.status().is_success() {
+        return Err(target.http(&response));
+    }
+    let text = response.text().await.map_err(|source| target.transport(source))?;
+    let mut reply: Value = serde_json::from_str(&text)
+        .map_err(|source| target.malformed(format!("the {method} reply is not JSON"), &text, Some(source)))?;
+    if let Some(error) = reply.get("error").filter(|error| !error.is_null()) {
+        return Err(target.json_rpc(error));
+    }
+    match reply.get_mut("result").map(Value::take) {
+        Some(result) if result.is_object() => Ok((result, text)),
+        _ => Err(target.malformed(format!("the {method} reply has no `result` object"), &text, None)),
+    }
+}
+
+/// What a task means for the call: `None` while it is still running.
+fn task_outcome(target: Target<'_>, task: &Value, body: &str) -> Option<Result<Value, CallError>> {
+    let Some(state) = task["status"]["state"].as_str() else {
+        return Some(Err(target.malformed("the task has no `status.state`", body, None)));
+    };
+    match normalize_state(state).as_str() {
+        "TASK_STATE_SUBMITTED" | "TASK_STATE_WORKING" | "TASK_STATE_UNSPECIFIED" => None,
+        "TASK_STATE_COMPLETED" => Some(task_output(target, task, body)),
+        failed @ ("TASK_STATE_FAILED"
+        | "TASK_STATE_REJECTED"
+        | "TASK_STATE_CANCELED"
+        | "TASK_STATE_INPUT_REQUIRED"
+        | "TASK_STATE_AUTH_REQUIRED") => Some(Err(CallError::TaskFailed {
+            agent: target.agent.to_string(),
+            skill: target.skill.to_string(),
+            task_id: task["id"].as_str().unwrap_or_default().to_string(),
+            state: failed.to_string(),
+            message: status_text(task),
+        })),
+        _ => Some(Err(target.malformed(format!("unknown task state `{state}`"), body, None))),
+    }
+}
+
+/// 1.0 writes `TASK_STATE_COMPLETED`; 0.3 agents wrote `completed`.
+fn normalize_state(state: &str) -> String {
+    if state.starts_with("TASK_STATE_") {
+        state.to_string()
+    } else {
+        format!("TASK_STATE_{}", state.to_uppercase().replace('-', "_"))
+    }
+}
+
+fn status_text(task: &Value) -> String {
+    let texts: Vec<&str> = task["status"]["message"]["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|part| part["text"].as_str())
+        .collect();
+    if texts.is_empty() { "the agent gave no message".to_string() } else { texts.join("\n") }
+}
+
+/// The output of a completed task: its artifacts' parts, else its status message's.
+fn task_output(target: Target<'_>, task: &Value, body: &str) -> Result<Value, CallError> {
+    let mut parts = Vec::new();
+    for artifact in task["artifacts"].as_array().into_iter().flatten() {
+        match artifact["parts"].as_array() {
+            Some(artifact_parts) => parts.extend(artifact_parts),
+            None => return Err(target.malformed("an artifact has no `parts` list", body, None)),
+        }
+    }
+    if parts.is_empty() {
+        parts.extend(task["status"]["message"]["parts"].as_array().into_iter().flatten());
+    }
+    Ok(parts_output(parts))
+}
+
+fn message_output(target: Target<'_>, message: &Value, body: &str) -> Result<Value, CallError> {
+    match message["parts"].as_array() {
+        Some(parts) => Ok(parts_output(parts.iter().collect())),
+        None => Err(target.malformed("the message has no `parts` list", body, None)),
+    }
+}
+
+/// One part gives its value, several an array in order, none null.
+fn parts_output(parts: Vec<&Value>) -> Value {
+    let mut values: Vec<Value> = parts.into_iter().map(part_value).collect();
+    match values.len() {
+        0 => Value::Null,
+        1 => values.remove(0),
+        _ => Value::Array(values),
+    }
+}
+
+/// Data parts as they are; text parts as JSON when they parse; other parts
+/// (raw bytes, URLs) whole, so nothing the agent sent is lost.
+fn part_value(part: &Value) -> Value {
+    if let Some(data) = part.get("data") {
+        return integral_numbers(data.clone());
+    }
+    if let Some(text) = part.get("text").and_then(Value::as_str) {
+        return serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()));
+    }
+    part.clone()
+}
+
+/// Agents store data parts as protobuf values, where every number is a
+/// double (`1` comes back as `1.0`); whole numbers are turned back into integers.
+fn integral_numbers(value: Value) -> Value {
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().unwrap_or_default();
+            let whole = float.fract() == 0.0 && float.abs() < 9.0e15;
+            if whole { Value::from(float as i64) } else { Value::Number(number) }
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(integral_numbers).collect()),
+        Value::Object(fields) => {
+            Value::Object(fields.into_iter().map(|(key, value)| (key, integral_numbers(value))).collect())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGET: Target<'static> = Target { agent: "agent", skill: "skill" };
+
+    #[test]
+    fn outputs_from_parts() {
+        let cases = [
+            (json!([{"data": {"a": 1.0, "b": 1.5}}]), json!({"a": 1, "b": 1.5})),
+            (json!([{"text": "{\"x\": [1, 2]}"}]), json!({"x": [1, 2]})),
+            (json!([{"text": "plain words"}]), json!("plain words")),
+            (json!([{"data": 2.0}, {"text": "3"}]), json!([2, 3])),
+            (json!([{"url": "http://h/f", "mediaType": "text/plain"}]), json!({"url": "http://h/f", "mediaType": "text/plain"})),
+            (json!([]), Value::Null),
+        ];
+        for (parts, expected) in cases {
+            let parts: Vec<&Value> = parts.as_array().unwrap().iter().collect();
+            assert_eq!(parts_output(parts), expected);
+        }
+    }
+
+    #[test]
+    fn task_states() {
+        let task = |state: &str| {
+            json!({"id": "t", "status": {"state": state, "message": {"parts": [{"text": "why"}]}},
+                   "artifacts": [{"parts": [{"data": {"ok": true}}]}]})
+        };
+        for running in ["TASK_STATE_SUBMITTED", "TASK_STATE_WORKING", "working"] {
+            assert!(task_outcome(TARGET, &task(running), "").is_none(), "{running}");
+        }
+        for done in ["TASK_STATE_COMPLETED", "completed"] {
+            let output = task_outcome(TARGET, &task(done), "").unwrap().unwrap();
+            assert_eq!(output, json!({"ok": true}));
+        }
+        for failed in ["TASK_STATE_FAILED", "TASK_STATE_REJECTED", "TASK_STATE_INPUT_REQUIRED", "auth-required"] {
+            let error = task_outcome(TARGET, &task(failed), "").unwrap().unwrap_err();
+            assert!(matches!(&error, CallError::TaskFailed { message, .. } if message == "why"), "{error}");
+            assert!(!error.is_transient());
+        }
+        let error = task_outcome(TARGET, &task("TASK_STATE_EXPLODED"), "{}").unwrap().unwrap_err();
+        assert!(error.to_string().contains("unknown task state `TASK_STATE_EXPLODED`"), "{error}");
+    }
+
+    #[test]
+    fn completed_task_without_artifacts_uses_its_status_message() {
+        let task = json!({"id": "t", "status": {"state": "TASK_STATE_COMPLETED", "message": {"parts": [{"text": "done"}]}}});
+        assert_eq!(task_output(TARGET, &task, "").unwrap(), json!("done"));
+    }
+}
