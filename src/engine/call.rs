@@ -166,7 +166,7 @@ impl Run<'_> {
             if cancel.is_cancelled() {
                 return Err(AttemptError::Call(error));
             }
-            if started.elapsed() >= timeout {
+            if matches!(error, CallError::Timeout { .. }) || started.elapsed() >= timeout {
                 return Err(AttemptError::TimedOut);
             }
             if !error.is_unreachable() {

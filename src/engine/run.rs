@@ -14,7 +14,7 @@ use super::record::Clock;
 use super::{
     EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord, StepStatus,
 };
-use crate::agent::AgentCard;
+use crate::agent::{AgentCard, DiscoveryError};
 use crate::template::{Renderer, Scope, is_truthy};
 use crate::workflow::{LoadedWorkflow, Step, StepKind, Workflow};
 
@@ -160,7 +160,7 @@ async fn agents_for_workflow(
             Ok(cards) if !cards.is_empty() => {
                 agents.insert(skill.to_string(), cards);
             }
-            Ok(_) => missing.push(format!("`{skill}`")),
+            Ok(_) | Err(DiscoveryError::UnknownSkill { .. }) => missing.push(format!("`{skill}`")),
             Err(error) => return Err(chain_of(&error)),
         }
     }
