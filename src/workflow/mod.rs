@@ -3,6 +3,8 @@
 
 pub mod load;
 pub mod model;
+mod position;
+mod references;
 pub mod schema;
 pub mod validate;
 

@@ -1,0 +1,363 @@
+//! `{{ steps.X... }}` references: X must have finished before the referring step
+//! on every path. Steps of an earlier parallel step count (all branches run); steps
+//! inside an earlier conditional or switch do not (one branch runs), only the
+//! container itself, whose output is the taken branch's last output.
+
+use std::collections::HashMap;
+
+use super::model::StepType;
+use super::validate::{Node, Problem, Tree, suggest, templates};
+use crate::template::step_references;
+
+/// The step ids finished at the current point of the walk (a count per id so
+/// leaving a branch only forgets what that branch added).
+#[derive(Default)]
+struct Finished<'a> {
+    counts: HashMap<&'a str, usize>,
+    order: Vec<&'a str>,
+}
+
+impl<'a> Finished<'a> {
+    fn add(&mut self, id: &'a str) {
+        *self.counts.entry(id).or_default() += 1;
+        self.order.push(id);
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.counts.get(id).is_some_and(|count| *count > 0)
+    }
+
+    fn truncate(&mut self, length: usize) {
+        for id in self.order.drain(length..) {
+            if let Some(count) = self.counts.get_mut(id) {
+                *count -= 1;
+            }
+        }
+    }
+}
+
+pub(crate) fn check_references(tree: &Tree, errors: &mut Vec<Problem>) {
+    let mut finished = Finished::default();
+    walk_sequence(tree, &tree.top, &mut finished, errors);
+}
+
+fn walk_sequence<'a>(
+    tree: &Tree<'a>,
+    sequence: &[usize],
+    finished: &mut Finished<'a>,
+    errors: &mut Vec<Problem>,
+) {
+    for &index in sequence {
+        let node = &tree.nodes[index];
+        check_step(tree, index, finished, errors);
+        let mark = finished.order.len();
+        for (_, children) in &node.branches {
+            if node.step.step_type == StepType::Parallel {
+                // Each parallel child starts when the container starts: siblings are not finished.
+                for &child in children {
+                    walk_sequence(tree, &[child], finished, errors);
+                    finished.truncate(mark);
+                }
+            } else {
+                walk_sequence(tree, children, finished, errors);
+                finished.truncate(mark);
+            }
+        }
+        add_guaranteed(tree, index, finished);
+    }
+}
+
+/// A finished step guarantees itself, and for a parallel step every child's guarantees.
+fn add_guaranteed<'a>(tree: &Tree<'a>, index: usize, finished: &mut Finished<'a>) {
+    let node = &tree.nodes[index];
+    finished.add(node.step.id.as_str());
+    if node.step.step_type == StepType::Parallel {
+        for (_, children) in &node.branches {
+            for &child in children {
+                add_guaranteed(tree, child, finished);
+            }
+        }
+    }
+}
+
+fn check_step(tree: &Tree, index: usize, finished: &Finished, errors: &mut Vec<Problem>) {
+    let node = &tree.nodes[index];
+    for (pointer, text) in templates(node) {
+        for reference in step_references(text) {
+            let step = reference.step.as_str();
+            let Some(&target) = tree.by_id.get(step) else {
+                errors.push(unknown_step(tree, &pointer, step));
+                continue;
+            };
+            if !finished.contains(step) {
+                let (message, hint) = explain(tree, index, target);
+                errors.push(Problem::new(&pointer, message, Some(hint)));
+            }
+            if let Some(problem) = wrong_output_name(
+                tree.nodes[target].step.outputs.as_deref(),
+                step,
+                &reference.path,
+            ) {
+                errors.push(Problem::new(&pointer, problem.0, Some(problem.1)));
+            }
+        }
+    }
+}
+
+fn unknown_step(tree: &Tree, pointer: &str, step: &str) -> Problem {
+    let close = suggest(step, tree.nodes.iter().map(|node| node.step.id.as_str()));
+    let hint = match close {
+        Some(close) => format!("did you mean `{close}`?"),
+        None => {
+            "a reference names the id of an earlier step: {{ steps.ID.outputs... }}".to_string()
+        }
+    };
+    Problem::new(
+        pointer,
+        format!("template refers to unknown step `{step}`"),
+        Some(hint),
+    )
+}
+
+/// `steps.plan.outputs.other` when `plan` declares `outputs: result`.
+fn wrong_output_name(declared: Option<&str>, step: &str, path: &str) -> Option<(String, String)> {
+    let declared = declared?;
+    let rest = path.strip_prefix("outputs.")?;
+    let name = rest
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if name == declared {
+        return None;
+    }
+    Some((
+        format!(
+            "template refers to `steps.{step}.outputs.{name}`, but step `{step}` stores its result under `{declared}`"
+        ),
+        format!("write `steps.{step}.outputs.{declared}`"),
+    ))
+}
+
+/// The ancestors of a node from the top level down, the node included.
+fn chain(tree: &Tree, index: usize) -> Vec<usize> {
+    let mut chain = vec![index];
+    let mut current = index;
+    while let Some(parent) = tree.nodes[current].parent {
+        chain.push(parent);
+        current = parent;
+    }
+    chain.reverse();
+    chain
+}
+
+/// Why `target` has not finished when `referrer` runs: message and hint.
+fn explain(tree: &Tree, referrer: usize, target: usize) -> (String, String) {
+    let id = |index: usize| tree.nodes[index].step.id.as_str();
+    let (name, this) = (id(target), id(referrer));
+    let earlier = "a step can only use the outputs of steps that finished before it".to_string();
+    if target == referrer {
+        return (format!("step `{this}` refers to its own output"), earlier);
+    }
+    let target_chain = chain(tree, target);
+    let referrer_chain = chain(tree, referrer);
+    if referrer_chain.contains(&target) {
+        return (
+            format!(
+                "step `{this}` refers to `{name}`, which contains it and has not finished when it runs"
+            ),
+            earlier,
+        );
+    }
+    let common = target_chain
+        .iter()
+        .zip(&referrer_chain)
+        .take_while(|(left, right)| left == right)
+        .count();
+    let Some(&target_side) = target_chain.get(common) else {
+        unreachable!("target is not an ancestor")
+    };
+    let Some(&referrer_side) = referrer_chain.get(common) else {
+        return (
+            format!("step `{this}` refers to `{name}`, one of its own nested steps"),
+            earlier,
+        );
+    };
+    let (target_node, referrer_node) = (&tree.nodes[target_side], &tree.nodes[referrer_side]);
+    let container = common.checked_sub(1).map(|level| target_chain[level]);
+    if target_node.branch != referrer_node.branch {
+        let container = container.map(id).unwrap_or_default();
+        return (
+            format!(
+                "step `{this}` refers to `{name}`, which is in branch `{}` of `{container}` while `{this}` is in branch `{}`: only one branch runs",
+                target_node.branch.unwrap_or_default(),
+                referrer_node.branch.unwrap_or_default()
+            ),
+            "use the output of steps before the container, or of steps in the same branch"
+                .to_string(),
+        );
+    }
+    if let Some(container) =
+        container.filter(|&index| tree.nodes[index].step.step_type == StepType::Parallel)
+    {
+        return (
+            format!(
+                "step `{this}` refers to `{name}`, which runs in parallel with it in `{}`",
+                id(container)
+            ),
+            format!(
+                "move the step that needs `{name}` after the parallel step `{}`",
+                id(container)
+            ),
+        );
+    }
+    if target_node.position > referrer_node.position {
+        return (
+            format!("step `{this}` refers to `{name}`, which runs after it"),
+            earlier,
+        );
+    }
+    optional_branch(tree, &target_chain[common..], name, this)
+}
+
+/// `target_chain` starts at an earlier sibling and ends at the target, nested in a
+/// conditional or switch somewhere on the way.
+fn optional_branch(
+    tree: &Tree,
+    target_chain: &[usize],
+    name: &str,
+    this: &str,
+) -> (String, String) {
+    let choice = target_chain[..target_chain.len() - 1]
+        .iter()
+        .position(|&index| tree.nodes[index].step.step_type != StepType::Parallel);
+    let Some(level) = choice else {
+        return (
+            format!("step `{this}` refers to `{name}`, which may not have run"),
+            String::new(),
+        );
+    };
+    let container: &Node = &tree.nodes[target_chain[level]];
+    let branch = tree.nodes[target_chain[level + 1]]
+        .branch
+        .unwrap_or_default();
+    (
+        format!(
+            "step `{this}` refers to `{name}`, which runs only in branch `{branch}` of `{}`, so it may not have run",
+            container.step.id
+        ),
+        format!(
+            "refer to `steps.{}.outputs` instead: a {} step's output is the output of the branch that ran",
+            container.step.id,
+            if container.step.step_type == StepType::Switch {
+                "switch"
+            } else {
+                "conditional"
+            }
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::workflow::model::Workflow;
+    use crate::workflow::validate::check;
+
+    fn errors(steps_yaml: &str) -> Vec<String> {
+        let text = format!("metadata: {{id: x, name: X, version: 1.0.0}}\nsteps:\n{steps_yaml}");
+        let workflow: Workflow = serde_yaml_ng::from_str(&text).expect("test workflow parses");
+        check(&workflow)
+            .errors
+            .into_iter()
+            .map(|problem| format!("{}: {}", problem.pointer, problem.message))
+            .collect()
+    }
+
+    const PARALLEL: &str = "
+- id: fan
+  step_type: parallel
+  branches:
+    steps:
+      - {id: a, skill: s}
+      - {id: b, skill: s, inputs: {x: '{{ steps.SIBLING.outputs }}'}}
+- {id: after, skill: s, inputs: {x: '{{ steps.a.outputs }} {{ steps.b.outputs }} {{ steps.fan.outputs }}'}}
+";
+
+    const SWITCH: &str = "
+- {id: first, skill: s, outputs: kind}
+- id: route
+  step_type: switch
+  condition: '{{ steps.first.outputs.kind }}'
+  branches:
+    one:
+      - {id: in_one, skill: s, inputs: {x: '{{ steps.first.outputs.kind }}'}}
+    two:
+      - {id: in_two, skill: s, inputs: {x: '{{ steps.OTHER.outputs }}'}}
+- {id: after, skill: s, inputs: {x: '{{ steps.TARGET.outputs }}'}}
+";
+
+    #[test]
+    fn reference_rules() {
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            (PARALLEL.replace("SIBLING", "fan").to_string(), vec![
+                "/steps/0/branches/steps/1/inputs/x: step `b` refers to `fan`, which contains it and has not finished when it runs",
+            ]),
+            (PARALLEL.replace("SIBLING", "a"), vec![
+                "/steps/0/branches/steps/1/inputs/x: step `b` refers to `a`, which runs in parallel with it in `fan`",
+            ]),
+            (PARALLEL.replace("SIBLING", "after"), vec![
+                "/steps/0/branches/steps/1/inputs/x: step `b` refers to `after`, which runs after it",
+            ]),
+            (SWITCH.replace("OTHER", "first").replace("TARGET", "route"), vec![]),
+            (SWITCH.replace("OTHER", "in_one").replace("TARGET", "route"), vec![
+                "/steps/1/branches/two/0/inputs/x: step `in_two` refers to `in_one`, which is in branch `one` of `route` while `in_two` is in branch `two`: only one branch runs",
+            ]),
+            (SWITCH.replace("OTHER", "first").replace("TARGET", "in_two"), vec![
+                "/steps/2/inputs/x: step `after` refers to `in_two`, which runs only in branch `two` of `route`, so it may not have run",
+            ]),
+            (SWITCH.replace("OTHER", "frist").replace("TARGET", "route"), vec![
+                "/steps/1/branches/two/0/inputs/x: template refers to unknown step `frist`",
+            ]),
+            (SWITCH.replace("OTHER", "in_two").replace("TARGET", "after"), vec![
+                "/steps/1/branches/two/0/inputs/x: step `in_two` refers to its own output",
+                "/steps/2/inputs/x: step `after` refers to its own output",
+            ]),
+            ("- {id: a, skill: s, outputs: result}\n- {id: b, skill: s, inputs: {x: '{{ steps.a.outputs.other.y }}'}}\n".to_string(), vec![
+                "/steps/1/inputs/x: template refers to `steps.a.outputs.other`, but step `a` stores its result under `result`",
+            ]),
+            ("- {id: a, skill: s, outputs: result}\n- {id: b, skill: s, inputs: {x: '{{ steps.a.outputs.result.y }}', y: '{{ steps.a }}'}}\n".to_string(), vec![]),
+        ];
+        for (steps, expected) in cases {
+            assert_eq!(errors(&steps), expected, "{steps}");
+        }
+    }
+
+    #[test]
+    fn nested_parallel_children_count_after_the_outer_parallel() {
+        let steps = "
+- id: outer
+  step_type: parallel
+  branches:
+    steps:
+      - id: inner
+        step_type: parallel
+        branches:
+          steps:
+            - {id: deep, skill: s}
+      - id: maybe
+        step_type: conditional
+        condition: '{{ workflow.input.flag }}'
+        branches:
+          if_true:
+            - {id: hidden, skill: s}
+- {id: after, skill: s, inputs: {x: '{{ steps.deep.outputs }} {{ steps.maybe.outputs }} {{ steps.hidden.outputs }}'}}
+";
+        assert_eq!(
+            errors(steps),
+            vec![
+                "/steps/1/inputs/x: step `after` refers to `hidden`, which runs only in branch `if_true` of `maybe`, so it may not have run",
+            ]
+        );
+    }
+}
