@@ -128,7 +128,11 @@ pub(super) async fn execute(
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             record.steps = state.records.into_iter().flatten().collect();
         }
-        Err(message) => record.error = Some(message),
+        Err(message) => {
+            // Nothing ran, yet the record still shows every step.
+            record.steps = workflow.all_steps().into_iter().map(skipped).collect();
+            record.error = Some(message);
+        }
     }
     (record.ended_at, record.duration_ms) = clock.stop();
     record
@@ -438,26 +442,8 @@ impl Run<'_> {
     }
 
     fn skip(&self, step: &Step) {
-        let clock = Clock::start();
-        let record = StepRecord {
-            id: step.id.clone(),
-            skill: match step.kind() {
-                StepKind::Call { skill } => Some(skill.to_string()),
-                _ => None,
-            },
-            status: StepStatus::Skipped,
-            inputs: None,
-            outputs: None,
-            error: None,
-            attempts: 0,
-            agent: None,
-            child: None,
-            started_at: clock.started_at(),
-            ended_at: clock.started_at(),
-            duration_ms: 0.0,
-        };
         let slot = self.reserve_slot();
-        self.finish(step, slot, record);
+        self.finish(step, slot, skipped(step));
         for child in step.children() {
             self.skip(child);
         }
@@ -486,6 +472,28 @@ impl Run<'_> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The record of a step that did not run.
+fn skipped(step: &Step) -> StepRecord {
+    let now = Clock::start().started_at();
+    StepRecord {
+        id: step.id.clone(),
+        skill: match step.kind() {
+            StepKind::Call { skill } => Some(skill.to_string()),
+            _ => None,
+        },
+        status: StepStatus::Skipped,
+        inputs: None,
+        outputs: None,
+        error: None,
+        attempts: 0,
+        agent: None,
+        child: None,
+        started_at: now.clone(),
+        ended_at: now,
+        duration_ms: 0.0,
     }
 }
 

@@ -1,4 +1,5 @@
 //! One integration test binary; each module covers one area against real servers.
 
+mod engine;
 mod support;
 mod validate;
