@@ -55,9 +55,10 @@ pub enum Event {
         delay: std::time::Duration,
         error: String,
     },
+    /// Boxed: a record is much larger than the other events.
     StepFinished {
         step: String,
-        record: StepRecord,
+        record: Box<StepRecord>,
     },
 }
 

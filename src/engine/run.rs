@@ -458,7 +458,7 @@ impl Run<'_> {
     fn finish(&self, step: &Step, slot: usize, record: StepRecord) {
         self.engine.emit(|| Event::StepFinished {
             step: self.event_name(step),
-            record: record.clone(),
+            record: Box::new(record.clone()),
         });
         self.lock().records[slot] = Some(record);
     }

@@ -2,6 +2,7 @@
 //! OWNER: engine helper.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -109,14 +110,14 @@ fn scan(dir: &Path) -> Result<Index, SourceError> {
     let mut index = Index::default();
     for path in paths {
         match load_file(&path) {
-            Ok(loaded) => {
-                let id = loaded.workflow.metadata.id.clone();
-                if index.workflows.contains_key(&id) {
-                    tracing::warn!(file = %path.display(), %id, "duplicate workflow id, file skipped");
-                } else {
-                    index.workflows.insert(id, Arc::new(loaded));
+            Ok(loaded) => match index.workflows.entry(loaded.workflow.metadata.id.clone()) {
+                Entry::Occupied(taken) => {
+                    tracing::warn!(file = %path.display(), id = %taken.key(), "duplicate workflow id, file skipped");
                 }
-            }
+                Entry::Vacant(free) => {
+                    free.insert(Arc::new(loaded));
+                }
+            },
             Err(error) => {
                 tracing::warn!(file = %path.display(), %error, "invalid workflow file skipped");
                 index.invalid.push(path);
@@ -145,6 +146,60 @@ fn looks_like(path: &Path, id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn workflow_text(id: &str) -> String {
+        format!(
+            "metadata:\n  id: {id}\n  name: {id}\n  version: 1.0.0\nsteps:\n  - {{ id: a, skill: echo }}\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn finds_by_id_and_explains_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("one.yaml"), workflow_text("first-v1")).unwrap();
+        std::fs::write(dir.path().join("two.yml"), workflow_text("second-v1")).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), workflow_text("ignored-v1")).unwrap();
+        std::fs::write(
+            dir.path().join("broken.yaml"),
+            "metadata:\n  id: broken-v1\nsteps: 3\n",
+        )
+        .unwrap();
+        let source = DirectorySource::new(dir.path());
+        let found = source.load("second-v1").await.unwrap();
+        assert!(found.origin.ends_with("two.yml"), "{}", found.origin);
+        let missing = source.load("third-v1").await.unwrap_err().to_string();
+        assert!(
+            missing.starts_with("workflow `third-v1` not found in directory "),
+            "{missing}"
+        );
+        assert!(
+            missing.ends_with("(available: first-v1, second-v1)"),
+            "{missing}"
+        );
+        assert!(source.load("ignored-v1").await.is_err());
+        // The invalid file declaring the id explains why it is not there.
+        let broken = source.load("broken-v1").await.unwrap_err();
+        assert!(
+            matches!(broken, SourceError::Load(LoadError::Invalid { .. })),
+            "{broken:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn scans_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("one.yaml"), workflow_text("first-v1")).unwrap();
+        let source = DirectorySource::new(dir.path());
+        assert!(source.load("first-v1").await.is_ok());
+        std::fs::write(dir.path().join("late.yaml"), workflow_text("late-v1")).unwrap();
+        assert!(matches!(
+            source.load("late-v1").await,
+            Err(SourceError::NotFound { .. })
+        ));
+        let missing_dir = DirectorySource::new(dir.path().join("nowhere"));
+        let error = missing_dir.load("first-v1").await.unwrap_err();
+        assert!(matches!(error, SourceError::ReadDir { .. }), "{error:?}");
+    }
 
     #[test]
     fn looks_like_matches_name_or_id_line() {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pallet::agent::{AgentClient, StaticDiscovery};
-use pallet::engine::{DirectorySource, Engine, Event, RunRecord, RunStatus, StepRecord, StepStatus};
+use pallet::engine::{
+    DirectorySource, Engine, Event, RunRecord, RunStatus, StepRecord, StepStatus,
+};
 use pallet::workflow::{LoadedWorkflow, load_str};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -29,7 +31,9 @@ fn engine(urls: &[String], workflows_dir: &Path) -> (Engine, mpsc::UnboundedRece
 /// A workflow with id `id` and the given `steps:` block (and any top-level keys before it).
 fn workflow(id: &str, body: &str) -> Arc<LoadedWorkflow> {
     let text = workflow_text(id, body);
-    Arc::new(load_str(&format!("{id}.yaml"), &text).unwrap_or_else(|error| panic!("{error:?}\n{text}")))
+    Arc::new(
+        load_str(&format!("{id}.yaml"), &text).unwrap_or_else(|error| panic!("{error:?}\n{text}")),
+    )
 }
 
 fn workflow_text(id: &str, body: &str) -> String {
@@ -41,16 +45,26 @@ async fn run_once(body: &str, input: Value) -> (RunRecord, LegacyAgent) {
     let agent = LegacyAgent::start("helper", &[]).await;
     let empty = tempfile::tempdir().unwrap();
     let (engine, _events) = engine(&[agent.url()], empty.path());
-    let record = engine.run(workflow("test", body), input, CancellationToken::new()).await;
+    let record = engine
+        .run(workflow("test", body), input, CancellationToken::new())
+        .await;
     (record, agent)
 }
 
 fn step<'a>(record: &'a RunRecord, id: &str) -> &'a StepRecord {
-    record.steps.iter().find(|step| step.id == id).unwrap_or_else(|| panic!("no record of step {id}: {record:#?}"))
+    record
+        .steps
+        .iter()
+        .find(|step| step.id == id)
+        .unwrap_or_else(|| panic!("no record of step {id}: {record:#?}"))
 }
 
 fn statuses(record: &RunRecord) -> Vec<(&str, StepStatus)> {
-    record.steps.iter().map(|step| (step.id.as_str(), step.status)).collect()
+    record
+        .steps
+        .iter()
+        .map(|step| (step.id.as_str(), step.status))
+        .collect()
 }
 
 #[tokio::test]
@@ -73,10 +87,20 @@ steps:
     let (record, agent) = run_once(body, json!({"name": "pallet"})).await;
     assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
     assert_eq!(record.output, Some(json!({"again": "Hello pallet!"})));
-    assert_eq!(step(&record, "first").outputs, Some(json!({"echoed": {"value": "pallet", "count": 3}})));
-    assert_eq!(step(&record, "second").inputs, Some(json!({"greeting": "Hello pallet!", "count": 3})));
+    assert_eq!(
+        step(&record, "first").outputs,
+        Some(json!({"echoed": {"value": "pallet", "count": 3}}))
+    );
+    assert_eq!(
+        step(&record, "second").inputs,
+        Some(json!({"greeting": "Hello pallet!", "count": 3}))
+    );
     for step in &record.steps {
-        assert_eq!((step.attempts, step.agent.as_deref()), (1, Some("helper")), "{step:?}");
+        assert_eq!(
+            (step.attempts, step.agent.as_deref()),
+            (1, Some("helper")),
+            "{step:?}"
+        );
     }
     assert_eq!(statuses(&record).len(), 3);
     assert_eq!(agent.calls("echo"), 3);
@@ -88,13 +112,18 @@ steps:
 
 fn sleepers(count: usize, ms: u64) -> String {
     (0..count)
-        .map(|index| format!("        - {{ id: nap{index}, skill: sleep, inputs: {{ ms: {ms} }} }}\n"))
+        .map(|index| {
+            format!("        - {{ id: nap{index}, skill: sleep, inputs: {{ ms: {ms} }} }}\n")
+        })
         .collect()
 }
 
 #[tokio::test]
 async fn parallel_steps_really_overlap() {
-    let body = format!("steps:\n  - id: group\n    step_type: parallel\n    branches:\n      steps:\n{}", sleepers(4, 300));
+    let body = format!(
+        "steps:\n  - id: group\n    step_type: parallel\n    branches:\n      steps:\n{}",
+        sleepers(4, 300)
+    );
     let started = Instant::now();
     let (record, agent) = run_once(&body, json!({})).await;
     let elapsed = started.elapsed();
@@ -138,10 +167,17 @@ steps:
 "#;
     let started = Instant::now();
     let (record, agent) = run_once(body, json!({})).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(record.status, RunStatus::Failed);
     let error = record.error.clone().unwrap();
-    assert!(error.contains("step `broken` failed") && error.contains("skill failed on purpose"), "{error}");
+    assert!(
+        error.contains("step `broken` failed") && error.contains("skill failed on purpose"),
+        "{error}"
+    );
     assert_eq!(
         statuses(&record),
         [
@@ -179,7 +215,13 @@ steps:
             ("quick", StepStatus::Completed),
         ]
     );
-    assert!(step(&record, "group").error.as_deref().unwrap().contains("step `broken` failed"));
+    assert!(
+        step(&record, "group")
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("step `broken` failed")
+    );
 }
 
 #[tokio::test]
@@ -198,14 +240,20 @@ steps:
     skill: echo
     inputs: { got: "{{ steps.check.outputs.branch }}" }
 "#;
-    let cases = [(json!(true), "true side", "yes", "no"), (json!(false), "false side", "no", "yes")];
+    let cases = [
+        (json!(true), "true side", "yes", "no"),
+        (json!(false), "false side", "no", "yes"),
+    ];
     for (flag, expected, taken, skipped) in cases {
         let (record, _agent) = run_once(body, json!({"flag": flag})).await;
         assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
         assert_eq!(record.output, Some(json!({"got": expected})));
         assert_eq!(step(&record, taken).status, StepStatus::Completed);
         assert_eq!(step(&record, skipped).status, StepStatus::Skipped);
-        assert_eq!(step(&record, "check").inputs, Some(json!({"condition": flag})));
+        assert_eq!(
+            step(&record, "check").inputs,
+            Some(json!({"condition": flag}))
+        );
     }
 }
 
@@ -222,7 +270,13 @@ steps:
 "#;
     let (record, agent) = run_once(body, json!({"flag": false})).await;
     assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
-    assert_eq!(statuses(&record), [("check", StepStatus::Completed), ("yes", StepStatus::Skipped)]);
+    assert_eq!(
+        statuses(&record),
+        [
+            ("check", StepStatus::Completed),
+            ("yes", StepStatus::Skipped)
+        ]
+    );
     assert_eq!(agent.calls("echo"), 0);
 }
 
@@ -283,7 +337,11 @@ async fn sub_workflow_runs_as_a_child_run() {
     let agent = LegacyAgent::start("helper", &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let child = "steps:\n  - id: shout\n    skill: echo\n    inputs: { message: \"child says {{ workflow.input.name }}\" }\n";
-    std::fs::write(dir.path().join("child.yaml"), workflow_text("child-v1", child)).unwrap();
+    std::fs::write(
+        dir.path().join("child.yaml"),
+        workflow_text("child-v1", child),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("broken.yaml"), "metadata: [").unwrap();
     let parent = r#"
 steps:
@@ -296,12 +354,21 @@ steps:
     inputs: { heard: "{{ steps.delegate.outputs.result.message }}" }
 "#;
     let (engine, mut events) = engine(&[agent.url()], dir.path());
-    let record = engine.run(workflow("parent", parent), json!({"name": "ada"}), CancellationToken::new()).await;
+    let record = engine
+        .run(
+            workflow("parent", parent),
+            json!({"name": "ada"}),
+            CancellationToken::new(),
+        )
+        .await;
     assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
     assert_eq!(record.output, Some(json!({"heard": "child says ada"})));
     let delegate = step(&record, "delegate");
     let child = delegate.child.as_ref().expect("the child run is recorded");
-    assert_eq!((child.workflow_id.as_str(), child.status), ("child-v1", RunStatus::Completed));
+    assert_eq!(
+        (child.workflow_id.as_str(), child.status),
+        ("child-v1", RunStatus::Completed)
+    );
     assert_eq!(child.input, json!({"name": "ada"}));
     assert_eq!(child.steps.len(), 1);
     drop(engine);
@@ -318,13 +385,26 @@ steps:
 async fn sub_workflow_not_found_lists_what_is_there() {
     let agent = LegacyAgent::start("helper", &[]).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("child.yaml"), workflow_text("child-v1", "steps:\n  - { id: a, skill: echo }\n")).unwrap();
+    std::fs::write(
+        dir.path().join("child.yaml"),
+        workflow_text("child-v1", "steps:\n  - { id: a, skill: echo }\n"),
+    )
+    .unwrap();
     let parent = "steps:\n  - id: delegate\n    skill: execute_workflow\n    inputs: { workflow_id: missing-v1 }\n";
     let (engine, _events) = engine(&[agent.url()], dir.path());
-    let record = engine.run(workflow("parent", parent), json!({}), CancellationToken::new()).await;
+    let record = engine
+        .run(
+            workflow("parent", parent),
+            json!({}),
+            CancellationToken::new(),
+        )
+        .await;
     assert_eq!(record.status, RunStatus::Failed);
     let error = record.error.unwrap();
-    assert!(error.contains("workflow `missing-v1` not found") && error.contains("available: child-v1"), "{error}");
+    assert!(
+        error.contains("workflow `missing-v1` not found") && error.contains("available: child-v1"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -332,15 +412,35 @@ async fn recursive_workflows_fail_with_the_chain() {
     let agent = LegacyAgent::start("helper", &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let calls = |target: &str| {
-        format!("steps:\n  - id: call_{target}\n    skill: execute_workflow\n    inputs: {{ workflow_id: {target} }}\n")
+        format!(
+            "steps:\n  - id: call_{target}\n    skill: execute_workflow\n    inputs: {{ workflow_id: {target} }}\n"
+        )
     };
-    std::fs::write(dir.path().join("a.yaml"), workflow_text("loop-a", &calls("loop-b"))).unwrap();
-    std::fs::write(dir.path().join("b.yaml"), workflow_text("loop-b", &calls("loop-a"))).unwrap();
-    std::fs::write(dir.path().join("self.yaml"), workflow_text("selfish", &calls("selfish"))).unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        workflow_text("loop-a", &calls("loop-b")),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        workflow_text("loop-b", &calls("loop-a")),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("self.yaml"),
+        workflow_text("selfish", &calls("selfish")),
+    )
+    .unwrap();
     let (engine, _events) = engine(&[agent.url()], dir.path());
     let cases = [
-        ("loop-a", "workflow `loop-a` calls itself: loop-a -> loop-b -> loop-a"),
-        ("selfish", "workflow `selfish` calls itself: selfish -> selfish"),
+        (
+            "loop-a",
+            "workflow `loop-a` calls itself: loop-a -> loop-b -> loop-a",
+        ),
+        (
+            "selfish",
+            "workflow `selfish` calls itself: selfish -> selfish",
+        ),
     ];
     for (id, expected) in cases {
         let loaded = pallet::workflow::load_file(&dir.path().join(match id {
@@ -348,7 +448,9 @@ async fn recursive_workflows_fail_with_the_chain() {
             _ => "self.yaml",
         }))
         .unwrap();
-        let record = engine.run(Arc::new(loaded), json!({}), CancellationToken::new()).await;
+        let record = engine
+            .run(Arc::new(loaded), json!({}), CancellationToken::new())
+            .await;
         assert_eq!(record.status, RunStatus::Failed);
         let error = record.error.unwrap();
         assert!(error.contains(expected), "{error}");
@@ -364,10 +466,20 @@ steps:
 "#;
     let started = Instant::now();
     let (record, _agent) = run_once(body, json!({})).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(record.status, RunStatus::Failed);
-    assert_eq!(record.error.as_deref(), Some("step `slow` timed out after 200ms"));
-    assert_eq!(statuses(&record), [("slow", StepStatus::Failed), ("after", StepStatus::Skipped)]);
+    assert_eq!(
+        record.error.as_deref(),
+        Some("step `slow` timed out after 200ms")
+    );
+    assert_eq!(
+        statuses(&record),
+        [("slow", StepStatus::Failed), ("after", StepStatus::Skipped)]
+    );
 }
 
 #[tokio::test]
@@ -380,10 +492,23 @@ steps:
 "#;
     let started = Instant::now();
     let (record, _agent) = run_once(body, json!({})).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(record.status, RunStatus::Failed);
-    assert_eq!(record.error.as_deref(), Some("workflow timed out after 300ms"));
-    assert_eq!(statuses(&record), [("slow", StepStatus::Cancelled), ("after", StepStatus::Skipped)]);
+    assert_eq!(
+        record.error.as_deref(),
+        Some("workflow timed out after 300ms")
+    );
+    assert_eq!(
+        statuses(&record),
+        [
+            ("slow", StepStatus::Cancelled),
+            ("after", StepStatus::Skipped)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -409,7 +534,11 @@ steps:
     });
     let started = Instant::now();
     let record = engine.run(workflow("test", body), json!({}), cancel).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(record.status, RunStatus::Cancelled, "{record:#?}");
     assert_eq!(
         statuses(&record),
@@ -434,41 +563,73 @@ steps:
     inputs: { key: "{{ workflow.input.key }}", failures: 2 }
     retry: { max_attempts: 3, backoff: { initial: 10ms, max: 50ms } }
 "#;
-    let record = engine.run(workflow("test", body), json!({"key": "succeeds"}), CancellationToken::new()).await;
+    let record = engine
+        .run(
+            workflow("test", body),
+            json!({"key": "succeeds"}),
+            CancellationToken::new(),
+        )
+        .await;
     assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
     assert_eq!(step(&record, "shaky").attempts, 3);
     assert_eq!(agent.calls("flaky"), 3);
     let retried = record.clone();
     // Two failures and only two attempts allowed: the step fails with the last error.
     let body = body.replace("max_attempts: 3", "max_attempts: 2");
-    let record = engine.run(workflow("test", &body), json!({"key": "gives-up"}), CancellationToken::new()).await;
+    let record = engine
+        .run(
+            workflow("test", &body),
+            json!({"key": "gives-up"}),
+            CancellationToken::new(),
+        )
+        .await;
     assert_eq!(record.status, RunStatus::Failed);
     assert_eq!(step(&record, "shaky").attempts, 2);
     assert!(record.error.unwrap().contains("503"));
     drop(engine);
     let mut retries = Vec::new();
     while let Some(event) = events.recv().await {
-        if let Event::StepRetrying { step, attempt, delay, .. } = event {
+        if let Event::StepRetrying {
+            step,
+            attempt,
+            delay,
+            ..
+        } = event
+        {
             assert!(delay <= Duration::from_millis(50), "{delay:?}");
             retries.push((step, attempt));
         }
     }
-    assert_eq!(retries, [("shaky".to_string(), 2), ("shaky".to_string(), 3), ("shaky".to_string(), 2)]);
+    assert_eq!(
+        retries,
+        [
+            ("shaky".to_string(), 2),
+            ("shaky".to_string(), 3),
+            ("shaky".to_string(), 2)
+        ]
+    );
     assert_eq!(retried.steps.len(), 1);
 }
 
 #[tokio::test]
 async fn agent_errors_are_not_retried() {
-    let body = r#"
-steps:
-  - id: broken
-    skill: fail
-    retry: { max_attempts: 3, backoff: { initial: 10ms } }
-"#;
-    let (record, agent) = run_once(body, json!({})).await;
-    assert_eq!(record.status, RunStatus::Failed);
-    assert_eq!(step(&record, "broken").attempts, 1);
-    assert_eq!(agent.calls("fail"), 1);
+    for skill in ["fail", "garbage"] {
+        let body = format!(
+            "steps:\n  - id: broken\n    skill: {skill}\n    retry: {{ max_attempts: 3, backoff: {{ initial: 10ms }} }}\n"
+        );
+        let (record, agent) = run_once(&body, json!({})).await;
+        assert_eq!(record.status, RunStatus::Failed, "{skill}");
+        assert!(
+            record
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("step `broken` failed: "),
+            "{skill}"
+        );
+        assert_eq!(step(&record, "broken").attempts, 1, "{skill}");
+        assert_eq!(agent.calls(skill), 1, "{skill}");
+    }
 }
 
 #[tokio::test]
@@ -477,7 +638,11 @@ async fn unreachable_agent_fails_over_without_a_retry() {
     let second = LegacyAgent::start("second", &[]).await;
     let empty = tempfile::tempdir().unwrap();
     let discovery = Arc::new(StaticDiscovery::new(vec![first.url(), second.url()]));
-    assert_eq!(discovery.cards().await.len(), 2, "both cards fetched before the first agent stops");
+    assert_eq!(
+        discovery.cards().await.len(),
+        2,
+        "both cards fetched before the first agent stops"
+    );
     drop(first);
     // Let the server shut down before the call.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -488,10 +653,15 @@ async fn unreachable_agent_fails_over_without_a_retry() {
         events: None,
     };
     let body = "steps:\n  - { id: hello, skill: echo, inputs: { a: 1 } }\n";
-    let record = engine.run(workflow("test", body), json!({}), CancellationToken::new()).await;
+    let record = engine
+        .run(workflow("test", body), json!({}), CancellationToken::new())
+        .await;
     assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
     let hello = step(&record, "hello");
-    assert_eq!((hello.attempts, hello.agent.as_deref()), (1, Some("second")));
+    assert_eq!(
+        (hello.attempts, hello.agent.as_deref()),
+        (1, Some("second"))
+    );
     assert_eq!(second.calls("echo"), 1);
 }
 
@@ -506,9 +676,22 @@ steps:
     let (record, agent) = run_once(body, json!({})).await;
     assert_eq!(record.status, RunStatus::Failed);
     let error = record.error.unwrap();
-    assert!(error.contains("no agent offers skills `no_such_skill`, `nor_this_one`"), "{error}");
-    assert!(error.contains(&agent.url()), "names where it searched: {error}");
-    assert!(record.steps.iter().all(|step| step.status == StepStatus::Skipped), "{:?}", record.steps);
+    assert!(
+        error.contains("no agent offers skills `no_such_skill`, `nor_this_one`"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&agent.url()),
+        "names where it searched: {error}"
+    );
+    assert!(
+        record
+            .steps
+            .iter()
+            .all(|step| step.status == StepStatus::Skipped),
+        "{:?}",
+        record.steps
+    );
     assert_eq!(agent.calls("echo"), 0);
 }
 
@@ -516,7 +699,11 @@ steps:
 async fn many_sequential_steps_run_fast() {
     let steps: String = (0..100)
         .map(|index| {
-            let input = if index == 0 { "{{ workflow.input.n }}".to_string() } else { format!("{{{{ steps.s{}.outputs.n }}}}", index - 1) };
+            let input = if index == 0 {
+                "{{ workflow.input.n }}".to_string()
+            } else {
+                format!("{{{{ steps.s{}.outputs.n }}}}", index - 1)
+            };
             format!("  - {{ id: s{index}, skill: echo, inputs: {{ n: \"{input}\" }} }}\n")
         })
         .collect();
@@ -526,5 +713,9 @@ async fn many_sequential_steps_run_fast() {
     assert_eq!(record.output, Some(json!({"n": 7})));
     assert_eq!(agent.calls("echo"), 100);
     // Generous: a local echo round trip plus engine work, in a debug build.
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }
