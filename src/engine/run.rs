@@ -498,10 +498,17 @@ fn skipped(step: &Step) -> StepRecord {
 }
 
 /// A switch condition's value as a case name: strings as they are, other
-/// scalars in their JSON form (`3`, `true`, `null`).
+/// scalars in their JSON form (`3`, `true`, `null`). Whole floats lose their
+/// `.0`, since A2A agents send every number as a double.
 fn case_name(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
+        Value::Number(number) => match number.as_f64() {
+            Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() < 1e15 => {
+                format!("{float:.0}")
+            }
+            _ => number.to_string(),
+        },
         other => other.to_string(),
     }
 }
@@ -528,6 +535,9 @@ mod tests {
             (json!("code_generation"), "code_generation"),
             (json!(3), "3"),
             (json!(2.5), "2.5"),
+            (json!(3.0), "3"),
+            (json!(-4.0), "-4"),
+            (json!(1e20), "1e+20"),
             (json!(true), "true"),
             (json!(null), "null"),
         ];

@@ -719,3 +719,67 @@ async fn many_sequential_steps_run_fast() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn sub_workflows_nest_only_so_deep() {
+    let agent = LegacyAgent::start("helper", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    for level in 0..10 {
+        let body = format!(
+            "steps:\n  - id: deeper\n    skill: execute_workflow\n    inputs: {{ workflow_id: level-{} }}\n",
+            level + 1
+        );
+        std::fs::write(
+            dir.path().join(format!("level{level}.yaml")),
+            workflow_text(&format!("level-{level}"), &body),
+        )
+        .unwrap();
+    }
+    let (engine, _events) = engine(&[agent.url()], dir.path());
+    let top = Arc::new(pallet::workflow::load_file(&dir.path().join("level0.yaml")).unwrap());
+    let record = engine.run(top, json!({}), CancellationToken::new()).await;
+    assert_eq!(record.status, RunStatus::Failed);
+    let error = record.error.unwrap();
+    let chain = "level-0 -> level-1 -> level-2 -> level-3 -> level-4 -> level-5 -> level-6 -> level-7 -> level-8";
+    assert!(
+        error.contains(&format!("workflows nest deeper than 8: {chain}")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn missing_input_fails_the_step_before_the_call() {
+    let body = r#"
+steps:
+  - { id: greet, skill: echo, inputs: { name: "{{ workflow.input.name }}" } }
+"#;
+    let (record, agent) = run_once(body, json!({"nom": "x"})).await;
+    assert_eq!(record.status, RunStatus::Failed);
+    let error = record.error.clone().unwrap();
+    assert!(
+        error.starts_with("step `greet` has bad inputs: ") && error.contains("name"),
+        "{error}"
+    );
+    assert_eq!(step(&record, "greet").status, StepStatus::Failed);
+    assert_eq!(agent.calls("echo"), 0);
+}
+
+#[tokio::test]
+async fn smart_router_example_falls_back_by_default() {
+    let agent = LegacyAgent::start("router", &["analyze_request", "create_plan"]).await;
+    let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+    let (engine, _events) = engine(&[agent.url()], &workflows);
+    let router =
+        Arc::new(pallet::workflow::load_file(&workflows.join("smart-router.yaml")).unwrap());
+    let input = json!({"requirements": "sort a list"});
+    let record = engine.run(router, input, CancellationToken::new()).await;
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
+    // The echoing analyzer names no route, so the default branch plans.
+    assert_eq!(record.output, Some(json!({"requirements": "sort a list"})));
+    assert_eq!(step(&record, "fallback").status, StepStatus::Completed);
+    assert_eq!(
+        step(&record, "generate_code_workflow").status,
+        StepStatus::Skipped
+    );
+    assert_eq!(agent.calls("create_plan"), 1);
+}
