@@ -14,6 +14,7 @@
 //! outputs are those of the last step of the branch taken (`{}` if none ran).
 
 mod call;
+mod containers;
 pub mod record;
 pub mod retry;
 mod run;

@@ -5,8 +5,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::future::{BoxFuture, join_all};
-use futures::{StreamExt, stream};
-use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +13,7 @@ use super::{
     EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord, StepStatus,
 };
 use crate::agent::{AgentCard, DiscoveryError};
-use crate::template::{Renderer, Scope, is_truthy};
+use crate::template::{Renderer, Scope};
 use crate::workflow::{LoadedWorkflow, Step, StepKind, Workflow};
 
 /// Why a step did not complete.
@@ -222,7 +220,7 @@ impl Run<'_> {
 
     /// Steps one after the other; the first failure skips the rest.
     /// Returns the last step that ran.
-    fn sequence<'s>(
+    pub(super) fn sequence<'s>(
         &'s self,
         steps: &'s [Step],
         cancel: &'s CancellationToken,
@@ -238,7 +236,7 @@ impl Run<'_> {
         })
     }
 
-    fn step<'s>(
+    pub(super) fn step<'s>(
         &'s self,
         step: &'s Step,
         cancel: &'s CancellationToken,
@@ -305,98 +303,7 @@ impl Run<'_> {
         })
     }
 
-    async fn parallel(
-        &self,
-        step: &Step,
-        children: &[Step],
-        cancel: &CancellationToken,
-    ) -> Result<Value, Failure> {
-        let fail_fast = step.fail_fast.unwrap_or(true);
-        let limit = step.max_concurrency.unwrap_or(children.len()).max(1);
-        // Cancelling the group stops the siblings without touching the rest of the run.
-        let group = cancel.child_token();
-        // Boxed futures start nothing until polled, so the limit holds.
-        let branches: Vec<_> = children
-            .iter()
-            .map(|child| self.step(child, &group))
-            .collect();
-        let mut results = stream::iter(branches).buffer_unordered(limit);
-        let mut failed: Option<Failure> = None;
-        let mut cancelled = false;
-        while let Some(result) = results.next().await {
-            match result {
-                Ok(()) => {}
-                Err(failure) if failure.cancelled => cancelled = true,
-                Err(failure) => {
-                    if fail_fast {
-                        group.cancel();
-                    }
-                    failed.get_or_insert(failure);
-                }
-            }
-        }
-        drop(results);
-        if let Some(failure) = failed {
-            return Err(failure);
-        }
-        if cancelled {
-            return Err(Failure::cancelled(step));
-        }
-        let state = self.lock();
-        let outputs: Map<String, Value> = children
-            .iter()
-            .filter_map(|child| Some((child.id.clone(), state.outputs.get(&child.id)?.clone())))
-            .collect();
-        Ok(Value::Object(outputs))
-    }
-
-    async fn conditional(
-        &self,
-        step: &Step,
-        if_true: &[Step],
-        if_false: &[Step],
-        cancel: &CancellationToken,
-        details: &mut StepDetails,
-    ) -> Result<Value, Failure> {
-        let value = self.condition(step)?;
-        let (taken, other) = if is_truthy(&value) {
-            (if_true, if_false)
-        } else {
-            (if_false, if_true)
-        };
-        details.inputs = Some(json!({ "condition": value }));
-        let outcome = self.sequence(taken, cancel).await;
-        self.skip_all(other);
-        Ok(outcome?.map_or_else(|| json!({}), |last| self.outputs_of(last)))
-    }
-
-    async fn switch(
-        &self,
-        step: &Step,
-        cases: &IndexMap<String, Vec<Step>>,
-        cancel: &CancellationToken,
-        details: &mut StepDetails,
-    ) -> Result<Value, Failure> {
-        let value = self.condition(step)?;
-        let name = case_name(&value);
-        let taken = cases
-            .get_key_value(&name)
-            .or_else(|| cases.get_key_value("default"))
-            .map(|(key, steps)| (key.as_str(), steps.as_slice()));
-        details.inputs = Some(json!({ "condition": value }));
-        let outcome = match taken {
-            Some((_, steps)) => self.sequence(steps, cancel).await,
-            None => Ok(None),
-        };
-        for (key, steps) in cases {
-            if taken.is_none_or(|(taken_key, _)| taken_key != key) {
-                self.skip_all(steps);
-            }
-        }
-        Ok(outcome?.map_or_else(|| json!({}), |last| self.outputs_of(last)))
-    }
-
-    fn condition(&self, step: &Step) -> Result<Value, Failure> {
+    pub(super) fn condition(&self, step: &Step) -> Result<Value, Failure> {
         let state = self.lock();
         let scope = Scope {
             input: &self.input,
@@ -426,7 +333,7 @@ impl Run<'_> {
         })
     }
 
-    fn outputs_of(&self, step: &Step) -> Value {
+    pub(super) fn outputs_of(&self, step: &Step) -> Value {
         self.lock()
             .outputs
             .get(&step.id)
@@ -434,8 +341,17 @@ impl Run<'_> {
             .unwrap_or_else(|| json!({}))
     }
 
+    /// `{id: outputs}` of those `steps` that completed, in their order.
+    pub(super) fn outputs_by_id(&self, steps: &[Step]) -> Map<String, Value> {
+        let state = self.lock();
+        steps
+            .iter()
+            .filter_map(|step| Some((step.id.clone(), state.outputs.get(&step.id)?.clone())))
+            .collect()
+    }
+
     /// Record steps that will not run, with everything nested in them.
-    fn skip_all(&self, steps: &[Step]) {
+    pub(super) fn skip_all(&self, steps: &[Step]) {
         for step in steps {
             self.skip(step);
         }
@@ -497,22 +413,6 @@ fn skipped(step: &Step) -> StepRecord {
     }
 }
 
-/// A switch condition's value as a case name: strings as they are, other
-/// scalars in their JSON form (`3`, `true`, `null`). Whole floats lose their
-/// `.0`, since A2A agents send every number as a double.
-fn case_name(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Number(number) => match number.as_f64() {
-            Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() < 1e15 => {
-                format!("{float:.0}")
-            }
-            _ => number.to_string(),
-        },
-        other => other.to_string(),
-    }
-}
-
 /// An error and its causes, joined with `: `.
 pub(super) fn chain_of(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -528,23 +428,6 @@ pub(super) fn chain_of(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn case_names() {
-        let cases = [
-            (json!("code_generation"), "code_generation"),
-            (json!(3), "3"),
-            (json!(2.5), "2.5"),
-            (json!(3.0), "3"),
-            (json!(-4.0), "-4"),
-            (json!(1e20), "1e+20"),
-            (json!(true), "true"),
-            (json!(null), "null"),
-        ];
-        for (value, expected) in cases {
-            assert_eq!(case_name(&value), expected, "{value}");
-        }
-    }
 
     #[test]
     fn chain_of_joins_causes() {
