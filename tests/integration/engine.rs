@@ -783,3 +783,23 @@ async fn smart_router_example_falls_back_by_default() {
     );
     assert_eq!(agent.calls("create_plan"), 1);
 }
+
+#[tokio::test]
+async fn timed_out_attempts_are_retried() {
+    let body = r#"
+steps:
+  - id: slow
+    skill: sleep
+    inputs: { ms: 5000 }
+    timeout: 100ms
+    retry: { max_attempts: 2, backoff: { initial: 10ms } }
+"#;
+    let (record, agent) = run_once(body, json!({})).await;
+    assert_eq!(record.status, RunStatus::Failed);
+    assert_eq!(
+        record.error.as_deref(),
+        Some("step `slow` timed out after 100ms")
+    );
+    assert_eq!(step(&record, "slow").attempts, 2);
+    assert_eq!(agent.calls("sleep"), 2);
+}
