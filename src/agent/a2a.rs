@@ -30,7 +30,6 @@ pub(crate) async fn call(
     request: &CallRequest<'_>,
     task_id: &OnceLock<String>,
 ) -> Result<Value, CallError> {
-    let skill_metadata = json!({"skillId": request.skill});
     let message = json!({
         "messageId": uuid::Uuid::new_v4().to_string(),
         "role": "ROLE_USER",
@@ -40,14 +39,18 @@ pub(crate) async fn call(
     let params = json!({
         "message": message,
         "configuration": {"returnImmediately": true, "historyLength": 0},
-        "metadata": skill_metadata,
+        "metadata": {"skillId": request.skill},
     });
     let (result, body) = rpc(http, url, target, "SendMessage", params).await?;
     if let Some(message) = result.get("message") {
         return message_output(target, message, &body);
     }
     let Some(task) = result.get("task") else {
-        return Err(target.malformed("the SendMessage result has neither `task` nor `message`", &body, None));
+        return Err(target.malformed(
+            "the SendMessage result has neither `task` nor `message`",
+            &body,
+            None,
+        ));
     };
     let id = task["id"]
         .as_str()
@@ -57,7 +60,10 @@ pub(crate) async fn call(
         return outcome;
     }
     let outcome = poll(http, url, target, id).await;
-    if outcome.as_ref().is_err_and(|error| error.task_id().is_none()) {
+    if outcome
+        .as_ref()
+        .is_err_and(|error| error.task_id().is_none())
+    {
         // Polling broke down, not the task: stop it so a retry does not run twice.
         cancel_task(http, url, target, id).await;
     }
@@ -65,13 +71,26 @@ pub(crate) async fn call(
 }
 
 /// `GetTask` with backoff until the task reaches a terminal or interrupted state.
-async fn poll(http: &reqwest::Client, url: &str, target: Target<'_>, id: &str) -> Result<Value, CallError> {
+async fn poll(
+    http: &reqwest::Client,
+    url: &str,
+    target: Target<'_>,
+    id: &str,
+) -> Result<Value, CallError> {
     let mut delay = FIRST_POLL;
     let mut failures = 0;
     loop {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(MAX_POLL);
-        match rpc(http, url, target, "GetTask", json!({"id": id, "historyLength": 0})).await {
+        match rpc(
+            http,
+            url,
+            target,
+            "GetTask",
+            json!({"id": id, "historyLength": 0}),
+        )
+        .await
+        {
             Ok((task, body)) => {
                 failures = 0;
                 if let Some(outcome) = task_outcome(target, &task, &body) {
@@ -93,8 +112,14 @@ pub(crate) async fn cancel_task(http: &reqwest::Client, url: &str, target: Targe
     let request = rpc(http, url, target, "CancelTask", json!({"id": id}));
     match tokio::time::timeout(CANCEL_TIMEOUT, request).await {
         Ok(Ok(_)) => tracing::debug!(agent = target.agent, task = id, "task cancelled"),
-        Ok(Err(error)) => tracing::warn!(agent = target.agent, task = id, %error, "could not cancel the task"),
-        Err(_) => tracing::warn!(agent = target.agent, task = id, "cancelling the task timed out"),
+        Ok(Err(error)) => {
+            tracing::warn!(agent = target.agent, task = id, %error, "could not cancel the task")
+        }
+        Err(_) => tracing::warn!(
+            agent = target.agent,
+            task = id,
+            "cancelling the task timed out"
+        ),
     }
 }
 
@@ -120,24 +145,40 @@ async fn rpc(
         .await
         .map_err(|source| target.transport(source))?;
     if !response.status().is_success() {
-        return Err(target.http(&response));
+        return Err(target.http(response).await);
     }
-    let text = response.text().await.map_err(|source| target.transport(source))?;
-    let mut reply: Value = serde_json::from_str(&text)
-        .map_err(|source| target.malformed(format!("the {method} reply is not JSON"), &text, Some(source)))?;
+    let text = response
+        .text()
+        .await
+        .map_err(|source| target.transport(source))?;
+    let mut reply: Value = serde_json::from_str(&text).map_err(|source| {
+        target.malformed(
+            format!("the {method} reply is not JSON"),
+            &text,
+            Some(source),
+        )
+    })?;
     if let Some(error) = reply.get("error").filter(|error| !error.is_null()) {
         return Err(target.json_rpc(error));
     }
     match reply.get_mut("result").map(Value::take) {
         Some(result) if result.is_object() => Ok((result, text)),
-        _ => Err(target.malformed(format!("the {method} reply has no `result` object"), &text, None)),
+        _ => Err(target.malformed(
+            format!("the {method} reply has no `result` object"),
+            &text,
+            None,
+        )),
     }
 }
 
 /// What a task means for the call: `None` while it is still running.
 fn task_outcome(target: Target<'_>, task: &Value, body: &str) -> Option<Result<Value, CallError>> {
     let Some(state) = task["status"]["state"].as_str() else {
-        return Some(Err(target.malformed("the task has no `status.state`", body, None)));
+        return Some(Err(target.malformed(
+            "the task has no `status.state`",
+            body,
+            None,
+        )));
     };
     match normalize_state(state).as_str() {
         "TASK_STATE_SUBMITTED" | "TASK_STATE_WORKING" | "TASK_STATE_UNSPECIFIED" => None,
@@ -153,7 +194,11 @@ fn task_outcome(target: Target<'_>, task: &Value, body: &str) -> Option<Result<V
             state: failed.to_string(),
             message: status_text(task),
         })),
-        _ => Some(Err(target.malformed(format!("unknown task state `{state}`"), body, None))),
+        _ => Some(Err(target.malformed(
+            format!("unknown task state `{state}`"),
+            body,
+            None,
+        ))),
     }
 }
 
@@ -173,7 +218,11 @@ fn status_text(task: &Value) -> String {
         .flatten()
         .filter_map(|part| part["text"].as_str())
         .collect();
-    if texts.is_empty() { "the agent gave no message".to_string() } else { texts.join("\n") }
+    if texts.is_empty() {
+        "the agent gave no message".to_string()
+    } else {
+        texts.join("\n")
+    }
 }
 
 /// The output of a completed task: its artifacts' parts, else its status message's.
@@ -186,7 +235,12 @@ fn task_output(target: Target<'_>, task: &Value, body: &str) -> Result<Value, Ca
         }
     }
     if parts.is_empty() {
-        parts.extend(task["status"]["message"]["parts"].as_array().into_iter().flatten());
+        parts.extend(
+            task["status"]["message"]["parts"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        );
     }
     Ok(parts_output(parts))
 }
@@ -215,24 +269,35 @@ fn part_value(part: &Value) -> Value {
         return integral_numbers(data.clone());
     }
     if let Some(text) = part.get("text").and_then(Value::as_str) {
-        return serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()));
+        return serde_json::from_str(text)
+            .map(integral_numbers)
+            .unwrap_or_else(|_| Value::String(text.to_string()));
     }
     part.clone()
 }
 
-/// Agents store data parts as protobuf values, where every number is a
-/// double (`1` comes back as `1.0`); whole numbers are turned back into integers.
+/// A2A carries values as protobuf values, where every number is a double
+/// (`1` comes back as `1.0`), so agents echo integers as doubles, in data
+/// parts and in JSON they print from them alike; whole numbers are turned
+/// back into integers so templates compare them as the workflow wrote them.
 fn integral_numbers(value: Value) -> Value {
     match value {
         Value::Number(number) if number.is_f64() => {
             let float = number.as_f64().unwrap_or_default();
             let whole = float.fract() == 0.0 && float.abs() < 9.0e15;
-            if whole { Value::from(float as i64) } else { Value::Number(number) }
+            if whole {
+                Value::from(float as i64)
+            } else {
+                Value::Number(number)
+            }
         }
         Value::Array(items) => Value::Array(items.into_iter().map(integral_numbers).collect()),
-        Value::Object(fields) => {
-            Value::Object(fields.into_iter().map(|(key, value)| (key, integral_numbers(value))).collect())
-        }
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, integral_numbers(value)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -241,16 +306,28 @@ fn integral_numbers(value: Value) -> Value {
 mod tests {
     use super::*;
 
-    const TARGET: Target<'static> = Target { agent: "agent", skill: "skill" };
+    const TARGET: Target<'static> = Target {
+        agent: "agent",
+        skill: "skill",
+    };
 
     #[test]
     fn outputs_from_parts() {
         let cases = [
-            (json!([{"data": {"a": 1.0, "b": 1.5}}]), json!({"a": 1, "b": 1.5})),
-            (json!([{"text": "{\"x\": [1, 2]}"}]), json!({"x": [1, 2]})),
+            (
+                json!([{"data": {"a": 1.0, "b": 1.5}}]),
+                json!({"a": 1, "b": 1.5}),
+            ),
+            (
+                json!([{"text": "{\"x\": [1.0, 2.5]}"}]),
+                json!({"x": [1, 2.5]}),
+            ),
             (json!([{"text": "plain words"}]), json!("plain words")),
             (json!([{"data": 2.0}, {"text": "3"}]), json!([2, 3])),
-            (json!([{"url": "http://h/f", "mediaType": "text/plain"}]), json!({"url": "http://h/f", "mediaType": "text/plain"})),
+            (
+                json!([{"url": "http://h/f", "mediaType": "text/plain"}]),
+                json!({"url": "http://h/f", "mediaType": "text/plain"}),
+            ),
             (json!([]), Value::Null),
         ];
         for (parts, expected) in cases {
@@ -266,19 +343,39 @@ mod tests {
                    "artifacts": [{"parts": [{"data": {"ok": true}}]}]})
         };
         for running in ["TASK_STATE_SUBMITTED", "TASK_STATE_WORKING", "working"] {
-            assert!(task_outcome(TARGET, &task(running), "").is_none(), "{running}");
+            assert!(
+                task_outcome(TARGET, &task(running), "").is_none(),
+                "{running}"
+            );
         }
         for done in ["TASK_STATE_COMPLETED", "completed"] {
             let output = task_outcome(TARGET, &task(done), "").unwrap().unwrap();
             assert_eq!(output, json!({"ok": true}));
         }
-        for failed in ["TASK_STATE_FAILED", "TASK_STATE_REJECTED", "TASK_STATE_INPUT_REQUIRED", "auth-required"] {
-            let error = task_outcome(TARGET, &task(failed), "").unwrap().unwrap_err();
-            assert!(matches!(&error, CallError::TaskFailed { message, .. } if message == "why"), "{error}");
+        for failed in [
+            "TASK_STATE_FAILED",
+            "TASK_STATE_REJECTED",
+            "TASK_STATE_INPUT_REQUIRED",
+            "auth-required",
+        ] {
+            let error = task_outcome(TARGET, &task(failed), "")
+                .unwrap()
+                .unwrap_err();
+            assert!(
+                matches!(&error, CallError::TaskFailed { message, .. } if message == "why"),
+                "{error}"
+            );
             assert!(!error.is_transient());
         }
-        let error = task_outcome(TARGET, &task("TASK_STATE_EXPLODED"), "{}").unwrap().unwrap_err();
-        assert!(error.to_string().contains("unknown task state `TASK_STATE_EXPLODED`"), "{error}");
+        let error = task_outcome(TARGET, &task("TASK_STATE_EXPLODED"), "{}")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("unknown task state `TASK_STATE_EXPLODED`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Agent cards: A2A 1.0 (`/.well-known/agent-card.json`), A2A 0.3 (top-level
 //! `url`) and legacy (`/agent-card`), all read into one [`AgentCard`].
 
-use url::Url;
 use serde::Serialize;
 use serde_json::Value;
+use url::Url;
 
 /// What pallet needs of an agent card, whatever protocol it came from.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -42,7 +42,9 @@ pub enum CardError {
     NotAnObject { url: String },
     #[error("agent card from {url} has no `{field}`")]
     MissingField { url: String, field: &'static str },
-    #[error("agent card from {url} offers no JSON-RPC interface (pallet speaks the JSONRPC binding)")]
+    #[error(
+        "agent card from {url} offers no JSON-RPC interface (pallet speaks the JSONRPC binding)"
+    )]
     NoJsonRpcInterface { url: String },
     #[error("agent card from {url} has an invalid url `{value}`")]
     InvalidUrl {
@@ -69,21 +71,38 @@ impl AgentCard {
     /// `supportedInterfaces` is A2A 1.0, A2A 0.3 fields mean A2A with the
     /// top-level `url`, anything else is a legacy card.
     pub fn parse(card_url: &str, card: &Value) -> Result<AgentCard, CardError> {
-        let object = card.as_object().ok_or_else(|| CardError::NotAnObject { url: card_url.to_string() })?;
-        let name = object
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| CardError::MissingField { url: card_url.to_string(), field: "name" })?;
-        let endpoint = if let Some(interfaces) = object.get("supportedInterfaces") {
-            Endpoint::A2a { url: json_rpc_interface(card_url, interfaces)? }
-        } else if A2A_03_FIELDS.iter().any(|field| object.contains_key(*field)) {
-            let url = object
-                .get("url")
+        let object = card.as_object().ok_or_else(|| CardError::NotAnObject {
+            url: card_url.to_string(),
+        })?;
+        let name =
+            object
+                .get("name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| CardError::MissingField { url: card_url.to_string(), field: "url" })?;
-            Endpoint::A2a { url: resolve(card_url, url)? }
+                .ok_or_else(|| CardError::MissingField {
+                    url: card_url.to_string(),
+                    field: "name",
+                })?;
+        let endpoint = if let Some(interfaces) = object.get("supportedInterfaces") {
+            Endpoint::A2a {
+                url: json_rpc_interface(card_url, interfaces)?,
+            }
+        } else if A2A_03_FIELDS
+            .iter()
+            .any(|field| object.contains_key(*field))
+        {
+            let url = object.get("url").and_then(Value::as_str).ok_or_else(|| {
+                CardError::MissingField {
+                    url: card_url.to_string(),
+                    field: "url",
+                }
+            })?;
+            Endpoint::A2a {
+                url: resolve(card_url, url)?,
+            }
         } else {
-            Endpoint::Legacy { url: legacy_url(card_url, object.get("url").and_then(Value::as_str))? }
+            Endpoint::Legacy {
+                url: legacy_url(card_url, object.get("url").and_then(Value::as_str))?,
+            }
         };
         let skills = object
             .get("skills")
@@ -92,7 +111,10 @@ impl AgentCard {
             .unwrap_or_default();
         Ok(AgentCard {
             name: name.to_string(),
-            description: object.get("description").and_then(Value::as_str).map(str::to_string),
+            description: object
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             endpoint,
             skills,
         })
@@ -115,7 +137,9 @@ fn json_rpc_interface(card_url: &str, interfaces: &Value) -> Result<String, Card
         .into_iter()
         .flatten()
         .filter(|interface| {
-            interface["protocolBinding"].as_str().is_some_and(|binding| binding.eq_ignore_ascii_case("JSONRPC"))
+            interface["protocolBinding"]
+                .as_str()
+                .is_some_and(|binding| binding.eq_ignore_ascii_case("JSONRPC"))
         })
         .collect();
     let chosen = json_rpc
@@ -123,7 +147,9 @@ fn json_rpc_interface(card_url: &str, interfaces: &Value) -> Result<String, Card
         .find(|interface| interface["protocolVersion"].as_str() == Some("1.0"))
         .or(json_rpc.first())
         .and_then(|interface| interface["url"].as_str())
-        .ok_or_else(|| CardError::NoJsonRpcInterface { url: card_url.to_string() })?;
+        .ok_or_else(|| CardError::NoJsonRpcInterface {
+            url: card_url.to_string(),
+        })?;
     resolve(card_url, chosen)
 }
 
@@ -140,7 +166,11 @@ fn legacy_url(card_url: &str, declared: Option<&str>) -> Result<String, CardErro
 
 /// Cards may give a path relative to where they were served.
 fn resolve(card_url: &str, url: &str) -> Result<String, CardError> {
-    let invalid = |source| CardError::InvalidUrl { url: card_url.to_string(), value: url.to_string(), source };
+    let invalid = |source| CardError::InvalidUrl {
+        url: card_url.to_string(),
+        value: url.to_string(),
+        source,
+    };
     match Url::parse(url) {
         Ok(absolute) => Ok(absolute.to_string()),
         Err(url::ParseError::RelativeUrlWithoutBase) => {
@@ -177,19 +207,27 @@ mod tests {
                     {"url": "http://h/grpc", "protocolBinding": "GRPC", "protocolVersion": "1.0"},
                     {"url": "http://h/old", "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
                     {"url": "http://h/rpc", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}]}),
-                Endpoint::A2a { url: "http://h/rpc".into() },
+                Endpoint::A2a {
+                    url: "http://h/rpc".into(),
+                },
             ),
             (
                 json!({"name": "a", "supportedInterfaces": [{"url": "/rpc", "protocolBinding": "JSONRPC"}]}),
-                Endpoint::A2a { url: "http://127.0.0.1:9000/rpc".into() },
+                Endpoint::A2a {
+                    url: "http://127.0.0.1:9000/rpc".into(),
+                },
             ),
             (
                 json!({"name": "a", "url": "http://h:1/a2a", "protocolVersion": "0.3.0", "skills": []}),
-                Endpoint::A2a { url: "http://h:1/a2a".into() },
+                Endpoint::A2a {
+                    url: "http://h:1/a2a".into(),
+                },
             ),
             (
                 json!({"name": "a", "url": "http://h:2/", "skills": [{"id": "x", "input_schema": {}}]}),
-                Endpoint::Legacy { url: "http://h:2".into() },
+                Endpoint::Legacy {
+                    url: "http://h:2".into(),
+                },
             ),
         ];
         for (card, expected) in cases {
@@ -202,7 +240,12 @@ mod tests {
     fn legacy_card_without_url_uses_where_it_was_served() {
         let card = json!({"name": "old", "skills": [{"id": "plan", "description": "plans"}]});
         let parsed = AgentCard::parse("http://h:3/agent-card", &card).unwrap();
-        assert_eq!(parsed.endpoint, Endpoint::Legacy { url: "http://h:3".into() });
+        assert_eq!(
+            parsed.endpoint,
+            Endpoint::Legacy {
+                url: "http://h:3".into()
+            }
+        );
         assert!(parsed.offers("plan"));
         assert!(!parsed.offers("build"));
     }
@@ -220,7 +263,10 @@ mod tests {
         ];
         for (card, expected) in cases {
             let message = AgentCard::parse(CARD_URL, &card).unwrap_err().to_string();
-            assert!(message.contains(expected) && message.contains(CARD_URL), "{message}");
+            assert!(
+                message.contains(expected) && message.contains(CARD_URL),
+                "{message}"
+            );
         }
     }
 }

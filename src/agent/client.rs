@@ -42,12 +42,14 @@ pub enum CallError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("agent `{agent}` answered HTTP {status} to skill `{skill}`")]
+    #[error("agent `{agent}` answered HTTP {status} to skill `{skill}` (body: {snippet})")]
     Http {
         agent: String,
         skill: String,
         status: reqwest::StatusCode,
         retry_after: Option<Duration>,
+        /// The start of the body, which often says why.
+        snippet: String,
     },
     #[error("skill `{skill}` on agent `{agent}` timed out after {}{}", humantime::format_duration(*.timeout), task_suffix(.task_id))]
     Timeout {
@@ -62,7 +64,7 @@ pub enum CallError {
         skill: String,
         task_id: Option<String>,
     },
-    #[error("agent `{agent}` ended skill `{skill}` as {state} (task {task_id}): {message}")]
+    #[error("skill `{skill}` on agent `{agent}` {} (task {task_id}): {message}", state_words(.state))]
     TaskFailed {
         agent: String,
         skill: String,
@@ -79,7 +81,9 @@ pub enum CallError {
         code: i64,
         message: String,
     },
-    #[error("agent `{agent}` sent a malformed response to skill `{skill}`: {what} (body: {snippet})")]
+    #[error(
+        "agent `{agent}` sent a malformed response to skill `{skill}`: {what} (body: {snippet})"
+    )]
     Malformed {
         agent: String,
         skill: String,
@@ -90,6 +94,18 @@ pub enum CallError {
     },
 }
 
+/// How a task that did not complete ended, for messages.
+fn state_words(state: &str) -> String {
+    match state {
+        "TASK_STATE_FAILED" => "failed".to_string(),
+        "TASK_STATE_REJECTED" => "was rejected".to_string(),
+        "TASK_STATE_CANCELED" => "was cancelled by the agent".to_string(),
+        "TASK_STATE_INPUT_REQUIRED" => "needs input".to_string(),
+        "TASK_STATE_AUTH_REQUIRED" => "needs authentication".to_string(),
+        other => format!("ended in state {other}"),
+    }
+}
+
 fn task_suffix(task_id: &Option<String>) -> String {
     match task_id {
         Some(id) => format!(" (task {id}, cancellation sent to the agent)"),
@@ -98,7 +114,9 @@ fn task_suffix(task_id: &Option<String>) -> String {
 }
 
 impl CallError {
-    /// Connection refused/reset before the agent accepted the call: try another agent.
+    /// Connection refused/reset before the agent accepted the call: try another
+    /// agent. Also when an A2A agent stops answering while its task runs, since
+    /// that agent is gone too.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, CallError::Unreachable { .. })
     }
@@ -106,7 +124,9 @@ impl CallError {
     /// Worth retrying: unreachable, HTTP 5xx/429, timeout.
     pub fn is_transient(&self) -> bool {
         match self {
-            CallError::Unreachable { .. } | CallError::Transport { .. } | CallError::Timeout { .. } => true,
+            CallError::Unreachable { .. }
+            | CallError::Transport { .. }
+            | CallError::Timeout { .. } => true,
             CallError::Http { status, .. } => {
                 status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
             }
@@ -128,7 +148,9 @@ impl CallError {
     /// The agent's task, when the agent had accepted the call.
     pub fn task_id(&self) -> Option<&str> {
         match self {
-            CallError::Timeout { task_id, .. } | CallError::Cancelled { task_id, .. } => task_id.as_deref(),
+            CallError::Timeout { task_id, .. } | CallError::Cancelled { task_id, .. } => {
+                task_id.as_deref()
+            }
             CallError::TaskFailed { task_id, .. } => Some(task_id),
             _ => None,
         }
@@ -146,26 +168,49 @@ impl Target<'_> {
     /// A reqwest failure: unreachable when the connection never opened.
     pub fn transport(&self, source: reqwest::Error) -> CallError {
         let (agent, skill) = (self.agent.to_string(), self.skill.to_string());
-        if source.is_connect() {
-            CallError::Unreachable { agent, skill, source }
+        if source.is_connect() || refused_or_reset(&source) {
+            CallError::Unreachable {
+                agent,
+                skill,
+                source,
+            }
         } else {
-            CallError::Transport { agent, skill, source }
+            CallError::Transport {
+                agent,
+                skill,
+                source,
+            }
         }
     }
 
-    pub fn http(&self, response: &reqwest::Response) -> CallError {
+    /// An answer that is not 2xx. A client error whose body is a JSON-RPC
+    /// error is reported as that error, since it says more than the status.
+    pub async fn http(&self, response: reqwest::Response) -> CallError {
         let status = response.status();
-        let asks_to_wait = status == reqwest::StatusCode::TOO_MANY_REQUESTS || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
-        let retry_after = asks_to_wait
-            .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
-            .flatten()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        CallError::Http { agent: self.agent.to_string(), skill: self.skill.to_string(), status, retry_after }
+        let retry_after = retry_after(status, response.headers());
+        let body = response.text().await.unwrap_or_default();
+        if status.is_client_error()
+            && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+            && let Ok(reply) = serde_json::from_str::<Value>(&body)
+            && let Some(error) = reply.get("error").filter(|error| error.is_object())
+        {
+            return self.json_rpc(error);
+        }
+        CallError::Http {
+            agent: self.agent.to_string(),
+            skill: self.skill.to_string(),
+            status,
+            retry_after,
+            snippet: snippet(&body),
+        }
     }
 
-    pub fn malformed(&self, what: impl Into<String>, body: &str, source: Option<serde_json::Error>) -> CallError {
+    pub fn malformed(
+        &self,
+        what: impl Into<String>,
+        body: &str,
+        source: Option<serde_json::Error>,
+    ) -> CallError {
         CallError::Malformed {
             agent: self.agent.to_string(),
             skill: self.skill.to_string(),
@@ -189,10 +234,47 @@ impl Target<'_> {
     }
 }
 
+/// Whether the connection was refused or dropped at the socket level, which
+/// reqwest does not always report as a connect error.
+fn refused_or_reset(error: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+            );
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// The delay asked for by a 429 or 503 answer, in whole seconds (the form
+/// agents use; an HTTP date is ignored).
+fn retry_after(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<Duration> {
+    let asks_to_wait = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .filter(|_| asks_to_wait)?;
+    let seconds = value.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
 /// The start of a response body, on one line, for error messages.
 fn snippet(body: &str) -> String {
     const LIMIT: usize = 120;
-    let flat: String = body.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = body
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     match flat.char_indices().nth(LIMIT) {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
         None => flat,
@@ -223,20 +305,33 @@ impl Default for AgentClient {
 
 impl AgentClient {
     pub fn new() -> AgentClient {
-        AgentClient { http: http_client() }
+        AgentClient {
+            http: http_client(),
+        }
     }
 
     /// Call `request.skill` on `agent` and return its output. The call ends at
     /// `request.timeout` or when `request.cancel` fires; an A2A task that was
     /// already accepted is then cancelled on the agent.
-    pub async fn call(&self, agent: &AgentCard, request: CallRequest<'_>) -> Result<Value, CallError> {
-        let target = Target { agent: &agent.name, skill: request.skill };
+    pub async fn call(
+        &self,
+        agent: &AgentCard,
+        request: CallRequest<'_>,
+    ) -> Result<Value, CallError> {
+        let target = Target {
+            agent: &agent.name,
+            skill: request.skill,
+        };
         let task_id = OnceLock::new();
         let ended = {
             let work = async {
                 match &agent.endpoint {
-                    Endpoint::A2a { url } => a2a::call(&self.http, url, target, &request, &task_id).await,
-                    Endpoint::Legacy { url } => legacy::call(&self.http, url, target, &request).await,
+                    Endpoint::A2a { url } => {
+                        a2a::call(&self.http, url, target, &request, &task_id).await
+                    }
+                    Endpoint::Legacy { url } => {
+                        legacy::call(&self.http, url, target, &request).await
+                    }
                 }
             };
             tokio::select! {
@@ -247,14 +342,24 @@ impl AgentClient {
             }
         };
         let task_id = task_id.into_inner();
-        if let (Some(id), Endpoint::A2a { url }, false) = (&task_id, &agent.endpoint, matches!(ended, Ended::Done(_))) {
+        let gave_up = !matches!(ended, Ended::Done(_));
+        if gave_up && let (Some(id), Endpoint::A2a { url }) = (&task_id, &agent.endpoint) {
             a2a::cancel_task(&self.http, url, target, id).await;
         }
         let (agent, skill) = (agent.name.clone(), request.skill.to_string());
         match ended {
             Ended::Done(result) => result,
-            Ended::TimedOut => Err(CallError::Timeout { agent, skill, timeout: request.timeout, task_id }),
-            Ended::Cancelled => Err(CallError::Cancelled { agent, skill, task_id }),
+            Ended::TimedOut => Err(CallError::Timeout {
+                agent,
+                skill,
+                timeout: request.timeout,
+                task_id,
+            }),
+            Ended::Cancelled => Err(CallError::Cancelled {
+                agent,
+                skill,
+                task_id,
+            }),
         }
     }
 }
@@ -288,6 +393,7 @@ mod tests {
             skill: "s".into(),
             status: reqwest::StatusCode::from_u16(status).unwrap(),
             retry_after: None,
+            snippet: String::new(),
         };
         let cases = [
             (http(503), true),
@@ -296,11 +402,31 @@ mod tests {
             (http(404), false),
             (http(400), false),
             (
-                CallError::Timeout { agent: "a".into(), skill: "s".into(), timeout: Duration::from_secs(1), task_id: None },
+                CallError::Timeout {
+                    agent: "a".into(),
+                    skill: "s".into(),
+                    timeout: Duration::from_secs(1),
+                    task_id: None,
+                },
                 true,
             ),
-            (CallError::Cancelled { agent: "a".into(), skill: "s".into(), task_id: None }, false),
-            (CallError::JsonRpc { agent: "a".into(), skill: "s".into(), code: -32000, message: "m".into() }, false),
+            (
+                CallError::Cancelled {
+                    agent: "a".into(),
+                    skill: "s".into(),
+                    task_id: None,
+                },
+                false,
+            ),
+            (
+                CallError::JsonRpc {
+                    agent: "a".into(),
+                    skill: "s".into(),
+                    code: -32000,
+                    message: "m".into(),
+                },
+                false,
+            ),
         ];
         for (error, transient) in cases {
             assert_eq!(error.is_transient(), transient, "{error}");
@@ -309,7 +435,41 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_only_on_429_and_503_in_seconds() {
+        let cases = [
+            (429, Some("7"), Some(Duration::from_secs(7))),
+            (503, Some(" 2 "), Some(Duration::from_secs(2))),
+            (503, Some("Wed, 21 Oct 2015 07:28:00 GMT"), None),
+            (503, None, None),
+            (500, Some("7"), None),
+        ];
+        for (status, header, expected) in cases {
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(value) = header {
+                headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+            }
+            let status = reqwest::StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                retry_after(status, &headers),
+                expected,
+                "{status} {header:?}"
+            );
+        }
+    }
+
+    #[test]
     fn messages_name_agent_skill_and_task() {
+        let failed = CallError::TaskFailed {
+            agent: "coder".into(),
+            skill: "plan".into(),
+            task_id: "t-2".into(),
+            state: "TASK_STATE_INPUT_REQUIRED".into(),
+            message: "which language?".into(),
+        };
+        assert_eq!(
+            failed.to_string(),
+            "skill `plan` on agent `coder` needs input (task t-2): which language?"
+        );
         let timeout = CallError::Timeout {
             agent: "coder".into(),
             skill: "generate_code".into(),
@@ -320,7 +480,14 @@ mod tests {
             timeout.to_string(),
             "skill `generate_code` on agent `coder` timed out after 1s 500ms (task t-1, cancellation sent to the agent)"
         );
-        let cancelled = CallError::Cancelled { agent: "coder".into(), skill: "plan".into(), task_id: None };
-        assert_eq!(cancelled.to_string(), "skill `plan` on agent `coder` was cancelled");
+        let cancelled = CallError::Cancelled {
+            agent: "coder".into(),
+            skill: "plan".into(),
+            task_id: None,
+        };
+        assert_eq!(
+            cancelled.to_string(),
+            "skill `plan` on agent `coder` was cancelled"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
 use serde::Deserialize;
@@ -15,7 +16,11 @@ use super::client::http_client;
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     #[error("no agent offers skill `{skill}` (searched: {searched})")]
-    UnknownSkill { skill: String, searched: String, offered: Vec<String> },
+    UnknownSkill {
+        skill: String,
+        searched: String,
+        offered: Vec<String>,
+    },
     #[error("cannot read agents file {}", path.display())]
     ReadAgentsFile {
         path: PathBuf,
@@ -79,11 +84,18 @@ pub trait Discovery: Send + Sync {
     /// The agents offering `skill`, in the configured order. A source that
     /// knows all its agents answers `UnknownSkill` when none offers it; an
     /// empty list is possible from sources that cannot tell.
-    fn agents_for<'a>(&'a self, skill: &'a str) -> BoxFuture<'a, Result<Vec<Arc<AgentCard>>, DiscoveryError>>;
+    fn agents_for<'a>(
+        &'a self,
+        skill: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Arc<AgentCard>>, DiscoveryError>>;
 
     /// A short description of where agents were looked for, for error messages.
     fn searched(&self) -> String;
 }
+
+/// An agent that accepts the connection but does not serve its card in this
+/// long is left out rather than holding up the run.
+const CARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Agents from `--agent URL` flags and an agents file; cards fetched once.
 pub struct StaticDiscovery {
@@ -95,7 +107,13 @@ pub struct StaticDiscovery {
 /// What one configured URL gave.
 enum Found {
     Card(Arc<AgentCard>),
-    Unreachable { url: String },
+    Unreachable {
+        url: String,
+    },
+    /// It answered, but with no card pallet can read.
+    NoCard {
+        url: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -115,11 +133,18 @@ enum AgentEntry {
 impl StaticDiscovery {
     /// Agents at `urls`: base URLs or full card URLs, in order of preference.
     pub fn new(urls: Vec<String>) -> StaticDiscovery {
-        StaticDiscovery { http: http_client(), urls, found: OnceCell::new() }
+        StaticDiscovery {
+            http: http_client(),
+            urls,
+            found: OnceCell::new(),
+        }
     }
 
     /// `urls` first, then the agents listed in `agents_file` (YAML or JSON).
-    pub fn with_agents_file(mut urls: Vec<String>, agents_file: &Path) -> Result<StaticDiscovery, DiscoveryError> {
+    pub fn with_agents_file(
+        mut urls: Vec<String>,
+        agents_file: &Path,
+    ) -> Result<StaticDiscovery, DiscoveryError> {
         urls.extend(read_agents_file(agents_file)?);
         Ok(StaticDiscovery::new(urls))
     }
@@ -131,7 +156,7 @@ impl StaticDiscovery {
             .iter()
             .filter_map(|found| match found {
                 Found::Card(card) => Some(card.clone()),
-                Found::Unreachable { .. } => None,
+                Found::Unreachable { .. } | Found::NoCard { .. } => None,
             })
             .collect()
     }
@@ -160,9 +185,17 @@ impl StaticDiscovery {
 }
 
 impl Discovery for StaticDiscovery {
-    fn agents_for<'a>(&'a self, skill: &'a str) -> BoxFuture<'a, Result<Vec<Arc<AgentCard>>, DiscoveryError>> {
+    fn agents_for<'a>(
+        &'a self,
+        skill: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Arc<AgentCard>>, DiscoveryError>> {
         Box::pin(async move {
-            let offering: Vec<Arc<AgentCard>> = self.cards().await.into_iter().filter(|card| card.offers(skill)).collect();
+            let offering: Vec<Arc<AgentCard>> = self
+                .cards()
+                .await
+                .into_iter()
+                .filter(|card| card.offers(skill))
+                .collect();
             if offering.is_empty() {
                 return Err(DiscoveryError::UnknownSkill {
                     skill: skill.to_string(),
@@ -176,7 +209,11 @@ impl Discovery for StaticDiscovery {
 
     fn searched(&self) -> String {
         let Some(found) = self.found.get() else {
-            return if self.urls.is_empty() { "no agents configured".to_string() } else { self.urls.join(", ") };
+            return if self.urls.is_empty() {
+                "no agents configured".to_string()
+            } else {
+                self.urls.join(", ")
+            };
         };
         if found.is_empty() {
             return "no agents configured".to_string();
@@ -186,6 +223,7 @@ impl Discovery for StaticDiscovery {
             .map(|found| match found {
                 Found::Card(card) => format!("`{}` at {}", card.name, card.url()),
                 Found::Unreachable { url } => format!("{url} (unreachable)"),
+                Found::NoCard { url } => format!("{url} (no usable agent card)"),
             })
             .collect();
         described.join(", ")
@@ -193,11 +231,16 @@ impl Discovery for StaticDiscovery {
 }
 
 fn read_agents_file(path: &Path) -> Result<Vec<String>, DiscoveryError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| DiscoveryError::ReadAgentsFile { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| DiscoveryError::ReadAgentsFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     // JSON is YAML too, so one parser reads both.
-    let file: AgentsFile = serde_yaml_ng::from_str(&text)
-        .map_err(|source| DiscoveryError::ParseAgentsFile { path: path.to_path_buf(), source })?;
+    let file: AgentsFile =
+        serde_yaml_ng::from_str(&text).map_err(|source| DiscoveryError::ParseAgentsFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let entries = match file {
         AgentsFile::Agents { agents } => agents,
         AgentsFile::List(list) => list,
@@ -216,7 +259,10 @@ fn card_locations(url: &str) -> Vec<String> {
         return vec![url.to_string()];
     }
     let base = url.trim_end_matches('/');
-    vec![format!("{base}/.well-known/agent-card.json"), format!("{base}/agent-card")]
+    vec![
+        format!("{base}/.well-known/agent-card.json"),
+        format!("{base}/agent-card"),
+    ]
 }
 
 /// Fetches and reads the card of one configured agent; failures are logged
@@ -229,14 +275,30 @@ async fn fetch_card(http: &reqwest::Client, url: &str) -> Found {
                 Err(error) => tracing::warn!(agent = url, "{error}"),
             },
             Err(FetchError::Connect(error)) => {
-                tracing::warn!(agent = url, error = %error, "agent does not answer; skipping it");
-                return Found::Unreachable { url: url.to_string() };
+                tracing::warn!(agent = url, error = %with_causes(&error), "agent does not answer; skipping it");
+                return Found::Unreachable {
+                    url: url.to_string(),
+                };
             }
             Err(FetchError::Other(reason)) => tracing::debug!(card = location, "{reason}"),
         }
     }
     tracing::warn!(agent = url, "no agent card found; skipping the agent");
-    Found::Unreachable { url: url.to_string() }
+    Found::NoCard {
+        url: url.to_string(),
+    }
+}
+
+/// reqwest's message leaves out why; logs want the whole chain.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
 }
 
 enum FetchError {
@@ -245,13 +307,21 @@ enum FetchError {
 }
 
 async fn fetch_json(http: &reqwest::Client, location: &str) -> Result<Value, FetchError> {
-    let response = http.get(location).send().await.map_err(|error| {
-        if error.is_connect() { FetchError::Connect(error) } else { FetchError::Other(error.to_string()) }
+    let request = http.get(location).timeout(CARD_TIMEOUT);
+    let response = request.send().await.map_err(|error| {
+        if error.is_connect() || error.is_timeout() {
+            FetchError::Connect(error)
+        } else {
+            FetchError::Other(error.to_string())
+        }
     })?;
     if !response.status().is_success() {
         return Err(FetchError::Other(format!("HTTP {}", response.status())));
     }
-    response.json().await.map_err(|error| FetchError::Other(format!("not a JSON card: {error}")))
+    response
+        .json()
+        .await
+        .map_err(|error| FetchError::Other(format!("not a JSON card: {error}")))
 }
 
 #[cfg(test)]
@@ -263,9 +333,24 @@ mod tests {
     #[test]
     fn where_cards_are_looked_for() {
         let cases: [(&str, &[&str]); 4] = [
-            ("http://h:1", &["http://h:1/.well-known/agent-card.json", "http://h:1/agent-card"]),
-            ("http://h:1/", &["http://h:1/.well-known/agent-card.json", "http://h:1/agent-card"]),
-            ("http://h:1/cards/coder.json", &["http://h:1/cards/coder.json"]),
+            (
+                "http://h:1",
+                &[
+                    "http://h:1/.well-known/agent-card.json",
+                    "http://h:1/agent-card",
+                ],
+            ),
+            (
+                "http://h:1/",
+                &[
+                    "http://h:1/.well-known/agent-card.json",
+                    "http://h:1/agent-card",
+                ],
+            ),
+            (
+                "http://h:1/cards/coder.json",
+                &["http://h:1/cards/coder.json"],
+            ),
             ("http://h:1/agent-card", &["http://h:1/agent-card"]),
         ];
         for (url, expected) in cases {
@@ -284,7 +369,11 @@ mod tests {
         for text in cases {
             let mut file = tempfile::NamedTempFile::new().unwrap();
             file.write_all(text.as_bytes()).unwrap();
-            assert_eq!(read_agents_file(file.path()).unwrap(), ["http://a", "http://b"], "{text}");
+            assert_eq!(
+                read_agents_file(file.path()).unwrap(),
+                ["http://a", "http://b"],
+                "{text}"
+            );
         }
     }
 
@@ -293,28 +382,49 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(b"agents: 3\n").unwrap();
         let error = read_agents_file(file.path()).unwrap_err();
-        assert!(error.to_string().contains(&file.path().display().to_string()), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains(&file.path().display().to_string()),
+            "{error}"
+        );
         assert!(error.hint().is_some());
         let missing = read_agents_file(Path::new("no-such-agents.yaml")).unwrap_err();
-        assert!(missing.to_string().contains("no-such-agents.yaml"), "{missing}");
+        assert!(
+            missing.to_string().contains("no-such-agents.yaml"),
+            "{missing}"
+        );
     }
 
     #[test]
     fn hints_suggest_close_skills() {
         let offered = vec!["create_plan".to_string(), "generate_code".to_string()];
         let cases = [
-            ("create_pln", Some("did you mean `create_plan`? skills offered: create_plan, generate_code")),
+            (
+                "create_pln",
+                Some("did you mean `create_plan`? skills offered: create_plan, generate_code"),
+            ),
             ("deploy", Some("skills offered: create_plan, generate_code")),
         ];
         for (skill, expected) in cases {
-            let error = DiscoveryError::UnknownSkill { skill: skill.into(), searched: String::new(), offered: offered.clone() };
+            let error = DiscoveryError::UnknownSkill {
+                skill: skill.into(),
+                searched: String::new(),
+                offered: offered.clone(),
+            };
             assert_eq!(error.hint().as_deref(), expected, "{skill}");
         }
     }
 
     #[test]
     fn edit_distances() {
-        let cases = [("", "", 0), ("abc", "abc", 0), ("abc", "abd", 1), ("kitten", "sitting", 3), ("", "ab", 2)];
+        let cases = [
+            ("", "", 0),
+            ("abc", "abc", 0),
+            ("abc", "abd", 1),
+            ("kitten", "sitting", 3),
+            ("", "ab", 2),
+        ];
         for (left, right, expected) in cases {
             assert_eq!(edit_distance(left, right), expected, "{left} {right}");
         }

@@ -29,9 +29,12 @@ pub(crate) async fn call(
         .await
         .map_err(|source| target.transport(source))?;
     if !response.status().is_success() {
-        return Err(target.http(&response));
+        return Err(target.http(response).await);
     }
-    let text = response.text().await.map_err(|source| target.transport(source))?;
+    let text = response
+        .text()
+        .await
+        .map_err(|source| target.transport(source))?;
     let reply: Value = serde_json::from_str(&text)
         .map_err(|source| target.malformed("the body is not JSON", &text, Some(source)))?;
     if let Some(error) = reply.get("error").filter(|error| !error.is_null()) {
@@ -39,6 +42,10 @@ pub(crate) async fn call(
     }
     match reply.get("result") {
         Some(result) => Ok(result.clone()),
-        None => Err(target.malformed("the JSON-RPC reply has neither `result` nor `error`", &text, None)),
+        None => Err(target.malformed(
+            "the JSON-RPC reply has neither `result` nor `error`",
+            &text,
+            None,
+        )),
     }
 }

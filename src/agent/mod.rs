@@ -6,6 +6,7 @@ pub mod card;
 pub mod client;
 pub mod discovery;
 mod legacy;
+pub mod server;
 
 pub use card::{AgentCard, CardError, Endpoint, SkillInfo};
 pub use client::{AgentClient, CallError, CallRequest};

@@ -1,2 +1,36 @@
-//! Command line: clap args -> settings -> commands; all terminal output is here.
-//! OWNER: lead.
+//! Command line: clap args -> settings -> commands. All terminal output is here.
+
+mod args;
+mod progress;
+pub mod render;
+mod run;
+mod validate;
+
+use std::process::ExitCode;
+
+pub use args::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate::command(args),
+        Command::Run(args) => run::command(args, cli.quiet).await,
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` wins over `-v`.
+pub fn init_tracing(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "pallet=info",
+        (false, 2) => "pallet=debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

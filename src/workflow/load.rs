@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::model::Workflow;
-use super::position::{Position, PositionIndex};
+use super::position::{Position, PositionIndex, escape};
 use super::validate::Problem;
 use super::{schema, validate};
 
@@ -83,49 +83,82 @@ pub fn load_file(path: &Path) -> Result<LoadedWorkflow, LoadError> {
 }
 
 pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
-    let invalid = |diagnostics: Vec<Diagnostic>| LoadError::Invalid {
-        file: origin.to_string(),
-        diagnostics,
+    let locator = Locator {
+        origin,
+        index: None,
     };
-    let at =
-        |position: Position, pointer: &str, message: String, hint: Option<String>| Diagnostic {
-            file: origin.to_string(),
+    let (value, index) = PositionIndex::parse(text).map_err(|problem| {
+        let diagnostic = locator.at(problem.position, "", problem.message, problem.hint);
+        locator.invalid(vec![diagnostic])
+    })?;
+    let locator = Locator {
+        origin,
+        index: Some(&index),
+    };
+    let mut diagnostics: Vec<Diagnostic> = index
+        .duplicate_keys()
+        .iter()
+        .map(|(pointer, position)| {
+            let (message, hint) = duplicate_key(pointer);
+            locator.at(*position, pointer, message, Some(hint))
+        })
+        .collect();
+    let mut structural = schema::check(&value);
+    check_durations(&value, "", &mut structural);
+    diagnostics.extend(locator.locate(structural));
+    // Some schema problems (a bad id pattern, say) still deserialize: then the semantic
+    // problems are reported in the same pass, so the user sees everything at once.
+    let workflow = match serde_json::from_value::<Workflow>(value) {
+        Ok(workflow) => workflow,
+        Err(error) if diagnostics.is_empty() => {
+            let message = format!("invalid workflow: {error}");
+            let position = Position { line: 1, column: 1 };
+            return Err(locator.invalid(vec![locator.at(position, "", message, None)]));
+        }
+        Err(_) => return Err(locator.invalid(diagnostics)),
+    };
+    let report = validate::check(&workflow);
+    diagnostics.extend(locator.locate(report.errors));
+    if !diagnostics.is_empty() {
+        return Err(locator.invalid(diagnostics));
+    }
+    Ok(LoadedWorkflow {
+        workflow,
+        origin: origin.to_string(),
+        text: text.to_string(),
+        warnings: locator.locate(report.warnings),
+    })
+}
+
+/// Turns problems found on JSON pointers into diagnostics with file:line:column.
+struct Locator<'a> {
+    origin: &'a str,
+    index: Option<&'a PositionIndex>,
+}
+
+impl Locator<'_> {
+    fn at(
+        &self,
+        position: Position,
+        pointer: &str,
+        message: String,
+        hint: Option<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            file: self.origin.to_string(),
             line: position.line,
             column: position.column,
             pointer: pointer.to_string(),
             message,
             hint,
-        };
-    let index = PositionIndex::build(text).map_err(|problem| {
-        invalid(vec![at(
-            problem.position,
-            "",
-            problem.message,
-            problem.hint,
-        )])
-    })?;
-    let value: Value = serde_yaml_ng::from_str(text).map_err(|error| {
-        let position = error
-            .location()
-            .map(|location| Position {
-                line: location.line(),
-                column: location.column(),
-            })
-            .unwrap_or(Position { line: 1, column: 1 });
-        let message = format!("malformed YAML: {}", strip_location(&error.to_string()));
-        invalid(vec![at(position, "", message, None)])
-    })?;
-    if value.is_null() {
-        let hint = Some("a workflow needs `metadata` and `steps`".to_string());
-        return Err(invalid(vec![at(
-            Position { line: 1, column: 1 },
-            "",
-            "the workflow file is empty".to_string(),
-            hint,
-        )]));
+        }
     }
-    let locate = |problems: Vec<Problem>| -> Vec<Diagnostic> {
-        problems
+
+    fn locate(&self, problems: Vec<Problem>) -> Vec<Diagnostic> {
+        let Some(index) = self.index else {
+            return Vec::new();
+        };
+        let mut diagnostics: Vec<Diagnostic> = problems
             .into_iter()
             .map(|problem| {
                 let position = if problem.at_key {
@@ -133,39 +166,130 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
                 } else {
                     index.node(&problem.pointer)
                 };
-                at(position, &problem.pointer, problem.message, problem.hint)
+                self.at(position, &problem.pointer, problem.message, problem.hint)
             })
-            .collect()
+            .collect();
+        diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
+        diagnostics
+    }
+
+    /// All diagnostics, in file order.
+    fn invalid(&self, mut diagnostics: Vec<Diagnostic>) -> LoadError {
+        diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
+        LoadError::Invalid {
+            file: self.origin.to_string(),
+            diagnostics,
+        }
+    }
+}
+
+/// Message and hint for a key given twice in one mapping.
+fn duplicate_key(pointer: &str) -> (String, String) {
+    let name = pointer.rsplit('/').next().unwrap_or_default();
+    (
+        format!("key `{name}` is given twice in the same mapping"),
+        "remove one of them; YAML would silently keep only the last".to_string(),
+    )
+}
+
+/// Duration strings the schema's pattern accepts but humantime rejects (e.g. overflow),
+/// reported here with their location rather than by the model's deserializer.
+fn check_durations(value: &Value, pointer: &str, problems: &mut Vec<Problem>) {
+    let mut check = |field: &Value, field_pointer: String| {
+        // Only strings the schema accepted: others already have a clearer problem.
+        if let Some(text) = field.as_str()
+            && !problems.iter().any(|known| known.pointer == field_pointer)
+            && let Err(error) = humantime::parse_duration(text.trim())
+        {
+            let name = field_pointer.rsplit('/').next().unwrap_or_default();
+            let hint = "write seconds as a number (300, 0.5) or a string with units (\"30s\", \"5m\", \"1h 30m\")";
+            let message = format!("invalid duration `{text}` for `{name}`: {error}");
+            problems.push(Problem::new(
+                &field_pointer,
+                message,
+                Some(hint.to_string()),
+            ));
+        }
     };
-    let structural = schema::check(&value);
-    if !structural.is_empty() {
-        return Err(invalid(sorted(locate(structural))));
+    if let Some(timeout) = value.get("timeout") {
+        check(timeout, format!("{pointer}/timeout"));
     }
-    let workflow: Workflow = serde_json::from_value(value).map_err(|error| {
-        let message = format!("invalid workflow: {error}");
-        invalid(vec![at(Position { line: 1, column: 1 }, "", message, None)])
-    })?;
-    let report = validate::check(&workflow);
-    if !report.errors.is_empty() {
-        return Err(invalid(sorted(locate(report.errors))));
+    if let Some(backoff) = value.get("retry").and_then(|retry| retry.get("backoff")) {
+        for name in ["initial", "max"] {
+            if let Some(field) = backoff.get(name) {
+                check(field, format!("{pointer}/retry/backoff/{name}"));
+            }
+        }
     }
-    Ok(LoadedWorkflow {
-        workflow,
-        origin: origin.to_string(),
-        text: text.to_string(),
-        warnings: sorted(locate(report.warnings)),
-    })
+    if let Some(steps) = value.get("steps").and_then(Value::as_array) {
+        for (index, step) in steps.iter().enumerate() {
+            check_durations(step, &format!("{pointer}/steps/{index}"), problems);
+        }
+    }
+    if let Some(branches) = value.get("branches").and_then(Value::as_object) {
+        for (name, steps) in branches {
+            for (index, step) in steps.as_array().into_iter().flatten().enumerate() {
+                let step_pointer = format!("{pointer}/branches/{}/{index}", escape(name));
+                check_durations(step, &step_pointer, problems);
+            }
+        }
+    }
 }
 
-fn sorted(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
-    diagnostics
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// serde_yaml_ng appends " at line L column C"; the diagnostic carries the position already.
-fn strip_location(message: &str) -> &str {
-    message
-        .find(" at line ")
-        .map(|cut| &message[..cut])
-        .unwrap_or(message)
+    #[test]
+    fn diagnostics_render_location_pointer_and_hint() {
+        let diagnostic = |pointer: &str, hint: Option<&str>| Diagnostic {
+            file: "flow.yaml".to_string(),
+            line: 3,
+            column: 7,
+            pointer: pointer.to_string(),
+            message: "unknown key `skil` in step `plan`".to_string(),
+            hint: hint.map(str::to_string),
+        };
+        let cases = [
+            (
+                diagnostic("/steps/0/skil", Some("did you mean `skill`?")),
+                "flow.yaml:3:7: unknown key `skil` in step `plan`\n  at /steps/0/skil\n  hint: did you mean `skill`?",
+            ),
+            (
+                diagnostic("", None),
+                "flow.yaml:3:7: unknown key `skil` in step `plan`\n  at /",
+            ),
+        ];
+        for (diagnostic, expected) in cases {
+            assert_eq!(diagnostic.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn valid_text_loads_with_its_origin_and_bytes() {
+        let text = "metadata: {id: a, name: A, version: 1.0.0}\nsteps:\n  - {id: one, skill: s}\n";
+        let loaded = load_str("a.yaml", text).expect("valid workflow");
+        assert_eq!(
+            (loaded.origin.as_str(), loaded.text.as_str()),
+            ("a.yaml", text)
+        );
+        assert_eq!(loaded.workflow.steps[0].skill.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn errors_carry_the_origin_and_every_problem() {
+        let text = "metadata: {id: a, name: A, version: 1.0.0}\nsteps:\n  - {id: one, skill: s, inputs: {x: '{{ steps.two.outputs }}'}}\n  - {id: two, skill: s, inputs: {x: '{{ steps.nine.outputs }}'}}\n";
+        let Err(LoadError::Invalid { file, diagnostics }) = load_str("a.yaml", text) else {
+            panic!("invalid workflow loaded")
+        };
+        assert_eq!(file, "a.yaml");
+        let places: Vec<(usize, usize, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.line, d.column, d.pointer.as_str()))
+            .collect();
+        assert_eq!(
+            places,
+            [(3, 37, "/steps/0/inputs/x"), (4, 37, "/steps/1/inputs/x")]
+        );
+    }
 }

@@ -6,6 +6,7 @@ pub mod model;
 mod position;
 mod references;
 pub mod schema;
+mod template_checks;
 pub mod validate;
 
 pub use load::{Diagnostic, LoadError, LoadedWorkflow, load_file, load_str};

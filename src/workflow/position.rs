@@ -1,11 +1,14 @@
-//! Where each YAML node sits in the source, keyed by JSON pointer, so that schema
-//! and semantic problems (found on JSON values) can be reported as line:column.
+//! YAML -> JSON in one pass over the parser's events, recording where each node
+//! sits (keyed by JSON pointer) so that schema and semantic problems, found on
+//! JSON values, can be reported as line:column.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
-use yaml_rust2::Event;
-use yaml_rust2::parser::{MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use serde_json::{Map, Value};
+use yaml_rust2::parser::{MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::{Event, Yaml};
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,20 +30,25 @@ pub struct SyntaxProblem {
 pub struct PositionIndex {
     nodes: HashMap<String, Position>,
     keys: HashMap<String, Position>,
+    /// Keys given twice in one mapping: pointer and position of the second one.
+    duplicates: Vec<(String, Position)>,
 }
 
 impl PositionIndex {
-    /// Parses `text` and records every node; fails on malformed YAML, on several
-    /// documents, and on an empty document.
-    pub fn build(text: &str) -> Result<PositionIndex, SyntaxProblem> {
+    /// Parses `text` into JSON (YAML 1.2 core schema) and records where every node
+    /// is; fails on malformed YAML, on several documents, and on an empty document.
+    pub fn parse(text: &str) -> Result<(Value, PositionIndex), SyntaxProblem> {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
         if let Err(error) = parser.load(&mut builder, true) {
-            return Err(SyntaxProblem {
-                position: position(error.marker()),
-                message: format!("malformed YAML: {}", error.info()),
-                hint: Some("check the indentation and quoting around this position".to_string()),
-            });
+            let at = position(error.marker());
+            return Err(
+                unquoted_template(text, at.line).unwrap_or_else(|| SyntaxProblem {
+                    position: at,
+                    message: format!("malformed YAML: {}", error.info()),
+                    hint: Some(syntax_hint(error.info()).to_string()),
+                }),
+            );
         }
         if let Some(second) = builder.second_document {
             return Err(SyntaxProblem {
@@ -52,14 +60,18 @@ impl PositionIndex {
                 ),
             });
         }
-        if builder.documents == 0 || builder.index.nodes.get("").is_none() {
+        if let Some(problem) = builder.unsupported {
+            return Err(unquoted_template(text, problem.position.line).unwrap_or(problem));
+        }
+        let root = builder.root.filter(|root| !root.is_null());
+        let Some(root) = root else {
             return Err(SyntaxProblem {
                 position: Position { line: 1, column: 1 },
                 message: "the workflow file is empty".to_string(),
                 hint: Some("a workflow needs `metadata` and `steps`".to_string()),
             });
-        }
-        Ok(builder.index)
+        };
+        Ok((root, builder.index))
     }
 
     /// Position of the node at `pointer`, or of its nearest recorded ancestor
@@ -77,6 +89,11 @@ impl PositionIndex {
         }
     }
 
+    /// Keys given twice in one mapping (YAML parsers keep the last one silently).
+    pub fn duplicate_keys(&self) -> &[(String, Position)] {
+        &self.duplicates
+    }
+
     /// Position of the mapping key naming `pointer` (falls back to the node).
     pub fn key(&self, pointer: &str) -> Position {
         self.keys
@@ -84,6 +101,49 @@ impl PositionIndex {
             .copied()
             .unwrap_or_else(|| self.node(pointer))
     }
+}
+
+/// A hint for the scanner's message, for the mistakes people make most.
+fn syntax_hint(info: &str) -> &'static str {
+    if info.contains("tab") {
+        "indent with spaces: YAML does not allow tabs for indentation"
+    } else if info.contains("mapping values are not allowed") {
+        "quote a value that contains \": \" (e.g. skill: \"a: b\"), or check this line's indentation"
+    } else if info.contains("quoted scalar") {
+        "a quote opened here is never closed"
+    } else if info.contains("flow sequence") || info.contains("flow mapping") {
+        "a `[` or `{` opened here is never closed, or an item lacks its `,`"
+    } else if info.contains("expected '-'") || info.contains("expected key") {
+        "check the indentation: the items of one list or mapping start in the same column"
+    } else {
+        "check the indentation, quotes and brackets here; an unclosed quote or bracket may start earlier"
+    }
+}
+
+/// YAML reads an unquoted `{{ ... }}` value as a nested mapping, which fails in
+/// confusing ways: find such a value at or before `line` and say so plainly.
+fn unquoted_template(text: &str, line: usize) -> Option<SyntaxProblem> {
+    for (index, content) in text.lines().take(line).enumerate() {
+        let Some(start) = content.find("{{") else {
+            continue;
+        };
+        let before = content[..start].trim_end();
+        if before.ends_with(':')
+            || before.ends_with('-')
+            || before.ends_with('[')
+            || before.ends_with(',')
+        {
+            return Some(SyntaxProblem {
+                position: Position {
+                    line: index + 1,
+                    column: content[..start].chars().count() + 1,
+                },
+                message: "unquoted template: YAML reads `{{ ... }}` as a mapping".to_string(),
+                hint: Some("put the template in quotes: \"{{ workflow.input.name }}\"".to_string()),
+            });
+        }
+    }
+    None
 }
 
 fn position(marker: &Marker) -> Position {
@@ -99,15 +159,19 @@ pub fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
+/// A collection being read; `anchor` is its YAML anchor id (0: none).
 enum Frame {
     Sequence {
         pointer: String,
-        next: usize,
+        items: Vec<Value>,
+        anchor: usize,
     },
     /// `key` is the pending key whose value comes next (None: a key comes next).
     Mapping {
         pointer: String,
         key: Option<String>,
+        fields: Map<String, Value>,
+        anchor: usize,
     },
 }
 
@@ -115,36 +179,49 @@ enum Frame {
 struct Builder {
     index: PositionIndex,
     stack: Vec<Frame>,
+    root: Option<Value>,
+    anchors: HashMap<usize, Value>,
     documents: usize,
     second_document: Option<Position>,
+    /// A construct workflows never need (complex keys), reported like a syntax error.
+    unsupported: Option<SyntaxProblem>,
 }
 
 impl Builder {
     /// The pointer of the node starting now, or None when this event is a mapping key.
-    fn next_pointer(&mut self, text: Option<&str>, at: Position) -> Option<String> {
+    fn next_pointer(&mut self, key_text: Option<&str>, at: Position) -> Option<String> {
         match self.stack.last_mut() {
             None => Some(String::new()),
-            Some(Frame::Sequence { pointer, next }) => {
-                let child = format!("{pointer}/{next}");
-                *next += 1;
-                Some(child)
+            Some(Frame::Sequence { pointer, items, .. }) => {
+                Some(format!("{pointer}/{}", items.len()))
             }
-            Some(Frame::Mapping { pointer, key }) => match key.take() {
-                Some(name) => Some(format!("{pointer}/{}", escape(&name))),
+            Some(Frame::Mapping { pointer, key, .. }) => match key {
+                Some(name) => Some(format!("{pointer}/{}", escape(name))),
                 None => {
-                    // Complex (non-scalar) keys are not used by workflows; name them by position.
-                    let name = text
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("{}:{}", at.line, at.column));
-                    let child = format!("{pointer}/{}", escape(&name));
-                    self.index.keys.entry(child).or_insert(at);
+                    let Some(name) = key_text else {
+                        self.unsupported.get_or_insert(SyntaxProblem {
+                            position: at,
+                            message: "complex mapping keys are not supported".to_string(),
+                            hint: Some("use a plain word as the key".to_string()),
+                        });
+                        return None;
+                    };
+                    let child = format!("{pointer}/{}", escape(name));
+                    match self.index.keys.entry(child) {
+                        Entry::Occupied(entry) => {
+                            self.index.duplicates.push((entry.key().clone(), at))
+                        }
+                        Entry::Vacant(entry) => {
+                            entry.insert(at);
+                        }
+                    }
                     // A block mapping's start event is marked after its first key: start it at that key.
                     if let Some(start) = self.index.nodes.get_mut(pointer.as_str())
                         && (at.line, at.column) < (start.line, start.column)
                     {
                         *start = at;
                     }
-                    *key = Some(name);
+                    *key = Some(name.to_string());
                     None
                 }
             },
@@ -153,6 +230,110 @@ impl Builder {
 
     fn record(&mut self, pointer: &str, at: Position) {
         self.index.nodes.entry(pointer.to_string()).or_insert(at);
+    }
+
+    /// Attaches a finished node to its parent (or makes it the document).
+    fn attach(&mut self, value: Value, anchor: usize) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.root = Some(value),
+            Some(Frame::Sequence { items, .. }) => items.push(value),
+            Some(Frame::Mapping { key, fields, .. }) => {
+                if let Some(name) = key.take() {
+                    fields.insert(name, value);
+                }
+            }
+        }
+    }
+
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<Tag>,
+        at: Position,
+    ) {
+        if let Some(pointer) = self.next_pointer(Some(&text), at) {
+            self.record(&pointer, at);
+            self.attach(resolve_scalar(text, style, tag.as_ref()), anchor);
+        }
+    }
+
+    fn start(&mut self, mapping: bool, anchor: usize, at: Position) {
+        let Some(pointer) = self.next_pointer(None, at) else {
+            return;
+        };
+        self.record(&pointer, at);
+        let frame = if mapping {
+            Frame::Mapping {
+                pointer,
+                key: None,
+                fields: Map::new(),
+                anchor,
+            }
+        } else {
+            Frame::Sequence {
+                pointer,
+                items: Vec::new(),
+                anchor,
+            }
+        };
+        self.stack.push(frame);
+    }
+
+    fn end(&mut self) {
+        match self.stack.pop() {
+            Some(Frame::Sequence { items, anchor, .. }) => self.attach(Value::Array(items), anchor),
+            Some(Frame::Mapping { fields, anchor, .. }) => {
+                self.attach(Value::Object(apply_merge_key(fields)), anchor)
+            }
+            None => {}
+        }
+    }
+}
+
+/// `<<: *defaults` (or a list of aliases) fills in the keys a mapping does not set itself.
+fn apply_merge_key(mut fields: Map<String, Value>) -> Map<String, Value> {
+    let Some(merged) = fields.remove("<<") else {
+        return fields;
+    };
+    let sources = match merged {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    for source in sources {
+        let Value::Object(source) = source else {
+            continue;
+        };
+        for (name, value) in source {
+            fields.entry(name).or_insert(value);
+        }
+    }
+    fields
+}
+
+/// The YAML 1.2 core schema: plain scalars may be null, booleans or numbers.
+fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
+    if style != TScalarStyle::Plain || tag.is_some_and(|tag| tag.suffix == "str") {
+        return Value::String(text);
+    }
+    if matches!(text.as_str(), "Null" | "NULL") {
+        return Value::Null;
+    }
+    match Yaml::from_str(&text) {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(flag) => Value::Bool(flag),
+        Yaml::Integer(number) => Value::from(number),
+        Yaml::Real(real) => real
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::String(text)),
+        _ => Value::String(text),
     }
 }
 
@@ -166,31 +347,17 @@ impl MarkedEventReceiver for Builder {
                     self.second_document = Some(at);
                 }
             }
-            Event::Scalar(text, ..) => {
-                if let Some(pointer) = self.next_pointer(Some(&text), at) {
-                    self.record(&pointer, at);
-                }
-            }
-            Event::Alias(_) => {
+            Event::Scalar(text, style, anchor, tag) => self.scalar(text, style, anchor, tag, at),
+            Event::Alias(anchor) => {
                 if let Some(pointer) = self.next_pointer(None, at) {
                     self.record(&pointer, at);
+                    let value = self.anchors.get(&anchor).cloned().unwrap_or(Value::Null);
+                    self.attach(value, 0);
                 }
             }
-            Event::SequenceStart(..) => {
-                if let Some(pointer) = self.next_pointer(None, at) {
-                    self.record(&pointer, at);
-                    self.stack.push(Frame::Sequence { pointer, next: 0 });
-                }
-            }
-            Event::MappingStart(..) => {
-                if let Some(pointer) = self.next_pointer(None, at) {
-                    self.record(&pointer, at);
-                    self.stack.push(Frame::Mapping { pointer, key: None });
-                }
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                self.stack.pop();
-            }
+            Event::SequenceStart(anchor, _) => self.start(false, anchor, at),
+            Event::MappingStart(anchor, _) => self.start(true, anchor, at),
+            Event::SequenceEnd | Event::MappingEnd => self.end(),
             _ => {}
         }
     }
@@ -203,7 +370,8 @@ mod tests {
     #[test]
     fn positions_of_nodes_and_keys() {
         let text = "metadata:\n  id: x\nsteps:\n  - id: a\n    skill: s\n  - id: b\n";
-        let index = PositionIndex::build(text).unwrap();
+        let (value, index) = PositionIndex::parse(text).unwrap();
+        assert_eq!(value["steps"][1]["id"], "b");
         let cases = [
             ("/metadata/id", Position { line: 2, column: 7 }),
             (
@@ -223,15 +391,45 @@ mod tests {
     }
 
     #[test]
+    fn scalars_follow_the_yaml_core_schema() {
+        let text = "a: 1\nb: 1.0\nc: '1.0'\nd: true\ne: ~\nf: NULL\ng: text\nh: \"3\"\ni: !!str 4\nj: &x [1, {k: v}]\nl: *x\nm: 0x1f\nn: -2.5e3\n";
+        let (value, _) = PositionIndex::parse(text).unwrap();
+        let expected = serde_json::json!({
+            "a": 1, "b": 1.0, "c": "1.0", "d": true, "e": null, "f": null, "g": "text", "h": "3", "i": "4",
+            "j": [1, {"k": "v"}], "l": [1, {"k": "v"}], "m": 31, "n": -2500.0
+        });
+        assert_eq!(value, expected);
+    }
+
+    #[test]
+    fn merge_keys_fill_in_defaults() {
+        let text =
+            "defaults: &defaults {timeout: 30, skill: s}\nstep:\n  <<: *defaults\n  skill: t\n";
+        let (value, _) = PositionIndex::parse(text).unwrap();
+        assert_eq!(
+            value["step"],
+            serde_json::json!({"skill": "t", "timeout": 30})
+        );
+    }
+
+    #[test]
     fn rejects_bad_documents() {
         let cases = [
             ("a: [1, 2\n", "malformed YAML"),
             ("a: 1\n---\nb: 2\n", "more than one YAML document"),
             ("", "empty"),
             ("# only a comment\n", "empty"),
+            ("---\n", "empty"),
+            ("? [a, b]\n: c\n", "complex mapping keys"),
+            ("a: {{ workflow.input.x }}\n", "unquoted template"),
+            (
+                "a:\n  - {{ eq workflow.input.x \"y\" }}\n",
+                "unquoted template",
+            ),
+            ("a: '{{ x }}'\nb: [1\n", "malformed YAML"),
         ];
         for (text, expected) in cases {
-            let problem = PositionIndex::build(text).unwrap_err();
+            let problem = PositionIndex::parse(text).unwrap_err();
             assert!(
                 problem.message.contains(expected),
                 "{text:?}: {}",

@@ -28,19 +28,37 @@ pub fn schema() -> &'static Value {
 
 /// Every structural problem of `instance`, one per location, in document order.
 pub fn check(instance: &Value) -> Vec<Problem> {
-    let mut problems: Vec<Problem> = Vec::new();
+    // (rank, problem): a value breaking several rules gets only its most telling problem.
+    let mut ranked: Vec<(u8, Problem)> = Vec::new();
     for error in VALIDATOR.iter_errors(instance) {
+        let rank = rank(error.kind());
         for problem in describe(&error, instance) {
-            if !problems
-                .iter()
-                .any(|known| known.pointer == problem.pointer && known.message == problem.message)
-            {
-                problems.push(problem);
+            let value_level = problem.missing.is_none() && !problem.at_key;
+            let same_place = ranked.iter().position(|(_, known)| {
+                known.pointer == problem.pointer
+                    && (known.message == problem.message
+                        || (value_level && known.missing.is_none()))
+            });
+            match same_place {
+                Some(index) if ranked[index].0 > rank => ranked[index] = (rank, problem),
+                Some(_) => {}
+                None => ranked.push((rank, problem)),
             }
         }
     }
+    let mut problems = ranked.into_iter().map(|(_, problem)| problem).collect();
     drop_required_explained_by_typos(&mut problems);
     problems
+}
+
+/// Lower is more telling: "not allowed here" says more than "wrong type" about the same value.
+fn rank(kind: &ValidationErrorKind) -> u8 {
+    match kind {
+        ValidationErrorKind::FalseSchema => 0,
+        ValidationErrorKind::Type { .. } => 1,
+        ValidationErrorKind::Enum { .. } => 2,
+        _ => 3,
+    }
 }
 
 /// A typo such as `skil` shows up twice (unknown key, missing `skill`); the first says it all.
@@ -102,14 +120,10 @@ fn describe(error: &ValidationError, instance: &Value) -> Vec<Problem> {
         )],
         ValidationErrorKind::Minimum { limit }
         | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            vec![Problem::new(
-                &pointer,
-                format!(
-                    "`{}` must be at least {limit}, found {value}",
-                    last_segment(&pointer)
-                ),
-                None,
-            )]
+            let hint = is_duration_field(&pointer).then(|| duration_hint().to_string());
+            let field = last_segment(&pointer);
+            let message = format!("`{field}` must be at least {limit}, found {value}");
+            vec![Problem::new(&pointer, message, hint)]
         }
         ValidationErrorKind::MinLength { .. } => vec![Problem::new(
             &pointer,
@@ -228,7 +242,7 @@ fn unknown_key(pointer: &str, name: &str, subject: &Subject, instance: &Value) -
     let suggestion = suggest(name, allowed.iter().map(String::as_str)).map(str::to_string);
     let hint = match (&suggestion, subject.kind) {
         (Some(close), _) => format!("did you mean `{close}`?"),
-        (None, ObjectKind::Branches) => format!("{}", branches_hint(parent(pointer), instance)),
+        (None, ObjectKind::Branches) => branches_hint(parent(pointer), instance).to_string(),
         (None, _) => format!("allowed keys: {}", allowed.join(", ")),
     };
     let what = if subject.kind == ObjectKind::Branches {
@@ -261,7 +275,16 @@ fn missing_hint(field: &str, subject: &Subject) -> Option<String> {
             "a parallel step lists its concurrent steps under `branches: {steps: [...]}`"
         }
         (ObjectKind::Metadata, "version") => "add a semantic version, e.g. `version: \"1.0.0\"`",
-        _ => return None,
+        (ObjectKind::Step, "id") => {
+            "give every step a unique `id`; later steps read its output as {{ steps.ID.outputs }}"
+        }
+        (ObjectKind::Workflow, "steps") => {
+            "list the steps under `steps:`, one `- id: ...` per step"
+        }
+        (ObjectKind::Retry, "max_attempts") => {
+            "set how many attempts to make in total, e.g. `max_attempts: 3`"
+        }
+        _ => return Some(format!("add `{field}: ...` to {}", subject.describe())),
     };
     Some(hint.to_string())
 }
@@ -309,6 +332,11 @@ fn expected_name(kind: &TypeKind) -> String {
 
 fn wrong_type(pointer: &str, kind: &TypeKind, value: &Value) -> Problem {
     let expected = expected_name(kind);
+    if pointer.is_empty() {
+        let message = format!("a workflow is a mapping, found {}", type_name(value));
+        let hint = "start the file with `metadata:` and `steps:` at the left margin";
+        return Problem::new(pointer, message, Some(hint.to_string()));
+    }
     let field = last_segment(pointer);
     let message = format!(
         "wrong type for `{field}`: expected {expected}, found {}",
@@ -324,6 +352,14 @@ fn wrong_type(pointer: &str, kind: &TypeKind, value: &Value) -> Problem {
         ))
     } else if is_duration_field(pointer) {
         Some(duration_hint().to_string())
+    } else if expected == "a list" {
+        Some(format!(
+            "write a list: `{field}: [a, b]`, or one `- item` per line"
+        ))
+    } else if expected == "a mapping" {
+        Some(format!(
+            "write `NAME: value` pairs indented under `{field}:`"
+        ))
     } else {
         None
     };
@@ -455,6 +491,68 @@ mod tests {
     }
 
     #[test]
+    fn typo_of_a_required_key_is_reported_once() {
+        let instance =
+            json!({"metadata": {"id": "x", "name": "X", "version": "1.0.0"}, "step": []});
+        assert_eq!(
+            messages(instance),
+            ["/step unknown key `step` in the workflow"]
+        );
+        let suggestion =
+            check(&json!({"metadata": {"id": "x", "name": "X", "version": "1.0.0"}, "step": []}));
+        assert_eq!(suggestion[0].hint.as_deref(), Some("did you mean `steps`?"));
+    }
+
+    #[test]
+    fn root_must_be_a_mapping() {
+        assert_eq!(
+            messages(json!(["a"])),
+            [" a workflow is a mapping, found a list"]
+        );
+    }
+
+    /// Editors show titles and descriptions: every property has one, directly or through its `$ref`.
+    #[test]
+    fn every_property_is_documented() {
+        fn walk(node: &Value, path: &str, undocumented: &mut Vec<String>) {
+            if let Some(properties) = node.get("properties").and_then(Value::as_object) {
+                for (name, property) in properties {
+                    let target = property
+                        .get("$ref")
+                        .and_then(Value::as_str)
+                        .and_then(|reference| schema().pointer(reference.trim_start_matches('#')));
+                    let documented = |node: Option<&Value>| {
+                        node.is_some_and(|node| {
+                            node.get("description").is_some() && node.get("title").is_some()
+                        })
+                    };
+                    let is_rule = property.is_boolean() || path.contains("allOf");
+                    if !is_rule && !documented(Some(property)) && !documented(target) {
+                        undocumented.push(format!("{path}/{name}"));
+                    }
+                }
+            }
+            if let Some(object) = node.as_object() {
+                for (key, child) in object {
+                    walk(child, &format!("{path}/{key}"), undocumented);
+                }
+            }
+            if let Some(items) = node.as_array() {
+                for (index, child) in items.iter().enumerate() {
+                    walk(child, &format!("{path}/{index}"), undocumented);
+                }
+            }
+        }
+        let mut undocumented = Vec::new();
+        walk(schema(), "", &mut undocumented);
+        assert!(undocumented.is_empty(), "{undocumented:?}");
+        assert_eq!(
+            schema()["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+    }
+
+    #[test]
     fn schema_errors_become_clear_messages() {
         let cases = [
             (minimal(json!({"id": "a", "skill": "s"})), vec![]),
@@ -470,6 +568,13 @@ mod tests {
                 minimal(json!({"id": "a", "skill": "s", "max_concurrency": 2})),
                 vec![
                     "/steps/0/max_concurrency `max_concurrency` is only allowed on parallel steps, and step `a` is sequential",
+                ],
+            ),
+            (
+                minimal(json!({"id": "a", "skill": "s", "max_concurrency": "2", "fail_fast": 1})),
+                vec![
+                    "/steps/0/max_concurrency `max_concurrency` is only allowed on parallel steps, and step `a` is sequential",
+                    "/steps/0/fail_fast `fail_fast` is only allowed on parallel steps, and step `a` is sequential",
                 ],
             ),
             (

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::model::{Step, StepType, Workflow};
 use super::position::escape;
 use super::references::check_references;
-use crate::template::step_references;
+use super::template_checks::check_template;
 
 /// One problem, located by the JSON pointer of the offending node.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +122,11 @@ pub fn check(workflow: &Workflow) -> Report {
         }
     }
     check_references(&tree, &mut report.errors);
+    // A template naming the same missing step twice is one problem.
+    let mut seen = std::collections::HashSet::new();
+    report
+        .errors
+        .retain(|problem| seen.insert((problem.pointer.clone(), problem.message.clone())));
     report
 }
 
@@ -151,6 +156,15 @@ fn check_container(node: &Node, report: &mut Report) {
             &format!("{}/branches", node.pointer),
             format!("switch step `{}` has no cases, only `default`", step.id),
             Some("add at least one case: `branches: {CASE: [...], default: [...]}`; the condition's value picks the case".to_string()),
+        ));
+    }
+    if let Some(condition) = &step.condition
+        && !condition.contains("{{")
+    {
+        report.warnings.push(Problem::new(
+            &format!("{}/condition", node.pointer),
+            format!("the condition of step `{}` holds no `{{{{ }}}}` template, so it never changes", step.id),
+            Some(format!("write a template, e.g. \"{{{{ steps.ID.outputs.NAME }}}}\" (the text `{condition}` is used as is)")),
         ));
     }
     if step.step_type != StepType::Sequential && step.skill.is_some() {
@@ -203,206 +217,6 @@ pub(crate) fn templates<'a>(node: &Node<'a>) -> Vec<(String, &'a str)> {
     out
 }
 
-fn check_template(pointer: &str, text: &str, errors: &mut Vec<Problem>) {
-    if let Err(error) = handlebars::Template::compile(text) {
-        let place = error
-            .pos()
-            .map(|(line, column)| format!(" (template line {line}, column {column})"))
-            .unwrap_or_default();
-        errors.push(Problem::new(
-            pointer,
-            format!("template syntax error{place}: {}", error.reason()),
-            Some("templates look like \"{{ steps.ID.outputs.NAME }}\" or \"{{ eq workflow.input.kind \\\"a\\\" }}\"; every {{ needs a matching }}".to_string()),
-        ));
-        return;
-    }
-    for root in unknown_roots(text) {
-        let hint = if root.starts_with("input") || root.starts_with("workflow.") {
-            let rest = root
-                .split_once('.')
-                .map(|(_, rest)| rest)
-                .unwrap_or_default();
-            let rest = rest
-                .strip_prefix("input.")
-                .or(rest.strip_prefix("inputs."))
-                .unwrap_or(rest);
-            format!(
-                "did you mean `workflow.input.{rest}`? templates read `workflow.input.NAME` and `steps.ID.outputs.NAME`"
-            )
-        } else {
-            "templates read `workflow.input.NAME` and `steps.ID.outputs.NAME`".to_string()
-        };
-        errors.push(Problem::new(
-            pointer,
-            format!("template refers to `{root}`, which is not available to templates"),
-            Some(hint),
-        ));
-    }
-    for reference in step_references(text) {
-        if reference.path.is_empty()
-            || reference.path == "outputs"
-            || reference.path.starts_with("outputs.")
-        {
-            continue;
-        }
-        errors.push(Problem::new(
-            pointer,
-            format!(
-                "template refers to `steps.{}.{}`, but a step's results are under `outputs`",
-                reference.step, reference.path
-            ),
-            Some(format!(
-                "write `steps.{}.outputs.{}`",
-                reference.step, reference.path
-            )),
-        ));
-    }
-}
-
-/// Paths in a template that start neither at `workflow.input` nor at `steps`.
-/// Helper names, literals and paths inside `#each`/`#with` blocks (relative to the block) are skipped.
-pub(crate) fn unknown_roots(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut blocks: Vec<String> = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else { break };
-        let expression = after[..close]
-            .trim_start_matches(['{', '~', '&'])
-            .trim_end_matches(['}', '~'])
-            .trim();
-        rest = &after[close + 2..];
-        let relative_scope = blocks.iter().any(|name| name != "if" && name != "unless");
-        if let Some(closing) = expression.strip_prefix('/') {
-            let _ = closing;
-            blocks.pop();
-            continue;
-        }
-        if expression.starts_with('!')
-            || expression.starts_with('>')
-            || expression == "else"
-            || expression == "^"
-        {
-            continue;
-        }
-        let (expression, opened) = match expression
-            .strip_prefix('#')
-            .or(expression.strip_prefix('^'))
-        {
-            Some(inner) => (inner, true),
-            None => (
-                expression.strip_prefix("else ").unwrap_or(expression),
-                false,
-            ),
-        };
-        if !relative_scope {
-            found.extend(
-                expression_paths(expression)
-                    .into_iter()
-                    .filter(|path| !is_known_root(path)),
-            );
-        }
-        if opened {
-            blocks.push(
-                expression
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-        }
-    }
-    found
-}
-
-fn is_known_root(path: &str) -> bool {
-    path == "workflow.input"
-        || path.starts_with("workflow.input.")
-        || path.starts_with("workflow.input.[")
-        || path.starts_with("steps.")
-        || path.starts_with('@')
-}
-
-/// The path arguments of one `{{ }}` expression (not helper names, not literals).
-fn expression_paths(expression: &str) -> Vec<String> {
-    // Each open (sub)expression: its first word, and whether arguments followed it.
-    let mut heads: Vec<(Option<String>, bool)> = vec![(None, false)];
-    let mut paths = Vec::new();
-    let finish = |head: Option<(Option<String>, bool)>, paths: &mut Vec<String>| {
-        if let Some((Some(word), false)) = head
-            && is_path(&word)
-        {
-            paths.push(word);
-        }
-    };
-    let mut characters = expression.chars().peekable();
-    while let Some(&character) = characters.peek() {
-        characters.next();
-        if character.is_whitespace() {
-            continue;
-        }
-        if character == ')' {
-            finish(heads.pop(), &mut paths);
-            continue;
-        }
-        if let Some(current) = heads.last_mut()
-            && current.0.is_some()
-        {
-            current.1 = true;
-        }
-        match character {
-            '(' => heads.push((None, false)),
-            '"' | '\'' => {
-                characters.by_ref().find(|&inner| inner == character);
-                mark_word(&mut heads, String::new());
-            }
-            _ => {
-                let mut token = String::from(character);
-                while let Some(&next) = characters.peek() {
-                    if next.is_whitespace() || next == '(' || next == ')' {
-                        break;
-                    }
-                    token.push(next);
-                    characters.next();
-                }
-                let token = token
-                    .split_once('=')
-                    .map(|(_, value)| value.to_string())
-                    .unwrap_or(token);
-                let is_head = heads.last().is_some_and(|current| current.0.is_none());
-                if is_head {
-                    mark_word(&mut heads, token);
-                } else if is_path(&token) {
-                    paths.push(token);
-                }
-            }
-        }
-    }
-    while let Some(head) = heads.pop() {
-        finish(Some(head), &mut paths);
-    }
-    paths
-}
-
-/// Records the first word of the innermost expression (a helper name if arguments follow).
-fn mark_word(heads: &mut [(Option<String>, bool)], word: String) {
-    if let Some(current) = heads.last_mut()
-        && current.0.is_none()
-    {
-        current.0 = Some(word);
-    }
-}
-
-/// Whether a word is a path (not a literal).
-fn is_path(word: &str) -> bool {
-    !(word.is_empty()
-        || word.starts_with('"')
-        || word.starts_with('\'')
-        || word.parse::<f64>().is_ok()
-        || matches!(word, "true" | "false" | "null" | "undefined"))
-}
-
 /// The candidate closest to `word` when it is close enough to be a likely typo.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
@@ -414,22 +228,34 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, candidate)| candidate)
 }
 
+/// Edit distance counting a swap of two neighbours as one edit (optimal string alignment).
 fn edit_distance(left: &str, right: &str) -> usize {
+    let left: Vec<char> = left.chars().collect();
     let right: Vec<char> = right.chars().collect();
-    let mut previous: Vec<usize> = (0..=right.len()).collect();
-    for (row, left_char) in left.chars().enumerate() {
-        let mut current = vec![row + 1];
-        for (column, right_char) in right.iter().enumerate() {
-            let substitution = previous[column] + usize::from(left_char != *right_char);
-            current.push(
-                substitution
-                    .min(previous[column + 1] + 1)
-                    .min(current[column] + 1),
-            );
-        }
-        previous = current;
+    let mut table = vec![vec![0usize; right.len() + 1]; left.len() + 1];
+    for (row, cells) in table.iter_mut().enumerate() {
+        cells[0] = row;
     }
-    previous[right.len()]
+    for (column, cell) in table[0].iter_mut().enumerate() {
+        *cell = column;
+    }
+    for row in 1..=left.len() {
+        for column in 1..=right.len() {
+            let cost = usize::from(left[row - 1] != right[column - 1]);
+            let mut best = (table[row - 1][column] + 1)
+                .min(table[row][column - 1] + 1)
+                .min(table[row - 1][column - 1] + cost);
+            if row > 1
+                && column > 1
+                && left[row - 1] == right[column - 2]
+                && left[row - 2] == right[column - 1]
+            {
+                best = best.min(table[row - 2][column - 2] + 1);
+            }
+            table[row][column] = best;
+        }
+    }
+    table[left.len()][right.len()]
 }
 
 #[cfg(test)]
@@ -437,41 +263,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_roots_in_templates() {
-        let cases: [(&str, &[&str]); 11] = [
-            ("{{ \"text\" }} {{ 42 }}", &[]),
-            (
-                "{{ lookup workflow.input.map key=nothing.here }}",
-                &["nothing.here"],
-            ),
-            ("{{ workflow.input.requirements }}", &[]),
-            ("{{ workflow.input }}", &[]),
-            ("Hello {{ workflow.input.name }}!", &[]),
-            (
-                "{{ eq steps.analyze.outputs.request_type \"code generation\" }}",
-                &[],
-            ),
-            (
-                "{{ and (gt steps.a.outputs.n 3) (not workflow.input.skip) }}",
-                &[],
-            ),
-            ("{{ input.name }}", &["input.name"]),
-            (
-                "{{ eq workflow.inputs.kind 'a' }}",
-                &["workflow.inputs.kind"],
-            ),
-            (
-                "{{#each steps.a.outputs.items}}{{ this.name }}{{/each}} {{ other }}",
-                &["other"],
-            ),
-            (
-                "{{#if workflow.input.flag}}{{ nope.x }}{{else}}y{{/if}}",
-                &["nope.x"],
-            ),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(unknown_roots(text), expected, "{text}");
-        }
+    fn warnings_for_ignored_skill_and_constant_condition() {
+        let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - id: route\n    skill: s\n    step_type: conditional\n    condition: steps.a.outputs\n    branches: {if_true: [{id: b, skill: s}]}\n";
+        let workflow: Workflow = serde_yaml_ng::from_str(text).expect("test workflow parses");
+        let report = check(&workflow);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let warnings: Vec<&str> = report
+            .warnings
+            .iter()
+            .map(|warning| warning.message.as_str())
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "the condition of step `route` holds no `{{ }}` template, so it never changes",
+                "`skill` is ignored on conditional step `route`",
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! One integration test binary; each module covers one area against real servers.
 
+mod agent;
 mod engine;
+mod server;
 mod support;
 mod validate;

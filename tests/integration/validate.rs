@@ -105,3 +105,95 @@ fn invalid_fixtures_fail_with_located_diagnostics() {
         });
     }
 }
+
+#[test]
+fn durations_and_retry_are_read_into_the_model() {
+    use std::time::Duration;
+
+    let loaded =
+        load_relative("tests/fixtures/valid/retry-and-durations.yaml").expect("fixture loads");
+    let workflow = &loaded.workflow;
+    assert_eq!(workflow.timeout, Some(Duration::from_secs(90 * 60)));
+    let fetch = &workflow.steps[0];
+    assert_eq!(fetch.timeout(), Duration::from_secs(30));
+    let retry = fetch.retry.as_ref().expect("fetch retries");
+    assert_eq!(retry.max_attempts, 5);
+    assert_eq!(retry.backoff.initial, Duration::from_millis(250));
+    assert_eq!(retry.backoff.max, Duration::from_secs(10));
+    assert_eq!(retry.backoff.multiplier, 1.5);
+    let process = &workflow.steps[1];
+    assert_eq!(process.timeout(), Duration::from_millis(500));
+    assert_eq!(
+        process.retry.as_ref().expect("process retries").backoff,
+        pallet::workflow::Backoff::default()
+    );
+    assert_eq!(workflow.steps[2].timeout(), Duration::from_secs(300));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn nested_containers_keep_their_shape() {
+    use pallet::workflow::StepKind;
+
+    let loaded =
+        load_relative("tests/fixtures/valid/nested-containers.yaml").expect("fixture loads");
+    let workflow = &loaded.workflow;
+    assert_eq!(
+        workflow.metadata.version.to_string(),
+        "2.1.0-beta.1+build.5"
+    );
+    let StepKind::Parallel { steps } = workflow.steps[1].kind() else {
+        panic!("fan_out is parallel")
+    };
+    let ids: Vec<&str> = steps.iter().map(|step| step.id.as_str()).collect();
+    assert_eq!(ids, ["quality", "deep", "maybe_docs"]);
+    assert_eq!(workflow.steps[1].max_concurrency, Some(2));
+    assert_eq!(workflow.steps[1].fail_fast, Some(false));
+    let StepKind::Switch { cases } = workflow.steps[2].kind() else {
+        panic!("route is a switch")
+    };
+    assert_eq!(
+        cases.keys().collect::<Vec<_>>(),
+        ["code_generation", "default"]
+    );
+    assert_eq!(workflow.all_steps().len(), 15);
+}
+
+/// A long chain of steps, each reading the previous one, inside nested containers.
+fn large_workflow(steps: usize) -> String {
+    let mut text = String::from(
+        "metadata: {id: large, name: Large, version: 1.0.0}\nsteps:\n  - {id: step0, skill: s, outputs: result}\n",
+    );
+    for index in 1..steps {
+        let previous = index - 1;
+        if index % 10 == 0 {
+            text.push_str(&format!(
+                "  - id: step{index}\n    step_type: parallel\n    branches:\n      steps:\n        - {{id: inner{index}, skill: s, inputs: {{x: '{{{{ steps.step{previous}.outputs }}}}'}}}}\n"
+            ));
+        } else {
+            text.push_str(&format!(
+                "  - id: step{index}\n    skill: s\n    outputs: result\n    timeout: 30s\n    inputs:\n      value: \"{{{{ steps.step{previous}.outputs }}}} and {{{{ workflow.input.name }}}}\"\n"
+            ));
+        }
+    }
+    text
+}
+
+#[test]
+fn a_hundred_step_workflow_validates_quickly() {
+    let text = large_workflow(100);
+    let started = std::time::Instant::now();
+    let loaded = load_str("large.yaml", &text).expect("large workflow loads");
+    let first = started.elapsed();
+    let started = std::time::Instant::now();
+    load_str("large.yaml", &text).expect("large workflow loads");
+    let second = started.elapsed();
+    assert_eq!(loaded.workflow.all_steps().len(), 109);
+    // Generous bounds against flakiness on a busy machine: debug builds are ~10x slower than release.
+    assert!(
+        first.as_millis() < 3000,
+        "first load (compiles the schema) took {first:?}"
+    );
+    assert!(second.as_millis() < 1000, "second load took {second:?}");
+    eprintln!("100 steps: first load {first:?}, second {second:?}");
+}

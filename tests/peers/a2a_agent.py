@@ -1,6 +1,11 @@
 """A real A2A 1.0 agent for pallet's integration tests, built on the official SDK.
 
-Usage: a2a_agent.py PORT [NAME]
+Usage: a2a_agent.py PORT [NAME] [--skills=a,b,...] [--exit-on-stdin-eof]
+
+Skills named with --skills behave like `echo`.
+
+With --exit-on-stdin-eof the agent exits when its standard input closes, so a
+test process that dies (or never drops its handle) leaves no agent behind.
 
 Skills (the skill id comes from `metadata.skillId` of the request):
   echo         artifact with the input as one data part
@@ -11,14 +16,18 @@ Skills (the skill id comes from `metadata.skillId` of the request):
   slow         works for `seconds` (default 60); stops at once when cancelled
   needs_input  task INPUT_REQUIRED with a status message
   invalid      JSON-RPC error (invalid params) before any task exists
+  metadata     artifact {"message": message metadata, "params": request metadata}
 """
 
 import asyncio
 import logging
 import json
+import os
 import sys
+import threading
 
 import uvicorn
+from google.protobuf import json_format
 from starlette.applications import Starlette
 
 from a2a.helpers import (
@@ -44,7 +53,7 @@ from a2a.types.a2a_pb2 import (
 )
 from a2a.utils.errors import InvalidParamsError
 
-SKILLS = ["echo", "echo_text", "pair", "reply", "fail", "slow", "needs_input", "invalid"]
+SKILLS = ["echo", "echo_text", "pair", "reply", "fail", "slow", "needs_input", "invalid", "metadata"]
 
 
 def skill_input(context: RequestContext):
@@ -63,6 +72,9 @@ def skill_id(context: RequestContext) -> str:
 
 
 class TestExecutor(AgentExecutor):
+    def __init__(self, extra_skills: list[str]):
+        self.extra_skills = extra_skills
+
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         skill = skill_id(context)
         data = skill_input(context)
@@ -82,6 +94,12 @@ class TestExecutor(AgentExecutor):
         )
         updater = TaskUpdater(event_queue, context.task_id, context.context_id)
         await updater.start_work()
+        if skill == "metadata":
+            data = {
+                "message": json_format.MessageToDict(context.message.metadata),
+                "params": context.metadata,
+            }
+            skill = "echo"
         await self.run_skill(skill, data, updater)
 
     async def run_skill(self, skill: str, data, updater: TaskUpdater) -> None:
@@ -103,6 +121,8 @@ class TestExecutor(AgentExecutor):
             await updater.complete()
         elif skill == "needs_input":
             await updater.requires_input(self.status_message(updater, "tell me more about the input"))
+        elif skill in self.extra_skills:
+            await self.run_skill("echo", data, updater)
         else:
             await updater.failed(self.status_message(updater, f"unknown skill {skill!r}"))
 
@@ -116,7 +136,7 @@ class TestExecutor(AgentExecutor):
         await updater.cancel(self.status_message(updater, "cancelled by the client"))
 
 
-def agent_card(name: str, port: int) -> AgentCard:
+def agent_card(name: str, port: int, skills: list[str]) -> AgentCard:
     return AgentCard(
         name=name,
         description="pallet test agent",
@@ -129,19 +149,37 @@ def agent_card(name: str, port: int) -> AgentCard:
         default_output_modes=["application/json"],
         skills=[
             AgentSkill(id=skill, name=skill, description=f"test skill {skill}", tags=["test"])
-            for skill in SKILLS
+            for skill in skills
         ],
     )
 
 
+def exit_when_stdin_closes() -> None:
+    def watch() -> None:
+        sys.stdin.buffer.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
-    port = int(sys.argv[1])
+    args = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    if "--exit-on-stdin-eof" in sys.argv:
+        exit_when_stdin_closes()
+    port = int(args[0])
+    name = args[1] if len(args) > 1 else "a2a-test-agent"
     # The `invalid` skill raises on purpose; the SDK would log a traceback.
     logging.getLogger("a2a").setLevel(logging.CRITICAL)
-    name = sys.argv[2] if len(sys.argv) > 2 else "a2a-test-agent"
-    card = agent_card(name, port)
+    extra_skills = [
+        skill
+        for arg in sys.argv
+        if arg.startswith("--skills=")
+        for skill in arg.removeprefix("--skills=").split(",")
+        if skill
+    ]
+    card = agent_card(name, port, SKILLS + [s for s in extra_skills if s not in SKILLS])
     handler = DefaultRequestHandler(
-        agent_executor=TestExecutor(), task_store=InMemoryTaskStore(), agent_card=card
+        agent_executor=TestExecutor(extra_skills), task_store=InMemoryTaskStore(), agent_card=card
     )
     routes = create_agent_card_routes(card) + create_jsonrpc_routes(handler, "/")
     app = Starlette(routes=routes)

@@ -1,0 +1,121 @@
+//! `pallet agent serve`: hosts one agent from a definition file. Each skill is a
+//! command (JSON in on stdin, JSON out on stdout); the agent speaks A2A 1.0
+//! JSON-RPC (`a2a`) and the original project's legacy protocol (`legacy`).
+//!
+//! A definition file names the agent and its skills:
+//!
+//! ```yaml
+//! name: plan
+//! description: Plans software work from requirements
+//! skills:
+//!   - id: create_plan
+//!     run: [pallet, agent, skill, create_plan]   # `pallet` is this executable
+//!     timeout: 2m                  # default 5m; then the process group is killed
+//!     max_concurrency: 4           # excess calls queue
+//!     input_schema: {type: object} # checked before the command starts
+//!     output_schema: {type: object}
+//! ```
+//!
+//! Commands run in the definition file's directory, each in its own process
+//! group; their stderr goes to the log with the skill and task ids.
+
+mod a2a;
+mod definition;
+mod legacy;
+mod process;
+mod runtime;
+mod tasks;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use tokio_util::task::TaskTracker;
+
+pub use a2a::SKILL_SCHEMAS_EXTENSION;
+pub use definition::{AgentDefinition, SkillDefinition};
+
+use runtime::Runtime;
+use tasks::{FINISHED_TASKS_KEPT, TaskStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot read agent definition {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid agent definition {path} at {location}")]
+    Parse {
+        path: PathBuf,
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("invalid agent definition {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("cannot read the agent server's listening address")]
+    Address(#[source] std::io::Error),
+    #[error("agent server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// What the HTTP handlers share.
+struct AppState {
+    runtime: Runtime,
+    tasks: TaskStore,
+    /// The running skill jobs, awaited at shutdown so no command outlives the server.
+    tracker: TaskTracker,
+    address: SocketAddr,
+}
+
+/// Serves `definition` on `listener` until `shutdown` completes; then stops
+/// the running skills (their process groups) before returning.
+pub async fn serve(
+    definition: AgentDefinition,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let address = listener.local_addr().map_err(ServerError::Address)?;
+    tracing::info!(agent = %definition.name, %address, skills = %definition.skill_list(), "agent serving");
+    let state = Arc::new(AppState {
+        runtime: Runtime::new(definition),
+        tasks: TaskStore::new(FINISHED_TASKS_KEPT),
+        tracker: TaskTracker::new(),
+        address,
+    });
+    let app = Router::new()
+        .route("/.well-known/agent-card.json", get(a2a::card))
+        .route("/", post(a2a::rpc))
+        .route("/agent-card", get(legacy::card))
+        .route("/execute", post(legacy::execute))
+        .with_state(state.clone());
+    let stopping = state.clone();
+    // Cancel first: blocked SendMessage requests end only when their tasks do.
+    let shutdown = async move {
+        shutdown.await;
+        stopping.tasks.cancel_all();
+    };
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    state.tasks.cancel_all();
+    state.tracker.close();
+    state.tracker.wait().await;
+    served.map_err(ServerError::Serve)
+}
+
+/// `http://HOST` as the client addressed us, else the bound address.
+fn base_url(headers: &HeaderMap, address: SocketAddr) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| !host.is_empty())
+        .map_or_else(|| address.to_string(), str::to_string);
+    format!("http://{host}")
+}

@@ -1,0 +1,58 @@
+//! The one renderer for user-facing errors: `error:`, then `caused by:` lines,
+//! then `hint:` — and the exit code class of an error.
+
+use std::fmt::Write;
+
+use crate::workflow::LoadError;
+
+/// Exit status for a failed run (or a failure while running).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status for bad input or usage.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// An error in what the user gave us (arguments, input files): exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct BadInput {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl BadInput {
+    pub fn new(message: impl Into<String>) -> BadInput {
+        BadInput { message: message.into(), hint: None }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> BadInput {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let bad_input = error
+        .chain()
+        .any(|cause| cause.is::<BadInput>() || cause.is::<LoadError>());
+    if bad_input { EXIT_BAD_INPUT } else { EXIT_FAILED }
+}
+
+pub fn error(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut hint = None;
+    for (depth, cause) in error.chain().enumerate() {
+        let label = if depth == 0 { "error" } else { "caused by" };
+        let _ = writeln!(out, "{label}: {cause}");
+        if let Some(LoadError::Invalid { diagnostics, .. }) = cause.downcast_ref::<LoadError>() {
+            for diagnostic in diagnostics {
+                let _ = writeln!(out, "{diagnostic}");
+            }
+        }
+        if let Some(bad_input) = cause.downcast_ref::<BadInput>() {
+            hint = hint.or(bad_input.hint.clone());
+        }
+    }
+    if let Some(hint) = hint {
+        let _ = writeln!(out, "hint: {hint}");
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! `pallet run`: resolve the workflow, its input and its agents, run it, report.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::args::RunArgs;
+use super::progress;
+use super::render::{BadInput, EXIT_FAILED};
+use crate::agent::{AgentClient, Discovery, StaticDiscovery};
+use crate::engine::{DirectorySource, Engine, RunRecord, RunStatus, WorkflowSource};
+use crate::workflow::{LoadedWorkflow, load_file};
+
+/// What the run uses, resolved from the arguments.
+struct RunSettings {
+    workflow: Arc<LoadedWorkflow>,
+    input: Value,
+    workflows: Arc<DirectorySource>,
+    discovery: Arc<dyn Discovery>,
+    client: AgentClient,
+    out: Option<PathBuf>,
+    json: bool,
+    show_progress: bool,
+}
+
+pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let settings = resolve(args, quiet).await?;
+    let (events, receiver) = mpsc::unbounded_channel();
+    let printer = settings
+        .show_progress
+        .then(|| tokio::spawn(progress::print(receiver)));
+    let engine = Engine {
+        discovery: settings.discovery.clone(),
+        client: settings.client.clone(),
+        workflows: settings.workflows.clone(),
+        events: settings.show_progress.then_some(events),
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_ctrl_c(cancel.clone()));
+    let record = engine
+        .run(settings.workflow.clone(), settings.input.clone(), cancel)
+        .await;
+    drop(engine);
+    if let Some(printer) = printer {
+        let _ = printer.await;
+    }
+    if let Some(dir) = &settings.out {
+        write_out(dir, &record)?;
+    }
+    report(&record, settings.json)?;
+    Ok(if record.status == RunStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
+    let workflows = Arc::new(DirectorySource::new(args.workflows_dir.clone()));
+    let workflow = match &args.file {
+        Some(path) => Arc::new(load_file(path)?),
+        None => workflows.load(&args.workflow).await.map_err(|error| {
+            anyhow::Error::new(error).context(BadInput::new(format!("cannot find workflow `{}`", args.workflow)).hint(
+                "pass --file FILE, or --workflows-dir DIR where a file with that metadata.id lives",
+            ))
+        })?,
+    };
+    let input = resolve_input(&args)?;
+    let client = AgentClient::new();
+    let discovery = match &args.agents_file {
+        Some(path) => StaticDiscovery::with_agents_file(args.agents.clone(), path)?,
+        None => StaticDiscovery::new(args.agents.clone()),
+    };
+    let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
+    Ok(RunSettings {
+        workflow,
+        input,
+        workflows,
+        discovery: Arc::new(discovery),
+        client,
+        out: args.out,
+        json: args.json,
+        show_progress,
+    })
+}
+
+/// `--input-json` first, then each `--input`, then the positional requirements.
+fn resolve_input(args: &RunArgs) -> anyhow::Result<Value> {
+    let mut input = match &args.input_json {
+        Some(source) => read_input_json(source)?,
+        None => Map::new(),
+    };
+    for pair in &args.inputs {
+        let (key, value) = parse_input(pair)?;
+        input.insert(key, value);
+    }
+    if let Some(requirements) = &args.requirements {
+        input.insert("requirements".into(), Value::String(requirements.clone()));
+    }
+    Ok(Value::Object(input))
+}
+
+fn read_input_json(source: &str) -> anyhow::Result<Map<String, Value>> {
+    let (name, text) = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("cannot read the input JSON from stdin")?;
+        ("stdin".to_string(), text)
+    } else {
+        let text = std::fs::read_to_string(source).with_context(|| format!("cannot read input JSON file {source}"))?;
+        (source.to_string(), text)
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(BadInput::new(format!("input JSON from {name} is not an object (found {})", json_kind(&other)))
+            .hint("the workflow input is an object, e.g. {\"requirements\": \"...\"}")
+            .into()),
+        Err(error) => Err(BadInput::new(format!(
+            "input JSON from {name} is not valid JSON at line {} column {}: {error}",
+            error.line(),
+            error.column()
+        ))
+        .into()),
+    }
+}
+
+/// `key=text` is a string; `key:=JSON` a typed value.
+fn parse_input(pair: &str) -> anyhow::Result<(String, Value)> {
+    let bad = || {
+        BadInput::new(format!("--input `{pair}` is not KEY=VALUE or KEY:=JSON"))
+            .hint("e.g. --input name=Ada or --input 'count:=3'")
+    };
+    let Some(equals) = pair.find('=') else { return Err(bad().into()) };
+    let (key, value) = (&pair[..equals], &pair[equals + 1..]);
+    if let Some(key) = key.strip_suffix(':') {
+        if key.is_empty() {
+            return Err(bad().into());
+        }
+        let value = serde_json::from_str(value).map_err(|error| {
+            BadInput::new(format!("--input `{pair}`: the value after `:=` is not JSON ({error})"))
+                .hint("quote strings as JSON (key:='\"text\"') or use key=text")
+        })?;
+        return Ok((key.to_string(), value));
+    }
+    if key.is_empty() {
+        return Err(bad().into());
+    }
+    Ok((key.to_string(), Value::String(value.to_string())))
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// First Ctrl-C cancels the run cleanly (agents' tasks are cancelled); a second one exits.
+async fn cancel_on_ctrl_c(cancel: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!("cancelling the run (press Ctrl-C again to exit at once)");
+        cancel.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    }
+}
+
+fn write_out(dir: &Path, record: &RunRecord) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    write_json(&dir.join("run.json"), record)?;
+    for step in &record.steps {
+        write_json(&dir.join(format!("{}.json", step.id)), step)?;
+    }
+    Ok(())
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn report(record: &RunRecord, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(record)?);
+        return Ok(());
+    }
+    let summary = format!(
+        "{} {} {} in {:.0} ms ({} steps)",
+        record.workflow_id,
+        record.workflow_version,
+        match record.status {
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "was cancelled",
+        },
+        record.duration_ms,
+        record.steps.len()
+    );
+    match record.status {
+        RunStatus::Completed => {
+            eprintln!("{summary}");
+            if let Some(output) = &record.output {
+                println!("{}", serde_json::to_string_pretty(output)?);
+            }
+        }
+        _ => {
+            eprintln!("error: {summary}");
+            if let Some(error) = &record.error {
+                eprintln!("caused by: {error}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! `pallet validate FILE...`
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::args::ValidateArgs;
+use super::render;
+use crate::workflow::{LoadError, load_file};
+
+pub fn command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let mut reports = Vec::new();
+    let mut all_valid = true;
+    for path in &args.files {
+        let file = path.display().to_string();
+        match load_file(path) {
+            Ok(loaded) => {
+                let metadata = &loaded.workflow.metadata;
+                if !args.json {
+                    println!(
+                        "ok: {file} ({} {}, {} steps)",
+                        metadata.id,
+                        metadata.version,
+                        loaded.workflow.all_steps().len()
+                    );
+                    for warning in &loaded.warnings {
+                        eprintln!("warning: {warning}");
+                    }
+                }
+                reports.push(json!({
+                    "file": file, "valid": true,
+                    "workflow": {"id": metadata.id, "version": metadata.version.to_string()},
+                    "diagnostics": [], "warnings": loaded.warnings,
+                }));
+            }
+            Err(error) => {
+                all_valid = false;
+                let diagnostics = match &error {
+                    LoadError::Invalid { diagnostics, .. } => json!(diagnostics),
+                    LoadError::Read { .. } => json!([{"file": file, "message": error.to_string()}]),
+                };
+                if !args.json {
+                    eprint!("{}", render::error(&anyhow::Error::new(error)));
+                }
+                reports.push(json!({"file": file, "valid": false, "diagnostics": diagnostics}));
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(ExitCode::from(if all_valid { 0 } else { render::EXIT_BAD_INPUT }))
+}
