@@ -803,3 +803,37 @@ steps:
     assert_eq!(step(&record, "slow").attempts, 2);
     assert_eq!(agent.calls("sleep"), 2);
 }
+
+#[tokio::test]
+async fn parallel_analysis_example_runs_across_a2a_and_legacy_agents() {
+    let a2a = crate::support::a2a_peer::A2aPeer::start_with_skills(
+        "analysts",
+        &["review_code", "security_scan", "performance_check"],
+    )
+    .await;
+    let legacy = LegacyAgent::start("aggregator", &["aggregate_results"]).await;
+    let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+    let (engine, _events) = engine(&[a2a.url(), legacy.url()], &workflows);
+    let analysis = pallet::workflow::load_file(&workflows.join("parallel-analysis.yaml")).unwrap();
+    let input = json!({"code": "def f(): pass", "language": "python"});
+    let record = engine
+        .run(Arc::new(analysis), input, CancellationToken::new())
+        .await;
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
+    let code = json!({"code": "def f(): pass", "language": "python"});
+    let expected = json!({"result": {
+        "quality": code,
+        "security": {"code": "def f(): pass"},
+        "performance": {"code": "def f(): pass"},
+    }});
+    assert_eq!(record.output, Some(expected));
+    assert_eq!(
+        step(&record, "analyze_quality").agent.as_deref(),
+        Some("analysts")
+    );
+    assert_eq!(
+        step(&record, "aggregate").agent.as_deref(),
+        Some("aggregator")
+    );
+    assert_eq!(legacy.calls("aggregate_results"), 1);
+}
