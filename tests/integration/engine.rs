@@ -837,3 +837,28 @@ async fn parallel_analysis_example_runs_across_a2a_and_legacy_agents() {
     );
     assert_eq!(legacy.calls("aggregate_results"), 1);
 }
+
+#[tokio::test]
+async fn fail_fast_skips_siblings_not_yet_started() {
+    let body = r#"
+steps:
+  - id: group
+    step_type: parallel
+    max_concurrency: 1
+    branches:
+      steps:
+        - { id: broken, skill: fail }
+        - { id: waiting, skill: echo }
+"#;
+    let (record, agent) = run_once(body, json!({})).await;
+    assert_eq!(record.status, RunStatus::Failed);
+    assert_eq!(
+        statuses(&record),
+        [
+            ("group", StepStatus::Failed),
+            ("broken", StepStatus::Failed),
+            ("waiting", StepStatus::Skipped),
+        ]
+    );
+    assert_eq!(agent.calls("echo"), 0);
+}
