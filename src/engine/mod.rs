@@ -1,8 +1,23 @@
 //! Running a workflow: step kinds, timeouts, retries, parallelism, cancellation,
 //! sub-workflows. OWNER: engine helper. The types below are the contract the CLI uses.
+//!
+//! A run executes in one task: parallel branches are futures polled together
+//! (so their calls overlap) rather than spawned tasks, which lets every step
+//! borrow the run's state. That state (step outputs and records) sits behind
+//! a mutex that is never held across an await.
+//!
+//! Output storage, as in the original project: a call step's result is stored
+//! as `steps.ID.outputs.NAME` when the step sets `outputs: NAME`; otherwise the
+//! result itself is the outputs object, and a result that is not an object is
+//! stored as `steps.ID.outputs.result`. A parallel step's outputs map each
+//! branch step id to that step's outputs; a conditional or switch step's
+//! outputs are those of the last step of the branch taken (`{}` if none ran).
 
+mod call;
+mod containers;
 pub mod record;
 pub mod retry;
+mod run;
 pub mod source;
 
 pub use record::{RunRecord, RunStatus, StepRecord, StepStatus};
@@ -10,6 +25,7 @@ pub use source::{DirectorySource, SourceError, WorkflowSource};
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -17,12 +33,34 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{AgentClient, Discovery};
 use crate::workflow::LoadedWorkflow;
 
+/// The skill the engine serves itself: run another workflow as a child run.
+pub const EXECUTE_WORKFLOW: &str = "execute_workflow";
+
+/// How deep `execute_workflow` may nest, counting the top-level workflow.
+pub const MAX_WORKFLOW_DEPTH: usize = 8;
+
 /// Progress of a run as it happens, for the terminal view and logs.
+///
+/// Steps of a child run (`execute_workflow`) are named `PARENT_STEP/CHILD_STEP`.
+/// A skipped step gets a `StepFinished` without a `StepStarted`.
 #[derive(Debug, Clone)]
 pub enum Event {
-    StepStarted { step: String, skill: Option<String> },
-    StepRetrying { step: String, attempt: u32, delay: std::time::Duration, error: String },
-    StepFinished { step: String, record: StepRecord },
+    StepStarted {
+        step: String,
+        skill: Option<String>,
+    },
+    /// `attempt` is the number of the attempt about to start after `delay`.
+    StepRetrying {
+        step: String,
+        attempt: u32,
+        delay: std::time::Duration,
+        error: String,
+    },
+    /// Boxed: a record is much larger than the other events.
+    StepFinished {
+        step: String,
+        record: Box<StepRecord>,
+    },
 }
 
 pub struct Engine {
@@ -33,11 +71,43 @@ pub struct Engine {
     pub events: Option<mpsc::UnboundedSender<Event>>,
 }
 
+/// Where a run sits in a chain of `execute_workflow` calls.
+#[derive(Debug, Clone, Default)]
+struct Nesting {
+    /// Ids of the workflows that led here, outermost first (not this one).
+    callers: Vec<String>,
+    /// Prepended to step ids in events.
+    event_prefix: String,
+}
+
 impl Engine {
     /// Run a loaded (hence valid) workflow to the end. Never panics on agent
     /// behaviour; failures are in the record.
-    pub async fn run(&self, workflow: Arc<LoadedWorkflow>, input: Value, cancel: CancellationToken) -> RunRecord {
-        let _ = (workflow, input, cancel);
-        todo!("engine helper")
+    pub async fn run(
+        &self,
+        workflow: Arc<LoadedWorkflow>,
+        input: Value,
+        cancel: CancellationToken,
+    ) -> RunRecord {
+        self.run_nested(workflow, input, cancel, Nesting::default())
+            .await
+    }
+
+    /// Boxed so that `execute_workflow` can recurse into it.
+    fn run_nested(
+        &self,
+        workflow: Arc<LoadedWorkflow>,
+        input: Value,
+        cancel: CancellationToken,
+        nesting: Nesting,
+    ) -> BoxFuture<'_, RunRecord> {
+        Box::pin(run::execute(self, workflow, input, cancel, nesting))
+    }
+
+    fn emit(&self, event: impl FnOnce() -> Event) {
+        if let Some(events) = &self.events {
+            // A closed receiver only means nobody watches progress any more.
+            let _ = events.send(event());
+        }
     }
 }

@@ -1,5 +1,8 @@
 //! The result of a run: what ran, with which input, what each step did.
 
+use std::time::Instant;
+
+use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -32,7 +35,7 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// Steps in the order they started (containers included).
     pub steps: Vec<StepRecord>,
-    /// The outputs of the last top-level step that ran.
+    /// The outputs of the last top-level step that ran; set when the run completed.
     pub output: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -59,7 +62,39 @@ pub struct StepRecord {
     /// Name of the agent that answered (the last one tried).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The child run of an `execute_workflow` step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child: Option<Box<RunRecord>>,
     pub started_at: String,
     pub ended_at: String,
     pub duration_ms: f64,
+}
+
+/// When something started, as wall-clock text for the record and as an
+/// instant for the duration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    wall: chrono::DateTime<Utc>,
+    instant: Instant,
+}
+
+impl Clock {
+    pub(crate) fn start() -> Clock {
+        Clock {
+            wall: Utc::now(),
+            instant: Instant::now(),
+        }
+    }
+
+    pub(crate) fn started_at(&self) -> String {
+        self.wall.to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+
+    /// The end time (RFC 3339) and the duration in milliseconds.
+    pub(crate) fn stop(&self) -> (String, f64) {
+        let elapsed = self.instant.elapsed();
+        let ended = self.wall + elapsed;
+        let ended_at = ended.to_rfc3339_opts(SecondsFormat::Micros, true);
+        (ended_at, elapsed.as_secs_f64() * 1000.0)
+    }
 }

@@ -1,0 +1,442 @@
+//! One run of one workflow: the step tree walked in order, containers
+//! included, with the outputs map and the step records updated in place.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::future::{BoxFuture, join_all};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::record::Clock;
+use super::{
+    EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord, StepStatus,
+};
+use crate::agent::{AgentCard, DiscoveryError};
+use crate::template::{Renderer, Scope};
+use crate::workflow::{LoadedWorkflow, Step, StepKind, Workflow};
+
+/// Why a step did not complete.
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub message: String,
+    /// Stopped by cancellation (fail-fast, workflow timeout, Ctrl-C) rather than failed.
+    pub cancelled: bool,
+}
+
+impl Failure {
+    pub fn failed(message: String) -> Failure {
+        Failure {
+            message,
+            cancelled: false,
+        }
+    }
+
+    pub fn cancelled(step: &Step) -> Failure {
+        Failure {
+            message: format!("step `{}` was cancelled", step.id),
+            cancelled: true,
+        }
+    }
+}
+
+/// What a step learnt on its way, for its record.
+#[derive(Default)]
+pub(super) struct StepDetails {
+    pub inputs: Option<Value>,
+    pub attempts: u32,
+    pub agent: Option<String>,
+    pub child: Option<Box<RunRecord>>,
+}
+
+struct State {
+    /// step id -> outputs, as templates see them.
+    outputs: HashMap<String, Value>,
+    /// In start order; a slot is reserved when a step starts and filled when it ends.
+    records: Vec<Option<StepRecord>>,
+}
+
+pub(super) struct Run<'e> {
+    pub engine: &'e Engine,
+    pub id: String,
+    /// Ids of the workflows from the top-level one down to this one.
+    pub chain: Vec<String>,
+    pub event_prefix: String,
+    pub agents: HashMap<String, Vec<Arc<AgentCard>>>,
+    input: Value,
+    renderer: Renderer,
+    state: Mutex<State>,
+}
+
+pub(super) async fn execute(
+    engine: &Engine,
+    loaded: Arc<LoadedWorkflow>,
+    input: Value,
+    cancel: CancellationToken,
+    nesting: Nesting,
+) -> RunRecord {
+    let clock = Clock::start();
+    let workflow = &loaded.workflow;
+    let mut record = RunRecord {
+        run_id: uuid::Uuid::new_v4().to_string(),
+        workflow_id: workflow.metadata.id.clone(),
+        workflow_version: workflow.metadata.version.to_string(),
+        workflow_source: loaded.origin.clone(),
+        input,
+        status: RunStatus::Failed,
+        steps: Vec::new(),
+        output: None,
+        error: None,
+        started_at: clock.started_at(),
+        ended_at: String::new(),
+        duration_ms: 0.0,
+    };
+    let prepared = match Renderer::new(workflow) {
+        Ok(renderer) => agents_for_workflow(engine, workflow)
+            .await
+            .map(|agents| (renderer, agents)),
+        Err(error) => Err(format!(
+            "workflow `{}` has invalid templates: {}",
+            workflow.metadata.id,
+            chain_of(&error)
+        )),
+    };
+    match prepared {
+        Ok((renderer, agents)) => {
+            let mut chain = nesting.callers;
+            chain.push(workflow.metadata.id.clone());
+            let run = Run {
+                engine,
+                id: record.run_id.clone(),
+                chain,
+                event_prefix: nesting.event_prefix,
+                agents,
+                input: std::mem::take(&mut record.input),
+                renderer,
+                state: Mutex::new(State {
+                    outputs: HashMap::new(),
+                    records: Vec::new(),
+                }),
+            };
+            run.drive(workflow, &cancel, &mut record).await;
+            record.input = run.input;
+            let state = run
+                .state
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            record.steps = state.records.into_iter().flatten().collect();
+        }
+        Err(message) => {
+            // Nothing ran, yet the record still shows every step.
+            record.steps = workflow.all_steps().into_iter().map(skipped).collect();
+            record.error = Some(message);
+        }
+    }
+    (record.ended_at, record.duration_ms) = clock.stop();
+    record
+}
+
+/// Every skill the workflow calls must have an agent before the first step runs.
+async fn agents_for_workflow(
+    engine: &Engine,
+    workflow: &Workflow,
+) -> Result<HashMap<String, Vec<Arc<AgentCard>>>, String> {
+    let skills: BTreeSet<&str> = workflow
+        .all_steps()
+        .into_iter()
+        .filter_map(|step| match step.kind() {
+            StepKind::Call { skill } if skill != EXECUTE_WORKFLOW => Some(skill),
+            _ => None,
+        })
+        .collect();
+    let found = join_all(
+        skills
+            .iter()
+            .map(|skill| engine.discovery.agents_for(skill)),
+    )
+    .await;
+    let mut agents = HashMap::new();
+    let mut missing = Vec::new();
+    for (skill, result) in skills.into_iter().zip(found) {
+        match result {
+            Ok(cards) if !cards.is_empty() => {
+                agents.insert(skill.to_string(), cards);
+            }
+            Ok(_) | Err(DiscoveryError::UnknownSkill { .. }) => missing.push(format!("`{skill}`")),
+            Err(error) => return Err(chain_of(&error)),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(agents);
+    }
+    let plural = if missing.len() == 1 { "" } else { "s" };
+    Err(format!(
+        "no agent offers skill{plural} {} (searched: {})",
+        missing.join(", "),
+        engine.discovery.searched()
+    ))
+}
+
+impl Run<'_> {
+    /// Run the top-level steps under the workflow timeout and fill in the run's outcome.
+    async fn drive(&self, workflow: &Workflow, cancel: &CancellationToken, record: &mut RunRecord) {
+        let root = cancel.child_token();
+        let work = self.sequence(&workflow.steps, &root);
+        let mut timed_out = false;
+        let outcome = match workflow.timeout {
+            None => work.await,
+            Some(limit) => {
+                tokio::pin!(work);
+                tokio::select! {
+                    outcome = &mut work => outcome,
+                    () = tokio::time::sleep(limit) => {
+                        timed_out = true;
+                        // Let in-flight calls see the cancellation and end their tasks.
+                        root.cancel();
+                        work.await
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(last) => {
+                record.status = RunStatus::Completed;
+                record.output = Some(last.map_or_else(|| json!({}), |step| self.outputs_of(step)));
+            }
+            Err(_) if timed_out => {
+                let limit = workflow.timeout.unwrap_or_default();
+                record.error = Some(format!(
+                    "workflow timed out after {}",
+                    humantime::format_duration(limit)
+                ));
+            }
+            Err(failure) if failure.cancelled && cancel.is_cancelled() => {
+                record.status = RunStatus::Cancelled;
+                record.error = Some("run cancelled".to_string());
+            }
+            Err(failure) => record.error = Some(failure.message),
+        }
+    }
+
+    /// Steps one after the other; the first failure skips the rest.
+    /// Returns the last step that ran.
+    pub(super) fn sequence<'s>(
+        &'s self,
+        steps: &'s [Step],
+        cancel: &'s CancellationToken,
+    ) -> BoxFuture<'s, Result<Option<&'s Step>, Failure>> {
+        Box::pin(async move {
+            for (index, step) in steps.iter().enumerate() {
+                if let Err(failure) = self.step(step, cancel).await {
+                    self.skip_all(&steps[index + 1..]);
+                    return Err(failure);
+                }
+            }
+            Ok(steps.last())
+        })
+    }
+
+    pub(super) fn step<'s>(
+        &'s self,
+        step: &'s Step,
+        cancel: &'s CancellationToken,
+    ) -> BoxFuture<'s, Result<(), Failure>> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                self.skip(step);
+                return Err(Failure::cancelled(step));
+            }
+            let clock = Clock::start();
+            let slot = self.reserve_slot();
+            let kind = step.kind();
+            let skill = match kind {
+                StepKind::Call { skill } => Some(skill.to_string()),
+                _ => None,
+            };
+            self.engine.emit(|| Event::StepStarted {
+                step: self.event_name(step),
+                skill: skill.clone(),
+            });
+            let mut details = StepDetails::default();
+            let result = match kind {
+                StepKind::Call { skill } => self.call(step, skill, cancel, &mut details).await,
+                StepKind::Parallel { steps } => self.parallel(step, steps, cancel).await,
+                StepKind::Conditional { if_true, if_false } => {
+                    self.conditional(step, if_true, if_false, cancel, &mut details)
+                        .await
+                }
+                StepKind::Switch { cases } => self.switch(step, cases, cancel, &mut details).await,
+            };
+            let (ended_at, duration_ms) = clock.stop();
+            let mut record = StepRecord {
+                id: step.id.clone(),
+                skill,
+                status: StepStatus::Completed,
+                inputs: details.inputs,
+                outputs: None,
+                error: None,
+                attempts: details.attempts,
+                agent: details.agent,
+                child: details.child,
+                started_at: clock.started_at(),
+                ended_at,
+                duration_ms,
+            };
+            let result = match result {
+                Ok(outputs) => {
+                    record.outputs = Some(outputs.clone());
+                    self.lock().outputs.insert(step.id.clone(), outputs);
+                    Ok(())
+                }
+                Err(failure) => {
+                    record.status = if failure.cancelled {
+                        StepStatus::Cancelled
+                    } else {
+                        StepStatus::Failed
+                    };
+                    record.error = Some(failure.message.clone());
+                    Err(failure)
+                }
+            };
+            self.finish(step, slot, record);
+            result
+        })
+    }
+
+    pub(super) fn condition(&self, step: &Step) -> Result<Value, Failure> {
+        let state = self.lock();
+        let scope = Scope {
+            input: &self.input,
+            steps: &state.outputs,
+        };
+        self.renderer.condition(step, &scope).map_err(|error| {
+            Failure::failed(format!(
+                "step `{}` has a bad condition: {}",
+                step.id,
+                chain_of(&error)
+            ))
+        })
+    }
+
+    pub(super) fn render_inputs(&self, step: &Step) -> Result<Map<String, Value>, Failure> {
+        let state = self.lock();
+        let scope = Scope {
+            input: &self.input,
+            steps: &state.outputs,
+        };
+        self.renderer.inputs(step, &scope).map_err(|error| {
+            Failure::failed(format!(
+                "step `{}` has bad inputs: {}",
+                step.id,
+                chain_of(&error)
+            ))
+        })
+    }
+
+    pub(super) fn outputs_of(&self, step: &Step) -> Value {
+        self.lock()
+            .outputs
+            .get(&step.id)
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    }
+
+    /// `{id: outputs}` of those `steps` that completed, in their order.
+    pub(super) fn outputs_by_id(&self, steps: &[Step]) -> Map<String, Value> {
+        let state = self.lock();
+        steps
+            .iter()
+            .filter_map(|step| Some((step.id.clone(), state.outputs.get(&step.id)?.clone())))
+            .collect()
+    }
+
+    /// Record steps that will not run, with everything nested in them.
+    pub(super) fn skip_all(&self, steps: &[Step]) {
+        for step in steps {
+            self.skip(step);
+        }
+    }
+
+    fn skip(&self, step: &Step) {
+        let slot = self.reserve_slot();
+        self.finish(step, slot, skipped(step));
+        for child in step.children() {
+            self.skip(child);
+        }
+    }
+
+    fn reserve_slot(&self) -> usize {
+        let mut state = self.lock();
+        state.records.push(None);
+        state.records.len() - 1
+    }
+
+    fn finish(&self, step: &Step, slot: usize, record: StepRecord) {
+        self.engine.emit(|| Event::StepFinished {
+            step: self.event_name(step),
+            record: Box::new(record.clone()),
+        });
+        self.lock().records[slot] = Some(record);
+    }
+
+    pub(super) fn event_name(&self, step: &Step) -> String {
+        format!("{}{}", self.event_prefix, step.id)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the maps half-updated: every update is one call.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The record of a step that did not run.
+fn skipped(step: &Step) -> StepRecord {
+    let now = Clock::start().started_at();
+    StepRecord {
+        id: step.id.clone(),
+        skill: match step.kind() {
+            StepKind::Call { skill } => Some(skill.to_string()),
+            _ => None,
+        },
+        status: StepStatus::Skipped,
+        inputs: None,
+        outputs: None,
+        error: None,
+        attempts: 0,
+        agent: None,
+        child: None,
+        started_at: now.clone(),
+        ended_at: now,
+        duration_ms: 0.0,
+    }
+}
+
+/// An error and its causes, joined with `: `.
+pub(super) fn chain_of(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_of_joins_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::fmt::Error);
+        assert_eq!(
+            chain_of(&Outer(std::fmt::Error)),
+            "outer: an error occurred when formatting an argument"
+        );
+    }
+}
