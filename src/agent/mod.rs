@@ -5,6 +5,7 @@
 pub mod card;
 pub mod client;
 pub mod discovery;
+pub mod examples;
 
 pub use card::{AgentCard, Endpoint, SkillInfo};
 pub use client::{AgentClient, CallError, CallRequest};
