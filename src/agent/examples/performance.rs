@@ -27,11 +27,11 @@ pub fn performance_check(input: &Value) -> Result<Value, SkillError> {
     let mut findings = Vec::new();
     let mut depth = nested_loops(&loops, &mut findings);
     depth = depth.max(loop_bodies(language, &lines, &loops, &mut findings));
-    let branching = recursion(language, &lines, &mut findings);
+    let recursion = recursion(language, &lines, &mut findings);
     sleeps(&lines, &loops, &mut findings);
     findings.sort_by_key(|finding| finding["line"].as_u64());
 
-    let complexity = complexity(depth, branching, code);
+    let complexity = complexity(depth, recursion, code);
     let penalty: i64 = findings
         .iter()
         .map(|finding| match finding["severity"].as_str() {
@@ -225,9 +225,17 @@ fn is_list(lines: &[&str], name: &str) -> bool {
     lines.iter().any(|line| assignment.is_match(line))
 }
 
-/// Functions that call themselves without a cache; returns whether one
-/// branches (calls itself twice), which makes it exponential.
-fn recursion(language: Language, lines: &[&str], findings: &mut Vec<Value>) -> bool {
+/// How recursive code is: none, linear (one self-call, or memoised), or
+/// branching without a cache (exponential).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Recursion {
+    None,
+    Linear,
+    Branching,
+}
+
+/// Reports functions that call themselves without a cache.
+fn recursion(language: Language, lines: &[&str], findings: &mut Vec<Value>) -> Recursion {
     let definition = match language {
         Language::Python => r"^(\s*)(?:async\s+)?def\s+(\w+)",
         Language::JavaScript => {
@@ -236,7 +244,7 @@ fn recursion(language: Language, lines: &[&str], findings: &mut Vec<Value>) -> b
         Language::Rust => r"^(\s*)(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?fn\s+(\w+)",
     };
     let definition = Regex::new(definition).expect("valid pattern");
-    let mut branching = false;
+    let mut worst = Recursion::None;
     for (index, line) in lines.iter().enumerate() {
         let Some(captures) = definition.captures(line) else {
             continue;
@@ -269,11 +277,15 @@ fn recursion(language: Language, lines: &[&str], findings: &mut Vec<Value>) -> b
             let lowered = text.to_lowercase();
             lowered.contains("cache") || lowered.contains("memo")
         });
-        if calls == 0 || memoised {
+        if calls == 0 {
+            continue;
+        }
+        worst = worst.max(Recursion::Linear);
+        if memoised {
             continue;
         }
         if calls >= 2 {
-            branching = true;
+            worst = Recursion::Branching;
             let message = format!(
                 "'{name}' calls itself {calls} times without memoisation: exponential time; cache results or iterate"
             );
@@ -295,7 +307,7 @@ fn recursion(language: Language, lines: &[&str], findings: &mut Vec<Value>) -> b
             ));
         }
     }
-    branching
+    worst
 }
 
 fn sleeps(lines: &[&str], loops: &[LoopLine], findings: &mut Vec<Value>) {
@@ -318,13 +330,36 @@ fn sleeps(lines: &[&str], loops: &[LoopLine], findings: &mut Vec<Value>) {
     }
 }
 
-fn complexity(depth: usize, branching: bool, code: &str) -> String {
+/// Calls that walk their whole input, so code without loops is still linear.
+const LINEAR_CALLS: &[&str] = &[
+    ".iter()",
+    ".chars()",
+    ".map(",
+    ".filter(",
+    ".reduce(",
+    ".fold(",
+    "sum(",
+    "max(",
+    "min(",
+    "[::-1]",
+    "reversed(",
+    ".join(",
+    ".reverse()",
+    ".every(",
+    ".some(",
+    "...",
+];
+
+fn complexity(depth: usize, recursion: Recursion, code: &str) -> String {
+    let linear =
+        recursion == Recursion::Linear || LINEAR_CALLS.iter().any(|call| code.contains(call));
     let sorts = ["sorted(", ".sort(", ".sort_by", ".sort_unstable"]
         .iter()
         .any(|call| code.contains(call));
     match depth {
-        _ if branching => "O(2^n)".to_string(),
+        _ if recursion == Recursion::Branching => "O(2^n)".to_string(),
         0 | 1 if sorts => "O(n log n)".to_string(),
+        0 if linear => "O(n)".to_string(),
         0 => "O(1)".to_string(),
         1 => "O(n)".to_string(),
         depth => format!("O(n^{depth})"),
@@ -402,7 +437,13 @@ mod tests {
                 "python",
                 "@functools.cache\ndef fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n",
                 &[],
-                "O(1)",
+                "O(n)",
+            ),
+            (
+                "python",
+                "def reverse(text):\n    return text[::-1]\n",
+                &[],
+                "O(n)",
             ),
             (
                 "python",
