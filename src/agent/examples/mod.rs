@@ -57,6 +57,12 @@ const SKILLS: &[&str] = &[
 pub enum SkillError {
     #[error("unknown skill '{skill}' (known skills: {known})")]
     UnknownSkill { skill: String, known: String },
+    #[error("the input for skill '{skill}' is not JSON")]
+    InputNotJson {
+        skill: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("invalid input for skill '{skill}': {reason}")]
     InvalidInput { skill: String, reason: String },
     #[error("unsupported language '{language}' (supported: python, javascript, rust)")]
@@ -97,6 +103,15 @@ pub fn run_skill(skill: &str, input: Value) -> Result<Value, SkillError> {
         .ok()
         .filter(|command| !command.trim().is_empty());
     run_skill_with(skill, input, command.as_deref())
+}
+
+/// [`run_skill`] on JSON text, as `pallet agent skill NAME` reads it from stdin.
+pub fn run_skill_on_text(skill: &str, text: &str) -> Result<Value, SkillError> {
+    let input = serde_json::from_str(text).map_err(|source| SkillError::InputNotJson {
+        skill: skill.to_string(),
+        source,
+    })?;
+    run_skill(skill, input)
 }
 
 /// [`run_skill`] with the LLM command passed in, so tests need no environment.
@@ -226,6 +241,16 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("'fly'"), "{message}");
         assert!(message.contains("create_plan, generate_code"), "{message}");
+    }
+
+    #[test]
+    fn input_text_must_be_json() {
+        let error = run_skill_on_text("create_plan", "requirements: x").unwrap_err();
+        assert!(matches!(error, SkillError::InputNotJson { .. }), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "the input for skill 'create_plan' is not JSON"
+        );
     }
 
     #[test]

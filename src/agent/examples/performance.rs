@@ -370,6 +370,9 @@ fn complexity(depth: usize, recursion: Recursion, code: &str) -> String {
 mod tests {
     use super::*;
 
+    /// (language, code, expected (rule, line) findings, complexity).
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, u64)], &'a str);
+
     fn check(code: &str, language: &str) -> Value {
         performance_check(&json!({"code": code, "language": language})).unwrap()
     }
@@ -390,7 +393,7 @@ mod tests {
 
     #[test]
     fn finds_slow_patterns_and_estimates_complexity() {
-        let cases: &[(&str, &str, &[(&str, u64)], &str)] = &[
+        let cases: &[Case] = &[
             (
                 "python",
                 "def f(xs):\n    for a in xs:\n        for b in xs:\n            print(a, b)\n",

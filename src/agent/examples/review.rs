@@ -64,6 +64,21 @@ pub fn review_code(input: &Value) -> Result<Value, SkillError> {
     let code = text_field(input, "code");
     let language = Language::of_input(input, code);
     let mut issues = Vec::new();
+    let named = input
+        .get("language")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .unwrap_or("");
+    if !named.is_empty() && Language::parse(named).is_none() {
+        issues.push(Issue {
+            severity: Severity::Info,
+            line: None,
+            message: format!(
+                "language '{named}' is not supported; reviewed as {}",
+                language.name()
+            ),
+        });
+    }
     let checked_by = check_syntax(language, code, &mut issues);
     let functions = functions(language, code);
     let todos = markers(code, &mut issues);
@@ -488,6 +503,15 @@ mod tests {
         assert_eq!(output["approved"], false);
         let parsed = parse_with("python3", &["-c", PYTHON_PARSER], "x = 1\n").unwrap();
         assert_eq!(parsed, None);
+    }
+
+    #[test]
+    fn an_unsupported_language_is_noted() {
+        let output = review(GOOD_PYTHON, "cobol");
+        assert_eq!(
+            output["issues"][0]["message"],
+            "language 'cobol' is not supported; reviewed as python"
+        );
     }
 
     #[test]

@@ -40,6 +40,18 @@ const RULES: &[(&str, &str, &str, &str)] = &[
         "child_process exec runs a shell; use execFile/spawn with an argument list",
     ),
     (
+        "shell-command",
+        "medium",
+        r#"Command::new\(\s*"(?:sh|bash|cmd)"\s*\)"#,
+        "a command run through a shell: make sure no input reaches its script",
+    ),
+    (
+        "function-constructor",
+        "high",
+        r"\bnew\s+Function\s*\(",
+        "new Function() compiles arbitrary code from a string",
+    ),
+    (
         "pickle",
         "high",
         r"\b(?:c?[Pp]ickle|marshal|shelve)\.loads?\s*\(",
@@ -212,6 +224,14 @@ mod tests {
                 &[],
             ),
             ("element.innerHTML = userInput;\n", &[("inner-html", 1)]),
+            (
+                "const f = new Function(body);\n",
+                &[("function-constructor", 1)],
+            ),
+            (
+                "let out = Command::new(\"sh\").arg(\"-c\").arg(script).output();\n",
+                &[("shell-command", 1)],
+            ),
             (
                 "requests.get(url, verify=False)\n",
                 &[("tls-verify-off", 1)],
