@@ -241,3 +241,40 @@ fn generated_rust_compiles_and_passes_its_tests() {
         );
     }
 }
+
+/// With an LLM command, the skill's answer comes from it, still checked
+/// against the published schema; the command gets the input and the schema.
+#[test]
+fn an_llm_command_supplies_the_content() {
+    let directory = tempfile::tempdir().unwrap();
+    let plan = json!({
+        "title": "Factorial",
+        "steps": [{"name": "Implement factorial", "description": "loop", "estimated_time": "5 minutes"}],
+        "dependencies": [],
+        "estimated_total_time": "5 minutes",
+    });
+    let answer = directory.path().join("answer.md");
+    std::fs::write(
+        &answer,
+        format!("Here is the plan:\n```json\n{plan}\n```\n"),
+    )
+    .unwrap();
+    let prompt = directory.path().join("prompt.txt");
+    let command = format!("cat > '{}'; cat '{}'", prompt.display(), answer.display());
+    let input = json!({"requirements": "factorial of a number"});
+    let output = run_skill_with("create_plan", input, Some(&command)).unwrap();
+    assert_eq!(output, plan);
+    let prompt = std::fs::read_to_string(prompt).unwrap();
+    assert!(
+        prompt.contains("factorial of a number") && prompt.contains("estimated_total_time"),
+        "{prompt}"
+    );
+    let build = run_skill_with("generate_code", json!({"plan": output}), None).unwrap();
+    assert!(
+        build["code"]
+            .as_str()
+            .unwrap()
+            .contains("def factorial(n):"),
+        "{build}"
+    );
+}
