@@ -61,16 +61,11 @@ pub fn step_references(text: &str) -> Vec<StepReference> {
         let tokens = expression.split(|c: char| c.is_whitespace() || c == '(' || c == ')');
         for token in tokens {
             let token = token.trim_start_matches(['#', '/', '~', '^']);
-            let Some(path) = token.strip_prefix("steps.") else {
-                continue;
-            };
+            let Some(path) = token.strip_prefix("steps.") else { continue };
             let (step, path) = path.split_once('.').unwrap_or((path, ""));
             let step = step.trim_start_matches('[').trim_end_matches(']');
             if !step.is_empty() {
-                found.push(StepReference {
-                    step: step.to_string(),
-                    path: path.to_string(),
-                });
+                found.push(StepReference { step: step.to_string(), path: path.to_string() });
             }
         }
         rest = &after[close + 2..];
@@ -84,9 +79,7 @@ pub fn is_truthy(value: &Value) -> bool {
         Value::Null => false,
         Value::Bool(flag) => *flag,
         Value::Number(number) => number.as_f64().is_some_and(|n| n != 0.0),
-        Value::String(text) => {
-            !matches!(text.trim(), "" | "false" | "False" | "FALSE" | "0" | "null")
-        }
+        Value::String(text) => !matches!(text.trim(), "" | "false" | "False" | "FALSE" | "0" | "null"),
         Value::Array(items) => !items.is_empty(),
         Value::Object(fields) => !fields.is_empty(),
     }

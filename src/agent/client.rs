@@ -51,11 +51,7 @@ impl AgentClient {
     }
 
     /// Call `request.skill` on `agent` and return its output.
-    pub async fn call(
-        &self,
-        agent: &AgentCard,
-        request: CallRequest<'_>,
-    ) -> Result<Value, CallError> {
+    pub async fn call(&self, agent: &AgentCard, request: CallRequest<'_>) -> Result<Value, CallError> {
         let _ = (agent, request, &self.http);
         todo!()
     }

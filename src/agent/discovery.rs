@@ -17,10 +17,7 @@ pub enum DiscoveryError {
 pub trait Discovery: Send + Sync {
     /// The agents offering `skill`, healthiest first. Empty is not an error here;
     /// callers report an unknown skill with `searched()`.
-    fn agents_for<'a>(
-        &'a self,
-        skill: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Arc<AgentCard>>, DiscoveryError>>;
+    fn agents_for<'a>(&'a self, skill: &'a str) -> BoxFuture<'a, Result<Vec<Arc<AgentCard>>, DiscoveryError>>;
 
     /// A short description of where agents were looked for, for error messages.
     fn searched(&self) -> String;

@@ -20,20 +20,9 @@ use crate::workflow::LoadedWorkflow;
 /// Progress of a run as it happens, for the terminal view and logs.
 #[derive(Debug, Clone)]
 pub enum Event {
-    StepStarted {
-        step: String,
-        skill: Option<String>,
-    },
-    StepRetrying {
-        step: String,
-        attempt: u32,
-        delay: std::time::Duration,
-        error: String,
-    },
-    StepFinished {
-        step: String,
-        record: StepRecord,
-    },
+    StepStarted { step: String, skill: Option<String> },
+    StepRetrying { step: String, attempt: u32, delay: std::time::Duration, error: String },
+    StepFinished { step: String, record: StepRecord },
 }
 
 pub struct Engine {
@@ -47,12 +36,7 @@ pub struct Engine {
 impl Engine {
     /// Run a loaded (hence valid) workflow to the end. Never panics on agent
     /// behaviour; failures are in the record.
-    pub async fn run(
-        &self,
-        workflow: Arc<LoadedWorkflow>,
-        input: Value,
-        cancel: CancellationToken,
-    ) -> RunRecord {
+    pub async fn run(&self, workflow: Arc<LoadedWorkflow>, input: Value, cancel: CancellationToken) -> RunRecord {
         let _ = (workflow, input, cancel);
         todo!("engine helper")
     }

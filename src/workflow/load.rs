@@ -39,10 +39,7 @@ pub enum LoadError {
         source: std::io::Error,
     },
     #[error("{} is not a valid workflow ({} problem{})", .file, .diagnostics.len(), if .diagnostics.len() == 1 { "" } else { "s" })]
-    Invalid {
-        file: String,
-        diagnostics: Vec<Diagnostic>,
-    },
+    Invalid { file: String, diagnostics: Vec<Diagnostic> },
 }
 
 pub fn load_file(path: &Path) -> Result<LoadedWorkflow, LoadError> {
