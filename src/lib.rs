@@ -16,6 +16,7 @@
 //! - **run**: one execution of one workflow version with one input.
 
 pub mod agent;
+pub mod builtin;
 pub mod cli;
 pub mod engine;
 pub mod registry;

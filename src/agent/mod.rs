@@ -5,6 +5,7 @@ mod a2a;
 pub mod card;
 pub mod client;
 pub mod discovery;
+pub mod examples;
 mod legacy;
 pub mod server;
 

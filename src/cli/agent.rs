@@ -49,8 +49,7 @@ pub async fn shutdown_signal() {
 fn skill(name: &str) -> anyhow::Result<ExitCode> {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).context("cannot read the skill input from stdin")?;
-    let input = serde_json::from_str(&text).context("the skill input on stdin is not JSON")?;
-    let output = examples::run_skill(name, input)?;
+    let output = examples::run_skill_on_text(name, &text)?;
     println!("{}", serde_json::to_string(&output)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 mod agent;
 mod engine;
+mod examples;
 mod registry;
 mod registry_interop;
 mod server;
