@@ -14,9 +14,18 @@ use crate::workflow::{LoadedWorkflow, load_str};
 
 /// `workflows/*.yaml`: (file name, text).
 pub const WORKFLOWS: &[(&str, &str)] = &[
-    ("code-generation.yaml", include_str!("../workflows/code-generation.yaml")),
-    ("parallel-analysis.yaml", include_str!("../workflows/parallel-analysis.yaml")),
-    ("smart-router.yaml", include_str!("../workflows/smart-router.yaml")),
+    (
+        "code-generation.yaml",
+        include_str!("../workflows/code-generation.yaml"),
+    ),
+    (
+        "parallel-analysis.yaml",
+        include_str!("../workflows/parallel-analysis.yaml"),
+    ),
+    (
+        "smart-router.yaml",
+        include_str!("../workflows/smart-router.yaml"),
+    ),
 ];
 
 /// `agents/*.yaml`: (file name, text). Their skills run `pallet agent skill NAME`.
@@ -26,7 +35,10 @@ pub const AGENTS: &[(&str, &str)] = &[
     ("test.yaml", include_str!("../agents/test.yaml")),
     ("router.yaml", include_str!("../agents/router.yaml")),
     ("security.yaml", include_str!("../agents/security.yaml")),
-    ("performance.yaml", include_str!("../agents/performance.yaml")),
+    (
+        "performance.yaml",
+        include_str!("../agents/performance.yaml"),
+    ),
     ("aggregate.yaml", include_str!("../agents/aggregate.yaml")),
 ];
 
@@ -44,7 +56,10 @@ impl WorkflowSource for BuiltinWorkflows {
             }
             Err(SourceError::NotFound {
                 id: id.to_string(),
-                searched: format!("the built-in examples (available: {})", builtin_ids().join(", ")),
+                searched: format!(
+                    "the built-in examples (available: {})",
+                    builtin_ids().join(", ")
+                ),
             })
         })
     }
@@ -53,7 +68,10 @@ impl WorkflowSource for BuiltinWorkflows {
 fn builtin_ids() -> Vec<&'static str> {
     WORKFLOWS
         .iter()
-        .filter_map(|(_, text)| text.lines().find_map(|line| line.trim().strip_prefix("id: ")))
+        .filter_map(|(_, text)| {
+            text.lines()
+                .find_map(|line| line.trim().strip_prefix("id: "))
+        })
         .collect()
 }
 
@@ -74,7 +92,10 @@ impl ExampleAgents {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .map_err(ServerError::Address)?;
-            urls.push(format!("http://{}", listener.local_addr().map_err(ServerError::Address)?));
+            urls.push(format!(
+                "http://{}",
+                listener.local_addr().map_err(ServerError::Address)?
+            ));
             let stopped = stop.clone().cancelled_owned();
             tracker.spawn(async move {
                 if let Err(error) = server::serve(definition, listener, stopped).await {
@@ -83,7 +104,11 @@ impl ExampleAgents {
             });
         }
         tracker.close();
-        Ok(ExampleAgents { urls, stop, tracker })
+        Ok(ExampleAgents {
+            urls,
+            stop,
+            tracker,
+        })
     }
 
     /// Stops the agents and waits until their skill commands are gone.

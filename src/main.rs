@@ -10,7 +10,10 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprint!("{}", render::error(&anyhow::Error::new(error).context("cannot start the async runtime")));
+            eprint!(
+                "{}",
+                render::error(&anyhow::Error::new(error).context("cannot start the async runtime"))
+            );
             return ExitCode::from(render::EXIT_FAILED);
         }
     };

@@ -21,7 +21,9 @@ async fn serve(args: AgentServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
-    let address = listener.local_addr().context("cannot read the listening address")?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     eprintln!(
         "agent `{}` listening on http://{address} (card: http://{address}/.well-known/agent-card.json)",
         definition.name
@@ -48,7 +50,9 @@ pub async fn shutdown_signal() {
 
 fn skill(name: &str) -> anyhow::Result<ExitCode> {
     let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).context("cannot read the skill input from stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the skill input from stdin")?;
     let output = examples::run_skill_on_text(name, &text)?;
     println!("{}", serde_json::to_string(&output)?);
     Ok(ExitCode::SUCCESS)

@@ -27,11 +27,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check workflow files against the schema and the semantic rules.
-    #[command(after_help = "Examples:\n  pallet validate workflows/*.yaml\n  pallet validate --json my-workflow.yaml | jq '.[].diagnostics'\n\nExit status: 0 all valid, 2 any invalid.")]
+    #[command(
+        after_help = "Examples:\n  pallet validate workflows/*.yaml\n  pallet validate --json my-workflow.yaml | jq '.[].diagnostics'\n\nExit status: 0 all valid, 2 any invalid."
+    )]
     Validate(ValidateArgs),
 
     /// Run a workflow: each step's skill is called on an agent that offers it.
-    #[command(after_help = "Examples:\n  pallet run --file workflows/code-generation.yaml --agent http://127.0.0.1:8001 \"Create a factorial function\"\n  pallet run --workflow smart-router-v1 --agents-file agents.yaml \"Summarise this CSV\"\n  pallet run --file wf.yaml --input name=Ada --input 'limits:={\"max\": 3}' --json > run.json\n  echo '{\"code\": \"x = 1\"}' | pallet run --workflow parallel-analysis-v1 --input-json -\n\nExit status: 0 the run completed, 1 it failed or was cancelled, 2 bad input or usage.")]
+    #[command(
+        after_help = "Examples:\n  pallet run --file workflows/code-generation.yaml --agent http://127.0.0.1:8001 \"Create a factorial function\"\n  pallet run --workflow smart-router-v1 --agents-file agents.yaml \"Summarise this CSV\"\n  pallet run --file wf.yaml --input name=Ada --input 'limits:={\"max\": 3}' --json > run.json\n  echo '{\"code\": \"x = 1\"}' | pallet run --workflow parallel-analysis-v1 --input-json -\n\nExit status: 0 the run completed, 1 it failed or was cancelled, 2 bad input or usage."
+    )]
     Run(RunArgs),
 
     /// Host an agent whose skills are commands.
@@ -42,7 +46,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Serve one agent from its definition file, over A2A 1.0 and the legacy protocol.
-    #[command(after_help = "Examples:\n  pallet agent serve agents/plan.yaml --addr 127.0.0.1:8001\n  curl -s http://127.0.0.1:8001/.well-known/agent-card.json\n\nStops on Ctrl-C or SIGTERM; running skill commands are stopped first.")]
+    #[command(
+        after_help = "Examples:\n  pallet agent serve agents/plan.yaml --addr 127.0.0.1:8001\n  curl -s http://127.0.0.1:8001/.well-known/agent-card.json\n\nStops on Ctrl-C or SIGTERM; running skill commands are stopped first."
+    )]
     Serve(AgentServeArgs),
 
     /// Run one built-in example skill: JSON input on stdin, JSON output on stdout.
@@ -90,7 +96,12 @@ pub struct RunArgs {
     pub workflow: String,
 
     /// Where workflows are looked up by id (also for `execute_workflow` sub-workflows).
-    #[arg(long, value_name = "DIR", env = "PALLET_WORKFLOWS_DIR", default_value = "workflows")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PALLET_WORKFLOWS_DIR",
+        default_value = "workflows"
+    )]
     pub workflows_dir: PathBuf,
 
     /// One input value: `key=text` sets a string, `key:=JSON` a typed value. Repeatable.
@@ -102,7 +113,13 @@ pub struct RunArgs {
     pub input_json: Option<String>,
 
     /// An agent: its base URL or the URL of its card. Repeatable; comma-separated in the env var.
-    #[arg(short, long = "agent", value_name = "URL", env = "PALLET_AGENTS", value_delimiter = ',')]
+    #[arg(
+        short,
+        long = "agent",
+        value_name = "URL",
+        env = "PALLET_AGENTS",
+        value_delimiter = ','
+    )]
     pub agents: Vec<String>,
 
     /// A file listing agents (YAML or JSON: `agents: [{url: ...}]`).

@@ -16,8 +16,16 @@ fn line(event: &Event) -> String {
             Some(skill) => format!("  ▶ {step} ({skill}) running"),
             None => format!("  ▶ {step} running"),
         },
-        Event::StepRetrying { step, attempt, delay, error } => {
-            format!("  ↻ {step} retrying in {} ms (attempt {attempt}): {error}", delay.as_millis())
+        Event::StepRetrying {
+            step,
+            attempt,
+            delay,
+            error,
+        } => {
+            format!(
+                "  ↻ {step} retrying in {} ms (attempt {attempt}): {error}",
+                delay.as_millis()
+            )
         }
         Event::StepFinished { step, record } => {
             let took = format!("{:.0} ms", record.duration_ms);

@@ -20,7 +20,10 @@ pub struct BadInput {
 
 impl BadInput {
     pub fn new(message: impl Into<String>) -> BadInput {
-        BadInput { message: message.into(), hint: None }
+        BadInput {
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> BadInput {
@@ -33,7 +36,11 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     let bad_input = error
         .chain()
         .any(|cause| cause.is::<BadInput>() || cause.is::<LoadError>());
-    if bad_input { EXIT_BAD_INPUT } else { EXIT_FAILED }
+    if bad_input {
+        EXIT_BAD_INPUT
+    } else {
+        EXIT_FAILED
+    }
 }
 
 pub fn error(error: &anyhow::Error) -> String {

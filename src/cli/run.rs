@@ -109,17 +109,23 @@ fn resolve_input(args: &RunArgs) -> anyhow::Result<Value> {
 fn read_input_json(source: &str) -> anyhow::Result<Map<String, Value>> {
     let (name, text) = if source == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("cannot read the input JSON from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the input JSON from stdin")?;
         ("stdin".to_string(), text)
     } else {
-        let text = std::fs::read_to_string(source).with_context(|| format!("cannot read input JSON file {source}"))?;
+        let text = std::fs::read_to_string(source)
+            .with_context(|| format!("cannot read input JSON file {source}"))?;
         (source.to_string(), text)
     };
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(BadInput::new(format!("input JSON from {name} is not an object (found {})", json_kind(&other)))
-            .hint("the workflow input is an object, e.g. {\"requirements\": \"...\"}")
-            .into()),
+        Ok(other) => Err(BadInput::new(format!(
+            "input JSON from {name} is not an object (found {})",
+            json_kind(&other)
+        ))
+        .hint("the workflow input is an object, e.g. {\"requirements\": \"...\"}")
+        .into()),
         Err(error) => Err(BadInput::new(format!(
             "input JSON from {name} is not valid JSON at line {} column {}: {error}",
             error.line(),
@@ -135,15 +141,19 @@ fn parse_input(pair: &str) -> anyhow::Result<(String, Value)> {
         BadInput::new(format!("--input `{pair}` is not KEY=VALUE or KEY:=JSON"))
             .hint("e.g. --input name=Ada or --input 'count:=3'")
     };
-    let Some(equals) = pair.find('=') else { return Err(bad().into()) };
+    let Some(equals) = pair.find('=') else {
+        return Err(bad().into());
+    };
     let (key, value) = (&pair[..equals], &pair[equals + 1..]);
     if let Some(key) = key.strip_suffix(':') {
         if key.is_empty() {
             return Err(bad().into());
         }
         let value = serde_json::from_str(value).map_err(|error| {
-            BadInput::new(format!("--input `{pair}`: the value after `:=` is not JSON ({error})"))
-                .hint("quote strings as JSON (key:='\"text\"') or use key=text")
+            BadInput::new(format!(
+                "--input `{pair}`: the value after `:=` is not JSON ({error})"
+            ))
+            .hint("quote strings as JSON (key:='\"text\"') or use key=text")
         })?;
         return Ok((key.to_string(), value));
     }
@@ -176,7 +186,8 @@ async fn cancel_on_ctrl_c(cancel: CancellationToken) {
 }
 
 fn write_out(dir: &Path, record: &RunRecord) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
     write_json(&dir.join("run.json"), record)?;
     for step in &record.steps {
         write_json(&dir.join(format!("{}.json", step.id)), step)?;

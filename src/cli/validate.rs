@@ -49,5 +49,9 @@ pub fn command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
-    Ok(ExitCode::from(if all_valid { 0 } else { render::EXIT_BAD_INPUT }))
+    Ok(ExitCode::from(if all_valid {
+        0
+    } else {
+        render::EXIT_BAD_INPUT
+    }))
 }

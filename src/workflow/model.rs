@@ -15,7 +15,11 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct Workflow {
     pub metadata: Metadata,
     /// Upper bound on the whole run.
-    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     pub steps: Vec<Step>,
 }
@@ -55,7 +59,11 @@ pub struct Step {
     /// Name the step's whole result is stored under: `steps.ID.outputs.NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<String>,
-    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub step_type: StepType,
@@ -121,10 +129,19 @@ impl Default for Backoff {
 /// A typed view of a step's kind, so the engine never looks up branch names by hand.
 #[derive(Debug, Clone, Copy)]
 pub enum StepKind<'a> {
-    Call { skill: &'a str },
-    Parallel { steps: &'a [Step] },
-    Conditional { if_true: &'a [Step], if_false: &'a [Step] },
-    Switch { cases: &'a IndexMap<String, Vec<Step>> },
+    Call {
+        skill: &'a str,
+    },
+    Parallel {
+        steps: &'a [Step],
+    },
+    Conditional {
+        if_true: &'a [Step],
+        if_false: &'a [Step],
+    },
+    Switch {
+        cases: &'a IndexMap<String, Vec<Step>>,
+    },
 }
 
 impl Step {
@@ -134,12 +151,16 @@ impl Step {
             StepType::Sequential => StepKind::Call {
                 skill: self.skill.as_deref().unwrap_or_default(),
             },
-            StepType::Parallel => StepKind::Parallel { steps: branch("steps") },
+            StepType::Parallel => StepKind::Parallel {
+                steps: branch("steps"),
+            },
             StepType::Conditional => StepKind::Conditional {
                 if_true: branch("if_true"),
                 if_false: branch("if_false"),
             },
-            StepType::Switch => StepKind::Switch { cases: &self.branches },
+            StepType::Switch => StepKind::Switch {
+                cases: &self.branches,
+            },
         }
     }
 
@@ -212,14 +233,19 @@ mod duration_opt {
 
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(duration) => super::duration::serialize(duration, serializer),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
         super::duration::deserialize(deserializer).map(Some)
     }
 }

@@ -100,8 +100,14 @@ impl AgentDefinition {
     /// Checks a definition held in memory (the built-in example agents);
     /// `origin` names it in errors and picks the format, relative commands
     /// resolve against `directory`.
-    pub fn from_text(text: &str, origin: &Path, directory: &Path) -> Result<AgentDefinition, ServerError> {
-        let is_json = origin.extension().is_some_and(|extension| extension == "json");
+    pub fn from_text(
+        text: &str,
+        origin: &Path,
+        directory: &Path,
+    ) -> Result<AgentDefinition, ServerError> {
+        let is_json = origin
+            .extension()
+            .is_some_and(|extension| extension == "json");
         let raw = parse(text, is_json).map_err(|(location, source)| ServerError::Parse {
             path: origin.to_path_buf(),
             location,

@@ -64,7 +64,11 @@ impl LegacyAgent {
                 .await
                 .unwrap();
         });
-        LegacyAgent { addr, shared, _shutdown: stop }
+        LegacyAgent {
+            addr,
+            shared,
+            _shutdown: stop,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -73,13 +77,25 @@ impl LegacyAgent {
 
     /// How many times `skill` was called.
     pub fn calls(&self, skill: &str) -> u32 {
-        self.shared.lock().unwrap().calls.get(skill).copied().unwrap_or(0)
+        self.shared
+            .lock()
+            .unwrap()
+            .calls
+            .get(skill)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
-async fn card(State(shared): State<Arc<Mutex<Shared>>>, headers: axum::http::HeaderMap) -> Json<Value> {
+async fn card(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    headers: axum::http::HeaderMap,
+) -> Json<Value> {
     let shared = shared.lock().unwrap();
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
     let skills: Vec<Value> = shared
         .skills
         .iter()
@@ -97,7 +113,8 @@ async fn execute(State(shared): State<Arc<Mutex<Shared>>>, Json(request): Json<V
         *shared.calls.entry(method.clone()).or_default() += 1;
         shared.skills.contains(&method)
     };
-    let ok = |result: Value| Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response();
+    let ok =
+        |result: Value| Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response();
     if !known {
         return Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": format!("method not found: {method}")}}))
             .into_response();
