@@ -42,6 +42,9 @@ pub const AGENTS: &[(&str, &str)] = &[
     ("aggregate.yaml", include_str!("../agents/aggregate.yaml")),
 ];
 
+/// How a built-in workflow's origin starts (`built-in:code-generation.yaml`).
+pub const BUILTIN_ORIGIN: &str = "built-in:";
+
 /// The built-in example workflows, found by `metadata.id`.
 pub struct BuiltinWorkflows;
 
@@ -51,7 +54,10 @@ impl WorkflowSource for BuiltinWorkflows {
             for (name, text) in WORKFLOWS {
                 // A cheap text check first: parsing all three on every lookup is waste.
                 if text.contains(&format!("id: {id}\n")) {
-                    return Ok(Arc::new(load_str(&format!("built-in:{name}"), text)?));
+                    return Ok(Arc::new(load_str(
+                        &format!("{BUILTIN_ORIGIN}{name}"),
+                        text,
+                    )?));
                 }
             }
             Err(SourceError::NotFound {

@@ -126,9 +126,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", env = "PALLET_AGENTS_FILE")]
     pub agents_file: Option<PathBuf>,
 
-    /// Write run.json and one STEP.json per step into this directory.
-    #[arg(short, long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
+    /// Where results go: run.json, metadata.json, steps/STEP.json, and for the
+    /// code-generation pipeline plan.json, the generated code file and review.json.
+    #[arg(short, long, value_name = "DIR", default_value = "app")]
+    pub out: PathBuf,
 
     /// Print the run record as JSON on stdout (no progress view).
     #[arg(long)]

@@ -2,6 +2,7 @@
 
 mod agent;
 mod args;
+mod outputs;
 mod progress;
 pub mod render;
 mod run;

@@ -11,20 +11,23 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::args::RunArgs;
+use super::outputs;
 use super::progress;
 use super::render::{BadInput, EXIT_FAILED};
 use crate::agent::{AgentClient, Discovery, StaticDiscovery};
-use crate::engine::{DirectorySource, Engine, RunRecord, RunStatus, WorkflowSource};
+use crate::builtin::{BUILTIN_ORIGIN, BuiltinWorkflows, ExampleAgents};
+use crate::engine::{DirectorySource, Engine, RunRecord, RunStatus, Sources, WorkflowSource};
 use crate::workflow::{LoadedWorkflow, load_file};
 
 /// What the run uses, resolved from the arguments.
 struct RunSettings {
     workflow: Arc<LoadedWorkflow>,
     input: Value,
-    workflows: Arc<DirectorySource>,
+    workflows: Arc<dyn WorkflowSource>,
     discovery: Arc<dyn Discovery>,
-    client: AgentClient,
-    out: Option<PathBuf>,
+    /// Started by pallet itself when no agent was configured; stopped after the run.
+    example_agents: Option<ExampleAgents>,
+    out: PathBuf,
     json: bool,
     show_progress: bool,
 }
@@ -37,7 +40,7 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .then(|| tokio::spawn(progress::print(receiver)));
     let engine = Engine {
         discovery: settings.discovery.clone(),
-        client: settings.client.clone(),
+        client: AgentClient::new(),
         workflows: settings.workflows.clone(),
         events: settings.show_progress.then_some(events),
     };
@@ -50,10 +53,11 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if let Some(printer) = printer {
         let _ = printer.await;
     }
-    if let Some(dir) = &settings.out {
-        write_out(dir, &record)?;
+    if let Some(agents) = settings.example_agents {
+        agents.stop().await;
     }
-    report(&record, settings.json)?;
+    let written = outputs::write(&settings.out, &record)?;
+    report(&record, settings.json, &settings.out, &written)?;
     Ok(if record.status == RunStatus::Completed {
         ExitCode::SUCCESS
     } else {
@@ -62,20 +66,54 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
-    let workflows = Arc::new(DirectorySource::new(args.workflows_dir.clone()));
+    let say = |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let mut sources: Vec<Arc<dyn WorkflowSource>> = Vec::new();
+    if args.workflows_dir.is_dir() {
+        sources.push(Arc::new(DirectorySource::new(args.workflows_dir.clone())));
+    }
+    sources.push(Arc::new(BuiltinWorkflows));
+    let workflows: Arc<dyn WorkflowSource> = Arc::new(Sources(sources));
     let workflow = match &args.file {
         Some(path) => Arc::new(load_file(path)?),
-        None => workflows.load(&args.workflow).await.map_err(|error| {
-            anyhow::Error::new(error).context(BadInput::new(format!("cannot find workflow `{}`", args.workflow)).hint(
-                "pass --file FILE, or --workflows-dir DIR where a file with that metadata.id lives",
-            ))
-        })?,
+        None => {
+            let workflow = workflows.load(&args.workflow).await.map_err(|error| {
+                anyhow::Error::new(error).context(
+                    BadInput::new(format!("cannot find workflow `{}`", args.workflow))
+                        .hint("pass --file FILE, or --workflows-dir DIR where a file with that metadata.id lives"),
+                )
+            })?;
+            if workflow.origin.starts_with(BUILTIN_ORIGIN) {
+                say(format!(
+                    "using the built-in example workflow `{}` (no {} directory here)",
+                    args.workflow,
+                    args.workflows_dir.display()
+                ));
+            }
+            workflow
+        }
     };
     let input = resolve_input(&args)?;
-    let client = AgentClient::new();
+    let mut urls = args.agents.clone();
+    let example_agents = if urls.is_empty() && args.agents_file.is_none() {
+        let agents = ExampleAgents::start()
+            .await
+            .context("cannot start the example agents")?;
+        say(format!(
+            "no agents configured: started the {} built-in example agents on 127.0.0.1 (stopped after the run)",
+            agents.urls.len()
+        ));
+        urls = agents.urls.clone();
+        Some(agents)
+    } else {
+        None
+    };
     let discovery = match &args.agents_file {
-        Some(path) => StaticDiscovery::with_agents_file(args.agents.clone(), path)?,
-        None => StaticDiscovery::new(args.agents.clone()),
+        Some(path) => StaticDiscovery::with_agents_file(urls, path)?,
+        None => StaticDiscovery::new(urls),
     };
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
     Ok(RunSettings {
@@ -83,7 +121,7 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         input,
         workflows,
         discovery: Arc::new(discovery),
-        client,
+        example_agents,
         out: args.out,
         json: args.json,
         show_progress,
@@ -185,22 +223,7 @@ async fn cancel_on_ctrl_c(cancel: CancellationToken) {
     }
 }
 
-fn write_out(dir: &Path, record: &RunRecord) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
-    write_json(&dir.join("run.json"), record)?;
-    for step in &record.steps {
-        write_json(&dir.join(format!("{}.json", step.id)), step)?;
-    }
-    Ok(())
-}
-
-fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value)? + "\n";
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn report(record: &RunRecord, json: bool) -> anyhow::Result<()> {
+fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(record)?);
         return Ok(());
@@ -219,7 +242,11 @@ fn report(record: &RunRecord, json: bool) -> anyhow::Result<()> {
     );
     match record.status {
         RunStatus::Completed => {
-            eprintln!("{summary}");
+            eprintln!(
+                "{summary}; results in {}/ ({})",
+                out.display(),
+                written.join(", ")
+            );
             if let Some(output) = &record.output {
                 println!("{}", serde_json::to_string_pretty(output)?);
             }
@@ -229,6 +256,7 @@ fn report(record: &RunRecord, json: bool) -> anyhow::Result<()> {
             if let Some(error) = &record.error {
                 eprintln!("caused by: {error}");
             }
+            eprintln!("hint: the run record is in {}/run.json", out.display());
         }
     }
     Ok(())

@@ -21,7 +21,7 @@ mod run;
 pub mod source;
 
 pub use record::{RunRecord, RunStatus, StepRecord, StepStatus};
-pub use source::{DirectorySource, SourceError, WorkflowSource};
+pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};
 
 use std::sync::Arc;
 

@@ -1,0 +1,125 @@
+//! The results of a run on disk, as the original project wrote them to `app/`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::engine::{RunRecord, StepRecord, StepStatus};
+
+/// Writes the run's files into `dir` and returns their names.
+pub fn write(dir: &Path, record: &RunRecord) -> anyhow::Result<Vec<String>> {
+    let steps_dir = dir.join("steps");
+    // A previous run's step files would be mistaken for this run's.
+    if steps_dir.is_dir() {
+        std::fs::remove_dir_all(&steps_dir)
+            .with_context(|| format!("cannot clear {}", steps_dir.display()))?;
+    }
+    std::fs::create_dir_all(&steps_dir)
+        .with_context(|| format!("cannot create {}", steps_dir.display()))?;
+    let mut written = Vec::new();
+    write_file(dir, "run.json", &pretty(record), &mut written)?;
+    write_file(
+        dir,
+        "metadata.json",
+        &pretty(&metadata(record)),
+        &mut written,
+    )?;
+    for step in &record.steps {
+        let name = format!("steps/{}.json", file_safe(&step.id));
+        write_file(dir, &name, &pretty(step), &mut written)?;
+    }
+    if let Some(plan) = result_of_skill(record, "create_plan") {
+        write_file(dir, "plan.json", &pretty(plan), &mut written)?;
+    }
+    if let Some(review) = result_of_skill(record, "review_code") {
+        write_file(dir, "review.json", &pretty(review), &mut written)?;
+    }
+    if let Some(build) = result_of_skill(record, "generate_code")
+        && let Some(code) = build["code"].as_str()
+    {
+        write_file(dir, &code_file_name(build), code, &mut written)?;
+    }
+    Ok(written)
+}
+
+fn write_file(dir: &Path, name: &str, text: &str, written: &mut Vec<String>) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    written.push(name.to_string());
+    Ok(())
+}
+
+fn pretty(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
+}
+
+fn metadata(record: &RunRecord) -> Value {
+    let review = result_of_skill(record, "review_code");
+    let timings: serde_json::Map<String, Value> = record
+        .steps
+        .iter()
+        .map(|step| (step.id.clone(), json!(step.duration_ms)))
+        .collect();
+    json!({
+        "run_id": record.run_id,
+        "workflow_id": record.workflow_id,
+        "workflow_version": record.workflow_version,
+        "workflow_source": record.workflow_source,
+        "digest": if record.workflow_source.starts_with(crate::builtin::BUILTIN_ORIGIN) { json!("built-in") } else { Value::Null },
+        "status": record.status,
+        "input": record.input,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "duration_ms": record.duration_ms,
+        "step_duration_ms": timings,
+        "approved": review.and_then(|review| review.get("approved")).cloned(),
+        "quality_score": review.and_then(|review| review.get("quality_score")).cloned(),
+    })
+}
+
+/// The result of the last completed step calling `skill`: its outputs, unwrapped
+/// from `{NAME: result}` when the step stored it under an `outputs` name.
+fn result_of_skill<'a>(record: &'a RunRecord, skill: &str) -> Option<&'a Value> {
+    let step: &StepRecord = record.steps.iter().rev().find(|step| {
+        step.status == StepStatus::Completed && step.skill.as_deref() == Some(skill)
+    })?;
+    let outputs = step.outputs.as_ref()?;
+    match outputs.as_object() {
+        Some(fields) if fields.len() == 1 => fields.values().next(),
+        _ => Some(outputs),
+    }
+}
+
+/// The agent's file name when it is a plain name, else `main.<extension>`.
+fn code_file_name(build: &Value) -> String {
+    if let Some(name) = build["filename"].as_str()
+        && !name.is_empty()
+        && file_safe(name) == name
+        && !name.starts_with('.')
+    {
+        return name.to_string();
+    }
+    let extension = match build["language"].as_str().unwrap_or("python") {
+        "javascript" | "js" => "js",
+        "typescript" | "ts" => "ts",
+        "rust" => "rs",
+        "go" => "go",
+        "java" => "java",
+        _ => "py",
+    };
+    format!("main.{extension}")
+}
+
+/// Keeps names inside the output directory.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
