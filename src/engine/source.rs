@@ -143,6 +143,33 @@ fn looks_like(path: &Path, id: &str) -> bool {
     })
 }
 
+/// Several sources tried in order (e.g. a directory, then the built-in examples):
+/// the first that has the id wins; a source's other errors stop the search.
+pub struct Sources(pub Vec<Arc<dyn WorkflowSource>>);
+
+impl WorkflowSource for Sources {
+    fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Arc<LoadedWorkflow>, SourceError>> {
+        Box::pin(async move {
+            let mut searched = Vec::new();
+            for source in &self.0 {
+                match source.load(id).await {
+                    Err(SourceError::NotFound {
+                        searched: where_, ..
+                    }) => searched.push(where_),
+                    Err(SourceError::ReadDir { dir, .. }) => {
+                        searched.push(format!("directory {dir} (unreadable)"))
+                    }
+                    other => return other,
+                }
+            }
+            Err(SourceError::NotFound {
+                id: id.to_string(),
+                searched: searched.join(", then "),
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,32 +243,5 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             assert_eq!(looks_like(&path, "wanted"), expected, "{name}: {text:?}");
         }
-    }
-}
-
-/// Several sources tried in order (e.g. a directory, then the built-in examples):
-/// the first that has the id wins; a source's other errors stop the search.
-pub struct Sources(pub Vec<Arc<dyn WorkflowSource>>);
-
-impl WorkflowSource for Sources {
-    fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Arc<LoadedWorkflow>, SourceError>> {
-        Box::pin(async move {
-            let mut searched = Vec::new();
-            for source in &self.0 {
-                match source.load(id).await {
-                    Err(SourceError::NotFound {
-                        searched: where_, ..
-                    }) => searched.push(where_),
-                    Err(SourceError::ReadDir { dir, .. }) => {
-                        searched.push(format!("directory {dir} (unreadable)"))
-                    }
-                    other => return other,
-                }
-            }
-            Err(SourceError::NotFound {
-                id: id.to_string(),
-                searched: searched.join(", then "),
-            })
-        })
     }
 }
