@@ -8,6 +8,7 @@ pub mod render;
 mod run;
 mod validate;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 pub use args::{Cli, Command};
@@ -34,6 +35,7 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

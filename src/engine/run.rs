@@ -157,12 +157,17 @@ async fn agents_for_workflow(
     .await;
     let mut agents = HashMap::new();
     let mut missing = Vec::new();
+    let mut hints = Vec::new();
     for (skill, result) in skills.into_iter().zip(found) {
         match result {
             Ok(cards) if !cards.is_empty() => {
                 agents.insert(skill.to_string(), cards);
             }
-            Ok(_) | Err(DiscoveryError::UnknownSkill { .. }) => missing.push(format!("`{skill}`")),
+            Ok(_) => missing.push(format!("`{skill}`")),
+            Err(error @ DiscoveryError::UnknownSkill { .. }) => {
+                missing.push(format!("`{skill}`"));
+                hints.extend(error.hint().map(|hint| format!("`{skill}`: {hint}")));
+            }
             Err(error) => return Err(chain_of(&error)),
         }
     }
@@ -170,11 +175,17 @@ async fn agents_for_workflow(
         return Ok(agents);
     }
     let plural = if missing.len() == 1 { "" } else { "s" };
-    Err(format!(
+    let mut message = format!(
         "no agent offers skill{plural} {} (searched: {})",
         missing.join(", "),
         engine.discovery.searched()
-    ))
+    );
+    // The record keeps one string: the hints (did you mean, what is offered) go with it.
+    for hint in hints {
+        message.push_str("; ");
+        message.push_str(&hint);
+    }
+    Err(message)
 }
 
 impl Run<'_> {

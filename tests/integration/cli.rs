@@ -1,0 +1,457 @@
+//! Black-box tests of the `pallet` binary: validate, run (main job, the three
+//! examples over A2A and the legacy protocol), exit codes and error output.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::support::legacy_agent::LegacyAgent;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The binary with no PALLET_* settings inherited from the caller's shell.
+fn pallet(directory: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pallet"));
+    command.current_dir(directory);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PALLET_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `pallet agent serve` processes for every example agent; killed on drop.
+struct ServedAgents {
+    children: Vec<Child>,
+    urls: Vec<String>,
+}
+
+impl ServedAgents {
+    fn start() -> ServedAgents {
+        let mut children = Vec::new();
+        let mut urls = Vec::new();
+        let mut definitions: Vec<PathBuf> = std::fs::read_dir(repository().join("agents"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "yaml")
+            })
+            .collect();
+        definitions.sort();
+        for definition in definitions {
+            let mut child = pallet(&repository())
+                .args(["agent", "serve"])
+                .arg(&definition)
+                .args(["--addr", "127.0.0.1:0"])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut first_line = String::new();
+            BufReader::new(child.stderr.take().unwrap())
+                .read_line(&mut first_line)
+                .unwrap();
+            let url = first_line
+                .split_whitespace()
+                .find(|word| word.starts_with("http://"))
+                .unwrap_or_else(|| panic!("no address in {first_line:?}"))
+                .to_string();
+            children.push(child);
+            urls.push(url);
+        }
+        ServedAgents { children, urls }
+    }
+}
+
+impl Drop for ServedAgents {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn run_with_agents(directory: &Path, agents: &[String], arguments: &[&str]) -> Output {
+    let mut command = pallet(directory);
+    command.arg("run");
+    for agent in agents {
+        command.args(["--agent", agent]);
+    }
+    command.args(arguments).output().unwrap()
+}
+
+#[test]
+fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
+    let valid = pallet(&repository())
+        .args([
+            "validate",
+            "workflows/code-generation.yaml",
+            "workflows/parallel-analysis.yaml",
+            "workflows/smart-router.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(valid.status.code(), Some(0), "{}", text(&valid.stderr));
+    assert_eq!(text(&valid.stdout).matches("ok: workflows/").count(), 3);
+
+    let invalid = pallet(&repository())
+        .args([
+            "validate",
+            "workflows/code-generation.yaml",
+            "tests/fixtures/invalid/unknown-key-typo.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(invalid.status.code(), Some(2));
+    let stderr = text(&invalid.stderr);
+    assert!(
+        stderr.contains(
+            "error: tests/fixtures/invalid/unknown-key-typo.yaml is not a valid workflow"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tests/fixtures/invalid/unknown-key-typo.yaml:7:5: unknown key `skil`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: did you mean `skill`?"), "{stderr}");
+}
+
+#[test]
+fn validate_json_lists_diagnostics_per_file() {
+    let output = pallet(&repository())
+        .args([
+            "validate",
+            "--json",
+            "workflows/smart-router.yaml",
+            "tests/fixtures/invalid/forward-reference.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let reports: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(reports[0]["valid"], true);
+    assert_eq!(reports[0]["workflow"]["id"], "smart-router-v1");
+    assert_eq!(reports[0]["warnings"][0]["pointer"], "/steps/1/skill");
+    assert_eq!(reports[1]["valid"], false);
+    let diagnostic = &reports[1]["diagnostics"][0];
+    assert_eq!(diagnostic["pointer"], "/steps/0/inputs/plan");
+    assert_eq!(
+        (diagnostic["line"].as_u64(), diagnostic["column"].as_u64()),
+        (Some(9), Some(13))
+    );
+}
+
+#[test]
+fn validate_of_a_missing_file_is_bad_input() {
+    let output = pallet(&repository())
+        .args(["validate", "no/such/file.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("cannot read workflow file no/such/file.yaml"));
+}
+
+/// The README's first command, in a scratch directory of a fresh clone's shape:
+/// no workflows directory, no agents, no registry.
+#[test]
+fn main_job_runs_out_of_the_box_and_writes_app() {
+    let scratch = tempfile::tempdir().unwrap();
+    let output = pallet(scratch.path())
+        .args([
+            "run",
+            "Create a function that calculates the factorial of a number",
+        ])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("using the built-in example workflow `code-generation-v1`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("started the 7 built-in example agents"),
+        "{stderr}"
+    );
+    let app = scratch.path().join("app");
+    let plan = read_json(&app.join("plan.json"));
+    assert!(
+        plan["steps"]
+            .as_array()
+            .is_some_and(|steps| !steps.is_empty()),
+        "{plan}"
+    );
+    let review = read_json(&app.join("review.json"));
+    assert_eq!(review["approved"], true, "{review}");
+    let metadata = read_json(&app.join("metadata.json"));
+    assert_eq!(metadata["workflow_id"], "code-generation-v1");
+    assert_eq!(metadata["digest"], "built-in");
+    assert_eq!(
+        metadata["input"]["requirements"],
+        "Create a function that calculates the factorial of a number"
+    );
+    assert_eq!(metadata["approved"], true);
+    let code_file = std::fs::read_dir(&app)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|extension| extension == "py"))
+        .expect("a generated Python file in app/");
+    assert!(
+        std::fs::read_to_string(code_file)
+            .unwrap()
+            .contains("def factorial")
+    );
+    let run = read_json(&app.join("run.json"));
+    assert_eq!(run["status"], "completed");
+    for step in ["plan", "build", "test"] {
+        assert_eq!(
+            read_json(&app.join(format!("steps/{step}.json")))["status"],
+            "completed"
+        );
+    }
+}
+
+/// All three example workflows against the example agents served as separate
+/// processes, over A2A (base URLs) and over the legacy protocol (card URLs).
+#[test]
+fn the_three_examples_run_over_a2a_and_legacy() {
+    let agents = ServedAgents::start();
+    let legacy: Vec<String> = agents
+        .urls
+        .iter()
+        .map(|url| format!("{url}/agent-card"))
+        .collect();
+    for (protocol, urls) in [("a2a", &agents.urls), ("legacy", &legacy)] {
+        let scratch = tempfile::tempdir().unwrap();
+        let workflows = repository().join("workflows");
+        let workflows = workflows.to_str().unwrap();
+
+        let code_generation = run_with_agents(
+            scratch.path(),
+            urls,
+            &[
+                "--file",
+                &format!("{workflows}/code-generation.yaml"),
+                "--json",
+                "Create a fibonacci function",
+            ],
+        );
+        assert_eq!(
+            code_generation.status.code(),
+            Some(0),
+            "{protocol}: {}",
+            text(&code_generation.stderr)
+        );
+        let record: Value = serde_json::from_slice(&code_generation.stdout).unwrap();
+        assert_eq!(
+            record["output"]["result"]["approved"], true,
+            "{protocol}: {record}"
+        );
+
+        let parallel = run_with_agents(
+            scratch.path(),
+            urls,
+            &[
+                "--file",
+                &format!("{workflows}/parallel-analysis.yaml"),
+                "--input",
+                "code=import os\nos.system(input())\n",
+                "--input",
+                "language=python",
+                "--json",
+            ],
+        );
+        assert_eq!(
+            parallel.status.code(),
+            Some(0),
+            "{protocol}: {}",
+            text(&parallel.stderr)
+        );
+        let record: Value = serde_json::from_slice(&parallel.stdout).unwrap();
+        let aggregate = &record["output"]["result"];
+        assert_eq!(
+            aggregate["security"]["risk_level"], "high",
+            "{protocol}: {aggregate}"
+        );
+        assert_eq!(aggregate["passed"], false, "{protocol}: {aggregate}");
+
+        let router = run_with_agents(
+            scratch.path(),
+            urls,
+            &[
+                "--file",
+                &format!("{workflows}/smart-router.yaml"),
+                "--workflows-dir",
+                workflows,
+                "--json",
+                "Write a Python function that reverses a string",
+            ],
+        );
+        assert_eq!(
+            router.status.code(),
+            Some(0),
+            "{protocol}: {}",
+            text(&router.stderr)
+        );
+        let record: Value = serde_json::from_slice(&router.stdout).unwrap();
+        let steps: Vec<&str> = record["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["id"].as_str().unwrap())
+            .collect();
+        assert!(
+            steps.contains(&"generate_code_workflow"),
+            "{protocol}: {steps:?}"
+        );
+        let child_step = record["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["id"] == "generate_code_workflow")
+            .unwrap();
+        assert_eq!(
+            child_step["child"]["workflow_id"], "code-generation-v1",
+            "{protocol}"
+        );
+        assert_eq!(child_step["child"]["status"], "completed", "{protocol}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_step_exits_1_with_the_agent_message() {
+    let agent = LegacyAgent::start("tester", &[]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let workflow = scratch.path().join("fails.yaml");
+    std::fs::write(
+        &workflow,
+        "metadata: {id: fails, name: Fails, version: 1.0.0}\nsteps:\n  - id: first\n    skill: echo\n  - id: broken\n    skill: fail\n  - id: never\n    skill: echo\n",
+    )
+    .unwrap();
+    let url = agent.url();
+    let directory = scratch.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        run_with_agents(
+            &directory,
+            &[url],
+            &["--file", "fails.yaml", "--out", "results"],
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: fails 1.0.0 failed"), "{stderr}");
+    assert!(stderr.contains("skill failed on purpose"), "{stderr}");
+    let run = read_json(&scratch.path().join("results/run.json"));
+    let statuses: Vec<&str> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["completed", "failed", "skipped"]);
+    assert_eq!(agent.calls("echo"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inputs_are_typed_and_bad_inputs_exit_2() {
+    let agent = LegacyAgent::start("tester", &[]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(
+        scratch.path().join("echo.yaml"),
+        "metadata: {id: echo, name: Echo, version: 1.0.0}\nsteps:\n  - id: echo\n    skill: echo\n    inputs:\n      everything: \"{{ workflow.input }}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path().join("input.json"),
+        r#"{"name": "from file", "count": 1}"#,
+    )
+    .unwrap();
+    std::fs::write(scratch.path().join("list.json"), "[1, 2]").unwrap();
+    let url = agent.url();
+    let directory = scratch.path().to_path_buf();
+    let (good, no_equals, not_object, bad_json) = tokio::task::spawn_blocking(move || {
+        let run = |arguments: &[&str]| {
+            let mut all = vec!["--file", "echo.yaml"];
+            all.extend_from_slice(arguments);
+            run_with_agents(&directory, std::slice::from_ref(&url), &all)
+        };
+        (
+            run(&[
+                "--input-json",
+                "input.json",
+                "--input",
+                "name=Ada",
+                "--input",
+                "count:=3",
+                "--json",
+                "the requirements",
+            ]),
+            run(&["--input", "nokey"]),
+            run(&["--input-json", "list.json"]),
+            run(&["--input", "count:={oops"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));
+    let record: Value = serde_json::from_slice(&good.stdout).unwrap();
+    let echoed = &record["output"]["everything"];
+    assert_eq!(echoed["name"], "Ada");
+    assert_eq!(echoed["count"], 3);
+    assert_eq!(echoed["requirements"], "the requirements");
+
+    for (output, expected) in [
+        (&no_equals, "--input `nokey` is not KEY=VALUE or KEY:=JSON"),
+        (
+            &not_object,
+            "input JSON from list.json is not an object (found an array)",
+        ),
+        (&bad_json, "the value after `:=` is not JSON"),
+    ] {
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    assert!(text(&no_equals.stderr).contains("hint: e.g. --input name=Ada"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_skill_fails_before_any_step() {
+    let agent = LegacyAgent::start("tester", &[]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(
+        scratch.path().join("unknown.yaml"),
+        "metadata: {id: unknown, name: Unknown, version: 1.0.0}\nsteps:\n  - id: first\n    skill: echo\n  - id: second\n    skill: teleport\n",
+    )
+    .unwrap();
+    let url = agent.url();
+    let directory = scratch.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        run_with_agents(&directory, &[url], &["--file", "unknown.yaml"])
+    })
+    .await
+    .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`teleport`"), "{stderr}");
+    assert_eq!(agent.calls("echo"), 0);
+}
