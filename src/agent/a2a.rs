@@ -137,31 +137,9 @@ async fn rpc(
         "method": method,
         "params": params,
     });
-    let response = http
-        .post(url)
-        .header(VERSION_HEADER.0, VERSION_HEADER.1)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|source| target.transport(source))?;
-    if !response.status().is_success() {
-        return Err(target.http(response).await);
-    }
-    let text = response
-        .text()
-        .await
-        .map_err(|source| target.transport(source))?;
-    let mut reply: Value = serde_json::from_str(&text).map_err(|source| {
-        target.malformed(
-            format!("the {method} reply is not JSON"),
-            &text,
-            Some(source),
-        )
-    })?;
-    if let Some(error) = reply.get("error").filter(|error| !error.is_null()) {
-        return Err(target.json_rpc(error));
-    }
-    match reply.get_mut("result").map(Value::take) {
+    let request = http.post(url).header(VERSION_HEADER.0, VERSION_HEADER.1);
+    let (result, text) = target.json_rpc_exchange(request, &body, method).await?;
+    match result {
         Some(result) if result.is_object() => Ok((result, text)),
         _ => Err(target.malformed(
             format!("the {method} reply has no `result` object"),

@@ -165,6 +165,39 @@ pub(crate) struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// Sends one JSON-RPC request and returns the reply's `result` (if any) and
+    /// the raw body for error snippets; a JSON-RPC `error` is an error.
+    pub async fn json_rpc_exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: &Value,
+        method: &str,
+    ) -> Result<(Option<Value>, String), CallError> {
+        let response = request
+            .json(body)
+            .send()
+            .await
+            .map_err(|source| self.transport(source))?;
+        if !response.status().is_success() {
+            return Err(self.http(response).await);
+        }
+        let text = response
+            .text()
+            .await
+            .map_err(|source| self.transport(source))?;
+        let mut reply: Value = serde_json::from_str(&text).map_err(|source| {
+            self.malformed(
+                format!("the {method} reply is not JSON"),
+                &text,
+                Some(source),
+            )
+        })?;
+        if let Some(error) = reply.get("error").filter(|error| !error.is_null()) {
+            return Err(self.json_rpc(error));
+        }
+        Ok((reply.get_mut("result").map(Value::take), text))
+    }
+
     /// A reqwest failure: unreachable when the connection never opened.
     pub fn transport(&self, source: reqwest::Error) -> CallError {
         let (agent, skill) = (self.agent.to_string(), self.skill.to_string());

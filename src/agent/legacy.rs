@@ -21,28 +21,12 @@ pub(crate) async fn call(
         "params": request.input,
         "id": REQUEST_ID.fetch_add(1, Ordering::Relaxed),
     });
-    let response = http
+    let request = http
         .post(format!("{}/execute", url.trim_end_matches('/')))
-        .header("Idempotency-Key", request.idempotency_key)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|source| target.transport(source))?;
-    if !response.status().is_success() {
-        return Err(target.http(response).await);
-    }
-    let text = response
-        .text()
-        .await
-        .map_err(|source| target.transport(source))?;
-    let reply: Value = serde_json::from_str(&text)
-        .map_err(|source| target.malformed("the body is not JSON", &text, Some(source)))?;
-    if let Some(error) = reply.get("error").filter(|error| !error.is_null()) {
-        return Err(target.json_rpc(error));
-    }
-    match reply.get("result") {
-        Some(result) => Ok(result.clone()),
-        None => Err(target.malformed(
+        .header("Idempotency-Key", request.idempotency_key);
+    match target.json_rpc_exchange(request, &body, "execute").await? {
+        (Some(result), _) => Ok(result),
+        (None, text) => Err(target.malformed(
             "the JSON-RPC reply has neither `result` nor `error`",
             &text,
             None,
