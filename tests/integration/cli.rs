@@ -455,3 +455,42 @@ async fn an_unknown_skill_fails_before_any_step() {
     assert!(stderr.contains("`teleport`"), "{stderr}");
     assert_eq!(agent.calls("echo"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_cancels_the_run_cleanly() {
+    let agent = LegacyAgent::start("tester", &[]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(
+        scratch.path().join("slow.yaml"),
+        "metadata: {id: slow, name: Slow, version: 1.0.0}\nsteps:\n  - id: wait\n    skill: sleep\n    inputs: {ms: 30000}\n  - id: after\n    skill: echo\n",
+    )
+    .unwrap();
+    let child = pallet(scratch.path())
+        .args(["run", "--file", "slow.yaml", "--agent", &agent.url()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the slow call reached the agent, then interrupt as a terminal would.
+    let started = std::time::Instant::now();
+    while agent.calls("sleep") == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the run never called the agent"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on a child process this test spawned and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cancelling the run"), "{stderr}");
+    assert!(stderr.contains("was cancelled"), "{stderr}");
+    let run = read_json(&scratch.path().join("app/run.json"));
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(agent.calls("echo"), 0);
+}
