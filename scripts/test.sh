@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test: sets up what the tests need (a Python venv with the official
-# A2A SDK for the interop peer), then the whole cargo test suite.
+# Runs every test: sets up what the tests need (see setup-test-env.sh), then the
+# whole cargo test suite, and closes with one total line over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
-cargo test --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --locked --all-targets "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"
