@@ -83,7 +83,8 @@ fn digest(workflow_source: &str) -> Value {
     if workflow_source.starts_with(crate::builtin::BUILTIN_ORIGIN) {
         return json!("built-in");
     }
-    crate::registry::source::digest_of_origin(workflow_source).map_or(Value::Null, |digest| json!(digest))
+    crate::registry::source::digest_of_origin(workflow_source)
+        .map_or(Value::Null, |digest| json!(digest))
 }
 
 /// The result of the last completed step calling `skill`: its outputs, unwrapped

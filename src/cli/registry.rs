@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::args::{AgentsCommand, AgentsPushArgs, ListArgs, PullArgs, PushArgs, RegistryArgs, ShowArgs};
+use super::args::{
+    AgentsCommand, AgentsPushArgs, ListArgs, PullArgs, PushArgs, RegistryArgs, ShowArgs,
+};
 use super::render::BadInput;
 use crate::agent::AgentCard;
 use crate::registry::{
@@ -89,8 +91,7 @@ fn explain(error: crate::registry::RegistryError, doing: String) -> anyhow::Erro
 }
 
 fn parse_reference(kind: ArtifactKind, text: &str) -> anyhow::Result<Reference> {
-    Reference::parse(kind, text)
-        .map_err(|error| BadInput::new(error.to_string()).into())
+    Reference::parse(kind, text).map_err(|error| BadInput::new(error.to_string()).into())
 }
 
 pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
@@ -111,15 +112,27 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         revision: args.revision.clone(),
     };
     for (path, workflow) in &loaded {
-        let file_name = path
-            .file_name()
-            .map_or_else(|| workflow.origin.clone(), |name| name.to_string_lossy().into_owned());
+        let file_name = path.file_name().map_or_else(
+            || workflow.origin.clone(),
+            |name| name.to_string_lossy().into_owned(),
+        );
         let pushed = connected
             .registry
-            .push_workflow(workflow, &file_name, provenance.clone().or_from_git(path), args.force)
+            .push_workflow(
+                workflow,
+                &file_name,
+                provenance.clone().or_from_git(path),
+                args.force,
+            )
             .await
             .map_err(|error| explain(error, format!("cannot push {}", path.display())))?;
-        print_pushed(&connected, &workflow.workflow.metadata.id, &pushed, path, args.json)?;
+        print_pushed(
+            &connected,
+            &workflow.workflow.metadata.id,
+            &pushed,
+            path,
+            args.json,
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -131,7 +144,12 @@ fn print_pushed(
     from: &Path,
     json: bool,
 ) -> anyhow::Result<()> {
-    let reference = format!("{}/{}:{}", connected.registry.address(), pushed.repository, pushed.tag);
+    let reference = format!(
+        "{}/{}:{}",
+        connected.registry.address(),
+        pushed.repository,
+        pushed.tag
+    );
     if json {
         let line = json!({
             "file": from.display().to_string(),
@@ -145,8 +163,15 @@ fn print_pushed(
         });
         println!("{}", serde_json::to_string(&line)?);
     } else {
-        let state = if pushed.uploaded { "pushed" } else { "unchanged" };
-        println!("{name} {} {} {reference} ({state})", pushed.version, pushed.digest);
+        let state = if pushed.uploaded {
+            "pushed"
+        } else {
+            "unchanged"
+        };
+        println!(
+            "{name} {} {} {reference} ({state})",
+            pushed.version, pushed.digest
+        );
     }
     Ok(())
 }
@@ -160,9 +185,10 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|error| explain(error, format!("cannot pull {}", args.reference)))?;
     // The title annotation comes from whoever pushed: keep only a plain name.
-    let file_name = Path::new(&pulled.file_name)
-        .file_name()
-        .map_or_else(|| format!("{}.yaml", reference.name), |name| name.to_string_lossy().into_owned());
+    let file_name = Path::new(&pulled.file_name).file_name().map_or_else(
+        || format!("{}.yaml", reference.name),
+        |name| name.to_string_lossy().into_owned(),
+    );
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let path = args.output.join(file_name);
@@ -174,11 +200,15 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let connected = connect(&args.registry)?;
-    let listed = connected
-        .registry
-        .list_workflows()
-        .await
-        .map_err(|error| explain(error, format!("cannot list workflows in registry {}", connected.registry.address())))?;
+    let listed = connected.registry.list_workflows().await.map_err(|error| {
+        explain(
+            error,
+            format!(
+                "cannot list workflows in registry {}",
+                connected.registry.address()
+            ),
+        )
+    })?;
     if args.json {
         let list: Vec<Value> = listed.iter().map(listed_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -236,7 +266,12 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     line("media type", &shown["media_type"]);
     if let Some(config) = shown["config"].as_object() {
         for (key, value) in config {
-            println!("config.{key:<5} {}", value.as_str().map_or_else(|| value.to_string(), String::from));
+            println!(
+                "config.{key:<5} {}",
+                value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), String::from)
+            );
         }
     }
     if let Some(annotations) = shown["annotations"].as_object() {
@@ -291,14 +326,22 @@ async fn agents_list(args: ListArgs) -> anyhow::Result<ExitCode> {
         if let Some(latest) = repository.versions.last() {
             let text = format!("{}@{}", repository.repository, latest.digest);
             let reference = parse_reference(ArtifactKind::AgentCard, &text)?;
-            let pulled = registry.pull(&reference).await.map_err(|error| explain(error, doing()))?;
+            let pulled = registry
+                .pull(&reference)
+                .await
+                .map_err(|error| explain(error, doing()))?;
             let card = serde_json::from_slice::<Value>(&pulled.content)
                 .ok()
                 .and_then(|json| AgentCard::parse(&text, &json).ok());
             if let Some(card) = card {
                 entry["name"] = json!(card.name);
                 entry["url"] = json!(card.url());
-                entry["skills"] = json!(card.skills.iter().map(|skill| &skill.id).collect::<Vec<_>>());
+                entry["skills"] = json!(
+                    card.skills
+                        .iter()
+                        .map(|skill| &skill.id)
+                        .collect::<Vec<_>>()
+                );
             }
         }
         entries.push(entry);
@@ -311,16 +354,28 @@ async fn agents_list(args: ListArgs) -> anyhow::Result<ExitCode> {
         eprintln!("no agent cards in registry {}", registry.address());
     }
     for entry in &entries {
-        let latest = entry["versions"].as_array().and_then(|versions| versions.last());
+        let latest = entry["versions"]
+            .as_array()
+            .and_then(|versions| versions.last());
         println!(
             "{} {} {} {} skills: {}",
             entry["repository"].as_str().unwrap_or_default(),
-            latest.and_then(|version| version["version"].as_str()).unwrap_or("-"),
-            latest.and_then(|version| version["digest"].as_str()).unwrap_or("-"),
+            latest
+                .and_then(|version| version["version"].as_str())
+                .unwrap_or("-"),
+            latest
+                .and_then(|version| version["digest"].as_str())
+                .unwrap_or("-"),
             entry["url"].as_str().unwrap_or("-"),
-            entry["skills"].as_array().map_or_else(String::new, |skills| {
-                skills.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
-            }),
+            entry["skills"]
+                .as_array()
+                .map_or_else(String::new, |skills| {
+                    skills
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -340,7 +395,8 @@ async fn agents_push(args: AgentsPushArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|error| match error {
                 crate::registry::RegistryError::InvalidAgentCard { .. } => {
-                    anyhow::Error::new(error).context(BadInput::new(format!("cannot push agent card {source}")))
+                    anyhow::Error::new(error)
+                        .context(BadInput::new(format!("cannot push agent card {source}")))
                 }
                 error => explain(error, format!("cannot push agent card {source}")),
             })?;
@@ -356,11 +412,13 @@ async fn read_card(card: &str) -> anyhow::Result<(String, String, Vec<u8>)> {
     if !(card.starts_with("http://") || card.starts_with("https://")) {
         let path = Path::new(card);
         let bytes = std::fs::read(path).map_err(|error| {
-            anyhow::Error::new(error).context(BadInput::new(format!("cannot read agent card {card}")))
+            anyhow::Error::new(error)
+                .context(BadInput::new(format!("cannot read agent card {card}")))
         })?;
-        let file_name = path
-            .file_name()
-            .map_or_else(|| "agent-card.json".to_string(), |name| name.to_string_lossy().into_owned());
+        let file_name = path.file_name().map_or_else(
+            || "agent-card.json".to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
         return Ok((card.to_string(), file_name, bytes));
     }
     let location = if card.ends_with(".json") || card.contains("agent-card") {

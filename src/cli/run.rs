@@ -91,12 +91,18 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         Some(path) => Arc::new(load_file(path)?),
         None => {
             let workflow = load_workflow(&workflows, &args.workflow).await?;
-            say(origin_line(&args, &workflow.origin, &registry_source, connected.registry.address()));
+            say(origin_line(
+                &args,
+                &workflow.origin,
+                &registry_source,
+                connected.registry.address(),
+            ));
             workflow
         }
     };
     let input = resolve_input(&args)?;
-    let (discovery, example_agents) = resolve_agents(&args, &connected, &registry_source, &say).await?;
+    let (discovery, example_agents) =
+        resolve_agents(&args, &connected, &registry_source, &say).await?;
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
     Ok(RunSettings {
         workflow,
@@ -172,7 +178,10 @@ async fn resolve_agents(
             return Ok((configured, None));
         }
         let from_registry = Arc::new(RegistryDiscovery::new(connected.registry.clone()));
-        return Ok((Arc::new(CombinedDiscovery(vec![configured, from_registry])), None));
+        return Ok((
+            Arc::new(CombinedDiscovery(vec![configured, from_registry])),
+            None,
+        ));
     }
     if registry_usable {
         match RegistryDiscovery::load(connected.registry.clone()).await {

@@ -221,9 +221,7 @@ impl Discovery for CombinedDiscovery {
                 match source.agents_for(skill).await {
                     Ok(cards) if !cards.is_empty() => return Ok(cards),
                     Ok(_) => {}
-                    Err(DiscoveryError::UnknownSkill {
-                        offered: more, ..
-                    }) => {
+                    Err(DiscoveryError::UnknownSkill { offered: more, .. }) => {
                         for skill in more {
                             if !offered.contains(&skill) {
                                 offered.push(skill);
@@ -258,7 +256,11 @@ mod tests {
         let closed_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let closed = format!("http://{}", closed_listener.local_addr().unwrap());
         drop(closed_listener);
-        let cases = [(open.as_str(), true), (closed.as_str(), false), ("not a url", false)];
+        let cases = [
+            (open.as_str(), true),
+            (closed.as_str(), false),
+            ("not a url", false),
+        ];
         for (url, expected) in cases {
             assert_eq!(answers(url).await, expected, "{url}");
         }

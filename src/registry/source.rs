@@ -102,7 +102,10 @@ mod tests {
     fn digests_of_origins() {
         let digest = format!("sha256:{}", "a".repeat(64));
         let cases = [
-            (origin("h:5000", "workflows/x", &digest), Some(digest.as_str())),
+            (
+                origin("h:5000", "workflows/x", &digest),
+                Some(digest.as_str()),
+            ),
             ("built-in:x.yaml".to_string(), None),
             ("workflows/x.yaml".to_string(), None),
             ("me@host/x.yaml".to_string(), None),

@@ -138,7 +138,9 @@ impl AgentProcesses {
         };
         for name in AGENTS {
             let address = closed_port_address();
-            let definition = repository_root().join("agents").join(format!("{name}.yaml"));
+            let definition = repository_root()
+                .join("agents")
+                .join(format!("{name}.yaml"));
             let child = scratch
                 .command(PALLET)
                 .arg("agent")
@@ -252,10 +254,17 @@ fn push_list_show_pull_and_immutability() {
     let changed = changed.to_str().unwrap();
     let refused = scratch.pallet(&["push", changed, "--registry", &registry.address]);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("already exists"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("already exists"),
+        "{}",
+        stderr(&refused)
+    );
     let forced = scratch.pallet(&["push", "--force", changed, "--registry", &registry.address]);
     let forced_line = stdout(succeeded(&forced));
-    assert!(forced_line.starts_with("code-generation-v1 1.0.0 sha256:"), "{forced_line}");
+    assert!(
+        forced_line.starts_with("code-generation-v1 1.0.0 sha256:"),
+        "{forced_line}"
+    );
     assert!(!forced_line.contains(&digest), "{forced_line}");
 
     // An invalid file among valid ones: nothing is pushed.
@@ -275,7 +284,11 @@ fn push_list_show_pull_and_immutability() {
         &registry.address,
     ]);
     assert_eq!(rejected.status.code(), Some(2), "{}", stderr(&rejected));
-    assert!(stderr(&rejected).contains("invalid.yaml"), "{}", stderr(&rejected));
+    assert!(
+        stderr(&rejected).contains("invalid.yaml"),
+        "{}",
+        stderr(&rejected)
+    );
     let list = scratch.pallet(&["list", "--json", "--registry", &registry.address]);
     let list: Value = serde_json::from_str(&stdout(succeeded(&list))).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
@@ -351,12 +364,20 @@ fn run_resolves_through_the_registry_with_registry_agents_and_cache() {
     let mut offline = warm.clone();
     offline.insert(1, "--offline");
     let run = scratch.pallet(&offline);
-    assert!(stderr(succeeded(&run)).contains(&digest), "{}", stderr(&run));
+    assert!(
+        stderr(succeeded(&run)).contains(&digest),
+        "{}",
+        stderr(&run)
+    );
     let mut missing = offline.clone();
     missing[3] = "never-pushed-v1";
     let run = scratch.pallet(&missing);
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
-    assert!(stderr(&run).contains("not in the local cache"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("not in the local cache"),
+        "{}",
+        stderr(&run)
+    );
 }
 
 /// A blocking fetch from a sync test, with curl (installed wherever the tests run).
@@ -371,7 +392,12 @@ fn configured_registry_down_is_an_error() {
     let scratch = Scratch::new();
     let closed = closed_port_address();
     let run = scratch.pallet_with(
-        &["run", "--workflow", "code-generation-v1", "Create a factorial function"],
+        &[
+            "run",
+            "--workflow",
+            "code-generation-v1",
+            "Create a factorial function",
+        ],
         &[("PALLET_REGISTRY", closed.as_str())],
     );
     let messages = stderr(&run);
@@ -456,21 +482,43 @@ fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .filter(|entry| entry.path().extension().is_some_and(|extension| extension == "pid"))
-                .map(|entry| std::fs::read_to_string(entry.path()).unwrap().trim().to_string())
+                .filter(|entry| {
+                    entry
+                        .path()
+                        .extension()
+                        .is_some_and(|extension| extension == "pid")
+                })
+                .map(|entry| {
+                    std::fs::read_to_string(entry.path())
+                        .unwrap()
+                        .trim()
+                        .to_string()
+                })
                 .collect()
         })
         .unwrap_or_default();
     if !started.status.success() {
         stop();
-        panic!("bootstrap failed:\n{}\n{}", stdout(&started), stderr(&started));
+        panic!(
+            "bootstrap failed:\n{}\n{}",
+            stdout(&started),
+            stderr(&started)
+        );
     }
     assert_eq!(pids.len(), 8, "{}", stdout(&started));
-    assert!(stdout(&started).contains("code-generation-v1 1.0.0 sha256:"), "{}", stdout(&started));
+    assert!(
+        stdout(&started).contains("code-generation-v1 1.0.0 sha256:"),
+        "{}",
+        stdout(&started)
+    );
 
     let registry = format!("127.0.0.1:{registry_port}");
     let runs: [&[&str]; 3] = [
-        &["--workflow", "code-generation-v1", "Create a factorial function"],
+        &[
+            "--workflow",
+            "code-generation-v1",
+            "Create a factorial function",
+        ],
         &[
             "--workflow",
             "parallel-analysis-v1",
@@ -479,7 +527,11 @@ fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
             "--input",
             "language=python",
         ],
-        &["--workflow", "smart-router-v1", "Create a function that adds two numbers"],
+        &[
+            "--workflow",
+            "smart-router-v1",
+            "Create a function that adds two numbers",
+        ],
     ];
     let mut failures = Vec::new();
     for arguments in runs {
