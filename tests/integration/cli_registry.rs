@@ -360,6 +360,39 @@ fn run_resolves_through_the_registry_with_registry_agents_and_cache() {
     succeeded(&scratch.pallet(&warm));
     assert_eq!(registry.logged_requests() - before, 1);
 
+    // An unknown skill fails before the first step, naming what was searched.
+    let unknown = scratch.path().join("unknown.yaml");
+    std::fs::write(
+        &unknown,
+        "metadata:\n  id: unknown-v1\n  name: unknown\n  version: 1.0.0\nsteps:\n  - { id: plan, skill: create_plan }\n  - { id: launch, skill: launch_rocket }\n",
+    )
+    .unwrap();
+    let run = scratch.pallet(&[
+        "run",
+        "--file",
+        unknown.to_str().unwrap(),
+        "--registry",
+        &address,
+        "x",
+    ]);
+    let messages = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{messages}");
+    assert!(messages.contains("`launch_rocket`"), "{messages}");
+    assert!(
+        messages.contains(&format!("registry {address}")),
+        "{messages}"
+    );
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("app/run.json")).unwrap())
+            .unwrap();
+    let started = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["status"] != "skipped" || step["attempts"] != 0)
+        .count();
+    assert_eq!(started, 0, "{record}");
+
     registry.stop();
     let mut offline = warm.clone();
     offline.insert(1, "--offline");
@@ -539,6 +572,14 @@ fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
         command.extend_from_slice(arguments);
         let run = scratch.pallet(&command);
         let messages = stderr(&run);
+        let record =
+            std::fs::read_to_string(scratch.path().join("app/run.json")).unwrap_or_default();
+        // The router hands code requests to code-generation-v1, resolved in the registry too.
+        if arguments[1] == "smart-router-v1"
+            && !record.contains(&format!("{registry}/workflows/code-generation@sha256:"))
+        {
+            failures.push(format!("sub-workflow not from the registry: {record}"));
+        }
         if !run.status.success()
             || !messages.contains("agent cards in registry")
             || !messages.contains("@sha256:")
