@@ -21,7 +21,7 @@ use crate::engine::{
     DirectorySource, Engine, RunRecord, RunStatus, SourceError, Sources, WorkflowSource,
 };
 use crate::registry::source::digest_of_origin;
-use crate::registry::{CombinedDiscovery, RegistryDiscovery, RegistrySource};
+use crate::registry::{CombinedDiscovery, RegistryDiscovery, RegistryError, RegistrySource};
 use crate::workflow::{LoadedWorkflow, load_file};
 
 /// What the run uses, resolved from the arguments.
@@ -122,8 +122,16 @@ async fn load_workflow(
 ) -> anyhow::Result<Arc<LoadedWorkflow>> {
     workflows.load(reference).await.map_err(|error| match error {
         // The registry could not answer: not the user's input, and no fallback.
-        SourceError::Unavailable { .. } => {
-            anyhow::Error::new(error).context(format!("cannot resolve workflow `{reference}`"))
+        SourceError::Unavailable { ref source, .. } => {
+            let down = source
+                .downcast_ref::<RegistryError>()
+                .is_some_and(RegistryError::is_not_answering);
+            let message = format!("cannot resolve workflow `{reference}`");
+            let message = match down {
+                true => format!("{message} (the configured registry does not answer: start it, e.g. scripts/bootstrap.sh, or leave --registry/PALLET_REGISTRY unset to use the built-in examples)"),
+                false => message,
+            };
+            anyhow::Error::new(error).context(message)
         }
         error => anyhow::Error::new(error).context(
             BadInput::new(format!("cannot find workflow `{reference}`"))

@@ -436,7 +436,23 @@ fn configured_registry_down_is_an_error() {
     let messages = stderr(&run);
     assert_eq!(run.status.code(), Some(1), "{messages}");
     assert!(messages.contains("not answering"), "{messages}");
-    assert!(!messages.contains("built-in"), "{messages}");
+    // No silent fallback: nothing ran.
+    assert!(!messages.contains("none answering"), "{messages}");
+    assert!(!scratch.path().join("app").exists(), "{messages}");
+
+    let script = scratch
+        .command("bash")
+        .arg(repository_root().join("scripts/push_workflows.sh"))
+        .env("PALLET_BIN", PALLET)
+        .env("PALLET_REGISTRY", &closed)
+        .output()
+        .unwrap();
+    let messages = stderr(&script);
+    assert_eq!(script.status.code(), Some(1), "{messages}");
+    assert!(
+        messages.contains(&format!("the registry at {closed} does not answer")),
+        "{messages}"
+    );
 }
 
 /// The default registry is localhost:5000; the hidden PALLET_DEFAULT_REGISTRY
