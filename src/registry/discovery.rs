@@ -79,17 +79,21 @@ impl RegistryDiscovery {
     }
 }
 
-/// The highest version of every `agents/*` repository, parsed as a card.
+/// The highest version of every `agents/*` repository, parsed as a card:
+/// warm, one catalog request and one tag list per repository.
 /// A card pallet cannot read is logged and left out.
 async fn read_cards(registry: &Registry) -> Result<Vec<RegistryCard>, RegistryError> {
     let mut cards = Vec::new();
-    for listed in registry.list(ArtifactKind::AgentCard).await? {
-        let text = match listed.versions.last() {
-            Some(version) => format!("{}@{}", listed.repository, version.digest),
-            None => listed.repository.clone(),
+    for repository in registry.repositories(ArtifactKind::AgentCard).await? {
+        let reference = Reference::parse(ArtifactKind::AgentCard, &repository)?;
+        let pulled = match registry.pull(&reference).await {
+            Ok(pulled) => pulled,
+            Err(error @ RegistryError::NoMatchingVersion { .. }) => {
+                tracing::warn!(%error, "agent card skipped");
+                continue;
+            }
+            Err(error) => return Err(error),
         };
-        let reference = Reference::parse(ArtifactKind::AgentCard, &text)?;
-        let pulled = registry.pull(&reference).await?;
         let location = format!(
             "{}/{}@{}",
             registry.address(),

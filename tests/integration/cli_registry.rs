@@ -344,6 +344,19 @@ fn run_resolves_through_the_registry_with_registry_agents_and_cache() {
         format!("{address}/workflows/code-generation@{digest}")
     );
 
+    // Warm, with agents from the registry: the workflow's tag check, then one
+    // catalog request and one tag list per agent card (8).
+    let before = registry.logged_requests();
+    succeeded(&scratch.pallet(&[
+        "run",
+        "--workflow",
+        "code-generation-v1",
+        "--registry",
+        &address,
+        "Create a factorial function",
+    ]));
+    assert_eq!(registry.logged_requests() - before, 1 + 1 + 8);
+
     // Warm: one round-trip (the tag check), agents given explicitly.
     let mut warm = vec![
         "run",
