@@ -574,6 +574,21 @@ fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
         stdout(&started)
     );
 
+    // Twice is harmless: nothing new is started, nothing pushed again.
+    let mut again = scratch.command("bash");
+    again.arg(&bootstrap);
+    environment(&mut again);
+    let again = again.output().unwrap();
+    let again_text = stdout(&again);
+    if !again.status.success()
+        || again_text.matches("already running").count() != 8
+        || !again_text.contains("(unchanged)")
+        || again_text.contains("(pushed)")
+    {
+        stop();
+        panic!("second bootstrap:\n{again_text}\n{}", stderr(&again));
+    }
+
     let registry = format!("127.0.0.1:{registry_port}");
     let runs: [&[&str]; 3] = [
         &[
