@@ -34,13 +34,160 @@ pub enum Command {
 
     /// Run a workflow: each step's skill is called on an agent that offers it.
     #[command(
-        after_help = "Examples:\n  pallet run --file workflows/code-generation.yaml --agent http://127.0.0.1:8001 \"Create a factorial function\"\n  pallet run --workflow smart-router-v1 --agents-file agents.yaml \"Summarise this CSV\"\n  pallet run --file wf.yaml --input name=Ada --input 'limits:={\"max\": 3}' --json > run.json\n  echo '{\"code\": \"x = 1\"}' | pallet run --workflow parallel-analysis-v1 --input-json -\n\nExit status: 0 the run completed, 1 it failed or was cancelled, 2 bad input or usage."
+        after_help = "Examples:\n  pallet run --file workflows/code-generation.yaml --agent http://127.0.0.1:8001 \"Create a factorial function\"\n  pallet run --workflow smart-router-v1 --agents-file agents.yaml \"Summarise this CSV\"\n  pallet run --workflow code-generation@=1.0.0 --registry localhost:5000 \"Create a factorial function\"\n  pallet run --offline --workflow code-generation-v1 \"Create a factorial function\"\n  pallet run --file wf.yaml --input name=Ada --input 'limits:={\"max\": 3}' --json > run.json\n  echo '{\"code\": \"x = 1\"}' | pallet run --workflow parallel-analysis-v1 --input-json -\n\nWithout --registry/PALLET_REGISTRY the registry at localhost:5000 is used when it answers;\nelse the workflows directory and the built-in examples (said in one line). Without --agent\nor an agents file, the registry's agent cards are used, else the built-in example agents.\n\nExit status: 0 the run completed, 1 it failed or was cancelled, 2 bad input or usage."
     )]
     Run(RunArgs),
 
     /// Host an agent whose skills are commands.
     #[command(subcommand)]
     Agent(AgentCommand),
+
+    /// Validate workflow files, then push them to the registry as versioned artifacts.
+    #[command(
+        after_help = "Examples:\n  pallet push workflows/*.yaml\n  pallet push --registry registry.example:5000 --json my-workflow.yaml\n  pallet push --force workflows/code-generation.yaml   # replace an existing version\n\nA version is immutable: pushing different content under an existing version is refused\nunless --force; pushing identical content changes nothing and prints the existing digest.\nExit status: 0 all pushed, 2 an invalid file (nothing of it was pushed), 1 registry errors."
+    )]
+    Push(PushArgs),
+
+    /// Download a workflow from the registry into a directory.
+    #[command(
+        after_help = "Examples:\n  pallet pull code-generation-v1 -o ./pulled\n  pallet pull code-generation@1.2 -o .\n  pallet pull code-generation@sha256:<64 hex digits>\n\nREF is ID, ID@REQUIREMENT (cargo rules: @1.2 means ^1.2), ID@=1.2.3 or ID@sha256:DIGEST."
+    )]
+    Pull(PullArgs),
+
+    /// List the workflows in the registry with their versions and digests.
+    #[command(
+        after_help = "Examples:\n  pallet list\n  pallet list --json | jq -r '.[].repository'"
+    )]
+    List(ListArgs),
+
+    /// Show one workflow version: metadata, annotations, digest.
+    #[command(
+        after_help = "Examples:\n  pallet show code-generation-v1\n  pallet show code-generation@=1.0.0 --json"
+    )]
+    Show(ShowArgs),
+
+    /// Agent cards in the registry: list them, push them.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+}
+
+/// Which registry to use and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Registry address `HOST:PORT` (default localhost:5000).
+    #[arg(long, value_name = "HOST:PORT", env = "PALLET_REGISTRY")]
+    pub registry: Option<String>,
+
+    /// Reach this host (or HOST:PORT) over plain HTTP; loopback hosts always are. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    /// Registry user name (else Docker's config.json credentials, else anonymous).
+    #[arg(long, env = "PALLET_REGISTRY_USERNAME")]
+    pub username: Option<String>,
+
+    /// Registry password, with --username.
+    #[arg(long, env = "PALLET_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Use only the local cache; never contact the registry.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Workflow files (YAML).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Replace a version that already exists with different content.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The `org.opencontainers.image.source` annotation (default: the git remote of the file).
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+
+    /// The `org.opencontainers.image.revision` annotation (default: the git commit of the file).
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+
+    /// Print one JSON object per pushed file on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The workflow reference: ID, ID@REQUIREMENT, ID@=1.2.3 or ID@sha256:DIGEST.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+
+    /// Directory to write the file into (created if missing).
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The workflow reference: ID, ID@REQUIREMENT, ID@=1.2.3 or ID@sha256:DIGEST.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List the agent cards in the registry: name, version, digest, URL, skills.
+    #[command(after_help = "Examples:\n  pallet agents list\n  pallet agents list --json")]
+    List(ListArgs),
+
+    /// Push agent cards: A2A card JSON files, or the URL of a running agent (its card is fetched).
+    #[command(
+        after_help = "Examples:\n  pallet agents push http://127.0.0.1:8001\n  curl -s http://127.0.0.1:8001/.well-known/agent-card.json > plan.json && pallet agents push plan.json\n\nA card needs `name` and a semver `version`; it goes to agents/<name> tagged with its version.\nAgent definition YAML files (agents/*.yaml) are not cards: serve them with `pallet agent serve`\nand push the served agent's URL, so the card carries the URL the agent answers at."
+    )]
+    Push(AgentsPushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsPushArgs {
+    /// Card JSON files or agent URLs (http://HOST:PORT, or the card's URL).
+    #[arg(required = true, value_name = "CARD")]
+    pub cards: Vec<String>,
+
+    /// Replace a version that already exists with different content.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print one JSON object per pushed card on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,8 +238,9 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "FILE", conflicts_with = "workflow")]
     pub file: Option<PathBuf>,
 
-    /// Run the workflow with this `metadata.id` from --workflows-dir.
-    #[arg(short, long, value_name = "ID", default_value = "code-generation-v1")]
+    /// The workflow reference: ID, ID@REQUIREMENT, ID@=1.2.3 or ID@sha256:DIGEST,
+    /// resolved in the registry, then --workflows-dir, then the built-in examples.
+    #[arg(short, long, value_name = "REF", default_value = "code-generation-v1")]
     pub workflow: String,
 
     /// Where workflows are looked up by id (also for `execute_workflow` sub-workflows).
@@ -134,4 +282,7 @@ pub struct RunArgs {
     /// Print the run record as JSON on stdout (no progress view).
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }

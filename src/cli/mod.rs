@@ -4,6 +4,7 @@ mod agent;
 mod args;
 mod outputs;
 mod progress;
+mod registry;
 pub mod render;
 mod run;
 mod validate;
@@ -19,6 +20,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::command(args),
         Command::Run(args) => run::command(args, cli.quiet).await,
         Command::Agent(command) => agent::command(command).await,
+        Command::Push(args) => registry::push(args).await,
+        Command::Pull(args) => registry::pull(args).await,
+        Command::List(args) => registry::list(args).await,
+        Command::Show(args) => registry::show(args).await,
+        Command::Agents(command) => registry::agents(command).await,
     }
 }
 

@@ -66,7 +66,7 @@ fn metadata(record: &RunRecord) -> Value {
         "workflow_id": record.workflow_id,
         "workflow_version": record.workflow_version,
         "workflow_source": record.workflow_source,
-        "digest": if record.workflow_source.starts_with(crate::builtin::BUILTIN_ORIGIN) { json!("built-in") } else { Value::Null },
+        "digest": digest(&record.workflow_source),
         "status": record.status,
         "input": record.input,
         "started_at": record.started_at,
@@ -76,6 +76,15 @@ fn metadata(record: &RunRecord) -> Value {
         "approved": review.and_then(|review| review.get("approved")).cloned(),
         "quality_score": review.and_then(|review| review.get("quality_score")).cloned(),
     })
+}
+
+/// The digest a run used: from a registry origin, "built-in", else null.
+fn digest(workflow_source: &str) -> Value {
+    if workflow_source.starts_with(crate::builtin::BUILTIN_ORIGIN) {
+        return json!("built-in");
+    }
+    crate::registry::source::digest_of_origin(workflow_source)
+        .map_or(Value::Null, |digest| json!(digest))
 }
 
 /// The result of the last completed step calling `skill`: its outputs, unwrapped

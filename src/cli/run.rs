@@ -13,10 +13,15 @@ use tokio_util::sync::CancellationToken;
 use super::args::RunArgs;
 use super::outputs;
 use super::progress;
+use super::registry;
 use super::render::{BadInput, EXIT_FAILED};
 use crate::agent::{AgentClient, Discovery, StaticDiscovery};
 use crate::builtin::{BUILTIN_ORIGIN, BuiltinWorkflows, ExampleAgents};
-use crate::engine::{DirectorySource, Engine, RunRecord, RunStatus, Sources, WorkflowSource};
+use crate::engine::{
+    DirectorySource, Engine, RunRecord, RunStatus, SourceError, Sources, WorkflowSource,
+};
+use crate::registry::source::digest_of_origin;
+use crate::registry::{CombinedDiscovery, RegistryDiscovery, RegistryError, RegistrySource};
 use crate::workflow::{LoadedWorkflow, load_file};
 
 /// What the run uses, resolved from the arguments.
@@ -71,7 +76,12 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
             eprintln!("{line}");
         }
     };
-    let mut sources: Vec<Arc<dyn WorkflowSource>> = Vec::new();
+    let connected = registry::connect(&args.registry)?;
+    let registry_source = Arc::new(RegistrySource::new(
+        connected.registry.clone(),
+        !connected.configured,
+    ));
+    let mut sources: Vec<Arc<dyn WorkflowSource>> = vec![registry_source.clone()];
     if args.workflows_dir.is_dir() {
         sources.push(Arc::new(DirectorySource::new(args.workflows_dir.clone())));
     }
@@ -80,52 +90,136 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
     let workflow = match &args.file {
         Some(path) => Arc::new(load_file(path)?),
         None => {
-            let workflow = workflows.load(&args.workflow).await.map_err(|error| {
-                anyhow::Error::new(error).context(
-                    BadInput::new(format!("cannot find workflow `{}`", args.workflow))
-                        .hint("pass --file FILE, or --workflows-dir DIR where a file with that metadata.id lives"),
-                )
-            })?;
-            if workflow.origin.starts_with(BUILTIN_ORIGIN) {
-                say(format!(
-                    "using the built-in example workflow `{}` (no {} directory here)",
-                    args.workflow,
-                    args.workflows_dir.display()
-                ));
-            }
+            let workflow = load_workflow(&workflows, &args.workflow).await?;
+            say(origin_line(
+                &args,
+                &workflow.origin,
+                &registry_source,
+                connected.registry.address(),
+            ));
             workflow
         }
     };
     let input = resolve_input(&args)?;
-    let mut urls = args.agents.clone();
-    let example_agents = if urls.is_empty() && args.agents_file.is_none() {
-        let agents = ExampleAgents::start()
-            .await
-            .context("cannot start the example agents")?;
-        say(format!(
-            "no agents configured: started the {} built-in example agents on 127.0.0.1 (stopped after the run)",
-            agents.urls.len()
-        ));
-        urls = agents.urls.clone();
-        Some(agents)
-    } else {
-        None
-    };
-    let discovery = match &args.agents_file {
-        Some(path) => StaticDiscovery::with_agents_file(urls, path)?,
-        None => StaticDiscovery::new(urls),
-    };
+    let (discovery, example_agents) =
+        resolve_agents(&args, &connected, &registry_source, &say).await?;
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
     Ok(RunSettings {
         workflow,
         input,
         workflows,
-        discovery: Arc::new(discovery),
+        discovery,
         example_agents,
         out: args.out,
         json: args.json,
         show_progress,
     })
+}
+
+async fn load_workflow(
+    workflows: &Arc<dyn WorkflowSource>,
+    reference: &str,
+) -> anyhow::Result<Arc<LoadedWorkflow>> {
+    workflows.load(reference).await.map_err(|error| match error {
+        // The registry could not answer: not the user's input, and no fallback.
+        SourceError::Unavailable { ref source, .. } => {
+            let down = source
+                .downcast_ref::<RegistryError>()
+                .is_some_and(RegistryError::is_not_answering);
+            let message = format!("cannot resolve workflow `{reference}`");
+            let message = match down {
+                true => format!("{message} (the configured registry does not answer: start it, e.g. scripts/bootstrap.sh, or leave --registry/PALLET_REGISTRY unset to use the built-in examples)"),
+                false => message,
+            };
+            anyhow::Error::new(error).context(message)
+        }
+        error => anyhow::Error::new(error).context(
+            BadInput::new(format!("cannot find workflow `{reference}`"))
+                .hint("pass --file FILE, push it with `pallet push FILE`, or pass --workflows-dir DIR where a file with that metadata.id lives"),
+        ),
+    })
+}
+
+/// The one line saying where the workflow came from.
+fn origin_line(
+    args: &RunArgs,
+    origin: &str,
+    registry_source: &RegistrySource,
+    registry: &str,
+) -> String {
+    if registry_source.was_not_answering() {
+        let used = if origin.starts_with(BUILTIN_ORIGIN) {
+            "the built-in example workflow".to_string()
+        } else {
+            format!("workflow file {origin}")
+        };
+        return format!(
+            "no registry configured and none answering at {registry}: using {used} `{}`",
+            args.workflow
+        );
+    }
+    if origin.starts_with(BUILTIN_ORIGIN) {
+        return format!(
+            "using the built-in example workflow `{}` (not in registry {registry}, no {} directory here)",
+            args.workflow,
+            args.workflows_dir.display()
+        );
+    }
+    format!("using workflow {origin}")
+}
+
+/// `--agent`/agents file first, then the registry's agent cards; with
+/// neither configured nor in the registry, the built-in example agents.
+async fn resolve_agents(
+    args: &RunArgs,
+    connected: &registry::Connected,
+    registry_source: &RegistrySource,
+    say: &impl Fn(String),
+) -> anyhow::Result<(Arc<dyn Discovery>, Option<ExampleAgents>)> {
+    let registry_usable = !args.registry.offline && !registry_source.was_not_answering();
+    if !args.agents.is_empty() || args.agents_file.is_some() {
+        let configured: Arc<dyn Discovery> = Arc::new(match &args.agents_file {
+            Some(path) => StaticDiscovery::with_agents_file(args.agents.clone(), path)?,
+            None => StaticDiscovery::new(args.agents.clone()),
+        });
+        if !registry_usable {
+            return Ok((configured, None));
+        }
+        let from_registry = Arc::new(RegistryDiscovery::new(connected.registry.clone()));
+        return Ok((
+            Arc::new(CombinedDiscovery(vec![configured, from_registry])),
+            None,
+        ));
+    }
+    if registry_usable {
+        match RegistryDiscovery::load(connected.registry.clone()).await {
+            Ok(discovery) if discovery.card_count().await > 0 => {
+                say(format!(
+                    "using the {} agent cards in registry {}",
+                    discovery.card_count().await,
+                    connected.registry.address()
+                ));
+                return Ok((Arc::new(discovery), None));
+            }
+            Ok(_) => {}
+            Err(error) if error.is_not_answering() && !connected.configured => {}
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "cannot read agent cards from registry {}",
+                    connected.registry.address()
+                )));
+            }
+        }
+    }
+    let agents = ExampleAgents::start()
+        .await
+        .context("cannot start the example agents")?;
+    say(format!(
+        "no agents configured: started the {} built-in example agents on 127.0.0.1 (stopped after the run)",
+        agents.urls.len()
+    ));
+    let discovery = StaticDiscovery::new(agents.urls.clone());
+    Ok((Arc::new(discovery), Some(agents)))
 }
 
 /// `--input-json` first, then each `--input`, then the positional requirements.
@@ -228,8 +322,12 @@ fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> any
         println!("{}", serde_json::to_string_pretty(record)?);
         return Ok(());
     }
+    let ran = match digest_of_origin(&record.workflow_source) {
+        Some(_) => format!(" ({})", record.workflow_source),
+        None => String::new(),
+    };
     let summary = format!(
-        "{} {} {} in {:.0} ms ({} steps)",
+        "{} {}{ran} {} in {:.0} ms ({} steps)",
         record.workflow_id,
         record.workflow_version,
         match record.status {

@@ -23,6 +23,15 @@ pub enum SourceError {
     },
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A source that could not answer (e.g. a registry that is down): the
+    /// search stops here rather than silently trying the next source.
+    #[error("cannot look up workflow `{id}` in {searched}")]
+    Unavailable {
+        id: String,
+        searched: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 pub trait WorkflowSource: Send + Sync {

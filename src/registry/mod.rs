@@ -8,15 +8,19 @@
 //! - [`cache`]: the OCI image layout directory on disk.
 //! - [`docker_config`]: credentials from Docker's `config.json` and helpers.
 //! - [`client`]: [`Registry`], tying the above to a real registry.
+//! - [`source`]: the registry as a workflow source for runs and sub-workflows.
+//! - [`discovery`]: agents from the registry's agent cards.
 
 pub mod address;
 pub mod artifact;
 pub mod cache;
 pub mod client;
+pub mod discovery;
 pub mod docker_config;
 mod pull;
 pub mod reference;
 pub mod resolve;
+pub mod source;
 mod transport;
 
 use std::path::PathBuf;
@@ -25,8 +29,10 @@ pub use address::RegistryAddress;
 pub use artifact::{ArtifactContent, Provenance};
 pub use cache::default_cache_dir;
 pub use client::{Listed, ListedVersion, Pulled, Pushed, Registry, RegistryOptions, Resolved};
+pub use discovery::{CombinedDiscovery, RegistryDiscovery};
 pub use docker_config::{docker_config_path, docker_credentials};
 pub use reference::{ACCEPTED_FORMS, ArtifactKind, Reference, Selector};
+pub use source::RegistrySource;
 
 /// The registry used when none is configured (the CLI falls back to the
 /// built-in workflows when this one does not answer).

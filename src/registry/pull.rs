@@ -182,6 +182,21 @@ impl Registry {
         self.list(ArtifactKind::Workflow).await
     }
 
+    /// The names of the repositories of one kind (`workflows/x`, `agents/y`),
+    /// sorted: one catalog request.
+    pub async fn repositories(&self, kind: ArtifactKind) -> Result<Vec<String>, RegistryError> {
+        let prefix = format!("{}/", kind.namespace());
+        let mut repositories: Vec<String> = self
+            .transport
+            .catalog()
+            .await?
+            .into_iter()
+            .filter(|repository| repository.starts_with(&prefix))
+            .collect();
+        repositories.sort();
+        Ok(repositories)
+    }
+
     /// Repositories of one kind (`workflows/` or `agents/`) with their
     /// versions (ascending) and digests.
     pub async fn list(&self, kind: ArtifactKind) -> Result<Vec<Listed>, RegistryError> {

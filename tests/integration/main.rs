@@ -2,6 +2,7 @@
 
 mod agent;
 mod cli;
+mod cli_registry;
 mod engine;
 mod examples;
 mod registry;

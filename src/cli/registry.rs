@@ -1,0 +1,438 @@
+//! `pallet push|pull|list|show` and `pallet agents list|push`, and the
+//! registry settings every command shares.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::args::{
+    AgentsCommand, AgentsPushArgs, ListArgs, PullArgs, PushArgs, RegistryArgs, ShowArgs,
+};
+use super::render::BadInput;
+use crate::agent::AgentCard;
+use crate::registry::{
+    ArtifactKind, Credentials, DEFAULT_REGISTRY, Listed, Provenance, Pulled, Pushed, Reference,
+    Registry, RegistryOptions, default_cache_dir, docker_config_path, docker_credentials,
+};
+use crate::workflow::{LoadedWorkflow, load_file};
+
+/// Hidden: where the registry is looked for when none is configured, instead
+/// of localhost:5000 (tests point it at a closed port).
+const DEFAULT_REGISTRY_VARIABLE: &str = "PALLET_DEFAULT_REGISTRY";
+
+/// Said when the registry does not answer.
+const DOWN_HINT: &str =
+    "start one with scripts/bootstrap.sh, or pass --registry HOST:PORT (env PALLET_REGISTRY)";
+
+/// The registry a command uses.
+pub struct Connected {
+    pub registry: Arc<Registry>,
+    /// Chosen by the user (flag or env), as opposed to the default.
+    pub configured: bool,
+}
+
+pub fn connect(args: &RegistryArgs) -> anyhow::Result<Connected> {
+    let configured = args.registry.clone().filter(|address| !address.is_empty());
+    let address = configured.clone().unwrap_or_else(|| {
+        std::env::var(DEFAULT_REGISTRY_VARIABLE)
+            .ok()
+            .filter(|address| !address.is_empty())
+            .unwrap_or_else(|| DEFAULT_REGISTRY.to_string())
+    });
+    let credentials = match (&args.username, &args.password) {
+        (Some(username), Some(password)) => Some(Credentials {
+            username: username.clone(),
+            password: password.clone(),
+        }),
+        (Some(_), None) => {
+            return Err(BadInput::new("--username needs --password")
+                .hint("or set PALLET_REGISTRY_PASSWORD")
+                .into());
+        }
+        (None, Some(_)) => {
+            return Err(BadInput::new("--password needs --username")
+                .hint("or set PALLET_REGISTRY_USERNAME")
+                .into());
+        }
+        (None, None) => match docker_config_path() {
+            Some(path) => docker_credentials(&path, &address)?,
+            None => None,
+        },
+    };
+    let cache_dir = default_cache_dir().ok_or_else(|| {
+        BadInput::new("no cache directory: neither XDG_CACHE_HOME nor HOME is set")
+            .hint("set XDG_CACHE_HOME to a writable directory")
+    })?;
+    let registry = Registry::new(RegistryOptions {
+        address,
+        insecure_hosts: args.insecure_registries.clone(),
+        credentials,
+        cache_dir,
+        offline: args.offline,
+    })
+    .map_err(|error| anyhow::Error::new(error).context(BadInput::new("cannot use the registry")))?;
+    Ok(Connected {
+        registry: Arc::new(registry),
+        configured: configured.is_some(),
+    })
+}
+
+/// Adds what to do when the registry is down to a registry error.
+fn explain(error: crate::registry::RegistryError, doing: String) -> anyhow::Error {
+    let hint = error.is_not_answering().then_some(DOWN_HINT);
+    let error = anyhow::Error::new(error);
+    match hint {
+        Some(hint) => error.context(format!("{doing} ({hint})")),
+        None => error.context(doing),
+    }
+}
+
+fn parse_reference(kind: ArtifactKind, text: &str) -> anyhow::Result<Reference> {
+    Reference::parse(kind, text).map_err(|error| BadInput::new(error.to_string()).into())
+}
+
+pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let connected = connect(&args.registry)?;
+    // Every file is checked before anything is pushed: one invalid file pushes nothing.
+    let mut loaded: Vec<(PathBuf, LoadedWorkflow)> = Vec::new();
+    for path in &args.files {
+        let workflow = load_file(path).map_err(|error| {
+            anyhow::Error::new(error).context(format!(
+                "workflow {} is invalid; nothing was pushed",
+                path.display()
+            ))
+        })?;
+        loaded.push((path.clone(), workflow));
+    }
+    let provenance = Provenance {
+        source: args.source.clone(),
+        revision: args.revision.clone(),
+    };
+    for (path, workflow) in &loaded {
+        let file_name = path.file_name().map_or_else(
+            || workflow.origin.clone(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        let pushed = connected
+            .registry
+            .push_workflow(
+                workflow,
+                &file_name,
+                provenance.clone().or_from_git(path),
+                args.force,
+            )
+            .await
+            .map_err(|error| explain(error, format!("cannot push {}", path.display())))?;
+        print_pushed(
+            &connected,
+            &workflow.workflow.metadata.id,
+            &pushed,
+            path,
+            args.json,
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_pushed(
+    connected: &Connected,
+    name: &str,
+    pushed: &Pushed,
+    from: &Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let reference = format!(
+        "{}/{}:{}",
+        connected.registry.address(),
+        pushed.repository,
+        pushed.tag
+    );
+    if json {
+        let line = json!({
+            "file": from.display().to_string(),
+            "name": name,
+            "repository": pushed.repository,
+            "version": pushed.version.to_string(),
+            "tag": pushed.tag,
+            "digest": pushed.digest,
+            "reference": reference,
+            "uploaded": pushed.uploaded,
+        });
+        println!("{}", serde_json::to_string(&line)?);
+    } else {
+        let state = if pushed.uploaded {
+            "pushed"
+        } else {
+            "unchanged"
+        };
+        println!(
+            "{name} {} {} {reference} ({state})",
+            pushed.version, pushed.digest
+        );
+    }
+    Ok(())
+}
+
+pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
+    let connected = connect(&args.registry)?;
+    let reference = parse_reference(ArtifactKind::Workflow, &args.reference)?;
+    let pulled = connected
+        .registry
+        .pull(&reference)
+        .await
+        .map_err(|error| explain(error, format!("cannot pull {}", args.reference)))?;
+    // The title annotation comes from whoever pushed: keep only a plain name.
+    let file_name = Path::new(&pulled.file_name).file_name().map_or_else(
+        || format!("{}.yaml", reference.name),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let path = args.output.join(file_name);
+    std::fs::write(&path, &pulled.content)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("{} {}", path.display(), pulled.resolved.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let connected = connect(&args.registry)?;
+    let listed = connected.registry.list_workflows().await.map_err(|error| {
+        explain(
+            error,
+            format!(
+                "cannot list workflows in registry {}",
+                connected.registry.address()
+            ),
+        )
+    })?;
+    if args.json {
+        let list: Vec<Value> = listed.iter().map(listed_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if listed.is_empty() {
+        eprintln!("no workflows in registry {}", connected.registry.address());
+    }
+    for repository in &listed {
+        println!("{}", repository.repository);
+        for version in &repository.versions {
+            println!("  {} {}", version.version, version.digest);
+        }
+        if !repository.other_tags.is_empty() {
+            println!("  other tags: {}", repository.other_tags.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn listed_json(listed: &Listed) -> Value {
+    json!({
+        "repository": listed.repository,
+        "versions": listed.versions.iter().map(|version| json!({
+            "version": version.version.to_string(),
+            "tag": version.tag,
+            "digest": version.digest,
+        })).collect::<Vec<_>>(),
+        "other_tags": listed.other_tags,
+    })
+}
+
+pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let connected = connect(&args.registry)?;
+    let reference = parse_reference(ArtifactKind::Workflow, &args.reference)?;
+    let pulled = connected
+        .registry
+        .pull(&reference)
+        .await
+        .map_err(|error| explain(error, format!("cannot show {}", args.reference)))?;
+    let shown = shown_json(&connected, &pulled);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let line = |label: &str, value: &Value| {
+        if let Some(text) = value.as_str() {
+            println!("{label:<12} {text}");
+        }
+    };
+    line("reference", &shown["reference"]);
+    line("digest", &shown["digest"]);
+    line("version", &shown["version"]);
+    line("file", &shown["file_name"]);
+    line("media type", &shown["media_type"]);
+    if let Some(config) = shown["config"].as_object() {
+        for (key, value) in config {
+            println!(
+                "config.{key:<5} {}",
+                value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), String::from)
+            );
+        }
+    }
+    if let Some(annotations) = shown["annotations"].as_object() {
+        println!("annotations:");
+        for (key, value) in annotations {
+            println!("  {key}: {}", value.as_str().unwrap_or_default());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn shown_json(connected: &Connected, pulled: &Pulled) -> Value {
+    let resolved = &pulled.resolved;
+    json!({
+        "reference": format!("{}/{}@{}", connected.registry.address(), resolved.repository, resolved.digest),
+        "repository": resolved.repository,
+        "tag": resolved.tag,
+        "version": resolved.version.as_ref().map(ToString::to_string),
+        "digest": resolved.digest,
+        "artifact_type": pulled.manifest.artifact_type,
+        "media_type": pulled.media_type,
+        "file_name": pulled.file_name,
+        "size": pulled.content.len(),
+        "config": pulled.config.as_ref().map(|config| json!({
+            "id": config.id,
+            "name": config.name,
+            "version": config.version,
+            "schema_version": config.schema_version,
+        })),
+        "annotations": pulled.manifest.annotations,
+    })
+}
+
+pub async fn agents(command: AgentsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AgentsCommand::List(args) => agents_list(args).await,
+        AgentsCommand::Push(args) => agents_push(args).await,
+    }
+}
+
+async fn agents_list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let connected = connect(&args.registry)?;
+    let registry = &connected.registry;
+    let doing = || format!("cannot list agent cards in registry {}", registry.address());
+    let listed = registry
+        .list(ArtifactKind::AgentCard)
+        .await
+        .map_err(|error| explain(error, doing()))?;
+    let mut entries = Vec::new();
+    for repository in &listed {
+        let mut entry = listed_json(repository);
+        if let Some(latest) = repository.versions.last() {
+            let text = format!("{}@{}", repository.repository, latest.digest);
+            let reference = parse_reference(ArtifactKind::AgentCard, &text)?;
+            let pulled = registry
+                .pull(&reference)
+                .await
+                .map_err(|error| explain(error, doing()))?;
+            let card = serde_json::from_slice::<Value>(&pulled.content)
+                .ok()
+                .and_then(|json| AgentCard::parse(&text, &json).ok());
+            if let Some(card) = card {
+                entry["name"] = json!(card.name);
+                entry["url"] = json!(card.url());
+                entry["skills"] = json!(
+                    card.skills
+                        .iter()
+                        .map(|skill| &skill.id)
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+        entries.push(entry);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        eprintln!("no agent cards in registry {}", registry.address());
+    }
+    for entry in &entries {
+        let latest = entry["versions"]
+            .as_array()
+            .and_then(|versions| versions.last());
+        println!(
+            "{} {} {} {} skills: {}",
+            entry["repository"].as_str().unwrap_or_default(),
+            latest
+                .and_then(|version| version["version"].as_str())
+                .unwrap_or("-"),
+            latest
+                .and_then(|version| version["digest"].as_str())
+                .unwrap_or("-"),
+            entry["url"].as_str().unwrap_or("-"),
+            entry["skills"]
+                .as_array()
+                .map_or_else(String::new, |skills| {
+                    skills
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn agents_push(args: AgentsPushArgs) -> anyhow::Result<ExitCode> {
+    let connected = connect(&args.registry)?;
+    // All cards are read before anything is pushed.
+    let mut cards = Vec::new();
+    for card in &args.cards {
+        cards.push(read_card(card).await?);
+    }
+    for (source, file_name, bytes) in cards {
+        let pushed = connected
+            .registry
+            .push_agent_card(&file_name, &bytes, Provenance::default(), args.force)
+            .await
+            .map_err(|error| match error {
+                crate::registry::RegistryError::InvalidAgentCard { .. } => {
+                    anyhow::Error::new(error)
+                        .context(BadInput::new(format!("cannot push agent card {source}")))
+                }
+                error => explain(error, format!("cannot push agent card {source}")),
+            })?;
+        let name = pushed.repository.trim_start_matches("agents/").to_string();
+        print_pushed(&connected, &name, &pushed, Path::new(&source), args.json)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// (where from, file name for the title annotation, bytes) of a card file or
+/// of the card a running agent serves.
+async fn read_card(card: &str) -> anyhow::Result<(String, String, Vec<u8>)> {
+    if !(card.starts_with("http://") || card.starts_with("https://")) {
+        let path = Path::new(card);
+        let bytes = std::fs::read(path).map_err(|error| {
+            anyhow::Error::new(error)
+                .context(BadInput::new(format!("cannot read agent card {card}")))
+        })?;
+        let file_name = path.file_name().map_or_else(
+            || "agent-card.json".to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        return Ok((card.to_string(), file_name, bytes));
+    }
+    let location = if card.ends_with(".json") || card.contains("agent-card") {
+        card.to_string()
+    } else {
+        format!("{}/.well-known/agent-card.json", card.trim_end_matches('/'))
+    };
+    let response = reqwest::get(&location)
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("cannot fetch the agent card at {location}"))?;
+    let bytes = response
+        .bytes()
+        .await
+        .with_context(|| format!("cannot read the agent card at {location}"))?;
+    Ok((location, "agent-card.json".to_string(), bytes.to_vec()))
+}
