@@ -89,15 +89,26 @@ fn digest(workflow_source: &str) -> Value {
 
 /// The result of the last completed step calling `skill`: its outputs, unwrapped
 /// from `{NAME: result}` when the step stored it under an `outputs` name.
+/// Child runs (`execute_workflow`) count, so the smart router's pipeline is written too.
 fn result_of_skill<'a>(record: &'a RunRecord, skill: &str) -> Option<&'a Value> {
-    let step: &StepRecord = record.steps.iter().rev().find(|step| {
-        step.status == StepStatus::Completed && step.skill.as_deref() == Some(skill)
-    })?;
+    let step = last_completed(record, skill)?;
     let outputs = step.outputs.as_ref()?;
     match outputs.as_object() {
         Some(fields) if fields.len() == 1 => fields.values().next(),
         _ => Some(outputs),
     }
+}
+
+fn last_completed<'a>(record: &'a RunRecord, skill: &str) -> Option<&'a StepRecord> {
+    record.steps.iter().rev().find_map(|step| {
+        let own = step.status == StepStatus::Completed && step.skill.as_deref() == Some(skill);
+        if own {
+            return Some(step);
+        }
+        step.child
+            .as_deref()
+            .and_then(|child| last_completed(child, skill))
+    })
 }
 
 /// The agent's file name when it is a plain name, else `main.<extension>`.
