@@ -20,5 +20,6 @@ pub mod builtin;
 pub mod cli;
 pub mod engine;
 pub mod registry;
+pub mod store;
 pub mod template;
 pub mod workflow;

@@ -34,13 +34,17 @@ pub enum Command {
 
     /// Run a workflow: each step's skill is called on an agent that offers it.
     #[command(
-        after_help = "Examples:\n  pallet run --file workflows/code-generation.yaml --agent http://127.0.0.1:8001 \"Create a factorial function\"\n  pallet run --workflow smart-router-v1 --agents-file agents.yaml \"Summarise this CSV\"\n  pallet run --file wf.yaml --input name=Ada --input 'limits:={\"max\": 3}' --json > run.json\n  echo '{\"code\": \"x = 1\"}' | pallet run --workflow parallel-analysis-v1 --input-json -\n\nExit status: 0 the run completed, 1 it failed or was cancelled, 2 bad input or usage."
+        after_help = "Examples:\n  pallet run --file workflows/code-generation.yaml --agent http://127.0.0.1:8001 \"Create a factorial function\"\n  pallet run --workflow smart-router-v1 --agents-file agents.yaml \"Summarise this CSV\"\n  pallet run --file wf.yaml --input name=Ada --input 'limits:={\"max\": 3}' --json > run.json\n  echo '{\"code\": \"x = 1\"}' | pallet run --workflow parallel-analysis-v1 --input-json -\n\nExit status: 0 the run completed or waits for approval (`pallet approve ID`), 1 it failed or was cancelled, 2 bad input or usage."
     )]
     Run(RunArgs),
 
     /// Host an agent whose skills are commands.
     #[command(subcommand)]
     Agent(AgentCommand),
+
+    /// Durable runs: runs, approve, reject, cancel, resume.
+    #[command(flatten)]
+    Durable(super::runs::DurableCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,4 +138,9 @@ pub struct RunArgs {
     /// Print the run record as JSON on stdout (no progress view).
     #[arg(long)]
     pub json: bool,
+
+    /// The run database (SQLite) that makes the run durable; default
+    /// $XDG_DATA_HOME/pallet/pallet.db (else ~/.local/share/pallet/pallet.db).
+    #[arg(long, value_name = "PATH", env = "PALLET_DB")]
+    pub db: Option<PathBuf>,
 }

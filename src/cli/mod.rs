@@ -6,6 +6,7 @@ mod outputs;
 mod progress;
 pub mod render;
 mod run;
+mod runs;
 mod validate;
 
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::command(args),
         Command::Run(args) => run::command(args, cli.quiet).await,
         Command::Agent(command) => agent::command(command).await,
+        Command::Durable(command) => runs::command(command).await,
     }
 }
 

@@ -30,6 +30,10 @@ struct RunSettings {
     out: PathBuf,
     json: bool,
     show_progress: bool,
+    /// Where the run is recorded; `None` when the default database cannot be opened.
+    store: Option<crate::store::RunStore>,
+    /// What the user asked to run, as stored with the run.
+    reference: String,
 }
 
 pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -46,9 +50,24 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_ctrl_c(cancel.clone()));
-    let record = engine
-        .run(settings.workflow.clone(), settings.input.clone(), cancel)
-        .await;
+    let record = match &settings.store {
+        Some(store) => {
+            super::runs::run_stored(
+                store,
+                &engine,
+                settings.workflow.clone(),
+                &settings.reference,
+                settings.input.clone(),
+                cancel,
+            )
+            .await?
+        }
+        None => {
+            engine
+                .run(settings.workflow.clone(), settings.input.clone(), cancel)
+                .await
+        }
+    };
     drop(engine);
     if let Some(printer) = printer {
         let _ = printer.await;
@@ -58,7 +77,7 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let written = outputs::write(&settings.out, &record)?;
     report(&record, settings.json, &settings.out, &written)?;
-    Ok(if record.status == RunStatus::Completed {
+    Ok(if matches!(record.status, RunStatus::Completed | RunStatus::WaitingApproval) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
@@ -116,6 +135,11 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         None => StaticDiscovery::new(urls),
     };
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
+    let store = super::runs::store_for_run(args.db.as_deref(), quiet)?;
+    let reference = match &args.file {
+        Some(path) => path.display().to_string(),
+        None => args.workflow.clone(),
+    };
     Ok(RunSettings {
         workflow,
         input,
@@ -125,6 +149,8 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         out: args.out,
         json: args.json,
         show_progress,
+        store,
+        reference,
     })
 }
 
@@ -236,6 +262,7 @@ fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> any
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "was cancelled",
+            RunStatus::WaitingApproval => "waits for approval",
         },
         record.duration_ms,
         record.steps.len()
@@ -250,6 +277,10 @@ fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> any
             if let Some(output) = &record.output {
                 println!("{}", serde_json::to_string_pretty(output)?);
             }
+        }
+        RunStatus::WaitingApproval => {
+            eprintln!("{summary}; run id {}", record.run_id);
+            eprintln!("{}", super::runs::approval_hint(&record.run_id));
         }
         _ => {
             eprintln!("error: {summary}");
