@@ -77,11 +77,16 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let written = outputs::write(&settings.out, &record)?;
     report(&record, settings.json, &settings.out, &written)?;
-    Ok(if matches!(record.status, RunStatus::Completed | RunStatus::WaitingApproval) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    })
+    Ok(
+        if matches!(
+            record.status,
+            RunStatus::Completed | RunStatus::WaitingApproval
+        ) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_FAILED)
+        },
+    )
 }
 
 async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {

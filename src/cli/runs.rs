@@ -81,11 +81,22 @@ pub enum RunsCommand {
 #[derive(Debug, Args)]
 pub struct EngineArgs {
     /// An agent URL; repeatable. Without agents, the built-in example agents are started.
-    #[arg(short, long = "agent", value_name = "URL", env = "PALLET_AGENTS", value_delimiter = ',')]
+    #[arg(
+        short,
+        long = "agent",
+        value_name = "URL",
+        env = "PALLET_AGENTS",
+        value_delimiter = ','
+    )]
     pub agents: Vec<String>,
     #[arg(long, value_name = "FILE", env = "PALLET_AGENTS_FILE")]
     pub agents_file: Option<PathBuf>,
-    #[arg(long, value_name = "DIR", env = "PALLET_WORKFLOWS_DIR", default_value = "workflows")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PALLET_WORKFLOWS_DIR",
+        default_value = "workflows"
+    )]
     pub workflows_dir: PathBuf,
     /// Print the run as JSON on stdout.
     #[arg(long)]
@@ -163,9 +174,7 @@ pub async fn command(command: DurableCommand) -> anyhow::Result<ExitCode> {
             };
             drive(&args.engine, &args.id, Action::Reject(decision)).await
         }
-        DurableCommand::Resume(args) => {
-            drive(&args.engine, &args.id, Action::Resume).await
-        }
+        DurableCommand::Resume(args) => drive(&args.engine, &args.id, Action::Resume).await,
     }
 }
 
@@ -174,8 +183,10 @@ pub fn open_store(db: Option<&std::path::Path>) -> anyhow::Result<RunStore> {
     let path = match db {
         Some(path) => path.to_path_buf(),
         None => RunStore::default_path().ok_or_else(|| {
-            BadInput::new("cannot find a place for the run database: neither XDG_DATA_HOME nor HOME is set")
-                .hint("pass --db PATH or set PALLET_DB")
+            BadInput::new(
+                "cannot find a place for the run database: neither XDG_DATA_HOME nor HOME is set",
+            )
+            .hint("pass --db PATH or set PALLET_DB")
         })?,
     };
     Ok(RunStore::open(&path)?)
@@ -259,9 +270,10 @@ async fn drive(args: &EngineArgs, id: &str, action: Action) -> anyhow::Result<Ex
 
 pub fn exit_code(status: RunState) -> ExitCode {
     match status {
-        RunState::Completed | RunState::WaitingApproval | RunState::Pending | RunState::InProgress => {
-            ExitCode::SUCCESS
-        }
+        RunState::Completed
+        | RunState::WaitingApproval
+        | RunState::Pending
+        | RunState::InProgress => ExitCode::SUCCESS,
         RunState::Failed | RunState::Cancelled => ExitCode::from(EXIT_FAILED),
     }
 }
@@ -272,7 +284,10 @@ fn report(outcome: &Outcome, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(run)?);
         return Ok(());
     }
-    eprintln!("run {} ({} {}) is {}", run.id, run.workflow_id, run.workflow_version, run.status);
+    eprintln!(
+        "run {} ({} {}) is {}",
+        run.id, run.workflow_id, run.workflow_version, run.status
+    );
     match run.status {
         RunState::Completed => {
             if let Some(result) = &run.result {
@@ -299,7 +314,9 @@ pub fn approval_hint(id: &str) -> String {
 /// Unknown runs and refused changes are the user's input problem (exit 2).
 fn user_error(error: RunError) -> anyhow::Error {
     let hint = match &error {
-        RunError::Store(StoreError::NotFound { .. }) => Some("list runs with `pallet runs`".to_string()),
+        RunError::Store(StoreError::NotFound { .. }) => {
+            Some("list runs with `pallet runs`".to_string())
+        }
         RunError::MissingFields { missing, .. } => Some(format!(
             "pass {}",
             missing
@@ -308,11 +325,19 @@ fn user_error(error: RunError) -> anyhow::Error {
                 .collect::<Vec<_>>()
                 .join(" ")
         )),
-        RunError::Waiting { id, .. } => Some(approval_hint(id).trim_start_matches("hint: ").to_string()),
-        _ if error.is_conflict() => Some("see the run's state with `pallet runs show ID`".to_string()),
+        RunError::Waiting { id, .. } => {
+            Some(approval_hint(id).trim_start_matches("hint: ").to_string())
+        }
+        _ if error.is_conflict() => {
+            Some("see the run's state with `pallet runs show ID`".to_string())
+        }
         _ => None,
     };
-    let user = error.is_conflict() || matches!(error, RunError::Store(StoreError::NotFound { .. }) | RunError::MissingFields { .. });
+    let user = error.is_conflict()
+        || matches!(
+            error,
+            RunError::Store(StoreError::NotFound { .. }) | RunError::MissingFields { .. }
+        );
     if !user {
         return error.into();
     }
@@ -373,7 +398,9 @@ fn list_or_show(args: RunsArgs) -> anyhow::Result<ExitCode> {
             }
         }
         Some(RunsCommand::History { id }) => {
-            let history = store.history(&id).map_err(|error| user_error(error.into()))?;
+            let history = store
+                .history(&id)
+                .map_err(|error| user_error(error.into()))?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&history)?);
             } else {
@@ -396,7 +423,10 @@ fn list_or_show(args: RunsArgs) -> anyhow::Result<ExitCode> {
 fn print_view(view: &crate::store::view::RunView) {
     let run = &view.run;
     println!("run       {}", run.id);
-    println!("workflow  {} {} ({})", run.workflow_id, run.workflow_version, run.workflow_source);
+    println!(
+        "workflow  {} {} ({})",
+        run.workflow_id, run.workflow_version, run.workflow_source
+    );
     println!("status    {}", run.status);
     println!(
         "progress  {}% ({} of {} steps)",
@@ -411,7 +441,11 @@ fn print_view(view: &crate::store::view::RunView) {
             attempt.step_id,
             attempt.attempt,
             attempt.status,
-            attempt.error.as_deref().map(|error| format!(": {error}")).unwrap_or_default()
+            attempt
+                .error
+                .as_deref()
+                .map(|error| format!(": {error}"))
+                .unwrap_or_default()
         );
     }
     if let Some(error) = &run.error {
@@ -427,11 +461,21 @@ fn print_view(view: &crate::store::view::RunView) {
             println!("          {instructions}");
         }
         if !approval.required.is_empty() {
-            println!("          required fields: {}", approval.required.join(", "));
+            println!(
+                "          required fields: {}",
+                approval.required.join(", ")
+            );
         }
         if let Some(deadline) = &approval.deadline {
-            let state = if approval.expired { "passed; `pallet resume` applies it" } else { "pending" };
-            println!("          deadline {deadline} ({state}), then {:?}", approval.on_timeout);
+            let state = if approval.expired {
+                "passed; `pallet resume` applies it"
+            } else {
+                "pending"
+            };
+            println!(
+                "          deadline {deadline} ({state}), then {:?}",
+                approval.on_timeout
+            );
         }
         println!("{}", approval_hint(&run.id));
     }
@@ -439,7 +483,10 @@ fn print_view(view: &crate::store::view::RunView) {
 
 /// The store `pallet run` records in: `--db` must open; the default database
 /// may be unusable (read-only home), then the run is not durable and says so.
-pub fn store_for_run(db: Option<&std::path::Path>, quiet: bool) -> anyhow::Result<Option<RunStore>> {
+pub fn store_for_run(
+    db: Option<&std::path::Path>,
+    quiet: bool,
+) -> anyhow::Result<Option<RunStore>> {
     if db.is_some() {
         return open_store(db).map(Some);
     }
@@ -449,7 +496,11 @@ pub fn store_for_run(db: Option<&std::path::Path>, quiet: bool) -> anyhow::Resul
             if !quiet {
                 eprintln!(
                     "warning: the run is not recorded: {}",
-                    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+                    error
+                        .chain()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(": ")
                 );
             }
             Ok(None)
@@ -468,7 +519,5 @@ pub async fn run_stored(
 ) -> anyhow::Result<crate::engine::RunRecord> {
     let runner = runner(store, engine, None);
     let outcome = runner.start(workflow, reference, input, cancel).await?;
-    outcome
-        .record
-        .context("the run ended before any step ran")
+    outcome.record.context("the run ended before any step ran")
 }

@@ -22,8 +22,8 @@ mod run;
 pub mod source;
 
 pub use journal::{Durable, Journal};
-pub use run::chain_of;
 pub use record::{RunRecord, RunStatus, StepRecord, StepStatus};
+pub use run::chain_of;
 pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};
 
 use std::sync::Arc;
@@ -126,9 +126,7 @@ impl Engine {
         cancel: CancellationToken,
         nesting: Nesting,
     ) -> BoxFuture<'_, RunRecord> {
-        Box::pin(run::execute(
-            self, workflow, input, cancel, nesting, None,
-        ))
+        Box::pin(run::execute(self, workflow, input, cancel, nesting, None))
     }
 
     fn emit(&self, event: impl FnOnce() -> Event) {

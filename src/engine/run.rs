@@ -10,8 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::Clock;
 use super::{
-    Durable, EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord,
-    StepStatus,
+    Durable, EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord, StepStatus,
 };
 use crate::agent::{AgentCard, DiscoveryError};
 use crate::template::{Renderer, Scope};
@@ -133,7 +132,9 @@ pub(super) async fn execute(
                 renderer,
                 state: Mutex::new(State {
                     // Completed steps' outputs feed the templates of the steps still to run.
-                    outputs: durable.map(|durable| durable.completed.clone()).unwrap_or_default(),
+                    outputs: durable
+                        .map(|durable| durable.completed.clone())
+                        .unwrap_or_default(),
                     records: Vec::new(),
                 }),
                 durable,

@@ -120,8 +120,10 @@ impl Runner<'_> {
             input: input.clone(),
             actor: self.actor.clone(),
         })?;
-        self.store
-            .transition(&run.id, RunChange::new(RunState::InProgress, "started", &self.actor))?;
+        self.store.transition(
+            &run.id,
+            RunChange::new(RunState::InProgress, "started", &self.actor),
+        )?;
         self.execute(&run.id, workflow, input, cancel).await
     }
 
@@ -131,8 +133,10 @@ impl Runner<'_> {
         let workflow = stored_workflow(&run)?;
         match run.status {
             RunState::Pending => {
-                self.store
-                    .transition(id, RunChange::new(RunState::InProgress, "resumed", &self.actor))?;
+                self.store.transition(
+                    id,
+                    RunChange::new(RunState::InProgress, "resumed", &self.actor),
+                )?;
             }
             RunState::InProgress => {}
             RunState::WaitingApproval => {
@@ -196,8 +200,10 @@ impl Runner<'_> {
 
     /// Stop a run. A process executing it finds out when it next records a status.
     pub fn cancel(&self, id: &str) -> Result<StoredRun, RunError> {
-        self.store
-            .transition(id, RunChange::new(RunState::Cancelled, "cancelled", &self.actor))?;
+        self.store.transition(
+            id,
+            RunChange::new(RunState::Cancelled, "cancelled", &self.actor),
+        )?;
         Ok(self.store.get(id)?)
     }
 
@@ -284,10 +290,14 @@ impl Runner<'_> {
     ) -> Result<Outcome, RunError> {
         let workflow = stored_workflow(&run)?;
         let value = decision_value(approved, &decision);
-        let retry_from = step.on_reject.as_ref().map(|on_reject| on_reject.retry_from.as_str());
+        let retry_from = step
+            .on_reject
+            .as_ref()
+            .map(|on_reject| on_reject.retry_from.as_str());
         let (rerun, change) = match (approved, retry_from) {
             (true, _) => {
-                let mut change = RunChange::new(RunState::InProgress, "human_approved", &decision.actor);
+                let mut change =
+                    RunChange::new(RunState::InProgress, "human_approved", &decision.actor);
                 change.metadata = json!({"step": step.id, "comment": decision.comment, "fields": decision.fields});
                 (Vec::new(), change)
             }
@@ -298,7 +308,8 @@ impl Runner<'_> {
             (false, None) => (Vec::new(), rejected_change(step, &decision, None)),
         };
         let continues = change.to == RunState::InProgress;
-        self.store.decide(&run.id, &step.id, &value, &rerun, change)?;
+        self.store
+            .decide(&run.id, &step.id, &value, &rerun, change)?;
         if !continues {
             return Ok(Outcome {
                 run: self.store.get(&run.id)?,
@@ -332,7 +343,9 @@ impl Runner<'_> {
             .run_durable(workflow, input, cancel, &durable)
             .await;
         let mut change = match record.status {
-            RunStatus::Completed => RunChange::new(RunState::Completed, "steps_completed", "pallet"),
+            RunStatus::Completed => {
+                RunChange::new(RunState::Completed, "steps_completed", "pallet")
+            }
             RunStatus::Failed => RunChange::new(RunState::Failed, "step_failed", "pallet"),
             RunStatus::Cancelled => RunChange::new(RunState::Cancelled, "cancelled", &self.actor),
             RunStatus::WaitingApproval => {
@@ -376,14 +389,19 @@ fn decision_value(approved: bool, decision: &Decision) -> Value {
     })
 }
 
-fn rejected_change<'a>(step: &Step, decision: &'a Decision, retry_from: Option<&str>) -> RunChange<'a> {
+fn rejected_change<'a>(
+    step: &Step,
+    decision: &'a Decision,
+    retry_from: Option<&str>,
+) -> RunChange<'a> {
     let to = if retry_from.is_some() {
         RunState::InProgress
     } else {
         RunState::Failed
     };
     let mut change = RunChange::new(to, "human_rejected", &decision.actor);
-    change.metadata = json!({"step": step.id, "comment": decision.comment, "retry_from": retry_from});
+    change.metadata =
+        json!({"step": step.id, "comment": decision.comment, "retry_from": retry_from});
     if retry_from.is_none() {
         let reason = decision
             .comment

@@ -80,6 +80,15 @@ mod tests {
             .execute("INSERT INTO schema_version VALUES (99, 'later')", [])
             .unwrap();
         let error = apply(&mut connection).unwrap_err();
-        assert!(matches!(error, StoreError::TooNew { found: 99, known: 1 }), "{error}");
+        assert!(
+            matches!(
+                error,
+                StoreError::TooNew {
+                    found: 99,
+                    known: 1
+                }
+            ),
+            "{error}"
+        );
     }
 }

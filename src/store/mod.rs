@@ -47,7 +47,9 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("the run database is at schema version {found}, newer than this pallet knows ({known})")]
+    #[error(
+        "the run database is at schema version {found}, newer than this pallet knows ({known})"
+    )]
     TooNew { found: u32, known: u32 },
     #[error("run database query failed")]
     Query(#[from] rusqlite::Error),
@@ -70,7 +72,10 @@ pub struct RunStore {
 impl RunStore {
     /// Open (creating it and its directory if needed) and migrate the database at `path`.
     pub fn open(path: &Path) -> Result<RunStore, StoreError> {
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDirectory {
                 path: parent.to_path_buf(),
                 source,

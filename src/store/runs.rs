@@ -130,7 +130,8 @@ impl RunStore {
         let mut statement = connection.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at DESC, id LIMIT ?2"
         ))?;
-        let rows = statement.query_map(params![status.map(RunState::as_str), limit], run_from_row)?;
+        let rows =
+            statement.query_map(params![status.map(RunState::as_str), limit], run_from_row)?;
         let mut runs = Vec::new();
         for row in rows {
             runs.push(row??);
@@ -251,7 +252,10 @@ impl RunStore {
         let mut outputs = HashMap::new();
         for row in rows {
             let (step, output) = row?;
-            outputs.insert(step, output.unwrap_or_else(|| Value::Object(Default::default())));
+            outputs.insert(
+                step,
+                output.unwrap_or_else(|| Value::Object(Default::default())),
+            );
         }
         Ok(outputs)
     }
@@ -311,7 +315,9 @@ fn apply_change(
     change: &RunChange,
 ) -> Result<RunState, StoreError> {
     let status: String = transaction
-        .query_row("SELECT status FROM runs WHERE id = ?1", [id], |row| row.get(0))
+        .query_row("SELECT status FROM runs WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
         .optional()?
         .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
     let from = RunState::parse(&status).ok_or_else(|| StoreError::Corrupt {

@@ -44,7 +44,9 @@ impl RunState {
     }
 
     pub fn parse(text: &str) -> Option<RunState> {
-        RunState::ALL.into_iter().find(|state| state.as_str() == text)
+        RunState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
     }
 
     /// Completed, failed and cancelled runs never change again.
@@ -115,7 +117,11 @@ mod tests {
     #[test]
     fn refusals_name_both_states() {
         let cases = [
-            (Pending, Completed, "a run cannot go from `pending` to `completed`"),
+            (
+                Pending,
+                Completed,
+                "a run cannot go from `pending` to `completed`",
+            ),
             (
                 Completed,
                 InProgress,

@@ -53,16 +53,19 @@ impl Runner<'_> {
         let workflow = stored_workflow(&run)?;
         let attempts = self.store.attempts(id)?;
         let history = self.store.history(id)?;
-        let approval = self.waiting(&run, &workflow).ok().map(|waiting| PendingApproval {
-            expired: waiting.expired(),
-            step: waiting.step.id.clone(),
-            title: waiting.step.title.clone(),
-            instructions: waiting.step.instructions.clone(),
-            required: waiting.step.required.clone(),
-            waiting_since: waiting.since.clone(),
-            deadline: waiting.deadline.map(|deadline| deadline.to_rfc3339()),
-            on_timeout: waiting.step.on_timeout.unwrap_or_default(),
-        });
+        let approval = self
+            .waiting(&run, &workflow)
+            .ok()
+            .map(|waiting| PendingApproval {
+                expired: waiting.expired(),
+                step: waiting.step.id.clone(),
+                title: waiting.step.title.clone(),
+                instructions: waiting.step.instructions.clone(),
+                required: waiting.step.required.clone(),
+                waiting_since: waiting.since.clone(),
+                deadline: waiting.deadline.map(|deadline| deadline.to_rfc3339()),
+                on_timeout: waiting.step.on_timeout.unwrap_or_default(),
+            });
         let (time_in_state_seconds, total_duration_seconds) = time_in_states(&history, Utc::now());
         Ok(RunView {
             progress: progress(&run, &workflow, &attempts),
@@ -99,7 +102,11 @@ fn progress(run: &StoredRun, workflow: &LoadedWorkflow, attempts: &[Attempt]) ->
 
 /// Seconds spent in each state and the total, from the transitions in order.
 pub fn time_in_states(history: &[Transition], now: DateTime<Utc>) -> (BTreeMap<String, f64>, f64) {
-    let parse = |text: &str| DateTime::parse_from_rfc3339(text).ok().map(|time| time.to_utc());
+    let parse = |text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|time| time.to_utc())
+    };
     let mut times = BTreeMap::new();
     for (index, transition) in history.iter().enumerate() {
         if transition.to.is_terminal() {
@@ -113,7 +120,9 @@ pub fn time_in_states(history: &[Transition], now: DateTime<Utc>) -> (BTreeMap<S
             .and_then(|next| parse(&next.at))
             .unwrap_or(now);
         let seconds = (end - start).num_microseconds().unwrap_or(0) as f64 / 1e6;
-        *times.entry(transition.to.as_str().to_string()).or_insert(0.0) += seconds.max(0.0);
+        *times
+            .entry(transition.to.as_str().to_string())
+            .or_insert(0.0) += seconds.max(0.0);
     }
     let first = history.first().and_then(|transition| parse(&transition.at));
     let last_end = match history.last() {
@@ -156,7 +165,11 @@ mod tests {
                     transition(RunState::InProgress, "2026-01-01T00:00:41Z"),
                     transition(RunState::Completed, "2026-01-01T00:00:46Z"),
                 ],
-                vec![("in_progress", 15.0), ("pending", 1.0), ("waiting_approval", 30.0)],
+                vec![
+                    ("in_progress", 15.0),
+                    ("pending", 1.0),
+                    ("waiting_approval", 30.0),
+                ],
                 46.0,
             ),
             (

@@ -49,7 +49,13 @@ pub(crate) fn check_approvals(tree: &Tree, errors: &mut Vec<Problem>) {
     }
 }
 
-fn check_decision_path(tree: &Tree, pointer: &str, step: &str, path: &str, errors: &mut Vec<Problem>) {
+fn check_decision_path(
+    tree: &Tree,
+    pointer: &str,
+    step: &str,
+    path: &str,
+    errors: &mut Vec<Problem>,
+) {
     let Some(&target) = tree.by_id.get(step) else {
         return;
     };
@@ -96,17 +102,24 @@ mod tests {
             ),
             (
                 "- {id: ok, step_type: approval, title: T}\n- {id: b, skill: s, inputs: {x: '{{ steps.ok.outputs.verdict }}'}}\n",
-                &["template refers to `steps.ok.outputs.verdict`, but approval step `ok` has no such field"],
+                &[
+                    "template refers to `steps.ok.outputs.verdict`, but approval step `ok` has no such field",
+                ],
             ),
             (
                 "- {id: ok, step_type: approval, title: T, on_reject: {retry_from: b}}\n- {id: b, skill: s}\n",
-                &["`retry_from` of approval step `ok` names `b`, which is not an earlier top-level step"],
+                &[
+                    "`retry_from` of approval step `ok` names `b`, which is not an earlier top-level step",
+                ],
             ),
             (
                 "- id: group\n  step_type: parallel\n  branches: {steps: [{id: ok, step_type: approval, title: T}]}\n",
                 &["approval step `ok` is nested in a container"],
             ),
-            ("- {id: ok, step_type: approval, title: T, skill: s}\n", &["skill"]),
+            (
+                "- {id: ok, step_type: approval, title: T, skill: s}\n",
+                &["skill"],
+            ),
         ];
         for (yaml, expected) in cases {
             let found = errors(yaml);

@@ -1,6 +1,7 @@
 //! One integration test binary; each module covers one area against real servers.
 
 mod agent;
+mod durable;
 mod engine;
 mod examples;
 mod registry;
