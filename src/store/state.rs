@@ -69,13 +69,13 @@ impl std::fmt::Display for RunState {
 /// `in_progress | waiting_approval -> cancelled`.
 pub fn check_transition(from: RunState, to: RunState) -> Result<(), InvalidTransition> {
     use RunState::*;
-    let allowed = match (from, to) {
-        (Pending, InProgress) => true,
-        (InProgress, WaitingApproval | Completed | Cancelled) => true,
-        (WaitingApproval, InProgress | Completed | Cancelled) => true,
-        (Pending | InProgress | WaitingApproval, Failed) => true,
-        _ => false,
-    };
+    let allowed = matches!(
+        (from, to),
+        (Pending, InProgress)
+            | (InProgress, WaitingApproval | Completed | Cancelled)
+            | (WaitingApproval, InProgress | Completed | Cancelled)
+            | (Pending | InProgress | WaitingApproval, Failed)
+    );
     if allowed {
         Ok(())
     } else {

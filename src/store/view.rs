@@ -155,7 +155,9 @@ mod tests {
     #[test]
     fn time_is_summed_per_state() {
         let now: DateTime<Utc> = "2026-01-01T00:01:40Z".parse().unwrap();
-        let cases: Vec<(Vec<Transition>, Vec<(&str, f64)>, f64)> = vec![
+        // (history, seconds per state, total seconds)
+        type Case = (Vec<Transition>, Vec<(&'static str, f64)>, f64);
+        let cases: Vec<Case> = vec![
             (vec![], vec![], 0.0),
             (
                 vec![
