@@ -244,7 +244,7 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// First Ctrl-C cancels the run cleanly (agents' tasks are cancelled); a second one exits.
-async fn cancel_on_ctrl_c(cancel: CancellationToken) {
+pub(super) async fn cancel_on_ctrl_c(cancel: CancellationToken) {
     if tokio::signal::ctrl_c().await.is_ok() {
         eprintln!("cancelling the run (press Ctrl-C again to exit at once)");
         cancel.cancel();

@@ -254,6 +254,7 @@ async fn drive(args: &EngineArgs, id: &str, action: Action) -> anyhow::Result<Ex
         events: None,
     };
     let cancel = CancellationToken::new();
+    tokio::spawn(super::run::cancel_on_ctrl_c(cancel.clone()));
     let runner = runner(&store, &engine, None);
     let outcome = match action {
         Action::Approve(decision) => runner.approve(id, decision, cancel).await,

@@ -58,6 +58,8 @@ pub enum StoreError {
     /// Refused by the state machine; nothing was written.
     #[error(transparent)]
     Transition(#[from] InvalidTransition),
+    #[error("run `{id}` is {status}, so no step of it starts")]
+    NotRunning { id: String, status: RunState },
     #[error("run `{id}` holds invalid data in `{what}`")]
     Corrupt { id: String, what: String },
 }

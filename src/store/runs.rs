@@ -195,6 +195,14 @@ impl RunStore {
     pub fn start_attempt(&self, id: &str, step_id: &str, status: &str) -> Result<(), StoreError> {
         let mut connection = self.lock();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A run cancelled (or ended) by another process runs no further step.
+        let run_state = run_status(&transaction, id)?;
+        if run_state != RunState::InProgress {
+            return Err(StoreError::NotRunning {
+                id: id.to_string(),
+                status: run_state,
+            });
+        }
         let at = now();
         transaction.execute(
             "INSERT INTO step_attempts (run_id, step_id, attempt, status, started_at) VALUES (?1, ?2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = ?1 AND step_id = ?2), ?3, ?4)",
@@ -314,16 +322,7 @@ fn apply_change(
     id: &str,
     change: &RunChange,
 ) -> Result<RunState, StoreError> {
-    let status: String = transaction
-        .query_row("SELECT status FROM runs WHERE id = ?1", [id], |row| {
-            row.get(0)
-        })
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
-    let from = RunState::parse(&status).ok_or_else(|| StoreError::Corrupt {
-        id: id.to_string(),
-        what: "status".to_string(),
-    })?;
+    let from = run_status(transaction, id)?;
     check_transition(from, change.to)?;
     let at = now();
     let completed_at = change.to.is_terminal().then_some(at.as_str());
@@ -336,6 +335,19 @@ fn apply_change(
         params![id, from.as_str(), change.to.as_str(), change.trigger, change.metadata.to_string(), change.actor, at],
     )?;
     Ok(from)
+}
+
+fn run_status(transaction: &rusqlite::Transaction, id: &str) -> Result<RunState, StoreError> {
+    let status: String = transaction
+        .query_row("SELECT status FROM runs WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+    RunState::parse(&status).ok_or_else(|| StoreError::Corrupt {
+        id: id.to_string(),
+        what: "status".to_string(),
+    })
 }
 
 /// Keep `runs.context` (step id -> outputs) in step with the attempts.

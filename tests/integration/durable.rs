@@ -372,6 +372,60 @@ async fn an_expired_approval_applies_its_timeout_decision() {
     assert_eq!(agent.calls("last"), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_elsewhere_starts_no_further_step() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let store = RunStore::open(&db).unwrap();
+    let engine = engine(&agent);
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let steps = "  - {id: slow, skill: sleep, inputs: {ms: 600}}\n  - {id: after, skill: last}\n";
+    let run = runner.start(
+        workflow(steps),
+        "durable-test",
+        json!({}),
+        CancellationToken::new(),
+    );
+    let cancel_elsewhere = async {
+        let id = tokio::task::spawn_blocking(move || {
+            wait_for(&db, "step `slow` in flight", |store, id| {
+                store
+                    .attempts(id)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|attempt| attempt.step_id == "slow" && attempt.status == "running")
+            })
+        })
+        .await
+        .unwrap();
+        let other = RunStore::open(&directory.path().join("runs.db")).unwrap();
+        other
+            .transition(
+                &id,
+                RunChange::new(RunState::Cancelled, "cancelled", "operator"),
+            )
+            .unwrap();
+    };
+    let (outcome, ()) = tokio::join!(run, cancel_elsewhere);
+    let outcome = outcome.unwrap();
+    assert_eq!(outcome.run.status, RunState::Cancelled);
+    assert_eq!(agent.calls("sleep"), 1);
+    assert_eq!(
+        agent.calls("last"),
+        0,
+        "no step starts after the cancellation"
+    );
+    assert_eq!(
+        triggers(&store, &outcome.run.id).last().unwrap(),
+        "cancelled:cancelled"
+    );
+}
+
 /// Poll the run database until `ready` holds for the run's attempts.
 fn wait_for(db: &Path, what: &str, ready: impl Fn(&RunStore, &str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
