@@ -642,3 +642,93 @@ async fn the_cli_pauses_at_an_approval_and_approve_finishes_the_run() {
             .contains("a run cannot go from `completed` to `cancelled` (it has ended)")
     );
 }
+
+/// A legacy-protocol agent that echoes and records each call's `Idempotency-Key`.
+async fn key_recording_agent() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::routing::{get, post};
+    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = keys.clone();
+    let app = axum::Router::new()
+        .route(
+            "/agent-card",
+            get(|headers: axum::http::HeaderMap| async move {
+                let host = headers["host"].to_str().unwrap().to_string();
+                axum::Json(json!({"name": "keys", "url": format!("http://{host}"), "skills": [{"id": "first"}, {"id": "last"}]}))
+            }),
+        )
+        .route(
+            "/execute",
+            post(
+                move |headers: axum::http::HeaderMap, axum::Json(request): axum::Json<Value>| async move {
+                    let key = headers["idempotency-key"].to_str().unwrap().to_string();
+                    recorded.lock().unwrap().push(key);
+                    axum::Json(json!({"jsonrpc": "2.0", "id": request["id"], "result": {"ok": true}}))
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, keys)
+}
+
+#[tokio::test]
+async fn idempotency_keys_repeat_for_an_interrupted_attempt_and_change_for_rework() {
+    let (url, keys) = key_recording_agent().await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = Engine {
+        discovery: Arc::new(StaticDiscovery::new(vec![url])),
+        client: AgentClient::new(),
+        workflows: Arc::new(BuiltinWorkflows),
+        events: None,
+    };
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let steps = "  - {id: draft, skill: first}\n  - {id: gate, step_type: approval, title: Go?, on_reject: {retry_from: draft}}\n  - {id: publish, skill: last}\n";
+    let text = workflow_text(steps);
+    // A process that died while `draft` was in flight left this behind.
+    let run = store
+        .create_run(&NewRun {
+            workflow_ref: "durable-test".to_string(),
+            workflow_id: "durable-test".to_string(),
+            workflow_version: "1.2.3".to_string(),
+            workflow_source: "durable-test.yaml".to_string(),
+            workflow_yaml: text,
+            input: json!({}),
+            actor: "tester".to_string(),
+        })
+        .unwrap();
+    let id = run.id;
+    store
+        .transition(
+            &id,
+            RunChange::new(RunState::InProgress, "started", "tester"),
+        )
+        .unwrap();
+    store.start_attempt(&id, "draft", "running").unwrap();
+
+    let resumed = runner.resume(&id, CancellationToken::new()).await.unwrap();
+    assert_eq!(resumed.run.status, RunState::WaitingApproval);
+    runner
+        .reject(&id, decision("bob", None, &[]), CancellationToken::new())
+        .await
+        .unwrap();
+    let done = runner
+        .approve(&id, decision("bob", None, &[]), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(done.run.status, RunState::Completed);
+    assert_eq!(
+        *keys.lock().unwrap(),
+        [
+            format!("{id}:draft:1"),
+            format!("{id}:draft:2"),
+            format!("{id}:publish:1")
+        ],
+        "the re-run of the interrupted attempt repeats its key; rework gets a new one"
+    );
+}
