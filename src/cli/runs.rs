@@ -60,6 +60,7 @@ pub struct RunsArgs {
     /// Only runs in this state: pending, in_progress, waiting_approval, completed, failed, cancelled.
     #[arg(long, value_name = "STATE")]
     pub status: Option<String>,
+    /// At most this many runs, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     /// Print JSON on stdout.
