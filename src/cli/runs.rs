@@ -523,3 +523,26 @@ pub async fn run_stored(
     let outcome = runner.start(workflow, reference, input, cancel).await?;
     outcome.record.context("the run ended before any step ran")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_name_value_pairs() {
+        let cases: [(&[&str], Option<Value>); 4] = [
+            (&[], Some(serde_json::json!({}))),
+            (
+                &["ticket=OPS-1", "note=a=b"],
+                Some(serde_json::json!({"ticket": "OPS-1", "note": "a=b"})),
+            ),
+            (&["=value"], None),
+            (&["novalue"], None),
+        ];
+        for (pairs, expected) in cases {
+            let pairs: Vec<String> = pairs.iter().map(|pair| pair.to_string()).collect();
+            let found = parse_fields(&pairs).ok().map(Value::Object);
+            assert_eq!(found, expected, "{pairs:?}");
+        }
+    }
+}

@@ -436,3 +436,42 @@ fn steps_between(workflow: &LoadedWorkflow, from: &str, to: &str) -> Vec<String>
     }
     ids
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rework_covers_the_steps_from_retry_from_to_the_approval() {
+        let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - {id: a, skill: s}\n  - id: b\n    step_type: parallel\n    branches: {steps: [{id: b1, skill: s}, {id: b2, skill: s}]}\n  - {id: gate, step_type: approval, title: T, on_reject: {retry_from: b}}\n  - {id: c, skill: s}\n";
+        let workflow = load_str("x.yaml", text).unwrap();
+        let cases: [(&str, &str, &[&str]); 4] = [
+            ("b", "gate", &["b", "b1", "b2", "gate"]),
+            ("a", "gate", &["a", "b", "b1", "b2", "gate"]),
+            ("gate", "gate", &["gate"]),
+            ("missing", "gate", &[]),
+        ];
+        for (from, to, expected) in cases {
+            assert_eq!(steps_between(&workflow, from, to), expected, "{from}..{to}");
+        }
+    }
+
+    #[test]
+    fn decisions_carry_every_field_templates_may_read() {
+        let decision = Decision {
+            actor: "ada".to_string(),
+            comment: None,
+            fields: Map::from_iter([("ticket".to_string(), json!("T-1"))]),
+        };
+        let value = decision_value(false, &decision);
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, crate::workflow::DECISION_FIELDS);
+        assert_eq!(value["approved"], false);
+        assert_eq!(value["fields"]["ticket"], "T-1");
+    }
+}
