@@ -474,10 +474,11 @@ fn print_view(view: &crate::store::view::RunView) {
             } else {
                 "pending"
             };
-            println!(
-                "          deadline {deadline} ({state}), then {:?}",
-                approval.on_timeout
-            );
+            let decision = match approval.on_timeout {
+                crate::workflow::TimeoutDecision::Approve => "approve",
+                crate::workflow::TimeoutDecision::Reject => "reject",
+            };
+            println!("          deadline {deadline} ({state}), then {decision}");
         }
         println!("{}", approval_hint(&run.id));
     }
