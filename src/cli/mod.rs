@@ -7,6 +7,7 @@ mod progress;
 pub mod render;
 mod run;
 mod runs;
+mod runs_args;
 mod validate;
 
 use std::process::ExitCode;
