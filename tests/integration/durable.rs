@@ -732,3 +732,22 @@ async fn idempotency_keys_repeat_for_an_interrupted_attempt_and_change_for_rewor
         "the re-run of the interrupted attempt repeats its key; rework gets a new one"
     );
 }
+
+#[tokio::test]
+async fn an_approval_without_a_store_fails_clearly() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let record = engine(&agent)
+        .run(
+            workflow(APPROVAL_FLOW),
+            json!({"text": "x"}),
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(record.status, pallet::engine::RunStatus::Failed);
+    assert_eq!(
+        record.error.as_deref(),
+        Some("approval step `review` needs a durable run (a run store) to wait for a decision")
+    );
+    assert_eq!(agent.calls("first"), 1);
+    assert_eq!(agent.calls("last"), 0);
+}
