@@ -4,8 +4,9 @@
 //! and by semantic checks. Each step names a *skill*; the [`engine`] finds an agent
 //! offering it ([`agent::Discovery`]), resolves the step's `{{ }}` inputs
 //! ([`template`]), calls the agent under a timeout ([`agent::AgentClient`], A2A 1.0
-//! or the legacy protocol) and stores the output for later steps. The [`cli`] is a
-//! thin layer over these.
+//! or the legacy protocol) and stores the output for later steps. Runs recorded in a
+//! [`store`] (SQLite) survive a crash, are resumed without re-running completed
+//! steps, and can wait for a human approval. The [`cli`] is a thin layer over these.
 //!
 //! Glossary:
 //! - **workflow**: a YAML definition (`metadata` + `steps`), identified by id and semver version.
@@ -20,5 +21,6 @@ pub mod builtin;
 pub mod cli;
 pub mod engine;
 pub mod registry;
+pub mod store;
 pub mod template;
 pub mod workflow;

@@ -34,7 +34,7 @@ pub enum Command {
 
     /// Run a workflow: each step's skill is called on an agent that offers it.
     #[command(
-        after_help = "Examples:\n  pallet run --file workflows/code-generation.yaml --agent http://127.0.0.1:8001 \"Create a factorial function\"\n  pallet run --workflow smart-router-v1 --agents-file agents.yaml \"Summarise this CSV\"\n  pallet run --workflow code-generation@=1.0.0 --registry localhost:5000 \"Create a factorial function\"\n  pallet run --offline --workflow code-generation-v1 \"Create a factorial function\"\n  pallet run --file wf.yaml --input name=Ada --input 'limits:={\"max\": 3}' --json > run.json\n  echo '{\"code\": \"x = 1\"}' | pallet run --workflow parallel-analysis-v1 --input-json -\n\nWithout --registry/PALLET_REGISTRY the registry at localhost:5000 is used when it answers;\nelse the workflows directory and the built-in examples (said in one line). Without --agent\nor an agents file, the registry's agent cards are used, else the built-in example agents.\n\nExit status: 0 the run completed, 1 it failed or was cancelled, 2 bad input or usage."
+        after_help = "Examples:\n  pallet run --file workflows/code-generation.yaml --agent http://127.0.0.1:8001 \"Create a factorial function\"\n  pallet run --workflow smart-router-v1 --agents-file agents.yaml \"Summarise this CSV\"\n  pallet run --workflow code-generation@=1.0.0 --registry localhost:5000 \"Create a factorial function\"\n  pallet run --offline --workflow code-generation-v1 \"Create a factorial function\"\n  pallet run --file wf.yaml --input name=Ada --input 'limits:={\"max\": 3}' --json > run.json\n  echo '{\"code\": \"x = 1\"}' | pallet run --workflow parallel-analysis-v1 --input-json -\n\nWithout --registry/PALLET_REGISTRY the registry at localhost:5000 is used when it answers;\nelse the workflows directory and the built-in examples (said in one line). Without --agent\nor an agents file, the registry's agent cards are used, else the built-in example agents.\n\nExit status: 0 the run completed or waits for approval (`pallet approve ID`), 1 it failed or was cancelled, 2 bad input or usage."
     )]
     Run(RunArgs),
 
@@ -69,6 +69,10 @@ pub enum Command {
     /// Agent cards in the registry: list them, push them.
     #[command(subcommand)]
     Agents(AgentsCommand),
+
+    /// Durable runs: runs, approve, reject, cancel, resume.
+    #[command(flatten)]
+    Durable(super::runs::DurableCommand),
 }
 
 /// Which registry to use and how to reach it.
@@ -285,4 +289,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+
+    /// The run database (SQLite) that makes the run durable; default
+    /// $XDG_DATA_HOME/pallet/pallet.db (else ~/.local/share/pallet/pallet.db).
+    #[arg(long, value_name = "PATH", env = "PALLET_DB")]
+    pub db: Option<PathBuf>,
 }

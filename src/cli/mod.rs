@@ -7,6 +7,8 @@ mod progress;
 mod registry;
 pub mod render;
 mod run;
+mod runs;
+mod runs_args;
 mod validate;
 
 use std::io::IsTerminal;
@@ -25,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => registry::list(args).await,
         Command::Show(args) => registry::show(args).await,
         Command::Agents(command) => registry::agents(command).await,
+        Command::Durable(command) => runs::command(command).await,
     }
 }
 

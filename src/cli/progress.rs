@@ -37,6 +37,7 @@ fn line(event: &Event) -> String {
                 ),
                 StepStatus::Cancelled => format!("  ■ {step} cancelled after {took}"),
                 StepStatus::Skipped => format!("  - {step} skipped"),
+                StepStatus::Waiting => format!("  ? {step} waits for approval"),
             }
         }
     }

@@ -35,6 +35,10 @@ struct RunSettings {
     out: PathBuf,
     json: bool,
     show_progress: bool,
+    /// Where the run is recorded; `None` when the default database cannot be opened.
+    store: Option<crate::store::RunStore>,
+    /// What the user asked to run, as stored with the run.
+    reference: String,
 }
 
 pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -51,9 +55,24 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_ctrl_c(cancel.clone()));
-    let record = engine
-        .run(settings.workflow.clone(), settings.input.clone(), cancel)
-        .await;
+    let record = match &settings.store {
+        Some(store) => {
+            super::runs::run_stored(
+                store,
+                &engine,
+                settings.workflow.clone(),
+                &settings.reference,
+                settings.input.clone(),
+                cancel,
+            )
+            .await?
+        }
+        None => {
+            engine
+                .run(settings.workflow.clone(), settings.input.clone(), cancel)
+                .await
+        }
+    };
     drop(engine);
     if let Some(printer) = printer {
         let _ = printer.await;
@@ -63,11 +82,16 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let written = outputs::write(&settings.out, &record)?;
     report(&record, settings.json, &settings.out, &written)?;
-    Ok(if record.status == RunStatus::Completed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    })
+    Ok(
+        if matches!(
+            record.status,
+            RunStatus::Completed | RunStatus::WaitingApproval
+        ) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_FAILED)
+        },
+    )
 }
 
 async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
@@ -104,6 +128,11 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
     let (discovery, example_agents) =
         resolve_agents(&args, &connected, &registry_source, &say).await?;
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
+    let store = super::runs::store_for_run(args.db.as_deref(), quiet)?;
+    let reference = match &args.file {
+        Some(path) => path.display().to_string(),
+        None => args.workflow.clone(),
+    };
     Ok(RunSettings {
         workflow,
         input,
@@ -113,6 +142,8 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         out: args.out,
         json: args.json,
         show_progress,
+        store,
+        reference,
     })
 }
 
@@ -307,7 +338,7 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// First Ctrl-C cancels the run cleanly (agents' tasks are cancelled); a second one exits.
-async fn cancel_on_ctrl_c(cancel: CancellationToken) {
+pub(super) async fn cancel_on_ctrl_c(cancel: CancellationToken) {
     if tokio::signal::ctrl_c().await.is_ok() {
         eprintln!("cancelling the run (press Ctrl-C again to exit at once)");
         cancel.cancel();
@@ -334,6 +365,7 @@ fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> any
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "was cancelled",
+            RunStatus::WaitingApproval => "waits for approval",
         },
         record.duration_ms,
         record.steps.len()
@@ -348,6 +380,10 @@ fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> any
             if let Some(output) = &record.output {
                 println!("{}", serde_json::to_string_pretty(output)?);
             }
+        }
+        RunStatus::WaitingApproval => {
+            eprintln!("{summary}; run id {}", record.run_id);
+            eprintln!("{}", super::runs::approval_hint(&record.run_id));
         }
         _ => {
             eprintln!("error: {summary}");

@@ -81,7 +81,12 @@ impl Run<'_> {
         let mut attempt = 1;
         loop {
             details.attempts = attempt;
-            let key = format!("{}:{}:{attempt}", self.id, step.id);
+            let key = format!(
+                "{}:{}:{}",
+                self.id,
+                step.id,
+                self.previous_attempts(step) + attempt
+            );
             let error = match self.attempt(&call, &key, details).await {
                 Ok(value) => return Ok(value),
                 Err(_) if cancel.is_cancelled() => return Err(Failure::cancelled(step)),
@@ -223,7 +228,8 @@ impl Run<'_> {
         let outcome = match child.status {
             RunStatus::Completed => Ok(child.output.clone().unwrap_or_else(|| json!({}))),
             RunStatus::Cancelled => Err(Failure::cancelled(step)),
-            RunStatus::Failed => Err(fail(format!(
+            // Child runs have no journal, so an approval in them fails rather than waits.
+            RunStatus::Failed | RunStatus::WaitingApproval => Err(fail(format!(
                 "workflow `{id}` failed: {}",
                 child.error.as_deref().unwrap_or("no error given")
             ))),
@@ -257,13 +263,7 @@ mod tests {
             skill: Some("create_plan".to_string()),
             inputs: Map::new(),
             outputs: outputs.map(str::to_string),
-            timeout: None,
-            step_type: Default::default(),
-            condition: None,
-            branches: Default::default(),
-            retry: None,
-            max_concurrency: None,
-            fail_fast: None,
+            ..Step::default()
         };
         let cases = [
             (

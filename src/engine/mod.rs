@@ -15,12 +15,15 @@
 
 mod call;
 mod containers;
+pub mod journal;
 pub mod record;
 pub mod retry;
 mod run;
 pub mod source;
 
+pub use journal::{Durable, Journal};
 pub use record::{RunRecord, RunStatus, StepRecord, StepStatus};
+pub use run::chain_of;
 pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};
 
 use std::sync::Arc;
@@ -93,6 +96,28 @@ impl Engine {
             .await
     }
 
+    /// Run a stored run: steps in `durable.completed` are not run again, every
+    /// other step is journaled as it starts and ends, and an approval step
+    /// without a decision pauses the run (`RunStatus::WaitingApproval`).
+    /// Child runs of `execute_workflow` are not journaled.
+    pub async fn run_durable(
+        &self,
+        workflow: Arc<LoadedWorkflow>,
+        input: Value,
+        cancel: CancellationToken,
+        durable: &Durable,
+    ) -> RunRecord {
+        run::execute(
+            self,
+            workflow,
+            input,
+            cancel,
+            Nesting::default(),
+            Some(durable),
+        )
+        .await
+    }
+
     /// Boxed so that `execute_workflow` can recurse into it.
     fn run_nested(
         &self,
@@ -101,7 +126,7 @@ impl Engine {
         cancel: CancellationToken,
         nesting: Nesting,
     ) -> BoxFuture<'_, RunRecord> {
-        Box::pin(run::execute(self, workflow, input, cancel, nesting))
+        Box::pin(run::execute(self, workflow, input, cancel, nesting, None))
     }
 
     fn emit(&self, event: impl FnOnce() -> Event) {

@@ -12,6 +12,8 @@ pub enum RunStatus {
     Completed,
     Failed,
     Cancelled,
+    /// Paused at an approval step without a decision (durable runs only).
+    WaitingApproval,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub enum StepStatus {
     Cancelled,
     /// A branch not taken, or a step never reached because an earlier one failed.
     Skipped,
+    /// An approval step without a decision yet.
+    Waiting,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::Clock;
 use super::{
-    EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord, StepStatus,
+    Durable, EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord, StepStatus,
 };
 use crate::agent::{AgentCard, DiscoveryError};
 use crate::template::{Renderer, Scope};
@@ -22,6 +22,8 @@ pub(super) struct Failure {
     pub message: String,
     /// Stopped by cancellation (fail-fast, workflow timeout, Ctrl-C) rather than failed.
     pub cancelled: bool,
+    /// Paused at an approval step that has no decision yet.
+    pub waiting: bool,
 }
 
 impl Failure {
@@ -29,6 +31,7 @@ impl Failure {
         Failure {
             message,
             cancelled: false,
+            waiting: false,
         }
     }
 
@@ -36,6 +39,15 @@ impl Failure {
         Failure {
             message: format!("step `{}` was cancelled", step.id),
             cancelled: true,
+            waiting: false,
+        }
+    }
+
+    pub fn waiting(step: &Step) -> Failure {
+        Failure {
+            message: format!("step `{}` waits for approval", step.id),
+            cancelled: false,
+            waiting: true,
         }
     }
 }
@@ -66,6 +78,7 @@ pub(super) struct Run<'e> {
     input: Value,
     renderer: Renderer,
     state: Mutex<State>,
+    durable: Option<&'e Durable>,
 }
 
 pub(super) async fn execute(
@@ -74,11 +87,15 @@ pub(super) async fn execute(
     input: Value,
     cancel: CancellationToken,
     nesting: Nesting,
+    durable: Option<&Durable>,
 ) -> RunRecord {
     let clock = Clock::start();
     let workflow = &loaded.workflow;
     let mut record = RunRecord {
-        run_id: uuid::Uuid::new_v4().to_string(),
+        run_id: durable.map_or_else(
+            || uuid::Uuid::new_v4().to_string(),
+            |durable| durable.run_id.clone(),
+        ),
         workflow_id: workflow.metadata.id.clone(),
         workflow_version: workflow.metadata.version.to_string(),
         workflow_source: loaded.origin.clone(),
@@ -114,9 +131,13 @@ pub(super) async fn execute(
                 input: std::mem::take(&mut record.input),
                 renderer,
                 state: Mutex::new(State {
-                    outputs: HashMap::new(),
+                    // Completed steps' outputs feed the templates of the steps still to run.
+                    outputs: durable
+                        .map(|durable| durable.completed.clone())
+                        .unwrap_or_default(),
                     records: Vec::new(),
                 }),
+                durable,
             };
             run.drive(workflow, &cancel, &mut record).await;
             record.input = run.input;
@@ -221,6 +242,9 @@ impl Run<'_> {
                     humantime::format_duration(limit)
                 ));
             }
+            Err(failure) if failure.waiting => {
+                record.status = RunStatus::WaitingApproval;
+            }
             Err(failure) if failure.cancelled && cancel.is_cancelled() => {
                 record.status = RunStatus::Cancelled;
                 record.error = Some("run cancelled".to_string());
@@ -257,6 +281,15 @@ impl Run<'_> {
                 self.skip(step);
                 return Err(Failure::cancelled(step));
             }
+            if let Some(outputs) = self.completed_before(step) {
+                let slot = self.reserve_slot();
+                self.finish(step, slot, restored(step, outputs));
+                return Ok(());
+            }
+            if step.step_type == crate::workflow::StepType::Approval {
+                return self.await_approval(step);
+            }
+            self.journal(step, |journal| journal.step_started(&step.id))?;
             let clock = Clock::start();
             let slot = self.reserve_slot();
             let kind = step.kind();
@@ -277,6 +310,7 @@ impl Run<'_> {
                         .await
                 }
                 StepKind::Switch { cases } => self.switch(step, cases, cancel, &mut details).await,
+                StepKind::Approval => Err(Failure::waiting(step)),
             };
             let (ended_at, duration_ms) = clock.stop();
             let mut record = StepRecord {
@@ -309,8 +343,61 @@ impl Run<'_> {
                     Err(failure)
                 }
             };
+            let journaled = self.journal(step, |journal| journal.step_finished(&record));
             self.finish(step, slot, record);
-            result
+            result.and(journaled)
+        })
+    }
+
+    /// The stored outputs of a step an earlier process completed.
+    fn completed_before(&self, step: &Step) -> Option<Value> {
+        self.durable?.completed.get(&step.id).cloned()
+    }
+
+    /// Attempts of this step made by earlier processes (0 without a journal).
+    pub(super) fn previous_attempts(&self, step: &Step) -> u32 {
+        self.durable
+            .and_then(|durable| durable.previous_attempts.get(&step.id).copied())
+            .unwrap_or(0)
+    }
+
+    /// An approval step without a recorded decision: pause the run (durable
+    /// runs) or fail it (nothing could record a decision).
+    fn await_approval(&self, step: &Step) -> Result<(), Failure> {
+        if self.durable.is_none() {
+            let slot = self.reserve_slot();
+            let message = format!(
+                "approval step `{}` needs a durable run (a run store) to wait for a decision",
+                step.id
+            );
+            let mut record = skipped(step);
+            record.status = StepStatus::Failed;
+            record.error = Some(message.clone());
+            self.finish(step, slot, record);
+            return Err(Failure::failed(message));
+        }
+        self.journal(step, |journal| journal.approval_waiting(&step.id))?;
+        let slot = self.reserve_slot();
+        let mut record = skipped(step);
+        record.status = StepStatus::Waiting;
+        self.finish(step, slot, record);
+        Err(Failure::waiting(step))
+    }
+
+    /// Call the journal of a durable run; its error fails the step.
+    fn journal(
+        &self,
+        step: &Step,
+        write: impl FnOnce(&dyn super::Journal) -> Result<(), String>,
+    ) -> Result<(), Failure> {
+        let Some(durable) = self.durable else {
+            return Ok(());
+        };
+        write(durable.journal.as_ref()).map_err(|error| {
+            Failure::failed(format!(
+                "step `{}` failed: cannot record its progress: {error}",
+                step.id
+            ))
         })
     }
 
@@ -402,6 +489,14 @@ impl Run<'_> {
     }
 }
 
+/// The record of a step completed by an earlier process: not run again.
+fn restored(step: &Step, outputs: Value) -> StepRecord {
+    let mut record = skipped(step);
+    record.status = StepStatus::Completed;
+    record.outputs = Some(outputs);
+    record
+}
+
 /// The record of a step that did not run.
 fn skipped(step: &Step) -> StepRecord {
     let now = Clock::start().started_at();
@@ -425,7 +520,7 @@ fn skipped(step: &Step) -> StepRecord {
 }
 
 /// An error and its causes, joined with `: `.
-pub(super) fn chain_of(error: &dyn std::error::Error) -> String {
+pub fn chain_of(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,6 +1,7 @@
 //! Workflow definitions: the serde model, the embedded JSON Schema, loading
 //! YAML with line:column diagnostics, and the semantic checks run before any step.
 
+mod approval_checks;
 pub mod load;
 pub mod model;
 mod position;
@@ -9,5 +10,8 @@ pub mod schema;
 mod template_checks;
 pub mod validate;
 
+pub use approval_checks::DECISION_FIELDS;
 pub use load::{Diagnostic, LoadError, LoadedWorkflow, load_file, load_str};
-pub use model::{Backoff, Metadata, RetryPolicy, Step, StepKind, StepType, Workflow};
+pub use model::{
+    Backoff, Metadata, OnReject, RetryPolicy, Step, StepKind, StepType, TimeoutDecision, Workflow,
+};

@@ -44,9 +44,11 @@ pub enum StepType {
     Parallel,
     Conditional,
     Switch,
+    /// A human decision: the run waits in `waiting_approval` until approved or rejected.
+    Approval,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub id: String,
@@ -82,6 +84,36 @@ pub struct Step {
     /// parallel only: the first failure cancels the siblings (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_fast: Option<bool>,
+    /// approval only: what the approver is asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// approval only: what to check before deciding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// approval only: fields an approval must carry (`pallet approve --field NAME=VALUE`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required: Vec<String>,
+    /// approval only: the decision taken when `timeout` passes without one (default reject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<TimeoutDecision>,
+    /// approval only: where a rejection sends the run (default: the run fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_reject: Option<OnReject>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutDecision {
+    #[default]
+    Reject,
+    Approve,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OnReject {
+    /// An earlier top-level step: it and every step after it run again.
+    pub retry_from: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,6 +174,7 @@ pub enum StepKind<'a> {
     Switch {
         cases: &'a IndexMap<String, Vec<Step>>,
     },
+    Approval,
 }
 
 impl Step {
@@ -161,7 +194,15 @@ impl Step {
             StepType::Switch => StepKind::Switch {
                 cases: &self.branches,
             },
+            StepType::Approval => StepKind::Approval,
         }
+    }
+
+    /// When an approval step has waited this long, `on_timeout` decides; `None` waits forever.
+    pub fn approval_timeout(&self) -> Option<Duration> {
+        (self.step_type == StepType::Approval)
+            .then_some(self.timeout)
+            .flatten()
     }
 
     pub fn timeout(&self) -> Duration {

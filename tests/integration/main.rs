@@ -3,6 +3,7 @@
 mod agent;
 mod cli;
 mod cli_registry;
+mod durable;
 mod engine;
 mod examples;
 mod registry;

@@ -1,0 +1,132 @@
+//! What the user typed for the durable-run commands (see `runs.rs`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum DurableCommand {
+    /// List stored runs, newest first; `runs show ID` and `runs history ID` for one run.
+    #[command(
+        after_help = "Examples:\n  pallet runs --status waiting_approval\n  pallet runs show 0b6f... --json | jq .progress\n  pallet runs history 0b6f...\n\nThe database is $XDG_DATA_HOME/pallet/pallet.db (else ~/.local/share/pallet/pallet.db); --db or PALLET_DB override it."
+    )]
+    Runs(RunsArgs),
+
+    /// Approve the approval step a run waits at, then continue the run here.
+    #[command(
+        after_help = "Examples:\n  pallet approve 0b6f... --comment 'looks good' --field ticket=OPS-12\n\nExit status: 0 the run completed or waits for another approval, 1 it failed, 2 bad input (unknown run, missing fields, run not waiting)."
+    )]
+    Approve(ApproveArgs),
+
+    /// Reject the approval step a run waits at: the run fails, or re-runs from `on_reject.retry_from`.
+    Reject(RejectArgs),
+
+    /// Cancel a pending, running or waiting run.
+    Cancel(CancelArgs),
+
+    /// Continue a run whose process died (completed steps are not run again),
+    /// or apply an expired approval's `on_timeout`.
+    Resume(ResumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// The run database (SQLite).
+    #[arg(long, value_name = "PATH", env = "PALLET_DB", global = true)]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+    /// Only runs in this state: pending, in_progress, waiting_approval, completed, failed, cancelled.
+    #[arg(long, value_name = "STATE")]
+    pub status: Option<String>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Print JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// One run: status, progress, time in each state, step attempts, pending approval.
+    Show { id: String },
+    /// Every state transition of a run.
+    History { id: String },
+}
+
+/// Where the engine finds agents and child workflows when a run continues.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// An agent URL; repeatable. Without agents, the built-in example agents are started.
+    #[arg(
+        short,
+        long = "agent",
+        value_name = "URL",
+        env = "PALLET_AGENTS",
+        value_delimiter = ','
+    )]
+    pub agents: Vec<String>,
+    #[arg(long, value_name = "FILE", env = "PALLET_AGENTS_FILE")]
+    pub agents_file: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PALLET_WORKFLOWS_DIR",
+        default_value = "workflows"
+    )]
+    pub workflows_dir: PathBuf,
+    /// Print the run as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    pub id: String,
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// A decision field, NAME=VALUE; repeatable. Later steps read `steps.ID.outputs.fields.NAME`.
+    #[arg(long = "field", value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+    /// Who decides (default: $USER).
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    pub id: String,
+    #[arg(long)]
+    pub comment: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub id: String,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}

@@ -1,0 +1,135 @@
+//! Durable run state in SQLite: runs, their state transitions and step
+//! attempts. One [`RunStore`] serves the CLI and the HTTP service; every status
+//! change is checked by the state machine in [`state`] and written in the same
+//! transaction, so an invalid one is never stored.
+//!
+//! The database sits at `$XDG_DATA_HOME/pallet/pallet.db` (else
+//! `~/.local/share/pallet/pallet.db`) unless `--db` / `PALLET_DB` say otherwise.
+//! It runs in WAL mode with a busy timeout, so several processes may share it.
+
+pub mod durable;
+mod journal;
+mod migrations;
+mod runs;
+pub mod state;
+pub mod view;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub use journal::RunJournal;
+pub use runs::{Attempt, NewRun, RunChange, StoredRun, Transition};
+pub use state::{InvalidTransition, RunState, check_transition};
+
+/// How long a write waits for another process's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the run database {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the directory of the run database {}", path.display())]
+    CreateDirectory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot apply migration {version} to the run database")]
+    Migrate {
+        version: u32,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the run database is at schema version {found}, newer than this pallet knows ({known})"
+    )]
+    TooNew { found: u32, known: u32 },
+    #[error("run database query failed")]
+    Query(#[from] rusqlite::Error),
+    #[error("no run with id `{id}`")]
+    NotFound { id: String },
+    /// Refused by the state machine; nothing was written.
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
+    #[error("run `{id}` is {status}, so no step of it starts")]
+    NotRunning { id: String, status: RunState },
+    #[error("run `{id}` holds invalid data in `{what}`")]
+    Corrupt { id: String, what: String },
+}
+
+/// The run database, shared by clones (one connection behind a mutex).
+#[derive(Clone)]
+pub struct RunStore {
+    connection: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl RunStore {
+    /// Open (creating it and its directory if needed) and migrate the database at `path`.
+    pub fn open(path: &Path) -> Result<RunStore, StoreError> {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDirectory {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_error = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut connection = Connection::open(path).map_err(open_error)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_error)?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_error)?;
+        // WAL keeps a committed transaction durable across a process crash with NORMAL.
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_error)?;
+        migrations::apply(&mut connection)?;
+        Ok(RunStore {
+            connection: Arc::new(Mutex::new(connection)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// `$XDG_DATA_HOME/pallet/pallet.db`, else `$HOME/.local/share/pallet/pallet.db`.
+    pub fn default_path() -> Option<PathBuf> {
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
+            })?;
+        Some(data.join("pallet").join("pallet.db"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent: transactions roll back.
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Now, as stored: RFC 3339 UTC with microseconds (sorts as text).
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

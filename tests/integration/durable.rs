@@ -1,0 +1,753 @@
+//! Durable runs against real SQLite files and real legacy agents: the state
+//! machine at the store, approvals (approve, reject, rework, timeout), and a
+//! `pallet run` process killed with SIGKILL mid-run, then resumed.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pallet::agent::{AgentClient, StaticDiscovery};
+use pallet::builtin::BuiltinWorkflows;
+use pallet::engine::Engine;
+use pallet::store::durable::{Decision, RunError, Runner};
+use pallet::store::{NewRun, RunChange, RunState, RunStore, StoreError};
+use pallet::workflow::{LoadedWorkflow, load_str};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::legacy_agent::LegacyAgent;
+
+const SKILLS: [&str; 3] = ["first", "second", "last"];
+
+fn engine(agent: &LegacyAgent) -> Engine {
+    Engine {
+        discovery: Arc::new(StaticDiscovery::new(vec![agent.url()])),
+        client: AgentClient::new(),
+        workflows: Arc::new(BuiltinWorkflows),
+        events: None,
+    }
+}
+
+fn workflow_text(steps: &str) -> String {
+    format!("metadata: {{id: durable-test, name: Durable test, version: 1.2.3}}\nsteps:\n{steps}")
+}
+
+fn workflow(steps: &str) -> Arc<LoadedWorkflow> {
+    let text = workflow_text(steps);
+    Arc::new(load_str("durable-test.yaml", &text).unwrap_or_else(|error| panic!("{error:?}")))
+}
+
+fn decision(actor: &str, comment: Option<&str>, fields: &[(&str, &str)]) -> Decision {
+    Decision {
+        actor: actor.to_string(),
+        comment: comment.map(str::to_string),
+        fields: fields
+            .iter()
+            .map(|(name, value)| (name.to_string(), json!(value)))
+            .collect::<Map<_, _>>(),
+    }
+}
+
+fn triggers(store: &RunStore, id: &str) -> Vec<String> {
+    store
+        .history(id)
+        .unwrap()
+        .into_iter()
+        .map(|transition| format!("{}:{}", transition.trigger, transition.to))
+        .collect()
+}
+
+const APPROVAL_FLOW: &str =
+    "  - {id: draft, skill: first, inputs: {text: '{{ workflow.input.text }}'}}
+  - id: review
+    step_type: approval
+    title: Ship the draft?
+    instructions: Read the draft first.
+    required: [ticket]
+    on_reject: {retry_from: draft}
+  - id: publish
+    skill: last
+    inputs:
+      approved: '{{ steps.review.outputs.approved }}'
+      ticket: '{{ steps.review.outputs.fields.ticket }}'
+      actor: '{{ steps.review.outputs.actor }}'
+      comment: '{{ steps.review.outputs.comment }}'
+      draft: '{{ steps.draft.outputs.text }}'
+";
+
+#[test]
+fn the_store_refuses_invalid_transitions_and_writes_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&directory.path().join("nested/dir/runs.db")).unwrap();
+    let run = store
+        .create_run(&NewRun {
+            workflow_ref: "durable-test".to_string(),
+            workflow_id: "durable-test".to_string(),
+            workflow_version: "1.2.3".to_string(),
+            workflow_source: "durable-test.yaml".to_string(),
+            workflow_yaml: workflow_text("  - {id: a, skill: first}\n"),
+            input: json!({"x": 1}),
+            actor: "tester".to_string(),
+        })
+        .unwrap();
+    assert_eq!(run.status, RunState::Pending);
+    assert!(run.workflow_digest.starts_with("sha256:"));
+    let steps: [(RunState, bool); 6] = [
+        (RunState::Completed, false),
+        (RunState::WaitingApproval, false),
+        (RunState::InProgress, true),
+        (RunState::WaitingApproval, true),
+        (RunState::Completed, true),
+        (RunState::Failed, false),
+    ];
+    let mut expected_history = 1;
+    for (to, allowed) in steps {
+        let result = store.transition(&run.id, RunChange::new(to, "test", "tester"));
+        match (allowed, result) {
+            (true, Ok(_)) => expected_history += 1,
+            (false, Err(StoreError::Transition(refused))) => assert_eq!(refused.to, to),
+            (allowed, other) => panic!("-> {to}: expected allowed={allowed}, got {other:?}"),
+        }
+        assert_eq!(store.history(&run.id).unwrap().len(), expected_history);
+    }
+    let ended = store.get(&run.id).unwrap();
+    assert_eq!(ended.status, RunState::Completed);
+    assert!(ended.completed_at.is_some());
+    // Another handle on the same file (another process, say) sees the same state.
+    let reopened = RunStore::open(store.path()).unwrap();
+    assert_eq!(reopened.get(&run.id).unwrap().status, RunState::Completed);
+    assert!(matches!(
+        reopened.get("no-such-run"),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_approved_run_continues_with_the_decision() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = engine(&agent);
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let outcome = runner
+        .start(
+            workflow(APPROVAL_FLOW),
+            "durable-test",
+            json!({"text": "hello"}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let id = outcome.run.id.clone();
+    assert_eq!(outcome.run.status, RunState::WaitingApproval);
+    assert_eq!(
+        outcome.record.unwrap().run_id,
+        id,
+        "the engine runs under the stored id"
+    );
+    assert_eq!(agent.calls("first"), 1);
+    assert_eq!(agent.calls("last"), 0);
+
+    let view = runner.view(&id).unwrap();
+    let approval = view.approval.as_ref().expect("a pending approval");
+    assert_eq!(approval.step, "review");
+    assert_eq!(approval.required, vec!["ticket".to_string()]);
+    assert_eq!(view.progress.steps_completed, 1);
+    assert_eq!(view.progress.percentage, 33);
+    let view_json = serde_json::to_value(&view).unwrap();
+    assert!(
+        view_json["time_in_state_seconds"]["in_progress"]
+            .as_f64()
+            .unwrap()
+            >= 0.0
+    );
+    assert!(view_json["time_in_state_seconds"]["waiting_approval"].is_number());
+
+    let missing = runner
+        .approve(&id, decision("ada", None, &[]), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, RunError::MissingFields { .. }),
+        "{missing}"
+    );
+    assert_eq!(store.get(&id).unwrap().status, RunState::WaitingApproval);
+
+    let outcome = runner
+        .approve(
+            &id,
+            decision("ada", Some("ship it"), &[("ticket", "OPS-12")]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.run.status,
+        RunState::Completed,
+        "{:?}",
+        outcome.run.error
+    );
+    assert_eq!(agent.calls("first"), 1, "the draft step is not run again");
+    assert_eq!(agent.calls("last"), 1);
+    assert_eq!(
+        outcome.run.result.unwrap(),
+        json!({"approved": true, "ticket": "OPS-12", "actor": "ada", "comment": "ship it", "draft": "hello"})
+    );
+    assert_eq!(
+        triggers(&store, &id),
+        [
+            "created:pending",
+            "started:in_progress",
+            "approval_requested:waiting_approval",
+            "human_approved:in_progress",
+            "steps_completed:completed"
+        ]
+    );
+    let history = store.history(&id).unwrap();
+    assert_eq!(history[3].actor, "ada");
+    assert_eq!(history[3].metadata["comment"], "ship it");
+    assert_eq!(runner.view(&id).unwrap().progress.percentage, 100);
+    // A decided run cannot be decided again.
+    let again = runner
+        .reject(&id, decision("bob", None, &[]), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(again.is_conflict(), "{again}");
+}
+
+#[tokio::test]
+async fn a_rejection_fails_the_run_or_sends_it_back_for_rework() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = engine(&agent);
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    // Without on_reject, a rejection fails the run.
+    let plain = APPROVAL_FLOW.replace("    on_reject: {retry_from: draft}\n", "");
+    let outcome = runner
+        .start(
+            workflow(&plain),
+            "durable-test",
+            json!({"text": "v1"}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let failed = runner
+        .reject(
+            &outcome.run.id,
+            decision("bob", Some("too long"), &[]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.run.status, RunState::Failed);
+    assert_eq!(
+        failed.run.error.as_deref(),
+        Some("approval step `review` was rejected by bob: too long")
+    );
+    assert_eq!(agent.calls("last"), 0);
+    assert_eq!(
+        triggers(&store, &failed.run.id).last().unwrap(),
+        "human_rejected:failed"
+    );
+
+    // With retry_from, the draft runs again and the run waits for a new decision.
+    let outcome = runner
+        .start(
+            workflow(APPROVAL_FLOW),
+            "durable-test",
+            json!({"text": "v1"}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let id = outcome.run.id;
+    assert_eq!(agent.calls("first"), 2);
+    let reworked = runner
+        .reject(
+            &id,
+            decision("bob", Some("redo"), &[]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reworked.run.status, RunState::WaitingApproval);
+    assert_eq!(agent.calls("first"), 3, "the draft is made again");
+    let attempts = store.attempts(&id).unwrap();
+    let draft: Vec<(u32, &str)> = attempts
+        .iter()
+        .filter(|attempt| attempt.step_id == "draft")
+        .map(|attempt| (attempt.attempt, attempt.status.as_str()))
+        .collect();
+    assert_eq!(draft, [(1, "superseded"), (2, "completed")]);
+    let done = runner
+        .approve(
+            &id,
+            decision("bob", None, &[("ticket", "T-1")]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.run.status, RunState::Completed);
+    assert_eq!(done.run.result.unwrap()["approved"], true);
+    assert_eq!(agent.calls("first"), 3);
+    assert_eq!(
+        triggers(&store, &id)[2..],
+        [
+            "approval_requested:waiting_approval",
+            "human_rejected:in_progress",
+            "approval_requested:waiting_approval",
+            "human_approved:in_progress",
+            "steps_completed:completed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_expired_approval_applies_its_timeout_decision() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = engine(&agent);
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let steps = |on_timeout: &str| {
+        format!(
+            "  - {{id: gate, step_type: approval, title: Go?, timeout: 0.2, on_timeout: {on_timeout}}}\n  - {{id: after, skill: last, inputs: {{approved: '{{{{ steps.gate.outputs.approved }}}}', actor: '{{{{ steps.gate.outputs.actor }}}}'}}}}\n"
+        )
+    };
+    let approving = runner
+        .start(
+            workflow(&steps("approve")),
+            "durable-test",
+            json!({}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let rejecting = runner
+        .start(
+            workflow(&steps("reject")),
+            "durable-test",
+            json!({}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    // Before the deadline, resuming is refused: the run waits for a human.
+    let early = runner
+        .resume(&approving.run.id, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(early, RunError::Waiting { .. }), "{early}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let resumed = runner
+        .resume(&approving.run.id, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(resumed.run.status, RunState::Completed);
+    assert_eq!(
+        resumed.run.result.unwrap(),
+        json!({"approved": true, "actor": "timeout"})
+    );
+
+    // Looking at a run past a rejecting deadline fails it.
+    let view = runner.view(&rejecting.run.id).unwrap();
+    assert_eq!(view.run.status, RunState::Failed);
+    assert!(view.run.error.unwrap().contains("rejected by timeout"));
+    assert_eq!(agent.calls("last"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_elsewhere_starts_no_further_step() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let store = RunStore::open(&db).unwrap();
+    let engine = engine(&agent);
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let steps = "  - {id: slow, skill: sleep, inputs: {ms: 600}}\n  - {id: after, skill: last}\n";
+    let run = runner.start(
+        workflow(steps),
+        "durable-test",
+        json!({}),
+        CancellationToken::new(),
+    );
+    let cancel_elsewhere = async {
+        let id = tokio::task::spawn_blocking(move || {
+            wait_for(&db, "step `slow` in flight", |store, id| {
+                store
+                    .attempts(id)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|attempt| attempt.step_id == "slow" && attempt.status == "running")
+            })
+        })
+        .await
+        .unwrap();
+        let other = RunStore::open(&directory.path().join("runs.db")).unwrap();
+        other
+            .transition(
+                &id,
+                RunChange::new(RunState::Cancelled, "cancelled", "operator"),
+            )
+            .unwrap();
+    };
+    let (outcome, ()) = tokio::join!(run, cancel_elsewhere);
+    let outcome = outcome.unwrap();
+    assert_eq!(outcome.run.status, RunState::Cancelled);
+    assert_eq!(agent.calls("sleep"), 1);
+    assert_eq!(
+        agent.calls("last"),
+        0,
+        "no step starts after the cancellation"
+    );
+    assert_eq!(
+        triggers(&store, &outcome.run.id).last().unwrap(),
+        "cancelled:cancelled"
+    );
+}
+
+/// Poll the run database until `ready` holds for the run's attempts.
+fn wait_for(db: &Path, what: &str, ready: impl Fn(&RunStore, &str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(store) = RunStore::open(db)
+            && let Ok(runs) = store.list(None, 10)
+            && let Some(run) = runs.first()
+            && ready(&store, &run.id)
+        {
+            return run.id.clone();
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_resumes_without_running_completed_steps_again() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let file = directory.path().join("crash.yaml");
+    std::fs::write(
+        &file,
+        workflow_text(
+            "  - {id: one, skill: first, inputs: {n: 1}}\n  - {id: slow, skill: sleep, inputs: {ms: 1500, from: '{{ steps.one.outputs.n }}'}}\n  - {id: three, skill: last, inputs: {one: '{{ steps.one.outputs.n }}', slow: '{{ steps.slow.outputs.ms }}'}}\n",
+        ),
+    )
+    .unwrap();
+    let binary = env!("CARGO_BIN_EXE_pallet");
+    let mut child = Command::new(binary)
+        .args(["run", "--quiet", "--file"])
+        .arg(&file)
+        .arg("--db")
+        .arg(&db)
+        .args(["--agent", &agent.url(), "--out"])
+        .arg(directory.path().join("out"))
+        .env_remove("PALLET_AGENTS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db_for_wait = db.clone();
+    let id = tokio::task::spawn_blocking(move || {
+        wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
+            let attempts = store.attempts(id).unwrap_or_default();
+            let status = |step: &str| {
+                attempts
+                    .iter()
+                    .find(|attempt| attempt.step_id == step)
+                    .map(|attempt| attempt.status.clone())
+            };
+            status("one").as_deref() == Some("completed")
+                && status("slow").as_deref() == Some("running")
+        })
+    })
+    .await
+    .unwrap();
+    // SIGKILL: the process gets no chance to record anything more.
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let store = RunStore::open(&db).unwrap();
+    assert_eq!(store.get(&id).unwrap().status, RunState::InProgress);
+    assert_eq!(agent.calls("first"), 1);
+
+    let resume = tokio::task::spawn_blocking({
+        let db = db.clone();
+        let url = agent.url();
+        let id = id.clone();
+        move || {
+            Command::new(binary)
+                .args(["resume", &id, "--json", "--agent", &url])
+                .arg("--db")
+                .arg(&db)
+                .env_remove("PALLET_AGENTS")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        resume.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resume.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&resume.stdout).unwrap();
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["result"], json!({"one": 1, "slow": 1500}));
+    assert_eq!(
+        agent.calls("first"),
+        1,
+        "the completed step is not run again"
+    );
+    assert_eq!(agent.calls("last"), 1);
+    let slow: Vec<(u32, String)> = store
+        .attempts(&id)
+        .unwrap()
+        .into_iter()
+        .filter(|attempt| attempt.step_id == "slow")
+        .map(|attempt| (attempt.attempt, attempt.status))
+        .collect();
+    assert_eq!(
+        slow,
+        [(1, "interrupted".to_string()), (2, "completed".to_string())]
+    );
+    // A completed run cannot be resumed: bad input, exit status 2.
+    let again = Command::new(binary)
+        .args(["resume", &id, "--agent", &agent.url()])
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("has ended (completed)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pauses_at_an_approval_and_approve_finishes_the_run() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let file = directory.path().join("approve.yaml");
+    std::fs::write(&file, workflow_text(APPROVAL_FLOW)).unwrap();
+    let binary = env!("CARGO_BIN_EXE_pallet");
+    let url = agent.url();
+    let pallet = move |args: Vec<String>| {
+        let db = db.clone();
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(binary)
+                .args(&args)
+                .arg("--db")
+                .arg(&db)
+                .args(["--agent", &url])
+                .env_remove("PALLET_AGENTS")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = directory.path().join("out").display().to_string();
+    let file = file.display().to_string();
+    let run = pallet(vec![
+        "run".into(),
+        "--file".into(),
+        file,
+        "--json".into(),
+        "--out".into(),
+        out,
+        "--input".into(),
+        "text=hi".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let record: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(record["status"], "waiting_approval");
+    let id = record["run_id"].as_str().unwrap().to_string();
+
+    let shown = Command::new(binary)
+        .args(["runs", "show", &id, "--json", "--db"])
+        .arg(directory.path().join("runs.db"))
+        .output()
+        .unwrap();
+    let view: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(view["status"], "waiting_approval");
+    assert_eq!(view["approval"]["title"], "Ship the draft?");
+    assert_eq!(view["progress"]["steps_total"], 3);
+
+    let missing = pallet(vec!["approve".into(), id.clone()]).await.unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--field ticket=VALUE"));
+
+    let approved = pallet(vec![
+        "approve".into(),
+        id.clone(),
+        "--field".into(),
+        "ticket=OPS-1".into(),
+        "--actor".into(),
+        "grace".into(),
+        "--json".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        approved.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let run: Value = serde_json::from_slice(&approved.stdout).unwrap();
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["result"]["actor"], "grace");
+
+    let cancel = Command::new(binary)
+        .args(["cancel", &id, "--db"])
+        .arg(directory.path().join("runs.db"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        cancel.status.code(),
+        Some(2),
+        "a completed run cannot be cancelled"
+    );
+    assert!(
+        String::from_utf8_lossy(&cancel.stderr)
+            .contains("a run cannot go from `completed` to `cancelled` (it has ended)")
+    );
+}
+
+/// A legacy-protocol agent that echoes and records each call's `Idempotency-Key`.
+async fn key_recording_agent() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::routing::{get, post};
+    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = keys.clone();
+    let app = axum::Router::new()
+        .route(
+            "/agent-card",
+            get(|headers: axum::http::HeaderMap| async move {
+                let host = headers["host"].to_str().unwrap().to_string();
+                axum::Json(json!({"name": "keys", "url": format!("http://{host}"), "skills": [{"id": "first"}, {"id": "last"}]}))
+            }),
+        )
+        .route(
+            "/execute",
+            post(
+                move |headers: axum::http::HeaderMap, axum::Json(request): axum::Json<Value>| async move {
+                    let key = headers["idempotency-key"].to_str().unwrap().to_string();
+                    recorded.lock().unwrap().push(key);
+                    axum::Json(json!({"jsonrpc": "2.0", "id": request["id"], "result": {"ok": true}}))
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, keys)
+}
+
+#[tokio::test]
+async fn idempotency_keys_repeat_for_an_interrupted_attempt_and_change_for_rework() {
+    let (url, keys) = key_recording_agent().await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = Engine {
+        discovery: Arc::new(StaticDiscovery::new(vec![url])),
+        client: AgentClient::new(),
+        workflows: Arc::new(BuiltinWorkflows),
+        events: None,
+    };
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let steps = "  - {id: draft, skill: first}\n  - {id: gate, step_type: approval, title: Go?, on_reject: {retry_from: draft}}\n  - {id: publish, skill: last}\n";
+    let text = workflow_text(steps);
+    // A process that died while `draft` was in flight left this behind.
+    let run = store
+        .create_run(&NewRun {
+            workflow_ref: "durable-test".to_string(),
+            workflow_id: "durable-test".to_string(),
+            workflow_version: "1.2.3".to_string(),
+            workflow_source: "durable-test.yaml".to_string(),
+            workflow_yaml: text,
+            input: json!({}),
+            actor: "tester".to_string(),
+        })
+        .unwrap();
+    let id = run.id;
+    store
+        .transition(
+            &id,
+            RunChange::new(RunState::InProgress, "started", "tester"),
+        )
+        .unwrap();
+    store.start_attempt(&id, "draft", "running").unwrap();
+
+    let resumed = runner.resume(&id, CancellationToken::new()).await.unwrap();
+    assert_eq!(resumed.run.status, RunState::WaitingApproval);
+    runner
+        .reject(&id, decision("bob", None, &[]), CancellationToken::new())
+        .await
+        .unwrap();
+    let done = runner
+        .approve(&id, decision("bob", None, &[]), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(done.run.status, RunState::Completed);
+    assert_eq!(
+        *keys.lock().unwrap(),
+        [
+            format!("{id}:draft:1"),
+            format!("{id}:draft:2"),
+            format!("{id}:publish:1")
+        ],
+        "the re-run of the interrupted attempt repeats its key; rework gets a new one"
+    );
+}
+
+#[tokio::test]
+async fn an_approval_without_a_store_fails_clearly() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let record = engine(&agent)
+        .run(
+            workflow(APPROVAL_FLOW),
+            json!({"text": "x"}),
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(record.status, pallet::engine::RunStatus::Failed);
+    assert_eq!(
+        record.error.as_deref(),
+        Some("approval step `review` needs a durable run (a run store) to wait for a decision")
+    );
+    assert_eq!(agent.calls("first"), 1);
+    assert_eq!(agent.calls("last"), 0);
+}
