@@ -13,10 +13,20 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Data and cache directories of these tests, so runs are not recorded in the
+/// user's own database.
+fn scratch_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 /// The binary with no PALLET_* settings inherited from the caller's shell.
 fn pallet(directory: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pallet"));
-    command.current_dir(directory);
+    command
+        .current_dir(directory)
+        .env("XDG_DATA_HOME", scratch_home().join("data"))
+        .env("XDG_CACHE_HOME", scratch_home().join("cache"));
     for (name, _) in std::env::vars() {
         if name.starts_with("PALLET_") || name == "RUST_LOG" {
             command.env_remove(name);
