@@ -357,8 +357,10 @@ fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> any
         Some(_) => format!(" ({})", record.workflow_source),
         None => String::new(),
     };
+    let steps = record.steps.len();
     let summary = format!(
-        "{} {}{ran} {} in {:.0} ms ({} steps)",
+        "run {}: {} {}{ran} {} in {:.0} ms ({steps} step{})",
+        record.run_id,
         record.workflow_id,
         record.workflow_version,
         match record.status {
@@ -368,7 +370,7 @@ fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> any
             RunStatus::WaitingApproval => "waits for approval",
         },
         record.duration_ms,
-        record.steps.len()
+        if steps == 1 { "" } else { "s" }
     );
     match record.status {
         RunStatus::Completed => {

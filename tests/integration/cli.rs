@@ -368,7 +368,11 @@ async fn a_failing_step_exits_1_with_the_agent_message() {
     .unwrap();
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("error: fails 1.0.0 failed"), "{stderr}");
+    assert!(stderr.contains(": fails 1.0.0 failed"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: run ") || stderr.contains("\nerror: run "),
+        "{stderr}"
+    );
     assert!(stderr.contains("skill failed on purpose"), "{stderr}");
     let run = read_json(&scratch.path().join("results/run.json"));
     let statuses: Vec<&str> = run["steps"]
