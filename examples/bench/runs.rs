@@ -176,6 +176,12 @@ pub async fn per_step(options: &Options, agent: &EchoAgent, report: &mut Report)
                 let started = Instant::now();
                 shape.floor(&floor).await;
                 let floor_time = started.elapsed();
+                // A fresh client, as a new process has: new connections, TLS roots loaded.
+                let started = Instant::now();
+                shape
+                    .floor(&Floor::new(&agent.base, card_url.clone(), protocol))
+                    .await;
+                let cold_floor_time = started.elapsed();
                 let started = Instant::now();
                 engine_run(&client, workflow.clone(), &card_url, shape).await;
                 let engine_time = started.elapsed();
@@ -184,6 +190,7 @@ pub async fn per_step(options: &Options, agent: &EchoAgent, report: &mut Report)
                 let process_time = started.elapsed();
                 if round > 0 {
                     row.floor.push(floor_time);
+                    row.cold_floor.push(cold_floor_time);
                     row.engine.push(engine_time);
                     row.process.push(process_time);
                 }
