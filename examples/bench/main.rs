@@ -77,6 +77,7 @@ async fn main() {
     std::fs::create_dir_all(&options.out).expect("create the out directory");
     let agent = EchoAgent::start().await;
     let mut report = report::Report::default();
+    runs::breakdown(&options, &agent, &mut report).await;
     runs::per_step(&options, &agent, &mut report).await;
     runs::startup(&options, &agent, &mut report).await;
     match &options.registry {

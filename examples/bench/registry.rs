@@ -67,6 +67,12 @@ pub async fn measure(options: &Options, address: &str, agent: &EchoAgent, report
                 }
             }
         }
+        // The target, a count rather than a timing, so smoke mode checks it too.
+        assert!(
+            warm.round_trips.iter().all(|&requests| requests <= 1),
+            "warm pull of {text} made {:?} registry requests (at most 1 expected)",
+            warm.round_trips
+        );
         report.registry.push(cold);
         report.registry.push(warm);
     }

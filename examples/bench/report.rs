@@ -14,6 +14,7 @@ pub struct Report {
     pub per_step: Vec<PerStep>,
     /// What was run, and its times.
     pub startup: Vec<(String, Samples)>,
+    pub breakdown: Vec<(String, Samples)>,
     pub registry: Vec<RegistryRow>,
 }
 
@@ -114,6 +115,10 @@ impl Report {
         for (label, samples) in &self.startup {
             let _ = writeln!(text, "| {label} | {} |", samples.cell());
         }
+        text.push_str("\n| where a process's time goes (in-process pieces) | time |\n|---|---:|\n");
+        for (label, samples) in &self.breakdown {
+            let _ = writeln!(text, "| {label} | {} |", samples.cell());
+        }
         if !self.registry.is_empty() {
             text.push_str("\n| registry (in-process: library + engine, A2A agent) | time | registry round-trips before the first step |\n|---|---:|---:|\n");
             for row in &self.registry {
@@ -158,6 +163,11 @@ impl Report {
             .iter()
             .map(|(label, samples)| json!({"what": label, "time": samples.json()}))
             .collect();
+        let breakdown: Vec<Value> = self
+            .breakdown
+            .iter()
+            .map(|(label, samples)| json!({"what": label, "time": samples.json()}))
+            .collect();
         let registry: Vec<Value> = self
             .registry
             .iter()
@@ -168,6 +178,7 @@ impl Report {
             "runs": options.runs,
             "per_step": per_step,
             "startup": startup,
+            "breakdown": breakdown,
             "registry": registry,
         })
     }

@@ -270,3 +270,93 @@ pub async fn startup(options: &Options, agent: &EchoAgent, report: &mut Report) 
     ];
     eprintln!("measured startup and validation");
 }
+
+/// Where a process's time goes, piece by piece, in-process: called before
+/// anything else loads a workflow, so the first load pays the schema compile.
+pub async fn breakdown(options: &Options, agent: &EchoAgent, report: &mut Report) {
+    let file = options.fixtures.join(Shape::Sequential100.file());
+    let mut first_load = Samples::default();
+    let started = Instant::now();
+    let workflow = Arc::new(load_file(&file).expect("fixture loads"));
+    first_load.push(started.elapsed());
+    let (mut load, mut renderer, mut client, mut json, mut files) = Default::default();
+    let record = {
+        let engine = Engine {
+            discovery: Arc::new(StaticDiscovery::new(vec![agent.card_url(Protocol::Legacy)])),
+            client: AgentClient::new(),
+            workflows: Arc::new(Sources(Vec::new())),
+            events: None,
+        };
+        engine
+            .run(workflow.clone(), input(), CancellationToken::new())
+            .await
+    };
+    Shape::Sequential100.check(&serde_json::to_value(&record).expect("record as JSON"));
+    let out = options.out.join("breakdown-out");
+    for _ in 0..options.runs {
+        time(&mut load, || load_file(&file).expect("fixture loads"));
+        time(&mut renderer, || {
+            pallet::template::Renderer::new(&workflow.workflow).expect("templates compile")
+        });
+        time(&mut client, || {
+            reqwest::Client::builder().build().expect("client")
+        });
+        time(&mut json, || {
+            serde_json::to_string_pretty(&record).expect("record as JSON")
+        });
+        time(&mut files, || write_like_out_dir(&out, &record));
+    }
+    report.breakdown = vec![
+        (
+            "load + validate the 100-step workflow, first in a process (compiles the schema)"
+                .to_string(),
+            first_load,
+        ),
+        (
+            "load + validate the 100-step workflow, again".to_string(),
+            load,
+        ),
+        (
+            "compile its templates (`Renderer::new`, 100 steps)".to_string(),
+            renderer,
+        ),
+        (
+            "build a reqwest client (loads the system's TLS roots)".to_string(),
+            client,
+        ),
+        ("its run record as pretty JSON (`--json`)".to_string(), json),
+        (
+            "write its 102 files as `--out` does (run.json, metadata, one per step)".to_string(),
+            files,
+        ),
+    ];
+    eprintln!("measured the breakdown");
+}
+
+fn time<T>(samples: &mut Samples, work: impl FnOnce() -> T) {
+    let started = Instant::now();
+    let result = work();
+    samples.push(started.elapsed());
+    drop(result);
+}
+
+/// What `pallet run --out DIR` does with a record: clear the step files, then
+/// one pretty JSON file for the run, its metadata and each step.
+fn write_like_out_dir(dir: &Path, record: &pallet::engine::RunRecord) {
+    let steps = dir.join("steps");
+    if steps.is_dir() {
+        std::fs::remove_dir_all(&steps).expect("clear step files");
+    }
+    std::fs::create_dir_all(&steps).expect("create the steps directory");
+    std::fs::write(dir.join("run.json"), pretty(record)).expect("write run.json");
+    std::fs::write(dir.join("metadata.json"), pretty(&record.workflow_id))
+        .expect("write metadata.json");
+    for step in &record.steps {
+        std::fs::write(steps.join(format!("{}.json", step.id)), pretty(step))
+            .expect("write a step file");
+    }
+}
+
+fn pretty(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("serializable") + "\n"
+}
