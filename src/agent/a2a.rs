@@ -14,6 +14,14 @@ const VERSION_HEADER: (&str, &str) = ("A2A-Version", "1.0");
 /// Polling starts fast so quick skills return quickly, and backs off to this.
 const FIRST_POLL: Duration = Duration::from_millis(1);
 const MAX_POLL: Duration = Duration::from_millis(200);
+
+/// Waits before each `GetTask`: none before the first (a quick skill is often
+/// done by then, and a timer sleep costs a millisecond or more, many times a
+/// loopback round-trip), then from [`FIRST_POLL`] doubling up to [`MAX_POLL`].
+fn poll_delays() -> impl Iterator<Item = Duration> {
+    let backoff = std::iter::successors(Some(FIRST_POLL), |delay| Some((*delay * 2).min(MAX_POLL)));
+    std::iter::once(Duration::ZERO).chain(backoff)
+}
 /// Polling survives this many transient failures in a row (the task lives on).
 const POLL_FAILURES_TOLERATED: u32 = 3;
 /// `CancelTask` is best effort and must not hold up the caller for long.
@@ -77,11 +85,13 @@ async fn poll(
     target: Target<'_>,
     id: &str,
 ) -> Result<Value, CallError> {
-    let mut delay = FIRST_POLL;
     let mut failures = 0;
+    let mut delays = poll_delays();
     loop {
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(MAX_POLL);
+        let delay = delays.next().unwrap_or(MAX_POLL);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         match rpc(
             http,
             url,
@@ -288,6 +298,16 @@ mod tests {
         agent: "agent",
         skill: "skill",
     };
+
+    #[test]
+    fn polling_starts_at_once_then_backs_off_to_the_maximum() {
+        let expected_ms = [0, 1, 2, 4, 8, 16, 32, 64, 128, 200, 200];
+        let delays: Vec<u128> = poll_delays()
+            .take(expected_ms.len())
+            .map(|delay| delay.as_millis())
+            .collect();
+        assert_eq!(delays, expected_ms);
+    }
 
     #[test]
     fn outputs_from_parts() {

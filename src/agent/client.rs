@@ -314,15 +314,23 @@ fn snippet(body: &str) -> String {
     }
 }
 
-/// The one HTTP client of a run: pooled connections, short connect timeout.
+/// The one HTTP client of the process: pooled connections, short connect
+/// timeout. Shared (a clone is a handle) because building one loads the
+/// system's root certificates, which costs milliseconds per client, and so
+/// that discovery and calls reuse the same connections.
 pub(crate) fn http_client() -> reqwest::Client {
-    // A TLS provider must be installed before a client is built; plain-HTTP
-    // agents do not need it, but https agent URLs do.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build()
-        .expect("the HTTP client configuration is static and valid")
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            // A TLS provider must be installed before a client is built; plain-HTTP
+            // agents do not need it, but https agent URLs do.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build()
+                .expect("the HTTP client configuration is static and valid")
+        })
+        .clone()
 }
 
 #[derive(Clone)]
