@@ -143,6 +143,9 @@ pub fn process_run(options: &Options, file: &Path, card_url: &str, shape: Shape)
         .arg(card_url)
         .arg("--out")
         .arg(&out)
+        // Runs are recorded as users' are, but not in the user's own database.
+        .arg("--db")
+        .arg(options.out.join("bench.db"))
         .stdin(Stdio::null())
         .output()
         .expect("spawn pallet");
