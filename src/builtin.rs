@@ -2,7 +2,7 @@
 //! runs on a fresh machine with no registry and no agents configured.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
@@ -51,34 +51,39 @@ pub struct BuiltinWorkflows;
 impl WorkflowSource for BuiltinWorkflows {
     fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Arc<LoadedWorkflow>, SourceError>> {
         Box::pin(async move {
-            for (name, text) in WORKFLOWS {
-                // A cheap text check first: parsing all three on every lookup is waste.
-                if text.contains(&format!("id: {id}\n")) {
-                    return Ok(Arc::new(load_str(
-                        &format!("{BUILTIN_ORIGIN}{name}"),
-                        text,
-                    )?));
-                }
+            let loaded = builtin_workflows();
+            if let Some(workflow) = loaded
+                .iter()
+                .find(|workflow| workflow.workflow.metadata.id == id)
+            {
+                return Ok(workflow.clone());
             }
+            let ids: Vec<&str> = loaded
+                .iter()
+                .map(|workflow| workflow.workflow.metadata.id.as_str())
+                .collect();
             Err(SourceError::NotFound {
                 id: id.to_string(),
-                searched: format!(
-                    "the built-in examples (available: {})",
-                    builtin_ids().join(", ")
-                ),
+                searched: format!("the built-in examples (available: {})", ids.join(", ")),
             })
         })
     }
 }
 
-fn builtin_ids() -> Vec<&'static str> {
-    WORKFLOWS
-        .iter()
-        .filter_map(|(_, text)| {
-            text.lines()
-                .find_map(|line| line.trim().strip_prefix("id: "))
-        })
-        .collect()
+/// The built-in workflows, parsed once per process.
+fn builtin_workflows() -> &'static [Arc<LoadedWorkflow>] {
+    static LOADED: OnceLock<Vec<Arc<LoadedWorkflow>>> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        WORKFLOWS
+            .iter()
+            .map(|(name, text)| {
+                // They are validated by the tests; an invalid one is a build mistake.
+                let loaded = load_str(&format!("{BUILTIN_ORIGIN}{name}"), text)
+                    .unwrap_or_else(|error| panic!("built-in workflow {name} is invalid: {error}"));
+                Arc::new(loaded)
+            })
+            .collect()
+    })
 }
 
 /// The example agents, served in this process on free loopback ports.
@@ -121,5 +126,49 @@ impl ExampleAgents {
     pub async fn stop(self) {
         self.stop.cancel();
         self.tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_workflow_loads_and_is_found_by_its_exact_id() {
+        let ids: Vec<String> = builtin_workflows()
+            .iter()
+            .map(|workflow| workflow.workflow.metadata.id.clone())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "code-generation-v1",
+                "parallel-analysis-v1",
+                "smart-router-v1"
+            ]
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for id in &ids {
+            let found = runtime.block_on(BuiltinWorkflows.load(id)).unwrap();
+            assert_eq!(&found.workflow.metadata.id, id);
+        }
+        // A step id of a built-in workflow is not a workflow id.
+        for step_id in ["plan", "build", "test", "analyze"] {
+            let missing = runtime.block_on(BuiltinWorkflows.load(step_id));
+            assert!(
+                matches!(missing, Err(SourceError::NotFound { .. })),
+                "{step_id}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_builtin_agent_definition_loads() {
+        for (name, text) in AGENTS {
+            AgentDefinition::from_text(text, Path::new(name), Path::new("."))
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+        }
     }
 }

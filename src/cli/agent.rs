@@ -34,17 +34,35 @@ async fn serve(args: AgentServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    Signals::new().next().await;
+}
+
+/// Ctrl-C and SIGTERM as one stream of interruptions.
+pub struct Signals {
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    pub fn new() -> Signals {
+        let terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        Signals { terminate }
+    }
+
+    /// Waits for the next Ctrl-C or SIGTERM.
+    pub async fn next(&mut self) {
+        let terminate = async {
+            match &mut self.terminate {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
     }
 }
 

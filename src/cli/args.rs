@@ -213,7 +213,7 @@ pub enum AgentCommand {
 #[derive(Debug, Args)]
 pub struct AgentServeArgs {
     /// The agent definition file (YAML or JSON) listing its skills.
-    #[arg(value_name = "CARD")]
+    #[arg(value_name = "DEFINITION")]
     pub definition: PathBuf,
 
     /// Address to listen on; port 0 picks a free port (printed on start).

@@ -7,14 +7,24 @@ use serde_json::{Value, json};
 
 use crate::engine::{RunRecord, StepRecord, StepStatus};
 
+/// Lists what the last run wrote, so the next one removes exactly those files
+/// and never leaves a previous run's results beside its own.
+const MANIFEST: &str = ".pallet-files";
+
+/// Names the generated code file may not take: they hold the run's own record.
+const RESERVED: &[&str] = &[
+    "run.json",
+    "metadata.json",
+    "plan.json",
+    "review.json",
+    "steps",
+    MANIFEST,
+];
+
 /// Writes the run's files into `dir` and returns their names.
 pub fn write(dir: &Path, record: &RunRecord) -> anyhow::Result<Vec<String>> {
+    remove_previous(dir)?;
     let steps_dir = dir.join("steps");
-    // A previous run's step files would be mistaken for this run's.
-    if steps_dir.is_dir() {
-        std::fs::remove_dir_all(&steps_dir)
-            .with_context(|| format!("cannot clear {}", steps_dir.display()))?;
-    }
     std::fs::create_dir_all(&steps_dir)
         .with_context(|| format!("cannot create {}", steps_dir.display()))?;
     let mut written = Vec::new();
@@ -40,7 +50,35 @@ pub fn write(dir: &Path, record: &RunRecord) -> anyhow::Result<Vec<String>> {
     {
         write_file(dir, &code_file_name(build), code, &mut written)?;
     }
+    let manifest = written.join("\n") + "\n";
+    std::fs::write(dir.join(MANIFEST), manifest)
+        .with_context(|| format!("cannot write {}", dir.join(MANIFEST).display()))?;
     Ok(written)
+}
+
+fn remove_previous(dir: &Path) -> anyhow::Result<()> {
+    let Ok(previous) = std::fs::read_to_string(dir.join(MANIFEST)) else {
+        return Ok(());
+    };
+    for name in previous.lines().filter(|name| is_own_file_name(name)) {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("cannot remove the previous run's {}", path.display())
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A name this module could have written: `NAME` or `steps/NAME`, nothing that climbs out.
+fn is_own_file_name(name: &str) -> bool {
+    let file = name.strip_prefix("steps/").unwrap_or(name);
+    !file.is_empty() && file_safe(file) == file && !file.starts_with('.')
 }
 
 fn write_file(dir: &Path, name: &str, text: &str, written: &mut Vec<String>) -> anyhow::Result<()> {
@@ -117,6 +155,7 @@ fn code_file_name(build: &Value) -> String {
         && !name.is_empty()
         && file_safe(name) == name
         && !name.starts_with('.')
+        && !RESERVED.contains(&name)
     {
         return name.to_string();
     }
@@ -142,4 +181,49 @@ fn file_safe(name: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_file_names_stay_inside_and_never_replace_the_record() {
+        let cases = [
+            (json!({"filename": "factorial.py"}), "factorial.py"),
+            (
+                json!({"filename": "../escape.py", "language": "python"}),
+                "main.py",
+            ),
+            (
+                json!({"filename": "run.json", "language": "rust"}),
+                "main.rs",
+            ),
+            (
+                json!({"filename": "steps", "language": "javascript"}),
+                "main.js",
+            ),
+            (json!({"filename": ".bashrc"}), "main.py"),
+            (json!({"language": "go"}), "main.go"),
+        ];
+        for (build, expected) in cases {
+            assert_eq!(code_file_name(&build), expected, "{build}");
+        }
+    }
+
+    #[test]
+    fn manifest_names_that_climb_out_are_ignored() {
+        assert!(is_own_file_name("plan.json"));
+        assert!(is_own_file_name("steps/build.json"));
+        for name in [
+            "../x",
+            "steps/../../x",
+            "/etc/passwd",
+            "",
+            ".pallet-files",
+            "a/b",
+        ] {
+            assert!(!is_own_file_name(name), "{name}");
+        }
+    }
 }

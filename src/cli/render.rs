@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::engine::SourceError;
 use crate::workflow::LoadError;
 
 /// Exit status for a failed run (or a failure while running).
@@ -33,9 +34,12 @@ impl BadInput {
 }
 
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    let bad_input = error
-        .chain()
-        .any(|cause| cause.is::<BadInput>() || cause.is::<LoadError>());
+    // `downcast_ref` on the anyhow error also sees `.context(BadInput)` layers,
+    // which `chain()` hides behind anyhow's own context type.
+    let bad_input = error.downcast_ref::<BadInput>().is_some()
+        || error
+            .chain()
+            .any(|cause| cause.is::<BadInput>() || load_error(cause).is_some());
     if bad_input {
         EXIT_BAD_INPUT
     } else {
@@ -45,11 +49,13 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 
 pub fn error(error: &anyhow::Error) -> String {
     let mut out = String::new();
-    let mut hint = None;
+    let mut hint = error
+        .downcast_ref::<BadInput>()
+        .and_then(|bad| bad.hint.clone());
     for (depth, cause) in error.chain().enumerate() {
         let label = if depth == 0 { "error" } else { "caused by" };
         let _ = writeln!(out, "{label}: {cause}");
-        if let Some(LoadError::Invalid { diagnostics, .. }) = cause.downcast_ref::<LoadError>() {
+        if let Some(LoadError::Invalid { diagnostics, .. }) = load_error(cause) {
             for diagnostic in diagnostics {
                 let _ = writeln!(out, "{diagnostic}");
             }
@@ -62,4 +68,12 @@ pub fn error(error: &anyhow::Error) -> String {
         let _ = writeln!(out, "hint: {hint}");
     }
     out
+}
+
+/// A workflow load error, also when a workflow source wraps it transparently.
+fn load_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a LoadError> {
+    match cause.downcast_ref::<SourceError>() {
+        Some(SourceError::Load(load)) => Some(load),
+        _ => cause.downcast_ref::<LoadError>(),
+    }
 }

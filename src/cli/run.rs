@@ -337,15 +337,15 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// First Ctrl-C cancels the run cleanly (agents' tasks are cancelled); a second one exits.
+/// The first Ctrl-C or SIGTERM cancels the run cleanly (agents' tasks are
+/// cancelled, skill processes stopped); a second one exits at once.
 pub(super) async fn cancel_on_ctrl_c(cancel: CancellationToken) {
-    if tokio::signal::ctrl_c().await.is_ok() {
-        eprintln!("cancelling the run (press Ctrl-C again to exit at once)");
-        cancel.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    }
+    let mut signals = super::agent::Signals::new();
+    signals.next().await;
+    eprintln!("cancelling the run (press Ctrl-C again to exit at once)");
+    cancel.cancel();
+    signals.next().await;
+    std::process::exit(130);
 }
 
 fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> anyhow::Result<()> {

@@ -471,40 +471,85 @@ async fn an_unknown_skill_fails_before_any_step() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_cancels_the_run_cleanly() {
-    let agent = LegacyAgent::start("tester", &[]).await;
+async fn ctrl_c_and_sigterm_cancel_the_run_cleanly() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let agent = LegacyAgent::start("tester", &[]).await;
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::write(
+            scratch.path().join("slow.yaml"),
+            "metadata: {id: slow, name: Slow, version: 1.0.0}\nsteps:\n  - id: wait\n    skill: sleep\n    inputs: {ms: 30000}\n  - id: after\n    skill: echo\n",
+        )
+        .unwrap();
+        let child = pallet(scratch.path())
+            .args(["run", "--file", "slow.yaml", "--agent", &agent.url()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the slow call reached the agent, then interrupt.
+        let started = std::time::Instant::now();
+        while agent.calls("sleep") == 0 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the run never called the agent"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on a child process this test spawned and still owns.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "signal {signal}: {stderr}");
+        assert!(stderr.contains("cancelling the run"), "{stderr}");
+        assert!(stderr.contains("was cancelled"), "{stderr}");
+        let run = read_json(&scratch.path().join("app/run.json"));
+        assert_eq!(run["status"], "cancelled");
+        assert_eq!(agent.calls("echo"), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_run_removes_the_previous_runs_results() {
+    let agent = LegacyAgent::start("tester", &["create_plan"]).await;
     let scratch = tempfile::tempdir().unwrap();
     std::fs::write(
-        scratch.path().join("slow.yaml"),
-        "metadata: {id: slow, name: Slow, version: 1.0.0}\nsteps:\n  - id: wait\n    skill: sleep\n    inputs: {ms: 30000}\n  - id: after\n    skill: echo\n",
+        scratch.path().join("plans.yaml"),
+        "metadata: {id: plans, name: Plans, version: 1.0.0}\nsteps:\n  - id: plan\n    skill: create_plan\n    inputs: {title: kept}\n    outputs: result\n",
     )
     .unwrap();
-    let child = pallet(scratch.path())
-        .args(["run", "--file", "slow.yaml", "--agent", &agent.url()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the slow call reached the agent, then interrupt as a terminal would.
-    let started = std::time::Instant::now();
-    while agent.calls("sleep") == 0 {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "the run never called the agent"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on a child process this test spawned and still owns.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cancelling the run"), "{stderr}");
-    assert!(stderr.contains("was cancelled"), "{stderr}");
-    let run = read_json(&scratch.path().join("app/run.json"));
-    assert_eq!(run["status"], "cancelled");
-    assert_eq!(agent.calls("echo"), 0);
+    std::fs::write(
+        scratch.path().join("fails.yaml"),
+        "metadata: {id: fails, name: Fails, version: 1.0.0}\nsteps:\n  - id: broken\n    skill: fail\n",
+    )
+    .unwrap();
+    std::fs::write(scratch.path().join("notes.txt"), "the user's own file").unwrap();
+    let url = agent.url();
+    let directory = scratch.path().to_path_buf();
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let agents = std::slice::from_ref(&url);
+        (
+            run_with_agents(&directory, agents, &["--file", "plans.yaml", "--out", "."]),
+            run_with_agents(&directory, agents, &["--file", "fails.yaml", "--out", "."]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second.stderr));
+    assert!(
+        !scratch.path().join("plan.json").exists(),
+        "the first run's plan.json was left beside the second run"
+    );
+    assert!(!scratch.path().join("steps/plan.json").exists());
+    assert_eq!(
+        read_json(&scratch.path().join("run.json"))["workflow_id"],
+        "fails"
+    );
+    assert_eq!(
+        std::fs::read_to_string(scratch.path().join("notes.txt")).unwrap(),
+        "the user's own file"
+    );
 }
