@@ -1,5 +1,4 @@
-//! Where workflows are found by id (a directory now; the registry later).
-//! OWNER: engine helper.
+//! Where workflows are found by id: a directory, the built-in examples, the registry (`crate::registry::source`).
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
