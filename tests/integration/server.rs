@@ -584,8 +584,8 @@ skills:
         .timeout(Duration::from_millis(500))
         .json(&json!({"jsonrpc": "2.0", "method": "nap", "params": {}, "id": 1}))
         .send();
-    let child = read_pid(&agent.path("child.pid"));
-    let (response, child) = tokio::join!(request, child);
+    let pid_file = agent.path("child.pid");
+    let (response, child) = tokio::join!(request, read_pid(&pid_file));
     assert!(response.unwrap_err().is_timeout(), "the client gave up");
     wait_gone(child).await;
 }
