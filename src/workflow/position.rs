@@ -489,7 +489,9 @@ mod tests {
         }
         let problem = PositionIndex::parse(&text).unwrap_err();
         assert!(
-            problem.message.contains("aliases expand to more than 100000 nodes"),
+            problem
+                .message
+                .contains("aliases expand to more than 100000 nodes"),
             "{}",
             problem.message
         );

@@ -220,9 +220,8 @@ fn huge_durations_are_diagnostics_not_panics() {
         };
         let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         assert!(
-            rendered
-                .iter()
-                .any(|line| line.contains(pointer) && (line.contains("at most") || line.contains("maximum"))),
+            rendered.iter().any(|line| line.contains(pointer)
+                && (line.contains("at most") || line.contains("maximum"))),
             "{field}: {rendered:?}"
         );
     }
