@@ -159,7 +159,7 @@ impl Run<'_> {
             let started = Instant::now();
             // The client enforces the timeout; this only guards against a client that hangs.
             let result = tokio::time::timeout(
-                timeout + TIMEOUT_GRACE,
+                timeout.saturating_add(TIMEOUT_GRACE),
                 self.engine.client.call(agent, request),
             )
             .await;
@@ -221,12 +221,27 @@ impl Run<'_> {
             callers: self.chain.clone(),
             event_prefix: format!("{}/", self.event_name(step)),
         };
-        let child = self
+        // The step's timeout bounds the whole child run: when it fires the
+        // child is cancelled and given the chance to wind down.
+        let child_cancel = cancel.child_token();
+        let child_run = self
             .engine
-            .run_nested(loaded, input, cancel.clone(), nesting)
-            .await;
+            .run_nested(loaded, input, child_cancel.clone(), nesting);
+        tokio::pin!(child_run);
+        let (child, timed_out) = tokio::select! {
+            child = &mut child_run => (child, false),
+            () = tokio::time::sleep(step.timeout()) => {
+                child_cancel.cancel();
+                (child_run.await, true)
+            }
+        };
         let outcome = match child.status {
             RunStatus::Completed => Ok(child.output.clone().unwrap_or_else(|| json!({}))),
+            _ if timed_out && !cancel.is_cancelled() => Err(Failure::failed(format!(
+                "step `{}` timed out after {}",
+                step.id,
+                humantime::format_duration(step.timeout())
+            ))),
             RunStatus::Cancelled => Err(Failure::cancelled(step)),
             // Child runs have no journal, so an approval in them fails rather than waits.
             RunStatus::Failed | RunStatus::WaitingApproval => Err(fail(format!(

@@ -3,7 +3,8 @@
 //!
 //! Delay before retry `n` (1-based) is `initial * multiplier^(n-1)`, spread by
 //! a jitter of ±`JITTER_RATIO` and capped at `max`. When the agent asked for a
-//! delay (HTTP Retry-After), that delay is the floor.
+//! delay (HTTP Retry-After), that delay is the floor, itself capped at `max`:
+//! an agent must not stall a step for longer than its workflow allows.
 
 use std::time::Duration;
 
@@ -67,10 +68,12 @@ pub struct Delays<J> {
 
 impl<J: FnMut() -> f64> Delays<J> {
     /// The next delay, or `None` when no retry is left. The agent's
-    /// `retry_after`, when given, is honoured as the smallest delay.
+    /// `retry_after`, when given, is honoured as the smallest delay up to
+    /// the schedule's `max`.
     pub fn next_with(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
         let computed = self.next()?;
-        Some(retry_after.map_or(computed, |asked| asked.max(computed)))
+        let cap = self.schedule.max.max(computed);
+        Some(retry_after.map_or(computed, |asked| asked.min(cap).max(computed)))
     }
 }
 
@@ -147,11 +150,13 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_a_floor() {
+    fn retry_after_is_a_floor_capped_at_max() {
         let cases = [
             (None, 100),
             (Some(Duration::from_millis(50)), 100),
-            (Some(Duration::from_secs(2)), 2000),
+            (Some(Duration::from_millis(700)), 700),
+            (Some(Duration::from_secs(2)), 1000),
+            (Some(Duration::from_secs(99_999_999)), 1000),
         ];
         for (retry_after, expected) in cases {
             let mut delays = schedule(2, 100, 1000, 2.0).delays(|| 0.5);

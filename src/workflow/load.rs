@@ -192,14 +192,26 @@ fn duplicate_key(pointer: &str) -> (String, String) {
     )
 }
 
-/// Duration strings the schema's pattern accepts but humantime rejects (e.g. overflow),
+/// Why humantime rejects a duration string, or that it is longer than the maximum.
+fn duration_error(text: &str) -> Option<String> {
+    match humantime::parse_duration(text.trim()) {
+        Err(error) => Some(error.to_string()),
+        Ok(duration) if duration > super::model::duration::MAX => {
+            Some("longer than the maximum of 30 days".to_string())
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Duration strings the schema's pattern accepts but humantime rejects (e.g. overflow)
+/// or that are longer than the maximum,
 /// reported here with their location rather than by the model's deserializer.
 fn check_durations(value: &Value, pointer: &str, problems: &mut Vec<Problem>) {
     let mut check = |field: &Value, field_pointer: String| {
         // Only strings the schema accepted: others already have a clearer problem.
         if let Some(text) = field.as_str()
             && !problems.iter().any(|known| known.pointer == field_pointer)
-            && let Err(error) = humantime::parse_duration(text.trim())
+            && let Some(error) = duration_error(text)
         {
             let name = field_pointer.rsplit('/').next().unwrap_or_default();
             let hint = "write seconds as a number (300, 0.5) or a string with units (\"30s\", \"5m\", \"1h 30m\")";

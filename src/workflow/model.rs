@@ -246,10 +246,36 @@ pub mod duration {
         Text(String),
     }
 
+    /// The longest duration a workflow may give: longer ones are mistakes,
+    /// and would overflow when added to instants.
+    pub const MAX: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+    /// The error for a duration longer than `MAX`.
+    pub fn too_long(text: &str) -> String {
+        format!("duration {text} is longer than the maximum of 30 days (2592000 seconds)")
+    }
+
     pub fn parse(text: &str) -> Result<Duration, String> {
-        humantime::parse_duration(text.trim()).map_err(|error| {
+        let duration = humantime::parse_duration(text.trim()).map_err(|error| {
             format!("invalid duration {text:?}: {error}; write seconds (300) or a unit (\"30s\", \"5m\")")
-        })
+        })?;
+        if duration > MAX {
+            return Err(too_long(&format!("{text:?}")));
+        }
+        Ok(duration)
+    }
+
+    /// A number of seconds as a duration, failing (not panicking) past `MAX`.
+    pub fn from_seconds(seconds: f64) -> Result<Duration, String> {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return Err(format!(
+                "invalid duration {seconds}: must be zero or more seconds"
+            ));
+        }
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(duration) if duration <= MAX => Ok(duration),
+            _ => Err(too_long(&seconds.to_string())),
+        }
     }
 
     pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -258,12 +284,7 @@ pub mod duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         match Raw::deserialize(deserializer)? {
-            Raw::Seconds(seconds) if seconds.is_finite() && seconds >= 0.0 => {
-                Ok(Duration::from_secs_f64(seconds))
-            }
-            Raw::Seconds(seconds) => Err(D::Error::custom(format!(
-                "invalid duration {seconds}: must be zero or more seconds"
-            ))),
+            Raw::Seconds(seconds) => from_seconds(seconds).map_err(D::Error::custom),
             Raw::Text(text) => parse(&text).map_err(D::Error::custom),
         }
     }

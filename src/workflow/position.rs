@@ -175,12 +175,19 @@ enum Frame {
     },
 }
 
+/// Most nodes all alias expansions of one file may produce together: far
+/// above any real workflow, far below what exhausts memory ("billion laughs").
+const MAX_ALIAS_NODES: usize = 100_000;
+
 #[derive(Default)]
 struct Builder {
     index: PositionIndex,
     stack: Vec<Frame>,
     root: Option<Value>,
-    anchors: HashMap<usize, Value>,
+    /// Anchored values with their node counts.
+    anchors: HashMap<usize, (Value, usize)>,
+    /// Nodes produced so far by expanding aliases.
+    alias_nodes: usize,
     documents: usize,
     second_document: Option<Position>,
     /// A construct workflows never need (complex keys), reported like a syntax error.
@@ -235,7 +242,8 @@ impl Builder {
     /// Attaches a finished node to its parent (or makes it the document).
     fn attach(&mut self, value: Value, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, value.clone());
+            let nodes = count_nodes(&value);
+            self.anchors.insert(anchor, (value.clone(), nodes));
         }
         match self.stack.last_mut() {
             None => self.root = Some(value),
@@ -284,6 +292,30 @@ impl Builder {
         self.stack.push(frame);
     }
 
+    /// The anchored value an alias names, or null once expansions would
+    /// exceed `MAX_ALIAS_NODES` (then reported as a problem at the alias).
+    fn expand_alias(&mut self, anchor: usize, at: Position) -> Value {
+        let Some((value, nodes)) = self.anchors.get(&anchor) else {
+            return Value::Null;
+        };
+        let total = self.alias_nodes.saturating_add(*nodes);
+        if total > MAX_ALIAS_NODES {
+            self.unsupported.get_or_insert(SyntaxProblem {
+                position: at,
+                message: format!(
+                    "YAML aliases expand to more than {MAX_ALIAS_NODES} nodes"
+                ),
+                hint: Some(
+                    "aliases of aliases multiply the document's size; write the values out or use fewer nested aliases"
+                        .to_string(),
+                ),
+            });
+            return Value::Null;
+        }
+        self.alias_nodes = total;
+        value.clone()
+    }
+
     fn end(&mut self) {
         match self.stack.pop() {
             Some(Frame::Sequence { items, anchor, .. }) => self.attach(Value::Array(items), anchor),
@@ -292,6 +324,15 @@ impl Builder {
             }
             None => {}
         }
+    }
+}
+
+/// How many nodes (scalars and collections) `value` holds, itself included.
+fn count_nodes(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Value::Object(fields) => 1 + fields.values().map(count_nodes).sum::<usize>(),
+        _ => 1,
     }
 }
 
@@ -351,7 +392,7 @@ impl MarkedEventReceiver for Builder {
             Event::Alias(anchor) => {
                 if let Some(pointer) = self.next_pointer(None, at) {
                     self.record(&pointer, at);
-                    let value = self.anchors.get(&anchor).cloned().unwrap_or(Value::Null);
+                    let value = self.expand_alias(anchor, at);
                     self.attach(value, 0);
                 }
             }
@@ -436,5 +477,27 @@ mod tests {
                 problem.message
             );
         }
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded() {
+        let mut text = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n".to_string();
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        for pair in names.windows(2) {
+            let aliases = vec![format!("*{}", pair[0]); 10].join(", ");
+            text.push_str(&format!("{}: &{} [{aliases}]\n", pair[1], pair[1]));
+        }
+        let problem = PositionIndex::parse(&text).unwrap_err();
+        assert!(
+            problem
+                .message
+                .contains("aliases expand to more than 100000 nodes"),
+            "{}",
+            problem.message
+        );
+        assert_eq!(problem.position.line, 5);
+        assert!(problem.hint.is_some());
+        let small = "a: &a [1, 2]\nb: [*a, *a]\n";
+        assert!(PositionIndex::parse(small).is_ok());
     }
 }

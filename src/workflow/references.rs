@@ -235,7 +235,7 @@ fn optional_branch(
     let Some(level) = choice else {
         return (
             format!("step `{this}` refers to `{name}`, which may not have run"),
-            String::new(),
+            format!("refer only to steps that always finish before `{this}` starts"),
         );
     };
     let container: &Node = &tree.nodes[target_chain[level]];
@@ -262,7 +262,7 @@ fn optional_branch(
 #[cfg(test)]
 mod tests {
     use crate::workflow::model::Workflow;
-    use crate::workflow::validate::check;
+    use crate::workflow::validate::{Tree, check};
 
     fn errors(steps_yaml: &str) -> Vec<String> {
         let text = format!("metadata: {{id: x, name: X, version: 1.0.0}}\nsteps:\n{steps_yaml}");
@@ -359,5 +359,16 @@ mod tests {
                 "/steps/1/inputs/x: step `after` refers to `hidden`, which runs only in branch `if_true` of `maybe`, so it may not have run",
             ]
         );
+    }
+
+    #[test]
+    fn every_explanation_has_a_hint() {
+        let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n- id: fan\n  step_type: parallel\n  branches:\n    steps:\n      - {id: a, skill: s}\n- {id: b, skill: s}\n";
+        let workflow: Workflow = serde_yaml_ng::from_str(text).expect("test workflow parses");
+        let tree = Tree::new(&workflow);
+        let chain = [tree.by_id["fan"], tree.by_id["a"]];
+        let (message, hint) = super::optional_branch(&tree, &chain, "a", "b");
+        assert!(message.contains("may not have run"), "{message}");
+        assert!(hint.contains("`b`"), "{hint:?}");
     }
 }

@@ -125,6 +125,12 @@ fn describe(error: &ValidationError, instance: &Value) -> Vec<Problem> {
             let message = format!("`{field}` must be at least {limit}, found {value}");
             vec![Problem::new(&pointer, message, hint)]
         }
+        ValidationErrorKind::Maximum { limit } => {
+            let hint = is_duration_field(&pointer).then(|| duration_hint().to_string());
+            let field = last_segment(&pointer);
+            let message = format!("`{field}` must be at most {limit}, found {value}");
+            vec![Problem::new(&pointer, message, hint)]
+        }
         ValidationErrorKind::MinLength { .. } => vec![Problem::new(
             &pointer,
             format!("`{}` must not be empty", last_segment(&pointer)),

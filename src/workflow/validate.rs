@@ -66,7 +66,7 @@ pub(crate) struct Tree<'a> {
 }
 
 impl<'a> Tree<'a> {
-    fn new(workflow: &'a Workflow) -> Tree<'a> {
+    pub(crate) fn new(workflow: &'a Workflow) -> Tree<'a> {
         let mut tree = Tree {
             nodes: Vec::new(),
             top: Vec::new(),

@@ -408,6 +408,38 @@ async fn sub_workflow_not_found_lists_what_is_there() {
 }
 
 #[tokio::test]
+async fn sub_workflow_step_timeout_cancels_the_child() {
+    let agent = LegacyAgent::start("helper", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = "steps:\n  - { id: nap, skill: sleep, inputs: { ms: 5000 } }\n";
+    std::fs::write(
+        dir.path().join("child.yaml"),
+        workflow_text("sleepy-v1", child),
+    )
+    .unwrap();
+    let parent = "steps:\n  - id: delegate\n    skill: execute_workflow\n    timeout: 300ms\n    inputs: { workflow_id: sleepy-v1 }\n";
+    let (engine, _events) = engine(&[agent.url()], dir.path());
+    let started = Instant::now();
+    let record = engine
+        .run(
+            workflow("parent", parent),
+            json!({}),
+            CancellationToken::new(),
+        )
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(4), "{record:#?}");
+    assert_eq!(record.status, RunStatus::Failed, "{record:#?}");
+    assert_eq!(
+        record.error.as_deref(),
+        Some("step `delegate` timed out after 300ms")
+    );
+    let delegate = step(&record, "delegate");
+    assert_eq!(delegate.status, StepStatus::Failed);
+    let child = delegate.child.as_ref().expect("the child run is recorded");
+    assert_eq!(child.status, RunStatus::Cancelled, "{child:#?}");
+}
+
+#[tokio::test]
 async fn recursive_workflows_fail_with_the_chain() {
     let agent = LegacyAgent::start("helper", &[]).await;
     let dir = tempfile::tempdir().unwrap();

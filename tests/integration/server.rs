@@ -567,6 +567,30 @@ async fn protocol_errors_have_standard_codes_and_clear_messages() {
 }
 
 #[tokio::test]
+async fn legacy_client_going_away_kills_the_whole_process_group() {
+    let agent = TestAgent::start(
+        r#"
+name: slow
+description: Sleeps
+skills:
+  - id: nap
+    run: [sh, -c, 'sleep 30 & echo $! > {dir}/child.pid; wait']
+"#,
+    )
+    .await;
+    let request = agent
+        .http
+        .post(format!("{}/execute", agent.url))
+        .timeout(Duration::from_millis(500))
+        .json(&json!({"jsonrpc": "2.0", "method": "nap", "params": {}, "id": 1}))
+        .send();
+    let pid_file = agent.path("child.pid");
+    let (response, child) = tokio::join!(request, read_pid(&pid_file));
+    assert!(response.unwrap_err().is_timeout(), "the client gave up");
+    wait_gone(child).await;
+}
+
+#[tokio::test]
 async fn legacy_endpoints_serve_the_same_skills() {
     let agent = TestAgent::start(ECHO_AGENT).await;
     let card = agent.get("/agent-card").await;

@@ -197,3 +197,34 @@ fn a_hundred_step_workflow_validates_quickly() {
     assert!(second.as_millis() < 1000, "second load took {second:?}");
     eprintln!("100 steps: first load {first:?}, second {second:?}");
 }
+
+#[test]
+fn huge_durations_are_diagnostics_not_panics() {
+    let cases = [
+        ("timeout: 1e30", "/steps/0/timeout"),
+        ("timeout: \"18446744073709551615s\"", "/steps/0/timeout"),
+        ("timeout: 2592001", "/steps/0/timeout"),
+        ("timeout: 31 days", "/steps/0/timeout"),
+        (
+            "retry: { max_attempts: 2, backoff: { max: 1e300 } }",
+            "/steps/0/retry/backoff/max",
+        ),
+    ];
+    for (field, pointer) in cases {
+        let text = format!(
+            "metadata: {{id: x, name: X, version: 1.0.0}}\nsteps:\n  - {{id: a, skill: s, {field}}}\n"
+        );
+        let error = load_str("huge.yaml", &text).expect_err(field);
+        let LoadError::Invalid { diagnostics, .. } = &error else {
+            panic!("{field}: {error}")
+        };
+        let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            rendered.iter().any(|line| line.contains(pointer)
+                && (line.contains("at most") || line.contains("maximum"))),
+            "{field}: {rendered:?}"
+        );
+    }
+    let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - {id: a, skill: s, timeout: 30 days}\n";
+    assert!(load_str("ok.yaml", text).is_ok());
+}

@@ -48,7 +48,7 @@ fn prompt(skill: &str, definition: &Value, input: &Value) -> String {
 /// Runs the command with the prompt on stdin; its stdout is the answer.
 fn ask(command: &str, prompt: &str) -> Result<String, SkillError> {
     let spawn_error = |source| SkillError::LlmSpawn {
-        command: command.to_string(),
+        command: program_name(command),
         source,
     };
     let mut child = Command::new("sh")
@@ -76,12 +76,23 @@ fn ask(command: &str, prompt: &str) -> Result<String, SkillError> {
             .iter()
             .collect();
         return Err(SkillError::LlmFailed {
-            command: command.to_string(),
+            command: program_name(command),
             status: output.status.to_string(),
             stderr_tail: tail,
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The program a command runs, for errors: the rest of the command (its
+/// arguments, `KEY=value` assignments) may hold secrets such as API keys and
+/// errors end up in run records.
+fn program_name(command: &str) -> String {
+    command
+        .split_whitespace()
+        .find(|word| !word.contains('='))
+        .unwrap_or("sh")
+        .to_string()
 }
 
 /// The JSON in an answer: bare, or inside the first ``` fence. A bare word
@@ -223,5 +234,28 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("model offline"), "{message}");
         assert!(message.contains('3'), "{message}");
+    }
+
+    #[test]
+    fn errors_name_only_the_program_of_the_command() {
+        let cases = [
+            ("llm --key sk-secret", "llm"),
+            ("API_KEY=sk-secret llm -m model", "llm"),
+            ("  /usr/bin/llm\t--key sk-secret", "/usr/bin/llm"),
+            ("", "sh"),
+        ];
+        for (command, expected) in cases {
+            assert_eq!(program_name(command), expected, "{command:?}");
+        }
+        let error = super::super::run_skill_with(
+            "analyze_request",
+            json!({"request": "x"}),
+            Some("API_KEY=sk-secret exit 3 --key sk-secret"),
+        )
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, SkillError::LlmFailed { .. }), "{message}");
+        assert!(!message.contains("sk-secret"), "{message}");
+        assert!(message.contains("'exit'"), "{message}");
     }
 }

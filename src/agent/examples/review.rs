@@ -144,7 +144,10 @@ fn check_syntax(language: Language, code: &str, issues: &mut Vec<Issue>) -> &'st
                 .map(|problem| ("python3", problem)),
             Language::JavaScript => parse_with("node", &["-e", JAVASCRIPT_PARSER], code)
                 .map(|problem| ("node", problem)),
-            Language::Rust => parse_rust(code).map(|problem| ("rustc", problem)),
+            // rustc expands built-in macros while parsing (`include_str!`,
+            // `env!`), which would leak the agent's files and environment
+            // into the review, so Rust gets the bracket check only.
+            Language::Rust => None,
         };
     let (checker, problem) = parsed.unwrap_or_else(|| {
         let problem = source::check_brackets(language, code).map(|problem| SyntaxProblem {
@@ -179,62 +182,6 @@ try { new vm.Script(source, { filename: 'input.js' }); } catch (error) {
   }
 }
 ";
-
-/// Parses Rust with rustc when installed. Emitting only dependency info
-/// parses and expands the code without type checking it; errors with an
-/// error code or about names ("cannot find ...") come from code outside
-/// the snippet (crates, macros), not from its syntax, so they are ignored.
-fn parse_rust(code: &str) -> Option<Option<SyntaxProblem>> {
-    let output_file =
-        std::env::temp_dir().join(format!("pallet-review-{}.d", uuid::Uuid::new_v4()));
-    let emit = format!("--emit=dep-info={}", output_file.display());
-    let arguments = [
-        "--edition",
-        "2021",
-        "--crate-type",
-        "lib",
-        "--error-format=json",
-        &emit,
-        "-",
-    ];
-    let mut child = Command::new("rustc")
-        .args(arguments)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let written = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(code.as_bytes()));
-    let output = child.wait_with_output().ok()?;
-    let _ignored = std::fs::remove_file(&output_file);
-    if matches!(written, Some(Err(_))) {
-        return None;
-    }
-    let diagnostics = String::from_utf8_lossy(&output.stderr);
-    let problem = diagnostics
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|diagnostic| {
-            let message = diagnostic["message"].as_str().unwrap_or("");
-            diagnostic["level"] == "error"
-                && diagnostic["code"].is_null()
-                && !message.starts_with("cannot ")
-                && !message.starts_with("aborting")
-        })
-        .map(|diagnostic| SyntaxProblem {
-            line: diagnostic["spans"][0]["line_start"]
-                .as_u64()
-                .map(|line| line as usize),
-            message: diagnostic["message"]
-                .as_str()
-                .unwrap_or("unknown")
-                .to_string(),
-        });
-    Some(problem)
-}
 
 /// Feeds the code to a parser program; None when the program is not
 /// installed or does not answer as expected.
@@ -571,22 +518,26 @@ mod tests {
     }
 
     #[test]
-    fn rust_syntax_comes_from_rustc_when_installed() {
-        let Some(clean) = parse_rust(
-            "use serde::Serialize;\nfn f() -> u32 {\n    json!(1);\n    \"not a number\"\n}\n",
-        ) else {
-            return;
-        };
-        assert_eq!(clean, None, "names and types are not syntax");
-        let broken = parse_rust("fn f() {\n    let x = 1 +;\n}\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(broken.line, Some(2));
-        assert!(
-            broken.message.contains("expected expression"),
-            "{}",
-            broken.message
-        );
+    fn rust_code_is_never_compiled() {
+        let secret = format!("pallet-review-secret-{}", uuid::Uuid::new_v4());
+        let file = std::env::temp_dir().join(format!("{}.txt", uuid::Uuid::new_v4()));
+        std::fs::write(&file, &secret).unwrap();
+        let leaking = format!("compile_error!(include_str!({:?}));", file.display());
+        let output = review(&leaking, "rust");
+        std::fs::remove_file(&file).unwrap();
+        assert!(!output.to_string().contains(&secret), "{output}");
+        assert_eq!(output["metrics"]["syntax_checked_by"], "bracket balance");
+
+        let hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let output = review("compile_error!(include_str!(\"/etc/hostname\"));", "rust");
+        if !hostname.trim().is_empty() {
+            assert!(!output.to_string().contains(hostname.trim()), "{output}");
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        if path.len() > 8 {
+            let output = review("compile_error!(env!(\"PATH\"));", "rust");
+            assert!(!output.to_string().contains(&path), "{output}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub(super) async fn run_command(
 ) -> Result<Value, Failure> {
     let mut child = spawn(skill, directory)?;
     let group = child.id().and_then(|id| i32::try_from(id).ok());
+    let mut guard = GroupGuard { group };
     feed_stdin(&mut child, input);
     let tail = StderrTail::default();
     let stderr_logger = child.stderr.take().map(|stderr| {
@@ -56,6 +57,7 @@ pub(super) async fn run_command(
     };
     let Some((output, status)) = outcome else {
         terminate(group, &mut child).await;
+        guard.disarm();
         return Err(if cancel.is_cancelled() {
             Failure::Canceled
         } else {
@@ -66,6 +68,7 @@ pub(super) async fn run_command(
             ))
         });
     };
+    guard.disarm();
     if let Some(logger) = stderr_logger {
         // The tail is complete once stderr closes; a leftover grandchild may keep it open.
         let _ = tokio::time::timeout(Duration::from_secs(1), logger).await;
@@ -159,6 +162,28 @@ fn check_exit(
     Err(Failure::Failed(format!(
         "skill `{skill}` failed ({status}): {detail}"
     )))
+}
+
+/// Kills the command's process group when `run_command` is dropped before
+/// the command finished (e.g. a legacy `/execute` client went away):
+/// `kill_on_drop` alone would kill only the first process, not what it started.
+struct GroupGuard {
+    group: Option<i32>,
+}
+
+impl GroupGuard {
+    fn disarm(&mut self) {
+        self.group = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.group.take() {
+            // Nobody waits any more, so no grace period: a drop cannot await one.
+            signal_group(group, libc::SIGKILL);
+        }
+    }
 }
 
 /// SIGTERM to the whole group, SIGKILL to whatever is left after a grace period.
