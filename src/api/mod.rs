@@ -136,9 +136,11 @@ impl AppState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs left pending or in progress by a process that is gone.
+    /// Runs left pending or in progress by a process that is gone. All are
+    /// listed before any is resumed: a resumed pending run turns
+    /// `in_progress` and must not be picked up twice.
     fn resume_interrupted(self: &Arc<AppState>) -> Result<usize, ApiError> {
-        let mut count = 0;
+        let mut ids = Vec::new();
         for status in [RunState::Pending, RunState::InProgress] {
             let mut after: Option<(String, String)> = None;
             loop {
@@ -149,14 +151,14 @@ impl AppState {
                 )?;
                 let Some(last) = page.last() else { break };
                 after = Some((last.created_at.clone(), last.id.clone()));
-                for run in page {
-                    tracing::info!("resuming run {} ({})", run.id, run.status);
-                    self.continue_in_background(run.id);
-                    count += 1;
-                }
+                ids.extend(page.into_iter().map(|run| run.id));
             }
         }
-        Ok(count)
+        for id in &ids {
+            tracing::info!("resuming run {id}");
+            self.continue_in_background(id.clone());
+        }
+        Ok(ids.len())
     }
 }
 

@@ -11,7 +11,7 @@ use pallet::agent::{AgentClient, StaticDiscovery};
 use pallet::api::{self, AppState, ServiceOptions};
 use pallet::builtin::BuiltinWorkflows;
 use pallet::engine::{DirectorySource, Engine, Sources, WorkflowSource};
-use pallet::store::RunStore;
+use pallet::store::{NewRun, RunStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -748,6 +748,18 @@ async fn shutdown_leaves_running_runs_resumable_and_start_resumes_them() {
     service.shutdown().await;
     let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
     assert_eq!(store.get(&id).unwrap().status.as_str(), "in_progress");
+    // A run recorded but never started (its process died at once) is started too.
+    let pending = store
+        .create_run(&NewRun {
+            workflow_ref: "fast-test".to_string(),
+            workflow_id: "fast-test".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "fast.yaml".to_string(),
+            workflow_yaml: FAST_WORKFLOW.to_string(),
+            input: json!({"requirements": "pending"}),
+            actor: "test".to_string(),
+        })
+        .unwrap();
     drop(store);
 
     let again = start(&agent, dir.path(), options()).await;
@@ -759,6 +771,18 @@ async fn shutdown_leaves_running_runs_resumable_and_start_resumes_them() {
         .map(|attempt| attempt["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["interrupted", "completed"]);
+    let started = again.wait_for(&pending.id, "completed").await;
+    assert_eq!(started["context"]["only"]["requirements"], "pending");
+    let (_, history) = again
+        .get(&format!("/workflows/{}/history", pending.id))
+        .await;
+    let resumed = history["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|transition| transition["trigger"] == "resumed")
+        .count();
+    assert_eq!(resumed, 1, "resumed once: {history}");
     again.shutdown().await;
 }
 
