@@ -54,6 +54,7 @@ pub struct ServeArgs {
     )]
     pub agents: Vec<String>,
 
+    /// A file of agent URLs and cards, as `pallet run --agents-file` takes it.
     #[arg(long, value_name = "FILE", env = "PALLET_AGENTS_FILE")]
     pub agents_file: Option<PathBuf>,
 
