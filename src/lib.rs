@@ -17,6 +17,7 @@
 //! - **run**: one execution of one workflow version with one input.
 
 pub mod agent;
+pub mod api;
 pub mod builtin;
 pub mod cli;
 pub mod engine;

@@ -70,6 +70,12 @@ pub enum Command {
     #[command(subcommand)]
     Agents(AgentsCommand),
 
+    /// Serve the orchestrator HTTP API: start runs, follow them, decide approvals.
+    #[command(
+        after_help = "Examples:\n  pallet serve\n  pallet serve --addr 127.0.0.1:9000 --db runs.db --agent http://127.0.0.1:8001\n  PALLET_API_TOKEN=secret pallet serve --addr 0.0.0.0:8080\n  curl -s localhost:8080/workflows -H 'content-type: application/json' -d '{\"workflow_type\": \"specify\", \"feature_description\": \"Add OAuth2 login\"}'\n\nWorkflows and agents are found as by `pallet run`. Runs left in progress by a stopped\nservice are resumed at start. On Ctrl-C or SIGTERM the service stops accepting requests,\nlets running runs go on for the grace period, and leaves the rest resumable. The routes\nare described at GET /openapi.json; see docs/service.md."
+    )]
+    Serve(super::serve::ServeArgs),
+
     /// Durable runs: runs, approve, reject, cancel, resume.
     #[command(flatten)]
     Durable(super::runs::DurableCommand),

@@ -9,6 +9,7 @@ pub mod render;
 mod run;
 mod runs;
 mod runs_args;
+mod serve;
 mod validate;
 
 use std::io::IsTerminal;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => registry::show(args).await,
         Command::Agents(command) => registry::agents(command).await,
         Command::Durable(command) => runs::command(command).await,
+        Command::Serve(args) => serve::command(args, cli.quiet).await,
     }
 }
 

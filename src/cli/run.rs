@@ -101,16 +101,7 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         }
     };
     let connected = registry::connect(&args.registry)?;
-    let registry_source = Arc::new(RegistrySource::new(
-        connected.registry.clone(),
-        !connected.configured,
-    ));
-    let mut sources: Vec<Arc<dyn WorkflowSource>> = vec![registry_source.clone()];
-    if args.workflows_dir.is_dir() {
-        sources.push(Arc::new(DirectorySource::new(args.workflows_dir.clone())));
-    }
-    sources.push(Arc::new(BuiltinWorkflows));
-    let workflows: Arc<dyn WorkflowSource> = Arc::new(Sources(sources));
+    let (registry_source, workflows) = workflow_sources(&connected, &args.workflows_dir);
     let workflow = match &args.file {
         Some(path) => Arc::new(load_file(path)?),
         None => {
@@ -125,8 +116,13 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         }
     };
     let input = resolve_input(&args)?;
+    let configured = ConfiguredAgents {
+        urls: &args.agents,
+        file: args.agents_file.as_deref(),
+        offline: args.registry.offline,
+    };
     let (discovery, example_agents) =
-        resolve_agents(&args, &connected, &registry_source, &say).await?;
+        resolve_agents(&configured, &connected, &registry_source, &say).await?;
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
     let store = super::runs::store_for_run(args.db.as_deref(), quiet)?;
     let reference = match &args.file {
@@ -199,19 +195,44 @@ fn origin_line(
     format!("using workflow {origin}")
 }
 
+/// The registry, then `workflows_dir` if it exists, then the built-in examples.
+pub(super) fn workflow_sources(
+    connected: &registry::Connected,
+    workflows_dir: &Path,
+) -> (Arc<RegistrySource>, Arc<dyn WorkflowSource>) {
+    let registry_source = Arc::new(RegistrySource::new(
+        connected.registry.clone(),
+        !connected.configured,
+    ));
+    let mut sources: Vec<Arc<dyn WorkflowSource>> = vec![registry_source.clone()];
+    if workflows_dir.is_dir() {
+        sources.push(Arc::new(DirectorySource::new(workflows_dir.to_path_buf())));
+    }
+    sources.push(Arc::new(BuiltinWorkflows));
+    (registry_source, Arc::new(Sources(sources)))
+}
+
+/// The agent options the user gave.
+pub(super) struct ConfiguredAgents<'a> {
+    pub urls: &'a [String],
+    pub file: Option<&'a Path>,
+    /// `--offline`: the registry is not asked for agent cards.
+    pub offline: bool,
+}
+
 /// `--agent`/agents file first, then the registry's agent cards; with
 /// neither configured nor in the registry, the built-in example agents.
-async fn resolve_agents(
-    args: &RunArgs,
+pub(super) async fn resolve_agents(
+    args: &ConfiguredAgents<'_>,
     connected: &registry::Connected,
     registry_source: &RegistrySource,
     say: &impl Fn(String),
 ) -> anyhow::Result<(Arc<dyn Discovery>, Option<ExampleAgents>)> {
-    let registry_usable = !args.registry.offline && !registry_source.was_not_answering();
-    if !args.agents.is_empty() || args.agents_file.is_some() {
-        let configured: Arc<dyn Discovery> = Arc::new(match &args.agents_file {
-            Some(path) => StaticDiscovery::with_agents_file(args.agents.clone(), path)?,
-            None => StaticDiscovery::new(args.agents.clone()),
+    let registry_usable = !args.offline && !registry_source.was_not_answering();
+    if !args.urls.is_empty() || args.file.is_some() {
+        let configured: Arc<dyn Discovery> = Arc::new(match args.file {
+            Some(path) => StaticDiscovery::with_agents_file(args.urls.to_vec(), path)?,
+            None => StaticDiscovery::new(args.urls.to_vec()),
         });
         if !registry_usable {
             return Ok((configured, None));

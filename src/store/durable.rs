@@ -111,20 +111,32 @@ impl Runner<'_> {
         input: Value,
         cancel: CancellationToken,
     ) -> Result<Outcome, RunError> {
+        let run = self.create(&workflow, reference, input.clone())?;
+        self.execute(&run.id, workflow, input, cancel).await
+    }
+
+    /// Record a new run of `workflow` as started (`in_progress`) without
+    /// executing it: a service answers first, then `resume`s it in the background.
+    pub fn create(
+        &self,
+        workflow: &LoadedWorkflow,
+        reference: &str,
+        input: Value,
+    ) -> Result<StoredRun, RunError> {
         let run = self.store.create_run(&super::NewRun {
             workflow_ref: reference.to_string(),
             workflow_id: workflow.workflow.metadata.id.clone(),
             workflow_version: workflow.workflow.metadata.version.to_string(),
             workflow_source: workflow.origin.clone(),
             workflow_yaml: workflow.text.clone(),
-            input: input.clone(),
+            input,
             actor: self.actor.clone(),
         })?;
         self.store.transition(
             &run.id,
             RunChange::new(RunState::InProgress, "started", &self.actor),
         )?;
-        self.execute(&run.id, workflow, input, cancel).await
+        Ok(self.store.get(&run.id)?)
     }
 
     /// Continue a run after a crash, or apply an expired approval's `on_timeout`.
@@ -165,24 +177,8 @@ impl Runner<'_> {
         decision: Decision,
         cancel: CancellationToken,
     ) -> Result<Outcome, RunError> {
-        let run = self.store.get(id)?;
-        let workflow = stored_workflow(&run)?;
-        let waiting = self.waiting(&run, &workflow)?;
-        let missing: Vec<String> = waiting
-            .step
-            .required
-            .iter()
-            .filter(|field| !decision.fields.contains_key(*field))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            return Err(RunError::MissingFields {
-                step: waiting.step.id,
-                missing,
-            });
-        }
-        self.decide_and_continue(run, &waiting.step, true, decision, cancel)
-            .await
+        self.decide(id, true, decision)?;
+        self.continue_decided(id, cancel).await
     }
 
     pub async fn reject(
@@ -191,11 +187,51 @@ impl Runner<'_> {
         decision: Decision,
         cancel: CancellationToken,
     ) -> Result<Outcome, RunError> {
+        self.decide(id, false, decision)?;
+        self.continue_decided(id, cancel).await
+    }
+
+    /// Record a decision on the approval step run `id` waits at, without
+    /// executing what follows: the run is then `in_progress` (to be continued
+    /// with `resume`), `completed` or `failed`.
+    pub fn decide(
+        &self,
+        id: &str,
+        approved: bool,
+        decision: Decision,
+    ) -> Result<StoredRun, RunError> {
         let run = self.store.get(id)?;
         let workflow = stored_workflow(&run)?;
         let waiting = self.waiting(&run, &workflow)?;
-        self.decide_and_continue(run, &waiting.step, false, decision, cancel)
-            .await
+        let missing: Vec<String> = waiting
+            .step
+            .required
+            .iter()
+            .filter(|field| approved && !decision.fields.contains_key(*field))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(RunError::MissingFields {
+                step: waiting.step.id,
+                missing,
+            });
+        }
+        self.record_decision(&run, &waiting.step, approved, decision)?;
+        Ok(self.store.get(id)?)
+    }
+
+    /// After a decision: execute the rest of the run if the decision continues it.
+    async fn continue_decided(
+        &self,
+        id: &str,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, RunError> {
+        let run = self.store.get(id)?;
+        if run.status != RunState::InProgress {
+            return Ok(Outcome { run, record: None });
+        }
+        let workflow = stored_workflow(&run)?;
+        self.execute(id, workflow, run.input, cancel).await
     }
 
     /// Stop a run. A process executing it finds out when it next records a status.
@@ -276,19 +312,19 @@ impl Runner<'_> {
     ) -> Result<Outcome, RunError> {
         let approved = waiting.step.on_timeout.unwrap_or_default() == TimeoutDecision::Approve;
         let decision = timeout_decision(&waiting.step);
-        self.decide_and_continue(run.clone(), &waiting.step, approved, decision, cancel)
-            .await
+        self.record_decision(run, &waiting.step, approved, decision)?;
+        self.continue_decided(&run.id, cancel).await
     }
 
-    async fn decide_and_continue(
+    /// Store the decision and the status it leads to, in one transaction.
+    fn record_decision(
         &self,
-        run: StoredRun,
+        run: &StoredRun,
         step: &Step,
         approved: bool,
         decision: Decision,
-        cancel: CancellationToken,
-    ) -> Result<Outcome, RunError> {
-        let workflow = stored_workflow(&run)?;
+    ) -> Result<(), RunError> {
+        let workflow = stored_workflow(run)?;
         let value = decision_value(approved, &decision);
         let retry_from = step
             .on_reject
@@ -307,16 +343,9 @@ impl Runner<'_> {
             ),
             (false, None) => (Vec::new(), rejected_change(step, &decision, None)),
         };
-        let continues = change.to == RunState::InProgress;
         self.store
             .decide(&run.id, &step.id, &value, &rerun, change)?;
-        if !continues {
-            return Ok(Outcome {
-                run: self.store.get(&run.id)?,
-                record: None,
-            });
-        }
-        self.execute(&run.id, workflow, run.input, cancel).await
+        Ok(())
     }
 
     /// Run the engine over the stored run and record where it ended.

@@ -139,6 +139,30 @@ impl RunStore {
         Ok(runs)
     }
 
+    /// One page of runs, newest first: those after `after` (the `created_at`
+    /// and id of the last run of the previous page), at most `limit`.
+    pub fn list_page(
+        &self,
+        status: Option<RunState>,
+        limit: u32,
+        after: Option<(&str, &str)>,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4)) ORDER BY created_at DESC, id DESC LIMIT ?2"
+        ))?;
+        let (created_at, id) = after.unzip();
+        let rows = statement.query_map(
+            params![status.map(RunState::as_str), limit, created_at, id],
+            run_from_row,
+        )?;
+        let mut runs = Vec::new();
+        for row in rows {
+            runs.push(row??);
+        }
+        Ok(runs)
+    }
+
     /// Check the change against the state machine and write it, in one transaction.
     /// Returns the state the run was in.
     pub fn transition(&self, id: &str, change: RunChange) -> Result<RunState, StoreError> {

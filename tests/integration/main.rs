@@ -1,6 +1,7 @@
 //! One integration test binary; each module covers one area against real servers.
 
 mod agent;
+mod api;
 mod cli;
 mod cli_registry;
 mod durable;

@@ -1,0 +1,176 @@
+//! The service's errors and their RFC 9457 `application/problem+json` answers.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::engine::{SourceError, chain_of};
+use crate::store::StoreError;
+use crate::store::durable::RunError;
+
+/// The media type of every error answer.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {detail}")]
+    BadJson { detail: String },
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the request needs `Content-Type: application/json`")]
+    NotJson,
+    #[error("{detail}")]
+    Invalid { detail: String },
+    #[error("cannot use workflow `{reference}`")]
+    Workflow {
+        reference: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("cannot look up workflow `{reference}` now")]
+    WorkflowUnavailable {
+        reference: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("missing or wrong bearer token (set `Authorization: Bearer <PALLET_API_TOKEN>`)")]
+    Unauthorized,
+    #[error("no route {method} {path}")]
+    NoRoute { method: String, path: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error(
+        "refusing to listen on {addr} without a token: set PALLET_API_TOKEN, or listen on a loopback address such as 127.0.0.1"
+    )]
+    Exposed { addr: std::net::SocketAddr },
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        ApiError::Run(RunError::Store(error))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::NotJson,
+            JsonRejection::JsonSyntaxError(_) | JsonRejection::JsonDataError(_) => {
+                ApiError::BadJson {
+                    detail: rejection.body_text(),
+                }
+            }
+            rejection if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::TooLarge {
+                    limit: super::BODY_LIMIT,
+                }
+            }
+            rejection => ApiError::BadJson {
+                detail: rejection.body_text(),
+            },
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::Invalid {
+            detail: rejection.body_text(),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn invalid(detail: impl Into<String>) -> ApiError {
+        ApiError::Invalid {
+            detail: detail.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadJson { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid { .. } | ApiError::Workflow { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::WorkflowUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Run(error) => run_status(error),
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Exposed { .. } | ApiError::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+fn run_status(error: &RunError) -> StatusCode {
+    match error {
+        RunError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+        RunError::MissingFields { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        error if error.is_conflict() => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!("{}", chain_of(&self));
+        }
+        let body = json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": chain_of(&self),
+        });
+        let mut response = (status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{InvalidTransition, RunState};
+
+    #[test]
+    fn each_error_has_its_status() {
+        let cases = [
+            (ApiError::BadJson { detail: "x".into() }, 400),
+            (ApiError::TooLarge { limit: 1 }, 413),
+            (ApiError::invalid("short"), 422),
+            (ApiError::Unauthorized, 401),
+            (ApiError::from(StoreError::NotFound { id: "x".into() }), 404),
+            (
+                ApiError::from(StoreError::Transition(InvalidTransition {
+                    from: RunState::Completed,
+                    to: RunState::Cancelled,
+                })),
+                409,
+            ),
+            (
+                ApiError::Run(RunError::MissingFields {
+                    step: "gate".into(),
+                    missing: vec!["ticket".into()],
+                }),
+                422,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The orchestrator HTTP service (axum): start runs, follow them, decide
+//! approvals, cancel. Runs execute in background tasks through the same
+//! [`Runner`] as the CLI; their state lives in the [`RunStore`], so a run the
+//! process did not finish is resumed by the next [`serve`].
+//!
+//! Errors are RFC 9457 problem documents ([`error`]); [`openapi`] describes
+//! the routes of [`routes`].
+
+mod auth;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+mod types;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::engine::Engine;
+use crate::store::durable::Runner;
+use crate::store::{RunState, RunStore};
+pub use error::ApiError;
+pub use types::default_workflow_types;
+
+/// Request bodies larger than this are refused (413).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The actor recorded for what the service does by itself.
+const SERVICE_ACTOR: &str = "api";
+
+/// How the service behaves, resolved by `pallet serve`.
+pub struct ServiceOptions {
+    /// When set, every route but `/health` needs `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    /// Seed `workflow_type` -> workflow reference.
+    pub workflow_types: BTreeMap<String, String>,
+    /// How long in-flight runs may go on after shutdown starts.
+    pub grace: Duration,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> ServiceOptions {
+        ServiceOptions {
+            token: None,
+            workflow_types: default_workflow_types(),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every request handler shares.
+pub struct AppState {
+    pub store: RunStore,
+    pub engine: Engine,
+    pub options: ServiceOptions,
+    started: Instant,
+    tasks: TaskTracker,
+    /// Drops the runs still executing when the grace period ends (they stay resumable).
+    abort: CancellationToken,
+    /// Run id -> (generation, token cancelling its execution in this process).
+    executing: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl AppState {
+    pub fn new(store: RunStore, engine: Engine, options: ServiceOptions) -> Arc<AppState> {
+        Arc::new(AppState {
+            store,
+            engine,
+            options,
+            started: Instant::now(),
+            tasks: TaskTracker::new(),
+            abort: CancellationToken::new(),
+            executing: Mutex::new(HashMap::new()),
+            generation: Default::default(),
+        })
+    }
+
+    fn runner(&self, actor: &str) -> Runner<'_> {
+        Runner {
+            store: &self.store,
+            engine: &self.engine,
+            actor: actor.to_string(),
+        }
+    }
+
+    /// Execute run `id` (in progress or pending) in a background task until it
+    /// ends or waits for approval.
+    fn continue_in_background(self: &Arc<AppState>, id: String) {
+        let cancel = CancellationToken::new();
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock_executing()
+            .insert(id.clone(), (generation, cancel.clone()));
+        let state = self.clone();
+        self.tasks.spawn(async move {
+            let runner = state.runner(SERVICE_ACTOR);
+            tokio::select! {
+                outcome = runner.resume(&id, cancel) => {
+                    if let Err(error) = outcome {
+                        tracing::warn!("run {id}: {}", crate::engine::chain_of(&error));
+                    }
+                }
+                () = state.abort.cancelled() => {
+                    tracing::info!("run {id} left in progress at shutdown; it is resumed on the next start");
+                }
+            }
+            let mut executing = state.lock_executing();
+            if executing.get(&id).is_some_and(|(found, _)| *found == generation) {
+                executing.remove(&id);
+            }
+        });
+    }
+
+    /// Stop this process's execution of run `id`, if any.
+    fn stop_executing(&self, id: &str) {
+        if let Some((_, cancel)) = self.lock_executing().remove(id) {
+            cancel.cancel();
+        }
+    }
+
+    fn lock_executing(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
+        self.executing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs left pending or in progress by a process that is gone. All are
+    /// listed before any is resumed: a resumed pending run turns
+    /// `in_progress` and must not be picked up twice.
+    fn resume_interrupted(self: &Arc<AppState>) -> Result<usize, ApiError> {
+        let mut ids = Vec::new();
+        for status in [RunState::Pending, RunState::InProgress] {
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let page = self.store.list_page(
+                    Some(status),
+                    500,
+                    after.as_ref().map(|(at, id)| (at.as_str(), id.as_str())),
+                )?;
+                let Some(last) = page.last() else { break };
+                after = Some((last.created_at.clone(), last.id.clone()));
+                ids.extend(page.into_iter().map(|run| run.id));
+            }
+        }
+        for id in &ids {
+            tracing::info!("resuming run {id}");
+            self.continue_in_background(id.clone());
+        }
+        Ok(ids.len())
+    }
+}
+
+/// Refuse to expose the service beyond this machine without a token.
+pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), ApiError> {
+    if addr.ip().is_loopback() || token.is_some_and(|token| !token.is_empty()) {
+        Ok(())
+    } else {
+        Err(ApiError::Exposed { addr })
+    }
+}
+
+/// The router over `state`: every route of [`routes::routes`], auth, body limit.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new();
+    for route in routes::routes() {
+        router = router.route(route.path, route.handler);
+    }
+    router
+        .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Serve on `listener` until `shutdown` completes: resume interrupted runs
+/// first; at shutdown stop accepting, let running runs go on for the grace
+/// period, then drop the rest (they stay `in_progress`, resumable).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
+    let resumed = state.resume_interrupted()?;
+    if resumed > 0 {
+        tracing::info!("resumed {resumed} interrupted run(s)");
+    }
+    axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ApiError::Serve)?;
+    state.tasks.close();
+    if tokio::time::timeout(state.options.grace, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "runs still executing after the grace period of {}: left resumable",
+            humantime::format_duration(state.options.grace)
+        );
+        state.abort.cancel();
+        state.tasks.wait().await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_listens_without_a_token() {
+        let cases = [
+            ("127.0.0.1:8080", None, true),
+            ("[::1]:8080", None, true),
+            ("0.0.0.0:8080", None, false),
+            ("0.0.0.0:8080", Some(""), false),
+            ("0.0.0.0:8080", Some("secret"), true),
+            ("192.168.1.4:80", Some("secret"), true),
+        ];
+        for (addr, token, allowed) in cases {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(
+                check_exposure(addr, token).is_ok(),
+                allowed,
+                "{addr} {token:?}"
+            );
+        }
+    }
+}

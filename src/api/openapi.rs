@@ -1,0 +1,274 @@
+//! The OpenAPI 3.1 document of the service, built in code next to the routes
+//! it describes; a test checks both name the same paths and methods.
+
+use serde_json::{Value, json};
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+fn run_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}
+    })
+}
+
+fn id_parameter() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}})
+}
+
+fn json_body(schema: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn paths() -> Value {
+    json!({
+        "/workflows": {
+            "post": {
+                "summary": "Start a run; it executes in the background",
+                "requestBody": json_body("StartRequest"),
+                "responses": {
+                    "201": run_response("The run, just started"),
+                    "400": problem("The body is not JSON"),
+                    "413": problem("The body is too large"),
+                    "422": problem("Invalid input or unknown workflow")
+                }
+            },
+            "get": {
+                "summary": "List runs, newest first",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/Status"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the previous page"}
+                ],
+                "responses": {
+                    "200": {"description": "One page of runs", "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {
+                            "runs": {"type": "array", "items": {"type": "object"}},
+                            "next_cursor": {"type": ["string", "null"]}
+                        }
+                    }}}},
+                    "422": problem("Invalid status, limit or cursor")
+                }
+            }
+        },
+        "/workflows/{id}": {
+            "get": {
+                "summary": "A run with its progress and time in each state",
+                "parameters": [id_parameter()],
+                "responses": {"200": run_response("The run"), "404": problem("No such run")}
+            }
+        },
+        "/workflows/{id}/history": {
+            "get": {
+                "summary": "Every state transition of a run",
+                "parameters": [id_parameter()],
+                "responses": {
+                    "200": {"description": "The transitions in order", "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {"id": {"type": "string"}, "transitions": {"type": "array", "items": {"$ref": "#/components/schemas/Transition"}}}
+                    }}}},
+                    "404": problem("No such run")
+                }
+            }
+        },
+        "/workflows/{id}/advance": {
+            "post": {
+                "summary": "Decide the approval a run waits for; the run continues in the background",
+                "parameters": [id_parameter()],
+                "requestBody": json_body("AdvanceRequest"),
+                "responses": {
+                    "200": run_response("The run after the decision"),
+                    "400": problem("The body is not JSON"),
+                    "404": problem("No such run"),
+                    "409": problem("The run does not wait for approval"),
+                    "422": problem("Invalid trigger or missing required fields")
+                }
+            }
+        },
+        "/workflows/{id}/cancel": {
+            "post": {
+                "summary": "Cancel a run",
+                "parameters": [id_parameter()],
+                "responses": {
+                    "200": run_response("The cancelled run"),
+                    "404": problem("No such run"),
+                    "409": problem("The run has ended")
+                }
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness; needs no token",
+                "security": [],
+                "responses": {"200": {"description": "The service is up", "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["status", "version", "uptime_seconds"],
+                    "properties": {"status": {"type": "string"}, "version": {"type": "string"}, "uptime_seconds": {"type": "integer"}}
+                }}}}}
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}
+            }
+        }
+    })
+}
+
+fn schemas() -> Value {
+    json!({
+        "Status": {"type": "string", "enum": ["pending", "in_progress", "waiting_approval", "completed", "failed", "cancelled"]},
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details",
+            "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}}
+        },
+        "StartRequest": {"oneOf": [
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "workflow": {"type": "string", "default": super::types::DEFAULT_WORKFLOW, "description": "ID, ID@REQUIREMENT or ID@sha256:DIGEST"},
+                    "input": {"type": "object"}
+                }
+            },
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["workflow_type", "feature_description"],
+                "properties": {
+                    "workflow_type": {"type": "string", "description": "specify, plan, tasks or implement (or a type added with --workflow-type)"},
+                    "feature_description": {"type": "string", "minLength": 10},
+                    "context": {"type": "object"}
+                }
+            }
+        ]},
+        "AdvanceRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["trigger"],
+            "properties": {
+                "trigger": {"type": "string", "enum": ["human_approved", "human_rejected"]},
+                "phase_result": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "comment": {"type": "string"},
+                        "comments": {"type": "string", "description": "alias of comment"},
+                        "fields": {"type": "object"},
+                        "actor": {"type": "string"},
+                        "approved": {"type": "boolean"}
+                    }
+                }
+            }
+        },
+        "Transition": {
+            "type": "object",
+            "properties": {
+                "from": {"oneOf": [{"$ref": "#/components/schemas/Status"}, {"type": "null"}]},
+                "to": {"$ref": "#/components/schemas/Status"},
+                "trigger": {"type": "string"},
+                "metadata": {},
+                "actor": {"type": "string"},
+                "at": {"type": "string", "format": "date-time"}
+            }
+        },
+        "Run": {
+            "type": "object",
+            "required": ["id", "status", "progress", "time_in_state_seconds"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "workflow_ref": {"type": "string"},
+                "workflow_id": {"type": "string"},
+                "workflow_version": {"type": "string"},
+                "workflow_digest": {"type": "string"},
+                "status": {"$ref": "#/components/schemas/Status"},
+                "current_step": {"type": ["string", "null"]},
+                "input": {"type": "object"},
+                "context": {"type": "object", "description": "step id -> outputs of completed steps"},
+                "result": {},
+                "error": {"type": ["string", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "completed_at": {"type": ["string", "null"], "format": "date-time"},
+                "progress": {"type": "object", "properties": {
+                    "percentage": {"type": "integer", "minimum": 0, "maximum": 100},
+                    "steps_completed": {"type": "integer"},
+                    "steps_total": {"type": "integer"}
+                }},
+                "time_in_state_seconds": {"type": "object", "additionalProperties": {"type": "number"}},
+                "total_duration_seconds": {"type": "number"},
+                "approval": {"type": "object", "description": "the approval the run waits for"},
+                "attempts": {"type": "array", "items": {"type": "object"}}
+            }
+        }
+    })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pallet orchestrator",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Start workflow runs, follow them, decide approvals. Errors are RFC 9457 problem documents. When the service has a token, every route but /health needs `Authorization: Bearer TOKEN`."
+        },
+        "paths": paths(),
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        },
+        "security": [{"bearer": []}]
+    })
+}
+
+/// (path, method) pairs the document describes, methods upper case.
+pub fn operations(document: &Value) -> Vec<(String, String)> {
+    let mut operations = Vec::new();
+    if let Some(paths) = document["paths"].as_object() {
+        for (path, item) in paths {
+            for method in item.as_object().into_iter().flat_map(|item| item.keys()) {
+                operations.push((path.clone(), method.to_uppercase()));
+            }
+        }
+    }
+    operations.sort();
+    operations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_describes_exactly_the_routes() {
+        let mut routes: Vec<(String, String)> = crate::api::routes::routes()
+            .into_iter()
+            .map(|route| (route.path.to_string(), route.method.to_string()))
+            .collect();
+        routes.sort();
+        assert_eq!(operations(&document()), routes);
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let document = document();
+        let text = document.to_string();
+        for (index, _) in text.match_indices("#/components/schemas/") {
+            let rest = &text[index + "#/components/schemas/".len()..];
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+            assert!(
+                document["components"]["schemas"].get(&name).is_some(),
+                "{name}"
+            );
+        }
+    }
+}

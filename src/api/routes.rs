@@ -1,0 +1,213 @@
+//! The routes and their handlers. [`routes`] is the one list the router is
+//! built from and the OpenAPI document is checked against.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::types::{self, AdvanceRequest, Trigger, decode_cursor, encode_cursor};
+use super::{ApiError, AppState, SERVICE_ACTOR};
+use crate::engine::SourceError;
+use crate::store::RunState;
+use crate::store::durable::Decision;
+
+/// One route: its path (OpenAPI syntax, which axum 0.8 shares), method, handler.
+pub struct Route {
+    pub path: &'static str,
+    pub method: Method,
+    pub handler: MethodRouter<Arc<AppState>>,
+}
+
+pub fn routes() -> Vec<Route> {
+    let route = |path, method, handler| Route {
+        path,
+        method,
+        handler,
+    };
+    vec![
+        route("/workflows", Method::POST, post(create)),
+        route("/workflows", Method::GET, get(list)),
+        route("/workflows/{id}", Method::GET, get(show)),
+        route("/workflows/{id}/history", Method::GET, get(history)),
+        route("/workflows/{id}/advance", Method::POST, post(advance)),
+        route("/workflows/{id}/cancel", Method::POST, post(cancel)),
+        route("/health", Method::GET, get(health)),
+        route("/openapi.json", Method::GET, get(openapi)),
+    ]
+}
+
+type Body = Result<Json<Value>, JsonRejection>;
+
+/// The run as `GET /workflows/{id}` shows it.
+fn view(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    let view = state.runner(SERVICE_ACTOR).view(id)?;
+    Ok(serde_json::to_value(view).unwrap_or(Value::Null))
+}
+
+async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let start = types::start_request(body, &state.options.workflow_types)?;
+    let workflow = state
+        .engine
+        .workflows
+        .load(&start.reference)
+        .await
+        .map_err(|source| match source {
+            SourceError::Unavailable { .. } => ApiError::WorkflowUnavailable {
+                reference: start.reference.clone(),
+                source,
+            },
+            source => ApiError::Workflow {
+                reference: start.reference.clone(),
+                source,
+            },
+        })?;
+    let run = state
+        .runner(SERVICE_ACTOR)
+        .create(&workflow, &start.reference, start.input)?;
+    let body = view(&state, &run.id)?;
+    state.continue_in_background(run.id.clone());
+    let location = format!("/workflows/{}", run.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+const MAX_LIMIT: u32 = 500;
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let status = match &query.status {
+        None => None,
+        Some(text) => Some(RunState::parse(text).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "status `{text}` is not a run state: expected one of {}",
+                RunState::ALL.map(RunState::as_str).join(", ")
+            ))
+        })?),
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit {limit} is out of range 1..={MAX_LIMIT}"
+        )));
+    }
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let runs = state.store.list_page(
+        status,
+        limit,
+        after.as_ref().map(|(at, id)| (at.as_str(), id.as_str())),
+    )?;
+    let next_cursor = match runs.last() {
+        Some(last) if runs.len() == limit as usize => {
+            Some(encode_cursor(&last.created_at, &last.id))
+        }
+        _ => None,
+    };
+    Ok(Json(json!({"runs": runs, "next_cursor": next_cursor})))
+}
+
+async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view(&state, &id)?))
+}
+
+async fn history(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let transitions = state.store.history(&id)?;
+    Ok(Json(json!({"id": id, "transitions": transitions})))
+}
+
+async fn advance(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let request: AdvanceRequest = types::typed(body)?;
+    let approved = request.trigger == Trigger::HumanApproved;
+    if request
+        .phase_result
+        .approved
+        .is_some_and(|given| given != approved)
+    {
+        return Err(ApiError::invalid(
+            "phase_result.approved contradicts the trigger",
+        ));
+    }
+    let decision = Decision {
+        actor: request
+            .phase_result
+            .actor
+            .filter(|actor| !actor.is_empty())
+            .unwrap_or_else(|| SERVICE_ACTOR.to_string()),
+        comment: request.phase_result.comment,
+        fields: request.phase_result.fields,
+    };
+    let run = state
+        .runner(SERVICE_ACTOR)
+        .decide(&id, approved, decision)?;
+    if run.status == RunState::InProgress {
+        state.continue_in_background(id.clone());
+    }
+    Ok(Json(view(&state, &id)?))
+}
+
+async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.runner(SERVICE_ACTOR).cancel(&id)?;
+    state.stop_executing(&id);
+    Ok(Json(view(&state, &id)?))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "status": "healthy",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    }))
+}
+
+async fn openapi() -> Json<Value> {
+    Json(super::openapi::document())
+}
+
+pub async fn no_route(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::NoRoute {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+}
+
+pub async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+}

@@ -1,0 +1,135 @@
+//! `pallet serve`: resolve the workflow and agent sources as `pallet run`
+//! does, open the run database, and serve the HTTP API until Ctrl-C/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::args::RegistryArgs;
+use super::render::BadInput;
+use super::run::{ConfiguredAgents, resolve_agents, workflow_sources};
+use super::{agent, registry};
+use crate::agent::AgentClient;
+use crate::api::{self, AppState, ServiceOptions};
+use crate::engine::Engine;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; other than loopback it needs PALLET_API_TOKEN.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// The run database (SQLite).
+    #[arg(long, value_name = "PATH", env = "PALLET_DB")]
+    pub db: Option<PathBuf>,
+
+    /// How long running runs may go on after Ctrl-C/SIGTERM (then they are left resumable).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+
+    /// Map a seed `workflow_type` to a workflow reference, TYPE=REF; repeatable.
+    #[arg(long = "workflow-type", value_name = "TYPE=REF")]
+    pub workflow_types: Vec<String>,
+
+    /// Local directory of workflow files, searched after the registry.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PALLET_WORKFLOWS_DIR",
+        default_value = "workflows"
+    )]
+    pub workflows_dir: PathBuf,
+
+    /// An agent URL; repeatable. Without agents, the registry's cards or the built-in example agents.
+    #[arg(
+        short,
+        long = "agent",
+        value_name = "URL",
+        env = "PALLET_AGENTS",
+        value_delimiter = ','
+    )]
+    pub agents: Vec<String>,
+
+    /// A file of agent URLs and cards, as `pallet run --agents-file` takes it.
+    #[arg(long, value_name = "FILE", env = "PALLET_AGENTS_FILE")]
+    pub agents_file: Option<PathBuf>,
+
+    /// Bearer token every request but /health must carry.
+    #[arg(long, env = "PALLET_API_TOKEN", hide_env_values = true, hide = true)]
+    pub token: Option<String>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+pub async fn command(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let say = |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let token = args.token.clone().filter(|token| !token.is_empty());
+    api::check_exposure(args.addr, token.as_deref())
+        .map_err(|error| BadInput::new(error.to_string()))?;
+    let mut options = ServiceOptions {
+        token,
+        grace: args.grace,
+        ..ServiceOptions::default()
+    };
+    for pair in &args.workflow_types {
+        let Some((name, reference)) = pair
+            .split_once('=')
+            .filter(|(name, reference)| !name.is_empty() && !reference.is_empty())
+        else {
+            return Err(
+                BadInput::new(format!("--workflow-type `{pair}` is not TYPE=REF"))
+                    .hint("e.g. --workflow-type specify=spec-writer-v1")
+                    .into(),
+            );
+        };
+        options
+            .workflow_types
+            .insert(name.to_string(), reference.to_string());
+    }
+    let store = super::runs::open_store(args.db.as_deref())?;
+    let connected = registry::connect(&args.registry)?;
+    let (registry_source, workflows) = workflow_sources(&connected, &args.workflows_dir);
+    let configured = ConfiguredAgents {
+        urls: &args.agents,
+        file: args.agents_file.as_deref(),
+        offline: args.registry.offline,
+    };
+    let (discovery, example_agents) =
+        resolve_agents(&configured, &connected, &registry_source, &say).await?;
+    let engine = Engine {
+        discovery,
+        client: AgentClient::new(),
+        workflows,
+        events: None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let local = listener.local_addr().unwrap_or(args.addr);
+    say(format!(
+        "serving on http://{local} (runs in {}){}",
+        store.path().display(),
+        if options.token.is_some() {
+            "; requests need the bearer token"
+        } else {
+            ""
+        }
+    ));
+    let state = AppState::new(store, engine, options);
+    let served = api::serve(listener, state, agent::shutdown_signal()).await;
+    if let Some(agents) = example_agents {
+        agents.stop().await;
+    }
+    served?;
+    say("stopped".to_string());
+    Ok(ExitCode::SUCCESS)
+}
