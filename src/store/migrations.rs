@@ -62,7 +62,7 @@ mod tests {
             let mut connection = Connection::open(&path).unwrap();
             apply(&mut connection).unwrap();
             let versions: Vec<u32> = connection
-                .prepare("SELECT version FROM schema_version ORDER BY version")
+                .prepare_cached("SELECT version FROM schema_version ORDER BY version")
                 .unwrap()
                 .query_map([], |row| row.get(0))
                 .unwrap()

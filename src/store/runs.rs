@@ -127,7 +127,7 @@ impl RunStore {
     /// Newest first.
     pub fn list(&self, status: Option<RunState>, limit: u32) -> Result<Vec<StoredRun>, StoreError> {
         let connection = self.lock();
-        let mut statement = connection.prepare(&format!(
+        let mut statement = connection.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at DESC, id LIMIT ?2"
         ))?;
         let rows =
@@ -148,7 +148,7 @@ impl RunStore {
         after: Option<(&str, &str)>,
     ) -> Result<Vec<StoredRun>, StoreError> {
         let connection = self.lock();
-        let mut statement = connection.prepare(&format!(
+        let mut statement = connection.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4)) ORDER BY created_at DESC, id DESC LIMIT ?2"
         ))?;
         let (created_at, id) = after.unzip();
@@ -176,7 +176,7 @@ impl RunStore {
     pub fn history(&self, id: &str) -> Result<Vec<Transition>, StoreError> {
         self.get(id)?;
         let connection = self.lock();
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare_cached(
             "SELECT from_status, to_status, trigger, metadata, actor, at FROM transitions WHERE run_id = ?1 ORDER BY id",
         )?;
         let rows = statement.query_map([id], |row| {
@@ -196,7 +196,7 @@ impl RunStore {
     /// Every attempt of every step, in the order they started.
     pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         let connection = self.lock();
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare_cached(
             "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at FROM step_attempts WHERE run_id = ?1 ORDER BY id",
         )?;
         let rows = statement.query_map([id], |row| {
@@ -275,7 +275,7 @@ impl RunStore {
     /// step id -> outputs of its latest completed attempt (superseded ones excluded).
     pub fn completed_outputs(&self, id: &str) -> Result<HashMap<String, Value>, StoreError> {
         let connection = self.lock();
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare_cached(
             "SELECT step_id, output FROM step_attempts WHERE run_id = ?1 AND status = 'completed' ORDER BY id",
         )?;
         let rows = statement.query_map([id], |row| {
@@ -295,7 +295,7 @@ impl RunStore {
     /// step id -> attempts that count towards the idempotency key (all but interrupted).
     pub fn previous_attempts(&self, id: &str) -> Result<HashMap<String, u32>, StoreError> {
         let connection = self.lock();
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare_cached(
             "SELECT step_id, COUNT(*) FROM step_attempts WHERE run_id = ?1 AND status NOT IN ('interrupted', 'waiting') GROUP BY step_id",
         )?;
         let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
