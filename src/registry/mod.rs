@@ -148,6 +148,8 @@ pub enum RegistryError {
         what: String,
         digest: String,
     },
+    #[error("digest `{digest}` from {origin} is not sha256:<64 lowercase hex digits>")]
+    InvalidDigest { digest: String, origin: String },
     #[error("{what} is not in the local cache {} (offline)", .cache.display())]
     NotCached { what: String, cache: PathBuf },
     #[error("cached {what} at {} is corrupted (offline, cannot fetch it again)", .cache.display())]

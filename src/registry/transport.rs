@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::{Method, StatusCode, header};
 
+use super::artifact::is_sha256_digest;
 use super::{Credentials, RegistryError};
 
 /// Manifest media types asked for; without them the registry answers 404.
@@ -218,7 +219,18 @@ impl Transport {
                     .headers()
                     .get("docker-content-digest")
                     .and_then(|value| value.to_str().ok());
-                Ok(digest.map(String::from))
+                match digest {
+                    Some(digest) if !is_sha256_digest(digest) => {
+                        Err(RegistryError::InvalidDigest {
+                            digest: digest.to_string(),
+                            origin: format!(
+                                "registry {} (Docker-Content-Digest of {path})",
+                                self.registry
+                            ),
+                        })
+                    }
+                    digest => Ok(digest.map(String::from)),
+                }
             }
             status => Err(self.status_error(&path, status)),
         }
