@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use reqwest::{Method, StatusCode, header};
 
 use super::artifact::is_sha256_digest;
+use super::docker_config::LazyCredentials;
 use super::{Credentials, RegistryError};
 
 /// Manifest media types asked for; without them the registry answers 404.
@@ -20,7 +21,7 @@ pub struct Transport {
     http: reqwest::Client,
     base: String,
     registry: String,
-    credentials: Option<Credentials>,
+    credentials: LazyCredentials,
     requests: Arc<AtomicUsize>,
     /// Bearer tokens by what they were granted for (a repository, or the catalog).
     tokens: Arc<Mutex<HashMap<String, String>>>,
@@ -30,7 +31,7 @@ impl Transport {
     pub fn new(
         scheme: &str,
         registry: &str,
-        credentials: Option<Credentials>,
+        credentials: LazyCredentials,
     ) -> Result<Self, RegistryError> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -47,6 +48,11 @@ impl Transport {
             requests: Arc::default(),
             tokens: Arc::default(),
         })
+    }
+
+    /// The credentials (looked up now if not yet): also used for uploads.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.get()
     }
 
     /// HTTP requests made so far (for tests and diagnostics).
@@ -96,7 +102,7 @@ impl Transport {
         if let Some(accept) = accept {
             request = request.header(header::ACCEPT, accept);
         }
-        request = match (token, &self.credentials) {
+        request = match (token, self.credentials.get()) {
             (Some(token), _) => request.bearer_auth(token),
             (None, Some(credentials)) => {
                 request.basic_auth(&credentials.username, Some(&credentials.password))
@@ -142,7 +148,7 @@ impl Transport {
                 .filter_map(|(name, value)| value.as_deref().map(|value| (name, value)))
                 .collect();
         request = request.query(&query);
-        if let Some(credentials) = &self.credentials {
+        if let Some(credentials) = self.credentials.get() {
             request = request.basic_auth(&credentials.username, Some(&credentials.password));
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
