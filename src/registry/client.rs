@@ -118,7 +118,12 @@ impl Registry {
             (None, Some(path)) => LazyCredentials::from_docker_config(path, &address.authority),
             (credentials, _) => LazyCredentials::given(credentials),
         };
-        let transport = Transport::new(address.scheme(), &address.authority, credentials)?;
+        let transport = Transport::new(
+            address.scheme(),
+            &address.authority,
+            credentials,
+            options.insecure_hosts.clone(),
+        )?;
         let protocol = match address.plain_http {
             true => ClientProtocol::HttpsExcept(vec![address.authority.clone()]),
             false => ClientProtocol::Https,

@@ -82,6 +82,12 @@ pub enum RegistryError {
     },
     #[error("registry {registry} refused access to {path} (check the username and password)")]
     Unauthorized { registry: String, path: String },
+    #[error("registry {registry} asks for a token from `{realm}`, refused: {problem}")]
+    UnsafeTokenRealm {
+        registry: String,
+        realm: String,
+        problem: String,
+    },
     #[error("registry {registry} answered {path} with http status {status}")]
     Status {
         registry: String,

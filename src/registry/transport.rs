@@ -22,6 +22,8 @@ pub struct Transport {
     base: String,
     registry: String,
     credentials: LazyCredentials,
+    /// Hosts the user allows over plain HTTP (also for token realms).
+    insecure_hosts: Vec<String>,
     requests: Arc<AtomicUsize>,
     /// Bearer tokens by what they were granted for (a repository, or the catalog).
     tokens: Arc<Mutex<HashMap<String, String>>>,
@@ -32,6 +34,7 @@ impl Transport {
         scheme: &str,
         registry: &str,
         credentials: LazyCredentials,
+        insecure_hosts: Vec<String>,
     ) -> Result<Self, RegistryError> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -45,6 +48,7 @@ impl Transport {
             base: format!("{scheme}://{registry}"),
             registry: registry.to_string(),
             credentials,
+            insecure_hosts,
             requests: Arc::default(),
             tokens: Arc::default(),
         })
@@ -140,6 +144,21 @@ impl Transport {
         struct TokenAnswer {
             token: Option<String>,
             access_token: Option<String>,
+        }
+        let realm_host =
+            check_realm(&challenge.realm, &self.insecure_hosts).map_err(|problem| {
+                RegistryError::UnsafeTokenRealm {
+                    registry: self.registry.clone(),
+                    realm: challenge.realm.clone(),
+                    problem,
+                }
+            })?;
+        if realm_host != host_of_authority(&self.registry) {
+            tracing::warn!(
+                registry = %self.registry,
+                realm = %challenge.realm,
+                "the registry sends for tokens to another host; credentials go there"
+            );
         }
         let mut request = self.http.get(&challenge.realm);
         let query: Vec<(&str, &str)> =
@@ -346,6 +365,38 @@ fn token_key(path: &str) -> String {
     name.to_string()
 }
 
+/// The host of a token realm that may receive credentials: https, or plain
+/// http only to a loopback host or one listed as insecure (as for registries).
+fn check_realm(realm: &str, insecure_hosts: &[String]) -> Result<String, String> {
+    let url = reqwest::Url::parse(realm).map_err(|error| format!("not a URL ({error})"))?;
+    let host = url.host_str().ok_or("no host")?.to_string();
+    match url.scheme() {
+        "https" => Ok(host),
+        "http" => {
+            let authority = match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.clone(),
+            };
+            let plain_allowed = super::RegistryAddress::parse(&authority, insecure_hosts)
+                .is_ok_and(|address| address.plain_http);
+            if plain_allowed {
+                Ok(host)
+            } else {
+                Err("plain http to a host that is neither loopback nor listed as insecure".into())
+            }
+        }
+        other => Err(format!("scheme `{other}` is not https")),
+    }
+}
+
+/// `host:port` -> `host` (`[::1]:5000` -> `[::1]`, as URLs write it).
+fn host_of_authority(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() && !host.ends_with(':') => host,
+        _ => authority,
+    }
+}
+
 /// `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`.
 #[derive(Debug, PartialEq, Eq)]
 struct BearerChallenge {
@@ -421,6 +472,39 @@ mod tests {
         );
         assert_eq!(BearerChallenge::parse(r#"Basic realm="registry""#), None);
         assert_eq!(BearerChallenge::parse(r#"Bearer service="no realm""#), None);
+    }
+
+    #[test]
+    fn token_realms_need_https_unless_loopback_or_insecure() {
+        let insecure = vec!["registry.internal.invalid".to_string()];
+        let cases = [
+            (
+                "https://auth.example.invalid/token",
+                Ok("auth.example.invalid"),
+            ),
+            ("http://127.0.0.1:5001/token", Ok("127.0.0.1")),
+            ("http://localhost/token", Ok("localhost")),
+            ("http://[::1]:8/token", Ok("[::1]")),
+            (
+                "http://registry.internal.invalid:80/t",
+                Ok("registry.internal.invalid"),
+            ),
+            ("http://attacker.example.invalid/token", Err("plain http")),
+            ("ftp://auth.example.invalid/token", Err("scheme `ftp`")),
+            ("/token", Err("not a URL")),
+        ];
+        for (realm, expected) in cases {
+            match (check_realm(realm, &insecure), expected) {
+                (Ok(host), Ok(expected)) => assert_eq!(host, expected, "{realm}"),
+                (Err(problem), Err(expected)) => {
+                    assert!(problem.contains(expected), "{realm}: {problem}")
+                }
+                (got, _) => panic!("{realm}: {got:?}"),
+            }
+        }
+        for (authority, host) in [("h:5000", "h"), ("h", "h"), ("[::1]:5000", "[::1]")] {
+            assert_eq!(host_of_authority(authority), host, "{authority}");
+        }
     }
 
     #[test]
