@@ -492,6 +492,36 @@ async fn reads_the_original_projects_layout() {
 }
 
 #[tokio::test]
+async fn an_unreadable_agent_repository_does_not_hide_the_others() {
+    let server = TestRegistry::start();
+    let card = br#"{"name": "planner", "url": "http://127.0.0.1:1", "skills": []}"#;
+    push_like_original(
+        &server.address,
+        "agents/planner",
+        "v1",
+        "planner_agent_card.json",
+        "application/json",
+        card,
+    )
+    .await;
+    push_like_original(
+        &server.address,
+        "agents/binary",
+        "v1",
+        "binary.bin",
+        "application/octet-stream",
+        b"not a card",
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let registry = std::sync::Arc::new(client(&server.address, cache.path(), false));
+    let discovery = pallet::registry::RegistryDiscovery::load(registry)
+        .await
+        .expect("the unreadable repository is skipped");
+    assert_eq!(discovery.card_count().await, 1);
+}
+
+#[tokio::test]
 async fn agent_cards_push_and_pull() {
     let server = TestRegistry::start();
     let cache = tempfile::tempdir().unwrap();
