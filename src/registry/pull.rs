@@ -14,8 +14,15 @@ use super::resolve;
 impl Registry {
     /// Pins a reference to a manifest digest and caches the manifest.
     /// Warm, this is one request (HEAD of an exact tag, or the tag list of a
-    /// range whose chosen tag is cached: tags are immutable unless forced);
-    /// a cached digest reference makes none; offline makes none.
+    /// range whose chosen tag is cached); a cached digest reference makes
+    /// none; offline makes none.
+    ///
+    /// Versions are immutable by policy, so a range trusts the cached digest
+    /// of its chosen tag rather than spend a second request on a HEAD. A
+    /// `push --force` from this machine updates the cached tag, so ranges
+    /// here see it at once; a forced overwrite from elsewhere is seen by exact
+    /// references (`@=1.0.0`, which always HEAD the tag and then update the
+    /// cache, so ranges follow) and by fresh caches.
     pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, RegistryError> {
         let repository = reference.repository();
         let resolved = match &reference.selector {

@@ -154,8 +154,27 @@ async fn versions_are_immutable_unless_forced() {
         workflow("demo", "1.0.0", "first").as_bytes()
     );
 
+    let elsewhere_cache = tempfile::tempdir().unwrap();
+    let elsewhere = client(&server.address, elsewhere_cache.path(), false);
+    let before = elsewhere.pull(&workflow_reference("demo@^1")).await.unwrap();
+    assert_eq!(before.resolved.digest, first.digest);
+
     let forced = push(&registry, files.path(), &changed, true).await.unwrap();
     assert_ne!(forced.digest, first.digest);
+    // The machine that forced sees the new content through ranges too.
+    let range = registry.pull(&workflow_reference("demo@^1")).await.unwrap();
+    assert_eq!(range.content, changed.as_bytes());
+    // Elsewhere a range trusts the cached tag (one round-trip); an exact
+    // reference asks the registry, and the cache then follows it.
+    let cached = elsewhere.pull(&workflow_reference("demo")).await.unwrap();
+    assert_eq!(cached.resolved.digest, first.digest);
+    let exact = elsewhere
+        .pull(&workflow_reference("demo@=1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(exact.resolved.digest, forced.digest);
+    let range = elsewhere.pull(&workflow_reference("demo@^1")).await.unwrap();
+    assert_eq!(range.resolved.digest, forced.digest);
     let fresh_cache = tempfile::tempdir().unwrap();
     let pulled = client(&server.address, fresh_cache.path(), false)
         .pull(&workflow_reference("demo@=1.0.0"))
