@@ -151,11 +151,6 @@ impl Registry {
         self.transport.requests()
     }
 
-    /// Whether the registry answers `/v2/`.
-    pub async fn check(&self) -> Result<(), RegistryError> {
-        self.transport.ping().await
-    }
-
     /// Validates a workflow file, then pushes it byte for byte.
     pub async fn push_workflow_file(
         &self,

@@ -218,15 +218,6 @@ impl Transport {
         }
     }
 
-    /// `GET /v2/`: whether the registry answers at all.
-    pub async fn ping(&self) -> Result<(), RegistryError> {
-        let response = self.send(Method::GET, "/v2/", None).await?;
-        match response.status() {
-            status if status.is_success() => Ok(()),
-            status => Err(self.status_error("/v2/", status)),
-        }
-    }
-
     /// The digest a tag (or digest) points at, from one HEAD; `None` when unknown.
     pub async fn manifest_digest(
         &self,

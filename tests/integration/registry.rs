@@ -156,7 +156,10 @@ async fn versions_are_immutable_unless_forced() {
 
     let elsewhere_cache = tempfile::tempdir().unwrap();
     let elsewhere = client(&server.address, elsewhere_cache.path(), false);
-    let before = elsewhere.pull(&workflow_reference("demo@^1")).await.unwrap();
+    let before = elsewhere
+        .pull(&workflow_reference("demo@^1"))
+        .await
+        .unwrap();
     assert_eq!(before.resolved.digest, first.digest);
 
     let forced = push(&registry, files.path(), &changed, true).await.unwrap();
@@ -173,7 +176,10 @@ async fn versions_are_immutable_unless_forced() {
         .await
         .unwrap();
     assert_eq!(exact.resolved.digest, forced.digest);
-    let range = elsewhere.pull(&workflow_reference("demo@^1")).await.unwrap();
+    let range = elsewhere
+        .pull(&workflow_reference("demo@^1"))
+        .await
+        .unwrap();
     assert_eq!(range.resolved.digest, forced.digest);
     let fresh_cache = tempfile::tempdir().unwrap();
     let pulled = client(&server.address, fresh_cache.path(), false)
@@ -538,6 +544,31 @@ async fn an_unreadable_agent_repository_does_not_hide_the_others() {
         .await
         .expect("the unreadable repository is skipped");
     assert_eq!(discovery.card_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_workflow_under_another_id_is_refused() {
+    use pallet::engine::WorkflowSource;
+    let server = TestRegistry::start();
+    let yaml = workflow("impostor-v1", "1.0.0", "pushed under the wrong name");
+    push_like_original(
+        &server.address,
+        "workflows/demo",
+        "v1",
+        "demo.yaml",
+        "application/yaml",
+        yaml.as_bytes(),
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let registry = std::sync::Arc::new(client(&server.address, cache.path(), false));
+    let source = pallet::registry::RegistrySource::new(registry, false);
+    let error = source.load("demo-v1").await.unwrap_err();
+    let message = format!("{error:?}");
+    assert!(
+        message.contains("impostor-v1") && message.contains("demo-v1"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
