@@ -572,6 +572,48 @@ async fn a_workflow_under_another_id_is_refused() {
 }
 
 #[tokio::test]
+async fn list_asks_only_for_tags_not_in_the_cache() {
+    let server = TestRegistry::start();
+    let files = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let pusher = client(&server.address, cache.path(), false);
+    let mut pushed = Vec::new();
+    for version in ["1.0.0", "1.1.0", "2.0.0"] {
+        let text = workflow("demo", version, version);
+        pushed.push(
+            push(&pusher, files.path(), &text, false)
+                .await
+                .unwrap()
+                .digest,
+        );
+    }
+    let warm = client(&server.address, cache.path(), false);
+    let listed = warm.list_workflows().await.unwrap();
+    let digests: Vec<&str> = listed[0]
+        .versions
+        .iter()
+        .map(|v| v.digest.as_str())
+        .collect();
+    assert_eq!(digests, pushed);
+    assert_eq!(warm.read_requests(), 2, "catalog and tag list, no HEAD");
+
+    let fresh_cache = tempfile::tempdir().unwrap();
+    let cold = client(&server.address, fresh_cache.path(), false);
+    let listed = cold.list_workflows().await.unwrap();
+    let digests: Vec<&str> = listed[0]
+        .versions
+        .iter()
+        .map(|v| v.digest.as_str())
+        .collect();
+    assert_eq!(digests, pushed);
+    assert_eq!(
+        cold.read_requests(),
+        5,
+        "catalog, tag list, one HEAD per version"
+    );
+}
+
+#[tokio::test]
 async fn agent_cards_push_and_pull() {
     let server = TestRegistry::start();
     let cache = tempfile::tempdir().unwrap();
