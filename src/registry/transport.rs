@@ -498,6 +498,59 @@ mod tests {
         }
     }
 
+    /// A loopback server answering every request with `head` (status line
+    /// and headers) and an empty body.
+    async fn answering(head: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // As Registry::new does: reqwest is built without a crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let answer = format!("{head}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn refuses_a_manifest_digest_that_is_not_sha256_hex() {
+        let address =
+            answering("HTTP/1.1 200 OK\r\ndocker-content-digest: sha256:../../victim").await;
+        let transport =
+            Transport::new("http", &address, LazyCredentials::given(None), Vec::new()).unwrap();
+        let error = transport
+            .manifest_digest("workflows/demo", "1.0.0")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, RegistryError::InvalidDigest { digest, .. } if digest == "sha256:../../victim"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_to_send_credentials_to_a_plain_http_realm_elsewhere() {
+        let address = answering(
+            "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"http://attacker.example.invalid/token\"",
+        )
+        .await;
+        let credentials = LazyCredentials::given(Some(Credentials {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        }));
+        let transport = Transport::new("http", &address, credentials, Vec::new()).unwrap();
+        let error = transport.tags("workflows/demo").await.unwrap_err();
+        assert!(
+            matches!(error, RegistryError::UnsafeTokenRealm { .. }),
+            "{error}"
+        );
+    }
+
     #[test]
     fn keys_tokens_by_repository() {
         let cases = [
