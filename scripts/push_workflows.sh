@@ -26,14 +26,24 @@ if [[ -z "$pallet" ]]; then
     fi
 fi
 
-if command -v curl >/dev/null && ! curl -fsS -o /dev/null --max-time 5 "http://$registry/v2/" 2>/dev/null; then
-    # 401 means it answers but wants credentials: pallet handles that.
-    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$registry/v2/" || true)"
-    if [[ "$code" != 401 ]]; then
-        echo "error: the registry at $registry does not answer (http://$registry/v2/)" >&2
-        echo "hint: start one with scripts/bootstrap.sh, or set PALLET_REGISTRY=HOST:PORT" >&2
-        exit 1
-    fi
+# Any http status (200, or 401: it wants credentials, which pallet handles)
+# means the registry answers; https first, then plain http (loopback or
+# insecure registries). -k: this probe only checks that something answers
+# and sends no credentials; pallet itself verifies certificates.
+registry_answers() {
+    local scheme code
+    for scheme in https http; do
+        code="$(curl -ks -o /dev/null -w '%{http_code}' --max-time 5 "$scheme://$registry/v2/" || true)"
+        if [[ -n "$code" && "$code" != 000 ]]; then
+            return 0
+        fi
+    done
+    return 1
+}
+if command -v curl >/dev/null && ! registry_answers; then
+    echo "error: the registry at $registry does not answer (https://$registry/v2/ nor http://$registry/v2/)" >&2
+    echo "hint: start one with scripts/bootstrap.sh, or set PALLET_REGISTRY=HOST:PORT" >&2
+    exit 1
 fi
 export PALLET_REGISTRY="$registry"
 

@@ -15,7 +15,7 @@ use super::render::BadInput;
 use crate::agent::AgentCard;
 use crate::registry::{
     ArtifactKind, Credentials, DEFAULT_REGISTRY, Listed, Provenance, Pulled, Pushed, Reference,
-    Registry, RegistryOptions, default_cache_dir, docker_config_path, docker_credentials,
+    Registry, RegistryOptions, default_cache_dir, docker_config_path,
 };
 use crate::workflow::{LoadedWorkflow, load_file};
 
@@ -57,10 +57,7 @@ pub fn connect(args: &RegistryArgs) -> anyhow::Result<Connected> {
                 .hint("or set PALLET_REGISTRY_USERNAME")
                 .into());
         }
-        (None, None) => match docker_config_path() {
-            Some(path) => docker_credentials(&path, &address)?,
-            None => None,
-        },
+        (None, None) => None,
     };
     let cache_dir = default_cache_dir().ok_or_else(|| {
         BadInput::new("no cache directory: neither XDG_CACHE_HOME nor HOME is set")
@@ -70,6 +67,9 @@ pub fn connect(args: &RegistryArgs) -> anyhow::Result<Connected> {
         address,
         insecure_hosts: args.insecure_registries.clone(),
         credentials,
+        // Read only when a request needs credentials: `pallet run --file`
+        // never spawns a credential helper.
+        docker_config: docker_config_path(),
         cache_dir,
         offline: args.offline,
     })

@@ -206,6 +206,17 @@ pub fn same_content(left: &OciImageManifest, right: &OciImageManifest) -> bool {
     blobs(left) == blobs(right)
 }
 
+/// Whether `text` is `sha256:` and 64 lowercase hex digits: the only digest
+/// form accepted from a registry, since digests become cache file names.
+pub fn is_sha256_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    })
+}
+
 /// The one layer holding the definition, or why none qualifies.
 pub fn content_layer(manifest: &OciImageManifest) -> Result<&OciDescriptor, String> {
     let accepted: Vec<&OciDescriptor> = manifest
@@ -213,6 +224,15 @@ pub fn content_layer(manifest: &OciImageManifest) -> Result<&OciDescriptor, Stri
         .iter()
         .filter(|layer| ACCEPTED_LAYER_MEDIA_TYPES.contains(&layer.media_type.as_str()))
         .collect();
+    if let Some(bad) = std::iter::once(&manifest.config)
+        .chain(&manifest.layers)
+        .find(|descriptor| !is_sha256_digest(&descriptor.digest))
+    {
+        return Err(format!(
+            "descriptor digest `{}` is not sha256:<64 lowercase hex digits>",
+            bad.digest
+        ));
+    }
     match accepted.as_slice() {
         [layer] => Ok(layer),
         [] => Err(format!(
@@ -341,6 +361,36 @@ mod tests {
         manifest.layers[0].media_type = "application/octet-stream".into();
         let problem = content_layer(&manifest).unwrap_err();
         assert!(problem.contains("application/octet-stream"), "{problem}");
+    }
+
+    #[test]
+    fn accepts_only_full_sha256_digests() {
+        let valid = format!("sha256:{}", "0a".repeat(32));
+        let cases = [
+            (valid.as_str(), true),
+            ("sha256:../../x", false),
+            ("sha256:", false),
+            (&valid[..70], false),
+            (&*valid.to_uppercase().replace("SHA256", "sha256"), false),
+            (&*valid.replace("sha256", "sha512"), false),
+            (&*format!("{valid}/"), false),
+        ];
+        for (digest, expected) in cases {
+            assert_eq!(is_sha256_digest(digest), expected, "{digest}");
+        }
+    }
+
+    #[test]
+    fn rejects_manifests_with_unsafe_descriptor_digests() {
+        let built = build(&content(b"a: 1\n"), "2026-01-01T00:00:00Z");
+        let mut layer_escapes = built.manifest.clone();
+        layer_escapes.layers[0].digest = "sha256:../../../etc/passwd".into();
+        let mut config_escapes = built.manifest;
+        config_escapes.config.digest = "sha256:../index.json".into();
+        for manifest in [layer_escapes, config_escapes] {
+            let problem = content_layer(&manifest).unwrap_err();
+            assert!(problem.contains("not sha256:"), "{problem}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::RegistryError;
-use super::artifact::sha256_digest;
+use super::artifact::{is_sha256_digest, sha256_digest};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -61,14 +61,23 @@ impl Cache {
         &self.root
     }
 
-    fn blob_path(&self, digest: &str) -> PathBuf {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        self.root.join("blobs").join("sha256").join(hex)
+    /// Checked again here, whatever the caller did: a digest becomes a file
+    /// name, and a corrupted blob is removed, so `sha256:../x` must never pass.
+    fn blob_path(&self, digest: &str) -> Result<PathBuf, RegistryError> {
+        match digest.strip_prefix("sha256:") {
+            Some(hex) if is_sha256_digest(digest) => {
+                Ok(self.root.join("blobs").join("sha256").join(hex))
+            }
+            _ => Err(RegistryError::InvalidDigest {
+                digest: digest.to_string(),
+                origin: format!("a read of the local cache {}", self.root.display()),
+            }),
+        }
     }
 
     /// The blob with this digest, checked against it.
     pub fn read_blob(&self, digest: &str) -> Result<Cached, RegistryError> {
-        let path = self.blob_path(digest);
+        let path = self.blob_path(digest)?;
         match std::fs::read(&path) {
             Ok(bytes) if sha256_digest(&bytes) == digest => Ok(Cached::Hit(bytes)),
             Ok(_) => {
@@ -85,7 +94,7 @@ impl Cache {
     pub fn write_blob(&self, bytes: &[u8]) -> Result<String, RegistryError> {
         self.ensure_layout()?;
         let digest = sha256_digest(bytes);
-        let path = self.blob_path(&digest);
+        let path = self.blob_path(&digest)?;
         if path.exists() {
             // Same name, same content (or caught by the digest check on read).
             return Ok(digest);
@@ -197,12 +206,29 @@ mod tests {
             matches!(cache.read_blob(&digest).unwrap(), Cached::Hit(bytes) if bytes == b"hello")
         );
         assert!(directory.path().join("oci-layout").exists());
-        std::fs::write(cache.blob_path(&digest), b"tampered").unwrap();
+        std::fs::write(cache.blob_path(&digest).unwrap(), b"tampered").unwrap();
         assert!(matches!(
             cache.read_blob(&digest).unwrap(),
             Cached::Corrupted
         ));
         assert!(matches!(cache.read_blob(&digest).unwrap(), Cached::Missing));
+    }
+
+    #[test]
+    fn digests_that_escape_the_cache_are_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let cache = Cache::new(directory.path().join("cache"));
+        cache.write_blob(b"hello").unwrap();
+        let victim = directory.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        for digest in ["sha256:../../../victim", "../victim", "sha256:"] {
+            let error = cache.read_blob(digest).unwrap_err();
+            assert!(
+                matches!(error, RegistryError::InvalidDigest { .. }),
+                "{digest}: {error}"
+            );
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use semver::{Version, VersionReq};
 use super::address::RegistryAddress;
 use super::artifact::{self, ArtifactContent};
 use super::cache::Cache;
+use super::docker_config::LazyCredentials;
 use super::reference::{self, ArtifactKind, version_to_tag};
 use super::transport::Transport;
 use super::{Credentials, RegistryError};
@@ -22,8 +23,11 @@ pub struct RegistryOptions {
     pub address: String,
     /// Hosts (or `host:port`) reached over plain HTTP although not loopback.
     pub insecure_hosts: Vec<String>,
-    /// Anonymous when `None`.
+    /// When `None`: those of [`Self::docker_config`], else anonymous.
     pub credentials: Option<Credentials>,
+    /// Docker `config.json` read (and its credential helper run) only when a
+    /// request first needs credentials; its failures are warnings.
+    pub docker_config: Option<PathBuf>,
     /// Root of the OCI layout cache, usually [`super::default_cache_dir`].
     pub cache_dir: PathBuf,
     /// Serve only from the cache; never contact the registry.
@@ -37,6 +41,7 @@ impl RegistryOptions {
             address: address.into(),
             insecure_hosts: Vec::new(),
             credentials: None,
+            docker_config: None,
             cache_dir: cache_dir.into(),
             offline: false,
         }
@@ -97,9 +102,6 @@ pub struct Registry {
     pub(super) address: RegistryAddress,
     pub(super) transport: Transport,
     uploader: Client,
-    /// Stored in the uploader only when set: anonymous auth would make it
-    /// probe `/v2/` before every request.
-    upload_auth: Option<RegistryAuth>,
     pub(super) cache: Cache,
     pub(super) offline: bool,
 }
@@ -112,10 +114,15 @@ impl Registry {
         // reqwest is built without a default crypto provider; a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let address = RegistryAddress::parse(&options.address, &options.insecure_hosts)?;
+        let credentials = match (options.credentials, options.docker_config) {
+            (None, Some(path)) => LazyCredentials::from_docker_config(path, &address.authority),
+            (credentials, _) => LazyCredentials::given(credentials),
+        };
         let transport = Transport::new(
             address.scheme(),
             &address.authority,
-            options.credentials.clone(),
+            credentials,
+            options.insecure_hosts.clone(),
         )?;
         let protocol = match address.plain_http {
             true => ClientProtocol::HttpsExcept(vec![address.authority.clone()]),
@@ -126,12 +133,8 @@ impl Registry {
             use_monolithic_push: true,
             ..Default::default()
         });
-        let upload_auth = options
-            .credentials
-            .map(|credentials| RegistryAuth::Basic(credentials.username, credentials.password));
         Ok(Registry {
             uploader,
-            upload_auth,
             transport,
             address,
             cache: Cache::new(options.cache_dir),
@@ -146,11 +149,6 @@ impl Registry {
     /// HTTP requests this client's reads made (uploads not counted).
     pub fn read_requests(&self) -> usize {
         self.transport.requests()
-    }
-
-    /// Whether the registry answers `/v2/`.
-    pub async fn check(&self) -> Result<(), RegistryError> {
-        self.transport.ping().await
     }
 
     /// Validates a workflow file, then pushes it byte for byte.
@@ -279,9 +277,13 @@ impl Registry {
                 });
             }
         }
-        if let Some(auth) = &self.upload_auth {
+        // Stored in the uploader only when set: anonymous auth would make it
+        // probe `/v2/` before every request.
+        if let Some(credentials) = self.transport.credentials() {
+            let auth =
+                RegistryAuth::Basic(credentials.username.clone(), credentials.password.clone());
             self.uploader
-                .store_auth_if_needed(&self.address.authority, auth)
+                .store_auth_if_needed(&self.address.authority, &auth)
                 .await;
         }
         let image = oci_client::Reference::with_tag(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
+use futures::stream::{self, StreamExt};
 use tokio::sync::OnceCell;
 
 use super::reference::{ArtifactKind, Reference};
@@ -79,39 +80,73 @@ impl RegistryDiscovery {
     }
 }
 
+/// Cards read from the registry at once (each is a tag list, and a manifest
+/// and blobs when not cached).
+const CARD_READS_AT_ONCE: usize = 8;
+
 /// The highest version of every `agents/*` repository, parsed as a card:
-/// warm, one catalog request and one tag list per repository.
-/// A card pallet cannot read is logged and left out.
+/// warm, one catalog request and one tag list per repository, concurrently.
+/// A repository pallet cannot read is logged and left out; a registry that
+/// hides its catalog (401, 403, 404) has no cards, with a warning.
 async fn read_cards(registry: &Registry) -> Result<Vec<RegistryCard>, RegistryError> {
-    let mut cards = Vec::new();
-    for repository in registry.repositories(ArtifactKind::AgentCard).await? {
-        let reference = Reference::parse(ArtifactKind::AgentCard, &repository)?;
-        let pulled = match registry.pull(&reference).await {
-            Ok(pulled) => pulled,
-            Err(error @ RegistryError::NoMatchingVersion { .. }) => {
-                tracing::warn!(%error, "agent card skipped");
-                continue;
-            }
-            Err(error) => return Err(error),
-        };
-        let location = format!(
-            "{}/{}@{}",
-            registry.address(),
-            pulled.resolved.repository,
-            pulled.resolved.digest
-        );
-        let parsed = serde_json::from_slice(&pulled.content)
-            .map_err(|error| error.to_string())
-            .and_then(|json| AgentCard::parse(&location, &json).map_err(|error| error.to_string()));
-        match parsed {
-            Ok(card) => cards.push(RegistryCard {
-                card: Arc::new(card),
-                answers: OnceCell::new(),
-            }),
-            Err(problem) => tracing::warn!(card = location, "agent card skipped: {problem}"),
+    let repositories = match registry.repositories(ArtifactKind::AgentCard).await {
+        Ok(repositories) => repositories,
+        Err(error) if catalog_hidden(&error) => {
+            tracing::warn!(%error, "the registry does not list its repositories: no agent cards from it");
+            return Ok(Vec::new());
+        }
+        Err(error) => return Err(error),
+    };
+    let cards: Vec<Option<RegistryCard>> = stream::iter(repositories)
+        .map(|repository| read_card(registry, repository))
+        .buffered(CARD_READS_AT_ONCE)
+        .collect()
+        .await;
+    Ok(cards.into_iter().flatten().collect())
+}
+
+/// Whether a catalog error means "not offered here" rather than "broken".
+fn catalog_hidden(error: &RegistryError) -> bool {
+    match error {
+        RegistryError::Unauthorized { .. } => true,
+        RegistryError::Status { status, .. } => matches!(status, 401 | 403 | 404),
+        _ => false,
+    }
+}
+
+/// One repository's card; `None` (logged) when it cannot be read.
+async fn read_card(registry: &Registry, repository: String) -> Option<RegistryCard> {
+    let pulled = Reference::parse(ArtifactKind::AgentCard, &repository);
+    let pulled = match pulled {
+        Ok(reference) => registry.pull(&reference).await,
+        Err(error) => Err(error),
+    };
+    let pulled = match pulled {
+        Ok(pulled) => pulled,
+        Err(error) => {
+            tracing::warn!(%error, repository, "agent card skipped");
+            return None;
+        }
+    };
+    let location = format!(
+        "{}/{}@{}",
+        registry.address(),
+        pulled.resolved.repository,
+        pulled.resolved.digest
+    );
+    let parsed = serde_json::from_slice(&pulled.content)
+        .map_err(|error| error.to_string())
+        .and_then(|json| AgentCard::parse(&location, &json).map_err(|error| error.to_string()));
+    match parsed {
+        Ok(card) => Some(RegistryCard {
+            card: Arc::new(card),
+            answers: OnceCell::new(),
+        }),
+        Err(problem) => {
+            tracing::warn!(card = location, "agent card skipped: {problem}");
+            None
         }
     }
-    Ok(cards)
 }
 
 /// Whether something accepts connections at the host and port of `url`.
@@ -209,9 +244,9 @@ impl Discovery for RegistryDiscovery {
     }
 }
 
-/// Several discovery sources asked in order; agents of all sources offering a
-/// skill are returned, earlier sources first. A later source is only asked
-/// when the earlier ones offer none, so explicit agents spare registry reads.
+/// Several discovery sources asked in order; the agents of the first source
+/// offering a skill are returned, and later sources are not asked then, so
+/// explicit agents spare registry reads.
 pub struct CombinedDiscovery(pub Vec<Arc<dyn Discovery>>);
 
 impl Discovery for CombinedDiscovery {
@@ -252,6 +287,36 @@ impl Discovery for CombinedDiscovery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_catalogs_are_no_cards_other_errors_are_not() {
+        let status = |status| RegistryError::Status {
+            registry: "h:1".into(),
+            path: "/v2/_catalog".into(),
+            status,
+        };
+        let unauthorized = RegistryError::Unauthorized {
+            registry: "h:1".into(),
+            path: "/v2/_catalog".into(),
+        };
+        let cases = [
+            (unauthorized, true),
+            (status(401), true),
+            (status(403), true),
+            (status(404), true),
+            (status(500), false),
+            (
+                RegistryError::InvalidAddress {
+                    address: "x".into(),
+                    problem: "y".into(),
+                },
+                false,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(catalog_hidden(&error), expected, "{error}");
+        }
+    }
 
     #[tokio::test]
     async fn answers_only_where_something_listens() {

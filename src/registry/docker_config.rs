@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 use serde::Deserialize;
@@ -51,6 +52,49 @@ pub fn docker_credentials(
     lookup(path, registry, None)
 }
 
+/// Credentials for one registry, looked up in the Docker config only the
+/// first time a request needs them: commands that never reach the registry
+/// never spawn a credential helper, and a broken config or helper is a
+/// warning (anonymous access), not a failure.
+#[derive(Clone, Default)]
+pub struct LazyCredentials {
+    docker_config: Option<PathBuf>,
+    registry: String,
+    search_path: Option<std::ffi::OsString>,
+    found: Arc<OnceLock<Option<Credentials>>>,
+}
+
+impl LazyCredentials {
+    /// Credentials given outright (flags): no lookup ever.
+    pub fn given(credentials: Option<Credentials>) -> Self {
+        LazyCredentials {
+            found: Arc::new(OnceLock::from(credentials)),
+            ..LazyCredentials::default()
+        }
+    }
+
+    /// Looked up in the Docker config at `path` for `registry` when first needed.
+    pub fn from_docker_config(path: PathBuf, registry: &str) -> Self {
+        LazyCredentials {
+            docker_config: Some(path),
+            registry: registry.to_string(),
+            ..LazyCredentials::default()
+        }
+    }
+
+    pub fn get(&self) -> Option<&Credentials> {
+        self.found
+            .get_or_init(|| {
+                let path = self.docker_config.as_deref()?;
+                lookup(path, &self.registry, self.search_path.as_deref()).unwrap_or_else(|error| {
+                    tracing::warn!("{error}; going on without credentials");
+                    None
+                })
+            })
+            .as_ref()
+    }
+}
+
 /// `search_path` replaces `PATH` when finding `docker-credential-*` helpers (tests).
 fn lookup(
     path: &Path,
@@ -72,10 +116,18 @@ fn lookup(
         .cred_helpers
         .get(registry)
         .or(config.creds_store.as_ref());
-    if let Some(helper) = helper
-        && let Some(credentials) = run_helper(helper, registry, search_path).map_err(invalid)?
-    {
-        return Ok(Some(credentials));
+    if let Some(helper) = helper {
+        // A broken helper (e.g. Docker Desktop's, uninstalled) must not stop
+        // pallet: anonymous access still works for public registries.
+        match run_helper(helper, registry, search_path) {
+            Ok(Some(credentials)) => return Ok(Some(credentials)),
+            Ok(None) => {}
+            Err(problem) => tracing::warn!(
+                helper = %format!("docker-credential-{helper}"),
+                config = %path.display(),
+                "{problem}; going on without its credentials for {registry}"
+            ),
+        }
     }
     let entry = config
         .auths
@@ -209,6 +261,42 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn looks_credentials_up_once_and_only_when_needed() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = tempfile::tempdir().unwrap();
+        let calls = directory.path().join("calls");
+        let helper = directory.path().join("docker-credential-counting");
+        std::fs::write(
+            &helper,
+            format!(
+                "#!/bin/sh\necho called >> '{}'\necho '{{\"Username\":\"erin\",\"Secret\":\"y\"}}'\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = config(directory.path(), r#"{"credsStore": "counting"}"#);
+        let lazy = LazyCredentials {
+            search_path: Some(directory.path().as_os_str().to_owned()),
+            ..LazyCredentials::from_docker_config(path.clone(), "h:1")
+        };
+        let copy = lazy.clone();
+        assert!(
+            !calls.exists(),
+            "the helper ran before credentials were needed"
+        );
+        assert_eq!(copy.get().cloned(), credentials("erin", "y"));
+        assert_eq!(lazy.get().cloned(), credentials("erin", "y"));
+        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "called\n");
+
+        std::fs::write(&path, r#"{"auths": "#).unwrap();
+        let broken = LazyCredentials::from_docker_config(path, "h:1");
+        assert_eq!(broken.get(), None);
+        assert_eq!(LazyCredentials::given(None).get(), None);
+    }
+
     #[test]
     fn reports_broken_config_with_its_path() {
         let directory = tempfile::tempdir().unwrap();
@@ -246,7 +334,9 @@ mod tests {
             lookup(&path, "h:2", search_path).unwrap(),
             credentials("dave", "pw")
         );
-        let error = lookup(&path, "h:3", search_path).unwrap_err().to_string();
-        assert!(error.contains("docker-credential-missing"), "{error}");
+        // A helper that cannot run is a warning, not an error: anonymous access.
+        assert_eq!(lookup(&path, "h:3", search_path).unwrap(), None);
+        let desktop = config(directory.path(), r#"{"credsStore": "desktop"}"#);
+        assert_eq!(lookup(&desktop, "h:1", search_path).unwrap(), None);
     }
 }

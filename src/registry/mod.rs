@@ -82,6 +82,12 @@ pub enum RegistryError {
     },
     #[error("registry {registry} refused access to {path} (check the username and password)")]
     Unauthorized { registry: String, path: String },
+    #[error("registry {registry} asks for a token from `{realm}`, refused: {problem}")]
+    UnsafeTokenRealm {
+        registry: String,
+        realm: String,
+        problem: String,
+    },
     #[error("registry {registry} answered {path} with http status {status}")]
     Status {
         registry: String,
@@ -148,6 +154,8 @@ pub enum RegistryError {
         what: String,
         digest: String,
     },
+    #[error("digest `{digest}` from {origin} is not sha256:<64 lowercase hex digits>")]
+    InvalidDigest { digest: String, origin: String },
     #[error("{what} is not in the local cache {} (offline)", .cache.display())]
     NotCached { what: String, cache: PathBuf },
     #[error("cached {what} at {} is corrupted (offline, cannot fetch it again)", .cache.display())]

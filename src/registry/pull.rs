@@ -1,6 +1,7 @@
 //! The read side of [`Registry`]: resolve a reference to a digest, pull the
 //! file, list workflows. Every blob goes through the cache and is verified.
 
+use futures::stream::{self, StreamExt, TryStreamExt};
 use oci_client::manifest::OciImageManifest;
 use semver::{Version, VersionReq};
 
@@ -11,11 +12,21 @@ use super::client::{Listed, ListedVersion, Pulled, Registry, Resolved, exact_ver
 use super::reference::{ArtifactKind, Reference, Selector, version_to_tag};
 use super::resolve;
 
+/// HEAD requests of `list` in flight at once.
+const HEADS_AT_ONCE: usize = 8;
+
 impl Registry {
     /// Pins a reference to a manifest digest and caches the manifest.
     /// Warm, this is one request (HEAD of an exact tag, or the tag list of a
-    /// range whose chosen tag is cached: tags are immutable unless forced);
-    /// a cached digest reference makes none; offline makes none.
+    /// range whose chosen tag is cached); a cached digest reference makes
+    /// none; offline makes none.
+    ///
+    /// Versions are immutable by policy, so a range trusts the cached digest
+    /// of its chosen tag rather than spend a second request on a HEAD. A
+    /// `push --force` from this machine updates the cached tag, so ranges
+    /// here see it at once; a forced overwrite from elsewhere is seen by exact
+    /// references (`@=1.0.0`, which always HEAD the tag and then update the
+    /// cache, so ranges follow) and by fresh caches.
     pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, RegistryError> {
         let repository = reference.repository();
         let resolved = match &reference.selector {
@@ -198,7 +209,8 @@ impl Registry {
     }
 
     /// Repositories of one kind (`workflows/` or `agents/`) with their
-    /// versions (ascending) and digests.
+    /// versions (ascending) and digests: a catalog request, a tag list per
+    /// repository, and a HEAD (concurrently) per tag not in the cache.
     pub async fn list(&self, kind: ArtifactKind) -> Result<Vec<Listed>, RegistryError> {
         let prefix = format!("{}/", kind.namespace());
         let mut listed = Vec::new();
@@ -207,15 +219,7 @@ impl Registry {
                 continue;
             }
             let tags = self.transport.tags(&repository).await?.unwrap_or_default();
-            let mut versions = Vec::new();
-            for selected in resolve::sorted_versions(&tags) {
-                let digest = self.tag_digest(&repository, &selected.tag).await?;
-                versions.push(ListedVersion {
-                    version: selected.version,
-                    tag: selected.tag,
-                    digest,
-                });
-            }
+            let versions = self.listed_versions(&repository, &tags).await?;
             let other_tags = tags
                 .into_iter()
                 .filter(|tag| !versions.iter().any(|listed| listed.tag == *tag))
@@ -228,6 +232,37 @@ impl Registry {
         }
         listed.sort_by(|left, right| left.repository.cmp(&right.repository));
         Ok(listed)
+    }
+
+    /// The versions among `tags` with their digests: cached tags are trusted
+    /// (versions are immutable by policy, as for ranges in [`Self::resolve`]).
+    async fn listed_versions(
+        &self,
+        repository: &str,
+        tags: &[String],
+    ) -> Result<Vec<ListedVersion>, RegistryError> {
+        let cached = self.cached_tags(repository)?;
+        stream::iter(resolve::sorted_versions(tags))
+            .map(|selected| {
+                let cached_digest = cached
+                    .iter()
+                    .find(|(tag, _)| *tag == selected.tag)
+                    .map(|(_, digest)| digest.clone());
+                async move {
+                    let digest = match cached_digest {
+                        Some(digest) => digest,
+                        None => self.tag_digest(repository, &selected.tag).await?,
+                    };
+                    Ok(ListedVersion {
+                        version: selected.version,
+                        tag: selected.tag,
+                        digest,
+                    })
+                }
+            })
+            .buffered(HEADS_AT_ONCE)
+            .try_collect()
+            .await
     }
 
     /// The manifest with this digest, from the cache when there (verified).

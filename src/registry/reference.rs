@@ -69,12 +69,7 @@ impl Reference {
                 None => VersionReq::STAR,
             }),
             Some(digest) if digest.starts_with("sha256:") => {
-                let hex = &digest["sha256:".len()..];
-                if hex.len() != 64
-                    || !hex
-                        .chars()
-                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-                {
+                if !super::artifact::is_sha256_digest(digest) {
                     return Err(invalid(
                         "a sha256 digest needs exactly 64 lowercase hex digits".into(),
                     ));

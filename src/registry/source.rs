@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::BoxFuture;
 
-use super::reference::{ArtifactKind, Reference};
+use super::reference::{ArtifactKind, Reference, name_for_id};
 use super::{Registry, RegistryError};
 use crate::engine::{SourceError, WorkflowSource};
 use crate::workflow::{LoadedWorkflow, load_str};
@@ -84,8 +84,24 @@ impl RegistrySource {
                 problem: "the workflow file is not UTF-8 text".to_string(),
             })
         })?;
-        Ok(Arc::new(load_str(&origin, &text)?))
+        let loaded = load_str(&origin, &text)?;
+        let pulled_id = &loaded.workflow.metadata.id;
+        if !same_workflow(&reference.name, pulled_id) {
+            return Err(unavailable(RegistryError::UnsupportedArtifact {
+                registry: self.registry.address().to_string(),
+                repository: pulled.resolved.repository,
+                digest: pulled.resolved.digest,
+                problem: format!("it holds workflow `{pulled_id}`, not `{id}`"),
+            }));
+        }
+        Ok(Arc::new(loaded))
     }
+}
+
+/// Whether a pulled workflow id is the one asked for by repository name:
+/// the `-vN` suffix may differ (`demo` and `demo-v2` both live in `demo`).
+fn same_workflow(asked_name: &str, pulled_id: &str) -> bool {
+    name_for_id(pulled_id) == asked_name
 }
 
 impl WorkflowSource for RegistrySource {
@@ -112,6 +128,21 @@ mod tests {
         ];
         for (origin, expected) in cases {
             assert_eq!(digest_of_origin(&origin), expected, "{origin}");
+        }
+    }
+
+    #[test]
+    fn pulled_workflow_ids_must_be_the_one_asked_for() {
+        let cases = [
+            ("demo", "demo", true),
+            ("demo", "demo-v1", true),
+            ("demo", "demo-v2", true),
+            ("demo", "demo-extra", false),
+            ("demo", "other-v1", false),
+            ("code-generation", "code-generation-v1", true),
+        ];
+        for (asked, pulled, expected) in cases {
+            assert_eq!(same_workflow(asked, pulled), expected, "{asked} {pulled}");
         }
     }
 

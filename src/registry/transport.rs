@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::{Method, StatusCode, header};
 
+use super::artifact::is_sha256_digest;
+use super::docker_config::LazyCredentials;
 use super::{Credentials, RegistryError};
 
 /// Manifest media types asked for; without them the registry answers 404.
@@ -19,7 +21,9 @@ pub struct Transport {
     http: reqwest::Client,
     base: String,
     registry: String,
-    credentials: Option<Credentials>,
+    credentials: LazyCredentials,
+    /// Hosts the user allows over plain HTTP (also for token realms).
+    insecure_hosts: Vec<String>,
     requests: Arc<AtomicUsize>,
     /// Bearer tokens by what they were granted for (a repository, or the catalog).
     tokens: Arc<Mutex<HashMap<String, String>>>,
@@ -29,7 +33,8 @@ impl Transport {
     pub fn new(
         scheme: &str,
         registry: &str,
-        credentials: Option<Credentials>,
+        credentials: LazyCredentials,
+        insecure_hosts: Vec<String>,
     ) -> Result<Self, RegistryError> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -43,9 +48,15 @@ impl Transport {
             base: format!("{scheme}://{registry}"),
             registry: registry.to_string(),
             credentials,
+            insecure_hosts,
             requests: Arc::default(),
             tokens: Arc::default(),
         })
+    }
+
+    /// The credentials (looked up now if not yet): also used for uploads.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.get()
     }
 
     /// HTTP requests made so far (for tests and diagnostics).
@@ -95,7 +106,7 @@ impl Transport {
         if let Some(accept) = accept {
             request = request.header(header::ACCEPT, accept);
         }
-        request = match (token, &self.credentials) {
+        request = match (token, self.credentials.get()) {
             (Some(token), _) => request.bearer_auth(token),
             (None, Some(credentials)) => {
                 request.basic_auth(&credentials.username, Some(&credentials.password))
@@ -134,6 +145,21 @@ impl Transport {
             token: Option<String>,
             access_token: Option<String>,
         }
+        let realm_host =
+            check_realm(&challenge.realm, &self.insecure_hosts).map_err(|problem| {
+                RegistryError::UnsafeTokenRealm {
+                    registry: self.registry.clone(),
+                    realm: challenge.realm.clone(),
+                    problem,
+                }
+            })?;
+        if realm_host != host_of_authority(&self.registry) {
+            tracing::warn!(
+                registry = %self.registry,
+                realm = %challenge.realm,
+                "the registry sends for tokens to another host; credentials go there"
+            );
+        }
         let mut request = self.http.get(&challenge.realm);
         let query: Vec<(&str, &str)> =
             [("service", &challenge.service), ("scope", &challenge.scope)]
@@ -141,7 +167,7 @@ impl Transport {
                 .filter_map(|(name, value)| value.as_deref().map(|value| (name, value)))
                 .collect();
         request = request.query(&query);
-        if let Some(credentials) = &self.credentials {
+        if let Some(credentials) = self.credentials.get() {
             request = request.basic_auth(&credentials.username, Some(&credentials.password));
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
@@ -192,15 +218,6 @@ impl Transport {
         }
     }
 
-    /// `GET /v2/`: whether the registry answers at all.
-    pub async fn ping(&self) -> Result<(), RegistryError> {
-        let response = self.send(Method::GET, "/v2/", None).await?;
-        match response.status() {
-            status if status.is_success() => Ok(()),
-            status => Err(self.status_error("/v2/", status)),
-        }
-    }
-
     /// The digest a tag (or digest) points at, from one HEAD; `None` when unknown.
     pub async fn manifest_digest(
         &self,
@@ -218,7 +235,18 @@ impl Transport {
                     .headers()
                     .get("docker-content-digest")
                     .and_then(|value| value.to_str().ok());
-                Ok(digest.map(String::from))
+                match digest {
+                    Some(digest) if !is_sha256_digest(digest) => {
+                        Err(RegistryError::InvalidDigest {
+                            digest: digest.to_string(),
+                            origin: format!(
+                                "registry {} (Docker-Content-Digest of {path})",
+                                self.registry
+                            ),
+                        })
+                    }
+                    digest => Ok(digest.map(String::from)),
+                }
             }
             status => Err(self.status_error(&path, status)),
         }
@@ -328,6 +356,38 @@ fn token_key(path: &str) -> String {
     name.to_string()
 }
 
+/// The host of a token realm that may receive credentials: https, or plain
+/// http only to a loopback host or one listed as insecure (as for registries).
+fn check_realm(realm: &str, insecure_hosts: &[String]) -> Result<String, String> {
+    let url = reqwest::Url::parse(realm).map_err(|error| format!("not a URL ({error})"))?;
+    let host = url.host_str().ok_or("no host")?.to_string();
+    match url.scheme() {
+        "https" => Ok(host),
+        "http" => {
+            let authority = match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.clone(),
+            };
+            let plain_allowed = super::RegistryAddress::parse(&authority, insecure_hosts)
+                .is_ok_and(|address| address.plain_http);
+            if plain_allowed {
+                Ok(host)
+            } else {
+                Err("plain http to a host that is neither loopback nor listed as insecure".into())
+            }
+        }
+        other => Err(format!("scheme `{other}` is not https")),
+    }
+}
+
+/// `host:port` -> `host` (`[::1]:5000` -> `[::1]`, as URLs write it).
+fn host_of_authority(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() && !host.ends_with(':') => host,
+        _ => authority,
+    }
+}
+
 /// `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`.
 #[derive(Debug, PartialEq, Eq)]
 struct BearerChallenge {
@@ -403,6 +463,92 @@ mod tests {
         );
         assert_eq!(BearerChallenge::parse(r#"Basic realm="registry""#), None);
         assert_eq!(BearerChallenge::parse(r#"Bearer service="no realm""#), None);
+    }
+
+    #[test]
+    fn token_realms_need_https_unless_loopback_or_insecure() {
+        let insecure = vec!["registry.internal.invalid".to_string()];
+        let cases = [
+            (
+                "https://auth.example.invalid/token",
+                Ok("auth.example.invalid"),
+            ),
+            ("http://127.0.0.1:5001/token", Ok("127.0.0.1")),
+            ("http://localhost/token", Ok("localhost")),
+            ("http://[::1]:8/token", Ok("[::1]")),
+            (
+                "http://registry.internal.invalid:80/t",
+                Ok("registry.internal.invalid"),
+            ),
+            ("http://attacker.example.invalid/token", Err("plain http")),
+            ("ftp://auth.example.invalid/token", Err("scheme `ftp`")),
+            ("/token", Err("not a URL")),
+        ];
+        for (realm, expected) in cases {
+            match (check_realm(realm, &insecure), expected) {
+                (Ok(host), Ok(expected)) => assert_eq!(host, expected, "{realm}"),
+                (Err(problem), Err(expected)) => {
+                    assert!(problem.contains(expected), "{realm}: {problem}")
+                }
+                (got, _) => panic!("{realm}: {got:?}"),
+            }
+        }
+        for (authority, host) in [("h:5000", "h"), ("h", "h"), ("[::1]:5000", "[::1]")] {
+            assert_eq!(host_of_authority(authority), host, "{authority}");
+        }
+    }
+
+    /// A loopback server answering every request with `head` (status line
+    /// and headers) and an empty body.
+    async fn answering(head: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // As Registry::new does: reqwest is built without a crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let answer = format!("{head}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn refuses_a_manifest_digest_that_is_not_sha256_hex() {
+        let address =
+            answering("HTTP/1.1 200 OK\r\ndocker-content-digest: sha256:../../victim").await;
+        let transport =
+            Transport::new("http", &address, LazyCredentials::given(None), Vec::new()).unwrap();
+        let error = transport
+            .manifest_digest("workflows/demo", "1.0.0")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, RegistryError::InvalidDigest { digest, .. } if digest == "sha256:../../victim"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_to_send_credentials_to_a_plain_http_realm_elsewhere() {
+        let address = answering(
+            "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"http://attacker.example.invalid/token\"",
+        )
+        .await;
+        let credentials = LazyCredentials::given(Some(Credentials {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        }));
+        let transport = Transport::new("http", &address, credentials, Vec::new()).unwrap();
+        let error = transport.tags("workflows/demo").await.unwrap_err();
+        assert!(
+            matches!(error, RegistryError::UnsafeTokenRealm { .. }),
+            "{error}"
+        );
     }
 
     #[test]

@@ -434,6 +434,25 @@ fn fetch_json(url: &str) -> Value {
 }
 
 #[test]
+fn a_broken_credential_helper_is_a_warning_not_a_failure() {
+    let registry = TestRegistry::start();
+    let scratch = Scratch::new();
+    std::fs::create_dir_all(scratch.path().join("docker")).unwrap();
+    std::fs::write(
+        scratch.path().join("docker/config.json"),
+        r#"{"credsStore": "pallet-test-absent-helper"}"#,
+    )
+    .unwrap();
+    push_examples(&scratch, &registry.address);
+    let list = scratch.pallet(&["list", "--json", "--registry", &registry.address]);
+    let messages = stderr(succeeded(&list));
+    assert!(
+        messages.contains("docker-credential-pallet-test-absent-helper"),
+        "{messages}"
+    );
+}
+
+#[test]
 fn configured_registry_down_is_an_error() {
     let scratch = Scratch::new();
     let closed = closed_port_address();

@@ -154,8 +154,33 @@ async fn versions_are_immutable_unless_forced() {
         workflow("demo", "1.0.0", "first").as_bytes()
     );
 
+    let elsewhere_cache = tempfile::tempdir().unwrap();
+    let elsewhere = client(&server.address, elsewhere_cache.path(), false);
+    let before = elsewhere
+        .pull(&workflow_reference("demo@^1"))
+        .await
+        .unwrap();
+    assert_eq!(before.resolved.digest, first.digest);
+
     let forced = push(&registry, files.path(), &changed, true).await.unwrap();
     assert_ne!(forced.digest, first.digest);
+    // The machine that forced sees the new content through ranges too.
+    let range = registry.pull(&workflow_reference("demo@^1")).await.unwrap();
+    assert_eq!(range.content, changed.as_bytes());
+    // Elsewhere a range trusts the cached tag (one round-trip); an exact
+    // reference asks the registry, and the cache then follows it.
+    let cached = elsewhere.pull(&workflow_reference("demo")).await.unwrap();
+    assert_eq!(cached.resolved.digest, first.digest);
+    let exact = elsewhere
+        .pull(&workflow_reference("demo@=1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(exact.resolved.digest, forced.digest);
+    let range = elsewhere
+        .pull(&workflow_reference("demo@^1"))
+        .await
+        .unwrap();
+    assert_eq!(range.resolved.digest, forced.digest);
     let fresh_cache = tempfile::tempdir().unwrap();
     let pulled = client(&server.address, fresh_cache.path(), false)
         .pull(&workflow_reference("demo@=1.0.0"))
@@ -489,6 +514,103 @@ async fn reads_the_original_projects_layout() {
     let listed = registry.list_workflows().await.unwrap();
     assert_eq!(listed.len(), 1, "agents/ is not listed as a workflow");
     assert_eq!(listed[0].other_tags, ["v1"]);
+}
+
+#[tokio::test]
+async fn an_unreadable_agent_repository_does_not_hide_the_others() {
+    let server = TestRegistry::start();
+    let card = br#"{"name": "planner", "url": "http://127.0.0.1:1", "skills": []}"#;
+    push_like_original(
+        &server.address,
+        "agents/planner",
+        "v1",
+        "planner_agent_card.json",
+        "application/json",
+        card,
+    )
+    .await;
+    push_like_original(
+        &server.address,
+        "agents/binary",
+        "v1",
+        "binary.bin",
+        "application/octet-stream",
+        b"not a card",
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let registry = std::sync::Arc::new(client(&server.address, cache.path(), false));
+    let discovery = pallet::registry::RegistryDiscovery::load(registry)
+        .await
+        .expect("the unreadable repository is skipped");
+    assert_eq!(discovery.card_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_workflow_under_another_id_is_refused() {
+    use pallet::engine::WorkflowSource;
+    let server = TestRegistry::start();
+    let yaml = workflow("impostor-v1", "1.0.0", "pushed under the wrong name");
+    push_like_original(
+        &server.address,
+        "workflows/demo",
+        "v1",
+        "demo.yaml",
+        "application/yaml",
+        yaml.as_bytes(),
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let registry = std::sync::Arc::new(client(&server.address, cache.path(), false));
+    let source = pallet::registry::RegistrySource::new(registry, false);
+    let error = source.load("demo-v1").await.unwrap_err();
+    let message = format!("{error:?}");
+    assert!(
+        message.contains("impostor-v1") && message.contains("demo-v1"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn list_asks_only_for_tags_not_in_the_cache() {
+    let server = TestRegistry::start();
+    let files = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let pusher = client(&server.address, cache.path(), false);
+    let mut pushed = Vec::new();
+    for version in ["1.0.0", "1.1.0", "2.0.0"] {
+        let text = workflow("demo", version, version);
+        pushed.push(
+            push(&pusher, files.path(), &text, false)
+                .await
+                .unwrap()
+                .digest,
+        );
+    }
+    let warm = client(&server.address, cache.path(), false);
+    let listed = warm.list_workflows().await.unwrap();
+    let digests: Vec<&str> = listed[0]
+        .versions
+        .iter()
+        .map(|v| v.digest.as_str())
+        .collect();
+    assert_eq!(digests, pushed);
+    assert_eq!(warm.read_requests(), 2, "catalog and tag list, no HEAD");
+
+    let fresh_cache = tempfile::tempdir().unwrap();
+    let cold = client(&server.address, fresh_cache.path(), false);
+    let listed = cold.list_workflows().await.unwrap();
+    let digests: Vec<&str> = listed[0]
+        .versions
+        .iter()
+        .map(|v| v.digest.as_str())
+        .collect();
+    assert_eq!(digests, pushed);
+    assert_eq!(
+        cold.read_requests(),
+        5,
+        "catalog, tag list, one HEAD per version"
+    );
 }
 
 #[tokio::test]
