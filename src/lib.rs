@@ -1,12 +1,14 @@
 //! pallet runs declarative workflows of AI agents.
 //!
 //! A workflow is a YAML file ([`workflow`]) checked against an embedded JSON Schema
-//! and by semantic checks. Each step names a *skill*; the [`engine`] finds an agent
+//! and by semantic checks, published to and pulled from an OCI [`registry`] as a
+//! versioned artifact (or taken from the [`builtin`] examples). Each step names a *skill*; the [`engine`] finds an agent
 //! offering it ([`agent::Discovery`]), resolves the step's `{{ }}` inputs
 //! ([`template`]), calls the agent under a timeout ([`agent::AgentClient`], A2A 1.0
 //! or the legacy protocol) and stores the output for later steps. Runs recorded in a
 //! [`store`] (SQLite) survive a crash, are resumed without re-running completed
-//! steps, and can wait for a human approval. The [`cli`] is a thin layer over these.
+//! steps, and can wait for a human approval. The [`api`] (HTTP service) and the
+//! [`cli`] are thin layers over these.
 //!
 //! Glossary:
 //! - **workflow**: a YAML definition (`metadata` + `steps`), identified by id and semver version.
