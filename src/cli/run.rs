@@ -81,7 +81,7 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         agents.stop().await;
     }
     let written = outputs::write(&settings.out, &record)?;
-    report(&record, settings.json, &settings.out, &written)?;
+    report(&record, settings.json, quiet, &settings.out, &written)?;
     Ok(
         if matches!(
             record.status,
@@ -369,7 +369,13 @@ pub(super) async fn cancel_on_ctrl_c(cancel: CancellationToken) {
     std::process::exit(130);
 }
 
-fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> anyhow::Result<()> {
+fn report(
+    record: &RunRecord,
+    json: bool,
+    quiet: bool,
+    out: &Path,
+    written: &[String],
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(record)?);
         return Ok(());
@@ -395,11 +401,13 @@ fn report(record: &RunRecord, json: bool, out: &Path, written: &[String]) -> any
     );
     match record.status {
         RunStatus::Completed => {
-            eprintln!(
-                "{summary}; results in {}/ ({})",
-                out.display(),
-                written.join(", ")
-            );
+            if !quiet {
+                eprintln!(
+                    "{summary}; results in {}/ ({})",
+                    out.display(),
+                    written.join(", ")
+                );
+            }
             if let Some(output) = &record.output {
                 println!("{}", serde_json::to_string_pretty(output)?);
             }
