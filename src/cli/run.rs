@@ -369,6 +369,24 @@ pub(super) async fn cancel_on_ctrl_c(cancel: CancellationToken) {
     std::process::exit(130);
 }
 
+/// The files a run wrote, with the per-step files counted rather than listed.
+fn files_written(written: &[String]) -> String {
+    let steps = written
+        .iter()
+        .filter(|name| name.starts_with("steps/"))
+        .count();
+    let mut names: Vec<String> = written
+        .iter()
+        .filter(|name| !name.starts_with("steps/"))
+        .cloned()
+        .collect();
+    names.push(format!(
+        "steps/ with {steps} step file{}",
+        if steps == 1 { "" } else { "s" }
+    ));
+    names.join(", ")
+}
+
 fn report(
     record: &RunRecord,
     json: bool,
@@ -405,7 +423,7 @@ fn report(
                 eprintln!(
                     "{summary}; results in {}/ ({})",
                     out.display(),
-                    written.join(", ")
+                    files_written(written)
                 );
             }
             if let Some(output) = &record.output {
