@@ -80,7 +80,7 @@ mod tests {
             ("registry.lan:5000", true),
             ("10.0.0.5:5000", true),
             ("10.0.0.5:5001", false),
-            ("ghcr.io", false),
+            ("registry.example", false),
             ("192.168.1.10:5000", false),
         ];
         for (text, plain) in cases {
