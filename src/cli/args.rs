@@ -81,6 +81,37 @@ pub enum Command {
     Durable(super::runs::DurableCommand),
 }
 
+/// Where local workflows and agents come from; shared by run, serve and the
+/// commands that continue a run, so all of them find the same things.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Where workflows are looked up by id (also for `execute_workflow` sub-workflows),
+    /// after the registry.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PALLET_WORKFLOWS_DIR",
+        default_value = "workflows"
+    )]
+    pub workflows_dir: PathBuf,
+
+    /// An agent: its base URL or the URL of its card. Repeatable; comma-separated in the
+    /// env var. Without agents: the registry's agent cards (run, serve), else the built-in
+    /// example agents.
+    #[arg(
+        short,
+        long = "agent",
+        value_name = "URL",
+        env = "PALLET_AGENTS",
+        value_delimiter = ','
+    )]
+    pub agents: Vec<String>,
+
+    /// A file listing agents (YAML or JSON: `agents: [{url: ...}]`).
+    #[arg(long, value_name = "FILE", env = "PALLET_AGENTS_FILE")]
+    pub agents_file: Option<PathBuf>,
+}
+
 /// Which registry to use and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
@@ -253,15 +284,6 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "REF", default_value = "code-generation-v1")]
     pub workflow: String,
 
-    /// Where workflows are looked up by id (also for `execute_workflow` sub-workflows).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "PALLET_WORKFLOWS_DIR",
-        default_value = "workflows"
-    )]
-    pub workflows_dir: PathBuf,
-
     /// One input value: `key=text` sets a string, `key:=JSON` a typed value. Repeatable.
     #[arg(short, long = "input", value_name = "KEY=VALUE")]
     pub inputs: Vec<String>,
@@ -269,20 +291,6 @@ pub struct RunArgs {
     /// The whole input as a JSON object, from a file or `-` for stdin; --input values go on top.
     #[arg(long, value_name = "FILE|-")]
     pub input_json: Option<String>,
-
-    /// An agent: its base URL or the URL of its card. Repeatable; comma-separated in the env var.
-    #[arg(
-        short,
-        long = "agent",
-        value_name = "URL",
-        env = "PALLET_AGENTS",
-        value_delimiter = ','
-    )]
-    pub agents: Vec<String>,
-
-    /// A file listing agents (YAML or JSON: `agents: [{url: ...}]`).
-    #[arg(long, value_name = "FILE", env = "PALLET_AGENTS_FILE")]
-    pub agents_file: Option<PathBuf>,
 
     /// Where results go: run.json, metadata.json, steps/STEP.json, and for the
     /// code-generation pipeline plan.json, the generated code file and review.json.
@@ -292,6 +300,9 @@ pub struct RunArgs {
     /// Print the run record as JSON on stdout (no progress view).
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub sources: SourceArgs,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -101,7 +101,7 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         }
     };
     let connected = registry::connect(&args.registry)?;
-    let (registry_source, workflows) = workflow_sources(&connected, &args.workflows_dir);
+    let (registry_source, workflows) = workflow_sources(&connected, &args.sources.workflows_dir);
     let workflow = match &args.file {
         Some(path) => Arc::new(load_file(path)?),
         None => {
@@ -117,8 +117,8 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
     };
     let input = resolve_input(&args)?;
     let configured = ConfiguredAgents {
-        urls: &args.agents,
-        file: args.agents_file.as_deref(),
+        urls: &args.sources.agents,
+        file: args.sources.agents_file.as_deref(),
         offline: args.registry.offline,
     };
     let (discovery, example_agents) =
@@ -189,7 +189,7 @@ fn origin_line(
         return format!(
             "using the built-in example workflow `{}` (not in registry {registry}, no {} directory here)",
             args.workflow,
-            args.workflows_dir.display()
+            args.sources.workflows_dir.display()
         );
     }
     format!("using workflow {origin}")

@@ -102,8 +102,8 @@ enum Action {
 /// Build an engine from the agent arguments, apply `action` to run `id`, report it.
 async fn drive(args: &EngineArgs, id: &str, action: Action) -> anyhow::Result<ExitCode> {
     let store = open_store(args.database.db.as_deref())?;
-    let mut urls = args.agents.clone();
-    let example_agents = if urls.is_empty() && args.agents_file.is_none() {
+    let mut urls = args.sources.agents.clone();
+    let example_agents = if urls.is_empty() && args.sources.agents_file.is_none() {
         let agents = ExampleAgents::start()
             .await
             .context("cannot start the example agents")?;
@@ -112,13 +112,15 @@ async fn drive(args: &EngineArgs, id: &str, action: Action) -> anyhow::Result<Ex
     } else {
         None
     };
-    let discovery = match &args.agents_file {
+    let discovery = match &args.sources.agents_file {
         Some(path) => StaticDiscovery::with_agents_file(urls, path)?,
         None => StaticDiscovery::new(urls),
     };
     let mut sources: Vec<Arc<dyn WorkflowSource>> = Vec::new();
-    if args.workflows_dir.is_dir() {
-        sources.push(Arc::new(DirectorySource::new(args.workflows_dir.clone())));
+    if args.sources.workflows_dir.is_dir() {
+        sources.push(Arc::new(DirectorySource::new(
+            args.sources.workflows_dir.clone(),
+        )));
     }
     sources.push(Arc::new(BuiltinWorkflows));
     let engine = Engine {

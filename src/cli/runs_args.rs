@@ -64,24 +64,8 @@ pub enum RunsCommand {
 /// Where the engine finds agents and child workflows when a run continues.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// An agent URL; repeatable. Without agents, the built-in example agents are started.
-    #[arg(
-        short,
-        long = "agent",
-        value_name = "URL",
-        env = "PALLET_AGENTS",
-        value_delimiter = ','
-    )]
-    pub agents: Vec<String>,
-    #[arg(long, value_name = "FILE", env = "PALLET_AGENTS_FILE")]
-    pub agents_file: Option<PathBuf>,
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "PALLET_WORKFLOWS_DIR",
-        default_value = "workflows"
-    )]
-    pub workflows_dir: PathBuf,
+    #[command(flatten)]
+    pub sources: super::args::SourceArgs,
     /// Print the run as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -35,28 +35,8 @@ pub struct ServeArgs {
     #[arg(long = "workflow-type", value_name = "TYPE=REF")]
     pub workflow_types: Vec<String>,
 
-    /// Local directory of workflow files, searched after the registry.
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "PALLET_WORKFLOWS_DIR",
-        default_value = "workflows"
-    )]
-    pub workflows_dir: PathBuf,
-
-    /// An agent URL; repeatable. Without agents, the registry's cards or the built-in example agents.
-    #[arg(
-        short,
-        long = "agent",
-        value_name = "URL",
-        env = "PALLET_AGENTS",
-        value_delimiter = ','
-    )]
-    pub agents: Vec<String>,
-
-    /// A file of agent URLs and cards, as `pallet run --agents-file` takes it.
-    #[arg(long, value_name = "FILE", env = "PALLET_AGENTS_FILE")]
-    pub agents_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub sources: super::args::SourceArgs,
 
     /// Bearer token every request but /health must carry.
     #[arg(long, env = "PALLET_API_TOKEN", hide_env_values = true, hide = true)]
@@ -97,10 +77,10 @@ pub async fn command(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let store = super::runs::open_store(args.db.as_deref())?;
     let connected = registry::connect(&args.registry)?;
-    let (registry_source, workflows) = workflow_sources(&connected, &args.workflows_dir);
+    let (registry_source, workflows) = workflow_sources(&connected, &args.sources.workflows_dir);
     let configured = ConfiguredAgents {
-        urls: &args.agents,
-        file: args.agents_file.as_deref(),
+        urls: &args.sources.agents,
+        file: args.sources.agents_file.as_deref(),
         offline: args.registry.offline,
     };
     let (discovery, example_agents) =
