@@ -350,6 +350,7 @@ pub fn value_to_text(value: &Value) -> Cow<'_, str> {
         other => Cow::Owned(other.to_string()),
     }
 }
+
 /// The step references in a template string, in order of appearance.
 pub fn step_references(text: &str) -> Vec<StepReference> {
     let mut found = Vec::new();

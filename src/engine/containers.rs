@@ -101,16 +101,7 @@ impl Run<'_> {
 /// scalars in their JSON form (`3`, `true`, `null`). Whole floats lose their
 /// `.0`, since A2A agents send every number as a double.
 fn case_name(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Number(number) => match number.as_f64() {
-            Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() < 1e15 => {
-                format!("{float:.0}")
-            }
-            _ => number.to_string(),
-        },
-        other => other.to_string(),
-    }
+    crate::template::value_to_text(value).into_owned()
 }
 
 #[cfg(test)]
