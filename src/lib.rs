@@ -23,6 +23,7 @@ pub mod api;
 pub mod builtin;
 pub mod cli;
 pub mod engine;
+pub mod error;
 pub mod registry;
 pub mod store;
 pub mod template;

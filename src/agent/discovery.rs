@@ -275,7 +275,7 @@ async fn fetch_card(http: &reqwest::Client, url: &str) -> Found {
                 Err(error) => tracing::warn!(agent = url, "{error}"),
             },
             Err(FetchError::Connect(error)) => {
-                tracing::warn!(agent = url, error = %with_causes(&error), "agent does not answer; skipping it");
+                tracing::warn!(agent = url, error = %crate::error::chain_of(&error), "agent does not answer; skipping it");
                 return Found::Unreachable {
                     url: url.to_string(),
                 };
@@ -287,18 +287,6 @@ async fn fetch_card(http: &reqwest::Client, url: &str) -> Found {
     Found::NoCard {
         url: url.to_string(),
     }
-}
-
-/// reqwest's message leaves out why; logs want the whole chain.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        text.push_str(": ");
-        text.push_str(&current.to_string());
-        cause = current.source();
-    }
-    text
 }
 
 enum FetchError {

@@ -519,17 +519,7 @@ fn skipped(step: &Step) -> StepRecord {
     }
 }
 
-/// An error and its causes, joined with `: `.
-pub fn chain_of(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use crate::error::chain_of;
 
 #[cfg(test)]
 mod tests {
