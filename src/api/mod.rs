@@ -136,8 +136,8 @@ impl AppState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs left pending or in progress by a process that is gone. All are
-    /// listed before any is resumed: a resumed pending run turns
+    /// Runs left pending or in progress by a process that is gone (a run whose
+    /// lease another live process holds is skipped). All are listed before any is resumed: a resumed pending run turns
     /// `in_progress` and must not be picked up twice.
     fn resume_interrupted(self: &Arc<AppState>) -> Result<usize, ApiError> {
         let mut ids = Vec::new();
@@ -154,11 +154,22 @@ impl AppState {
                 ids.extend(page.into_iter().map(|run| run.id));
             }
         }
-        for id in &ids {
+        let mut resumed = 0;
+        for id in ids {
+            if let Some(lease) = self.store.live_lease(&id)? {
+                tracing::info!(
+                    "run {id} is being executed by pid {} on host {} (since {}): not resumed here",
+                    lease.owner.pid,
+                    lease.owner.host,
+                    lease.since
+                );
+                continue;
+            }
             tracing::info!("resuming run {id}");
-            self.continue_in_background(id.clone());
+            self.continue_in_background(id);
+            resumed += 1;
         }
-        Ok(ids.len())
+        Ok(resumed)
     }
 }
 

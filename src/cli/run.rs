@@ -22,6 +22,7 @@ use crate::engine::{
 };
 use crate::registry::source::digest_of_origin;
 use crate::registry::{CombinedDiscovery, RegistryDiscovery, RegistryError, RegistrySource};
+use crate::store::durable::RunError;
 use crate::workflow::{LoadedWorkflow, load_file};
 
 /// What the run uses, resolved from the arguments.
@@ -55,9 +56,11 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_ctrl_c(cancel.clone()));
-    let record = match &settings.store {
+    // A store error after the engine ran still brings its record: the outputs
+    // are written, then the error is reported.
+    let (record, unrecorded) = match &settings.store {
         Some(store) => {
-            super::runs::run_stored(
+            let stored = super::runs::run_stored(
                 store,
                 &engine,
                 settings.workflow.clone(),
@@ -65,12 +68,20 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 settings.input.clone(),
                 cancel,
             )
-            .await?
+            .await;
+            match stored {
+                Ok(record) => (record, None),
+                Err(error) => match error.downcast_ref::<RunError>().and_then(RunError::record) {
+                    Some(record) => (record.clone(), Some(error)),
+                    None => return Err(error),
+                },
+            }
         }
         None => {
-            engine
+            let record = engine
                 .run(settings.workflow.clone(), settings.input.clone(), cancel)
-                .await
+                .await;
+            (record, None)
         }
     };
     drop(engine);
@@ -82,6 +93,9 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let written = outputs::write(&settings.out, &record)?;
     report(&record, settings.json, quiet, &settings.out, &written)?;
+    if let Some(error) = unrecorded {
+        return Err(error);
+    }
     Ok(
         if matches!(
             record.status,

@@ -210,7 +210,9 @@ fn user_error(error: RunError) -> anyhow::Error {
         }
         _ => None,
     };
-    let user = error.is_conflict()
+    // Another process executing the run is not a mistake in the input: exit 1.
+    let leased = matches!(error, RunError::Leased { .. } | RunError::LeaseLost { .. });
+    let user = (error.is_conflict() && !leased)
         || matches!(
             error,
             RunError::Store(StoreError::NotFound { .. }) | RunError::MissingFields { .. }

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::lease::HeldLease;
 use super::state::RunState;
 use super::{RunChange, RunJournal, RunStore, StoreError, StoredRun};
 use crate::engine::{Durable, Engine, RunRecord, RunStatus};
@@ -31,6 +32,27 @@ pub enum RunError {
     Ended { id: String, status: RunState },
     #[error("the approval of step `{step}` lacks the required field(s) {}", missing.join(", "))]
     MissingFields { step: String, missing: Vec<String> },
+    #[error(
+        "run `{id}` is being executed by another process (pid {pid} on host {host}, since {since}): wait for it, or stop it with `pallet cancel {id}`"
+    )]
+    Leased {
+        id: String,
+        host: String,
+        pid: u32,
+        since: String,
+    },
+    #[error("another process took over run `{id}` while this one executed it; this one stopped")]
+    LeaseLost { id: String },
+    /// The engine ran, but the run's end could not be stored; the record is kept.
+    #[error(
+        "run `{id}` ran, but the run database could not record its end (the run stays resumable)"
+    )]
+    Unrecorded {
+        id: String,
+        record: Box<RunRecord>,
+        #[source]
+        source: StoreError,
+    },
 }
 
 impl RunError {
@@ -42,7 +64,17 @@ impl RunError {
                 | RunError::NotWaiting { .. }
                 | RunError::Waiting { .. }
                 | RunError::Ended { .. }
+                | RunError::Leased { .. }
+                | RunError::LeaseLost { .. }
         )
+    }
+
+    /// What the engine did before the error, when it ran.
+    pub fn record(&self) -> Option<&RunRecord> {
+        match self {
+            RunError::Unrecorded { record, .. } => Some(record),
+            _ => None,
+        }
     }
 }
 
@@ -79,6 +111,14 @@ impl Waiting {
             .is_some_and(|deadline| deadline <= chrono::Utc::now())
     }
 }
+
+/// Triggers of the seed's state machine: pending -> in_progress,
+/// in_progress -> waiting_approval and in_progress -> failed. Where the seed
+/// names none (creation, completion, cancellation) pallet's own names stay.
+pub const TRIGGER_START: &str = "start";
+pub const TRIGGER_WAITING: &str = "agent_complete";
+pub const TRIGGER_ERROR: &str = "error";
+pub const TRIGGER_COMPLETED: &str = "steps_completed";
 
 pub struct Runner<'a> {
     pub store: &'a RunStore,
@@ -134,7 +174,7 @@ impl Runner<'_> {
         })?;
         self.store.transition(
             &run.id,
-            RunChange::new(RunState::InProgress, "started", &self.actor),
+            RunChange::new(RunState::InProgress, TRIGGER_START, &self.actor),
         )?;
         Ok(self.store.get(&run.id)?)
     }
@@ -145,10 +185,9 @@ impl Runner<'_> {
         let workflow = stored_workflow(&run)?;
         match run.status {
             RunState::Pending => {
-                self.store.transition(
-                    id,
-                    RunChange::new(RunState::InProgress, "resumed", &self.actor),
-                )?;
+                let mut change = RunChange::new(RunState::InProgress, TRIGGER_START, &self.actor);
+                change.metadata = json!({"by": "resume"});
+                self.store.transition(id, change)?;
             }
             RunState::InProgress => {}
             RunState::WaitingApproval => {
@@ -356,6 +395,19 @@ impl Runner<'_> {
         input: Value,
         cancel: CancellationToken,
     ) -> Result<Outcome, RunError> {
+        // The lease first: a live owner's `running` attempts are not interrupted.
+        let cancel = cancel.child_token();
+        let lease = match HeldLease::acquire(self.store, id, cancel.clone())? {
+            Ok(lease) => lease,
+            Err(holder) => {
+                return Err(RunError::Leased {
+                    id: id.to_string(),
+                    host: holder.owner.host,
+                    pid: holder.owner.pid,
+                    since: holder.since,
+                });
+            }
+        };
         // Attempts still `running` belong to a process that died: run them again.
         self.store.interrupt_running(id)?;
         let durable = Durable {
@@ -371,27 +423,50 @@ impl Runner<'_> {
             .engine
             .run_durable(workflow, input, cancel, &durable)
             .await;
+        if lease.lost() {
+            // The new owner records the run from now on.
+            return Err(RunError::LeaseLost { id: id.to_string() });
+        }
+        let recorded = self
+            .store
+            .transition(id, self.final_change(&record))
+            .map(|_| ())
+            .or_else(|error| match error {
+                // Cancelled meanwhile by another process: the stored state stands.
+                StoreError::Transition(_) => Ok(()),
+                error => Err(error),
+            })
+            .and_then(|()| self.store.get(id));
+        // Released once the end is stored (or failed to be): another process may go on.
+        drop(lease);
+        match recorded {
+            Ok(run) => Ok(Outcome {
+                run,
+                record: Some(record),
+            }),
+            Err(source) => Err(RunError::Unrecorded {
+                id: id.to_string(),
+                record: Box::new(record),
+                source,
+            }),
+        }
+    }
+
+    /// The status change that records where the engine stopped.
+    fn final_change(&self, record: &RunRecord) -> RunChange<'_> {
         let mut change = match record.status {
             RunStatus::Completed => {
-                RunChange::new(RunState::Completed, "steps_completed", "pallet")
+                RunChange::new(RunState::Completed, TRIGGER_COMPLETED, "pallet")
             }
-            RunStatus::Failed => RunChange::new(RunState::Failed, "step_failed", "pallet"),
+            RunStatus::Failed => RunChange::new(RunState::Failed, TRIGGER_ERROR, "pallet"),
             RunStatus::Cancelled => RunChange::new(RunState::Cancelled, "cancelled", &self.actor),
             RunStatus::WaitingApproval => {
-                RunChange::new(RunState::WaitingApproval, "approval_requested", "pallet")
+                RunChange::new(RunState::WaitingApproval, TRIGGER_WAITING, "pallet")
             }
         };
         change.result = record.output.clone();
         change.error = record.error.clone();
-        match self.store.transition(id, change) {
-            // Cancelled meanwhile by another process: the stored state stands.
-            Ok(_) | Err(StoreError::Transition(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
-        Ok(Outcome {
-            run: self.store.get(id)?,
-            record: Some(record),
-        })
+        change
     }
 }
 

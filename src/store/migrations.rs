@@ -6,7 +6,10 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 1] = [(1, include_str!("../../migrations/0001_runs.sql"))];
+const MIGRATIONS: [(u32, &str); 2] = [
+    (1, include_str!("../../migrations/0001_runs.sql")),
+    (2, include_str!("../../migrations/0002_run_leases.sql")),
+];
 
 pub(super) fn apply(connection: &mut Connection) -> Result<(), StoreError> {
     let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
@@ -68,7 +71,7 @@ mod tests {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(versions, vec![1]);
+            assert_eq!(versions, vec![1, 2]);
         }
     }
 
@@ -85,7 +88,7 @@ mod tests {
                 error,
                 StoreError::TooNew {
                     found: 99,
-                    known: 1
+                    known: 2
                 }
             ),
             "{error}"

@@ -9,6 +9,7 @@
 
 pub mod durable;
 mod journal;
+pub mod lease;
 mod migrations;
 mod runs;
 pub mod state;

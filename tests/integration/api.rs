@@ -396,7 +396,7 @@ async fn runs_are_listed_by_status_page_by_page_with_their_history() {
         steps,
         [
             "created:pending",
-            "started:in_progress",
+            "start:in_progress",
             "steps_completed:completed"
         ]
     );
@@ -780,7 +780,9 @@ async fn shutdown_leaves_running_runs_resumable_and_start_resumes_them() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|transition| transition["trigger"] == "resumed")
+        .filter(|transition| {
+            transition["trigger"] == "start" && transition["metadata"]["by"] == "resume"
+        })
         .count();
     assert_eq!(resumed, 1, "resumed once: {history}");
     again.shutdown().await;

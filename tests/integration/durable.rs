@@ -202,8 +202,8 @@ async fn an_approved_run_continues_with_the_decision() {
         triggers(&store, &id),
         [
             "created:pending",
-            "started:in_progress",
-            "approval_requested:waiting_approval",
+            "start:in_progress",
+            "agent_complete:waiting_approval",
             "human_approved:in_progress",
             "steps_completed:completed"
         ]
@@ -304,9 +304,9 @@ async fn a_rejection_fails_the_run_or_sends_it_back_for_rework() {
     assert_eq!(
         triggers(&store, &id)[2..],
         [
-            "approval_requested:waiting_approval",
+            "agent_complete:waiting_approval",
             "human_rejected:in_progress",
-            "approval_requested:waiting_approval",
+            "agent_complete:waiting_approval",
             "human_approved:in_progress",
             "steps_completed:completed"
         ]

@@ -1,0 +1,556 @@
+//! One executor per run: the process executing a run holds its lease (table
+//! `run_leases`), renews it while it executes and releases it when it stops.
+//! Another process takes the lease only when it is stale: past its expiry or,
+//! on the owner's own host, when the owner's process is gone — so a run whose
+//! process was killed resumes at once, without waiting for the expiry.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio_util::sync::CancellationToken;
+
+use super::{RunStore, StoreError};
+
+/// How long a lease lives without renewal.
+pub const LEASE_DURATION: Duration = Duration::from_secs(30);
+/// How often the owner renews: a renewal may fail a few times before the lease expires.
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// A process that may own runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub host: String,
+    pub pid: u32,
+    /// Field 22 of `/proc/PID/stat` (clock ticks after boot); 0 when unknown.
+    pub process_start: u64,
+    /// The host's boot id; empty when unknown.
+    pub boot_id: String,
+}
+
+/// A lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: Owner,
+    pub token: String,
+    /// RFC 3339: when the owner acquired it.
+    pub since: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Whether a lease still binds others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Its owner may still be executing the run.
+    Live,
+    Expired,
+    /// On this host, the owner's process is gone (or its pid names another process now).
+    OwnerGone,
+    /// On this host, which has booted again since.
+    Rebooted,
+}
+
+impl Owner {
+    /// This process.
+    pub fn current() -> &'static Owner {
+        static CURRENT: OnceLock<Owner> = OnceLock::new();
+        CURRENT.get_or_init(|| {
+            let pid = std::process::id();
+            Owner {
+                host: read_trimmed("/proc/sys/kernel/hostname")
+                    .or_else(|| std::env::var("HOSTNAME").ok())
+                    .unwrap_or_else(|| "unknown".to_string()),
+                pid,
+                process_start: process_state(pid).map_or(0, |(_, start)| start),
+                boot_id: read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default(),
+            }
+        })
+    }
+}
+
+/// How `lease` stands for `me` at `now`; `alive(pid, start)` says whether a
+/// process of this host still runs.
+pub fn standing(
+    lease: &Lease,
+    me: &Owner,
+    now: DateTime<Utc>,
+    alive: impl Fn(u32, u64) -> bool,
+) -> Standing {
+    let owner = &lease.owner;
+    if lease.expires_at <= now {
+        return Standing::Expired;
+    }
+    if owner.host != me.host {
+        // Another host's processes cannot be seen from here: only the expiry counts.
+        return Standing::Live;
+    }
+    if !owner.boot_id.is_empty() && !me.boot_id.is_empty() && owner.boot_id != me.boot_id {
+        return Standing::Rebooted;
+    }
+    if alive(owner.pid, owner.process_start) {
+        Standing::Live
+    } else {
+        Standing::OwnerGone
+    }
+}
+
+/// Whether process `pid` of this host runs and, if `start` is known (not 0),
+/// started at `start`; a zombie counts as gone.
+pub fn process_alive(pid: u32, start: u64) -> bool {
+    match process_state(pid) {
+        None => false,
+        Some((state, found)) => !matches!(state, 'Z' | 'X') && (start == 0 || found == start),
+    }
+}
+
+/// (state, start time) of process `pid` from `/proc/PID/stat`.
+fn process_state(pid: u32) -> Option<(char, u64)> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Fields 3 (state) and 22 (start time) of a `/proc/PID/stat` line; the
+/// command name (field 2) is in parentheses and may hold spaces or `)`.
+fn parse_stat(text: &str) -> Option<(char, u64)> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(22 - 3)?.parse().ok()?;
+    Some((state, start))
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|text| !text.is_empty())
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The lease on run `id`, if any.
+pub fn read(connection: &Connection, id: &str) -> rusqlite::Result<Option<Lease>> {
+    connection
+        .query_row(
+            "SELECT host, pid, process_start, boot_id, token, acquired_at, expires_at FROM run_leases WHERE run_id = ?1",
+            [id],
+            |row| {
+                let expires_at: String = row.get(6)?;
+                Ok(Lease {
+                    owner: Owner {
+                        host: row.get(0)?,
+                        pid: row.get(1)?,
+                        process_start: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                        boot_id: row.get(3)?,
+                    },
+                    token: row.get(4)?,
+                    since: row.get(5)?,
+                    // An unreadable expiry binds nobody.
+                    expires_at: DateTime::parse_from_rfc3339(&expires_at)
+                        .map(|at| at.to_utc())
+                        .unwrap_or(DateTime::UNIX_EPOCH),
+                })
+            },
+        )
+        .optional()
+}
+
+/// Take the lease on run `id` for `me` under `token` until `now + duration`,
+/// unless another's live lease holds it: then that lease, and nothing written.
+pub fn acquire(
+    connection: &mut Connection,
+    id: &str,
+    me: &Owner,
+    token: &str,
+    now: DateTime<Utc>,
+    duration: Duration,
+    alive: impl Fn(u32, u64) -> bool,
+) -> rusqlite::Result<Option<Lease>> {
+    // Immediate: two processes cannot both find the lease free and both take it.
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(lease) = read(&transaction, id)?
+        && standing(&lease, me, now, alive) == Standing::Live
+    {
+        return Ok(Some(lease));
+    }
+    let at = timestamp(now);
+    transaction.execute(
+        "INSERT OR REPLACE INTO run_leases (run_id, host, pid, process_start, boot_id, token, acquired_at, renewed_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+        params![
+            id,
+            me.host,
+            me.pid,
+            i64::try_from(me.process_start).unwrap_or(0),
+            me.boot_id,
+            token,
+            at,
+            timestamp(now + duration)
+        ],
+    )?;
+    transaction.commit()?;
+    Ok(None)
+}
+
+/// Extend the lease held under `token`; false when it is no longer ours.
+pub fn renew(
+    connection: &Connection,
+    id: &str,
+    token: &str,
+    now: DateTime<Utc>,
+    duration: Duration,
+) -> rusqlite::Result<bool> {
+    let updated = connection.execute(
+        "UPDATE run_leases SET renewed_at = ?3, expires_at = ?4 WHERE run_id = ?1 AND token = ?2",
+        params![id, token, timestamp(now), timestamp(now + duration)],
+    )?;
+    Ok(updated == 1)
+}
+
+/// Give up the lease held under `token` (a lease taken over by another stays).
+pub fn release(connection: &Connection, id: &str, token: &str) -> rusqlite::Result<()> {
+    connection.execute(
+        "DELETE FROM run_leases WHERE run_id = ?1 AND token = ?2",
+        params![id, token],
+    )?;
+    Ok(())
+}
+
+impl RunStore {
+    /// The one way this module reaches the database.
+    fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        Ok(work(&mut self.lock())?)
+    }
+
+    /// Take the lease on run `id` for this process; the live lease of another
+    /// process if it holds it.
+    pub fn acquire_lease(&self, id: &str, token: &str) -> Result<Option<Lease>, StoreError> {
+        self.with_connection(|connection| {
+            acquire(
+                connection,
+                id,
+                Owner::current(),
+                token,
+                Utc::now(),
+                LEASE_DURATION,
+                process_alive,
+            )
+        })
+    }
+
+    pub fn renew_lease(&self, id: &str, token: &str) -> Result<bool, StoreError> {
+        self.with_connection(|connection| renew(connection, id, token, Utc::now(), LEASE_DURATION))
+    }
+
+    pub fn release_lease(&self, id: &str, token: &str) -> Result<(), StoreError> {
+        self.with_connection(|connection| release(connection, id, token))
+    }
+
+    /// The lease of whoever executes run `id` now, if it is live.
+    pub fn live_lease(&self, id: &str) -> Result<Option<Lease>, StoreError> {
+        let lease = self.with_connection(|connection| read(connection, id))?;
+        Ok(lease.filter(|lease| {
+            standing(lease, Owner::current(), Utc::now(), process_alive) == Standing::Live
+        }))
+    }
+}
+
+/// This process's lease on one run, renewed in the background and released when dropped.
+pub struct HeldLease {
+    store: RunStore,
+    run_id: String,
+    token: String,
+    renewal: tokio::task::JoinHandle<()>,
+    lost: Arc<AtomicBool>,
+}
+
+impl HeldLease {
+    /// Take the lease on run `id`, or return the live lease that holds it. When
+    /// a renewal finds the lease taken by another process, `cancel` is cancelled.
+    pub fn acquire(
+        store: &RunStore,
+        id: &str,
+        cancel: CancellationToken,
+    ) -> Result<Result<HeldLease, Lease>, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        if let Some(holder) = store.acquire_lease(id, &token)? {
+            return Ok(Err(holder));
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewal = tokio::spawn(renew_until_lost(
+            store.clone(),
+            id.to_string(),
+            token.clone(),
+            cancel,
+            lost.clone(),
+        ));
+        Ok(Ok(HeldLease {
+            store: store.clone(),
+            run_id: id.to_string(),
+            token,
+            renewal,
+            lost,
+        }))
+    }
+
+    /// Whether another process took the lease over while this one held it.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        if let Err(error) = self.store.release_lease(&self.run_id, &self.token) {
+            // Harmless: on this host the lease is stale once this process is gone.
+            tracing::warn!(
+                "run {}: cannot release its lease: {}",
+                self.run_id,
+                crate::engine::chain_of(&error)
+            );
+        }
+    }
+}
+
+async fn renew_until_lost(
+    store: RunStore,
+    id: String,
+    token: String,
+    cancel: CancellationToken,
+    lost: Arc<AtomicBool>,
+) {
+    let mut ticks = tokio::time::interval(RENEW_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match store.renew_lease(&id, &token) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    "run {id}: another process took over its lease; stopping its execution here"
+                );
+                lost.store(true, Ordering::SeqCst);
+                cancel.cancel();
+                return;
+            }
+            // The next tick tries again; the lease outlives a few failed renewals.
+            Err(error) => tracing::warn!(
+                "run {id}: cannot renew its lease: {}",
+                crate::engine::chain_of(&error)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(host: &str, pid: u32, boot_id: &str) -> Owner {
+        Owner {
+            host: host.to_string(),
+            pid,
+            process_start: 1000 + u64::from(pid),
+            boot_id: boot_id.to_string(),
+        }
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::UNIX_EPOCH + chrono::Duration::seconds(seconds)
+    }
+
+    #[test]
+    fn stat_lines_give_state_and_start_time() {
+        let tail = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 20 21";
+        let cases = [
+            (format!("12 (pallet) {tail}"), Some(('S', 424242))),
+            (format!("12 (a b) c)) {tail}"), Some(('S', 424242))),
+            (
+                format!("12 (pallet) {}", tail.replacen('S', "Z", 1)),
+                Some(('Z', 424242)),
+            ),
+            ("12 (pallet) S 1 2".to_string(), None),
+            ("garbage".to_string(), None),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(parse_stat(&line), expected, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_lease_binds_until_it_expires_or_its_process_on_this_host_is_gone() {
+        let me = owner("here", 1, "boot-1");
+        let alive = |pid: u32, _start: u64| pid != 66;
+        let cases = [
+            (
+                "live owner on this host",
+                owner("here", 2, "boot-1"),
+                10,
+                Standing::Live,
+            ),
+            ("expired", owner("here", 2, "boot-1"), -1, Standing::Expired),
+            (
+                "expires right now",
+                owner("elsewhere", 2, "boot-9"),
+                0,
+                Standing::Expired,
+            ),
+            (
+                "dead owner on this host",
+                owner("here", 66, "boot-1"),
+                10,
+                Standing::OwnerGone,
+            ),
+            (
+                "owner before a reboot",
+                owner("here", 2, "boot-0"),
+                10,
+                Standing::Rebooted,
+            ),
+            (
+                "boot id unknown, owner alive",
+                owner("here", 2, ""),
+                10,
+                Standing::Live,
+            ),
+            (
+                "boot id unknown, owner dead",
+                owner("here", 66, ""),
+                10,
+                Standing::OwnerGone,
+            ),
+            (
+                "pid unknown on another host",
+                owner("elsewhere", 66, "boot-9"),
+                10,
+                Standing::Live,
+            ),
+        ];
+        for (name, holder, seconds_left, expected) in cases {
+            let lease = Lease {
+                owner: holder,
+                token: "t".to_string(),
+                since: "then".to_string(),
+                expires_at: at(100 + seconds_left),
+            };
+            assert_eq!(standing(&lease, &me, at(100), alive), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_one_is_not() {
+        let me = Owner::current();
+        assert_ne!(
+            me.process_start, 0,
+            "the start time of this process is known"
+        );
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let mut child = child;
+        child.wait().unwrap();
+        let cases = [
+            (me.pid, me.process_start, true),
+            (me.pid, 0, true),
+            (me.pid, me.process_start + 1, false),
+            (pid, 0, false),
+        ];
+        for (pid, start, expected) in cases {
+            assert_eq!(process_alive(pid, start), expected, "{pid} {start}");
+        }
+    }
+
+    /// One step of a lease's life: who does what, at what second, with which
+    /// of the processes dead, and the expected result.
+    enum Step {
+        Acquire(&'static str, i64, Option<&'static str>),
+        Renew(&'static str, i64, bool),
+        Release(&'static str),
+        Kill(u32),
+    }
+
+    fn process(name: &str) -> (Owner, String) {
+        let host_of = |name: &str| if name == "far" { "far-host" } else { "here" };
+        let pid = match name {
+            "first" => 10,
+            "second" => 20,
+            _ => 30,
+        };
+        (owner(host_of(name), pid, "boot-1"), format!("token-{name}"))
+    }
+
+    #[test]
+    fn acquire_renew_release_and_takeover() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        super::super::migrations::apply(&mut connection).unwrap();
+        connection
+            .execute(
+                "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES ('r', 'w', 'w', '1', 'd', 's', 'y', 'in_progress', '{}', 'now', 'now')",
+                [],
+            )
+            .unwrap();
+        let duration = Duration::from_secs(30);
+        let steps = [
+            // Free: taken. Held by a live process: refused, whoever asks.
+            Step::Acquire("first", 0, None),
+            Step::Acquire("second", 1, Some("first")),
+            Step::Acquire("far", 2, Some("first")),
+            Step::Renew("first", 20, true),
+            // Renewed at 20: still live at 45, expired at 50.
+            Step::Acquire("far", 45, Some("first")),
+            Step::Acquire("far", 50, None),
+            Step::Renew("first", 51, false),
+            Step::Release("first"),
+            Step::Acquire("second", 52, Some("far")),
+            Step::Release("far"),
+            Step::Acquire("second", 53, None),
+            // Its process is gone: stale at once, long before the expiry.
+            Step::Kill(20),
+            Step::Acquire("first", 54, None),
+            Step::Renew("second", 55, false),
+            Step::Renew("first", 56, true),
+        ];
+        let mut dead = Vec::new();
+        for (index, step) in steps.into_iter().enumerate() {
+            let alive = |pid: u32, _start: u64| !dead.contains(&pid);
+            match step {
+                Step::Acquire(name, second, holder) => {
+                    let (me, token) = process(name);
+                    let found = acquire(
+                        &mut connection,
+                        "r",
+                        &me,
+                        &token,
+                        at(second),
+                        duration,
+                        alive,
+                    )
+                    .unwrap()
+                    .map(|lease| lease.token);
+                    assert_eq!(
+                        found,
+                        holder.map(|holder| format!("token-{holder}")),
+                        "step {index}"
+                    );
+                }
+                Step::Renew(name, second, expected) => {
+                    let (_, token) = process(name);
+                    let renewed = renew(&connection, "r", &token, at(second), duration).unwrap();
+                    assert_eq!(renewed, expected, "step {index}");
+                }
+                Step::Release(name) => release(&connection, "r", &process(name).1).unwrap(),
+                Step::Kill(pid) => dead.push(pid),
+            }
+        }
+        let lease = read(&connection, "r").unwrap().unwrap();
+        assert_eq!(lease.owner, process("first").0);
+        assert_eq!(lease.expires_at, at(56 + 30));
+    }
+}
