@@ -751,3 +751,294 @@ async fn an_approval_without_a_store_fails_clearly() {
     assert_eq!(agent.calls("first"), 1);
     assert_eq!(agent.calls("last"), 0);
 }
+
+/// `pallet ARGS --db DB --agent URL`, run to its end off the async runtime.
+async fn pallet_output(args: Vec<String>, db: &Path, agent: &str) -> std::process::Output {
+    let (db, agent) = (db.to_path_buf(), agent.to_string());
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_pallet"))
+            .args(&args)
+            .arg("--db")
+            .arg(&db)
+            .args(["--agent", &agent])
+            .env_remove("PALLET_AGENTS")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn attempt_statuses(store: &RunStore, id: &str, step: &str) -> Vec<String> {
+    store
+        .attempts(id)
+        .unwrap()
+        .into_iter()
+        .filter(|attempt| attempt.step_id == step)
+        .map(|attempt| attempt.status)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_another_live_process_executes_is_not_resumed_until_that_process_dies() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let file = directory.path().join("owned.yaml");
+    std::fs::write(
+        &file,
+        workflow_text(
+            "  - {id: one, skill: first}\n  - {id: slow, skill: sleep, inputs: {ms: 4000}}\n  - {id: three, skill: last}\n",
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pallet"))
+        .args(["run", "--quiet", "--file"])
+        .arg(&file)
+        .arg("--db")
+        .arg(&db)
+        .args(["--agent", &agent.url(), "--out"])
+        .arg(directory.path().join("out"))
+        .env_remove("PALLET_AGENTS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db_for_wait = db.clone();
+    let id = tokio::task::spawn_blocking(move || {
+        wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
+            attempt_statuses(store, id, "slow") == ["running"]
+        })
+    })
+    .await
+    .unwrap();
+
+    let refused = pallet_output(vec!["resume".into(), id.clone()], &db, &agent.url()).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    let owner = format!(
+        "run `{id}` is being executed by another process (pid {} on host {}, since ",
+        child.id(),
+        pallet::store::lease::Owner::current().host
+    );
+    assert!(stderr.contains(&owner), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "): wait for it, or stop it with `pallet cancel {id}`"
+        )),
+        "{stderr}"
+    );
+
+    // The service's start-up resume leaves the run to its owner too.
+    let store = RunStore::open(&db).unwrap();
+    let state = pallet::api::AppState::new(
+        store.clone(),
+        engine(&agent),
+        pallet::api::ServiceOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(pallet::api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    service.await.unwrap().unwrap();
+
+    assert_eq!(agent.calls("first"), 1, "no step is run twice");
+    assert_eq!(
+        agent.calls("sleep"),
+        1,
+        "the step in flight is not started again"
+    );
+    assert_eq!(
+        attempt_statuses(&store, &id, "slow"),
+        ["running"],
+        "the owner's attempt is not marked interrupted"
+    );
+
+    // SIGKILL: the owner is gone, so its lease is stale at once.
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert!(!child.wait().unwrap().success());
+    let resumed = pallet_output(
+        vec!["resume".into(), id.clone(), "--json".into()],
+        &db,
+        &agent.url(),
+    )
+    .await;
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(agent.calls("first"), 1);
+    assert_eq!(agent.calls("sleep"), 2);
+    assert_eq!(agent.calls("last"), 1);
+    assert_eq!(
+        attempt_statuses(&store, &id, "slow"),
+        ["interrupted", "completed"]
+    );
+    assert_eq!(store.live_lease(&id).unwrap(), None, "released at the end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_executor_in_the_same_process_is_refused_as_a_conflict() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = engine(&agent);
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let steps = "  - {id: slow, skill: sleep, inputs: {ms: 800}}\n  - {id: after, skill: last}\n";
+    let run = runner.start(
+        workflow(steps),
+        "durable-test",
+        json!({}),
+        CancellationToken::new(),
+    );
+    let second = async {
+        while agent.calls("sleep") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let id = store.list(None, 1).unwrap()[0].id.clone();
+        let lease = store.live_lease(&id).unwrap().expect("a live lease");
+        assert_eq!(lease.owner, *pallet::store::lease::Owner::current());
+        (
+            id.clone(),
+            runner.resume(&id, CancellationToken::new()).await,
+        )
+    };
+    let (outcome, (id, refused)) = tokio::join!(run, second);
+    let refused = refused.unwrap_err();
+    assert!(refused.is_conflict(), "{refused}");
+    assert!(
+        matches!(&refused, RunError::Leased { id: leased, pid, .. } if *leased == id && *pid == std::process::id()),
+        "{refused:?}"
+    );
+    let outcome = outcome.unwrap();
+    assert_eq!(outcome.run.status, RunState::Completed);
+    assert_eq!((agent.calls("sleep"), agent.calls("last")), (1, 1));
+    assert_eq!(store.live_lease(&id).unwrap(), None, "released at the end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_whose_lease_was_taken_over_stops_and_records_nothing() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let store = RunStore::open(&db).unwrap();
+    let engine = engine(&agent);
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    // Longer than one renewal period, so the renewal finds the lease gone.
+    let ms = pallet::store::lease::RENEW_EVERY.as_millis() * 3;
+    let steps = format!(
+        "  - {{id: slow, skill: sleep, inputs: {{ms: {ms}}}}}\n  - {{id: after, skill: last}}\n"
+    );
+    let started = Instant::now();
+    let run = runner.start(
+        workflow(&steps),
+        "durable-test",
+        json!({}),
+        CancellationToken::new(),
+    );
+    let take_over = async {
+        while agent.calls("sleep") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Another process took the lease (as after an expiry): the token is not ours.
+        let other = rusqlite::Connection::open(&db).unwrap();
+        other
+            .execute("UPDATE run_leases SET token = 'taken-over'", [])
+            .unwrap();
+    };
+    let (outcome, ()) = tokio::join!(run, take_over);
+    let error = outcome.unwrap_err();
+    assert!(matches!(error, RunError::LeaseLost { .. }), "{error}");
+    assert!(started.elapsed() < pallet::store::lease::RENEW_EVERY * 2);
+    let id = store.list(None, 1).unwrap()[0].id.clone();
+    assert_eq!(store.get(&id).unwrap().status, RunState::InProgress);
+    assert_eq!(agent.calls("last"), 0, "no step starts after the takeover");
+    let other: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT token FROM run_leases", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(other, "taken-over", "the new owner's lease is left alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pallet_run_writes_its_outputs_when_the_end_of_the_run_cannot_be_recorded() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let store = RunStore::open(&db).unwrap();
+    // A real SQLite failure at the run's last write, and only there.
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TRIGGER refuse_the_end BEFORE INSERT ON transitions WHEN NEW.to_status = 'completed' BEGIN SELECT RAISE(ABORT, 'no space left (test)'); END;",
+        )
+        .unwrap();
+    let file = directory.path().join("end.yaml");
+    std::fs::write(
+        &file,
+        workflow_text("  - {id: one, skill: first, inputs: {n: 1}}\n  - {id: two, skill: last, inputs: {n: 2}}\n"),
+    )
+    .unwrap();
+    let out = directory.path().join("out");
+    let run = pallet_output(
+        vec![
+            "run".into(),
+            "--file".into(),
+            file.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ],
+        &db,
+        &agent.url(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "ran, but the run database could not record its end (the run stays resumable)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no space left (test)"), "{stderr}");
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["status"], "completed");
+    assert_eq!(record["output"], json!({"n": 2}));
+    assert!(out.join("steps/two.json").is_file());
+    let id = record["run_id"].as_str().unwrap().to_string();
+    assert_eq!(store.get(&id).unwrap().status, RunState::InProgress);
+    assert_eq!(
+        store.live_lease(&id).unwrap(),
+        None,
+        "released despite the error"
+    );
+
+    // Once the database takes writes again, resuming records the end without re-running a step.
+    connection
+        .execute_batch("DROP TRIGGER refuse_the_end")
+        .unwrap();
+    let resumed = pallet_output(vec!["resume".into(), id.clone()], &db, &agent.url()).await;
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(store.get(&id).unwrap().status, RunState::Completed);
+    assert_eq!((agent.calls("first"), agent.calls("last")), (1, 1));
+}
