@@ -2,7 +2,9 @@
 # Starts what pallet needs locally: a docker-registry on 127.0.0.1:5000 and the
 # example agents on 127.0.0.1:8001..8007, then pushes the workflows and the
 # agents' cards. Running it twice is harmless; `stop` stops exactly what it
-# started (by the PIDs in its pidfiles), `status` shows it.
+# started, `status` shows it. A pidfile holds the PID and the process's start
+# time (field 22 of /proc/PID/stat), so a PID reused by an unrelated process is
+# never taken for ours nor signalled.
 #
 #   scripts/bootstrap.sh [start|stop|status]
 #
@@ -27,13 +29,32 @@ pallet_binary() {
     echo "$pallet"
 }
 
-# Whether the PID in pidfile $1 is alive (a zombie counts as gone).
+# Prints "STATE START" of process $1: fields 3 and 22 of /proc/PID/stat.
+process_state() {
+    local stat fields
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    # Field 2, the command, is in parentheses and may hold spaces: count after it.
+    read -r -a fields <<<"${stat##*) }"
+    [[ -n "${fields[19]:-}" ]] || return 1
+    echo "${fields[0]} ${fields[19]}"
+}
+
+# The PID recorded in pidfile $1.
+pid_of() {
+    local pid _
+    read -r pid _ <"$1" || true
+    echo "$pid"
+}
+
+# Whether the process recorded in pidfile $1 is alive: same PID and same start
+# time (a zombie counts as gone; a pidfile without a start time proves nothing).
 running() {
-    local pid
+    local pid start found
     [[ -f "$1" ]] || return 1
-    pid="$(cat "$1")"
-    [[ -n "$pid" && -d "/proc/$pid" ]] || return 1
-    ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" 2>/dev/null
+    read -r pid start <"$1" || true
+    [[ -n "$pid" && -n "$start" ]] || return 1
+    found="$(process_state "$pid")" || return 1
+    [[ "${found% *}" != Z && "${found#* }" == "$start" ]]
 }
 
 # Waits until URL $1 answers, up to $2 tenths of a second.
@@ -51,7 +72,10 @@ spawn() {
     local name="$1"
     shift
     setsid "$@" >"$state/$name.log" 2>&1 </dev/null &
-    echo $! >"$state/$name.pid"
+    local pid=$! found
+    # setsid execs in place here (not a group leader): $! is the command's PID.
+    found="$(process_state "$pid")" || found="gone"
+    echo "$pid ${found#* }" >"$state/$name.pid"
 }
 
 start_registry() {
@@ -67,7 +91,7 @@ start_registry() {
         fi
     fi
     if running "$state/registry.pid"; then
-        echo "registry already running at $registry (pid $(cat "$state/registry.pid"))"
+        echo "registry already running at $registry (pid $(pid_of "$state/registry.pid"))"
         return
     fi
     if curl -fsS -o /dev/null --max-time 2 "http://$registry/v2/" 2>/dev/null; then
@@ -93,7 +117,7 @@ CONFIG
         echo "error: the registry did not answer at http://$registry/v2/; log: $state/registry.log" >&2
         exit 1
     fi
-    echo "started registry at $registry (pid $(cat "$state/registry.pid"), data in $state/registry)"
+    echo "started registry at $registry (pid $(pid_of "$state/registry.pid"), data in $state/registry)"
 }
 
 start_agents() {
@@ -102,7 +126,7 @@ start_agents() {
         name="${agents[$index]}"
         port=$((base_port + index))
         if running "$state/agent-$name.pid"; then
-            echo "agent $name already running at http://127.0.0.1:$port (pid $(cat "$state/agent-$name.pid"))"
+            echo "agent $name already running at http://127.0.0.1:$port (pid $(pid_of "$state/agent-$name.pid"))"
             continue
         fi
         spawn "agent-$name" "$pallet" agent serve "$root/agents/$name.yaml" --addr "127.0.0.1:$port"
@@ -110,7 +134,7 @@ start_agents() {
             echo "error: agent $name did not start; log: $state/agent-$name.log" >&2
             exit 1
         fi
-        echo "started agent $name at http://127.0.0.1:$port (pid $(cat "$state/agent-$name.pid"))"
+        echo "started agent $name at http://127.0.0.1:$port (pid $(pid_of "$state/agent-$name.pid"))"
     done
 }
 
@@ -136,7 +160,7 @@ NEXT
 stop_one() {
     local pidfile="$1" pid tries=0
     [[ -f "$pidfile" ]] || return 0
-    pid="$(cat "$pidfile")"
+    pid="$(pid_of "$pidfile")"
     if running "$pidfile"; then
         kill -TERM "$pid" 2>/dev/null || true
         while running "$pidfile" && ((tries < 100)); do
@@ -145,6 +169,8 @@ stop_one() {
         done
         if running "$pidfile"; then kill -KILL "$pid" 2>/dev/null || true; fi
         echo "stopped $(basename "$pidfile" .pid) (pid $pid)"
+    else
+        echo "$(basename "$pidfile" .pid) is not running (pid $pid is gone or another process now): removing its pidfile"
     fi
     rm -f "$pidfile"
 }
@@ -163,9 +189,9 @@ status() {
     for pidfile in "$state"/*.pid; do
         found=1
         if running "$pidfile"; then
-            echo "$(basename "$pidfile" .pid): running (pid $(cat "$pidfile"))"
+            echo "$(basename "$pidfile" .pid): running (pid $(pid_of "$pidfile"))"
         else
-            echo "$(basename "$pidfile" .pid): not running (stale pidfile)"
+            echo "$(basename "$pidfile" .pid): not running (stale pidfile; pid $(pid_of "$pidfile") is gone or another process now)"
         fi
     done
     ((found)) || echo "nothing started (state: $state)"

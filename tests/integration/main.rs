@@ -2,6 +2,7 @@
 
 mod agent;
 mod api;
+mod bootstrap;
 mod cli;
 mod cli_registry;
 mod durable;
