@@ -136,9 +136,10 @@ impl AppState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs left pending or in progress by a process that is gone (a run whose
-    /// lease another live process holds is skipped). All are listed before any is resumed: a resumed pending run turns
-    /// `in_progress` and must not be picked up twice.
+    /// Runs left pending or in progress by a process that is gone; a run whose
+    /// lease another live process holds is skipped. All are listed before any
+    /// is resumed: a resumed pending run turns `in_progress` and must not be
+    /// picked up twice.
     fn resume_interrupted(self: &Arc<AppState>) -> Result<usize, ApiError> {
         let mut ids = Vec::new();
         for status in [RunState::Pending, RunState::InProgress] {

@@ -788,7 +788,7 @@ async fn a_run_another_live_process_executes_is_not_resumed_until_that_process_d
     std::fs::write(
         &file,
         workflow_text(
-            "  - {id: one, skill: first}\n  - {id: slow, skill: sleep, inputs: {ms: 4000}}\n  - {id: three, skill: last}\n",
+            "  - {id: one, skill: first}\n  - {id: slow, skill: sleep, inputs: {ms: 6000}}\n  - {id: three, skill: last}\n",
         ),
     )
     .unwrap();
