@@ -80,10 +80,7 @@ mod tests {
     fn a_request_round_trips_through_json() {
         let workflow = load_str("x.yaml", TEXT).unwrap();
         let steps = &workflow.workflow.steps;
-        let cases: [(&str, &[&str]); 2] = [
-            ("gate", &["b", "b1", "b2", "gate"]),
-            ("plain", &[]),
-        ];
+        let cases: [(&str, &[&str]); 2] = [("gate", &["b", "b1", "b2", "gate"]), ("plain", &[])];
         for (id, rework) in cases {
             let step = steps.iter().find(|step| step.id == id).unwrap();
             let request = ApprovalRequest::new(step, steps);

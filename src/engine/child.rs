@@ -17,7 +17,8 @@ struct ChildJournal {
 
 impl Journal for ChildJournal {
     fn step_started(&self, step_id: &str) -> Result<(), String> {
-        self.parent.step_started(&format!("{}{step_id}", self.prefix))
+        self.parent
+            .step_started(&format!("{}{step_id}", self.prefix))
     }
 
     fn step_finished(&self, record: &StepRecord) -> Result<(), String> {
@@ -76,7 +77,10 @@ mod tests {
             Ok(())
         }
         fn step_finished(&self, record: &StepRecord) -> Result<(), String> {
-            self.0.lock().unwrap().push(format!("finished {}", record.id));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("finished {}", record.id));
             Ok(())
         }
         fn approval_waiting(&self, step_id: &str) -> Result<(), String> {
@@ -126,8 +130,14 @@ mod tests {
         ids.sort();
         assert_eq!(ids, ["a", "inner/b"]);
         let grandchild = child.child("inner");
-        assert_eq!(grandchild.completed, HashMap::from([("b".to_string(), json!(3))]));
-        assert_eq!(grandchild.previous_attempts, HashMap::from([("b".to_string(), 2)]));
+        assert_eq!(
+            grandchild.completed,
+            HashMap::from([("b".to_string(), json!(3))])
+        );
+        assert_eq!(
+            grandchild.previous_attempts,
+            HashMap::from([("b".to_string(), 2)])
+        );
 
         grandchild.journal.step_started("b").unwrap();
         grandchild.journal.step_finished(&record("b")).unwrap();

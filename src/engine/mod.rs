@@ -133,7 +133,9 @@ impl Engine {
         nesting: Nesting,
         durable: Option<&'a Durable>,
     ) -> BoxFuture<'a, RunRecord> {
-        Box::pin(run::execute(self, workflow, input, cancel, nesting, durable))
+        Box::pin(run::execute(
+            self, workflow, input, cancel, nesting, durable,
+        ))
     }
 
     fn emit(&self, event: impl FnOnce() -> Event) {

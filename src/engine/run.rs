@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::Clock;
 use super::{
-    ApprovalRequest, Durable, EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord, StepStatus,
+    ApprovalRequest, Durable, EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus,
+    StepRecord, StepStatus,
 };
 use crate::agent::{AgentCard, DiscoveryError};
 use crate::template::{Renderer, Scope};

@@ -495,12 +495,20 @@ mod tests {
         let cases: [(&str, &str, &[&str]); 3] = [
             ("gate", "a", &["a", "gate"]),
             ("build/gate", "build/a", &["build/a", "build/gate"]),
-            ("build/check/gate", "build/check/a", &["build/check/a", "build/check/gate"]),
+            (
+                "build/check/gate",
+                "build/check/a",
+                &["build/check/a", "build/check/gate"],
+            ),
         ];
         for (stored_id, retry_from, rework) in cases {
             let (step, ids) = qualified(request.clone(), stored_id);
             assert_eq!(step.id, stored_id);
-            assert_eq!(step.on_reject.unwrap().retry_from, retry_from, "{stored_id}");
+            assert_eq!(
+                step.on_reject.unwrap().retry_from,
+                retry_from,
+                "{stored_id}"
+            );
             assert_eq!(ids, rework, "{stored_id}");
         }
     }
