@@ -1243,7 +1243,8 @@ steps:
         .output()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&text.stdout).contains("build/review"),
+        String::from_utf8_lossy(&text.stdout)
+            .contains("for approval at step `build/review`: Go on?"),
         "{}",
         String::from_utf8_lossy(&text.stdout)
     );
