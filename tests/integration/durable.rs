@@ -1311,3 +1311,52 @@ steps:
         attempts(&[(1, "completed")])
     );
 }
+
+#[tokio::test]
+async fn an_approval_in_a_grandchild_pauses_and_continues_the_whole_run() {
+    let agent = LegacyAgent::start("helper", &CHILD_SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("child.yaml"), child_text("")).unwrap();
+    std::fs::write(
+        directory.path().join("middle.yaml"),
+        "metadata: {id: middle-flow, name: Middle, version: 1.0.0}\nsteps:\n  - {id: inner, skill: execute_workflow, inputs: {workflow_id: child-flow, input: {text: '{{ workflow.input.text }}'}}}\n  - {id: done, skill: done, inputs: {ticket: '{{ steps.inner.outputs.ticket }}'}}\n",
+    )
+    .unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = child_engine(agent.url(), directory.path());
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let steps = "  - {id: outer, skill: execute_workflow, inputs: {workflow_id: middle-flow, input: {text: deep}}}\n";
+    let started = runner
+        .start(
+            workflow(steps),
+            "durable-test",
+            json!({}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let id = started.run.id;
+    assert_eq!(started.run.status, RunState::WaitingApproval);
+    let view = runner.view(&id).unwrap();
+    assert_eq!(view.approval.unwrap().step, "outer/inner/review");
+    let done = runner
+        .approve(
+            &id,
+            decision("ada", None, &[("ticket", "T-9")]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.run.status, RunState::Completed, "{:?}", done.run.error);
+    assert_eq!(done.run.result.unwrap(), json!({"ticket": "T-9"}));
+    assert_eq!((agent.calls("outline"), agent.calls("draft")), (1, 1));
+    assert_eq!((agent.calls("publish"), agent.calls("done")), (1, 1));
+    assert_eq!(
+        attempts_of(&store, &id, "outer/inner/draft"),
+        attempts(&[(1, "completed")])
+    );
+}
