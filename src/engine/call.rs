@@ -81,10 +81,11 @@ impl Run<'_> {
         let mut attempt = 1;
         loop {
             details.attempts = attempt;
+            // Qualified ids keep the keys of a child's steps apart from the parent's.
             let key = format!(
                 "{}:{}:{}",
                 self.id,
-                step.id,
+                self.event_name(step),
                 self.previous_attempts(step) + attempt
             );
             let error = match self.attempt(&call, &key, details).await {
@@ -224,9 +225,15 @@ impl Run<'_> {
         // The step's timeout bounds the whole child run: when it fires the
         // child is cancelled and given the chance to wind down.
         let child_cancel = cancel.child_token();
-        let child_run = self
-            .engine
-            .run_nested(loaded, input, child_cancel.clone(), nesting);
+        // A child of a durable run is durable too, journaled under `STEP/...`.
+        let child_durable = self.durable.map(|durable| durable.child(&step.id));
+        let child_run = self.engine.run_nested(
+            loaded,
+            input,
+            child_cancel.clone(),
+            nesting,
+            child_durable.as_ref(),
+        );
         tokio::pin!(child_run);
         let (child, timed_out) = tokio::select! {
             child = &mut child_run => (child, false),
@@ -243,8 +250,9 @@ impl Run<'_> {
                 humantime::format_duration(step.timeout())
             ))),
             RunStatus::Cancelled => Err(Failure::cancelled(step)),
-            // Child runs have no journal, so an approval in them fails rather than waits.
-            RunStatus::Failed | RunStatus::WaitingApproval => Err(fail(format!(
+            // Only a durable child waits; the whole run pauses with it.
+            RunStatus::WaitingApproval => Err(Failure::waiting(step)),
+            RunStatus::Failed => Err(fail(format!(
                 "workflow `{id}` failed: {}",
                 child.error.as_deref().unwrap_or("no error given")
             ))),

@@ -27,11 +27,16 @@ impl Run<'_> {
             .collect();
         let mut results = stream::iter(branches).buffer_unordered(limit);
         let mut failed: Option<Failure> = None;
+        let mut waiting: Option<Failure> = None;
         let mut cancelled = false;
         while let Some(result) = results.next().await {
             match result {
                 Ok(()) => {}
                 Err(failure) if failure.cancelled => cancelled = true,
+                // A branch paused for approval lets its siblings finish their work.
+                Err(failure) if failure.waiting => {
+                    waiting.get_or_insert(failure);
+                }
                 Err(failure) => {
                     if fail_fast {
                         group.cancel();
@@ -41,7 +46,8 @@ impl Run<'_> {
             }
         }
         drop(results);
-        if let Some(failure) = failed {
+        // A real failure outranks a pause: the run fails rather than waits.
+        if let Some(failure) = failed.or(waiting) {
             return Err(failure);
         }
         if cancelled {

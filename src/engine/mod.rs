@@ -13,7 +13,9 @@
 //! branch step id to that step's outputs; a conditional or switch step's
 //! outputs are those of the last step of the branch taken (`{}` if none ran).
 
+mod approval;
 mod call;
+mod child;
 mod containers;
 pub mod journal;
 pub mod record;
@@ -21,6 +23,7 @@ pub mod retry;
 mod run;
 pub mod source;
 
+pub use approval::ApprovalRequest;
 pub use journal::{Durable, Journal};
 pub use record::{RunRecord, RunStatus, StepRecord, StepStatus};
 pub use run::chain_of;
@@ -79,7 +82,8 @@ pub struct Engine {
 struct Nesting {
     /// Ids of the workflows that led here, outermost first (not this one).
     callers: Vec<String>,
-    /// Prepended to step ids in events.
+    /// Prepended to step ids in events and idempotency keys (`PARENT_STEP/`):
+    /// the same qualified ids the journal of a child run records.
     event_prefix: String,
 }
 
@@ -92,14 +96,16 @@ impl Engine {
         input: Value,
         cancel: CancellationToken,
     ) -> RunRecord {
-        self.run_nested(workflow, input, cancel, Nesting::default())
+        self.run_nested(workflow, input, cancel, Nesting::default(), None)
             .await
     }
 
     /// Run a stored run: steps in `durable.completed` are not run again, every
     /// other step is journaled as it starts and ends, and an approval step
     /// without a decision pauses the run (`RunStatus::WaitingApproval`).
-    /// Child runs of `execute_workflow` are not journaled.
+    /// Child runs of `execute_workflow` are journaled into the same run under
+    /// qualified step ids (`PARENT_STEP/CHILD_STEP`), and an approval in a
+    /// child pauses the whole run.
     pub async fn run_durable(
         &self,
         workflow: Arc<LoadedWorkflow>,
@@ -119,14 +125,17 @@ impl Engine {
     }
 
     /// Boxed so that `execute_workflow` can recurse into it.
-    fn run_nested(
-        &self,
+    fn run_nested<'a>(
+        &'a self,
         workflow: Arc<LoadedWorkflow>,
         input: Value,
         cancel: CancellationToken,
         nesting: Nesting,
-    ) -> BoxFuture<'_, RunRecord> {
-        Box::pin(run::execute(self, workflow, input, cancel, nesting, None))
+        durable: Option<&'a Durable>,
+    ) -> BoxFuture<'a, RunRecord> {
+        Box::pin(run::execute(
+            self, workflow, input, cancel, nesting, durable,
+        ))
     }
 
     fn emit(&self, event: impl FnOnce() -> Event) {

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::Clock;
 use super::{
-    Durable, EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord, StepStatus,
+    ApprovalRequest, Durable, EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus,
+    StepRecord, StepStatus,
 };
 use crate::agent::{AgentCard, DiscoveryError};
 use crate::template::{Renderer, Scope};
@@ -78,7 +79,9 @@ pub(super) struct Run<'e> {
     input: Value,
     renderer: Renderer,
     state: Mutex<State>,
-    durable: Option<&'e Durable>,
+    pub durable: Option<&'e Durable>,
+    /// What this run executes: an approval request names its steps.
+    workflow: Arc<LoadedWorkflow>,
 }
 
 pub(super) async fn execute(
@@ -138,6 +141,7 @@ pub(super) async fn execute(
                     records: Vec::new(),
                 }),
                 durable,
+                workflow: loaded.clone(),
             };
             run.drive(workflow, &cancel, &mut record).await;
             record.input = run.input;
@@ -334,12 +338,14 @@ impl Run<'_> {
                     Ok(())
                 }
                 Err(failure) => {
-                    record.status = if failure.cancelled {
-                        StepStatus::Cancelled
+                    // Waiting: an approval in its child run (or nested deeper) waits.
+                    (record.status, record.error) = if failure.waiting {
+                        (StepStatus::Waiting, None)
+                    } else if failure.cancelled {
+                        (StepStatus::Cancelled, Some(failure.message.clone()))
                     } else {
-                        StepStatus::Failed
+                        (StepStatus::Failed, Some(failure.message.clone()))
                     };
-                    record.error = Some(failure.message.clone());
                     Err(failure)
                 }
             };
@@ -380,6 +386,11 @@ impl Run<'_> {
         let slot = self.reserve_slot();
         let mut record = skipped(step);
         record.status = StepStatus::Waiting;
+        // The waiting attempt keeps what deciding needs: the store has the
+        // text of the top-level workflow only, not that of a child run.
+        let request = ApprovalRequest::new(step, &self.workflow.workflow.steps);
+        record.inputs = serde_json::to_value(request).ok();
+        self.journal(step, |journal| journal.step_finished(&record))?;
         self.finish(step, slot, record);
         Err(Failure::waiting(step))
     }

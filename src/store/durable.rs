@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::lease::HeldLease;
 use super::state::RunState;
-use super::{RunChange, RunJournal, RunStore, StoreError, StoredRun};
-use crate::engine::{Durable, Engine, RunRecord, RunStatus};
+use super::{Attempt, RunChange, RunJournal, RunStore, StoreError, StoredRun};
+use crate::engine::{ApprovalRequest, Durable, Engine, RunRecord, RunStatus};
 use crate::workflow::{LoadError, LoadedWorkflow, Step, StepType, TimeoutDecision, load_str};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,11 @@ pub struct Outcome {
 /// An approval step waiting for a decision.
 #[derive(Debug, Clone)]
 pub struct Waiting {
+    /// Its id and `on_reject.retry_from` qualified as stored: `PARENT_STEP/ID`
+    /// for an approval in a child run (`execute_workflow`).
     pub step: Step,
+    /// Qualified ids of the steps a rejection with `retry_from` runs again.
+    pub rework: Vec<String>,
     /// RFC 3339: when the run started waiting.
     pub since: String,
     /// When `on_timeout` decides, if the step has a timeout.
@@ -255,7 +259,7 @@ impl Runner<'_> {
                 missing,
             });
         }
-        self.record_decision(&run, &waiting.step, approved, decision)?;
+        self.record_decision(&run, &waiting, approved, decision)?;
         Ok(self.store.get(id)?)
     }
 
@@ -282,7 +286,9 @@ impl Runner<'_> {
         Ok(self.store.get(id)?)
     }
 
-    /// The approval step a waiting run stops at.
+    /// The approval step a waiting run stops at: the newest waiting attempt
+    /// of an approval (an `execute_workflow` step whose child waits is
+    /// `waiting` too, and is passed over).
     pub fn waiting(&self, run: &StoredRun, workflow: &LoadedWorkflow) -> Result<Waiting, RunError> {
         let not_waiting = || RunError::NotWaiting {
             id: run.id.clone(),
@@ -291,20 +297,18 @@ impl Runner<'_> {
         if run.status != RunState::WaitingApproval {
             return Err(not_waiting());
         }
-        let attempt = self
+        let (attempt, request) = self
             .store
             .attempts(&run.id)?
             .into_iter()
             .rev()
-            .find(|attempt| attempt.status == "waiting")
+            .filter(|attempt| attempt.status == "waiting")
+            .find_map(|attempt| {
+                let request = approval_request(&attempt, workflow)?;
+                Some((attempt, request))
+            })
             .ok_or_else(not_waiting)?;
-        let step = workflow
-            .workflow
-            .steps
-            .iter()
-            .find(|step| step.id == attempt.step_id && step.step_type == StepType::Approval)
-            .ok_or_else(not_waiting)?
-            .clone();
+        let (step, rework) = qualified(request, &attempt.step_id);
         let deadline = match (
             step.approval_timeout(),
             chrono::DateTime::parse_from_rfc3339(&attempt.started_at),
@@ -316,6 +320,7 @@ impl Runner<'_> {
         };
         Ok(Waiting {
             step,
+            rework,
             since: attempt.started_at,
             deadline,
         })
@@ -351,7 +356,7 @@ impl Runner<'_> {
     ) -> Result<Outcome, RunError> {
         let approved = waiting.step.on_timeout.unwrap_or_default() == TimeoutDecision::Approve;
         let decision = timeout_decision(&waiting.step);
-        self.record_decision(run, &waiting.step, approved, decision)?;
+        self.record_decision(run, waiting, approved, decision)?;
         self.continue_decided(&run.id, cancel).await
     }
 
@@ -359,11 +364,11 @@ impl Runner<'_> {
     fn record_decision(
         &self,
         run: &StoredRun,
-        step: &Step,
+        waiting: &Waiting,
         approved: bool,
         decision: Decision,
     ) -> Result<(), RunError> {
-        let workflow = stored_workflow(run)?;
+        let step = &waiting.step;
         let value = decision_value(approved, &decision);
         let retry_from = step
             .on_reject
@@ -374,16 +379,16 @@ impl Runner<'_> {
                 let mut change =
                     RunChange::new(RunState::InProgress, "human_approved", &decision.actor);
                 change.metadata = json!({"step": step.id, "comment": decision.comment, "fields": decision.fields});
-                (Vec::new(), change)
+                (&[][..], change)
             }
             (false, Some(from)) => (
-                steps_between(&workflow, from, &step.id),
+                waiting.rework.as_slice(),
                 rejected_change(step, &decision, Some(from)),
             ),
-            (false, None) => (Vec::new(), rejected_change(step, &decision, None)),
+            (false, None) => (&[][..], rejected_change(step, &decision, None)),
         };
         self.store
-            .decide(&run.id, &step.id, &value, &rerun, change)?;
+            .decide(&run.id, &step.id, &value, rerun, change)?;
         Ok(())
     }
 
@@ -520,25 +525,36 @@ fn rejected_change<'a>(
     change
 }
 
-/// Ids of the top-level steps from `from` to `to` (both included) and of every step nested in them.
-fn steps_between(workflow: &LoadedWorkflow, from: &str, to: &str) -> Vec<String> {
+/// What the waiting attempt recorded about its approval; for a run recorded
+/// before attempts carried it, the approval among the top-level steps.
+fn approval_request(attempt: &Attempt, workflow: &LoadedWorkflow) -> Option<ApprovalRequest> {
+    if let Some(inputs) = &attempt.inputs {
+        return serde_json::from_value(inputs.clone()).ok();
+    }
     let steps = &workflow.workflow.steps;
-    let start = steps.iter().position(|step| step.id == from);
-    let end = steps.iter().position(|step| step.id == to);
-    let (Some(start), Some(end)) = (start, end) else {
-        return Vec::new();
-    };
-    let mut ids = Vec::new();
-    fn walk(step: &Step, ids: &mut Vec<String>) {
-        ids.push(step.id.clone());
-        for child in step.children() {
-            walk(child, ids);
-        }
+    steps
+        .iter()
+        .find(|step| step.id == attempt.step_id && step.step_type == StepType::Approval)
+        .map(|step| ApprovalRequest::new(step, steps))
+}
+
+/// The request's step and rework ids as the store knows them: prefixed like
+/// `stored_id`, the approval's id as stored (`PARENT_STEP/ID` in a child run).
+fn qualified(request: ApprovalRequest, stored_id: &str) -> (Step, Vec<String>) {
+    let prefix = stored_id
+        .strip_suffix(request.approval.id.as_str())
+        .unwrap_or_default();
+    let mut step = request.approval;
+    step.id = stored_id.to_string();
+    if let Some(on_reject) = &mut step.on_reject {
+        on_reject.retry_from = format!("{prefix}{}", on_reject.retry_from);
     }
-    for step in &steps[start..=end.max(start)] {
-        walk(step, &mut ids);
-    }
-    ids
+    let rework = request
+        .rework
+        .into_iter()
+        .map(|id| format!("{prefix}{id}"))
+        .collect();
+    (step, rework)
 }
 
 #[cfg(test)]
@@ -546,17 +562,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rework_covers_the_steps_from_retry_from_to_the_approval() {
-        let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - {id: a, skill: s}\n  - id: b\n    step_type: parallel\n    branches: {steps: [{id: b1, skill: s}, {id: b2, skill: s}]}\n  - {id: gate, step_type: approval, title: T, on_reject: {retry_from: b}}\n  - {id: c, skill: s}\n";
+    fn requests_are_qualified_like_the_stored_step_id() {
+        let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - {id: a, skill: s}\n  - {id: gate, step_type: approval, title: T, on_reject: {retry_from: a}}\n";
         let workflow = load_str("x.yaml", text).unwrap();
-        let cases: [(&str, &str, &[&str]); 4] = [
-            ("b", "gate", &["b", "b1", "b2", "gate"]),
-            ("a", "gate", &["a", "b", "b1", "b2", "gate"]),
-            ("gate", "gate", &["gate"]),
-            ("missing", "gate", &[]),
+        let steps = &workflow.workflow.steps;
+        let request = ApprovalRequest::new(&steps[1], steps);
+        let cases: [(&str, &str, &[&str]); 3] = [
+            ("gate", "a", &["a", "gate"]),
+            ("build/gate", "build/a", &["build/a", "build/gate"]),
+            (
+                "build/check/gate",
+                "build/check/a",
+                &["build/check/a", "build/check/gate"],
+            ),
         ];
-        for (from, to, expected) in cases {
-            assert_eq!(steps_between(&workflow, from, to), expected, "{from}..{to}");
+        for (stored_id, retry_from, rework) in cases {
+            let (step, ids) = qualified(request.clone(), stored_id);
+            assert_eq!(step.id, stored_id);
+            assert_eq!(
+                step.on_reject.unwrap().retry_from,
+                retry_from,
+                "{stored_id}"
+            );
+            assert_eq!(ids, rework, "{stored_id}");
         }
     }
 

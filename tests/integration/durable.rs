@@ -1042,3 +1042,659 @@ async fn pallet_run_writes_its_outputs_when_the_end_of_the_run_cannot_be_recorde
     assert_eq!(store.get(&id).unwrap().status, RunState::Completed);
     assert_eq!((agent.calls("first"), agent.calls("last")), (1, 1));
 }
+
+// ---------------------------------------------------------------------------
+// Approvals inside child runs (`execute_workflow`): the child is journaled into
+// the parent's run under `PARENT_STEP/CHILD_STEP` ids and its approval pauses
+// the whole run.
+// ---------------------------------------------------------------------------
+
+const CHILD_SKILLS: [&str; 6] = ["prepare", "outline", "draft", "publish", "done", "finish"];
+
+/// The child workflow: an approval between a draft and its publication.
+fn child_text(on_reject: &str) -> String {
+    format!(
+        "metadata: {{id: child-flow, name: Child, version: 1.0.0}}
+steps:
+  - {{id: outline, skill: outline, inputs: {{text: '{{{{ workflow.input.text }}}}'}}}}
+  - {{id: draft, skill: draft, inputs: {{text: '{{{{ steps.outline.outputs.text }}}}'}}}}
+  - id: review
+    step_type: approval
+    title: Publish the child's draft?
+    required: [ticket]
+{on_reject}  - id: publish
+    skill: publish
+    inputs:
+      approved: '{{{{ steps.review.outputs.approved }}}}'
+      ticket: '{{{{ steps.review.outputs.fields.ticket }}}}'
+      draft: '{{{{ steps.draft.outputs.text }}}}'
+"
+    )
+}
+
+/// The parent: a step before the child run and one that reads the child's output.
+const PARENT_FLOW: &str = "  - {id: prepare, skill: prepare, inputs: {text: '{{ workflow.input.text }}'}}
+  - id: build
+    skill: execute_workflow
+    inputs: {workflow_id: child-flow, input: {text: '{{ steps.prepare.outputs.text }}'}}
+  - {id: finish, skill: finish, inputs: {ticket: '{{ steps.build.outputs.ticket }}', approved: '{{ steps.build.outputs.approved }}'}}
+";
+
+/// An engine whose `execute_workflow` finds the child in `dir`.
+fn child_engine(url: String, dir: &Path) -> Engine {
+    Engine {
+        discovery: Arc::new(StaticDiscovery::new(vec![url])),
+        client: AgentClient::new(),
+        workflows: Arc::new(pallet::engine::DirectorySource::new(dir)),
+        events: None,
+    }
+}
+
+/// `(attempt, status)` of each attempt of `step`, in order.
+fn attempts_of(store: &RunStore, id: &str, step: &str) -> Vec<(u32, String)> {
+    store
+        .attempts(id)
+        .unwrap()
+        .into_iter()
+        .filter(|attempt| attempt.step_id == step)
+        .map(|attempt| (attempt.attempt, attempt.status))
+        .collect()
+}
+
+fn attempts(expected: &[(u32, &str)]) -> Vec<(u32, String)> {
+    expected
+        .iter()
+        .map(|(attempt, status)| (*attempt, status.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_child_approval_pauses_the_run_and_approve_continues_the_child_then_the_parent() {
+    let agent = LegacyAgent::start("helper", &CHILD_SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("child.yaml"), child_text("")).unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = child_engine(agent.url(), directory.path());
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let outcome = runner
+        .start(
+            workflow(PARENT_FLOW),
+            "durable-test",
+            json!({"text": "hello"}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let id = outcome.run.id.clone();
+    assert_eq!(
+        outcome.run.status,
+        RunState::WaitingApproval,
+        "{:?}",
+        outcome.run.error
+    );
+    assert_eq!((agent.calls("prepare"), agent.calls("draft")), (1, 1));
+    assert_eq!(agent.calls("publish"), 0);
+    assert_eq!(agent.calls("finish"), 0);
+    assert_eq!(
+        attempts_of(&store, &id, "build/draft"),
+        attempts(&[(1, "completed")])
+    );
+    assert_eq!(
+        attempts_of(&store, &id, "build/review"),
+        attempts(&[(1, "waiting")])
+    );
+    assert_eq!(
+        attempts_of(&store, &id, "build"),
+        attempts(&[(1, "waiting")])
+    );
+    let view = runner.view(&id).unwrap();
+    let approval = view.approval.as_ref().expect("a pending approval");
+    assert_eq!(approval.step, "build/review");
+    assert_eq!(
+        approval.title.as_deref(),
+        Some("Publish the child's draft?")
+    );
+    assert_eq!(approval.required, ["ticket"]);
+
+    let missing = runner
+        .approve(&id, decision("ada", None, &[]), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "the approval of step `build/review` lacks the required field(s) ticket"
+    );
+    let outcome = runner
+        .approve(
+            &id,
+            decision("ada", Some("go"), &[("ticket", "OPS-7")]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.run.status,
+        RunState::Completed,
+        "{:?}",
+        outcome.run.error
+    );
+    // The child's later step read the decision, and its output reached the parent.
+    assert_eq!(
+        outcome.run.result.unwrap(),
+        json!({"ticket": "OPS-7", "approved": true})
+    );
+    let publish = store
+        .attempts(&id)
+        .unwrap()
+        .into_iter()
+        .find(|attempt| attempt.step_id == "build/publish")
+        .unwrap();
+    assert_eq!(
+        publish.inputs.unwrap(),
+        json!({"approved": true, "ticket": "OPS-7", "draft": "hello"})
+    );
+    assert_eq!(
+        (
+            agent.calls("prepare"),
+            agent.calls("outline"),
+            agent.calls("draft")
+        ),
+        (1, 1, 1),
+        "completed steps of the parent and the child are not run again"
+    );
+    assert_eq!((agent.calls("publish"), agent.calls("finish")), (1, 1));
+    assert_eq!(
+        attempts_of(&store, &id, "build"),
+        attempts(&[(1, "waiting"), (2, "completed")])
+    );
+    let history = store.history(&id).unwrap();
+    assert_eq!(history[3].trigger, "human_approved");
+    assert_eq!(history[3].metadata["step"], "build/review");
+}
+
+#[tokio::test]
+async fn rejecting_a_child_approval_fails_the_run_naming_the_child_step() {
+    let agent = LegacyAgent::start("helper", &CHILD_SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("child.yaml"), child_text("")).unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = child_engine(agent.url(), directory.path());
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let started = runner
+        .start(
+            workflow(PARENT_FLOW),
+            "durable-test",
+            json!({"text": "hello"}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let failed = runner
+        .reject(
+            &started.run.id,
+            decision("bob", Some("not yet"), &[]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.run.status, RunState::Failed);
+    assert_eq!(
+        failed.run.error.as_deref(),
+        Some("approval step `build/review` was rejected by bob: not yet")
+    );
+    assert_eq!((agent.calls("publish"), agent.calls("finish")), (0, 0));
+    assert_eq!(
+        triggers(&store, &failed.run.id).last().unwrap(),
+        "human_rejected:failed"
+    );
+}
+
+#[tokio::test]
+async fn rejecting_a_child_approval_with_rework_runs_the_child_again_from_retry_from() {
+    let agent = LegacyAgent::start("helper", &CHILD_SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("child.yaml"),
+        child_text("    on_reject: {retry_from: draft}\n"),
+    )
+    .unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = child_engine(agent.url(), directory.path());
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let started = runner
+        .start(
+            workflow(PARENT_FLOW),
+            "durable-test",
+            json!({"text": "hello"}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let id = started.run.id;
+    let reworked = runner
+        .reject(
+            &id,
+            decision("bob", Some("redo"), &[]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reworked.run.status, RunState::WaitingApproval);
+    assert_eq!(
+        (
+            agent.calls("prepare"),
+            agent.calls("outline"),
+            agent.calls("draft")
+        ),
+        (1, 1, 2),
+        "only the child steps from retry_from run again"
+    );
+    assert_eq!(
+        attempts_of(&store, &id, "build/draft"),
+        attempts(&[(1, "superseded"), (2, "completed")])
+    );
+    assert_eq!(
+        attempts_of(&store, &id, "build/outline"),
+        attempts(&[(1, "completed")])
+    );
+    assert_eq!(
+        attempts_of(&store, &id, "build/review"),
+        attempts(&[(1, "superseded"), (2, "waiting")])
+    );
+    let history = store.history(&id).unwrap();
+    assert_eq!(history[3].metadata["retry_from"], "build/draft");
+
+    let done = runner
+        .approve(
+            &id,
+            decision("bob", None, &[("ticket", "T-2")]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.run.status, RunState::Completed, "{:?}", done.run.error);
+    assert_eq!(done.run.result.unwrap()["ticket"], "T-2");
+    assert_eq!(agent.calls("draft"), 2);
+    assert_eq!((agent.calls("publish"), agent.calls("finish")), (1, 1));
+}
+
+#[tokio::test]
+async fn child_steps_send_stable_keys_under_their_qualified_ids() {
+    let (url, keys) = key_recording_agent().await;
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("child.yaml"),
+        "metadata: {id: child-flow, name: Child, version: 1.0.0}\nsteps:\n  - {id: draft, skill: first}\n  - {id: gate, step_type: approval, title: Go?, on_reject: {retry_from: draft}}\n  - {id: publish, skill: last}\n",
+    )
+    .unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = child_engine(url, directory.path());
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let steps = "  - {id: draft, skill: first}\n  - {id: build, skill: execute_workflow, inputs: {workflow_id: child-flow}}\n";
+    let started = runner
+        .start(
+            workflow(steps),
+            "durable-test",
+            json!({}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let id = started.run.id;
+    runner
+        .reject(&id, decision("bob", None, &[]), CancellationToken::new())
+        .await
+        .unwrap();
+    let done = runner
+        .approve(&id, decision("bob", None, &[]), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(done.run.status, RunState::Completed, "{:?}", done.run.error);
+    assert_eq!(
+        *keys.lock().unwrap(),
+        [
+            format!("{id}:draft:1"),
+            format!("{id}:build/draft:1"),
+            format!("{id}:build/draft:2"),
+            format!("{id}:build/publish:1")
+        ],
+        "the child's draft has its own key, and its rework a new one"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_child_approval_applies_its_timeout_decision() {
+    let agent = LegacyAgent::start("helper", &CHILD_SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let child = |on_timeout: &str| {
+        format!(
+            "metadata: {{id: child-{on_timeout}, name: Child, version: 1.0.0}}\nsteps:\n  - {{id: gate, step_type: approval, title: Go?, timeout: 0.2, on_timeout: {on_timeout}}}\n  - {{id: publish, skill: publish, inputs: {{approved: '{{{{ steps.gate.outputs.approved }}}}', actor: '{{{{ steps.gate.outputs.actor }}}}'}}}}\n"
+        )
+    };
+    for on_timeout in ["approve", "reject"] {
+        std::fs::write(
+            directory.path().join(format!("{on_timeout}.yaml")),
+            child(on_timeout),
+        )
+        .unwrap();
+    }
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = child_engine(agent.url(), directory.path());
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let parent = |on_timeout: &str| {
+        workflow(&format!(
+            "  - {{id: build, skill: execute_workflow, inputs: {{workflow_id: child-{on_timeout}}}}}\n"
+        ))
+    };
+    let mut ids = Vec::new();
+    for on_timeout in ["approve", "reject"] {
+        let started = runner
+            .start(
+                parent(on_timeout),
+                "durable-test",
+                json!({}),
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(started.run.status, RunState::WaitingApproval);
+        ids.push(started.run.id);
+    }
+    let early = runner
+        .resume(&ids[0], CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        early.to_string(),
+        format!("run `{}` waits for approval at step `build/gate`", ids[0])
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let resumed = runner
+        .resume(&ids[0], CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        resumed.run.status,
+        RunState::Completed,
+        "{:?}",
+        resumed.run.error
+    );
+    assert_eq!(
+        resumed.run.result.unwrap(),
+        json!({"approved": true, "actor": "timeout"})
+    );
+    // Looking at a run past a rejecting deadline fails it.
+    let view = runner.view(&ids[1]).unwrap();
+    assert_eq!(view.run.status, RunState::Failed);
+    assert_eq!(
+        view.run.error.as_deref(),
+        Some("approval step `build/gate` was rejected by timeout: no decision within 200ms")
+    );
+    assert_eq!(agent.calls("publish"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_after_a_child_approval_resumes_without_running_completed_steps_again() {
+    let agent = LegacyAgent::start("helper", &CHILD_SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let workflows = directory.path().join("workflows");
+    std::fs::create_dir(&workflows).unwrap();
+    std::fs::write(
+        workflows.join("child.yaml"),
+        "metadata: {id: child-flow, name: Child, version: 1.0.0}
+steps:
+  - {id: draft, skill: draft, inputs: {text: '{{ workflow.input.text }}'}}
+  - {id: review, step_type: approval, title: Go on?}
+  - {id: publish, skill: publish, inputs: {approved: '{{ steps.review.outputs.approved }}'}}
+  - {id: slow, skill: sleep, inputs: {ms: 1500}}
+  - {id: done, skill: done, inputs: {draft: '{{ steps.draft.outputs.text }}', slow: '{{ steps.slow.outputs.ms }}'}}
+",
+    )
+    .unwrap();
+    let file = directory.path().join("parent.yaml");
+    std::fs::write(
+        &file,
+        workflow_text(
+            "  - {id: prepare, skill: prepare, inputs: {text: '{{ workflow.input.text }}'}}
+  - id: build
+    skill: execute_workflow
+    inputs: {workflow_id: child-flow, input: {text: '{{ steps.prepare.outputs.text }}'}}
+  - {id: finish, skill: finish, inputs: {draft: '{{ steps.build.outputs.draft }}'}}
+",
+        ),
+    )
+    .unwrap();
+    let binary = env!("CARGO_BIN_EXE_pallet");
+    let pallet = |args: &[&str]| {
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .args(["--agent", &agent.url(), "--workflows-dir"])
+            .arg(&workflows)
+            .env_remove("PALLET_AGENTS")
+            .env_remove("PALLET_WORKFLOWS_DIR");
+        command
+    };
+    let file_arg = file.display().to_string();
+    let out = directory.path().join("out").display().to_string();
+    let run = tokio::task::spawn_blocking({
+        let mut command = pallet(&[
+            "run", "--json", "--file", &file_arg, "--out", &out, "--input", "text=hi",
+        ]);
+        move || command.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let record: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(record["status"], "waiting_approval");
+    let id = record["run_id"].as_str().unwrap().to_string();
+
+    let shown = Command::new(binary)
+        .args(["runs", "show", &id, "--json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let view: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(view["status"], "waiting_approval");
+    assert_eq!(view["approval"]["step"], "build/review");
+    assert_eq!(view["approval"]["title"], "Go on?");
+    let text = Command::new(binary)
+        .args(["runs", "show", &id, "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("for approval at step `build/review`: Go on?"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+
+    // Approve in a process that is killed once `build/publish` completed and
+    // `build/slow` is in flight.
+    let mut approving = pallet(&["approve", &id, "--actor", "ada"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db_for_wait = db.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&db_for_wait, "step `build/slow` in flight", |store, id| {
+            let attempts = store.attempts(id).unwrap_or_default();
+            let status = |step: &str| {
+                attempts
+                    .iter()
+                    .rev()
+                    .find(|attempt| attempt.step_id == step)
+                    .map(|attempt| attempt.status.clone())
+            };
+            status("build/publish").as_deref() == Some("completed")
+                && status("build/slow").as_deref() == Some("running")
+        })
+    })
+    .await
+    .unwrap();
+    let pid = i32::try_from(approving.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert!(!approving.wait().unwrap().success());
+    let store = RunStore::open(&db).unwrap();
+    assert_eq!(store.get(&id).unwrap().status, RunState::InProgress);
+
+    let resume = tokio::task::spawn_blocking({
+        let mut command = pallet(&["resume", &id, "--json"]);
+        move || command.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        resume.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resume.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&resume.stdout).unwrap();
+    assert_eq!(shown["status"], "completed", "{shown}");
+    assert_eq!(shown["result"], json!({"draft": "hi"}));
+    let calls: Vec<u32> = ["prepare", "draft", "publish", "sleep", "done", "finish"]
+        .iter()
+        .map(|skill| agent.calls(skill))
+        .collect();
+    assert_eq!(
+        calls,
+        [1, 1, 1, 2, 1, 1],
+        "only the interrupted child step runs again"
+    );
+    assert_eq!(
+        attempts_of(&store, &id, "build/slow"),
+        attempts(&[(1, "interrupted"), (2, "completed")])
+    );
+    assert_eq!(
+        attempts_of(&store, &id, "build/review"),
+        attempts(&[(1, "completed")])
+    );
+}
+
+#[tokio::test]
+async fn an_approval_in_a_grandchild_pauses_and_continues_the_whole_run() {
+    let agent = LegacyAgent::start("helper", &CHILD_SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("child.yaml"), child_text("")).unwrap();
+    std::fs::write(
+        directory.path().join("middle.yaml"),
+        "metadata: {id: middle-flow, name: Middle, version: 1.0.0}\nsteps:\n  - {id: inner, skill: execute_workflow, inputs: {workflow_id: child-flow, input: {text: '{{ workflow.input.text }}'}}}\n  - {id: done, skill: done, inputs: {ticket: '{{ steps.inner.outputs.ticket }}'}}\n",
+    )
+    .unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = child_engine(agent.url(), directory.path());
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let steps = "  - {id: outer, skill: execute_workflow, inputs: {workflow_id: middle-flow, input: {text: deep}}}\n";
+    let started = runner
+        .start(
+            workflow(steps),
+            "durable-test",
+            json!({}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let id = started.run.id;
+    assert_eq!(started.run.status, RunState::WaitingApproval);
+    let view = runner.view(&id).unwrap();
+    assert_eq!(view.approval.unwrap().step, "outer/inner/review");
+    let done = runner
+        .approve(
+            &id,
+            decision("ada", None, &[("ticket", "T-9")]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.run.status, RunState::Completed, "{:?}", done.run.error);
+    assert_eq!(done.run.result.unwrap(), json!({"ticket": "T-9"}));
+    assert_eq!((agent.calls("outline"), agent.calls("draft")), (1, 1));
+    assert_eq!((agent.calls("publish"), agent.calls("done")), (1, 1));
+    assert_eq!(
+        attempts_of(&store, &id, "outer/inner/draft"),
+        attempts(&[(1, "completed")])
+    );
+}
+
+/// An approval in one parallel branch pauses the run without cancelling its
+/// siblings: their work completes once and is not repeated after the decision.
+#[tokio::test]
+async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = engine(&agent);
+    let runner = Runner {
+        store: &store,
+        engine: &engine,
+        actor: "starter".to_string(),
+    };
+    let flow = "  - id: group
+    step_type: parallel
+    branches:
+      steps:
+        - {id: gate, step_type: approval, title: Go on?}
+        - {id: slow, skill: sleep, inputs: {ms: 300}}
+  - {id: after, skill: last, inputs: {approved: '{{ steps.gate.outputs.approved }}'}}
+";
+    let outcome = runner
+        .start(workflow(flow), "durable-test", json!({}), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome.run.status, RunState::WaitingApproval);
+    let slow: Vec<String> = store
+        .attempts(&outcome.run.id)
+        .unwrap()
+        .into_iter()
+        .filter(|attempt| attempt.step_id == "slow")
+        .map(|attempt| attempt.status)
+        .collect();
+    assert_eq!(slow, ["completed"], "the sibling ran to its end once");
+    let approved = runner
+        .approve(
+            &outcome.run.id,
+            decision("ada", None, &[]),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(approved.run.status, RunState::Completed);
+    assert_eq!(agent.calls("sleep"), 1, "the completed sibling is not run again");
+    assert_eq!(agent.calls("last"), 1);
+}
