@@ -1652,14 +1652,20 @@ async fn an_approval_in_a_grandchild_pauses_and_continues_the_whole_run() {
     );
 }
 
-/// An approval in one parallel branch pauses the run without cancelling its
-/// siblings: their work completes once and is not repeated after the decision.
+/// An approval in a child run on one parallel branch pauses the run without
+/// cancelling the sibling branch: its work completes once and is not repeated
+/// after the decision.
 #[tokio::test]
 async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
     let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("gated.yaml"),
+        "metadata: {id: gated, name: Gated, version: 1.0.0}\nsteps:\n  - {id: gate, step_type: approval, title: Go on?}\n",
+    )
+    .unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
-    let engine = engine(&agent);
+    let engine = child_engine(agent.url(), directory.path());
     let runner = Runner {
         store: &store,
         engine: &engine,
@@ -1669,12 +1675,17 @@ async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
     step_type: parallel
     branches:
       steps:
-        - {id: gate, step_type: approval, title: Go on?}
+        - {id: gated, skill: execute_workflow, inputs: {workflow_id: gated, input: {}}}
         - {id: slow, skill: sleep, inputs: {ms: 300}}
-  - {id: after, skill: last, inputs: {approved: '{{ steps.gate.outputs.approved }}'}}
+  - {id: after, skill: last, inputs: {approved: '{{ steps.gated.outputs.approved }}'}}
 ";
     let outcome = runner
-        .start(workflow(flow), "durable-test", json!({}), CancellationToken::new())
+        .start(
+            workflow(flow),
+            "durable-test",
+            json!({}),
+            CancellationToken::new(),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.run.status, RunState::WaitingApproval);
@@ -1694,7 +1705,16 @@ async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
         )
         .await
         .unwrap();
-    assert_eq!(approved.run.status, RunState::Completed);
-    assert_eq!(agent.calls("sleep"), 1, "the completed sibling is not run again");
+    assert_eq!(
+        approved.run.status,
+        RunState::Completed,
+        "{:?}",
+        approved.run.error
+    );
+    assert_eq!(
+        agent.calls("sleep"),
+        1,
+        "the completed sibling is not run again"
+    );
     assert_eq!(agent.calls("last"), 1);
 }
