@@ -16,7 +16,7 @@ use super::types::{self, AdvanceRequest, Trigger, decode_cursor, encode_cursor};
 use super::{ApiError, AppState, SERVICE_ACTOR};
 use crate::engine::SourceError;
 use crate::store::RunState;
-use crate::store::durable::Decision;
+use crate::store::durable::{Decision, RunError, stored_workflow};
 
 /// One route: its path (OpenAPI syntax, which axum 0.8 shares), method, handler.
 pub struct Route {
@@ -38,6 +38,7 @@ pub fn routes() -> Vec<Route> {
         route("/workflows/{id}/history", Method::GET, get(history)),
         route("/workflows/{id}/advance", Method::POST, post(advance)),
         route("/workflows/{id}/cancel", Method::POST, post(cancel)),
+        route("/workflows/{id}/resume", Method::POST, post(resume)),
         route("/health", Method::GET, get(health)),
         route("/openapi.json", Method::GET, get(openapi)),
     ]
@@ -149,6 +150,11 @@ async fn advance(
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     let request: AdvanceRequest = types::typed(body)?;
+    if request.trigger == Trigger::AgentComplete {
+        // An unknown run is still a 404.
+        state.store.get(&id)?;
+        return Err(ApiError::AgentCompleteNotPostable);
+    }
     let approved = request.trigger == Trigger::HumanApproved;
     if request
         .phase_result
@@ -184,6 +190,41 @@ async fn cancel(
     state.runner(SERVICE_ACTOR).cancel(&id)?;
     state.stop_executing(&id);
     Ok(Json(view(&state, &id)?))
+}
+
+/// Continue an interrupted run, or apply an expired approval's `on_timeout`,
+/// in the background (as `pallet resume` does in the foreground).
+async fn resume(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let runner = state.runner(SERVICE_ACTOR);
+    // A timeout that only fails the run is applied here and now.
+    if runner.fail_expired(&id)? {
+        return Ok(Json(view(&state, &id)?).into_response());
+    }
+    let run = state.store.get(&id)?;
+    match run.status {
+        RunState::Pending | RunState::InProgress => {
+            if state.lock_executing().contains_key(&id) {
+                return Err(ApiError::Executing { id });
+            }
+        }
+        RunState::WaitingApproval => {
+            let workflow = stored_workflow(&run)?;
+            let waiting = runner.waiting(&run, &workflow)?;
+            if !waiting.expired() {
+                return Err(RunError::Waiting {
+                    id,
+                    step: waiting.step.id,
+                }
+                .into());
+            }
+        }
+        status => return Err(RunError::Ended { id, status }.into()),
+    }
+    state.continue_in_background(id.clone());
+    Ok((StatusCode::ACCEPTED, Json(view(&state, &id)?)).into_response())
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {

@@ -29,6 +29,38 @@ pub enum DurableCommand {
     Resume(ResumeArgs),
 }
 
+impl DurableCommand {
+    /// The `--server` options of any durable-run command.
+    pub fn server(&self) -> &ServerArgs {
+        match self {
+            DurableCommand::Runs(args) => &args.server,
+            DurableCommand::Approve(args) => &args.engine.server,
+            DurableCommand::Reject(args) => &args.engine.server,
+            DurableCommand::Cancel(args) => &args.server,
+            DurableCommand::Resume(args) => &args.engine.server,
+        }
+    }
+}
+
+/// A running `pallet serve` to work against instead of the local database.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Work against this running `pallet serve` (http://HOST:PORT) instead of the local
+    /// database; its own workflows, agents and database are used.
+    #[arg(long, value_name = "URL", env = "PALLET_SERVER", global = true)]
+    pub server: Option<String>,
+
+    /// The service's bearer token (its PALLET_API_TOKEN).
+    #[arg(
+        long,
+        env = "PALLET_API_TOKEN",
+        hide_env_values = true,
+        hide = true,
+        global = true
+    )]
+    pub token: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// The run database (SQLite).
@@ -51,6 +83,8 @@ pub struct RunsArgs {
     pub json: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,16 +95,21 @@ pub enum RunsCommand {
     History { id: String },
 }
 
-/// Where the engine finds agents and child workflows when a run continues.
+/// Where the engine finds agents and child workflows when a run continues
+/// (as `pallet run` finds them), or the service that continues it.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
     #[command(flatten)]
     pub sources: super::args::SourceArgs,
+    #[command(flatten)]
+    pub registry: super::args::RegistryArgs,
     /// Print the run as JSON on stdout.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -104,8 +143,13 @@ pub struct CancelArgs {
     pub id: String,
     #[arg(long)]
     pub actor: Option<String>,
+    /// Print the run as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
