@@ -8,13 +8,13 @@ use clap::{Args, Subcommand};
 pub enum DurableCommand {
     /// List stored runs, newest first; `runs show ID` and `runs history ID` for one run.
     #[command(
-        after_help = "Examples:\n  pallet runs --status waiting_approval\n  pallet runs show 0b6f... --json | jq .progress\n  pallet runs history 0b6f...\n\nThe database is $XDG_DATA_HOME/pallet/pallet.db (else ~/.local/share/pallet/pallet.db); --db or PALLET_DB override it."
+        after_help = "Examples:\n  pallet runs --status waiting_approval\n  pallet runs show 0b6f... --json | jq .progress\n  pallet runs history 0b6f...\n  PALLET_SERVER=http://127.0.0.1:8080 pallet runs --status waiting_approval\n\nThe database is $XDG_DATA_HOME/pallet/pallet.db (else ~/.local/share/pallet/pallet.db); --db or PALLET_DB override it.\nWith --server URL (or PALLET_SERVER) runs, approve, reject, cancel and resume work against a running\n`pallet serve` instead; its token is read from PALLET_API_TOKEN."
     )]
     Runs(RunsArgs),
 
     /// Approve the approval step a run waits at, then continue the run here.
     #[command(
-        after_help = "Examples:\n  pallet approve 0b6f... --comment 'looks good' --field ticket=OPS-12\n\nExit status: 0 the run completed or waits for another approval, 1 it failed, 2 bad input (unknown run, missing fields, run not waiting)."
+        after_help = "Examples:\n  pallet approve 0b6f... --comment 'looks good' --field ticket=OPS-12\n  pallet approve 0b6f... --server http://127.0.0.1:8080   # the service continues the run\n\nExit status: 0 the run completed or waits for another approval, 1 it failed, 2 bad input (unknown run, missing fields, run not waiting)."
     )]
     Approve(ApproveArgs),
 
