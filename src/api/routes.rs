@@ -198,12 +198,25 @@ async fn resume(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let status = if resumable(&state, &id)? {
+        state.continue_in_background(id.clone());
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(&state, &id)?)).into_response())
+}
+
+/// Whether run `id` is to be continued: refused (409) when it waits for a
+/// human, has ended or already executes here; `false` when the timeout of its
+/// expired approval just failed it, so nothing is left to run.
+fn resumable(state: &AppState, id: &str) -> Result<bool, ApiError> {
     let runner = state.runner(SERVICE_ACTOR);
-    // A timeout that only fails the run is applied here and now.
-    if runner.fail_expired(&id)? {
-        return Ok(Json(view(&state, &id)?).into_response());
+    if runner.fail_expired(id)? {
+        return Ok(false);
     }
-    let run = state.store.get(&id)?;
+    let run = state.store.get(id)?;
+    let id = id.to_string();
     match run.status {
         RunState::Pending | RunState::InProgress => {
             if state.lock_executing().contains_key(&id) {
@@ -214,17 +227,13 @@ async fn resume(
             let workflow = stored_workflow(&run)?;
             let waiting = runner.waiting(&run, &workflow)?;
             if !waiting.expired() {
-                return Err(RunError::Waiting {
-                    id,
-                    step: waiting.step.id,
-                }
-                .into());
+                let step = waiting.step.id;
+                return Err(RunError::Waiting { id, step }.into());
             }
         }
         status => return Err(RunError::Ended { id, status }.into()),
     }
-    state.continue_in_background(id.clone());
-    Ok((StatusCode::ACCEPTED, Json(view(&state, &id)?)).into_response())
+    Ok(true)
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {

@@ -1,5 +1,6 @@
 //! Durable runs from the command line: `pallet runs [show|history]`,
-//! `approve`, `reject`, `cancel` and `resume`, against the local run database.
+//! `approve`, `reject`, `cancel` and `resume`, against the local run database
+//! (with `--server URL` against a running service: `remote.rs`).
 //!
 //! Exit status: 0 the run completed or waits for approval, 1 it failed or was
 //! cancelled (or the database failed), 2 bad input: unknown run id, missing
