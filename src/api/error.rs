@@ -36,6 +36,12 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(
+        "trigger `agent_complete` cannot be posted: pallet's runner records agent completion itself; post `human_approved` or `human_rejected` to decide an approval"
+    )]
+    AgentCompleteNotPostable,
+    #[error("run `{id}` is already executing in this service")]
+    Executing { id: String },
     #[error("missing or wrong bearer token (set `Authorization: Bearer <PALLET_API_TOKEN>`)")]
     Unauthorized,
     #[error("no route {method} {path}")]
@@ -102,6 +108,7 @@ impl ApiError {
             }
             ApiError::WorkflowUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Run(error) => run_status(error),
+            ApiError::AgentCompleteNotPostable | ApiError::Executing { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -153,6 +160,8 @@ mod tests {
             (ApiError::TooLarge { limit: 1 }, 413),
             (ApiError::invalid("short"), 422),
             (ApiError::Unauthorized, 401),
+            (ApiError::AgentCompleteNotPostable, 409),
+            (ApiError::Executing { id: "x".into() }, 409),
             (ApiError::from(StoreError::NotFound { id: "x".into() }), 404),
             (
                 ApiError::from(StoreError::Transition(InvalidTransition {

@@ -86,7 +86,7 @@ fn paths() -> Value {
                     "200": run_response("The run after the decision"),
                     "400": problem("The body is not JSON"),
                     "404": problem("No such run"),
-                    "409": problem("The run does not wait for approval"),
+                    "409": problem("The run does not wait for approval, or the trigger is agent_complete (the runner records agent completion itself)"),
                     "422": problem("Invalid trigger or missing required fields")
                 }
             }
@@ -99,6 +99,18 @@ fn paths() -> Value {
                     "200": run_response("The cancelled run"),
                     "404": problem("No such run"),
                     "409": problem("The run has ended")
+                }
+            }
+        },
+        "/workflows/{id}/resume": {
+            "post": {
+                "summary": "Continue an interrupted run, or apply an expired approval's on_timeout; the run continues in the background",
+                "parameters": [id_parameter()],
+                "responses": {
+                    "202": run_response("The run, continuing in the background"),
+                    "200": run_response("The run, failed by its expired approval's on_timeout: reject"),
+                    "404": problem("No such run"),
+                    "409": problem("The run waits for an approval that has not expired, has ended, or is already executing in this service")
                 }
             }
         },
@@ -155,7 +167,7 @@ fn schemas() -> Value {
             "additionalProperties": false,
             "required": ["trigger"],
             "properties": {
-                "trigger": {"type": "string", "enum": ["human_approved", "human_rejected"]},
+                "trigger": {"type": "string", "enum": ["human_approved", "human_rejected", "agent_complete"], "description": "agent_complete is refused with 409: the runner records agent completion itself"},
                 "phase_result": {
                     "type": "object",
                     "additionalProperties": false,

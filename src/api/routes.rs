@@ -16,7 +16,7 @@ use super::types::{self, AdvanceRequest, Trigger, decode_cursor, encode_cursor};
 use super::{ApiError, AppState, SERVICE_ACTOR};
 use crate::engine::SourceError;
 use crate::store::RunState;
-use crate::store::durable::Decision;
+use crate::store::durable::{Decision, RunError, stored_workflow};
 
 /// One route: its path (OpenAPI syntax, which axum 0.8 shares), method, handler.
 pub struct Route {
@@ -38,6 +38,7 @@ pub fn routes() -> Vec<Route> {
         route("/workflows/{id}/history", Method::GET, get(history)),
         route("/workflows/{id}/advance", Method::POST, post(advance)),
         route("/workflows/{id}/cancel", Method::POST, post(cancel)),
+        route("/workflows/{id}/resume", Method::POST, post(resume)),
         route("/health", Method::GET, get(health)),
         route("/openapi.json", Method::GET, get(openapi)),
     ]
@@ -149,6 +150,11 @@ async fn advance(
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     let request: AdvanceRequest = types::typed(body)?;
+    if request.trigger == Trigger::AgentComplete {
+        // An unknown run is still a 404.
+        state.store.get(&id)?;
+        return Err(ApiError::AgentCompleteNotPostable);
+    }
     let approved = request.trigger == Trigger::HumanApproved;
     if request
         .phase_result
@@ -184,6 +190,50 @@ async fn cancel(
     state.runner(SERVICE_ACTOR).cancel(&id)?;
     state.stop_executing(&id);
     Ok(Json(view(&state, &id)?))
+}
+
+/// Continue an interrupted run, or apply an expired approval's `on_timeout`,
+/// in the background (as `pallet resume` does in the foreground).
+async fn resume(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let status = if resumable(&state, &id)? {
+        state.continue_in_background(id.clone());
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(&state, &id)?)).into_response())
+}
+
+/// Whether run `id` is to be continued: refused (409) when it waits for a
+/// human, has ended or already executes here; `false` when the timeout of its
+/// expired approval just failed it, so nothing is left to run.
+fn resumable(state: &AppState, id: &str) -> Result<bool, ApiError> {
+    let runner = state.runner(SERVICE_ACTOR);
+    if runner.fail_expired(id)? {
+        return Ok(false);
+    }
+    let run = state.store.get(id)?;
+    let id = id.to_string();
+    match run.status {
+        RunState::Pending | RunState::InProgress => {
+            if state.lock_executing().contains_key(&id) {
+                return Err(ApiError::Executing { id });
+            }
+        }
+        RunState::WaitingApproval => {
+            let workflow = stored_workflow(&run)?;
+            let waiting = runner.waiting(&run, &workflow)?;
+            if !waiting.expired() {
+                let step = waiting.step.id;
+                return Err(RunError::Waiting { id, step }.into());
+            }
+        }
+        status => return Err(RunError::Ended { id, status }.into()),
+    }
+    Ok(true)
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {

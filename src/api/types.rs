@@ -107,11 +107,14 @@ pub struct AdvanceRequest {
     pub phase_result: PhaseResult,
 }
 
+/// The seed's triggers. `agent_complete` is accepted in the body but refused
+/// (409): pallet's runner records agent completion itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     HumanApproved,
     HumanRejected,
+    AgentComplete,
 }
 
 /// The decision's details; `comments` and `approved` of the seed are accepted.

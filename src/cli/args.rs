@@ -96,7 +96,7 @@ pub struct SourceArgs {
     pub workflows_dir: PathBuf,
 
     /// An agent: its base URL or the URL of its card. Repeatable; comma-separated in the
-    /// env var. Without agents: the registry's agent cards (run, serve), else the built-in
+    /// env var. Without agents: the registry's agent cards, else the built-in
     /// example agents.
     #[arg(
         short,

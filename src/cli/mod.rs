@@ -5,10 +5,12 @@ mod args;
 mod outputs;
 mod progress;
 mod registry;
+mod remote;
 pub mod render;
 mod run;
 mod runs;
 mod runs_args;
+mod runs_render;
 mod serve;
 mod validate;
 
@@ -28,7 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => registry::list(args).await,
         Command::Show(args) => registry::show(args).await,
         Command::Agents(command) => registry::agents(command).await,
-        Command::Durable(command) => runs::command(command).await,
+        Command::Durable(command) => runs::command(command, cli.quiet).await,
         Command::Serve(args) => serve::command(args, cli.quiet).await,
     }
 }

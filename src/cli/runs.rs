@@ -1,5 +1,6 @@
 //! Durable runs from the command line: `pallet runs [show|history]`,
-//! `approve`, `reject`, `cancel` and `resume`, against the local run database.
+//! `approve`, `reject`, `cancel` and `resume`, against the local run database
+//! (with `--server URL` against a running service: `remote.rs`).
 //!
 //! Exit status: 0 the run completed or waits for approval, 1 it failed or was
 //! cancelled (or the database failed), 2 bad input: unknown run id, missing
@@ -12,16 +13,22 @@ use anyhow::Context;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::render::{BadInput, EXIT_FAILED};
-pub use super::runs_args::DurableCommand;
+use super::args::{RegistryArgs, SourceArgs};
+use super::render::BadInput;
+use super::run::{ConfiguredAgents, resolve_agents, workflow_sources};
+pub use super::runs_args::{DurableCommand, ServerArgs};
 use super::runs_args::{EngineArgs, RunsArgs, RunsCommand};
+use super::runs_render;
 use crate::agent::{AgentClient, StaticDiscovery};
 use crate::builtin::{BuiltinWorkflows, ExampleAgents};
-use crate::engine::{DirectorySource, Engine, Sources, WorkflowSource};
-use crate::store::durable::{Decision, Outcome, RunError, Runner};
+use crate::engine::Engine;
+use crate::store::durable::{Decision, RunError, Runner};
 use crate::store::{RunState, RunStore, StoreError};
 
-pub async fn command(command: DurableCommand) -> anyhow::Result<ExitCode> {
+pub async fn command(command: DurableCommand, quiet: bool) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = super::remote::Remote::from_args(command.server())? {
+        return super::remote::command(&remote, command).await;
+    }
     match command {
         DurableCommand::Runs(args) => list_or_show(args),
         DurableCommand::Cancel(args) => {
@@ -29,7 +36,11 @@ pub async fn command(command: DurableCommand) -> anyhow::Result<ExitCode> {
             let engine = offline_engine();
             let runner = runner(&store, &engine, args.actor);
             let run = runner.cancel(&args.id).map_err(user_error)?;
-            eprintln!("run {} cancelled", run.id);
+            if args.json {
+                runs_render::print_json(&view_json(&runner, &run.id)?)?;
+            } else {
+                eprintln!("run {} cancelled", run.id);
+            }
             Ok(ExitCode::SUCCESS)
         }
         DurableCommand::Approve(args) => {
@@ -38,7 +49,7 @@ pub async fn command(command: DurableCommand) -> anyhow::Result<ExitCode> {
                 comment: args.comment,
                 fields: parse_fields(&args.fields)?,
             };
-            drive(&args.engine, &args.id, Action::Approve(decision)).await
+            drive(&args.engine, &args.id, Action::Approve(decision), quiet).await
         }
         DurableCommand::Reject(args) => {
             let decision = Decision {
@@ -46,9 +57,9 @@ pub async fn command(command: DurableCommand) -> anyhow::Result<ExitCode> {
                 comment: args.comment,
                 fields: Map::new(),
             };
-            drive(&args.engine, &args.id, Action::Reject(decision)).await
+            drive(&args.engine, &args.id, Action::Reject(decision), quiet).await
         }
-        DurableCommand::Resume(args) => drive(&args.engine, &args.id, Action::Resume).await,
+        DurableCommand::Resume(args) => drive(&args.engine, &args.id, Action::Resume, quiet).await,
     }
 }
 
@@ -99,36 +110,47 @@ enum Action {
     Resume,
 }
 
-/// Build an engine from the agent arguments, apply `action` to run `id`, report it.
-async fn drive(args: &EngineArgs, id: &str, action: Action) -> anyhow::Result<ExitCode> {
-    let store = open_store(args.database.db.as_deref())?;
-    let mut urls = args.sources.agents.clone();
-    let example_agents = if urls.is_empty() && args.sources.agents_file.is_none() {
-        let agents = ExampleAgents::start()
-            .await
-            .context("cannot start the example agents")?;
-        urls = agents.urls.clone();
-        Some(agents)
-    } else {
-        None
+/// The engine a continued run uses: its workflows and agents are found from
+/// the same arguments, by the same code, as `pallet run` and `pallet serve`
+/// find them (registry, workflows directory, built-in examples; `--agent` or
+/// the agents file, the registry's agent cards, else the example agents).
+pub(super) async fn engine_from_sources(
+    sources: &SourceArgs,
+    registry: &RegistryArgs,
+    say: &impl Fn(String),
+) -> anyhow::Result<(Engine, Option<ExampleAgents>)> {
+    let connected = super::registry::connect(registry)?;
+    let (registry_source, workflows) = workflow_sources(&connected, &sources.workflows_dir);
+    let configured = ConfiguredAgents {
+        urls: &sources.agents,
+        file: sources.agents_file.as_deref(),
+        offline: registry.offline,
     };
-    let discovery = match &args.sources.agents_file {
-        Some(path) => StaticDiscovery::with_agents_file(urls, path)?,
-        None => StaticDiscovery::new(urls),
-    };
-    let mut sources: Vec<Arc<dyn WorkflowSource>> = Vec::new();
-    if args.sources.workflows_dir.is_dir() {
-        sources.push(Arc::new(DirectorySource::new(
-            args.sources.workflows_dir.clone(),
-        )));
-    }
-    sources.push(Arc::new(BuiltinWorkflows));
+    let (discovery, example_agents) =
+        resolve_agents(&configured, &connected, &registry_source, say).await?;
     let engine = Engine {
-        discovery: Arc::new(discovery),
+        discovery,
         client: AgentClient::new(),
-        workflows: Arc::new(Sources(sources)),
+        workflows,
         events: None,
     };
+    Ok((engine, example_agents))
+}
+
+/// Build an engine from the source arguments, apply `action` to run `id`, report it.
+async fn drive(
+    args: &EngineArgs,
+    id: &str,
+    action: Action,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(args.database.db.as_deref())?;
+    let say = |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let (engine, example_agents) = engine_from_sources(&args.sources, &args.registry, &say).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(super::run::cancel_on_ctrl_c(cancel.clone()));
     let runner = runner(&store, &engine, None);
@@ -141,44 +163,15 @@ async fn drive(args: &EngineArgs, id: &str, action: Action) -> anyhow::Result<Ex
         agents.stop().await;
     }
     let outcome = outcome.map_err(user_error)?;
-    report(&outcome, args.json)?;
-    Ok(exit_code(outcome.run.status))
+    let view = view_json(&runner, &outcome.run.id)?;
+    runs_render::report(&view, args.json)?;
+    Ok(runs_render::exit_code(&view))
 }
 
-pub fn exit_code(status: RunState) -> ExitCode {
-    match status {
-        RunState::Completed
-        | RunState::WaitingApproval
-        | RunState::Pending
-        | RunState::InProgress => ExitCode::SUCCESS,
-        RunState::Failed | RunState::Cancelled => ExitCode::from(EXIT_FAILED),
-    }
-}
-
-fn report(outcome: &Outcome, json: bool) -> anyhow::Result<()> {
-    let run = &outcome.run;
-    if json {
-        println!("{}", serde_json::to_string_pretty(run)?);
-        return Ok(());
-    }
-    eprintln!(
-        "run {} ({} {}) is {}",
-        run.id, run.workflow_id, run.workflow_version, run.status
-    );
-    match run.status {
-        RunState::Completed => {
-            if let Some(result) = &run.result {
-                println!("{}", serde_json::to_string_pretty(result)?);
-            }
-        }
-        RunState::WaitingApproval => eprintln!("{}", approval_hint(&run.id)),
-        _ => {
-            if let Some(error) = &run.error {
-                eprintln!("caused by: {error}");
-            }
-        }
-    }
-    Ok(())
+/// The run as `pallet runs show --json` and the service show it.
+fn view_json(runner: &Runner<'_>, id: &str) -> anyhow::Result<Value> {
+    let view = runner.view(id).map_err(user_error)?;
+    Ok(serde_json::to_value(view)?)
 }
 
 /// How to go on from a run that waits for approval.
@@ -225,7 +218,7 @@ fn user_error(error: RunError) -> anyhow::Error {
     bad.into()
 }
 
-fn parse_fields(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
+pub(super) fn parse_fields(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut fields = Map::new();
     for pair in pairs {
         let Some((name, value)) = pair.split_once('=').filter(|(name, _)| !name.is_empty()) else {
@@ -238,127 +231,41 @@ fn parse_fields(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
     Ok(fields)
 }
 
+/// `--status` as a run state.
+pub(super) fn parse_status(status: Option<&str>) -> anyhow::Result<Option<RunState>> {
+    let Some(text) = status else {
+        return Ok(None);
+    };
+    let state = RunState::parse(text).ok_or_else(|| {
+        BadInput::new(format!("--status `{text}` is not a run state")).hint(format!(
+            "one of {}",
+            RunState::ALL.map(RunState::as_str).join(", ")
+        ))
+    })?;
+    Ok(Some(state))
+}
+
 fn list_or_show(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(args.database.db.as_deref())?;
     let engine = offline_engine();
     let runner = runner(&store, &engine, None);
     match args.command {
         None => {
-            let status = match &args.status {
-                None => None,
-                Some(text) => Some(RunState::parse(text).ok_or_else(|| {
-                    BadInput::new(format!("--status `{text}` is not a run state"))
-                        .hint("one of pending, in_progress, waiting_approval, completed, failed, cancelled")
-                })?),
-            };
+            let status = parse_status(args.status.as_deref())?;
             let runs = store.list(status, args.limit)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
-            } else {
-                for run in runs {
-                    println!(
-                        "{}  {:<16}  {} {}  {}  {}",
-                        run.id,
-                        run.status,
-                        run.workflow_id,
-                        run.workflow_version,
-                        run.current_step.as_deref().unwrap_or("-"),
-                        run.created_at
-                    );
-                }
-            }
+            runs_render::print_list(&serde_json::to_value(runs)?, args.json)?;
         }
         Some(RunsCommand::Show { id }) => {
-            let view = runner.view(&id).map_err(user_error)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
-            } else {
-                print_view(&view);
-            }
+            runs_render::print_view(&view_json(&runner, &id)?, args.json)?;
         }
         Some(RunsCommand::History { id }) => {
             let history = store
                 .history(&id)
                 .map_err(|error| user_error(error.into()))?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&history)?);
-            } else {
-                for transition in history {
-                    println!(
-                        "{}  {} -> {}  {}  by {}",
-                        transition.at,
-                        transition.from.map_or("-", RunState::as_str),
-                        transition.to,
-                        transition.trigger,
-                        transition.actor
-                    );
-                }
-            }
+            runs_render::print_history(&serde_json::to_value(history)?, args.json)?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_view(view: &crate::store::view::RunView) {
-    let run = &view.run;
-    println!("run       {}", run.id);
-    println!(
-        "workflow  {} {} ({})",
-        run.workflow_id, run.workflow_version, run.workflow_source
-    );
-    println!("status    {}", run.status);
-    println!(
-        "progress  {}% ({} of {} steps)",
-        view.progress.percentage, view.progress.steps_completed, view.progress.steps_total
-    );
-    for (state, seconds) in &view.time_in_state_seconds {
-        println!("  {state:<17} {seconds:.1} s");
-    }
-    for attempt in &view.attempts {
-        println!(
-            "  step {} #{} {}{}",
-            attempt.step_id,
-            attempt.attempt,
-            attempt.status,
-            attempt
-                .error
-                .as_deref()
-                .map(|error| format!(": {error}"))
-                .unwrap_or_default()
-        );
-    }
-    if let Some(error) = &run.error {
-        println!("error     {error}");
-    }
-    if let Some(approval) = &view.approval {
-        println!(
-            "waiting   for approval at step `{}`: {}",
-            approval.step,
-            approval.title.as_deref().unwrap_or("")
-        );
-        if let Some(instructions) = &approval.instructions {
-            println!("          {instructions}");
-        }
-        if !approval.required.is_empty() {
-            println!(
-                "          required fields: {}",
-                approval.required.join(", ")
-            );
-        }
-        if let Some(deadline) = &approval.deadline {
-            let state = if approval.expired {
-                "passed; `pallet resume` applies it"
-            } else {
-                "pending"
-            };
-            let decision = match approval.on_timeout {
-                crate::workflow::TimeoutDecision::Approve => "approve",
-                crate::workflow::TimeoutDecision::Reject => "reject",
-            };
-            println!("          deadline {deadline} ({state}), then {decision}");
-        }
-        println!("{}", approval_hint(&run.id));
-    }
 }
 
 /// The store `pallet run` records in: `--db` must open; the default database

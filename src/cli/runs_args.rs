@@ -8,13 +8,13 @@ use clap::{Args, Subcommand};
 pub enum DurableCommand {
     /// List stored runs, newest first; `runs show ID` and `runs history ID` for one run.
     #[command(
-        after_help = "Examples:\n  pallet runs --status waiting_approval\n  pallet runs show 0b6f... --json | jq .progress\n  pallet runs history 0b6f...\n\nThe database is $XDG_DATA_HOME/pallet/pallet.db (else ~/.local/share/pallet/pallet.db); --db or PALLET_DB override it."
+        after_help = "Examples:\n  pallet runs --status waiting_approval\n  pallet runs show 0b6f... --json | jq .progress\n  pallet runs history 0b6f...\n  PALLET_SERVER=http://127.0.0.1:8080 pallet runs --status waiting_approval\n\nThe database is $XDG_DATA_HOME/pallet/pallet.db (else ~/.local/share/pallet/pallet.db); --db or PALLET_DB override it.\nWith --server URL (or PALLET_SERVER) runs, approve, reject, cancel and resume work against a running\n`pallet serve` instead; its token is read from PALLET_API_TOKEN."
     )]
     Runs(RunsArgs),
 
     /// Approve the approval step a run waits at, then continue the run here.
     #[command(
-        after_help = "Examples:\n  pallet approve 0b6f... --comment 'looks good' --field ticket=OPS-12\n\nExit status: 0 the run completed or waits for another approval, 1 it failed, 2 bad input (unknown run, missing fields, run not waiting)."
+        after_help = "Examples:\n  pallet approve 0b6f... --comment 'looks good' --field ticket=OPS-12\n  pallet approve 0b6f... --server http://127.0.0.1:8080   # the service continues the run\n\nExit status: 0 the run completed or waits for another approval, 1 it failed, 2 bad input (unknown run, missing fields, run not waiting)."
     )]
     Approve(ApproveArgs),
 
@@ -27,6 +27,38 @@ pub enum DurableCommand {
     /// Continue a run whose process died (completed steps are not run again),
     /// or apply an expired approval's `on_timeout`.
     Resume(ResumeArgs),
+}
+
+impl DurableCommand {
+    /// The `--server` options of any durable-run command.
+    pub fn server(&self) -> &ServerArgs {
+        match self {
+            DurableCommand::Runs(args) => &args.server,
+            DurableCommand::Approve(args) => &args.engine.server,
+            DurableCommand::Reject(args) => &args.engine.server,
+            DurableCommand::Cancel(args) => &args.server,
+            DurableCommand::Resume(args) => &args.engine.server,
+        }
+    }
+}
+
+/// A running `pallet serve` to work against instead of the local database.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Work against this running `pallet serve` (http://HOST:PORT) instead of the local
+    /// database; its own workflows, agents and database are used.
+    #[arg(long, value_name = "URL", env = "PALLET_SERVER", global = true)]
+    pub server: Option<String>,
+
+    /// The service's bearer token (its PALLET_API_TOKEN).
+    #[arg(
+        long,
+        env = "PALLET_API_TOKEN",
+        hide_env_values = true,
+        hide = true,
+        global = true
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +83,8 @@ pub struct RunsArgs {
     pub json: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,16 +95,21 @@ pub enum RunsCommand {
     History { id: String },
 }
 
-/// Where the engine finds agents and child workflows when a run continues.
+/// Where the engine finds agents and child workflows when a run continues
+/// (as `pallet run` finds them), or the service that continues it.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
     #[command(flatten)]
     pub sources: super::args::SourceArgs,
+    #[command(flatten)]
+    pub registry: super::args::RegistryArgs,
     /// Print the run as JSON on stdout.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -104,8 +143,13 @@ pub struct CancelArgs {
     pub id: String,
     #[arg(long)]
     pub actor: Option<String>,
+    /// Print the run as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]

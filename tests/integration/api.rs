@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::support::legacy_agent::LegacyAgent;
 
-const SKILLS: [&str; 5] = [
+pub(crate) const SKILLS: [&str; 5] = [
     "create_plan",
     "generate_code",
     "review_code",
@@ -45,14 +45,20 @@ steps:
   - {id: only, skill: echo, inputs: {requirements: '{{ workflow.input.requirements }}'}}
 ";
 
+const TIMEOUT_WORKFLOW: &str = "metadata: {id: timeout-test, name: Timeout test, version: 1.0.0}
+steps:
+  - {id: gate, step_type: approval, title: Go?, timeout: 0.2, on_timeout: approve}
+  - {id: after, skill: last, inputs: {approved: '{{ steps.gate.outputs.approved }}', actor: '{{ steps.gate.outputs.actor }}'}}
+";
+
 const SLOW_WORKFLOW: &str = "metadata: {id: slow-test, name: Slow test, version: 1.0.0}
 steps:
   - {id: wait, skill: sleep, inputs: {ms: 1500}}
 ";
 
 /// A running service with its agent, database and shutdown switch.
-struct Service {
-    base: String,
+pub(crate) struct Service {
+    pub(crate) base: String,
     client: reqwest::Client,
     token: Option<String>,
     stop: Option<oneshot::Sender<()>>,
@@ -66,6 +72,7 @@ fn write_workflows(dir: &Path) {
         ("approval.yaml", APPROVAL_WORKFLOW),
         ("fast.yaml", FAST_WORKFLOW),
         ("slow.yaml", SLOW_WORKFLOW),
+        ("timeout.yaml", TIMEOUT_WORKFLOW),
     ] {
         std::fs::write(workflows.join(name), text).unwrap();
     }
@@ -84,7 +91,7 @@ fn engine(agent: &LegacyAgent, dir: &Path) -> Engine {
     }
 }
 
-async fn start(agent: &LegacyAgent, dir: &Path, options: ServiceOptions) -> Service {
+pub(crate) async fn start(agent: &LegacyAgent, dir: &Path, options: ServiceOptions) -> Service {
     write_workflows(dir);
     let store = RunStore::open(&dir.join("runs.db")).unwrap();
     let token = options.token.clone();
@@ -113,7 +120,7 @@ impl Service {
         }
     }
 
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let response = self
             .request(reqwest::Method::POST, path)
             .json(&body)
@@ -123,7 +130,7 @@ impl Service {
         answer(response).await
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         answer(
             self.request(reqwest::Method::GET, path)
                 .send()
@@ -134,7 +141,7 @@ impl Service {
     }
 
     /// GET the run until its status is `status` (bounded).
-    async fn wait_for(&self, id: &str, status: &str) -> Value {
+    pub(crate) async fn wait_for(&self, id: &str, status: &str) -> Value {
         let mut last = Value::Null;
         for _ in 0..400 {
             let (code, run) = self.get(&format!("/workflows/{id}")).await;
@@ -148,7 +155,7 @@ impl Service {
         panic!("run {id} never became {status}: {last}");
     }
 
-    async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.served.await.unwrap().unwrap();
     }
@@ -444,6 +451,25 @@ async fn an_approval_is_decided_through_advance() {
     let response = service
         .request(reqwest::Method::POST, &advance)
         .json(&json!({"trigger": "agent_complete"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        response,
+        StatusCode::CONFLICT,
+        "pallet's runner records agent completion itself",
+    )
+    .await;
+    let response = service
+        .request(reqwest::Method::POST, "/workflows/no-such-run/advance")
+        .json(&json!({"trigger": "agent_complete"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "no-such-run").await;
+    let response = service
+        .request(reqwest::Method::POST, &advance)
+        .json(&json!({"trigger": "agent_done"}))
         .send()
         .await
         .unwrap();
@@ -837,5 +863,96 @@ async fn two_hundred_concurrent_runs_all_complete() {
     );
     assert_eq!(agent.calls("echo"), 200);
     let service = Arc::into_inner(service).expect("no other handle");
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(&agent, dir.path(), ServiceOptions::default()).await;
+    let resume = |id: &str| format!("/workflows/{id}/resume");
+    let response = service
+        .request(reqwest::Method::POST, &resume("no-such-run"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "no-such-run").await;
+
+    // A run another process recorded and left: resumed here, in the background.
+    let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
+    let left = store
+        .create_run(&NewRun {
+            workflow_ref: "fast-test".to_string(),
+            workflow_id: "fast-test".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "fast.yaml".to_string(),
+            workflow_yaml: FAST_WORKFLOW.to_string(),
+            input: json!({"requirements": "left behind"}),
+            actor: "test".to_string(),
+        })
+        .unwrap();
+    drop(store);
+    let (code, accepted) = service.post(&resume(&left.id), json!({})).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["id"], left.id.as_str());
+    let run = service.wait_for(&left.id, "completed").await;
+    assert_eq!(run["context"]["only"]["requirements"], "left behind");
+    let response = service
+        .request(reqwest::Method::POST, &resume(&left.id))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::CONFLICT, "has ended (completed)").await;
+
+    // Executing in this service already: not started a second time.
+    let (_, slow) = service
+        .post("/workflows", json!({"workflow": "slow-test"}))
+        .await;
+    let slow = slow["id"].as_str().unwrap().to_string();
+    let response = service
+        .request(reqwest::Method::POST, &resume(&slow))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::CONFLICT, "already executing").await;
+    assert_eq!(
+        service.wait_for(&slow, "completed").await["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Waiting for an approval: 409; once its deadline passed, on_timeout applies.
+    let (_, waiting) = service
+        .post(
+            "/workflows",
+            json!({"workflow": "approval-test", "input": {"text": "x"}}),
+        )
+        .await;
+    let waiting = waiting["id"].as_str().unwrap().to_string();
+    service.wait_for(&waiting, "waiting_approval").await;
+    let response = service
+        .request(reqwest::Method::POST, &resume(&waiting))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        response,
+        StatusCode::CONFLICT,
+        "waits for approval at step `review`",
+    )
+    .await;
+    let (_, gated) = service
+        .post("/workflows", json!({"workflow": "timeout-test"}))
+        .await;
+    let gated = gated["id"].as_str().unwrap().to_string();
+    service.wait_for(&gated, "waiting_approval").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, accepted) = service.post(&resume(&gated), json!({})).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{accepted}");
+    let run = service.wait_for(&gated, "completed").await;
+    assert_eq!(run["result"], json!({"approved": true, "actor": "timeout"}));
     service.shutdown().await;
 }

@@ -10,6 +10,7 @@ mod engine;
 mod examples;
 mod registry;
 mod registry_interop;
+mod remote;
 mod server;
 mod support;
 mod validate;

@@ -1,0 +1,200 @@
+//! What the durable-run commands print, from the runs' JSON: the local
+//! commands serialize what the store gives, the `--server` ones read what the
+//! service answers, and both print through these functions, so the two modes
+//! show the same thing.
+
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::render::EXIT_FAILED;
+use crate::store::RunState;
+
+/// A string field, `-` when absent or null.
+fn text<'a>(value: &'a Value, field: &str) -> &'a str {
+    value[field].as_str().unwrap_or("-")
+}
+
+pub fn status_of(run: &Value) -> Option<RunState> {
+    run["status"].as_str().and_then(RunState::parse)
+}
+
+/// 0 the run completed or waits (or goes on), 1 it failed or was cancelled.
+pub fn exit_code(run: &Value) -> ExitCode {
+    match status_of(run) {
+        Some(RunState::Failed | RunState::Cancelled) => ExitCode::from(EXIT_FAILED),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+pub fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `pallet runs`: one line per run.
+pub fn print_list(runs: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(runs);
+    }
+    for run in runs.as_array().into_iter().flatten() {
+        println!(
+            "{}  {:<16}  {} {}  {}  {}",
+            text(run, "id"),
+            text(run, "status"),
+            text(run, "workflow_id"),
+            text(run, "workflow_version"),
+            text(run, "current_step"),
+            text(run, "created_at")
+        );
+    }
+    Ok(())
+}
+
+/// `pallet runs history ID`: one line per transition.
+pub fn print_history(transitions: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(transitions);
+    }
+    for transition in transitions.as_array().into_iter().flatten() {
+        println!(
+            "{}  {} -> {}  {}  by {}",
+            text(transition, "at"),
+            text(transition, "from"),
+            text(transition, "to"),
+            text(transition, "trigger"),
+            text(transition, "actor")
+        );
+    }
+    Ok(())
+}
+
+/// After approve, reject, cancel or resume: the run's state, then its result,
+/// how to go on, or its error.
+pub fn report(view: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(view);
+    }
+    let id = text(view, "id");
+    eprintln!(
+        "run {id} ({} {}) is {}",
+        text(view, "workflow_id"),
+        text(view, "workflow_version"),
+        text(view, "status")
+    );
+    match status_of(view) {
+        Some(RunState::Completed) => {
+            if !view["result"].is_null() {
+                print_json(&view["result"])?;
+            }
+        }
+        Some(RunState::WaitingApproval) => eprintln!("{}", super::runs::approval_hint(id)),
+        _ => {
+            if let Some(error) = view["error"].as_str() {
+                eprintln!("caused by: {error}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `pallet runs show ID`.
+pub fn print_view(view: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(view);
+    }
+    println!("run       {}", text(view, "id"));
+    println!(
+        "workflow  {} {} ({})",
+        text(view, "workflow_id"),
+        text(view, "workflow_version"),
+        text(view, "workflow_source")
+    );
+    println!("status    {}", text(view, "status"));
+    let progress = &view["progress"];
+    println!(
+        "progress  {}% ({} of {} steps)",
+        progress["percentage"], progress["steps_completed"], progress["steps_total"]
+    );
+    for (state, seconds) in view["time_in_state_seconds"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  {state:<17} {:.1} s",
+            seconds.as_f64().unwrap_or_default()
+        );
+    }
+    for attempt in view["attempts"].as_array().into_iter().flatten() {
+        let error = attempt["error"]
+            .as_str()
+            .map(|error| format!(": {error}"))
+            .unwrap_or_default();
+        println!(
+            "  step {} #{} {}{error}",
+            text(attempt, "step_id"),
+            attempt["attempt"],
+            text(attempt, "status")
+        );
+    }
+    if let Some(error) = view["error"].as_str() {
+        println!("error     {error}");
+    }
+    if view["approval"].is_object() {
+        print_approval(&view["approval"], text(view, "id"));
+    }
+    Ok(())
+}
+
+fn print_approval(approval: &Value, id: &str) {
+    println!(
+        "waiting   for approval at step `{}`: {}",
+        text(approval, "step"),
+        approval["title"].as_str().unwrap_or("")
+    );
+    if let Some(instructions) = approval["instructions"].as_str() {
+        println!("          {instructions}");
+    }
+    let required: Vec<&str> = approval["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !required.is_empty() {
+        println!("          required fields: {}", required.join(", "));
+    }
+    if let Some(deadline) = approval["deadline"].as_str() {
+        let state = if approval["expired"] == true {
+            "passed; `pallet resume` applies it"
+        } else {
+            "pending"
+        };
+        println!(
+            "          deadline {deadline} ({state}), then {}",
+            text(approval, "on_timeout")
+        );
+    }
+    println!("{}", super::runs::approval_hint(id));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn exit_code_follows_the_status() {
+        let cases = [
+            (json!({"status": "completed"}), ExitCode::SUCCESS),
+            (json!({"status": "waiting_approval"}), ExitCode::SUCCESS),
+            (json!({"status": "in_progress"}), ExitCode::SUCCESS),
+            (json!({"status": "failed"}), ExitCode::from(EXIT_FAILED)),
+            (json!({"status": "cancelled"}), ExitCode::from(EXIT_FAILED)),
+        ];
+        for (run, expected) in cases {
+            assert_eq!(exit_code(&run), expected, "{run}");
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The durable-run commands with `--server URL`, black-box on the pallet
+//! binary against the service on a free loopback port: the same output as
+//! against the database, errors with the service's status and detail, the
+//! token, a service that is down. And approve/resume finding agents as `run`
+//! does: through the registry's agent cards (a real docker-registry).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pallet::api::ServiceOptions;
+use pallet::store::{NewRun, RunStore};
+use serde_json::{Value, json};
+
+use crate::api::{SKILLS, Service, start};
+use crate::support::legacy_agent::LegacyAgent;
+use crate::support::registry::{TestRegistry, push_like_original};
+
+const PALLET: &str = env!("CARGO_BIN_EXE_pallet");
+
+/// A scratch directory pallet runs in, with nothing from the environment
+/// that would pick a server, token, database, registry or agents.
+struct Scratch {
+    directory: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            directory: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.directory.path()
+    }
+
+    /// The database pallet would use without `--db`/`--server`.
+    fn default_database(&self) -> PathBuf {
+        self.path().join("data/pallet/pallet.db")
+    }
+
+    /// Run pallet off the async runtime (the service answers on it).
+    async fn pallet(&self, arguments: &[impl AsRef<str>], environment: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(PALLET);
+        command
+            .current_dir(self.path())
+            .env("XDG_DATA_HOME", self.path().join("data"))
+            .env("XDG_CACHE_HOME", self.path().join("cache"))
+            .env("DOCKER_CONFIG", self.path().join("docker"))
+            .env("NO_COLOR", "1")
+            .args(arguments.iter().map(AsRef::as_ref));
+        for variable in [
+            "PALLET_SERVER",
+            "PALLET_API_TOKEN",
+            "PALLET_DB",
+            "PALLET_REGISTRY",
+            "PALLET_DEFAULT_REGISTRY",
+            "PALLET_AGENTS",
+            "PALLET_AGENTS_FILE",
+            "PALLET_WORKFLOWS_DIR",
+        ] {
+            command.env_remove(variable);
+        }
+        for (key, value) in environment {
+            command.env(key, value);
+        }
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The exit status, with the output in the message when it is not `code`.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+fn json_of(output: &Output) -> Value {
+    assert_exit(output, 0);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A run's JSON without what changes with the time it is looked at.
+fn untimed(mut view: Value) -> Value {
+    if let Some(object) = view.as_object_mut() {
+        object.remove("time_in_state_seconds");
+        object.remove("total_duration_seconds");
+    }
+    view
+}
+
+/// `arguments`, then `mode`, then `--json` if asked.
+fn joined(arguments: &[&str], mode: [&str; 2], json: bool) -> Vec<String> {
+    let mut all: Vec<String> = arguments.iter().map(|text| text.to_string()).collect();
+    all.extend(mode.map(str::to_string));
+    if json {
+        all.push("--json".to_string());
+    }
+    all
+}
+
+async fn waiting_run(service: &Service) -> String {
+    let body = json!({"workflow": "approval-test", "input": {"text": "draft"}});
+    let (_, created) = service.post("/workflows", body).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    service.wait_for(&id, "waiting_approval").await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_commands_work_against_the_service_as_against_the_database() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let service = start(&agent, directory.path(), ServiceOptions::default()).await;
+    let scratch = Scratch::new();
+    let server = service.base.as_str();
+    let database = directory.path().join("runs.db");
+    let database = database.to_str().unwrap();
+    let id = waiting_run(&service).await;
+
+    // The same JSON and the same lines as the local commands on the service's database.
+    for arguments in [
+        vec!["runs", "show", id.as_str()],
+        vec!["runs", "--status", "waiting_approval"],
+        vec!["runs", "history", id.as_str()],
+    ] {
+        let with = |mode: [&str; 2], json: bool| joined(&arguments, mode, json);
+        let remote = json_of(&scratch.pallet(&with(["--server", server], true), &[]).await);
+        let local = json_of(&scratch.pallet(&with(["--db", database], true), &[]).await);
+        assert_eq!(untimed(remote.clone()), untimed(local), "{arguments:?}");
+        assert_ne!(remote, json!([]), "{arguments:?}");
+        let remote = scratch
+            .pallet(&with(["--server", server], false), &[])
+            .await;
+        let local = scratch.pallet(&with(["--db", database], false), &[]).await;
+        assert_exit(&remote, 0);
+        let timed = |line: &&str| !line.trim_end().ends_with(" s");
+        assert_eq!(
+            stdout(&remote).lines().filter(timed).collect::<Vec<_>>(),
+            stdout(&local).lines().filter(timed).collect::<Vec<_>>(),
+            "{arguments:?}"
+        );
+    }
+    let shown = scratch
+        .pallet(&["runs", "show", &id, "--server", server], &[])
+        .await;
+    assert!(
+        stdout(&shown).contains("waiting   for approval at step `review`: Ship the draft?"),
+        "{}",
+        stdout(&shown)
+    );
+
+    // A missing required field: the service's 422 detail, bad input.
+    let missing = scratch
+        .pallet(&["approve", &id, "--server", server], &[])
+        .await;
+    assert_exit(&missing, 2);
+    assert!(
+        stderr(&missing).contains("HTTP 422"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(
+        stderr(&missing).contains("field(s) ticket"),
+        "{}",
+        stderr(&missing)
+    );
+
+    // Approved: the command follows the run until it ends, like the local one.
+    let approve = [
+        "approve",
+        &id,
+        "--field",
+        "ticket=OPS-1",
+        "--actor",
+        "grace",
+        "--json",
+        "--server",
+        server,
+    ];
+    let approved = json_of(&scratch.pallet(&approve, &[]).await);
+    assert_eq!(approved["status"], "completed", "{approved}");
+    assert_eq!(approved["context"]["review"]["actor"], "grace");
+    assert_eq!(approved["context"]["publish"]["ticket"], "OPS-1");
+
+    // An invalid transition: 409 with the service's detail, exit 2.
+    let cancel = scratch
+        .pallet(&["cancel", &id, "--server", server], &[])
+        .await;
+    assert_exit(&cancel, 2);
+    let message = stderr(&cancel);
+    assert!(message.contains("HTTP 409"), "{message}");
+    assert!(
+        message.contains("cannot go from `completed` to `cancelled`"),
+        "{message}"
+    );
+    assert!(message.contains("hint: see the run's state"), "{message}");
+
+    // An unknown run: 404 with its detail, exit 2.
+    for command in ["show", "history"] {
+        let unknown = scratch
+            .pallet(&["runs", command, "no-such-run", "--server", server], &[])
+            .await;
+        assert_exit(&unknown, 2);
+        assert!(
+            stderr(&unknown).contains("HTTP 404"),
+            "{}",
+            stderr(&unknown)
+        );
+        assert!(
+            stderr(&unknown).contains("no-such-run"),
+            "{}",
+            stderr(&unknown)
+        );
+    }
+
+    // Rejected without rework: the run fails, exit 1 as locally.
+    let rejected_id = waiting_run(&service).await;
+    let rejected = scratch
+        .pallet(
+            &[
+                "reject",
+                &rejected_id,
+                "--comment",
+                "not yet",
+                "--server",
+                server,
+            ],
+            &[],
+        )
+        .await;
+    assert_exit(&rejected, 1);
+    assert!(
+        stderr(&rejected).contains("is failed"),
+        "{}",
+        stderr(&rejected)
+    );
+    assert!(
+        stderr(&rejected).contains("not yet"),
+        "{}",
+        stderr(&rejected)
+    );
+
+    // Resume refuses a run that waits for a human; cancel stops it.
+    let cancelled_id = waiting_run(&service).await;
+    let early = scratch
+        .pallet(&["resume", &cancelled_id, "--server", server], &[])
+        .await;
+    assert_exit(&early, 2);
+    assert!(
+        stderr(&early).contains("waits for approval"),
+        "{}",
+        stderr(&early)
+    );
+    let cancelled = scratch
+        .pallet(
+            &["cancel", &cancelled_id, "--json", "--server", server],
+            &[],
+        )
+        .await;
+    assert_eq!(json_of(&cancelled)["status"], "cancelled");
+
+    assert!(
+        !scratch.default_database().exists(),
+        "--server never opens a local database"
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_with_server_continues_a_run_left_by_another_process() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let service = start(&agent, directory.path(), ServiceOptions::default()).await;
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let left = store
+        .create_run(&NewRun {
+            workflow_ref: "fast-test".to_string(),
+            workflow_id: "fast-test".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "fast.yaml".to_string(),
+            workflow_yaml: std::fs::read_to_string(directory.path().join("workflows/fast.yaml"))
+                .unwrap(),
+            input: json!({"requirements": "left behind"}),
+            actor: "test".to_string(),
+        })
+        .unwrap();
+    drop(store);
+    let scratch = Scratch::new();
+    let environment = [("PALLET_SERVER", service.base.as_str())];
+    let resumed = scratch.pallet(&["resume", &left.id], &environment).await;
+    assert_exit(&resumed, 0);
+    assert!(
+        stderr(&resumed).contains(&format!("run {} (fast-test 1.0.0) is completed", left.id)),
+        "{}",
+        stderr(&resumed)
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&resumed)).unwrap(),
+        json!({"requirements": "left behind"})
+    );
+    let again = scratch.pallet(&["resume", &left.id], &environment).await;
+    assert_exit(&again, 2);
+    assert!(
+        stderr(&again).contains("has ended (completed)"),
+        "{}",
+        stderr(&again)
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_sent_and_never_shown() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let options = ServiceOptions {
+        token: Some("s3cret-token".to_string()),
+        ..ServiceOptions::default()
+    };
+    let service = start(&agent, directory.path(), options).await;
+    let scratch = Scratch::new();
+    let list = ["runs", "--server", service.base.as_str()];
+
+    let without = scratch.pallet(&list, &[]).await;
+    assert_exit(&without, 2);
+    let message = stderr(&without);
+    assert!(message.contains("HTTP 401"), "{message}");
+    assert!(message.contains("bearer token"), "{message}");
+    assert!(message.contains("hint: set PALLET_API_TOKEN"), "{message}");
+
+    let wrong = scratch
+        .pallet(&list, &[("PALLET_API_TOKEN", "other-token")])
+        .await;
+    assert_exit(&wrong, 2);
+    assert!(
+        stderr(&wrong).contains("is not the token"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(
+        !stderr(&wrong).contains("other-token"),
+        "{}",
+        stderr(&wrong)
+    );
+
+    let with = scratch
+        .pallet(&list, &[("PALLET_API_TOKEN", "s3cret-token")])
+        .await;
+    assert_exit(&with, 0);
+    let flag = scratch
+        .pallet(
+            &[
+                "runs",
+                "--json",
+                "--token",
+                "s3cret-token",
+                "--server",
+                &service.base,
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(json_of(&flag), json!([]));
+    for output in [&without, &with, &flag] {
+        let all = format!("{}{}", stdout(output), stderr(output));
+        assert!(!all.contains("s3cret"), "{all}");
+    }
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_or_misnamed_is_reported_clearly() {
+    let scratch = Scratch::new();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let down = scratch
+        .pallet(&["runs", "show", "x", "--server", &closed], &[])
+        .await;
+    assert_exit(&down, 1);
+    let message = stderr(&down);
+    assert!(
+        message.contains(&format!("cannot reach pallet serve at {closed}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("is `pallet serve` running there?"),
+        "{message}"
+    );
+
+    for url in [
+        "localhost:8080",
+        "ftp://127.0.0.1:1",
+        "http://127.0.0.1:1/api",
+        "http://127.0.0.1:1/?a=b",
+    ] {
+        let bad = scratch.pallet(&["runs", "--server", url], &[]).await;
+        assert_exit(&bad, 2);
+        assert!(
+            stderr(&bad).contains(&format!("--server `{url}` is not a service address")),
+            "{}",
+            stderr(&bad)
+        );
+    }
+}
+
+/// A run waits at an approval; the agent of the step after it is known only
+/// through an agent card in the registry. `pallet approve` must find it there,
+/// as `pallet run` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_finds_agents_through_the_registry_as_run_does() {
+    let registry = TestRegistry::start();
+    let agent = LegacyAgent::start("registry-only", &["registry_only_skill"]).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let card = reqwest::get(format!("{}/agent-card", agent.url()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    push_like_original(
+        &registry.address,
+        "agents/registry-only",
+        "v1",
+        "registry-only_agent_card.json",
+        "application/json",
+        &card,
+    )
+    .await;
+    let scratch = Scratch::new();
+    let file = scratch.path().join("gated.yaml");
+    std::fs::write(
+        &file,
+        "metadata: {id: gated, name: Gated, version: 1.0.0}\nsteps:\n  - {id: gate, step_type: approval, title: Go?}\n  - {id: after, skill: registry_only_skill, inputs: {note: '{{ steps.gate.outputs.comment }}'}}\n",
+    )
+    .unwrap();
+    let database = scratch.path().join("runs.db");
+    let database = database.to_str().unwrap();
+    let sources = ["--registry", registry.address.as_str(), "--db", database];
+
+    let mut run = vec!["run", "--file", file.to_str().unwrap(), "--json"];
+    run.extend(sources);
+    let record = json_of(&scratch.pallet(&run, &[]).await);
+    assert_eq!(record["status"], "waiting_approval", "{record}");
+    let id = record["run_id"].as_str().unwrap();
+    assert_eq!(agent.calls("registry_only_skill"), 0);
+
+    let mut approve = vec!["approve", id, "--comment", "go", "--json"];
+    approve.extend(sources);
+    let approved = json_of(&scratch.pallet(&approve, &[]).await);
+    assert_eq!(approved["status"], "completed", "{approved}");
+    assert_eq!(approved["result"], json!({"note": "go"}));
+    assert_eq!(agent.calls("registry_only_skill"), 1);
+}
