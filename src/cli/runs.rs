@@ -137,7 +137,7 @@ pub(super) async fn engine_from_sources(
     Ok((engine, example_agents))
 }
 
-/// Build an engine from the source arguments, apply `action` to run `id`, report it.
+/// Build an engine from the source arguments (as `serve` does), apply `action` to run `id`, report it.
 async fn drive(
     args: &EngineArgs,
     id: &str,

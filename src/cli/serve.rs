@@ -9,13 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::agent;
 use super::args::RegistryArgs;
 use super::render::BadInput;
-use super::run::{ConfiguredAgents, resolve_agents, workflow_sources};
-use super::{agent, registry};
-use crate::agent::AgentClient;
 use crate::api::{self, AppState, ServiceOptions};
-use crate::engine::Engine;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -76,21 +73,8 @@ pub async fn command(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             .insert(name.to_string(), reference.to_string());
     }
     let store = super::runs::open_store(args.db.as_deref())?;
-    let connected = registry::connect(&args.registry)?;
-    let (registry_source, workflows) = workflow_sources(&connected, &args.sources.workflows_dir);
-    let configured = ConfiguredAgents {
-        urls: &args.sources.agents,
-        file: args.sources.agents_file.as_deref(),
-        offline: args.registry.offline,
-    };
-    let (discovery, example_agents) =
-        resolve_agents(&configured, &connected, &registry_source, &say).await?;
-    let engine = Engine {
-        discovery,
-        client: AgentClient::new(),
-        workflows,
-        events: None,
-    };
+    let (engine, example_agents) =
+        super::runs::engine_from_sources(&args.sources, &args.registry, &say).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
