@@ -42,6 +42,9 @@ struct RunSettings {
 }
 
 pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    // Building the HTTP client loads the system's TLS roots (milliseconds): on
+    // another thread, while the workflow loads and the database opens.
+    let client = tokio::task::spawn_blocking(AgentClient::new);
     let settings = resolve(args, quiet).await?;
     let (events, receiver) = mpsc::unbounded_channel();
     let printer = settings
@@ -49,7 +52,7 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .then(|| tokio::spawn(progress::print(receiver)));
     let engine = Engine {
         discovery: settings.discovery.clone(),
-        client: AgentClient::new(),
+        client: client.await.context("cannot build the HTTP client")?,
         workflows: settings.workflows.clone(),
         events: settings.show_progress.then_some(events),
     };
@@ -100,10 +103,20 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
             eprintln!("{line}");
         }
     };
-    let connected = registry::connect(&args.registry)?;
+    // Opening the database and the registry's clients (TLS roots again) take
+    // milliseconds each: they start on other threads, the file loads here, and
+    // their errors still come in the order the steps had one after the other.
+    let db = args.db.clone();
+    let store = tokio::task::spawn_blocking(move || super::runs::store_for_run(db.as_deref(), quiet));
+    let registry_args = args.registry.clone();
+    let connecting = tokio::task::spawn_blocking(move || registry::connect(&registry_args));
+    let from_file = args.file.as_deref().map(load_file);
+    let connected = connecting
+        .await
+        .context("cannot set up the registry client")??;
     let (registry_source, workflows) = workflow_sources(&connected, &args.sources.workflows_dir);
-    let workflow = match &args.file {
-        Some(path) => Arc::new(load_file(path)?),
+    let workflow = match from_file {
+        Some(loaded) => Arc::new(loaded?),
         None => {
             let workflow = load_workflow(&workflows, &args.workflow).await?;
             say(origin_line(
@@ -124,7 +137,7 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
     let (discovery, example_agents) =
         resolve_agents(&configured, &connected, &registry_source, &say).await?;
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
-    let store = super::runs::store_for_run(args.db.as_deref(), quiet)?;
+    let store = store.await.context("cannot open the run database")??;
     let reference = match &args.file {
         Some(path) => path.display().to_string(),
         None => args.workflow.clone(),
