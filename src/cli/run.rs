@@ -107,7 +107,8 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
     // milliseconds each: they start on other threads, the file loads here, and
     // their errors still come in the order the steps had one after the other.
     let db = args.db.clone();
-    let store = tokio::task::spawn_blocking(move || super::runs::store_for_run(db.as_deref(), quiet));
+    let store =
+        tokio::task::spawn_blocking(move || super::runs::store_for_run(db.as_deref(), quiet));
     let registry_args = args.registry.clone();
     let connecting = tokio::task::spawn_blocking(move || registry::connect(&registry_args));
     let from_file = args.file.as_deref().map(load_file);

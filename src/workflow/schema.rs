@@ -3,8 +3,8 @@
 
 use std::sync::LazyLock;
 
-use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::ValidationError;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::Value;
 
 use super::validate::{Problem, suggest};
@@ -64,7 +64,9 @@ fn document_order(pointer: &str, instance: &Value) -> Vec<usize> {
                 .iter()
                 .enumerate()
                 .find(|(_, (key, _))| **key == segment)
-                .map_or((usize::MAX, None), |(index, (_, value))| (index, Some(value))),
+                .map_or((usize::MAX, None), |(index, (_, value))| {
+                    (index, Some(value))
+                }),
             Some(Value::Array(items)) => match segment.parse::<usize>() {
                 Ok(index) => (index, items.get(index)),
                 Err(_) => (usize::MAX, None),
