@@ -209,14 +209,14 @@ pub async fn per_step(options: &Options, agent: &EchoAgent, report: &mut Report)
     }
 }
 
-/// Part 2: the process alone, validation of 100 steps, and a 1-step run; with
+/// Part 2: the process alone, validation of 100 steps, a 1-step and a 100-step run; with
 /// `--baseline PATH`, the same for that binary, interleaved round by round.
 pub async fn startup(options: &Options, agent: &EchoAgent, report: &mut Report) {
     let mut binaries = vec![(String::new(), options.pallet.clone())];
     if let Some(baseline) = &options.baseline {
         binaries.push((" (baseline binary)".to_string(), baseline.clone()));
     }
-    let mut samples: Vec<[Samples; 4]> = binaries.iter().map(|_| Default::default()).collect();
+    let mut samples: Vec<[Samples; 5]> = binaries.iter().map(|_| Default::default()).collect();
     for round in 0..=options.runs {
         for ((_, pallet), samples) in binaries.iter().zip(samples.iter_mut()) {
             let times = startup_round(options, pallet, agent);
@@ -227,7 +227,8 @@ pub async fn startup(options: &Options, agent: &EchoAgent, report: &mut Report) 
             }
         }
     }
-    for ((suffix, _), [version, validate, a2a, legacy]) in binaries.iter().zip(samples) {
+    for ((suffix, _), [version, validate, a2a, legacy, sequential]) in binaries.iter().zip(samples)
+    {
         report.startup.extend([
             (
                 format!("`pallet --version` (process start and exit){suffix}"),
@@ -245,13 +246,18 @@ pub async fn startup(options: &Options, agent: &EchoAgent, report: &mut Report) 
                 format!("`pallet run` of a 1-step workflow, legacy{suffix}"),
                 legacy,
             ),
+            (
+                format!("`pallet run` of the 100-step workflow, legacy{suffix}"),
+                sequential,
+            ),
         ]);
     }
     eprintln!("measured startup and validation");
 }
 
-/// One round of part 2 with binary `pallet`: --version, validate, a 1-step run per protocol.
-fn startup_round(options: &Options, pallet: &Path, agent: &EchoAgent) -> [Duration; 4] {
+/// One round of part 2 with binary `pallet`: --version, validate, a 1-step
+/// run per protocol, a 100-step legacy run (its end: output files, database).
+fn startup_round(options: &Options, pallet: &Path, agent: &EchoAgent) -> [Duration; 5] {
     let sequential = options.fixtures.join(Shape::Sequential100.file());
     let one_step = options.fixtures.join(Shape::OneStep.file());
     let started = Instant::now();
@@ -287,7 +293,15 @@ fn startup_round(options: &Options, pallet: &Path, agent: &EchoAgent) -> [Durati
         );
         *time = started.elapsed();
     }
-    [version, validate, runs[0], runs[1]]
+    let started = Instant::now();
+    process_run_with(
+        options,
+        pallet,
+        &sequential,
+        &agent.card_url(Protocol::Legacy),
+        Shape::Sequential100,
+    );
+    [version, validate, runs[0], runs[1], started.elapsed()]
 }
 
 /// Where a process's time goes, piece by piece, in-process: called before

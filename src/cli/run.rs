@@ -77,6 +77,11 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
     };
     drop(engine);
+    // Closing the database checkpoints its journal and syncs the file: on
+    // another thread while the output files are written.
+    let closing = settings
+        .store
+        .map(|store| tokio::task::spawn_blocking(move || drop(store)));
     if let Some(printer) = printer {
         let _ = printer.await;
     }
@@ -85,6 +90,9 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let written = outputs::write(&settings.out, &record)?;
     report(&record, settings.json, quiet, &settings.out, &written)?;
+    if let Some(closing) = closing {
+        let _ = closing.await;
+    }
     Ok(
         if matches!(
             record.status,
