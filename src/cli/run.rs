@@ -42,9 +42,6 @@ struct RunSettings {
 }
 
 pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    // Building the HTTP client loads the system's TLS roots (milliseconds): on
-    // another thread, while the workflow loads and the database opens.
-    let client = tokio::task::spawn_blocking(AgentClient::new);
     let settings = resolve(args, quiet).await?;
     let (events, receiver) = mpsc::unbounded_channel();
     let printer = settings
@@ -52,7 +49,7 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .then(|| tokio::spawn(progress::print(receiver)));
     let engine = Engine {
         discovery: settings.discovery.clone(),
-        client: client.await.context("cannot build the HTTP client")?,
+        client: AgentClient::new(),
         workflows: settings.workflows.clone(),
         events: settings.show_progress.then_some(events),
     };
