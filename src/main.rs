@@ -2,22 +2,31 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use pallet::cli::{self, Cli, render};
+use pallet::cli::{self, Cli, Command, render};
 
 fn main() -> ExitCode {
     let args = Cli::parse();
     cli::init_tracing(args.verbose, args.quiet);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprint!(
-                "{}",
-                render::error(&anyhow::Error::new(error).context("cannot start the async runtime"))
-            );
-            return ExitCode::from(render::EXIT_FAILED);
-        }
+    let outcome = if matches!(args.command, Command::Validate(_)) {
+        // Validation does no I/O that needs tokio: its future completes when first
+        // polled, so it skips starting the runtime and its worker threads.
+        futures::executor::block_on(cli::run(args))
+    } else {
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprint!(
+                    "{}",
+                    render::error(
+                        &anyhow::Error::new(error).context("cannot start the async runtime")
+                    )
+                );
+                return ExitCode::from(render::EXIT_FAILED);
+            }
+        };
+        runtime.block_on(cli::run(args))
     };
-    match runtime.block_on(cli::run(args)) {
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprint!("{}", render::error(&error));

@@ -2,7 +2,7 @@
 //! `scripts/bench.sh`, which builds it with the `pallet` binary, starts a
 //! registry and passes their locations:
 //!
-//! `bench --pallet PATH [--registry HOST:PORT] [--runs N] [--smoke] [--out DIR]`
+//! `bench --pallet PATH [--baseline PATH] [--registry HOST:PORT] [--runs N] [--smoke] [--out DIR]`
 //!
 //! It starts an echo agent (A2A 1.0 and legacy) in-process, then measures the
 //! floor (plain reqwest), the engine in-process and the `pallet` binary as a
@@ -23,6 +23,8 @@ use agent::EchoAgent;
 
 pub struct Options {
     pallet: PathBuf,
+    /// An earlier `pallet` binary whose startup figures are measured alongside.
+    baseline: Option<PathBuf>,
     registry: Option<String>,
     runs: usize,
     smoke: bool,
@@ -33,6 +35,7 @@ pub struct Options {
 fn options() -> Options {
     let mut options = Options {
         pallet: PathBuf::new(),
+        baseline: None,
         registry: None,
         runs: 15,
         smoke: false,
@@ -48,6 +51,7 @@ fn options() -> Options {
         match arg.as_str() {
             "--pallet" => options.pallet = value().into(),
             "--registry" => options.registry = Some(value()),
+            "--baseline" => options.baseline = Some(value().into()),
             "--runs" => options.runs = value().parse().unwrap_or_else(|_| usage("--runs N")),
             "--out" => options.out = value().into(),
             "--fixtures" => options.fixtures = value().into(),
@@ -66,7 +70,7 @@ fn options() -> Options {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "error: {problem}\nusage: bench --pallet PATH [--registry HOST:PORT] [--runs N] [--smoke] [--out DIR] [--fixtures DIR]"
+        "error: {problem}\nusage: bench --pallet PATH [--baseline PATH] [--registry HOST:PORT] [--runs N] [--smoke] [--out DIR] [--fixtures DIR]"
     );
     std::process::exit(2);
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pallet::agent::{AgentClient, StaticDiscovery};
 use pallet::engine::{Engine, Sources};
@@ -128,8 +128,13 @@ pub async fn engine_run(
 
 /// `pallet run` of `file` as a whole process, checked.
 pub fn process_run(options: &Options, file: &Path, card_url: &str, shape: Shape) {
+    process_run_with(options, &options.pallet, file, card_url, shape);
+}
+
+/// [`process_run`] with the binary `pallet`.
+fn process_run_with(options: &Options, pallet: &Path, file: &Path, card_url: &str, shape: Shape) {
     let out = options.out.join("run-out");
-    let output = Command::new(&options.pallet)
+    let output = Command::new(pallet)
         .args([
             "-q",
             "run",
@@ -204,78 +209,104 @@ pub async fn per_step(options: &Options, agent: &EchoAgent, report: &mut Report)
     }
 }
 
-/// Part 2: the process alone, validation of 100 steps, and a 1-step run.
+/// Part 2: the process alone, validation of 100 steps, a 1-step and a 100-step run; with
+/// `--baseline PATH`, the same for that binary, interleaved round by round.
 pub async fn startup(options: &Options, agent: &EchoAgent, report: &mut Report) {
-    let sequential = options.fixtures.join(Shape::Sequential100.file());
-    let one_step = options.fixtures.join(Shape::OneStep.file());
-    let mut version = Samples::default();
-    let mut validate = Samples::default();
-    let mut runs = [Samples::default(), Samples::default()];
+    let mut binaries = vec![(String::new(), options.pallet.clone())];
+    if let Some(baseline) = &options.baseline {
+        binaries.push((" (baseline binary)".to_string(), baseline.clone()));
+    }
+    let mut samples: Vec<[Samples; 5]> = binaries.iter().map(|_| Default::default()).collect();
     for round in 0..=options.runs {
-        let started = Instant::now();
-        let status = Command::new(&options.pallet)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .expect("spawn pallet");
-        assert!(status.success(), "pallet --version: {status}");
-        let version_time = started.elapsed();
-        let started = Instant::now();
-        let status = Command::new(&options.pallet)
-            .arg("validate")
-            .arg(&sequential)
-            .stdout(Stdio::null())
-            .status()
-            .expect("spawn pallet");
-        assert!(
-            status.success(),
-            "pallet validate {}: {status}",
-            sequential.display()
-        );
-        let validate_time = started.elapsed();
-        let mut run_times = Vec::new();
-        for protocol in [Protocol::A2a, Protocol::Legacy] {
-            let started = Instant::now();
-            process_run(
-                options,
-                &one_step,
-                &agent.card_url(protocol),
-                Shape::OneStep,
-            );
-            run_times.push(started.elapsed());
-        }
-        if round > 0 {
-            version.push(version_time);
-            validate.push(validate_time);
-            for (samples, time) in runs.iter_mut().zip(run_times) {
-                samples.push(time);
+        for ((_, pallet), samples) in binaries.iter().zip(samples.iter_mut()) {
+            let times = startup_round(options, pallet, agent);
+            if round > 0 {
+                for (samples, time) in samples.iter_mut().zip(times) {
+                    samples.push(time);
+                }
             }
         }
     }
-    let [a2a, legacy] = runs;
-    report.startup = vec![
-        (
-            "`pallet --version` (process start and exit)".to_string(),
-            version,
-        ),
-        (
-            "`pallet validate` of the 100-step workflow".to_string(),
-            validate,
-        ),
-        (
-            "`pallet run` of a 1-step workflow, A2A 1.0".to_string(),
-            a2a,
-        ),
-        (
-            "`pallet run` of a 1-step workflow, legacy".to_string(),
-            legacy,
-        ),
-    ];
+    for ((suffix, _), [version, validate, a2a, legacy, sequential]) in binaries.iter().zip(samples)
+    {
+        report.startup.extend([
+            (
+                format!("`pallet --version` (process start and exit){suffix}"),
+                version,
+            ),
+            (
+                format!("`pallet validate` of the 100-step workflow{suffix}"),
+                validate,
+            ),
+            (
+                format!("`pallet run` of a 1-step workflow, A2A 1.0{suffix}"),
+                a2a,
+            ),
+            (
+                format!("`pallet run` of a 1-step workflow, legacy{suffix}"),
+                legacy,
+            ),
+            (
+                format!("`pallet run` of the 100-step workflow, legacy{suffix}"),
+                sequential,
+            ),
+        ]);
+    }
     eprintln!("measured startup and validation");
 }
 
+/// One round of part 2 with binary `pallet`: --version, validate, a 1-step
+/// run per protocol, a 100-step legacy run (its end: output files, database).
+fn startup_round(options: &Options, pallet: &Path, agent: &EchoAgent) -> [Duration; 5] {
+    let sequential = options.fixtures.join(Shape::Sequential100.file());
+    let one_step = options.fixtures.join(Shape::OneStep.file());
+    let started = Instant::now();
+    let status = Command::new(pallet)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .expect("spawn pallet");
+    assert!(status.success(), "pallet --version: {status}");
+    let version = started.elapsed();
+    let started = Instant::now();
+    let status = Command::new(pallet)
+        .arg("validate")
+        .arg(&sequential)
+        .stdout(Stdio::null())
+        .status()
+        .expect("spawn pallet");
+    assert!(
+        status.success(),
+        "pallet validate {}: {status}",
+        sequential.display()
+    );
+    let validate = started.elapsed();
+    let mut runs = [Duration::ZERO; 2];
+    for (time, protocol) in runs.iter_mut().zip([Protocol::A2a, Protocol::Legacy]) {
+        let started = Instant::now();
+        process_run_with(
+            options,
+            pallet,
+            &one_step,
+            &agent.card_url(protocol),
+            Shape::OneStep,
+        );
+        *time = started.elapsed();
+    }
+    let started = Instant::now();
+    process_run_with(
+        options,
+        pallet,
+        &sequential,
+        &agent.card_url(Protocol::Legacy),
+        Shape::Sequential100,
+    );
+    [version, validate, runs[0], runs[1], started.elapsed()]
+}
+
 /// Where a process's time goes, piece by piece, in-process: called before
-/// anything else loads a workflow, so the first load pays the schema compile.
+/// anything else loads a workflow, so the first load pays any one-time setup
+/// (the schema is compiled into the binary, so it should cost no more than the next).
 pub async fn breakdown(options: &Options, agent: &EchoAgent, report: &mut Report) {
     let file = options.fixtures.join(Shape::Sequential100.file());
     let mut first_load = Samples::default();
@@ -311,8 +342,7 @@ pub async fn breakdown(options: &Options, agent: &EchoAgent, report: &mut Report
     }
     report.breakdown = vec![
         (
-            "load + validate the 100-step workflow, first in a process (compiles the schema)"
-                .to_string(),
+            "load + validate the 100-step workflow, first in a process".to_string(),
             first_load,
         ),
         (

@@ -85,6 +85,11 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
     };
     drop(engine);
+    // Closing the database checkpoints its journal and syncs the file: on
+    // another thread while the output files are written.
+    let closing = settings
+        .store
+        .map(|store| tokio::task::spawn_blocking(move || drop(store)));
     if let Some(printer) = printer {
         let _ = printer.await;
     }
@@ -93,6 +98,9 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let written = outputs::write(&settings.out, &record)?;
     report(&record, settings.json, quiet, &settings.out, &written)?;
+    if let Some(closing) = closing {
+        let _ = closing.await;
+    }
     if let Some(error) = unrecorded {
         return Err(error);
     }
@@ -114,10 +122,21 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
             eprintln!("{line}");
         }
     };
-    let connected = registry::connect(&args.registry)?;
+    // Opening the database and the registry's clients (TLS roots again) take
+    // milliseconds each: they start on other threads, the file loads here, and
+    // their errors still come in the order the steps had one after the other.
+    let db = args.db.clone();
+    let store =
+        tokio::task::spawn_blocking(move || super::runs::store_for_run(db.as_deref(), quiet));
+    let registry_args = args.registry.clone();
+    let connecting = tokio::task::spawn_blocking(move || registry::connect(&registry_args));
+    let from_file = args.file.as_deref().map(load_file);
+    let connected = connecting
+        .await
+        .context("cannot set up the registry client")??;
     let (registry_source, workflows) = workflow_sources(&connected, &args.sources.workflows_dir);
-    let workflow = match &args.file {
-        Some(path) => Arc::new(load_file(path)?),
+    let workflow = match from_file {
+        Some(loaded) => Arc::new(loaded?),
         None => {
             let workflow = load_workflow(&workflows, &args.workflow).await?;
             say(origin_line(
@@ -138,7 +157,7 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
     let (discovery, example_agents) =
         resolve_agents(&configured, &connected, &registry_source, &say).await?;
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
-    let store = super::runs::store_for_run(args.db.as_deref(), quiet)?;
+    let store = store.await.context("cannot open the run database")??;
     let reference = match &args.file {
         Some(path) => path.display().to_string(),
         None => args.workflow.clone(),

@@ -3,8 +3,8 @@
 
 use std::sync::LazyLock;
 
+use jsonschema::ValidationError;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
-use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
 use super::validate::{Problem, suggest};
@@ -15,11 +15,10 @@ static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
     serde_json::from_str(WORKFLOW_SCHEMA).expect("the embedded workflow schema is valid JSON")
 });
 
-// Compiled once: compiling costs far more than validating one workflow.
-static VALIDATOR: LazyLock<Validator> = LazyLock::new(|| {
-    jsonschema::draft202012::new(&SCHEMA)
-        .expect("the embedded workflow schema is a valid JSON Schema")
-});
+// Compiled into the binary: compiling at runtime (and checking the schema against
+// the draft 2020-12 meta-schema first) cost about 5 ms per process.
+#[jsonschema::validator(path = "schemas/workflow.schema.json", draft = Draft202012)]
+struct WorkflowValidator;
 
 /// The parsed embedded schema.
 pub fn schema() -> &'static Value {
@@ -30,7 +29,7 @@ pub fn schema() -> &'static Value {
 pub fn check(instance: &Value) -> Vec<Problem> {
     // (rank, problem): a value breaking several rules gets only its most telling problem.
     let mut ranked: Vec<(u8, Problem)> = Vec::new();
-    for error in VALIDATOR.iter_errors(instance) {
+    for error in WorkflowValidator::iter_errors(instance) {
         let rank = rank(error.kind());
         for problem in describe(&error, instance) {
             let value_level = problem.missing.is_none() && !problem.at_key;
@@ -46,9 +45,38 @@ pub fn check(instance: &Value) -> Vec<Problem> {
             }
         }
     }
-    let mut problems = ranked.into_iter().map(|(_, problem)| problem).collect();
+    let mut problems: Vec<Problem> = ranked.into_iter().map(|(_, problem)| problem).collect();
+    // The generated validator reports in schema order; users read in document order.
+    problems.sort_by_cached_key(|problem| document_order(&problem.pointer, instance));
     drop_required_explained_by_typos(&mut problems);
     problems
+}
+
+/// Where `pointer` is in `instance`: the index of each key or item on the way
+/// (keys keep their file order), so sorting by it sorts by place in the file.
+fn document_order(pointer: &str, instance: &Value) -> Vec<usize> {
+    let mut order = Vec::new();
+    let mut current = Some(instance);
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        let (index, next) = match current {
+            Some(Value::Object(fields)) => fields
+                .iter()
+                .enumerate()
+                .find(|(_, (key, _))| **key == segment)
+                .map_or((usize::MAX, None), |(index, (_, value))| {
+                    (index, Some(value))
+                }),
+            Some(Value::Array(items)) => match segment.parse::<usize>() {
+                Ok(index) => (index, items.get(index)),
+                Err(_) => (usize::MAX, None),
+            },
+            _ => (usize::MAX, None),
+        };
+        order.push(index);
+        current = next;
+    }
+    order
 }
 
 /// Lower is more telling: "not allowed here" says more than "wrong type" about the same value.
@@ -602,6 +630,57 @@ mod tests {
         ];
         for (instance, expected) in cases {
             assert_eq!(messages(instance.clone()), expected, "{instance}");
+        }
+    }
+
+    /// The schema is compiled into the binary, so nothing checks it at runtime any more.
+    #[test]
+    fn the_embedded_schema_is_a_valid_draft_2020_12_schema() {
+        let checked = jsonschema::draft202012::meta::validate(schema());
+        assert!(checked.is_ok(), "{checked:?}");
+    }
+
+    /// The compiled-in validator finds what a validator compiled at runtime finds.
+    #[test]
+    fn compiled_in_validator_agrees_with_a_runtime_one() {
+        let runtime = jsonschema::draft202012::new(schema()).unwrap();
+        let errors = |found: jsonschema::ErrorIterator<'_>| {
+            let mut found: Vec<String> = found
+                .map(|error| format!("{} {error}", error.instance_path().as_str()))
+                .collect();
+            found.sort();
+            found
+        };
+        let cases = [
+            minimal(json!({"id": "a", "skill": "s"})),
+            minimal(json!({"id": "a", "skil": "s", "max_concurrency": "2", "fail_fast": 1})),
+            minimal(json!({"id": "a", "step_type": "parallel", "branches": {}})),
+            minimal(json!({"id": "A b", "skill": "s", "retry": {"max_attempts": 0}})),
+            json!({"metadata": {"id": "x", "version": 1.0}, "steps": []}),
+            json!(["a"]),
+        ];
+        for instance in cases {
+            assert_eq!(
+                errors(WorkflowValidator::iter_errors(&instance)),
+                errors(runtime.iter_errors(&instance)),
+                "{instance}"
+            );
+        }
+    }
+
+    #[test]
+    fn document_order_follows_keys_and_items_as_written() {
+        let instance = json!({"b": [{"y": 1, "x": 2}], "a~/": {"c": 3}});
+        let cases: [(&str, Vec<usize>); 6] = [
+            ("", vec![]),
+            ("/b", vec![0]),
+            ("/b/0/x", vec![0, 0, 1]),
+            ("/a~0~1/c", vec![1, 0]),
+            ("/b/9", vec![0, 9]),
+            ("/missing/deeper", vec![usize::MAX, usize::MAX]),
+        ];
+        for (pointer, expected) in cases {
+            assert_eq!(document_order(pointer, &instance), expected, "{pointer}");
         }
     }
 }
