@@ -27,4 +27,5 @@ pub mod error;
 pub mod registry;
 pub mod store;
 pub mod template;
+mod tls;
 pub mod workflow;

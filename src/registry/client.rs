@@ -3,6 +3,7 @@
 //! uploads go through oci-client.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -101,7 +102,9 @@ pub struct Listed {
 pub struct Registry {
     pub(super) address: RegistryAddress,
     pub(super) transport: Transport,
-    uploader: Client,
+    /// Built at the first push: reads never need it.
+    uploader: OnceLock<Client>,
+    protocol: ClientProtocol,
     pub(super) cache: Cache,
     pub(super) offline: bool,
 }
@@ -128,17 +131,24 @@ impl Registry {
             true => ClientProtocol::HttpsExcept(vec![address.authority.clone()]),
             false => ClientProtocol::Https,
         };
-        let uploader = Client::new(ClientConfig {
-            protocol,
-            use_monolithic_push: true,
-            ..Default::default()
-        });
         Ok(Registry {
-            uploader,
+            uploader: OnceLock::new(),
+            protocol,
             transport,
             address,
             cache: Cache::new(options.cache_dir),
             offline: options.offline,
+        })
+    }
+
+    /// The oci-client used for writes (its construction loads TLS roots).
+    fn uploader(&self) -> &Client {
+        self.uploader.get_or_init(|| {
+            Client::new(ClientConfig {
+                protocol: self.protocol.clone(),
+                use_monolithic_push: true,
+                ..Default::default()
+            })
         })
     }
 
@@ -282,7 +292,7 @@ impl Registry {
         if let Some(credentials) = self.transport.credentials() {
             let auth =
                 RegistryAuth::Basic(credentials.username.clone(), credentials.password.clone());
-            self.uploader
+            self.uploader()
                 .store_auth_if_needed(&self.address.authority, &auth)
                 .await;
         }
@@ -295,12 +305,12 @@ impl Registry {
         for bytes in [&built.config_bytes, &content.bytes] {
             let digest = artifact::sha256_digest(bytes);
             if !self
-                .uploader
+                .uploader()
                 .blob_exists(&image, &digest)
                 .await
                 .map_err(push_error)?
             {
-                self.uploader
+                self.uploader()
                     .push_blob(&image, bytes.clone(), &digest)
                     .await
                     .map_err(push_error)?;
@@ -308,7 +318,7 @@ impl Registry {
             self.cache.write_blob(bytes)?;
         }
         let media_type = reqwest::header::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE);
-        self.uploader
+        self.uploader()
             .push_manifest_raw(&image, built.manifest_bytes.clone(), media_type)
             .await
             .map_err(push_error)?;

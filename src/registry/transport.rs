@@ -38,6 +38,7 @@ impl Transport {
     ) -> Result<Self, RegistryError> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
+            .tls_backend_preconfigured(crate::tls::config())
             .build()
             .map_err(|source| RegistryError::Client {
                 registry: registry.to_string(),
