@@ -21,7 +21,7 @@ pub mod retry;
 mod run;
 pub mod source;
 
-pub use journal::{Durable, Journal};
+pub use journal::{Durable, Journal, JournalWrite};
 pub use record::{RunRecord, RunStatus, StepRecord, StepStatus};
 pub use run::chain_of;
 pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};

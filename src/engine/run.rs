@@ -287,9 +287,10 @@ impl Run<'_> {
                 return Ok(());
             }
             if step.step_type == crate::workflow::StepType::Approval {
-                return self.await_approval(step);
+                return self.await_approval(step).await;
             }
-            self.journal(step, |journal| journal.step_started(&step.id))?;
+            self.journal(step, |journal| journal.step_started(&step.id))
+                .await?;
             let clock = Clock::start();
             let slot = self.reserve_slot();
             let kind = step.kind();
@@ -343,7 +344,10 @@ impl Run<'_> {
                     Err(failure)
                 }
             };
-            let journaled = self.journal(step, |journal| journal.step_finished(&record));
+            // Awaited before the next step starts: a completed step is never lost to a crash.
+            let journaled = self
+                .journal(step, |journal| journal.step_finished(&record))
+                .await;
             self.finish(step, slot, record);
             result.and(journaled)
         })
@@ -363,7 +367,7 @@ impl Run<'_> {
 
     /// An approval step without a recorded decision: pause the run (durable
     /// runs) or fail it (nothing could record a decision).
-    fn await_approval(&self, step: &Step) -> Result<(), Failure> {
+    async fn await_approval(&self, step: &Step) -> Result<(), Failure> {
         if self.durable.is_none() {
             let slot = self.reserve_slot();
             let message = format!(
@@ -376,7 +380,8 @@ impl Run<'_> {
             self.finish(step, slot, record);
             return Err(Failure::failed(message));
         }
-        self.journal(step, |journal| journal.approval_waiting(&step.id))?;
+        self.journal(step, |journal| journal.approval_waiting(&step.id))
+            .await?;
         let slot = self.reserve_slot();
         let mut record = skipped(step);
         record.status = StepStatus::Waiting;
@@ -384,16 +389,16 @@ impl Run<'_> {
         Err(Failure::waiting(step))
     }
 
-    /// Call the journal of a durable run; its error fails the step.
-    fn journal(
+    /// Call the journal of a durable run and await its write; its error fails the step.
+    async fn journal(
         &self,
         step: &Step,
-        write: impl FnOnce(&dyn super::Journal) -> Result<(), String>,
+        write: impl FnOnce(&dyn super::Journal) -> super::JournalWrite,
     ) -> Result<(), Failure> {
         let Some(durable) = self.durable else {
             return Ok(());
         };
-        write(durable.journal.as_ref()).map_err(|error| {
+        write(durable.journal.as_ref()).await.map_err(|error| {
             Failure::failed(format!(
                 "step `{}` failed: cannot record its progress: {error}",
                 step.id

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::state::RunState;
 use super::{RunChange, RunJournal, RunStore, StoreError, StoredRun};
 use crate::engine::{Durable, Engine, RunRecord, RunStatus};
-use crate::workflow::{LoadError, LoadedWorkflow, Step, StepType, TimeoutDecision, load_str};
+use crate::workflow::{LoadError, LoadedWorkflow, Step, StepType, TimeoutDecision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -92,14 +92,13 @@ pub fn digest(text: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
-/// The workflow a stored run executes, from its own copy of the text.
+/// The workflow a stored run executes, from its own copy of the text
+/// (loaded once per process and digest).
 pub fn stored_workflow(run: &StoredRun) -> Result<Arc<LoadedWorkflow>, RunError> {
-    load_str(&run.workflow_source, &run.workflow_yaml)
-        .map(Arc::new)
-        .map_err(|source| RunError::Workflow {
-            id: run.id.clone(),
-            source,
-        })
+    super::loaded_workflow(run).map_err(|source| RunError::Workflow {
+        id: run.id.clone(),
+        source,
+    })
 }
 
 impl Runner<'_> {
@@ -141,7 +140,8 @@ impl Runner<'_> {
 
     /// Continue a run after a crash, or apply an expired approval's `on_timeout`.
     pub async fn resume(&self, id: &str, cancel: CancellationToken) -> Result<Outcome, RunError> {
-        let run = self.store.get(id)?;
+        let run_id = id.to_string();
+        let run = self.store.blocking(move |store| store.get(&run_id)).await?;
         let workflow = stored_workflow(&run)?;
         match run.status {
             RunState::Pending => {
@@ -357,15 +357,25 @@ impl Runner<'_> {
         cancel: CancellationToken,
     ) -> Result<Outcome, RunError> {
         // Attempts still `running` belong to a process that died: run them again.
-        self.store.interrupt_running(id)?;
+        let run_id = id.to_string();
+        let (completed, previous_attempts) = self
+            .store
+            .blocking(move |store| {
+                store.interrupt_running(&run_id)?;
+                Ok::<_, StoreError>((
+                    store.completed_outputs(&run_id)?,
+                    store.previous_attempts(&run_id)?,
+                ))
+            })
+            .await?;
         let durable = Durable {
             run_id: id.to_string(),
             journal: Arc::new(RunJournal {
                 store: self.store.clone(),
                 run_id: id.to_string(),
             }),
-            completed: self.store.completed_outputs(id)?,
-            previous_attempts: self.store.previous_attempts(id)?,
+            completed,
+            previous_attempts,
         };
         let record = self
             .engine
@@ -383,13 +393,14 @@ impl Runner<'_> {
         };
         change.result = record.output.clone();
         change.error = record.error.clone();
-        match self.store.transition(id, change) {
+        match self.store.transition_queued(id, change).await {
             // Cancelled meanwhile by another process: the stored state stands.
             Ok(_) | Err(StoreError::Transition(_)) => {}
             Err(error) => return Err(error.into()),
         }
+        let run_id = id.to_string();
         Ok(Outcome {
-            run: self.store.get(id)?,
+            run: self.store.blocking(move |store| store.get(&run_id)).await?,
             record: Some(record),
         })
     }
@@ -469,6 +480,7 @@ fn steps_between(workflow: &LoadedWorkflow, from: &str, to: &str) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workflow::load_str;
 
     #[test]
     fn rework_covers_the_steps_from_retry_from_to_the_approval() {
