@@ -189,8 +189,7 @@ impl RunStore {
     }
 
     pub fn history(&self, id: &str) -> Result<Vec<Transition>, StoreError> {
-        self.get(id)?;
-        self.read(|connection| {
+        let history: Vec<Transition> = self.read(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT from_status, to_status, trigger, metadata, actor, at FROM transitions WHERE run_id = ?1 ORDER BY id",
             )?;
@@ -206,7 +205,12 @@ impl RunStore {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
-        })
+        })?;
+        // Every run has its `created` transition: none means no such run.
+        if history.is_empty() {
+            self.get(id)?;
+        }
+        Ok(history)
     }
 
     /// Every attempt of every step, in the order they started.

@@ -113,14 +113,14 @@ fn drain(connection: &Connection, queue: &Receiver<Job>) {
 
 fn commit_batch(connection: &Connection, batch: Vec<Job>) {
     // Without the outer transaction each savepoint still commits on its own.
-    let grouped = connection.execute_batch("BEGIN IMMEDIATE").is_ok();
+    let grouped = control(connection, "BEGIN IMMEDIATE").is_ok();
     let mut answers = Vec::with_capacity(batch.len());
     for job in batch {
         answers.extend(run_in_savepoint(connection, job));
     }
     let committed = if grouped {
-        connection.execute_batch("COMMIT").map_err(|error| {
-            let _ = connection.execute_batch("ROLLBACK");
+        control(connection, "COMMIT").map_err(|error| {
+            let _ = control(connection, "ROLLBACK");
             Arc::new(error)
         })
     } else {
@@ -134,17 +134,23 @@ fn commit_batch(connection: &Connection, batch: Vec<Job>) {
 /// Run one request in a savepoint, rolled back if it failed or panicked.
 /// A request that panicked has no answer: its caller sees [`StoreError::WriterStopped`].
 fn run_in_savepoint(connection: &Connection, job: Job) -> Option<Answer> {
-    if let Err(error) = connection.execute_batch("SAVEPOINT request") {
+    if let Err(error) = control(connection, "SAVEPOINT request") {
         let (_, answer) = job(Err(Arc::new(error)));
         return Some(answer);
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| job(Ok(connection))));
     let failed = outcome.as_ref().map_or(true, |(failed, _)| *failed);
     if failed {
-        let _ = connection.execute_batch("ROLLBACK TO request");
+        let _ = control(connection, "ROLLBACK TO request");
     }
-    let _ = connection.execute_batch("RELEASE request");
+    let _ = control(connection, "RELEASE request");
     outcome.ok().map(|(_, answer)| answer)
+}
+
+/// A transaction-control statement, prepared once per connection (they run for every request).
+fn control(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 #[cfg(test)]
