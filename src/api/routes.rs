@@ -70,10 +70,14 @@ async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Respon
                 source,
             },
         })?;
-    let run = state
-        .runner(SERVICE_ACTOR)
-        .create(&workflow, &start.reference, start.input)?;
-    let body = view(&state, &run.id)?;
+    let (run, body) = blocking(&state, move |state| {
+        let run = state
+            .runner(SERVICE_ACTOR)
+            .create(&workflow, &start.reference, start.input)?;
+        let body = view(state, &run.id)?;
+        Ok((run, body))
+    })
+    .await?;
     state.continue_in_background(run.id.clone());
     let location = format!("/workflows/{}", run.id);
     Ok((
@@ -114,11 +118,14 @@ async fn list(
         )));
     }
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let runs = state.store.list_page(
-        status,
-        limit,
-        after.as_ref().map(|(at, id)| (at.as_str(), id.as_str())),
-    )?;
+    let runs = blocking(&state, move |state| {
+        Ok(state.store.list_page(
+            status,
+            limit,
+            after.as_ref().map(|(at, id)| (at.as_str(), id.as_str())),
+        )?)
+    })
+    .await?;
     let next_cursor = match runs.last() {
         Some(last) if runs.len() == limit as usize => {
             Some(encode_cursor(&last.created_at, &last.id))
@@ -132,7 +139,16 @@ async fn show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(view(&state, &id)?))
+    Ok(Json(blocking(&state, move |state| view(state, &id)).await?))
+}
+
+/// Store calls of a handler, on tokio's blocking threads (SQLite work must not hold the runtime).
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    calls: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    state.store.clone().blocking(move |_| calls(&state)).await
 }
 
 async fn history(

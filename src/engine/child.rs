@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Durable, Journal, StepRecord};
+use super::{Durable, Journal, JournalWrite, StepRecord};
 
 /// The journal of a child run: its parent's, with the step ids qualified.
 struct ChildJournal {
@@ -16,18 +16,18 @@ struct ChildJournal {
 }
 
 impl Journal for ChildJournal {
-    fn step_started(&self, step_id: &str) -> Result<(), String> {
+    fn step_started(&self, step_id: &str) -> JournalWrite {
         self.parent
             .step_started(&format!("{}{step_id}", self.prefix))
     }
 
-    fn step_finished(&self, record: &StepRecord) -> Result<(), String> {
+    fn step_finished(&self, record: &StepRecord) -> JournalWrite {
         let mut record = record.clone();
         record.id = format!("{}{}", self.prefix, record.id);
         self.parent.step_finished(&record)
     }
 
-    fn approval_waiting(&self, step_id: &str) -> Result<(), String> {
+    fn approval_waiting(&self, step_id: &str) -> JournalWrite {
         self.parent
             .approval_waiting(&format!("{}{step_id}", self.prefix))
     }
@@ -62,6 +62,9 @@ fn under_prefix<T: Clone>(map: &HashMap<String, T>, prefix: &str) -> HashMap<Str
 mod tests {
     use std::sync::Mutex;
 
+    use futures::FutureExt;
+    use futures::executor::block_on;
+    use futures::future::ready;
     use serde_json::{Value, json};
 
     use super::*;
@@ -72,20 +75,20 @@ mod tests {
     struct Lines(Mutex<Vec<String>>);
 
     impl Journal for Lines {
-        fn step_started(&self, step_id: &str) -> Result<(), String> {
+        fn step_started(&self, step_id: &str) -> JournalWrite {
             self.0.lock().unwrap().push(format!("started {step_id}"));
-            Ok(())
+            ready(Ok(())).boxed()
         }
-        fn step_finished(&self, record: &StepRecord) -> Result<(), String> {
+        fn step_finished(&self, record: &StepRecord) -> JournalWrite {
             self.0
                 .lock()
                 .unwrap()
                 .push(format!("finished {}", record.id));
-            Ok(())
+            ready(Ok(())).boxed()
         }
-        fn approval_waiting(&self, step_id: &str) -> Result<(), String> {
+        fn approval_waiting(&self, step_id: &str) -> JournalWrite {
             self.0.lock().unwrap().push(format!("waiting {step_id}"));
-            Ok(())
+            ready(Ok(())).boxed()
         }
     }
 
@@ -139,10 +142,10 @@ mod tests {
             HashMap::from([("b".to_string(), 2)])
         );
 
-        grandchild.journal.step_started("b").unwrap();
-        grandchild.journal.step_finished(&record("b")).unwrap();
-        grandchild.journal.approval_waiting("gate").unwrap();
-        child.journal.step_started("inner").unwrap();
+        block_on(grandchild.journal.step_started("b")).unwrap();
+        block_on(grandchild.journal.step_finished(&record("b"))).unwrap();
+        block_on(grandchild.journal.approval_waiting("gate")).unwrap();
+        block_on(child.journal.step_started("inner")).unwrap();
         assert_eq!(
             *lines.0.lock().unwrap(),
             [

@@ -6,20 +6,26 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::StepRecord;
 
-/// Records step progress as it happens. Calls are synchronous and short (one
-/// small write each); an error fails the step, since a step whose start was
-/// not recorded could be re-run unnoticed after a crash.
+/// The answer of one journal write: it resolves once the write is durable.
+pub type JournalWrite = BoxFuture<'static, Result<(), String>>;
+
+/// Records step progress as it happens. A call queues its write and returns
+/// at once; the engine awaits the answer, so no runtime thread waits on
+/// storage. An error fails the step, since a step whose start was not
+/// recorded could be re-run unnoticed after a crash. Writes are applied in
+/// the order the calls were made.
 pub trait Journal: Send + Sync {
     /// A step is about to run (before any agent is called).
-    fn step_started(&self, step_id: &str) -> Result<(), String>;
+    fn step_started(&self, step_id: &str) -> JournalWrite;
     /// A step that ran has ended (completed, failed or cancelled).
-    fn step_finished(&self, record: &StepRecord) -> Result<(), String>;
+    fn step_finished(&self, record: &StepRecord) -> JournalWrite;
     /// An approval step has no decision yet: the run pauses here.
-    fn approval_waiting(&self, step_id: &str) -> Result<(), String>;
+    fn approval_waiting(&self, step_id: &str) -> JournalWrite;
 }
 
 /// What the engine needs to run (or continue) a stored run.

@@ -291,9 +291,10 @@ impl Run<'_> {
                 return Ok(());
             }
             if step.step_type == crate::workflow::StepType::Approval {
-                return self.await_approval(step);
+                return self.await_approval(step).await;
             }
-            self.journal(step, |journal| journal.step_started(&step.id))?;
+            self.journal(step, |journal| journal.step_started(&step.id))
+                .await?;
             let clock = Clock::start();
             let slot = self.reserve_slot();
             let kind = step.kind();
@@ -349,7 +350,10 @@ impl Run<'_> {
                     Err(failure)
                 }
             };
-            let journaled = self.journal(step, |journal| journal.step_finished(&record));
+            // Awaited before the next step starts: a completed step is never lost to a crash.
+            let journaled = self
+                .journal(step, |journal| journal.step_finished(&record))
+                .await;
             self.finish(step, slot, record);
             result.and(journaled)
         })
@@ -369,7 +373,7 @@ impl Run<'_> {
 
     /// An approval step without a recorded decision: pause the run (durable
     /// runs) or fail it (nothing could record a decision).
-    fn await_approval(&self, step: &Step) -> Result<(), Failure> {
+    async fn await_approval(&self, step: &Step) -> Result<(), Failure> {
         if self.durable.is_none() {
             let slot = self.reserve_slot();
             let message = format!(
@@ -382,7 +386,8 @@ impl Run<'_> {
             self.finish(step, slot, record);
             return Err(Failure::failed(message));
         }
-        self.journal(step, |journal| journal.approval_waiting(&step.id))?;
+        self.journal(step, |journal| journal.approval_waiting(&step.id))
+            .await?;
         let slot = self.reserve_slot();
         let mut record = skipped(step);
         record.status = StepStatus::Waiting;
@@ -390,21 +395,22 @@ impl Run<'_> {
         // text of the top-level workflow only, not that of a child run.
         let request = ApprovalRequest::new(step, &self.workflow.workflow.steps);
         record.inputs = serde_json::to_value(request).ok();
-        self.journal(step, |journal| journal.step_finished(&record))?;
+        self.journal(step, |journal| journal.step_finished(&record))
+            .await?;
         self.finish(step, slot, record);
         Err(Failure::waiting(step))
     }
 
-    /// Call the journal of a durable run; its error fails the step.
-    fn journal(
+    /// Call the journal of a durable run and await its write; its error fails the step.
+    async fn journal(
         &self,
         step: &Step,
-        write: impl FnOnce(&dyn super::Journal) -> Result<(), String>,
+        write: impl FnOnce(&dyn super::Journal) -> super::JournalWrite,
     ) -> Result<(), Failure> {
         let Some(durable) = self.durable else {
             return Ok(());
         };
-        write(durable.journal.as_ref()).map_err(|error| {
+        write(durable.journal.as_ref()).await.map_err(|error| {
             Failure::failed(format!(
                 "step `{}` failed: cannot record its progress: {error}",
                 step.id

@@ -12,7 +12,7 @@ use super::lease::HeldLease;
 use super::state::RunState;
 use super::{Attempt, RunChange, RunJournal, RunStore, StoreError, StoredRun};
 use crate::engine::{ApprovalRequest, Durable, Engine, RunRecord, RunStatus};
-use crate::workflow::{LoadError, LoadedWorkflow, Step, StepType, TimeoutDecision, load_str};
+use crate::workflow::{LoadError, LoadedWorkflow, Step, StepType, TimeoutDecision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -136,14 +136,13 @@ pub fn digest(text: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
-/// The workflow a stored run executes, from its own copy of the text.
+/// The workflow a stored run executes, from its own copy of the text
+/// (loaded once per process and digest).
 pub fn stored_workflow(run: &StoredRun) -> Result<Arc<LoadedWorkflow>, RunError> {
-    load_str(&run.workflow_source, &run.workflow_yaml)
-        .map(Arc::new)
-        .map_err(|source| RunError::Workflow {
-            id: run.id.clone(),
-            source,
-        })
+    super::loaded_workflow(run).map_err(|source| RunError::Workflow {
+        id: run.id.clone(),
+        source,
+    })
 }
 
 impl Runner<'_> {
@@ -185,7 +184,8 @@ impl Runner<'_> {
 
     /// Continue a run after a crash, or apply an expired approval's `on_timeout`.
     pub async fn resume(&self, id: &str, cancel: CancellationToken) -> Result<Outcome, RunError> {
-        let run = self.store.get(id)?;
+        let run_id = id.to_string();
+        let run = self.store.blocking(move |store| store.get(&run_id)).await?;
         let workflow = stored_workflow(&run)?;
         match run.status {
             RunState::Pending => {
@@ -402,7 +402,7 @@ impl Runner<'_> {
     ) -> Result<Outcome, RunError> {
         // The lease first: a live owner's `running` attempts are not interrupted.
         let cancel = cancel.child_token();
-        let lease = match HeldLease::acquire(self.store, id, cancel.clone())? {
+        let lease = match HeldLease::acquire(self.store, id, cancel.clone()).await? {
             Ok(lease) => lease,
             Err(holder) => {
                 return Err(RunError::Leased {
@@ -414,15 +414,25 @@ impl Runner<'_> {
             }
         };
         // Attempts still `running` belong to a process that died: run them again.
-        self.store.interrupt_running(id)?;
+        let run_id = id.to_string();
+        let (completed, previous_attempts) = self
+            .store
+            .blocking(move |store| {
+                store.interrupt_running(&run_id)?;
+                Ok::<_, StoreError>((
+                    store.completed_outputs(&run_id)?,
+                    store.previous_attempts(&run_id)?,
+                ))
+            })
+            .await?;
         let durable = Durable {
             run_id: id.to_string(),
             journal: Arc::new(RunJournal {
                 store: self.store.clone(),
                 run_id: id.to_string(),
             }),
-            completed: self.store.completed_outputs(id)?,
-            previous_attempts: self.store.previous_attempts(id)?,
+            completed,
+            previous_attempts,
         };
         let record = self
             .engine
@@ -432,18 +442,20 @@ impl Runner<'_> {
             // The new owner records the run from now on.
             return Err(RunError::LeaseLost { id: id.to_string() });
         }
-        let recorded = self
+        let recorded = match self
             .store
-            .transition(id, self.final_change(&record))
-            .map(|_| ())
-            .or_else(|error| match error {
-                // Cancelled meanwhile by another process: the stored state stands.
-                StoreError::Transition(_) => Ok(()),
-                error => Err(error),
-            })
-            .and_then(|()| self.store.get(id));
+            .transition_queued(id, self.final_change(&record))
+            .await
+        {
+            // Cancelled meanwhile by another process: the stored state stands.
+            Ok(_) | Err(StoreError::Transition(_)) => {
+                let run_id = id.to_string();
+                self.store.blocking(move |store| store.get(&run_id)).await
+            }
+            Err(error) => Err(error),
+        };
         // Released once the end is stored (or failed to be): another process may go on.
-        drop(lease);
+        lease.release().await;
         match recorded {
             Ok(run) => Ok(Outcome {
                 run,
@@ -560,6 +572,7 @@ fn qualified(request: ApprovalRequest, stored_id: &str) -> (Step, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workflow::load_str;
 
     #[test]
     fn requests_are_qualified_like_the_stored_step_id() {

@@ -1,40 +1,54 @@
-//! The engine's [`Journal`] for one stored run.
+//! The engine's [`Journal`] for one stored run: each call queues a write to
+//! the store's writer thread and hands back its answer to await.
 
-use crate::engine::{Journal, StepRecord};
+use futures::FutureExt;
 
-use super::RunStore;
+use crate::engine::{Journal, JournalWrite, StepRecord};
+
+use super::{Pending, RunStore};
 
 pub struct RunJournal {
     pub store: RunStore,
     pub run_id: String,
 }
 
+/// The engine sees a store error as its message chain.
+fn answer(pending: Pending<()>) -> JournalWrite {
+    pending
+        .map(|result| result.map_err(|error| crate::engine::chain_of(&error)))
+        .boxed()
+}
+
 impl Journal for RunJournal {
-    fn step_started(&self, step_id: &str) -> Result<(), String> {
-        self.store
-            .start_attempt(&self.run_id, step_id, "running")
-            .map_err(|error| crate::engine::chain_of(&error))
+    fn step_started(&self, step_id: &str) -> JournalWrite {
+        answer(
+            self.store
+                .start_attempt_queued(&self.run_id, step_id, "running"),
+        )
     }
 
-    fn step_finished(&self, record: &StepRecord) -> Result<(), String> {
-        self.store
-            .finish_attempt(&self.run_id, record)
-            .map_err(|error| crate::engine::chain_of(&error))
+    fn step_finished(&self, record: &StepRecord) -> JournalWrite {
+        answer(self.store.finish_attempt_queued(&self.run_id, record))
     }
 
-    fn approval_waiting(&self, step_id: &str) -> Result<(), String> {
-        // Resuming a waiting run re-enters the step: keep the first wait (its deadline).
-        let waiting = self
-            .store
-            .attempts(&self.run_id)
-            .map_err(|error| crate::engine::chain_of(&error))?
-            .iter()
-            .any(|attempt| attempt.step_id == step_id && attempt.status == "waiting");
-        if waiting {
-            return Ok(());
+    fn approval_waiting(&self, step_id: &str) -> JournalWrite {
+        let (store, run_id, step_id) =
+            (self.store.clone(), self.run_id.clone(), step_id.to_string());
+        async move {
+            // Resuming a waiting run re-enters the step: keep the first wait (its deadline).
+            let read_id = run_id.clone();
+            let attempts = store
+                .blocking(move |store| store.attempts(&read_id))
+                .await
+                .map_err(|error| crate::engine::chain_of(&error))?;
+            let waiting = attempts
+                .iter()
+                .any(|attempt| attempt.step_id == step_id && attempt.status == "waiting");
+            if waiting {
+                return Ok(());
+            }
+            answer(store.start_attempt_queued(&run_id, &step_id, "waiting")).await
         }
-        self.store
-            .start_attempt(&self.run_id, step_id, "waiting")
-            .map_err(|error| crate::engine::chain_of(&error))
+        .boxed()
     }
 }

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio_util::sync::CancellationToken;
 
-use super::{RunStore, StoreError};
+use super::{Pending, RunStore, StoreError};
 
 /// How long a lease lives without renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(30);
@@ -161,8 +161,11 @@ pub fn read(connection: &Connection, id: &str) -> rusqlite::Result<Option<Lease>
 
 /// Take the lease on run `id` for `me` under `token` until `now + duration`,
 /// unless another's live lease holds it: then that lease, and nothing written.
+/// The caller holds the database's write lock (the store's writer runs every
+/// request in an immediate transaction), so two processes cannot both find
+/// the lease free and both take it.
 pub fn acquire(
-    connection: &mut Connection,
+    connection: &Connection,
     id: &str,
     me: &Owner,
     token: &str,
@@ -170,15 +173,13 @@ pub fn acquire(
     duration: Duration,
     alive: impl Fn(u32, u64) -> bool,
 ) -> rusqlite::Result<Option<Lease>> {
-    // Immediate: two processes cannot both find the lease free and both take it.
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some(lease) = read(&transaction, id)?
+    if let Some(lease) = read(connection, id)?
         && standing(&lease, me, now, alive) == Standing::Live
     {
         return Ok(Some(lease));
     }
     let at = timestamp(now);
-    transaction.execute(
+    connection.execute(
         "INSERT OR REPLACE INTO run_leases (run_id, host, pid, process_start, boot_id, token, acquired_at, renewed_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
         params![
             id,
@@ -191,7 +192,6 @@ pub fn acquire(
             timestamp(now + duration)
         ],
     )?;
-    transaction.commit()?;
     Ok(None)
 }
 
@@ -220,41 +220,39 @@ pub fn release(connection: &Connection, id: &str, token: &str) -> rusqlite::Resu
 }
 
 impl RunStore {
-    /// The one way this module reaches the database.
-    fn with_connection<T>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        Ok(work(&mut self.lock())?)
-    }
-
     /// Take the lease on run `id` for this process; the live lease of another
     /// process if it holds it.
-    pub fn acquire_lease(&self, id: &str, token: &str) -> Result<Option<Lease>, StoreError> {
-        self.with_connection(|connection| {
-            acquire(
+    pub fn acquire_lease(&self, id: &str, token: &str) -> Pending<Option<Lease>> {
+        let (id, token) = (id.to_string(), token.to_string());
+        self.write(move |connection| {
+            let me = Owner::current();
+            Ok(acquire(
                 connection,
-                id,
-                Owner::current(),
-                token,
+                &id,
+                me,
+                &token,
                 Utc::now(),
                 LEASE_DURATION,
                 process_alive,
-            )
+            )?)
         })
     }
 
-    pub fn renew_lease(&self, id: &str, token: &str) -> Result<bool, StoreError> {
-        self.with_connection(|connection| renew(connection, id, token, Utc::now(), LEASE_DURATION))
+    pub fn renew_lease(&self, id: &str, token: &str) -> Pending<bool> {
+        let (id, token) = (id.to_string(), token.to_string());
+        self.write(move |connection| {
+            Ok(renew(connection, &id, &token, Utc::now(), LEASE_DURATION)?)
+        })
     }
 
-    pub fn release_lease(&self, id: &str, token: &str) -> Result<(), StoreError> {
-        self.with_connection(|connection| release(connection, id, token))
+    pub fn release_lease(&self, id: &str, token: &str) -> Pending<()> {
+        let (id, token) = (id.to_string(), token.to_string());
+        self.write(move |connection| Ok(release(connection, &id, &token)?))
     }
 
     /// The lease of whoever executes run `id` now, if it is live.
     pub fn live_lease(&self, id: &str) -> Result<Option<Lease>, StoreError> {
-        let lease = self.with_connection(|connection| read(connection, id))?;
+        let lease = self.read(|connection| Ok(read(connection, id)?))?;
         Ok(lease.filter(|lease| {
             standing(lease, Owner::current(), Utc::now(), process_alive) == Standing::Live
         }))
@@ -273,13 +271,13 @@ pub struct HeldLease {
 impl HeldLease {
     /// Take the lease on run `id`, or return the live lease that holds it. When
     /// a renewal finds the lease taken by another process, `cancel` is cancelled.
-    pub fn acquire(
+    pub async fn acquire(
         store: &RunStore,
         id: &str,
         cancel: CancellationToken,
     ) -> Result<Result<HeldLease, Lease>, StoreError> {
         let token = uuid::Uuid::new_v4().to_string();
-        if let Some(holder) = store.acquire_lease(id, &token)? {
+        if let Some(holder) = store.acquire_lease(id, &token).await? {
             return Ok(Err(holder));
         }
         let lost = Arc::new(AtomicBool::new(false));
@@ -305,17 +303,40 @@ impl HeldLease {
     }
 }
 
+impl HeldLease {
+    /// Give the lease up and wait until that is stored.
+    pub async fn release(mut self) {
+        self.renewal.abort();
+        let released = self.store.release_lease(&self.run_id, &self.token);
+        // Nothing left for `drop` to release.
+        self.token.clear();
+        report_release(&self.run_id, released.await);
+    }
+}
+
 impl Drop for HeldLease {
+    /// When the execution is dropped midway (a service shutting down): the
+    /// release is queued behind the run's last writes, and nobody waits for it.
     fn drop(&mut self) {
         self.renewal.abort();
-        if let Err(error) = self.store.release_lease(&self.run_id, &self.token) {
-            // Harmless: on this host the lease is stale once this process is gone.
-            tracing::warn!(
-                "run {}: cannot release its lease: {}",
-                self.run_id,
-                crate::engine::chain_of(&error)
-            );
+        if self.token.is_empty() {
+            return;
         }
+        let released = self.store.release_lease(&self.run_id, &self.token);
+        let run_id = self.run_id.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { report_release(&run_id, released.await) });
+        }
+    }
+}
+
+fn report_release(run_id: &str, released: Result<(), StoreError>) {
+    if let Err(error) = released {
+        // Harmless: on this host the lease is stale once this process is gone.
+        tracing::warn!(
+            "run {run_id}: cannot release its lease: {}",
+            crate::engine::chain_of(&error)
+        );
     }
 }
 
@@ -331,7 +352,7 @@ async fn renew_until_lost(
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        match store.renew_lease(&id, &token) {
+        match store.renew_lease(&id, &token).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(
@@ -523,17 +544,9 @@ mod tests {
             match step {
                 Step::Acquire(name, second, holder) => {
                     let (me, token) = process(name);
-                    let found = acquire(
-                        &mut connection,
-                        "r",
-                        &me,
-                        &token,
-                        at(second),
-                        duration,
-                        alive,
-                    )
-                    .unwrap()
-                    .map(|lease| lease.token);
+                    let found = acquire(&connection, "r", &me, &token, at(second), duration, alive)
+                        .unwrap()
+                        .map(|lease| lease.token);
                     assert_eq!(
                         found,
                         holder.map(|holder| format!("token-{holder}")),

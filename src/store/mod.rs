@@ -6,17 +6,26 @@
 //! The database sits at `$XDG_DATA_HOME/pallet/pallet.db` (else
 //! `~/.local/share/pallet/pallet.db`) unless `--db` / `PALLET_DB` say otherwise.
 //! It runs in WAL mode with a busy timeout, so several processes may share it.
+//!
+//! No caller waits on SQLite while holding a lock other callers need: writes
+//! go to one writer thread ([`writer`]) that commits all queued requests in one
+//! transaction, reads use a few reader connections ([`readers`]) that WAL lets
+//! run beside the writer. Async code uses the `*_queued` writes and
+//! [`RunStore::blocking`]; the synchronous methods wait for their answer.
 
 pub mod durable;
 mod journal;
 pub mod lease;
 mod migrations;
+mod readers;
 mod runs;
 pub mod state;
 pub mod view;
+mod workflows;
+mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -24,6 +33,8 @@ use rusqlite::Connection;
 pub use journal::RunJournal;
 pub use runs::{Attempt, NewRun, RunChange, StoredRun, Transition};
 pub use state::{InvalidTransition, RunState, check_transition};
+pub(crate) use workflows::loaded_workflow;
+pub use writer::Pending;
 
 /// How long a write waits for another process's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,12 +74,25 @@ pub enum StoreError {
     NotRunning { id: String, status: RunState },
     #[error("run `{id}` holds invalid data in `{what}`")]
     Corrupt { id: String, what: String },
+    /// The group transaction the write was part of did not commit.
+    #[error("cannot write to the run database")]
+    Write {
+        #[source]
+        source: Arc<rusqlite::Error>,
+    },
+    #[error("cannot start the writer thread of the run database")]
+    StartWriter(#[source] std::io::Error),
+    #[error("the writer of the run database stopped before answering")]
+    WriterStopped,
+    #[error("a blocking task reading the run database stopped")]
+    TaskStopped(#[source] tokio::task::JoinError),
 }
 
-/// The run database, shared by clones (one connection behind a mutex).
+/// The run database, shared by clones (one writer thread, a few reader connections).
 #[derive(Clone)]
 pub struct RunStore {
-    connection: Arc<Mutex<Connection>>,
+    writer: writer::Writer,
+    readers: Arc<readers::Readers>,
     path: PathBuf,
 }
 
@@ -102,7 +126,8 @@ impl RunStore {
             .map_err(open_error)?;
         migrations::apply(&mut connection)?;
         Ok(RunStore {
-            connection: Arc::new(Mutex::new(connection)),
+            writer: writer::Writer::start(connection).map_err(StoreError::StartWriter)?,
+            readers: Arc::new(readers::Readers::new(path)),
             path: path.to_path_buf(),
         })
     }
@@ -122,11 +147,36 @@ impl RunStore {
         &self.path
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent: transactions roll back.
-        self.connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Queue a write; it commits with the other queued ones.
+    fn write<T, W>(&self, work: W) -> Pending<T>
+    where
+        T: Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.submit(work)
+    }
+
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.readers.with(read)
+    }
+
+    /// Run synchronous store calls on tokio's blocking threads, so an async
+    /// caller's runtime thread is not held while SQLite works.
+    pub async fn blocking<T, E>(
+        &self,
+        calls: impl FnOnce(&RunStore) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || calls(&store))
+            .await
+            .map_err(|error| E::from(StoreError::TaskStopped(error)))?
     }
 }
 

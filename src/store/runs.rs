@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::state::{RunState, check_transition};
-use super::{RunStore, StoreError, now};
+use super::{Pending, RunStore, StoreError, now};
 use crate::engine::{StepRecord, StepStatus};
 
 /// A run about to be created (status `pending`).
@@ -97,46 +97,57 @@ impl RunStore {
         let id = uuid::Uuid::new_v4().to_string();
         let digest = crate::store::durable::digest(&run.workflow_yaml);
         let at = now();
-        let mut connection = self.lock();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction.execute(
-            "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-            params![id, run.workflow_ref, run.workflow_id, run.workflow_version, digest, run.workflow_source, run.workflow_yaml, RunState::Pending.as_str(), run.input.to_string(), at],
-        )?;
-        transaction.execute(
-            "INSERT INTO transitions (run_id, from_status, to_status, trigger, actor, at) VALUES (?1, NULL, ?2, 'created', ?3, ?4)",
-            params![id, RunState::Pending.as_str(), run.actor, at],
-        )?;
-        transaction.commit()?;
-        drop(connection);
+        let values = (
+            id.clone(),
+            run.workflow_ref.clone(),
+            run.workflow_id.clone(),
+            run.workflow_version.clone(),
+            digest,
+            run.workflow_source.clone(),
+            run.workflow_yaml.clone(),
+            run.input.to_string(),
+            run.actor.clone(),
+        );
+        self.write(move |connection| {
+            let (id, reference, workflow_id, version, digest, source, yaml, input, actor) = values;
+            connection.prepare_cached(
+                "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            )?
+            .execute(params![id, reference, workflow_id, version, digest, source, yaml, RunState::Pending.as_str(), input, at])?;
+            connection.prepare_cached(
+                "INSERT INTO transitions (run_id, from_status, to_status, trigger, actor, at) VALUES (?1, NULL, ?2, 'created', ?3, ?4)",
+            )?
+            .execute(params![id, RunState::Pending.as_str(), actor, at])?;
+            Ok(())
+        })
+        .wait()?;
         self.get(&id)
     }
 
     pub fn get(&self, id: &str) -> Result<StoredRun, StoreError> {
-        let connection = self.lock();
-        connection
-            .query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
-                [id],
-                run_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?
+        self.read(|connection| {
+            connection
+                .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
+                .query_row([id], run_from_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?
+        })
     }
 
     /// Newest first.
     pub fn list(&self, status: Option<RunState>, limit: u32) -> Result<Vec<StoredRun>, StoreError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at DESC, id LIMIT ?2"
-        ))?;
-        let rows =
-            statement.query_map(params![status.map(RunState::as_str), limit], run_from_row)?;
-        let mut runs = Vec::new();
-        for row in rows {
-            runs.push(row??);
-        }
-        Ok(runs)
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at DESC, id LIMIT ?2"
+            ))?;
+            let rows =
+                statement.query_map(params![status.map(RunState::as_str), limit], run_from_row)?;
+            let mut runs = Vec::new();
+            for row in rows {
+                runs.push(row??);
+            }
+            Ok(runs)
+        })
     }
 
     /// One page of runs, newest first: those after `after` (the `created_at`
@@ -147,101 +158,120 @@ impl RunStore {
         limit: u32,
         after: Option<(&str, &str)>,
     ) -> Result<Vec<StoredRun>, StoreError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4)) ORDER BY created_at DESC, id DESC LIMIT ?2"
-        ))?;
-        let (created_at, id) = after.unzip();
-        let rows = statement.query_map(
-            params![status.map(RunState::as_str), limit, created_at, id],
-            run_from_row,
-        )?;
-        let mut runs = Vec::new();
-        for row in rows {
-            runs.push(row??);
-        }
-        Ok(runs)
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4)) ORDER BY created_at DESC, id DESC LIMIT ?2"
+            ))?;
+            let (created_at, id) = after.unzip();
+            let rows = statement.query_map(
+                params![status.map(RunState::as_str), limit, created_at, id],
+                run_from_row,
+            )?;
+            let mut runs = Vec::new();
+            for row in rows {
+                runs.push(row??);
+            }
+            Ok(runs)
+        })
     }
 
     /// Check the change against the state machine and write it, in one transaction.
     /// Returns the state the run was in.
     pub fn transition(&self, id: &str, change: RunChange) -> Result<RunState, StoreError> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let from = apply_change(&transaction, id, &change)?;
-        transaction.commit()?;
-        Ok(from)
+        self.transition_queued(id, change).wait()
+    }
+
+    /// [`RunStore::transition`] for async callers: await the answer.
+    pub fn transition_queued(&self, id: &str, change: RunChange) -> Pending<RunState> {
+        let id = id.to_string();
+        let change = OwnedChange::from(change);
+        self.write(move |connection| apply_change(connection, &id, &change.borrowed()))
     }
 
     pub fn history(&self, id: &str) -> Result<Vec<Transition>, StoreError> {
-        self.get(id)?;
-        let connection = self.lock();
-        let mut statement = connection.prepare_cached(
-            "SELECT from_status, to_status, trigger, metadata, actor, at FROM transitions WHERE run_id = ?1 ORDER BY id",
-        )?;
-        let rows = statement.query_map([id], |row| {
-            let state = |text: Option<String>| text.as_deref().and_then(RunState::parse);
-            Ok(Transition {
-                from: state(row.get(0)?),
-                to: state(row.get(1)?).unwrap_or(RunState::Failed),
-                trigger: row.get(2)?,
-                metadata: json_column(row.get(3)?).unwrap_or(Value::Null),
-                actor: row.get(4)?,
-                at: row.get(5)?,
-            })
+        let history: Vec<Transition> = self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT from_status, to_status, trigger, metadata, actor, at FROM transitions WHERE run_id = ?1 ORDER BY id",
+            )?;
+            let rows = statement.query_map([id], |row| {
+                let state = |text: Option<String>| text.as_deref().and_then(RunState::parse);
+                Ok(Transition {
+                    from: state(row.get(0)?),
+                    to: state(row.get(1)?).unwrap_or(RunState::Failed),
+                    trigger: row.get(2)?,
+                    metadata: json_column(row.get(3)?).unwrap_or(Value::Null),
+                    actor: row.get(4)?,
+                    at: row.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        // Every run has its `created` transition: none means no such run.
+        if history.is_empty() {
+            self.get(id)?;
+        }
+        Ok(history)
     }
 
     /// Every attempt of every step, in the order they started.
     pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare_cached(
-            "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at FROM step_attempts WHERE run_id = ?1 ORDER BY id",
-        )?;
-        let rows = statement.query_map([id], |row| {
-            Ok(Attempt {
-                step_id: row.get(0)?,
-                attempt: row.get(1)?,
-                status: row.get(2)?,
-                inputs: json_column(row.get(3)?),
-                output: json_column(row.get(4)?),
-                error: row.get(5)?,
-                agent: row.get(6)?,
-                started_at: row.get(7)?,
-                ended_at: row.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at FROM step_attempts WHERE run_id = ?1 ORDER BY id",
+            )?;
+            let rows = statement.query_map([id], |row| {
+                Ok(Attempt {
+                    step_id: row.get(0)?,
+                    attempt: row.get(1)?,
+                    status: row.get(2)?,
+                    inputs: json_column(row.get(3)?),
+                    output: json_column(row.get(4)?),
+                    error: row.get(5)?,
+                    agent: row.get(6)?,
+                    started_at: row.get(7)?,
+                    ended_at: row.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// A new attempt of `step_id` with `status` (running or waiting).
     pub fn start_attempt(&self, id: &str, step_id: &str, status: &str) -> Result<(), StoreError> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // A run cancelled (or ended) by another process runs no further step.
-        let run_state = run_status(&transaction, id)?;
-        if run_state != RunState::InProgress {
-            return Err(StoreError::NotRunning {
-                id: id.to_string(),
-                status: run_state,
-            });
-        }
+        self.start_attempt_queued(id, step_id, status).wait()
+    }
+
+    /// [`RunStore::start_attempt`] for async callers: await the answer.
+    pub fn start_attempt_queued(&self, id: &str, step_id: &str, status: &str) -> Pending<()> {
+        let (id, step_id, status) = (id.to_string(), step_id.to_string(), status.to_string());
         let at = now();
-        transaction.execute(
-            "INSERT INTO step_attempts (run_id, step_id, attempt, status, started_at) VALUES (?1, ?2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = ?1 AND step_id = ?2), ?3, ?4)",
-            params![id, step_id, status, at],
-        )?;
-        transaction.execute(
-            "UPDATE runs SET current_step = ?2, updated_at = ?3 WHERE id = ?1",
-            params![id, step_id, at],
-        )?;
-        transaction.commit()?;
-        Ok(())
+        self.write(move |connection| {
+            // A run cancelled (or ended) by another process runs no further step.
+            let run_state = run_status(connection, &id)?;
+            if run_state != RunState::InProgress {
+                return Err(StoreError::NotRunning {
+                    id,
+                    status: run_state,
+                });
+            }
+            connection.prepare_cached(
+                "INSERT INTO step_attempts (run_id, step_id, attempt, status, started_at) VALUES (?1, ?2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = ?1 AND step_id = ?2), ?3, ?4)",
+            )?
+            .execute(params![id, step_id, status, at])?;
+            connection
+                .prepare_cached("UPDATE runs SET current_step = ?2, updated_at = ?3 WHERE id = ?1")?
+                .execute(params![id, step_id, at])?;
+            Ok(())
+        })
     }
 
     /// End the open attempt of the record's step with what the record says.
     pub fn finish_attempt(&self, id: &str, record: &StepRecord) -> Result<(), StoreError> {
+        self.finish_attempt_queued(id, record).wait()
+    }
+
+    /// [`RunStore::finish_attempt`] for async callers: await the answer.
+    pub fn finish_attempt_queued(&self, id: &str, record: &StepRecord) -> Pending<()> {
         let status = match record.status {
             StepStatus::Completed => "completed",
             StepStatus::Failed => "failed",
@@ -250,56 +280,64 @@ impl RunStore {
             StepStatus::Waiting => "waiting",
         };
         let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
-        let mut connection = self.lock();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction.execute(
-            "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2)",
-            params![id, record.id, status, json(&record.inputs), json(&record.outputs), record.error, record.agent, now()],
-        )?;
-        if let (StepStatus::Completed, Some(outputs)) = (record.status, &record.outputs) {
-            set_context(&transaction, id, &record.id, Some(outputs))?;
-        }
-        transaction.commit()?;
-        Ok(())
+        let (inputs, output) = (json(&record.inputs), json(&record.outputs));
+        let completed = record.status == StepStatus::Completed;
+        let (id, step_id) = (id.to_string(), record.id.clone());
+        let (error, agent, at) = (record.error.clone(), record.agent.clone(), now());
+        self.write(move |connection| {
+            connection.prepare_cached(
+                "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2)",
+            )?
+            .execute(params![id, step_id, status, inputs, output, error, agent, at])?;
+            if let (true, Some(output)) = (completed, &output) {
+                set_context_text(connection, &id, &step_id, Some(output))?;
+            }
+            Ok(())
+        })
     }
 
     /// Attempts left `running` by a process that died: they will be run again.
     pub fn interrupt_running(&self, id: &str) -> Result<usize, StoreError> {
-        let connection = self.lock();
-        Ok(connection.execute(
-            "UPDATE step_attempts SET status = 'interrupted', ended_at = ?2 WHERE run_id = ?1 AND status = 'running'",
-            params![id, now()],
-        )?)
+        let (id, at) = (id.to_string(), now());
+        self.write(move |connection| {
+            Ok(connection.prepare_cached(
+                "UPDATE step_attempts SET status = 'interrupted', ended_at = ?2 WHERE run_id = ?1 AND status = 'running'",
+            )?
+            .execute(params![id, at])?)
+        })
+        .wait()
     }
 
     /// step id -> outputs of its latest completed attempt (superseded ones excluded).
     pub fn completed_outputs(&self, id: &str) -> Result<HashMap<String, Value>, StoreError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare_cached(
-            "SELECT step_id, output FROM step_attempts WHERE run_id = ?1 AND status = 'completed' ORDER BY id",
-        )?;
-        let rows = statement.query_map([id], |row| {
-            Ok((row.get::<_, String>(0)?, json_column(row.get(1)?)))
-        })?;
-        let mut outputs = HashMap::new();
-        for row in rows {
-            let (step, output) = row?;
-            outputs.insert(
-                step,
-                output.unwrap_or_else(|| Value::Object(Default::default())),
-            );
-        }
-        Ok(outputs)
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT step_id, output FROM step_attempts WHERE run_id = ?1 AND status = 'completed' ORDER BY id",
+            )?;
+            let rows = statement.query_map([id], |row| {
+                Ok((row.get::<_, String>(0)?, json_column(row.get(1)?)))
+            })?;
+            let mut outputs = HashMap::new();
+            for row in rows {
+                let (step, output) = row?;
+                outputs.insert(
+                    step,
+                    output.unwrap_or_else(|| Value::Object(Default::default())),
+                );
+            }
+            Ok(outputs)
+        })
     }
 
     /// step id -> attempts that count towards the idempotency key (all but interrupted).
     pub fn previous_attempts(&self, id: &str) -> Result<HashMap<String, u32>, StoreError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare_cached(
-            "SELECT step_id, COUNT(*) FROM step_attempts WHERE run_id = ?1 AND status NOT IN ('interrupted', 'waiting') GROUP BY step_id",
-        )?;
-        let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT step_id, COUNT(*) FROM step_attempts WHERE run_id = ?1 AND status NOT IN ('interrupted', 'waiting') GROUP BY step_id",
+            )?;
+            let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Record an approval decision as the approval step's completed attempt,
@@ -313,36 +351,73 @@ impl RunStore {
         rerun: &[String],
         change: RunChange,
     ) -> Result<(), StoreError> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        apply_change(&transaction, id, &change)?;
-        let at = now();
-        let updated = transaction.execute(
-            "UPDATE step_attempts SET status = 'completed', output = ?3, ended_at = ?4 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status = 'waiting')",
-            params![id, step_id, decision.to_string(), at],
-        )?;
-        if updated == 0 {
-            transaction.execute(
-                "INSERT INTO step_attempts (run_id, step_id, attempt, status, output, started_at, ended_at) VALUES (?1, ?2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = ?1 AND step_id = ?2), 'completed', ?3, ?4, ?4)",
-                params![id, step_id, decision.to_string(), at],
-            )?;
+        let (id, step_id, rerun) = (id.to_string(), step_id.to_string(), rerun.to_vec());
+        let (decision, change, at) = (decision.to_string(), OwnedChange::from(change), now());
+        self.write(move |connection| {
+            apply_change(connection, &id, &change.borrowed())?;
+            let updated = connection.prepare_cached(
+                "UPDATE step_attempts SET status = 'completed', output = ?3, ended_at = ?4 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status = 'waiting')",
+            )?
+            .execute(params![id, step_id, decision, at])?;
+            if updated == 0 {
+                connection.prepare_cached(
+                    "INSERT INTO step_attempts (run_id, step_id, attempt, status, output, started_at, ended_at) VALUES (?1, ?2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = ?1 AND step_id = ?2), 'completed', ?3, ?4, ?4)",
+                )?
+                .execute(params![id, step_id, decision, at])?;
+            }
+            set_context_text(connection, &id, &step_id, Some(&decision))?;
+            for step in &rerun {
+                connection.prepare_cached(
+                    "UPDATE step_attempts SET status = 'superseded' WHERE run_id = ?1 AND step_id = ?2 AND status = 'completed'",
+                )?
+                .execute(params![id, step])?;
+                set_context_text(connection, &id, step, None)?;
+            }
+            Ok(())
+        })
+        .wait()
+    }
+}
+
+/// A [`RunChange`] that can travel to the writer thread.
+struct OwnedChange {
+    to: RunState,
+    trigger: String,
+    actor: String,
+    metadata: Value,
+    result: Option<Value>,
+    error: Option<String>,
+}
+
+impl From<RunChange<'_>> for OwnedChange {
+    fn from(change: RunChange<'_>) -> OwnedChange {
+        OwnedChange {
+            to: change.to,
+            trigger: change.trigger.to_string(),
+            actor: change.actor.to_string(),
+            metadata: change.metadata,
+            result: change.result,
+            error: change.error,
         }
-        set_context(&transaction, id, step_id, Some(decision))?;
-        for step in rerun {
-            transaction.execute(
-                "UPDATE step_attempts SET status = 'superseded' WHERE run_id = ?1 AND step_id = ?2 AND status = 'completed'",
-                params![id, step],
-            )?;
-            set_context(&transaction, id, step, None)?;
+    }
+}
+
+impl OwnedChange {
+    fn borrowed(&self) -> RunChange<'_> {
+        RunChange {
+            to: self.to,
+            trigger: &self.trigger,
+            actor: &self.actor,
+            metadata: self.metadata.clone(),
+            result: self.result.clone(),
+            error: self.error.clone(),
         }
-        transaction.commit()?;
-        Ok(())
     }
 }
 
 /// The state-machine check and the write of one change, inside `transaction`.
 fn apply_change(
-    transaction: &rusqlite::Transaction,
+    transaction: &Connection,
     id: &str,
     change: &RunChange,
 ) -> Result<RunState, StoreError> {
@@ -350,22 +425,23 @@ fn apply_change(
     check_transition(from, change.to)?;
     let at = now();
     let completed_at = change.to.is_terminal().then_some(at.as_str());
-    transaction.execute(
+    transaction.prepare_cached(
         "UPDATE runs SET status = ?2, updated_at = ?3, completed_at = COALESCE(?4, completed_at), result = COALESCE(?5, result), error = COALESCE(?6, error) WHERE id = ?1",
+    )?.execute(
         params![id, change.to.as_str(), at, completed_at, change.result.as_ref().map(Value::to_string), change.error],
     )?;
-    transaction.execute(
+    transaction.prepare_cached(
         "INSERT INTO transitions (run_id, from_status, to_status, trigger, metadata, actor, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?.execute(
         params![id, from.as_str(), change.to.as_str(), change.trigger, change.metadata.to_string(), change.actor, at],
     )?;
     Ok(from)
 }
 
-fn run_status(transaction: &rusqlite::Transaction, id: &str) -> Result<RunState, StoreError> {
+fn run_status(transaction: &Connection, id: &str) -> Result<RunState, StoreError> {
     let status: String = transaction
-        .query_row("SELECT status FROM runs WHERE id = ?1", [id], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
         .optional()?
         .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
     RunState::parse(&status).ok_or_else(|| StoreError::Corrupt {
@@ -374,23 +450,23 @@ fn run_status(transaction: &rusqlite::Transaction, id: &str) -> Result<RunState,
     })
 }
 
-/// Keep `runs.context` (step id -> outputs) in step with the attempts.
-fn set_context(
-    transaction: &rusqlite::Transaction,
+/// Keep `runs.context` (step id -> outputs, given as JSON text) in step with the attempts.
+fn set_context_text(
+    connection: &Connection,
     id: &str,
     step_id: &str,
-    outputs: Option<&Value>,
+    outputs: Option<&str>,
 ) -> Result<(), StoreError> {
     let path = format!("$.\"{}\"", step_id);
     match outputs {
-        Some(outputs) => transaction.execute(
-            "UPDATE runs SET context = json_set(context, ?2, json(?3)) WHERE id = ?1",
-            params![id, path, outputs.to_string()],
-        )?,
-        None => transaction.execute(
-            "UPDATE runs SET context = json_remove(context, ?2) WHERE id = ?1",
-            params![id, path],
-        )?,
+        Some(outputs) => connection
+            .prepare_cached(
+                "UPDATE runs SET context = json_set(context, ?2, json(?3)) WHERE id = ?1",
+            )?
+            .execute(params![id, path, outputs])?,
+        None => connection
+            .prepare_cached("UPDATE runs SET context = json_remove(context, ?2) WHERE id = ?1")?
+            .execute(params![id, path])?,
     };
     Ok(())
 }
@@ -427,4 +503,112 @@ fn run_from_row(row: &Row) -> rusqlite::Result<Result<StoredRun, StoreError>> {
         completed_at: row.get(15)?,
         id,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A store with one run in progress, and that run's id.
+    fn running() -> (RunStore, tempfile::TempDir, String) {
+        let directory = tempfile::tempdir().unwrap();
+        let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+        let run = store
+            .create_run(&NewRun {
+                workflow_ref: "w".to_string(),
+                workflow_id: "w".to_string(),
+                workflow_version: "1.0.0".to_string(),
+                workflow_source: "w.yaml".to_string(),
+                workflow_yaml: "steps: []".to_string(),
+                input: json!({}),
+                actor: "test".to_string(),
+            })
+            .unwrap();
+        store
+            .transition(
+                &run.id,
+                RunChange::new(RunState::InProgress, "started", "test"),
+            )
+            .unwrap();
+        (store, directory, run.id)
+    }
+
+    fn completed(step: &str, outputs: Value) -> StepRecord {
+        StepRecord {
+            id: step.to_string(),
+            skill: Some("s".to_string()),
+            status: StepStatus::Completed,
+            inputs: Some(json!({})),
+            outputs: Some(outputs),
+            error: None,
+            attempts: 1,
+            agent: Some("a".to_string()),
+            child: None,
+            started_at: now(),
+            ended_at: now(),
+            duration_ms: 0.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_queued_without_waiting_is_applied_before_its_finish() {
+        let (store, _directory, id) = running();
+        let steps = ["one", "two", "three"];
+        let mut pending = Vec::new();
+        for step in steps {
+            pending.push(store.start_attempt_queued(&id, step, "running"));
+            pending.push(store.finish_attempt_queued(&id, &completed(step, json!({"step": step}))));
+        }
+        for answer in pending {
+            answer.await.unwrap();
+        }
+        let attempts = store.attempts(&id).unwrap();
+        let seen: Vec<(&str, &str)> = attempts
+            .iter()
+            .map(|attempt| (attempt.step_id.as_str(), attempt.status.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("one", "completed"),
+                ("two", "completed"),
+                ("three", "completed")
+            ]
+        );
+        assert_eq!(
+            store.get(&id).unwrap().context["two"],
+            json!({"step": "two"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finish_is_durable_once_its_answer_arrived() {
+        let (store, directory, id) = running();
+        store
+            .start_attempt_queued(&id, "one", "running")
+            .await
+            .unwrap();
+        store
+            .finish_attempt_queued(&id, &completed("one", json!({"n": 1})))
+            .await
+            .unwrap();
+        // Another store, as a process started after a crash would open it.
+        let other = RunStore::open(&directory.path().join("runs.db")).unwrap();
+        assert_eq!(
+            other.completed_outputs(&id).unwrap(),
+            HashMap::from([("one".to_string(), json!({"n": 1}))])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_start_fails_alone_in_its_batch() {
+        let (store, _directory, id) = running();
+        let refused = store.start_attempt_queued("no-such-run", "one", "running");
+        let accepted = store.start_attempt_queued(&id, "one", "running");
+        assert!(matches!(refused.await, Err(StoreError::NotFound { .. })));
+        accepted.await.unwrap();
+        assert_eq!(store.attempts(&id).unwrap().len(), 1);
+    }
 }

@@ -48,8 +48,11 @@ pub struct PendingApproval {
 impl Runner<'_> {
     /// The run as the CLI and the service show it.
     pub fn view(&self, id: &str) -> Result<RunView, super::durable::RunError> {
-        self.fail_expired(id)?;
-        let run = self.store.get(id)?;
+        let mut run = self.store.get(id)?;
+        // Only a waiting run can have an expired approval to apply.
+        if run.status == RunState::WaitingApproval && self.fail_expired(id)? {
+            run = self.store.get(id)?;
+        }
         let workflow = stored_workflow(&run)?;
         let attempts = self.store.attempts(id)?;
         let history = self.store.history(id)?;

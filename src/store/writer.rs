@@ -1,0 +1,273 @@
+//! The one writer of the run database: a thread that owns the write
+//! connection, takes every queued request at once and commits them in ONE
+//! transaction (group commit). Each request runs in its own savepoint, so one
+//! that fails is rolled back alone; a request's answer is sent only after
+//! the commit, so an answered write survives a crash of the process.
+//!
+//! Callers never touch SQLite: async code awaits the [`Pending`] answer,
+//! synchronous code [`Pending::wait`]s for it.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::task::{Context, Poll};
+
+use futures::channel::oneshot;
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// At most this many requests share one transaction (keeps a transaction short).
+const MAX_BATCH: usize = 512;
+
+/// Sends a request's answer once its transaction has ended (with the commit's error, if any).
+type Answer = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
+/// One request: its work inside the savepoint (or the error that kept it from
+/// running); whether it failed, and its answer.
+type Job = Box<dyn FnOnce(Result<&Connection, Arc<rusqlite::Error>>) -> (bool, Answer) + Send>;
+
+/// The queue of the writer thread; the thread ends when the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: Sender<Job>,
+}
+
+/// The answer of one queued write: await it, or [`Pending::wait`] outside async code.
+#[must_use = "a write is only known to be durable once its answer arrived"]
+pub struct Pending<T> {
+    answer: oneshot::Receiver<Result<T, StoreError>>,
+}
+
+impl<T> Pending<T> {
+    /// Block the calling thread until the write is committed (or failed).
+    pub fn wait(self) -> Result<T, StoreError> {
+        futures::executor::block_on(self)
+    }
+}
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.answer)
+            .poll(context)
+            .map(|answer| answer.unwrap_or(Err(StoreError::WriterStopped)))
+    }
+}
+
+impl Writer {
+    /// Start the writer thread over `connection` (already configured and migrated).
+    pub(crate) fn start(connection: Connection) -> std::io::Result<Writer> {
+        let (jobs, queue) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("pallet-store-writer".to_string())
+            .spawn(move || drain(&connection, &queue))?;
+        Ok(Writer { jobs })
+    }
+
+    /// Queue `work`; it runs in its own savepoint of the next group transaction.
+    pub(crate) fn submit<T, W>(&self, work: W) -> Pending<T>
+    where
+        T: Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (sender, answer) = oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let result = match connection {
+                Ok(connection) => work(connection),
+                Err(source) => Err(StoreError::Write { source }),
+            };
+            let failed = result.is_err();
+            let answer: Answer = Box::new(move |committed| {
+                let result = match committed {
+                    Ok(()) => result,
+                    // Nothing of the transaction was kept, this request's work included.
+                    Err(source) => result.and(Err(StoreError::Write { source })),
+                };
+                // The caller may have stopped waiting; the write stands either way.
+                let _ = sender.send(result);
+            });
+            (failed, answer)
+        });
+        // A send fails only when the thread is gone: the dropped sender answers WriterStopped.
+        let _ = self.jobs.send(job);
+        Pending { answer }
+    }
+}
+
+/// The writer thread: wait for a request, take all queued ones, commit them together.
+fn drain(connection: &Connection, queue: &Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(connection, batch);
+    }
+}
+
+fn commit_batch(connection: &Connection, batch: Vec<Job>) {
+    // Without the outer transaction each savepoint still commits on its own.
+    let grouped = control(connection, "BEGIN IMMEDIATE").is_ok();
+    let mut answers = Vec::with_capacity(batch.len());
+    for job in batch {
+        answers.extend(run_in_savepoint(connection, job));
+    }
+    let committed = if grouped {
+        control(connection, "COMMIT").map_err(|error| {
+            let _ = control(connection, "ROLLBACK");
+            Arc::new(error)
+        })
+    } else {
+        Ok(())
+    };
+    for answer in answers {
+        answer(committed.clone());
+    }
+}
+
+/// Run one request in a savepoint, rolled back if it failed or panicked.
+/// A request that panicked has no answer: its caller sees [`StoreError::WriterStopped`].
+fn run_in_savepoint(connection: &Connection, job: Job) -> Option<Answer> {
+    if let Err(error) = control(connection, "SAVEPOINT request") {
+        let (_, answer) = job(Err(Arc::new(error)));
+        return Some(answer);
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| job(Ok(connection))));
+    let failed = outcome.as_ref().map_or(true, |(failed, _)| *failed);
+    if failed {
+        let _ = control(connection, "ROLLBACK TO request");
+    }
+    let _ = control(connection, "RELEASE request");
+    outcome.ok().map(|(_, answer)| answer)
+}
+
+/// A transaction-control statement, prepared once per connection (they run for every request).
+fn control(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A writer over a fresh WAL database with one table `t(name)`, and the database's path.
+    fn writer() -> (Writer, tempfile::TempDir, std::path::PathBuf) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("writer.db");
+        let connection = Connection::open(&path).unwrap();
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (name TEXT NOT NULL)")
+            .unwrap();
+        (Writer::start(connection).unwrap(), directory, path)
+    }
+
+    fn insert(name: &str) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static {
+        let name = name.to_string();
+        move |connection| {
+            connection.execute("INSERT INTO t (name) VALUES (?1)", [name])?;
+            Ok(())
+        }
+    }
+
+    fn names(path: &std::path::Path) -> Vec<String> {
+        let connection = Connection::open(path).unwrap();
+        let mut statement = connection
+            .prepare("SELECT name FROM t ORDER BY rowid")
+            .unwrap();
+        statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Occupy the writer thread until the returned sender is used, so the
+    /// requests queued meanwhile form one batch.
+    fn hold(writer: &Writer) -> (mpsc::Sender<()>, Pending<()>) {
+        let (release, released) = mpsc::channel::<()>();
+        let held = writer.submit(move |_| {
+            released.recv().unwrap();
+            Ok(())
+        });
+        (release, held)
+    }
+
+    #[test]
+    fn queued_requests_commit_together_in_one_transaction() {
+        let (writer, _directory, path) = writer();
+        let (release, held) = hold(&writer);
+        let mut pending: Vec<Pending<()>> = ["a", "b", "c"]
+            .into_iter()
+            .map(|name| writer.submit(insert(name)))
+            .collect();
+        let reader_path = path.clone();
+        let seen_before_commit = writer.submit(move |_| Ok(names(&reader_path).len()));
+        release.send(()).unwrap();
+        held.wait().unwrap();
+        for pending in pending.drain(..) {
+            pending.wait().unwrap();
+        }
+        assert_eq!(
+            seen_before_commit.wait().unwrap(),
+            0,
+            "the rows were still uncommitted when the last request of the batch ran"
+        );
+        assert_eq!(names(&path), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_failing_request_is_rolled_back_alone() {
+        let (writer, _directory, path) = writer();
+        let (release, held) = hold(&writer);
+        let first = writer.submit(insert("kept-1"));
+        let failing = writer.submit(|connection| {
+            connection.execute("INSERT INTO t (name) VALUES ('lost')", [])?;
+            connection.execute("INSERT INTO t (name) VALUES (NULL)", [])?;
+            Ok(())
+        });
+        let panicking = writer.submit(|connection| -> Result<(), StoreError> {
+            connection
+                .execute("INSERT INTO t (name) VALUES ('lost too')", [])
+                .unwrap();
+            panic!("a bug in one request")
+        });
+        let last = writer.submit(insert("kept-2"));
+        release.send(()).unwrap();
+        held.wait().unwrap();
+        first.wait().unwrap();
+        assert!(matches!(failing.wait(), Err(StoreError::Query(_))));
+        assert!(matches!(panicking.wait(), Err(StoreError::WriterStopped)));
+        last.wait().unwrap();
+        assert_eq!(names(&path), ["kept-1", "kept-2"]);
+    }
+
+    #[test]
+    fn an_answered_write_is_visible_to_a_new_connection() {
+        let (writer, _directory, path) = writer();
+        for round in 0..3 {
+            writer
+                .submit(insert(&format!("row-{round}")))
+                .wait()
+                .unwrap();
+            assert_eq!(names(&path).len(), round + 1, "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_stopped_writer_answers_with_an_error() {
+        let (writer, _directory, _path) = writer();
+        let stopped = writer.submit(|_| -> Result<(), StoreError> { panic!("stop") });
+        assert!(matches!(stopped.wait(), Err(StoreError::WriterStopped)));
+        // The thread survives a panicking request.
+        writer.submit(insert("after")).wait().unwrap();
+    }
+}
