@@ -1,6 +1,7 @@
 //! Reads and writes of runs, transitions and step attempts.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
@@ -90,7 +91,23 @@ impl RunChange<'_> {
     }
 }
 
-const RUN_COLUMNS: &str = "id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, current_step, input, context, result, error, created_at, updated_at, completed_at";
+/// The step of the run's newest attempt (`runs` in scope).
+const LATEST_STEP: &str =
+    "(SELECT a.step_id FROM step_attempts a WHERE a.run_id = runs.id ORDER BY a.id DESC LIMIT 1)";
+/// Step id -> outputs of the newest completed attempt of each step (`runs` in scope).
+const CONTEXT: &str = "(SELECT json_group_object(a.step_id, json(COALESCE(a.output, '{}'))) FROM step_attempts a WHERE a.id IN (SELECT MAX(b.id) FROM step_attempts b WHERE b.run_id = runs.id AND b.status = 'completed' GROUP BY b.step_id))";
+/// The time of the newest attempt's start or end (`runs` in scope).
+const LATEST_ATTEMPT_AT: &str = "(SELECT MAX(COALESCE(a.ended_at, a.started_at)) FROM step_attempts a WHERE a.run_id = runs.id)";
+
+/// A run's columns as read. A step's start and end write only its attempt's
+/// row (rewriting the run's row, which holds the workflow text, made each
+/// step cost twice as much): `current_step`, `context` and `updated_at` are
+/// derived from the attempts here, and stored at each status change.
+static RUN_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, COALESCE({LATEST_STEP}, current_step), input, {CONTEXT}, result, error, created_at, MAX(updated_at, COALESCE({LATEST_ATTEMPT_AT}, '')), completed_at"
+    )
+});
 
 impl RunStore {
     pub fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError> {
@@ -127,7 +144,7 @@ impl RunStore {
     pub fn get(&self, id: &str) -> Result<StoredRun, StoreError> {
         self.read(|connection| {
             connection
-                .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
+                .prepare_cached(&format!("SELECT {} FROM runs WHERE id = ?1", *RUN_COLUMNS))?
                 .query_row([id], run_from_row)
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?
@@ -138,7 +155,8 @@ impl RunStore {
     pub fn list(&self, status: Option<RunState>, limit: u32) -> Result<Vec<StoredRun>, StoreError> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at DESC, id LIMIT ?2"
+                "SELECT {} FROM runs WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at DESC, id LIMIT ?2",
+                *RUN_COLUMNS
             ))?;
             let rows =
                 statement.query_map(params![status.map(RunState::as_str), limit], run_from_row)?;
@@ -160,7 +178,8 @@ impl RunStore {
     ) -> Result<Vec<StoredRun>, StoreError> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4)) ORDER BY created_at DESC, id DESC LIMIT ?2"
+                "SELECT {} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4)) ORDER BY created_at DESC, id DESC LIMIT ?2",
+                *RUN_COLUMNS
             ))?;
             let (created_at, id) = after.unzip();
             let rows = statement.query_map(
@@ -258,9 +277,6 @@ impl RunStore {
                 "INSERT INTO step_attempts (run_id, step_id, attempt, status, started_at) VALUES (?1, ?2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = ?1 AND step_id = ?2), ?3, ?4)",
             )?
             .execute(params![id, step_id, status, at])?;
-            connection
-                .prepare_cached("UPDATE runs SET current_step = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![id, step_id, at])?;
             Ok(())
         })
     }
@@ -281,7 +297,6 @@ impl RunStore {
         };
         let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
         let (inputs, output) = (json(&record.inputs), json(&record.outputs));
-        let completed = record.status == StepStatus::Completed;
         let (id, step_id) = (id.to_string(), record.id.clone());
         let (error, agent, at) = (record.error.clone(), record.agent.clone(), now());
         self.write(move |connection| {
@@ -289,9 +304,6 @@ impl RunStore {
                 "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2)",
             )?
             .execute(params![id, step_id, status, inputs, output, error, agent, at])?;
-            if let (true, Some(output)) = (completed, &output) {
-                set_context_text(connection, &id, &step_id, Some(output))?;
-            }
             Ok(())
         })
     }
@@ -365,15 +377,13 @@ impl RunStore {
                 )?
                 .execute(params![id, step_id, decision, at])?;
             }
-            set_context_text(connection, &id, &step_id, Some(&decision))?;
             for step in &rerun {
                 connection.prepare_cached(
                     "UPDATE step_attempts SET status = 'superseded' WHERE run_id = ?1 AND step_id = ?2 AND status = 'completed'",
                 )?
                 .execute(params![id, step])?;
-                set_context_text(connection, &id, step, None)?;
             }
-            Ok(())
+            store_derived(connection, &id)
         })
         .wait()
     }
@@ -435,6 +445,7 @@ fn apply_change(
     )?.execute(
         params![id, from.as_str(), change.to.as_str(), change.trigger, change.metadata.to_string(), change.actor, at],
     )?;
+    store_derived(transaction, id)?;
     Ok(from)
 }
 
@@ -450,24 +461,13 @@ fn run_status(transaction: &Connection, id: &str) -> Result<RunState, StoreError
     })
 }
 
-/// Keep `runs.context` (step id -> outputs, given as JSON text) in step with the attempts.
-fn set_context_text(
-    connection: &Connection,
-    id: &str,
-    step_id: &str,
-    outputs: Option<&str>,
-) -> Result<(), StoreError> {
-    let path = format!("$.\"{}\"", step_id);
-    match outputs {
-        Some(outputs) => connection
-            .prepare_cached(
-                "UPDATE runs SET context = json_set(context, ?2, json(?3)) WHERE id = ?1",
-            )?
-            .execute(params![id, path, outputs])?,
-        None => connection
-            .prepare_cached("UPDATE runs SET context = json_remove(context, ?2) WHERE id = ?1")?
-            .execute(params![id, path])?,
-    };
+/// Store the columns reads derive from the attempts (see [`RUN_COLUMNS`]).
+fn store_derived(connection: &Connection, id: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(&format!(
+            "UPDATE runs SET current_step = COALESCE({LATEST_STEP}, current_step), context = {CONTEXT} WHERE id = ?1"
+        ))?
+        .execute([id])?;
     Ok(())
 }
 
@@ -581,6 +581,43 @@ mod tests {
             store.get(&id).unwrap().context["two"],
             json!({"step": "two"})
         );
+    }
+
+    #[test]
+    fn current_step_and_context_follow_the_attempts_and_are_stored_at_a_status_change() {
+        let (store, directory, id) = running();
+        let stored = |column: &str| -> Option<String> {
+            let connection = Connection::open(directory.path().join("runs.db")).unwrap();
+            connection
+                .query_row(
+                    &format!("SELECT {column} FROM runs WHERE id = ?1"),
+                    [&id],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        };
+        store.start_attempt(&id, "one", "running").unwrap();
+        store
+            .finish_attempt(&id, &completed("one", json!({"n": 1})))
+            .unwrap();
+        store.start_attempt(&id, "two", "running").unwrap();
+        let run = store.get(&id).unwrap();
+        assert_eq!(run.current_step.as_deref(), Some("two"));
+        assert_eq!(run.context, json!({"one": {"n": 1}}));
+        assert!(run.updated_at > run.created_at);
+        // A step writes its attempt only; the run's row is left alone.
+        assert_eq!(stored("current_step"), None);
+        assert_eq!(stored("context").as_deref(), Some("{}"));
+        store
+            .finish_attempt(&id, &completed("two", json!({"n": 2})))
+            .unwrap();
+        store
+            .transition(&id, RunChange::new(RunState::Completed, "done", "test"))
+            .unwrap();
+        assert_eq!(stored("current_step").as_deref(), Some("two"));
+        let context: Value = serde_json::from_str(&stored("context").unwrap()).unwrap();
+        assert_eq!(context, json!({"one": {"n": 1}, "two": {"n": 2}}));
+        assert_eq!(store.get(&id).unwrap().context, context);
     }
 
     #[tokio::test]
