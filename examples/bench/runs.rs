@@ -148,9 +148,14 @@ fn process_run_with(options: &Options, pallet: &Path, file: &Path, card_url: &st
         .arg(card_url)
         .arg("--out")
         .arg(&out)
-        // Runs are recorded as users' are, but not in the user's own database.
+        // Runs are recorded as users' are, but not in the user's own database;
+        // a baseline binary may know an older schema, so it has its own.
         .arg("--db")
-        .arg(options.out.join("bench.db"))
+        .arg(options.out.join(if pallet == options.pallet {
+            "bench.db"
+        } else {
+            "bench-baseline.db"
+        }))
         .stdin(Stdio::null())
         .output()
         .expect("spawn pallet");

@@ -191,7 +191,7 @@ impl Runner<'_> {
             RunState::Pending => {
                 let mut change = RunChange::new(RunState::InProgress, TRIGGER_START, &self.actor);
                 change.metadata = json!({"by": "resume"});
-                self.store.transition(id, change)?;
+                self.store.transition_queued(id, change).await?;
             }
             RunState::InProgress => {}
             RunState::WaitingApproval => {
@@ -211,7 +211,10 @@ impl Runner<'_> {
                 });
             }
         }
-        self.execute(id, workflow, run.input, cancel).await
+        // Only the input lives on while the run executes (the rest of the
+        // stored run, the workflow text included, is dropped here).
+        let input = { run }.input;
+        self.execute(id, workflow, input, cancel).await
     }
 
     pub async fn approve(
