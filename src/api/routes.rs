@@ -155,7 +155,11 @@ async fn history(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let transitions = state.store.history(&id)?;
+    let transitions = blocking(&state, {
+        let id = id.clone();
+        move |state| Ok(state.store.history(&id)?)
+    })
+    .await?;
     Ok(Json(json!({"id": id, "transitions": transitions})))
 }
 
@@ -168,7 +172,7 @@ async fn advance(
     let request: AdvanceRequest = types::typed(body)?;
     if request.trigger == Trigger::AgentComplete {
         // An unknown run is still a 404.
-        state.store.get(&id)?;
+        blocking(&state, move |state| Ok(state.store.get(&id)?)).await?;
         return Err(ApiError::AgentCompleteNotPostable);
     }
     let approved = request.trigger == Trigger::HumanApproved;
@@ -190,22 +194,32 @@ async fn advance(
         comment: request.phase_result.comment,
         fields: request.phase_result.fields,
     };
-    let run = state
-        .runner(SERVICE_ACTOR)
-        .decide(&id, approved, decision)?;
+    let run = blocking(&state, {
+        let id = id.clone();
+        move |state| {
+            Ok(state
+                .runner(SERVICE_ACTOR)
+                .decide(&id, approved, decision)?)
+        }
+    })
+    .await?;
     if run.status == RunState::InProgress {
         state.continue_in_background(id.clone());
     }
-    Ok(Json(view(&state, &id)?))
+    Ok(Json(blocking(&state, move |state| view(state, &id)).await?))
 }
 
 async fn cancel(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.runner(SERVICE_ACTOR).cancel(&id)?;
+    blocking(&state, {
+        let id = id.clone();
+        move |state| Ok(state.runner(SERVICE_ACTOR).cancel(&id)?)
+    })
+    .await?;
     state.stop_executing(&id);
-    Ok(Json(view(&state, &id)?))
+    Ok(Json(blocking(&state, move |state| view(state, &id)).await?))
 }
 
 /// Continue an interrupted run, or apply an expired approval's `on_timeout`,
@@ -214,13 +228,19 @@ async fn resume(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let status = if resumable(&state, &id)? {
+    let continues = blocking(&state, {
+        let id = id.clone();
+        move |state| resumable(state, &id)
+    })
+    .await?;
+    let status = if continues {
         state.continue_in_background(id.clone());
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(view(&state, &id)?)).into_response())
+    let view = blocking(&state, move |state| view(state, &id)).await?;
+    Ok((status, Json(view)).into_response())
 }
 
 /// Whether run `id` is to be continued: refused (409) when it waits for a
