@@ -38,6 +38,15 @@ fn workflow(steps: &str) -> Arc<LoadedWorkflow> {
     Arc::new(load_str("durable-test.yaml", &text).unwrap_or_else(|error| panic!("{error:?}")))
 }
 
+/// A runner whose runs are started (and resumed) by "starter".
+fn starter<'a>(store: &'a RunStore, engine: &'a Engine) -> Runner<'a> {
+    Runner {
+        store,
+        engine,
+        actor: "starter".to_string(),
+    }
+}
+
 fn decision(actor: &str, comment: Option<&str>, fields: &[(&str, &str)]) -> Decision {
     Decision {
         actor: actor.to_string(),
@@ -129,11 +138,7 @@ async fn an_approved_run_continues_with_the_decision() {
     let directory = tempfile::tempdir().unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = engine(&agent);
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let outcome = runner
         .start(
             workflow(APPROVAL_FLOW),
@@ -226,11 +231,7 @@ async fn a_rejection_fails_the_run_or_sends_it_back_for_rework() {
     let directory = tempfile::tempdir().unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = engine(&agent);
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     // Without on_reject, a rejection fails the run.
     let plain = APPROVAL_FLOW.replace("    on_reject: {retry_from: draft}\n", "");
     let outcome = runner
@@ -319,11 +320,7 @@ async fn an_expired_approval_applies_its_timeout_decision() {
     let directory = tempfile::tempdir().unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = engine(&agent);
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let steps = |on_timeout: &str| {
         format!(
             "  - {{id: gate, step_type: approval, title: Go?, timeout: 0.2, on_timeout: {on_timeout}}}\n  - {{id: after, skill: last, inputs: {{approved: '{{{{ steps.gate.outputs.approved }}}}', actor: '{{{{ steps.gate.outputs.actor }}}}'}}}}\n"
@@ -379,11 +376,7 @@ async fn a_run_cancelled_elsewhere_starts_no_further_step() {
     let db = directory.path().join("runs.db");
     let store = RunStore::open(&db).unwrap();
     let engine = engine(&agent);
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let steps = "  - {id: slow, skill: sleep, inputs: {ms: 600}}\n  - {id: after, skill: last}\n";
     let run = runner.start(
         workflow(steps),
@@ -683,11 +676,7 @@ async fn idempotency_keys_repeat_for_an_interrupted_attempt_and_change_for_rewor
         workflows: Arc::new(BuiltinWorkflows),
         events: None,
     };
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let steps = "  - {id: draft, skill: first}\n  - {id: gate, step_type: approval, title: Go?, on_reject: {retry_from: draft}}\n  - {id: publish, skill: last}\n";
     let text = workflow_text(steps);
     // A process that died while `draft` was in flight left this behind.
@@ -890,11 +879,7 @@ async fn a_second_executor_in_the_same_process_is_refused_as_a_conflict() {
     let directory = tempfile::tempdir().unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = engine(&agent);
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let steps = "  - {id: slow, skill: sleep, inputs: {ms: 800}}\n  - {id: after, skill: last}\n";
     let run = runner.start(
         workflow(steps),
@@ -934,11 +919,7 @@ async fn an_executor_whose_lease_was_taken_over_stops_and_records_nothing() {
     let db = directory.path().join("runs.db");
     let store = RunStore::open(&db).unwrap();
     let engine = engine(&agent);
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     // Longer than one renewal period, so the renewal finds the lease gone.
     let ms = pallet::store::lease::RENEW_EVERY.as_millis() * 3;
     let steps = format!(
@@ -1115,11 +1096,7 @@ async fn a_child_approval_pauses_the_run_and_approve_continues_the_child_then_th
     std::fs::write(directory.path().join("child.yaml"), child_text("")).unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = child_engine(agent.url(), directory.path());
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let outcome = runner
         .start(
             workflow(PARENT_FLOW),
@@ -1223,11 +1200,7 @@ async fn rejecting_a_child_approval_fails_the_run_naming_the_child_step() {
     std::fs::write(directory.path().join("child.yaml"), child_text("")).unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = child_engine(agent.url(), directory.path());
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let started = runner
         .start(
             workflow(PARENT_FLOW),
@@ -1268,11 +1241,7 @@ async fn rejecting_a_child_approval_with_rework_runs_the_child_again_from_retry_
     .unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = child_engine(agent.url(), directory.path());
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let started = runner
         .start(
             workflow(PARENT_FLOW),
@@ -1341,11 +1310,7 @@ async fn child_steps_send_stable_keys_under_their_qualified_ids() {
     .unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = child_engine(url, directory.path());
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let steps = "  - {id: draft, skill: first}\n  - {id: build, skill: execute_workflow, inputs: {workflow_id: child-flow}}\n";
     let started = runner
         .start(
@@ -1396,11 +1361,7 @@ async fn an_expired_child_approval_applies_its_timeout_decision() {
     }
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = child_engine(agent.url(), directory.path());
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let parent = |on_timeout: &str| {
         workflow(&format!(
             "  - {{id: build, skill: execute_workflow, inputs: {{workflow_id: child-{on_timeout}}}}}\n"
@@ -1615,11 +1576,7 @@ async fn an_approval_in_a_grandchild_pauses_and_continues_the_whole_run() {
     .unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = child_engine(agent.url(), directory.path());
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let steps = "  - {id: outer, skill: execute_workflow, inputs: {workflow_id: middle-flow, input: {text: deep}}}\n";
     let started = runner
         .start(
@@ -1666,11 +1623,7 @@ async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
     .unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let engine = child_engine(agent.url(), directory.path());
-    let runner = Runner {
-        store: &store,
-        engine: &engine,
-        actor: "starter".to_string(),
-    };
+    let runner = starter(&store, &engine);
     let flow = "  - id: group
     step_type: parallel
     branches:
