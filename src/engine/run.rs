@@ -293,8 +293,10 @@ impl Run<'_> {
             if step.step_type == crate::workflow::StepType::Approval {
                 return self.await_approval(step).await;
             }
-            self.journal(step, |journal| journal.step_started(&step.id))
-                .await?;
+            // Queued, not awaited: the write overlaps the step's work, and the
+            // writer applies it before the step's finish. A crash before it
+            // lands leaves no attempt, so the step runs again with the same key.
+            let started = self.journal(step, |journal| journal.step_started(&step.id));
             let clock = Clock::start();
             let slot = self.reserve_slot();
             let kind = step.kind();
@@ -350,10 +352,16 @@ impl Run<'_> {
                     Err(failure)
                 }
             };
-            // Awaited before the next step starts: a completed step is never lost to a crash.
-            let journaled = self
-                .journal(step, |journal| journal.step_finished(&record))
-                .await;
+            // Awaited before the next step starts: a completed step is never
+            // lost to a crash, and a run cancelled elsewhere meanwhile starts no
+            // further step. A start that was refused has no attempt to finish.
+            let journaled = match started.await {
+                Ok(()) => {
+                    self.journal(step, |journal| journal.step_finished(&record))
+                        .await
+                }
+                Err(failure) => Err(failure),
+            };
             self.finish(step, slot, record);
             result.and(journaled)
         })
@@ -401,21 +409,25 @@ impl Run<'_> {
         Err(Failure::waiting(step))
     }
 
-    /// Call the journal of a durable run and await its write; its error fails the step.
-    async fn journal(
+    /// Call the journal of a durable run: the write is queued at once and is
+    /// durable when the returned future resolves. Its error fails the step.
+    fn journal(
         &self,
         step: &Step,
         write: impl FnOnce(&dyn super::Journal) -> super::JournalWrite,
-    ) -> Result<(), Failure> {
-        let Some(durable) = self.durable else {
-            return Ok(());
-        };
-        write(durable.journal.as_ref()).await.map_err(|error| {
-            Failure::failed(format!(
-                "step `{}` failed: cannot record its progress: {error}",
-                step.id
-            ))
-        })
+    ) -> impl Future<Output = Result<(), Failure>> + 'static {
+        let written = self.durable.map(|durable| write(durable.journal.as_ref()));
+        let id = step.id.clone();
+        async move {
+            let Some(written) = written else {
+                return Ok(());
+            };
+            written.await.map_err(|error| {
+                Failure::failed(format!(
+                    "step `{id}` failed: cannot record its progress: {error}"
+                ))
+            })
+        }
     }
 
     pub(super) fn condition(&self, step: &Step) -> Result<Value, Failure> {

@@ -5,7 +5,7 @@ use futures::FutureExt;
 
 use crate::engine::{Journal, JournalWrite, StepRecord};
 
-use super::{Pending, RunStore};
+use super::{Pending, RunState, RunStore, StoreError};
 
 pub struct RunJournal {
     pub store: RunStore,
@@ -27,8 +27,20 @@ impl Journal for RunJournal {
         )
     }
 
+    /// Fails when the run is no longer in progress (cancelled elsewhere while
+    /// the step ran), so the engine starts no further step.
     fn step_finished(&self, record: &StepRecord) -> JournalWrite {
-        answer(self.store.finish_attempt_queued(&self.run_id, record))
+        let finished = self.store.finish_attempt_queued(&self.run_id, record);
+        let id = self.run_id.clone();
+        async move {
+            match finished.await {
+                Ok(RunState::InProgress) => Ok(()),
+                Ok(status) => Err(StoreError::NotRunning { id, status }),
+                Err(error) => Err(error),
+            }
+            .map_err(|error| crate::engine::chain_of(&error))
+        }
+        .boxed()
     }
 
     fn approval_waiting(&self, step_id: &str) -> JournalWrite {

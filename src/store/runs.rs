@@ -283,11 +283,13 @@ impl RunStore {
 
     /// End the open attempt of the record's step with what the record says.
     pub fn finish_attempt(&self, id: &str, record: &StepRecord) -> Result<(), StoreError> {
-        self.finish_attempt_queued(id, record).wait()
+        self.finish_attempt_queued(id, record).wait().map(|_| ())
     }
 
-    /// [`RunStore::finish_attempt`] for async callers: await the answer.
-    pub fn finish_attempt_queued(&self, id: &str, record: &StepRecord) -> Pending<()> {
+    /// [`RunStore::finish_attempt`] for async callers: await the answer, the
+    /// run's status after the write (another process may have cancelled it
+    /// while the step ran: the attempt is recorded all the same).
+    pub fn finish_attempt_queued(&self, id: &str, record: &StepRecord) -> Pending<RunState> {
         let status = match record.status {
             StepStatus::Completed => "completed",
             StepStatus::Failed => "failed",
@@ -304,7 +306,7 @@ impl RunStore {
                 "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2)",
             )?
             .execute(params![id, step_id, status, inputs, output, error, agent, at])?;
-            Ok(())
+            run_status(connection, &id)
         })
     }
 
@@ -558,11 +560,14 @@ mod tests {
         let steps = ["one", "two", "three"];
         let mut pending = Vec::new();
         for step in steps {
-            pending.push(store.start_attempt_queued(&id, step, "running"));
-            pending.push(store.finish_attempt_queued(&id, &completed(step, json!({"step": step}))));
+            let started = store.start_attempt_queued(&id, step, "running");
+            let finished =
+                store.finish_attempt_queued(&id, &completed(step, json!({"step": step})));
+            pending.push((started, finished));
         }
-        for answer in pending {
-            answer.await.unwrap();
+        for (started, finished) in pending {
+            started.await.unwrap();
+            assert_eq!(finished.await.unwrap(), RunState::InProgress);
         }
         let attempts = store.attempts(&id).unwrap();
         let seen: Vec<(&str, &str)> = attempts
@@ -618,6 +623,28 @@ mod tests {
         let context: Value = serde_json::from_str(&stored("context").unwrap()).unwrap();
         assert_eq!(context, json!({"one": {"n": 1}, "two": {"n": 2}}));
         assert_eq!(store.get(&id).unwrap().context, context);
+    }
+
+    #[tokio::test]
+    async fn a_finish_after_a_cancel_elsewhere_is_recorded_and_reports_the_status() {
+        let (store, _directory, id) = running();
+        store
+            .start_attempt_queued(&id, "one", "running")
+            .await
+            .unwrap();
+        store
+            .transition(&id, RunChange::new(RunState::Cancelled, "cancelled", "op"))
+            .unwrap();
+        let status = store
+            .finish_attempt_queued(&id, &completed("one", json!({"n": 1})))
+            .await
+            .unwrap();
+        assert_eq!(status, RunState::Cancelled);
+        assert_eq!(store.attempts(&id).unwrap()[0].status, "completed");
+        assert!(matches!(
+            store.start_attempt_queued(&id, "two", "running").await,
+            Err(StoreError::NotRunning { .. })
+        ));
     }
 
     #[tokio::test]
