@@ -15,14 +15,15 @@ use super::StepRecord;
 pub type JournalWrite = BoxFuture<'static, Result<(), String>>;
 
 /// Records step progress as it happens. A call queues its write and returns
-/// at once; the engine awaits the answer, so no runtime thread waits on
-/// storage. An error fails the step, since a step whose start was not
-/// recorded could be re-run unnoticed after a crash. Writes are applied in
-/// the order the calls were made.
+/// at once; the engine awaits the answer (a start's while the step works, a
+/// finish's before the next step starts), so no runtime thread waits on
+/// storage. An error fails the step. Writes are applied in the order the
+/// calls were made.
 pub trait Journal: Send + Sync {
     /// A step is about to run (before any agent is called).
     fn step_started(&self, step_id: &str) -> JournalWrite;
-    /// A step that ran has ended (completed, failed or cancelled).
+    /// A step that ran has ended (completed, failed or cancelled). Fails when
+    /// the run is no longer in progress, so that no further step starts.
     fn step_finished(&self, record: &StepRecord) -> JournalWrite;
     /// An approval step has no decision yet: the run pauses here.
     fn approval_waiting(&self, step_id: &str) -> JournalWrite;
