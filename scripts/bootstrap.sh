@@ -47,12 +47,17 @@ pid_of() {
 }
 
 # Whether the process recorded in pidfile $1 is alive: same PID and same start
-# time (a zombie counts as gone; a pidfile without a start time proves nothing).
+# time (a zombie counts as gone). A pidfile of an older bootstrap.sh holds only
+# the PID: trusted when that process runs one of our commands.
 running() {
     local pid start found
     [[ -f "$1" ]] || return 1
     read -r pid start <"$1" || true
-    [[ -n "$pid" && -n "$start" ]] || return 1
+    [[ -n "$pid" ]] || return 1
+    if [[ -z "$start" ]]; then
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE '(^|/)(docker-registry|pallet) '
+        return
+    fi
     found="$(process_state "$pid")" || return 1
     [[ "${found% *}" != Z && "${found#* }" == "$start" ]]
 }

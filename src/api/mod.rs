@@ -94,13 +94,20 @@ impl AppState {
 
     /// Execute run `id` (in progress or pending) in a background task until it
     /// ends or waits for approval.
-    fn continue_in_background(self: &Arc<AppState>, id: String) {
+    /// Execute run `id` in the background; false (nothing started) when this
+    /// service executes it already.
+    fn continue_in_background(self: &Arc<AppState>, id: String) -> bool {
         let cancel = CancellationToken::new();
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.lock_executing()
-            .insert(id.clone(), (generation, cancel.clone()));
+        match self.lock_executing().entry(id.clone()) {
+            // Two requests at once: the first one's execution stays cancellable.
+            std::collections::hash_map::Entry::Occupied(_) => return false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert((generation, cancel.clone()));
+            }
+        }
         let state = self.clone();
         self.tasks.spawn(async move {
             let runner = state.runner(SERVICE_ACTOR);
@@ -119,6 +126,7 @@ impl AppState {
                 executing.remove(&id);
             }
         });
+        true
     }
 
     /// Stop this process's execution of run `id`, if any.

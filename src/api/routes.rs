@@ -233,11 +233,12 @@ async fn resume(
         move |state| resumable(state, &id)
     })
     .await?;
-    let status = if continues {
-        state.continue_in_background(id.clone());
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
+    let status = match continues {
+        true if !state.continue_in_background(id.clone()) => {
+            return Err(ApiError::Executing { id });
+        }
+        true => StatusCode::ACCEPTED,
+        false => StatusCode::OK,
     };
     let view = blocking(&state, move |state| view(state, &id)).await?;
     Ok((status, Json(view)).into_response())
@@ -257,6 +258,16 @@ fn resumable(state: &AppState, id: &str) -> Result<bool, ApiError> {
         RunState::Pending | RunState::InProgress => {
             if state.lock_executing().contains_key(&id) {
                 return Err(ApiError::Executing { id });
+            }
+            // Another process executes it: resuming here would only fail later, unseen.
+            if let Some(lease) = state.store.live_lease(&id)? {
+                return Err(RunError::Leased {
+                    id,
+                    host: lease.owner.host,
+                    pid: lease.owner.pid,
+                    since: lease.since,
+                }
+                .into());
             }
         }
         RunState::WaitingApproval => {

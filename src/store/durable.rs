@@ -60,7 +60,7 @@ impl RunError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            RunError::Store(StoreError::Transition(_))
+            RunError::Store(StoreError::Transition(_) | StoreError::LeaseLost { .. })
                 | RunError::NotWaiting { .. }
                 | RunError::Waiting { .. }
                 | RunError::Ended { .. }
@@ -433,6 +433,7 @@ impl Runner<'_> {
             journal: Arc::new(RunJournal {
                 store: self.store.clone(),
                 run_id: id.to_string(),
+                lease: Some(lease.token().to_string()),
             }),
             completed,
             previous_attempts,
@@ -445,11 +446,18 @@ impl Runner<'_> {
             // The new owner records the run from now on.
             return Err(RunError::LeaseLost { id: id.to_string() });
         }
-        let recorded = match self
+        // The end and the lease's release are one write: whoever sees the new
+        // status (an approver, say) may continue the run at once.
+        let ended = self
             .store
-            .transition_queued(id, self.final_change(&record))
-            .await
-        {
+            .end_execution_queued(id, self.final_change(&record), lease.token())
+            .await;
+        // Also when the end could not be stored: another process may go on.
+        lease.release().await;
+        let recorded = match ended {
+            Err(StoreError::LeaseLost { .. }) => {
+                return Err(RunError::LeaseLost { id: id.to_string() });
+            }
             // Cancelled meanwhile by another process: the stored state stands.
             Ok(_) | Err(StoreError::Transition(_)) => {
                 let run_id = id.to_string();
@@ -457,8 +465,6 @@ impl Runner<'_> {
             }
             Err(error) => Err(error),
         };
-        // Released once the end is stored (or failed to be): another process may go on.
-        lease.release().await;
         match recorded {
             Ok(run) => Ok(Outcome {
                 run,

@@ -10,6 +10,9 @@ use super::{Pending, RunState, RunStore, StoreError};
 pub struct RunJournal {
     pub store: RunStore,
     pub run_id: String,
+    /// The executor's lease token: its writes are refused once another
+    /// process took the run over.
+    pub lease: Option<String>,
 }
 
 /// The engine sees a store error as its message chain.
@@ -21,16 +24,20 @@ fn answer(pending: Pending<()>) -> JournalWrite {
 
 impl Journal for RunJournal {
     fn step_started(&self, step_id: &str) -> JournalWrite {
-        answer(
-            self.store
-                .start_attempt_queued(&self.run_id, step_id, "running"),
-        )
+        answer(self.store.start_attempt_queued(
+            &self.run_id,
+            step_id,
+            "running",
+            self.lease.as_deref(),
+        ))
     }
 
     /// Fails when the run is no longer in progress (cancelled elsewhere while
     /// the step ran), so the engine starts no further step.
     fn step_finished(&self, record: &StepRecord) -> JournalWrite {
-        let finished = self.store.finish_attempt_queued(&self.run_id, record);
+        let finished =
+            self.store
+                .finish_attempt_queued(&self.run_id, record, self.lease.as_deref());
         let id = self.run_id.clone();
         async move {
             match finished.await {
@@ -46,6 +53,7 @@ impl Journal for RunJournal {
     fn approval_waiting(&self, step_id: &str) -> JournalWrite {
         let (store, run_id, step_id) =
             (self.store.clone(), self.run_id.clone(), step_id.to_string());
+        let lease = self.lease.clone();
         async move {
             // Resuming a waiting run re-enters the step: keep the first wait (its deadline).
             let read_id = run_id.clone();
@@ -59,7 +67,7 @@ impl Journal for RunJournal {
             if waiting {
                 return Ok(());
             }
-            answer(store.start_attempt_queued(&run_id, &step_id, "waiting")).await
+            answer(store.start_attempt_queued(&run_id, &step_id, "waiting", lease.as_deref())).await
         }
         .boxed()
     }

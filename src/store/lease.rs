@@ -80,21 +80,31 @@ pub fn standing(
     alive: impl Fn(u32, u64) -> bool,
 ) -> Standing {
     let owner = &lease.owner;
-    if lease.expires_at <= now {
-        return Standing::Expired;
-    }
     if owner.host != me.host {
         // Another host's processes cannot be seen from here: only the expiry counts.
-        return Standing::Live;
+        return match lease.expires_at <= now {
+            true => Standing::Expired,
+            false => Standing::Live,
+        };
     }
     if !owner.boot_id.is_empty() && !me.boot_id.is_empty() && owner.boot_id != me.boot_id {
         return Standing::Rebooted;
     }
+    // On this host the process itself tells, expiry or not: a stopped
+    // (Ctrl-Z) or starved owner that missed its renewals still executes the
+    // run once it wakes.
     if alive(owner.pid, owner.process_start) {
         Standing::Live
     } else {
         Standing::OwnerGone
     }
+}
+
+/// Whether the lease on run `id` is still the one taken under `token`.
+pub fn held(connection: &Connection, id: &str, token: &str) -> rusqlite::Result<bool> {
+    connection
+        .prepare_cached("SELECT 1 FROM run_leases WHERE run_id = ?1 AND token = ?2")?
+        .exists(params![id, token])
 }
 
 /// Whether process `pid` of this host runs and, if `start` is known (not 0),
@@ -297,6 +307,11 @@ impl HeldLease {
         }))
     }
 
+    /// What this lease was taken under: writes of its executor carry it.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// Whether another process took the lease over while this one held it.
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
@@ -417,7 +432,24 @@ mod tests {
                 10,
                 Standing::Live,
             ),
-            ("expired", owner("here", 2, "boot-1"), -1, Standing::Expired),
+            (
+                "expired, owner alive on this host (stopped, say)",
+                owner("here", 2, "boot-1"),
+                -1,
+                Standing::Live,
+            ),
+            (
+                "expired, owner gone on this host",
+                owner("here", 66, "boot-1"),
+                -1,
+                Standing::OwnerGone,
+            ),
+            (
+                "expired on another host",
+                owner("elsewhere", 2, "boot-9"),
+                -1,
+                Standing::Expired,
+            ),
             (
                 "expires right now",
                 owner("elsewhere", 2, "boot-9"),

@@ -72,6 +72,9 @@ pub enum StoreError {
     Transition(#[from] InvalidTransition),
     #[error("run `{id}` is {status}, so no step of it starts")]
     NotRunning { id: String, status: RunState },
+    /// Another process took the run over; this one's writes for it are refused.
+    #[error("run `{id}` is executed by another process now (this one lost its lease)")]
+    LeaseLost { id: String },
     #[error("run `{id}` holds invalid data in `{what}`")]
     Corrupt { id: String, what: String },
     /// The group transaction the write was part of did not commit.

@@ -40,11 +40,11 @@ impl Readers {
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let connection = self.take()?;
-        let result = read(&connection);
-        self.lock().idle.push(connection);
-        self.returned.notify_one();
-        result
+        let lent = Lent {
+            readers: self,
+            connection: Some(self.take()?),
+        };
+        read(lent.connection.as_ref().expect("lent until dropped"))
     }
 
     fn take(&self) -> Result<Connection, StoreError> {
@@ -87,5 +87,46 @@ impl Readers {
         self.pool
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A connection out of the pool, given back when dropped: also when the read
+/// panics, or the pool would shrink until every read waited forever.
+struct Lent<'a> {
+    readers: &'a Readers,
+    connection: Option<Connection>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.readers.lock().idle.push(connection);
+            self.readers.returned.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_panics_gives_its_connection_back() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("runs.db");
+        Connection::open(&path).unwrap();
+        let readers = Readers::new(&path);
+        for _ in 0..MAX_READERS + 1 {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                readers.with(|_| -> Result<(), StoreError> { panic!("a bug in a read") })
+            }));
+            assert!(panicked.is_err());
+        }
+        // Every slot came back: reads still get a connection at once.
+        let answer = readers.with(|connection| {
+            Ok(connection.query_row("SELECT 42", [], |row| row.get::<_, i64>(0))?)
+        });
+        assert_eq!(answer.unwrap(), 42);
+        assert_eq!(readers.lock().open, 1);
     }
 }

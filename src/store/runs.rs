@@ -200,6 +200,25 @@ impl RunStore {
         self.transition_queued(id, change).wait()
     }
 
+    /// Record where an execution stopped and give up its lease, in one
+    /// transaction, so nobody sees the new status while the lease still binds;
+    /// refused (`LeaseLost`) when the lease is no longer `lease`.
+    pub fn end_execution_queued(
+        &self,
+        id: &str,
+        change: RunChange,
+        lease: &str,
+    ) -> Pending<RunState> {
+        let (id, lease) = (id.to_string(), lease.to_string());
+        let change = OwnedChange::from(change);
+        self.write(move |connection| {
+            check_lease(connection, &id, Some(&lease))?;
+            let from = apply_change(connection, &id, &change.borrowed())?;
+            super::lease::release(connection, &id, &lease)?;
+            Ok(from)
+        })
+    }
+
     /// [`RunStore::transition`] for async callers: await the answer.
     pub fn transition_queued(&self, id: &str, change: RunChange) -> Pending<RunState> {
         let id = id.to_string();
@@ -257,14 +276,23 @@ impl RunStore {
 
     /// A new attempt of `step_id` with `status` (running or waiting).
     pub fn start_attempt(&self, id: &str, step_id: &str, status: &str) -> Result<(), StoreError> {
-        self.start_attempt_queued(id, step_id, status).wait()
+        self.start_attempt_queued(id, step_id, status, None).wait()
     }
 
-    /// [`RunStore::start_attempt`] for async callers: await the answer.
-    pub fn start_attempt_queued(&self, id: &str, step_id: &str, status: &str) -> Pending<()> {
+    /// [`RunStore::start_attempt`] for async callers: await the answer. With
+    /// `lease`, the executor's lease token: refused once the lease is not its own.
+    pub fn start_attempt_queued(
+        &self,
+        id: &str,
+        step_id: &str,
+        status: &str,
+        lease: Option<&str>,
+    ) -> Pending<()> {
         let (id, step_id, status) = (id.to_string(), step_id.to_string(), status.to_string());
+        let lease = lease.map(str::to_string);
         let at = now();
         self.write(move |connection| {
+            check_lease(connection, &id, lease.as_deref())?;
             // A run cancelled (or ended) by another process runs no further step.
             let run_state = run_status(connection, &id)?;
             if run_state != RunState::InProgress {
@@ -283,13 +311,21 @@ impl RunStore {
 
     /// End the open attempt of the record's step with what the record says.
     pub fn finish_attempt(&self, id: &str, record: &StepRecord) -> Result<(), StoreError> {
-        self.finish_attempt_queued(id, record).wait().map(|_| ())
+        self.finish_attempt_queued(id, record, None)
+            .wait()
+            .map(|_| ())
     }
 
     /// [`RunStore::finish_attempt`] for async callers: await the answer, the
     /// run's status after the write (another process may have cancelled it
     /// while the step ran: the attempt is recorded all the same).
-    pub fn finish_attempt_queued(&self, id: &str, record: &StepRecord) -> Pending<RunState> {
+    pub fn finish_attempt_queued(
+        &self,
+        id: &str,
+        record: &StepRecord,
+        lease: Option<&str>,
+    ) -> Pending<RunState> {
+        let lease = lease.map(str::to_string);
         let status = match record.status {
             StepStatus::Completed => "completed",
             StepStatus::Failed => "failed",
@@ -302,8 +338,11 @@ impl RunStore {
         let (id, step_id) = (id.to_string(), record.id.clone());
         let (error, agent, at) = (record.error.clone(), record.agent.clone(), now());
         self.write(move |connection| {
+            check_lease(connection, &id, lease.as_deref())?;
+            // Only an open attempt: one already ended (marked interrupted by a
+            // process that took over, say) keeps what it says.
             connection.prepare_cached(
-                "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2)",
+                "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status IN ('running', 'waiting'))",
             )?
             .execute(params![id, step_id, status, inputs, output, error, agent, at])?;
             run_status(connection, &id)
@@ -451,6 +490,17 @@ fn apply_change(
     Ok(from)
 }
 
+/// Writes of an executor (`lease`: its lease token) are refused once another
+/// process took the run over.
+fn check_lease(connection: &Connection, id: &str, lease: Option<&str>) -> Result<(), StoreError> {
+    match lease {
+        Some(token) if !super::lease::held(connection, id, token)? => {
+            Err(StoreError::LeaseLost { id: id.to_string() })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn run_status(transaction: &Connection, id: &str) -> Result<RunState, StoreError> {
     let status: String = transaction
         .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
@@ -560,9 +610,9 @@ mod tests {
         let steps = ["one", "two", "three"];
         let mut pending = Vec::new();
         for step in steps {
-            let started = store.start_attempt_queued(&id, step, "running");
+            let started = store.start_attempt_queued(&id, step, "running", None);
             let finished =
-                store.finish_attempt_queued(&id, &completed(step, json!({"step": step})));
+                store.finish_attempt_queued(&id, &completed(step, json!({"step": step})), None);
             pending.push((started, finished));
         }
         for (started, finished) in pending {
@@ -629,33 +679,106 @@ mod tests {
     async fn a_finish_after_a_cancel_elsewhere_is_recorded_and_reports_the_status() {
         let (store, _directory, id) = running();
         store
-            .start_attempt_queued(&id, "one", "running")
+            .start_attempt_queued(&id, "one", "running", None)
             .await
             .unwrap();
         store
             .transition(&id, RunChange::new(RunState::Cancelled, "cancelled", "op"))
             .unwrap();
         let status = store
-            .finish_attempt_queued(&id, &completed("one", json!({"n": 1})))
+            .finish_attempt_queued(&id, &completed("one", json!({"n": 1})), None)
             .await
             .unwrap();
         assert_eq!(status, RunState::Cancelled);
         assert_eq!(store.attempts(&id).unwrap()[0].status, "completed");
         assert!(matches!(
-            store.start_attempt_queued(&id, "two", "running").await,
+            store
+                .start_attempt_queued(&id, "two", "running", None)
+                .await,
             Err(StoreError::NotRunning { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn an_executor_that_lost_its_lease_writes_nothing_more() {
+        let (store, _directory, id) = running();
+        assert_eq!(store.acquire_lease(&id, "old").await.unwrap(), None);
+        store
+            .start_attempt_queued(&id, "one", "running", Some("old"))
+            .await
+            .unwrap();
+        // Taken over (here: released and taken again under another token).
+        store.release_lease(&id, "old").await.unwrap();
+        assert_eq!(store.acquire_lease(&id, "new").await.unwrap(), None);
+        assert_eq!(store.interrupt_running(&id).unwrap(), 1);
+        store
+            .start_attempt_queued(&id, "one", "running", Some("new"))
+            .await
+            .unwrap();
+        let lost =
+            |result: Result<_, StoreError>| matches!(result, Err(StoreError::LeaseLost { .. }));
+        let record = completed("one", json!({"by": "old"}));
+        assert!(lost(
+            store
+                .finish_attempt_queued(&id, &record, Some("old"))
+                .await
+                .map(|_| ())
+        ));
+        assert!(lost(
+            store
+                .start_attempt_queued(&id, "two", "running", Some("old"))
+                .await
+        ));
+        let change = RunChange::new(RunState::Failed, "error", "old");
+        assert!(lost(
+            store
+                .end_execution_queued(&id, change, "old")
+                .await
+                .map(|_| ())
+        ));
+        let statuses: Vec<String> = store
+            .attempts(&id)
+            .unwrap()
+            .into_iter()
+            .map(|attempt| attempt.status)
+            .collect();
+        assert_eq!(statuses, ["interrupted", "running"]);
+        assert_eq!(store.get(&id).unwrap().status, RunState::InProgress);
+        // The owner's end and release are one write.
+        let record = completed("one", json!({"by": "new"}));
+        store
+            .finish_attempt_queued(&id, &record, Some("new"))
+            .await
+            .unwrap();
+        let change = RunChange::new(RunState::Completed, "steps_completed", "new");
+        store
+            .end_execution_queued(&id, change, "new")
+            .await
+            .unwrap();
+        assert_eq!(store.get(&id).unwrap().status, RunState::Completed);
+        assert_eq!(store.live_lease(&id).unwrap(), None);
+    }
+
+    #[test]
+    fn a_finish_leaves_an_attempt_that_already_ended_alone() {
+        let (store, _directory, id) = running();
+        store.start_attempt(&id, "one", "running").unwrap();
+        store.interrupt_running(&id).unwrap();
+        store
+            .finish_attempt(&id, &completed("one", json!({})))
+            .unwrap();
+        assert_eq!(store.attempts(&id).unwrap()[0].status, "interrupted");
     }
 
     #[tokio::test]
     async fn a_finish_is_durable_once_its_answer_arrived() {
         let (store, directory, id) = running();
         store
-            .start_attempt_queued(&id, "one", "running")
+            .start_attempt_queued(&id, "one", "running", None)
             .await
             .unwrap();
         store
-            .finish_attempt_queued(&id, &completed("one", json!({"n": 1})))
+            .finish_attempt_queued(&id, &completed("one", json!({"n": 1})), None)
             .await
             .unwrap();
         // Another store, as a process started after a crash would open it.
@@ -669,8 +792,8 @@ mod tests {
     #[tokio::test]
     async fn a_refused_start_fails_alone_in_its_batch() {
         let (store, _directory, id) = running();
-        let refused = store.start_attempt_queued("no-such-run", "one", "running");
-        let accepted = store.start_attempt_queued(&id, "one", "running");
+        let refused = store.start_attempt_queued("no-such-run", "one", "running", None);
+        let accepted = store.start_attempt_queued(&id, "one", "running", None);
         assert!(matches!(refused.await, Err(StoreError::NotFound { .. })));
         accepted.await.unwrap();
         assert_eq!(store.attempts(&id).unwrap().len(), 1);

@@ -11,7 +11,7 @@ use pallet::agent::{AgentClient, StaticDiscovery};
 use pallet::api::{self, AppState, ServiceOptions};
 use pallet::builtin::BuiltinWorkflows;
 use pallet::engine::{DirectorySource, Engine, Sources, WorkflowSource};
-use pallet::store::{NewRun, RunStore};
+use pallet::store::{NewRun, RunState, RunStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -923,6 +923,38 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
             .len(),
         1
     );
+
+    // Executed by another live process (it holds the run's lease): 409 at once,
+    // not a 202 whose background resume would fail unseen.
+    let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
+    let owned = store
+        .create_run(&NewRun {
+            workflow_ref: "fast-test".to_string(),
+            workflow_id: "fast-test".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "fast.yaml".to_string(),
+            workflow_yaml: FAST_WORKFLOW.to_string(),
+            input: json!({"requirements": "owned elsewhere"}),
+            actor: "test".to_string(),
+        })
+        .unwrap();
+    assert_eq!(
+        store.acquire_lease(&owned.id, "elsewhere").await.unwrap(),
+        None
+    );
+    let response = service
+        .request(reqwest::Method::POST, &resume(&owned.id))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        response,
+        StatusCode::CONFLICT,
+        "is being executed by another process",
+    )
+    .await;
+    assert_eq!(store.get(&owned.id).unwrap().status, RunState::Pending);
+    drop(store);
 
     // Waiting for an approval: 409; once its deadline passed, on_timeout applies.
     let (_, waiting) = service
