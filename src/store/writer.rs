@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::task::{Context, Poll};
+use std::thread::JoinHandle;
 
 use futures::channel::oneshot;
 use rusqlite::Connection;
@@ -28,10 +29,31 @@ type Answer = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
 /// running); whether it failed, and its answer.
 type Job = Box<dyn FnOnce(Result<&Connection, Arc<rusqlite::Error>>) -> (bool, Answer) + Send>;
 
-/// The queue of the writer thread; the thread ends when the last clone is dropped.
+/// The queue of the writer thread. When the last clone is dropped the thread
+/// finishes what is queued, closes the connection (a checkpoint of the WAL)
+/// and is waited for, so a process that closes its store exits with the
+/// database file up to date.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    jobs: Sender<Job>,
+    thread: Arc<WriterThread>,
+}
+
+struct WriterThread {
+    jobs: Option<Sender<Job>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread's loop.
+        drop(self.jobs.take());
+        if let Some(handle) = self.handle.take()
+            // The last handle dropped by the writer itself (in a job) cannot wait for it.
+            && handle.thread().id() != std::thread::current().id()
+        {
+            let _ = handle.join();
+        }
+    }
 }
 
 /// The answer of one queued write: await it, or [`Pending::wait`] outside async code.
@@ -61,10 +83,15 @@ impl Writer {
     /// Start the writer thread over `connection` (already configured and migrated).
     pub(crate) fn start(connection: Connection) -> std::io::Result<Writer> {
         let (jobs, queue) = channel::<Job>();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("pallet-store-writer".to_string())
             .spawn(move || drain(&connection, &queue))?;
-        Ok(Writer { jobs })
+        Ok(Writer {
+            thread: Arc::new(WriterThread {
+                jobs: Some(jobs),
+                handle: Some(handle),
+            }),
+        })
     }
 
     /// Queue `work`; it runs in its own savepoint of the next group transaction.
@@ -92,7 +119,9 @@ impl Writer {
             (failed, answer)
         });
         // A send fails only when the thread is gone: the dropped sender answers WriterStopped.
-        let _ = self.jobs.send(job);
+        if let Some(jobs) = &self.thread.jobs {
+            let _ = jobs.send(job);
+        }
         Pending { answer }
     }
 }
@@ -112,20 +141,26 @@ fn drain(connection: &Connection, queue: &Receiver<Job>) {
 }
 
 fn commit_batch(connection: &Connection, batch: Vec<Job>) {
-    // Without the outer transaction each savepoint still commits on its own.
-    let grouped = control(connection, "BEGIN IMMEDIATE").is_ok();
+    // The write lock for the whole batch: what a request reads it may write
+    // without another process writing in between (the lease relies on it).
+    // Not had within the busy timeout: every request fails now, clearly,
+    // rather than each waiting for the lock again.
+    if let Err(error) = control(connection, "BEGIN IMMEDIATE") {
+        let error = Arc::new(error);
+        for job in batch {
+            let (_, answer) = job(Err(error.clone()));
+            answer(Ok(()));
+        }
+        return;
+    }
     let mut answers = Vec::with_capacity(batch.len());
     for job in batch {
         answers.extend(run_in_savepoint(connection, job));
     }
-    let committed = if grouped {
-        control(connection, "COMMIT").map_err(|error| {
-            let _ = control(connection, "ROLLBACK");
-            Arc::new(error)
-        })
-    } else {
-        Ok(())
-    };
+    let committed = control(connection, "COMMIT").map_err(|error| {
+        let _ = control(connection, "ROLLBACK");
+        Arc::new(error)
+    });
     for answer in answers {
         answer(committed.clone());
     }
@@ -167,6 +202,10 @@ mod tests {
         connection
             .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (name TEXT NOT NULL)")
             .unwrap();
+        // Short: one test holds the write lock elsewhere on purpose.
+        connection
+            .busy_timeout(std::time::Duration::from_millis(100))
+            .unwrap();
         (Writer::start(connection).unwrap(), directory, path)
     }
 
@@ -199,6 +238,38 @@ mod tests {
             Ok(())
         });
         (release, held)
+    }
+
+    #[test]
+    fn a_batch_without_the_write_lock_fails_at_once_and_the_next_one_commits() {
+        let (writer, _directory, path) = writer();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let refused = writer.submit(insert("while locked")).wait();
+        assert!(
+            matches!(refused, Err(StoreError::Write { .. })),
+            "{refused:?}"
+        );
+        other.execute_batch("ROLLBACK").unwrap();
+        writer.submit(insert("after")).wait().unwrap();
+        assert_eq!(names(&path), ["after"]);
+    }
+
+    #[test]
+    fn dropping_the_last_handle_waits_for_queued_writes_and_closes_the_database() {
+        let (writer, _directory, path) = writer();
+        let copy = writer.clone();
+        let (release, held) = hold(&writer);
+        let queued = writer.submit(insert("queued"));
+        drop(copy);
+        release.send(()).unwrap();
+        drop(writer);
+        // Answered and closed: the connection's close folded the WAL into the file.
+        futures::executor::block_on(held).unwrap();
+        futures::executor::block_on(queued).unwrap();
+        let wal = path.with_extension("db-wal");
+        assert!(!wal.exists(), "{} is left", wal.display());
+        assert_eq!(names(&path), ["queued"]);
     }
 
     #[test]
