@@ -85,8 +85,8 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
     };
     drop(engine);
-    // Closing the database checkpoints its journal and syncs the file: on
-    // another thread while the output files are written.
+    // Closing the database's reader connections: on another thread while the
+    // output files are written.
     let closing = settings
         .store
         .map(|store| tokio::task::spawn_blocking(move || drop(store)));
