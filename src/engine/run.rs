@@ -77,7 +77,7 @@ pub(super) struct Run<'e> {
     pub event_prefix: String,
     pub agents: HashMap<String, Vec<Arc<AgentCard>>>,
     input: Value,
-    renderer: Renderer,
+    renderer: Arc<Renderer>,
     state: Mutex<State>,
     pub durable: Option<&'e Durable>,
     /// What this run executes: an approval request names its steps.
@@ -111,14 +111,13 @@ pub(super) async fn execute(
         ended_at: String::new(),
         duration_ms: 0.0,
     };
-    let prepared = match Renderer::new(workflow) {
+    let prepared = match loaded.renderer() {
         Ok(renderer) => agents_for_workflow(engine, workflow)
             .await
             .map(|agents| (renderer, agents)),
         Err(error) => Err(format!(
-            "workflow `{}` has invalid templates: {}",
+            "workflow `{}` has invalid templates: {error}",
             workflow.metadata.id,
-            chain_of(&error)
         )),
     };
     match prepared {

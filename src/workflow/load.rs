@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -13,6 +14,7 @@ use super::model::Workflow;
 use super::position::{Position, PositionIndex, escape};
 use super::validate::Problem;
 use super::{schema, validate};
+use crate::template::Renderer;
 
 /// A workflow parsed and checked (schema + semantic), with where it came from.
 #[derive(Debug, Clone)]
@@ -24,6 +26,22 @@ pub struct LoadedWorkflow {
     pub text: String,
     /// Problems that do not stop the workflow (e.g. a `skill` ignored on a container).
     pub warnings: Vec<Diagnostic>,
+    /// Its templates, compiled at the first run and shared by every later run
+    /// of this value (a service's runs of one workflow share one).
+    templates: OnceLock<Result<Arc<Renderer>, String>>,
+}
+
+impl LoadedWorkflow {
+    /// The compiled templates of the workflow, or why they do not compile.
+    pub fn renderer(&self) -> Result<Arc<Renderer>, String> {
+        self.templates
+            .get_or_init(|| {
+                Renderer::new(&self.workflow)
+                    .map(Arc::new)
+                    .map_err(|error| crate::error::chain_of(&error))
+            })
+            .clone()
+    }
 }
 
 /// One problem found in a workflow file.
@@ -127,6 +145,7 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
         origin: origin.to_string(),
         text: text.to_string(),
         warnings: locator.locate(report.warnings),
+        templates: OnceLock::new(),
     })
 }
 
@@ -251,6 +270,17 @@ fn check_durations(value: &Value, pointer: &str, problems: &mut Vec<Problem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_compile_once_for_every_run_of_a_loaded_workflow() {
+        let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - {id: a, skill: s, inputs: {t: '{{ workflow.input.x }}'}}\n";
+        let loaded = load_str("x.yaml", text).unwrap();
+        let first = loaded.renderer().unwrap();
+        assert!(Arc::ptr_eq(&first, &loaded.renderer().unwrap()));
+        // A fresh load compiles its own.
+        let again = load_str("x.yaml", text).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again.renderer().unwrap()));
+    }
 
     #[test]
     fn diagnostics_render_location_pointer_and_hint() {
