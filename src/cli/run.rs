@@ -149,13 +149,14 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         }
     };
     let input = resolve_input(&args)?;
-    let configured = ConfiguredAgents {
-        urls: &args.sources.agents,
-        file: args.sources.agents_file.as_deref(),
-        offline: args.registry.offline,
-    };
-    let (discovery, example_agents) =
-        resolve_agents(&configured, &connected, &registry_source, &say).await?;
+    let (discovery, example_agents) = resolve_agents(
+        &args.sources,
+        args.registry.offline,
+        &connected,
+        &registry_source,
+        &say,
+    )
+    .await?;
     let show_progress = !quiet && !args.json && std::io::stderr().is_terminal();
     let store = store.await.context("cannot open the run database")??;
     let reference = match &args.file {
@@ -245,27 +246,22 @@ pub(super) fn workflow_sources(
     (registry_source, Arc::new(Sources(sources)))
 }
 
-/// The agent options the user gave.
-pub(super) struct ConfiguredAgents<'a> {
-    pub urls: &'a [String],
-    pub file: Option<&'a Path>,
-    /// `--offline`: the registry is not asked for agent cards.
-    pub offline: bool,
-}
-
 /// `--agent`/agents file first, then the registry's agent cards; with
 /// neither configured nor in the registry, the built-in example agents.
+/// `offline` (`--offline`): the registry is not asked for agent cards.
 pub(super) async fn resolve_agents(
-    args: &ConfiguredAgents<'_>,
+    sources: &super::args::SourceArgs,
+    offline: bool,
     connected: &registry::Connected,
     registry_source: &RegistrySource,
     say: &impl Fn(String),
 ) -> anyhow::Result<(Arc<dyn Discovery>, Option<ExampleAgents>)> {
-    let registry_usable = !args.offline && !registry_source.was_not_answering();
-    if !args.urls.is_empty() || args.file.is_some() {
-        let configured: Arc<dyn Discovery> = Arc::new(match args.file {
-            Some(path) => StaticDiscovery::with_agents_file(args.urls.to_vec(), path)?,
-            None => StaticDiscovery::new(args.urls.to_vec()),
+    let registry_usable = !offline && !registry_source.was_not_answering();
+    let urls = &sources.agents;
+    if !urls.is_empty() || sources.agents_file.is_some() {
+        let configured: Arc<dyn Discovery> = Arc::new(match &sources.agents_file {
+            Some(path) => StaticDiscovery::with_agents_file(urls.to_vec(), path)?,
+            None => StaticDiscovery::new(urls.to_vec()),
         });
         if !registry_usable {
             return Ok((configured, None));

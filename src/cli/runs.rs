@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{RegistryArgs, SourceArgs};
 use super::render::BadInput;
-use super::run::{ConfiguredAgents, resolve_agents, workflow_sources};
+use super::run::{resolve_agents, workflow_sources};
 pub use super::runs_args::{DurableCommand, ServerArgs};
 use super::runs_args::{EngineArgs, RunsArgs, RunsCommand};
 use super::runs_render;
@@ -121,13 +121,8 @@ pub(super) async fn engine_from_sources(
 ) -> anyhow::Result<(Engine, Option<ExampleAgents>)> {
     let connected = super::registry::connect(registry)?;
     let (registry_source, workflows) = workflow_sources(&connected, &sources.workflows_dir);
-    let configured = ConfiguredAgents {
-        urls: &sources.agents,
-        file: sources.agents_file.as_deref(),
-        offline: registry.offline,
-    };
     let (discovery, example_agents) =
-        resolve_agents(&configured, &connected, &registry_source, say).await?;
+        resolve_agents(sources, registry.offline, &connected, &registry_source, say).await?;
     let engine = Engine {
         discovery,
         client: AgentClient::new(),

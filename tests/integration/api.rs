@@ -775,17 +775,7 @@ async fn shutdown_leaves_running_runs_resumable_and_start_resumes_them() {
     let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
     assert_eq!(store.get(&id).unwrap().status.as_str(), "in_progress");
     // A run recorded but never started (its process died at once) is started too.
-    let pending = store
-        .create_run(&NewRun {
-            workflow_ref: "fast-test".to_string(),
-            workflow_id: "fast-test".to_string(),
-            workflow_version: "1.0.0".to_string(),
-            workflow_source: "fast.yaml".to_string(),
-            workflow_yaml: FAST_WORKFLOW.to_string(),
-            input: json!({"requirements": "pending"}),
-            actor: "test".to_string(),
-        })
-        .unwrap();
+    let pending = record_fast_run(&store, "pending");
     drop(store);
 
     let again = start(&agent, dir.path(), options()).await;
@@ -866,6 +856,20 @@ async fn two_hundred_concurrent_runs_all_complete() {
     service.shutdown().await;
 }
 
+/// A run of the fast workflow recorded as another process would leave it: created, never started.
+fn record_fast_run(store: &RunStore, requirements: &str) -> pallet::store::StoredRun {
+    store
+        .create_run(&NewRun {
+            workflow_ref: "fast-test".to_string(),
+            workflow_id: "fast-test".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "fast.yaml".to_string(),
+            workflow_yaml: FAST_WORKFLOW.to_string(),
+            input: json!({"requirements": requirements}),
+            actor: "test".to_string(),
+        })
+        .unwrap()
+}
 #[tokio::test]
 async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
@@ -881,17 +885,7 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
 
     // A run another process recorded and left: resumed here, in the background.
     let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
-    let left = store
-        .create_run(&NewRun {
-            workflow_ref: "fast-test".to_string(),
-            workflow_id: "fast-test".to_string(),
-            workflow_version: "1.0.0".to_string(),
-            workflow_source: "fast.yaml".to_string(),
-            workflow_yaml: FAST_WORKFLOW.to_string(),
-            input: json!({"requirements": "left behind"}),
-            actor: "test".to_string(),
-        })
-        .unwrap();
+    let left = record_fast_run(&store, "left behind");
     drop(store);
     let (code, accepted) = service.post(&resume(&left.id), json!({})).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{accepted}");
@@ -927,17 +921,7 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
     // Executed by another live process (it holds the run's lease): 409 at once,
     // not a 202 whose background resume would fail unseen.
     let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
-    let owned = store
-        .create_run(&NewRun {
-            workflow_ref: "fast-test".to_string(),
-            workflow_id: "fast-test".to_string(),
-            workflow_version: "1.0.0".to_string(),
-            workflow_source: "fast.yaml".to_string(),
-            workflow_yaml: FAST_WORKFLOW.to_string(),
-            input: json!({"requirements": "owned elsewhere"}),
-            actor: "test".to_string(),
-        })
-        .unwrap();
+    let owned = record_fast_run(&store, "owned elsewhere");
     assert_eq!(
         store.acquire_lease(&owned.id, "elsewhere").await.unwrap(),
         None

@@ -215,6 +215,22 @@ fn object_field(input: &Value, field: &str) -> Value {
     }
 }
 
+/// `(rule, line)` of each finding of a checking skill's output, for tests.
+#[cfg(test)]
+fn rules_and_lines(output: &serde_json::Value) -> Vec<(String, u64)> {
+    output["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|finding| {
+            (
+                finding["rule"].as_str().unwrap().to_string(),
+                finding["line"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

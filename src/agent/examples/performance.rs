@@ -369,26 +369,13 @@ fn complexity(depth: usize, recursion: Recursion, code: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::examples::rules_and_lines;
 
     /// (language, code, expected (rule, line) findings, complexity).
     type Case<'a> = (&'a str, &'a str, &'a [(&'a str, u64)], &'a str);
 
     fn check(code: &str, language: &str) -> Value {
         performance_check(&json!({"code": code, "language": language})).unwrap()
-    }
-
-    fn rules_and_lines(output: &Value) -> Vec<(String, u64)> {
-        output["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|finding| {
-                (
-                    finding["rule"].as_str().unwrap().to_string(),
-                    finding["line"].as_u64().unwrap(),
-                )
-            })
-            .collect()
     }
 
     #[test]

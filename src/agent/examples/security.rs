@@ -176,18 +176,7 @@ mod tests {
     use super::*;
 
     fn rules_and_lines(code: &str) -> Vec<(String, u64)> {
-        let output = security_scan(&json!({"code": code})).unwrap();
-        output["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|finding| {
-                (
-                    finding["rule"].as_str().unwrap().to_string(),
-                    finding["line"].as_u64().unwrap(),
-                )
-            })
-            .collect()
+        crate::agent::examples::rules_and_lines(&security_scan(&json!({"code": code})).unwrap())
     }
 
     #[test]
