@@ -55,9 +55,12 @@ pub fn error(error: &anyhow::Error) -> String {
     for (depth, cause) in error.chain().enumerate() {
         let label = if depth == 0 { "error" } else { "caused by" };
         let _ = writeln!(out, "{label}: {cause}");
-        if let Some(LoadError::Invalid { diagnostics, .. }) = load_error(cause) {
+        if let Some(load @ LoadError::Invalid { diagnostics, .. }) = load_error(cause) {
             for diagnostic in diagnostics {
                 let _ = writeln!(out, "{diagnostic}");
+            }
+            if let Some(omitted) = load.omitted_line() {
+                let _ = writeln!(out, "{omitted}");
             }
         }
         if let Some(bad_input) = cause.downcast_ref::<BadInput>() {

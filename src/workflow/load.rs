@@ -4,6 +4,7 @@
 //! against the embedded schema, deserialize into the model, run the semantic checks.
 
 use std::fmt;
+use std::io::{ErrorKind, Read};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -13,7 +14,7 @@ use serde_json::Value;
 use super::model::Workflow;
 use super::position::{Position, PositionIndex, escape};
 use super::validate::Problem;
-use super::{schema, validate};
+use super::{limits, schema, validate};
 use crate::template::Renderer;
 
 /// A workflow parsed and checked (schema + semantic), with where it came from.
@@ -85,28 +86,76 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{} is not a valid workflow ({} problem{})", .file, .diagnostics.len(), if .diagnostics.len() == 1 { "" } else { "s" })]
+    #[error("{} is not a valid workflow ({})", .file, problem_count(.diagnostics.len() + .omitted))]
     Invalid {
         file: String,
+        /// The first problems in file order, at most [`limits::MAX_DIAGNOSTICS`].
         diagnostics: Vec<Diagnostic>,
+        /// Problems found beyond those listed.
+        omitted: usize,
     },
 }
 
-pub fn load_file(path: &Path) -> Result<LoadedWorkflow, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    load_str(&path.display().to_string(), &text)
+fn problem_count(count: usize) -> String {
+    match count {
+        1 => "1 problem".to_string(),
+        _ => format!("{count} problems"),
+    }
 }
 
+impl LoadError {
+    /// `and N more problems` when problems beyond the listed ones were left out.
+    pub fn omitted_line(&self) -> Option<String> {
+        match self {
+            LoadError::Invalid { omitted, .. } if *omitted > 0 => Some(format!(
+                "and {} more (only the first {} are listed)",
+                problem_count(*omitted),
+                limits::MAX_DIAGNOSTICS
+            )),
+            _ => None,
+        }
+    }
+}
+
+pub fn load_file(path: &Path) -> Result<LoadedWorkflow, LoadError> {
+    let origin = path.display().to_string();
+    let read_error = |source| LoadError::Read {
+        path: origin.clone(),
+        source,
+    };
+    // Read one byte past the limit, not a whole oversized file.
+    let limit = limits::max_workflow_bytes();
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() > limit {
+        return Err(too_large(&origin, limit));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|error| read_error(std::io::Error::new(ErrorKind::InvalidData, error)))?;
+    load_str(&origin, &text)
+}
+
+/// Loads workflow text (at most [`limits::max_workflow_bytes`]), checked
+/// against the schema and by the semantic checks.
 pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
     let locator = Locator {
         origin,
         index: None,
     };
+    let limit = limits::max_workflow_bytes();
+    if text.len() > limit {
+        return Err(too_large(origin, limit));
+    }
     let (value, index) = PositionIndex::parse(text).map_err(|problem| {
-        let diagnostic = locator.at(problem.position, "", problem.message, problem.hint);
+        let diagnostic = locator.at(
+            problem.position,
+            &problem.pointer,
+            problem.message,
+            problem.hint,
+        );
         locator.invalid(vec![diagnostic])
     })?;
     let locator = Locator {
@@ -147,6 +196,23 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
         warnings: locator.locate(report.warnings),
         templates: OnceLock::new(),
     })
+}
+
+fn too_large(origin: &str, limit: usize) -> LoadError {
+    let message = format!(
+        "the workflow is larger than {} (the limit)",
+        limits::describe_bytes(limit)
+    );
+    let hint = format!(
+        "split it into workflows run with `execute_workflow`, or raise the limit with {}=BYTES",
+        limits::MAX_WORKFLOW_BYTES_ENV
+    );
+    let locator = Locator {
+        origin,
+        index: None,
+    };
+    let position = Position { line: 1, column: 1 };
+    locator.invalid(vec![locator.at(position, "", message, Some(hint))])
 }
 
 /// Turns problems found on JSON pointers into diagnostics with file:line:column.
@@ -192,12 +258,15 @@ impl Locator<'_> {
         diagnostics
     }
 
-    /// All diagnostics, in file order.
+    /// The first [`limits::MAX_DIAGNOSTICS`] diagnostics in file order, and how many more.
     fn invalid(&self, mut diagnostics: Vec<Diagnostic>) -> LoadError {
         diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
+        let omitted = diagnostics.len().saturating_sub(limits::MAX_DIAGNOSTICS);
+        diagnostics.truncate(limits::MAX_DIAGNOSTICS);
         LoadError::Invalid {
             file: self.origin.to_string(),
             diagnostics,
+            omitted,
         }
     }
 }
@@ -283,6 +352,23 @@ mod tests {
     }
 
     #[test]
+    fn text_over_the_size_limit_is_refused_before_parsing() {
+        let text = format!(
+            "metadata: {{id: x, name: X, version: 1.0.0}}\nsteps:\n  - {{id: a, skill: s}}\n# {}\n",
+            "x".repeat(limits::DEFAULT_MAX_WORKFLOW_BYTES)
+        );
+        let error = load_str("big.yaml", &text).unwrap_err();
+        let LoadError::Invalid { diagnostics, .. } = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(
+            diagnostics[0].to_string(),
+            "big.yaml:1:1: the workflow is larger than 1 MiB (the limit)\n  at /\n  \
+             hint: split it into workflows run with `execute_workflow`, or raise the limit with PALLET_MAX_WORKFLOW_BYTES=BYTES"
+        );
+    }
+
+    #[test]
     fn diagnostics_render_location_pointer_and_hint() {
         let diagnostic = |pointer: &str, hint: Option<&str>| Diagnostic {
             file: "flow.yaml".to_string(),
@@ -321,7 +407,10 @@ mod tests {
     #[test]
     fn errors_carry_the_origin_and_every_problem() {
         let text = "metadata: {id: a, name: A, version: 1.0.0}\nsteps:\n  - {id: one, skill: s, inputs: {x: '{{ steps.two.outputs }}'}}\n  - {id: two, skill: s, inputs: {x: '{{ steps.nine.outputs }}'}}\n";
-        let Err(LoadError::Invalid { file, diagnostics }) = load_str("a.yaml", text) else {
+        let Err(LoadError::Invalid {
+            file, diagnostics, ..
+        }) = load_str("a.yaml", text)
+        else {
             panic!("invalid workflow loaded")
         };
         assert_eq!(file, "a.yaml");

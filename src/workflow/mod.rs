@@ -2,6 +2,7 @@
 //! YAML with line:column diagnostics, and the semantic checks run before any step.
 
 mod approval_checks;
+pub mod limits;
 pub mod load;
 pub mod model;
 mod position;
@@ -11,6 +12,7 @@ mod template_checks;
 pub mod validate;
 
 pub use approval_checks::DECISION_FIELDS;
+pub use limits::max_workflow_bytes;
 pub use load::{Diagnostic, LoadError, LoadedWorkflow, load_file, load_str};
 pub use model::{
     Backoff, Metadata, OnReject, RetryPolicy, Step, StepKind, StepType, TimeoutDecision, Workflow,

@@ -10,6 +10,8 @@ use yaml_rust2::parser::{MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 use yaml_rust2::{Event, Yaml};
 
+use super::limits;
+
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -21,6 +23,8 @@ pub struct Position {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntaxProblem {
     pub position: Position,
+    /// JSON pointer of the node where the problem is, when it is known ("" otherwise).
+    pub pointer: String,
     pub message: String,
     pub hint: Option<String>,
 }
@@ -38,35 +42,39 @@ impl PositionIndex {
     /// Parses `text` into JSON (YAML 1.2 core schema) and records where every node
     /// is; fails on malformed YAML, on several documents, and on an empty document.
     pub fn parse(text: &str) -> Result<(Value, PositionIndex), SyntaxProblem> {
-        let mut builder = Builder::default();
+        // A leading byte order mark is allowed (editors write one); positions
+        // are counted without it, as editors show them.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        check_characters(text)?;
+        let mut builder = Builder::new(text.len());
         let mut parser = Parser::new_from_str(text);
-        if let Err(error) = parser.load(&mut builder, true) {
-            let at = position(error.marker());
-            return Err(
+        // Events are pulled one by one (`Parser::load` recurses once per nesting
+        // level), so the first problem, a too deep nesting say, stops the parse.
+        loop {
+            let (event, marker) = parser.next_token().map_err(|error| {
+                let at = position(error.marker());
                 unquoted_template(text, at.line).unwrap_or_else(|| SyntaxProblem {
                     position: at,
+                    pointer: String::new(),
                     message: format!("malformed YAML: {}", error.info()),
                     hint: Some(syntax_hint(error.info()).to_string()),
-                }),
-            );
-        }
-        if let Some(second) = builder.second_document {
-            return Err(SyntaxProblem {
-                position: second,
-                message: "the file holds more than one YAML document".to_string(),
-                hint: Some(
-                    "a workflow file holds exactly one document; remove the `---` separator"
-                        .to_string(),
-                ),
-            });
-        }
-        if let Some(problem) = builder.unsupported {
-            return Err(unquoted_template(text, problem.position.line).unwrap_or(problem));
+                })
+            })?;
+            if event == Event::StreamEnd {
+                break;
+            }
+            builder.on_event(event, marker);
+            if let Some(problem) = builder.problem.take() {
+                let template = builder.suspect_template;
+                let template = template.then(|| unquoted_template(text, problem.position.line));
+                return Err(template.flatten().unwrap_or(problem));
+            }
         }
         let root = builder.root.filter(|root| !root.is_null());
         let Some(root) = root else {
             return Err(SyntaxProblem {
                 position: Position { line: 1, column: 1 },
+                pointer: String::new(),
                 message: "the workflow file is empty".to_string(),
                 hint: Some("a workflow needs `metadata` and `steps`".to_string()),
             });
@@ -138,6 +146,7 @@ fn unquoted_template(text: &str, line: usize) -> Option<SyntaxProblem> {
                     line: index + 1,
                     column: content[..start].chars().count() + 1,
                 },
+                pointer: String::new(),
                 message: "unquoted template: YAML reads `{{ ... }}` as a mapping".to_string(),
                 hint: Some("put the template in quotes: \"{{ workflow.input.name }}\"".to_string()),
             });
@@ -179,22 +188,100 @@ enum Frame {
 /// above any real workflow, far below what exhausts memory ("billion laughs").
 const MAX_ALIAS_NODES: usize = 100_000;
 
-#[derive(Default)]
+/// How much an anchored value weighs when an alias repeats it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    /// Text bytes (keys and strings) plus a few bytes per node.
+    bytes: usize,
+    /// Collections nested in it, itself included (0 for a scalar).
+    depth: usize,
+}
+
+impl Size {
+    /// Bytes counted per node besides its text, roughly what JSON adds.
+    const NODE_BYTES: usize = 8;
+
+    fn of(value: &Value) -> Size {
+        let mut size = Size {
+            nodes: 1,
+            bytes: Size::NODE_BYTES,
+            depth: usize::from(value.is_array() || value.is_object()),
+        };
+        let mut add = |child: Size, key_bytes: usize| {
+            size.nodes += child.nodes;
+            size.bytes += child.bytes + key_bytes;
+            size.depth = size.depth.max(child.depth + 1);
+        };
+        match value {
+            Value::Array(items) => items.iter().for_each(|item| add(Size::of(item), 0)),
+            Value::Object(fields) => fields
+                .iter()
+                .for_each(|(key, field)| add(Size::of(field), key.len())),
+            Value::String(text) => size.bytes += text.len(),
+            _ => {}
+        }
+        size
+    }
+}
+
 struct Builder {
     index: PositionIndex,
     stack: Vec<Frame>,
     root: Option<Value>,
-    /// Anchored values with their node counts.
-    anchors: HashMap<usize, (Value, usize)>,
-    /// Nodes produced so far by expanding aliases.
+    /// Anchored values with their sizes.
+    anchors: HashMap<usize, (Value, Size)>,
+    /// Nodes and bytes produced so far by expanding aliases.
     alias_nodes: usize,
+    alias_bytes: usize,
+    /// Bytes of the JSON pointers kept in the index (long keys repeat in every child's).
+    index_bytes: usize,
+    /// Bound on `alias_bytes` and on `index_bytes`.
+    max_expanded_bytes: usize,
     documents: usize,
-    second_document: Option<Position>,
-    /// A construct workflows never need (complex keys), reported like a syntax error.
-    unsupported: Option<SyntaxProblem>,
+    /// The first problem found; the parse stops there.
+    problem: Option<SyntaxProblem>,
+    /// The problem may come from an unquoted `{{ }}` read as a mapping.
+    suspect_template: bool,
 }
 
 impl Builder {
+    fn new(input_bytes: usize) -> Builder {
+        Builder {
+            index: PositionIndex::default(),
+            stack: Vec::new(),
+            root: None,
+            anchors: HashMap::new(),
+            alias_nodes: 0,
+            alias_bytes: 0,
+            index_bytes: 0,
+            max_expanded_bytes: limits::max_expanded_bytes(input_bytes),
+            documents: 0,
+            problem: None,
+            suspect_template: false,
+        }
+    }
+
+    fn fail(&mut self, at: Position, message: String, hint: &str) {
+        let pointer = self.current_pointer();
+        self.problem.get_or_insert(SyntaxProblem {
+            position: at,
+            pointer,
+            message,
+            hint: Some(hint.to_string()),
+        });
+    }
+
+    /// The pointer of the collection being read ("" at the top).
+    fn current_pointer(&self) -> String {
+        match self.stack.last() {
+            Some(Frame::Sequence { pointer, .. } | Frame::Mapping { pointer, .. }) => {
+                pointer.clone()
+            }
+            None => String::new(),
+        }
+    }
+
     /// The pointer of the node starting now, or None when this event is a mapping key.
     fn next_pointer(&mut self, key_text: Option<&str>, at: Position) -> Option<String> {
         match self.stack.last_mut() {
@@ -206,11 +293,12 @@ impl Builder {
                 Some(name) => Some(format!("{pointer}/{}", escape(name))),
                 None => {
                     let Some(name) = key_text else {
-                        self.unsupported.get_or_insert(SyntaxProblem {
-                            position: at,
-                            message: "complex mapping keys are not supported".to_string(),
-                            hint: Some("use a plain word as the key".to_string()),
-                        });
+                        self.suspect_template = true;
+                        self.fail(
+                            at,
+                            "complex mapping keys are not supported".to_string(),
+                            "use a plain word as the key",
+                        );
                         return None;
                     };
                     let child = format!("{pointer}/{}", escape(name));
@@ -219,6 +307,7 @@ impl Builder {
                             self.index.duplicates.push((entry.key().clone(), at))
                         }
                         Entry::Vacant(entry) => {
+                            self.index_bytes += entry.key().len();
                             entry.insert(at);
                         }
                     }
@@ -236,14 +325,25 @@ impl Builder {
     }
 
     fn record(&mut self, pointer: &str, at: Position) {
-        self.index.nodes.entry(pointer.to_string()).or_insert(at);
+        if let Entry::Vacant(entry) = self.index.nodes.entry(pointer.to_string()) {
+            self.index_bytes += pointer.len();
+            entry.insert(at);
+        }
+        if self.index_bytes > self.max_expanded_bytes {
+            let limit = limits::describe_bytes(self.max_expanded_bytes);
+            self.fail(
+                at,
+                format!("the document's keys, repeated on every nested value, exceed {limit}"),
+                "use shorter keys or a flatter structure",
+            );
+        }
     }
 
     /// Attaches a finished node to its parent (or makes it the document).
     fn attach(&mut self, value: Value, anchor: usize) {
         if anchor != 0 {
-            let nodes = count_nodes(&value);
-            self.anchors.insert(anchor, (value.clone(), nodes));
+            let size = Size::of(&value);
+            self.anchors.insert(anchor, (value.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.root = Some(value),
@@ -274,6 +374,10 @@ impl Builder {
         let Some(pointer) = self.next_pointer(None, at) else {
             return;
         };
+        if self.stack.len() >= limits::MAX_NESTING_DEPTH {
+            self.fail(at, too_deep(), DEPTH_HINT);
+            return;
+        }
         self.record(&pointer, at);
         let frame = if mapping {
             Frame::Mapping {
@@ -292,28 +396,40 @@ impl Builder {
         self.stack.push(frame);
     }
 
-    /// The anchored value an alias names, or null once expansions would
-    /// exceed `MAX_ALIAS_NODES` (then reported as a problem at the alias).
+    /// The anchored value an alias names, or null once expansions would exceed
+    /// `MAX_ALIAS_NODES`, the expanded-bytes bound or the nesting depth (then
+    /// reported as a problem at the alias).
     fn expand_alias(&mut self, anchor: usize, at: Position) -> Value {
-        let Some((value, nodes)) = self.anchors.get(&anchor) else {
+        let Some((value, size)) = self.anchors.get(&anchor) else {
             return Value::Null;
         };
-        let total = self.alias_nodes.saturating_add(*nodes);
-        if total > MAX_ALIAS_NODES {
-            self.unsupported.get_or_insert(SyntaxProblem {
-                position: at,
-                message: format!(
-                    "YAML aliases expand to more than {MAX_ALIAS_NODES} nodes"
-                ),
-                hint: Some(
-                    "aliases of aliases multiply the document's size; write the values out or use fewer nested aliases"
-                        .to_string(),
-                ),
-            });
+        let (size, nodes) = (*size, self.alias_nodes.saturating_add(size.nodes));
+        let bytes = self.alias_bytes.saturating_add(size.bytes);
+        let hint = "aliases of aliases multiply the document's size; write the values out or use fewer nested aliases";
+        if nodes > MAX_ALIAS_NODES {
+            self.fail(
+                at,
+                format!("YAML aliases expand to more than {MAX_ALIAS_NODES} nodes"),
+                hint,
+            );
             return Value::Null;
         }
-        self.alias_nodes = total;
-        value.clone()
+        if bytes > self.max_expanded_bytes {
+            let limit = limits::describe_bytes(self.max_expanded_bytes);
+            self.fail(
+                at,
+                format!("YAML aliases expand to more than {limit} (ten times the file, at least 1 MiB, at most 16 MiB)"),
+                hint,
+            );
+            return Value::Null;
+        }
+        if self.stack.len() + size.depth > limits::MAX_NESTING_DEPTH {
+            self.fail(at, too_deep(), DEPTH_HINT);
+            return Value::Null;
+        }
+        let value = value.clone();
+        (self.alias_nodes, self.alias_bytes) = (nodes, bytes);
+        value
     }
 
     fn end(&mut self) {
@@ -327,13 +443,44 @@ impl Builder {
     }
 }
 
-/// How many nodes (scalars and collections) `value` holds, itself included.
-fn count_nodes(value: &Value) -> usize {
-    match value {
-        Value::Array(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Object(fields) => 1 + fields.values().map(count_nodes).sum::<usize>(),
-        _ => 1,
-    }
+const DEPTH_HINT: &str = "flatten the structure: deeply nested lists or mappings are a mistake in a workflow (or an attack)";
+
+fn too_deep() -> String {
+    format!(
+        "YAML nesting is deeper than {} levels (the limit)",
+        limits::MAX_NESTING_DEPTH
+    )
+}
+
+/// Characters YAML does not allow in a stream (C0 and C1 controls but tab,
+/// line breaks and NEL, DEL, U+FFFE and U+FFFF): a NUL would otherwise end
+/// the parse silently and hide the rest of the file.
+fn check_characters(text: &str) -> Result<(), SyntaxProblem> {
+    let allowed = |character: char| match character {
+        '\t' | '\n' | '\r' | '\u{85}' => true,
+        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}' => false,
+        _ => true,
+    };
+    let Some(offset) = text.find(|character: char| !allowed(character)) else {
+        return Ok(());
+    };
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let character = text[offset..].chars().next().unwrap_or_default();
+    Err(SyntaxProblem {
+        position: Position { line, column },
+        pointer: String::new(),
+        message: format!(
+            "the file holds the control character U+{:04X}, which YAML does not allow",
+            u32::from(character)
+        ),
+        hint: Some(
+            "remove it; write it as an escape inside a double-quoted string (\"\\u0000\") if a value needs it"
+                .to_string(),
+        ),
+    })
 }
 
 /// `<<: *defaults` (or a list of aliases) fills in the keys a mapping does not set itself.
@@ -385,7 +532,11 @@ impl MarkedEventReceiver for Builder {
             Event::DocumentStart => {
                 self.documents += 1;
                 if self.documents == 2 {
-                    self.second_document = Some(at);
+                    self.fail(
+                        at,
+                        "the file holds more than one YAML document".to_string(),
+                        "a workflow file holds exactly one document; remove the `---` separator",
+                    );
                 }
             }
             Event::Scalar(text, style, anchor, tag) => self.scalar(text, style, anchor, tag, at),
@@ -499,5 +650,151 @@ mod tests {
         assert!(problem.hint.is_some());
         let small = "a: &a [1, 2]\nb: [*a, *a]\n";
         assert!(PositionIndex::parse(small).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    use super::*;
+
+    /// Runs `check` on a thread with a small stack: a recursive walk over a
+    /// deep document would overflow it (and abort the test binary).
+    fn on_small_stack(check: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(check)
+            .expect("thread starts")
+            .join()
+            .expect("no panic");
+    }
+
+    fn deep_documents(levels: usize) -> Vec<(&'static str, String)> {
+        let mut aliased = String::from("a: &a [[[[[[[[[[1]]]]]]]]]]\n");
+        for index in 0..levels / 10 {
+            let previous = if index == 0 {
+                "a".to_string()
+            } else {
+                format!("a{}", index - 1)
+            };
+            aliased.push_str(&format!(
+                "a{index}: &a{index} [[[[[[[[[[*{previous}]]]]]]]]]]\n"
+            ));
+        }
+        vec![
+            ("block lists", format!("x:\n  {}1\n", "- ".repeat(levels))),
+            (
+                "block mappings",
+                (0..levels)
+                    .map(|level| format!("{}k:\n", "  ".repeat(level)))
+                    .collect::<String>()
+                    + &format!("{}1\n", "  ".repeat(levels)),
+            ),
+            (
+                "flow lists",
+                format!("x: {}1{}\n", "[".repeat(levels), "]".repeat(levels)),
+            ),
+            ("aliases of nested lists", aliased),
+        ]
+    }
+
+    #[test]
+    fn nesting_is_bounded_in_every_form() {
+        on_small_stack(|| {
+            for (form, text) in deep_documents(2_000) {
+                let problem = PositionIndex::parse(&text).expect_err(form);
+                assert!(
+                    problem.message.contains("deeper than 64 levels")
+                        || problem.message.contains("recursion limit"),
+                    "{form}: {}",
+                    problem.message
+                );
+                assert!(problem.hint.is_some(), "{form}");
+            }
+            let problem = PositionIndex::parse(&deep_documents(30_000)[0].1).unwrap_err();
+            assert_eq!(
+                (problem.position, problem.message.as_str()),
+                (
+                    Position {
+                        line: 2,
+                        column: 129
+                    },
+                    "YAML nesting is deeper than 64 levels (the limit)"
+                )
+            );
+            assert_eq!(problem.pointer, format!("/x{}", "/0".repeat(62)));
+            // The limit itself is fine.
+            let text = format!("x: {}1{}\n", "[".repeat(63), "]".repeat(63));
+            assert!(PositionIndex::parse(&text).is_ok());
+        });
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded_in_bytes() {
+        let big = "x".repeat(500 * 1024);
+        let text = format!(
+            "big: &big {big}\nlist: [{}]\n",
+            vec!["*big"; 90_000].join(", ")
+        );
+        let started = std::time::Instant::now();
+        let problem = PositionIndex::parse(&text).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert!(
+            problem
+                .message
+                .starts_with("YAML aliases expand to more than 10.0 MiB (ten times the file"),
+            "{}",
+            problem.message
+        );
+        assert_eq!(problem.position.line, 2);
+        // A few repeats of a large value stay within ten times the file.
+        let text = format!("big: &big {big}\nlist: [*big, *big, *big]\n");
+        assert!(PositionIndex::parse(&text).is_ok());
+    }
+
+    #[test]
+    fn long_keys_repeated_on_nested_nodes_are_bounded() {
+        // Implicit keys are at most 1024 characters long.
+        let key = "k".repeat(1000);
+        let mut text = String::new();
+        for level in 0..60 {
+            text.push_str(&format!("{}{key}{level}:\n", "  ".repeat(level)));
+        }
+        text.push_str(&format!(
+            "{}[{}]\n",
+            "  ".repeat(60),
+            vec!["1"; 40_000].join(",")
+        ));
+        let problem = PositionIndex::parse(&text).unwrap_err();
+        assert!(
+            problem.message.contains("repeated on every nested value"),
+            "{}",
+            problem.message
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_they_are() {
+        let cases = [
+            ("a: 1\nb: x\0y\n", (2, 5), "U+0000"),
+            ("a: 1\n\u{7}\n", (2, 1), "U+0007"),
+            ("a: 'é\u{1b}'\n", (1, 6), "U+001B"),
+            ("a: \u{9f}\n", (1, 4), "U+009F"),
+        ];
+        for (text, (line, column), code) in cases {
+            let problem = PositionIndex::parse(text).unwrap_err();
+            assert_eq!(problem.position, Position { line, column }, "{text:?}");
+            assert!(problem.message.contains(code), "{}", problem.message);
+        }
+        for text in ["a: \"tab\there\"\r\nb: \"\\0 escaped\"\n", "a: x\u{85}y\n"] {
+            assert!(PositionIndex::parse(text).is_ok(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let (value, index) = PositionIndex::parse("\u{feff}metadata:\n  id: x\n").unwrap();
+        assert_eq!(value, serde_json::json!({"metadata": {"id": "x"}}));
+        assert_eq!(index.key("/metadata"), Position { line: 1, column: 1 });
+        assert_eq!(index.node("/metadata/id"), Position { line: 2, column: 7 });
     }
 }

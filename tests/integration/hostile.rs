@@ -1,0 +1,155 @@
+//! Hostile workflow files against a real `pallet validate` process: deep
+//! nesting, alias bombs, NUL bytes, many problems. Each must end quickly with
+//! a located diagnostic (exit 2), never a crash or a runaway allocation.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HEAD: &str = "metadata: {id: hostile, name: Hostile, version: 1.0.0}\nsteps:\n";
+
+/// A `pallet` process killed when dropped, so a runaway one never outlives the test.
+struct Process(Option<Child>);
+
+impl Process {
+    /// Waits for the process at most `limit`, then kills it and fails.
+    fn wait(mut self, limit: Duration) -> (Output, Duration) {
+        let started = Instant::now();
+        let mut child = self.0.take().expect("process runs");
+        while child.try_wait().expect("process state").is_none() {
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("pallet took more than {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (child.wait_with_output().expect("output"), started.elapsed())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `pallet validate FILE` in `directory`, with every home and XDG directory inside it.
+fn validate(directory: &Path, file: &str) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pallet"));
+    command.current_dir(directory).args(["validate", file]);
+    for (variable, name) in [
+        ("HOME", "home"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_STATE_HOME", "state"),
+    ] {
+        command.env(variable, directory.join(name));
+    }
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PALLET_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    Process(Some(command.spawn().expect("pallet starts")))
+}
+
+/// Writes `text` as `name` in a fresh directory and validates it there.
+fn validate_text(name: &str, text: &[u8], limit: Duration) -> (i32, String, Duration) {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join(name), text).unwrap();
+    let (output, took) = validate(directory.path(), name).wait(limit);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let code = output.status.code().unwrap_or_else(|| {
+        panic!(
+            "pallet was killed by a signal ({:?}): {stderr}",
+            output.status
+        )
+    });
+    (code, stderr, took)
+}
+
+fn deep_input(levels: usize) -> String {
+    format!(
+        "{HEAD}  - id: a\n    skill: s\n    inputs:\n      deep:\n        {}x\n",
+        "- ".repeat(levels)
+    )
+}
+
+#[test]
+fn thirty_thousand_nested_lists_are_a_located_error() {
+    let (code, stderr, _) = validate_text(
+        "deep.yaml",
+        deep_input(30_000).as_bytes(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("deep.yaml:7:129: YAML nesting is deeper than 64 levels (the limit)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+}
+
+#[test]
+fn three_thousand_nested_containers_are_a_located_error() {
+    let mut text = HEAD.to_string();
+    for index in 0..3_000 {
+        text.push_str(&format!(
+            "- {{id: c{index}, step_type: parallel, branches: {{steps: ["
+        ));
+    }
+    text.push_str("{id: leaf, skill: s}");
+    text.push_str(&"]}}".repeat(3_000));
+    text.push('\n');
+    let (code, stderr, _) =
+        validate_text("containers.yaml", text.as_bytes(), Duration::from_secs(30));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("containers.yaml:3:"), "{stderr}");
+}
+
+#[test]
+fn an_alias_bomb_of_bytes_fails_fast() {
+    let big = "x".repeat(900 * 1024);
+    let text = format!(
+        "{HEAD}  - id: a\n    skill: s\n    inputs:\n      big: &big {big}\n      list: [{}]\n",
+        vec!["*big"; 20_000].join(", ")
+    );
+    let (code, stderr, took) =
+        validate_text("aliases.yaml", text.as_bytes(), Duration::from_secs(20));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("aliases.yaml:7:") && stderr.contains("YAML aliases expand to more than"),
+        "{stderr}"
+    );
+    eprintln!("alias bomb refused in {took:?}");
+}
+
+#[test]
+fn a_nul_byte_is_refused_where_it_is() {
+    let mut text = format!("{HEAD}  - {{id: a, skill: s}}\n").into_bytes();
+    text.extend_from_slice(b"\0garbage: [\n");
+    let (code, stderr, _) = validate_text("nul.yaml", &text, Duration::from_secs(20));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("nul.yaml:4:1: the file holds the control character U+0000"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_oversized_file_is_refused_without_reading_it_all() {
+    let text = format!("{HEAD}  - {{id: a, skill: s}}\n# {}\n", "x".repeat(2 << 20));
+    let (code, stderr, _) = validate_text("large.yaml", text.as_bytes(), Duration::from_secs(20));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("large.yaml:1:1: the workflow is larger than 1 MiB (the limit)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("PALLET_MAX_WORKFLOW_BYTES"), "{stderr}");
+}
