@@ -3,6 +3,7 @@
 //! Pipeline: index node positions from the YAML events, convert to JSON, check
 //! against the embedded schema, deserialize into the model, run the semantic checks.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io::{ErrorKind, Read};
 use std::path::Path;
@@ -108,8 +109,8 @@ impl LoadError {
     pub fn omitted_line(&self) -> Option<String> {
         match self {
             LoadError::Invalid { omitted, .. } if *omitted > 0 => Some(format!(
-                "and {} more (only the first {} are listed)",
-                problem_count(*omitted),
+                "and {omitted} more problem{} (only the first {} are listed)",
+                if *omitted == 1 { "" } else { "s" },
                 limits::MAX_DIAGNOSTICS
             )),
             _ => None,
@@ -295,10 +296,20 @@ fn duration_error(text: &str) -> Option<String> {
 /// or that are longer than the maximum,
 /// reported here with their location rather than by the model's deserializer.
 fn check_durations(value: &Value, pointer: &str, problems: &mut Vec<Problem>) {
+    let known: HashSet<String> = problems.iter().map(|known| known.pointer.clone()).collect();
+    walk_durations(value, pointer, &known, problems);
+}
+
+fn walk_durations(
+    value: &Value,
+    pointer: &str,
+    known: &HashSet<String>,
+    problems: &mut Vec<Problem>,
+) {
     let mut check = |field: &Value, field_pointer: String| {
         // Only strings the schema accepted: others already have a clearer problem.
         if let Some(text) = field.as_str()
-            && !problems.iter().any(|known| known.pointer == field_pointer)
+            && !known.contains(&field_pointer)
             && let Some(error) = duration_error(text)
         {
             let name = field_pointer.rsplit('/').next().unwrap_or_default();
@@ -323,14 +334,14 @@ fn check_durations(value: &Value, pointer: &str, problems: &mut Vec<Problem>) {
     }
     if let Some(steps) = value.get("steps").and_then(Value::as_array) {
         for (index, step) in steps.iter().enumerate() {
-            check_durations(step, &format!("{pointer}/steps/{index}"), problems);
+            walk_durations(step, &format!("{pointer}/steps/{index}"), known, problems);
         }
     }
     if let Some(branches) = value.get("branches").and_then(Value::as_object) {
         for (name, steps) in branches {
             for (index, step) in steps.as_array().into_iter().flatten().enumerate() {
                 let step_pointer = format!("{pointer}/branches/{}/{index}", escape(name));
-                check_durations(step, &step_pointer, problems);
+                walk_durations(step, &step_pointer, known, problems);
             }
         }
     }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::limits;
 use super::model::StepType;
 use super::validate::{Node, Problem, Tree, suggest, templates};
 use crate::template::step_references;
@@ -86,7 +87,9 @@ fn check_step(tree: &Tree, index: usize, finished: &Finished, errors: &mut Vec<P
         for reference in step_references(text) {
             let step = reference.step.as_str();
             let Some(&target) = tree.by_id.get(step) else {
-                errors.push(unknown_step(tree, &pointer, step));
+                // A suggestion compares with every id: only for problems that are listed.
+                let suggest = errors.len() < limits::MAX_DIAGNOSTICS;
+                errors.push(unknown_step(tree, &pointer, step, suggest));
                 continue;
             };
             if !finished.contains(step) {
@@ -104,8 +107,9 @@ fn check_step(tree: &Tree, index: usize, finished: &Finished, errors: &mut Vec<P
     }
 }
 
-fn unknown_step(tree: &Tree, pointer: &str, step: &str) -> Problem {
-    let close = suggest(step, tree.nodes.iter().map(|node| node.step.id.as_str()));
+fn unknown_step(tree: &Tree, pointer: &str, step: &str, with_suggestion: bool) -> Problem {
+    let ids = tree.nodes.iter().map(|node| node.step.id.as_str());
+    let close = with_suggestion.then(|| suggest(step, ids)).flatten();
     let hint = match close {
         Some(close) => format!("did you mean `{close}`?"),
         None => {

@@ -1,6 +1,7 @@
 //! The embedded JSON Schema (`schemas/workflow.schema.json`), the single source of
 //! truth for structure, and the translation of its errors into clear problems.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use jsonschema::ValidationError;
@@ -29,19 +30,24 @@ pub fn schema() -> &'static Value {
 pub fn check(instance: &Value) -> Vec<Problem> {
     // (rank, problem): a value breaking several rules gets only its most telling problem.
     let mut ranked: Vec<(u8, Problem)> = Vec::new();
+    // pointer -> indices in `ranked` of the problems there (a lookup, not a scan).
+    let mut by_pointer: HashMap<String, Vec<usize>> = HashMap::new();
     for error in WorkflowValidator::iter_errors(instance) {
         let rank = rank(error.kind());
         for problem in describe(&error, instance) {
             let value_level = problem.missing.is_none() && !problem.at_key;
-            let same_place = ranked.iter().position(|(_, known)| {
-                known.pointer == problem.pointer
-                    && (known.message == problem.message
-                        || (value_level && known.missing.is_none()))
+            let here = by_pointer.entry(problem.pointer.clone()).or_default();
+            let same_place = here.iter().copied().find(|&index| {
+                let known = &ranked[index].1;
+                known.message == problem.message || (value_level && known.missing.is_none())
             });
             match same_place {
                 Some(index) if ranked[index].0 > rank => ranked[index] = (rank, problem),
                 Some(_) => {}
-                None => ranked.push((rank, problem)),
+                None => {
+                    here.push(ranked.len());
+                    ranked.push((rank, problem));
+                }
             }
         }
     }
@@ -91,7 +97,7 @@ fn rank(kind: &ValidationErrorKind) -> u8 {
 
 /// A typo such as `skil` shows up twice (unknown key, missing `skill`); the first says it all.
 fn drop_required_explained_by_typos(problems: &mut Vec<Problem>) {
-    let suggested: Vec<(String, String)> = problems
+    let suggested: HashSet<(String, String)> = problems
         .iter()
         .filter_map(|problem| {
             let field = problem.suggestion.as_ref()?;
@@ -100,9 +106,7 @@ fn drop_required_explained_by_typos(problems: &mut Vec<Problem>) {
         })
         .collect();
     problems.retain(|problem| match &problem.missing {
-        Some(field) => !suggested
-            .iter()
-            .any(|(parent, name)| *parent == problem.pointer && name == field),
+        Some(field) => !suggested.contains(&(problem.pointer.clone(), field.clone())),
         None => true,
     });
 }
@@ -158,6 +162,14 @@ fn describe(error: &ValidationError, instance: &Value) -> Vec<Problem> {
             let field = last_segment(&pointer);
             let message = format!("`{field}` must be at most {limit}, found {value}");
             vec![Problem::new(&pointer, message, hint)]
+        }
+        ValidationErrorKind::MaxLength { limit } => {
+            let field = last_segment(&pointer);
+            let length = value.as_str().map_or(0, |text| text.chars().count());
+            let message =
+                format!("`{field}` is {length} characters long, more than the limit of {limit}");
+            let hint = "ids and output names become file names and keys: shorten it";
+            vec![Problem::new(&pointer, message, Some(hint.to_string()))]
         }
         ValidationErrorKind::MinLength { .. } => vec![Problem::new(
             &pointer,
@@ -535,6 +547,20 @@ mod tests {
         let suggestion =
             check(&json!({"metadata": {"id": "x", "name": "X", "version": "1.0.0"}, "step": []}));
         assert_eq!(suggestion[0].hint.as_deref(), Some("did you mean `steps`?"));
+    }
+
+    /// The schema's `maxLength` of ids and output names is the documented limit.
+    #[test]
+    fn id_lengths_follow_the_limit() {
+        let limit = Some(super::super::limits::MAX_ID_LENGTH as u64);
+        for pointer in [
+            "/$defs/metadata/properties/id",
+            "/$defs/step/properties/id",
+            "/$defs/step/properties/outputs",
+        ] {
+            let node = schema().pointer(pointer).expect(pointer);
+            assert_eq!(node["maxLength"].as_u64(), limit, "{pointer}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::limits;
 use super::model::{Step, StepType, Workflow};
 use super::position::escape;
 use super::references::check_references;
@@ -114,6 +115,7 @@ impl<'a> Tree<'a> {
 pub fn check(workflow: &Workflow) -> Report {
     let tree = Tree::new(workflow);
     let mut report = Report::default();
+    check_container_depth(&tree, &mut report.errors);
     check_unique_ids(&tree, &mut report.errors);
     for node in &tree.nodes {
         check_container(node, &mut report);
@@ -129,6 +131,28 @@ pub fn check(workflow: &Workflow) -> Report {
         .errors
         .retain(|problem| seen.insert((problem.pointer.clone(), problem.message.clone())));
     report
+}
+
+/// The first step nested in more than [`limits::MAX_CONTAINER_DEPTH`] containers.
+fn check_container_depth(tree: &Tree, errors: &mut Vec<Problem>) {
+    // Parents come before their children, so one pass computes every depth.
+    let mut depths = Vec::with_capacity(tree.nodes.len());
+    for node in &tree.nodes {
+        let depth = node.parent.map_or(0, |parent: usize| depths[parent] + 1);
+        depths.push(depth);
+        if depth > limits::MAX_CONTAINER_DEPTH {
+            errors.push(Problem::new(
+                &node.pointer,
+                format!(
+                    "step `{}` is nested in {depth} containers, more than the limit of {}",
+                    node.step.id,
+                    limits::MAX_CONTAINER_DEPTH
+                ),
+                Some("move the inner steps into a workflow of their own and run it with the `execute_workflow` skill".to_string()),
+            ));
+            return;
+        }
+    }
 }
 
 fn check_unique_ids(tree: &Tree, errors: &mut Vec<Problem>) {
@@ -220,9 +244,12 @@ pub(crate) fn templates<'a>(node: &Node<'a>) -> Vec<(String, &'a str)> {
 
 /// The candidate closest to `word` when it is close enough to be a likely typo.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    let length = word.chars().count();
+    let limit = (length / 3).max(1);
     candidates
         .into_iter()
+        // The distance is at least the difference in length: skip those at once.
+        .filter(|candidate| candidate.chars().count().abs_diff(length) <= limit)
         .map(|candidate| (edit_distance(word, candidate), candidate))
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)

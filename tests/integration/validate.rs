@@ -228,3 +228,93 @@ fn huge_durations_are_diagnostics_not_panics() {
     let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - {id: a, skill: s, timeout: 30 days}\n";
     assert!(load_str("ok.yaml", text).is_ok());
 }
+
+/// 10,000 steps each naming two unknown steps: linear checks, 100 problems listed.
+#[test]
+fn twenty_thousand_unknown_references_validate_quickly_and_list_a_hundred() {
+    let mut text = String::from("metadata: {id: many, name: Many, version: 1.0.0}\nsteps:\n");
+    for index in 0..10_000 {
+        text.push_str(&format!(
+            "- {{id: s{index}, skill: s, inputs: {{x: '{{{{steps.u{index}}}}}{{{{steps.v{index}}}}}'}}}}\n"
+        ));
+    }
+    assert!(
+        text.len() < pallet::workflow::max_workflow_bytes(),
+        "{}",
+        text.len()
+    );
+    let started = std::time::Instant::now();
+    let error = load_str("many.yaml", &text).unwrap_err();
+    let took = started.elapsed();
+    eprintln!("20,000 unknown references: {took:?}");
+    // Debug builds are ~10x slower than release (about 0.1 s there).
+    assert!(took.as_secs() < 10, "validation took {took:?}");
+    let LoadError::Invalid {
+        diagnostics,
+        omitted,
+        ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    assert_eq!((diagnostics.len(), *omitted), (100, 19_900));
+    assert_eq!(
+        error.to_string(),
+        "many.yaml is not a valid workflow (20000 problems)"
+    );
+    assert_eq!(
+        error.omitted_line().as_deref(),
+        Some("and 19900 more problems (only the first 100 are listed)")
+    );
+    assert_eq!(
+        diagnostics[0].to_string(),
+        "many.yaml:3:34: template refers to unknown step `u0`\n  at /steps/0/inputs/x\n  hint: did you mean `s0`?"
+    );
+}
+
+/// Runs `check` on a thread with a `kib` KiB stack (a stack overflow aborts the test binary).
+fn on_small_stack(kib: usize, check: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(kib * 1024)
+        .spawn(check)
+        .unwrap()
+        .join()
+        .expect("no panic");
+}
+
+/// Every walk after loading is bounded by the load-time limits: a workflow at
+/// the limits (16 nested containers, inputs nested to the YAML depth limit)
+/// loads and compiles on a small stack (512 KiB covers a debug build), and one
+/// past them is refused on 256 KiB.
+#[test]
+fn workflows_at_the_nesting_limits_load_on_a_small_stack() {
+    let mut at_limit =
+        String::from("metadata: {id: deep, name: Deep, version: 1.0.0}\nsteps:\n  - ");
+    for index in 0..16 {
+        at_limit.push_str(&format!(
+            "{{id: c{index}, step_type: parallel, branches: {{steps: ["
+        ));
+    }
+    // The leaf step mapping sits 51 levels deep; its inputs may nest 13 more.
+    at_limit.push_str(&format!(
+        "{{id: leaf, skill: s, inputs: {{x: {}'{{{{ workflow.input.x }}}}'{}}}}}",
+        "[".repeat(12),
+        "]".repeat(12)
+    ));
+    at_limit.push_str(&"]}}".repeat(16));
+    at_limit.push('\n');
+    let past_limit = at_limit
+        .replacen("{x: [", "{x: [[", 1)
+        .replacen("]]}", "]]]}", 1);
+    on_small_stack(256, move || {
+        let error = load_str("deep.yaml", &past_limit).unwrap_err();
+        assert!(
+            error.to_string().contains("not a valid workflow"),
+            "{error}"
+        );
+    });
+    on_small_stack(512, move || {
+        let loaded = load_str("deep.yaml", &at_limit).unwrap_or_else(|error| panic!("{error:?}"));
+        loaded.renderer().expect("templates compile");
+    });
+}
