@@ -19,6 +19,9 @@ use handlebars::{Context, Handlebars, RenderError};
 use serde_json::{Map, Value};
 
 use self::compile::{Compiled, Compiler, Node, Part, StepTemplates};
+pub use self::compile::{
+    Disallowed, MAX_TEMPLATE_NESTING, allowed_helpers_hint, disallowed, too_deep,
+};
 use self::lookup::{ROOT_NAME, insert, lookup};
 use crate::workflow::{Step, Workflow};
 
@@ -63,12 +66,16 @@ pub enum TemplateError {
         #[source]
         source: Box<handlebars::TemplateError>,
     },
-    #[error("step `{step}`, {location}: {construct} are not allowed in templates")]
+    #[error("step `{step}`, {location}: {construct}")]
     Forbidden {
         step: String,
         location: Location,
-        construct: &'static str,
+        construct: Disallowed,
     },
+    #[error(
+        "step `{step}`, {location}: blocks or `( )` nest more than {MAX_TEMPLATE_NESTING} deep"
+    )]
+    TooDeep { step: String, location: Location },
     #[error("step `{step}`, {location}: `{path}` does not exist ({parent} {found})")]
     MissingPath {
         step: String,
@@ -99,10 +106,10 @@ impl TemplateError {
                 "write `{{ workflow.input.NAME }}` or `{{ steps.ID.outputs.NAME }}`; `\\{{` gives literal braces"
                     .into(),
             ),
-            TemplateError::Forbidden { .. } => Some(
-                "templates may only read values and call helpers such as eq, ne, gt, lt, and, or, not, if, each"
-                    .into(),
-            ),
+            TemplateError::Forbidden { .. } => Some(allowed_helpers_hint()),
+            TemplateError::TooDeep { .. } => {
+                Some("split the template into several inputs, or compute the value in a step".into())
+            }
             TemplateError::MissingPath { path, parent, .. } if parent == ROOT_NAME => Some(format!(
                 "templates read `workflow.input.NAME` and `steps.ID.outputs.NAME`; an input is `workflow.input.{path}`"
             )),
@@ -130,6 +137,7 @@ impl TemplateError {
         match self {
             TemplateError::Syntax { step, .. }
             | TemplateError::Forbidden { step, .. }
+            | TemplateError::TooDeep { step, .. }
             | TemplateError::MissingPath { step, .. }
             | TemplateError::Render { step, .. }
             | TemplateError::UnknownStep { step } => step,
@@ -141,6 +149,7 @@ impl TemplateError {
         match self {
             TemplateError::Syntax { location, .. }
             | TemplateError::Forbidden { location, .. }
+            | TemplateError::TooDeep { location, .. }
             | TemplateError::MissingPath { location, .. }
             | TemplateError::Render { location, .. } => Some(location),
             TemplateError::UnknownStep { .. } => None,
@@ -650,11 +659,31 @@ steps:
             ),
             (
                 "{{#if workflow.input.flag}}{{#*inline \"x\"}}y{{/inline}}{{/if}}",
-                "step `target`, input `value`: decorators are not allowed in templates".into(),
+                "step `target`, input `value`: inline partials and decorators are not allowed in templates".into(),
             ),
             (
                 "{{ steps.plan",
                 "step `target`, input `value`: invalid template".into(),
+            ),
+            (
+                "{{ frobnicate workflow.input.name }}",
+                "step `target`, input `value`: unknown helper `frobnicate`".into(),
+            ),
+            (
+                "{{#shout workflow.input.name}}x{{/shout}}",
+                "step `target`, input `value`: unknown helper `shout`".into(),
+            ),
+            (
+                "{{ eq (upper workflow.input.name) \"A\" }}",
+                "step `target`, input `value`: unknown helper `upper`".into(),
+            ),
+            (
+                &"{{#if workflow.input.flag}}".repeat(33),
+                "step `target`, input `value`: blocks or `( )` nest more than 32 deep".into(),
+            ),
+            (
+                &format!("{{{{ not {}1{} }}}}", "(not ".repeat(33), ")".repeat(33)),
+                "step `target`, input `value`: blocks or `( )` nest more than 32 deep".into(),
             ),
         ];
         for (template, expected) in cases {

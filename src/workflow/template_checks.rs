@@ -2,20 +2,44 @@
 //! at something templates can see (`workflow.input...` or `steps...`).
 
 use super::validate::Problem;
-use crate::template::step_references;
+use crate::template::{self, step_references};
 
 /// Syntax errors, paths templates cannot see, and step paths that skip `outputs`.
 pub(crate) fn check_template(pointer: &str, text: &str, errors: &mut Vec<Problem>) {
-    // Compiling with handlebars is the slow part of validation; plain expressions skip it.
-    if !is_plain_template(text)
-        && let Err(error) = handlebars::Template::compile(text)
-    {
+    if template::too_deep(text) {
         errors.push(Problem::new(
             pointer,
-            syntax_message(text, &error),
-            Some("templates look like \"{{ steps.ID.outputs.NAME }}\" or \"{{ eq workflow.input.kind 'a' }}\"; blocks close with {{/if}}".to_string()),
+            format!(
+                "template blocks or `( )` nest more than {} deep (the limit)",
+                template::MAX_TEMPLATE_NESTING
+            ),
+            Some(
+                "split the template into several inputs, or compute the value in a step"
+                    .to_string(),
+            ),
         ));
         return;
+    }
+    // Compiling with handlebars is the slow part of validation; plain paths skip it.
+    if !is_plain_template(text) {
+        match handlebars::Template::compile(text) {
+            Err(error) => {
+                errors.push(Problem::new(
+                    pointer,
+                    syntax_message(text, &error),
+                    Some("templates look like \"{{ steps.ID.outputs.NAME }}\" or \"{{ eq workflow.input.kind 'a' }}\"; blocks close with {{/if}}".to_string()),
+                ));
+                return;
+            }
+            Ok(compiled) => {
+                // Partials and unknown helpers would fail only when the step runs.
+                if let Some(construct) = template::disallowed(&compiled.elements) {
+                    let hint = template::allowed_helpers_hint();
+                    errors.push(Problem::new(pointer, construct.to_string(), Some(hint)));
+                    return;
+                }
+            }
+        }
     }
     for root in unknown_roots(text) {
         let hint = if root.starts_with("input") || root.starts_with("workflow.") {
@@ -60,9 +84,9 @@ pub(crate) fn check_template(pointer: &str, text: &str, errors: &mut Vec<Problem
     }
 }
 
-/// Whether every `{{ }}` in `text` is a plain expression (a path, or a helper with
-/// path, number and quoted arguments, subexpressions included), which handlebars
-/// always accepts. Anything else (blocks, comments, escapes) goes to the real parser.
+/// Whether every `{{ }}` in `text` is a plain path, which handlebars always
+/// accepts and which calls no helper. Anything else (helper calls, blocks,
+/// comments, escapes) goes to the real parser and the check of its helpers.
 fn is_plain_template(text: &str) -> bool {
     let mut rest = text;
     while let Some(open) = rest.find("{{") {
@@ -120,7 +144,7 @@ fn is_plain_expression(expression: &str) -> bool {
             _ => return false,
         }
     }
-    depth == 0 && words > 0
+    depth == 0 && words == 1
 }
 
 /// A short description of a template syntax error (handlebars' own lists grammar rules).
@@ -361,10 +385,10 @@ mod tests {
         let cases = [
             ("{{ workflow.input.requirements }}", true),
             ("Hello {{ workflow.input.name }}!", true),
-            ("{{ eq steps.a.outputs.kind \"code generation\" }}", true),
+            ("{{ eq steps.a.outputs.kind \"code generation\" }}", false),
             (
                 "{{ and (gt steps.a.outputs.n 3) (not workflow.input.skip) }}",
-                true,
+                false,
             ),
             ("{{ steps.my-step.outputs }}", true),
             ("no template at all", true),
