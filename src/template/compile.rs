@@ -313,9 +313,10 @@ pub fn too_deep(text: &str) -> bool {
         let expression = after[..close]
             .trim_start_matches(['{', '~', '&'])
             .trim_start();
-        if expression.starts_with('#') || expression.starts_with("else ") {
-            blocks += 1;
-        } else if expression.starts_with('^') && expression.len() > 1 {
+        let opens = expression.starts_with('#')
+            || expression.starts_with("else ")
+            || (expression.starts_with('^') && expression.len() > 1);
+        if opens {
             blocks += 1;
         } else if expression.starts_with('/') {
             blocks = blocks.saturating_sub(1);
