@@ -10,10 +10,12 @@
 
 mod compile;
 mod lookup;
+mod meter;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Instant;
 
 use handlebars::{Context, Handlebars, RenderError};
 use serde_json::{Map, Value};
@@ -23,6 +25,8 @@ pub use self::compile::{
     Disallowed, MAX_TEMPLATE_NESTING, allowed_helpers_hint, disallowed, too_deep,
 };
 use self::lookup::{ROOT_NAME, insert, lookup};
+use self::meter::Stopped;
+pub use self::meter::{MAX_RENDER_WORK, MAX_RENDERED_BYTES, RenderLimit};
 use crate::workflow::{Step, Workflow};
 
 /// What templates can see: `workflow.input` and `steps.ID.outputs`.
@@ -94,6 +98,12 @@ pub enum TemplateError {
         #[source]
         source: Box<RenderError>,
     },
+    #[error("step `{step}`, {location}: {limit}")]
+    Limit {
+        step: String,
+        location: Location,
+        limit: RenderLimit,
+    },
     #[error("step `{step}` is not part of the workflow this renderer was built for")]
     UnknownStep { step: String },
 }
@@ -128,6 +138,12 @@ impl TemplateError {
                  `@root.workflow.input.NAME` reads from the top"
                     .into(),
             ),
+            TemplateError::Limit { limit: RenderLimit::Deadline, .. } => Some(
+                "`each` blocks nested over long lists multiply the work; raise the timeout or render less".into(),
+            ),
+            TemplateError::Limit { .. } => Some(
+                "`each` blocks nested over long lists multiply the text and the work; render less, or let a step build the value".into(),
+            ),
             TemplateError::UnknownStep { .. } => None,
         }
     }
@@ -140,6 +156,7 @@ impl TemplateError {
             | TemplateError::TooDeep { step, .. }
             | TemplateError::MissingPath { step, .. }
             | TemplateError::Render { step, .. }
+            | TemplateError::Limit { step, .. }
             | TemplateError::UnknownStep { step } => step,
         }
     }
@@ -151,7 +168,8 @@ impl TemplateError {
             | TemplateError::Forbidden { location, .. }
             | TemplateError::TooDeep { location, .. }
             | TemplateError::MissingPath { location, .. }
-            | TemplateError::Render { location, .. } => Some(location),
+            | TemplateError::Render { location, .. }
+            | TemplateError::Limit { location, .. } => Some(location),
             TemplateError::UnknownStep { .. } => None,
         }
     }
@@ -213,10 +231,20 @@ impl Renderer {
 
     /// The step's inputs with every template resolved.
     pub fn inputs(&self, step: &Step, scope: &Scope) -> Result<Map<String, Value>, TemplateError> {
+        self.inputs_until(step, scope, None)
+    }
+
+    /// [`Renderer::inputs`], a render stopping with [`RenderLimit::Deadline`] once `deadline` passes.
+    pub fn inputs_until(
+        &self,
+        step: &Step,
+        scope: &Scope,
+        deadline: Option<Instant>,
+    ) -> Result<Map<String, Value>, TemplateError> {
         let templates = self.templates(step)?;
         let mut resolved = Map::with_capacity(templates.inputs.len());
         for (key, node) in &templates.inputs {
-            resolved.insert(key.clone(), self.resolve(&step.id, node, scope)?);
+            resolved.insert(key.clone(), self.resolve(&step.id, node, scope, deadline)?);
         }
         Ok(resolved)
     }
@@ -226,6 +254,16 @@ impl Renderer {
     /// One `{{ path }}` gives the value itself; anything else gives the rendered
     /// string, or a bool when it reads `true` / `false`. No condition gives null.
     pub fn condition(&self, step: &Step, scope: &Scope) -> Result<Value, TemplateError> {
+        self.condition_until(step, scope, None)
+    }
+
+    /// [`Renderer::condition`], a render stopping once `deadline` passes.
+    pub fn condition_until(
+        &self,
+        step: &Step,
+        scope: &Scope,
+        deadline: Option<Instant>,
+    ) -> Result<Value, TemplateError> {
         let templates = self.templates(step)?;
         let value = match &templates.condition {
             None => Value::Null,
@@ -235,7 +273,7 @@ impl Renderer {
             }) => lookup(scope, path)
                 .map_err(|missing| missing.error(&step.id, location, path))?
                 .into_owned(),
-            Some(node) => match self.resolve(&step.id, node, scope)? {
+            Some(node) => match self.resolve(&step.id, node, scope, deadline)? {
                 Value::String(text) => {
                     parse_boolean(&text).map_or(Value::String(text), Value::Bool)
                 }
@@ -253,20 +291,28 @@ impl Renderer {
             })
     }
 
-    fn resolve(&self, step: &str, node: &Node, scope: &Scope) -> Result<Value, TemplateError> {
+    fn resolve(
+        &self,
+        step: &str,
+        node: &Node,
+        scope: &Scope,
+        deadline: Option<Instant>,
+    ) -> Result<Value, TemplateError> {
         match node {
             Node::Literal(value) => Ok(value.clone()),
-            Node::Template { location, compiled } => self.evaluate(step, location, compiled, scope),
+            Node::Template { location, compiled } => {
+                self.evaluate(step, location, compiled, scope, deadline)
+            }
             Node::Object(fields) => {
                 let mut resolved = Map::with_capacity(fields.len());
                 for (key, field) in fields {
-                    resolved.insert(key.clone(), self.resolve(step, field, scope)?);
+                    resolved.insert(key.clone(), self.resolve(step, field, scope, deadline)?);
                 }
                 Ok(Value::Object(resolved))
             }
             Node::Array(items) => items
                 .iter()
-                .map(|item| self.resolve(step, item, scope))
+                .map(|item| self.resolve(step, item, scope, deadline))
                 .collect::<Result<_, _>>()
                 .map(Value::Array),
         }
@@ -278,6 +324,7 @@ impl Renderer {
         location: &Location,
         compiled: &Compiled,
         scope: &Scope,
+        deadline: Option<Instant>,
     ) -> Result<Value, TemplateError> {
         match compiled {
             Compiled::Lookup(path) => Ok(lookup(scope, path)
@@ -294,6 +341,13 @@ impl Renderer {
                             text.push_str(&value_to_text(&value));
                         }
                     }
+                    if text.len() > MAX_RENDERED_BYTES {
+                        return Err(TemplateError::Limit {
+                            step: step.to_string(),
+                            location: location.clone(),
+                            limit: RenderLimit::Output,
+                        });
+                    }
                 }
                 Ok(Value::String(text))
             }
@@ -302,7 +356,7 @@ impl Renderer {
                 references,
                 boolean,
             } => {
-                let text = self.render(step, location, name, references, scope)?;
+                let text = self.render(step, location, name, references, scope, deadline)?;
                 match (boolean, parse_boolean(&text)) {
                     (true, Some(flag)) => Ok(Value::Bool(flag)),
                     _ => Ok(Value::String(text)),
@@ -319,6 +373,7 @@ impl Renderer {
         name: &str,
         references: &[Vec<String>],
         scope: &Scope,
+        deadline: Option<Instant>,
     ) -> Result<String, TemplateError> {
         let mut root = Value::Object(Map::new());
         for path in references {
@@ -327,13 +382,18 @@ impl Renderer {
             insert(&mut root, path, value.into_owned());
         }
         let context = Context::from(root);
-        self.registry
-            .render_with_context(name, &context)
-            .map_err(|source| TemplateError::Render {
+        meter::render(&self.registry, name, &context, deadline).map_err(|stopped| match stopped {
+            Stopped::Limit(limit) => TemplateError::Limit {
                 step: step.to_string(),
                 location: location.clone(),
-                source: Box::new(source),
-            })
+                limit,
+            },
+            Stopped::Error(source) => TemplateError::Render {
+                step: step.to_string(),
+                location: location.clone(),
+                source,
+            },
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use super::{
     StepRecord, StepStatus,
 };
 use crate::agent::{AgentCard, DiscoveryError};
-use crate::template::{Renderer, Scope};
+use crate::template::{RenderLimit, Renderer, Scope, TemplateError};
 use crate::workflow::{LoadedWorkflow, Step, StepKind, Workflow};
 
 /// Why a step did not complete.
@@ -78,6 +78,8 @@ pub(super) struct Run<'e> {
     pub agents: HashMap<String, Vec<Arc<AgentCard>>>,
     input: Value,
     renderer: Arc<Renderer>,
+    /// When the workflow's timeout passes: a template render stops there too.
+    deadline: Option<tokio::time::Instant>,
     state: Mutex<State>,
     pub durable: Option<&'e Durable>,
     /// What this run executes: an approval request names its steps.
@@ -132,6 +134,9 @@ pub(super) async fn execute(
                 agents,
                 input: std::mem::take(&mut record.input),
                 renderer,
+                deadline: workflow
+                    .timeout
+                    .map(|limit| tokio::time::Instant::now() + limit),
                 state: Mutex::new(State {
                     // Completed steps' outputs feed the templates of the steps still to run.
                     outputs: durable
@@ -435,13 +440,46 @@ impl Run<'_> {
             input: &self.input,
             steps: &state.outputs,
         };
-        self.renderer.condition(step, &scope).map_err(|error| {
-            Failure::failed(format!(
-                "step `{}` has a bad condition: {}",
+        let deadline = self.render_deadline(step);
+        self.renderer
+            .condition_until(step, &scope, deadline)
+            .map_err(|error| self.template_failure(step, "condition", &error))
+    }
+
+    /// When a render of `step`'s templates must stop: its own timeout from
+    /// now, or the workflow's if that comes first.
+    fn render_deadline(&self, step: &Step) -> Option<std::time::Instant> {
+        let own = tokio::time::Instant::now() + step.timeout();
+        let deadline = self.deadline.map_or(own, |workflow| workflow.min(own));
+        Some(deadline.into_std())
+    }
+
+    /// A template error as the step's failure; a render stopped by a timeout
+    /// says which one.
+    fn template_failure(&self, step: &Step, what: &str, error: &TemplateError) -> Failure {
+        let timed_out = matches!(
+            error,
+            TemplateError::Limit {
+                limit: RenderLimit::Deadline,
+                ..
+            }
+        );
+        let workflow_first = self.deadline.is_some_and(|workflow| {
+            workflow <= tokio::time::Instant::now() + std::time::Duration::from_millis(1)
+        });
+        let message = match (timed_out, workflow_first) {
+            (true, true) => format!(
+                "step `{}` failed: the workflow timed out while its {what} rendered",
+                step.id
+            ),
+            (true, false) => format!(
+                "step `{}` timed out after {} while its {what} rendered",
                 step.id,
-                chain_of(&error)
-            ))
-        })
+                humantime::format_duration(step.timeout())
+            ),
+            (false, _) => format!("step `{}` has a bad {what}: {}", step.id, chain_of(error)),
+        };
+        Failure::failed(message)
     }
 
     pub(super) fn render_inputs(&self, step: &Step) -> Result<Map<String, Value>, Failure> {
@@ -450,13 +488,20 @@ impl Run<'_> {
             input: &self.input,
             steps: &state.outputs,
         };
-        self.renderer.inputs(step, &scope).map_err(|error| {
-            Failure::failed(format!(
-                "step `{}` has bad inputs: {}",
-                step.id,
-                chain_of(&error)
-            ))
-        })
+        let deadline = self.render_deadline(step);
+        self.renderer
+            .inputs_until(step, &scope, deadline)
+            .map_err(|error| match error {
+                TemplateError::Limit {
+                    limit: RenderLimit::Deadline,
+                    ..
+                } => self.template_failure(step, "inputs", &error),
+                _ => Failure::failed(format!(
+                    "step `{}` has bad inputs: {}",
+                    step.id,
+                    chain_of(&error)
+                )),
+            })
     }
 
     pub(super) fn outputs_of(&self, step: &Step) -> Value {

@@ -10,6 +10,7 @@ use handlebars::{
 use serde_json::Value;
 
 use super::lookup::{Missing, ROOTS};
+use super::meter::{TICK_HELPER, TickHelper};
 use super::{Location, TemplateError, value_to_text};
 
 /// Helpers whose result is a boolean, so a template made of one call to them
@@ -217,6 +218,7 @@ fn new_registry() -> Handlebars<'static> {
     registry.register_helper("or", Box::new(helpers::Any));
     registry.register_helper("not", Box::new(helpers::Not));
     registry.register_helper(VALUE_HELPER, Box::new(ValueHelper));
+    registry.register_helper(TICK_HELPER, Box::new(TickHelper));
     registry
 }
 
@@ -515,16 +517,31 @@ fn rewrite_values(elements: &mut [TemplateElement]) {
                 }
             }
             TemplateElement::HelperBlock(helper) => {
+                // `raw` prints its body as written: no tick there.
+                let counted = helper.name.as_name() != Some("raw");
                 for block in [&mut helper.template, &mut helper.inverse]
                     .into_iter()
                     .flatten()
                 {
                     rewrite_values(&mut block.elements);
+                    if counted {
+                        block.elements.insert(0, tick());
+                    }
                 }
             }
             _ => {}
         }
     }
+}
+
+/// `{{ pallet:tick 0 }}`: counts a block body rendered (see [`super::meter`]).
+fn tick() -> TemplateElement {
+    let mut template = Template::compile("{{tick 0}}").expect("a valid template");
+    let mut element = template.elements.remove(0);
+    if let TemplateElement::Expression(helper) = &mut element {
+        helper.name = Parameter::Name(TICK_HELPER.to_string());
+    }
+    element
 }
 
 fn path_text(path: &Path) -> &str {

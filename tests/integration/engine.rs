@@ -894,3 +894,70 @@ steps:
     );
     assert_eq!(agent.calls("echo"), 0);
 }
+
+/// `each` blocks nested `depth` deep over `items`, `body` innermost.
+fn each_bomb(depth: usize, body: &str) -> String {
+    let mut template = String::from("{{#each workflow.input.items}}");
+    template.push_str(&"{{#each @root.workflow.input.items}}".repeat(depth - 1));
+    template.push_str(body);
+    template.push_str(&"{{/each}}".repeat(depth));
+    template
+}
+
+/// Five nested `each` over 100 items (10^10 bodies) once ran 39 s past a 3 s
+/// step timeout and aborted allocating 8 GiB: the render is bounded now.
+#[tokio::test]
+async fn a_template_bomb_fails_the_step_at_a_limit() {
+    let body = format!(
+        "timeout: 5s\nsteps:\n  - id: bomb\n    skill: echo\n    timeout: 3s\n    inputs:\n      text: \"{}\"\n",
+        each_bomb(5, "x")
+    );
+    let items: Vec<u32> = (0..100).collect();
+    let started = Instant::now();
+    let (record, agent) = run_once(&body, json!({ "items": items })).await;
+    let took = started.elapsed();
+    assert_eq!(record.status, RunStatus::Failed);
+    let error = record.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("step `bomb` has bad inputs: step `bomb`, input `text`: ")
+            && error.contains("(the limit)"),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(agent.calls("echo"), 0);
+}
+
+/// A render within the bounds but slower than the step's timeout stops there.
+#[tokio::test]
+async fn a_slow_render_stops_at_the_step_timeout() {
+    let body = format!(
+        "steps:\n  - id: slow\n    skill: echo\n    timeout: 20ms\n    inputs:\n      text: \"{}\"\n",
+        each_bomb(4, "")
+    );
+    let items: Vec<u32> = (0..30).collect();
+    let started = Instant::now();
+    let (record, _agent) = run_once(&body, json!({ "items": items })).await;
+    let took = started.elapsed();
+    assert_eq!(
+        record.error.as_deref(),
+        Some("step `slow` timed out after 20ms while its inputs rendered")
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+/// The workflow's timeout stops a render too, when it comes first.
+#[tokio::test]
+async fn a_slow_render_stops_at_the_workflow_timeout() {
+    let body = format!(
+        "timeout: 20ms\nsteps:\n  - id: slow\n    skill: echo\n    inputs:\n      text: \"{}\"\n",
+        each_bomb(4, "")
+    );
+    let items: Vec<u32> = (0..30).collect();
+    let started = Instant::now();
+    let (record, _agent) = run_once(&body, json!({ "items": items })).await;
+    assert_eq!(
+        record.error.as_deref(),
+        Some("step `slow` failed: the workflow timed out while its inputs rendered")
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
