@@ -8,6 +8,7 @@ mod cli_registry;
 mod durable;
 mod engine;
 mod examples;
+mod hostile;
 mod registry;
 mod registry_interop;
 mod remote;
