@@ -422,6 +422,7 @@ impl Runner<'_> {
             .store
             .blocking(move |store| {
                 store.interrupt_running(&run_id)?;
+                store.count_executor_start(&run_id)?;
                 Ok::<_, StoreError>((
                     store.completed_outputs(&run_id)?,
                     store.previous_attempts(&run_id)?,

@@ -215,8 +215,46 @@ impl RunStore {
             check_lease(connection, &id, Some(&lease))?;
             let from = apply_change(connection, &id, &change.borrowed())?;
             super::lease::release(connection, &id, &lease)?;
+            connection
+                .prepare_cached("UPDATE runs SET executor_starts = 0 WHERE id = ?1")?
+                .execute([&id])?;
             Ok(from)
         })
+    }
+
+    /// Counts one more execution of run `id` that has not ended yet, and
+    /// returns how many there are (see `migrations/0003_executor_starts.sql`).
+    pub fn count_executor_start(&self, id: &str) -> Result<u32, StoreError> {
+        let id = id.to_string();
+        self.write(move |connection| {
+            Ok(connection
+                .prepare_cached(
+                    "UPDATE runs SET executor_starts = executor_starts + 1 WHERE id = ?1 RETURNING executor_starts",
+                )?
+                .query_row([&id], |row| row.get(0))?)
+        })
+        .wait()
+    }
+
+    /// Executions of run `id` that started and never ended normally.
+    pub fn executor_starts(&self, id: &str) -> Result<u32, StoreError> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT executor_starts FROM runs WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))?)
+        })
+    }
+
+    /// Records why a run is left as it is (shown by `pallet runs show`).
+    pub fn set_error(&self, id: &str, error: &str) -> Result<(), StoreError> {
+        let (id, error) = (id.to_string(), error.to_string());
+        self.write(move |connection| {
+            connection
+                .prepare_cached("UPDATE runs SET error = ?2 WHERE id = ?1")?
+                .execute(params![id, error])?;
+            Ok(())
+        })
+        .wait()
     }
 
     /// [`RunStore::transition`] for async callers: await the answer.
