@@ -251,6 +251,14 @@ pub async fn serve(
         );
         state.abort.cancel();
         state.tasks.wait().await;
+        // The dropped executions' leases are released (their starts were no
+        // crash) before the process exits.
+        if let Err(error) = state.store.settled().await {
+            tracing::warn!(
+                "cannot release the leases of the runs left resumable: {}",
+                crate::engine::chain_of(&error)
+            );
+        }
     }
     Ok(())
 }

@@ -215,28 +215,12 @@ impl RunStore {
             check_lease(connection, &id, Some(&lease))?;
             let from = apply_change(connection, &id, &change.borrowed())?;
             super::lease::release(connection, &id, &lease)?;
-            connection
-                .prepare_cached("UPDATE runs SET executor_starts = 0 WHERE id = ?1")?
-                .execute([&id])?;
             Ok(from)
         })
     }
 
-    /// Counts one more execution of run `id` that has not ended yet, and
-    /// returns how many there are (see `migrations/0003_executor_starts.sql`).
-    pub fn count_executor_start(&self, id: &str) -> Result<u32, StoreError> {
-        let id = id.to_string();
-        self.write(move |connection| {
-            Ok(connection
-                .prepare_cached(
-                    "UPDATE runs SET executor_starts = executor_starts + 1 WHERE id = ?1 RETURNING executor_starts",
-                )?
-                .query_row([&id], |row| row.get(0))?)
-        })
-        .wait()
-    }
-
-    /// Executions of run `id` that started and never ended normally.
+    /// Executions of run `id` that took its lease and never released it
+    /// (crashed); counted and cleared by the lease (`lease::acquire`, `release`).
     pub fn executor_starts(&self, id: &str) -> Result<u32, StoreError> {
         self.read(|connection| {
             Ok(connection

@@ -1793,3 +1793,67 @@ async fn a_run_whose_executor_crashed_twice_is_not_resumed_at_start_up() {
     assert_eq!(shown["status"], "completed");
     assert_eq!(store.executor_starts(&id).unwrap(), 0);
 }
+
+/// A `pallet` child process, killed when dropped: a failing test leaves none behind.
+struct PalletProcess(std::process::Child);
+
+impl PalletProcess {
+    /// Stops it as a service manager does (SIGTERM) and waits for its clean exit.
+    fn terminate(mut self) {
+        let pid = i32::try_from(self.0.id()).unwrap();
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "pallet serve exited with {status}");
+    }
+}
+
+impl Drop for PalletProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_stopped_gracefully_twice_still_resumes_its_run_at_start_up() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let home = directory.path();
+    let db = home.join("runs.db");
+    let store = RunStore::open(&db).unwrap();
+    let engine = engine(&agent);
+    let slow = workflow("  - {id: slow, skill: sleep, inputs: {ms: 60000}}\n");
+    let run = starter(&store, &engine)
+        .create(&slow, "durable-test.yaml", json!({}))
+        .unwrap();
+    // Each start resumes the run; each SIGTERM leaves it resumable once the
+    // grace period is over. The third start must not take it for a crash loop.
+    for start in 1..=3 {
+        let service = PalletProcess(spawn_pallet(
+            &["serve", "--addr", "127.0.0.1:0", "--grace", "100ms"],
+            &db,
+            &agent.url(),
+            home,
+        ));
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for(
+                &db,
+                &format!("start {start} to run step `slow`"),
+                |store, id| {
+                    let statuses = attempt_statuses(store, id, "slow");
+                    statuses.len() == start
+                        && statuses.last().map(String::as_str) == Some("running")
+                },
+            )
+        })
+        .await
+        .unwrap();
+        tokio::task::spawn_blocking(move || service.terminate())
+            .await
+            .unwrap();
+    }
+    assert_eq!(agent.calls("sleep"), 3);
+    assert_eq!(store.executor_starts(&run.id).unwrap(), 0);
+    assert_eq!(store.get(&run.id).unwrap().status, RunState::InProgress);
+}
