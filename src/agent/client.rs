@@ -418,9 +418,8 @@ pub(crate) fn redacted(url: &url::Url) -> String {
 /// only a 307 or 308 (which keep the method and body); reqwest turns a
 /// 301/302/303 of a POST into a GET, which is never what an agent call means.
 /// A redirect not followed comes back as the answer and fails the call with
-/// the Location named. Also used for cards, whose GET a 301/302 keeps.
+/// the Location named. Cards have their own rule ([`card_http_client`]).
 fn redirect_policy() -> reqwest::redirect::Policy {
-    const MAX_REDIRECTS: usize = 5;
     reqwest::redirect::Policy::custom(|attempt| {
         let same_origin = attempt
             .previous()
@@ -434,6 +433,9 @@ fn redirect_policy() -> reqwest::redirect::Policy {
         }
     })
 }
+
+/// Redirects followed at most, for agent calls and card fetches alike.
+const MAX_REDIRECTS: usize = 5;
 
 /// Whether the connection was refused or dropped at the socket level, which
 /// reqwest does not always report as a connect error.
@@ -482,22 +484,38 @@ fn snippet(body: &str) -> String {
     }
 }
 
-/// The one HTTP client of the process: pooled connections, short connect
-/// timeout. Shared (a clone is a handle) so that discovery and calls reuse the
-/// same connections. Its TLS settings are [`crate::tls::config`]: the system's root
+/// The HTTP client of agent calls: pooled connections, short connect
+/// timeout. Shared (a clone is a handle) so that all calls reuse the same
+/// connections. Its TLS settings are [`crate::tls::config`]: the system's root
 /// certificates are loaded at the first https connection, not here.
 pub(crate) fn http_client() -> reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .redirect(redirect_policy())
-                .tls_backend_preconfigured(crate::tls::config())
-                .build()
-                .expect("the HTTP client configuration is static and valid")
-        })
+        .get_or_init(|| build_client(redirect_policy()))
         .clone()
+}
+
+/// The client of card fetches: a card GET has no body, no idempotency key and
+/// no credentials of pallet's, so it follows up to [`MAX_REDIRECTS`] redirects
+/// of any kind, to any origin (cards are often moved with a 301 or 302).
+/// reqwest drops `Authorization`, `Cookie` and `Proxy-Authorization` when a
+/// redirect changes the scheme, host or port; no `Referer` is sent either.
+/// Its own pool: reqwest has no redirect policy per request.
+pub(crate) fn card_http_client() -> reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| build_client(reqwest::redirect::Policy::limited(MAX_REDIRECTS)))
+        .clone()
+}
+
+fn build_client(redirects: reqwest::redirect::Policy) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(redirects)
+        .referer(false)
+        .tls_backend_preconfigured(crate::tls::config())
+        .build()
+        .expect("the HTTP client configuration is static and valid")
 }
 
 #[derive(Clone)]

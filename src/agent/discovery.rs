@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 
 use super::answer::{BodyError, json_values, max_json_values, read_limited};
 use super::card::{AgentCard, has_credentials};
-use super::client::{DEFAULT_MAX_RESPONSE_SIZE, http_client, redacted};
+use super::client::{DEFAULT_MAX_RESPONSE_SIZE, card_http_client, redacted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -167,7 +167,7 @@ impl StaticDiscovery {
             })
             .collect();
         StaticDiscovery {
-            http: http_client(),
+            http: card_http_client(),
             agents,
             found: OnceCell::new(),
         }

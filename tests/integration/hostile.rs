@@ -204,6 +204,47 @@ async fn redirects_to_another_origin_or_that_change_the_method_are_not_followed(
 }
 
 #[tokio::test]
+async fn card_fetches_follow_redirects_of_any_kind_to_another_origin_without_credentials() {
+    let agent = HostileAgent::a2a(Answer::Small).await;
+    let card = format!("{}/.well-known/agent-card.json", agent.url());
+    for status in [301, 302, 303, 307, 308] {
+        let front = HostileAgent::a2a(Answer::Small).await;
+        front.redirect_cards(status, &card);
+        // Credentials a URL gives go to its own origin only.
+        let with_credentials = front.url().replace("http://", "http://user:hunter2@");
+        let discovery = StaticDiscovery::new(vec![with_credentials]);
+        let cards = discovery.cards().await;
+        let searched = pallet::agent::Discovery::searched(&discovery);
+        assert_eq!(cards.len(), 1, "{status}: {searched}");
+        assert_eq!(cards[0].url(), format!("{}/rpc", agent.url()), "{status}");
+        assert!(
+            front.received()[0].authorization.is_some(),
+            "{status}: the front was sent no credentials"
+        );
+        // The card's agent is called at its own URL, by POST.
+        assert!(call_with(discovery, None).await.is_ok(), "{status}");
+    }
+    let received = agent.received();
+    assert!(
+        received
+            .iter()
+            .all(|request| request.authorization.is_none()),
+        "{received:?}"
+    );
+    assert_eq!(agent.rpc_calls("SendMessage"), 5, "{received:?}");
+
+    // A redirect loop ends after 5 redirects: no card, nothing called.
+    let looping = HostileAgent::a2a(Answer::Small).await;
+    looping.redirect_cards(301, &format!("{}/again", looping.url()));
+    let discovery = StaticDiscovery::new(vec![looping.url()]);
+    assert!(discovery.cards().await.is_empty());
+    let searched = pallet::agent::Discovery::searched(&discovery);
+    assert!(searched.contains("no usable agent card"), "{searched}");
+    // Both card locations: the first request and 5 redirects each.
+    assert_eq!(looping.received().len(), 12, "{:?}", looping.received());
+}
+
+#[tokio::test]
 async fn credentials_in_a_card_interface_url_are_refused_and_never_sent() {
     let agent =
         HostileAgent::a2a_with_interface(Answer::Small, "http://user:hunter2@{base}/rpc").await;

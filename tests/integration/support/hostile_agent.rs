@@ -1,6 +1,6 @@
 //! An agent that misbehaves on purpose, as a real HTTP server on a free
 //! loopback port: huge answers (announced or streamed), unknown task states,
-//! redirects, cards with credentials in their URLs. Every request is recorded
+//! redirects (of calls or of card fetches), cards with credentials in their URLs. Every request is recorded
 //! (method, path, JSON-RPC method, Authorization header) so tests can tell
 //! what pallet sent. Stops when dropped.
 
@@ -49,6 +49,8 @@ struct Shared {
     legacy: bool,
     received: Vec<Received>,
     base: String,
+    /// (status, Location) every GET is answered with instead of the card.
+    card_redirect: Option<(u16, String)>,
 }
 
 pub struct HostileAgent {
@@ -82,6 +84,7 @@ impl HostileAgent {
             legacy,
             received: Vec::new(),
             base: format!("http://{addr}"),
+            card_redirect: None,
         }));
         let app = Router::new()
             .fallback(any(handle))
@@ -103,6 +106,11 @@ impl HostileAgent {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// From now on every GET (a card fetch) answers `status` with `Location: location`.
+    pub fn redirect_cards(&self, status: u16, location: &str) {
+        self.shared.lock().unwrap().card_redirect = Some((status, location.to_string()));
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -128,7 +136,7 @@ async fn handle(
     let body = String::from_utf8_lossy(&body).into_owned();
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let rpc_method = request["method"].as_str().map(str::to_string);
-    let (answer, legacy, base, interface_url) = {
+    let (answer, legacy, base, interface_url, card_redirect) = {
         let mut shared = shared.lock().unwrap();
         shared.received.push(Received {
             method: method.to_string(),
@@ -145,8 +153,15 @@ async fn handle(
             shared.legacy,
             shared.base.clone(),
             shared.interface_url.clone(),
+            shared.card_redirect.clone(),
         )
     };
+    if method == Method::GET
+        && let Some((status, location)) = card_redirect
+    {
+        let status = StatusCode::from_u16(status).unwrap();
+        return (status, [(header::LOCATION, location)]).into_response();
+    }
     if method == Method::GET {
         return card(&uri, legacy, &base, interface_url);
     }
