@@ -49,11 +49,11 @@ pub(crate) async fn call(
         "configuration": {"returnImmediately": true, "historyLength": 0},
         "metadata": {"skillId": request.skill},
     });
-    let (result, body) = rpc(http, url, target, "SendMessage", params).await?;
-    if let Some(message) = result.get("message") {
+    let (mut result, body) = rpc(http, url, target, "SendMessage", params).await?;
+    if let Some(message) = result.get_mut("message") {
         return message_output(target, message, &body);
     }
-    let Some(task) = result.get("task") else {
+    let Some(task) = result.get_mut("task") else {
         return Err(target.malformed(
             "the SendMessage result has neither `task` nor `message`",
             &body,
@@ -62,17 +62,20 @@ pub(crate) async fn call(
     };
     let id = task["id"]
         .as_str()
-        .ok_or_else(|| target.malformed("the task has no `id`", &body, None))?;
+        .ok_or_else(|| target.malformed("the task has no `id`", &body, None))?
+        .to_string();
+    let id = id.as_str();
     let _ = task_id.set(id.to_string());
-    if let Some(outcome) = task_outcome(target, task, &body) {
-        return outcome;
-    }
-    let outcome = poll(http, url, target, id).await;
-    if outcome
-        .as_ref()
-        .is_err_and(|error| error.task_id().is_none())
-    {
-        // Polling broke down, not the task: stop it so a retry does not run twice.
+    let outcome = match task_outcome(target, task, &body) {
+        Some(outcome) => outcome,
+        None => poll(http, url, target, id).await,
+    };
+    let task_lives_on = outcome.as_ref().is_err_and(|error| {
+        error.task_id().is_none() || matches!(error, CallError::UnknownTaskState { .. })
+    });
+    if task_lives_on {
+        // Polling broke down or the state means nothing to pallet, not that
+        // the task ended: stop it so a retry does not run it twice.
         cancel_task(http, url, target, id).await;
     }
     outcome
@@ -101,9 +104,9 @@ async fn poll(
         )
         .await
         {
-            Ok((task, body)) => {
+            Ok((mut task, body)) => {
                 failures = 0;
-                if let Some(outcome) = task_outcome(target, &task, &body) {
+                if let Some(outcome) = task_outcome(target, &mut task, &body) {
                     return outcome;
                 }
             }
@@ -160,7 +163,11 @@ async fn rpc(
 }
 
 /// What a task means for the call: `None` while it is still running.
-fn task_outcome(target: Target<'_>, task: &Value, body: &str) -> Option<Result<Value, CallError>> {
+fn task_outcome(
+    target: Target<'_>,
+    task: &mut Value,
+    body: &str,
+) -> Option<Result<Value, CallError>> {
     let Some(state) = task["status"]["state"].as_str() else {
         return Some(Err(target.malformed(
             "the task has no `status.state`",
@@ -182,11 +189,12 @@ fn task_outcome(target: Target<'_>, task: &Value, body: &str) -> Option<Result<V
             state: failed.to_string(),
             message: status_text(task),
         })),
-        _ => Some(Err(target.malformed(
-            format!("unknown task state `{state}`"),
-            body,
-            None,
-        ))),
+        _ => Some(Err(CallError::UnknownTaskState {
+            agent: target.agent.to_string(),
+            skill: target.skill.to_string(),
+            task_id: task["id"].as_str().unwrap_or_default().to_string(),
+            state: state.to_string(),
+        })),
     }
 }
 
@@ -214,35 +222,36 @@ fn status_text(task: &Value) -> String {
 }
 
 /// The output of a completed task: its artifacts' parts, else its status message's.
-fn task_output(target: Target<'_>, task: &Value, body: &str) -> Result<Value, CallError> {
+/// The parts are taken out of the answer, not copied: a large answer is held once.
+fn task_output(target: Target<'_>, task: &mut Value, body: &str) -> Result<Value, CallError> {
     let mut parts = Vec::new();
-    for artifact in task["artifacts"].as_array().into_iter().flatten() {
-        match artifact["parts"].as_array() {
-            Some(artifact_parts) => parts.extend(artifact_parts),
+    for artifact in task["artifacts"].as_array_mut().into_iter().flatten() {
+        match artifact["parts"].as_array_mut() {
+            Some(artifact_parts) => parts.append(artifact_parts),
             None => return Err(target.malformed("an artifact has no `parts` list", body, None)),
         }
     }
-    if parts.is_empty() {
-        parts.extend(
-            task["status"]["message"]["parts"]
-                .as_array()
-                .into_iter()
-                .flatten(),
-        );
+    if parts.is_empty()
+        && let Some(status_parts) = task["status"]["message"]["parts"].as_array_mut()
+    {
+        parts.append(status_parts);
     }
-    Ok(parts_output(parts))
+    Ok(parts_output(target, parts))
 }
 
-fn message_output(target: Target<'_>, message: &Value, body: &str) -> Result<Value, CallError> {
-    match message["parts"].as_array() {
-        Some(parts) => Ok(parts_output(parts.iter().collect())),
+fn message_output(target: Target<'_>, message: &mut Value, body: &str) -> Result<Value, CallError> {
+    match message["parts"].as_array_mut() {
+        Some(parts) => Ok(parts_output(target, std::mem::take(parts))),
         None => Err(target.malformed("the message has no `parts` list", body, None)),
     }
 }
 
 /// One part gives its value, several an array in order, none null.
-fn parts_output(parts: Vec<&Value>) -> Value {
-    let mut values: Vec<Value> = parts.into_iter().map(part_value).collect();
+fn parts_output(target: Target<'_>, parts: Vec<Value>) -> Value {
+    let mut values: Vec<Value> = parts
+        .into_iter()
+        .map(|part| part_value(target, part))
+        .collect();
     match values.len() {
         0 => Value::Null,
         1 => values.remove(0),
@@ -252,16 +261,21 @@ fn parts_output(parts: Vec<&Value>) -> Value {
 
 /// Data parts as they are; text parts as JSON when they parse; other parts
 /// (raw bytes, URLs) whole, so nothing the agent sent is lost.
-fn part_value(part: &Value) -> Value {
-    if let Some(data) = part.get("data") {
-        return integral_numbers(data.clone());
+/// Text that holds more JSON values than the answer may is kept as text.
+fn part_value(target: Target<'_>, mut part: Value) -> Value {
+    if let Some(data) = part.get_mut("data") {
+        return integral_numbers(data.take());
     }
-    if let Some(text) = part.get("text").and_then(Value::as_str) {
-        return serde_json::from_str(text)
+    if let Some(Value::String(text)) = part.get_mut("text") {
+        let text = std::mem::take(text);
+        if target.check_json_values(&text).is_err() {
+            return Value::String(text);
+        }
+        return serde_json::from_str(&text)
             .map(integral_numbers)
-            .unwrap_or_else(|_| Value::String(text.to_string()));
+            .unwrap_or(Value::String(text));
     }
-    part.clone()
+    part
 }
 
 /// A2A carries values as protobuf values, where every number is a double
@@ -297,6 +311,7 @@ mod tests {
     const TARGET: Target<'static> = Target {
         agent: "agent",
         skill: "skill",
+        max_response_size: 1 << 20,
     };
 
     #[test]
@@ -329,8 +344,8 @@ mod tests {
             (json!([]), Value::Null),
         ];
         for (parts, expected) in cases {
-            let parts: Vec<&Value> = parts.as_array().unwrap().iter().collect();
-            assert_eq!(parts_output(parts), expected);
+            let parts: Vec<Value> = parts.as_array().unwrap().clone();
+            assert_eq!(parts_output(TARGET, parts), expected);
         }
     }
 
@@ -342,12 +357,12 @@ mod tests {
         };
         for running in ["TASK_STATE_SUBMITTED", "TASK_STATE_WORKING", "working"] {
             assert!(
-                task_outcome(TARGET, &task(running), "").is_none(),
+                task_outcome(TARGET, &mut task(running), "").is_none(),
                 "{running}"
             );
         }
         for done in ["TASK_STATE_COMPLETED", "completed"] {
-            let output = task_outcome(TARGET, &task(done), "").unwrap().unwrap();
+            let output = task_outcome(TARGET, &mut task(done), "").unwrap().unwrap();
             assert_eq!(output, json!({"ok": true}));
         }
         for failed in [
@@ -356,7 +371,7 @@ mod tests {
             "TASK_STATE_INPUT_REQUIRED",
             "auth-required",
         ] {
-            let error = task_outcome(TARGET, &task(failed), "")
+            let error = task_outcome(TARGET, &mut task(failed), "")
                 .unwrap()
                 .unwrap_err();
             assert!(
@@ -365,20 +380,20 @@ mod tests {
             );
             assert!(!error.is_transient());
         }
-        let error = task_outcome(TARGET, &task("TASK_STATE_EXPLODED"), "{}")
+        let error = task_outcome(TARGET, &mut task("TASK_STATE_EXPLODED"), "{}")
             .unwrap()
             .unwrap_err();
         assert!(
-            error
-                .to_string()
-                .contains("unknown task state `TASK_STATE_EXPLODED`"),
+            error.to_string().contains(
+                "unknown task state `TASK_STATE_EXPLODED` (task t, cancellation sent to the agent)"
+            ),
             "{error}"
         );
     }
 
     #[test]
     fn completed_task_without_artifacts_uses_its_status_message() {
-        let task = json!({"id": "t", "status": {"state": "TASK_STATE_COMPLETED", "message": {"parts": [{"text": "done"}]}}});
-        assert_eq!(task_output(TARGET, &task, "").unwrap(), json!("done"));
+        let mut task = json!({"id": "t", "status": {"state": "TASK_STATE_COMPLETED", "message": {"parts": [{"text": "done"}]}}});
+        assert_eq!(task_output(TARGET, &mut task, "").unwrap(), json!("done"));
     }
 }

@@ -13,6 +13,9 @@ pub struct AgentCard {
     pub description: Option<String>,
     pub endpoint: Endpoint,
     pub skills: Vec<SkillInfo>,
+    /// The cap on one answer of this agent, from the agents file.
+    #[serde(skip)]
+    pub max_response_size: Option<u64>,
 }
 
 /// Where and how to call an agent.
@@ -46,6 +49,10 @@ pub enum CardError {
         "agent card from {url} offers no JSON-RPC interface (pallet speaks the JSONRPC binding)"
     )]
     NoJsonRpcInterface { url: String },
+    #[error(
+        "agent card from {url} gives the url `{value}` with a user name or password, which pallet does not send"
+    )]
+    CredentialsInUrl { url: String, value: String },
     #[error("agent card from {url} has an invalid url `{value}`")]
     InvalidUrl {
         url: String,
@@ -117,6 +124,7 @@ impl AgentCard {
                 .map(str::to_string),
             endpoint,
             skills,
+            max_response_size: None,
         })
     }
 }
@@ -171,14 +179,27 @@ fn resolve(card_url: &str, url: &str) -> Result<String, CardError> {
         value: url.to_string(),
         source,
     };
-    match Url::parse(url) {
-        Ok(absolute) => Ok(absolute.to_string()),
+    let resolved = match Url::parse(url) {
+        Ok(absolute) => absolute,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
             let base = Url::parse(card_url).map_err(invalid)?;
-            Ok(base.join(url).map_err(invalid)?.to_string())
+            base.join(url).map_err(invalid)?
         }
-        Err(source) => Err(invalid(source)),
+        Err(source) => return Err(invalid(source)),
+    };
+    // reqwest would send them as Basic credentials to whatever host the card names.
+    if has_credentials(&resolved) {
+        return Err(CardError::CredentialsInUrl {
+            url: card_url.to_string(),
+            value: super::client::redacted(&resolved),
+        });
     }
+    Ok(resolved.to_string())
+}
+
+/// Whether `url` carries a user name or a password.
+pub(crate) fn has_credentials(url: &Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
 }
 
 fn skill_info(skill: &Value) -> Option<SkillInfo> {
@@ -260,6 +281,14 @@ mod tests {
                 "offers no JSON-RPC interface",
             ),
             (json!({"name": "a", "capabilities": {}}), "has no `url`"),
+            (
+                json!({"name": "a", "supportedInterfaces": [{"url": "http://user:secret@h/rpc", "protocolBinding": "JSONRPC"}]}),
+                "gives the url `http://h/rpc` with a user name or password",
+            ),
+            (
+                json!({"name": "a", "url": "http://token@h/", "skills": []}),
+                "with a user name or password",
+            ),
         ];
         for (card, expected) in cases {
             let message = AgentCard::parse(CARD_URL, &card).unwrap_err().to_string();
@@ -267,6 +296,7 @@ mod tests {
                 message.contains(expected) && message.contains(CARD_URL),
                 "{message}"
             );
+            assert!(!message.contains("secret"), "{message}");
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::answer::{BodyError, json_values, max_json_values, read_limited};
 use super::card::{AgentCard, Endpoint};
 use super::{a2a, legacy};
 
@@ -21,7 +22,16 @@ pub struct CallRequest<'a> {
     pub cancel: &'a CancellationToken,
     /// Stable per step attempt so agents can de-duplicate.
     pub idempotency_key: &'a str,
+    /// The step's cap on one answer's body; else the agent's, else [`DEFAULT_MAX_RESPONSE_SIZE`].
+    pub max_response_size: Option<u64>,
 }
+
+/// The largest agent answer (one HTTP body) read by default: a bigger one
+/// fails the step rather than the process.
+pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// How much of an error answer (HTTP 4xx/5xx) is read: enough for its message.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
 /// How long connecting to an agent may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,6 +92,46 @@ pub enum CallError {
         message: String,
     },
     #[error(
+        "agent `{agent}` answered skill `{skill}` with {} (the limit is {}; raise it with `max_response_size` on the step or on the agent in the agents file)",
+        size_words(*.size),
+        crate::workflow::model::size::display(*.limit)
+    )]
+    TooLarge {
+        agent: String,
+        skill: String,
+        limit: u64,
+        /// The size the agent announced, when it did.
+        size: Option<u64>,
+    },
+    #[error(
+        "agent `{agent}` answered skill `{skill}` with about {values} JSON values (the limit is {limit}, one per {} bytes of max_response_size; raise `max_response_size` on the step or on the agent in the agents file)",
+        super::answer::BYTES_PER_JSON_VALUE
+    )]
+    TooManyValues {
+        agent: String,
+        skill: String,
+        values: u64,
+        limit: u64,
+    },
+    #[error(
+        "agent `{agent}` answered skill `{skill}` with the unknown task state `{state}` (task {task_id}, cancellation sent to the agent)"
+    )]
+    UnknownTaskState {
+        agent: String,
+        skill: String,
+        task_id: String,
+        state: String,
+    },
+    #[error(
+        "agent `{agent}` redirected skill `{skill}` to {location}, which pallet does not follow ({why})"
+    )]
+    Redirected {
+        agent: String,
+        skill: String,
+        location: String,
+        why: &'static str,
+    },
+    #[error(
         "agent `{agent}` sent a malformed response to skill `{skill}`: {what} (body: {snippet})"
     )]
     Malformed {
@@ -103,6 +153,16 @@ fn state_words(state: &str) -> String {
         "TASK_STATE_INPUT_REQUIRED" => "needs input".to_string(),
         "TASK_STATE_AUTH_REQUIRED" => "needs authentication".to_string(),
         other => format!("ended in state {other}"),
+    }
+}
+
+fn size_words(size: Option<u64>) -> String {
+    match size {
+        Some(size) => format!(
+            "{} ({size} bytes)",
+            crate::workflow::model::size::display(size)
+        ),
+        None => "a larger body".to_string(),
     }
 }
 
@@ -133,6 +193,10 @@ impl CallError {
             CallError::Cancelled { .. }
             | CallError::TaskFailed { .. }
             | CallError::JsonRpc { .. }
+            | CallError::TooLarge { .. }
+            | CallError::TooManyValues { .. }
+            | CallError::UnknownTaskState { .. }
+            | CallError::Redirected { .. }
             | CallError::Malformed { .. } => false,
         }
     }
@@ -151,7 +215,9 @@ impl CallError {
             CallError::Timeout { task_id, .. } | CallError::Cancelled { task_id, .. } => {
                 task_id.as_deref()
             }
-            CallError::TaskFailed { task_id, .. } => Some(task_id),
+            CallError::TaskFailed { task_id, .. } | CallError::UnknownTaskState { task_id, .. } => {
+                Some(task_id)
+            }
             _ => None,
         }
     }
@@ -162,6 +228,8 @@ impl CallError {
 pub(crate) struct Target<'a> {
     pub agent: &'a str,
     pub skill: &'a str,
+    /// The most bytes one answer's body may have.
+    pub max_response_size: u64,
 }
 
 impl Target<'_> {
@@ -173,18 +241,12 @@ impl Target<'_> {
         body: &Value,
         method: &str,
     ) -> Result<(Option<Value>, String), CallError> {
-        let response = request
-            .json(body)
-            .send()
-            .await
-            .map_err(|source| self.transport(source))?;
+        let response = self.send(request.json(body)).await?;
         if !response.status().is_success() {
             return Err(self.http(response).await);
         }
-        let text = response
-            .text()
-            .await
-            .map_err(|source| self.transport(source))?;
+        let text = self.read_body(response).await?;
+        self.check_json_values(&text)?;
         let mut reply: Value = serde_json::from_str(&text).map_err(|source| {
             self.malformed(
                 format!("the {method} reply is not JSON"),
@@ -196,6 +258,80 @@ impl Target<'_> {
             return Err(self.json_rpc(error));
         }
         Ok((reply.get_mut("result").map(Value::take), text))
+    }
+
+    /// Sends `request`; a redirect is followed only to the same origin and
+    /// only when it keeps the method and body (307, 308), see [`redirect_policy`].
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CallError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| self.transport(source))?;
+        if response.status().is_redirection() {
+            return Err(self.redirected(&response));
+        }
+        Ok(response)
+    }
+
+    fn redirected(&self, response: &reqwest::Response) -> CallError {
+        let header = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|value| value.to_str().ok());
+        let to = header.and_then(|location| response.url().join(location).ok());
+        let (location, why) = match &to {
+            None => (
+                header.unwrap_or("(no Location header)").to_string(),
+                "the agent URL may be wrong",
+            ),
+            Some(to) if to.origin() == response.url().origin() => (
+                redacted(to),
+                "only a 307 or 308 keeps the request; the agent URL may be wrong",
+            ),
+            Some(to) => (
+                redacted(to),
+                "another origin would receive the step's input; configure the agent at its real URL",
+            ),
+        };
+        CallError::Redirected {
+            agent: self.agent.to_string(),
+            skill: self.skill.to_string(),
+            location,
+            why,
+        }
+    }
+
+    /// The body as text, never holding more than the limit: a too long
+    /// `Content-Length` fails before reading, and the count stops the read.
+    pub async fn read_body(&self, response: reqwest::Response) -> Result<String, CallError> {
+        match read_limited(response, self.max_response_size).await {
+            Ok(bytes) => Ok(String::from_utf8(bytes)
+                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())),
+            Err(BodyError::TooLarge { size }) => Err(CallError::TooLarge {
+                agent: self.agent.to_string(),
+                skill: self.skill.to_string(),
+                limit: self.max_response_size,
+                size,
+            }),
+            Err(BodyError::Transport(source)) => Err(self.transport(source)),
+        }
+    }
+
+    /// Refuses JSON whose parsed form would cost far more memory than its text.
+    pub fn check_json_values(&self, text: &str) -> Result<(), CallError> {
+        let (values, limit) = (json_values(text), max_json_values(self.max_response_size));
+        if values <= limit {
+            return Ok(());
+        }
+        Err(CallError::TooManyValues {
+            agent: self.agent.to_string(),
+            skill: self.skill.to_string(),
+            values,
+            limit,
+        })
     }
 
     /// A reqwest failure: unreachable when the connection never opened.
@@ -221,7 +357,10 @@ impl Target<'_> {
     pub async fn http(&self, response: reqwest::Response) -> CallError {
         let status = response.status();
         let retry_after = retry_after(status, response.headers());
-        let body = response.text().await.unwrap_or_default();
+        let body = match read_limited(response, ERROR_BODY_LIMIT).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => String::new(),
+        };
         if status.is_client_error()
             && status != reqwest::StatusCode::TOO_MANY_REQUESTS
             && let Ok(reply) = serde_json::from_str::<Value>(&body)
@@ -266,6 +405,37 @@ impl Target<'_> {
         }
     }
 }
+
+/// `url` without its user name and password, for messages and logs.
+pub(crate) fn redacted(url: &url::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
+/// Agent calls follow a redirect only to the same scheme, host and port, and
+/// only a 307 or 308 (which keep the method and body); reqwest turns a
+/// 301/302/303 of a POST into a GET, which is never what an agent call means.
+/// A redirect not followed comes back as the answer and fails the call with
+/// the Location named. Cards have their own rule ([`card_http_client`]).
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        let keeps_request = matches!(attempt.status().as_u16(), 307 | 308);
+        if same_origin && keeps_request && attempt.previous().len() <= MAX_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// Redirects followed at most, for agent calls and card fetches alike.
+const MAX_REDIRECTS: usize = 5;
 
 /// Whether the connection was refused or dropped at the socket level, which
 /// reqwest does not always report as a connect error.
@@ -314,21 +484,38 @@ fn snippet(body: &str) -> String {
     }
 }
 
-/// The one HTTP client of the process: pooled connections, short connect
-/// timeout. Shared (a clone is a handle) so that discovery and calls reuse the
-/// same connections. Its TLS settings are [`crate::tls::config`]: the system's root
+/// The HTTP client of agent calls: pooled connections, short connect
+/// timeout. Shared (a clone is a handle) so that all calls reuse the same
+/// connections. Its TLS settings are [`crate::tls::config`]: the system's root
 /// certificates are loaded at the first https connection, not here.
 pub(crate) fn http_client() -> reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .tls_backend_preconfigured(crate::tls::config())
-                .build()
-                .expect("the HTTP client configuration is static and valid")
-        })
+        .get_or_init(|| build_client(redirect_policy()))
         .clone()
+}
+
+/// The client of card fetches: a card GET has no body, no idempotency key and
+/// no credentials of pallet's, so it follows up to [`MAX_REDIRECTS`] redirects
+/// of any kind, to any origin (cards are often moved with a 301 or 302).
+/// reqwest drops `Authorization`, `Cookie` and `Proxy-Authorization` when a
+/// redirect changes the scheme, host or port; no `Referer` is sent either.
+/// Its own pool: reqwest has no redirect policy per request.
+pub(crate) fn card_http_client() -> reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| build_client(reqwest::redirect::Policy::limited(MAX_REDIRECTS)))
+        .clone()
+}
+
+fn build_client(redirects: reqwest::redirect::Policy) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(redirects)
+        .referer(false)
+        .tls_backend_preconfigured(crate::tls::config())
+        .build()
+        .expect("the HTTP client configuration is static and valid")
 }
 
 #[derive(Clone)]
@@ -360,6 +547,10 @@ impl AgentClient {
         let target = Target {
             agent: &agent.name,
             skill: request.skill,
+            max_response_size: request
+                .max_response_size
+                .or(agent.max_response_size)
+                .unwrap_or(DEFAULT_MAX_RESPONSE_SIZE),
         };
         let task_id = OnceLock::new();
         let ended = {

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::card::AgentCard;
-use super::client::http_client;
+use super::answer::{BodyError, json_values, max_json_values, read_limited};
+use super::card::{AgentCard, has_credentials};
+use super::client::{DEFAULT_MAX_RESPONSE_SIZE, card_http_client, redacted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -33,6 +34,11 @@ pub enum DiscoveryError {
         #[source]
         source: serde_yaml_ng::Error,
     },
+    #[error("agent url `{url}` carries a user name or password, which pallet does not send")]
+    CredentialsInUrl {
+        /// The URL without them.
+        url: String,
+    },
 }
 
 impl DiscoveryError {
@@ -50,6 +56,9 @@ impl DiscoveryError {
             DiscoveryError::ParseAgentsFile { .. } => {
                 Some("write `agents: [{url: http://host:port}]` or a plain list of URLs".to_string())
             }
+            DiscoveryError::CredentialsInUrl { .. } => Some(
+                "remove `user:password@` from the URL; credentials in a URL would go to any host it redirects to or names in its card".to_string(),
+            ),
             DiscoveryError::ReadAgentsFile { .. } => None,
         }
     }
@@ -100,8 +109,16 @@ const CARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Agents from `--agent URL` flags and an agents file; cards fetched once.
 pub struct StaticDiscovery {
     http: reqwest::Client,
-    urls: Vec<String>,
+    agents: Vec<ConfiguredAgent>,
     found: OnceCell<Vec<Found>>,
+}
+
+/// One agent as configured: its URL and, from an agents file, its limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfiguredAgent {
+    pub url: String,
+    /// The largest answer (and card) read from it.
+    pub max_response_size: Option<u64>,
 }
 
 /// What one configured URL gave.
@@ -113,6 +130,11 @@ enum Found {
     /// It answered, but with no card pallet can read.
     NoCard {
         url: String,
+    },
+    /// Its card is one pallet will not use, for `reason`.
+    Refused {
+        url: String,
+        reason: String,
     },
 }
 
@@ -127,26 +149,52 @@ enum AgentsFile {
 #[serde(untagged)]
 enum AgentEntry {
     Url(String),
-    Agent { url: String },
+    Agent {
+        url: String,
+        #[serde(default, with = "crate::workflow::model::size_opt")]
+        max_response_size: Option<u64>,
+    },
 }
 
 impl StaticDiscovery {
     /// Agents at `urls`: base URLs or full card URLs, in order of preference.
     pub fn new(urls: Vec<String>) -> StaticDiscovery {
+        let agents = urls
+            .into_iter()
+            .map(|url| ConfiguredAgent {
+                url,
+                max_response_size: None,
+            })
+            .collect();
         StaticDiscovery {
-            http: http_client(),
-            urls,
+            http: card_http_client(),
+            agents,
             found: OnceCell::new(),
         }
     }
 
+    /// `urls` first, then the agents listed in `agents_file` (YAML or JSON);
+    /// a URL with credentials in it is refused.
+    pub fn configured(
+        urls: Vec<String>,
+        agents_file: Option<&Path>,
+    ) -> Result<StaticDiscovery, DiscoveryError> {
+        let mut discovery = StaticDiscovery::new(urls);
+        if let Some(path) = agents_file {
+            discovery.agents.extend(read_agents_file(path)?);
+        }
+        for agent in &discovery.agents {
+            refuse_credentials(&agent.url)?;
+        }
+        Ok(discovery)
+    }
+
     /// `urls` first, then the agents listed in `agents_file` (YAML or JSON).
     pub fn with_agents_file(
-        mut urls: Vec<String>,
+        urls: Vec<String>,
         agents_file: &Path,
     ) -> Result<StaticDiscovery, DiscoveryError> {
-        urls.extend(read_agents_file(agents_file)?);
-        Ok(StaticDiscovery::new(urls))
+        StaticDiscovery::configured(urls, Some(agents_file))
     }
 
     /// The cards of all agents that answered, fetched on first use.
@@ -156,7 +204,7 @@ impl StaticDiscovery {
             .iter()
             .filter_map(|found| match found {
                 Found::Card(card) => Some(card.clone()),
-                Found::Unreachable { .. } | Found::NoCard { .. } => None,
+                Found::Unreachable { .. } | Found::NoCard { .. } | Found::Refused { .. } => None,
             })
             .collect()
     }
@@ -177,7 +225,10 @@ impl StaticDiscovery {
     async fn found(&self) -> &Vec<Found> {
         self.found
             .get_or_init(|| async {
-                let fetches = self.urls.iter().map(|url| fetch_card(&self.http, url));
+                let fetches = self
+                    .agents
+                    .iter()
+                    .map(|agent| fetch_card(&self.http, agent));
                 join_all(fetches).await
             })
             .await
@@ -209,10 +260,11 @@ impl Discovery for StaticDiscovery {
 
     fn searched(&self) -> String {
         let Some(found) = self.found.get() else {
-            return if self.urls.is_empty() {
+            return if self.agents.is_empty() {
                 "no agents configured".to_string()
             } else {
-                self.urls.join(", ")
+                let urls: Vec<&str> = self.agents.iter().map(|agent| agent.url.as_str()).collect();
+                urls.join(", ")
             };
         };
         if found.is_empty() {
@@ -224,13 +276,25 @@ impl Discovery for StaticDiscovery {
                 Found::Card(card) => format!("`{}` at {}", card.name, card.url()),
                 Found::Unreachable { url } => format!("{url} (unreachable)"),
                 Found::NoCard { url } => format!("{url} (no usable agent card)"),
+                Found::Refused { url, reason } => format!("{url} (refused: {reason})"),
             })
             .collect();
         described.join(", ")
     }
 }
 
-fn read_agents_file(path: &Path) -> Result<Vec<String>, DiscoveryError> {
+/// Credentials in an agent URL would be sent as Basic authentication to it
+/// and to whatever its card names; they are refused, never logged.
+fn refuse_credentials(url: &str) -> Result<(), DiscoveryError> {
+    match url::Url::parse(url) {
+        Ok(parsed) if has_credentials(&parsed) => Err(DiscoveryError::CredentialsInUrl {
+            url: redacted(&parsed),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn read_agents_file(path: &Path) -> Result<Vec<ConfiguredAgent>, DiscoveryError> {
     let text = std::fs::read_to_string(path).map_err(|source| DiscoveryError::ReadAgentsFile {
         path: path.to_path_buf(),
         source,
@@ -248,7 +312,17 @@ fn read_agents_file(path: &Path) -> Result<Vec<String>, DiscoveryError> {
     Ok(entries
         .into_iter()
         .map(|entry| match entry {
-            AgentEntry::Url(url) | AgentEntry::Agent { url } => url,
+            AgentEntry::Url(url) => ConfiguredAgent {
+                url,
+                max_response_size: None,
+            },
+            AgentEntry::Agent {
+                url,
+                max_response_size,
+            } => ConfiguredAgent {
+                url,
+                max_response_size,
+            },
         })
         .collect())
 }
@@ -267,11 +341,23 @@ fn card_locations(url: &str) -> Vec<String> {
 
 /// Fetches and reads the card of one configured agent; failures are logged
 /// and leave the agent out, since other agents may still serve the run.
-async fn fetch_card(http: &reqwest::Client, url: &str) -> Found {
+async fn fetch_card(http: &reqwest::Client, agent: &ConfiguredAgent) -> Found {
+    let url = agent.url.as_str();
+    let limit = agent.max_response_size.unwrap_or(DEFAULT_MAX_RESPONSE_SIZE);
     for location in card_locations(url) {
-        match fetch_json(http, &location).await {
+        match fetch_json(http, &location, limit).await {
             Ok(json) => match AgentCard::parse(&location, &json) {
-                Ok(card) => return Found::Card(Arc::new(card)),
+                Ok(mut card) => {
+                    card.max_response_size = agent.max_response_size;
+                    return Found::Card(Arc::new(card));
+                }
+                Err(error @ super::CardError::CredentialsInUrl { .. }) => {
+                    tracing::warn!(agent = url, "{error}; skipping the agent");
+                    return Found::Refused {
+                        url: url.to_string(),
+                        reason: error.to_string(),
+                    };
+                }
                 Err(error) => tracing::warn!(agent = url, "{error}"),
             },
             Err(FetchError::Connect(error)) => {
@@ -294,7 +380,11 @@ enum FetchError {
     Other(String),
 }
 
-async fn fetch_json(http: &reqwest::Client, location: &str) -> Result<Value, FetchError> {
+async fn fetch_json(
+    http: &reqwest::Client,
+    location: &str,
+    limit: u64,
+) -> Result<Value, FetchError> {
     let request = http.get(location).timeout(CARD_TIMEOUT);
     let response = request.send().await.map_err(|error| {
         if error.is_connect() || error.is_timeout() {
@@ -306,9 +396,22 @@ async fn fetch_json(http: &reqwest::Client, location: &str) -> Result<Value, Fet
     if !response.status().is_success() {
         return Err(FetchError::Other(format!("HTTP {}", response.status())));
     }
-    response
-        .json()
+    let body = read_limited(response, limit)
         .await
+        .map_err(|error| match error {
+            BodyError::TooLarge { .. } => FetchError::Other(format!(
+                "the card is larger than {} (max_response_size)",
+                crate::workflow::model::size::display(limit)
+            )),
+            BodyError::Transport(error) => FetchError::Other(error.to_string()),
+        })?;
+    let text = String::from_utf8_lossy(&body);
+    if json_values(&text) > max_json_values(limit) {
+        return Err(FetchError::Other(
+            "the card holds more JSON values than max_response_size allows".to_string(),
+        ));
+    }
+    serde_json::from_str(&text)
         .map_err(|error| FetchError::Other(format!("not a JSON card: {error}")))
 }
 
@@ -357,12 +460,43 @@ mod tests {
         for text in cases {
             let mut file = tempfile::NamedTempFile::new().unwrap();
             file.write_all(text.as_bytes()).unwrap();
-            assert_eq!(
-                read_agents_file(file.path()).unwrap(),
-                ["http://a", "http://b"],
-                "{text}"
-            );
+            let urls: Vec<String> = read_agents_file(file.path())
+                .unwrap()
+                .into_iter()
+                .map(|agent| agent.url)
+                .collect();
+            assert_eq!(urls, ["http://a", "http://b"], "{text}");
         }
+    }
+
+    #[test]
+    fn agents_files_give_each_agent_its_response_limit() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let text = "agents:\n  - {url: http://a, max_response_size: 1MiB}\n  - {url: http://b, max_response_size: 2048}\n  - url: http://c\n";
+        file.write_all(text.as_bytes()).unwrap();
+        let limits: Vec<Option<u64>> = read_agents_file(file.path())
+            .unwrap()
+            .into_iter()
+            .map(|agent| agent.max_response_size)
+            .collect();
+        assert_eq!(limits, [Some(1 << 20), Some(2048), None]);
+    }
+
+    #[test]
+    fn agent_urls_with_credentials_are_refused_without_showing_them() {
+        for url in ["http://user:hunter2@h:1", "http://hunter2@h:1/agent-card"] {
+            let error = StaticDiscovery::configured(vec![url.to_string()], None)
+                .err()
+                .expect("refused");
+            let message = error.to_string();
+            assert!(
+                message.contains("carries a user name or password"),
+                "{message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(error.hint().unwrap().contains("remove `user:password@`"));
+        }
+        assert!(StaticDiscovery::configured(vec!["http://h:1".into()], None).is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! that speaks A2A 1.0 (JSON-RPC) and the original project's legacy protocol.
 
 mod a2a;
+mod answer;
 pub mod card;
 pub mod client;
 pub mod discovery;

@@ -174,12 +174,28 @@ impl AppState {
                 );
                 continue;
             }
+            if self.store.executor_starts(&id)? >= CRASHED_EXECUTIONS {
+                let reason = crashed_twice(&id);
+                tracing::warn!("run {id} not resumed: {reason}");
+                self.store.set_error(&id, &reason)?;
+                continue;
+            }
             tracing::info!("resuming run {id}");
             self.continue_in_background(id);
             resumed += 1;
         }
         Ok(resumed)
     }
+}
+
+/// Executions that never ended after which start-up resume leaves a run
+/// alone: an answer that kills the executor would kill every restart too.
+const CRASHED_EXECUTIONS: u32 = 2;
+
+fn crashed_twice(id: &str) -> String {
+    format!(
+        "the executor crashed twice while running this run; resume it by hand with `pallet resume {id}` after fixing the cause"
+    )
 }
 
 /// Refuse to expose the service beyond this machine without a token.
@@ -235,6 +251,14 @@ pub async fn serve(
         );
         state.abort.cancel();
         state.tasks.wait().await;
+        // The dropped executions' leases are released (their starts were no
+        // crash) before the process exits.
+        if let Err(error) = state.store.settled().await {
+            tracing::warn!(
+                "cannot release the leases of the runs left resumable: {}",
+                crate::engine::chain_of(&error)
+            );
+        }
     }
     Ok(())
 }

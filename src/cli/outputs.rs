@@ -1,14 +1,25 @@
 //! The results of a run on disk, as the original project wrote them to `app/`.
+//!
+//! The output directory may hold things pallet did not put there, so writing
+//! never follows a symbolic link, each file is replaced atomically (a failed
+//! write leaves the old file), and only files pallet wrote itself and that
+//! are unchanged since are removed before the next run.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
+use super::render::BadInput;
 use crate::engine::{RunRecord, StepRecord, StepStatus};
 
-/// Lists what the last run wrote, so the next one removes exactly those files
-/// and never leaves a previous run's results beside its own.
+/// Lists what the last run wrote, with each file's SHA-256 (the format of
+/// `sha256sum`), so the next run removes exactly those files, and only while
+/// they are as pallet left them.
 const MANIFEST: &str = ".pallet-files";
 
 /// Names the generated code file may not take: they hold the run's own record.
@@ -21,56 +32,89 @@ const RESERVED: &[&str] = &[
     MANIFEST,
 ];
 
+const LINK_HINT: &str =
+    "remove the symbolic link or pass another --out; pallet writes results only into real files";
+
 /// Writes the run's files into `dir` and returns their names.
 pub fn write(dir: &Path, record: &RunRecord) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     remove_previous(dir)?;
-    let steps_dir = dir.join("steps");
-    std::fs::create_dir_all(&steps_dir)
-        .with_context(|| format!("cannot create {}", steps_dir.display()))?;
-    let mut written = Vec::new();
-    write_file(dir, "run.json", &pretty(record), &mut written)?;
-    write_file(
-        dir,
-        "metadata.json",
-        &pretty(&metadata(record)),
-        &mut written,
-    )?;
+    create_real_dir(&dir.join("steps"))?;
+    let mut written = Written::default();
+    written.file(dir, "run.json", &pretty(record))?;
+    written.file(dir, "metadata.json", &pretty(&metadata(record)))?;
     for step in &record.steps {
         let name = format!("steps/{}.json", file_safe(&step.id));
-        write_file(dir, &name, &pretty(step), &mut written)?;
+        written.file(dir, &name, &pretty(step))?;
     }
     if let Some(plan) = result_of_skill(record, "create_plan") {
-        write_file(dir, "plan.json", &pretty(plan), &mut written)?;
+        written.file(dir, "plan.json", &pretty(plan))?;
     }
     if let Some(review) = result_of_skill(record, "review_code") {
-        write_file(dir, "review.json", &pretty(review), &mut written)?;
+        written.file(dir, "review.json", &pretty(review))?;
     }
     if let Some(build) = result_of_skill(record, "generate_code")
         && let Some(code) = build["code"].as_str()
     {
-        write_file(dir, &code_file_name(build), code, &mut written)?;
+        written.file(dir, &code_file_name(build), code)?;
     }
-    let manifest = written.join("\n") + "\n";
-    std::fs::write(dir.join(MANIFEST), manifest)
-        .with_context(|| format!("cannot write {}", dir.join(MANIFEST).display()))?;
-    Ok(written)
+    let path = dir.join(MANIFEST);
+    refuse_link(&path)?;
+    replace_file(&path, written.manifest.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(written.names)
 }
 
+/// The files written so far and the manifest lines that record them.
+#[derive(Default)]
+struct Written {
+    names: Vec<String>,
+    manifest: String,
+}
+
+impl Written {
+    fn file(&mut self, dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+        let path = dir.join(name);
+        refuse_link(&path)?;
+        replace_file(&path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        self.manifest
+            .push_str(&format!("{}  {name}\n", sha256_hex(text.as_bytes())));
+        self.names.push(name.to_string());
+        Ok(())
+    }
+}
+
+/// Removes the previous run's files: only names this module could have
+/// written, only regular files (never through a link), only unchanged ones.
 fn remove_previous(dir: &Path) -> anyhow::Result<()> {
-    let Ok(previous) = std::fs::read_to_string(dir.join(MANIFEST)) else {
+    let Ok(previous) = read_no_follow(&dir.join(MANIFEST)) else {
         return Ok(());
     };
-    for name in previous.lines().filter(|name| is_own_file_name(name)) {
-        let path = dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                return Err(error).with_context(|| {
-                    format!("cannot remove the previous run's {}", path.display())
-                });
-            }
+    let previous = String::from_utf8_lossy(&previous);
+    for line in previous.lines() {
+        // A manifest without hashes (an older pallet's) proves nothing: keep those files.
+        let Some((hash, name)) = line.split_once("  ") else {
+            continue;
+        };
+        if !is_own_file_name(name) || !parent_is_real_dir(dir, name) {
+            tracing::debug!(
+                name,
+                "the previous run's manifest names a file pallet does not remove"
+            );
+            continue;
         }
+        let path = dir.join(name);
+        let unchanged = std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_file())
+            && read_no_follow(&path).is_ok_and(|bytes| sha256_hex(&bytes) == hash);
+        if !unchanged {
+            if path.symlink_metadata().is_ok() {
+                tracing::warn!(path = %path.display(), "kept the previous run's file: it changed since pallet wrote it");
+            }
+            continue;
+        }
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot remove the previous run's {}", path.display()))?;
     }
     Ok(())
 }
@@ -81,11 +125,95 @@ fn is_own_file_name(name: &str) -> bool {
     !file.is_empty() && file_safe(file) == file && !file.starts_with('.')
 }
 
-fn write_file(dir: &Path, name: &str, text: &str, written: &mut Vec<String>) -> anyhow::Result<()> {
-    let path = dir.join(name);
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    written.push(name.to_string());
-    Ok(())
+/// `steps/NAME` only while `steps` is a directory, not a link to one elsewhere.
+fn parent_is_real_dir(dir: &Path, name: &str) -> bool {
+    match name.split_once('/') {
+        Some((parent, _)) => {
+            std::fs::symlink_metadata(dir.join(parent)).is_ok_and(|meta| meta.is_dir())
+        }
+        None => true,
+    }
+}
+
+/// Creates `path` as a directory unless it is one; a link (even to a
+/// directory) or a file in its place is an error.
+fn create_real_dir(path: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.file_type().is_symlink() => Err(link_error(path)),
+        Ok(_) => Err(BadInput::new(format!(
+            "cannot write results into {}: it is not a directory",
+            path.display()
+        ))
+        .hint("remove it or pass another --out")
+        .into()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(path).with_context(|| format!("cannot create {}", path.display()))
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The clear error for a planted link; the atomic rename would replace the
+/// link rather than follow it, but a link there means someone meant it.
+fn refuse_link(path: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(link_error(path)),
+        _ => Ok(()),
+    }
+}
+
+fn link_error(path: &Path) -> anyhow::Error {
+    BadInput::new(format!(
+        "refusing to write {}: it is a symbolic link",
+        path.display()
+    ))
+    .hint(LINK_HINT)
+    .into()
+}
+
+/// Replaces `path` with `bytes` atomically: a temporary file in the same
+/// directory, written and synced, then renamed over `path`.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace_file_with(path, |file| file.write_all(bytes))
+}
+
+/// [`replace_file`] with the writing passed in, so tests can make it fail.
+fn replace_file_with(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&temporary)?;
+    let result = fill(&mut file)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// Reads a file without following a link at its last component.
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn pretty(value: &impl serde::Serialize) -> String {
@@ -186,6 +314,172 @@ fn file_safe(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn step(id: &str, skill: &str, outputs: Value) -> StepRecord {
+        StepRecord {
+            id: id.into(),
+            skill: Some(skill.into()),
+            status: StepStatus::Completed,
+            inputs: None,
+            outputs: Some(outputs),
+            error: None,
+            attempts: 1,
+            agent: None,
+            child: None,
+            started_at: String::new(),
+            ended_at: String::new(),
+            duration_ms: 0.0,
+        }
+    }
+
+    /// A run with one step `a` whose generated code goes to `main.py`.
+    fn record() -> RunRecord {
+        RunRecord {
+            run_id: "r".into(),
+            workflow_id: "w".into(),
+            workflow_version: "1.0.0".into(),
+            workflow_source: "w.yaml".into(),
+            input: json!({}),
+            status: crate::engine::RunStatus::Completed,
+            steps: vec![step(
+                "a",
+                "generate_code",
+                json!({"code": "print(1)\n", "language": "python"}),
+            )],
+            output: None,
+            error: None,
+            started_at: String::new(),
+            ended_at: String::new(),
+            duration_ms: 0.0,
+        }
+    }
+
+    /// An output directory and, beside it, a victim pallet must never touch.
+    struct Places {
+        _root: tempfile::TempDir,
+        out: std::path::PathBuf,
+        victim_file: std::path::PathBuf,
+        victim_dir: std::path::PathBuf,
+    }
+
+    fn places() -> Places {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("out");
+        let victim_dir = root.path().join("victim-dir");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::create_dir_all(&victim_dir).unwrap();
+        std::fs::write(victim_dir.join("a.json"), "precious\n").unwrap();
+        let victim_file = root.path().join("victim.txt");
+        std::fs::write(&victim_file, "precious\n").unwrap();
+        Places {
+            _root: root,
+            out,
+            victim_file,
+            victim_dir,
+        }
+    }
+
+    #[test]
+    fn a_planted_file_link_is_refused_and_its_target_unchanged() {
+        let places = places();
+        std::os::unix::fs::symlink(&places.victim_file, places.out.join("main.py")).unwrap();
+        let error = write(&places.out, &record()).unwrap_err();
+        assert!(error.to_string().contains("is a symbolic link"), "{error}");
+        assert!(super::super::render::error(&error).contains("hint: remove the symbolic link"));
+        assert_eq!(
+            std::fs::read_to_string(&places.victim_file).unwrap(),
+            "precious\n"
+        );
+    }
+
+    #[test]
+    fn a_planted_directory_link_is_refused_and_nothing_is_written_through_it() {
+        let places = places();
+        std::os::unix::fs::symlink(&places.victim_dir, places.out.join("steps")).unwrap();
+        let error = write(&places.out, &record()).unwrap_err();
+        assert!(error.to_string().contains("is a symbolic link"), "{error}");
+        let entries: Vec<_> = std::fs::read_dir(&places.victim_dir).unwrap().collect();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            std::fs::read_to_string(places.victim_dir.join("a.json")).unwrap(),
+            "precious\n"
+        );
+    }
+
+    #[test]
+    fn a_hostile_manifest_removes_nothing_pallet_did_not_write() {
+        let places = places();
+        write(&places.out, &record()).unwrap();
+        // The user edits a file pallet wrote; an attacker lists files outside
+        // the directory, links and the user's own files, with their true hashes.
+        std::fs::write(places.out.join("main.py"), "mine now\n").unwrap();
+        std::os::unix::fs::symlink(&places.victim_file, places.out.join("link.json")).unwrap();
+        std::fs::write(places.out.join("notes.txt"), "the user's\n").unwrap();
+        let hash = sha256_hex(b"precious\n");
+        let mut manifest = std::fs::read_to_string(places.out.join(MANIFEST)).unwrap();
+        for name in [
+            "../victim.txt".to_string(),
+            places.victim_file.display().to_string(),
+            "link.json".to_string(),
+            "../victim-dir/a.json".to_string(),
+        ] {
+            manifest.push_str(&format!("{hash}  {name}\n"));
+        }
+        manifest.push_str("notes.txt\n");
+        std::fs::write(places.out.join(MANIFEST), manifest).unwrap();
+
+        let mut next = record();
+        next.steps = vec![step("b", "create_plan", json!({"plan": 1}))];
+        write(&places.out, &next).unwrap();
+
+        assert_eq!(
+            std::fs::read_to_string(&places.victim_file).unwrap(),
+            "precious\n"
+        );
+        assert!(places.victim_dir.join("a.json").exists());
+        assert!(places.out.join("link.json").symlink_metadata().is_ok());
+        assert_eq!(
+            std::fs::read_to_string(places.out.join("main.py")).unwrap(),
+            "mine now\n"
+        );
+        assert!(places.out.join("notes.txt").exists());
+        // What pallet wrote and nobody changed is gone.
+        assert!(!places.out.join("steps/a.json").exists());
+        assert!(places.out.join("steps/b.json").exists());
+    }
+
+    #[test]
+    fn a_manifest_entry_under_a_linked_steps_directory_is_not_removed() {
+        let places = places();
+        write(&places.out, &record()).unwrap();
+        std::fs::remove_dir_all(places.out.join("steps")).unwrap();
+        std::os::unix::fs::symlink(&places.victim_dir, places.out.join("steps")).unwrap();
+        let manifest = format!("{}  steps/a.json\n", sha256_hex(b"precious\n"));
+        std::fs::write(places.out.join(MANIFEST), manifest).unwrap();
+        assert!(write(&places.out, &record()).is_err());
+        assert!(places.victim_dir.join("a.json").exists());
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        replace_file(&path, b"old\n").unwrap();
+        let failed = replace_file_with(&path, |file| {
+            file.write_all(b"{\"par")?;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "disk full",
+            ))
+        });
+        assert_eq!(failed.unwrap_err().kind(), std::io::ErrorKind::StorageFull);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["run.json"]);
+    }
 
     #[test]
     fn code_file_names_stay_inside_and_never_replace_the_record() {

@@ -15,7 +15,7 @@ use super::outputs;
 use super::progress;
 use super::registry;
 use super::render::{BadInput, EXIT_FAILED};
-use crate::agent::{AgentClient, Discovery, StaticDiscovery};
+use crate::agent::{AgentClient, Discovery, DiscoveryError, StaticDiscovery};
 use crate::builtin::{BUILTIN_ORIGIN, BuiltinWorkflows, ExampleAgents};
 use crate::engine::{
     DirectorySource, Engine, RunRecord, RunStatus, SourceError, Sources, WorkflowSource,
@@ -259,10 +259,14 @@ pub(super) async fn resolve_agents(
     let registry_usable = !offline && !registry_source.was_not_answering();
     let urls = &sources.agents;
     if !urls.is_empty() || sources.agents_file.is_some() {
-        let configured: Arc<dyn Discovery> = Arc::new(match &sources.agents_file {
-            Some(path) => StaticDiscovery::with_agents_file(urls.to_vec(), path)?,
-            None => StaticDiscovery::new(urls.to_vec()),
-        });
+        let configured = StaticDiscovery::configured(urls.to_vec(), sources.agents_file.as_deref())
+            .map_err(|error| match (&error, error.hint()) {
+                (DiscoveryError::CredentialsInUrl { .. }, Some(hint)) => {
+                    anyhow::Error::new(BadInput::new(error.to_string()).hint(hint))
+                }
+                _ => anyhow::Error::new(error),
+            })?;
+        let configured: Arc<dyn Discovery> = Arc::new(configured);
         if !registry_usable {
             return Ok((configured, None));
         }

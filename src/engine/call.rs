@@ -156,6 +156,7 @@ impl Run<'_> {
                 timeout,
                 cancel,
                 idempotency_key: key,
+                max_response_size: step.max_response_size,
             };
             let started = Instant::now();
             // The client enforces the timeout; this only guards against a client that hangs.

@@ -443,7 +443,9 @@ impl Runner<'_> {
             .run_durable(workflow, input, cancel, &durable)
             .await;
         if lease.lost() {
-            // The new owner records the run from now on.
+            // The new owner records the run from now on; this executor's start
+            // is taken back (it did not crash).
+            lease.release().await;
             return Err(RunError::LeaseLost { id: id.to_string() });
         }
         // The end and the lease's release are one write: whoever sees the new
@@ -453,7 +455,10 @@ impl Runner<'_> {
             .end_execution_queued(id, self.final_change(&record), lease.token())
             .await;
         // Also when the end could not be stored: another process may go on.
-        lease.release().await;
+        match ended {
+            Ok(_) => lease.released_with_end(),
+            Err(_) => lease.release().await,
+        }
         let recorded = match ended {
             Err(StoreError::LeaseLost { .. }) => {
                 return Err(RunError::LeaseLost { id: id.to_string() });

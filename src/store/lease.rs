@@ -202,6 +202,10 @@ pub fn acquire(
             timestamp(now + duration)
         ],
     )?;
+    // One more execution in flight until its lease is released (see `release`).
+    connection
+        .prepare_cached("UPDATE runs SET executor_starts = executor_starts + 1 WHERE id = ?1")?
+        .execute([id])?;
     Ok(None)
 }
 
@@ -220,13 +224,27 @@ pub fn renew(
     Ok(updated == 1)
 }
 
-/// Give up the lease held under `token` (a lease taken over by another stays).
+/// Give up the lease held under `token` (a lease taken over by another
+/// stays). Every executor that stops without crashing comes here, so its
+/// start is no crash: a lease still ours clears the count of executions that
+/// never ended (see `migrations/0003_executor_starts.sql`); a lease taken over
+/// takes back this executor's own start only, the new owner's still counts.
 pub fn release(connection: &Connection, id: &str, token: &str) -> rusqlite::Result<()> {
-    connection.execute(
-        "DELETE FROM run_leases WHERE run_id = ?1 AND token = ?2",
-        params![id, token],
-    )?;
+    let uncount = match abandon(connection, id, token)? {
+        true => "UPDATE runs SET executor_starts = 0 WHERE id = ?1",
+        false => "UPDATE runs SET executor_starts = MAX(executor_starts - 1, 0) WHERE id = ?1",
+    };
+    connection.prepare_cached(uncount)?.execute([id])?;
     Ok(())
+}
+
+/// Give up the lease held under `token` but leave its start counted, as a
+/// crash would: for an executor that panicked. Whether the lease was still ours.
+pub fn abandon(connection: &Connection, id: &str, token: &str) -> rusqlite::Result<bool> {
+    let deleted = connection
+        .prepare_cached("DELETE FROM run_leases WHERE run_id = ?1 AND token = ?2")?
+        .execute(params![id, token])?;
+    Ok(deleted == 1)
 }
 
 impl RunStore {
@@ -258,6 +276,15 @@ impl RunStore {
     pub fn release_lease(&self, id: &str, token: &str) -> Pending<()> {
         let (id, token) = (id.to_string(), token.to_string());
         self.write(move |connection| Ok(release(connection, &id, &token)?))
+    }
+
+    /// [`abandon`] for an executor that panicked.
+    pub fn abandon_lease(&self, id: &str, token: &str) -> Pending<()> {
+        let (id, token) = (id.to_string(), token.to_string());
+        self.write(move |connection| {
+            abandon(connection, &id, &token)?;
+            Ok(())
+        })
     }
 
     /// The lease of whoever executes run `id` now, if it is live.
@@ -327,17 +354,28 @@ impl HeldLease {
         self.token.clear();
         report_release(&self.run_id, released.await);
     }
+
+    /// The lease was given up with the write that recorded the run's end
+    /// ([`RunStore::end_execution_queued`]): nothing is left to release.
+    pub fn released_with_end(mut self) {
+        self.renewal.abort();
+        self.token.clear();
+    }
 }
 
 impl Drop for HeldLease {
     /// When the execution is dropped midway (a service shutting down): the
-    /// release is queued behind the run's last writes, and nobody waits for it.
+    /// release is queued behind the run's last writes, and nobody waits for it
+    /// ([`RunStore::settled`] does). Dropped by a panic, the start stays counted.
     fn drop(&mut self) {
         self.renewal.abort();
         if self.token.is_empty() {
             return;
         }
-        let released = self.store.release_lease(&self.run_id, &self.token);
+        let released = match std::thread::panicking() {
+            true => self.store.abandon_lease(&self.run_id, &self.token),
+            false => self.store.release_lease(&self.run_id, &self.token),
+        };
         let run_id = self.run_id.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { report_release(&run_id, released.await) });
@@ -597,5 +635,15 @@ mod tests {
         let lease = read(&connection, "r").unwrap().unwrap();
         assert_eq!(lease.owner, process("first").0);
         assert_eq!(lease.expires_at, at(56 + 30));
+        // "first" released after its takeover (its start taken back), "far"
+        // released its own (cleared); "second" died holding it, "first" holds it.
+        let starts: u32 = connection
+            .query_row(
+                "SELECT executor_starts FROM runs WHERE id = 'r'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(starts, 2);
     }
 }

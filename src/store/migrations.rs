@@ -6,9 +6,10 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 2] = [
+const MIGRATIONS: [(u32, &str); 3] = [
     (1, include_str!("../../migrations/0001_runs.sql")),
     (2, include_str!("../../migrations/0002_run_leases.sql")),
+    (3, include_str!("../../migrations/0003_executor_starts.sql")),
 ];
 
 pub(super) fn apply(connection: &mut Connection) -> Result<(), StoreError> {
@@ -71,7 +72,7 @@ mod tests {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(versions, vec![1, 2]);
+            assert_eq!(versions, vec![1, 2, 3]);
         }
     }
 
@@ -88,7 +89,7 @@ mod tests {
                 error,
                 StoreError::TooNew {
                     found: 99,
-                    known: 2
+                    known: 3
                 }
             ),
             "{error}"

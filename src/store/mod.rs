@@ -166,6 +166,12 @@ impl RunStore {
         self.readers.with(read)
     }
 
+    /// Answers once every write queued before it is committed: writes nobody
+    /// awaited (a dropped lease's release) are stored before the process exits.
+    pub fn settled(&self) -> Pending<()> {
+        self.write(|_| Ok(()))
+    }
+
     /// Run synchronous store calls on tokio's blocking threads, so an async
     /// caller's runtime thread is not held while SQLite works.
     pub async fn blocking<T, E>(

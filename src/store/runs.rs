@@ -219,6 +219,28 @@ impl RunStore {
         })
     }
 
+    /// Executions of run `id` that took its lease and never released it
+    /// (crashed); counted and cleared by the lease (`lease::acquire`, `release`).
+    pub fn executor_starts(&self, id: &str) -> Result<u32, StoreError> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT executor_starts FROM runs WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))?)
+        })
+    }
+
+    /// Records why a run is left as it is (shown by `pallet runs show`).
+    pub fn set_error(&self, id: &str, error: &str) -> Result<(), StoreError> {
+        let (id, error) = (id.to_string(), error.to_string());
+        self.write(move |connection| {
+            connection
+                .prepare_cached("UPDATE runs SET error = ?2 WHERE id = ?1")?
+                .execute(params![id, error])?;
+            Ok(())
+        })
+        .wait()
+    }
+
     /// [`RunStore::transition`] for async callers: await the answer.
     pub fn transition_queued(&self, id: &str, change: RunChange) -> Pending<RunState> {
         let id = id.to_string();

@@ -99,6 +99,9 @@ pub struct Step {
     /// approval only: where a rejection sends the run (default: the run fails).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_reject: Option<OnReject>,
+    /// The largest answer, in bytes, the step's agent may send (default 16 MiB).
+    #[serde(default, with = "size_opt", skip_serializing_if = "Option::is_none")]
+    pub max_response_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -309,5 +312,121 @@ mod duration_opt {
         deserializer: D,
     ) -> Result<Option<Duration>, D::Error> {
         super::duration::deserialize(deserializer).map(Some)
+    }
+}
+
+/// Sizes are written as bytes (`1048576`) or with a binary unit (`"16MiB"`,
+/// `"512 KiB"`, `"1GiB"`); decimal units (`kB`, `MB`, `GB`) are accepted too.
+pub mod size {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+
+    const UNITS: [(&str, u64); 8] = [
+        ("B", 1),
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("kB", 1000),
+        ("KB", 1000),
+        ("MB", 1000 * 1000),
+        ("GB", 1000 * 1000 * 1000),
+    ];
+
+    pub fn parse(text: &str) -> Result<u64, String> {
+        let invalid = || {
+            format!(
+                "invalid size {text:?}: write bytes (1048576) or a unit (\"512KiB\", \"16MiB\", \"1GiB\")"
+            )
+        };
+        let trimmed = text.trim();
+        let digits_end = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (digits, unit) = trimmed.split_at(digits_end);
+        let number: u64 = digits.parse().map_err(|_| invalid())?;
+        let unit = unit.trim();
+        let multiplier = match unit {
+            "" => 1,
+            _ => UNITS
+                .iter()
+                .find(|(name, _)| *name == unit)
+                .map(|(_, multiplier)| *multiplier)
+                .ok_or_else(invalid)?,
+        };
+        let bytes = number.checked_mul(multiplier).ok_or_else(invalid)?;
+        if bytes == 0 {
+            return Err(format!("invalid size {text:?}: must be at least one byte"));
+        }
+        Ok(bytes)
+    }
+
+    /// `16 MiB` for whole binary units, else the bytes.
+    pub fn display(bytes: u64) -> String {
+        for (name, multiplier) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if bytes >= multiplier && bytes.is_multiple_of(multiplier) {
+                return format!("{} {name}", bytes / multiplier);
+            }
+        }
+        format!("{bytes} bytes")
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        match Raw::deserialize(deserializer)? {
+            Raw::Bytes(0) => Err(D::Error::custom(
+                "invalid size 0: must be at least one byte",
+            )),
+            Raw::Bytes(bytes) => Ok(bytes),
+            Raw::Text(text) => parse(&text).map_err(D::Error::custom),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(*value)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn sizes_in_bytes_and_units() {
+            let cases = [
+                ("1048576", Ok(1 << 20)),
+                ("16MiB", Ok(16 << 20)),
+                ("512 KiB", Ok(512 << 10)),
+                ("1GiB", Ok(1 << 30)),
+                ("2MB", Ok(2_000_000)),
+                ("0", Err(())),
+                ("16 mb", Err(())),
+                ("MiB", Err(())),
+                ("99999999999999GiB", Err(())),
+            ];
+            for (text, expected) in cases {
+                assert_eq!(super::parse(text).map_err(|_| ()), expected, "{text}");
+            }
+            assert_eq!(super::display(16 << 20), "16 MiB");
+            assert_eq!(super::display(1000), "1000 bytes");
+        }
+    }
+}
+
+pub mod size_opt {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<u64>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => super::size::serialize(bytes, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        super::size::deserialize(deserializer).map(Some)
     }
 }

@@ -33,6 +33,7 @@ async fn call(
         timeout,
         cancel: &cancel,
         idempotency_key: "test-key",
+        max_response_size: None,
     };
     AgentClient::new().call(agent, request).await
 }
@@ -282,6 +283,7 @@ async fn a2a_cancellation_token_cancels_the_task_on_the_agent() {
         timeout: GENEROUS,
         cancel: &cancel,
         idempotency_key: "k",
+        max_response_size: None,
     };
     let error = AgentClient::new().call(&agent, request).await.unwrap_err();
     assert!(matches!(error, CallError::Cancelled { .. }), "{error:?}");
@@ -304,6 +306,7 @@ async fn agents_that_are_down_are_unreachable_and_transient() {
             description: None,
             endpoint,
             skills: vec![],
+            max_response_size: None,
         };
         let error = call(&agent, "echo", &Map::new(), GENEROUS)
             .await

@@ -1671,3 +1671,189 @@ async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
     );
     assert_eq!(agent.calls("last"), 1);
 }
+
+/// `pallet ARGS --db DB --agent URL` as a child, with its homes in `home`.
+fn spawn_pallet(args: &[&str], db: &Path, agent: &str, home: &Path) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pallet"));
+    command
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .args(["--agent", agent])
+        .env("HOME", home)
+        .env_remove("PALLET_AGENTS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for variable in [
+        "XDG_CACHE_HOME",
+        "XDG_DATA_HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_STATE_HOME",
+    ] {
+        command.env(variable, home.join(variable));
+    }
+    command.spawn().unwrap()
+}
+
+/// Waits until step `slow` of the run in `db` has `running` attempts, then kills `child`.
+async fn kill_when_slow_runs(mut child: std::process::Child, db: &Path, running: usize) -> String {
+    let db = db.to_path_buf();
+    let id = tokio::task::spawn_blocking(move || {
+        wait_for(&db, "step `slow` in flight", |store, id| {
+            let statuses = attempt_statuses(store, id, "slow");
+            statuses.len() == running && statuses.last().map(String::as_str) == Some("running")
+        })
+    })
+    .await
+    .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert!(!child.wait().unwrap().success());
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_executor_crashed_twice_is_not_resumed_at_start_up() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let home = directory.path();
+    let db = home.join("runs.db");
+    let file = home.join("crash.yaml");
+    std::fs::write(
+        &file,
+        workflow_text(
+            "  - {id: slow, skill: sleep, inputs: {ms: 2000}}\n  - {id: after, skill: last}\n",
+        ),
+    )
+    .unwrap();
+    let out = home.join("out");
+    let (file, out) = (file.to_str().unwrap(), out.to_str().unwrap());
+    // Killed while executing, twice: by `pallet run`, then by `pallet resume`.
+    let run = spawn_pallet(
+        &["run", "--quiet", "--file", file, "--out", out],
+        &db,
+        &agent.url(),
+        home,
+    );
+    let id = kill_when_slow_runs(run, &db, 1).await;
+    let resume = spawn_pallet(&["resume", &id], &db, &agent.url(), home);
+    kill_when_slow_runs(resume, &db, 2).await;
+    let store = RunStore::open(&db).unwrap();
+    assert_eq!(store.executor_starts(&id).unwrap(), 2);
+
+    let state = pallet::api::AppState::new(
+        store.clone(),
+        engine(&agent),
+        pallet::api::ServiceOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(pallet::api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    service.await.unwrap().unwrap();
+    assert_eq!(
+        agent.calls("sleep"),
+        2,
+        "start-up resume did not run it again"
+    );
+    assert_eq!(
+        attempt_statuses(&store, &id, "slow"),
+        ["interrupted", "running"]
+    );
+
+    let shown = Command::new(env!("CARGO_BIN_EXE_pallet"))
+        .args(["runs", "show", &id, "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "the executor crashed twice while running this run; resume it by hand with `pallet resume {id}` after fixing the cause"
+        )),
+        "{stdout}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    // By hand it still runs, and a normal end clears the count.
+    let resumed = pallet_output(
+        vec!["resume".into(), id.clone(), "--json".into()],
+        &db,
+        &agent.url(),
+    )
+    .await;
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(store.executor_starts(&id).unwrap(), 0);
+}
+
+/// A `pallet` child process, killed when dropped: a failing test leaves none behind.
+struct PalletProcess(std::process::Child);
+
+impl PalletProcess {
+    /// Stops it as a service manager does (SIGTERM) and waits for its clean exit.
+    fn terminate(mut self) {
+        let pid = i32::try_from(self.0.id()).unwrap();
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "pallet serve exited with {status}");
+    }
+}
+
+impl Drop for PalletProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_stopped_gracefully_twice_still_resumes_its_run_at_start_up() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let home = directory.path();
+    let db = home.join("runs.db");
+    let store = RunStore::open(&db).unwrap();
+    let engine = engine(&agent);
+    let slow = workflow("  - {id: slow, skill: sleep, inputs: {ms: 60000}}\n");
+    let run = starter(&store, &engine)
+        .create(&slow, "durable-test.yaml", json!({}))
+        .unwrap();
+    // Each start resumes the run; each SIGTERM leaves it resumable once the
+    // grace period is over. The third start must not take it for a crash loop.
+    for start in 1..=3 {
+        let service = PalletProcess(spawn_pallet(
+            &["serve", "--addr", "127.0.0.1:0", "--grace", "100ms"],
+            &db,
+            &agent.url(),
+            home,
+        ));
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for(
+                &db,
+                &format!("start {start} to run step `slow`"),
+                |store, id| {
+                    let statuses = attempt_statuses(store, id, "slow");
+                    statuses.len() == start
+                        && statuses.last().map(String::as_str) == Some("running")
+                },
+            )
+        })
+        .await
+        .unwrap();
+        tokio::task::spawn_blocking(move || service.terminate())
+            .await
+            .unwrap();
+    }
+    assert_eq!(agent.calls("sleep"), 3);
+    assert_eq!(store.executor_starts(&run.id).unwrap(), 0);
+    assert_eq!(store.get(&run.id).unwrap().status, RunState::InProgress);
+}

@@ -10,6 +10,7 @@ mod engine;
 mod examples;
 mod fuzz;
 mod hostile;
+mod hostile_agents;
 mod registry;
 mod registry_interop;
 mod remote;
