@@ -3,35 +3,21 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::pallet::{Home, Spawned, pallet_in};
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Data and cache directories of these tests, so runs are not recorded in the
-/// user's own database.
-fn scratch_home() -> &'static Path {
-    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
-}
-
-/// The binary with no PALLET_* settings inherited from the caller's shell.
-fn pallet(directory: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pallet"));
-    command
-        .current_dir(directory)
-        .env("XDG_DATA_HOME", scratch_home().join("data"))
-        .env("XDG_CACHE_HOME", scratch_home().join("cache"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PALLET_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
+/// pallet in `directory`, with its HOME and XDG directories in `home`.
+fn pallet_at(home: &Home, directory: &Path) -> Command {
+    let mut command = home.pallet();
+    command.current_dir(directory);
     command
 }
 
@@ -47,12 +33,14 @@ fn read_json(path: &Path) -> Value {
 
 /// `pallet agent serve` processes for every example agent; killed on drop.
 struct ServedAgents {
-    children: Vec<Child>,
+    _children: Vec<Spawned>,
+    _home: Home,
     urls: Vec<String>,
 }
 
 impl ServedAgents {
     fn start() -> ServedAgents {
+        let home = Home::new();
         let mut children = Vec::new();
         let mut urls = Vec::new();
         let mut definitions: Vec<PathBuf> = std::fs::read_dir(repository().join("agents"))
@@ -65,13 +53,13 @@ impl ServedAgents {
             .collect();
         definitions.sort();
         for definition in definitions {
-            let mut child = pallet(&repository())
-                .args(["agent", "serve"])
-                .arg(&definition)
-                .args(["--addr", "127.0.0.1:0"])
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut child = Spawned::spawn(
+                pallet_at(&home, &repository())
+                    .args(["agent", "serve"])
+                    .arg(&definition)
+                    .args(["--addr", "127.0.0.1:0"])
+                    .stderr(Stdio::piped()),
+            );
             let mut first_line = String::new();
             BufReader::new(child.stderr.take().unwrap())
                 .read_line(&mut first_line)
@@ -84,21 +72,16 @@ impl ServedAgents {
             children.push(child);
             urls.push(url);
         }
-        ServedAgents { children, urls }
-    }
-}
-
-impl Drop for ServedAgents {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        ServedAgents {
+            _children: children,
+            _home: home,
+            urls,
         }
     }
 }
 
 fn run_with_agents(directory: &Path, agents: &[String], arguments: &[&str]) -> Output {
-    let mut command = pallet(directory);
+    let mut command = pallet_in(directory);
     command.arg("run");
     for agent in agents {
         command.args(["--agent", agent]);
@@ -108,7 +91,8 @@ fn run_with_agents(directory: &Path, agents: &[String], arguments: &[&str]) -> O
 
 #[test]
 fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
-    let valid = pallet(&repository())
+    let home = Home::new();
+    let valid = pallet_at(&home, &repository())
         .args([
             "validate",
             "workflows/code-generation.yaml",
@@ -120,7 +104,7 @@ fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
     assert_eq!(valid.status.code(), Some(0), "{}", text(&valid.stderr));
     assert_eq!(text(&valid.stdout).matches("ok: workflows/").count(), 3);
 
-    let invalid = pallet(&repository())
+    let invalid = pallet_at(&home, &repository())
         .args([
             "validate",
             "workflows/code-generation.yaml",
@@ -145,7 +129,8 @@ fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
 
 #[test]
 fn validate_json_lists_diagnostics_per_file() {
-    let output = pallet(&repository())
+    let home = Home::new();
+    let output = pallet_at(&home, &repository())
         .args([
             "validate",
             "--json",
@@ -170,7 +155,8 @@ fn validate_json_lists_diagnostics_per_file() {
 
 #[test]
 fn validate_of_a_missing_file_is_bad_input() {
-    let output = pallet(&repository())
+    let home = Home::new();
+    let output = pallet_at(&home, &repository())
         .args(["validate", "no/such/file.yaml"])
         .output()
         .unwrap();
@@ -183,7 +169,7 @@ fn validate_of_a_missing_file_is_bad_input() {
 #[test]
 fn main_job_runs_out_of_the_box_and_writes_app() {
     let scratch = tempfile::tempdir().unwrap();
-    let output = pallet(scratch.path())
+    let output = pallet_in(scratch.path())
         .args([
             "run",
             "Create a function that calculates the factorial of a number",
@@ -480,11 +466,11 @@ async fn ctrl_c_and_sigterm_cancel_the_run_cleanly() {
             "metadata: {id: slow, name: Slow, version: 1.0.0}\nsteps:\n  - id: wait\n    skill: sleep\n    inputs: {ms: 30000}\n  - id: after\n    skill: echo\n",
         )
         .unwrap();
-        let child = pallet(scratch.path())
-            .args(["run", "--file", "slow.yaml", "--agent", &agent.url()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Spawned::spawn(
+            pallet_in(scratch.path())
+                .args(["run", "--file", "slow.yaml", "--agent", &agent.url()])
+                .stderr(Stdio::piped()),
+        );
         // Wait until the slow call reached the agent, then interrupt.
         let started = std::time::Instant::now();
         while agent.calls("sleep") == 0 {
@@ -494,12 +480,9 @@ async fn ctrl_c_and_sigterm_cancel_the_run_cleanly() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let pid = i32::try_from(child.id()).unwrap();
-        // SAFETY: kill(2) on a child process this test spawned and still owns.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        child.signal(signal);
         let output = tokio::task::spawn_blocking(move || child.wait_with_output())
             .await
-            .unwrap()
             .unwrap();
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "signal {signal}: {stderr}");

@@ -3,14 +3,14 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::pallet::{PALLET, Spawned, command_in};
 use crate::support::registry::TestRegistry;
 
-const PALLET: &str = env!("CARGO_BIN_EXE_pallet");
 const AGENTS: [&str; 7] = [
     "plan",
     "build",
@@ -25,8 +25,8 @@ fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A scratch directory with its own cache; pallet runs in it with no
-/// registry, agents or credentials from the environment.
+/// A scratch directory with its own home, cache and data directories; pallet
+/// runs in it with no registry, agents or credentials from the environment.
 struct Scratch {
     directory: tempfile::TempDir,
 }
@@ -43,21 +43,7 @@ impl Scratch {
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command
-            .current_dir(self.path())
-            .env("XDG_CACHE_HOME", self.path().join("cache"))
-            .env("DOCKER_CONFIG", self.path().join("docker"))
-            .env_remove("PALLET_REGISTRY")
-            .env_remove("PALLET_DEFAULT_REGISTRY")
-            .env_remove("PALLET_AGENTS")
-            .env_remove("PALLET_AGENTS_FILE")
-            .env_remove("PALLET_WORKFLOWS_DIR")
-            .env_remove("PALLET_REGISTRY_USERNAME")
-            .env_remove("PALLET_REGISTRY_PASSWORD")
-            .env_remove("PALLET_LLM_CMD")
-            .env("NO_COLOR", "1");
-        command
+        command_in(program, self.path())
     }
 
     fn pallet(&self, arguments: &[&str]) -> Output {
@@ -126,7 +112,7 @@ fn push_examples(scratch: &Scratch, registry: &str) -> Vec<Value> {
 
 /// `pallet agent serve` processes of the example agents on free ports; killed when dropped.
 struct AgentProcesses {
-    children: Vec<Child>,
+    children: Vec<Spawned>,
     urls: Vec<String>,
 }
 
@@ -141,17 +127,17 @@ impl AgentProcesses {
             let definition = repository_root()
                 .join("agents")
                 .join(format!("{name}.yaml"));
-            let child = scratch
-                .command(PALLET)
-                .arg("agent")
-                .arg("serve")
-                .arg(definition)
-                .arg("--addr")
-                .arg(&address)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let child = Spawned::spawn(
+                scratch
+                    .command(PALLET)
+                    .arg("agent")
+                    .arg("serve")
+                    .arg(definition)
+                    .arg("--addr")
+                    .arg(&address)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            );
             processes.children.push(child);
             processes.urls.push(format!("http://{address}"));
         }
@@ -159,15 +145,6 @@ impl AgentProcesses {
             wait_for_port(address.trim_start_matches("http://"));
         }
         processes
-    }
-}
-
-impl Drop for AgentProcesses {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

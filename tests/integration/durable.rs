@@ -3,7 +3,7 @@
 //! `pallet run` process killed with SIGKILL mid-run, then resumed.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::pallet::{Spawned, pallet_in};
 
 const SKILLS: [&str; 3] = ["first", "second", "last"];
 
@@ -448,19 +449,19 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         ),
     )
     .unwrap();
-    let binary = env!("CARGO_BIN_EXE_pallet");
-    let mut child = Command::new(binary)
-        .args(["run", "--quiet", "--file"])
-        .arg(&file)
-        .arg("--db")
-        .arg(&db)
-        .args(["--agent", &agent.url(), "--out"])
-        .arg(directory.path().join("out"))
-        .env_remove("PALLET_AGENTS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let root = directory.path().to_path_buf();
+    let mut child = Spawned::spawn(
+        pallet_in(&root)
+            .args(["run", "--quiet", "--file"])
+            .arg(&file)
+            .arg("--db")
+            .arg(&db)
+            .args(["--agent", &agent.url(), "--out"])
+            .arg(directory.path().join("out"))
+            .env_remove("PALLET_AGENTS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let db_for_wait = db.clone();
     let id = tokio::task::spawn_blocking(move || {
         wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
@@ -490,8 +491,9 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         let db = db.clone();
         let url = agent.url();
         let id = id.clone();
+        let root = root.clone();
         move || {
-            Command::new(binary)
+            pallet_in(&root)
                 .args(["resume", &id, "--json", "--agent", &url])
                 .arg("--db")
                 .arg(&db)
@@ -528,7 +530,7 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         [(1, "interrupted".to_string()), (2, "completed".to_string())]
     );
     // A completed run cannot be resumed: bad input, exit status 2.
-    let again = Command::new(binary)
+    let again = pallet_in(&root)
         .args(["resume", &id, "--agent", &agent.url()])
         .arg("--db")
         .arg(&db)
@@ -545,21 +547,25 @@ async fn the_cli_pauses_at_an_approval_and_approve_finishes_the_run() {
     let db = directory.path().join("runs.db");
     let file = directory.path().join("approve.yaml");
     std::fs::write(&file, workflow_text(APPROVAL_FLOW)).unwrap();
-    let binary = env!("CARGO_BIN_EXE_pallet");
+    let root = directory.path().to_path_buf();
     let url = agent.url();
-    let pallet = move |args: Vec<String>| {
-        let db = db.clone();
-        let url = url.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(binary)
-                .args(&args)
-                .arg("--db")
-                .arg(&db)
-                .args(["--agent", &url])
-                .env_remove("PALLET_AGENTS")
-                .output()
-                .unwrap()
-        })
+    let pallet = {
+        let root = root.clone();
+        move |args: Vec<String>| {
+            let db = db.clone();
+            let url = url.clone();
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || {
+                pallet_in(&root)
+                    .args(&args)
+                    .arg("--db")
+                    .arg(&db)
+                    .args(["--agent", &url])
+                    .env_remove("PALLET_AGENTS")
+                    .output()
+                    .unwrap()
+            })
+        }
     };
     let out = directory.path().join("out").display().to_string();
     let file = file.display().to_string();
@@ -585,7 +591,7 @@ async fn the_cli_pauses_at_an_approval_and_approve_finishes_the_run() {
     assert_eq!(record["status"], "waiting_approval");
     let id = record["run_id"].as_str().unwrap().to_string();
 
-    let shown = Command::new(binary)
+    let shown = pallet_in(&root)
         .args(["runs", "show", &id, "--json", "--db"])
         .arg(directory.path().join("runs.db"))
         .output()
@@ -620,7 +626,7 @@ async fn the_cli_pauses_at_an_approval_and_approve_finishes_the_run() {
     assert_eq!(run["status"], "completed");
     assert_eq!(run["result"]["actor"], "grace");
 
-    let cancel = Command::new(binary)
+    let cancel = pallet_in(&root)
         .args(["cancel", &id, "--db"])
         .arg(directory.path().join("runs.db"))
         .output()
@@ -744,8 +750,10 @@ async fn an_approval_without_a_store_fails_clearly() {
 /// `pallet ARGS --db DB --agent URL`, run to its end off the async runtime.
 async fn pallet_output(args: Vec<String>, db: &Path, agent: &str) -> std::process::Output {
     let (db, agent) = (db.to_path_buf(), agent.to_string());
+    // Its HOME and XDG directories beside the database.
+    let root = db.parent().unwrap().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_pallet"))
+        pallet_in(&root)
             .args(&args)
             .arg("--db")
             .arg(&db)
@@ -781,18 +789,18 @@ async fn a_run_another_live_process_executes_is_not_resumed_until_that_process_d
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pallet"))
-        .args(["run", "--quiet", "--file"])
-        .arg(&file)
-        .arg("--db")
-        .arg(&db)
-        .args(["--agent", &agent.url(), "--out"])
-        .arg(directory.path().join("out"))
-        .env_remove("PALLET_AGENTS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::spawn(
+        pallet_in(directory.path())
+            .args(["run", "--quiet", "--file"])
+            .arg(&file)
+            .arg("--db")
+            .arg(&db)
+            .args(["--agent", &agent.url(), "--out"])
+            .arg(directory.path().join("out"))
+            .env_remove("PALLET_AGENTS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let db_for_wait = db.clone();
     let id = tokio::task::spawn_blocking(move || {
         wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
@@ -1447,9 +1455,9 @@ steps:
         ),
     )
     .unwrap();
-    let binary = env!("CARGO_BIN_EXE_pallet");
+    let root = directory.path().to_path_buf();
     let pallet = |args: &[&str]| {
-        let mut command = Command::new(binary);
+        let mut command = pallet_in(&root);
         command
             .args(args)
             .arg("--db")
@@ -1480,7 +1488,7 @@ steps:
     assert_eq!(record["status"], "waiting_approval");
     let id = record["run_id"].as_str().unwrap().to_string();
 
-    let shown = Command::new(binary)
+    let shown = pallet_in(&root)
         .args(["runs", "show", &id, "--json", "--db"])
         .arg(&db)
         .output()
@@ -1489,7 +1497,7 @@ steps:
     assert_eq!(view["status"], "waiting_approval");
     assert_eq!(view["approval"]["step"], "build/review");
     assert_eq!(view["approval"]["title"], "Go on?");
-    let text = Command::new(binary)
+    let text = pallet_in(&root)
         .args(["runs", "show", &id, "--db"])
         .arg(&db)
         .output()
@@ -1503,11 +1511,11 @@ steps:
 
     // Approve in a process that is killed once `build/publish` completed and
     // `build/slow` is in flight.
-    let mut approving = pallet(&["approve", &id, "--actor", "ada"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut approving = Spawned::spawn(
+        pallet(&["approve", &id, "--actor", "ada"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let db_for_wait = db.clone();
     tokio::task::spawn_blocking(move || {
         wait_for(&db_for_wait, "step `build/slow` in flight", |store, id| {
