@@ -208,14 +208,24 @@ fn origin_line(
     registry_source: &RegistrySource,
     registry: &str,
 ) -> String {
-    if registry_source.was_not_answering() {
-        let used = if origin.starts_with(BUILTIN_ORIGIN) {
+    let used = || {
+        if origin.starts_with(BUILTIN_ORIGIN) {
             "the built-in example workflow".to_string()
         } else {
             format!("workflow file {origin}")
-        };
+        }
+    };
+    if registry_source.was_not_cached() {
         return format!(
-            "no registry configured and none answering at {registry}: using {used} `{}`",
+            "offline, `{}` is not in the local cache of registry {registry}: using {}",
+            args.workflow,
+            used()
+        );
+    }
+    if registry_source.was_not_answering() {
+        return format!(
+            "no registry configured and none answering at {registry}: using {} `{}`",
+            used(),
             args.workflow
         );
     }

@@ -120,6 +120,13 @@ pub(super) async fn engine_from_sources(
     say: &impl Fn(String),
 ) -> anyhow::Result<(Engine, Option<ExampleAgents>)> {
     let connected = super::registry::connect(registry)?;
+    if registry.offline {
+        say(format!(
+            "offline: workflows come from the local cache of registry {}, else {} and the built-in examples",
+            connected.registry.address(),
+            sources.workflows_dir.display()
+        ));
+    }
     let (registry_source, workflows) = workflow_sources(&connected, &sources.workflows_dir);
     let (discovery, example_agents) =
         resolve_agents(sources, registry.offline, &connected, &registry_source, say).await?;

@@ -536,3 +536,70 @@ async fn a_new_run_removes_the_previous_runs_results() {
         "the user's own file"
     );
 }
+
+/// `--offline` means no network, not no other source: a workflow missing from
+/// the cache is taken from the built-in examples or the workflows directory,
+/// also when the configured registry is down, and that is said in one line.
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_runs_fall_back_to_the_built_in_examples_and_the_workflows_dir() {
+    let scratch = tempfile::tempdir().unwrap();
+    let directory = scratch.path().to_path_buf();
+    let built_in = tokio::task::spawn_blocking(move || {
+        pallet_in(&directory)
+            .args(["run", "--offline", "Create a factorial function"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = text(&built_in.stderr);
+    assert_eq!(built_in.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "offline, `code-generation-v1` is not in the local cache of registry 127.0.0.1:1: using the built-in example workflow"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_json(&scratch.path().join("app/run.json"))["status"],
+        "completed"
+    );
+
+    let agent = LegacyAgent::start("tester", &[]).await;
+    let workflows = scratch.path().join("flows");
+    std::fs::create_dir(&workflows).unwrap();
+    std::fs::write(
+        workflows.join("local.yaml"),
+        "metadata: {id: local-v1, name: Local, version: 1.0.0}\nsteps:\n  - id: echo\n    skill: echo\n    inputs: {said: hi}\n",
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let directory = scratch.path().to_path_buf();
+    let url = agent.url();
+    let from_directory = tokio::task::spawn_blocking(move || {
+        let arguments = [
+            "--offline",
+            "--registry",
+            &down,
+            "--workflows-dir",
+            "flows",
+            "--workflow",
+            "local-v1",
+            "--json",
+        ];
+        run_with_agents(&directory, &[url], &arguments)
+    })
+    .await
+    .unwrap();
+    let stderr = text(&from_directory.stderr);
+    assert_eq!(from_directory.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("offline, `local-v1` is not in the local cache of registry")
+            && stderr.contains("using workflow file flows/local.yaml"),
+        "{stderr}"
+    );
+    let record: Value = serde_json::from_slice(&from_directory.stdout).unwrap();
+    assert_eq!(record["output"]["said"], "hi", "{record}");
+}
