@@ -603,3 +603,124 @@ async fn offline_runs_fall_back_to_the_built_in_examples_and_the_workflows_dir()
     let record: Value = serde_json::from_slice(&from_directory.stdout).unwrap();
     assert_eq!(record["output"]["said"], "hi", "{record}");
 }
+
+/// A reader that goes away (`pallet runs --json | head -c 10`) ends every
+/// command quietly, as SIGPIPE would, with no panic message.
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    let home = Home::new();
+    let repository = repository();
+    let commands: [&[&str]; 4] = [
+        &["runs", "--json"],
+        &["runs", "--help"],
+        &["validate", "workflows/code-generation.yaml"],
+        &["validate", "--json", "workflows/code-generation.yaml"],
+    ];
+    for arguments in commands {
+        let mut child = Spawned::spawn(
+            pallet_at(&home, &repository)
+                .args(arguments)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        // Closed before pallet writes: its first write fails with EPIPE.
+        drop(child.stdout.take());
+        let output = child.wait_with_output();
+        let stderr = text(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{arguments:?}: {stderr}");
+        assert_eq!(
+            output.status.code(),
+            Some(141),
+            "{arguments:?}: {:?} {stderr}",
+            output.status
+        );
+    }
+}
+
+/// Control characters from an agent's error, the database and actors are
+/// shown escaped in text output (no terminal title set, no forged `error:`
+/// line), and kept exact in JSON; `--actor` refuses them.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_characters_from_outside_reach_the_terminal_escaped() {
+    const EVIL: &str = "\u{1b}]0;pwned\u{7}\nerror: forged";
+    const SHOWN: &str = "\\u{1b}]0;pwned\\u{7}\\nerror: forged";
+    let agent = LegacyAgent::start("tester", &[]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(
+        scratch.path().join("evil.yaml"),
+        "metadata: {id: evil, name: Evil, version: 1.0.0}\nsteps:\n  - id: boom\n    skill: fail\n    inputs: {message: \"\\e]0;pwned\\a\\nerror: forged\"}\n",
+    )
+    .unwrap();
+    let store = pallet::store::RunStore::open(&scratch.path().join("runs.db")).unwrap();
+    let planted = store
+        .create_run(&pallet::store::NewRun {
+            workflow_ref: "planted".to_string(),
+            workflow_id: EVIL.to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: EVIL.to_string(),
+            workflow_yaml: String::new(),
+            input: serde_json::json!({}),
+            actor: EVIL.to_string(),
+        })
+        .unwrap();
+    drop(store);
+    let directory = scratch.path().to_path_buf();
+    let url = agent.url();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let pallet = |arguments: &[&str]| {
+            pallet_in(&directory)
+                .args(arguments)
+                .args(["--db", "runs.db"])
+                .output()
+                .unwrap()
+        };
+        let run = pallet(&["run", "--file", "evil.yaml", "--agent", &url]);
+        let listed: Value = serde_json::from_slice(&pallet(&["runs", "--json"]).stdout).unwrap();
+        let failed = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|run| run["id"].as_str().unwrap().to_string())
+            .find(|id| *id != planted.id)
+            .expect("the failed run is listed");
+        let evil_actor = pallet(&["cancel", &planted.id, "--actor", EVIL]);
+        (
+            vec![
+                ("run", run),
+                ("runs show", pallet(&["runs", "show", &failed])),
+                ("runs", pallet(&["runs"])),
+                ("runs show planted", pallet(&["runs", "show", &planted.id])),
+                ("runs history", pallet(&["runs", "history", &planted.id])),
+            ],
+            pallet(&["runs", "show", &failed, "--json"]),
+            evil_actor,
+        )
+    })
+    .await
+    .unwrap();
+    let (texts, json, evil_actor) = outputs;
+    for (command, output) in &texts {
+        let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(
+            !all.contains('\u{1b}') && !all.contains('\u{7}'),
+            "{command}: {all:?}"
+        );
+        assert!(
+            !all.lines().any(|line| line.starts_with("error: forged")),
+            "{command}: {all}"
+        );
+        assert!(all.contains(SHOWN), "{command}: {all}");
+    }
+    let view: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        view.to_string()
+            .contains("\\u001b]0;pwned\\u0007\\nerror: forged"),
+        "{view}"
+    );
+    assert_eq!(evil_actor.status.code(), Some(2));
+    let stderr = text(&evil_actor.stderr);
+    assert!(
+        stderr.contains(&format!("--actor `{SHOWN}` is not a name")),
+        "{stderr}"
+    );
+}
