@@ -537,6 +537,27 @@ fn run_from_row(row: &Row) -> rusqlite::Result<Result<StoredRun, StoreError>> {
             what: "status".to_string(),
         }));
     };
+    // A JSON column that does not parse is reported, not shown as null.
+    let column =
+        |index: usize, name: &str| -> rusqlite::Result<Result<Option<Value>, StoreError>> {
+            let text: Option<String> = row.get(index)?;
+            Ok(match text.map(|text| serde_json::from_str(&text)) {
+                None => Ok(None),
+                Some(Ok(value)) => Ok(Some(value)),
+                Some(Err(_)) => Err(StoreError::Corrupt {
+                    id: id.clone(),
+                    what: name.to_string(),
+                }),
+            })
+        };
+    let (input, context, result) = match (
+        column(9, "input")?,
+        column(10, "context")?,
+        column(11, "result")?,
+    ) {
+        (Ok(input), Ok(context), Ok(result)) => (input, context, result),
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => return Ok(Err(error)),
+    };
     Ok(Ok(StoredRun {
         workflow_ref: row.get(1)?,
         workflow_id: row.get(2)?,
@@ -546,9 +567,9 @@ fn run_from_row(row: &Row) -> rusqlite::Result<Result<StoredRun, StoreError>> {
         workflow_yaml: row.get(6)?,
         status,
         current_step: row.get(8)?,
-        input: json_column(row.get(9)?).unwrap_or(Value::Null),
-        context: json_column(row.get(10)?).unwrap_or(Value::Null),
-        result: json_column(row.get(11)?),
+        input: input.unwrap_or(Value::Null),
+        context: context.unwrap_or(Value::Null),
+        result,
         error: row.get(12)?,
         created_at: row.get(13)?,
         updated_at: row.get(14)?,

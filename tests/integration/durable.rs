@@ -1679,3 +1679,52 @@ async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
     );
     assert_eq!(agent.calls("last"), 1);
 }
+
+/// A JSON column the database holds in a form that does not parse is an
+/// error naming the run and the column, not a `null`.
+#[test]
+fn a_corrupt_input_column_is_an_error_naming_the_run_and_column() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let store = RunStore::open(&db).unwrap();
+    let run = store
+        .create_run(&NewRun {
+            workflow_ref: "w".to_string(),
+            workflow_id: "w".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "w.yaml".to_string(),
+            workflow_yaml: "steps: []".to_string(),
+            input: json!({"requirements": "x"}),
+            actor: "test".to_string(),
+        })
+        .unwrap();
+    drop(store);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE runs SET input = '{not json' WHERE id = ?1",
+            [&run.id],
+        )
+        .unwrap();
+    for arguments in [
+        &["runs", "show", &run.id][..],
+        &["runs", "show", &run.id, "--json"],
+        &["runs"],
+    ] {
+        let output = pallet_in(directory.path())
+            .args(arguments)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{arguments:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "run `{}` holds invalid data in column `input`",
+                run.id
+            )),
+            "{arguments:?}: {stderr}"
+        );
+    }
+}
