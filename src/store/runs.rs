@@ -213,9 +213,10 @@ impl RunStore {
         let change = OwnedChange::from(change);
         self.write(move |connection| {
             check_lease(connection, &id, Some(&lease))?;
-            let from = apply_change(connection, &id, &change.borrowed())?;
+            // Released first (the same transaction): the run ends with no
+            // executor, so attempts this one left open are closed.
             super::lease::release(connection, &id, &lease)?;
-            Ok(from)
+            apply_change(connection, &id, &change.borrowed())
         })
     }
 
@@ -486,8 +487,27 @@ fn apply_change(
     )?.execute(
         params![id, from.as_str(), change.to.as_str(), change.trigger, change.metadata.to_string(), change.actor, at],
     )?;
+    if change.to.is_terminal() && !executed_elsewhere(transaction, id)? {
+        // An ended run with no live executor has no attempt in flight (its
+        // process died, or ended without closing them): those left are
+        // cancelled. A live executor records how its attempts end itself.
+        transaction
+            .prepare_cached(
+                "UPDATE step_attempts SET status = 'cancelled', ended_at = ?2, error = COALESCE(error, ?3) WHERE run_id = ?1 AND status = 'running'",
+            )?
+            .execute(params![id, at, format!("the run ended ({}) while this attempt was in flight", change.to.as_str())])?;
+    }
     store_derived(transaction, id)?;
     Ok(from)
+}
+
+/// Whether a live process (not this one's ended execution) holds the lease
+/// on run `id`.
+fn executed_elsewhere(connection: &Connection, id: &str) -> Result<bool, StoreError> {
+    use super::lease::{Owner, Standing, process_alive, read, standing};
+    Ok(read(connection, id)?.is_some_and(|lease| {
+        standing(&lease, Owner::current(), chrono::Utc::now(), process_alive) == Standing::Live
+    }))
 }
 
 /// Writes of an executor (`lease`: its lease token) are refused once another
@@ -699,6 +719,8 @@ mod tests {
     #[tokio::test]
     async fn a_finish_after_a_cancel_elsewhere_is_recorded_and_reports_the_status() {
         let (store, _directory, id) = running();
+        // The executor (this process) holds the run's lease.
+        store.acquire_lease(&id, "executor").await.unwrap();
         store
             .start_attempt_queued(&id, "one", "running", None)
             .await

@@ -1728,3 +1728,108 @@ fn a_corrupt_input_column_is_an_error_naming_the_run_and_column() {
         );
     }
 }
+
+/// When a run ends (failed by its workflow timeout while a step is in
+/// flight, by a branch failing beside a slow one, or cancelled after its
+/// process was killed), no attempt of it stays `running`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_run_keeps_no_attempt_running() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let file = directory.path().join("timeout.yaml");
+    std::fs::write(
+        &file,
+        "metadata: {id: timeout, name: Timeout, version: 1.0.0}\ntimeout: 1s\nsteps:\n  - id: one\n    skill: first\n  - id: slow\n    skill: sleep\n    inputs: {ms: 5000}\n",
+    )
+    .unwrap();
+    let out = directory.path().join("out").display().to_string();
+    let run = pallet_output(
+        vec![
+            "run".into(),
+            "--json".into(),
+            "--file".into(),
+            file.display().to_string(),
+            "--out".into(),
+            out,
+        ],
+        &db,
+        &agent.url(),
+    )
+    .await;
+    let record: Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&run.stderr)));
+    assert_eq!(record["status"], "failed", "{record}");
+    let store = RunStore::open(&db).unwrap();
+    let id = record["run_id"].as_str().unwrap();
+    assert_eq!(store.get(id).unwrap().status, RunState::Failed);
+    assert_eq!(attempt_statuses(&store, id, "one"), ["completed"]);
+    assert_eq!(attempt_statuses(&store, id, "slow"), ["cancelled"]);
+
+    std::fs::write(
+        &file,
+        "metadata: {id: branches, name: Branches, version: 1.0.0}\nsteps:\n  - id: both\n    step_type: parallel\n    branches:\n      steps:\n        - {id: boom, skill: fail}\n        - {id: slow, skill: sleep, inputs: {ms: 5000}}\n",
+    )
+    .unwrap();
+    let run = pallet_output(
+        vec![
+            "run".into(),
+            "--json".into(),
+            "--file".into(),
+            file.display().to_string(),
+        ],
+        &db,
+        &agent.url(),
+    )
+    .await;
+    let record: Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&run.stderr)));
+    assert_eq!(record["status"], "failed", "{record}");
+    let id = record["run_id"].as_str().unwrap();
+    let running: Vec<_> = store
+        .attempts(id)
+        .unwrap()
+        .into_iter()
+        .filter(|attempt| attempt.status == "running")
+        .map(|attempt| attempt.step_id)
+        .collect();
+    assert!(running.is_empty(), "still running: {running:?}");
+
+    std::fs::write(
+        &file,
+        "metadata: {id: killed, name: Killed, version: 1.0.0}\nsteps:\n  - {id: slow, skill: sleep, inputs: {ms: 30000}}\n",
+    )
+    .unwrap();
+    let mut child = Spawned::spawn(
+        pallet_in(directory.path())
+            .args(["run", "--quiet", "--file"])
+            .arg(&file)
+            .arg("--db")
+            .arg(&db)
+            .args(["--agent", &agent.url()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let db_for_wait = db.clone();
+    let id = tokio::task::spawn_blocking(move || {
+        wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
+            store.get(id).is_ok_and(|run| run.workflow_id == "killed")
+                && attempt_statuses(store, id, "slow") == ["running"]
+        })
+    })
+    .await
+    .unwrap();
+    child.signal(libc::SIGKILL);
+    let _ = child.wait();
+    let cancelled = pallet_in(directory.path())
+        .args(["cancel", &id, "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        cancelled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancelled.stderr)
+    );
+    assert_eq!(attempt_statuses(&store, &id, "slow"), ["cancelled"]);
+}
