@@ -411,7 +411,7 @@ pub(super) async fn cancel_on_ctrl_c(cancel: CancellationToken) {
 }
 
 /// The files a run wrote, with the per-step files counted rather than listed.
-fn files_written(written: &[String]) -> String {
+pub(super) fn files_written(written: &[String]) -> String {
     let steps = written
         .iter()
         .filter(|name| name.starts_with("steps/"))

@@ -186,6 +186,16 @@ async fn drive(
         agents.stop().await;
     }
     let outcome = outcome.map_err(user_error)?;
+    if let Some(record) = &outcome.record {
+        let written = super::outputs::write(&args.out, record)?;
+        if !quiet && !args.json {
+            errln!(
+                "results in {}/ ({})",
+                args.out.display(),
+                super::run::files_written(&written)
+            );
+        }
+    }
     let view = view_json(&runner, &outcome.run.id)?;
     runs_render::report(&view, args.json)?;
     Ok(runs_render::exit_code(&view))

@@ -517,6 +517,14 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         1,
         "the completed step is not run again"
     );
+    // Resume writes the results as run does: `app/` by default.
+    let app = directory.path().join("app");
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(app.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], "completed", "{run}");
+    for step in ["one", "slow", "three"] {
+        assert!(app.join(format!("steps/{step}.json")).is_file(), "{step}");
+    }
     assert_eq!(agent.calls("last"), 1);
     let slow: Vec<(u32, String)> = store
         .attempts(&id)
