@@ -236,6 +236,13 @@ pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 terminal_safe(&repository.other_tags.join(", "))
             );
         }
+        for broken in &repository.unreadable {
+            outln!(
+                "  warning: tag {} cannot be read: {}",
+                terminal_safe(&broken.tag),
+                terminal_safe(&broken.problem)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -249,6 +256,10 @@ fn listed_json(listed: &Listed) -> Value {
             "digest": version.digest,
         })).collect::<Vec<_>>(),
         "other_tags": listed.other_tags,
+        "unreadable": listed.unreadable.iter().map(|broken| json!({
+            "tag": broken.tag,
+            "error": broken.problem,
+        })).collect::<Vec<_>>(),
     })
 }
 

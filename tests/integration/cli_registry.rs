@@ -644,3 +644,56 @@ fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
     let alive: Vec<&String> = pids.iter().filter(|pid| !process_gone(pid)).collect();
     assert!(alive.is_empty(), "still running: {alive:?}");
 }
+
+/// One tag whose manifest the registry cannot give (its blob deleted from the
+/// registry's storage) is a warning row of `pallet list`; the others are listed.
+#[test]
+fn list_shows_an_unreadable_tag_as_a_warning_and_lists_the_others() {
+    let registry = TestRegistry::start();
+    let scratch = Scratch::new();
+    let pushed = push_examples(&scratch, &registry.address);
+    let broken = pushed
+        .iter()
+        .find(|entry| entry["repository"] == "workflows/smart-router")
+        .unwrap();
+    let hex = broken["digest"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("sha256:")
+        .unwrap()
+        .to_string();
+    let blob = registry
+        .storage()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex);
+    std::fs::remove_dir_all(&blob).unwrap_or_else(|error| panic!("{}: {error}", blob.display()));
+
+    // Another machine's view: nothing of it in the local cache.
+    let scratch = Scratch::new();
+    let text = scratch.pallet(&["list", "--registry", &registry.address]);
+    let listed = stdout(succeeded(&text));
+    assert!(
+        listed.contains("workflows/code-generation\n  1.0.0 sha256:"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("workflows/parallel-analysis\n  1.0.0 sha256:"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("workflows/smart-router\n  warning: tag 1.0.0 cannot be read: "),
+        "{listed}"
+    );
+    let json = scratch.pallet(&["list", "--json", "--registry", &registry.address]);
+    let json: Value = serde_json::from_str(&stdout(succeeded(&json))).unwrap();
+    let router = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["repository"] == "workflows/smart-router")
+        .unwrap();
+    assert_eq!(router["versions"], serde_json::json!([]), "{router}");
+    assert_eq!(router["unreadable"][0]["tag"], "1.0.0", "{router}");
+    assert_eq!(json[0]["versions"][0]["version"], "1.0.0", "{json}");
+}
