@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use pallet::cli::{self, Cli, Command, render};
+use pallet::cli::{self, Cli, Command, render, terminal};
 
 fn main() -> ExitCode {
     let args = Cli::parse();
@@ -15,12 +15,9 @@ fn main() -> ExitCode {
         let runtime = match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime,
             Err(error) => {
-                eprint!(
-                    "{}",
-                    render::error(
-                        &anyhow::Error::new(error).context("cannot start the async runtime")
-                    )
-                );
+                terminal::stderr_text(&render::error(
+                    &anyhow::Error::new(error).context("cannot start the async runtime"),
+                ));
                 return ExitCode::from(render::EXIT_FAILED);
             }
         };
@@ -29,7 +26,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            eprint!("{}", render::error(&error));
+            terminal::stderr_text(&render::error(&error));
             ExitCode::from(render::exit_code(&error))
         }
     }

@@ -24,7 +24,7 @@ async fn serve(args: AgentServeArgs) -> anyhow::Result<ExitCode> {
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    eprintln!(
+    errln!(
         "agent `{}` listening on http://{address} (card: http://{address}/.well-known/agent-card.json)",
         definition.name
     );
@@ -72,6 +72,6 @@ fn skill(name: &str) -> anyhow::Result<ExitCode> {
         .read_to_string(&mut text)
         .context("cannot read the skill input from stdin")?;
     let output = examples::run_skill_on_text(name, &text)?;
-    println!("{}", serde_json::to_string(&output)?);
+    outln!("{}", serde_json::to_string(&output)?);
     Ok(ExitCode::SUCCESS)
 }

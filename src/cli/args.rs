@@ -131,7 +131,7 @@ pub struct RegistryArgs {
     #[arg(long, env = "PALLET_REGISTRY_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
 
-    /// Use only the local cache; never contact the registry.
+    /// Never contact the registry: its local cache, else the workflows directory and built-in examples.
     #[arg(long)]
     pub offline: bool,
 }

@@ -1,5 +1,19 @@
 //! Command line: clap args -> settings -> commands. All terminal output is here.
 
+/// `println!` through [`terminal::stdout_line`]: a closed pipe exits quietly.
+macro_rules! outln {
+    ($($argument:tt)*) => {
+        $crate::cli::terminal::stdout_line(format_args!($($argument)*))
+    };
+}
+
+/// `eprintln!` through [`terminal::stderr_line`]: a closed pipe exits quietly.
+macro_rules! errln {
+    ($($argument:tt)*) => {
+        $crate::cli::terminal::stderr_line(format_args!($($argument)*))
+    };
+}
+
 mod agent;
 mod args;
 mod outputs;
@@ -12,6 +26,7 @@ mod runs;
 mod runs_args;
 mod runs_render;
 mod serve;
+pub mod terminal;
 mod validate;
 
 use std::io::IsTerminal;

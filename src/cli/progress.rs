@@ -2,20 +2,25 @@
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::terminal::terminal_safe;
 use crate::engine::{Event, StepStatus};
 
 pub async fn print(mut events: UnboundedReceiver<Event>) {
     while let Some(event) = events.recv().await {
-        eprintln!("{}", line(&event));
+        errln!("{}", line(&event));
     }
 }
 
+/// The step ids, skills and errors come from workflows and agents: shown inert.
 fn line(event: &Event) -> String {
     match event {
-        Event::StepStarted { step, skill } => match skill {
-            Some(skill) => format!("  ▶ {step} ({skill}) running"),
-            None => format!("  ▶ {step} running"),
-        },
+        Event::StepStarted { step, skill } => {
+            let step = terminal_safe(step);
+            match skill.as_deref().map(terminal_safe) {
+                Some(skill) => format!("  ▶ {step} ({skill}) running"),
+                None => format!("  ▶ {step} running"),
+            }
+        }
         Event::StepRetrying {
             step,
             attempt,
@@ -23,17 +28,20 @@ fn line(event: &Event) -> String {
             error,
         } => {
             format!(
-                "  ↻ {step} retrying in {} ms (attempt {attempt}): {error}",
-                delay.as_millis()
+                "  ↻ {} retrying in {} ms (attempt {attempt}): {}",
+                terminal_safe(step),
+                delay.as_millis(),
+                terminal_safe(error)
             )
         }
         Event::StepFinished { step, record } => {
+            let step = terminal_safe(step);
             let took = format!("{:.0} ms", record.duration_ms);
             match record.status {
                 StepStatus::Completed => format!("  ✓ {step} done in {took}"),
                 StepStatus::Failed => format!(
                     "  ✗ {step} failed after {took}: {}",
-                    record.error.as_deref().unwrap_or("unknown error")
+                    terminal_safe(record.error.as_deref().unwrap_or("unknown error"))
                 ),
                 StepStatus::Cancelled => format!("  ■ {step} cancelled after {took}"),
                 StepStatus::Skipped => format!("  - {step} skipped"),

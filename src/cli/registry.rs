@@ -12,6 +12,7 @@ use super::args::{
     AgentsCommand, AgentsPushArgs, ListArgs, PullArgs, PushArgs, RegistryArgs, ShowArgs,
 };
 use super::render::BadInput;
+use super::terminal::terminal_safe;
 use crate::agent::AgentCard;
 use crate::registry::{
     ArtifactKind, Credentials, DEFAULT_REGISTRY, Listed, Provenance, Pulled, Pushed, Reference,
@@ -161,16 +162,19 @@ fn print_pushed(
             "reference": reference,
             "uploaded": pushed.uploaded,
         });
-        println!("{}", serde_json::to_string(&line)?);
+        outln!("{}", serde_json::to_string(&line)?);
     } else {
         let state = if pushed.uploaded {
             "pushed"
         } else {
             "unchanged"
         };
-        println!(
-            "{name} {} {} {reference} ({state})",
-            pushed.version, pushed.digest
+        outln!(
+            "{} {} {} {} ({state})",
+            terminal_safe(name),
+            pushed.version,
+            pushed.digest,
+            terminal_safe(&reference.to_string())
         );
     }
     Ok(())
@@ -194,7 +198,11 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     let path = args.output.join(file_name);
     std::fs::write(&path, &pulled.content)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("{} {}", path.display(), pulled.resolved.digest);
+    outln!(
+        "{} {}",
+        terminal_safe(&path.display().to_string()),
+        pulled.resolved.digest
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -211,19 +219,29 @@ pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     })?;
     if args.json {
         let list: Vec<Value> = listed.iter().map(listed_json).collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
     if listed.is_empty() {
-        eprintln!("no workflows in registry {}", connected.registry.address());
+        errln!("no workflows in registry {}", connected.registry.address());
     }
     for repository in &listed {
-        println!("{}", repository.repository);
+        outln!("{}", terminal_safe(&repository.repository));
         for version in &repository.versions {
-            println!("  {} {}", version.version, version.digest);
+            outln!("  {} {}", version.version, version.digest);
         }
         if !repository.other_tags.is_empty() {
-            println!("  other tags: {}", repository.other_tags.join(", "));
+            outln!(
+                "  other tags: {}",
+                terminal_safe(&repository.other_tags.join(", "))
+            );
+        }
+        for broken in &repository.unreadable {
+            outln!(
+                "  warning: tag {} cannot be read: {}",
+                terminal_safe(&broken.tag),
+                terminal_safe(&broken.problem)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -238,6 +256,10 @@ fn listed_json(listed: &Listed) -> Value {
             "digest": version.digest,
         })).collect::<Vec<_>>(),
         "other_tags": listed.other_tags,
+        "unreadable": listed.unreadable.iter().map(|broken| json!({
+            "tag": broken.tag,
+            "error": broken.problem,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -251,12 +273,12 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         .map_err(|error| explain(error, format!("cannot show {}", args.reference)))?;
     let shown = shown_json(&connected, &pulled);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&shown)?);
+        outln!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(ExitCode::SUCCESS);
     }
     let line = |label: &str, value: &Value| {
         if let Some(text) = value.as_str() {
-            println!("{label:<12} {text}");
+            outln!("{label:<12} {}", terminal_safe(text));
         }
     };
     line("reference", &shown["reference"]);
@@ -266,18 +288,20 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     line("media type", &shown["media_type"]);
     if let Some(config) = shown["config"].as_object() {
         for (key, value) in config {
-            println!(
-                "config.{key:<5} {}",
-                value
-                    .as_str()
-                    .map_or_else(|| value.to_string(), String::from)
-            );
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), String::from);
+            outln!("config.{:<5} {}", terminal_safe(key), terminal_safe(&text));
         }
     }
     if let Some(annotations) = shown["annotations"].as_object() {
-        println!("annotations:");
+        outln!("annotations:");
         for (key, value) in annotations {
-            println!("  {key}: {}", value.as_str().unwrap_or_default());
+            outln!(
+                "  {}: {}",
+                terminal_safe(key),
+                terminal_safe(value.as_str().unwrap_or_default())
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -347,17 +371,18 @@ async fn agents_list(args: ListArgs) -> anyhow::Result<ExitCode> {
         entries.push(entry);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
-        eprintln!("no agent cards in registry {}", registry.address());
+        errln!("no agent cards in registry {}", registry.address());
     }
     for entry in &entries {
         let latest = entry["versions"]
             .as_array()
             .and_then(|versions| versions.last());
-        println!(
+        // Every field comes from the registry: the whole line is shown inert.
+        let line = format!(
             "{} {} {} {} skills: {}",
             entry["repository"].as_str().unwrap_or_default(),
             latest
@@ -377,6 +402,7 @@ async fn agents_list(args: ListArgs) -> anyhow::Result<ExitCode> {
                         .join(", ")
                 }),
         );
+        outln!("{}", terminal_safe(&line));
     }
     Ok(ExitCode::SUCCESS)
 }

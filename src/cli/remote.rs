@@ -230,17 +230,17 @@ pub async fn command(remote: &Remote, command: DurableCommand) -> anyhow::Result
             if args.json {
                 runs_render::print_json(&view)?;
             } else {
-                eprintln!("run {} cancelled", args.id);
+                errln!("run {} cancelled", args.id);
             }
             Ok(ExitCode::SUCCESS)
         }
         DurableCommand::Approve(args) => {
             let fields = parse_fields(&args.fields)?;
-            let body = advance_body(true, actor(args.actor), args.comment, fields);
+            let body = advance_body(true, actor(args.actor)?, args.comment, fields);
             continue_run(remote, &args.id, "advance", Some(body), args.engine.json).await
         }
         DurableCommand::Reject(args) => {
-            let body = advance_body(false, actor(args.actor), args.comment, Map::new());
+            let body = advance_body(false, actor(args.actor)?, args.comment, Map::new());
             continue_run(remote, &args.id, "advance", Some(body), args.engine.json).await
         }
         DurableCommand::Resume(args) => {

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use super::terminal::terminal_safe;
+
 use crate::engine::SourceError;
 use crate::workflow::LoadError;
 
@@ -54,10 +56,11 @@ pub fn error(error: &anyhow::Error) -> String {
         .and_then(|bad| bad.hint.clone());
     for (depth, cause) in error.chain().enumerate() {
         let label = if depth == 0 { "error" } else { "caused by" };
-        let _ = writeln!(out, "{label}: {cause}");
+        // A cause can quote an agent, a registry or a file: shown inert.
+        let _ = writeln!(out, "{label}: {}", terminal_safe(&cause.to_string()));
         if let Some(load @ LoadError::Invalid { diagnostics, .. }) = load_error(cause) {
             for diagnostic in diagnostics {
-                let _ = writeln!(out, "{diagnostic}");
+                let _ = writeln!(out, "{}", terminal_safe(&diagnostic.to_string()));
             }
             if let Some(omitted) = load.omitted_line() {
                 let _ = writeln!(out, "{omitted}");
@@ -68,7 +71,7 @@ pub fn error(error: &anyhow::Error) -> String {
         }
     }
     if let Some(hint) = hint {
-        let _ = writeln!(out, "hint: {hint}");
+        let _ = writeln!(out, "hint: {}", terminal_safe(&hint));
     }
     out
 }

@@ -15,6 +15,7 @@ use super::outputs;
 use super::progress;
 use super::registry;
 use super::render::{BadInput, EXIT_FAILED};
+use super::terminal::terminal_safe;
 use crate::agent::{AgentClient, Discovery, DiscoveryError, StaticDiscovery};
 use crate::builtin::{BUILTIN_ORIGIN, BuiltinWorkflows, ExampleAgents};
 use crate::engine::{
@@ -119,7 +120,7 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
     let say = |line: String| {
         if !quiet {
-            eprintln!("{line}");
+            errln!("{line}");
         }
     };
     // Opening the database and the registry's clients (TLS roots again) take
@@ -139,12 +140,13 @@ async fn resolve(args: RunArgs, quiet: bool) -> anyhow::Result<RunSettings> {
         Some(loaded) => Arc::new(loaded?),
         None => {
             let workflow = load_workflow(&workflows, &args.workflow).await?;
-            say(origin_line(
+            say(terminal_safe(&origin_line(
                 &args,
                 &workflow.origin,
                 &registry_source,
                 connected.registry.address(),
-            ));
+            ))
+            .into_owned());
             workflow
         }
     };
@@ -208,14 +210,24 @@ fn origin_line(
     registry_source: &RegistrySource,
     registry: &str,
 ) -> String {
-    if registry_source.was_not_answering() {
-        let used = if origin.starts_with(BUILTIN_ORIGIN) {
+    let used = || {
+        if origin.starts_with(BUILTIN_ORIGIN) {
             "the built-in example workflow".to_string()
         } else {
             format!("workflow file {origin}")
-        };
+        }
+    };
+    if registry_source.was_not_cached() {
         return format!(
-            "no registry configured and none answering at {registry}: using {used} `{}`",
+            "offline, `{}` is not in the local cache of registry {registry}: using {}",
+            args.workflow,
+            used()
+        );
+    }
+    if registry_source.was_not_answering() {
+        return format!(
+            "no registry configured and none answering at {registry}: using {} `{}`",
+            used(),
             args.workflow
         );
     }
@@ -396,14 +408,14 @@ fn json_kind(value: &Value) -> &'static str {
 pub(super) async fn cancel_on_ctrl_c(cancel: CancellationToken) {
     let mut signals = super::agent::Signals::new();
     signals.next().await;
-    eprintln!("cancelling the run (press Ctrl-C again to exit at once)");
+    errln!("cancelling the run (press Ctrl-C again to exit at once)");
     cancel.cancel();
     signals.next().await;
     std::process::exit(130);
 }
 
 /// The files a run wrote, with the per-step files counted rather than listed.
-fn files_written(written: &[String]) -> String {
+pub(super) fn files_written(written: &[String]) -> String {
     let steps = written
         .iter()
         .filter(|name| name.starts_with("steps/"))
@@ -428,18 +440,18 @@ fn report(
     written: &[String],
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(record)?);
+        outln!("{}", serde_json::to_string_pretty(record)?);
         return Ok(());
     }
     let ran = match digest_of_origin(&record.workflow_source) {
-        Some(_) => format!(" ({})", record.workflow_source),
+        Some(_) => format!(" ({})", terminal_safe(&record.workflow_source)),
         None => String::new(),
     };
     let steps = record.steps.len();
     let summary = format!(
         "run {}: {} {}{ran} {} in {:.0} ms ({steps} step{})",
         record.run_id,
-        record.workflow_id,
+        terminal_safe(&record.workflow_id),
         record.workflow_version,
         match record.status {
             RunStatus::Completed => "completed",
@@ -453,26 +465,26 @@ fn report(
     match record.status {
         RunStatus::Completed => {
             if !quiet {
-                eprintln!(
+                errln!(
                     "{summary}; results in {}/ ({})",
                     out.display(),
                     files_written(written)
                 );
             }
             if let Some(output) = &record.output {
-                println!("{}", serde_json::to_string_pretty(output)?);
+                outln!("{}", serde_json::to_string_pretty(output)?);
             }
         }
         RunStatus::WaitingApproval => {
-            eprintln!("{summary}; run id {}", record.run_id);
-            eprintln!("{}", super::runs::approval_hint(&record.run_id));
+            errln!("{summary}; run id {}", record.run_id);
+            errln!("{}", super::runs::approval_hint(&record.run_id));
         }
         _ => {
-            eprintln!("error: {summary}");
+            errln!("error: {summary}");
             if let Some(error) = &record.error {
-                eprintln!("caused by: {error}");
+                errln!("caused by: {}", terminal_safe(error));
             }
-            eprintln!("hint: the run record is in {}/run.json", out.display());
+            errln!("hint: the run record is in {}/run.json", out.display());
         }
     }
     Ok(())

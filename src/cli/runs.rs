@@ -34,18 +34,18 @@ pub async fn command(command: DurableCommand, quiet: bool) -> anyhow::Result<Exi
         DurableCommand::Cancel(args) => {
             let store = open_store(args.database.db.as_deref())?;
             let engine = offline_engine();
-            let runner = runner(&store, &engine, args.actor);
+            let runner = runner(&store, &engine, args.actor)?;
             let run = runner.cancel(&args.id).map_err(user_error)?;
             if args.json {
                 runs_render::print_json(&view_json(&runner, &run.id)?)?;
             } else {
-                eprintln!("run {} cancelled", run.id);
+                errln!("run {} cancelled", run.id);
             }
             Ok(ExitCode::SUCCESS)
         }
         DurableCommand::Approve(args) => {
             let decision = Decision {
-                actor: actor(args.actor),
+                actor: actor(args.actor)?,
                 comment: args.comment,
                 fields: parse_fields(&args.fields)?,
             };
@@ -53,7 +53,7 @@ pub async fn command(command: DurableCommand, quiet: bool) -> anyhow::Result<Exi
         }
         DurableCommand::Reject(args) => {
             let decision = Decision {
-                actor: actor(args.actor),
+                actor: actor(args.actor)?,
                 comment: args.comment,
                 fields: Map::new(),
             };
@@ -77,20 +77,41 @@ pub fn open_store(db: Option<&std::path::Path>) -> anyhow::Result<RunStore> {
     Ok(RunStore::open(&path)?)
 }
 
-/// `$USER`, else `unknown`.
-pub fn actor(given: Option<String>) -> String {
-    given
+/// Longest `--actor` accepted (characters).
+pub const ACTOR_MAX_CHARS: usize = 128;
+
+/// `--actor`, else `$USER`, else `unknown`. An actor is recorded with the
+/// run and shown later: a given one with control characters, or longer than
+/// [`ACTOR_MAX_CHARS`], is refused.
+pub fn actor(given: Option<String>) -> anyhow::Result<String> {
+    let acceptable =
+        |name: &str| name.chars().count() <= ACTOR_MAX_CHARS && !name.chars().any(char::is_control);
+    if let Some(name) = &given
+        && (name.is_empty() || !acceptable(name))
+    {
+        return Err(BadInput::new(format!(
+            "--actor `{}` is not a name: it is empty, has control characters or is longer than {ACTOR_MAX_CHARS} characters",
+            super::terminal::terminal_safe(name)
+        ))
+        .hint("e.g. --actor ada")
+        .into());
+    }
+    Ok(given
         .or_else(|| std::env::var("USER").ok())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
+        .filter(|name| !name.is_empty() && acceptable(name))
+        .unwrap_or_else(|| "unknown".to_string()))
 }
 
-fn runner<'a>(store: &'a RunStore, engine: &'a Engine, given: Option<String>) -> Runner<'a> {
-    Runner {
+fn runner<'a>(
+    store: &'a RunStore,
+    engine: &'a Engine,
+    given: Option<String>,
+) -> anyhow::Result<Runner<'a>> {
+    Ok(Runner {
         store,
         engine,
-        actor: actor(given),
-    }
+        actor: actor(given)?,
+    })
 }
 
 /// An engine that calls no agent (for commands that only change state).
@@ -120,6 +141,13 @@ pub(super) async fn engine_from_sources(
     say: &impl Fn(String),
 ) -> anyhow::Result<(Engine, Option<ExampleAgents>)> {
     let connected = super::registry::connect(registry)?;
+    if registry.offline {
+        say(format!(
+            "offline: workflows come from the local cache of registry {}, else {} and the built-in examples",
+            connected.registry.address(),
+            sources.workflows_dir.display()
+        ));
+    }
     let (registry_source, workflows) = workflow_sources(&connected, &sources.workflows_dir);
     let (discovery, example_agents) =
         resolve_agents(sources, registry.offline, &connected, &registry_source, say).await?;
@@ -142,13 +170,13 @@ async fn drive(
     let store = open_store(args.database.db.as_deref())?;
     let say = |line: String| {
         if !quiet {
-            eprintln!("{line}");
+            errln!("{line}");
         }
     };
     let (engine, example_agents) = engine_from_sources(&args.sources, &args.registry, &say).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(super::run::cancel_on_ctrl_c(cancel.clone()));
-    let runner = runner(&store, &engine, None);
+    let runner = runner(&store, &engine, None)?;
     let outcome = match action {
         Action::Approve(decision) => runner.approve(id, decision, cancel).await,
         Action::Reject(decision) => runner.reject(id, decision, cancel).await,
@@ -158,6 +186,16 @@ async fn drive(
         agents.stop().await;
     }
     let outcome = outcome.map_err(user_error)?;
+    if let Some(record) = &outcome.record {
+        let written = super::outputs::write(&args.out, record)?;
+        if !quiet && !args.json {
+            errln!(
+                "results in {}/ ({})",
+                args.out.display(),
+                super::run::files_written(&written)
+            );
+        }
+    }
     let view = view_json(&runner, &outcome.run.id)?;
     runs_render::report(&view, args.json)?;
     Ok(runs_render::exit_code(&view))
@@ -243,7 +281,7 @@ pub(super) fn parse_status(status: Option<&str>) -> anyhow::Result<Option<RunSta
 fn list_or_show(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(args.database.db.as_deref())?;
     let engine = offline_engine();
-    let runner = runner(&store, &engine, None);
+    let runner = runner(&store, &engine, None)?;
     match args.command {
         None => {
             let status = parse_status(args.status.as_deref())?;
@@ -276,7 +314,7 @@ pub fn store_for_run(
         Ok(store) => Ok(Some(store)),
         Err(error) => {
             if !quiet {
-                eprintln!(
+                errln!(
                     "warning: the run is not recorded: {}",
                     error
                         .chain()
@@ -299,7 +337,7 @@ pub async fn run_stored(
     input: Value,
     cancel: CancellationToken,
 ) -> anyhow::Result<crate::engine::RunRecord> {
-    let runner = runner(store, engine, None);
+    let runner = runner(store, engine, None)?;
     let outcome = runner.start(workflow, reference, input, cancel).await?;
     outcome.record.context("the run ended before any step ran")
 }

@@ -106,6 +106,10 @@ pub struct EngineArgs {
     /// Print the run as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Where the results of what ran go, as with `pallet run` (run.json,
+    /// metadata.json, steps/STEP.json, ...); not with --server.
+    #[arg(short, long, value_name = "DIR", default_value = "app")]
+    pub out: std::path::PathBuf,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]

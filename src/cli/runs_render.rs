@@ -8,11 +8,18 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use super::render::EXIT_FAILED;
+use super::terminal::terminal_safe;
 use crate::store::RunState;
 
-/// A string field, `-` when absent or null.
-fn text<'a>(value: &'a Value, field: &str) -> &'a str {
-    value[field].as_str().unwrap_or("-")
+/// A string field, `-` when absent or null, safe to print (it may come from
+/// the database or a service).
+fn text<'a>(value: &'a Value, field: &str) -> std::borrow::Cow<'a, str> {
+    terminal_safe(value[field].as_str().unwrap_or("-"))
+}
+
+/// An optional string field, safe to print.
+fn optional_text<'a>(value: &'a Value, field: &str) -> Option<std::borrow::Cow<'a, str>> {
+    value[field].as_str().map(terminal_safe)
 }
 
 pub fn status_of(run: &Value) -> Option<RunState> {
@@ -28,7 +35,7 @@ pub fn exit_code(run: &Value) -> ExitCode {
 }
 
 pub fn print_json(value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -38,7 +45,7 @@ pub fn print_list(runs: &Value, json: bool) -> anyhow::Result<()> {
         return print_json(runs);
     }
     for run in runs.as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "{}  {:<16}  {} {}  {}  {}",
             text(run, "id"),
             text(run, "status"),
@@ -57,7 +64,7 @@ pub fn print_history(transitions: &Value, json: bool) -> anyhow::Result<()> {
         return print_json(transitions);
     }
     for transition in transitions.as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "{}  {} -> {}  {}  by {}",
             text(transition, "at"),
             text(transition, "from"),
@@ -75,8 +82,8 @@ pub fn report(view: &Value, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(view);
     }
-    let id = text(view, "id");
-    eprintln!(
+    let id = &text(view, "id");
+    errln!(
         "run {id} ({} {}) is {}",
         text(view, "workflow_id"),
         text(view, "workflow_version"),
@@ -88,10 +95,10 @@ pub fn report(view: &Value, json: bool) -> anyhow::Result<()> {
                 print_json(&view["result"])?;
             }
         }
-        Some(RunState::WaitingApproval) => eprintln!("{}", super::runs::approval_hint(id)),
+        Some(RunState::WaitingApproval) => errln!("{}", super::runs::approval_hint(id)),
         _ => {
-            if let Some(error) = view["error"].as_str() {
-                eprintln!("caused by: {error}");
+            if let Some(error) = optional_text(view, "error") {
+                errln!("caused by: {error}");
             }
         }
     }
@@ -103,80 +110,82 @@ pub fn print_view(view: &Value, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(view);
     }
-    println!("run       {}", text(view, "id"));
-    println!(
+    outln!("run       {}", text(view, "id"));
+    outln!(
         "workflow  {} {} ({})",
         text(view, "workflow_id"),
         text(view, "workflow_version"),
         text(view, "workflow_source")
     );
-    println!("status    {}", text(view, "status"));
+    outln!("status    {}", text(view, "status"));
     let progress = &view["progress"];
-    println!(
+    outln!(
         "progress  {}% ({} of {} steps)",
-        progress["percentage"], progress["steps_completed"], progress["steps_total"]
+        progress["percentage"],
+        progress["steps_completed"],
+        progress["steps_total"]
     );
     for (state, seconds) in view["time_in_state_seconds"]
         .as_object()
         .into_iter()
         .flatten()
     {
-        println!(
+        outln!(
             "  {state:<17} {:.1} s",
             seconds.as_f64().unwrap_or_default()
         );
     }
     for attempt in view["attempts"].as_array().into_iter().flatten() {
-        let error = attempt["error"]
-            .as_str()
+        let error = optional_text(attempt, "error")
             .map(|error| format!(": {error}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  step {} #{} {}{error}",
             text(attempt, "step_id"),
             attempt["attempt"],
             text(attempt, "status")
         );
     }
-    if let Some(error) = view["error"].as_str() {
-        println!("error     {error}");
+    if let Some(error) = optional_text(view, "error") {
+        outln!("error     {error}");
     }
     if view["approval"].is_object() {
-        print_approval(&view["approval"], text(view, "id"));
+        print_approval(&view["approval"], &text(view, "id"));
     }
     Ok(())
 }
 
 fn print_approval(approval: &Value, id: &str) {
-    println!(
+    outln!(
         "waiting   for approval at step `{}`: {}",
         text(approval, "step"),
-        approval["title"].as_str().unwrap_or("")
+        optional_text(approval, "title").unwrap_or_default()
     );
-    if let Some(instructions) = approval["instructions"].as_str() {
-        println!("          {instructions}");
+    if let Some(instructions) = optional_text(approval, "instructions") {
+        outln!("          {instructions}");
     }
-    let required: Vec<&str> = approval["required"]
+    let required: Vec<std::borrow::Cow<str>> = approval["required"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
+        .map(terminal_safe)
         .collect();
     if !required.is_empty() {
-        println!("          required fields: {}", required.join(", "));
+        outln!("          required fields: {}", required.join(", "));
     }
-    if let Some(deadline) = approval["deadline"].as_str() {
+    if let Some(deadline) = optional_text(approval, "deadline") {
         let state = if approval["expired"] == true {
             "passed; `pallet resume` applies it"
         } else {
             "pending"
         };
-        println!(
+        outln!(
             "          deadline {deadline} ({state}), then {}",
             text(approval, "on_timeout")
         );
     }
-    println!("{}", super::runs::approval_hint(id));
+    outln!("{}", super::runs::approval_hint(id));
 }
 
 #[cfg(test)]

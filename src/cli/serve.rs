@@ -46,7 +46,7 @@ pub struct ServeArgs {
 pub async fn command(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let say = |line: String| {
         if !quiet {
-            eprintln!("{line}");
+            errln!("{line}");
         }
     };
     let token = args.token.clone().filter(|token| !token.is_empty());

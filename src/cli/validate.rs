@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::args::ValidateArgs;
 use super::render;
+use super::terminal::terminal_safe;
 use crate::workflow::{LoadError, load_file};
 
 pub fn command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -17,14 +18,15 @@ pub fn command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             Ok(loaded) => {
                 let metadata = &loaded.workflow.metadata;
                 if !args.json {
-                    println!(
-                        "ok: {file} ({} {}, {} steps)",
-                        metadata.id,
+                    outln!(
+                        "ok: {} ({} {}, {} steps)",
+                        terminal_safe(&file),
+                        terminal_safe(&metadata.id),
                         metadata.version,
                         loaded.workflow.all_steps().len()
                     );
                     for warning in &loaded.warnings {
-                        eprintln!("warning: {warning}");
+                        errln!("warning: {}", terminal_safe(&warning.to_string()));
                     }
                 }
                 reports.push(json!({
@@ -40,14 +42,14 @@ pub fn command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                     LoadError::Read { .. } => json!([{"file": file, "message": error.to_string()}]),
                 };
                 if !args.json {
-                    eprint!("{}", render::error(&anyhow::Error::new(error)));
+                    super::terminal::stderr_text(&render::error(&anyhow::Error::new(error)));
                 }
                 reports.push(json!({"file": file, "valid": false, "diagnostics": diagnostics}));
             }
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(ExitCode::from(if all_valid {
         0

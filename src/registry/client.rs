@@ -97,6 +97,16 @@ pub struct Listed {
     pub versions: Vec<ListedVersion>,
     /// Tags that are not semver (e.g. the original project's `v1`).
     pub other_tags: Vec<String>,
+    /// Version tags whose manifest could not be read: listed as warnings,
+    /// so one broken tag does not hide the others.
+    pub unreadable: Vec<UnreadableTag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableTag {
+    pub tag: String,
+    /// The error, as one line with its causes.
+    pub problem: String,
 }
 
 pub struct Registry {

@@ -1,14 +1,16 @@
 //! The read side of [`Registry`]: resolve a reference to a digest, pull the
 //! file, list workflows. Every blob goes through the cache and is verified.
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use oci_client::manifest::OciImageManifest;
 use semver::{Version, VersionReq};
 
 use super::RegistryError;
 use super::artifact::{self, sha256_digest};
 use super::cache::Cached;
-use super::client::{Listed, ListedVersion, Pulled, Registry, Resolved, exact_version};
+use super::client::{
+    Listed, ListedVersion, Pulled, Registry, Resolved, UnreadableTag, exact_version,
+};
 use super::reference::{ArtifactKind, Reference, Selector, version_to_tag};
 use super::resolve;
 
@@ -219,15 +221,19 @@ impl Registry {
                 continue;
             }
             let tags = self.transport.tags(&repository).await?.unwrap_or_default();
-            let versions = self.listed_versions(&repository, &tags).await?;
+            let (versions, unreadable) = self.listed_versions(&repository, &tags).await?;
             let other_tags = tags
                 .into_iter()
-                .filter(|tag| !versions.iter().any(|listed| listed.tag == *tag))
+                .filter(|tag| {
+                    !versions.iter().any(|listed| listed.tag == *tag)
+                        && !unreadable.iter().any(|broken| broken.tag == *tag)
+                })
                 .collect();
             listed.push(Listed {
                 repository,
                 versions,
                 other_tags,
+                unreadable,
             });
         }
         listed.sort_by(|left, right| left.repository.cmp(&right.repository));
@@ -236,33 +242,48 @@ impl Registry {
 
     /// The versions among `tags` with their digests: cached tags are trusted
     /// (versions are immutable by policy, as for ranges in [`Self::resolve`]).
+    /// A tag whose digest cannot be read is returned apart; a registry that
+    /// stops answering is an error.
     async fn listed_versions(
         &self,
         repository: &str,
         tags: &[String],
-    ) -> Result<Vec<ListedVersion>, RegistryError> {
+    ) -> Result<(Vec<ListedVersion>, Vec<UnreadableTag>), RegistryError> {
         let cached = self.cached_tags(repository)?;
-        stream::iter(resolve::sorted_versions(tags))
-            .map(|selected| {
-                let cached_digest = cached
-                    .iter()
-                    .find(|(tag, _)| *tag == selected.tag)
-                    .map(|(_, digest)| digest.clone());
-                async move {
-                    let digest = match cached_digest {
-                        Some(digest) => digest,
-                        None => self.tag_digest(repository, &selected.tag).await?,
-                    };
-                    Ok(ListedVersion {
-                        version: selected.version,
-                        tag: selected.tag,
-                        digest,
-                    })
-                }
-            })
-            .buffered(HEADS_AT_ONCE)
-            .try_collect()
-            .await
+        let looked_up: Vec<(resolve::Selected, Result<String, RegistryError>)> =
+            stream::iter(resolve::sorted_versions(tags))
+                .map(|selected| {
+                    let cached_digest = cached
+                        .iter()
+                        .find(|(tag, _)| *tag == selected.tag)
+                        .map(|(_, digest)| digest.clone());
+                    async move {
+                        let digest = match cached_digest {
+                            Some(digest) => Ok(digest),
+                            None => self.tag_digest(repository, &selected.tag).await,
+                        };
+                        (selected, digest)
+                    }
+                })
+                .buffered(HEADS_AT_ONCE)
+                .collect()
+                .await;
+        let (mut versions, mut unreadable) = (Vec::new(), Vec::new());
+        for (selected, digest) in looked_up {
+            match digest {
+                Ok(digest) => versions.push(ListedVersion {
+                    version: selected.version,
+                    tag: selected.tag,
+                    digest,
+                }),
+                Err(error) if error.is_not_answering() => return Err(error),
+                Err(error) => unreadable.push(UnreadableTag {
+                    tag: selected.tag,
+                    problem: crate::error::chain_of(&error),
+                }),
+            }
+        }
+        Ok((versions, unreadable))
     }
 
     /// The manifest with this digest, from the cache when there (verified).

@@ -28,6 +28,8 @@ pub struct RegistrySource {
     /// answer, the next sources are tried instead of failing.
     optional: bool,
     not_answering: AtomicBool,
+    /// Offline, a workflow was not in the cache: the next sources were tried.
+    not_cached: AtomicBool,
 }
 
 impl RegistrySource {
@@ -36,12 +38,19 @@ impl RegistrySource {
             registry,
             optional,
             not_answering: AtomicBool::new(false),
+            not_cached: AtomicBool::new(false),
         }
     }
 
     /// Whether an optional registry was found not answering.
     pub fn was_not_answering(&self) -> bool {
         self.not_answering.load(Ordering::Relaxed)
+    }
+
+    /// Whether, offline, a workflow was missing from the cache (and so was
+    /// looked for in the next sources).
+    pub fn was_not_cached(&self) -> bool {
+        self.not_cached.load(Ordering::Relaxed)
     }
 
     async fn pull(&self, id: &str) -> Result<Arc<LoadedWorkflow>, SourceError> {
@@ -59,6 +68,14 @@ impl RegistrySource {
                 return Err(SourceError::NotFound {
                     id: id.to_string(),
                     searched: format!("{searched} (not answering)"),
+                });
+            }
+            // Offline means no network, not no other source.
+            Err(RegistryError::NotCached { .. }) => {
+                self.not_cached.store(true, Ordering::Relaxed);
+                return Err(SourceError::NotFound {
+                    id: id.to_string(),
+                    searched: format!("{searched} (not in the local cache, offline)"),
                 });
             }
             Err(

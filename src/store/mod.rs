@@ -75,7 +75,7 @@ pub enum StoreError {
     /// Another process took the run over; this one's writes for it are refused.
     #[error("run `{id}` is executed by another process now (this one lost its lease)")]
     LeaseLost { id: String },
-    #[error("run `{id}` holds invalid data in `{what}`")]
+    #[error("run `{id}` holds invalid data in column `{what}` of the run database")]
     Corrupt { id: String, what: String },
     /// The group transaction the write was part of did not commit.
     #[error("cannot write to the run database")]

@@ -213,9 +213,10 @@ impl RunStore {
         let change = OwnedChange::from(change);
         self.write(move |connection| {
             check_lease(connection, &id, Some(&lease))?;
-            let from = apply_change(connection, &id, &change.borrowed())?;
+            // Released first (the same transaction): the run ends with no
+            // executor, so attempts this one left open are closed.
             super::lease::release(connection, &id, &lease)?;
-            Ok(from)
+            apply_change(connection, &id, &change.borrowed())
         })
     }
 
@@ -508,8 +509,27 @@ fn apply_change(
     )?.execute(
         params![id, from.as_str(), change.to.as_str(), change.trigger, change.metadata.to_string(), change.actor, at],
     )?;
+    if change.to.is_terminal() && !executed_elsewhere(transaction, id)? {
+        // An ended run with no live executor has no attempt in flight (its
+        // process died, or ended without closing them): those left are
+        // cancelled. A live executor records how its attempts end itself.
+        transaction
+            .prepare_cached(
+                "UPDATE step_attempts SET status = 'cancelled', ended_at = ?2, error = COALESCE(error, ?3) WHERE run_id = ?1 AND status = 'running'",
+            )?
+            .execute(params![id, at, format!("the run ended ({}) while this attempt was in flight", change.to.as_str())])?;
+    }
     store_derived(transaction, id)?;
     Ok(from)
+}
+
+/// Whether a live process (not this one's ended execution) holds the lease
+/// on run `id`.
+fn executed_elsewhere(connection: &Connection, id: &str) -> Result<bool, StoreError> {
+    use super::lease::{Owner, Standing, process_alive, read, standing};
+    Ok(read(connection, id)?.is_some_and(|lease| {
+        standing(&lease, Owner::current(), chrono::Utc::now(), process_alive) == Standing::Live
+    }))
 }
 
 /// Writes of an executor (`lease`: its lease token) are refused once another
@@ -559,6 +579,27 @@ fn run_from_row(row: &Row) -> rusqlite::Result<Result<StoredRun, StoreError>> {
             what: "status".to_string(),
         }));
     };
+    // A JSON column that does not parse is reported, not shown as null.
+    let column =
+        |index: usize, name: &str| -> rusqlite::Result<Result<Option<Value>, StoreError>> {
+            let text: Option<String> = row.get(index)?;
+            Ok(match text.map(|text| serde_json::from_str(&text)) {
+                None => Ok(None),
+                Some(Ok(value)) => Ok(Some(value)),
+                Some(Err(_)) => Err(StoreError::Corrupt {
+                    id: id.clone(),
+                    what: name.to_string(),
+                }),
+            })
+        };
+    let (input, context, result) = match (
+        column(9, "input")?,
+        column(10, "context")?,
+        column(11, "result")?,
+    ) {
+        (Ok(input), Ok(context), Ok(result)) => (input, context, result),
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => return Ok(Err(error)),
+    };
     Ok(Ok(StoredRun {
         workflow_ref: row.get(1)?,
         workflow_id: row.get(2)?,
@@ -568,9 +609,9 @@ fn run_from_row(row: &Row) -> rusqlite::Result<Result<StoredRun, StoreError>> {
         workflow_yaml: row.get(6)?,
         status,
         current_step: row.get(8)?,
-        input: json_column(row.get(9)?).unwrap_or(Value::Null),
-        context: json_column(row.get(10)?).unwrap_or(Value::Null),
-        result: json_column(row.get(11)?),
+        input: input.unwrap_or(Value::Null),
+        context: context.unwrap_or(Value::Null),
+        result,
         error: row.get(12)?,
         created_at: row.get(13)?,
         updated_at: row.get(14)?,
@@ -700,6 +741,8 @@ mod tests {
     #[tokio::test]
     async fn a_finish_after_a_cancel_elsewhere_is_recorded_and_reports_the_status() {
         let (store, _directory, id) = running();
+        // The executor (this process) holds the run's lease.
+        store.acquire_lease(&id, "executor").await.unwrap();
         store
             .start_attempt_queued(&id, "one", "running", None)
             .await

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::pallet::{Spawned, pallet_in};
 
 pub(crate) const SKILLS: [&str; 5] = [
     "create_plan",
@@ -104,7 +105,7 @@ pub(crate) async fn start(agent: &LegacyAgent, dir: &Path, options: ServiceOptio
     }));
     Service {
         base,
-        client: reqwest::Client::new(),
+        client: crate::support::http_client(),
         token,
         stop: Some(stop),
         served,
@@ -236,10 +237,9 @@ async fn both_body_forms_start_runs_that_complete() {
 async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_pallet"))
+    let refused = pallet_in(dir.path())
         .args(["serve", "--offline", "--addr", "0.0.0.0:0", "--db"])
         .arg(dir.path().join("runs.db"))
-        .env_remove("PALLET_API_TOKEN")
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
@@ -249,23 +249,20 @@ async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
         "{stderr}"
     );
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pallet"))
-        .args([
-            "serve",
-            "--offline",
-            "--addr",
-            "127.0.0.1:0",
-            "--workflows-dir",
-        ])
-        .arg(dir.path().join("none"))
-        .arg("--db")
-        .arg(dir.path().join("runs.db"))
-        .env_remove("PALLET_API_TOKEN")
-        .env_remove("PALLET_AGENTS")
-        .env_remove("PALLET_AGENTS_FILE")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::spawn(
+        pallet_in(dir.path())
+            .args([
+                "serve",
+                "--offline",
+                "--addr",
+                "127.0.0.1:0",
+                "--workflows-dir",
+            ])
+            .arg(dir.path().join("none"))
+            .arg("--db")
+            .arg(dir.path().join("runs.db"))
+            .stderr(std::process::Stdio::piped()),
+    );
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let base = lines
         .by_ref()
@@ -276,7 +273,7 @@ async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
                 .map(str::to_string)
         })
         .expect("the service says where it listens");
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let created: Value = client
         .post(format!("{base}/workflows"))
         .json(&json!({"workflow_type": "implement", "feature_description": "Create a factorial function"}))
@@ -305,8 +302,7 @@ async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
     }
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["progress"]["percentage"], 100);
-    // SAFETY: signalling the child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.signal(libc::SIGTERM);
     let mut status = None;
     for _ in 0..200 {
         status = child.try_wait().unwrap();
@@ -316,7 +312,6 @@ async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let Some(status) = status else {
-        child.kill().unwrap();
         panic!("pallet serve did not stop on SIGTERM");
     };
     assert!(status.success(), "{status}");

@@ -3,35 +3,21 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::pallet::{Home, Spawned, pallet_in};
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Data and cache directories of these tests, so runs are not recorded in the
-/// user's own database.
-fn scratch_home() -> &'static Path {
-    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
-}
-
-/// The binary with no PALLET_* settings inherited from the caller's shell.
-fn pallet(directory: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pallet"));
-    command
-        .current_dir(directory)
-        .env("XDG_DATA_HOME", scratch_home().join("data"))
-        .env("XDG_CACHE_HOME", scratch_home().join("cache"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PALLET_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
+/// pallet in `directory`, with its HOME and XDG directories in `home`.
+fn pallet_at(home: &Home, directory: &Path) -> Command {
+    let mut command = home.pallet();
+    command.current_dir(directory);
     command
 }
 
@@ -47,12 +33,14 @@ fn read_json(path: &Path) -> Value {
 
 /// `pallet agent serve` processes for every example agent; killed on drop.
 struct ServedAgents {
-    children: Vec<Child>,
+    _children: Vec<Spawned>,
+    _home: Home,
     urls: Vec<String>,
 }
 
 impl ServedAgents {
     fn start() -> ServedAgents {
+        let home = Home::new();
         let mut children = Vec::new();
         let mut urls = Vec::new();
         let mut definitions: Vec<PathBuf> = std::fs::read_dir(repository().join("agents"))
@@ -65,13 +53,13 @@ impl ServedAgents {
             .collect();
         definitions.sort();
         for definition in definitions {
-            let mut child = pallet(&repository())
-                .args(["agent", "serve"])
-                .arg(&definition)
-                .args(["--addr", "127.0.0.1:0"])
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut child = Spawned::spawn(
+                pallet_at(&home, &repository())
+                    .args(["agent", "serve"])
+                    .arg(&definition)
+                    .args(["--addr", "127.0.0.1:0"])
+                    .stderr(Stdio::piped()),
+            );
             let mut first_line = String::new();
             BufReader::new(child.stderr.take().unwrap())
                 .read_line(&mut first_line)
@@ -84,21 +72,16 @@ impl ServedAgents {
             children.push(child);
             urls.push(url);
         }
-        ServedAgents { children, urls }
-    }
-}
-
-impl Drop for ServedAgents {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        ServedAgents {
+            _children: children,
+            _home: home,
+            urls,
         }
     }
 }
 
 fn run_with_agents(directory: &Path, agents: &[String], arguments: &[&str]) -> Output {
-    let mut command = pallet(directory);
+    let mut command = pallet_in(directory);
     command.arg("run");
     for agent in agents {
         command.args(["--agent", agent]);
@@ -108,7 +91,8 @@ fn run_with_agents(directory: &Path, agents: &[String], arguments: &[&str]) -> O
 
 #[test]
 fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
-    let valid = pallet(&repository())
+    let home = Home::new();
+    let valid = pallet_at(&home, &repository())
         .args([
             "validate",
             "workflows/code-generation.yaml",
@@ -120,7 +104,7 @@ fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
     assert_eq!(valid.status.code(), Some(0), "{}", text(&valid.stderr));
     assert_eq!(text(&valid.stdout).matches("ok: workflows/").count(), 3);
 
-    let invalid = pallet(&repository())
+    let invalid = pallet_at(&home, &repository())
         .args([
             "validate",
             "workflows/code-generation.yaml",
@@ -145,7 +129,8 @@ fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
 
 #[test]
 fn validate_json_lists_diagnostics_per_file() {
-    let output = pallet(&repository())
+    let home = Home::new();
+    let output = pallet_at(&home, &repository())
         .args([
             "validate",
             "--json",
@@ -170,7 +155,8 @@ fn validate_json_lists_diagnostics_per_file() {
 
 #[test]
 fn validate_of_a_missing_file_is_bad_input() {
-    let output = pallet(&repository())
+    let home = Home::new();
+    let output = pallet_at(&home, &repository())
         .args(["validate", "no/such/file.yaml"])
         .output()
         .unwrap();
@@ -183,7 +169,7 @@ fn validate_of_a_missing_file_is_bad_input() {
 #[test]
 fn main_job_runs_out_of_the_box_and_writes_app() {
     let scratch = tempfile::tempdir().unwrap();
-    let output = pallet(scratch.path())
+    let output = pallet_in(scratch.path())
         .args([
             "run",
             "Create a function that calculates the factorial of a number",
@@ -480,11 +466,11 @@ async fn ctrl_c_and_sigterm_cancel_the_run_cleanly() {
             "metadata: {id: slow, name: Slow, version: 1.0.0}\nsteps:\n  - id: wait\n    skill: sleep\n    inputs: {ms: 30000}\n  - id: after\n    skill: echo\n",
         )
         .unwrap();
-        let child = pallet(scratch.path())
-            .args(["run", "--file", "slow.yaml", "--agent", &agent.url()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Spawned::spawn(
+            pallet_in(scratch.path())
+                .args(["run", "--file", "slow.yaml", "--agent", &agent.url()])
+                .stderr(Stdio::piped()),
+        );
         // Wait until the slow call reached the agent, then interrupt.
         let started = std::time::Instant::now();
         while agent.calls("sleep") == 0 {
@@ -494,12 +480,9 @@ async fn ctrl_c_and_sigterm_cancel_the_run_cleanly() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let pid = i32::try_from(child.id()).unwrap();
-        // SAFETY: kill(2) on a child process this test spawned and still owns.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        child.signal(signal);
         let output = tokio::task::spawn_blocking(move || child.wait_with_output())
             .await
-            .unwrap()
             .unwrap();
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "signal {signal}: {stderr}");
@@ -551,5 +534,193 @@ async fn a_new_run_removes_the_previous_runs_results() {
     assert_eq!(
         std::fs::read_to_string(scratch.path().join("notes.txt")).unwrap(),
         "the user's own file"
+    );
+}
+
+/// `--offline` means no network, not no other source: a workflow missing from
+/// the cache is taken from the built-in examples or the workflows directory,
+/// also when the configured registry is down, and that is said in one line.
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_runs_fall_back_to_the_built_in_examples_and_the_workflows_dir() {
+    let scratch = tempfile::tempdir().unwrap();
+    let directory = scratch.path().to_path_buf();
+    let built_in = tokio::task::spawn_blocking(move || {
+        pallet_in(&directory)
+            .args(["run", "--offline", "Create a factorial function"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = text(&built_in.stderr);
+    assert_eq!(built_in.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "offline, `code-generation-v1` is not in the local cache of registry 127.0.0.1:1: using the built-in example workflow"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_json(&scratch.path().join("app/run.json"))["status"],
+        "completed"
+    );
+
+    let agent = LegacyAgent::start("tester", &[]).await;
+    let workflows = scratch.path().join("flows");
+    std::fs::create_dir(&workflows).unwrap();
+    std::fs::write(
+        workflows.join("local.yaml"),
+        "metadata: {id: local-v1, name: Local, version: 1.0.0}\nsteps:\n  - id: echo\n    skill: echo\n    inputs: {said: hi}\n",
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let directory = scratch.path().to_path_buf();
+    let url = agent.url();
+    let from_directory = tokio::task::spawn_blocking(move || {
+        let arguments = [
+            "--offline",
+            "--registry",
+            &down,
+            "--workflows-dir",
+            "flows",
+            "--workflow",
+            "local-v1",
+            "--json",
+        ];
+        run_with_agents(&directory, &[url], &arguments)
+    })
+    .await
+    .unwrap();
+    let stderr = text(&from_directory.stderr);
+    assert_eq!(from_directory.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("offline, `local-v1` is not in the local cache of registry")
+            && stderr.contains("using workflow file flows/local.yaml"),
+        "{stderr}"
+    );
+    let record: Value = serde_json::from_slice(&from_directory.stdout).unwrap();
+    assert_eq!(record["output"]["said"], "hi", "{record}");
+}
+
+/// A reader that goes away (`pallet runs --json | head -c 10`) ends every
+/// command quietly, as SIGPIPE would, with no panic message.
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    let home = Home::new();
+    let repository = repository();
+    let commands: [&[&str]; 4] = [
+        &["runs", "--json"],
+        &["runs", "--help"],
+        &["validate", "workflows/code-generation.yaml"],
+        &["validate", "--json", "workflows/code-generation.yaml"],
+    ];
+    for arguments in commands {
+        let mut child = Spawned::spawn(
+            pallet_at(&home, &repository)
+                .args(arguments)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        // Closed before pallet writes: its first write fails with EPIPE.
+        drop(child.stdout.take());
+        let output = child.wait_with_output();
+        let stderr = text(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{arguments:?}: {stderr}");
+        assert_eq!(
+            output.status.code(),
+            Some(141),
+            "{arguments:?}: {:?} {stderr}",
+            output.status
+        );
+    }
+}
+
+/// Control characters from an agent's error, the database and actors are
+/// shown escaped in text output (no terminal title set, no forged `error:`
+/// line), and kept exact in JSON; `--actor` refuses them.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_characters_from_outside_reach_the_terminal_escaped() {
+    const EVIL: &str = "\u{1b}]0;pwned\u{7}\nerror: forged";
+    const SHOWN: &str = "\\u{1b}]0;pwned\\u{7}\\nerror: forged";
+    let agent = LegacyAgent::start("tester", &[]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(
+        scratch.path().join("evil.yaml"),
+        "metadata: {id: evil, name: Evil, version: 1.0.0}\nsteps:\n  - id: boom\n    skill: fail\n    inputs: {message: \"\\e]0;pwned\\a\\nerror: forged\"}\n",
+    )
+    .unwrap();
+    let store = pallet::store::RunStore::open(&scratch.path().join("runs.db")).unwrap();
+    let planted = store
+        .create_run(&pallet::store::NewRun {
+            workflow_ref: "planted".to_string(),
+            workflow_id: EVIL.to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: EVIL.to_string(),
+            workflow_yaml: String::new(),
+            input: serde_json::json!({}),
+            actor: EVIL.to_string(),
+        })
+        .unwrap();
+    drop(store);
+    let directory = scratch.path().to_path_buf();
+    let url = agent.url();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let pallet = |arguments: &[&str]| {
+            pallet_in(&directory)
+                .args(arguments)
+                .args(["--db", "runs.db"])
+                .output()
+                .unwrap()
+        };
+        let run = pallet(&["run", "--file", "evil.yaml", "--agent", &url]);
+        let listed: Value = serde_json::from_slice(&pallet(&["runs", "--json"]).stdout).unwrap();
+        let failed = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|run| run["id"].as_str().unwrap().to_string())
+            .find(|id| *id != planted.id)
+            .expect("the failed run is listed");
+        let evil_actor = pallet(&["cancel", &planted.id, "--actor", EVIL]);
+        (
+            vec![
+                ("run", run),
+                ("runs show", pallet(&["runs", "show", &failed])),
+                ("runs", pallet(&["runs"])),
+                ("runs show planted", pallet(&["runs", "show", &planted.id])),
+                ("runs history", pallet(&["runs", "history", &planted.id])),
+            ],
+            pallet(&["runs", "show", &failed, "--json"]),
+            evil_actor,
+        )
+    })
+    .await
+    .unwrap();
+    let (texts, json, evil_actor) = outputs;
+    for (command, output) in &texts {
+        let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(
+            !all.contains('\u{1b}') && !all.contains('\u{7}'),
+            "{command}: {all:?}"
+        );
+        assert!(
+            !all.lines().any(|line| line.starts_with("error: forged")),
+            "{command}: {all}"
+        );
+        assert!(all.contains(SHOWN), "{command}: {all}");
+    }
+    let view: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        view.to_string()
+            .contains("\\u001b]0;pwned\\u0007\\nerror: forged"),
+        "{view}"
+    );
+    assert_eq!(evil_actor.status.code(), Some(2));
+    let stderr = text(&evil_actor.stderr);
+    assert!(
+        stderr.contains(&format!("--actor `{SHOWN}` is not a name")),
+        "{stderr}"
     );
 }

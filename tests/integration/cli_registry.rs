@@ -3,14 +3,14 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::pallet::{PALLET, Spawned, command_in};
 use crate::support::registry::TestRegistry;
 
-const PALLET: &str = env!("CARGO_BIN_EXE_pallet");
 const AGENTS: [&str; 7] = [
     "plan",
     "build",
@@ -25,8 +25,8 @@ fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A scratch directory with its own cache; pallet runs in it with no
-/// registry, agents or credentials from the environment.
+/// A scratch directory with its own home, cache and data directories; pallet
+/// runs in it with no registry, agents or credentials from the environment.
 struct Scratch {
     directory: tempfile::TempDir,
 }
@@ -43,21 +43,7 @@ impl Scratch {
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command
-            .current_dir(self.path())
-            .env("XDG_CACHE_HOME", self.path().join("cache"))
-            .env("DOCKER_CONFIG", self.path().join("docker"))
-            .env_remove("PALLET_REGISTRY")
-            .env_remove("PALLET_DEFAULT_REGISTRY")
-            .env_remove("PALLET_AGENTS")
-            .env_remove("PALLET_AGENTS_FILE")
-            .env_remove("PALLET_WORKFLOWS_DIR")
-            .env_remove("PALLET_REGISTRY_USERNAME")
-            .env_remove("PALLET_REGISTRY_PASSWORD")
-            .env_remove("PALLET_LLM_CMD")
-            .env("NO_COLOR", "1");
-        command
+        command_in(program, self.path())
     }
 
     fn pallet(&self, arguments: &[&str]) -> Output {
@@ -126,7 +112,7 @@ fn push_examples(scratch: &Scratch, registry: &str) -> Vec<Value> {
 
 /// `pallet agent serve` processes of the example agents on free ports; killed when dropped.
 struct AgentProcesses {
-    children: Vec<Child>,
+    children: Vec<Spawned>,
     urls: Vec<String>,
 }
 
@@ -141,17 +127,17 @@ impl AgentProcesses {
             let definition = repository_root()
                 .join("agents")
                 .join(format!("{name}.yaml"));
-            let child = scratch
-                .command(PALLET)
-                .arg("agent")
-                .arg("serve")
-                .arg(definition)
-                .arg("--addr")
-                .arg(&address)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let child = Spawned::spawn(
+                scratch
+                    .command(PALLET)
+                    .arg("agent")
+                    .arg("serve")
+                    .arg(definition)
+                    .arg("--addr")
+                    .arg(&address)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            );
             processes.children.push(child);
             processes.urls.push(format!("http://{address}"));
         }
@@ -159,15 +145,6 @@ impl AgentProcesses {
             wait_for_port(address.trim_start_matches("http://"));
         }
         processes
-    }
-}
-
-impl Drop for AgentProcesses {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -666,4 +643,57 @@ fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
     }
     let alive: Vec<&String> = pids.iter().filter(|pid| !process_gone(pid)).collect();
     assert!(alive.is_empty(), "still running: {alive:?}");
+}
+
+/// One tag whose manifest the registry cannot give (its blob deleted from the
+/// registry's storage) is a warning row of `pallet list`; the others are listed.
+#[test]
+fn list_shows_an_unreadable_tag_as_a_warning_and_lists_the_others() {
+    let registry = TestRegistry::start();
+    let scratch = Scratch::new();
+    let pushed = push_examples(&scratch, &registry.address);
+    let broken = pushed
+        .iter()
+        .find(|entry| entry["repository"] == "workflows/smart-router")
+        .unwrap();
+    let hex = broken["digest"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("sha256:")
+        .unwrap()
+        .to_string();
+    let blob = registry
+        .storage()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex);
+    std::fs::remove_dir_all(&blob).unwrap_or_else(|error| panic!("{}: {error}", blob.display()));
+
+    // Another machine's view: nothing of it in the local cache.
+    let scratch = Scratch::new();
+    let text = scratch.pallet(&["list", "--registry", &registry.address]);
+    let listed = stdout(succeeded(&text));
+    assert!(
+        listed.contains("workflows/code-generation\n  1.0.0 sha256:"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("workflows/parallel-analysis\n  1.0.0 sha256:"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("workflows/smart-router\n  warning: tag 1.0.0 cannot be read: "),
+        "{listed}"
+    );
+    let json = scratch.pallet(&["list", "--json", "--registry", &registry.address]);
+    let json: Value = serde_json::from_str(&stdout(succeeded(&json))).unwrap();
+    let router = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["repository"] == "workflows/smart-router")
+        .unwrap();
+    assert_eq!(router["versions"], serde_json::json!([]), "{router}");
+    assert_eq!(router["unreadable"][0]["tag"], "1.0.0", "{router}");
+    assert_eq!(json[0]["versions"][0]["version"], "1.0.0", "{json}");
 }

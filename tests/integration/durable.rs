@@ -3,7 +3,7 @@
 //! `pallet run` process killed with SIGKILL mid-run, then resumed.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::pallet::{Spawned, pallet_in};
 
 const SKILLS: [&str; 3] = ["first", "second", "last"];
 
@@ -448,19 +449,19 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         ),
     )
     .unwrap();
-    let binary = env!("CARGO_BIN_EXE_pallet");
-    let mut child = Command::new(binary)
-        .args(["run", "--quiet", "--file"])
-        .arg(&file)
-        .arg("--db")
-        .arg(&db)
-        .args(["--agent", &agent.url(), "--out"])
-        .arg(directory.path().join("out"))
-        .env_remove("PALLET_AGENTS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let root = directory.path().to_path_buf();
+    let mut child = Spawned::spawn(
+        pallet_in(&root)
+            .args(["run", "--quiet", "--file"])
+            .arg(&file)
+            .arg("--db")
+            .arg(&db)
+            .args(["--agent", &agent.url(), "--out"])
+            .arg(directory.path().join("out"))
+            .env_remove("PALLET_AGENTS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let db_for_wait = db.clone();
     let id = tokio::task::spawn_blocking(move || {
         wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
@@ -490,8 +491,9 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         let db = db.clone();
         let url = agent.url();
         let id = id.clone();
+        let root = root.clone();
         move || {
-            Command::new(binary)
+            pallet_in(&root)
                 .args(["resume", &id, "--json", "--agent", &url])
                 .arg("--db")
                 .arg(&db)
@@ -515,6 +517,14 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         1,
         "the completed step is not run again"
     );
+    // Resume writes the results as run does: `app/` by default.
+    let app = directory.path().join("app");
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(app.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], "completed", "{run}");
+    for step in ["one", "slow", "three"] {
+        assert!(app.join(format!("steps/{step}.json")).is_file(), "{step}");
+    }
     assert_eq!(agent.calls("last"), 1);
     let slow: Vec<(u32, String)> = store
         .attempts(&id)
@@ -528,7 +538,7 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         [(1, "interrupted".to_string()), (2, "completed".to_string())]
     );
     // A completed run cannot be resumed: bad input, exit status 2.
-    let again = Command::new(binary)
+    let again = pallet_in(&root)
         .args(["resume", &id, "--agent", &agent.url()])
         .arg("--db")
         .arg(&db)
@@ -545,21 +555,25 @@ async fn the_cli_pauses_at_an_approval_and_approve_finishes_the_run() {
     let db = directory.path().join("runs.db");
     let file = directory.path().join("approve.yaml");
     std::fs::write(&file, workflow_text(APPROVAL_FLOW)).unwrap();
-    let binary = env!("CARGO_BIN_EXE_pallet");
+    let root = directory.path().to_path_buf();
     let url = agent.url();
-    let pallet = move |args: Vec<String>| {
-        let db = db.clone();
-        let url = url.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(binary)
-                .args(&args)
-                .arg("--db")
-                .arg(&db)
-                .args(["--agent", &url])
-                .env_remove("PALLET_AGENTS")
-                .output()
-                .unwrap()
-        })
+    let pallet = {
+        let root = root.clone();
+        move |args: Vec<String>| {
+            let db = db.clone();
+            let url = url.clone();
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || {
+                pallet_in(&root)
+                    .args(&args)
+                    .arg("--db")
+                    .arg(&db)
+                    .args(["--agent", &url])
+                    .env_remove("PALLET_AGENTS")
+                    .output()
+                    .unwrap()
+            })
+        }
     };
     let out = directory.path().join("out").display().to_string();
     let file = file.display().to_string();
@@ -585,7 +599,7 @@ async fn the_cli_pauses_at_an_approval_and_approve_finishes_the_run() {
     assert_eq!(record["status"], "waiting_approval");
     let id = record["run_id"].as_str().unwrap().to_string();
 
-    let shown = Command::new(binary)
+    let shown = pallet_in(&root)
         .args(["runs", "show", &id, "--json", "--db"])
         .arg(directory.path().join("runs.db"))
         .output()
@@ -620,7 +634,7 @@ async fn the_cli_pauses_at_an_approval_and_approve_finishes_the_run() {
     assert_eq!(run["status"], "completed");
     assert_eq!(run["result"]["actor"], "grace");
 
-    let cancel = Command::new(binary)
+    let cancel = pallet_in(&root)
         .args(["cancel", &id, "--db"])
         .arg(directory.path().join("runs.db"))
         .output()
@@ -744,8 +758,10 @@ async fn an_approval_without_a_store_fails_clearly() {
 /// `pallet ARGS --db DB --agent URL`, run to its end off the async runtime.
 async fn pallet_output(args: Vec<String>, db: &Path, agent: &str) -> std::process::Output {
     let (db, agent) = (db.to_path_buf(), agent.to_string());
+    // Its HOME and XDG directories beside the database.
+    let root = db.parent().unwrap().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_pallet"))
+        pallet_in(&root)
             .args(&args)
             .arg("--db")
             .arg(&db)
@@ -781,18 +797,18 @@ async fn a_run_another_live_process_executes_is_not_resumed_until_that_process_d
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pallet"))
-        .args(["run", "--quiet", "--file"])
-        .arg(&file)
-        .arg("--db")
-        .arg(&db)
-        .args(["--agent", &agent.url(), "--out"])
-        .arg(directory.path().join("out"))
-        .env_remove("PALLET_AGENTS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::spawn(
+        pallet_in(directory.path())
+            .args(["run", "--quiet", "--file"])
+            .arg(&file)
+            .arg("--db")
+            .arg(&db)
+            .args(["--agent", &agent.url(), "--out"])
+            .arg(directory.path().join("out"))
+            .env_remove("PALLET_AGENTS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let db_for_wait = db.clone();
     let id = tokio::task::spawn_blocking(move || {
         wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
@@ -1447,9 +1463,9 @@ steps:
         ),
     )
     .unwrap();
-    let binary = env!("CARGO_BIN_EXE_pallet");
+    let root = directory.path().to_path_buf();
     let pallet = |args: &[&str]| {
-        let mut command = Command::new(binary);
+        let mut command = pallet_in(&root);
         command
             .args(args)
             .arg("--db")
@@ -1480,7 +1496,7 @@ steps:
     assert_eq!(record["status"], "waiting_approval");
     let id = record["run_id"].as_str().unwrap().to_string();
 
-    let shown = Command::new(binary)
+    let shown = pallet_in(&root)
         .args(["runs", "show", &id, "--json", "--db"])
         .arg(&db)
         .output()
@@ -1489,7 +1505,7 @@ steps:
     assert_eq!(view["status"], "waiting_approval");
     assert_eq!(view["approval"]["step"], "build/review");
     assert_eq!(view["approval"]["title"], "Go on?");
-    let text = Command::new(binary)
+    let text = pallet_in(&root)
         .args(["runs", "show", &id, "--db"])
         .arg(&db)
         .output()
@@ -1503,11 +1519,11 @@ steps:
 
     // Approve in a process that is killed once `build/publish` completed and
     // `build/slow` is in flight.
-    let mut approving = pallet(&["approve", &id, "--actor", "ada"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut approving = Spawned::spawn(
+        pallet(&["approve", &id, "--actor", "ada"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let db_for_wait = db.clone();
     tokio::task::spawn_blocking(move || {
         wait_for(&db_for_wait, "step `build/slow` in flight", |store, id| {
@@ -1674,25 +1690,15 @@ async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
 
 /// `pallet ARGS --db DB --agent URL` as a child, with its homes in `home`.
 fn spawn_pallet(args: &[&str], db: &Path, agent: &str, home: &Path) -> std::process::Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pallet"));
-    command
+    crate::support::pallet::pallet_in(home)
         .args(args)
         .arg("--db")
         .arg(db)
         .args(["--agent", agent])
-        .env("HOME", home)
-        .env_remove("PALLET_AGENTS")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for variable in [
-        "XDG_CACHE_HOME",
-        "XDG_DATA_HOME",
-        "XDG_CONFIG_HOME",
-        "XDG_STATE_HOME",
-    ] {
-        command.env(variable, home.join(variable));
-    }
-    command.spawn().unwrap()
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// Waits until step `slow` of the run in `db` has `running` attempts, then kills `child`.
@@ -1764,7 +1770,7 @@ async fn a_run_whose_executor_crashed_twice_is_not_resumed_at_start_up() {
         ["interrupted", "running"]
     );
 
-    let shown = Command::new(env!("CARGO_BIN_EXE_pallet"))
+    let shown = crate::support::pallet::pallet_in(home)
         .args(["runs", "show", &id, "--db"])
         .arg(&db)
         .output()
@@ -1856,4 +1862,158 @@ async fn a_service_stopped_gracefully_twice_still_resumes_its_run_at_start_up() 
     assert_eq!(agent.calls("sleep"), 3);
     assert_eq!(store.executor_starts(&run.id).unwrap(), 0);
     assert_eq!(store.get(&run.id).unwrap().status, RunState::InProgress);
+}
+
+/// A JSON column the database holds in a form that does not parse is an
+/// error naming the run and the column, not a `null`.
+#[test]
+fn a_corrupt_input_column_is_an_error_naming_the_run_and_column() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let store = RunStore::open(&db).unwrap();
+    let run = store
+        .create_run(&NewRun {
+            workflow_ref: "w".to_string(),
+            workflow_id: "w".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "w.yaml".to_string(),
+            workflow_yaml: "steps: []".to_string(),
+            input: json!({"requirements": "x"}),
+            actor: "test".to_string(),
+        })
+        .unwrap();
+    drop(store);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE runs SET input = '{not json' WHERE id = ?1",
+            [&run.id],
+        )
+        .unwrap();
+    for arguments in [
+        &["runs", "show", &run.id][..],
+        &["runs", "show", &run.id, "--json"],
+        &["runs"],
+    ] {
+        let output = pallet_in(directory.path())
+            .args(arguments)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{arguments:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "run `{}` holds invalid data in column `input`",
+                run.id
+            )),
+            "{arguments:?}: {stderr}"
+        );
+    }
+}
+
+/// When a run ends (failed by its workflow timeout while a step is in
+/// flight, by a branch failing beside a slow one, or cancelled after its
+/// process was killed), no attempt of it stays `running`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_run_keeps_no_attempt_running() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let file = directory.path().join("timeout.yaml");
+    std::fs::write(
+        &file,
+        "metadata: {id: timeout, name: Timeout, version: 1.0.0}\ntimeout: 1s\nsteps:\n  - id: one\n    skill: first\n  - id: slow\n    skill: sleep\n    inputs: {ms: 5000}\n",
+    )
+    .unwrap();
+    let out = directory.path().join("out").display().to_string();
+    let run = pallet_output(
+        vec![
+            "run".into(),
+            "--json".into(),
+            "--file".into(),
+            file.display().to_string(),
+            "--out".into(),
+            out,
+        ],
+        &db,
+        &agent.url(),
+    )
+    .await;
+    let record: Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&run.stderr)));
+    assert_eq!(record["status"], "failed", "{record}");
+    let store = RunStore::open(&db).unwrap();
+    let id = record["run_id"].as_str().unwrap();
+    assert_eq!(store.get(id).unwrap().status, RunState::Failed);
+    assert_eq!(attempt_statuses(&store, id, "one"), ["completed"]);
+    assert_eq!(attempt_statuses(&store, id, "slow"), ["cancelled"]);
+
+    std::fs::write(
+        &file,
+        "metadata: {id: branches, name: Branches, version: 1.0.0}\nsteps:\n  - id: both\n    step_type: parallel\n    branches:\n      steps:\n        - {id: boom, skill: fail}\n        - {id: slow, skill: sleep, inputs: {ms: 5000}}\n",
+    )
+    .unwrap();
+    let run = pallet_output(
+        vec![
+            "run".into(),
+            "--json".into(),
+            "--file".into(),
+            file.display().to_string(),
+        ],
+        &db,
+        &agent.url(),
+    )
+    .await;
+    let record: Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&run.stderr)));
+    assert_eq!(record["status"], "failed", "{record}");
+    let id = record["run_id"].as_str().unwrap();
+    let running: Vec<_> = store
+        .attempts(id)
+        .unwrap()
+        .into_iter()
+        .filter(|attempt| attempt.status == "running")
+        .map(|attempt| attempt.step_id)
+        .collect();
+    assert!(running.is_empty(), "still running: {running:?}");
+
+    std::fs::write(
+        &file,
+        "metadata: {id: killed, name: Killed, version: 1.0.0}\nsteps:\n  - {id: slow, skill: sleep, inputs: {ms: 30000}}\n",
+    )
+    .unwrap();
+    let mut child = Spawned::spawn(
+        pallet_in(directory.path())
+            .args(["run", "--quiet", "--file"])
+            .arg(&file)
+            .arg("--db")
+            .arg(&db)
+            .args(["--agent", &agent.url()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let db_for_wait = db.clone();
+    let id = tokio::task::spawn_blocking(move || {
+        wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
+            store.get(id).is_ok_and(|run| run.workflow_id == "killed")
+                && attempt_statuses(store, id, "slow") == ["running"]
+        })
+    })
+    .await
+    .unwrap();
+    child.signal(libc::SIGKILL);
+    let _ = child.wait();
+    let cancelled = pallet_in(directory.path())
+        .args(["cancel", &id, "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        cancelled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancelled.stderr)
+    );
+    assert_eq!(attempt_statuses(&store, &id, "slow"), ["cancelled"]);
 }

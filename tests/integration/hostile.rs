@@ -3,7 +3,7 @@
 //! a located diagnostic (exit 2), never a crash or a runaway allocation.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const HEAD: &str = "metadata: {id: hostile, name: Hostile, version: 1.0.0}\nsteps:\n";
@@ -39,22 +39,8 @@ impl Drop for Process {
 
 /// `pallet validate FILE` in `directory`, with every home and XDG directory inside it.
 fn validate(directory: &Path, file: &str) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pallet"));
-    command.current_dir(directory).args(["validate", file]);
-    for (variable, name) in [
-        ("HOME", "home"),
-        ("XDG_CACHE_HOME", "cache"),
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_STATE_HOME", "state"),
-    ] {
-        command.env(variable, directory.join(name));
-    }
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PALLET_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
+    let mut command = crate::support::pallet::pallet_in(directory);
+    command.args(["validate", file]);
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     Process(Some(command.spawn().expect("pallet starts")))
 }

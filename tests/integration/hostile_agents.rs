@@ -266,22 +266,7 @@ async fn credentials_in_a_card_interface_url_are_refused_and_never_sent() {
 
 /// `pallet` with every home and XDG directory in `home`, nothing inherited.
 fn pallet(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pallet"));
-    command.current_dir(home).env("HOME", home);
-    for (variable, directory) in [
-        ("XDG_CACHE_HOME", "cache"),
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_STATE_HOME", "state"),
-    ] {
-        command.env(variable, home.join(directory));
-    }
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PALLET_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command
+    crate::support::pallet::pallet_in(home)
 }
 
 fn run(home: &Path, arguments: &[&str]) -> Output {

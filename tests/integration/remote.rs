@@ -5,7 +5,7 @@
 //! does: through the registry's agent cards (a real docker-registry).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use pallet::api::ServiceOptions;
 use pallet::store::{NewRun, RunStore};
@@ -13,54 +13,34 @@ use serde_json::{Value, json};
 
 use crate::api::{SKILLS, Service, start};
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::pallet::Home;
 use crate::support::registry::{TestRegistry, push_like_original};
 
-const PALLET: &str = env!("CARGO_BIN_EXE_pallet");
-
-/// A scratch directory pallet runs in, with nothing from the environment
-/// that would pick a server, token, database, registry or agents.
+/// A scratch directory pallet runs in, with its own home and data
+/// directories and nothing from the environment that would pick a server,
+/// token, database, registry or agents.
 struct Scratch {
-    directory: tempfile::TempDir,
+    home: Home,
 }
 
 impl Scratch {
     fn new() -> Scratch {
-        Scratch {
-            directory: tempfile::tempdir().unwrap(),
-        }
+        Scratch { home: Home::new() }
     }
 
     fn path(&self) -> &Path {
-        self.directory.path()
+        self.home.path()
     }
 
     /// The database pallet would use without `--db`/`--server`.
     fn default_database(&self) -> PathBuf {
-        self.path().join("data/pallet/pallet.db")
+        self.home.default_database()
     }
 
     /// Run pallet off the async runtime (the service answers on it).
     async fn pallet(&self, arguments: &[impl AsRef<str>], environment: &[(&str, &str)]) -> Output {
-        let mut command = Command::new(PALLET);
-        command
-            .current_dir(self.path())
-            .env("XDG_DATA_HOME", self.path().join("data"))
-            .env("XDG_CACHE_HOME", self.path().join("cache"))
-            .env("DOCKER_CONFIG", self.path().join("docker"))
-            .env("NO_COLOR", "1")
-            .args(arguments.iter().map(AsRef::as_ref));
-        for variable in [
-            "PALLET_SERVER",
-            "PALLET_API_TOKEN",
-            "PALLET_DB",
-            "PALLET_REGISTRY",
-            "PALLET_DEFAULT_REGISTRY",
-            "PALLET_AGENTS",
-            "PALLET_AGENTS_FILE",
-            "PALLET_WORKFLOWS_DIR",
-        ] {
-            command.env_remove(variable);
-        }
+        let mut command = self.home.pallet();
+        command.args(arguments.iter().map(AsRef::as_ref));
         for (key, value) in environment {
             command.env(key, value);
         }

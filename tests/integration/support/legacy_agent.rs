@@ -1,7 +1,8 @@
 //! An in-process agent speaking the original project's legacy protocol
 //! (`GET /agent-card`, `POST /execute`), with skills whose behaviour tests choose.
 //!
-//! Skills: `echo` (returns its params), `fail` (JSON-RPC error), `sleep`
+//! Skills: `echo` (returns its params), `fail` (JSON-RPC error, with
+//! `params.message` if given), `sleep`
 //! (waits `params.ms`, then echoes), `flaky` (HTTP 503 for the first
 //! `params.failures` calls with the same `params.key`, then echoes),
 //! `garbage` (answers 200 with a body that is not JSON-RPC). Any skill named in
@@ -120,8 +121,13 @@ async fn execute(State(shared): State<Arc<Mutex<Shared>>>, Json(request): Json<V
             .into_response();
     }
     match method.as_str() {
-        "fail" => Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": "skill failed on purpose"}}))
-            .into_response(),
+        "fail" => {
+            let message = params["message"]
+                .as_str()
+                .unwrap_or("skill failed on purpose");
+            Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}}))
+                .into_response()
+        }
         "sleep" => {
             let ms = params["ms"].as_u64().unwrap_or(1000);
             tokio::time::sleep(Duration::from_millis(ms)).await;

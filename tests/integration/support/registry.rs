@@ -109,6 +109,11 @@ impl TestRegistry {
         }
     }
 
+    /// The registry's storage directory (its filesystem driver's root).
+    pub fn storage(&self) -> PathBuf {
+        self.directory.path().join("storage")
+    }
+
     fn log_path(&self) -> PathBuf {
         self.directory.path().join("registry.log")
     }
