@@ -2,6 +2,7 @@
 
 mod agent;
 mod api;
+mod api_hardening;
 mod bootstrap;
 mod cli;
 mod cli_registry;
@@ -9,6 +10,7 @@ mod durable;
 mod engine;
 mod examples;
 mod registry;
+mod registry_hostile;
 mod registry_interop;
 mod remote;
 mod server;
