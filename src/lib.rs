@@ -20,10 +20,12 @@
 
 pub mod agent;
 pub mod api;
+pub mod bearer;
 pub mod builtin;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod http_server;
 pub mod registry;
 pub mod store;
 pub mod template;

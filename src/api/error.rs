@@ -18,6 +18,8 @@ pub enum ApiError {
     BadJson { detail: String },
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the request body did not arrive within {}", humantime::format_duration(*.timeout))]
+    BodyTimeout { timeout: std::time::Duration },
     #[error("the request needs `Content-Type: application/json`")]
     NotJson,
     #[error("{detail}")]
@@ -48,10 +50,8 @@ pub enum ApiError {
     NoRoute { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
-    #[error(
-        "refusing to listen on {addr} without a token: set PALLET_API_TOKEN, or listen on a loopback address such as 127.0.0.1"
-    )]
-    Exposed { addr: std::net::SocketAddr },
+    #[error(transparent)]
+    Exposed(#[from] crate::bearer::ExposureError),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -102,6 +102,7 @@ impl ApiError {
         match self {
             ApiError::BadJson { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } | ApiError::Workflow { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -112,7 +113,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Exposed { .. } | ApiError::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Exposed(_) | ApiError::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod auth;
 pub mod error;
+mod limits;
 pub mod openapi;
 pub mod routes;
 mod types;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
+use crate::http_server::{self, ConnectionLimits};
 use crate::store::durable::Runner;
 use crate::store::{RunState, RunStore};
 pub use error::ApiError;
@@ -44,6 +46,10 @@ pub struct ServiceOptions {
     pub workflow_types: BTreeMap<String, String>,
     /// How long in-flight runs may go on after shutdown starts.
     pub grace: Duration,
+    /// Open connections and how long a client may take to send headers.
+    pub connections: ConnectionLimits,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServiceOptions {
@@ -52,6 +58,8 @@ impl Default for ServiceOptions {
             token: None,
             workflow_types: default_workflow_types(),
             grace: Duration::from_secs(30),
+            connections: ConnectionLimits::default(),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -68,6 +76,8 @@ pub struct AppState {
     /// Run id -> (generation, token cancelling its execution in this process).
     executing: Mutex<HashMap<String, (u64, CancellationToken)>>,
     generation: std::sync::atomic::AtomicU64,
+    /// Workflow loads (CPU work on blocking threads) allowed at once.
+    loading: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -81,6 +91,7 @@ impl AppState {
             abort: CancellationToken::new(),
             executing: Mutex::new(HashMap::new()),
             generation: Default::default(),
+            loading: tokio::sync::Semaphore::new(loading_permits()),
         })
     }
 
@@ -198,13 +209,17 @@ fn crashed_twice(id: &str) -> String {
     )
 }
 
-/// Refuse to expose the service beyond this machine without a token.
+/// One workflow load per CPU: more would only queue for the same cores.
+fn loading_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// The variable `pallet serve` reads its token from.
+pub const TOKEN_VARIABLE: &str = "PALLET_API_TOKEN";
+
+/// Refuse to expose the service beyond this machine without a strong token.
 pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), ApiError> {
-    if addr.ip().is_loopback() || token.is_some_and(|token| !token.is_empty()) {
-        Ok(())
-    } else {
-        Err(ApiError::Exposed { addr })
-    }
+    crate::bearer::check_exposure(addr, token, TOKEN_VARIABLE).map_err(ApiError::Exposed)
 }
 
 /// The router over `state`: every route of [`routes::routes`], auth, body limit.
@@ -216,6 +231,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     router
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::read_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -236,10 +255,15 @@ pub async fn serve(
     if resumed > 0 {
         tracing::info!("resumed {resumed} interrupted run(s)");
     }
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ApiError::Serve)?;
+    // In-flight requests get the grace period too; runs are waited for below.
+    http_server::serve(
+        listener,
+        router(state.clone()),
+        state.options.connections,
+        shutdown,
+        state.options.grace,
+    )
+    .await;
     state.tasks.close();
     if tokio::time::timeout(state.options.grace, state.tasks.wait())
         .await
@@ -261,29 +285,4 @@ pub async fn serve(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_listens_without_a_token() {
-        let cases = [
-            ("127.0.0.1:8080", None, true),
-            ("[::1]:8080", None, true),
-            ("0.0.0.0:8080", None, false),
-            ("0.0.0.0:8080", Some(""), false),
-            ("0.0.0.0:8080", Some("secret"), true),
-            ("192.168.1.4:80", Some("secret"), true),
-        ];
-        for (addr, token, allowed) in cases {
-            let addr: SocketAddr = addr.parse().unwrap();
-            assert_eq!(
-                check_exposure(addr, token).is_ok(),
-                allowed,
-                "{addr} {token:?}"
-            );
-        }
-    }
 }

@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 use super::types::{self, AdvanceRequest, Trigger, decode_cursor, encode_cursor};
 use super::{ApiError, AppState, SERVICE_ACTOR};
 use crate::engine::SourceError;
-use crate::store::RunState;
 use crate::store::durable::{Decision, RunError, stored_workflow};
+use crate::store::{RunState, StoreError};
+use crate::workflow::LoadedWorkflow;
 
 /// One route: its path (OpenAPI syntax, which axum 0.8 shares), method, handler.
 pub struct Route {
@@ -55,21 +56,7 @@ fn view(state: &AppState, id: &str) -> Result<Value, ApiError> {
 async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let start = types::start_request(body, &state.options.workflow_types)?;
-    let workflow = state
-        .engine
-        .workflows
-        .load(&start.reference)
-        .await
-        .map_err(|source| match source {
-            SourceError::Unavailable { .. } => ApiError::WorkflowUnavailable {
-                reference: start.reference.clone(),
-                source,
-            },
-            source => ApiError::Workflow {
-                reference: start.reference.clone(),
-                source,
-            },
-        })?;
+    let workflow = load_workflow(&state, &start.reference).await?;
     let (run, body) = blocking(&state, move |state| {
         let run = state
             .runner(SERVICE_ACTOR)
@@ -86,6 +73,37 @@ async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Respon
         Json(body),
     )
         .into_response())
+}
+
+/// Find, parse and check a workflow on a blocking thread, at most
+/// [`AppState::loading`] at once: a big workflow is seconds of CPU work that
+/// would otherwise hold a runtime thread, and a few of them every thread
+/// (then neither `/health` nor SIGTERM is answered).
+async fn load_workflow(
+    state: &Arc<AppState>,
+    reference: &str,
+) -> Result<Arc<LoadedWorkflow>, ApiError> {
+    let _permit = state
+        .loading
+        .acquire()
+        .await
+        .expect("the loading semaphore is never closed");
+    let workflows = state.engine.workflows.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let owned = reference.to_string();
+    let loaded = tokio::task::spawn_blocking(move || runtime.block_on(workflows.load(&owned)))
+        .await
+        .map_err(|error| ApiError::from(StoreError::TaskStopped(error)))?;
+    loaded.map_err(|source| match source {
+        SourceError::Unavailable { .. } => ApiError::WorkflowUnavailable {
+            reference: reference.to_string(),
+            source,
+        },
+        source => ApiError::Workflow {
+            reference: reference.to_string(),
+            source,
+        },
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -134,6 +134,14 @@ pub struct RegistryArgs {
     /// Never contact the registry: its local cache, else the workflows directory and built-in examples.
     #[arg(long)]
     pub offline: bool,
+
+    /// Longest a registry answer may stall before the request fails.
+    #[arg(long, value_name = "DURATION", env = "PALLET_REGISTRY_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub registry_read_timeout: std::time::Duration,
+
+    /// Longest one registry request may take in all.
+    #[arg(long, value_name = "DURATION", env = "PALLET_REGISTRY_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub registry_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,7 @@ use super::terminal::terminal_safe;
 use crate::agent::AgentCard;
 use crate::registry::{
     ArtifactKind, Credentials, DEFAULT_REGISTRY, Listed, Provenance, Pulled, Pushed, Reference,
-    Registry, RegistryOptions, default_cache_dir, docker_config_path,
+    Registry, RegistryOptions, Timeouts, default_cache_dir, docker_config_path,
 };
 use crate::workflow::{LoadedWorkflow, load_file};
 
@@ -73,6 +73,10 @@ pub fn connect(args: &RegistryArgs) -> anyhow::Result<Connected> {
         docker_config: docker_config_path(),
         cache_dir,
         offline: args.offline,
+        timeouts: Timeouts {
+            read: args.registry_read_timeout,
+            total: args.registry_timeout,
+        },
     })
     .map_err(|error| anyhow::Error::new(error).context(BadInput::new("cannot use the registry")))?;
     Ok(Connected {

@@ -13,6 +13,7 @@ use super::agent;
 use super::args::RegistryArgs;
 use super::render::BadInput;
 use crate::api::{self, AppState, ServiceOptions};
+use crate::http_server::{ConnectionLimits, raise_open_files_limit};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -27,6 +28,18 @@ pub struct ServeArgs {
     /// How long running runs may go on after Ctrl-C/SIGTERM (then they are left resumable).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
+
+    /// Connections open at once; one more is closed at once.
+    #[arg(long, value_name = "N", env = "PALLET_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// How long a client may take to send a request's headers (also how long a keep-alive connection may stay idle).
+    #[arg(long, value_name = "DURATION", env = "PALLET_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long a client may take to send a request's body.
+    #[arg(long, value_name = "DURATION", env = "PALLET_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
 
     /// Map a seed `workflow_type` to a workflow reference, TYPE=REF; repeatable.
     #[arg(long = "workflow-type", value_name = "TYPE=REF")]
@@ -51,10 +64,15 @@ pub async fn command(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let token = args.token.clone().filter(|token| !token.is_empty());
     api::check_exposure(args.addr, token.as_deref())
-        .map_err(|error| BadInput::new(error.to_string()))?;
+        .map_err(|error| BadInput::new(error.to_string()).hint(crate::bearer::TOKEN_HINT))?;
     let mut options = ServiceOptions {
         token,
         grace: args.grace,
+        connections: ConnectionLimits {
+            max_connections: args.max_connections as usize,
+            header_timeout: args.header_timeout,
+        },
+        body_timeout: args.body_timeout,
         ..ServiceOptions::default()
     };
     for pair in &args.workflow_types {
@@ -72,6 +90,7 @@ pub async fn command(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             .workflow_types
             .insert(name.to_string(), reference.to_string());
     }
+    raise_open_files_limit();
     let store = super::runs::open_store(args.db.as_deref())?;
     let (engine, example_agents) =
         super::runs::engine_from_sources(&args.sources, &args.registry, &say).await?;

@@ -33,6 +33,27 @@ pub struct RegistryOptions {
     pub cache_dir: PathBuf,
     /// Serve only from the cache; never contact the registry.
     pub offline: bool,
+    /// How long a registry request may stall, and take in all.
+    pub timeouts: Timeouts,
+}
+
+/// Bounds on every registry read: a registry that stops sending fails the
+/// request instead of hanging the run (or the service's `POST /workflows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Longest wait for the next bytes of an answer.
+    pub read: std::time::Duration,
+    /// Longest a whole request (headers and body) may take.
+    pub total: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            read: std::time::Duration::from_secs(30),
+            total: std::time::Duration::from_secs(120),
+        }
+    }
 }
 
 impl RegistryOptions {
@@ -45,6 +66,7 @@ impl RegistryOptions {
             docker_config: None,
             cache_dir: cache_dir.into(),
             offline: false,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -136,6 +158,7 @@ impl Registry {
             &address.authority,
             credentials,
             options.insecure_hosts.clone(),
+            options.timeouts,
         )?;
         let protocol = match address.plain_http {
             true => ClientProtocol::HttpsExcept(vec![address.authority.clone()]),

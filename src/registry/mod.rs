@@ -29,7 +29,8 @@ pub use address::RegistryAddress;
 pub use artifact::{ArtifactContent, Provenance};
 pub use cache::default_cache_dir;
 pub use client::{
-    Listed, ListedVersion, Pulled, Pushed, Registry, RegistryOptions, Resolved, UnreadableTag,
+    Listed, ListedVersion, Pulled, Pushed, Registry, RegistryOptions, Resolved, Timeouts,
+    UnreadableTag,
 };
 pub use discovery::{CombinedDiscovery, RegistryDiscovery};
 pub use docker_config::{docker_config_path, docker_credentials};
@@ -95,6 +96,23 @@ pub enum RegistryError {
         registry: String,
         path: String,
         status: u16,
+    },
+    #[error(
+        "registry {registry} stalled sending {path} (read timeout {read}, total timeout {total})"
+    )]
+    Stalled {
+        registry: String,
+        path: String,
+        read: String,
+        total: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("registry {registry} sent more than {limit} bytes for {path}; refused")]
+    TooLarge {
+        registry: String,
+        path: String,
+        limit: u64,
     },
     #[error("registry {registry} sent an unreadable answer to {path}")]
     Body {

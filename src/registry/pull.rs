@@ -153,10 +153,17 @@ impl Registry {
                 problem,
             }
         })?;
-        let content = self.blob(&repository, &layer.digest, "layer").await?;
+        let content = self
+            .blob(&repository, &layer.digest, layer.size, "layer")
+            .await?;
         // Fetched for every layout so the cached image layout is complete.
         let config_bytes = self
-            .blob(&repository, &manifest.config.digest, "config")
+            .blob(
+                &repository,
+                &manifest.config.digest,
+                manifest.config.size,
+                "config",
+            )
             .await?;
         let pallet_config = [
             artifact::WORKFLOW_CONFIG_MEDIA_TYPE,
@@ -318,12 +325,13 @@ impl Registry {
         &self,
         repository: &str,
         digest: &str,
+        size: i64,
         what: &str,
     ) -> Result<Vec<u8>, RegistryError> {
         if let Some(bytes) = self.cached_blob(repository, digest, what)? {
             return Ok(bytes);
         }
-        let fetched = self.transport.blob(repository, digest).await?;
+        let fetched = self.transport.blob(repository, digest, size).await?;
         let fetched = fetched.ok_or_else(|| RegistryError::ManifestNotFound {
             registry: self.address.authority.clone(),
             repository: repository.to_string(),

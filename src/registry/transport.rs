@@ -10,11 +10,20 @@ use reqwest::{Method, StatusCode, header};
 
 use super::artifact::is_sha256_digest;
 use super::docker_config::LazyCredentials;
-use super::{Credentials, RegistryError};
+use super::{Credentials, RegistryError, Timeouts};
 
 /// Manifest media types asked for; without them the registry answers 404.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json";
+
+/// Largest manifest, tag list, catalog page or token answer read: an
+/// artifact's manifest is under a kilobyte, so this only stops a hostile
+/// registry from filling memory.
+pub const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Largest blob read, whatever its descriptor claims (a workflow or card is
+/// a few kilobytes).
+pub const MAX_BLOB_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct Transport {
@@ -27,6 +36,7 @@ pub struct Transport {
     requests: Arc<AtomicUsize>,
     /// Bearer tokens by what they were granted for (a repository, or the catalog).
     tokens: Arc<Mutex<HashMap<String, String>>>,
+    timeouts: Timeouts,
 }
 
 impl Transport {
@@ -35,9 +45,12 @@ impl Transport {
         registry: &str,
         credentials: LazyCredentials,
         insecure_hosts: Vec<String>,
+        timeouts: Timeouts,
     ) -> Result<Self, RegistryError> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
+            .read_timeout(timeouts.read)
+            .timeout(timeouts.total)
             .tls_backend_preconfigured(crate::tls::config())
             .build()
             .map_err(|source| RegistryError::Client {
@@ -52,6 +65,7 @@ impl Transport {
             insecure_hosts,
             requests: Arc::default(),
             tokens: Arc::default(),
+            timeouts,
         })
     }
 
@@ -182,10 +196,9 @@ impl Transport {
                 path: path.to_string(),
             });
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| self.request_error(source))?;
+        let bytes = self
+            .read_capped(&challenge.realm, response, MAX_DOCUMENT_BYTES)
+            .await?;
         let answer: TokenAnswer = serde_json::from_slice(&bytes)
             .map_err(|source| self.body_error(&challenge.realm, source))?;
         answer
@@ -208,6 +221,57 @@ impl Transport {
                 registry: self.registry.clone(),
                 source,
             }
+        }
+    }
+
+    /// The body of `response`, refused as soon as more than `limit` bytes
+    /// arrive (never read whole first); a stall is [`RegistryError::Stalled`].
+    async fn read_capped(
+        &self,
+        path: &str,
+        mut response: reqwest::Response,
+        limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let too_large = || RegistryError::TooLarge {
+            registry: self.registry.clone(),
+            path: path.to_string(),
+            limit,
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| self.body_error_of(path, source))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    /// An answer's body that stopped coming: the registry answered, so this
+    /// is not "not answering" (which would let the CLI fall back silently).
+    fn body_error_of(&self, path: &str, source: reqwest::Error) -> RegistryError {
+        if !source.is_timeout() {
+            return RegistryError::Request {
+                registry: self.registry.clone(),
+                source,
+            };
+        }
+        RegistryError::Stalled {
+            registry: self.registry.clone(),
+            path: path.to_string(),
+            read: humantime::format_duration(self.timeouts.read).to_string(),
+            total: humantime::format_duration(self.timeouts.total).to_string(),
+            source,
         }
     }
 
@@ -260,33 +324,40 @@ impl Transport {
         reference: &str,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
         let path = format!("/v2/{repository}/manifests/{reference}");
-        self.get_bytes(&path, Some(MANIFEST_ACCEPT)).await
+        self.get_bytes(&path, Some(MANIFEST_ACCEPT), MAX_DOCUMENT_BYTES)
+            .await
     }
 
-    /// Blob bytes; `None` when unknown.
+    /// Blob bytes, at most `size` (its descriptor's); `None` when unknown.
     pub async fn blob(
         &self,
         repository: &str,
         digest: &str,
+        size: i64,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
-        self.get_bytes(&format!("/v2/{repository}/blobs/{digest}"), None)
-            .await
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let size = u64::try_from(size).unwrap_or(0);
+        if size > MAX_BLOB_BYTES {
+            return Err(RegistryError::TooLarge {
+                registry: self.registry.clone(),
+                path,
+                limit: MAX_BLOB_BYTES,
+            });
+        }
+        self.get_bytes(&path, None, size).await
     }
 
     async fn get_bytes(
         &self,
         path: &str,
         accept: Option<&str>,
+        limit: u64,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
         let response = self.send(Method::GET, path, accept).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
-                let bytes = response
-                    .bytes()
-                    .await
-                    .map_err(|source| self.request_error(source))?;
-                Ok(Some(bytes.to_vec()))
+                Ok(Some(self.read_capped(path, response, limit).await?))
             }
             status => Err(self.status_error(path, status)),
         }
@@ -299,7 +370,7 @@ impl Transport {
             tags: Option<Vec<String>>,
         }
         let path = format!("/v2/{repository}/tags/list");
-        let Some(bytes) = self.get_bytes(&path, None).await? else {
+        let Some(bytes) = self.get_bytes(&path, None, MAX_DOCUMENT_BYTES).await? else {
             return Ok(None);
         };
         let list: TagList =
@@ -321,10 +392,9 @@ impl Transport {
                 return Err(self.status_error(&path, response.status()));
             }
             let next = next_link(response.headers());
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|source| self.request_error(source))?;
+            let bytes = self
+                .read_capped(&path, response, MAX_DOCUMENT_BYTES)
+                .await?;
             let page: Catalog =
                 serde_json::from_slice(&bytes).map_err(|source| self.body_error(&path, source))?;
             repositories.extend(page.repositories.unwrap_or_default());
@@ -522,8 +592,14 @@ mod tests {
     async fn refuses_a_manifest_digest_that_is_not_sha256_hex() {
         let address =
             answering("HTTP/1.1 200 OK\r\ndocker-content-digest: sha256:../../victim").await;
-        let transport =
-            Transport::new("http", &address, LazyCredentials::given(None), Vec::new()).unwrap();
+        let transport = Transport::new(
+            "http",
+            &address,
+            LazyCredentials::given(None),
+            Vec::new(),
+            Timeouts::default(),
+        )
+        .unwrap();
         let error = transport
             .manifest_digest("workflows/demo", "1.0.0")
             .await
@@ -544,7 +620,14 @@ mod tests {
             username: "alice".into(),
             password: "s3cret".into(),
         }));
-        let transport = Transport::new("http", &address, credentials, Vec::new()).unwrap();
+        let transport = Transport::new(
+            "http",
+            &address,
+            credentials,
+            Vec::new(),
+            Timeouts::default(),
+        )
+        .unwrap();
         let error = transport.tags("workflows/demo").await.unwrap_err();
         assert!(
             matches!(error, RegistryError::UnsafeTokenRealm { .. }),

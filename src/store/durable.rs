@@ -185,8 +185,15 @@ impl Runner<'_> {
     /// Continue a run after a crash, or apply an expired approval's `on_timeout`.
     pub async fn resume(&self, id: &str, cancel: CancellationToken) -> Result<Outcome, RunError> {
         let run_id = id.to_string();
-        let run = self.store.blocking(move |store| store.get(&run_id)).await?;
-        let workflow = stored_workflow(&run)?;
+        // Loading a workflow (YAML, schema, checks) is CPU work: off the runtime too.
+        let (run, workflow) = self
+            .store
+            .blocking(move |store| -> Result<_, RunError> {
+                let run = store.get(&run_id)?;
+                let workflow = stored_workflow(&run)?;
+                Ok((run, workflow))
+            })
+            .await?;
         match run.status {
             RunState::Pending => {
                 let mut change = RunChange::new(RunState::InProgress, TRIGGER_START, &self.actor);

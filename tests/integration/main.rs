@@ -2,6 +2,7 @@
 
 mod agent;
 mod api;
+mod api_hardening;
 mod bootstrap;
 mod cli;
 mod cli_registry;
@@ -12,6 +13,7 @@ mod fuzz;
 mod hostile;
 mod hostile_agents;
 mod registry;
+mod registry_hostile;
 mod registry_interop;
 mod remote;
 mod server;

@@ -2,8 +2,10 @@
 
 pub mod a2a_peer;
 pub mod hostile_agent;
+pub mod hostile_registry;
 pub mod legacy_agent;
 pub mod pallet;
+pub mod process;
 pub mod registry;
 pub mod token_server;
 

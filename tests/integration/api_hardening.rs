@@ -1,0 +1,321 @@
+//! The service under attack, over real sockets on loopback: heavy requests
+//! must not freeze it, slow or idle connections must not exhaust it, load is
+//! refused with 429 before memory runs out, a broken store shows in
+//! `/health`, bad references are client errors, and tokens are checked as
+//! RFC 6750 says.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pallet::agent::{AgentClient, StaticDiscovery};
+use pallet::api::{AppState, ServiceOptions};
+use pallet::engine::Engine;
+use pallet::registry::{Provenance, Registry, RegistryOptions, RegistrySource};
+use pallet::store::RunStore;
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{SKILLS, start};
+use crate::support::legacy_agent::LegacyAgent;
+use crate::support::process::{Running, output_within, pallet};
+use crate::support::registry::TestRegistry;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServiceOptions {
+        token: Some(TOKEN.to_string()),
+        ..ServiceOptions::default()
+    };
+    let service = start(&agent, dir.path(), options).await;
+    let client = reqwest::Client::new();
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = client
+            .get(format!("{}/workflows", service.base))
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+    let response = client
+        .get(format!("{}/workflows", service.base))
+        .header("authorization", format!("Basic {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    service.shutdown().await;
+}
+
+/// A whitespace-only, one-character or spaced token does not guard a
+/// service listening beyond loopback: `pallet serve` refuses to start.
+#[tokio::test]
+async fn pallet_serve_refuses_weak_tokens_beyond_loopback() {
+    let home = tempfile::tempdir().unwrap();
+    for (token, problem) in [
+        ("   ", "contains whitespace"),
+        ("x", "has 1 characters; it needs at least 16"),
+        ("0123456789 abcdef", "contains whitespace"),
+    ] {
+        let mut command = pallet(home.path());
+        command
+            .args(["serve", "--offline", "--addr", "0.0.0.0:0"])
+            .env("PALLET_API_TOKEN", token);
+        let output =
+            tokio::task::spawn_blocking(move || output_within(command, Duration::from_secs(10)))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("pallet serve started with token {token:?}"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{token:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "refusing to listen on 0.0.0.0:0: PALLET_API_TOKEN {problem}"
+            )),
+            "{token:?}: {stderr}"
+        );
+        assert!(stderr.contains("openssl rand -hex 32"), "{stderr}");
+    }
+}
+
+/// A workflow that waits for approval first (so its runs do not execute
+/// thousands of steps) and is big enough that loading it takes a while.
+fn heavy_workflow(steps: usize) -> String {
+    let mut text = String::from(
+        "metadata: {id: heavy-v1, name: Heavy, version: 1.0.0}\nsteps:\n  - {id: gate, step_type: approval, title: Go?}\n",
+    );
+    for index in 0..steps {
+        let previous = match index {
+            0 => "workflow.input.requirements".to_string(),
+            _ => format!("steps.s{}.outputs.result", index - 1),
+        };
+        text.push_str(&format!(
+            "  - {{id: s{index}, skill: echo, inputs: {{x: '{{{{ {previous} }}}}', y: '{{{{ steps.gate.outputs.approved }}}}'}}}}\n"
+        ));
+    }
+    text
+}
+
+/// Served in-process over a real registry (every POST pulls and loads the
+/// workflow again), on a runtime of two threads as on a small machine.
+async fn start_over_registry(
+    agent: &LegacyAgent,
+    registry: &TestRegistry,
+    dir: &Path,
+    options: ServiceOptions,
+) -> (
+    String,
+    oneshot::Sender<()>,
+    JoinHandle<Result<(), pallet::api::ApiError>>,
+) {
+    let registry = Arc::new(
+        Registry::new(RegistryOptions::new(&registry.address, dir.join("cache"))).unwrap(),
+    );
+    let engine = Engine {
+        discovery: Arc::new(StaticDiscovery::new(vec![agent.url()])),
+        client: AgentClient::new(),
+        workflows: Arc::new(RegistrySource::new(registry, false)),
+        events: None,
+    };
+    let store = RunStore::open(&dir.join("runs.db")).unwrap();
+    let state = AppState::new(store, engine, options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(pallet::api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    (base, stop, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_while_heavy_workflows_load() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let test_registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("heavy.yaml");
+    std::fs::write(&file, heavy_workflow(5000)).unwrap();
+    let pusher = Registry::new(RegistryOptions::new(
+        &test_registry.address,
+        dir.path().join("push-cache"),
+    ))
+    .unwrap();
+    pusher
+        .push_workflow_file(&file, Provenance::default(), false)
+        .await
+        .unwrap();
+    let (base, stop, served) = start_over_registry(
+        &agent,
+        &test_registry,
+        dir.path(),
+        ServiceOptions::default(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let posts: Vec<_> = (0..8)
+        .map(|_| {
+            let request = client
+                .post(format!("{base}/workflows"))
+                .json(&json!({"workflow": "heavy-v1", "input": {"requirements": "x"}}));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut slowest = Duration::ZERO;
+    while posts.iter().any(|post| !post.is_finished()) {
+        let asked = Instant::now();
+        let health = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.get(format!("{base}/health")).send(),
+        )
+        .await
+        .expect("health answers")
+        .unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+        slowest = slowest.max(asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for post in posts {
+        assert_eq!(post.await.unwrap(), StatusCode::CREATED);
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/health took {slowest:?} while workflows loaded"
+    );
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}
+
+/// `pallet serve` with few file descriptors (256, soft and hard), a low
+/// connection limit and a short header timeout for the test.
+fn serve_with_few_descriptors(home: &Path) -> (Running, String) {
+    use std::os::unix::process::CommandExt;
+    let mut command = pallet(home);
+    command
+        .args(["serve", "--offline", "--addr", "127.0.0.1:0"])
+        .args(["--max-connections", "100", "--header-timeout", "2s"])
+        .arg("--workflows-dir")
+        .arg(home.join("none"))
+        .arg("--db")
+        .arg(home.join("runs.db"));
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+    Running::until_line(command, "serving on ")
+}
+
+/// Sends the start of a request, then one header line every 300 ms, until
+/// the server closes the connection; returns how long that took.
+async fn drip(address: String) -> Option<Duration> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(&address).await.ok()?;
+    let _ = stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: pallet\r\n")
+        .await;
+    let mut buffer = [0u8; 256];
+    while started.elapsed() < Duration::from_secs(20) {
+        if stream.write_all(b"X-Drip: 1\r\n").await.is_err() {
+            return Some(started.elapsed());
+        }
+        let read = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buffer)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
+/// GET /health on fresh connections until one answers (bounded).
+async fn health_within(base: &str, limit: Duration) -> Option<Duration> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(response) = client.get(format!("{base}/health")).send().await
+            && response.status().is_success()
+        {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dripping_connections_neither_exhaust_nor_hold_the_service() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut service, base) = serve_with_few_descriptors(home.path());
+    let address = base.trim_start_matches("http://").to_string();
+    let drips: Vec<_> = (0..300)
+        .map(|_| tokio::spawn(drip(address.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answered = health_within(&base, Duration::from_secs(8)).await;
+    assert!(
+        answered.is_some(),
+        "/health never answered beside 300 dripping connections"
+    );
+    // Every dripping connection is closed: at once past the limit, else
+    // after the header timeout (2 s), however slowly it keeps sending.
+    for drip in drips {
+        let closed = drip
+            .await
+            .unwrap()
+            .expect("a dripping connection stays open");
+        assert!(closed < Duration::from_secs(6), "{closed:?}");
+    }
+    let alone = drip(address.clone()).await.expect("closed");
+    assert!(
+        (Duration::from_millis(1500)..Duration::from_secs(6)).contains(&alone),
+        "a dripping connection was closed after {alone:?}, not the 2 s header timeout"
+    );
+    // An idle keep-alive connection is closed after the same timeout.
+    let mut idle = TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: pallet\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buffer = vec![0u8; 4096];
+    let mut answer = Vec::new();
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buffer))
+            .await
+            .expect("the idle connection is closed")
+            .unwrap_or(0);
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    let status = tokio::task::spawn_blocking(move || {
+        let status = service.terminate(Duration::from_secs(10));
+        drop(service);
+        status
+    })
+    .await
+    .unwrap();
+    assert!(status.is_some_and(|status| status.success()), "{status:?}");
+}
