@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -5,7 +6,16 @@ use clap::Parser;
 use pallet::cli::{self, Cli, Command, render, terminal};
 
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    let args = match Cli::try_parse() {
+        Ok(args) => args,
+        // Help and version into a pipe go through the one writer, so a closed
+        // pipe ends quietly there too; a terminal keeps clap's colours.
+        Err(error) if !error.use_stderr() && !std::io::stdout().is_terminal() => {
+            terminal::stdout_text(&error.render().to_string());
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => error.exit(),
+    };
     cli::init_tracing(args.verbose, args.quiet);
     let outcome = if matches!(args.command, Command::Validate(_)) {
         // Validation does no I/O that needs tokio: its future completes when first

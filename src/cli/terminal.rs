@@ -46,12 +46,16 @@ pub fn stderr_line(line: std::fmt::Arguments<'_>) {
 
 /// Text as it is (already lines) on stderr: the rendered error of main.
 pub fn stderr_text(text: &str) {
-    let mut stderr = std::io::stderr().lock();
-    exit_if_closed(
-        stderr
-            .write_all(text.as_bytes())
-            .and_then(|()| stderr.flush()),
-    );
+    write_text(&mut std::io::stderr().lock(), text);
+}
+
+/// Text as it is (already lines) on stdout: clap's help and version.
+pub fn stdout_text(text: &str) {
+    write_text(&mut std::io::stdout().lock(), text);
+}
+
+fn write_text(out: &mut impl Write, text: &str) {
+    exit_if_closed(out.write_all(text.as_bytes()).and_then(|()| out.flush()));
 }
 
 fn write_line(out: &mut impl Write, line: std::fmt::Arguments<'_>) {

@@ -394,8 +394,10 @@ fn run_resolves_through_the_registry_with_registry_agents_and_cache() {
     );
     let mut missing = offline.clone();
     missing[3] = "never-pushed-v1";
+    // Not in the cache, then not in the local sources either: a workflow that
+    // exists nowhere is bad input, as without a registry.
     let run = scratch.pallet(&missing);
-    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(
         stderr(&run).contains("not in the local cache"),
         "{}",
