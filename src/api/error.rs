@@ -24,6 +24,12 @@ pub enum ApiError {
     NotJson,
     #[error("{detail}")]
     Invalid { detail: String },
+    #[error("invalid `{pointer}`: {detail}")]
+    InvalidField {
+        /// JSON pointer of the field at fault in the request body.
+        pointer: &'static str,
+        detail: String,
+    },
     #[error("cannot use workflow `{reference}`")]
     Workflow {
         reference: String,
@@ -98,15 +104,22 @@ impl ApiError {
         }
     }
 
+    pub fn field(pointer: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::InvalidField {
+            pointer,
+            detail: detail.into(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadJson { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Invalid { .. } | ApiError::Workflow { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Invalid { .. }
+            | ApiError::InvalidField { .. }
+            | ApiError::Workflow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::WorkflowUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Run(error) => run_status(error),
             ApiError::AgentCompleteNotPostable | ApiError::Executing { .. } => StatusCode::CONFLICT,
@@ -130,15 +143,23 @@ fn run_status(error: &RunError) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let detail = chain_of(&self);
+        // Requests carry the client's text: never raw control characters in
+        // the log, and a client's mistake is no server error.
         if status.is_server_error() {
-            tracing::error!("{}", chain_of(&self));
+            tracing::error!("{}", printable(&detail));
+        } else {
+            tracing::debug!("answered {status}: {}", printable(&detail));
         }
-        let body = json!({
+        let mut body = json!({
             "type": "about:blank",
             "title": status.canonical_reason().unwrap_or("Error"),
             "status": status.as_u16(),
-            "detail": chain_of(&self),
+            "detail": detail,
         });
+        if let ApiError::InvalidField { pointer, .. } = &self {
+            body["pointer"] = json!(pointer);
+        }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -149,10 +170,26 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `text` with control characters escaped (`\u{1b}`), for the log.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|character| match character.is_control() {
+            true => character.escape_unicode().to_string(),
+            false => character.to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{InvalidTransition, RunState};
+
+    #[test]
+    fn control_characters_are_escaped_for_the_log() {
+        assert_eq!(printable("a\u{1b}[31m\nb"), "a\\u{1b}[31m\\u{a}b");
+        assert_eq!(printable("plain é"), "plain é");
+    }
 
     #[test]
     fn each_error_has_its_status() {

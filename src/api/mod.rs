@@ -78,7 +78,12 @@ pub struct AppState {
     generation: std::sync::atomic::AtomicU64,
     /// Workflow loads (CPU work on blocking threads) allowed at once.
     loading: tokio::sync::Semaphore,
+    /// The last failed store write since the last one that succeeded.
+    store_failure: Mutex<Option<(Instant, String)>>,
 }
+
+/// A store write failure this recent makes `/health` answer 503.
+pub const STORE_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl AppState {
     pub fn new(store: RunStore, engine: Engine, options: ServiceOptions) -> Arc<AppState> {
@@ -92,7 +97,41 @@ impl AppState {
             executing: Mutex::new(HashMap::new()),
             generation: Default::default(),
             loading: tokio::sync::Semaphore::new(loading_permits()),
+            store_failure: Mutex::new(None),
         })
+    }
+
+    /// Remember a failed store write (shown by `/health`), or forget it after one succeeded.
+    fn note_store_write<T>(&self, outcome: &Result<T, ApiError>) {
+        let mut failure = self
+            .store_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match outcome {
+            Ok(_) => *failure = None,
+            Err(error @ ApiError::Run(crate::store::durable::RunError::Store(_))) => {
+                *failure = Some((Instant::now(), crate::engine::chain_of(error)));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Why the service cannot work now, if it cannot: a store write failed
+    /// within [`STORE_FAILURE_WINDOW`] and none succeeded since.
+    fn degraded(&self) -> Option<String> {
+        let failure = self
+            .store_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        failure
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < STORE_FAILURE_WINDOW)
+            .map(|(at, error)| {
+                format!(
+                    "the run store failed a write {} s ago: {error}",
+                    at.elapsed().as_secs()
+                )
+            })
     }
 
     fn runner(&self, actor: &str) -> Runner<'_> {
@@ -126,6 +165,9 @@ impl AppState {
                 outcome = runner.resume(&id, cancel) => {
                     if let Err(error) = outcome {
                         tracing::warn!("run {id}: {}", crate::engine::chain_of(&error));
+                        if matches!(error, crate::store::durable::RunError::Store(_)) {
+                            state.note_store_write::<()>(&Err(ApiError::Run(error)));
+                        }
                     }
                 }
                 () = state.abort.cancelled() => {

@@ -57,14 +57,16 @@ async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Respon
     let Json(body) = body?;
     let start = types::start_request(body, &state.options.workflow_types)?;
     let workflow = load_workflow(&state, &start.reference).await?;
-    let (run, body) = blocking(&state, move |state| {
+    let created = blocking(&state, move |state| {
         let run = state
             .runner(SERVICE_ACTOR)
             .create(&workflow, &start.reference, start.input)?;
         let body = view(state, &run.id)?;
         Ok((run, body))
     })
-    .await?;
+    .await;
+    state.note_store_write(&created);
+    let (run, body) = created?;
     state.continue_in_background(run.id.clone());
     let location = format!("/workflows/{}", run.id);
     Ok((
@@ -301,12 +303,20 @@ fn resumable(state: &AppState, id: &str) -> Result<bool, ApiError> {
     Ok(true)
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({
+/// 200 `healthy`, or 503 `degraded` with the reason when runs cannot be
+/// recorded (so a load balancer stops sending work that would get 500s).
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let mut body = json!({
         "status": "healthy",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
-    }))
+    });
+    let Some(reason) = state.degraded() else {
+        return Json(body).into_response();
+    };
+    body["status"] = json!("degraded");
+    body["reason"] = json!(reason);
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 async fn openapi() -> Json<Value> {
