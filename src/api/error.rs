@@ -9,6 +9,10 @@ use crate::engine::{SourceError, chain_of};
 use crate::store::StoreError;
 use crate::store::durable::RunError;
 
+/// When to try again after a 429: runs take seconds, a retry sooner
+/// would only be refused again.
+const RETRY_AFTER_SECONDS: &str = "2";
+
 /// The media type of every error answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -18,6 +22,12 @@ pub enum ApiError {
     BadJson { detail: String },
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error(
+        "the run's input is {size} bytes, more than the limit of {limit} (--max-input-bytes, PALLET_MAX_INPUT_BYTES)"
+    )]
+    InputTooLarge { size: u64, limit: u64 },
+    #[error("too busy to start a run")]
+    Overloaded(#[from] super::Refusal),
     #[error("the request body did not arrive within {}", humantime::format_duration(*.timeout))]
     BodyTimeout { timeout: std::time::Duration },
     #[error("the request needs `Content-Type: application/json`")]
@@ -114,7 +124,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadJson { .. } => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::InputTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. }
@@ -163,6 +176,12 @@ impl IntoResponse for ApiError {
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -56,6 +56,16 @@ fn view(state: &AppState, id: &str) -> Result<Value, ApiError> {
 async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let start = types::start_request(body, &state.options.workflow_types)?;
+    // Refused before the workflow is loaded: the checks are cheap, the load is not.
+    let input_bytes = serde_json::to_vec(&start.input).map_or(0, |bytes| bytes.len()) as u64;
+    let limit = state.admission.limits().max_input_bytes;
+    if input_bytes > limit {
+        return Err(ApiError::InputTooLarge {
+            size: input_bytes,
+            limit,
+        });
+    }
+    let ticket = state.admission.admit(input_bytes)?;
     let workflow = load_workflow(&state, &start.reference).await?;
     let created = blocking(&state, move |state| {
         let run = state
@@ -67,7 +77,7 @@ async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Respon
     .await;
     state.note_store_write(&created);
     let (run, body) = created?;
-    state.continue_in_background(run.id.clone());
+    state.continue_in_background(run.id.clone(), ticket);
     let location = format!("/workflows/{}", run.id);
     Ok((
         StatusCode::CREATED,
@@ -224,7 +234,7 @@ async fn advance(
     })
     .await?;
     if run.status == RunState::InProgress {
-        state.continue_in_background(id.clone());
+        state.continue_in_background(id.clone(), state.admission.continuing());
     }
     Ok(Json(blocking(&state, move |state| view(state, &id)).await?))
 }
@@ -254,7 +264,7 @@ async fn resume(
     })
     .await?;
     let status = match continues {
-        true if !state.continue_in_background(id.clone()) => {
+        true if !state.continue_in_background(id.clone(), state.admission.continuing()) => {
             return Err(ApiError::Executing { id });
         }
         true => StatusCode::ACCEPTED,

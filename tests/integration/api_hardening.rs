@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pallet::agent::{AgentClient, StaticDiscovery};
-use pallet::api::{AppState, ServiceOptions};
+use pallet::api::{AdmissionLimits, AppState, ServiceOptions};
 use pallet::engine::Engine;
 use pallet::registry::{Provenance, Registry, RegistryOptions, RegistrySource};
 use pallet::store::RunStore;
@@ -411,4 +411,73 @@ async fn a_malformed_workflow_reference_is_a_client_error() {
     let log = service.stderr.lock().unwrap().join("\n");
     assert!(!log.contains("ERROR"), "{log}");
     assert!(!log.contains('\u{1b}'), "{log}");
+}
+
+async fn post_raw(base: &str, body: serde_json::Value) -> reqwest::Response {
+    http_client()
+        .post(format!("{base}/workflows"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Past the bound on executing runs, or on their inputs' bytes, a run is
+/// refused with 429, `Retry-After` and the limit by name; once the runs
+/// have finished, runs are accepted again. One input over its own cap is 413.
+#[tokio::test]
+async fn runs_past_the_admission_limits_are_refused_until_others_finish() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServiceOptions {
+        admission: AdmissionLimits {
+            max_active_runs: 2,
+            max_inflight_input_bytes: 3_000,
+            max_input_bytes: 2_000,
+        },
+        ..ServiceOptions::default()
+    };
+    let service = start(&agent, dir.path(), options).await;
+    let slow = |text: &str| json!({"workflow": "slow-test", "input": {"text": text}});
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let (code, run) = service.post("/workflows", slow("x")).await;
+        assert_eq!(code, StatusCode::CREATED, "{run}");
+        started.push(run["id"].as_str().unwrap().to_string());
+    }
+    let refused = post_raw(&service.base, slow("x")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "2");
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(
+            "2 runs are executing, the limit (--max-active-runs, PALLET_MAX_ACTIVE_RUNS)"
+        ),
+        "{detail}"
+    );
+    let oversized = post_raw(&service.base, slow(&"y".repeat(2_100))).await;
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    for id in &started {
+        service.wait_for(id, "completed").await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let big = "z".repeat(1_600);
+    let (code, first) = service.post("/workflows", slow(&big)).await;
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    let refused = post_raw(&service.base, slow(&big)).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("(--max-inflight-input-bytes, PALLET_MAX_INFLIGHT_INPUT_BYTES)"),
+        "{detail}"
+    );
+    service
+        .wait_for(first["id"].as_str().unwrap(), "completed")
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (code, _) = service.post("/workflows", slow(&big)).await;
+    assert_eq!(code, StatusCode::CREATED);
+    service.shutdown().await;
 }
