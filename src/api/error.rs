@@ -68,8 +68,6 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Exposed(#[from] crate::bearer::ExposureError),
-    #[error("the HTTP server failed")]
-    Serve(#[source] std::io::Error),
 }
 
 impl From<StoreError> for ApiError {
@@ -139,7 +137,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Exposed(_) | ApiError::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Exposed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

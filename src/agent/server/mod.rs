@@ -66,8 +66,6 @@ pub enum ServerError {
     Invalid { path: PathBuf, message: String },
     #[error("cannot read the agent server's listening address")]
     Address(#[source] std::io::Error),
-    #[error("agent server failed")]
-    Serve(#[source] std::io::Error),
 }
 
 /// What the HTTP handlers share.
