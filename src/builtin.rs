@@ -109,7 +109,9 @@ impl ExampleAgents {
             ));
             let stopped = stop.clone().cancelled_owned();
             tracker.spawn(async move {
-                if let Err(error) = server::serve(definition, listener, stopped).await {
+                if let Err(error) =
+                    server::serve(definition, listener, Default::default(), stopped).await
+                {
                     tracing::error!(%error, "example agent stopped");
                 }
             });

@@ -9,6 +9,10 @@ use crate::engine::{SourceError, chain_of};
 use crate::store::StoreError;
 use crate::store::durable::RunError;
 
+/// When to try again after a 429: runs take seconds, a retry sooner
+/// would only be refused again.
+const RETRY_AFTER_SECONDS: &str = "2";
+
 /// The media type of every error answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -18,12 +22,24 @@ pub enum ApiError {
     BadJson { detail: String },
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error(
+        "the run's input is {size} bytes, more than the limit of {limit} (--max-input-bytes, PALLET_MAX_INPUT_BYTES)"
+    )]
+    InputTooLarge { size: u64, limit: u64 },
+    #[error("too busy to start a run")]
+    Overloaded(#[from] super::Refusal),
     #[error("the request body did not arrive within {}", humantime::format_duration(*.timeout))]
     BodyTimeout { timeout: std::time::Duration },
     #[error("the request needs `Content-Type: application/json`")]
     NotJson,
     #[error("{detail}")]
     Invalid { detail: String },
+    #[error("invalid `{pointer}`: {detail}")]
+    InvalidField {
+        /// JSON pointer of the field at fault in the request body.
+        pointer: &'static str,
+        detail: String,
+    },
     #[error("cannot use workflow `{reference}`")]
     Workflow {
         reference: String,
@@ -52,8 +68,6 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Exposed(#[from] crate::bearer::ExposureError),
-    #[error("the HTTP server failed")]
-    Serve(#[source] std::io::Error),
 }
 
 impl From<StoreError> for ApiError {
@@ -98,22 +112,32 @@ impl ApiError {
         }
     }
 
+    pub fn field(pointer: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::InvalidField {
+            pointer,
+            detail: detail.into(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadJson { .. } => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::InputTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Invalid { .. } | ApiError::Workflow { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Invalid { .. }
+            | ApiError::InvalidField { .. }
+            | ApiError::Workflow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::WorkflowUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Run(error) => run_status(error),
             ApiError::AgentCompleteNotPostable | ApiError::Executing { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Exposed(_) | ApiError::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Exposed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -130,18 +154,32 @@ fn run_status(error: &RunError) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let detail = chain_of(&self);
+        // Requests carry the client's text: never raw control characters in
+        // the log, and a client's mistake is no server error.
         if status.is_server_error() {
-            tracing::error!("{}", chain_of(&self));
+            tracing::error!("{}", printable(&detail));
+        } else {
+            tracing::debug!("answered {status}: {}", printable(&detail));
         }
-        let body = json!({
+        let mut body = json!({
             "type": "about:blank",
             "title": status.canonical_reason().unwrap_or("Error"),
             "status": status.as_u16(),
-            "detail": chain_of(&self),
+            "detail": detail,
         });
+        if let ApiError::InvalidField { pointer, .. } = &self {
+            body["pointer"] = json!(pointer);
+        }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -149,10 +187,26 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `text` with control characters escaped (`\u{1b}`), for the log.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|character| match character.is_control() {
+            true => character.escape_unicode().to_string(),
+            false => character.to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{InvalidTransition, RunState};
+
+    #[test]
+    fn control_characters_are_escaped_for_the_log() {
+        assert_eq!(printable("a\u{1b}[31m\nb"), "a\\u{1b}[31m\\u{a}b");
+        assert_eq!(printable("plain é"), "plain é");
+    }
 
     #[test]
     fn each_error_has_its_status() {

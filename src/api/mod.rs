@@ -6,6 +6,7 @@
 //! Errors are RFC 9457 problem documents ([`error`]); [`openapi`] describes
 //! the routes of [`routes`].
 
+mod admission;
 mod auth;
 pub mod error;
 mod limits;
@@ -29,10 +30,12 @@ use crate::engine::Engine;
 use crate::http_server::{self, ConnectionLimits};
 use crate::store::durable::Runner;
 use crate::store::{RunState, RunStore};
+pub use admission::{AdmissionLimits, Refusal};
 pub use error::ApiError;
 pub use types::default_workflow_types;
 
-/// Request bodies larger than this are refused (413).
+/// Request bodies larger than this are refused (413), unless the input
+/// limit asks for more ([`ServiceOptions::body_limit`]).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The actor recorded for what the service does by itself.
@@ -50,6 +53,16 @@ pub struct ServiceOptions {
     pub connections: ConnectionLimits,
     /// How long a client may take to send a request's body.
     pub body_timeout: Duration,
+    /// Runs executing at once and the size of their inputs.
+    pub admission: AdmissionLimits,
+}
+
+impl ServiceOptions {
+    /// The largest request body: a run's largest input and room for the rest.
+    pub fn body_limit(&self) -> usize {
+        let input = usize::try_from(self.admission.max_input_bytes).unwrap_or(usize::MAX);
+        BODY_LIMIT.max(input.saturating_add(64 * 1024))
+    }
 }
 
 impl Default for ServiceOptions {
@@ -60,6 +73,7 @@ impl Default for ServiceOptions {
             grace: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
             body_timeout: Duration::from_secs(30),
+            admission: AdmissionLimits::default(),
         }
     }
 }
@@ -78,21 +92,62 @@ pub struct AppState {
     generation: std::sync::atomic::AtomicU64,
     /// Workflow loads (CPU work on blocking threads) allowed at once.
     loading: tokio::sync::Semaphore,
+    /// The last failed store write since the last one that succeeded.
+    store_failure: Mutex<Option<(Instant, String)>>,
+    admission: admission::Admission,
 }
+
+/// A store write failure this recent makes `/health` answer 503.
+pub const STORE_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl AppState {
     pub fn new(store: RunStore, engine: Engine, options: ServiceOptions) -> Arc<AppState> {
         Arc::new(AppState {
             store,
             engine,
-            options,
             started: Instant::now(),
             tasks: TaskTracker::new(),
             abort: CancellationToken::new(),
             executing: Mutex::new(HashMap::new()),
             generation: Default::default(),
             loading: tokio::sync::Semaphore::new(loading_permits()),
+            store_failure: Mutex::new(None),
+            admission: admission::Admission::new(options.admission),
+            options,
         })
+    }
+
+    /// Remember a failed store write (shown by `/health`), or forget it after one succeeded.
+    fn note_store_write<T>(&self, outcome: &Result<T, ApiError>) {
+        let mut failure = self
+            .store_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match outcome {
+            Ok(_) => *failure = None,
+            Err(error @ ApiError::Run(crate::store::durable::RunError::Store(_))) => {
+                *failure = Some((Instant::now(), crate::engine::chain_of(error)));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Why the service cannot work now, if it cannot: a store write failed
+    /// within [`STORE_FAILURE_WINDOW`] and none succeeded since.
+    fn degraded(&self) -> Option<String> {
+        let failure = self
+            .store_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        failure
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < STORE_FAILURE_WINDOW)
+            .map(|(at, error)| {
+                format!(
+                    "the run store failed a write {} s ago: {error}",
+                    at.elapsed().as_secs()
+                )
+            })
     }
 
     fn runner(&self, actor: &str) -> Runner<'_> {
@@ -104,10 +159,9 @@ impl AppState {
     }
 
     /// Execute run `id` (in progress or pending) in a background task until it
-    /// ends or waits for approval.
-    /// Execute run `id` in the background; false (nothing started) when this
-    /// service executes it already.
-    fn continue_in_background(self: &Arc<AppState>, id: String) -> bool {
+    /// ends or waits for approval, holding `ticket` meanwhile; false (nothing
+    /// started) when this service executes it already.
+    fn continue_in_background(self: &Arc<AppState>, id: String, ticket: admission::Ticket) -> bool {
         let cancel = CancellationToken::new();
         let generation = self
             .generation
@@ -121,11 +175,15 @@ impl AppState {
         }
         let state = self.clone();
         self.tasks.spawn(async move {
+            let _ticket = ticket;
             let runner = state.runner(SERVICE_ACTOR);
             tokio::select! {
                 outcome = runner.resume(&id, cancel) => {
                     if let Err(error) = outcome {
                         tracing::warn!("run {id}: {}", crate::engine::chain_of(&error));
+                        if matches!(error, crate::store::durable::RunError::Store(_)) {
+                            state.note_store_write::<()>(&Err(ApiError::Run(error)));
+                        }
                     }
                 }
                 () = state.abort.cancelled() => {
@@ -192,7 +250,7 @@ impl AppState {
                 continue;
             }
             tracing::info!("resuming run {id}");
-            self.continue_in_background(id);
+            self.continue_in_background(id, self.admission.continuing());
             resumed += 1;
         }
         Ok(resumed)
@@ -239,7 +297,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             auth::require_token,
         ))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(state.options.body_limit()))
         .with_state(state)
 }
 

@@ -34,8 +34,15 @@ fn paths() -> Value {
                 "responses": {
                     "201": run_response("The run, just started"),
                     "400": problem("The body is not JSON"),
-                    "413": problem("The body is too large"),
-                    "422": problem("Invalid input or unknown workflow")
+                    "408": problem("The body did not arrive within the body timeout"),
+                    "413": problem("The body, or the run's input, is too large"),
+                    "422": problem("Invalid input, malformed reference (`pointer` names the field) or unknown workflow"),
+                    "429": {
+                        "description": "Too many runs executing, or their inputs too large: retry later",
+                        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+                        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+                    },
+                    "503": problem("The workflow source (registry) cannot be reached now")
                 }
             },
             "get": {
@@ -116,13 +123,12 @@ fn paths() -> Value {
         },
         "/health": {
             "get": {
-                "summary": "Liveness; needs no token",
+                "summary": "Liveness and readiness; needs no token",
                 "security": [],
-                "responses": {"200": {"description": "The service is up", "content": {"application/json": {"schema": {
-                    "type": "object",
-                    "required": ["status", "version", "uptime_seconds"],
-                    "properties": {"status": {"type": "string"}, "version": {"type": "string"}, "uptime_seconds": {"type": "integer"}}
-                }}}}}
+                "responses": {
+                    "200": {"description": "The service is up", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                    "503": {"description": "Degraded: runs cannot be recorded now (`reason` says why)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
+                }
             }
         },
         "/openapi.json": {
@@ -140,7 +146,13 @@ fn schemas() -> Value {
         "Problem": {
             "type": "object",
             "description": "RFC 9457 problem details",
-            "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}}
+            "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
+                "pointer": {"type": "string", "description": "JSON pointer of the request body field at fault, when one is"}}
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "version", "uptime_seconds"],
+            "properties": {"status": {"enum": ["healthy", "degraded"]}, "reason": {"type": "string"}, "version": {"type": "string"}, "uptime_seconds": {"type": "integer"}}
         },
         "StartRequest": {"oneOf": [
             {

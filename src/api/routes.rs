@@ -56,16 +56,28 @@ fn view(state: &AppState, id: &str) -> Result<Value, ApiError> {
 async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let start = types::start_request(body, &state.options.workflow_types)?;
+    // Refused before the workflow is loaded: the checks are cheap, the load is not.
+    let input_bytes = serde_json::to_vec(&start.input).map_or(0, |bytes| bytes.len()) as u64;
+    let limit = state.admission.limits().max_input_bytes;
+    if input_bytes > limit {
+        return Err(ApiError::InputTooLarge {
+            size: input_bytes,
+            limit,
+        });
+    }
+    let ticket = state.admission.admit(input_bytes)?;
     let workflow = load_workflow(&state, &start.reference).await?;
-    let (run, body) = blocking(&state, move |state| {
+    let created = blocking(&state, move |state| {
         let run = state
             .runner(SERVICE_ACTOR)
             .create(&workflow, &start.reference, start.input)?;
         let body = view(state, &run.id)?;
         Ok((run, body))
     })
-    .await?;
-    state.continue_in_background(run.id.clone());
+    .await;
+    state.note_store_write(&created);
+    let (run, body) = created?;
+    state.continue_in_background(run.id.clone(), ticket);
     let location = format!("/workflows/{}", run.id);
     Ok((
         StatusCode::CREATED,
@@ -222,7 +234,7 @@ async fn advance(
     })
     .await?;
     if run.status == RunState::InProgress {
-        state.continue_in_background(id.clone());
+        state.continue_in_background(id.clone(), state.admission.continuing());
     }
     Ok(Json(blocking(&state, move |state| view(state, &id)).await?))
 }
@@ -252,7 +264,7 @@ async fn resume(
     })
     .await?;
     let status = match continues {
-        true if !state.continue_in_background(id.clone()) => {
+        true if !state.continue_in_background(id.clone(), state.admission.continuing()) => {
             return Err(ApiError::Executing { id });
         }
         true => StatusCode::ACCEPTED,
@@ -301,12 +313,20 @@ fn resumable(state: &AppState, id: &str) -> Result<bool, ApiError> {
     Ok(true)
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({
+/// 200 `healthy`, or 503 `degraded` with the reason when runs cannot be
+/// recorded (so a load balancer stops sending work that would get 500s).
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let mut body = json!({
         "status": "healthy",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
-    }))
+    });
+    let Some(reason) = state.degraded() else {
+        return Json(body).into_response();
+    };
+    body["status"] = json!("degraded");
+    body["reason"] = json!(reason);
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 async fn openapi() -> Json<Value> {

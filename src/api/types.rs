@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
+use crate::registry::{ACCEPTED_FORMS, ArtifactKind, Reference, RegistryError};
 
 /// The workflow run when `POST /workflows` names none.
 pub const DEFAULT_WORKFLOW: &str = "code-generation-v1";
@@ -90,7 +91,17 @@ pub fn start_request(
         .workflow
         .unwrap_or_else(|| DEFAULT_WORKFLOW.to_string());
     if reference.trim().is_empty() {
-        return Err(ApiError::invalid("workflow is empty"));
+        return Err(ApiError::field("/workflow", "is empty"));
+    }
+    // Checked here so a path or garbage is the client's error (422), never
+    // a lookup failure; a valid reference is also a valid workflow id.
+    if let Err(RegistryError::InvalidReference { problem, .. }) =
+        Reference::parse(ArtifactKind::Workflow, &reference)
+    {
+        return Err(ApiError::field(
+            "/workflow",
+            format!("{problem}; accepted forms: {ACCEPTED_FORMS}"),
+        ));
     }
     Ok(Start {
         reference,
@@ -179,6 +190,10 @@ mod tests {
             (json!({"workflow": "x", "inputs": {}}), None),
             (json!({"input": [1]}), None),
             (json!({"workflow": " "}), None),
+            (json!({"workflow": "../../../etc/passwd"}), None),
+            (json!({"workflow": "x-v1\u{1b}[31m"}), None),
+            (json!({"workflow": "x@^1.2"}), Some("x@^1.2")),
+            (json!({"workflow": "x@2"}), Some("x@2")),
         ];
         for (body, expected) in cases {
             let found = start_request(body.clone(), &types).ok();

@@ -262,8 +262,19 @@ pub struct AgentServeArgs {
     pub definition: PathBuf,
 
     /// Address to listen on; port 0 picks a free port (printed on start).
+    /// Other than loopback it needs PALLET_AGENT_TOKEN; a wildcard address
+    /// (0.0.0.0, [::]) also needs --public-url.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8001")]
     pub addr: String,
+
+    /// The URL the agent's cards advertise, as other machines reach it
+    /// (e.g. http://agents.example:8001); default: the Host each client used.
+    #[arg(long, value_name = "URL", env = "PALLET_AGENT_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+
+    /// Bearer token the skill endpoints need (the cards stay public).
+    #[arg(long, env = "PALLET_AGENT_TOKEN", hide_env_values = true, hide = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]

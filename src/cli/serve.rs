@@ -12,7 +12,7 @@ use clap::Args;
 use super::agent;
 use super::args::RegistryArgs;
 use super::render::BadInput;
-use crate::api::{self, AppState, ServiceOptions};
+use crate::api::{self, AdmissionLimits, AppState, ServiceOptions};
 use crate::http_server::{ConnectionLimits, raise_open_files_limit};
 
 #[derive(Debug, Args)]
@@ -40,6 +40,18 @@ pub struct ServeArgs {
     /// How long a client may take to send a request's body.
     #[arg(long, value_name = "DURATION", env = "PALLET_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
+
+    /// Runs executing at once; past it POST /workflows answers 429.
+    #[arg(long, value_name = "N", env = "PALLET_MAX_ACTIVE_RUNS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_active_runs: u32,
+
+    /// Total bytes of the inputs of executing runs; past it POST /workflows answers 429.
+    #[arg(long, value_name = "BYTES", env = "PALLET_MAX_INFLIGHT_INPUT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_inflight_input_bytes: u64,
+
+    /// Largest input of one run (as JSON); a larger one is refused with 413.
+    #[arg(long, value_name = "BYTES", env = "PALLET_MAX_INPUT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_input_bytes: u64,
 
     /// Map a seed `workflow_type` to a workflow reference, TYPE=REF; repeatable.
     #[arg(long = "workflow-type", value_name = "TYPE=REF")]
@@ -73,6 +85,11 @@ pub async fn command(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             header_timeout: args.header_timeout,
         },
         body_timeout: args.body_timeout,
+        admission: AdmissionLimits {
+            max_active_runs: args.max_active_runs as usize,
+            max_inflight_input_bytes: args.max_inflight_input_bytes,
+            max_input_bytes: args.max_input_bytes,
+        },
         ..ServiceOptions::default()
     };
     for pair in &args.workflow_types {

@@ -392,3 +392,112 @@ async fn legacy_http_503_is_transient_and_timeouts_abort() {
     );
     assert!(error.is_transient());
 }
+
+/// `pallet agent serve` beyond loopback follows `pallet serve`'s rule (a
+/// strong PALLET_AGENT_TOKEN), a wildcard address needs `--public-url`, and
+/// with a token the skill endpoints (A2A and legacy) check it while the
+/// cards stay public and advertise the public URL.
+#[tokio::test]
+async fn pallet_agent_serve_needs_a_token_beyond_loopback_and_advertises_its_public_url() {
+    use crate::support::process::{Running, output_within, pallet};
+    let home = tempfile::tempdir().unwrap();
+    let definition = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/plan.yaml");
+    let token = "0123456789abcdef0123456789abcdef";
+    let refusals = [
+        (
+            None,
+            "refusing to listen on 0.0.0.0:0 without a token: set PALLET_AGENT_TOKEN",
+        ),
+        (
+            Some("short"),
+            "refusing to listen on 0.0.0.0:0: PALLET_AGENT_TOKEN has 5 characters",
+        ),
+        (Some(token), "listening on 0.0.0.0:0 needs --public-url"),
+    ];
+    for (given, expected) in refusals {
+        let mut command = pallet(home.path());
+        command
+            .args(["agent", "serve"])
+            .arg(&definition)
+            .args(["--addr", "0.0.0.0:0"]);
+        if let Some(given) = given {
+            command.env("PALLET_AGENT_TOKEN", given);
+        }
+        let output =
+            tokio::task::spawn_blocking(move || output_within(command, Duration::from_secs(10)))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("pallet agent serve started ({expected})"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+
+    let mut command = pallet(home.path());
+    command
+        .args(["agent", "serve"])
+        .arg(&definition)
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--public-url",
+            "http://agents.example:9000/",
+        ])
+        .env("PALLET_AGENT_TOKEN", token);
+    let (_agent, base) = Running::until_line(command, "agent `plan` listening on ");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let card: Value = client
+        .get(format!("{base}/.well-known/agent-card.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        card.to_string().contains("http://agents.example:9000/"),
+        "{card}"
+    );
+    assert!(!card.to_string().contains("127.0.0.1"), "{card}");
+    let legacy: Value = client
+        .get(format!("{base}/agent-card"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(legacy["url"], "http://agents.example:9000", "{legacy}");
+    let call = json!({"jsonrpc": "2.0", "method": "create_plan", "params": {"requirements": "Create a factorial function"}, "id": "1"});
+    for authorization in [None, Some("Bearer wrong-token-wrong-token")] {
+        let mut request = client.post(format!("{base}/execute")).json(&call);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::UNAUTHORIZED,
+            "{authorization:?}"
+        );
+        let response = client
+            .post(format!("{base}/"))
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": "x"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+    }
+    let answer: Value = client
+        .post(format!("{base}/execute"))
+        .header("authorization", format!("bearer {token}"))
+        .json(&call)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["result"].is_object(), "{answer}");
+}

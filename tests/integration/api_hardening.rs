@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pallet::agent::{AgentClient, StaticDiscovery};
-use pallet::api::{AppState, ServiceOptions};
+use pallet::api::{AdmissionLimits, AppState, ServiceOptions};
 use pallet::engine::Engine;
 use pallet::registry::{Provenance, Registry, RegistryOptions, RegistrySource};
 use pallet::store::RunStore;
@@ -25,6 +25,15 @@ use crate::support::legacy_agent::LegacyAgent;
 use crate::support::process::{Running, output_within, pallet};
 use crate::support::registry::TestRegistry;
 
+fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+fn http_client() -> reqwest::Client {
+    http_client_builder().build().unwrap()
+}
+
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 #[tokio::test]
@@ -36,7 +45,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
         ..ServiceOptions::default()
     };
     let service = start(&agent, dir.path(), options).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     for scheme in ["Bearer", "bearer", "BEARER"] {
         let response = client
             .get(format!("{}/workflows", service.base))
@@ -160,7 +169,7 @@ async fn health_answers_while_heavy_workflows_load() {
         ServiceOptions::default(),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let posts: Vec<_> = (0..8)
         .map(|_| {
             let request = client
@@ -244,8 +253,7 @@ async fn drip(address: String) -> Option<Duration> {
 
 /// GET /health on fresh connections until one answers (bounded).
 async fn health_within(base: &str, limit: Duration) -> Option<Duration> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    let client = http_client_builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_millis(500))
         .build()
@@ -318,4 +326,158 @@ async fn dripping_connections_neither_exhaust_nor_hold_the_service() {
     .await
     .unwrap();
     assert!(status.is_some_and(|status| status.success()), "{status:?}");
+}
+
+/// A store that refuses every new run (a real SQLite trigger, as a full disk
+/// would): `/health` says so with 503 until a run is recorded again.
+#[tokio::test]
+async fn health_is_degraded_while_the_store_cannot_record_runs() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(&agent, dir.path(), ServiceOptions::default()).await;
+    let (code, health) = service.get("/health").await;
+    assert_eq!(
+        (code, health["status"].as_str()),
+        (StatusCode::OK, Some("healthy"))
+    );
+    let database = rusqlite::Connection::open(dir.path().join("runs.db")).unwrap();
+    database
+        .execute_batch("CREATE TRIGGER full BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END;")
+        .unwrap();
+    let body = json!({"workflow": "fast-test", "input": {"requirements": "x"}});
+    let (code, _) = service.post("/workflows", body.clone()).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    let (code, health) = service.get("/health").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["status"], "degraded");
+    let reason = health["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("database or disk is full (test)"),
+        "{reason}"
+    );
+    database.execute_batch("DROP TRIGGER full;").unwrap();
+    let (code, _) = service.post("/workflows", body).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, health) = service.get("/health").await;
+    assert_eq!(
+        (code, health["status"].as_str()),
+        (StatusCode::OK, Some("healthy"))
+    );
+    service.shutdown().await;
+}
+
+/// A path or control characters where a workflow reference belongs is the
+/// client's mistake: 422 naming `/workflow` and the accepted forms, and no
+/// ERROR (nor raw escape sequence) in the service's log.
+#[tokio::test]
+async fn a_malformed_workflow_reference_is_a_client_error() {
+    let home = tempfile::tempdir().unwrap();
+    let mut command = pallet(home.path());
+    command
+        .args([
+            "serve",
+            "--offline",
+            "--addr",
+            "127.0.0.1:0",
+            "--workflows-dir",
+        ])
+        .arg(home.path().join("none"))
+        .arg("--db")
+        .arg(home.path().join("runs.db"));
+    let (service, base) = Running::until_line(command, "serving on ");
+    let client = http_client();
+    for reference in ["../../../etc/passwd", "demo\u{1b}[31m-v1", "demo@latest"] {
+        let response = client
+            .post(format!("{base}/workflows"))
+            .json(&json!({"workflow": reference}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{reference:?}"
+        );
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["pointer"], "/workflow", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.starts_with("invalid `/workflow`: "), "{detail}");
+        assert!(
+            detail.contains("accepted forms: ID, ID@REQUIREMENT"),
+            "{detail}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = service.stderr.lock().unwrap().join("\n");
+    assert!(!log.contains("ERROR"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
+}
+
+async fn post_raw(base: &str, body: serde_json::Value) -> reqwest::Response {
+    http_client()
+        .post(format!("{base}/workflows"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Past the bound on executing runs, or on their inputs' bytes, a run is
+/// refused with 429, `Retry-After` and the limit by name; once the runs
+/// have finished, runs are accepted again. One input over its own cap is 413.
+#[tokio::test]
+async fn runs_past_the_admission_limits_are_refused_until_others_finish() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServiceOptions {
+        admission: AdmissionLimits {
+            max_active_runs: 2,
+            max_inflight_input_bytes: 3_000,
+            max_input_bytes: 2_000,
+        },
+        ..ServiceOptions::default()
+    };
+    let service = start(&agent, dir.path(), options).await;
+    let slow = |text: &str| json!({"workflow": "slow-test", "input": {"text": text}});
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let (code, run) = service.post("/workflows", slow("x")).await;
+        assert_eq!(code, StatusCode::CREATED, "{run}");
+        started.push(run["id"].as_str().unwrap().to_string());
+    }
+    let refused = post_raw(&service.base, slow("x")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "2");
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(
+            "2 runs are executing, the limit (--max-active-runs, PALLET_MAX_ACTIVE_RUNS)"
+        ),
+        "{detail}"
+    );
+    let oversized = post_raw(&service.base, slow(&"y".repeat(2_100))).await;
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    for id in &started {
+        service.wait_for(id, "completed").await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let big = "z".repeat(1_600);
+    let (code, first) = service.post("/workflows", slow(&big)).await;
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    let refused = post_raw(&service.base, slow(&big)).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("(--max-inflight-input-bytes, PALLET_MAX_INFLIGHT_INPUT_BYTES)"),
+        "{detail}"
+    );
+    service
+        .wait_for(first["id"].as_str().unwrap(), "completed")
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (code, _) = service.post("/workflows", slow(&big)).await;
+    assert_eq!(code, StatusCode::CREATED);
+    service.shutdown().await;
 }

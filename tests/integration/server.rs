@@ -27,7 +27,7 @@ impl TestAgent {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(definition, listener, async {
+        let server = tokio::spawn(serve(definition, listener, Default::default(), async {
             let _ = stopped.await;
         }));
         let _ = rustls::crypto::ring::default_provider().install_default();

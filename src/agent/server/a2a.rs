@@ -54,7 +54,7 @@ pub(super) fn response(id: Value, result: Result<Value, RpcError>) -> Json<Value
 
 /// `GET /.well-known/agent-card.json`
 pub(super) async fn card(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Value> {
-    let base = super::base_url(&headers, state.address);
+    let base = super::base_url(&state, &headers);
     Json(agent_card(&state.runtime.definition, &format!("{base}/")))
 }
 

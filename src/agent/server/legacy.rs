@@ -21,7 +21,7 @@ const SKILL_FAILED: i64 = -32000;
 
 /// `GET /agent-card`
 pub(super) async fn card(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Value> {
-    let base = super::base_url(&headers, state.address);
+    let base = super::base_url(&state, &headers);
     Json(legacy_card(&state.runtime.definition, &base))
 }
 

@@ -32,13 +32,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde_json::json;
 use tokio_util::task::TaskTracker;
 
 pub use a2a::SKILL_SCHEMAS_EXTENSION;
 pub use definition::{AgentDefinition, SkillDefinition};
 
+use crate::http_server::ConnectionLimits;
 use runtime::Runtime;
 use tasks::{FINISHED_TASKS_KEPT, TaskStore};
 
@@ -61,8 +66,6 @@ pub enum ServerError {
     Invalid { path: PathBuf, message: String },
     #[error("cannot read the agent server's listening address")]
     Address(#[source] std::io::Error),
-    #[error("agent server failed")]
-    Serve(#[source] std::io::Error),
 }
 
 /// What the HTTP handlers share.
@@ -72,6 +75,17 @@ struct AppState {
     /// The running skill jobs, awaited at shutdown so no command outlives the server.
     tracker: TaskTracker,
     address: SocketAddr,
+    options: ServeOptions,
+}
+
+/// How `pallet agent serve` exposes the agent.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// When set, the skill endpoints (A2A and legacy) need `Authorization:
+    /// Bearer TOKEN`; the cards stay public, so clients can discover the agent.
+    pub token: Option<String>,
+    /// The URL the cards advertise; else `http://` + the Host the client used.
+    pub public_url: Option<String>,
 }
 
 /// Serves `definition` on `listener` until `shutdown` completes; then stops
@@ -79,6 +93,7 @@ struct AppState {
 pub async fn serve(
     definition: AgentDefinition,
     listener: tokio::net::TcpListener,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let address = listener.local_addr().map_err(ServerError::Address)?;
@@ -88,12 +103,19 @@ pub async fn serve(
         tasks: TaskStore::new(FINISHED_TASKS_KEPT),
         tracker: TaskTracker::new(),
         address,
+        options,
     });
+    let skills = Router::new()
+        .route("/", post(a2a::rpc))
+        .route("/execute", post(legacy::execute))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
     let app = Router::new()
         .route("/.well-known/agent-card.json", get(a2a::card))
-        .route("/", post(a2a::rpc))
         .route("/agent-card", get(legacy::card))
-        .route("/execute", post(legacy::execute))
+        .merge(skills)
         .with_state(state.clone());
     let stopping = state.clone();
     // Cancel first: blocked SendMessage requests end only when their tasks do.
@@ -101,21 +123,49 @@ pub async fn serve(
         shutdown.await;
         stopping.tasks.cancel_all();
     };
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let drain = std::time::Duration::from_secs(10);
+    crate::http_server::serve(listener, app, ConnectionLimits::default(), shutdown, drain).await;
     state.tasks.cancel_all();
     state.tracker.close();
     state.tracker.wait().await;
-    served.map_err(ServerError::Serve)
+    Ok(())
 }
 
+/// The skill endpoints need the bearer token when one is set.
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = state.options.token.as_deref() else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    if crate::bearer::authorized(given, expected) {
+        return next.run(request).await;
+    }
+    let body = json!({"error": "missing or wrong bearer token (set `Authorization: Bearer <PALLET_AGENT_TOKEN>`)"});
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// The agent's base URL as cards advertise it: `--public-url`, else
 /// `http://HOST` as the client addressed us, else the bound address.
-fn base_url(headers: &HeaderMap, address: SocketAddr) -> String {
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.options.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
     let host = headers
-        .get(axum::http::header::HOST)
+        .get(header::HOST)
         .and_then(|host| host.to_str().ok())
         .filter(|host| !host.is_empty())
-        .map_or_else(|| address.to_string(), str::to_string);
+        .map_or_else(|| state.address.to_string(), str::to_string);
     format!("http://{host}")
 }

@@ -14,6 +14,8 @@ pub fn pallet(home: &Path) -> Command {
 /// A child killed (and reaped) on drop.
 pub struct Running {
     pub child: Child,
+    /// Stderr lines after the one [`Running::until_line`] waited for.
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Running {
@@ -23,6 +25,7 @@ impl Running {
         command.stderr(Stdio::piped()).stdout(Stdio::null());
         let mut running = Running {
             child: command.spawn().expect("spawn pallet"),
+            stderr: Default::default(),
         };
         let stderr = running.child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
@@ -39,7 +42,12 @@ impl Running {
             panic!("no line starting with `{marker}`: {seen:#?}");
         };
         // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        let kept = running.stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         (running, found)
     }
 
