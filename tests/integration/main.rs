@@ -11,6 +11,7 @@ mod examples;
 mod fuzz;
 mod hostile;
 mod hostile_agents;
+mod original;
 mod registry;
 mod registry_interop;
 mod remote;

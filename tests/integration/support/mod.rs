@@ -3,5 +3,6 @@
 pub mod a2a_peer;
 pub mod hostile_agent;
 pub mod legacy_agent;
+pub mod original_agent;
 pub mod registry;
 pub mod token_server;
