@@ -28,7 +28,10 @@ use std::path::PathBuf;
 pub use address::RegistryAddress;
 pub use artifact::{ArtifactContent, Provenance};
 pub use cache::default_cache_dir;
-pub use client::{Listed, ListedVersion, Pulled, Pushed, Registry, RegistryOptions, Resolved};
+pub use client::{
+    DEFAULT_AGENT_CARD_VERSION, Listed, ListedVersion, Pulled, PushOptions, Pushed, Registry,
+    RegistryOptions, Resolved,
+};
 pub use discovery::{CombinedDiscovery, RegistryDiscovery};
 pub use docker_config::{docker_config_path, docker_credentials};
 pub use reference::{ACCEPTED_FORMS, ArtifactKind, Reference, Selector};
