@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need: Debian's docker-registry (a real OCI
 # registry), skopeo and openssl when missing (as root, e.g. in CI), and .venv at
-# the repository root with the pinned Python packages (the real A2A peer and
-# oras-py). Idempotent and quiet when done.
+# the repository root with the pinned Python packages (the real A2A peer, the
+# original project's kind of FastAPI agent and oras-py). Idempotent and quiet when done.
 # PALLET_SETUP_PYTHON picks the interpreter that creates the venv (default python3).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
 python="${PALLET_SETUP_PYTHON:-python3}"
-packages=("a2a-sdk[http-server]==1.3.0" "uvicorn==0.54.0" "oras==0.2.43")
+packages=("a2a-sdk[http-server]==1.3.0" "uvicorn==0.54.0" "oras==0.2.43" "fastapi==0.165.0")
 stamp="$venv/.pallet-test-env"
 
 missing=()

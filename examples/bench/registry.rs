@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pallet::agent::AgentClient;
-use pallet::registry::{ArtifactKind, Provenance, Reference, Registry, RegistryOptions};
+use pallet::registry::{
+    ArtifactKind, Provenance, PushOptions, Reference, Registry, RegistryOptions,
+};
 use pallet::workflow::{load_file, load_str};
 
 use crate::Options;
@@ -27,7 +29,10 @@ pub async fn measure(options: &Options, address: &str, agent: &EchoAgent, report
             &loaded,
             "code-generation-3.yaml",
             Provenance::default(),
-            true,
+            PushOptions {
+                force: true,
+                alias: false,
+            },
         )
         .await
         .expect("push the fixture to the registry");

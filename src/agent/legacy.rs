@@ -19,7 +19,9 @@ pub(crate) async fn call(
         "jsonrpc": "2.0",
         "method": request.skill,
         "params": request.input,
-        "id": REQUEST_ID.fetch_add(1, Ordering::Relaxed),
+        // A string: the original agents declare `id: Optional[str]` (pydantic)
+        // and refuse a number with HTTP 422.
+        "id": REQUEST_ID.fetch_add(1, Ordering::Relaxed).to_string(),
     });
     let request = http
         .post(format!("{}/execute", url.trim_end_matches('/')))

@@ -154,6 +154,12 @@ pub struct PushArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Leave the `v<MAJOR>` tag alone (by default it is moved to what was
+    /// pushed when that is the highest release of its major, for the original
+    /// project's tools, which read `:v1`).
+    #[arg(long)]
+    pub no_alias: bool,
+
     /// The `org.opencontainers.image.source` annotation (default: the git remote of the file).
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
@@ -172,7 +178,7 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// The workflow reference: ID, ID@REQUIREMENT, ID@=1.2.3 or ID@sha256:DIGEST.
+    /// The workflow reference: ID, ID@REQUIREMENT, ID@=1.2.3, ID@v1 or ID@sha256:DIGEST.
     #[arg(value_name = "REF")]
     pub reference: String,
 
@@ -196,7 +202,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The workflow reference: ID, ID@REQUIREMENT, ID@=1.2.3 or ID@sha256:DIGEST.
+    /// The workflow reference: ID, ID@REQUIREMENT, ID@=1.2.3, ID@v1 or ID@sha256:DIGEST.
     #[arg(value_name = "REF")]
     pub reference: String,
 
@@ -230,6 +236,12 @@ pub struct AgentsPushArgs {
     /// Replace a version that already exists with different content.
     #[arg(long)]
     pub force: bool,
+
+    /// Leave the `v<MAJOR>` tag alone (by default it is moved to what was
+    /// pushed when that is the highest release of its major, for the original
+    /// project's tools, which read `:v1`).
+    #[arg(long)]
+    pub no_alias: bool,
 
     /// Print one JSON object per pushed card on stdout.
     #[arg(long)]

@@ -15,8 +15,8 @@ use super::render::BadInput;
 use super::terminal::terminal_safe;
 use crate::agent::AgentCard;
 use crate::registry::{
-    ArtifactKind, Credentials, DEFAULT_REGISTRY, Listed, Provenance, Pulled, Pushed, Reference,
-    Registry, RegistryOptions, Timeouts, default_cache_dir, docker_config_path,
+    ArtifactKind, Credentials, DEFAULT_REGISTRY, Listed, Provenance, Pulled, PushOptions, Pushed,
+    Reference, Registry, RegistryOptions, Timeouts, default_cache_dir, docker_config_path,
 };
 use crate::workflow::{LoadedWorkflow, load_file};
 
@@ -127,7 +127,10 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
                 workflow,
                 &file_name,
                 provenance.clone().or_from_git(path),
-                args.force,
+                PushOptions {
+                    force: args.force,
+                    alias: !args.no_alias,
+                },
             )
             .await
             .map_err(|error| explain(error, format!("cannot push {}", path.display())))?;
@@ -165,6 +168,7 @@ fn print_pushed(
             "digest": pushed.digest,
             "reference": reference,
             "uploaded": pushed.uploaded,
+            "alias": pushed.alias,
         });
         outln!("{}", serde_json::to_string(&line)?);
     } else {
@@ -173,8 +177,12 @@ fn print_pushed(
         } else {
             "unchanged"
         };
+        let alias = pushed
+            .alias
+            .as_ref()
+            .map_or_else(String::new, |alias| format!(", alias {alias}"));
         outln!(
-            "{} {} {} {} ({state})",
+            "{} {} {} {} ({state}){alias}",
             terminal_safe(name),
             pushed.version,
             pushed.digest,
@@ -287,6 +295,7 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     };
     line("reference", &shown["reference"]);
     line("digest", &shown["digest"]);
+    line("tag", &shown["tag"]);
     line("version", &shown["version"]);
     line("file", &shown["file_name"]);
     line("media type", &shown["media_type"]);
@@ -350,29 +359,7 @@ async fn agents_list(args: ListArgs) -> anyhow::Result<ExitCode> {
         .map_err(|error| explain(error, doing()))?;
     let mut entries = Vec::new();
     for repository in &listed {
-        let mut entry = listed_json(repository);
-        if let Some(latest) = repository.versions.last() {
-            let text = format!("{}@{}", repository.repository, latest.digest);
-            let reference = parse_reference(ArtifactKind::AgentCard, &text)?;
-            let pulled = registry
-                .pull(&reference)
-                .await
-                .map_err(|error| explain(error, doing()))?;
-            let card = serde_json::from_slice::<Value>(&pulled.content)
-                .ok()
-                .and_then(|json| AgentCard::parse(&text, &json).ok());
-            if let Some(card) = card {
-                entry["name"] = json!(card.name);
-                entry["url"] = json!(card.url());
-                entry["skills"] = json!(
-                    card.skills
-                        .iter()
-                        .map(|skill| &skill.id)
-                        .collect::<Vec<_>>()
-                );
-            }
-        }
-        entries.push(entry);
+        entries.push(card_entry(registry, repository, doing).await?);
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&entries)?);
@@ -382,9 +369,7 @@ async fn agents_list(args: ListArgs) -> anyhow::Result<ExitCode> {
         errln!("no agent cards in registry {}", registry.address());
     }
     for entry in &entries {
-        let latest = entry["versions"]
-            .as_array()
-            .and_then(|versions| versions.last());
+        let latest = entry.get("latest");
         // Every field comes from the registry: the whole line is shown inert.
         let line = format!(
             "{} {} {} {} skills: {}",
@@ -411,6 +396,52 @@ async fn agents_list(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One row of `agents list`: the repository's tags, plus the name, URL and
+/// skills of its latest card (`latest`): the highest semver version, else
+/// (the original project's cards, tagged `v1` only) the card discovery reads.
+async fn card_entry(
+    registry: &Registry,
+    repository: &Listed,
+    doing: impl Fn() -> String,
+) -> anyhow::Result<Value> {
+    let mut entry = listed_json(repository);
+    let text = match repository.versions.last() {
+        Some(latest) => format!("{}@{}", repository.repository, latest.digest),
+        None if !repository.other_tags.is_empty() => repository.repository.clone(),
+        None => return Ok(entry),
+    };
+    let reference = parse_reference(ArtifactKind::AgentCard, &text)?;
+    let pulled = match registry.pull(&reference).await {
+        Ok(pulled) => pulled,
+        // Tags that are not versions (`latest`) may not resolve: still a row.
+        Err(error) if repository.versions.is_empty() => {
+            tracing::warn!(%error, repository = repository.repository, "agent card not read");
+            return Ok(entry);
+        }
+        Err(error) => return Err(explain(error, doing())),
+    };
+    let resolved = &pulled.resolved;
+    entry["latest"] = json!({
+        "version": resolved.version.as_ref().map(ToString::to_string),
+        "tag": resolved.tag.clone().or_else(|| repository.versions.last().map(|latest| latest.tag.clone())),
+        "digest": resolved.digest,
+    });
+    let card = serde_json::from_slice::<Value>(&pulled.content)
+        .ok()
+        .and_then(|json| AgentCard::parse(&text, &json).ok());
+    if let Some(card) = card {
+        entry["name"] = json!(card.name);
+        entry["url"] = json!(card.url());
+        entry["skills"] = json!(
+            card.skills
+                .iter()
+                .map(|skill| &skill.id)
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(entry)
+}
+
 async fn agents_push(args: AgentsPushArgs) -> anyhow::Result<ExitCode> {
     let connected = connect(&args.registry)?;
     // All cards are read before anything is pushed.
@@ -421,7 +452,15 @@ async fn agents_push(args: AgentsPushArgs) -> anyhow::Result<ExitCode> {
     for (source, file_name, bytes) in cards {
         let pushed = connected
             .registry
-            .push_agent_card(&file_name, &bytes, Provenance::default(), args.force)
+            .push_agent_card(
+                &file_name,
+                &bytes,
+                Provenance::default(),
+                PushOptions {
+                    force: args.force,
+                    alias: !args.no_alias,
+                },
+            )
             .await
             .map_err(|error| match error {
                 crate::registry::RegistryError::InvalidAgentCard { .. } => {
@@ -451,12 +490,28 @@ async fn read_card(card: &str) -> anyhow::Result<(String, String, Vec<u8>)> {
         );
         return Ok((card.to_string(), file_name, bytes));
     }
-    let location = if card.ends_with(".json") || card.contains("agent-card") {
-        card.to_string()
-    } else {
-        format!("{}/.well-known/agent-card.json", card.trim_end_matches('/'))
+    if card.ends_with(".json") || card.contains("agent-card") {
+        let bytes = fetch_card(card).await?;
+        return Ok((card.to_string(), "agent-card.json".to_string(), bytes));
+    }
+    // An A2A agent's card, else the original project's agents' `/agent-card`.
+    let base = card.trim_end_matches('/');
+    let well_known = format!("{base}/.well-known/agent-card.json");
+    let legacy = format!("{base}/agent-card");
+    let error = match fetch_card(&well_known).await {
+        Ok(bytes) => return Ok((well_known, "agent-card.json".to_string(), bytes)),
+        Err(error) => error,
     };
-    let response = reqwest::get(&location)
+    match fetch_card(&legacy).await {
+        Ok(bytes) => Ok((legacy, "agent-card.json".to_string(), bytes)),
+        Err(legacy_error) => {
+            Err(legacy_error.context(format!("no agent card at {base} ({error:#})")))
+        }
+    }
+}
+
+async fn fetch_card(location: &str) -> anyhow::Result<Vec<u8>> {
+    let response = reqwest::get(location)
         .await
         .and_then(reqwest::Response::error_for_status)
         .with_context(|| format!("cannot fetch the agent card at {location}"))?;
@@ -464,5 +519,5 @@ async fn read_card(card: &str) -> anyhow::Result<(String, String, Vec<u8>)> {
         .bytes()
         .await
         .with_context(|| format!("cannot read the agent card at {location}"))?;
-    Ok((location, "agent-card.json".to_string(), bytes.to_vec()))
+    Ok(bytes.to_vec())
 }

@@ -16,6 +16,7 @@ use super::artifact::{self, ArtifactContent};
 use super::cache::Cache;
 use super::docker_config::LazyCredentials;
 use super::reference::{self, ArtifactKind, version_to_tag};
+use super::resolve;
 use super::transport::Transport;
 use super::{Credentials, RegistryError};
 
@@ -71,6 +72,30 @@ impl RegistryOptions {
     }
 }
 
+/// How a push treats the tags already in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushOptions {
+    /// Replace a version that already exists with different content.
+    pub force: bool,
+    /// Also point the `v<MAJOR>` tag at what was pushed when it is the highest
+    /// release of its major, so the original project's tools (which read
+    /// `:v1`) see it. The semver tag stays immutable; only the alias moves.
+    pub alias: bool,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            force: false,
+            alias: true,
+        }
+    }
+}
+
+/// The version an agent card without a `version` is pushed as: the original
+/// project's cards have none and are read as `v1`, which is `1.0.0` here.
+pub const DEFAULT_AGENT_CARD_VERSION: Version = Version::new(1, 0, 0);
+
 /// A version stored in the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pushed {
@@ -80,6 +105,8 @@ pub struct Pushed {
     pub digest: String,
     /// False when identical content was already there (nothing was written).
     pub uploaded: bool,
+    /// The `v<MAJOR>` tag now pointing at this version, if any.
+    pub alias: Option<String>,
 }
 
 /// A reference pinned to a manifest digest.
@@ -199,7 +226,7 @@ impl Registry {
         &self,
         path: &Path,
         provenance: artifact::Provenance,
-        force: bool,
+        options: PushOptions,
     ) -> Result<Pushed, RegistryError> {
         let loaded =
             crate::workflow::load_file(path).map_err(|source| RegistryError::InvalidWorkflow {
@@ -210,7 +237,7 @@ impl Registry {
             || loaded.origin.clone(),
             |name| name.to_string_lossy().into_owned(),
         );
-        self.push_workflow(&loaded, &file_name, provenance.or_from_git(path), force)
+        self.push_workflow(&loaded, &file_name, provenance.or_from_git(path), options)
             .await
     }
 
@@ -220,7 +247,7 @@ impl Registry {
         loaded: &crate::workflow::LoadedWorkflow,
         file_name: &str,
         provenance: artifact::Provenance,
-        force: bool,
+        options: PushOptions,
     ) -> Result<Pushed, RegistryError> {
         let metadata = &loaded.workflow.metadata;
         let content = ArtifactContent {
@@ -240,17 +267,18 @@ impl Registry {
         };
         let repository =
             reference::repository(ArtifactKind::Workflow, reference::name_for_id(&metadata.id));
-        self.push(&repository, &metadata.version, &content, force)
+        self.push(&repository, &metadata.version, &content, options)
             .await
     }
 
-    /// Pushes an agent card (JSON with `name` and a semver `version`) under `agents/<name>`.
+    /// Pushes an agent card (JSON with `name`, and `version` or else
+    /// [`DEFAULT_AGENT_CARD_VERSION`]) under `agents/<name>`.
     pub async fn push_agent_card(
         &self,
         file_name: &str,
         bytes: &[u8],
         provenance: artifact::Provenance,
-        force: bool,
+        options: PushOptions,
     ) -> Result<Pushed, RegistryError> {
         let invalid = |problem: &str| RegistryError::InvalidAgentCard {
             file: file_name.to_string(),
@@ -261,10 +289,8 @@ impl Registry {
         let name = card["name"]
             .as_str()
             .ok_or_else(|| invalid("no `name` string"))?;
-        let version = card["version"]
-            .as_str()
-            .and_then(|text| Version::parse(text).ok());
-        let version = version.ok_or_else(|| invalid("no semver `version` string"))?;
+        let version =
+            card_version(file_name, &card["version"]).map_err(|problem| invalid(&problem))?;
         let slug = slug(name).ok_or_else(|| invalid("`name` has no letters or digits"))?;
         let content = ArtifactContent {
             artifact_type: artifact::AGENT_CARD_ARTIFACT_TYPE,
@@ -282,12 +308,65 @@ impl Registry {
             provenance,
         };
         let repository = reference::repository(ArtifactKind::AgentCard, &slug);
-        self.push(&repository, &version, &content, force).await
+        self.push(&repository, &version, &content, options).await
     }
 
     /// Uploads blobs first and the manifest last, so a failed push leaves the
     /// tag as it was; identical content is a no-op.
     async fn push(
+        &self,
+        repository: &str,
+        version: &Version,
+        content: &ArtifactContent,
+        options: PushOptions,
+    ) -> Result<Pushed, RegistryError> {
+        let mut pushed = self
+            .push_version(repository, version, content, options.force)
+            .await?;
+        if options.alias {
+            pushed.alias = self.move_alias(repository, version, &pushed.digest).await?;
+        }
+        Ok(pushed)
+    }
+
+    /// Points `v<MAJOR>` at `digest` unless a higher release of that major
+    /// exists (pre-releases never move it); returns the alias when it points there.
+    async fn move_alias(
+        &self,
+        repository: &str,
+        version: &Version,
+        digest: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        if !version.pre.is_empty() {
+            return Ok(None);
+        }
+        let tags = self.transport.tags(repository).await?.unwrap_or_default();
+        let higher = resolve::sorted_versions(&tags).into_iter().any(|selected| {
+            selected.version.major == version.major
+                && selected.version.pre.is_empty()
+                && selected.version > *version
+        });
+        if higher {
+            return Ok(None);
+        }
+        let alias = reference::major_alias(version);
+        let (_, manifest_bytes) = self.manifest_by_digest(repository, digest).await?;
+        if self
+            .transport
+            .manifest_digest(repository, &alias)
+            .await?
+            .as_deref()
+            != Some(digest)
+        {
+            self.upload_manifest(repository, &alias, &manifest_bytes)
+                .await?;
+        }
+        self.remember(repository, &alias, &manifest_bytes)?;
+        Ok(Some(alias))
+    }
+
+    /// The semver tag: written once, then only replaced with `force`.
+    async fn push_version(
         &self,
         repository: &str,
         version: &Version,
@@ -303,6 +382,7 @@ impl Registry {
             tag: tag.clone(),
             digest,
             uploaded,
+            alias: None,
         };
         if let Some(existing_digest) = self.transport.manifest_digest(repository, &tag).await? {
             let (existing, _) = self
@@ -320,15 +400,7 @@ impl Registry {
                 });
             }
         }
-        // Stored in the uploader only when set: anonymous auth would make it
-        // probe `/v2/` before every request.
-        if let Some(credentials) = self.transport.credentials() {
-            let auth =
-                RegistryAuth::Basic(credentials.username.clone(), credentials.password.clone());
-            self.uploader()
-                .store_auth_if_needed(&self.address.authority, &auth)
-                .await;
-        }
+        self.authorize_uploader().await;
         let image = oci_client::Reference::with_tag(
             self.address.authority.clone(),
             repository.to_string(),
@@ -350,13 +422,43 @@ impl Registry {
             }
             self.cache.write_blob(bytes)?;
         }
-        let media_type = reqwest::header::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE);
-        self.uploader()
-            .push_manifest_raw(&image, built.manifest_bytes.clone(), media_type)
-            .await
-            .map_err(push_error)?;
+        self.upload_manifest(repository, &tag, &built.manifest_bytes)
+            .await?;
         self.remember(repository, &tag, &built.manifest_bytes)?;
         Ok(pushed(built.digest, true))
+    }
+
+    /// Tags `manifest_bytes` (whose blobs are in the registry) as `tag`.
+    async fn upload_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        manifest_bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        self.authorize_uploader().await;
+        let image = oci_client::Reference::with_tag(
+            self.address.authority.clone(),
+            repository.to_string(),
+            tag.to_string(),
+        );
+        let media_type = reqwest::header::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE);
+        self.uploader()
+            .push_manifest_raw(&image, manifest_bytes.to_vec(), media_type)
+            .await
+            .map_err(|source| self.push_error(repository, tag, source))?;
+        Ok(())
+    }
+
+    /// Stored in the uploader only when set: anonymous auth would make it
+    /// probe `/v2/` before every request.
+    async fn authorize_uploader(&self) {
+        if let Some(credentials) = self.transport.credentials() {
+            let auth =
+                RegistryAuth::Basic(credentials.username.clone(), credentials.password.clone());
+            self.uploader()
+                .store_auth_if_needed(&self.address.authority, &auth)
+                .await;
+        }
     }
 
     fn push_error(
@@ -394,6 +496,35 @@ impl Registry {
             manifest_bytes.len() as u64,
         )
     }
+}
+
+/// A card's `version`: semver, or the original project's forms (`1`, `1.2`,
+/// `v1.2.3`) completed with zeros; absent or null means
+/// [`DEFAULT_AGENT_CARD_VERSION`] (with a warning).
+fn card_version(file_name: &str, version: &serde_json::Value) -> Result<Version, String> {
+    let text = match version {
+        serde_json::Value::Null => {
+            tracing::warn!(
+                "agent card {file_name} has no `version`: pushed as {DEFAULT_AGENT_CARD_VERSION} (the original project's v1); add a `version` to choose another"
+            );
+            return Ok(DEFAULT_AGENT_CARD_VERSION);
+        }
+        serde_json::Value::String(text) => text,
+        other => {
+            return Err(format!(
+                "`version` must be a string like \"1.0.0\", not {other}"
+            ));
+        }
+    };
+    let legacy = || {
+        let tagged = format!("v{}", text.trim_start_matches('v'));
+        reference::legacy_tag_to_version(&tagged)
+    };
+    Version::parse(text).ok().or_else(legacy).ok_or_else(|| {
+        format!(
+            "`version` \"{text}\" is not a version (write MAJOR.MINOR.PATCH, e.g. \"1.0.0\", or leave it out for {DEFAULT_AGENT_CARD_VERSION})"
+        )
+    })
 }
 
 /// `Planner Agent` -> `planner-agent`.
@@ -441,7 +572,36 @@ mod tests {
         send(registry.pull(&reference));
         send(registry.list_workflows());
         let path = cache.path().join("demo.yaml");
-        send(registry.push_workflow_file(&path, artifact::Provenance::default(), false));
+        send(registry.push_workflow_file(
+            &path,
+            artifact::Provenance::default(),
+            PushOptions::default(),
+        ));
+    }
+
+    #[test]
+    fn card_versions_default_and_accept_the_original_forms() {
+        let cases = [
+            (serde_json::json!(null), Ok("1.0.0")),
+            (serde_json::json!("2.1.0"), Ok("2.1.0")),
+            (serde_json::json!("1.0.0-rc.1"), Ok("1.0.0-rc.1")),
+            (serde_json::json!("1"), Ok("1.0.0")),
+            (serde_json::json!("1.2"), Ok("1.2.0")),
+            (serde_json::json!("v1.2.3"), Ok("1.2.3")),
+            (
+                serde_json::json!("banana"),
+                Err("`version` \"banana\" is not a version"),
+            ),
+            (serde_json::json!(1), Err("`version` must be a string")),
+        ];
+        for (version, expected) in cases {
+            let got = card_version("card.json", &version).map(|version| version.to_string());
+            match (got, expected) {
+                (Ok(got), Ok(expected)) => assert_eq!(got, expected, "{version}"),
+                (Err(got), Err(expected)) => assert!(got.contains(expected), "{version}: {got}"),
+                (got, expected) => panic!("{version}: {got:?}, expected {expected:?}"),
+            }
+        }
     }
 
     #[test]

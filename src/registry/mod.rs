@@ -29,8 +29,8 @@ pub use address::RegistryAddress;
 pub use artifact::{ArtifactContent, Provenance};
 pub use cache::default_cache_dir;
 pub use client::{
-    Listed, ListedVersion, Pulled, Pushed, Registry, RegistryOptions, Resolved, Timeouts,
-    UnreadableTag,
+    DEFAULT_AGENT_CARD_VERSION, Listed, ListedVersion, Pulled, PushOptions, Pushed, Registry,
+    RegistryOptions, Resolved, Timeouts, UnreadableTag,
 };
 pub use discovery::{CombinedDiscovery, RegistryDiscovery};
 pub use docker_config::{docker_config_path, docker_credentials};

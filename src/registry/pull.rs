@@ -11,7 +11,7 @@ use super::cache::Cached;
 use super::client::{
     Listed, ListedVersion, Pulled, Registry, Resolved, UnreadableTag, exact_version,
 };
-use super::reference::{ArtifactKind, Reference, Selector, version_to_tag};
+use super::reference::{ArtifactKind, Reference, Selector, legacy_tag_to_version, version_to_tag};
 use super::resolve;
 
 /// HEAD requests of `list` in flight at once.
@@ -43,6 +43,9 @@ impl Registry {
             }
             Selector::Requirement(requirement) => {
                 self.resolve_online(&repository, requirement).await?
+            }
+            Selector::Alias { tag, requirement } => {
+                self.resolve_alias(&repository, tag, requirement).await?
             }
         };
         let (_, bytes) = self
@@ -89,6 +92,57 @@ impl Registry {
             None => self.tag_digest(repository, &selected.tag).await?,
         };
         Ok(self.resolved(repository, selected, digest))
+    }
+
+    /// The alias tag itself when the repository has it (HEAD online, the
+    /// cache offline: aliases move, so no tag list is trusted for them), else
+    /// the highest version matching its requirement.
+    async fn resolve_alias(
+        &self,
+        repository: &str,
+        tag: &str,
+        requirement: &VersionReq,
+    ) -> Result<Resolved, RegistryError> {
+        let digest = if self.offline {
+            let cached = self.cached_tags(repository)?;
+            cached
+                .into_iter()
+                .find(|(cached_tag, _)| cached_tag == tag)
+                .map(|(_, digest)| digest)
+        } else {
+            self.transport.manifest_digest(repository, tag).await?
+        };
+        if let Some(digest) = digest {
+            return Ok(Resolved {
+                repository: repository.to_string(),
+                tag: Some(tag.to_string()),
+                // Read from the manifest by `pull` (a pallet push records it).
+                version: None,
+                digest,
+            });
+        }
+        tracing::info!(
+            repository,
+            "no tag {tag}: taking the highest version matching {requirement}"
+        );
+        let resolved = match self.offline {
+            true => self.resolve_offline(repository, requirement),
+            false => self.resolve_online(repository, requirement).await,
+        };
+        resolved.map_err(|error| match error {
+            RegistryError::NoMatchingVersion {
+                registry,
+                repository,
+                requirement,
+                available,
+            } => RegistryError::NoMatchingVersion {
+                registry,
+                repository,
+                requirement: format!("{tag} (no such tag) or {requirement}"),
+                available,
+            },
+            error => error,
+        })
     }
 
     fn resolve_offline(
@@ -178,7 +232,9 @@ impl Registry {
                 .annotations
                 .as_ref()
                 .and_then(|annotations| annotations.get(artifact::ANNOTATION_VERSION))
-                .and_then(|version| Version::parse(version).ok());
+                .and_then(|version| Version::parse(version).ok())
+                // The original project's artifacts carry no version but their tag.
+                .or_else(|| resolved.tag.as_deref().and_then(legacy_tag_to_version));
         }
         let extension = if reference.kind == ArtifactKind::Workflow {
             "yaml"

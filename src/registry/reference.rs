@@ -6,8 +6,8 @@ use semver::{Version, VersionReq};
 use super::RegistryError;
 
 /// The forms a reference may take, shown in every reference error.
-pub const ACCEPTED_FORMS: &str =
-    "ID, ID@REQUIREMENT (cargo rules: @1.2 means ^1.2), ID@=1.2.3, ID@sha256:<64 hex digits>";
+pub const ACCEPTED_FORMS: &str = "ID, ID@REQUIREMENT (cargo rules: @1.2 means ^1.2), ID@=1.2.3, \
+     ID@v1 (the tag v1, else ^1), ID@sha256:<64 hex digits>";
 
 /// Which kind of artifact a repository holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,13 @@ impl ArtifactKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
     Requirement(VersionReq),
+    /// `v1`, `v1.2`, `v1.2.3`: the original project's tag of that name when
+    /// the repository has it (it may move), else `requirement` (`^1`, `~1.2`,
+    /// `=1.2.3`) over the tags.
+    Alias {
+        tag: String,
+        requirement: VersionReq,
+    },
     /// `sha256:<64 hex>`: exactly those bytes.
     Digest(String),
 }
@@ -77,13 +84,15 @@ impl Reference {
                 Selector::Digest(digest.to_string())
             }
             Some("") => return Err(invalid("nothing after `@`".into())),
-            Some(requirement) => {
-                Selector::Requirement(VersionReq::parse(requirement).map_err(|error| {
-                    invalid(format!(
-                        "`{requirement}` is not a semver requirement ({error})"
-                    ))
-                })?)
-            }
+            Some(text) => match alias_requirement(text) {
+                Some(requirement) => Selector::Alias {
+                    tag: text.to_string(),
+                    requirement,
+                },
+                None => Selector::Requirement(VersionReq::parse(text).map_err(|error| {
+                    invalid(format!("`{text}` is not a semver requirement ({error})"))
+                })?),
+            },
         };
         Ok(Reference {
             kind,
@@ -104,6 +113,7 @@ impl std::fmt::Display for Reference {
             Selector::Requirement(requirement) => {
                 write!(formatter, "{}@{requirement}", self.repository())
             }
+            Selector::Alias { tag, .. } => write!(formatter, "{}@{tag}", self.repository()),
             Selector::Digest(digest) => write!(formatter, "{}@{digest}", self.repository()),
         }
     }
@@ -154,6 +164,23 @@ pub fn tag_to_version(tag: &str) -> Option<Version> {
     Version::parse(&tag.replace('_', "+")).ok()
 }
 
+/// What an alias tag stands for when the repository lacks it: `v1` -> `^1`,
+/// `v1.2` -> `~1.2` (its patches, as a docker `1.2` tag), `v1.2.3` -> `=1.2.3`.
+fn alias_requirement(tag: &str) -> Option<VersionReq> {
+    let version = legacy_tag_to_version(tag)?;
+    let requirement = match tag.matches('.').count() {
+        0 => format!("^{}", version.major),
+        1 => format!("~{}.{}", version.major, version.minor),
+        _ => format!("={version}"),
+    };
+    VersionReq::parse(&requirement).ok()
+}
+
+/// The tag pallet moves to the highest release of a major: `1.4.2` -> `v1`.
+pub fn major_alias(version: &Version) -> String {
+    format!("v{}", version.major)
+}
+
 /// The original project's tags (`v1`, `v1.2`, `v1.2.3`) as versions; only used
 /// when no semver tag matches, so a pallet-pushed version always wins.
 pub fn legacy_tag_to_version(tag: &str) -> Option<Version> {
@@ -179,6 +206,10 @@ mod tests {
     #[test]
     fn parses_accepted_forms() {
         let requirement = |text: &str| Selector::Requirement(VersionReq::parse(text).unwrap());
+        let alias = |tag: &str, text: &str| Selector::Alias {
+            tag: tag.into(),
+            requirement: VersionReq::parse(text).unwrap(),
+        };
         let cases = [
             ("code-generation-v1", "code-generation", requirement("^1")),
             (
@@ -210,6 +241,17 @@ mod tests {
                 "tool-v2x",
                 "tool-v2x",
                 Selector::Requirement(VersionReq::STAR),
+            ),
+            ("code-generation@v1", "code-generation", alias("v1", "^1")),
+            (
+                "code-generation-v1@v1.2",
+                "code-generation",
+                alias("v1.2", "~1.2"),
+            ),
+            (
+                "code-generation@v1.2.3",
+                "code-generation",
+                alias("v1.2.3", "=1.2.3"),
             ),
             (
                 &format!("code-generation@{DIGEST}"),
@@ -247,6 +289,8 @@ mod tests {
                 "`banana` is not a semver requirement",
             ),
             ("code-generation@sha256:abc", "64 lowercase hex digits"),
+            ("code-generation@v1.x", "`v1.x` is not a semver requirement"),
+            ("code-generation@v1.2.3.4", "not a semver requirement"),
             ("-code", "not a valid id"),
         ];
         for (text, expected) in cases {

@@ -159,7 +159,14 @@ async fn health_answers_while_heavy_workflows_load() {
     ))
     .unwrap();
     pusher
-        .push_workflow_file(&file, Provenance::default(), false)
+        .push_workflow_file(
+            &file,
+            Provenance::default(),
+            pallet::registry::PushOptions {
+                force: false,
+                alias: true,
+            },
+        )
         .await
         .unwrap();
     let (base, stop, served) = start_over_registry(

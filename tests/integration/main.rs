@@ -12,6 +12,7 @@ mod examples;
 mod fuzz;
 mod hostile;
 mod hostile_agents;
+mod original;
 mod registry;
 mod registry_hostile;
 mod registry_interop;

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use pallet::registry::{
-    ArtifactKind, Credentials, Provenance, Reference, Registry, RegistryError, RegistryOptions,
+    ArtifactKind, Credentials, Provenance, PushOptions, Pushed, Reference, Registry, RegistryError,
+    RegistryOptions,
 };
 
 use crate::support::registry::{TestRegistry, push_like_original};
@@ -35,7 +36,14 @@ async fn push(
     let path = directory.join("demo.yaml");
     std::fs::write(&path, text).unwrap();
     registry
-        .push_workflow_file(&path, Provenance::default(), force)
+        .push_workflow_file(
+            &path,
+            Provenance::default(),
+            PushOptions {
+                force,
+                ..PushOptions::default()
+            },
+        )
         .await
 }
 
@@ -624,7 +632,7 @@ async fn agent_cards_push_and_pull() {
             "code_writer_agent_card.json",
             card,
             Provenance::default(),
-            false,
+            PushOptions::default(),
         )
         .await
         .unwrap();
@@ -649,16 +657,50 @@ async fn agent_cards_push_and_pull() {
     let error = registry
         .push_agent_card(
             "bad.json",
-            br#"{"name": "x"}"#,
+            br#"{"name": "x", "version": "banana"}"#,
             Provenance::default(),
-            false,
+            PushOptions::default(),
         )
         .await
         .unwrap_err();
     assert!(
-        error.to_string().contains("bad.json") && error.to_string().contains("version"),
+        error.to_string().contains("bad.json")
+            && error
+                .to_string()
+                .contains("`version` \"banana\" is not a version")
+            && error.to_string().contains("MAJOR.MINOR.PATCH"),
         "{error}"
     );
+}
+
+/// The original project's cards have no `version`: pushed as 1.0.0, with
+/// `v1` pointing at it, where the original's tools look.
+#[tokio::test]
+async fn agent_cards_without_a_version_are_pushed_as_1_0_0() {
+    let server = TestRegistry::start();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = client(&server.address, cache.path(), false);
+    let card = br#"{"name": "planner", "url": "http://127.0.0.1:1", "skills": []}"#;
+    let pushed = registry
+        .push_agent_card(
+            "planner_agent_card.json",
+            card,
+            Provenance::default(),
+            PushOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (pushed.tag.as_str(), pushed.alias.as_deref()),
+        ("1.0.0", Some("v1"))
+    );
+    let pulled = registry
+        .pull(&Reference::parse(ArtifactKind::AgentCard, "planner@v1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(pulled.content, card);
+    assert_eq!(pulled.resolved.tag.as_deref(), Some("v1"));
+    assert_eq!(pulled.resolved.version, Some(semver::Version::new(1, 0, 0)));
 }
 
 #[tokio::test]
@@ -706,7 +748,11 @@ async fn records_git_source_and_revision() {
         revision: None,
     };
     registry
-        .push_workflow_file(&checkout.path().join("demo.yaml"), given, false)
+        .push_workflow_file(
+            &checkout.path().join("demo.yaml"),
+            given,
+            PushOptions::default(),
+        )
         .await
         .unwrap();
     let pulled = registry.pull(&workflow_reference("demo")).await.unwrap();
@@ -789,4 +835,119 @@ async fn bearer_token_challenge() {
         .unwrap();
     assert_eq!(pulled.content, text.as_bytes());
     assert_eq!(authenticated.list_workflows().await.unwrap().len(), 1);
+}
+
+/// Pushes `demo` at `version` with the alias on or off; returns what was pushed.
+async fn push_demo(registry: &Registry, directory: &Path, version: &str, alias: bool) -> Pushed {
+    let path = directory.join("demo.yaml");
+    std::fs::write(&path, workflow("demo-v1", version, version)).unwrap();
+    let options = PushOptions {
+        alias,
+        ..PushOptions::default()
+    };
+    registry
+        .push_workflow_file(&path, Provenance::default(), options)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn push_moves_the_major_alias_to_the_highest_release_only() {
+    let server = TestRegistry::start();
+    let files = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = client(&server.address, cache.path(), false);
+    let fresh = || {
+        let cache = tempfile::tempdir().unwrap();
+        (client(&server.address, cache.path(), false), cache)
+    };
+    let alias_digest = |tag: &'static str| async move {
+        let (reader, _cache) = fresh();
+        reader
+            .resolve(&workflow_reference(&format!("demo@{tag}")))
+            .await
+            .map(|resolved| (resolved.tag, resolved.digest))
+    };
+
+    let first = push_demo(&registry, files.path(), "1.0.0", true).await;
+    assert_eq!(first.alias.as_deref(), Some("v1"));
+    let second = push_demo(&registry, files.path(), "1.2.0", true).await;
+    assert_eq!(second.alias.as_deref(), Some("v1"));
+    assert_eq!(
+        alias_digest("v1").await.unwrap(),
+        (Some("v1".into()), second.digest.clone())
+    );
+
+    // An older release, a pre-release and --no-alias leave the alias alone.
+    let older = push_demo(&registry, files.path(), "1.1.0", true).await;
+    assert_eq!(older.alias, None);
+    let candidate = push_demo(&registry, files.path(), "1.3.0-rc.1", true).await;
+    assert_eq!(candidate.alias, None);
+    let quiet = push_demo(&registry, files.path(), "1.4.0", false).await;
+    assert_eq!(quiet.alias, None);
+    assert_eq!(alias_digest("v1").await.unwrap().1, second.digest);
+
+    // The same content again confirms the alias; the semver tags stay as pushed.
+    let again = push_demo(&registry, files.path(), "1.4.0", true).await;
+    assert_eq!(
+        (again.uploaded, again.alias.as_deref()),
+        (false, Some("v1"))
+    );
+    assert_eq!(alias_digest("v1").await.unwrap().1, quiet.digest);
+    let (reader, _cache) = fresh();
+    let exact = reader
+        .resolve(&workflow_reference("demo@=1.2.0"))
+        .await
+        .unwrap();
+    assert_eq!(exact.digest, second.digest);
+
+    // Another major gets its own alias; `@v2` without one falls back to ^2.
+    let error = alias_digest("v2").await.unwrap_err().to_string();
+    assert!(error.contains("v2 (no such tag) or ^2"), "{error}");
+    let two = push_demo(&registry, files.path(), "2.0.0", false).await;
+    assert_eq!(
+        alias_digest("v2").await.unwrap(),
+        (Some("2.0.0".into()), two.digest)
+    );
+    let listed = registry.list_workflows().await.unwrap();
+    assert_eq!(listed[0].other_tags, ["v1"]);
+}
+
+#[tokio::test]
+async fn alias_references_read_the_tag_first_online_and_offline() {
+    let server = TestRegistry::start();
+    let files = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = client(&server.address, cache.path(), false);
+    // The original's own `v1` next to a pallet release of major 1: `@v1`
+    // reads the tag, a range reads the release.
+    let yaml = workflow("demo-v1", "1.0.0", "pushed by the python original");
+    push_like_original(
+        &server.address,
+        "workflows/demo",
+        "v1",
+        "demo.yaml",
+        "application/yaml",
+        yaml.as_bytes(),
+    )
+    .await;
+    let release = push_demo(&registry, files.path(), "1.5.0", false).await;
+
+    let run_cache = tempfile::tempdir().unwrap();
+    let online = client(&server.address, run_cache.path(), false);
+    let by_tag = online.pull(&workflow_reference("demo@v1")).await.unwrap();
+    assert_eq!(by_tag.content, yaml.as_bytes());
+    assert_eq!(by_tag.resolved.tag.as_deref(), Some("v1"));
+    assert_eq!(by_tag.resolved.version, Some(semver::Version::new(1, 0, 0)));
+    let by_range = online.pull(&workflow_reference("demo@1")).await.unwrap();
+    assert_eq!(by_range.resolved.digest, release.digest);
+    let by_minor = online.pull(&workflow_reference("demo@v1.5")).await.unwrap();
+    assert_eq!(
+        by_minor.resolved.digest, release.digest,
+        "no tag v1.5: ~1.5"
+    );
+
+    let offline = client(&server.address, run_cache.path(), true);
+    let cached = offline.pull(&workflow_reference("demo@v1")).await.unwrap();
+    assert_eq!(cached.content, yaml.as_bytes());
 }

@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use pallet::registry::{ArtifactKind, Provenance, Reference, Registry, RegistryOptions};
+use pallet::registry::{
+    ArtifactKind, Provenance, PushOptions, Reference, Registry, RegistryOptions,
+};
 
 use crate::support::registry::TestRegistry;
 
@@ -41,7 +43,7 @@ async fn oras_pulls_a_pallet_artifact_by_its_title() {
     std::fs::write(&path, text).unwrap();
     let cache = tempfile::tempdir().unwrap();
     client(&server.address, cache.path())
-        .push_workflow_file(&path, Provenance::default(), false)
+        .push_workflow_file(&path, Provenance::default(), PushOptions::default())
         .await
         .unwrap();
 
@@ -134,7 +136,7 @@ async fn skopeo_inspects_and_copies_a_pallet_artifact() {
     let cache = tempfile::tempdir().unwrap();
     let registry = client(&server.address, cache.path());
     let pushed = registry
-        .push_workflow_file(&path, Provenance::default(), false)
+        .push_workflow_file(&path, Provenance::default(), PushOptions::default())
         .await
         .unwrap();
 

@@ -608,6 +608,25 @@ async fn legacy_endpoints_serve_the_same_skills() {
         .await;
     assert_eq!(string["result"], "hello");
 
+    // The original's clients send string ids, pallet's older ones numbers:
+    // each comes back exactly as given, and a missing id as null.
+    for id in [
+        json!("req-1"),
+        json!("7"),
+        json!(7),
+        json!(2.5),
+        Value::Null,
+    ] {
+        let request = json!({"jsonrpc": "2.0", "method": "echo", "params": {}, "id": id});
+        let response = agent.execute(request).await;
+        assert_eq!(response["id"], id, "{response}");
+        assert_eq!(response["result"], json!({}), "{response}");
+    }
+    let response = agent
+        .execute(json!({"jsonrpc": "2.0", "method": "echo", "params": {}}))
+        .await;
+    assert_eq!(response["id"], Value::Null, "{response}");
+
     let cases = [
         (
             json!({"jsonrpc": "2.0", "method": "nope", "params": {}, "id": 1}),

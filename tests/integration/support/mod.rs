@@ -4,6 +4,7 @@ pub mod a2a_peer;
 pub mod hostile_agent;
 pub mod hostile_registry;
 pub mod legacy_agent;
+pub mod original_agent;
 pub mod pallet;
 pub mod process;
 pub mod registry;
