@@ -11,8 +11,6 @@ use serde_json::Value;
 use crate::support::original_agent::OriginalAgent;
 use crate::support::registry::{TestRegistry, push_like_original};
 
-const PALLET: &str = env!("CARGO_BIN_EXE_pallet");
-
 fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -35,23 +33,10 @@ impl Scratch {
     }
 
     fn pallet(&self, arguments: &[&str]) -> Output {
-        let root = self.path();
-        let mut command = Command::new(PALLET);
-        command
-            .current_dir(root)
-            .env("HOME", root.join("home"))
-            .env("XDG_CACHE_HOME", root.join("cache"))
-            .env("XDG_DATA_HOME", root.join("data"))
-            .env("XDG_CONFIG_HOME", root.join("config"))
-            .env("XDG_STATE_HOME", root.join("state"))
-            .env("DOCKER_CONFIG", root.join("docker"))
-            .env("NO_COLOR", "1");
-        for (name, _) in std::env::vars() {
-            if name.starts_with("PALLET_") || name == "RUST_LOG" {
-                command.env_remove(name);
-            }
-        }
-        command.args(arguments).output().unwrap()
+        crate::support::pallet::pallet_in(self.path())
+            .args(arguments)
+            .output()
+            .unwrap()
     }
 }
 
