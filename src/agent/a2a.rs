@@ -349,6 +349,15 @@ mod tests {
             );
             assert!(!error.is_transient());
         }
+        for unknown in ["unknown", "TASK_STATE_UNKNOWN"] {
+            let error = task_outcome(TARGET, &mut task(unknown), "")
+                .unwrap()
+                .unwrap_err();
+            assert!(
+                matches!(error, CallError::UnknownTaskState { .. }),
+                "{error}"
+            );
+        }
         let error = task_outcome(TARGET, &mut task("TASK_STATE_EXPLODED"), "{}")
             .unwrap()
             .unwrap_err();
