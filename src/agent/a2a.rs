@@ -1,16 +1,18 @@
-//! A2A 1.0 over JSON-RPC: `SendMessage` with `returnImmediately`, then
-//! `GetTask` polling until the task ends; `CancelTask` when the caller gives up.
+//! A2A tasks, whatever the version and binding: send the message asking for
+//! the task at once, then poll it until it ends; cancel it when the caller
+//! gives up. The differences between versions and bindings are in [`wire`].
+
+mod wire;
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::card::Interface;
 use super::client::{CallError, CallRequest, Target};
+use wire::{Sent, Wire};
 
-/// Every request names the protocol version; without it a 1.0 agent assumes 0.3.
-const VERSION_HEADER: (&str, &str) = ("A2A-Version", "1.0");
 /// Polling starts fast so quick skills return quickly, and backs off to this.
 const FIRST_POLL: Duration = Duration::from_millis(1);
 const MAX_POLL: Duration = Duration::from_millis(200);
@@ -27,38 +29,24 @@ const POLL_FAILURES_TOLERATED: u32 = 3;
 /// `CancelTask` is best effort and must not hold up the caller for long.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
-static REQUEST_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Runs the skill as an A2A task. `task_id` is set as soon as the agent
-/// accepted the task, so the caller can cancel it if it stops waiting.
+/// Runs the skill as an A2A task at `interface`. `task_id` is set as soon as
+/// the agent accepted the task, so the caller can cancel it if it stops waiting.
 pub(crate) async fn call(
     http: &reqwest::Client,
-    url: &str,
+    interface: &Interface,
     target: Target<'_>,
     request: &CallRequest<'_>,
     task_id: &OnceLock<String>,
 ) -> Result<Value, CallError> {
-    let message = json!({
-        "messageId": uuid::Uuid::new_v4().to_string(),
-        "role": "ROLE_USER",
-        "parts": [{"data": request.input, "mediaType": "application/json"}],
-        "metadata": {"skillId": request.skill, "idempotencyKey": request.idempotency_key},
-    });
-    let params = json!({
-        "message": message,
-        "configuration": {"returnImmediately": true, "historyLength": 0},
-        "metadata": {"skillId": request.skill},
-    });
-    let (mut result, body) = rpc(http, url, target, "SendMessage", params).await?;
-    if let Some(message) = result.get_mut("message") {
-        return message_output(target, message, &body);
-    }
-    let Some(task) = result.get_mut("task") else {
-        return Err(target.malformed(
-            "the SendMessage result has neither `task` nor `message`",
-            &body,
-            None,
-        ));
+    let wire = Wire {
+        http,
+        interface,
+        target,
+    };
+    let (sent, body) = wire.send_message(request).await?;
+    let mut task = match sent {
+        Sent::Message(mut message) => return message_output(target, &mut message, &body),
+        Sent::Task(task) => task,
     };
     let id = task["id"]
         .as_str()
@@ -66,9 +54,9 @@ pub(crate) async fn call(
         .to_string();
     let id = id.as_str();
     let _ = task_id.set(id.to_string());
-    let outcome = match task_outcome(target, task, &body) {
+    let outcome = match task_outcome(target, &mut task, &body) {
         Some(outcome) => outcome,
-        None => poll(http, url, target, id).await,
+        None => poll(wire, id).await,
     };
     let task_lives_on = outcome.as_ref().is_err_and(|error| {
         error.task_id().is_none() || matches!(error, CallError::UnknownTaskState { .. })
@@ -76,18 +64,13 @@ pub(crate) async fn call(
     if task_lives_on {
         // Polling broke down or the state means nothing to pallet, not that
         // the task ended: stop it so a retry does not run it twice.
-        cancel_task(http, url, target, id).await;
+        cancel(wire, id).await;
     }
     outcome
 }
 
-/// `GetTask` with backoff until the task reaches a terminal or interrupted state.
-async fn poll(
-    http: &reqwest::Client,
-    url: &str,
-    target: Target<'_>,
-    id: &str,
-) -> Result<Value, CallError> {
+/// Gets the task with backoff until it reaches a terminal or interrupted state.
+async fn poll(wire: Wire<'_>, id: &str) -> Result<Value, CallError> {
     let mut failures = 0;
     let mut delays = poll_delays();
     loop {
@@ -95,18 +78,10 @@ async fn poll(
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        match rpc(
-            http,
-            url,
-            target,
-            "GetTask",
-            json!({"id": id, "historyLength": 0}),
-        )
-        .await
-        {
+        match wire.get_task(id).await {
             Ok((mut task, body)) => {
                 failures = 0;
-                if let Some(outcome) = task_outcome(target, &mut task, &body) {
+                if let Some(outcome) = task_outcome(wire.target, &mut task, &body) {
                     return outcome;
                 }
             }
@@ -119,46 +94,30 @@ async fn poll(
     }
 }
 
-/// Asks the agent to stop `id`; failures are logged, never returned, because
-/// the caller is already reporting why it stopped waiting.
-pub(crate) async fn cancel_task(http: &reqwest::Client, url: &str, target: Target<'_>, id: &str) {
-    let request = rpc(http, url, target, "CancelTask", json!({"id": id}));
-    match tokio::time::timeout(CANCEL_TIMEOUT, request).await {
-        Ok(Ok(_)) => tracing::debug!(agent = target.agent, task = id, "task cancelled"),
-        Ok(Err(error)) => {
-            tracing::warn!(agent = target.agent, task = id, %error, "could not cancel the task")
-        }
-        Err(_) => tracing::warn!(
-            agent = target.agent,
-            task = id,
-            "cancelling the task timed out"
-        ),
-    }
+/// Asks the agent at `interface` to stop `id`; failures are logged, never
+/// returned, because the caller is already reporting why it stopped waiting.
+pub(crate) async fn cancel_task(
+    http: &reqwest::Client,
+    interface: &Interface,
+    target: Target<'_>,
+    id: &str,
+) {
+    let wire = Wire {
+        http,
+        interface,
+        target,
+    };
+    cancel(wire, id).await;
 }
 
-/// One JSON-RPC exchange; returns the `result` and the raw body for error snippets.
-async fn rpc(
-    http: &reqwest::Client,
-    url: &str,
-    target: Target<'_>,
-    method: &str,
-    params: Value,
-) -> Result<(Value, String), CallError> {
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": REQUEST_ID.fetch_add(1, Ordering::Relaxed),
-        "method": method,
-        "params": params,
-    });
-    let request = http.post(url).header(VERSION_HEADER.0, VERSION_HEADER.1);
-    let (result, text) = target.json_rpc_exchange(request, &body, method).await?;
-    match result {
-        Some(result) if result.is_object() => Ok((result, text)),
-        _ => Err(target.malformed(
-            format!("the {method} reply has no `result` object"),
-            &text,
-            None,
-        )),
+async fn cancel(wire: Wire<'_>, id: &str) {
+    let agent = wire.target.agent;
+    match tokio::time::timeout(CANCEL_TIMEOUT, wire.cancel_task(id)).await {
+        Ok(Ok(())) => tracing::debug!(agent, task = id, "task cancelled"),
+        Ok(Err(error)) => {
+            tracing::warn!(agent, task = id, %error, "could not cancel the task")
+        }
+        Err(_) => tracing::warn!(agent, task = id, "cancelling the task timed out"),
     }
 }
 
@@ -198,12 +157,18 @@ fn task_outcome(
     }
 }
 
-/// 1.0 writes `TASK_STATE_COMPLETED`; 0.3 agents wrote `completed`.
+/// 1.0 writes `TASK_STATE_COMPLETED`; 0.3 JSON-RPC wrote `completed`, and
+/// 0.3's protobuf JSON `TASK_STATE_CANCELLED`.
 fn normalize_state(state: &str) -> String {
-    if state.starts_with("TASK_STATE_") {
+    let state = if state.starts_with("TASK_STATE_") {
         state.to_string()
     } else {
         format!("TASK_STATE_{}", state.to_uppercase().replace('-', "_"))
+    };
+    if state == "TASK_STATE_CANCELLED" {
+        "TASK_STATE_CANCELED".to_string()
+    } else {
+        state
     }
 }
 
@@ -306,6 +271,8 @@ fn integral_numbers(value: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     const TARGET: Target<'static> = Target {
@@ -370,6 +337,8 @@ mod tests {
             "TASK_STATE_REJECTED",
             "TASK_STATE_INPUT_REQUIRED",
             "auth-required",
+            "canceled",
+            "TASK_STATE_CANCELLED",
         ] {
             let error = task_outcome(TARGET, &mut task(failed), "")
                 .unwrap()
@@ -379,6 +348,15 @@ mod tests {
                 "{error}"
             );
             assert!(!error.is_transient());
+        }
+        for unknown in ["unknown", "TASK_STATE_UNKNOWN"] {
+            let error = task_outcome(TARGET, &mut task(unknown), "")
+                .unwrap()
+                .unwrap_err();
+            assert!(
+                matches!(error, CallError::UnknownTaskState { .. }),
+                "{error}"
+            );
         }
         let error = task_outcome(TARGET, &mut task("TASK_STATE_EXPLODED"), "{}")
             .unwrap()

@@ -1,8 +1,9 @@
-//! Agent cards: A2A 1.0 (`/.well-known/agent-card.json`), A2A 0.3 (top-level
-//! `url`) and legacy (`/agent-card`), all read into one [`AgentCard`].
+//! Agent cards: A2A 1.0 (`supportedInterfaces`), A2A 0.3 (`url`,
+//! `preferredTransport`, `additionalInterfaces`) and legacy (`/agent-card`),
+//! all read into one [`AgentCard`].
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use url::Url;
 
 /// What pallet needs of an agent card, whatever protocol it came from.
@@ -22,10 +23,57 @@ pub struct AgentCard {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "protocol", rename_all = "snake_case")]
 pub enum Endpoint {
-    /// A2A 1.0 JSON-RPC binding: POST JSON-RPC to `url`.
-    A2a { url: String },
+    /// A2A: the interfaces pallet speaks, in the card's order of preference
+    /// (never empty); a call goes to the first that accepts a connection.
+    A2a { interfaces: Vec<Interface> },
     /// The original project's agents: POST `{url}/execute`.
     Legacy { url: String },
+}
+
+/// One A2A interface: a URL, the protocol version spoken there and the binding.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Interface {
+    pub url: String,
+    pub version: Version,
+    pub binding: Binding,
+}
+
+/// The A2A versions pallet speaks.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum Version {
+    #[serde(rename = "0.3")]
+    V0_3,
+    #[serde(rename = "1.0")]
+    V1_0,
+}
+
+/// The A2A bindings pallet speaks (the card names them `JSONRPC` and `HTTP+JSON`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum Binding {
+    #[serde(rename = "JSONRPC")]
+    JsonRpc,
+    #[serde(rename = "HTTP+JSON")]
+    HttpJson,
+}
+
+impl Interface {
+    /// `http://h/ (A2A 1.0, HTTP+JSON)`, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.url, self.kind())
+    }
+
+    /// `A2A 1.0 HTTP+JSON`, for messages.
+    pub fn kind(&self) -> String {
+        let version = match self.version {
+            Version::V0_3 => "0.3",
+            Version::V1_0 => "1.0",
+        };
+        let binding = match self.binding {
+            Binding::JsonRpc => "JSONRPC",
+            Binding::HttpJson => "HTTP+JSON",
+        };
+        format!("A2A {version} {binding}")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -46,9 +94,16 @@ pub enum CardError {
     #[error("agent card from {url} has no `{field}`")]
     MissingField { url: String, field: &'static str },
     #[error(
-        "agent card from {url} offers no JSON-RPC interface (pallet speaks the JSONRPC binding)"
+        "agent `{name}` (card {url}) offers only {offered}, none of which pallet speaks (A2A 0.3 or 1.0 over JSONRPC or HTTP+JSON)"
     )]
-    NoJsonRpcInterface { url: String },
+    NoSupportedInterface {
+        url: String,
+        name: String,
+        /// What the card offers, e.g. `GRPC (A2A 1.0) at http://h/`.
+        offered: String,
+        /// The skills it would have offered.
+        skills: Vec<String>,
+    },
     #[error(
         "agent card from {url} gives the url `{value}` with a user name or password, which pallet does not send"
     )]
@@ -67,16 +122,18 @@ impl AgentCard {
         self.skills.iter().any(|offered| offered.id == skill)
     }
 
-    /// The URL the agent is called at, whatever its protocol.
+    /// The URL the agent is called at first, whatever its protocol.
     pub fn url(&self) -> &str {
         match &self.endpoint {
-            Endpoint::A2a { url } | Endpoint::Legacy { url } => url,
+            Endpoint::A2a { interfaces } => interfaces.first().map_or("", |first| &first.url),
+            Endpoint::Legacy { url } => url,
         }
     }
 
     /// Reads a card fetched from `card_url`. The kind is told by its shape:
-    /// `supportedInterfaces` is A2A 1.0, A2A 0.3 fields mean A2A with the
-    /// top-level `url`, anything else is a legacy card.
+    /// `supportedInterfaces` is A2A 1.0, A2A 0.3 fields mean A2A 0.3, anything
+    /// else is a legacy card. An A2A card none of whose interfaces pallet
+    /// speaks is an error naming what it offers.
     pub fn parse(card_url: &str, card: &Value) -> Result<AgentCard, CardError> {
         let object = card.as_object().ok_or_else(|| CardError::NotAnObject {
             url: card_url.to_string(),
@@ -89,33 +146,28 @@ impl AgentCard {
                     url: card_url.to_string(),
                     field: "name",
                 })?;
+        let skills: Vec<SkillInfo> = object
+            .get("skills")
+            .and_then(Value::as_array)
+            .map(|skills| skills.iter().filter_map(skill_info).collect())
+            .unwrap_or_default();
         let endpoint = if let Some(interfaces) = object.get("supportedInterfaces") {
-            Endpoint::A2a {
-                url: json_rpc_interface(card_url, interfaces)?,
-            }
+            a2a_endpoint(card_url, name, &skills, version_1_interfaces(interfaces))?
         } else if A2A_03_FIELDS
             .iter()
             .any(|field| object.contains_key(*field))
         {
-            let url = object.get("url").and_then(Value::as_str).ok_or_else(|| {
-                CardError::MissingField {
-                    url: card_url.to_string(),
-                    field: "url",
-                }
-            })?;
-            Endpoint::A2a {
-                url: resolve(card_url, url)?,
-            }
+            a2a_endpoint(
+                card_url,
+                name,
+                &skills,
+                version_03_interfaces(card_url, object)?,
+            )?
         } else {
             Endpoint::Legacy {
                 url: legacy_url(card_url, object.get("url").and_then(Value::as_str))?,
             }
         };
-        let skills = object
-            .get("skills")
-            .and_then(Value::as_array)
-            .map(|skills| skills.iter().filter_map(skill_info).collect())
-            .unwrap_or_default();
         Ok(AgentCard {
             name: name.to_string(),
             description: object
@@ -138,27 +190,140 @@ const A2A_03_FIELDS: [&str; 5] = [
     "additionalInterfaces",
 ];
 
-/// The JSON-RPC interface of an A2A 1.0 card, protocol version 1.0 preferred.
-fn json_rpc_interface(card_url: &str, interfaces: &Value) -> Result<String, CardError> {
-    let json_rpc: Vec<&Value> = interfaces
-        .as_array()
+/// An interface as the card declares it, before pallet decides whether it speaks it.
+struct Declared<'a> {
+    url: Option<&'a str>,
+    binding: &'a str,
+    version: Option<Version>,
+    /// The version as written, for messages.
+    version_text: &'a str,
+}
+
+/// A 1.0 card's `supportedInterfaces`, in its order. An interface without
+/// `protocolVersion` is taken as 1.0, the version that introduced the list.
+fn version_1_interfaces(interfaces: &Value) -> Vec<Declared<'_>> {
+    let declared = interfaces.as_array().into_iter().flatten();
+    declared
+        .map(|interface| {
+            let version_text = interface["protocolVersion"].as_str().unwrap_or("1.0");
+            Declared {
+                url: interface["url"].as_str(),
+                binding: interface["protocolBinding"].as_str().unwrap_or("(none)"),
+                version: version(version_text),
+                version_text,
+            }
+        })
+        .collect()
+}
+
+/// A 0.3 card's main `url` with its `preferredTransport` (JSON-RPC when
+/// absent), then its `additionalInterfaces` in order.
+fn version_03_interfaces<'a>(
+    card_url: &str,
+    object: &'a Map<String, Value>,
+) -> Result<Vec<Declared<'a>>, CardError> {
+    let main_url =
+        object
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CardError::MissingField {
+                url: card_url.to_string(),
+                field: "url",
+            })?;
+    let version_text = object
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("0.3.0");
+    let declared = |url: Option<&'a str>, binding: &'a str| Declared {
+        url,
+        binding,
+        version: version(version_text).filter(|version| *version == Version::V0_3),
+        version_text,
+    };
+    let preferred = object
+        .get("preferredTransport")
+        .and_then(Value::as_str)
+        .unwrap_or("JSONRPC");
+    let mut interfaces = vec![declared(Some(main_url), preferred)];
+    for additional in object
+        .get("additionalInterfaces")
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter(|interface| {
-            interface["protocolBinding"]
-                .as_str()
-                .is_some_and(|binding| binding.eq_ignore_ascii_case("JSONRPC"))
+    {
+        let url = additional["url"].as_str();
+        let binding = additional["transport"].as_str().unwrap_or("(none)");
+        // 0.3 cards usually repeat their main interface among the others.
+        if url != Some(main_url) || !binding.eq_ignore_ascii_case(preferred) {
+            interfaces.push(declared(url, binding));
+        }
+    }
+    Ok(interfaces)
+}
+
+/// `1.0`, `1.0.1` are 1.0; `0.3`, `0.3.0` (and 0.2, whose JSON-RPC methods 0.3 kept) are 0.3.
+fn version(text: &str) -> Option<Version> {
+    let mut numbers = text.trim().split('.');
+    match (numbers.next(), numbers.next()) {
+        (Some("1"), Some("0") | None) => Some(Version::V1_0),
+        (Some("0"), Some("2" | "3")) => Some(Version::V0_3),
+        _ => None,
+    }
+}
+
+fn binding(text: &str) -> Option<Binding> {
+    match text.to_ascii_uppercase().as_str() {
+        "JSONRPC" | "JSON-RPC" => Some(Binding::JsonRpc),
+        "HTTP+JSON" | "REST" => Some(Binding::HttpJson),
+        _ => None,
+    }
+}
+
+/// The interfaces pallet speaks, in the card's order; none is an error naming
+/// what the card offers, so discovery can say why the agent is left out.
+fn a2a_endpoint(
+    card_url: &str,
+    name: &str,
+    skills: &[SkillInfo],
+    declared: Vec<Declared<'_>>,
+) -> Result<Endpoint, CardError> {
+    let mut interfaces = Vec::new();
+    for interface in &declared {
+        if let (Some(url), Some(version), Some(binding)) =
+            (interface.url, interface.version, binding(interface.binding))
+        {
+            let url = resolve(card_url, url)?;
+            interfaces.push(Interface {
+                url,
+                version,
+                binding,
+            });
+        }
+    }
+    if !interfaces.is_empty() {
+        return Ok(Endpoint::A2a { interfaces });
+    }
+    let offered: Vec<String> = declared
+        .iter()
+        .map(|interface| {
+            format!(
+                "{} (A2A {}) at {}",
+                interface.binding,
+                interface.version_text,
+                interface.url.unwrap_or("(no url)")
+            )
         })
         .collect();
-    let chosen = json_rpc
-        .iter()
-        .find(|interface| interface["protocolVersion"].as_str() == Some("1.0"))
-        .or(json_rpc.first())
-        .and_then(|interface| interface["url"].as_str())
-        .ok_or_else(|| CardError::NoJsonRpcInterface {
-            url: card_url.to_string(),
-        })?;
-    resolve(card_url, chosen)
+    Err(CardError::NoSupportedInterface {
+        url: card_url.to_string(),
+        name: name.to_string(),
+        offered: if offered.is_empty() {
+            "no interface".to_string()
+        } else {
+            offered.join(", ")
+        },
+        skills: skills.iter().map(|skill| skill.id.clone()).collect(),
+    })
 }
 
 /// A legacy agent's base URL: its card's `url`, else where the card was served.
@@ -220,29 +385,51 @@ mod tests {
 
     const CARD_URL: &str = "http://127.0.0.1:9000/.well-known/agent-card.json";
 
+    fn interface(url: &str, version: Version, binding: Binding) -> Interface {
+        Interface {
+            url: url.into(),
+            version,
+            binding,
+        }
+    }
+
     #[test]
     fn endpoints_by_card_shape() {
+        use Binding::{HttpJson, JsonRpc};
+        use Version::{V0_3, V1_0};
+        let a2a = |interfaces: Vec<Interface>| Endpoint::A2a { interfaces };
         let cases = [
             (
                 json!({"name": "a", "supportedInterfaces": [
                     {"url": "http://h/grpc", "protocolBinding": "GRPC", "protocolVersion": "1.0"},
+                    {"url": "http://h/rest", "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
                     {"url": "http://h/old", "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+                    {"url": "http://h/next", "protocolBinding": "JSONRPC", "protocolVersion": "2.0"},
                     {"url": "http://h/rpc", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}]}),
-                Endpoint::A2a {
-                    url: "http://h/rpc".into(),
-                },
+                a2a(vec![
+                    interface("http://h/rest", V1_0, HttpJson),
+                    interface("http://h/old", V0_3, JsonRpc),
+                    interface("http://h/rpc", V1_0, JsonRpc),
+                ]),
             ),
             (
                 json!({"name": "a", "supportedInterfaces": [{"url": "/rpc", "protocolBinding": "JSONRPC"}]}),
-                Endpoint::A2a {
-                    url: "http://127.0.0.1:9000/rpc".into(),
-                },
+                a2a(vec![interface("http://127.0.0.1:9000/rpc", V1_0, JsonRpc)]),
             ),
             (
                 json!({"name": "a", "url": "http://h:1/a2a", "protocolVersion": "0.3.0", "skills": []}),
-                Endpoint::A2a {
-                    url: "http://h:1/a2a".into(),
-                },
+                a2a(vec![interface("http://h:1/a2a", V0_3, JsonRpc)]),
+            ),
+            (
+                json!({"name": "a", "url": "http://h:1/rest", "protocolVersion": "0.3.0",
+                       "preferredTransport": "HTTP+JSON", "additionalInterfaces": [
+                           {"url": "http://h:1/rest", "transport": "HTTP+JSON"},
+                           {"url": "http://h:1/grpc", "transport": "GRPC"},
+                           {"url": "http://h:1/rpc", "transport": "JSONRPC"}]}),
+                a2a(vec![
+                    interface("http://h:1/rest", V0_3, HttpJson),
+                    interface("http://h:1/rpc", V0_3, JsonRpc),
+                ]),
             ),
             (
                 json!({"name": "a", "url": "http://h:2/", "skills": [{"id": "x", "input_schema": {}}]}),
@@ -254,6 +441,40 @@ mod tests {
         for (card, expected) in cases {
             let parsed = AgentCard::parse(CARD_URL, &card).unwrap();
             assert_eq!(parsed.endpoint, expected, "card {card}");
+        }
+    }
+
+    #[test]
+    fn cards_pallet_cannot_speak_name_the_agent_and_what_it_offers() {
+        let cases = [
+            (
+                json!({"name": "grpc-only", "skills": [{"id": "plan"}], "supportedInterfaces": [
+                    {"url": "http://h/grpc", "protocolBinding": "GRPC", "protocolVersion": "1.0"}]}),
+                "agent `grpc-only` (card http://127.0.0.1:9000/.well-known/agent-card.json) offers only GRPC (A2A 1.0) at http://h/grpc, none of which pallet speaks",
+            ),
+            (
+                json!({"name": "future", "skills": [{"id": "plan"}], "supportedInterfaces": [
+                    {"url": "http://h/", "protocolBinding": "JSONRPC", "protocolVersion": "2.0"}]}),
+                "offers only JSONRPC (A2A 2.0) at http://h/",
+            ),
+            (
+                json!({"name": "old-grpc", "skills": [{"id": "plan"}], "url": "http://h/",
+                       "protocolVersion": "0.3.0", "preferredTransport": "GRPC"}),
+                "offers only GRPC (A2A 0.3.0) at http://h/",
+            ),
+            (
+                json!({"name": "ancient", "skills": [{"id": "plan"}], "url": "http://h/",
+                       "protocolVersion": "0.1.0"}),
+                "offers only JSONRPC (A2A 0.1.0) at http://h/",
+            ),
+        ];
+        for (card, expected) in cases {
+            let error = AgentCard::parse(CARD_URL, &card).unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+            let CardError::NoSupportedInterface { skills, .. } = error else {
+                panic!("{error}");
+            };
+            assert_eq!(skills, ["plan"]);
         }
     }
 
@@ -278,7 +499,7 @@ mod tests {
             (json!({"url": "http://h"}), "has no `name`"),
             (
                 json!({"name": "a", "supportedInterfaces": [{"url": "http://h", "protocolBinding": "GRPC"}]}),
-                "offers no JSON-RPC interface",
+                "offers only GRPC (A2A 1.0) at http://h",
             ),
             (json!({"name": "a", "capabilities": {}}), "has no `url`"),
             (

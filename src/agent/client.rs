@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{BodyError, json_values, max_json_values, read_limited};
-use super::card::{AgentCard, Endpoint};
+use super::card::{AgentCard, Endpoint, Interface};
 use super::{a2a, legacy};
 
 /// One call of one skill.
@@ -45,6 +45,8 @@ pub enum CallError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("agent `{agent}` has no A2A interface pallet speaks, for skill `{skill}`")]
+    NoInterface { agent: String, skill: String },
     #[error("request to agent `{agent}` for skill `{skill}` failed")]
     Transport {
         agent: String,
@@ -197,6 +199,7 @@ impl CallError {
             | CallError::TooManyValues { .. }
             | CallError::UnknownTaskState { .. }
             | CallError::Redirected { .. }
+            | CallError::NoInterface { .. }
             | CallError::Malformed { .. } => false,
         }
     }
@@ -245,19 +248,39 @@ impl Target<'_> {
         if !response.status().is_success() {
             return Err(self.http(response).await);
         }
-        let text = self.read_body(response).await?;
-        self.check_json_values(&text)?;
-        let mut reply: Value = serde_json::from_str(&text).map_err(|source| {
-            self.malformed(
-                format!("the {method} reply is not JSON"),
-                &text,
-                Some(source),
-            )
-        })?;
+        let (mut reply, text) = self.read_json(response, method).await?;
         if let Some(error) = reply.get("error").filter(|error| !error.is_null()) {
             return Err(self.json_rpc(error));
         }
         Ok((reply.get_mut("result").map(Value::take), text))
+    }
+
+    /// Sends one HTTP+JSON request and returns its JSON answer and the raw
+    /// body; an answer that is not 2xx is an error with the start of its body.
+    pub async fn rest_exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<(Value, String), CallError> {
+        let response = self.send(request).await?;
+        if !response.status().is_success() {
+            return Err(self.http_status(response).await);
+        }
+        self.read_json(response, what).await
+    }
+
+    /// The body within the answer limits, parsed.
+    async fn read_json(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> Result<(Value, String), CallError> {
+        let text = self.read_body(response).await?;
+        self.check_json_values(&text)?;
+        let reply: Value = serde_json::from_str(&text).map_err(|source| {
+            self.malformed(format!("the {what} reply is not JSON"), &text, Some(source))
+        })?;
+        Ok((reply, text))
     }
 
     /// Sends `request`; a redirect is followed only to the same origin and
@@ -355,12 +378,7 @@ impl Target<'_> {
     /// An answer that is not 2xx. A client error whose body is a JSON-RPC
     /// error is reported as that error, since it says more than the status.
     pub async fn http(&self, response: reqwest::Response) -> CallError {
-        let status = response.status();
-        let retry_after = retry_after(status, response.headers());
-        let body = match read_limited(response, ERROR_BODY_LIMIT).await {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(_) => String::new(),
-        };
+        let (status, retry_after, body) = error_answer(response).await;
         if status.is_client_error()
             && status != reqwest::StatusCode::TOO_MANY_REQUESTS
             && let Ok(reply) = serde_json::from_str::<Value>(&body)
@@ -368,12 +386,27 @@ impl Target<'_> {
         {
             return self.json_rpc(error);
         }
+        self.http_error(status, retry_after, &body)
+    }
+
+    /// An answer that is not 2xx, named by its status and the start of its body.
+    pub async fn http_status(&self, response: reqwest::Response) -> CallError {
+        let (status, retry_after, body) = error_answer(response).await;
+        self.http_error(status, retry_after, &body)
+    }
+
+    fn http_error(
+        &self,
+        status: reqwest::StatusCode,
+        retry_after: Option<Duration>,
+        body: &str,
+    ) -> CallError {
         CallError::Http {
             agent: self.agent.to_string(),
             skill: self.skill.to_string(),
             status,
             retry_after,
-            snippet: snippet(&body),
+            snippet: snippet(body),
         }
     }
 
@@ -404,6 +437,19 @@ impl Target<'_> {
             },
         }
     }
+}
+
+/// The status, the delay asked for and the start of an error answer's body.
+async fn error_answer(
+    response: reqwest::Response,
+) -> (reqwest::StatusCode, Option<Duration>, String) {
+    let status = response.status();
+    let retry_after = retry_after(status, response.headers());
+    let body = match read_limited(response, ERROR_BODY_LIMIT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    (status, retry_after, body)
 }
 
 /// `url` without its user name and password, for messages and logs.
@@ -552,12 +598,18 @@ impl AgentClient {
                 .or(agent.max_response_size)
                 .unwrap_or(DEFAULT_MAX_RESPONSE_SIZE),
         };
-        let task_id = OnceLock::new();
+        // One slot per interface, set as soon as that interface accepted the
+        // task: the work below is dropped on timeout, the slots are not.
+        let interfaces: &[Interface] = match &agent.endpoint {
+            Endpoint::A2a { interfaces } => interfaces,
+            Endpoint::Legacy { .. } => &[],
+        };
+        let task_ids: Vec<OnceLock<String>> = interfaces.iter().map(|_| OnceLock::new()).collect();
         let ended = {
             let work = async {
                 match &agent.endpoint {
-                    Endpoint::A2a { url } => {
-                        a2a::call(&self.http, url, target, &request, &task_id).await
+                    Endpoint::A2a { interfaces } => {
+                        self.call_a2a(interfaces, target, &request, &task_ids).await
                     }
                     Endpoint::Legacy { url } => {
                         legacy::call(&self.http, url, target, &request).await
@@ -571,11 +623,15 @@ impl AgentClient {
                 result = work => Ended::Done(result),
             }
         };
-        let task_id = task_id.into_inner();
+        let accepted = interfaces
+            .iter()
+            .zip(task_ids)
+            .find_map(|(interface, task_id)| Some((interface, task_id.into_inner()?)));
         let gave_up = !matches!(ended, Ended::Done(_));
-        if gave_up && let (Some(id), Endpoint::A2a { url }) = (&task_id, &agent.endpoint) {
-            a2a::cancel_task(&self.http, url, target, id).await;
+        if gave_up && let Some((interface, id)) = &accepted {
+            a2a::cancel_task(&self.http, interface, target, id).await;
         }
+        let task_id = accepted.map(|(_, id)| id);
         let (agent, skill) = (agent.name.clone(), request.skill.to_string());
         match ended {
             Ended::Done(result) => result,
@@ -591,6 +647,38 @@ impl AgentClient {
                 task_id,
             }),
         }
+    }
+}
+
+impl AgentClient {
+    /// Calls the interfaces in the card's order: one that refuses the
+    /// connection before accepting the task passes the call to the next.
+    async fn call_a2a(
+        &self,
+        interfaces: &[Interface],
+        target: Target<'_>,
+        request: &CallRequest<'_>,
+        task_ids: &[OnceLock<String>],
+    ) -> Result<Value, CallError> {
+        let mut remaining = interfaces.iter().zip(task_ids).peekable();
+        while let Some((interface, task_id)) = remaining.next() {
+            let outcome = a2a::call(&self.http, interface, target, request, task_id).await;
+            let next_one = task_id.get().is_none()
+                && remaining.peek().is_some()
+                && outcome.as_ref().is_err_and(CallError::is_unreachable);
+            if !next_one {
+                return outcome;
+            }
+            tracing::debug!(
+                agent = target.agent,
+                interface = %interface.describe(),
+                "interface does not answer, trying the next one"
+            );
+        }
+        Err(CallError::NoInterface {
+            agent: target.agent.to_string(),
+            skill: target.skill.to_string(),
+        })
     }
 }
 

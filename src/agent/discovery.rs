@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use super::answer::{BodyError, json_values, max_json_values, read_limited};
-use super::card::{AgentCard, has_credentials};
+use super::card::{AgentCard, CardError, has_credentials};
 use super::client::{DEFAULT_MAX_RESPONSE_SIZE, card_http_client, redacted};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,12 @@ pub enum DiscoveryError {
         path: PathBuf,
         #[source]
         source: serde_yaml_ng::Error,
+    },
+    #[error("skill `{skill}` is offered only by agents pallet cannot speak to: {agents}")]
+    UnsupportedProtocol {
+        skill: String,
+        /// Each agent with what its card offers.
+        agents: String,
     },
     #[error("agent url `{url}` carries a user name or password, which pallet does not send")]
     CredentialsInUrl {
@@ -58,6 +64,9 @@ impl DiscoveryError {
             }
             DiscoveryError::CredentialsInUrl { .. } => Some(
                 "remove `user:password@` from the URL; credentials in a URL would go to any host it redirects to or names in its card".to_string(),
+            ),
+            DiscoveryError::UnsupportedProtocol { .. } => Some(
+                "pallet speaks A2A 0.3 and 1.0 over JSONRPC and HTTP+JSON: give the agent such an interface (docs/agents.md), or use another agent".to_string(),
             ),
             DiscoveryError::ReadAgentsFile { .. } => None,
         }
@@ -136,6 +145,14 @@ enum Found {
         url: String,
         reason: String,
     },
+    /// An A2A agent none of whose interfaces pallet speaks.
+    Unsupported {
+        url: String,
+        name: String,
+        /// What its card offers, e.g. `GRPC (A2A 1.0) at http://h/`.
+        offered: String,
+        skills: Vec<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -204,7 +221,10 @@ impl StaticDiscovery {
             .iter()
             .filter_map(|found| match found {
                 Found::Card(card) => Some(card.clone()),
-                Found::Unreachable { .. } | Found::NoCard { .. } | Found::Refused { .. } => None,
+                Found::Unreachable { .. }
+                | Found::NoCard { .. }
+                | Found::Refused { .. }
+                | Found::Unsupported { .. } => None,
             })
             .collect()
     }
@@ -220,6 +240,30 @@ impl StaticDiscovery {
             }
         }
         skills
+    }
+
+    /// When only agents pallet cannot speak to offer `skill`: the error naming them.
+    async fn unsupported_offering(&self, skill: &str) -> Option<DiscoveryError> {
+        let agents: Vec<String> = self
+            .found()
+            .await
+            .iter()
+            .filter_map(|found| match found {
+                Found::Unsupported {
+                    url,
+                    name,
+                    offered,
+                    skills,
+                } if skills.iter().any(|offered| offered == skill) => {
+                    Some(format!("`{name}` at {url} offers only {offered}"))
+                }
+                _ => None,
+            })
+            .collect();
+        (!agents.is_empty()).then(|| DiscoveryError::UnsupportedProtocol {
+            skill: skill.to_string(),
+            agents: agents.join("; "),
+        })
     }
 
     async fn found(&self) -> &Vec<Found> {
@@ -248,6 +292,9 @@ impl Discovery for StaticDiscovery {
                 .filter(|card| card.offers(skill))
                 .collect();
             if offering.is_empty() {
+                if let Some(error) = self.unsupported_offering(skill).await {
+                    return Err(error);
+                }
                 return Err(DiscoveryError::UnknownSkill {
                     skill: skill.to_string(),
                     searched: self.searched(),
@@ -277,6 +324,9 @@ impl Discovery for StaticDiscovery {
                 Found::Unreachable { url } => format!("{url} (unreachable)"),
                 Found::NoCard { url } => format!("{url} (no usable agent card)"),
                 Found::Refused { url, reason } => format!("{url} (refused: {reason})"),
+                Found::Unsupported {
+                    url, name, offered, ..
+                } => format!("`{name}` at {url} (speaks only {offered})"),
             })
             .collect();
         described.join(", ")
@@ -344,6 +394,8 @@ fn card_locations(url: &str) -> Vec<String> {
 async fn fetch_card(http: &reqwest::Client, agent: &ConfiguredAgent) -> Found {
     let url = agent.url.as_str();
     let limit = agent.max_response_size.unwrap_or(DEFAULT_MAX_RESPONSE_SIZE);
+    // A card that was found but could not be read, for the message at the end.
+    let mut unreadable = None;
     for location in card_locations(url) {
         match fetch_json(http, &location, limit).await {
             Ok(json) => match AgentCard::parse(&location, &json) {
@@ -351,14 +403,34 @@ async fn fetch_card(http: &reqwest::Client, agent: &ConfiguredAgent) -> Found {
                     card.max_response_size = agent.max_response_size;
                     return Found::Card(Arc::new(card));
                 }
-                Err(error @ super::CardError::CredentialsInUrl { .. }) => {
+                Err(error @ CardError::CredentialsInUrl { .. }) => {
                     tracing::warn!(agent = url, "{error}; skipping the agent");
                     return Found::Refused {
                         url: url.to_string(),
                         reason: error.to_string(),
                     };
                 }
-                Err(error) => tracing::warn!(agent = url, "{error}"),
+                Err(CardError::NoSupportedInterface {
+                    name,
+                    offered,
+                    skills,
+                    ..
+                }) => {
+                    tracing::warn!(
+                        agent = url,
+                        "agent `{name}` offers only {offered}, which pallet does not speak; skipping the agent"
+                    );
+                    return Found::Unsupported {
+                        url: url.to_string(),
+                        name,
+                        offered,
+                        skills,
+                    };
+                }
+                Err(error) => {
+                    tracing::debug!(card = location, "{error}");
+                    unreadable.get_or_insert(error.to_string());
+                }
             },
             Err(FetchError::Connect(error)) => {
                 tracing::warn!(agent = url, error = %crate::error::chain_of(&error), "agent does not answer; skipping it");
@@ -369,9 +441,23 @@ async fn fetch_card(http: &reqwest::Client, agent: &ConfiguredAgent) -> Found {
             Err(FetchError::Other(reason)) => tracing::debug!(card = location, "{reason}"),
         }
     }
-    tracing::warn!(agent = url, "no agent card found; skipping the agent");
-    Found::NoCard {
-        url: url.to_string(),
+    match unreadable {
+        Some(reason) => {
+            tracing::warn!(
+                agent = url,
+                "unusable agent card: {reason}; skipping the agent"
+            );
+            Found::Refused {
+                url: url.to_string(),
+                reason,
+            }
+        }
+        None => {
+            tracing::warn!(agent = url, "no agent card found; skipping the agent");
+            Found::NoCard {
+                url: url.to_string(),
+            }
+        }
     }
 }
 

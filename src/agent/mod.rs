@@ -1,5 +1,6 @@
 //! Agents: their cards, discovery of an agent per skill, and one client type
-//! that speaks A2A 1.0 (JSON-RPC) and the original project's legacy protocol.
+//! that speaks A2A 0.3 and 1.0 (JSON-RPC and HTTP+JSON each) and the original
+//! project's legacy protocol.
 
 mod a2a;
 mod answer;
@@ -10,6 +11,6 @@ pub mod examples;
 mod legacy;
 pub mod server;
 
-pub use card::{AgentCard, CardError, Endpoint, SkillInfo};
+pub use card::{AgentCard, Binding, CardError, Endpoint, Interface, SkillInfo, Version};
 pub use client::{AgentClient, CallError, CallRequest};
 pub use discovery::{Discovery, DiscoveryError, StaticDiscovery};

@@ -197,7 +197,11 @@ async fn agents_for_workflow(
                 missing.push(format!("`{skill}`"));
                 hints.extend(error.hint().map(|hint| format!("`{skill}`: {hint}")));
             }
-            Err(error) => return Err(chain_of(&error)),
+            Err(error) => {
+                // The record keeps one string: the hint goes with the error.
+                let hint = error.hint().map(|hint| format!("; {hint}"));
+                return Err(chain_of(&error) + hint.as_deref().unwrap_or_default());
+            }
         }
     }
     if missing.is_empty() {

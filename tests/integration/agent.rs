@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pallet::agent::{
-    AgentCard, AgentClient, CallError, CallRequest, Discovery, Endpoint, StaticDiscovery,
+    AgentCard, AgentClient, Binding, CallError, CallRequest, Discovery, Endpoint, Interface,
+    StaticDiscovery, Version,
 };
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -72,7 +73,11 @@ async fn discovery_reads_both_card_kinds_in_configured_order() {
             [
                 &Endpoint::Legacy { url: legacy.url() },
                 &Endpoint::A2a {
-                    url: format!("{}/", peer.url())
+                    interfaces: vec![Interface {
+                        url: format!("{}/", peer.url()),
+                        version: Version::V1_0,
+                        binding: Binding::JsonRpc,
+                    }]
                 }
             ]
         );
@@ -297,8 +302,18 @@ async fn a2a_cancellation_token_cancels_the_task_on_the_agent() {
 #[tokio::test]
 async fn agents_that_are_down_are_unreachable_and_transient() {
     let url = dead_url();
+    let a2a = |version, binding| Endpoint::A2a {
+        interfaces: vec![Interface {
+            url: format!("{url}/"),
+            version,
+            binding,
+        }],
+    };
     for endpoint in [
-        Endpoint::A2a { url: url.clone() },
+        a2a(Version::V1_0, Binding::JsonRpc),
+        a2a(Version::V1_0, Binding::HttpJson),
+        a2a(Version::V0_3, Binding::JsonRpc),
+        a2a(Version::V0_3, Binding::HttpJson),
         Endpoint::Legacy { url: url.clone() },
     ] {
         let agent = AgentCard {

@@ -1,5 +1,6 @@
 //! One integration test binary; each module covers one area against real servers.
 
+mod a2a_versions;
 mod agent;
 mod api;
 mod api_hardening;

@@ -8,6 +8,7 @@ pub mod original_agent;
 pub mod pallet;
 pub mod process;
 pub mod registry;
+pub mod sdk_peer;
 pub mod token_server;
 
 /// A reqwest client; reqwest is built without a default TLS crypto provider,

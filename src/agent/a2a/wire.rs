@@ -1,0 +1,398 @@
+//! What differs between A2A versions and bindings: the requests' shapes and
+//! where they go, and the answers read back into one shape, the 1.0 JSON
+//! objects (`{task}` or `{message}`, parts `{data}` / `{text}`), so the task
+//! lifecycle in the parent module is written once.
+//!
+//! | kind              | send                 | get task               | cancel                        |
+//! |-------------------|----------------------|------------------------|-------------------------------|
+//! | 1.0 JSON-RPC      | `SendMessage`        | `GetTask`              | `CancelTask`                  |
+//! | 1.0 HTTP+JSON     | `POST /message:send` | `GET /tasks/{id}`      | `POST /tasks/{id}:cancel`     |
+//! | 0.3 JSON-RPC      | `message/send`       | `tasks/get`            | `tasks/cancel`                |
+//! | 0.3 HTTP+JSON     | `POST /v1/message:send` | `GET /v1/tasks/{id}` | `POST /v1/tasks/{id}:cancel` |
+//!
+//! 0.3's HTTP+JSON binding writes the protobuf JSON of its time: message
+//! parts under `content`, data parts as `{data: {data: ..}}`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::agent::card::{Binding, Interface, Version};
+use crate::agent::client::{CallError, CallRequest, Target};
+
+/// 1.0 requests name the version; without it a 1.0 agent assumes 0.3.
+const VERSION_HEADER: (&str, &str) = ("A2A-Version", "1.0");
+/// The media type of 1.0's HTTP+JSON binding; 0.3 used plain JSON.
+const A2A_JSON: &str = "application/a2a+json";
+
+static REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What `SendMessage` gave, in the 1.0 shape.
+pub(super) enum Sent {
+    Task(Value),
+    Message(Value),
+}
+
+/// One interface of one agent, for one call.
+#[derive(Clone, Copy)]
+pub(super) struct Wire<'a> {
+    pub http: &'a reqwest::Client,
+    pub interface: &'a Interface,
+    pub target: Target<'a>,
+}
+
+impl Wire<'_> {
+    /// Sends the skill's input as one data part with `metadata.skillId` (on
+    /// the message and the request) and asks for the task at once rather than
+    /// its end, so that a long skill is polled and can be cancelled.
+    pub async fn send_message(
+        &self,
+        request: &CallRequest<'_>,
+    ) -> Result<(Sent, String), CallError> {
+        let metadata = json!({"skillId": request.skill, "idempotencyKey": request.idempotency_key});
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let (message, configuration) = match (self.interface.version, self.interface.binding) {
+            (Version::V1_0, _) => (
+                json!({"messageId": message_id, "role": "ROLE_USER",
+                       "parts": [{"data": request.input, "mediaType": "application/json"}],
+                       "metadata": metadata}),
+                json!({"returnImmediately": true, "historyLength": 0}),
+            ),
+            (Version::V0_3, Binding::JsonRpc) => (
+                json!({"kind": "message", "messageId": message_id, "role": "user",
+                       "parts": [{"kind": "data", "data": request.input}],
+                       "metadata": metadata}),
+                json!({"blocking": false, "historyLength": 0}),
+            ),
+            (Version::V0_3, Binding::HttpJson) => (
+                json!({"messageId": message_id, "role": "ROLE_USER",
+                       "content": [{"data": {"data": request.input}}],
+                       "metadata": metadata}),
+                json!({"blocking": false, "historyLength": 0}),
+            ),
+        };
+        let params = json!({
+            "message": message,
+            "configuration": configuration,
+            "metadata": {"skillId": request.skill},
+        });
+        let (mut result, body) = match self.interface.binding {
+            Binding::JsonRpc => self.rpc(Method::Send, params).await?,
+            Binding::HttpJson => {
+                let url = self.rest_url(&["message:send"]);
+                self.rest(self.http.post(url), Some(&params), "message:send")
+                    .await?
+            }
+        };
+        let sent = match self.interface.version {
+            Version::V0_3 => self.sent_03(&mut result, &body)?,
+            Version::V1_0 => self.sent(&mut result, &body)?,
+        };
+        Ok((sent, body))
+    }
+
+    /// The task `id` as it is now, in the 1.0 shape.
+    pub async fn get_task(&self, id: &str) -> Result<(Value, String), CallError> {
+        let (mut task, body) = match self.interface.binding {
+            Binding::JsonRpc => {
+                self.rpc(Method::Get, json!({"id": id, "historyLength": 0}))
+                    .await?
+            }
+            Binding::HttpJson => {
+                let mut url = self.rest_url(&["tasks", id]);
+                url.query_pairs_mut().append_pair("historyLength", "0");
+                self.rest(self.http.get(url), None, "tasks/get").await?
+            }
+        };
+        self.normalize_task(&mut task);
+        Ok((task, body))
+    }
+
+    /// Asks the agent to stop the task `id`.
+    pub async fn cancel_task(&self, id: &str) -> Result<(), CallError> {
+        match self.interface.binding {
+            Binding::JsonRpc => self.rpc(Method::Cancel, json!({"id": id})).await?,
+            Binding::HttpJson => {
+                let url = self.rest_url(&["tasks", &format!("{id}:cancel")]);
+                self.rest(self.http.post(url), Some(&json!({})), "tasks/cancel")
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    /// One JSON-RPC exchange; returns the `result` object and the raw body.
+    async fn rpc(&self, method: Method, params: Value) -> Result<(Value, String), CallError> {
+        let name = method.name(self.interface.version);
+        let body = json!({
+            "jsonrpc": "2.0",
+            "id": REQUEST_ID.fetch_add(1, Ordering::Relaxed),
+            "method": name,
+            "params": params,
+        });
+        let request = self.versioned(self.http.post(&self.interface.url));
+        let (result, text) = self.target.json_rpc_exchange(request, &body, name).await?;
+        match result {
+            Some(result) if result.is_object() => Ok((result, text)),
+            _ => Err(self.target.malformed(
+                format!("the {name} reply has no `result` object"),
+                &text,
+                None,
+            )),
+        }
+    }
+
+    /// One HTTP+JSON exchange; the answer must be a JSON object.
+    async fn rest(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<(Value, String), CallError> {
+        let content_type = match self.interface.version {
+            Version::V1_0 => A2A_JSON,
+            Version::V0_3 => "application/json",
+        };
+        let mut request = self.versioned(request).header(
+            reqwest::header::ACCEPT,
+            format!("{content_type}, application/json"),
+        );
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body.to_string());
+        }
+        let (answer, text) = self.target.rest_exchange(request, what).await?;
+        if !answer.is_object() {
+            return Err(self.target.malformed(
+                format!("the {what} answer is not a JSON object"),
+                &text,
+                None,
+            ));
+        }
+        Ok((answer, text))
+    }
+
+    fn versioned(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.interface.version {
+            Version::V1_0 => request.header(VERSION_HEADER.0, VERSION_HEADER.1),
+            Version::V0_3 => request,
+        }
+    }
+
+    /// The interface URL with `segments` appended (each percent-encoded), under
+    /// `/v1` for 0.3.
+    fn rest_url(&self, segments: &[&str]) -> url::Url {
+        let mut url = url::Url::parse(&self.interface.url)
+            .expect("interface URLs were resolved to absolute URLs when the card was read");
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty();
+            if self.interface.version == Version::V0_3 {
+                path.push("v1");
+            }
+            path.extend(segments);
+        }
+        url
+    }
+
+    /// 1.0: `{task}` or `{message}`.
+    fn sent(&self, result: &mut Value, body: &str) -> Result<Sent, CallError> {
+        if let Some(message) = result.get_mut("message") {
+            return Ok(Sent::Message(message.take()));
+        }
+        match result.get_mut("task") {
+            Some(task) => Ok(Sent::Task(task.take())),
+            None => Err(self.target.malformed(
+                "the SendMessage result has neither `task` nor `message`",
+                body,
+                None,
+            )),
+        }
+    }
+
+    /// 0.3 JSON-RPC: the task or message itself, told by `kind`; 0.3
+    /// HTTP+JSON: `{task}` or `{message}` (`msg` in some servers).
+    fn sent_03(&self, result: &mut Value, body: &str) -> Result<Sent, CallError> {
+        let mut sent = match self.interface.binding {
+            Binding::JsonRpc => match result["kind"].as_str() {
+                Some("task") => Sent::Task(result.take()),
+                Some("message") => Sent::Message(result.take()),
+                _ if result.get("status").is_some() => Sent::Task(result.take()),
+                _ if result.get("parts").is_some() => Sent::Message(result.take()),
+                _ => {
+                    return Err(self.target.malformed(
+                        "the message/send result is neither a task nor a message",
+                        body,
+                        None,
+                    ));
+                }
+            },
+            Binding::HttpJson => {
+                if let Some(message) = result.get_mut("msg") {
+                    Sent::Message(message.take())
+                } else {
+                    self.sent(result, body)?
+                }
+            }
+        };
+        match &mut sent {
+            Sent::Task(task) => self.normalize_task(task),
+            Sent::Message(message) => self.normalize_message(message),
+        }
+        Ok(sent)
+    }
+
+    /// A task of any kind in the 1.0 shape (states are read by the parent in
+    /// both spellings).
+    fn normalize_task(&self, task: &mut Value) {
+        if self.interface.binding == Binding::HttpJson && self.interface.version == Version::V0_3 {
+            if let Some(message) = task["status"].get_mut("message") {
+                self.normalize_message(message);
+            }
+            for artifact in task["artifacts"].as_array_mut().into_iter().flatten() {
+                for part in artifact["parts"].as_array_mut().into_iter().flatten() {
+                    unwrap_03_data_part(part);
+                }
+            }
+        }
+    }
+
+    fn normalize_message(&self, message: &mut Value) {
+        if self.interface.binding != Binding::HttpJson || self.interface.version != Version::V0_3 {
+            return;
+        }
+        if let Some(object) = message.as_object_mut()
+            && let Some(mut content) = object.remove("content")
+        {
+            for part in content.as_array_mut().into_iter().flatten() {
+                unwrap_03_data_part(part);
+            }
+            object.insert("parts".to_string(), content);
+        }
+    }
+}
+
+/// 0.3 protobuf JSON: `{data: {data: X}}` is the data part `{data: X}`.
+fn unwrap_03_data_part(part: &mut Value) {
+    if let Some(inner) = part.get_mut("data").and_then(|data| data.get_mut("data")) {
+        let inner = inner.take();
+        part["data"] = inner;
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    Send,
+    Get,
+    Cancel,
+}
+
+impl Method {
+    fn name(self, version: Version) -> &'static str {
+        match (version, self) {
+            (Version::V1_0, Method::Send) => "SendMessage",
+            (Version::V1_0, Method::Get) => "GetTask",
+            (Version::V1_0, Method::Cancel) => "CancelTask",
+            (Version::V0_3, Method::Send) => "message/send",
+            (Version::V0_3, Method::Get) => "tasks/get",
+            (Version::V0_3, Method::Cancel) => "tasks/cancel",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGET: Target<'static> = Target {
+        agent: "agent",
+        skill: "skill",
+        max_response_size: 1 << 20,
+    };
+
+    fn wire(interface: &Interface) -> Wire<'_> {
+        static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+        Wire {
+            http: HTTP.get_or_init(crate::agent::client::http_client),
+            interface,
+            target: TARGET,
+        }
+    }
+
+    fn interface(url: &str, version: Version, binding: Binding) -> Interface {
+        Interface {
+            url: url.into(),
+            version,
+            binding,
+        }
+    }
+
+    #[test]
+    fn rest_urls_per_version_with_encoded_task_ids() {
+        let cases = [
+            (
+                "http://h:1/",
+                Version::V1_0,
+                &["message:send"][..],
+                "http://h:1/message:send",
+            ),
+            (
+                "http://h:1/a2a",
+                Version::V1_0,
+                &["tasks", "a/b c:cancel"][..],
+                "http://h:1/a2a/tasks/a%2Fb%20c:cancel",
+            ),
+            (
+                "http://h:1",
+                Version::V0_3,
+                &["message:send"][..],
+                "http://h:1/v1/message:send",
+            ),
+            (
+                "http://h:1/rest/",
+                Version::V0_3,
+                &["tasks", "t-1"][..],
+                "http://h:1/rest/v1/tasks/t-1",
+            ),
+        ];
+        for (base, version, segments, expected) in cases {
+            let interface = interface(base, version, Binding::HttpJson);
+            assert_eq!(wire(&interface).rest_url(segments).as_str(), expected);
+        }
+    }
+
+    #[test]
+    fn version_03_answers_take_the_10_shape() {
+        let rpc = interface("http://h/", Version::V0_3, Binding::JsonRpc);
+        let mut task = json!({"kind": "task", "id": "t", "status": {"state": "working"}});
+        let Sent::Task(task) = wire(&rpc).sent_03(&mut task, "").unwrap() else {
+            panic!("a task");
+        };
+        assert_eq!(task["id"], "t");
+        let mut message = json!({"kind": "message", "parts": [{"kind": "text", "text": "hi"}]});
+        assert!(matches!(
+            wire(&rpc).sent_03(&mut message, "").unwrap(),
+            Sent::Message(_)
+        ));
+        assert!(wire(&rpc).sent_03(&mut json!({"x": 1}), "").is_err());
+
+        let rest = interface("http://h/", Version::V0_3, Binding::HttpJson);
+        let mut answer = json!({"task": {"id": "t", "status": {"state": "TASK_STATE_COMPLETED",
+            "message": {"content": [{"text": "done"}]}},
+            "artifacts": [{"parts": [{"data": {"data": {"a": 1}}}, {"text": "{}"}]}]}});
+        let Sent::Task(task) = wire(&rest).sent_03(&mut answer, "").unwrap() else {
+            panic!("a task");
+        };
+        assert_eq!(
+            task,
+            json!({"id": "t", "status": {"state": "TASK_STATE_COMPLETED",
+                "message": {"parts": [{"text": "done"}]}},
+                "artifacts": [{"parts": [{"data": {"a": 1}}, {"text": "{}"}]}]})
+        );
+        let mut answer = json!({"msg": {"content": [{"data": {"data": [1]}}]}});
+        let Sent::Message(message) = wire(&rest).sent_03(&mut answer, "").unwrap() else {
+            panic!("a message");
+        };
+        assert_eq!(message, json!({"parts": [{"data": [1]}]}));
+    }
+}

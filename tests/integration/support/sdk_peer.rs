@@ -1,0 +1,140 @@
+//! Real A2A agents built on the other official SDKs, run as child processes
+//! on a free loopback port and killed on drop:
+//!
+//! - `tests/peers/js/agent.mjs` on `@a2a-js/sdk` 1.3.0 (A2A 1.0) or 0.3.14
+//!   (A2A 0.3), with the bindings the test names in its card;
+//! - `tests/peers/a2a03_agent.py` on the Python `a2a-sdk` 0.3 (JSON-RPC).
+//!
+//! Both are installed by `scripts/setup-test-env.sh` (`tests/peers/js/node_modules`,
+//! `.venv-a2a03`). Node comes from `PALLET_TEST_NODE`, else `node` on the PATH.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a peer may take to load its SDK and listen.
+const STARTUP_LIMIT: Duration = Duration::from_secs(30);
+
+/// Which JavaScript SDK the agent is built on.
+#[derive(Clone, Copy)]
+pub enum JsSdk {
+    /// `@a2a-js/sdk` 1.3.0: A2A 1.0.
+    V1,
+    /// `@a2a-js/sdk` 0.3.14: A2A 0.3.
+    V03,
+}
+
+/// A running agent; the child process is killed when this is dropped.
+pub struct SdkPeer {
+    pub port: u16,
+    child: Child,
+}
+
+impl SdkPeer {
+    /// A JavaScript agent whose card lists `interfaces` in that order: each a
+    /// binding (`JSONRPC`, `HTTP+JSON`, `GRPC`), optionally `=URL`. It offers
+    /// `echo`, `echo_text`, `words`, `reply`, `fail`, `slow`, `metadata` (see
+    /// the script) and `extra_skills`, which echo.
+    pub async fn js(name: &str, sdk: JsSdk, interfaces: &[&str], extra_skills: &[&str]) -> SdkPeer {
+        let script = repository_root().join("tests/peers/js/agent.mjs");
+        let modules = repository_root().join("tests/peers/js/node_modules");
+        assert!(
+            modules.exists(),
+            "{} is missing: run scripts/setup-test-env.sh to install the JavaScript A2A SDKs",
+            modules.display()
+        );
+        let node = std::env::var_os("PALLET_TEST_NODE").unwrap_or_else(|| "node".into());
+        let port = free_port();
+        let mut command = Command::new(node);
+        command
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(name)
+            .arg(match sdk {
+                JsSdk::V1 => "--sdk=1",
+                JsSdk::V03 => "--sdk=0.3",
+            })
+            .arg(format!("--interfaces={}", interfaces.join(",")))
+            .arg(format!("--skills={}", extra_skills.join(",")));
+        SdkPeer::spawn(command, port).await
+    }
+
+    /// A Python a2a-sdk 0.3 agent over JSON-RPC, offering `echo`, `echo_text`,
+    /// `fail`, `slow`, `metadata` and `extra_skills`, which echo.
+    pub async fn python_03(name: &str, extra_skills: &[&str]) -> SdkPeer {
+        let python = repository_root().join(".venv-a2a03/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/setup-test-env.sh to install a2a-sdk 0.3",
+            python.display()
+        );
+        let port = free_port();
+        let mut command = Command::new(python);
+        command
+            .arg(repository_root().join("tests/peers/a2a03_agent.py"))
+            .arg(port.to_string())
+            .arg(name)
+            .arg(format!("--skills={}", extra_skills.join(",")));
+        SdkPeer::spawn(command, port).await
+    }
+
+    async fn spawn(mut command: Command, port: u16) -> SdkPeer {
+        // The agent exits when this pipe closes, i.e. when the test process ends.
+        let child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start {command:?}: {error}; run scripts/setup-test-env.sh")
+            });
+        let mut peer = SdkPeer { port, child };
+        peer.wait_until_ready().await;
+        peer
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_until_ready(&mut self) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let card = format!("{}/.well-known/agent-card.json", self.url());
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = client.get(&card).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the A2A test agent exited during startup ({status}); run scripts/setup-test-env.sh"
+                );
+            }
+            assert!(
+                started.elapsed() < STARTUP_LIMIT,
+                "the A2A test agent did not answer within {STARTUP_LIMIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for SdkPeer {
+    fn drop(&mut self) {
+        // Child::kill signals this child's own PID only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A port that was free a moment ago (the child binds it itself).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    listener.local_addr().expect("local address").port()
+}
