@@ -155,6 +155,8 @@ impl AppState {
             store: &self.store,
             engine: &self.engine,
             actor: actor.to_string(),
+            // The service leaves runs resumable by dropping their executions.
+            interrupt: CancellationToken::new(),
         }
     }
 

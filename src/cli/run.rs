@@ -56,7 +56,8 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         events: settings.show_progress.then_some(events),
     };
     let cancel = CancellationToken::new();
-    tokio::spawn(cancel_on_ctrl_c(cancel.clone()));
+    let interrupt = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone(), interrupt.clone()));
     // A store error after the engine ran still brings its record: the outputs
     // are written, then the error is reported.
     let (record, unrecorded) = match &settings.store {
@@ -68,8 +69,17 @@ pub async fn command(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 &settings.reference,
                 settings.input.clone(),
                 cancel,
+                interrupt,
             )
             .await;
+            if let Err(error) = &stored
+                && let Some(RunError::Interrupted { id }) = error.downcast_ref()
+            {
+                if let Some(agents) = settings.example_agents {
+                    agents.stop().await;
+                }
+                return Ok(interrupted(id));
+            }
             match stored {
                 Ok(record) => (record, None),
                 Err(error) => match error.downcast_ref::<RunError>().and_then(RunError::record) {
@@ -403,15 +413,36 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// The first Ctrl-C or SIGTERM cancels the run cleanly (agents' tasks are
-/// cancelled, skill processes stopped); a second one exits at once.
-pub(super) async fn cancel_on_ctrl_c(cancel: CancellationToken) {
-    let mut signals = super::agent::Signals::new();
-    signals.next().await;
-    errln!("cancelling the run (press Ctrl-C again to exit at once)");
+/// Exit status after SIGTERM left the run resumable (128 + 15, as a shell reports it).
+pub const EXIT_TERMINATED: u8 = 143;
+
+/// The first Ctrl-C cancels the run cleanly (agents' tasks are cancelled,
+/// skill processes stopped); SIGTERM stops it the same way but leaves it
+/// resumable (`interrupt` is cancelled first). A second signal exits at once.
+pub(super) async fn stop_on_signal(cancel: CancellationToken, interrupt: CancellationToken) {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match &mut terminate {
+            Some(signal) => signal.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            errln!("cancelling the run (press Ctrl-C again to exit at once)");
+        }
+        _ = terminated => interrupt.cancel(),
+    }
     cancel.cancel();
-    signals.next().await;
+    super::agent::Signals::new().next().await;
     std::process::exit(130);
+}
+
+/// Report a run SIGTERM left resumable; its exit status.
+pub(super) fn interrupted(id: &str) -> ExitCode {
+    errln!("run {id} interrupted by SIGTERM; continue it with: pallet resume {id}");
+    ExitCode::from(EXIT_TERMINATED)
 }
 
 /// The files a run wrote, with the per-step files counted rather than listed.

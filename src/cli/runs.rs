@@ -111,6 +111,7 @@ fn runner<'a>(
         store,
         engine,
         actor: actor(given)?,
+        interrupt: CancellationToken::new(),
     })
 }
 
@@ -175,8 +176,11 @@ async fn drive(
     };
     let (engine, example_agents) = engine_from_sources(&args.sources, &args.registry, &say).await?;
     let cancel = CancellationToken::new();
-    tokio::spawn(super::run::cancel_on_ctrl_c(cancel.clone()));
     let runner = runner(&store, &engine, None)?;
+    tokio::spawn(super::run::stop_on_signal(
+        cancel.clone(),
+        runner.interrupt.clone(),
+    ));
     let outcome = match action {
         Action::Approve(decision) => runner.approve(id, decision, cancel).await,
         Action::Reject(decision) => runner.reject(id, decision, cancel).await,
@@ -184,6 +188,9 @@ async fn drive(
     };
     if let Some(agents) = example_agents {
         agents.stop().await;
+    }
+    if let Err(RunError::Interrupted { id }) = &outcome {
+        return Ok(super::run::interrupted(id));
     }
     let outcome = outcome.map_err(user_error)?;
     if let Some(record) = &outcome.record {
@@ -336,8 +343,10 @@ pub async fn run_stored(
     reference: &str,
     input: Value,
     cancel: CancellationToken,
+    interrupt: CancellationToken,
 ) -> anyhow::Result<crate::engine::RunRecord> {
-    let runner = runner(store, engine, None)?;
+    let mut runner = runner(store, engine, None)?;
+    runner.interrupt = interrupt;
     let outcome = runner.start(workflow, reference, input, cancel).await?;
     outcome.record.context("the run ended before any step ran")
 }

@@ -14,7 +14,7 @@ pub enum DurableCommand {
 
     /// Approve the approval step a run waits at, then continue the run here.
     #[command(
-        after_help = "Examples:\n  pallet approve 0b6f... --comment 'looks good' --field ticket=OPS-12\n  pallet approve 0b6f... --server http://127.0.0.1:8080   # the service continues the run\n\nExit status: 0 the run completed or waits for another approval, 1 it failed, 2 bad input (unknown run, missing fields, run not waiting)."
+        after_help = "Examples:\n  pallet approve 0b6f... --comment 'looks good' --field ticket=OPS-12\n  pallet approve 0b6f... --server http://127.0.0.1:8080   # the service continues the run\n\nExit status: 0 the run completed or waits for another approval, 1 it failed, 2 bad input (unknown run, missing fields, run not waiting), 143 SIGTERM stopped the continued run (it stays resumable)."
     )]
     Approve(ApproveArgs),
 
@@ -26,6 +26,9 @@ pub enum DurableCommand {
 
     /// Continue a run whose process died (completed steps are not run again),
     /// or apply an expired approval's `on_timeout`.
+    #[command(
+        after_help = "Ctrl-C cancels the run; SIGTERM stops it but leaves it resumable (exit status 143)."
+    )]
     Resume(ResumeArgs),
 }
 

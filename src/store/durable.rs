@@ -43,6 +43,9 @@ pub enum RunError {
     },
     #[error("another process took over run `{id}` while this one executed it; this one stopped")]
     LeaseLost { id: String },
+    /// Stopped through [`Runner::interrupt`]: the run stays in progress.
+    #[error("run `{id}` was interrupted; it stays resumable")]
+    Interrupted { id: String },
     /// The engine ran, but the run's end could not be stored; the record is kept.
     #[error(
         "run `{id}` ran, but the run database could not record its end (the run stays resumable)"
@@ -129,6 +132,9 @@ pub struct Runner<'a> {
     pub engine: &'a Engine,
     /// Who starts, resumes or cancels runs (approvals carry their own actor).
     pub actor: String,
+    /// Cancelled before the run's own token (SIGTERM to `pallet run`): the
+    /// engine stops as on a cancel, but the run is left `in_progress`, resumable.
+    pub interrupt: CancellationToken,
 }
 
 /// `sha256:HEX` of a workflow's exact text.
@@ -454,6 +460,11 @@ impl Runner<'_> {
             // is taken back (it did not crash).
             lease.release().await;
             return Err(RunError::LeaseLost { id: id.to_string() });
+        }
+        if matches!(record.status, RunStatus::Cancelled) && self.interrupt.is_cancelled() {
+            // A graceful stop, not a crash: the start is not counted against the run.
+            lease.release().await;
+            return Err(RunError::Interrupted { id: id.to_string() });
         }
         // The end and the lease's release are one write: whoever sees the new
         // status (an approver, say) may continue the run at once.

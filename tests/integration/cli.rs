@@ -457,8 +457,9 @@ async fn an_unknown_skill_fails_before_any_step() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_and_sigterm_cancel_the_run_cleanly() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+async fn ctrl_c_cancels_the_run_cleanly() {
+    // SIGTERM leaves the run resumable instead (durable::sigterm_leaves...).
+    for signal in [libc::SIGINT] {
         let agent = LegacyAgent::start("tester", &[]).await;
         let scratch = tempfile::tempdir().unwrap();
         std::fs::write(

@@ -45,6 +45,7 @@ fn starter<'a>(store: &'a RunStore, engine: &'a Engine) -> Runner<'a> {
         store,
         engine,
         actor: "starter".to_string(),
+        interrupt: tokio_util::sync::CancellationToken::new(),
     }
 }
 
@@ -434,6 +435,88 @@ fn wait_for(db: &Path, what: &str, ready: impl Fn(&RunStore, &str) -> bool) -> S
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_leaves_the_run_resumable_and_resume_completes_it() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let file = directory.path().join("stop.yaml");
+    std::fs::write(
+        &file,
+        workflow_text(
+            "  - {id: one, skill: first, inputs: {n: 1}}\n  - {id: slow, skill: sleep, inputs: {ms: 3000}}\n  - {id: three, skill: last, inputs: {one: '{{ steps.one.outputs.n }}'}}\n",
+        ),
+    )
+    .unwrap();
+    let root = directory.path().to_path_buf();
+    let mut child = Spawned::spawn(
+        pallet_in(&root)
+            .args(["run", "--quiet", "--file"])
+            .arg(&file)
+            .arg("--db")
+            .arg(&db)
+            .args(["--agent", &agent.url(), "--out"])
+            .arg(directory.path().join("out"))
+            .env_remove("PALLET_AGENTS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let db_for_wait = db.clone();
+    let id = tokio::task::spawn_blocking(move || {
+        wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
+            attempt_statuses(store, id, "one") == ["completed"]
+                && attempt_statuses(store, id, "slow") == ["running"]
+        })
+    })
+    .await
+    .unwrap();
+    while agent.calls("sleep") == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.signal(libc::SIGTERM);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "run {id} interrupted by SIGTERM; continue it with: pallet resume {id}"
+        )),
+        "{stderr}"
+    );
+    let store = RunStore::open(&db).unwrap();
+    assert_eq!(store.get(&id).unwrap().status, RunState::InProgress);
+    assert_eq!(store.executor_starts(&id).unwrap(), 0, "a graceful stop");
+    assert_eq!(agent.calls("last"), 0, "no further step started");
+
+    let resume = tokio::task::spawn_blocking({
+        let (db, url, id, root) = (db.clone(), agent.url(), id.clone(), root.clone());
+        move || {
+            pallet_in(&root)
+                .args(["resume", &id, "--json", "--agent", &url])
+                .arg("--db")
+                .arg(&db)
+                .env_remove("PALLET_AGENTS")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let shown: Value = serde_json::from_slice(&resume.stdout).unwrap_or_else(|_| {
+        panic!("{}", String::from_utf8_lossy(&resume.stderr));
+    });
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(
+        agent.calls("first"),
+        1,
+        "the completed step is not run again"
+    );
+    assert_eq!(agent.calls("sleep"), 2, "the stopped step runs again");
+    assert_eq!(agent.calls("last"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
