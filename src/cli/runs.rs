@@ -65,7 +65,32 @@ pub async fn command(command: DurableCommand, quiet: bool) -> anyhow::Result<Exi
 
 /// The database named by `--db` / `PALLET_DB`, else the default one.
 pub fn open_store(db: Option<&std::path::Path>) -> anyhow::Result<RunStore> {
-    let path = match db {
+    Ok(RunStore::open(&database_path(db)?)?)
+}
+
+/// The database for a command that only reads: opened (and migrated) as
+/// usual when it can be written, else read-only (a shared or backed-up file).
+fn open_store_to_read(db: Option<&std::path::Path>) -> anyhow::Result<RunStore> {
+    let path = database_path(db)?;
+    let writable = match RunStore::open(&path) {
+        Ok(store) => return Ok(store),
+        Err(error) => error,
+    };
+    if !path.is_file() {
+        return Err(writable.into());
+    }
+    RunStore::open_read_only(&path).map_err(|error| {
+        BadInput::new(crate::engine::chain_of(&error))
+            .hint(format!(
+                "check that you may read {0}; else copy it (with its -wal file, if any) to a directory you can write and pass --db COPY",
+                path.display()
+            ))
+            .into()
+    })
+}
+
+fn database_path(db: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    Ok(match db {
         Some(path) => path.to_path_buf(),
         None => RunStore::default_path().ok_or_else(|| {
             BadInput::new(
@@ -73,8 +98,7 @@ pub fn open_store(db: Option<&std::path::Path>) -> anyhow::Result<RunStore> {
             )
             .hint("pass --db PATH or set PALLET_DB")
         })?,
-    };
-    Ok(RunStore::open(&path)?)
+    })
 }
 
 /// Longest `--actor` accepted (characters).
@@ -286,7 +310,7 @@ pub(super) fn parse_status(status: Option<&str>) -> anyhow::Result<Option<RunSta
 }
 
 fn list_or_show(args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(args.database.db.as_deref())?;
+    let store = open_store_to_read(args.database.db.as_deref())?;
     let engine = offline_engine();
     let runner = runner(&store, &engine, None)?;
     match args.command {

@@ -47,6 +47,16 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "cannot read the run database {} (it cannot be written here, and a read-only open failed too)",
+        path.display()
+    )]
+    ReadOnly {
+        path: PathBuf,
+        // Boxed: a second unboxed rusqlite error would make every StoreError larger.
+        #[source]
+        source: Box<rusqlite::Error>,
+    },
     #[error("cannot create the directory of the run database {}", path.display())]
     CreateDirectory {
         path: PathBuf,
@@ -130,7 +140,37 @@ impl RunStore {
         migrations::apply(&mut connection)?;
         Ok(RunStore {
             writer: writer::Writer::start(connection).map_err(StoreError::StartWriter)?,
-            readers: Arc::new(readers::Readers::new(path)),
+            readers: Arc::new(readers::Readers::new(path, readers::Access::Shared)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Open the database at `path` for reading only (a shared or backed-up
+    /// file the user cannot write); nothing is created or migrated, and
+    /// writes are refused by SQLite. Without a writable directory for the WAL
+    /// index, the file is read as it is (`immutable`).
+    pub fn open_read_only(path: &Path) -> Result<RunStore, StoreError> {
+        let probe = |access: readers::Access| -> Result<Connection, StoreError> {
+            let connection = access.open(path)?;
+            connection.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+            Ok(connection)
+        };
+        let (access, connection) = match probe(readers::Access::ReadOnly) {
+            Ok(connection) => (readers::Access::ReadOnly, connection),
+            Err(_) => match probe(readers::Access::Immutable) {
+                Ok(connection) => (readers::Access::Immutable, connection),
+                Err(StoreError::Open { source, .. } | StoreError::Query(source)) => {
+                    return Err(StoreError::ReadOnly {
+                        path: path.to_path_buf(),
+                        source: Box::new(source),
+                    });
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        Ok(RunStore {
+            writer: writer::Writer::start(connection).map_err(StoreError::StartWriter)?,
+            readers: Arc::new(readers::Readers::new(path, access)),
             path: path.to_path_buf(),
         })
     }

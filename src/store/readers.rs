@@ -11,8 +11,65 @@ use super::{BUSY_TIMEOUT, StoreError};
 /// More readers than this would only compete for the same cores.
 const MAX_READERS: usize = 8;
 
+/// How the connections open the database file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Access {
+    /// The store also writes: readers open it read-write, with `query_only`.
+    Shared,
+    /// Read-only, beside whoever writes it (the WAL index `-shm` can be used).
+    ReadOnly,
+    /// Read-only where the `-shm` file cannot be created (a directory the user
+    /// cannot write): SQLite reads the file as it is, without locking.
+    Immutable,
+}
+
+impl Access {
+    /// A connection to `path` with this access.
+    pub(crate) fn open(self, path: &Path) -> Result<Connection, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let connection = match self {
+            Access::Shared => {
+                Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_WRITE)
+            }
+            Access::ReadOnly => {
+                Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_ONLY)
+            }
+            Access::Immutable => Connection::open_with_flags(
+                format!("file:{}?immutable=1", uri_path(path)),
+                flags | OpenFlags::SQLITE_OPEN_READ_ONLY,
+            ),
+        }
+        .map_err(open_error)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        // A reader that tried to write would be a bug here: SQLite refuses it.
+        connection
+            .pragma_update(None, "query_only", "ON")
+            .map_err(open_error)?;
+        Ok(connection)
+    }
+}
+
+/// `path` percent-encoded for a `file:` URI (`?`, `#` and `%` would cut it).
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut encoded = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 pub(crate) struct Readers {
     path: PathBuf,
+    access: Access,
     pool: Mutex<Pool>,
     returned: Condvar,
 }
@@ -24,9 +81,10 @@ struct Pool {
 }
 
 impl Readers {
-    pub(crate) fn new(path: &Path) -> Readers {
+    pub(crate) fn new(path: &Path, access: Access) -> Readers {
         Readers {
             path: path.to_path_buf(),
+            access,
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
                 open: 0,
@@ -66,20 +124,7 @@ impl Readers {
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
-        let open_error = |source| StoreError::Open {
-            path: self.path.clone(),
-            source,
-        };
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let connection = Connection::open_with_flags(&self.path, flags).map_err(open_error)?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
-        // A reader that tried to write would be a bug here: SQLite refuses it.
-        connection
-            .pragma_update(None, "query_only", "ON")
-            .map_err(open_error)?;
-        Ok(connection)
+        self.access.open(&self.path)
     }
 
     fn lock(&self) -> MutexGuard<'_, Pool> {
@@ -115,7 +160,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("runs.db");
         Connection::open(&path).unwrap();
-        let readers = Readers::new(&path);
+        let readers = Readers::new(&path, Access::Shared);
         for _ in 0..MAX_READERS + 1 {
             let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 readers.with(|_| -> Result<(), StoreError> { panic!("a bug in a read") })

@@ -2100,3 +2100,100 @@ async fn an_ended_run_keeps_no_attempt_running() {
     );
     assert_eq!(attempt_statuses(&store, &id, "slow"), ["cancelled"]);
 }
+
+/// `pallet` as a user who cannot write `database` or its directory: as root
+/// (permissions do not apply to root) a copy of the binary run as `nobody`.
+fn pallet_as_reader(root: &Path) -> std::process::Command {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let home = root.join("reader");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // SAFETY: geteuid only reads the process's user id.
+    if unsafe { libc::geteuid() } != 0 {
+        return crate::support::pallet::command_in(crate::support::pallet::PALLET, &home);
+    }
+    let binary = root.join("bin/pallet");
+    std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+    std::fs::copy(crate::support::pallet::PALLET, &binary).unwrap();
+    for (path, mode) in [(&binary, 0o755), (&root.join("bin"), 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut command = crate::support::pallet::command_in(&binary, &home);
+    command.uid(65534).gid(65534);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_the_user_cannot_write_can_be_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let root = directory.path().to_path_buf();
+    let shared = root.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let db = shared.join("runs.db");
+    let file = root.join("flow.yaml");
+    std::fs::write(&file, workflow_text("  - {id: one, skill: first}\n")).unwrap();
+    let run = tokio::task::spawn_blocking({
+        let (root, db, file, url) = (root.clone(), db.clone(), file.clone(), agent.url());
+        move || {
+            pallet_in(&root)
+                .args(["run", "--quiet", "--json", "--file"])
+                .arg(&file)
+                .arg("--db")
+                .arg(&db)
+                .args(["--agent", &url, "--out"])
+                .arg(root.join("out"))
+                .env_remove("PALLET_AGENTS")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let id = serde_json::from_slice::<Value>(&run.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A shared or backed-up database: read-only, in a directory the reader cannot write.
+    for (path, mode) in [(&db, 0o444), (&shared, 0o755), (&root, 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let commands: [&[&str]; 3] = [
+        &["runs", "--json"],
+        &["runs", "show", &id, "--json"],
+        &["runs", "history", &id, "--json"],
+    ];
+    for arguments in commands {
+        let output = pallet_as_reader(&root)
+            .args(arguments)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{arguments:?}: {stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains(&id) || stdout.contains("created"),
+            "{arguments:?}: {stdout}"
+        );
+    }
+    // A file the reader cannot even read: a clear error saying what to do.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let output = pallet_as_reader(&root)
+        .args(["runs", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot read the run database"), "{stderr}");
+    assert!(stderr.contains("hint: check that you may read"), "{stderr}");
+}
