@@ -9,13 +9,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
-
-/// How long the interpreter may take to import the SDK and listen.
-const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// A running A2A agent; the child process is killed when this is dropped.
 pub struct A2aPeer {
@@ -95,25 +91,8 @@ impl A2aPeer {
     }
 
     async fn wait_until_ready(&mut self) {
-        let started = Instant::now();
-        let client = http_client();
-        loop {
-            if let Ok(response) = client.get(self.card_url()).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the A2A test agent exited during startup ({status}); run scripts/setup-test-env.sh"
-                );
-            }
-            assert!(
-                started.elapsed() < STARTUP_LIMIT,
-                "the A2A test agent did not answer within {STARTUP_LIMIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let card = self.card_url();
+        super::wait_for_card(&mut self.child, &card, "the A2A test agent").await;
     }
 }
 

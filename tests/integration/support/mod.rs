@@ -17,3 +17,28 @@ pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// How long a test peer may take to start.
+const STARTUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until `child` (a test peer, named `what`) serves its card at `card`;
+/// fails when it exits first or takes longer than [`STARTUP_LIMIT`].
+pub async fn wait_for_card(child: &mut std::process::Child, card: &str, what: &str) {
+    let started = std::time::Instant::now();
+    let client = http_client();
+    loop {
+        if let Ok(response) = client.get(card).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited during startup ({status}); run scripts/setup-test-env.sh");
+        }
+        assert!(
+            started.elapsed() < STARTUP_LIMIT,
+            "{what} did not answer within {STARTUP_LIMIT:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

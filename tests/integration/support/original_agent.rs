@@ -5,14 +5,10 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::a2a_peer::python;
-
-/// How long the interpreter may take to import FastAPI and listen.
-const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 
 pub struct OriginalAgent {
     pub port: u16,
@@ -73,26 +69,8 @@ impl OriginalAgent {
     }
 
     async fn wait_until_ready(&mut self) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let started = Instant::now();
-        let client = reqwest::Client::new();
-        loop {
-            if let Ok(response) = client.get(self.card_url()).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the FastAPI test agent exited during startup ({status}); run scripts/setup-test-env.sh"
-                );
-            }
-            assert!(
-                started.elapsed() < STARTUP_LIMIT,
-                "the FastAPI test agent did not answer within {STARTUP_LIMIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let card = self.card_url();
+        super::wait_for_card(&mut self.child, &card, "the FastAPI test agent").await;
     }
 }
 

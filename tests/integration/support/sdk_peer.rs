@@ -10,10 +10,6 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long a peer may take to load its SDK and listen.
-const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Which JavaScript SDK the agent is built on.
 #[derive(Clone, Copy)]
@@ -97,27 +93,8 @@ impl SdkPeer {
     }
 
     async fn wait_until_ready(&mut self) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::new();
         let card = format!("{}/.well-known/agent-card.json", self.url());
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = client.get(&card).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the A2A test agent exited during startup ({status}); run scripts/setup-test-env.sh"
-                );
-            }
-            assert!(
-                started.elapsed() < STARTUP_LIMIT,
-                "the A2A test agent did not answer within {STARTUP_LIMIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        super::wait_for_card(&mut self.child, &card, "the A2A test agent").await;
     }
 }
 
