@@ -266,9 +266,13 @@ async fn card_lists_interfaces_skills_and_schemas() {
     assert_eq!(card["version"], "2.1.0");
     assert_eq!(
         card["supportedInterfaces"],
-        json!([{"url": format!("{}/", agent.url), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}])
+        json!([
+            {"url": format!("{}/", agent.url), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+            {"url": format!("{}/rest", agent.url), "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
+            {"url": format!("{}/", agent.url), "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+        ])
     );
-    assert_eq!(card["capabilities"]["streaming"], false);
+    assert_eq!(card["capabilities"]["streaming"], true);
     let extension = &card["capabilities"]["extensions"][0];
     assert_eq!(extension["uri"], "urn:pallet:skill-schemas:v1");
     assert_eq!(
@@ -283,7 +287,10 @@ async fn card_lists_interfaces_skills_and_schemas() {
     assert_eq!(echo["id"], "echo");
     assert_eq!(echo["name"], "Echo");
     assert_eq!(echo["tags"], json!(["test"]));
-    assert_eq!(echo["inputModes"], json!(["application/json"]));
+    assert_eq!(
+        echo["inputModes"],
+        json!(["application/json", "text/plain"])
+    );
     assert_eq!(
         card["skills"][1]["name"], "greeting",
         "the name defaults to the id"
@@ -520,7 +527,7 @@ async fn protocol_errors_have_standard_codes_and_clear_messages() {
             -32001,
             "task `missing` not found",
         ),
-        ("GetTask", json!({}), -32602, "`params.id`"),
+        ("GetTask", json!({}), -32602, "`/params/id`"),
         (
             "ListPizzas",
             json!({}),

@@ -10,10 +10,9 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::a2a::{
-    INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, RpcError, response,
-};
+use super::a2a::response;
 use super::definition::AgentDefinition;
+use super::errors::{INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, RpcError};
 use super::runtime::Failure;
 
 /// The original agents' code for a skill that failed.

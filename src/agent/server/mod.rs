@@ -1,6 +1,8 @@
 //! `pallet agent serve`: hosts one agent from a definition file. Each skill is a
 //! command (JSON in on stdin, JSON out on stdout); the agent speaks A2A 1.0
-//! JSON-RPC (`a2a`) and the original project's legacy protocol (`legacy`).
+//! over JSON-RPC (`a2a`) and HTTP+JSON (`rest`), A2A 0.3 over JSON-RPC
+//! (`v03`), and the original project's legacy protocol (`legacy`). The
+//! operations themselves are binding-neutral (`operations`).
 //!
 //! A definition file names the agent and its skills:
 //!
@@ -20,11 +22,19 @@
 //! group; their stderr goes to the log with the skill and task ids.
 
 mod a2a;
+mod card;
 mod definition;
+mod errors;
 mod legacy;
+mod message;
+mod operations;
 mod process;
+mod rest;
 mod runtime;
+mod stream;
 mod tasks;
+mod v03;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,7 +50,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
-pub use a2a::SKILL_SCHEMAS_EXTENSION;
+pub use card::SKILL_SCHEMAS_EXTENSION;
 pub use definition::{AgentDefinition, SkillDefinition};
 
 use crate::http_server::ConnectionLimits;
@@ -74,6 +84,8 @@ struct AppState {
     tasks: TaskStore,
     /// The running skill jobs, awaited at shutdown so no command outlives the server.
     tracker: TaskTracker,
+    /// One permit per open stream (SSE), at most [`stream::MAX_STREAMS`].
+    streams: Arc<tokio::sync::Semaphore>,
     address: SocketAddr,
     options: ServeOptions,
 }
@@ -102,12 +114,14 @@ pub async fn serve(
         runtime: Runtime::new(definition),
         tasks: TaskStore::new(FINISHED_TASKS_KEPT),
         tracker: TaskTracker::new(),
+        streams: Arc::new(tokio::sync::Semaphore::new(stream::MAX_STREAMS)),
         address,
         options,
     });
     let skills = Router::new()
         .route("/", post(a2a::rpc))
         .route("/execute", post(legacy::execute))
+        .nest(rest::REST_PREFIX, rest::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

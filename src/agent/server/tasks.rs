@@ -13,6 +13,8 @@ use super::runtime::Failure;
 
 /// How many finished tasks stay answerable by `GetTask`.
 pub(super) const FINISHED_TASKS_KEPT: usize = 10_000;
+/// How many messages a task's history keeps (the oldest are dropped).
+pub(super) const HISTORY_KEPT: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TaskState {
@@ -53,6 +55,17 @@ pub(super) struct Task {
     pub(super) message: Option<String>,
     pub(super) output: Option<Value>,
     pub(super) updated: DateTime<Utc>,
+    /// The messages received for this task (A2A 1.0 JSON), at most [`HISTORY_KEPT`].
+    pub(super) history: Vec<Value>,
+}
+
+/// Which tasks `ListTasks` wants.
+#[derive(Debug, Default)]
+pub(super) struct TaskFilter {
+    pub(super) context_id: Option<String>,
+    /// A wire name such as `TASK_STATE_WORKING`.
+    pub(super) state: Option<String>,
+    pub(super) updated_after: Option<DateTime<Utc>>,
 }
 
 struct Entry {
@@ -83,7 +96,21 @@ impl TaskStore {
     }
 
     /// Registers a new SUBMITTED task; returns its cancellation token.
+    #[cfg(test)]
     pub(super) fn create(&self, id: &str, context_id: &str, skill_id: &str) -> CancellationToken {
+        self.create_with_history(id, context_id, skill_id, Vec::new())
+    }
+
+    /// Registers a new SUBMITTED task whose history starts with `history`.
+    pub(super) fn create_with_history(
+        &self,
+        id: &str,
+        context_id: &str,
+        skill_id: &str,
+        mut history: Vec<Value>,
+    ) -> CancellationToken {
+        let excess = history.len().saturating_sub(HISTORY_KEPT);
+        history.drain(..excess);
         let task = Task {
             id: id.to_string(),
             context_id: context_id.to_string(),
@@ -92,6 +119,7 @@ impl TaskStore {
             message: None,
             output: None,
             updated: Utc::now(),
+            history,
         };
         let cancel = self.root.child_token();
         let entry = Entry {
@@ -107,6 +135,36 @@ impl TaskStore {
             .entries
             .get(id)
             .map(|entry| entry.task.borrow().clone())
+    }
+
+    /// Every known task matching `filter`, most recently updated first (ties by id).
+    pub(super) fn list(&self, filter: &TaskFilter) -> Vec<Task> {
+        let mut tasks: Vec<Task> = self
+            .lock()
+            .entries
+            .values()
+            .map(|entry| entry.task.borrow().clone())
+            .filter(|task| {
+                filter
+                    .context_id
+                    .as_ref()
+                    .is_none_or(|context| &task.context_id == context)
+                    && filter
+                        .state
+                        .as_deref()
+                        .is_none_or(|state| task.state.wire_name() == state)
+                    && filter
+                        .updated_after
+                        .is_none_or(|after| task.updated >= after)
+            })
+            .collect();
+        tasks.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.id.cmp(&b.id)));
+        tasks
+    }
+
+    /// A receiver of the task's changes; `None` if it is unknown.
+    pub(super) fn subscribe(&self, id: &str) -> Option<watch::Receiver<Task>> {
+        Some(self.lock().entries.get(id)?.task.subscribe())
     }
 
     pub(super) fn set_working(&self, id: &str) {

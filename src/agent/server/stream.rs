@@ -1,0 +1,101 @@
+//! The events of one task as a stream: the task first, then each status
+//! change, the result as an artifact before the final status; it ends at a
+//! terminal state. Open streams are bounded ([`MAX_STREAMS`]).
+
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use super::errors::{INTERNAL_ERROR, RpcError};
+use super::tasks::{Task, TaskState};
+use super::wire::StreamEvent;
+
+/// How many streams may be open at once; more are refused until one ends.
+pub(super) const MAX_STREAMS: usize = 64;
+
+/// A subscription to a task that holds one of the stream slots.
+pub(super) struct TaskStream {
+    receiver: watch::Receiver<Task>,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Takes a stream slot; refused when all [`MAX_STREAMS`] are in use.
+pub(super) fn reserve(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, RpcError> {
+    slots.clone().try_acquire_owned().map_err(|_| {
+        RpcError::new(
+            INTERNAL_ERROR,
+            format!(
+                "too many open streams (at most {MAX_STREAMS}): poll with GetTask or retry later"
+            ),
+        )
+    })
+}
+
+struct Progress {
+    stream: TaskStream,
+    /// The state last sent; `None` before the first event.
+    sent: Option<TaskState>,
+    pending: Vec<StreamEvent>,
+}
+
+impl TaskStream {
+    pub(super) fn new(receiver: watch::Receiver<Task>, slot: OwnedSemaphorePermit) -> TaskStream {
+        TaskStream {
+            receiver,
+            _slot: slot,
+        }
+    }
+
+    pub(super) fn events(self) -> impl Stream<Item = StreamEvent> + Send {
+        let progress = Progress {
+            stream: self,
+            sent: None,
+            pending: Vec::new(),
+        };
+        futures::stream::unfold(progress, |mut progress| async move {
+            loop {
+                if let Some(event) = progress.pending.pop() {
+                    return Some((event, progress));
+                }
+                if progress.sent.is_some_and(TaskState::is_terminal) {
+                    return None;
+                }
+                if progress.sent.is_some() && progress.stream.receiver.changed().await.is_err() {
+                    return None;
+                }
+                let task = progress.stream.receiver.borrow_and_update().clone();
+                let events = next_events(progress.sent, task);
+                if let Some(first) = events.first() {
+                    progress.sent = Some(first.state());
+                }
+                progress.pending = events;
+            }
+        })
+    }
+}
+
+/// The events for `task` after `sent` was sent, in reverse order (popped from the end).
+fn next_events(sent: Option<TaskState>, task: Task) -> Vec<StreamEvent> {
+    match sent {
+        None => vec![StreamEvent::Task(task)],
+        Some(state) if state == task.state => Vec::new(),
+        Some(_) if task.state.is_terminal() && task.output.is_some() => {
+            vec![
+                StreamEvent::Status(task.clone()),
+                StreamEvent::Artifact(task),
+            ]
+        }
+        Some(_) => vec![StreamEvent::Status(task)],
+    }
+}
+
+impl StreamEvent {
+    fn state(&self) -> TaskState {
+        match self {
+            StreamEvent::Task(task) | StreamEvent::Status(task) | StreamEvent::Artifact(task) => {
+                task.state
+            }
+        }
+    }
+}
