@@ -66,6 +66,12 @@ pub(super) fn send_streaming_message(
     params: &Value,
     root: &str,
 ) -> Result<TaskStream, RpcError> {
+    // Checked though a stream's first event is the whole task: a negative
+    // length is invalid whatever the method.
+    history_length(
+        params.get("configuration"),
+        &format!("{root}/configuration"),
+    )?;
     // Take the slot first so a refused stream starts no task.
     let slot = stream::reserve(&state.streams)?;
     let task_id = start(state, params, root)?;
