@@ -834,3 +834,48 @@ async fn official_python_clients_1_0_and_0_3_call_the_agent() {
     );
     assert_eq!(report["canceled"], "canceled", "{report}");
 }
+
+#[tokio::test]
+async fn open_streams_are_bounded_and_a_slot_frees_when_a_stream_ends() {
+    const MAX_STREAMS: usize = 64;
+    let agent = Served::start(None);
+    let stream_body = || {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage",
+               "params": send_params("slow", json!([{"data": {}}]))})
+    };
+    let mut open = Vec::new();
+    for _ in 0..MAX_STREAMS {
+        let response = agent.post_raw(&stream_body(), Some("1.0")).await;
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        open.push(response);
+    }
+    let refused: Value = agent
+        .post_raw(&stream_body(), Some("1.0"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_error(&refused, -32603, "too many open streams (at most 64)");
+
+    // Cancel the task of one stream: its stream ends and frees the slot.
+    let mut first = open.remove(0);
+    let chunk = first.chunk().await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    let event: Value =
+        serde_json::from_str(text.trim().strip_prefix("data:").unwrap().trim()).unwrap();
+    let id = event["result"]["task"]["id"].as_str().unwrap();
+    agent.result("CancelTask", json!({"id": id})).await;
+    while first.chunk().await.unwrap().is_some() {}
+    let again = agent.post_raw(&stream_body(), Some("1.0")).await;
+    assert!(
+        again.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+}
