@@ -32,7 +32,8 @@ async fn serve(args: AgentServeArgs) -> anyhow::Result<ExitCode> {
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let options = exposure(address, &args)?;
+    let mut options = exposure(address, &args)?;
+    options.max_streams = Some(args.max_streams);
     raise_open_files_limit();
     let base = options
         .public_url
@@ -71,7 +72,11 @@ fn exposure(address: SocketAddr, args: &AgentServeArgs) -> anyhow::Result<ServeO
         .hint("e.g. --public-url http://HOST:PORT with this machine's name or address, or listen on that address itself")
         .into());
     }
-    Ok(ServeOptions { token, public_url })
+    Ok(ServeOptions {
+        token,
+        public_url,
+        ..ServeOptions::default()
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -287,6 +287,12 @@ pub struct AgentServeArgs {
     /// Bearer token the skill endpoints need (the cards stay public).
     #[arg(long, env = "PALLET_AGENT_TOKEN", hide_env_values = true, hide = true)]
     pub token: Option<String>,
+
+    /// How many A2A streams (SendStreamingMessage, SubscribeToTask) may be
+    /// open at once; more are refused until one ends.
+    #[arg(long, value_name = "N", env = "PALLET_AGENT_MAX_STREAMS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,10 @@ impl Drop for Served {
 
 impl Served {
     fn start(token: Option<&str>) -> Served {
+        Served::start_with(token, &[])
+    }
+
+    fn start_with(token: Option<&str>, args: &[&str]) -> Served {
         let home = tempfile::tempdir().unwrap();
         let definition = home.path().join("agent.yaml");
         std::fs::write(&definition, AGENT).unwrap();
@@ -52,7 +56,8 @@ impl Served {
         command
             .args(["agent", "serve"])
             .arg(&definition)
-            .args(["--addr", "127.0.0.1:0"]);
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args);
         if let Some(token) = token {
             command.env("PALLET_AGENT_TOKEN", token);
         }
@@ -837,8 +842,8 @@ async fn official_python_clients_1_0_and_0_3_call_the_agent() {
 
 #[tokio::test]
 async fn open_streams_are_bounded_and_a_slot_frees_when_a_stream_ends() {
-    const MAX_STREAMS: usize = 64;
-    let agent = Served::start(None);
+    const MAX_STREAMS: usize = 3;
+    let agent = Served::start_with(None, &["--max-streams", "3"]);
     let stream_body = || {
         json!({"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage",
                "params": send_params("slow", json!([{"data": {}}]))})
@@ -860,7 +865,11 @@ async fn open_streams_are_bounded_and_a_slot_frees_when_a_stream_ends() {
         .json()
         .await
         .unwrap();
-    assert_error(&refused, -32603, "too many open streams (at most 64)");
+    assert_error(
+        &refused,
+        -32603,
+        "too many open streams (see `pallet agent serve --max-streams`)",
+    );
 
     // Cancel the task of one stream: its stream ends and frees the slot.
     let mut first = open.remove(0);

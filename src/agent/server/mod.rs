@@ -84,7 +84,7 @@ struct AppState {
     tasks: TaskStore,
     /// The running skill jobs, awaited at shutdown so no command outlives the server.
     tracker: TaskTracker,
-    /// One permit per open stream (SSE), at most [`stream::MAX_STREAMS`].
+    /// One permit per open stream (SSE), at most [`ServeOptions::max_streams`].
     streams: Arc<tokio::sync::Semaphore>,
     address: SocketAddr,
     options: ServeOptions,
@@ -98,7 +98,12 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// The URL the cards advertise; else `http://` + the Host the client used.
     pub public_url: Option<String>,
+    /// How many streams may be open at once; `None`: [`DEFAULT_MAX_STREAMS`].
+    pub max_streams: Option<u32>,
 }
+
+/// Open A2A streams allowed at once unless [`ServeOptions::max_streams`] says otherwise.
+pub const DEFAULT_MAX_STREAMS: u32 = stream::DEFAULT_MAX_STREAMS;
 
 /// Serves `definition` on `listener` until `shutdown` completes; then stops
 /// the running skills (their process groups) before returning.
@@ -114,7 +119,9 @@ pub async fn serve(
         runtime: Runtime::new(definition),
         tasks: TaskStore::new(FINISHED_TASKS_KEPT),
         tracker: TaskTracker::new(),
-        streams: Arc::new(tokio::sync::Semaphore::new(stream::MAX_STREAMS)),
+        streams: Arc::new(tokio::sync::Semaphore::new(
+            options.max_streams.unwrap_or(DEFAULT_MAX_STREAMS).max(1) as usize,
+        )),
         address,
         options,
     });

@@ -1,6 +1,6 @@
 //! The events of one task as a stream: the task first, then each status
 //! change, the result as an artifact before the final status; it ends at a
-//! terminal state. Open streams are bounded ([`MAX_STREAMS`]).
+//! terminal state. Open streams are bounded (`--max-streams`).
 
 use std::sync::Arc;
 
@@ -11,8 +11,8 @@ use super::errors::{INTERNAL_ERROR, RpcError};
 use super::tasks::{Task, TaskState};
 use super::wire::StreamEvent;
 
-/// How many streams may be open at once; more are refused until one ends.
-pub(super) const MAX_STREAMS: usize = 64;
+/// How many streams may be open at once by default; more are refused until one ends.
+pub(super) const DEFAULT_MAX_STREAMS: u32 = 64;
 
 /// A subscription to a task that holds one of the stream slots.
 pub(super) struct TaskStream {
@@ -20,14 +20,12 @@ pub(super) struct TaskStream {
     _slot: OwnedSemaphorePermit,
 }
 
-/// Takes a stream slot; refused when all [`MAX_STREAMS`] are in use.
+/// Takes a stream slot; refused when all are in use.
 pub(super) fn reserve(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, RpcError> {
     slots.clone().try_acquire_owned().map_err(|_| {
         RpcError::new(
             INTERNAL_ERROR,
-            format!(
-                "too many open streams (at most {MAX_STREAMS}): poll with GetTask or retry later"
-            ),
+            "too many open streams (see `pallet agent serve --max-streams`): poll with GetTask or retry later",
         )
     })
 }
