@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -73,6 +73,7 @@ pub(super) async fn card(State(state): State<Arc<AppState>>, headers: HeaderMap)
 pub(super) async fn rpc(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    uri: Uri,
     body: Bytes,
 ) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
@@ -87,7 +88,7 @@ pub(super) async fn rpc(
         Err(error) => return response(Value::Null, Err(error)).into_response(),
     };
     let params = request.get("params").unwrap_or(&Value::Null);
-    let answer = match version_of(&headers) {
+    let answer = match version_of(&headers, uri.query()) {
         Ok(version) => handle(&state, version, method, params).await,
         Err(error) => Err(error),
     };
@@ -135,15 +136,25 @@ fn envelope(request: &Value) -> Result<(Value, &str), RpcError> {
     Ok((id, method))
 }
 
-/// The version from the `A2A-Version` header: none means 0.3; any 1.x is 1.0
-/// (minor and patch do not matter).
-pub(super) fn version_of(headers: &HeaderMap) -> Result<Version, RpcError> {
+/// The version from the `A2A-Version` header, else the `A2A-Version` query
+/// parameter (spec §3.6.1): none means 0.3; any 1.x is 1.0 (minor and patch
+/// do not matter).
+pub(super) fn version_of(headers: &HeaderMap, query: Option<&str>) -> Result<Version, RpcError> {
+    let from_query = query.and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name.eq_ignore_ascii_case("a2a-version"))
+            .map(|(_, value)| value.into_owned())
+    });
     let header = headers
         .get("a2a-version")
         .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+        .or(from_query);
+    let requested = header
+        .as_deref()
         .map(str::trim)
         .filter(|version| !version.is_empty());
-    match header {
+    match requested {
         None => Ok(Version::V03),
         Some(version) if version.split('.').next() == Some("1") => Ok(Version::V1),
         Some(version) if version == "0.3" || version.starts_with("0.3.") => Ok(Version::V03),
@@ -297,7 +308,7 @@ mod tests {
                 headers.insert("a2a-version", header.parse().unwrap());
             }
             assert_eq!(
-                version_of(&headers).map_err(|error| error.code),
+                version_of(&headers, None).map_err(|error| error.code),
                 expected,
                 "for {header:?}"
             );

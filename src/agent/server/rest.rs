@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -84,12 +84,8 @@ fn stream_response(result: Result<TaskStream, RpcError>) -> Response {
 }
 
 /// HTTP+JSON is served for A2A 1.x only (0.3 clients use JSON-RPC here).
-fn check_version(headers: &HeaderMap, query: &HashMap<String, String>) -> Result<(), RpcError> {
-    let mut headers = headers.clone();
-    if let Some(version) = query.get("A2A-Version").and_then(|v| v.parse().ok()) {
-        headers.insert("a2a-version", version);
-    }
-    match version_of(&headers)? {
+fn check_version(headers: &HeaderMap, uri: &Uri) -> Result<(), RpcError> {
+    match version_of(headers, uri.query())? {
         Version::V1 => Ok(()),
         Version::V03 => Err(RpcError::new(
             VERSION_NOT_SUPPORTED,
@@ -109,11 +105,11 @@ fn body_json(body: &Bytes) -> Result<Value, RpcError> {
 async fn send_message(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    uri: Uri,
     body: Bytes,
 ) -> Response {
     let result = async {
-        check_version(&headers, &query)?;
+        check_version(&headers, &uri)?;
         operations::send_message(&state, &body_json(&body)?, "").await
     };
     json_response(result.await)
@@ -122,10 +118,10 @@ async fn send_message(
 async fn send_streaming_message(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    uri: Uri,
     body: Bytes,
 ) -> Response {
-    let result = check_version(&headers, &query)
+    let result = check_version(&headers, &uri)
         .and_then(|()| operations::send_streaming_message(&state, &body_json(&body)?, ""));
     stream_response(result)
 }
@@ -134,10 +130,11 @@ async fn send_streaming_message(
 async fn get_task(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    uri: Uri,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(error) = check_version(&headers, &query) {
+    if let Err(error) = check_version(&headers, &uri) {
         return error_response(error);
     }
     if let Some(id) = id.strip_suffix(":subscribe") {
@@ -157,10 +154,10 @@ async fn get_task(
 async fn task_action(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    uri: Uri,
     Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(error) = check_version(&headers, &query) {
+    if let Err(error) = check_version(&headers, &uri) {
         return error_response(error);
     }
     if let Some(id) = id.strip_suffix(":cancel") {
@@ -175,9 +172,10 @@ async fn task_action(
 async fn list_tasks(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    uri: Uri,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let result = check_version(&headers, &query).and_then(|()| {
+    let result = check_version(&headers, &uri).and_then(|()| {
         let params = query_params(
             &query,
             &["pageSize", "historyLength"],
