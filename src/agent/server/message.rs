@@ -186,6 +186,27 @@ mod tests {
     }
 
     #[test]
+    fn one_part_is_the_input_and_several_merge_their_objects() {
+        let yaml = "name: a\ndescription: d\nskills:\n  - id: s\n    run: [cat]\n";
+        let path = std::path::Path::new("agent.yaml");
+        let definition = super::super::definition::AgentDefinition::from_text(yaml, path, path)
+            .expect("a valid definition");
+        let skill = &definition.skills[0];
+        let input = |parts: Value| input_of(&json!({"parts": parts}), skill, "/message");
+        assert_eq!(input(json!([{"data": [1]}])), Ok(json!([1])));
+        assert_eq!(
+            input(json!([{"text": "hi"}, {"data": {"b": 2}}])),
+            Ok(json!({"text": "hi", "b": 2}))
+        );
+        let error = input(json!([{"data": {"a": 1}}, {"data": [2]}])).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("/message/parts/1"));
+        let error = input(json!([{"data": {"a": 1}}, {"text": "{\"a\": 2}"}])).unwrap_err();
+        assert!(error.message.contains("key `a`"), "{}", error.message);
+        let error = input(json!([{"raw": "AA=="}])).unwrap_err();
+        assert_eq!(error.code, CONTENT_TYPE_NOT_SUPPORTED);
+    }
+
+    #[test]
     fn text_is_json_a_string_or_a_text_object() {
         let string_schema = json!({"type": "string"});
         let cases = [

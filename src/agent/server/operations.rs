@@ -14,7 +14,7 @@ use super::errors::{
 };
 use super::message;
 use super::stream::{self, TaskStream};
-use super::tasks::{HISTORY_KEPT, TaskFilter};
+use super::tasks::{HISTORY_KEPT, Task, TaskFilter};
 use super::wire::{TaskView, task_json};
 
 /// `ListTasks` page size when the client sets none, and the largest allowed.
@@ -161,41 +161,25 @@ pub(super) fn list_tasks(state: &AppState, params: &Value, root: &str) -> Result
     {
         None => 0,
         Some(token) => {
-            let (updated, id) = parse_page_token(token).ok_or_else(|| {
-                RpcError::invalid_field(
-                    &format!("{root}/pageToken"),
-                    "not a page token of this agent",
-                )
+            let after = parse_page_token(token).ok_or_else(|| {
+                let pointer = format!("{root}/pageToken");
+                RpcError::invalid_field(&pointer, "not a page token of this agent")
             })?;
+            // The first task past the cursor in the list's order (newest first, then by id).
             tasks
                 .iter()
-                .position(|task| {
-                    (task.updated.timestamp_micros(), task.id.as_str()) == (updated, id)
-                })
-                .map_or_else(
-                    || {
-                        tasks
-                            .iter()
-                            .position(|task| task.updated.timestamp_micros() < updated)
-                            .unwrap_or(tasks.len())
-                    },
-                    |index| index + 1,
-                )
+                .position(|task| position_of(task) > after)
+                .unwrap_or(tasks.len())
         }
     };
-    let page: Vec<Value> = tasks
-        .iter()
-        .skip(start)
-        .take(page_size)
-        .map(|task| task_json(task, view))
-        .collect();
-    let end = start + page.len();
-    let next_page_token = match tasks.get(end.wrapping_sub(1)) {
-        Some(last) if end < tasks.len() && !page.is_empty() => {
+    let page = &tasks[start..(start + page_size).min(tasks.len())];
+    let next_page_token = match page.last() {
+        Some(last) if start + page.len() < tasks.len() => {
             format!("{}.{}", last.updated.timestamp_micros(), last.id)
         }
         _ => String::new(),
     };
+    let page: Vec<Value> = page.iter().map(|task| task_json(task, view)).collect();
     Ok(json!({
         "tasks": page,
         "nextPageToken": next_page_token,
@@ -204,10 +188,19 @@ pub(super) fn list_tasks(state: &AppState, params: &Value, root: &str) -> Result
     }))
 }
 
-fn parse_page_token(token: &str) -> Option<(i64, &str)> {
+/// A task's place in `ListTasks` order, as a page token names it: newer
+/// first (a smaller key), ties by id.
+fn position_of(task: &Task) -> (std::cmp::Reverse<i64>, &str) {
+    (
+        std::cmp::Reverse(task.updated.timestamp_micros()),
+        task.id.as_str(),
+    )
+}
+
+fn parse_page_token(token: &str) -> Option<(std::cmp::Reverse<i64>, &str)> {
     let (updated, id) = token.split_once('.')?;
     let updated = updated.parse().ok()?;
-    (!id.is_empty()).then_some((updated, id))
+    (!id.is_empty()).then_some((std::cmp::Reverse(updated), id))
 }
 
 fn list_filter(params: &Value, root: &str) -> Result<TaskFilter, RpcError> {

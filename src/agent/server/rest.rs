@@ -39,6 +39,11 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/tasks/{id}", get(get_task).post(task_action))
         .route("/tasks/{id}/{*rest}", axum::routing::any(push_configs))
         .route("/extendedAgentCard", get(extended_card))
+        .fallback(unknown_endpoint)
+}
+
+async fn unknown_endpoint(method: axum::http::Method, uri: Uri) -> Response {
+    error_response(not_found(&format!("{method} {}", uri.path())))
 }
 
 /// The `google.rpc.Status` JSON of an error, with its HTTP status.

@@ -158,7 +158,14 @@ impl TaskStore {
                         .is_none_or(|after| task.updated >= after)
             })
             .collect();
-        tasks.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.id.cmp(&b.id)));
+        // Microseconds, as page tokens carry them (see `operations::list_tasks`).
+        tasks.sort_by(|a, b| {
+            let newer = b
+                .updated
+                .timestamp_micros()
+                .cmp(&a.updated.timestamp_micros());
+            newer.then_with(|| a.id.cmp(&b.id))
+        });
         tasks
     }
 
