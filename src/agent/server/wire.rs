@@ -45,8 +45,11 @@ pub(super) fn status_message(task: &Task) -> Option<Value> {
 }
 
 pub(super) fn status_json(task: &Task) -> Value {
-    let mut status =
-        json!({"state": task.state.wire_name(), "timestamp": task.updated.to_rfc3339()});
+    // ProtoJSON timestamps: UTC, written with `Z`.
+    let timestamp = task
+        .updated
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut status = json!({"state": task.state.wire_name(), "timestamp": timestamp});
     if let Some(message) = status_message(task) {
         status["message"] = message;
     }
@@ -158,6 +161,8 @@ mod tests {
         assert_eq!(json["status"]["state"], "TASK_STATE_FAILED");
         assert_eq!(json["status"]["message"]["parts"][0]["text"], "boom");
         assert_eq!(json["artifacts"], json!([]));
+        let timestamp = json["status"]["timestamp"].as_str().unwrap();
+        assert!(timestamp.ends_with('Z'), "{timestamp}");
     }
 
     #[test]
