@@ -748,8 +748,13 @@ fn node() -> tokio::process::Command {
 /// What each official 1.0 client reports, per binding: text and data parts,
 /// ListTasks, streaming and cancel.
 fn assert_v1_client_report(report: &Value) {
-    for binding in ["JSONRPC", "HTTP+JSON"] {
+    for (binding, transport) in [("JSONRPC", "JsonRpc"), ("HTTP+JSON", "Rest")] {
         let run = &report[binding];
+        let used = run["transport"].as_str().unwrap_or_default();
+        assert!(
+            used.contains(transport),
+            "{binding} went through {used}: {report}"
+        );
         assert_eq!(
             run["text"]["state"], "TASK_STATE_COMPLETED",
             "{binding}: {report}"

@@ -3,7 +3,7 @@ binding (JSONRPC, HTTP+JSON), and prints one JSON report.
 
 Usage: serve_client.py BASE_URL
 
-Report: {BINDING: {"text": {state, output}, "data": {state, output},
+Report: {BINDING: {"transport": CLASS, "text": {state, output}, "data": {state, output},
 "listed": N, "streamed": [event kinds..., final state], "canceled": STATE}}.
 `text` sends a text part that is not JSON to skill `echo`; `data` a data
 part; `streamed` sends with streaming on; `canceled` cancels a task of the
@@ -61,7 +61,8 @@ async def run(http: httpx.AsyncClient, url: str, binding: str) -> dict:
     streaming = ClientFactory(
         ClientConfig(streaming=True, httpx_client=http, supported_protocol_bindings=[binding])
     ).create(card)
-    report = {}
+    # The transport class the factory chose for the binding.
+    report = {"transport": type(getattr(blocking, "_transport", None)).__name__}
     text = await last_task(blocking, request("echo", {"text": "hello agent"}))
     report["text"] = {"state": text["status"]["state"], "output": output_of(text)}
     data = await last_task(blocking, request("echo", {"data": {"n": 7}}))

@@ -4,7 +4,7 @@
 // Usage: node serve_client.mjs BASE_URL --sdk=1|0.3
 //
 // --sdk=1   @a2a-js/sdk 1.3.0 ClientFactory, once per binding (JSONRPC,
-//           HTTP+JSON): {BINDING: {text, data, listed, streamed, canceled}}
+//           HTTP+JSON): {BINDING: {transport, text, data, listed, streamed, canceled}}
 // --sdk=0.3 @a2a-js/sdk 0.3.14 A2AClient (JSON-RPC): {text, streamed, canceled}
 //
 // text: a text part that is not JSON (skill `echo`); data: a data part;
@@ -49,7 +49,8 @@ async function version1() {
       preferredTransports: [binding],
     });
     const agent = await new ClientFactory(options).createFromUrl(base);
-    const run = {};
+    // The transport the factory chose for the preferred binding.
+    const run = { transport: agent.transport?.constructor?.name };
     const text = taskJson(await agent.sendMessage(request("echo", { text: "hello agent" })));
     run.text = { state: text.status?.state, output: outputOf(text.artifacts) };
     const data = taskJson(await agent.sendMessage(request("echo", { data: { n: 7 } })));
