@@ -379,6 +379,23 @@ async fn history_length_is_honoured_by_send_get_and_list() {
     assert!(fetched.get("history").is_none());
     let listed = agent.result("ListTasks", json!({"historyLength": 0})).await;
     assert!(listed["tasks"][0].get("history").is_none());
+
+    // A large input runs whole but is not kept whole in the history.
+    let large = "x".repeat(100 * 1024);
+    let sent = agent
+        .result(
+            "SendMessage",
+            send_params("echo", json!([{"data": {"large": large}}])),
+        )
+        .await;
+    assert_eq!(
+        output_of(&sent["task"])["large"].as_str().map(str::len),
+        Some(100 * 1024)
+    );
+    let note = sent["task"]["history"][0]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(note.contains("not kept in the history"), "{note}");
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use super::errors::{
 };
 use super::message;
 use super::stream::{self, TaskStream};
-use super::tasks::{HISTORY_KEPT, Task, TaskFilter};
+use super::tasks::{HISTORY_KEPT, HISTORY_MESSAGE_BYTES, Task, TaskFilter};
 use super::wire::{TaskView, task_json};
 
 /// `ListTasks` page size when the client sets none, and the largest allowed.
@@ -320,11 +320,26 @@ fn start(state: &Arc<AppState>, params: &Value, root: &str) -> Result<String, Rp
     let mut received = message.clone();
     received["taskId"] = json!(task_id);
     received["contextId"] = json!(context_id);
-    let cancel = state
-        .tasks
-        .create_with_history(&task_id, &context_id, &skill_id, vec![received]);
+    let cancel = state.tasks.create_with_history(
+        &task_id,
+        &context_id,
+        &skill_id,
+        vec![bounded_for_history(received)],
+    );
     run_in_background(state, skill_id, task_id.clone(), input, cancel);
     Ok(task_id)
+}
+
+/// A message kept in a task's history is at most [`HISTORY_MESSAGE_BYTES`]
+/// of JSON: a larger one keeps its ids and role, its parts become a note (the
+/// finished tasks kept would otherwise hold every large input).
+fn bounded_for_history(mut message: Value) -> Value {
+    let size = serde_json::to_vec(&message).map_or(0, |bytes| bytes.len());
+    if size > HISTORY_MESSAGE_BYTES {
+        let note = format!("(a message of {size} bytes: its parts are not kept in the history)");
+        message["parts"] = json!([{"text": note}]);
+    }
+    message
 }
 
 fn root_or_slash(root: &str) -> &str {

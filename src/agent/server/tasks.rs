@@ -15,6 +15,8 @@ use super::runtime::Failure;
 pub(super) const FINISHED_TASKS_KEPT: usize = 10_000;
 /// How many messages a task's history keeps (the oldest are dropped).
 pub(super) const HISTORY_KEPT: usize = 100;
+/// The largest message (bytes of JSON) a history keeps whole.
+pub(super) const HISTORY_MESSAGE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TaskState {
