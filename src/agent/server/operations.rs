@@ -246,8 +246,7 @@ fn page_size(params: &Value, root: &str) -> Result<usize, RpcError> {
     let Some(value) = params.get("pageSize").filter(|value| !value.is_null()) else {
         return Ok(DEFAULT_PAGE_SIZE);
     };
-    value
-        .as_u64()
+    non_negative(value)
         .and_then(|size| usize::try_from(size).ok())
         .filter(|size| (1..=MAX_PAGE_SIZE).contains(size))
         .ok_or_else(|| {
@@ -265,11 +264,19 @@ fn history_length(object: Option<&Value>, pointer: &str) -> Result<Option<usize>
     else {
         return Ok(None);
     };
-    let length = value.as_u64().ok_or_else(|| {
+    let length = non_negative(value).ok_or_else(|| {
         let problem = format!("must be an integer of 0 or more, not {value}");
         RpcError::invalid_field(&format!("{pointer}/historyLength"), &problem)
     })?;
     Ok(Some(usize::try_from(length).unwrap_or(HISTORY_KEPT)))
+}
+
+/// A non-negative integer, also written as a string (ProtoJSON allows both).
+fn non_negative(value: &Value) -> Option<u64> {
+    match value {
+        Value::String(text) => text.parse().ok(),
+        _ => value.as_u64(),
+    }
 }
 
 fn task_id<'a>(params: &'a Value, root: &str) -> Result<&'a str, RpcError> {
