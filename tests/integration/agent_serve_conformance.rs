@@ -419,6 +419,11 @@ async fn list_tasks_filters_pages_and_leaves_artifacts_out_unless_asked() {
         all["tasks"][0].get("artifacts").is_none(),
         "includeArtifacts defaults to false"
     );
+    let as_string = agent.result("ListTasks", json!({"pageSize": "2"})).await;
+    assert_eq!(
+        as_string["pageSize"], 2,
+        "ProtoJSON integers may come as strings"
+    );
 
     let mut seen = Vec::new();
     let mut token = String::new();
