@@ -419,6 +419,12 @@ async fn list_tasks_filters_pages_and_leaves_artifacts_out_unless_asked() {
         all["tasks"][0].get("artifacts").is_none(),
         "includeArtifacts defaults to false"
     );
+    let last_sent = agent.result("ListTasks", json!({"pageSize": 1})).await;
+    // The task sent last (outside `context`) was updated last.
+    assert_ne!(
+        last_sent["tasks"][0]["contextId"], context,
+        "most recently updated first"
+    );
     let as_string = agent.result("ListTasks", json!({"pageSize": "2"})).await;
     assert_eq!(
         as_string["pageSize"], 2,

@@ -97,3 +97,52 @@ impl StreamEvent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(state: TaskState, output: Option<serde_json::Value>) -> Task {
+        Task {
+            id: "t".into(),
+            context_id: "c".into(),
+            skill_id: "s".into(),
+            state,
+            message: None,
+            output,
+            updated: chrono::Utc::now(),
+            history: Vec::new(),
+        }
+    }
+
+    fn kinds(events: &[StreamEvent]) -> Vec<&'static str> {
+        // Popped from the end: the order they are sent in is reversed.
+        events
+            .iter()
+            .rev()
+            .map(|event| match event {
+                StreamEvent::Task(_) => "task",
+                StreamEvent::Status(_) => "status",
+                StreamEvent::Artifact(_) => "artifact",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_task_comes_first_and_the_result_before_the_final_status() {
+        let working = task(TaskState::Working, None);
+        let done = task(TaskState::Completed, Some(json!({})));
+        let failed = task(TaskState::Failed, None);
+        assert_eq!(kinds(&next_events(None, working.clone())), ["task"]);
+        assert!(next_events(Some(TaskState::Working), working).is_empty());
+        assert_eq!(
+            kinds(&next_events(Some(TaskState::Working), done)),
+            ["artifact", "status"]
+        );
+        assert_eq!(
+            kinds(&next_events(Some(TaskState::Submitted), failed)),
+            ["status"]
+        );
+    }
+}
