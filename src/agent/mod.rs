@@ -4,8 +4,10 @@
 
 mod a2a;
 mod answer;
+pub mod auth;
 pub mod card;
 pub mod client;
+pub mod credentials;
 pub mod discovery;
 pub mod examples;
 mod legacy;

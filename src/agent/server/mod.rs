@@ -24,6 +24,7 @@ mod definition;
 mod legacy;
 mod process;
 mod runtime;
+mod security;
 mod tasks;
 
 use std::future::Future;
