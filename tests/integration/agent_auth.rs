@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::support::hostile_agent::{Answer, HostileAgent};
 use crate::support::process::{Running, pallet};
+use crate::support::sdk_peer::SdkPeer;
 
 const TOKEN: &str = "pallet-auth-test-token-5d1c9a7e";
 
@@ -21,17 +22,15 @@ fn write_workflow(home: &Path, skill: &str) {
 
 /// `pallet run --file auth.yaml --agent URL --offline` with `env` and `-v`, trace logs.
 async fn run(home: &Path, agent: &str, env: &[(&str, &str)]) -> Output {
+    run_with(home, &["--agent", agent], env).await
+}
+
+/// The same with `agents` naming the agents.
+async fn run_with(home: &Path, agents: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = pallet(home);
     command
-        .args([
-            "-v",
-            "run",
-            "--file",
-            "auth.yaml",
-            "--agent",
-            agent,
-            "--offline",
-        ])
+        .args(["-v", "run", "--file", "auth.yaml", "--offline"])
+        .args(agents)
         .env("RUST_LOG", "trace");
     for (name, value) in env {
         command.env(name, value);
@@ -207,4 +206,62 @@ async fn the_credential_never_goes_to_another_origin() {
         .collect();
     assert!(leaked.is_empty(), "{leaked:?}");
     assert!(!text(&output).contains(TOKEN));
+}
+
+/// The JS SDK 1.3.0 agent asking for an API key in a header, given through
+/// the agents file's `auth: {token_env: ...}`, on both bindings.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_key_from_the_agents_file_opens_a_js_sdk_agent() {
+    let home = tempfile::tempdir().unwrap();
+    write_workflow(home.path(), "echo");
+    let peer =
+        SdkPeer::js_with_api_key("keyed", &["HTTP+JSON", "JSONRPC"], "X-API-Key", TOKEN).await;
+    let without = run(home.path(), &peer.url(), &[]).await;
+    let report = text(&without);
+    assert_eq!(without.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("`keyed` at ")
+            && report.contains("asks for API key in header X-API-Key (scheme `apiKey`)"),
+        "{report}"
+    );
+    assert!(report.contains("set PALLET_AGENT_TOKEN_KEYED"), "{report}");
+
+    let agents_file = home.path().join("agents.yaml");
+    std::fs::write(
+        &agents_file,
+        format!(
+            "agents:\n  - url: {}\n    auth: {{token_env: KEYED_KEY}}\n",
+            peer.url()
+        ),
+    )
+    .unwrap();
+    let agents = ["--agents-file", "agents.yaml"];
+    let unset = run_with(home.path(), &agents, &[]).await;
+    let report = text(&unset);
+    assert_eq!(unset.status.code(), Some(2), "{report}");
+    assert!(
+        report.contains("names the environment variable KEYED_KEY, which is not set"),
+        "{report}"
+    );
+
+    let with_key = run_with(home.path(), &agents, &[("KEYED_KEY", TOKEN)]).await;
+    let report = text(&with_key);
+    assert_eq!(with_key.status.code(), Some(0), "{report}");
+    assert!(!report.contains(TOKEN), "{report}");
+
+    let wrong = run_with(
+        home.path(),
+        &agents,
+        &[("KEYED_KEY", "wrong-key-wrong-key")],
+    )
+    .await;
+    let report = text(&wrong);
+    assert_eq!(wrong.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("agent `keyed` refused skill `echo` with HTTP 401 Unauthorized: it asks for API key in header X-API-Key (scheme `apiKey`), pallet sent the credential for scheme `apiKey`"),
+        "{report}"
+    );
+    assert!(!report.contains("wrong-key"), "{report}");
+    let holding = files_holding(&home.path().join("data"), TOKEN);
+    assert!(holding.is_empty(), "{holding:?}");
 }
