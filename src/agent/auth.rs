@@ -218,6 +218,19 @@ impl Security {
         (!all.is_empty()).then(|| self.describe(&all))
     }
 
+    /// Whether every alternative of `requirements` needs HTTP basic, so the
+    /// hint names a user name and password rather than a token.
+    pub fn asks_for_basic(&self, requirements: &[Vec<String>]) -> bool {
+        let basic = |name: &String| {
+            self.scheme(name)
+                .is_some_and(|scheme| scheme.kind == SchemeKind::Basic)
+        };
+        !requirements.is_empty()
+            && requirements
+                .iter()
+                .all(|alternative| alternative.iter().any(basic))
+    }
+
     /// Whether the card asks only for kinds pallet cannot answer.
     pub fn only_unsupported(&self, requirements: &[Vec<String>]) -> bool {
         !requirements.is_empty()
@@ -481,6 +494,29 @@ mod tests {
             "Bearer t0ken"
         );
         assert_eq!(undeclared.missing(&[], None), None);
+    }
+
+    #[test]
+    fn what_a_hint_should_ask_for() {
+        let card = security(json!({"securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic"},
+            "token": {"type": "http", "scheme": "bearer"},
+            "oauth": {"type": "oauth2", "flows": {}}}}));
+        let names = |alternatives: &[&[&str]]| -> Vec<Vec<String>> {
+            alternatives
+                .iter()
+                .map(|names| names.iter().map(|name| name.to_string()).collect())
+                .collect()
+        };
+        assert!(card.asks_for_basic(&names(&[&["basic"]])));
+        assert!(!card.asks_for_basic(&names(&[&["basic"], &["token"]])));
+        assert!(card.only_unsupported(&names(&[&["oauth"]])));
+        assert!(card.only_unsupported(&names(&[&["oauth", "token"], &["missing"]])));
+        assert!(!card.only_unsupported(&names(&[&["oauth"], &["token"]])));
+        assert!(
+            card.describe(&names(&[&["oauth"]]))
+                .contains("OAuth 2.0, which pallet does not support (scheme `oauth`)")
+        );
     }
 
     #[test]

@@ -133,14 +133,25 @@ impl AgentCard {
     /// What is missing to call `skill` (the schemes asked for, described),
     /// when the card requires a credential that is not configured.
     pub fn missing_credential(&self, skill: &str) -> Option<String> {
-        let skill_requirements = self
-            .skills
+        self.auth.security.missing(
+            self.skill_requirements(skill),
+            self.auth.authentication.as_ref(),
+        )
+    }
+
+    /// The requirements that hold for `skill`: its own, else the card's.
+    pub fn requirements_for(&self, skill: &str) -> &[Vec<String>] {
+        match self.skill_requirements(skill) {
+            [] => &self.auth.security.requirements,
+            own => own,
+        }
+    }
+
+    fn skill_requirements(&self, skill: &str) -> &[Vec<String>] {
+        self.skills
             .iter()
             .find(|offered| offered.id == skill)
-            .map_or(&[][..], |offered| offered.security.as_slice());
-        self.auth
-            .security
-            .missing(skill_requirements, self.auth.authentication.as_ref())
+            .map_or(&[][..], |offered| offered.security.as_slice())
     }
 
     /// The URL the agent is called at first, whatever its protocol.

@@ -815,6 +815,17 @@ mod tests {
                 false,
             ),
             (
+                CallError::Unauthorized {
+                    agent: "a".into(),
+                    skill: "s".into(),
+                    status: reqwest::StatusCode::UNAUTHORIZED,
+                    asked: "HTTP bearer (scheme `bearer`)".into(),
+                    sent: "no credential".into(),
+                    challenge: None,
+                },
+                false,
+            ),
+            (
                 CallError::JsonRpc {
                     agent: "a".into(),
                     skill: "s".into(),

@@ -371,16 +371,11 @@ fn missing_credential(skill: &str, locked: &[Arc<AgentCard>]) -> DiscoveryError 
         })
         .collect();
     let first = &locked[0];
-    let asked = first.missing_credential(skill).unwrap_or_default();
-    let how = if asked.contains("which pallet does not support") && !asked.contains(") or ") {
+    let (security, requirements) = (&first.auth.security, first.requirements_for(skill));
+    let how = if security.only_unsupported(requirements) {
         "pallet answers HTTP bearer, HTTP basic and API keys in a header; give the agent such a scheme (docs/agents.md#authentication), or use another agent".to_string()
     } else {
-        how_to_give(
-            &first.name,
-            asked.contains("HTTP basic")
-                && !asked.contains("HTTP bearer")
-                && !asked.contains("API key"),
-        )
+        how_to_give(&first.name, security.asks_for_basic(requirements))
     };
     DiscoveryError::MissingCredential {
         skill: skill.to_string(),

@@ -15,7 +15,7 @@ const TOKEN: &str = "pallet-auth-test-token-5d1c9a7e";
 
 fn write_workflow(home: &Path, skill: &str) {
     let text = format!(
-        "metadata: {{id: auth, name: Auth, version: 1.0.0}}\nsteps:\n  - {{id: call, skill: {skill}, inputs: {{requirements: a factorial function}}}}\n"
+        "metadata: {{id: auth, name: Auth, version: 1.0.0}}\nsteps:\n  - {{id: call, skill: {skill}, inputs: {{requirements: a factorial function}}, retry: {{max_attempts: 3}}}}\n"
     );
     std::fs::write(home.join("auth.yaml"), text).unwrap();
 }
