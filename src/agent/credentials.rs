@@ -210,6 +210,16 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// The file's entry for agent `name`: the origin it is for and its secret.
+    pub fn file_entry(&self, name: &str) -> Option<(&url::Origin, &Secret)> {
+        self.file
+            .iter()
+            .find(|(entry, _, _)| entry == name)
+            .map(|(_, origin, secret)| (origin, secret))
+    }
+}
+
 /// `$XDG_CONFIG_HOME/pallet/credentials.yaml`, else `~/.config/pallet/credentials.yaml`.
 pub fn default_path() -> Option<PathBuf> {
     let config = std::env::var_os("XDG_CONFIG_HOME")

@@ -317,7 +317,7 @@ impl Discovery for StaticDiscovery {
                 .filter(|card| card.offers(skill))
                 .partition(|card| card.missing_credential(skill).is_none());
             if offering.is_empty() && !locked.is_empty() {
-                return Err(missing_credential(skill, &locked));
+                return Err(missing_credential(skill, &locked, false));
             }
             if offering.is_empty() {
                 if let Some(error) = self.unsupported_offering(skill).await {
@@ -362,7 +362,13 @@ impl Discovery for StaticDiscovery {
 }
 
 /// The error for a skill whose agents all need a credential not configured.
-fn missing_credential(skill: &str, locked: &[Arc<AgentCard>]) -> DiscoveryError {
+/// `from_registry`: the cards came from the registry, where only the
+/// credentials file applies.
+pub(crate) fn missing_credential(
+    skill: &str,
+    locked: &[Arc<AgentCard>],
+    from_registry: bool,
+) -> DiscoveryError {
     let agents: Vec<String> = locked
         .iter()
         .map(|card| {
@@ -374,6 +380,17 @@ fn missing_credential(skill: &str, locked: &[Arc<AgentCard>]) -> DiscoveryError 
     let (security, requirements) = (&first.auth.security, first.requirements_for(skill));
     let how = if security.only_unsupported(requirements) {
         "pallet answers HTTP bearer, HTTP basic and API keys in a header; give the agent such a scheme (docs/agents.md#authentication), or use another agent".to_string()
+    } else if from_registry {
+        let secret = if security.asks_for_basic(requirements) {
+            "username: ..., password: ..."
+        } else {
+            "token: ..."
+        };
+        format!(
+            "agents from the registry get credentials only from the credentials file: add `{}: {{url: {}, {secret}}}` under `agents:` in $XDG_CONFIG_HOME/pallet/credentials.yaml (mode 600), or give the agent with --agent; see docs/agents.md#authentication",
+            first.name,
+            first.url()
+        )
     } else {
         how_to_give(&first.name, security.asks_for_basic(requirements))
     };
@@ -403,6 +420,24 @@ fn authentication(
         .map(|skill| skill.security.as_slice())
         .collect();
     card.auth.security.authenticate(&skills, &secret, origin)
+}
+
+/// The header for a card read from the registry: only the credentials
+/// file's entry for its name, which names the origin it may go to (the card
+/// alone cannot say where a secret belongs).
+pub(crate) fn registry_authentication(
+    card: &AgentCard,
+    credentials: &Credentials,
+) -> Option<crate::agent::auth::Authentication> {
+    let (origin, secret) = credentials.file_entry(&card.name)?;
+    let skills: Vec<&[Vec<String>]> = card
+        .skills
+        .iter()
+        .map(|skill| skill.security.as_slice())
+        .collect();
+    card.auth
+        .security
+        .authenticate(&skills, secret, origin.clone())
 }
 
 /// Credentials in an agent URL would be sent as Basic authentication to it

@@ -265,3 +265,61 @@ async fn an_api_key_from_the_agents_file_opens_a_js_sdk_agent() {
     let holding = files_holding(&home.path().join("data"), TOKEN);
     assert!(holding.is_empty(), "{holding:?}");
 }
+
+/// A card read from the registry gets only the credentials file's entry,
+/// which names the agent's URL; without one the run fails before its first step.
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_cards_take_the_credentials_files_entry() {
+    let registry = crate::support::registry::TestRegistry::start();
+    let home = tempfile::tempdir().unwrap();
+    let (_agent, base) = start_token_agent(home.path());
+    write_workflow(home.path(), "create_plan");
+    let address = registry.address.clone();
+    let mut push = pallet(home.path());
+    push.args(["agents", "push", "--registry", &address, &base]);
+    let pushed = tokio::task::spawn_blocking(move || push.output().unwrap())
+        .await
+        .unwrap();
+    assert!(pushed.status.success(), "{}", text(&pushed));
+    let agents = ["--registry", address.as_str()];
+
+    let mut command = pallet(home.path());
+    command
+        .args(["run", "--file", "auth.yaml"])
+        .args(agents)
+        .env("PALLET_AGENT_TOKEN_PLAN", TOKEN);
+    let without = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let report = text(&without);
+    assert_eq!(without.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("asks for HTTP bearer (scheme `bearer`)")
+            && report.contains(
+                "agents from the registry get credentials only from the credentials file"
+            ),
+        "the environment's token is not sent to a card from the registry: {report}"
+    );
+
+    let config = home.path().join("config/pallet");
+    std::fs::create_dir_all(&config).unwrap();
+    let credentials = config.join("credentials.yaml");
+    std::fs::write(
+        &credentials,
+        format!("agents:\n  plan:\n    url: {base}\n    token: {TOKEN}\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut command = pallet(home.path());
+    command
+        .args(["-v", "run", "--file", "auth.yaml"])
+        .args(agents)
+        .env("RUST_LOG", "trace");
+    let with_file = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let report = text(&with_file);
+    assert_eq!(with_file.status.code(), Some(0), "{report}");
+    assert!(!report.contains(TOKEN), "{report}");
+}
