@@ -323,3 +323,58 @@ async fn registry_cards_take_the_credentials_files_entry() {
     assert_eq!(with_file.status.code(), Some(0), "{report}");
     assert!(!report.contains(TOKEN), "{report}");
 }
+
+/// HTTP basic, against the JS SDK agent: the user name from the agents file,
+/// the password from the environment variable it names.
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_authentication_opens_a_js_sdk_agent() {
+    let home = tempfile::tempdir().unwrap();
+    write_workflow(home.path(), "echo");
+    let peer = SdkPeer::js_with_basic("guarded", "pallet", TOKEN).await;
+    let without = run(home.path(), &peer.url(), &[]).await;
+    let report = text(&without);
+    assert_eq!(without.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("asks for HTTP basic (scheme `basic`)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("set PALLET_AGENT_USERNAME_GUARDED and PALLET_AGENT_PASSWORD_GUARDED"),
+        "{report}"
+    );
+    std::fs::write(
+        home.path().join("agents.yaml"),
+        format!(
+            "agents:\n  - url: {}\n    auth: {{username: pallet, password_env: GUARDED_PASSWORD}}\n",
+            peer.url()
+        ),
+    )
+    .unwrap();
+    let agents = ["--agents-file", "agents.yaml"];
+    let with_password = run_with(home.path(), &agents, &[("GUARDED_PASSWORD", TOKEN)]).await;
+    let report = text(&with_password);
+    assert_eq!(with_password.status.code(), Some(0), "{report}");
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("pallet:{TOKEN}"));
+    assert!(
+        !report.contains(TOKEN) && !report.contains(&encoded),
+        "{report}"
+    );
+    let wrong = run_with(home.path(), &agents, &[("GUARDED_PASSWORD", "wrong")]).await;
+    let report = text(&wrong);
+    assert_eq!(wrong.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("HTTP 401 Unauthorized: it asks for HTTP basic (scheme `basic`), pallet sent the credential for scheme `basic` (WWW-Authenticate: Basic realm=\"test\")"),
+        "{report}"
+    );
+    let by_env = run(
+        home.path(),
+        &peer.url(),
+        &[
+            ("PALLET_AGENT_USERNAME_GUARDED", "pallet"),
+            ("PALLET_AGENT_PASSWORD_GUARDED", TOKEN),
+        ],
+    )
+    .await;
+    assert_eq!(by_env.status.code(), Some(0), "{}", text(&by_env));
+}

@@ -47,6 +47,13 @@ impl SdkPeer {
         SdkPeer::js_with_options(name, JsSdk::V1, interfaces, &[], &[option]).await
     }
 
+    /// A 1.0 JavaScript agent whose card requires HTTP basic and whose
+    /// endpoints answer 401 without this user name and password.
+    pub async fn js_with_basic(name: &str, username: &str, password: &str) -> SdkPeer {
+        let option = format!("--basic={username}:{password}");
+        SdkPeer::js_with_options(name, JsSdk::V1, &["JSONRPC"], &[], &[option]).await
+    }
+
     async fn js_with_options(
         name: &str,
         sdk: JsSdk,
