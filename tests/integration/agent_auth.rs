@@ -107,6 +107,10 @@ async fn a_token_protected_pallet_agent_needs_its_token_and_never_shows_it() {
     let report = text(&by_env);
     assert_eq!(by_env.status.code(), Some(0), "{report}");
     assert!(!report.contains(TOKEN), "{report}");
+    assert!(
+        report.contains("TRACE http1 handshake complete"),
+        "the HTTP client's trace logs were searched too: {report}"
+    );
 
     let wrong = run(
         home.path(),
