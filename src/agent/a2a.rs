@@ -279,6 +279,7 @@ mod tests {
         agent: "agent",
         skill: "skill",
         max_response_size: 1 << 20,
+        auth: None,
     };
 
     #[test]

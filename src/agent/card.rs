@@ -6,6 +6,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::auth::{Auth, Security};
+
 /// What pallet needs of an agent card, whatever protocol it came from.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AgentCard {
@@ -17,6 +19,9 @@ pub struct AgentCard {
     /// The cap on one answer of this agent, from the agents file.
     #[serde(skip)]
     pub max_response_size: Option<u64>,
+    /// What the card asks for and the credential configured for it.
+    #[serde(skip)]
+    pub auth: Auth,
 }
 
 /// Where and how to call an agent.
@@ -85,6 +90,9 @@ pub struct SkillInfo {
     pub input_schema: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<Value>,
+    /// The skill's own security requirements, which replace the card's.
+    #[serde(skip)]
+    pub security: Vec<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +128,30 @@ pub enum CardError {
 impl AgentCard {
     pub fn offers(&self, skill: &str) -> bool {
         self.skills.iter().any(|offered| offered.id == skill)
+    }
+
+    /// What is missing to call `skill` (the schemes asked for, described),
+    /// when the card requires a credential that is not configured.
+    pub fn missing_credential(&self, skill: &str) -> Option<String> {
+        self.auth.security.missing(
+            self.skill_requirements(skill),
+            self.auth.authentication.as_ref(),
+        )
+    }
+
+    /// The requirements that hold for `skill`: its own, else the card's.
+    pub fn requirements_for(&self, skill: &str) -> &[Vec<String>] {
+        match self.skill_requirements(skill) {
+            [] => &self.auth.security.requirements,
+            own => own,
+        }
+    }
+
+    fn skill_requirements(&self, skill: &str) -> &[Vec<String>] {
+        self.skills
+            .iter()
+            .find(|offered| offered.id == skill)
+            .map_or(&[][..], |offered| offered.security.as_slice())
     }
 
     /// The URL the agent is called at first, whatever its protocol.
@@ -177,6 +209,10 @@ impl AgentCard {
             endpoint,
             skills,
             max_response_size: None,
+            auth: Auth {
+                security: Security::parse(object),
+                authentication: None,
+            },
         })
     }
 }
@@ -374,6 +410,10 @@ fn skill_info(skill: &Value) -> Option<SkillInfo> {
         description: skill["description"].as_str().map(str::to_string),
         input_schema: skill.get("input_schema").cloned(),
         output_schema: skill.get("output_schema").cloned(),
+        security: skill
+            .as_object()
+            .map(super::auth::requirements)
+            .unwrap_or_default(),
     })
 }
 

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{BodyError, json_values, max_json_values, read_limited};
+use super::auth::Auth;
 use super::card::{AgentCard, Endpoint, Interface};
 use super::{a2a, legacy};
 
@@ -62,6 +63,21 @@ pub enum CallError {
         retry_after: Option<Duration>,
         /// The start of the body, which often says why.
         snippet: String,
+    },
+    #[error(
+        "agent `{agent}` refused skill `{skill}` with HTTP {status}: it asks for {asked}, pallet sent {sent}{}",
+        challenge_suffix(.challenge)
+    )]
+    Unauthorized {
+        agent: String,
+        skill: String,
+        status: reqwest::StatusCode,
+        /// The schemes the card asks for, described.
+        asked: String,
+        /// What pallet sent, described (never the secret).
+        sent: String,
+        /// The start of the `WWW-Authenticate` header, when given.
+        challenge: Option<String>,
     },
     #[error("skill `{skill}` on agent `{agent}` timed out after {}{}", humantime::format_duration(*.timeout), task_suffix(.task_id))]
     Timeout {
@@ -168,6 +184,15 @@ fn size_words(size: Option<u64>) -> String {
     }
 }
 
+fn challenge_suffix(challenge: &Option<String>) -> String {
+    match challenge {
+        Some(challenge) => {
+            format!(" (WWW-Authenticate: {challenge}); see docs/agents.md#authentication")
+        }
+        None => "; see docs/agents.md#authentication".to_string(),
+    }
+}
+
 fn task_suffix(task_id: &Option<String>) -> String {
     match task_id {
         Some(id) => format!(" (task {id}, cancellation sent to the agent)"),
@@ -199,6 +224,7 @@ impl CallError {
             | CallError::TooManyValues { .. }
             | CallError::UnknownTaskState { .. }
             | CallError::Redirected { .. }
+            | CallError::Unauthorized { .. }
             | CallError::NoInterface { .. }
             | CallError::Malformed { .. } => false,
         }
@@ -233,6 +259,8 @@ pub(crate) struct Target<'a> {
     pub skill: &'a str,
     /// The most bytes one answer's body may have.
     pub max_response_size: u64,
+    /// What the card asks for and the header to send, if any.
+    pub auth: Option<&'a Auth>,
 }
 
 impl Target<'_> {
@@ -289,14 +317,53 @@ impl Target<'_> {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, CallError> {
-        let response = request
-            .send()
+        let (client, request) = request.build_split();
+        let mut request = request.map_err(|source| self.transport(source))?;
+        let authentication = self.auth.and_then(|auth| auth.authentication.as_ref());
+        let sent_credential =
+            authentication.is_some_and(|authentication| authentication.apply(&mut request));
+        let response = client
+            .execute(request)
             .await
             .map_err(|source| self.transport(source))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(self.unauthorized(&response, sent_credential));
+        }
         if response.status().is_redirection() {
             return Err(self.redirected(&response));
         }
         Ok(response)
+    }
+
+    /// A 401 or 403, named with what the card asks for and what was sent.
+    fn unauthorized(&self, response: &reqwest::Response, sent_credential: bool) -> CallError {
+        let asked = self.auth.and_then(|auth| auth.security.asked());
+        let challenge = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok())
+            .map(snippet);
+        CallError::Unauthorized {
+            agent: self.agent.to_string(),
+            skill: self.skill.to_string(),
+            status: response.status(),
+            asked: asked.unwrap_or_else(|| "no scheme in its card".to_string()),
+            sent: match (
+                sent_credential,
+                self.auth.and_then(|auth| auth.authentication.as_ref()),
+            ) {
+                (true, Some(authentication)) => {
+                    format!("the credential for scheme `{}`", authentication.scheme)
+                }
+                (false, Some(_)) => {
+                    "no credential (the interface is on another origin than the agent's)"
+                        .to_string()
+                }
+                (_, None) => "no credential".to_string(),
+            },
+            challenge,
+        }
     }
 
     fn redirected(&self, response: &reqwest::Response) -> CallError {
@@ -597,6 +664,7 @@ impl AgentClient {
                 .max_response_size
                 .or(agent.max_response_size)
                 .unwrap_or(DEFAULT_MAX_RESPONSE_SIZE),
+            auth: Some(&agent.auth),
         };
         // One slot per interface, set as soon as that interface accepted the
         // task: the work below is dropped on timeout, the slots are not.
@@ -743,6 +811,17 @@ mod tests {
                     agent: "a".into(),
                     skill: "s".into(),
                     task_id: None,
+                },
+                false,
+            ),
+            (
+                CallError::Unauthorized {
+                    agent: "a".into(),
+                    skill: "s".into(),
+                    status: reqwest::StatusCode::UNAUTHORIZED,
+                    asked: "HTTP bearer (scheme `bearer`)".into(),
+                    sent: "no credential".into(),
+                    challenge: None,
                 },
                 false,
             ),

@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 use super::answer::{BodyError, json_values, max_json_values, read_limited};
 use super::card::{AgentCard, CardError, has_credentials};
 use super::client::{DEFAULT_MAX_RESPONSE_SIZE, card_http_client, redacted};
+use super::credentials::{AuthEntry, CredentialError, Credentials, Secret, how_to_give};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -40,6 +41,18 @@ pub enum DiscoveryError {
         /// Each agent with what its card offers.
         agents: String,
     },
+    #[error(
+        "skill `{skill}` is offered only by agents that need a credential pallet does not have: {agents}"
+    )]
+    MissingCredential {
+        skill: String,
+        /// Each agent with what it asks for.
+        agents: String,
+        /// How to give the first agent its credential.
+        how: String,
+    },
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     #[error("agent url `{url}` carries a user name or password, which pallet does not send")]
     CredentialsInUrl {
         /// The URL without them.
@@ -68,6 +81,8 @@ impl DiscoveryError {
             DiscoveryError::UnsupportedProtocol { .. } => Some(
                 "pallet speaks A2A 0.3 and 1.0 over JSONRPC and HTTP+JSON: give the agent such an interface (docs/agents.md), or use another agent".to_string(),
             ),
+            DiscoveryError::MissingCredential { how, .. } => Some(how.clone()),
+            DiscoveryError::Credentials(error) => error.hint(),
             DiscoveryError::ReadAgentsFile { .. } => None,
         }
     }
@@ -119,6 +134,8 @@ const CARD_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct StaticDiscovery {
     http: reqwest::Client,
     agents: Vec<ConfiguredAgent>,
+    /// The credentials file's secrets (the environment is read as well).
+    credentials: Credentials,
     found: OnceCell<Vec<Found>>,
 }
 
@@ -128,6 +145,8 @@ pub struct ConfiguredAgent {
     pub url: String,
     /// The largest answer (and card) read from it.
     pub max_response_size: Option<u64>,
+    /// Its secret, from the agents file's `auth`.
+    pub secret: Option<Secret>,
 }
 
 /// What one configured URL gave.
@@ -170,6 +189,8 @@ enum AgentEntry {
         url: String,
         #[serde(default, with = "crate::workflow::model::size_opt")]
         max_response_size: Option<u64>,
+        #[serde(default)]
+        auth: Option<AuthEntry>,
     },
 }
 
@@ -181,22 +202,26 @@ impl StaticDiscovery {
             .map(|url| ConfiguredAgent {
                 url,
                 max_response_size: None,
+                secret: None,
             })
             .collect();
         StaticDiscovery {
             http: card_http_client(),
             agents,
+            credentials: Credentials::default(),
             found: OnceCell::new(),
         }
     }
 
     /// `urls` first, then the agents listed in `agents_file` (YAML or JSON);
-    /// a URL with credentials in it is refused.
+    /// a URL with credentials in it is refused. The credentials file is read
+    /// here, so a bad one fails before any agent is asked.
     pub fn configured(
         urls: Vec<String>,
         agents_file: Option<&Path>,
     ) -> Result<StaticDiscovery, DiscoveryError> {
         let mut discovery = StaticDiscovery::new(urls);
+        discovery.credentials = Credentials::load()?;
         if let Some(path) = agents_file {
             discovery.agents.extend(read_agents_file(path)?);
         }
@@ -272,7 +297,7 @@ impl StaticDiscovery {
                 let fetches = self
                     .agents
                     .iter()
-                    .map(|agent| fetch_card(&self.http, agent));
+                    .map(|agent| fetch_card(&self.http, agent, &self.credentials));
                 join_all(fetches).await
             })
             .await
@@ -285,12 +310,15 @@ impl Discovery for StaticDiscovery {
         skill: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Arc<AgentCard>>, DiscoveryError>> {
         Box::pin(async move {
-            let offering: Vec<Arc<AgentCard>> = self
+            let (offering, locked): (Vec<Arc<AgentCard>>, Vec<Arc<AgentCard>>) = self
                 .cards()
                 .await
                 .into_iter()
                 .filter(|card| card.offers(skill))
-                .collect();
+                .partition(|card| card.missing_credential(skill).is_none());
+            if offering.is_empty() && !locked.is_empty() {
+                return Err(missing_credential(skill, &locked, false));
+            }
             if offering.is_empty() {
                 if let Some(error) = self.unsupported_offering(skill).await {
                     return Err(error);
@@ -333,6 +361,85 @@ impl Discovery for StaticDiscovery {
     }
 }
 
+/// The error for a skill whose agents all need a credential not configured.
+/// `from_registry`: the cards came from the registry, where only the
+/// credentials file applies.
+pub(crate) fn missing_credential(
+    skill: &str,
+    locked: &[Arc<AgentCard>],
+    from_registry: bool,
+) -> DiscoveryError {
+    let agents: Vec<String> = locked
+        .iter()
+        .map(|card| {
+            let asked = card.missing_credential(skill).unwrap_or_default();
+            format!("`{}` at {} asks for {asked}", card.name, card.url())
+        })
+        .collect();
+    let first = &locked[0];
+    let (security, requirements) = (&first.auth.security, first.requirements_for(skill));
+    let how = if security.only_unsupported(requirements) {
+        "pallet answers HTTP bearer, HTTP basic and API keys in a header; give the agent such a scheme (docs/agents.md#authentication), or use another agent".to_string()
+    } else if from_registry {
+        let secret = if security.asks_for_basic(requirements) {
+            "username: ..., password: ..."
+        } else {
+            "token: ..."
+        };
+        format!(
+            "agents from the registry get credentials only from the credentials file: add `{}: {{url: {}, {secret}}}` under `agents:` in $XDG_CONFIG_HOME/pallet/credentials.yaml (mode 600), or give the agent with --agent; see docs/agents.md#authentication",
+            first.name,
+            first.url()
+        )
+    } else {
+        how_to_give(&first.name, security.asks_for_basic(requirements))
+    };
+    DiscoveryError::MissingCredential {
+        skill: skill.to_string(),
+        agents: agents.join("; "),
+        how,
+    }
+}
+
+/// The header for `card`, configured at `agent`: the agents file's secret,
+/// else the environment's or the credentials file's for the card's name.
+/// It may go only to the origin of the URL the user configured.
+fn authentication(
+    card: &AgentCard,
+    agent: &ConfiguredAgent,
+    credentials: &Credentials,
+) -> Option<crate::agent::auth::Authentication> {
+    let origin = url::Url::parse(&agent.url).ok()?.origin();
+    let secret = match &agent.secret {
+        Some(secret) => secret.clone(),
+        None => credentials.secret_for(&card.name, &origin)?,
+    };
+    let skills: Vec<&[Vec<String>]> = card
+        .skills
+        .iter()
+        .map(|skill| skill.security.as_slice())
+        .collect();
+    card.auth.security.authenticate(&skills, &secret, origin)
+}
+
+/// The header for a card read from the registry: only the credentials
+/// file's entry for its name, which names the origin it may go to (the card
+/// alone cannot say where a secret belongs).
+pub(crate) fn registry_authentication(
+    card: &AgentCard,
+    credentials: &Credentials,
+) -> Option<crate::agent::auth::Authentication> {
+    let (origin, secret) = credentials.file_entry(&card.name)?;
+    let skills: Vec<&[Vec<String>]> = card
+        .skills
+        .iter()
+        .map(|skill| skill.security.as_slice())
+        .collect();
+    card.auth
+        .security
+        .authenticate(&skills, secret, origin.clone())
+}
+
 /// Credentials in an agent URL would be sent as Basic authentication to it
 /// and to whatever its card names; they are refused, never logged.
 fn refuse_credentials(url: &str) -> Result<(), DiscoveryError> {
@@ -345,6 +452,30 @@ fn refuse_credentials(url: &str) -> Result<(), DiscoveryError> {
 }
 
 fn read_agents_file(path: &Path) -> Result<Vec<ConfiguredAgent>, DiscoveryError> {
+    let entries = read_agents_entries(path)?;
+    let mut agents = Vec::new();
+    for entry in entries {
+        agents.push(match entry {
+            AgentEntry::Url(url) => ConfiguredAgent {
+                url,
+                max_response_size: None,
+                secret: None,
+            },
+            AgentEntry::Agent {
+                url,
+                max_response_size,
+                auth,
+            } => ConfiguredAgent {
+                secret: auth.map(|auth| auth.secret(&url)).transpose()?,
+                url,
+                max_response_size,
+            },
+        });
+    }
+    Ok(agents)
+}
+
+fn read_agents_entries(path: &Path) -> Result<Vec<AgentEntry>, DiscoveryError> {
     let text = std::fs::read_to_string(path).map_err(|source| DiscoveryError::ReadAgentsFile {
         path: path.to_path_buf(),
         source,
@@ -355,26 +486,10 @@ fn read_agents_file(path: &Path) -> Result<Vec<ConfiguredAgent>, DiscoveryError>
             path: path.to_path_buf(),
             source,
         })?;
-    let entries = match file {
+    Ok(match file {
         AgentsFile::Agents { agents } => agents,
         AgentsFile::List(list) => list,
-    };
-    Ok(entries
-        .into_iter()
-        .map(|entry| match entry {
-            AgentEntry::Url(url) => ConfiguredAgent {
-                url,
-                max_response_size: None,
-            },
-            AgentEntry::Agent {
-                url,
-                max_response_size,
-            } => ConfiguredAgent {
-                url,
-                max_response_size,
-            },
-        })
-        .collect())
+    })
 }
 
 /// The URLs where the card of `url` may be, in the order to try.
@@ -391,7 +506,11 @@ fn card_locations(url: &str) -> Vec<String> {
 
 /// Fetches and reads the card of one configured agent; failures are logged
 /// and leave the agent out, since other agents may still serve the run.
-async fn fetch_card(http: &reqwest::Client, agent: &ConfiguredAgent) -> Found {
+async fn fetch_card(
+    http: &reqwest::Client,
+    agent: &ConfiguredAgent,
+    credentials: &Credentials,
+) -> Found {
     let url = agent.url.as_str();
     let limit = agent.max_response_size.unwrap_or(DEFAULT_MAX_RESPONSE_SIZE);
     // A card that was found but could not be read, for the message at the end.
@@ -401,6 +520,7 @@ async fn fetch_card(http: &reqwest::Client, agent: &ConfiguredAgent) -> Found {
             Ok(json) => match AgentCard::parse(&location, &json) {
                 Ok(mut card) => {
                     card.max_response_size = agent.max_response_size;
+                    card.auth.authentication = authentication(&card, agent, credentials);
                     return Found::Card(Arc::new(card));
                 }
                 Err(error @ CardError::CredentialsInUrl { .. }) => {

@@ -1,11 +1,14 @@
 //! Agents: their cards, discovery of an agent per skill, and one client type
 //! that speaks A2A 0.3 and 1.0 (JSON-RPC and HTTP+JSON each) and the original
-//! project's legacy protocol.
+//! project's legacy protocol; authentication by the card's security schemes
+//! ([`auth`]) with secrets from [`credentials`].
 
 mod a2a;
 mod answer;
+pub mod auth;
 pub mod card;
 pub mod client;
+pub mod credentials;
 pub mod discovery;
 pub mod examples;
 mod legacy;

@@ -283,9 +283,10 @@ pub(super) async fn resolve_agents(
     if !urls.is_empty() || sources.agents_file.is_some() {
         let configured = StaticDiscovery::configured(urls.to_vec(), sources.agents_file.as_deref())
             .map_err(|error| match (&error, error.hint()) {
-                (DiscoveryError::CredentialsInUrl { .. }, Some(hint)) => {
-                    anyhow::Error::new(BadInput::new(error.to_string()).hint(hint))
-                }
+                (
+                    DiscoveryError::CredentialsInUrl { .. } | DiscoveryError::Credentials(_),
+                    Some(hint),
+                ) => anyhow::Error::new(BadInput::new(error.to_string()).hint(hint)),
                 _ => anyhow::Error::new(error),
             })?;
         let configured: Arc<dyn Discovery> = Arc::new(configured);

@@ -10,6 +10,8 @@ use tokio::sync::OnceCell;
 
 use super::reference::{ArtifactKind, Reference};
 use super::{Registry, RegistryError};
+use crate::agent::credentials::Credentials;
+use crate::agent::discovery::{missing_credential, registry_authentication};
 use crate::agent::{AgentCard, Discovery, DiscoveryError};
 
 /// An agent that does not accept a connection in this long is skipped.
@@ -97,8 +99,15 @@ async fn read_cards(registry: &Registry) -> Result<Vec<RegistryCard>, RegistryEr
         }
         Err(error) => return Err(error),
     };
+    // A bad credentials file fails `--agent` runs with its reason; here the
+    // registry's agents are called without credentials instead.
+    let credentials = Credentials::load().unwrap_or_else(|error| {
+        tracing::warn!(error = %crate::error::chain_of(&error), "credentials file not used for the registry's agents");
+        Credentials::default()
+    });
+    let credentials = &credentials;
     let cards: Vec<Option<RegistryCard>> = stream::iter(repositories)
-        .map(|repository| read_card(registry, repository))
+        .map(|repository| read_card(registry, repository, credentials))
         .buffered(CARD_READS_AT_ONCE)
         .collect()
         .await;
@@ -115,7 +124,11 @@ fn catalog_hidden(error: &RegistryError) -> bool {
 }
 
 /// One repository's card; `None` (logged) when it cannot be read.
-async fn read_card(registry: &Registry, repository: String) -> Option<RegistryCard> {
+async fn read_card(
+    registry: &Registry,
+    repository: String,
+    credentials: &Credentials,
+) -> Option<RegistryCard> {
     let pulled = Reference::parse(ArtifactKind::AgentCard, &repository);
     let pulled = match pulled {
         Ok(reference) => registry.pull(&reference).await,
@@ -138,8 +151,11 @@ async fn read_card(registry: &Registry, repository: String) -> Option<RegistryCa
         .map_err(|error| error.to_string())
         .and_then(|json| AgentCard::parse(&location, &json).map_err(|error| error.to_string()));
     match parsed {
-        Ok(card) => Some(RegistryCard {
-            card: Arc::new(card),
+        Ok(mut card) => Some(RegistryCard {
+            card: {
+                card.auth.authentication = registry_authentication(&card, credentials);
+                Arc::new(card)
+            },
             answers: OnceCell::new(),
         }),
         Err(problem) => {
@@ -199,6 +215,12 @@ impl Discovery for RegistryDiscovery {
                 .filter(|(_, up)| *up)
                 .map(|(entry, _)| entry.card.clone())
                 .collect();
+            let (alive, locked): (Vec<Arc<AgentCard>>, Vec<Arc<AgentCard>>) = alive
+                .into_iter()
+                .partition(|card| card.missing_credential(skill).is_none());
+            if alive.is_empty() && !locked.is_empty() {
+                return Err(missing_credential(skill, &locked, true));
+            }
             if alive.is_empty() {
                 let mut offered: Vec<String> = Vec::new();
                 for entry in &loaded.cards {

@@ -322,6 +322,7 @@ async fn agents_that_are_down_are_unreachable_and_transient() {
             endpoint,
             skills: vec![],
             max_response_size: None,
+            auth: Default::default(),
         };
         let error = call(&agent, "echo", &Map::new(), GENEROUS)
             .await

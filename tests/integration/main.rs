@@ -2,6 +2,7 @@
 
 mod a2a_versions;
 mod agent;
+mod agent_auth;
 mod agent_serve_conformance;
 mod api;
 mod api_hardening;

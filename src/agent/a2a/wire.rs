@@ -308,6 +308,7 @@ mod tests {
         agent: "agent",
         skill: "skill",
         max_response_size: 1 << 20,
+        auth: None,
     };
 
     fn wire(interface: &Interface) -> Wire<'_> {

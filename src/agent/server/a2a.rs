@@ -66,7 +66,11 @@ pub(super) fn response(id: Value, result: Result<Value, RpcError>) -> Json<Value
 /// `GET /.well-known/agent-card.json`
 pub(super) async fn card(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Value> {
     let base = super::base_url(&state, &headers);
-    Json(agent_card(&state.runtime.definition, &base))
+    let card = agent_card(&state.runtime.definition, &base);
+    Json(super::security::declared(
+        card,
+        state.options.token.is_some(),
+    ))
 }
 
 /// `POST /`

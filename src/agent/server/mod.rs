@@ -31,6 +31,7 @@ mod operations;
 mod process;
 mod rest;
 mod runtime;
+mod security;
 mod stream;
 mod tasks;
 mod v03;

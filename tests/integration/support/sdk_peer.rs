@@ -32,6 +32,35 @@ impl SdkPeer {
     /// `echo`, `echo_text`, `words`, `reply`, `fail`, `slow`, `metadata` (see
     /// the script) and `extra_skills`, which echo.
     pub async fn js(name: &str, sdk: JsSdk, interfaces: &[&str], extra_skills: &[&str]) -> SdkPeer {
+        SdkPeer::js_with_options(name, sdk, interfaces, extra_skills, &[]).await
+    }
+
+    /// A 1.0 JavaScript agent like [`SdkPeer::js`] whose card requires an API
+    /// key in `header` and whose endpoints answer 401 without `key` there.
+    pub async fn js_with_api_key(
+        name: &str,
+        interfaces: &[&str],
+        header: &str,
+        key: &str,
+    ) -> SdkPeer {
+        let option = format!("--api-key={header}:{key}");
+        SdkPeer::js_with_options(name, JsSdk::V1, interfaces, &[], &[option]).await
+    }
+
+    /// A 1.0 JavaScript agent whose card requires HTTP basic and whose
+    /// endpoints answer 401 without this user name and password.
+    pub async fn js_with_basic(name: &str, username: &str, password: &str) -> SdkPeer {
+        let option = format!("--basic={username}:{password}");
+        SdkPeer::js_with_options(name, JsSdk::V1, &["JSONRPC"], &[], &[option]).await
+    }
+
+    async fn js_with_options(
+        name: &str,
+        sdk: JsSdk,
+        interfaces: &[&str],
+        extra_skills: &[&str],
+        options: &[String],
+    ) -> SdkPeer {
         let script = repository_root().join("tests/peers/js/agent.mjs");
         let modules = repository_root().join("tests/peers/js/node_modules");
         assert!(
@@ -51,7 +80,8 @@ impl SdkPeer {
                 JsSdk::V03 => "--sdk=0.3",
             })
             .arg(format!("--interfaces={}", interfaces.join(",")))
-            .arg(format!("--skills={}", extra_skills.join(",")));
+            .arg(format!("--skills={}", extra_skills.join(",")))
+            .args(options);
         SdkPeer::spawn(command, port).await
     }
 

@@ -2,6 +2,7 @@
 // JavaScript SDK: @a2a-js/sdk 1.3.0 (A2A 1.0) or 0.3.14 (A2A 0.3).
 //
 // Usage: node agent.mjs PORT NAME --sdk=1|0.3 --interfaces=B[,B...] [--skills=a,b]
+//                       [--api-key=HEADER:KEY] [--basic=USER:PASSWORD]
 //
 // Each B is a binding, JSONRPC, HTTP+JSON or GRPC, optionally `=URL`; the card
 // lists them in that order (for 0.3: the first is `url` + `preferredTransport`,
@@ -18,6 +19,11 @@
 //   slow       works for `seconds` (default 60); stops at once when cancelled
 //   metadata   artifact with the message's metadata
 // plus the skills named with --skills, which behave like `echo`.
+//
+// With --api-key (A2A 1.0 only), the card declares an API key in header HEADER
+// (`securitySchemes` + `securityRequirements`) and the JSON-RPC and HTTP+JSON
+// endpoints answer 401 to a request without that header set to KEY; the card
+// stays public. --basic does the same with HTTP basic (`Authorization: Basic`).
 
 import express from "express";
 
@@ -34,6 +40,8 @@ const interfaces = option("interfaces", "JSONRPC")
     return { binding, url: url ?? `${base}${paths[binding] ?? "/"}` };
   });
 const extraSkills = option("skills", "").split(",").filter(Boolean);
+const [apiKeyHeader, apiKey] = option("api-key", ":").split(/:(.*)/s);
+const [basicUser, basicPassword] = option("basic", ":").split(/:(.*)/s);
 const skills = ["echo", "echo_text", "words", "reply", "fail", "slow", "metadata", ...extraSkills];
 
 process.stdin.on("end", () => process.exit(0));
@@ -132,6 +140,14 @@ async function version1() {
     defaultInputModes: ["application/json"], defaultOutputModes: ["application/json"],
     skills: skills.map((id) => ({ id, name: id, description: `test skill ${id}`, tags: ["test"], examples: [], inputModes: [], outputModes: [], securityRequirements: [] })),
   };
+  if (apiKeyHeader) {
+    card.securitySchemes = { apiKey: { apiKeySecurityScheme: { description: "test key", location: "header", name: apiKeyHeader } } };
+    card.securityRequirements = [{ schemes: { apiKey: { list: [] } } }];
+  }
+  if (basicUser) {
+    card.securitySchemes = { basic: { httpAuthSecurityScheme: { description: "test user", scheme: "Basic", bearerFormat: "" } } };
+    card.securityRequirements = [{ schemes: { basic: { list: [] } } }];
+  }
   const handler = new server.DefaultRequestHandler(card, new server.InMemoryTaskStore(), executor);
   const userBuilder = expressSdk.UserBuilder.noAuthentication;
   return { card, handler, expressSdk, userBuilder };
@@ -198,6 +214,21 @@ async function version03() {
 const { card, handler, expressSdk, userBuilder } = sdkVersion === "0.3" ? await version03() : await version1();
 const app = express();
 app.use("/.well-known/agent-card.json", expressSdk.agentCardHandler({ agentCardProvider: async () => card }));
+const expected = apiKeyHeader
+  ? [apiKeyHeader, apiKey]
+  : basicUser
+    ? ["Authorization", `Basic ${Buffer.from(`${basicUser}:${basicPassword}`).toString("base64")}`]
+    : undefined;
+if (expected) {
+  const [header, value] = expected;
+  const check = (req, res, next) => {
+    if (req.get(header) === value) return next();
+    if (basicUser) res.set("WWW-Authenticate", 'Basic realm="test"');
+    res.status(401).json({ error: `missing or wrong ${header}` });
+  };
+  app.use(paths.JSONRPC, check);
+  app.use(paths["HTTP+JSON"], check);
+}
 // Only the bindings the card lists are served.
 const listed = new Set(interfaces.map(({ binding }) => binding));
 if (listed.has("JSONRPC")) app.use(paths.JSONRPC, expressSdk.jsonRpcHandler({ requestHandler: handler, userBuilder }));
