@@ -2,7 +2,7 @@
 //! `preferredTransport`, `additionalInterfaces`) and legacy (`/agent-card`),
 //! all read into one [`AgentCard`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -31,7 +31,9 @@ pub enum Endpoint {
 }
 
 /// One A2A interface: a URL, the protocol version spoken there and the binding.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// Read back from the run database, where a step attempt keeps the interface
+/// that accepted its task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Interface {
     pub url: String,
     pub version: Version,
@@ -39,7 +41,7 @@ pub struct Interface {
 }
 
 /// The A2A versions pallet speaks.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Version {
     #[serde(rename = "0.3")]
     V0_3,
@@ -48,7 +50,7 @@ pub enum Version {
 }
 
 /// The A2A bindings pallet speaks (the card names them `JSONRPC` and `HTTP+JSON`).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Binding {
     #[serde(rename = "JSONRPC")]
     JsonRpc,
