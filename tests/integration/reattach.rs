@@ -222,3 +222,35 @@ async fn a_resume_takes_the_output_of_a_task_that_completed_meanwhile() {
     assert_eq!(attempts[1].task_id.as_deref(), Some(task.as_str()));
     assert_eq!(attempts[1].reattached_from, Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_start_up_resume_reattaches_too() {
+    let agent = SdkPeer::js_recording("service-agent", &["JSONRPC"], None).await;
+    let killed = run_and_kill(&agent).await;
+    let task = killed.interrupted.task_id.clone().unwrap();
+    let mut serve = killed.home.pallet();
+    serve
+        .args(["serve", "--addr", "127.0.0.1:0", "--agent", &agent.url()])
+        .arg("--db")
+        .arg(&killed.db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _service = Spawned::spawn(&mut serve);
+    let store = RunStore::open(&killed.db).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.get(&killed.id).unwrap().status != RunState::Completed {
+        assert!(
+            Instant::now() < deadline,
+            "the service did not complete the run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sends_of(&agent.sends().await, "slow").len(),
+        1,
+        "the agent saw exactly one SendMessage for the step"
+    );
+    let attempts = attempts_of(&killed.db, &killed.id, "slow");
+    assert_eq!(attempts[1].task_id.as_deref(), Some(task.as_str()));
+    assert_eq!(attempts[1].reattached_from, Some(1));
+}
