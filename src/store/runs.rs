@@ -913,6 +913,83 @@ mod tests {
         assert_eq!(store.live_lease(&id).unwrap(), None);
     }
 
+    fn task(id: &str) -> StepTask {
+        StepTask {
+            agent: "a".to_string(),
+            task: AgentTask {
+                id: id.to_string(),
+                interface: crate::agent::Interface {
+                    url: "http://127.0.0.1:1/rpc".to_string(),
+                    version: crate::agent::Version::V1_0,
+                    binding: crate::agent::Binding::JsonRpc,
+                },
+            },
+            idempotency_key: format!("key-{id}"),
+            reattached_from: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_task_of_the_newest_interrupted_attempt_is_found_again() {
+        let (store, _directory, id) = running();
+        let start = |step: &str| store.start_attempt_queued(&id, step, "running", None);
+        // `slow`: a task, then a resume that died before the agent answered.
+        start("slow").await.unwrap();
+        store
+            .record_task_queued(&id, "slow", &task("t-1"), None)
+            .await
+            .unwrap();
+        store.interrupt_running(&id).unwrap();
+        start("slow").await.unwrap();
+        store.interrupt_running(&id).unwrap();
+        // `done`: its task ended with the attempt; `quick`: never had one.
+        start("done").await.unwrap();
+        store
+            .record_task_queued(&id, "done", &task("t-2"), None)
+            .await
+            .unwrap();
+        store
+            .finish_attempt_queued(&id, &completed("done", json!({})), None)
+            .await
+            .unwrap();
+        start("quick").await.unwrap();
+        store.interrupt_running(&id).unwrap();
+
+        let mut expected = task("t-1");
+        expected.reattached_from = Some(1);
+        assert_eq!(
+            store.interrupted_tasks(&id).unwrap(),
+            HashMap::from([("slow".to_string(), expected)])
+        );
+        let slow = &store.attempts(&id).unwrap()[0];
+        assert_eq!(slow.task_id.as_deref(), Some("t-1"));
+        assert_eq!(slow.idempotency_key.as_deref(), Some("key-t-1"));
+        assert_eq!(
+            slow.task_interface,
+            Some(json!({"url": "http://127.0.0.1:1/rpc", "version": "1.0", "binding": "JSONRPC"}))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_of_an_executor_that_lost_its_lease_is_not_recorded() {
+        let (store, _directory, id) = running();
+        store.acquire_lease(&id, "old").await.unwrap();
+        store
+            .start_attempt_queued(&id, "one", "running", Some("old"))
+            .await
+            .unwrap();
+        store.release_lease(&id, "old").await.unwrap();
+        store.acquire_lease(&id, "new").await.unwrap();
+        let refused = store
+            .record_task_queued(&id, "one", &task("t"), Some("old"))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::LeaseLost { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(store.attempts(&id).unwrap()[0].task_id, None);
+    }
+
     #[test]
     fn a_finish_leaves_an_attempt_that_already_ended_alone() {
         let (store, _directory, id) = running();
