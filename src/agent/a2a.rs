@@ -439,6 +439,34 @@ mod tests {
     }
 
     #[test]
+    fn only_task_not_found_answers_send_a_reattached_step_again() {
+        let rpc = |code: i64| CallError::JsonRpc {
+            agent: "a".into(),
+            skill: "s".into(),
+            code,
+            message: "m".into(),
+        };
+        let http = |status: u16| CallError::Http {
+            agent: "a".into(),
+            skill: "s".into(),
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+            snippet: String::new(),
+        };
+        let cases = [
+            (rpc(-32001), true),
+            (http(404), true),
+            (rpc(-32601), false),
+            (rpc(-32603), false),
+            (http(500), false),
+            (http(410), false),
+        ];
+        for (error, not_found) in cases {
+            assert_eq!(is_task_not_found(&error), not_found, "{error}");
+        }
+    }
+
+    #[test]
     fn completed_task_without_artifacts_uses_its_status_message() {
         let mut task = json!({"id": "t", "status": {"state": "TASK_STATE_COMPLETED", "message": {"parts": [{"text": "done"}]}}});
         assert_eq!(task_output(TARGET, &mut task, "").unwrap(), json!("done"));
