@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::card::Interface;
-use super::client::{CallError, CallRequest, Target};
+use super::client::{AgentTask, CallError, CallRequest, Target};
 use wire::{Sent, Wire};
 
 /// Polling starts fast so quick skills return quickly, and backs off to this.
@@ -30,7 +30,8 @@ const POLL_FAILURES_TOLERATED: u32 = 3;
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the skill as an A2A task at `interface`. `task_id` is set as soon as
-/// the agent accepted the task, so the caller can cancel it if it stops waiting.
+/// the agent accepted the task, so the caller can cancel it if it stops
+/// waiting; `request.on_task` is told then too, when the task is still running.
 pub(crate) async fn call(
     http: &reqwest::Client,
     interface: &Interface,
@@ -52,9 +53,77 @@ pub(crate) async fn call(
         .as_str()
         .ok_or_else(|| target.malformed("the task has no `id`", &body, None))?
         .to_string();
-    let id = id.as_str();
+    let _ = task_id.set(id.clone());
+    let outcome = task_outcome(target, &mut task, &body);
+    if outcome.is_none() {
+        tell_task(request, interface, &id);
+    }
+    finish(wire, &id, outcome).await
+}
+
+/// Asks the agent at `interface` for the task `id` that an earlier process
+/// sent (and died waiting for), then awaits it as [`call`] awaits a task it
+/// sent: still running, it is polled; ended, its outcome is the call's.
+/// `Ok(None)` when the agent no longer knows the task (JSON-RPC error -32001
+/// TaskNotFound, HTTP 404): the caller sends the call again.
+pub(crate) async fn reattach(
+    http: &reqwest::Client,
+    interface: &Interface,
+    target: Target<'_>,
+    request: &CallRequest<'_>,
+    id: &str,
+    task_id: &OnceLock<String>,
+) -> Result<Option<Value>, CallError> {
+    let wire = Wire {
+        http,
+        interface,
+        target,
+    };
+    let (mut task, body) = match wire.get_task(id).await {
+        Ok(found) => found,
+        Err(error) if is_task_not_found(&error) => {
+            tracing::info!(agent = target.agent, task = id, interface = %interface.describe(), "the agent no longer knows the task of the interrupted attempt");
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
     let _ = task_id.set(id.to_string());
-    let outcome = match task_outcome(target, &mut task, &body) {
+    tell_task(request, interface, id);
+    let state = task["status"]["state"].as_str().unwrap_or_default();
+    tracing::info!(agent = target.agent, task = id, state, interface = %interface.describe(), "reattached to the task of the interrupted attempt");
+    let outcome = task_outcome(target, &mut task, &body);
+    finish(wire, id, outcome).await.map(Some)
+}
+
+/// The agent's answer for a task it does not know (A2A `TaskNotFoundError`).
+fn is_task_not_found(error: &CallError) -> bool {
+    match error {
+        CallError::JsonRpc { code, .. } => *code == TASK_NOT_FOUND,
+        CallError::Http { status, .. } => *status == reqwest::StatusCode::NOT_FOUND,
+        _ => false,
+    }
+}
+
+/// A2A's JSON-RPC error code for a task the agent does not know (0.3 and 1.0).
+const TASK_NOT_FOUND: i64 = -32001;
+
+fn tell_task(request: &CallRequest<'_>, interface: &Interface, id: &str) {
+    if let Some(on_task) = request.on_task {
+        on_task(&AgentTask {
+            id: id.to_string(),
+            interface: interface.clone(),
+        });
+    }
+}
+
+/// Polls a task still running (`outcome` is `None`) to its end; a task whose
+/// end means nothing to pallet, or that could not be followed, is cancelled.
+async fn finish(
+    wire: Wire<'_>,
+    id: &str,
+    outcome: Option<Result<Value, CallError>>,
+) -> Result<Value, CallError> {
+    let outcome = match outcome {
         Some(outcome) => outcome,
         None => poll(wire, id).await,
     };
@@ -368,6 +437,34 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn only_task_not_found_answers_send_a_reattached_step_again() {
+        let rpc = |code: i64| CallError::JsonRpc {
+            agent: "a".into(),
+            skill: "s".into(),
+            code,
+            message: "m".into(),
+        };
+        let http = |status: u16| CallError::Http {
+            agent: "a".into(),
+            skill: "s".into(),
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+            snippet: String::new(),
+        };
+        let cases = [
+            (rpc(-32001), true),
+            (http(404), true),
+            (rpc(-32601), false),
+            (rpc(-32603), false),
+            (http(500), false),
+            (http(410), false),
+        ];
+        for (error, not_found) in cases {
+            assert_eq!(is_task_not_found(&error), not_found, "{error}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `preferredTransport`, `additionalInterfaces`) and legacy (`/agent-card`),
 //! all read into one [`AgentCard`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -36,7 +36,9 @@ pub enum Endpoint {
 }
 
 /// One A2A interface: a URL, the protocol version spoken there and the binding.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// Read back from the run database, where a step attempt keeps the interface
+/// that accepted its task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Interface {
     pub url: String,
     pub version: Version,
@@ -44,7 +46,7 @@ pub struct Interface {
 }
 
 /// The A2A versions pallet speaks.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Version {
     #[serde(rename = "0.3")]
     V0_3,
@@ -53,7 +55,7 @@ pub enum Version {
 }
 
 /// The A2A bindings pallet speaks (the card names them `JSONRPC` and `HTTP+JSON`).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Binding {
     #[serde(rename = "JSONRPC")]
     JsonRpc,

@@ -25,6 +25,19 @@ pub struct CallRequest<'a> {
     pub idempotency_key: &'a str,
     /// The step's cap on one answer's body; else the agent's, else [`DEFAULT_MAX_RESPONSE_SIZE`].
     pub max_response_size: Option<u64>,
+    /// Told once, at once, when an A2A agent accepted the call as a task that
+    /// is still running (a durable run stores it, so that a resume after a
+    /// crash can ask the agent for that task instead of sending the call again).
+    /// A task that has ended in the agent's first answer is not told.
+    pub on_task: Option<&'a (dyn Fn(&AgentTask) + Send + Sync)>,
+}
+
+/// An agent's A2A task and the interface that accepted it: what is needed to
+/// find the task again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTask {
+    pub id: String,
+    pub interface: Interface,
 }
 
 /// The largest agent answer (one HTTP body) read by default: a bigger one
@@ -657,15 +670,7 @@ impl AgentClient {
         agent: &AgentCard,
         request: CallRequest<'_>,
     ) -> Result<Value, CallError> {
-        let target = Target {
-            agent: &agent.name,
-            skill: request.skill,
-            max_response_size: request
-                .max_response_size
-                .or(agent.max_response_size)
-                .unwrap_or(DEFAULT_MAX_RESPONSE_SIZE),
-            auth: Some(&agent.auth),
-        };
+        let target = target(agent, &request);
         // One slot per interface, set as soon as that interface accepted the
         // task: the work below is dropped on timeout, the slots are not.
         let interfaces: &[Interface] = match &agent.endpoint {
@@ -673,34 +678,71 @@ impl AgentClient {
             Endpoint::Legacy { .. } => &[],
         };
         let task_ids: Vec<OnceLock<String>> = interfaces.iter().map(|_| OnceLock::new()).collect();
-        let ended = {
-            let work = async {
-                match &agent.endpoint {
-                    Endpoint::A2a { interfaces } => {
-                        self.call_a2a(interfaces, target, &request, &task_ids).await
-                    }
-                    Endpoint::Legacy { url } => {
-                        legacy::call(&self.http, url, target, &request).await
-                    }
+        let work = async {
+            match &agent.endpoint {
+                Endpoint::A2a { interfaces } => {
+                    self.call_a2a(interfaces, target, &request, &task_ids).await
                 }
-            };
-            tokio::select! {
-                biased;
-                _ = request.cancel.cancelled() => Ended::Cancelled,
-                _ = tokio::time::sleep(request.timeout) => Ended::TimedOut,
-                result = work => Ended::Done(result),
+                Endpoint::Legacy { url } => legacy::call(&self.http, url, target, &request).await,
             }
+        };
+        self.bounded(target, &request, interfaces, &task_ids, work)
+            .await
+    }
+
+    /// Continue the A2A task `task` that an earlier process sent to `agent`
+    /// for `request.skill` (and died waiting for): ask the agent for it at the
+    /// interface that accepted it, and await it as [`AgentClient::call`] does,
+    /// under `request.timeout` counted from now. `Ok(None)` when the agent no
+    /// longer knows the task: the caller sends the call again.
+    pub async fn reattach(
+        &self,
+        agent: &AgentCard,
+        task: &AgentTask,
+        request: CallRequest<'_>,
+    ) -> Result<Option<Value>, CallError> {
+        let target = target(agent, &request);
+        let interfaces = std::slice::from_ref(&task.interface);
+        let task_ids = [OnceLock::new()];
+        let work = a2a::reattach(
+            &self.http,
+            &task.interface,
+            target,
+            &request,
+            &task.id,
+            &task_ids[0],
+        );
+        self.bounded(target, &request, interfaces, &task_ids, work)
+            .await
+    }
+
+    /// Runs `work` until it ends, `request.timeout` passes or `request.cancel`
+    /// fires; in the last two cases the task an interface accepted (its slot
+    /// in `task_ids` is set) is cancelled on the agent.
+    async fn bounded<T>(
+        &self,
+        target: Target<'_>,
+        request: &CallRequest<'_>,
+        interfaces: &[Interface],
+        task_ids: &[OnceLock<String>],
+        work: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
+        let ended = tokio::select! {
+            biased;
+            _ = request.cancel.cancelled() => Ended::Cancelled,
+            _ = tokio::time::sleep(request.timeout) => Ended::TimedOut,
+            result = work => Ended::Done(result),
         };
         let accepted = interfaces
             .iter()
             .zip(task_ids)
-            .find_map(|(interface, task_id)| Some((interface, task_id.into_inner()?)));
+            .find_map(|(interface, task_id)| Some((interface, task_id.get()?.clone())));
         let gave_up = !matches!(ended, Ended::Done(_));
         if gave_up && let Some((interface, id)) = &accepted {
             a2a::cancel_task(&self.http, interface, target, id).await;
         }
         let task_id = accepted.map(|(_, id)| id);
-        let (agent, skill) = (agent.name.clone(), request.skill.to_string());
+        let (agent, skill) = (target.agent.to_string(), request.skill.to_string());
         match ended {
             Ended::Done(result) => result,
             Ended::TimedOut => Err(CallError::Timeout {
@@ -715,6 +757,19 @@ impl AgentClient {
                 task_id,
             }),
         }
+    }
+}
+
+/// Who a call goes to, for messages, with the answer limit that applies.
+fn target<'a>(agent: &'a AgentCard, request: &CallRequest<'a>) -> Target<'a> {
+    Target {
+        agent: &agent.name,
+        skill: request.skill,
+        max_response_size: request
+            .max_response_size
+            .or(agent.max_response_size)
+            .unwrap_or(DEFAULT_MAX_RESPONSE_SIZE),
+        auth: Some(&agent.auth),
     }
 }
 
@@ -750,8 +805,8 @@ impl AgentClient {
     }
 }
 
-enum Ended {
-    Done(Result<Value, CallError>),
+enum Ended<T> {
+    Done(Result<T, CallError>),
     TimedOut,
     Cancelled,
 }

@@ -139,8 +139,16 @@ pub fn print_view(view: &Value, json: bool) -> anyhow::Result<()> {
         let error = optional_text(attempt, "error")
             .map(|error| format!(": {error}"))
             .unwrap_or_default();
+        // An attempt that took over the agent's task of an interrupted one.
+        let reattached = match (
+            attempt["reattached_from"].as_u64(),
+            optional_text(attempt, "task_id"),
+        ) {
+            (Some(from), Some(task)) => format!(" (reattached to task {task} of attempt #{from})"),
+            _ => String::new(),
+        };
         outln!(
-            "  step {} #{} {}{error}",
+            "  step {} #{} {}{reattached}{error}",
             text(attempt, "step_id"),
             attempt["attempt"],
             text(attempt, "status")

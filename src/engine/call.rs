@@ -1,7 +1,7 @@
 //! Call steps: agents tried in order with failover, retries of transient
 //! failures, and `execute_workflow` served by the engine itself.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -9,8 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::retry::Schedule;
 use super::run::{Failure, Run, StepDetails, chain_of};
-use super::{EXECUTE_WORKFLOW, Event, MAX_WORKFLOW_DEPTH, Nesting, RunStatus};
-use crate::agent::{AgentCard, CallError, CallRequest};
+use super::{
+    EXECUTE_WORKFLOW, Event, JournalWrite, MAX_WORKFLOW_DEPTH, Nesting, RunStatus, StepTask,
+};
+use crate::agent::{AgentCard, AgentTask, CallError, CallRequest};
 use crate::workflow::Step;
 
 /// How long past its own timeout a call may take to wind down (cancel the
@@ -79,6 +81,10 @@ impl Run<'_> {
             .map_or_else(Schedule::once, Schedule::from);
         let mut delays = schedule.delays(rand::random::<f64>);
         let mut attempt = 1;
+        // The agent's task of this step's interrupted attempt: asked for first.
+        let mut interrupted = self
+            .durable
+            .and_then(|durable| durable.interrupted_tasks.get(&step.id));
         loop {
             details.attempts = attempt;
             // Qualified ids keep the keys of a child's steps apart from the parent's.
@@ -88,7 +94,17 @@ impl Run<'_> {
                 self.event_name(step),
                 self.previous_attempts(step) + attempt
             );
-            let error = match self.attempt(&call, &key, details).await {
+            let outcome = match interrupted {
+                Some(task) => self.reattach(&call, task, details).await,
+                None => self.attempt(&call, &key, details).await,
+            };
+            // Asked again on a retry only when the agent could not be reached.
+            let unreachable =
+                matches!(&outcome, Err(AttemptError::Call(error)) if error.is_unreachable());
+            if !unreachable {
+                interrupted = None;
+            }
+            let error = match outcome {
                 Ok(value) => return Ok(value),
                 Err(_) if cancel.is_cancelled() => return Err(Failure::cancelled(step)),
                 Err(error) => error,
@@ -141,32 +157,18 @@ impl Run<'_> {
     ) -> Result<Value, AttemptError> {
         let Call {
             step,
-            skill,
-            inputs,
             agents,
             cancel,
+            ..
         } = *call;
         let timeout = step.timeout();
         let mut last_error = None;
         for agent in agents {
             details.agent = Some(agent.name.clone());
-            let request = CallRequest {
-                skill,
-                input: inputs,
-                timeout,
-                cancel,
-                idempotency_key: key,
-                max_response_size: step.max_response_size,
-            };
             let started = Instant::now();
-            // The client enforces the timeout; this only guards against a client that hangs.
-            let result = tokio::time::timeout(
-                timeout.saturating_add(TIMEOUT_GRACE),
-                self.engine.client.call(agent, request),
-            )
-            .await;
+            let result = self.call_agent(call, agent, key, None).await;
             let error = match result {
-                Ok(Ok(value)) => return Ok(value),
+                Ok(Ok(value)) => return Ok(value.unwrap_or_default()),
                 Ok(Err(error)) => error,
                 Err(_) => return Err(AttemptError::TimedOut),
             };
@@ -183,6 +185,100 @@ impl Run<'_> {
             last_error = Some(error);
         }
         Err(last_error.map_or(AttemptError::NoAgent, AttemptError::Call))
+    }
+
+    /// The first attempt of a step whose interrupted attempt left an agent
+    /// task: ask that agent for the task and await it; when the agent no
+    /// longer knows it (or no longer offers the skill), send the step again
+    /// with the key the task was sent with.
+    async fn reattach(
+        &self,
+        call: &Call<'_>,
+        task: &StepTask,
+        details: &mut StepDetails,
+    ) -> Result<Value, AttemptError> {
+        let step = call.step;
+        let Some(agent) = call.agents.iter().find(|agent| agent.name == task.agent) else {
+            tracing::info!(step = %self.event_name(step), agent = %task.agent, task = %task.task.id, "the agent of the interrupted task no longer offers the skill: sending the step again");
+            return self.attempt(call, &task.idempotency_key, details).await;
+        };
+        details.agent = Some(agent.name.clone());
+        let result = self
+            .call_agent(call, agent, &task.idempotency_key, Some(task))
+            .await;
+        match result {
+            Ok(Ok(Some(value))) => Ok(value),
+            Ok(Ok(None)) => {
+                tracing::info!(step = %self.event_name(step), agent = %agent.name, task = %task.task.id, key = %task.idempotency_key, "sending the step again with the same idempotency key");
+                self.attempt(call, &task.idempotency_key, details).await
+            }
+            Ok(Err(CallError::Timeout { .. })) | Err(_) => Err(AttemptError::TimedOut),
+            Ok(Err(error)) => Err(AttemptError::Call(error)),
+        }
+    }
+
+    /// One call of `agent` (or, with `interrupted`, a reattach to that
+    /// task), under the step's timeout and a guard against a client that
+    /// hangs; `None` when the agent no longer knows the interrupted task. In
+    /// a durable run the task the agent accepts is kept with the attempt.
+    async fn call_agent(
+        &self,
+        call: &Call<'_>,
+        agent: &AgentCard,
+        key: &str,
+        interrupted: Option<&StepTask>,
+    ) -> Result<Result<Option<Value>, CallError>, tokio::time::error::Elapsed> {
+        let reattached_from = interrupted.and_then(|task| task.reattached_from);
+        let step = call.step;
+        let written: Mutex<Option<JournalWrite>> = Mutex::new(None);
+        let durable = self.durable;
+        let step_id = step.id.as_str();
+        let record_task = |task: &AgentTask| {
+            let Some(durable) = durable else { return };
+            let task = StepTask {
+                agent: agent.name.clone(),
+                task: task.clone(),
+                idempotency_key: key.to_string(),
+                reattached_from,
+            };
+            let write = durable.journal.task_accepted(step_id, &task);
+            *written
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(write);
+        };
+        let on_task: Option<&(dyn Fn(&AgentTask) + Send + Sync)> = match durable {
+            Some(_) => Some(&record_task),
+            None => None,
+        };
+        let request = CallRequest {
+            skill: call.skill,
+            input: call.inputs,
+            timeout: step.timeout(),
+            cancel: call.cancel,
+            idempotency_key: key,
+            max_response_size: step.max_response_size,
+            on_task,
+        };
+        let client = &self.engine.client;
+        let work = async {
+            match interrupted {
+                Some(task) => client.reattach(agent, &task.task, request).await,
+                None => client.call(agent, request).await.map(Some),
+            }
+        };
+        // The client enforces the timeout; this only guards against a client that hangs.
+        let result = tokio::time::timeout(step.timeout().saturating_add(TIMEOUT_GRACE), work).await;
+        let pending = written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(pending) = pending
+            && let Err(error) = pending.await
+        {
+            // The step's end is refused for the same reason and fails the step.
+            tracing::warn!(step = %self.event_name(step), %error, "cannot record the agent's task");
+        }
+        result
     }
 
     /// `execute_workflow`: run the workflow named by `workflow_id` as a child run.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Durable, Journal, JournalWrite, StepRecord};
+use super::{Durable, Journal, JournalWrite, StepRecord, StepTask};
 
 /// The journal of a child run: its parent's, with the step ids qualified.
 struct ChildJournal {
@@ -31,6 +31,11 @@ impl Journal for ChildJournal {
         self.parent
             .approval_waiting(&format!("{}{step_id}", self.prefix))
     }
+
+    fn task_accepted(&self, step_id: &str, task: &StepTask) -> JournalWrite {
+        self.parent
+            .task_accepted(&format!("{}{step_id}", self.prefix), task)
+    }
 }
 
 impl Durable {
@@ -43,6 +48,7 @@ impl Durable {
             run_id: self.run_id.clone(),
             completed: under_prefix(&self.completed, &prefix),
             previous_attempts: under_prefix(&self.previous_attempts, &prefix),
+            interrupted_tasks: under_prefix(&self.interrupted_tasks, &prefix),
             journal: Arc::new(ChildJournal {
                 parent: self.journal.clone(),
                 prefix,
@@ -90,6 +96,11 @@ mod tests {
             self.0.lock().unwrap().push(format!("waiting {step_id}"));
             ready(Ok(())).boxed()
         }
+        fn task_accepted(&self, step_id: &str, task: &StepTask) -> JournalWrite {
+            let line = format!("task {step_id} {}", task.task.id);
+            self.0.lock().unwrap().push(line);
+            ready(Ok(())).boxed()
+        }
     }
 
     fn record(id: &str) -> StepRecord {
@@ -126,6 +137,7 @@ mod tests {
             journal: lines.clone(),
             completed,
             previous_attempts: HashMap::from([("outer/inner/b".to_string(), 2)]),
+            interrupted_tasks: HashMap::new(),
         };
         let child = root.child("outer");
         assert_eq!(child.run_id, "run");

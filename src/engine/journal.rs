@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::StepRecord;
+use crate::agent::AgentTask;
 
 /// The answer of one journal write: it resolves once the write is durable.
 pub type JournalWrite = BoxFuture<'static, Result<(), String>>;
@@ -27,6 +28,24 @@ pub trait Journal: Send + Sync {
     fn step_finished(&self, record: &StepRecord) -> JournalWrite;
     /// An approval step has no decision yet: the run pauses here.
     fn approval_waiting(&self, step_id: &str) -> JournalWrite;
+    /// The running step's agent accepted its call as a task still running
+    /// (or, on a resume, the agent still knows the interrupted attempt's
+    /// task): kept with the step's attempt so that a resume after a crash can
+    /// ask the agent for it. One small write, queued like the others.
+    fn task_accepted(&self, step_id: &str, task: &StepTask) -> JournalWrite;
+}
+
+/// An agent's task for a step attempt, as a durable run keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepTask {
+    /// The name of the agent that accepted the task.
+    pub agent: String,
+    pub task: AgentTask,
+    /// The key the task was sent with; a task the agent forgot is sent again with it.
+    pub idempotency_key: String,
+    /// The attempt number of the interrupted attempt whose task this one took
+    /// over (reattached) instead of sending the step again.
+    pub reattached_from: Option<u32>,
 }
 
 /// What the engine needs to run (or continue) a stored run.
@@ -40,4 +59,8 @@ pub struct Durable {
     /// step id -> attempts made before that count towards the idempotency key
     /// (an interrupted attempt does not count, so its re-run sends the same key).
     pub previous_attempts: HashMap<String, u32>,
+    /// step id -> the agent's task of its interrupted attempt, when the agent
+    /// had accepted one: the step first asks the agent for that task
+    /// (`reattached_from` names the attempt) rather than sending it again.
+    pub interrupted_tasks: HashMap<String, StepTask>,
 }

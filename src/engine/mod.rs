@@ -24,7 +24,7 @@ mod run;
 pub mod source;
 
 pub use approval::ApprovalRequest;
-pub use journal::{Durable, Journal, JournalWrite};
+pub use journal::{Durable, Journal, JournalWrite, StepTask};
 pub use record::{RunRecord, RunStatus, StepRecord, StepStatus};
 pub use run::chain_of;
 pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};

@@ -431,13 +431,14 @@ impl Runner<'_> {
         };
         // Attempts still `running` belong to a process that died: run them again.
         let run_id = id.to_string();
-        let (completed, previous_attempts) = self
+        let (completed, previous_attempts, interrupted_tasks) = self
             .store
             .blocking(move |store| {
                 store.interrupt_running(&run_id)?;
                 Ok::<_, StoreError>((
                     store.completed_outputs(&run_id)?,
                     store.previous_attempts(&run_id)?,
+                    store.interrupted_tasks(&run_id)?,
                 ))
             })
             .await?;
@@ -450,6 +451,7 @@ impl Runner<'_> {
             }),
             completed,
             previous_attempts,
+            interrupted_tasks,
         };
         let record = self
             .engine

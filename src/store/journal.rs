@@ -3,7 +3,7 @@
 
 use futures::FutureExt;
 
-use crate::engine::{Journal, JournalWrite, StepRecord};
+use crate::engine::{Journal, JournalWrite, StepRecord, StepTask};
 
 use super::{Pending, RunState, RunStore, StoreError};
 
@@ -48,6 +48,13 @@ impl Journal for RunJournal {
             .map_err(|error| crate::engine::chain_of(&error))
         }
         .boxed()
+    }
+
+    fn task_accepted(&self, step_id: &str, task: &StepTask) -> JournalWrite {
+        answer(
+            self.store
+                .record_task_queued(&self.run_id, step_id, task, self.lease.as_deref()),
+        )
     }
 
     fn approval_waiting(&self, step_id: &str) -> JournalWrite {

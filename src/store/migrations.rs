@@ -6,10 +6,14 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 3] = [
+const MIGRATIONS: [(u32, &str); 4] = [
     (1, include_str!("../../migrations/0001_runs.sql")),
     (2, include_str!("../../migrations/0002_run_leases.sql")),
     (3, include_str!("../../migrations/0003_executor_starts.sql")),
+    (
+        4,
+        include_str!("../../migrations/0004_attempt_agent_task.sql"),
+    ),
 ];
 
 pub(super) fn apply(connection: &mut Connection) -> Result<(), StoreError> {
@@ -72,7 +76,7 @@ mod tests {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(versions, vec![1, 2, 3]);
+            assert_eq!(versions, vec![1, 2, 3, 4]);
         }
     }
 
@@ -89,7 +93,7 @@ mod tests {
                 error,
                 StoreError::TooNew {
                     found: 99,
-                    known: 3
+                    known: 4
                 }
             ),
             "{error}"

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::state::{RunState, check_transition};
 use super::{Pending, RunStore, StoreError, now};
-use crate::engine::{StepRecord, StepStatus};
+use crate::agent::AgentTask;
+use crate::engine::{StepRecord, StepStatus, StepTask};
 
 /// A run about to be created (status `pending`).
 pub struct NewRun {
@@ -66,6 +67,18 @@ pub struct Attempt {
     pub agent: Option<String>,
     pub started_at: String,
     pub ended_at: Option<String>,
+    /// The agent's A2A task, stored as soon as the agent accepted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Where the task lives: `{url, version, binding}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_interface: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The interrupted attempt whose agent task this attempt took over
+    /// instead of sending the step again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reattached_from: Option<u32>,
 }
 
 /// One status change with what it records.
@@ -278,7 +291,7 @@ impl RunStore {
     pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at FROM step_attempts WHERE run_id = ?1 ORDER BY id",
+                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, task_id, task_interface, idempotency_key, reattached_from FROM step_attempts WHERE run_id = ?1 ORDER BY id",
             )?;
             let rows = statement.query_map([id], |row| {
                 Ok(Attempt {
@@ -291,6 +304,10 @@ impl RunStore {
                     agent: row.get(6)?,
                     started_at: row.get(7)?,
                     ended_at: row.get(8)?,
+                    task_id: row.get(9)?,
+                    task_interface: json_column(row.get(10)?),
+                    idempotency_key: row.get(11)?,
+                    reattached_from: row.get(12)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -369,6 +386,78 @@ impl RunStore {
             )?
             .execute(params![id, step_id, status, inputs, output, error, agent, at])?;
             run_status(connection, &id)
+        })
+    }
+
+    /// Keep the agent's task with the open attempt of `step_id` (see
+    /// [`crate::engine::Journal::task_accepted`]); refused once the lease is
+    /// not `lease`.
+    pub fn record_task_queued(
+        &self,
+        id: &str,
+        step_id: &str,
+        task: &StepTask,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        let (id, step_id, lease) = (
+            id.to_string(),
+            step_id.to_string(),
+            lease.map(str::to_string),
+        );
+        let interface =
+            serde_json::to_string(&task.task.interface).expect("an interface always serializes");
+        let task = task.clone();
+        self.write(move |connection| {
+            check_lease(connection, &id, lease.as_deref())?;
+            connection.prepare_cached(
+                "UPDATE step_attempts SET task_id = ?3, task_agent = ?4, task_interface = ?5, idempotency_key = ?6, reattached_from = ?7 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status = 'running')",
+            )?
+            .execute(params![id, step_id, task.task.id, task.agent, interface, task.idempotency_key, task.reattached_from])?;
+            Ok(())
+        })
+    }
+
+    /// step id -> the agent's task of its interrupted attempt: the newest
+    /// interrupted attempt with a task after which the step has only
+    /// interrupted attempts without one (a resume that died before the agent
+    /// answered it). `reattached_from` is that attempt's number.
+    pub fn interrupted_tasks(&self, id: &str) -> Result<HashMap<String, StepTask>, StoreError> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT a.step_id, a.attempt, a.task_id, a.task_agent, a.task_interface, a.idempotency_key FROM step_attempts a WHERE a.run_id = ?1 AND a.status = 'interrupted' AND a.task_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM step_attempts b WHERE b.run_id = a.run_id AND b.step_id = a.step_id AND b.id > a.id AND (b.status != 'interrupted' OR b.task_id IS NOT NULL))",
+            )?;
+            let rows = statement.query_map([id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                ))
+            })?;
+            let mut tasks = HashMap::new();
+            for row in rows {
+                let (step, attempt, task_id, agent, interface, key) = row?;
+                // A row this binary cannot read is run again, as before tasks were kept.
+                let interface = interface.and_then(|text| serde_json::from_str(&text).ok());
+                let (Some(agent), Some(interface), Some(key)) = (agent, interface, key) else {
+                    continue;
+                };
+                tasks.insert(
+                    step,
+                    StepTask {
+                        agent,
+                        task: AgentTask {
+                            id: task_id,
+                            interface,
+                        },
+                        idempotency_key: key,
+                        reattached_from: Some(attempt),
+                    },
+                );
+            }
+            Ok(tasks)
         })
     }
 
@@ -822,6 +911,83 @@ mod tests {
             .unwrap();
         assert_eq!(store.get(&id).unwrap().status, RunState::Completed);
         assert_eq!(store.live_lease(&id).unwrap(), None);
+    }
+
+    fn task(id: &str) -> StepTask {
+        StepTask {
+            agent: "a".to_string(),
+            task: AgentTask {
+                id: id.to_string(),
+                interface: crate::agent::Interface {
+                    url: "http://127.0.0.1:1/rpc".to_string(),
+                    version: crate::agent::Version::V1_0,
+                    binding: crate::agent::Binding::JsonRpc,
+                },
+            },
+            idempotency_key: format!("key-{id}"),
+            reattached_from: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_task_of_the_newest_interrupted_attempt_is_found_again() {
+        let (store, _directory, id) = running();
+        let start = |step: &str| store.start_attempt_queued(&id, step, "running", None);
+        // `slow`: a task, then a resume that died before the agent answered.
+        start("slow").await.unwrap();
+        store
+            .record_task_queued(&id, "slow", &task("t-1"), None)
+            .await
+            .unwrap();
+        store.interrupt_running(&id).unwrap();
+        start("slow").await.unwrap();
+        store.interrupt_running(&id).unwrap();
+        // `done`: its task ended with the attempt; `quick`: never had one.
+        start("done").await.unwrap();
+        store
+            .record_task_queued(&id, "done", &task("t-2"), None)
+            .await
+            .unwrap();
+        store
+            .finish_attempt_queued(&id, &completed("done", json!({})), None)
+            .await
+            .unwrap();
+        start("quick").await.unwrap();
+        store.interrupt_running(&id).unwrap();
+
+        let mut expected = task("t-1");
+        expected.reattached_from = Some(1);
+        assert_eq!(
+            store.interrupted_tasks(&id).unwrap(),
+            HashMap::from([("slow".to_string(), expected)])
+        );
+        let slow = &store.attempts(&id).unwrap()[0];
+        assert_eq!(slow.task_id.as_deref(), Some("t-1"));
+        assert_eq!(slow.idempotency_key.as_deref(), Some("key-t-1"));
+        assert_eq!(
+            slow.task_interface,
+            Some(json!({"url": "http://127.0.0.1:1/rpc", "version": "1.0", "binding": "JSONRPC"}))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_of_an_executor_that_lost_its_lease_is_not_recorded() {
+        let (store, _directory, id) = running();
+        store.acquire_lease(&id, "old").await.unwrap();
+        store
+            .start_attempt_queued(&id, "one", "running", Some("old"))
+            .await
+            .unwrap();
+        store.release_lease(&id, "old").await.unwrap();
+        store.acquire_lease(&id, "new").await.unwrap();
+        let refused = store
+            .record_task_queued(&id, "one", &task("t"), Some("old"))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::LeaseLost { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(store.attempts(&id).unwrap()[0].task_id, None);
     }
 
     #[test]

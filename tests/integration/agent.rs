@@ -35,6 +35,7 @@ async fn call(
         cancel: &cancel,
         idempotency_key: "test-key",
         max_response_size: None,
+        on_task: None,
     };
     AgentClient::new().call(agent, request).await
 }
@@ -289,6 +290,7 @@ async fn a2a_cancellation_token_cancels_the_task_on_the_agent() {
         cancel: &cancel,
         idempotency_key: "k",
         max_response_size: None,
+        on_task: None,
     };
     let error = AgentClient::new().call(&agent, request).await.unwrap_err();
     assert!(matches!(error, CallError::Cancelled { .. }), "{error:?}");

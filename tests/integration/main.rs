@@ -16,6 +16,7 @@ mod fuzz;
 mod hostile;
 mod hostile_agents;
 mod original;
+mod reattach;
 mod registry;
 mod registry_hostile;
 mod registry_interop;

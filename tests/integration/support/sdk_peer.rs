@@ -85,6 +85,41 @@ impl SdkPeer {
         SdkPeer::spawn(command, port).await
     }
 
+    /// A JavaScript A2A 1.0 agent as [`SdkPeer::js`] that also records the
+    /// messages it is sent ([`SdkPeer::sends`]); on `port` when given, e.g. to
+    /// restart an agent at the same address with its tasks forgotten.
+    pub async fn js_recording(name: &str, interfaces: &[&str], port: Option<u16>) -> SdkPeer {
+        let script = repository_root().join("tests/peers/js/agent.mjs");
+        let node = std::env::var_os("PALLET_TEST_NODE").unwrap_or_else(|| "node".into());
+        let port = port.unwrap_or_else(free_port);
+        let mut command = Command::new(node);
+        command
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(name)
+            .arg("--sdk=1")
+            .arg(format!("--interfaces={}", interfaces.join(",")))
+            .arg("--record-sends");
+        SdkPeer::spawn(command, port).await
+    }
+
+    /// What a `js_recording` agent was sent: `{skill, idempotencyKey}` per message.
+    pub async fn sends(&self) -> Vec<serde_json::Value> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::get(format!("{}/test/sends", self.url()))
+            .await
+            .expect("GET /test/sends")
+            .json()
+            .await
+            .expect("the sends are JSON")
+    }
+
+    /// Stops the agent now (its tasks are forgotten).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A Python a2a-sdk 0.3 agent over JSON-RPC, offering `echo`, `echo_text`,
     /// `fail`, `slow`, `metadata` and `extra_skills`, which echo.
     pub async fn python_03(name: &str, extra_skills: &[&str]) -> SdkPeer {

@@ -24,6 +24,9 @@
 // (`securitySchemes` + `securityRequirements`) and the JSON-RPC and HTTP+JSON
 // endpoints answer 401 to a request without that header set to KEY; the card
 // stays public. --basic does the same with HTTP basic (`Authorization: Basic`).
+// With --record-sends the agent keeps every message it is sent (SendMessage /
+// message/send) as {skill, idempotencyKey} and lists them at GET /test/sends,
+// so a test can count what a client sent.
 
 import express from "express";
 
@@ -75,6 +78,11 @@ async function runSkill(skill, input, metadata, cancelled) {
 }
 
 const cancelledTasks = new Set();
+const recordSends = process.argv.includes("--record-sends");
+const sends = [];
+const recordSend = (skill, metadata) => {
+  if (recordSends) sends.push({ skill, idempotencyKey: metadata?.idempotencyKey ?? null });
+};
 
 async function version1() {
   const sdk = await import("@a2a-js/sdk");
@@ -99,6 +107,7 @@ async function version1() {
       const skill = user.metadata?.skillId ?? context.request.metadata?.skillId;
       const input = user.parts.find((part) => part.content?.$case === "data")?.content.value ?? {};
       const { taskId, contextId } = context;
+      recordSend(skill, user.metadata);
       if (skill === "reply") {
         bus.publish(AgentEvent.message(message("", contextId, [data(input)])));
         bus.finished();
@@ -169,6 +178,7 @@ async function version03() {
       const skill = user.metadata?.skillId;
       const input = user.parts.find((part) => part.kind === "data")?.data ?? {};
       const { taskId, contextId } = context;
+      recordSend(skill, user.metadata);
       if (skill === "reply") {
         bus.publish({ kind: "message", messageId: `m-${Math.random()}`, role: "agent", parts: [{ kind: "data", data: input }], contextId });
         bus.finished();
@@ -213,6 +223,7 @@ async function version03() {
 
 const { card, handler, expressSdk, userBuilder } = sdkVersion === "0.3" ? await version03() : await version1();
 const app = express();
+if (recordSends) app.get("/test/sends", (_request, response) => response.json(sends));
 app.use("/.well-known/agent-card.json", expressSdk.agentCardHandler({ agentCardProvider: async () => card }));
 const expected = apiKeyHeader
   ? [apiKeyHeader, apiKey]
