@@ -1,7 +1,10 @@
 //! A2A tasks, whatever the version and binding: send the message asking for
-//! the task at once, then poll it until it ends; cancel it when the caller
-//! gives up. The differences between versions and bindings are in [`wire`].
+//! the task at once, then poll it until it ends, or follow its event stream
+//! when the agent streams ([`stream`]); cancel it when the caller gives up.
+//! The differences between versions and bindings are in [`wire`].
 
+mod sse;
+mod stream;
 mod wire;
 
 use std::sync::OnceLock;
@@ -10,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::card::Interface;
-use super::client::{CallError, CallRequest, Target};
+use super::client::{CallError, CallRequest, StreamSettings, Target};
 use wire::{Sent, Wire};
 
 /// Polling starts fast so quick skills return quickly, and backs off to this.
@@ -29,48 +32,108 @@ const POLL_FAILURES_TOLERATED: u32 = 3;
 /// `CancelTask` is best effort and must not hold up the caller for long.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs the skill as an A2A task at `interface`. `task_id` is set as soon as
-/// the agent accepted the task, so the caller can cancel it if it stops waiting.
+/// Runs the skill as an A2A task at `interface`, on a stream when
+/// `streaming` is given. `task_id` is set as soon as the agent accepted the
+/// task, so the caller can cancel it if it stops waiting.
 pub(crate) async fn call(
     http: &reqwest::Client,
     interface: &Interface,
     target: Target<'_>,
     request: &CallRequest<'_>,
     task_id: &OnceLock<String>,
+    streaming: Option<StreamSettings>,
 ) -> Result<Value, CallError> {
     let wire = Wire {
         http,
         interface,
         target,
     };
-    let (sent, body) = wire.send_message(request).await?;
-    let mut task = match sent {
-        Sent::Message(mut message) => return message_output(target, &mut message, &body),
-        Sent::Task(task) => task,
-    };
-    let id = task["id"]
-        .as_str()
-        .ok_or_else(|| target.malformed("the task has no `id`", &body, None))?
-        .to_string();
-    let id = id.as_str();
-    let _ = task_id.set(id.to_string());
-    let outcome = match task_outcome(target, &mut task, &body) {
-        Some(outcome) => outcome,
-        None => poll(wire, id).await,
+    let outcome = match streaming {
+        Some(settings) => stream::call(wire, request, task_id, settings).await,
+        None => send_and_poll(wire, request, task_id).await,
     };
     let task_lives_on = outcome.as_ref().is_err_and(|error| {
         error.task_id().is_none() || matches!(error, CallError::UnknownTaskState { .. })
     });
-    if task_lives_on {
-        // Polling broke down or the state means nothing to pallet, not that
-        // the task ended: stop it so a retry does not run it twice.
+    if task_lives_on && let Some(id) = task_id.get() {
+        // Polling or the stream broke down, or the state means nothing to
+        // pallet, not that the task ended: stop it so a retry does not run it twice.
         cancel(wire, id).await;
     }
     outcome
 }
 
-/// Gets the task with backoff until it reaches a terminal or interrupted state.
-async fn poll(wire: Wire<'_>, id: &str) -> Result<Value, CallError> {
+async fn send_and_poll(
+    wire: Wire<'_>,
+    request: &CallRequest<'_>,
+    task_id: &OnceLock<String>,
+) -> Result<Value, CallError> {
+    let (sent, body) = wire.send_message(request).await?;
+    let mut task = match sent {
+        Sent::Message(mut message) => return message_output(wire.target, &mut message, &body),
+        Sent::Task(task) => task,
+    };
+    let id = task["id"]
+        .as_str()
+        .ok_or_else(|| wire.target.malformed("the task has no `id`", &body, None))?
+        .to_string();
+    let _ = task_id.set(id.clone());
+    let mut reporter = StatusReporter::new(request.on_status);
+    reporter.report(&task["status"]);
+    match task_outcome(wire.target, &mut task, &body) {
+        Some(outcome) => outcome,
+        None => poll(wire, &id, &mut reporter).await,
+    }
+}
+
+/// Hands the task's status messages to the caller's callback, each once.
+pub(super) struct StatusReporter<'a> {
+    callback: Option<&'a (dyn Fn(&str) + Send + Sync)>,
+    last: Option<String>,
+}
+
+impl<'a> StatusReporter<'a> {
+    fn new(callback: Option<&'a (dyn Fn(&str) + Send + Sync)>) -> StatusReporter<'a> {
+        StatusReporter {
+            callback,
+            last: None,
+        }
+    }
+
+    /// The text of a task status's message, unless it is the one reported last.
+    fn report(&mut self, status: &Value) {
+        self.report_message(&status["message"]);
+    }
+
+    fn report_message(&mut self, message: &Value) {
+        let Some(callback) = self.callback else {
+            return;
+        };
+        let texts: Vec<&str> = message["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|part| part["text"].as_str())
+            .filter(|text| !text.trim().is_empty())
+            .collect();
+        if texts.is_empty() {
+            return;
+        }
+        let text = texts.join("\n");
+        if self.last.as_deref() != Some(text.as_str()) {
+            callback(&text);
+            self.last = Some(text);
+        }
+    }
+}
+
+/// Gets the task with backoff until it reaches a terminal or interrupted
+/// state, reporting its status messages as they change.
+async fn poll(
+    wire: Wire<'_>,
+    id: &str,
+    reporter: &mut StatusReporter<'_>,
+) -> Result<Value, CallError> {
     let mut failures = 0;
     let mut delays = poll_delays();
     loop {
@@ -81,6 +144,7 @@ async fn poll(wire: Wire<'_>, id: &str) -> Result<Value, CallError> {
         match wire.get_task(id).await {
             Ok((mut task, body)) => {
                 failures = 0;
+                reporter.report(&task["status"]);
                 if let Some(outcome) = task_outcome(wire.target, &mut task, &body) {
                     return outcome;
                 }

@@ -17,6 +17,10 @@ pub struct AgentCard {
     /// The cap on one answer of this agent, from the agents file.
     #[serde(skip)]
     pub max_response_size: Option<u64>,
+    /// The card declares `capabilities.streaming: true` (A2A cards only):
+    /// calls follow the task's event stream instead of polling it.
+    #[serde(skip)]
+    pub streaming: bool,
 }
 
 /// Where and how to call an agent.
@@ -174,6 +178,12 @@ impl AgentCard {
                 .get("description")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            streaming: matches!(endpoint, Endpoint::A2a { .. })
+                && object
+                    .get("capabilities")
+                    .and_then(|capabilities| capabilities.get("streaming"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             endpoint,
             skills,
             max_response_size: None,

@@ -34,6 +34,11 @@ fn line(event: &Event) -> String {
                 terminal_safe(error)
             )
         }
+        Event::StepStatusMessage { step, message } => {
+            // One line per message: the agent's line breaks become spaces.
+            let flat = message.replace(['\n', '\r'], " ");
+            format!("  … {}: {}", terminal_safe(step), terminal_safe(&flat))
+        }
         Event::StepFinished { step, record } => {
             let step = terminal_safe(step);
             let took = format!("{:.0} ms", record.duration_ms);

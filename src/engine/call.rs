@@ -9,13 +9,37 @@ use tokio_util::sync::CancellationToken;
 
 use super::retry::Schedule;
 use super::run::{Failure, Run, StepDetails, chain_of};
-use super::{EXECUTE_WORKFLOW, Event, MAX_WORKFLOW_DEPTH, Nesting, RunStatus};
+use super::{
+    EXECUTE_WORKFLOW, Event, MAX_STATUS_MESSAGE_CHARS, MAX_STATUS_MESSAGES, MAX_WORKFLOW_DEPTH,
+    Nesting, RunStatus, STATUS_WRITE_INTERVAL,
+};
 use crate::agent::{AgentCard, CallError, CallRequest};
 use crate::workflow::Step;
 
 /// How long past its own timeout a call may take to wind down (cancel the
 /// agent's task) before the engine stops waiting for it.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
+
+/// The status messages of one attempt's calls, and when the last was journaled.
+#[derive(Default)]
+struct StatusMessages {
+    messages: Vec<String>,
+    last_write: Option<Instant>,
+}
+
+fn lock(statuses: &std::sync::Mutex<StatusMessages>) -> std::sync::MutexGuard<'_, StatusMessages> {
+    statuses
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A message cut to [`MAX_STATUS_MESSAGE_CHARS`] characters.
+fn bounded(message: &str) -> String {
+    match message.char_indices().nth(MAX_STATUS_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_string(),
+    }
+}
 
 /// Why one attempt (over every agent) failed.
 enum AttemptError {
@@ -148,6 +172,8 @@ impl Run<'_> {
         } = *call;
         let timeout = step.timeout();
         let mut last_error = None;
+        let statuses = std::sync::Mutex::new(StatusMessages::default());
+        let on_status = |message: &str| self.status_message(step, message, &statuses);
         for agent in agents {
             details.agent = Some(agent.name.clone());
             let request = CallRequest {
@@ -157,6 +183,7 @@ impl Run<'_> {
                 cancel,
                 idempotency_key: key,
                 max_response_size: step.max_response_size,
+                on_status: Some(&on_status),
             };
             let started = Instant::now();
             // The client enforces the timeout; this only guards against a client that hangs.
@@ -165,6 +192,13 @@ impl Run<'_> {
                 self.engine.client.call(agent, request),
             )
             .await;
+            let messages = &mut lock(&statuses).messages;
+            details.status_messages.append(messages);
+            let over = details
+                .status_messages
+                .len()
+                .saturating_sub(MAX_STATUS_MESSAGES);
+            details.status_messages.drain(..over);
             let error = match result {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(error)) => error,
@@ -183,6 +217,32 @@ impl Run<'_> {
             last_error = Some(error);
         }
         Err(last_error.map_or(AttemptError::NoAgent, AttemptError::Call))
+    }
+
+    /// A new status message of the step's agent: an event at once, a journal
+    /// write at most every [`STATUS_WRITE_INTERVAL`], and the record.
+    fn status_message(
+        &self,
+        step: &Step,
+        message: &str,
+        statuses: &std::sync::Mutex<StatusMessages>,
+    ) {
+        let message = bounded(message);
+        self.engine.emit(|| Event::StepStatusMessage {
+            step: self.event_name(step),
+            message: message.clone(),
+        });
+        let mut statuses = lock(statuses);
+        let due = statuses
+            .last_write
+            .is_none_or(|last| last.elapsed() >= STATUS_WRITE_INTERVAL);
+        if due && let Some(durable) = self.durable {
+            statuses.last_write = Some(Instant::now());
+            // Queued in order before the step's end; its answer is not awaited
+            // (a lost status message fails nothing).
+            drop(durable.journal.step_status(&step.id, &message));
+        }
+        statuses.messages.push(message);
     }
 
     /// `execute_workflow`: run the workflow named by `workflow_id` as a child run.

@@ -27,6 +27,12 @@ pub trait Journal: Send + Sync {
     fn step_finished(&self, record: &StepRecord) -> JournalWrite;
     /// An approval step has no decision yet: the run pauses here.
     fn approval_waiting(&self, step_id: &str) -> JournalWrite;
+    /// The running step's agent gave a new status message (throttled by the
+    /// engine). Nothing is recorded by default.
+    fn step_status(&self, step_id: &str, message: &str) -> JournalWrite {
+        let _ = (step_id, message);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// What the engine needs to run (or continue) a stored run.

@@ -6,10 +6,14 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 3] = [
+const MIGRATIONS: [(u32, &str); 4] = [
     (1, include_str!("../../migrations/0001_runs.sql")),
     (2, include_str!("../../migrations/0002_run_leases.sql")),
     (3, include_str!("../../migrations/0003_executor_starts.sql")),
+    (
+        5,
+        include_str!("../../migrations/0005_step_status_message.sql"),
+    ),
 ];
 
 pub(super) fn apply(connection: &mut Connection) -> Result<(), StoreError> {

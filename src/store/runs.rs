@@ -66,6 +66,9 @@ pub struct Attempt {
     pub agent: Option<String>,
     pub started_at: String,
     pub ended_at: Option<String>,
+    /// The latest status message of the agent's task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
 }
 
 /// One status change with what it records.
@@ -278,7 +281,7 @@ impl RunStore {
     pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at FROM step_attempts WHERE run_id = ?1 ORDER BY id",
+                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, status_message FROM step_attempts WHERE run_id = ?1 ORDER BY id",
             )?;
             let rows = statement.query_map([id], |row| {
                 Ok(Attempt {
@@ -291,6 +294,7 @@ impl RunStore {
                     agent: row.get(6)?,
                     started_at: row.get(7)?,
                     ended_at: row.get(8)?,
+                    status_message: row.get(9)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -360,15 +364,38 @@ impl RunStore {
         let (inputs, output) = (json(&record.inputs), json(&record.outputs));
         let (id, step_id) = (id.to_string(), record.id.clone());
         let (error, agent, at) = (record.error.clone(), record.agent.clone(), now());
+        let message = record.status_messages.last().cloned();
         self.write(move |connection| {
             check_lease(connection, &id, lease.as_deref())?;
             // Only an open attempt: one already ended (marked interrupted by a
-            // process that took over, say) keeps what it says.
+            // process that took over, say) keeps what it says. The status
+            // message written last (throttled) gives way to the latest.
             connection.prepare_cached(
-                "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status IN ('running', 'waiting'))",
+                "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8, status_message = COALESCE(?9, status_message) WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status IN ('running', 'waiting'))",
             )?
-            .execute(params![id, step_id, status, inputs, output, error, agent, at])?;
+            .execute(params![id, step_id, status, inputs, output, error, agent, at, message])?;
             run_status(connection, &id)
+        })
+    }
+
+    /// The latest status message of the open attempt of `step_id` (queued
+    /// like every write; refused once the lease is not the executor's).
+    pub fn step_status_queued(
+        &self,
+        id: &str,
+        step_id: &str,
+        message: &str,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        let (id, step_id, message) = (id.to_string(), step_id.to_string(), message.to_string());
+        let lease = lease.map(str::to_string);
+        self.write(move |connection| {
+            check_lease(connection, &id, lease.as_deref())?;
+            connection.prepare_cached(
+                "UPDATE step_attempts SET status_message = ?3 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status = 'running')",
+            )?
+            .execute(params![id, step_id, message])?;
+            Ok(())
         })
     }
 
@@ -661,6 +688,7 @@ mod tests {
             attempts: 1,
             agent: Some("a".to_string()),
             child: None,
+            status_messages: Vec::new(),
             started_at: now(),
             ended_at: now(),
             duration_ms: 0.0,

@@ -36,6 +36,7 @@ async fn call(
         cancel: &cancel,
         idempotency_key: "key-1",
         max_response_size: None,
+        on_status: None,
     };
     AgentClient::new().call(agent, request).await
 }

@@ -35,6 +35,7 @@ async fn call(
         cancel: &cancel,
         idempotency_key: "test-key",
         max_response_size: None,
+        on_status: None,
     };
     AgentClient::new().call(agent, request).await
 }
@@ -289,6 +290,7 @@ async fn a2a_cancellation_token_cancels_the_task_on_the_agent() {
         cancel: &cancel,
         idempotency_key: "k",
         max_response_size: None,
+        on_status: None,
     };
     let error = AgentClient::new().call(&agent, request).await.unwrap_err();
     assert!(matches!(error, CallError::Cancelled { .. }), "{error:?}");
@@ -322,6 +324,7 @@ async fn agents_that_are_down_are_unreachable_and_transient() {
             endpoint,
             skills: vec![],
             max_response_size: None,
+            streaming: false,
         };
         let error = call(&agent, "echo", &Map::new(), GENEROUS)
             .await

@@ -37,6 +37,7 @@ async fn call_with(
         cancel: &cancel,
         idempotency_key: "hostile-key",
         max_response_size,
+        on_status: None,
     };
     AgentClient::new().call(card, request).await
 }

@@ -32,6 +32,19 @@ impl SdkPeer {
     /// `echo`, `echo_text`, `words`, `reply`, `fail`, `slow`, `metadata` (see
     /// the script) and `extra_skills`, which echo.
     pub async fn js(name: &str, sdk: JsSdk, interfaces: &[&str], extra_skills: &[&str]) -> SdkPeer {
+        SdkPeer::js_with(name, sdk, interfaces, extra_skills, &[]).await
+    }
+
+    /// [`SdkPeer::js`] with more of the script's options, e.g. `--streaming`
+    /// (the card declares streaming) and `--drop-streams=N` (the first N
+    /// event streams break after their first event).
+    pub async fn js_with(
+        name: &str,
+        sdk: JsSdk,
+        interfaces: &[&str],
+        extra_skills: &[&str],
+        options: &[&str],
+    ) -> SdkPeer {
         let script = repository_root().join("tests/peers/js/agent.mjs");
         let modules = repository_root().join("tests/peers/js/node_modules");
         assert!(
@@ -51,7 +64,8 @@ impl SdkPeer {
                 JsSdk::V03 => "--sdk=0.3",
             })
             .arg(format!("--interfaces={}", interfaces.join(",")))
-            .arg(format!("--skills={}", extra_skills.join(",")));
+            .arg(format!("--skills={}", extra_skills.join(",")))
+            .args(options);
         SdkPeer::spawn(command, port).await
     }
 

@@ -1,0 +1,231 @@
+//! Streaming agents (`capabilities.streaming: true`): the call follows the
+//! task's event stream, status messages reach the caller as they arrive, a
+//! broken stream is subscribed to again, and hostile streams end in clear,
+//! bounded errors. Against the official `@a2a-js/sdk` 1.3.0 and 0.3.14 agents
+//! and a raw loopback server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pallet::agent::{
+    AgentCard, AgentClient, CallError, CallRequest, Discovery, StaticDiscovery, StreamSettings,
+};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::sdk_peer::{JsSdk, SdkPeer};
+
+const GENEROUS: Duration = Duration::from_secs(20);
+
+async fn card_of(url: String) -> Arc<AgentCard> {
+    let discovery = StaticDiscovery::new(vec![url.clone()]);
+    let cards = discovery.cards().await;
+    cards
+        .first()
+        .cloned()
+        .unwrap_or_else(|| panic!("no card at {url}: {}", discovery.searched()))
+}
+
+/// Calls `skill` and returns its outcome and the status messages reported.
+async fn call(
+    client: &AgentClient,
+    agent: &AgentCard,
+    skill: &str,
+    input: Value,
+) -> (Result<Value, CallError>, Vec<String>) {
+    let cancel = CancellationToken::new();
+    let input: Map<String, Value> = input.as_object().expect("an object").clone();
+    let messages = Mutex::new(Vec::new());
+    let on_status = |message: &str| messages.lock().unwrap().push(message.to_string());
+    let request = CallRequest {
+        skill,
+        input: &input,
+        timeout: GENEROUS,
+        cancel: &cancel,
+        idempotency_key: "stream-key",
+        max_response_size: None,
+        on_status: Some(&on_status),
+    };
+    let outcome = client.call(agent, request).await;
+    (outcome, messages.into_inner().unwrap())
+}
+
+fn steps(count: u32) -> Vec<String> {
+    (1..=count)
+        .map(|step| format!("step {step} of {count}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn status_messages_and_output_from_streams_of_every_kind() {
+    let cases = [
+        ("JSONRPC", JsSdk::V1),
+        ("HTTP+JSON", JsSdk::V1),
+        ("JSONRPC", JsSdk::V03),
+    ];
+    for (binding, sdk) in cases {
+        let peer = SdkPeer::js_with("streamer", sdk, &[binding], &[], &["--streaming"]).await;
+        let card = card_of(peer.url()).await;
+        assert!(card.streaming, "{binding}: the card declares streaming");
+        let input = json!({"count": 3, "delay_ms": 50, "word": "hi"});
+        let (output, messages) = call(&AgentClient::new(), &card, "chatty", input.clone()).await;
+        assert_eq!(output.unwrap(), input, "{binding}");
+        assert_eq!(messages, steps(3), "{binding}");
+        // A failed task on a stream fails the call with the agent's message.
+        let (error, _) = call(&AgentClient::new(), &card, "fail", json!({})).await;
+        let error = error.unwrap_err();
+        assert!(
+            error.to_string().contains("the skill failed on purpose"),
+            "{binding}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_stream_is_subscribed_to_again() {
+    for binding in ["JSONRPC", "HTTP+JSON"] {
+        let peer = SdkPeer::js_with(
+            "dropper",
+            JsSdk::V1,
+            &[binding],
+            &[],
+            &["--streaming", "--drop-streams=1"],
+        )
+        .await;
+        let card = card_of(peer.url()).await;
+        let input = json!({"count": 4, "delay_ms": 150});
+        let (output, messages) = call(&AgentClient::new(), &card, "chatty", input.clone()).await;
+        assert_eq!(output.unwrap(), input, "{binding}");
+        // Messages sent while no stream was open are missed, the later ones arrive.
+        assert!(
+            messages.last().map(String::as_str) == Some("step 4 of 4"),
+            "{binding}: {messages:?}"
+        );
+    }
+}
+
+/// What the raw server answers to the streaming call.
+#[derive(Clone, Copy)]
+enum Hostile {
+    /// One event that never ends.
+    EndlessEvent,
+    /// Headers, then nothing.
+    Silent,
+    /// An HTML page.
+    NotAnEventStream,
+    /// Events without end, each small.
+    EndlessEvents,
+}
+
+/// A raw HTTP server on a loopback port: a card declaring streaming over
+/// JSON-RPC 1.0, and `behaviour` for every POST. Stopped when dropped.
+struct HostileServer {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HostileServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn hostile(behaviour: Hostile) -> HostileServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let card = json!({"name": "hostile", "version": "1.0.0",
+        "capabilities": {"streaming": true},
+        "supportedInterfaces": [{"url": format!("{url}/rpc"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+        "skills": [{"id": "echo"}]})
+    .to_string();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let card = card.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                if request.starts_with(b"GET") {
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{card}",
+                        card.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    return;
+                }
+                let sse = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                match behaviour {
+                    Hostile::NotAnEventStream => {
+                        let body = "<html>hello</html>";
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                    }
+                    Hostile::Silent => {
+                        let _ = socket.write_all(sse.as_bytes()).await;
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    Hostile::EndlessEvent => {
+                        let _ = socket.write_all(sse.as_bytes()).await;
+                        let _ = socket.write_all(b"data: ").await;
+                        let chunk = vec![b'x'; 64 * 1024];
+                        while socket.write_all(&chunk).await.is_ok() {}
+                    }
+                    Hostile::EndlessEvents => {
+                        let _ = socket.write_all(sse.as_bytes()).await;
+                        let event = b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"statusUpdate\":{\"taskId\":\"t\",\"status\":{\"state\":\"TASK_STATE_WORKING\"}}}}\n\n";
+                        while socket.write_all(event).await.is_ok() {}
+                    }
+                }
+            });
+        }
+    });
+    HostileServer { url, task }
+}
+
+#[tokio::test]
+async fn hostile_streams_end_in_clear_bounded_errors() {
+    let client = AgentClient::with_stream_settings(StreamSettings {
+        max_events: 50,
+        idle_timeout: Duration::from_secs(2),
+    });
+    let cases = [
+        (
+            Hostile::EndlessEvent,
+            "the limit is 1 MiB; raise it with `max_response_size`",
+        ),
+        (
+            Hostile::Silent,
+            "sent nothing on the stream of skill `echo` for 2s before naming its task",
+        ),
+        (
+            Hostile::NotAnEventStream,
+            "with content type `text/html`, not an event stream (text/event-stream)",
+        ),
+        (
+            Hostile::EndlessEvents,
+            "sent more than 50 events on the stream of skill `echo`: raise PALLET_STREAM_MAX_EVENTS",
+        ),
+    ];
+    for (behaviour, expected) in cases {
+        let server = hostile(behaviour).await;
+        let mut card = (*card_of(server.url.clone()).await).clone();
+        card.max_response_size = Some(1024 * 1024);
+        let started = std::time::Instant::now();
+        let (outcome, _) = call(&client, &card, "echo", json!({})).await;
+        let error = outcome.unwrap_err().to_string();
+        assert!(error.contains(expected), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{error}");
+    }
+}
