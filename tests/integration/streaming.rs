@@ -229,3 +229,73 @@ async fn hostile_streams_end_in_clear_bounded_errors() {
         assert!(started.elapsed() < Duration::from_secs(10), "{error}");
     }
 }
+
+const CHATTY_WORKFLOW: &str = r#"
+metadata: { id: chatty, name: chatty, version: 1.0.0 }
+steps:
+  - id: talk
+    skill: chatty
+    inputs: { count: 3, delay_ms: 300 }
+"#;
+
+#[test]
+fn pallet_run_shows_status_messages_in_progress_json_and_the_run_view() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let peer = runtime.block_on(SdkPeer::js_with(
+        "chatty",
+        JsSdk::V1,
+        &["JSONRPC"],
+        &[],
+        &["--streaming"],
+    ));
+    let home = crate::support::pallet::Home::new();
+    let workflow = home.path().join("chatty.yaml");
+    std::fs::write(&workflow, CHATTY_WORKFLOW).unwrap();
+    let workflow = workflow.to_str().unwrap().to_string();
+
+    let output = home
+        .pallet()
+        .args(["run", "--file", &workflow, "--agent", &peer.url(), "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let step = &record["steps"][0];
+    assert_eq!(step["status_messages"], json!(steps(3)), "{record}");
+    assert_eq!(step["outputs"]["count"], 3, "{record}");
+
+    // The run view (the service's GET /workflows/{id} is the same view) shows the latest.
+    let run_id = record["run_id"].as_str().unwrap();
+    let shown = home
+        .pallet()
+        .args(["runs", "show", run_id, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let view: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        view["attempts"][0]["status_message"], "step 3 of 3",
+        "{view}"
+    );
+
+    // On a terminal, the progress view prints each message as it arrives.
+    let command = format!(
+        "{} run --file {workflow} --agent {}",
+        crate::support::pallet::PALLET,
+        peer.url()
+    );
+    let terminal = crate::support::pallet::command_in("script", home.path())
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&terminal.stdout);
+    assert!(terminal.status.success(), "{shown}");
+    for message in steps(3) {
+        assert!(shown.contains(&format!("… talk: {message}")), "{shown}");
+    }
+}
