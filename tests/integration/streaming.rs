@@ -63,6 +63,7 @@ async fn status_messages_and_output_from_streams_of_every_kind() {
         ("JSONRPC", JsSdk::V1),
         ("HTTP+JSON", JsSdk::V1),
         ("JSONRPC", JsSdk::V03),
+        ("HTTP+JSON", JsSdk::V03),
     ];
     for (binding, sdk) in cases {
         let peer = SdkPeer::js_with("streamer", sdk, &[binding], &[], &["--streaming"]).await;
