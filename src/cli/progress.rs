@@ -55,3 +55,17 @@ fn line(event: &Event) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_messages_are_one_inert_line() {
+        let event = Event::StepStatusMessage {
+            step: "talk".to_string(),
+            message: "step 1\nof 3 \u{1b}[2J".to_string(),
+        };
+        assert_eq!(line(&event), "  … talk: step 1 of 3 \\u{1b}[2J");
+    }
+}

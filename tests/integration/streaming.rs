@@ -300,3 +300,26 @@ fn pallet_run_shows_status_messages_in_progress_json_and_the_run_view() {
         assert!(shown.contains(&format!("… talk: {message}")), "{shown}");
     }
 }
+
+#[tokio::test]
+async fn a_step_timeout_cancels_a_streamed_task() {
+    let peer = SdkPeer::js_with("slowpoke", JsSdk::V1, &["JSONRPC"], &[], &["--streaming"]).await;
+    let card = card_of(peer.url()).await;
+    let cancel = CancellationToken::new();
+    let input: Map<String, Value> = json!({"seconds": 30}).as_object().unwrap().clone();
+    let request = CallRequest {
+        skill: "slow",
+        input: &input,
+        timeout: Duration::from_millis(800),
+        cancel: &cancel,
+        idempotency_key: "stream-timeout",
+        max_response_size: None,
+        on_status: None,
+    };
+    let error = AgentClient::new().call(&card, request).await.unwrap_err();
+    assert!(matches!(error, CallError::Timeout { .. }), "{error}");
+    assert!(
+        error.task_id().is_some(),
+        "the stream named the task: {error}"
+    );
+}
