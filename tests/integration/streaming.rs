@@ -323,3 +323,62 @@ async fn a_step_timeout_cancels_a_streamed_task() {
         "the stream named the task: {error}"
     );
 }
+
+#[test]
+fn the_run_view_shows_the_latest_status_message_while_the_step_runs() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let peer = runtime.block_on(SdkPeer::js_with(
+        "chatty",
+        JsSdk::V1,
+        &["HTTP+JSON"],
+        &[],
+        &["--streaming"],
+    ));
+    let home = crate::support::pallet::Home::new();
+    let workflow = home.path().join("chatty.yaml");
+    std::fs::write(
+        &workflow,
+        CHATTY_WORKFLOW.replace("count: 3, delay_ms: 300", "count: 20, delay_ms: 200"),
+    )
+    .unwrap();
+    let mut run = crate::support::pallet::Spawned::spawn(
+        home.pallet()
+            .args([
+                "run",
+                "--file",
+                workflow.to_str().unwrap(),
+                "--agent",
+                &peer.url(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    let pallet_json = |args: &[&str]| -> Value {
+        let output = home.pallet().args(args).output().unwrap();
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no status message in the run view"
+        );
+        let listed = pallet_json(&["runs", "--json"]);
+        if let Some(id) = listed[0]["id"].as_str() {
+            let view = pallet_json(&["runs", "show", id, "--json"]);
+            let attempt = &view["attempts"][0];
+            if attempt["status"] == "running"
+                && let Some(message) = attempt["status_message"].as_str()
+            {
+                break message.to_string();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        seen.starts_with("step ") && seen.ends_with(" of 20"),
+        "{seen}"
+    );
+    let output = run.wait_with_output();
+    assert!(output.status.success());
+}
