@@ -98,11 +98,19 @@ async fn a_dropped_stream_is_subscribed_to_again() {
         let input = json!({"count": 4, "delay_ms": 150});
         let (output, messages) = call(&AgentClient::new(), &card, "chatty", input.clone()).await;
         assert_eq!(output.unwrap(), input, "{binding}");
-        // Messages sent while no stream was open are missed, the later ones arrive.
-        assert!(
-            messages.last().map(String::as_str) == Some("step 4 of 4"),
-            "{binding}: {messages:?}"
+        assert_eq!(
+            messages.last().map(String::as_str),
+            Some("step 4 of 4"),
+            "{binding}"
         );
+        // The first stream broke; the second is the subscription (not polling).
+        let streams: Value = reqwest::get(format!("{}/test/streams", peer.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(streams["opened"], 2, "{binding}: {messages:?}");
     }
 }
 
@@ -381,4 +389,69 @@ fn the_run_view_shows_the_latest_status_message_while_the_step_runs() {
     );
     let output = run.wait_with_output();
     assert!(output.status.success());
+}
+
+/// Counts the status messages the engine journals.
+#[derive(Default)]
+struct CountingJournal {
+    statuses: Mutex<Vec<String>>,
+}
+
+impl pallet::engine::Journal for CountingJournal {
+    fn step_started(&self, _: &str) -> pallet::engine::JournalWrite {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn step_finished(&self, _: &pallet::engine::StepRecord) -> pallet::engine::JournalWrite {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn approval_waiting(&self, _: &str) -> pallet::engine::JournalWrite {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn step_status(&self, _: &str, message: &str) -> pallet::engine::JournalWrite {
+        self.statuses.lock().unwrap().push(message.to_string());
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[tokio::test]
+async fn a_chatty_agent_is_journaled_at_most_every_500_ms_and_shown_as_events() {
+    let peer = SdkPeer::js_with("chatty", JsSdk::V03, &["JSONRPC"], &[], &["--streaming"]).await;
+    let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let engine = pallet::engine::Engine {
+        discovery: Arc::new(StaticDiscovery::new(vec![peer.url()])),
+        client: AgentClient::new(),
+        workflows: Arc::new(pallet::engine::DirectorySource::new(std::env::temp_dir())),
+        events: Some(events),
+    };
+    let text = CHATTY_WORKFLOW.replace("count: 3, delay_ms: 300", "count: 20, delay_ms: 30");
+    let workflow = Arc::new(pallet::workflow::load_str("chatty.yaml", &text).unwrap());
+    let journal = Arc::new(CountingJournal::default());
+    let durable = pallet::engine::Durable {
+        run_id: "run-1".to_string(),
+        journal: journal.clone(),
+        completed: Default::default(),
+        previous_attempts: Default::default(),
+    };
+    let started = std::time::Instant::now();
+    let record = engine
+        .run_durable(workflow, json!({}), CancellationToken::new(), &durable)
+        .await;
+    let took = started.elapsed();
+    drop(engine);
+    assert_eq!(record.steps[0].status_messages, steps(20), "{record:#?}");
+    let mut shown = Vec::new();
+    while let Some(event) = receiver.recv().await {
+        if let pallet::engine::Event::StepStatusMessage { step, message } = event {
+            assert_eq!(step, "talk");
+            shown.push(message);
+        }
+    }
+    assert_eq!(shown, steps(20));
+    let journaled = journal.statuses.lock().unwrap().clone();
+    let allowed = (took.as_millis() / 500 + 1) as usize;
+    assert!(
+        !journaled.is_empty() && journaled.len() <= allowed,
+        "{} writes in {took:?}: {journaled:?}",
+        journaled.len()
+    );
 }

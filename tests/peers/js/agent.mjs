@@ -24,7 +24,8 @@
 //
 // --streaming declares `capabilities.streaming: true`; --drop-streams=N closes
 // the connection of the first N event streams right after their first event
-// (the task goes on), so a client has to subscribe to the task again.
+// (the task goes on), so a client has to subscribe to the task again;
+// GET /test/streams answers {opened: N}, the event streams opened so far.
 
 import express from "express";
 
@@ -216,11 +217,19 @@ async function version03() {
 
 const { card, handler, expressSdk, userBuilder } = sdkVersion === "0.3" ? await version03() : await version1();
 const app = express();
-// --drop-streams: the first N event streams lose their connection after one event.
+// --drop-streams: the first N event streams lose their connection after one
+// event. GET /test/streams says how many event streams were opened.
+let streamsOpened = 0;
+app.get("/test/streams", (req, res) => res.json({ opened: streamsOpened }));
 app.use((req, res, next) => {
   const write = res.write.bind(res);
+  let counted = false;
   res.write = (chunk, ...rest) => {
     const type = String(res.getHeader("content-type") ?? "");
+    if (!counted && type.includes("text/event-stream")) {
+      counted = true;
+      streamsOpened += 1;
+    }
     if (dropsLeft > 0 && type.includes("text/event-stream") && String(chunk).includes("data:")) {
       dropsLeft -= 1;
       res.write = () => true;
