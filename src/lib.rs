@@ -5,7 +5,7 @@
 //! versioned artifact (or taken from the [`builtin`] examples). Each step names a *skill*; the [`engine`] finds an agent
 //! offering it ([`agent::Discovery`]), resolves the step's `{{ }}` inputs
 //! ([`template`]), calls the agent under a timeout ([`agent::AgentClient`], A2A 0.3 and 1.0
-//! over JSON-RPC or HTTP+JSON, or the legacy protocol) and stores the output for later steps. Runs recorded in a
+//! over JSON-RPC or HTTP+JSON, polled or streamed over SSE, or the legacy protocol) and stores the output for later steps. Runs recorded in a
 //! [`store`] (SQLite) survive a crash, are resumed without re-running completed
 //! steps, and can wait for a human approval. The [`api`] (HTTP service) and the
 //! [`cli`] are thin layers over these.

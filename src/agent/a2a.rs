@@ -1,7 +1,10 @@
 //! A2A tasks, whatever the version and binding: send the message asking for
-//! the task at once, then poll it until it ends; cancel it when the caller
-//! gives up. The differences between versions and bindings are in [`wire`].
+//! the task at once, then poll it until it ends, or follow its event stream
+//! when the agent streams ([`stream`]); cancel it when the caller gives up.
+//! The differences between versions and bindings are in [`wire`].
 
+mod sse;
+mod stream;
 mod wire;
 
 use std::sync::OnceLock;
@@ -10,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::card::Interface;
-use super::client::{AgentTask, CallError, CallRequest, Target};
+use super::client::{AgentTask, CallError, CallRequest, StreamSettings, Target};
 use wire::{Sent, Wire};
 
 /// Polling starts fast so quick skills return quickly, and backs off to this.
@@ -29,36 +32,28 @@ const POLL_FAILURES_TOLERATED: u32 = 3;
 /// `CancelTask` is best effort and must not hold up the caller for long.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs the skill as an A2A task at `interface`. `task_id` is set as soon as
-/// the agent accepted the task, so the caller can cancel it if it stops
-/// waiting; `request.on_task` is told then too, when the task is still running.
+/// Runs the skill as an A2A task at `interface`, on a stream when
+/// `streaming` is given. `task_id` is set as soon as the agent accepted the
+/// task, so the caller can cancel it if it stops waiting; `request.on_task`
+/// is told then too, when the task is still running.
 pub(crate) async fn call(
     http: &reqwest::Client,
     interface: &Interface,
     target: Target<'_>,
     request: &CallRequest<'_>,
     task_id: &OnceLock<String>,
+    streaming: Option<StreamSettings>,
 ) -> Result<Value, CallError> {
     let wire = Wire {
         http,
         interface,
         target,
     };
-    let (sent, body) = wire.send_message(request).await?;
-    let mut task = match sent {
-        Sent::Message(mut message) => return message_output(target, &mut message, &body),
-        Sent::Task(task) => task,
+    let outcome = match streaming {
+        Some(settings) => stream::call(wire, request, task_id, settings).await,
+        None => send_and_poll(wire, request, task_id).await,
     };
-    let id = task["id"]
-        .as_str()
-        .ok_or_else(|| target.malformed("the task has no `id`", &body, None))?
-        .to_string();
-    let _ = task_id.set(id.clone());
-    let outcome = task_outcome(target, &mut task, &body);
-    if outcome.is_none() {
-        tell_task(request, interface, &id);
-    }
-    finish(wire, &id, outcome).await
+    cancel_if_it_lives_on(wire, task_id.get().map(String::as_str), outcome).await
 }
 
 /// Asks the agent at `interface` for the task `id` that an earlier process
@@ -87,12 +82,18 @@ pub(crate) async fn reattach(
         }
         Err(error) => return Err(error),
     };
-    let _ = task_id.set(id.to_string());
-    tell_task(request, interface, id);
+    accept_task(request.on_task, interface, task_id, id);
     let state = task["status"]["state"].as_str().unwrap_or_default();
     tracing::info!(agent = target.agent, task = id, state, interface = %interface.describe(), "reattached to the task of the interrupted attempt");
-    let outcome = task_outcome(target, &mut task, &body);
-    finish(wire, id, outcome).await.map(Some)
+    let mut reporter = StatusReporter::new(request.on_status);
+    reporter.report(&task["status"]);
+    let outcome = match task_outcome(target, &mut task, &body) {
+        Some(outcome) => outcome,
+        None => poll(wire, id, &mut reporter).await,
+    };
+    cancel_if_it_lives_on(wire, Some(id), outcome)
+        .await
+        .map(Some)
 }
 
 /// The agent's answer for a task it does not know (A2A `TaskNotFoundError`).
@@ -107,8 +108,18 @@ fn is_task_not_found(error: &CallError) -> bool {
 /// A2A's JSON-RPC error code for a task the agent does not know (0.3 and 1.0).
 const TASK_NOT_FOUND: i64 = -32001;
 
-fn tell_task(request: &CallRequest<'_>, interface: &Interface, id: &str) {
-    if let Some(on_task) = request.on_task {
+/// The agent accepted the task `id`: the slot is set (so the caller can
+/// cancel it) and, the first time, `on_task` is told.
+pub(super) fn accept_task(
+    on_task: Option<&(dyn Fn(&AgentTask) + Send + Sync)>,
+    interface: &Interface,
+    task_id: &OnceLock<String>,
+    id: &str,
+) {
+    if task_id.set(id.to_string()).is_err() {
+        return;
+    }
+    if let Some(on_task) = on_task {
         on_task(&AgentTask {
             id: id.to_string(),
             interface: interface.clone(),
@@ -116,30 +127,101 @@ fn tell_task(request: &CallRequest<'_>, interface: &Interface, id: &str) {
     }
 }
 
-/// Polls a task still running (`outcome` is `None`) to its end; a task whose
-/// end means nothing to pallet, or that could not be followed, is cancelled.
-async fn finish(
+/// A task whose end means nothing to pallet, or that could not be followed
+/// (polling or the stream broke down), is cancelled: it is not known to have
+/// ended, and a retry must not run it twice.
+async fn cancel_if_it_lives_on(
     wire: Wire<'_>,
-    id: &str,
-    outcome: Option<Result<Value, CallError>>,
+    id: Option<&str>,
+    outcome: Result<Value, CallError>,
 ) -> Result<Value, CallError> {
-    let outcome = match outcome {
-        Some(outcome) => outcome,
-        None => poll(wire, id).await,
-    };
     let task_lives_on = outcome.as_ref().is_err_and(|error| {
         error.task_id().is_none() || matches!(error, CallError::UnknownTaskState { .. })
     });
-    if task_lives_on {
-        // Polling broke down or the state means nothing to pallet, not that
-        // the task ended: stop it so a retry does not run it twice.
+    if task_lives_on && let Some(id) = id {
+        // Polling or the stream broke down, or the state means nothing to
+        // pallet, not that the task ended: stop it so a retry does not run it twice.
         cancel(wire, id).await;
     }
     outcome
 }
 
-/// Gets the task with backoff until it reaches a terminal or interrupted state.
-async fn poll(wire: Wire<'_>, id: &str) -> Result<Value, CallError> {
+async fn send_and_poll(
+    wire: Wire<'_>,
+    request: &CallRequest<'_>,
+    task_id: &OnceLock<String>,
+) -> Result<Value, CallError> {
+    let (sent, body) = wire.send_message(request).await?;
+    let mut task = match sent {
+        Sent::Message(mut message) => return message_output(wire.target, &mut message, &body),
+        Sent::Task(task) => task,
+    };
+    let id = task["id"]
+        .as_str()
+        .ok_or_else(|| wire.target.malformed("the task has no `id`", &body, None))?
+        .to_string();
+    let mut reporter = StatusReporter::new(request.on_status);
+    reporter.report(&task["status"]);
+    match task_outcome(wire.target, &mut task, &body) {
+        Some(outcome) => {
+            let _ = task_id.set(id);
+            outcome
+        }
+        None => {
+            accept_task(request.on_task, wire.interface, task_id, &id);
+            poll(wire, &id, &mut reporter).await
+        }
+    }
+}
+
+/// Hands the task's status messages to the caller's callback, each once.
+pub(super) struct StatusReporter<'a> {
+    callback: Option<&'a (dyn Fn(&str) + Send + Sync)>,
+    last: Option<String>,
+}
+
+impl<'a> StatusReporter<'a> {
+    fn new(callback: Option<&'a (dyn Fn(&str) + Send + Sync)>) -> StatusReporter<'a> {
+        StatusReporter {
+            callback,
+            last: None,
+        }
+    }
+
+    /// The text of a task status's message, unless it is the one reported last.
+    fn report(&mut self, status: &Value) {
+        self.report_message(&status["message"]);
+    }
+
+    fn report_message(&mut self, message: &Value) {
+        let Some(callback) = self.callback else {
+            return;
+        };
+        let texts: Vec<&str> = message["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|part| part["text"].as_str())
+            .filter(|text| !text.trim().is_empty())
+            .collect();
+        if texts.is_empty() {
+            return;
+        }
+        let text = texts.join("\n");
+        if self.last.as_deref() != Some(text.as_str()) {
+            callback(&text);
+            self.last = Some(text);
+        }
+    }
+}
+
+/// Gets the task with backoff until it reaches a terminal or interrupted
+/// state, reporting its status messages as they change.
+async fn poll(
+    wire: Wire<'_>,
+    id: &str,
+    reporter: &mut StatusReporter<'_>,
+) -> Result<Value, CallError> {
     let mut failures = 0;
     let mut delays = poll_delays();
     loop {
@@ -150,6 +232,7 @@ async fn poll(wire: Wire<'_>, id: &str) -> Result<Value, CallError> {
         match wire.get_task(id).await {
             Ok((mut task, body)) => {
                 failures = 0;
+                reporter.report(&task["status"]);
                 if let Some(outcome) = task_outcome(wire.target, &mut task, &body) {
                     return outcome;
                 }

@@ -22,6 +22,10 @@ pub struct AgentCard {
     /// What the card asks for and the credential configured for it.
     #[serde(skip)]
     pub auth: Auth,
+    /// The card declares `capabilities.streaming: true` (A2A cards only):
+    /// calls follow the task's event stream instead of polling it.
+    #[serde(skip)]
+    pub streaming: bool,
 }
 
 /// Where and how to call an agent.
@@ -208,6 +212,12 @@ impl AgentCard {
                 .get("description")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            streaming: matches!(endpoint, Endpoint::A2a { .. })
+                && object
+                    .get("capabilities")
+                    .and_then(|capabilities| capabilities.get("streaming"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             endpoint,
             skills,
             max_response_size: None,

@@ -28,8 +28,12 @@ pub struct CallRequest<'a> {
     /// Told once, at once, when an A2A agent accepted the call as a task that
     /// is still running (a durable run stores it, so that a resume after a
     /// crash can ask the agent for that task instead of sending the call again).
-    /// A task that has ended in the agent's first answer is not told.
+    /// A task that has ended in the agent's first answer is not told (on a
+    /// stream, the task is told at its first event).
     pub on_task: Option<&'a (dyn Fn(&AgentTask) + Send + Sync)>,
+    /// Called with the text of each new status message of the agent's task,
+    /// as it arrives (streamed, or seen while polling).
+    pub on_status: Option<&'a (dyn Fn(&str) + Send + Sync)>,
 }
 
 /// An agent's A2A task and the interface that accepted it: what is needed to
@@ -38,6 +42,57 @@ pub struct CallRequest<'a> {
 pub struct AgentTask {
     pub id: String,
     pub interface: Interface,
+}
+
+/// The bounds of the event streams of streaming agents (one event is also
+/// bounded by the answer limit, a stream by four times it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// The most events one stream may carry.
+    pub max_events: u64,
+    /// The longest silence between two events; then the task is subscribed
+    /// to again (or polled), or the call fails if the task is not known yet.
+    pub idle_timeout: Duration,
+}
+
+/// Environment variables overriding [`StreamSettings::default`].
+pub const STREAM_MAX_EVENTS_VARIABLE: &str = "PALLET_STREAM_MAX_EVENTS";
+pub const STREAM_IDLE_TIMEOUT_VARIABLE: &str = "PALLET_STREAM_IDLE_TIMEOUT";
+
+impl Default for StreamSettings {
+    fn default() -> StreamSettings {
+        StreamSettings {
+            max_events: 10_000,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl StreamSettings {
+    /// The defaults with the environment's overrides; a value that does not
+    /// parse is named in a warning and the default is kept.
+    pub fn from_env() -> StreamSettings {
+        let mut settings = StreamSettings::default();
+        if let Ok(text) = std::env::var(STREAM_MAX_EVENTS_VARIABLE) {
+            match text.trim().parse::<u64>() {
+                Ok(events) if events > 0 => settings.max_events = events,
+                _ => tracing::warn!(
+                    "{STREAM_MAX_EVENTS_VARIABLE}={text:?} is not a positive number of events: using {}",
+                    settings.max_events
+                ),
+            }
+        }
+        if let Ok(text) = std::env::var(STREAM_IDLE_TIMEOUT_VARIABLE) {
+            match humantime::parse_duration(text.trim()) {
+                Ok(timeout) if !timeout.is_zero() => settings.idle_timeout = timeout,
+                _ => tracing::warn!(
+                    "{STREAM_IDLE_TIMEOUT_VARIABLE}={text:?} is not a duration such as 30s: using {}",
+                    humantime::format_duration(settings.idle_timeout)
+                ),
+            }
+        }
+        settings
+    }
 }
 
 /// The largest agent answer (one HTTP body) read by default: a bigger one
@@ -154,6 +209,39 @@ pub enum CallError {
         state: String,
     },
     #[error(
+        "agent `{agent}` answered {what} for skill `{skill}` with content type `{content_type}`, not an event stream (text/event-stream), although its card declares streaming (body: {snippet})"
+    )]
+    NotAnEventStream {
+        agent: String,
+        skill: String,
+        what: String,
+        content_type: String,
+        snippet: String,
+    },
+    #[error("agent `{agent}` ended the stream of skill `{skill}` with error {code}: {message}")]
+    ErrorEvent {
+        agent: String,
+        skill: String,
+        code: i64,
+        message: String,
+    },
+    #[error("agent `{agent}` sent more than {limit} on the stream of skill `{skill}`: {hint}")]
+    StreamLimit {
+        agent: String,
+        skill: String,
+        limit: String,
+        hint: &'static str,
+    },
+    #[error(
+        "agent `{agent}` sent nothing on the stream of skill `{skill}` for {} before naming its task (raise PALLET_STREAM_IDLE_TIMEOUT if the agent is that slow to start)",
+        humantime::format_duration(*.timeout)
+    )]
+    StreamIdle {
+        agent: String,
+        skill: String,
+        timeout: Duration,
+    },
+    #[error(
         "agent `{agent}` redirected skill `{skill}` to {location}, which pallet does not follow ({why})"
     )]
     Redirected {
@@ -226,6 +314,7 @@ impl CallError {
         match self {
             CallError::Unreachable { .. }
             | CallError::Transport { .. }
+            | CallError::StreamIdle { .. }
             | CallError::Timeout { .. } => true,
             CallError::Http { status, .. } => {
                 status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
@@ -238,6 +327,9 @@ impl CallError {
             | CallError::UnknownTaskState { .. }
             | CallError::Redirected { .. }
             | CallError::Unauthorized { .. }
+            | CallError::NotAnEventStream { .. }
+            | CallError::ErrorEvent { .. }
+            | CallError::StreamLimit { .. }
             | CallError::NoInterface { .. }
             | CallError::Malformed { .. } => false,
         }
@@ -505,6 +597,36 @@ impl Target<'_> {
         }
     }
 
+    /// A stream answered with something else than events.
+    pub fn not_an_event_stream(&self, what: &str, content_type: &str, body: &str) -> CallError {
+        CallError::NotAnEventStream {
+            agent: self.agent.to_string(),
+            skill: self.skill.to_string(),
+            what: what.to_string(),
+            content_type: content_type.to_string(),
+            snippet: snippet(body),
+        }
+    }
+
+    /// An error sent on a stream: a JSON-RPC error, or an HTTP+JSON error
+    /// body (`{code, message}`).
+    pub fn error_event(&self, json_rpc: bool, error: &Value) -> CallError {
+        match self.json_rpc(error) {
+            CallError::JsonRpc {
+                agent,
+                skill,
+                code,
+                message,
+            } if !json_rpc => CallError::ErrorEvent {
+                agent,
+                skill,
+                code,
+                message,
+            },
+            other => other,
+        }
+    }
+
     pub fn json_rpc(&self, error: &Value) -> CallError {
         CallError::JsonRpc {
             agent: self.agent.to_string(),
@@ -647,6 +769,7 @@ fn build_client(redirects: reqwest::redirect::Policy) -> reqwest::Client {
 #[derive(Clone)]
 pub struct AgentClient {
     http: reqwest::Client,
+    streams: StreamSettings,
 }
 
 impl Default for AgentClient {
@@ -656,9 +779,15 @@ impl Default for AgentClient {
 }
 
 impl AgentClient {
+    /// A client with the stream bounds of the environment ([`StreamSettings::from_env`]).
     pub fn new() -> AgentClient {
+        AgentClient::with_stream_settings(StreamSettings::from_env())
+    }
+
+    pub fn with_stream_settings(streams: StreamSettings) -> AgentClient {
         AgentClient {
             http: http_client(),
+            streams,
         }
     }
 
@@ -681,7 +810,9 @@ impl AgentClient {
         let work = async {
             match &agent.endpoint {
                 Endpoint::A2a { interfaces } => {
-                    self.call_a2a(interfaces, target, &request, &task_ids).await
+                    let streaming = agent.streaming.then_some(self.streams);
+                    self.call_a2a(interfaces, target, &request, &task_ids, streaming)
+                        .await
                 }
                 Endpoint::Legacy { url } => legacy::call(&self.http, url, target, &request).await,
             }
@@ -782,10 +913,12 @@ impl AgentClient {
         target: Target<'_>,
         request: &CallRequest<'_>,
         task_ids: &[OnceLock<String>],
+        streaming: Option<StreamSettings>,
     ) -> Result<Value, CallError> {
         let mut remaining = interfaces.iter().zip(task_ids).peekable();
         while let Some((interface, task_id)) = remaining.next() {
-            let outcome = a2a::call(&self.http, interface, target, request, task_id).await;
+            let outcome =
+                a2a::call(&self.http, interface, target, request, task_id, streaming).await;
             let next_one = task_id.get().is_none()
                 && remaining.peek().is_some()
                 && outcome.as_ref().is_err_and(CallError::is_unreachable);

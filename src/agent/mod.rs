@@ -15,5 +15,5 @@ mod legacy;
 pub mod server;
 
 pub use card::{AgentCard, Binding, CardError, Endpoint, Interface, SkillInfo, Version};
-pub use client::{AgentClient, AgentTask, CallError, CallRequest};
+pub use client::{AgentClient, AgentTask, CallError, CallRequest, StreamSettings};
 pub use discovery::{Discovery, DiscoveryError, StaticDiscovery};

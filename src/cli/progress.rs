@@ -34,6 +34,11 @@ fn line(event: &Event) -> String {
                 terminal_safe(error)
             )
         }
+        Event::StepStatusMessage { step, message } => {
+            // One line per message: the agent's line breaks become spaces.
+            let flat = message.replace(['\n', '\r'], " ");
+            format!("  … {}: {}", terminal_safe(step), terminal_safe(&flat))
+        }
         Event::StepFinished { step, record } => {
             let step = terminal_safe(step);
             let took = format!("{:.0} ms", record.duration_ms);
@@ -48,5 +53,19 @@ fn line(event: &Event) -> String {
                 StepStatus::Waiting => format!("  ? {step} waits for approval"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_messages_are_one_inert_line() {
+        let event = Event::StepStatusMessage {
+            step: "talk".to_string(),
+            message: "step 1\nof 3 \u{1b}[2J".to_string(),
+        };
+        assert_eq!(line(&event), "  … talk: step 1 of 3 \\u{1b}[2J");
     }
 }

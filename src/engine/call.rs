@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::retry::Schedule;
 use super::run::{Failure, Run, StepDetails, chain_of};
 use super::{
-    EXECUTE_WORKFLOW, Event, JournalWrite, MAX_WORKFLOW_DEPTH, Nesting, RunStatus, StepTask,
+    EXECUTE_WORKFLOW, Event, JournalWrite, MAX_STATUS_MESSAGE_CHARS, MAX_STATUS_MESSAGES,
+    MAX_WORKFLOW_DEPTH, Nesting, RunStatus, STATUS_WRITE_INTERVAL, StepTask,
 };
 use crate::agent::{AgentCard, AgentTask, CallError, CallRequest};
 use crate::workflow::Step;
@@ -18,6 +19,27 @@ use crate::workflow::Step;
 /// How long past its own timeout a call may take to wind down (cancel the
 /// agent's task) before the engine stops waiting for it.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
+
+/// The status messages of one attempt's calls, and when the last was journaled.
+#[derive(Default)]
+struct StatusMessages {
+    messages: Vec<String>,
+    last_write: Option<Instant>,
+}
+
+fn lock(statuses: &Mutex<StatusMessages>) -> std::sync::MutexGuard<'_, StatusMessages> {
+    statuses
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A message cut to [`MAX_STATUS_MESSAGE_CHARS`] characters.
+fn bounded(message: &str) -> String {
+    match message.char_indices().nth(MAX_STATUS_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_string(),
+    }
+}
 
 /// Why one attempt (over every agent) failed.
 enum AttemptError {
@@ -166,7 +188,7 @@ impl Run<'_> {
         for agent in agents {
             details.agent = Some(agent.name.clone());
             let started = Instant::now();
-            let result = self.call_agent(call, agent, key, None).await;
+            let result = self.call_agent(call, agent, key, None, details).await;
             let error = match result {
                 Ok(Ok(value)) => return Ok(value.unwrap_or_default()),
                 Ok(Err(error)) => error,
@@ -204,7 +226,7 @@ impl Run<'_> {
         };
         details.agent = Some(agent.name.clone());
         let result = self
-            .call_agent(call, agent, &task.idempotency_key, Some(task))
+            .call_agent(call, agent, &task.idempotency_key, Some(task), details)
             .await;
         match result {
             Ok(Ok(Some(value))) => Ok(value),
@@ -227,9 +249,12 @@ impl Run<'_> {
         agent: &AgentCard,
         key: &str,
         interrupted: Option<&StepTask>,
+        details: &mut StepDetails,
     ) -> Result<Result<Option<Value>, CallError>, tokio::time::error::Elapsed> {
         let reattached_from = interrupted.and_then(|task| task.reattached_from);
         let step = call.step;
+        let statuses = Mutex::new(StatusMessages::default());
+        let on_status = |message: &str| self.status_message(step, message, &statuses);
         let written: Mutex<Option<JournalWrite>> = Mutex::new(None);
         let durable = self.durable;
         let step_id = step.id.as_str();
@@ -258,6 +283,7 @@ impl Run<'_> {
             idempotency_key: key,
             max_response_size: step.max_response_size,
             on_task,
+            on_status: Some(&on_status),
         };
         let client = &self.engine.client;
         let work = async {
@@ -268,6 +294,14 @@ impl Run<'_> {
         };
         // The client enforces the timeout; this only guards against a client that hangs.
         let result = tokio::time::timeout(step.timeout().saturating_add(TIMEOUT_GRACE), work).await;
+        details
+            .status_messages
+            .append(&mut lock(&statuses).messages);
+        let over = details
+            .status_messages
+            .len()
+            .saturating_sub(MAX_STATUS_MESSAGES);
+        details.status_messages.drain(..over);
         let pending = written
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -279,6 +313,27 @@ impl Run<'_> {
             tracing::warn!(step = %self.event_name(step), %error, "cannot record the agent's task");
         }
         result
+    }
+
+    /// A new status message of the step's agent: an event at once, a journal
+    /// write at most every [`STATUS_WRITE_INTERVAL`], and the record.
+    fn status_message(&self, step: &Step, message: &str, statuses: &Mutex<StatusMessages>) {
+        let message = bounded(message);
+        self.engine.emit(|| Event::StepStatusMessage {
+            step: self.event_name(step),
+            message: message.clone(),
+        });
+        let mut statuses = lock(statuses);
+        let due = statuses
+            .last_write
+            .is_none_or(|last| last.elapsed() >= STATUS_WRITE_INTERVAL);
+        if due && let Some(durable) = self.durable {
+            statuses.last_write = Some(Instant::now());
+            // Queued in order before the step's end; its answer is not awaited
+            // (a lost status message fails nothing).
+            drop(durable.journal.step_status(&step.id, &message));
+        }
+        statuses.messages.push(message);
     }
 
     /// `execute_workflow`: run the workflow named by `workflow_id` as a child run.

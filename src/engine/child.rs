@@ -114,6 +114,7 @@ mod tests {
             attempts: 1,
             agent: None,
             child: None,
+            status_messages: Vec::new(),
             started_at: String::new(),
             ended_at: String::new(),
             duration_ms: 0.0,

@@ -33,6 +33,12 @@ pub trait Journal: Send + Sync {
     /// task): kept with the step's attempt so that a resume after a crash can
     /// ask the agent for it. One small write, queued like the others.
     fn task_accepted(&self, step_id: &str, task: &StepTask) -> JournalWrite;
+    /// The running step's agent gave a new status message (throttled by the
+    /// engine). Nothing is recorded by default.
+    fn step_status(&self, step_id: &str, message: &str) -> JournalWrite {
+        let _ = (step_id, message);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// An agent's task for a step attempt, as a durable run keeps it.

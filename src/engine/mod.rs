@@ -45,6 +45,15 @@ pub const EXECUTE_WORKFLOW: &str = "execute_workflow";
 /// How deep `execute_workflow` may nest, counting the top-level workflow.
 pub const MAX_WORKFLOW_DEPTH: usize = 8;
 
+/// An agent's status message is cut to this many characters (events, records, store).
+pub const MAX_STATUS_MESSAGE_CHARS: usize = 500;
+/// A step's record keeps its last this many status messages.
+pub const MAX_STATUS_MESSAGES: usize = 100;
+/// A step's latest status message is journaled at most this often, so a
+/// chatty agent does not flood the store (the last one is written with the
+/// step's end).
+pub const STATUS_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Progress of a run as it happens, for the terminal view and logs.
 ///
 /// Steps of a child run (`execute_workflow`) are named `PARENT_STEP/CHILD_STEP`.
@@ -61,6 +70,12 @@ pub enum Event {
         attempt: u32,
         delay: std::time::Duration,
         error: String,
+    },
+    /// The agent's task gave a new status message (its text, at most
+    /// [`MAX_STATUS_MESSAGE_CHARS`] characters).
+    StepStatusMessage {
+        step: String,
+        message: String,
     },
     /// Boxed: a record is much larger than the other events.
     StepFinished {

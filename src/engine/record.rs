@@ -69,6 +69,10 @@ pub struct StepRecord {
     /// The child run of an `execute_workflow` step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub child: Option<Box<RunRecord>>,
+    /// The agent's status messages, in order (the last
+    /// [`super::MAX_STATUS_MESSAGES`] of them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub status_messages: Vec<String>,
     pub started_at: String,
     pub ended_at: String,
     pub duration_ms: f64,

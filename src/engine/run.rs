@@ -60,6 +60,7 @@ pub(super) struct StepDetails {
     pub attempts: u32,
     pub agent: Option<String>,
     pub child: Option<Box<RunRecord>>,
+    pub status_messages: Vec<String>,
 }
 
 struct State {
@@ -338,6 +339,7 @@ impl Run<'_> {
                 attempts: details.attempts,
                 agent: details.agent,
                 child: details.child,
+                status_messages: details.status_messages,
                 started_at: clock.started_at(),
                 ended_at,
                 duration_ms,
@@ -590,6 +592,7 @@ fn skipped(step: &Step) -> StepRecord {
         attempts: 0,
         agent: None,
         child: None,
+        status_messages: Vec::new(),
         started_at: now.clone(),
         ended_at: now,
         duration_ms: 0.0,

@@ -57,6 +57,13 @@ impl Journal for RunJournal {
         )
     }
 
+    fn step_status(&self, step_id: &str, message: &str) -> JournalWrite {
+        answer(
+            self.store
+                .step_status_queued(&self.run_id, step_id, message, self.lease.as_deref()),
+        )
+    }
+
     fn approval_waiting(&self, step_id: &str) -> JournalWrite {
         let (store, run_id, step_id) =
             (self.store.clone(), self.run_id.clone(), step_id.to_string());

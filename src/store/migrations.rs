@@ -6,13 +6,17 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 4] = [
+const MIGRATIONS: [(u32, &str); 5] = [
     (1, include_str!("../../migrations/0001_runs.sql")),
     (2, include_str!("../../migrations/0002_run_leases.sql")),
     (3, include_str!("../../migrations/0003_executor_starts.sql")),
     (
         4,
         include_str!("../../migrations/0004_attempt_agent_task.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/0005_step_status_message.sql"),
     ),
 ];
 
@@ -76,7 +80,8 @@ mod tests {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(versions, vec![1, 2, 3, 4]);
+            let known: Vec<u32> = MIGRATIONS.iter().map(|(version, _)| *version).collect();
+            assert_eq!(versions, known);
         }
     }
 
@@ -93,7 +98,7 @@ mod tests {
                 error,
                 StoreError::TooNew {
                     found: 99,
-                    known: 4
+                    known: 5
                 }
             ),
             "{error}"

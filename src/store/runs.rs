@@ -79,6 +79,9 @@ pub struct Attempt {
     /// instead of sending the step again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reattached_from: Option<u32>,
+    /// The latest status message of the agent's task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
 }
 
 /// One status change with what it records.
@@ -291,7 +294,7 @@ impl RunStore {
     pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, task_id, task_interface, idempotency_key, reattached_from FROM step_attempts WHERE run_id = ?1 ORDER BY id",
+                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, task_id, task_interface, idempotency_key, reattached_from, status_message FROM step_attempts WHERE run_id = ?1 ORDER BY id",
             )?;
             let rows = statement.query_map([id], |row| {
                 Ok(Attempt {
@@ -308,6 +311,7 @@ impl RunStore {
                     task_interface: json_column(row.get(10)?),
                     idempotency_key: row.get(11)?,
                     reattached_from: row.get(12)?,
+                    status_message: row.get(13)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -377,14 +381,16 @@ impl RunStore {
         let (inputs, output) = (json(&record.inputs), json(&record.outputs));
         let (id, step_id) = (id.to_string(), record.id.clone());
         let (error, agent, at) = (record.error.clone(), record.agent.clone(), now());
+        let message = record.status_messages.last().cloned();
         self.write(move |connection| {
             check_lease(connection, &id, lease.as_deref())?;
             // Only an open attempt: one already ended (marked interrupted by a
-            // process that took over, say) keeps what it says.
+            // process that took over, say) keeps what it says. The status
+            // message written last (throttled) gives way to the latest.
             connection.prepare_cached(
-                "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status IN ('running', 'waiting'))",
+                "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8, status_message = COALESCE(?9, status_message) WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status IN ('running', 'waiting'))",
             )?
-            .execute(params![id, step_id, status, inputs, output, error, agent, at])?;
+            .execute(params![id, step_id, status, inputs, output, error, agent, at, message])?;
             run_status(connection, &id)
         })
     }
@@ -413,6 +419,27 @@ impl RunStore {
                 "UPDATE step_attempts SET task_id = ?3, task_agent = ?4, task_interface = ?5, idempotency_key = ?6, reattached_from = ?7 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status = 'running')",
             )?
             .execute(params![id, step_id, task.task.id, task.agent, interface, task.idempotency_key, task.reattached_from])?;
+            Ok(())
+        })
+    }
+
+    /// The latest status message of the open attempt of `step_id` (queued
+    /// like every write; refused once the lease is not the executor's).
+    pub fn step_status_queued(
+        &self,
+        id: &str,
+        step_id: &str,
+        message: &str,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        let (id, step_id, message) = (id.to_string(), step_id.to_string(), message.to_string());
+        let lease = lease.map(str::to_string);
+        self.write(move |connection| {
+            check_lease(connection, &id, lease.as_deref())?;
+            connection.prepare_cached(
+                "UPDATE step_attempts SET status_message = ?3 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status = 'running')",
+            )?
+            .execute(params![id, step_id, message])?;
             Ok(())
         })
     }
@@ -750,6 +777,7 @@ mod tests {
             attempts: 1,
             agent: Some("a".to_string()),
             child: None,
+            status_messages: Vec::new(),
             started_at: now(),
             ended_at: now(),
             duration_ms: 0.0,

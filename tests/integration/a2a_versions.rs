@@ -37,6 +37,7 @@ async fn call(
         idempotency_key: "key-1",
         max_response_size: None,
         on_task: None,
+        on_status: None,
     };
     AgentClient::new().call(agent, request).await
 }

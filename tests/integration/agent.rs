@@ -36,6 +36,7 @@ async fn call(
         idempotency_key: "test-key",
         max_response_size: None,
         on_task: None,
+        on_status: None,
     };
     AgentClient::new().call(agent, request).await
 }
@@ -291,6 +292,7 @@ async fn a2a_cancellation_token_cancels_the_task_on_the_agent() {
         idempotency_key: "k",
         max_response_size: None,
         on_task: None,
+        on_status: None,
     };
     let error = AgentClient::new().call(&agent, request).await.unwrap_err();
     assert!(matches!(error, CallError::Cancelled { .. }), "{error:?}");
@@ -325,6 +327,7 @@ async fn agents_that_are_down_are_unreachable_and_transient() {
             skills: vec![],
             max_response_size: None,
             auth: Default::default(),
+            streaming: false,
         };
         let error = call(&agent, "echo", &Map::new(), GENEROUS)
             .await

@@ -38,6 +38,7 @@ async fn call_with(
         idempotency_key: "hostile-key",
         max_response_size,
         on_task: None,
+        on_status: None,
     };
     AgentClient::new().call(card, request).await
 }

@@ -22,5 +22,6 @@ mod registry_hostile;
 mod registry_interop;
 mod remote;
 mod server;
+mod streaming;
 mod support;
 mod validate;

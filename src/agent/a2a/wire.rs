@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
+use super::sse::SseEvent;
 use crate::agent::card::{Binding, Interface, Version};
 use crate::agent::client::{CallError, CallRequest, Target};
 
@@ -24,6 +25,8 @@ use crate::agent::client::{CallError, CallRequest, Target};
 const VERSION_HEADER: (&str, &str) = ("A2A-Version", "1.0");
 /// The media type of 1.0's HTTP+JSON binding; 0.3 used plain JSON.
 const A2A_JSON: &str = "application/a2a+json";
+/// The media type of streams (Server-Sent Events), on every kind.
+const EVENT_STREAM: &str = "text/event-stream";
 
 static REQUEST_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -31,6 +34,22 @@ static REQUEST_ID: AtomicU64 = AtomicU64::new(1);
 pub(super) enum Sent {
     Task(Value),
     Message(Value),
+}
+
+/// One event of a stream, in the 1.0 shape.
+pub(super) enum Update {
+    Task(Value),
+    Message(Value),
+    Status {
+        task_id: Option<String>,
+        status: Value,
+    },
+    Artifact {
+        task_id: Option<String>,
+        artifact: Value,
+        /// Its parts go after those of the artifact with the same id.
+        append: bool,
+    },
 }
 
 /// One interface of one agent, for one call.
@@ -49,6 +68,25 @@ impl Wire<'_> {
         &self,
         request: &CallRequest<'_>,
     ) -> Result<(Sent, String), CallError> {
+        let params = self.message_params(request);
+        let (mut result, body) = match self.interface.binding {
+            Binding::JsonRpc => self.rpc(Method::Send, params).await?,
+            Binding::HttpJson => {
+                let url = self.rest_url(&["message:send"]);
+                self.rest(self.http.post(url), Some(&params), "message:send")
+                    .await?
+            }
+        };
+        let sent = match self.interface.version {
+            Version::V0_3 => self.sent_03(&mut result, &body)?,
+            Version::V1_0 => self.sent(&mut result, &body)?,
+        };
+        Ok((sent, body))
+    }
+
+    /// The parameters of a send, streaming or not: one data part with
+    /// `metadata.skillId`, the task asked for at once (streams ignore it).
+    fn message_params(&self, request: &CallRequest<'_>) -> Value {
         let metadata = json!({"skillId": request.skill, "idempotencyKey": request.idempotency_key});
         let message_id = uuid::Uuid::new_v4().to_string();
         let (message, configuration) = match (self.interface.version, self.interface.binding) {
@@ -71,24 +109,40 @@ impl Wire<'_> {
                 json!({"blocking": false, "historyLength": 0}),
             ),
         };
-        let params = json!({
+        json!({
             "message": message,
             "configuration": configuration,
             "metadata": {"skillId": request.skill},
-        });
-        let (mut result, body) = match self.interface.binding {
-            Binding::JsonRpc => self.rpc(Method::Send, params).await?,
+        })
+    }
+
+    /// Sends the message as [`Wire::send_message`] does, asking for a stream
+    /// of the task's events (SSE) instead of the task.
+    pub async fn send_streaming(
+        &self,
+        request: &CallRequest<'_>,
+    ) -> Result<reqwest::Response, CallError> {
+        let params = self.message_params(request);
+        match self.interface.binding {
+            Binding::JsonRpc => self.rpc_stream(Method::Stream, params).await,
             Binding::HttpJson => {
-                let url = self.rest_url(&["message:send"]);
-                self.rest(self.http.post(url), Some(&params), "message:send")
-                    .await?
+                let url = self.rest_url(&["message:stream"]);
+                let request = self.rest_request(self.http.post(url), Some(&params));
+                self.open_stream(request, "message:stream").await
             }
-        };
-        let sent = match self.interface.version {
-            Version::V0_3 => self.sent_03(&mut result, &body)?,
-            Version::V1_0 => self.sent(&mut result, &body)?,
-        };
-        Ok((sent, body))
+        }
+    }
+
+    /// A new stream of the events of the task `id`, starting with the task as it is.
+    pub async fn subscribe(&self, id: &str) -> Result<reqwest::Response, CallError> {
+        match self.interface.binding {
+            Binding::JsonRpc => self.rpc_stream(Method::Subscribe, json!({"id": id})).await,
+            Binding::HttpJson => {
+                let url = self.rest_url(&["tasks", &format!("{id}:subscribe")]);
+                let request = self.rest_request(self.http.post(url), Some(&json!({})));
+                self.open_stream(request, "tasks/subscribe").await
+            }
+        }
     }
 
     /// The task `id` as it is now, in the 1.0 shape.
@@ -124,12 +178,7 @@ impl Wire<'_> {
     /// One JSON-RPC exchange; returns the `result` object and the raw body.
     async fn rpc(&self, method: Method, params: Value) -> Result<(Value, String), CallError> {
         let name = method.name(self.interface.version);
-        let body = json!({
-            "jsonrpc": "2.0",
-            "id": REQUEST_ID.fetch_add(1, Ordering::Relaxed),
-            "method": name,
-            "params": params,
-        });
+        let body = rpc_body(name, params);
         let request = self.versioned(self.http.post(&self.interface.url));
         let (result, text) = self.target.json_rpc_exchange(request, &body, name).await?;
         match result {
@@ -142,13 +191,59 @@ impl Wire<'_> {
         }
     }
 
-    /// One HTTP+JSON exchange; the answer must be a JSON object.
-    async fn rest(
+    /// A JSON-RPC request whose answer is a stream of events.
+    async fn rpc_stream(
+        &self,
+        method: Method,
+        params: Value,
+    ) -> Result<reqwest::Response, CallError> {
+        let name = method.name(self.interface.version);
+        let request = self
+            .versioned(self.http.post(&self.interface.url))
+            .json(&rpc_body(name, params));
+        self.open_stream(request, name).await
+    }
+
+    /// Sends a request for a stream: an answer that is not 2xx or not
+    /// `text/event-stream` is an error (a JSON-RPC error reply as that error).
+    async fn open_stream(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, CallError> {
+        let request = request.header(reqwest::header::ACCEPT, EVENT_STREAM);
+        let response = self.target.send(request).await?;
+        if !response.status().is_success() {
+            return Err(match self.interface.binding {
+                Binding::JsonRpc => self.target.http(response).await,
+                Binding::HttpJson => self.target.http_status(response).await,
+            });
+        }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("(none)")
+            .to_string();
+        let media_type = content_type.split(';').next().unwrap_or_default().trim();
+        if media_type.eq_ignore_ascii_case(EVENT_STREAM) {
+            return Ok(response);
+        }
+        let body = self.target.read_body(response).await?;
+        if let Ok(reply) = serde_json::from_str::<Value>(&body)
+            && let Some(error) = reply.get("error").filter(|error| error.is_object())
+        {
+            return Err(self.target.json_rpc(error));
+        }
+        Err(self.target.not_an_event_stream(what, &content_type, &body))
+    }
+
+    /// An HTTP+JSON request with the version's content type and `body`.
+    fn rest_request(
         &self,
         request: reqwest::RequestBuilder,
         body: Option<&Value>,
-        what: &str,
-    ) -> Result<(Value, String), CallError> {
+    ) -> reqwest::RequestBuilder {
         let content_type = match self.interface.version {
             Version::V1_0 => A2A_JSON,
             Version::V0_3 => "application/json",
@@ -162,6 +257,17 @@ impl Wire<'_> {
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body.to_string());
         }
+        request
+    }
+
+    /// One HTTP+JSON exchange; the answer must be a JSON object.
+    async fn rest(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<(Value, String), CallError> {
+        let request = self.rest_request(request, body);
         let (answer, text) = self.target.rest_exchange(request, what).await?;
         if !answer.is_object() {
             return Err(self.target.malformed(
@@ -193,6 +299,69 @@ impl Wire<'_> {
             path.extend(segments);
         }
         url
+    }
+
+    /// One event's data: a JSON-RPC reply whose `result` is the event
+    /// (JSON-RPC) or the event itself (HTTP+JSON); an error, in a reply or
+    /// as an `error` event, is an error.
+    pub fn stream_update(&self, event: &SseEvent) -> Result<Update, CallError> {
+        let data = event.data.as_str();
+        self.target.check_json_values(data)?;
+        let mut value: Value = serde_json::from_str(data).map_err(|source| {
+            self.target
+                .malformed("a stream event is not JSON", data, Some(source))
+        })?;
+        if let Some(error) = value.get("error").filter(|error| error.is_object()) {
+            return Err(self
+                .target
+                .error_event(self.interface.binding == Binding::JsonRpc, error));
+        }
+        if event.event == "error" {
+            return Err(self.target.error_event(false, &value));
+        }
+        let result = match self.interface.binding {
+            Binding::JsonRpc => match value.get_mut("result").filter(|result| result.is_object()) {
+                Some(result) => result.take(),
+                None => {
+                    return Err(self.target.malformed(
+                        "a stream event has no `result` object",
+                        data,
+                        None,
+                    ));
+                }
+            },
+            Binding::HttpJson => value,
+        };
+        let update = match (self.interface.version, self.interface.binding) {
+            (Version::V0_3, Binding::JsonRpc) => update_03(result),
+            _ => update_10(result),
+        };
+        let mut update = update.ok_or_else(|| {
+            self.target.malformed(
+                "a stream event is none of task, message, status update, artifact update",
+                data,
+                None,
+            )
+        })?;
+        match &mut update {
+            Update::Task(task) => self.normalize_task(task),
+            Update::Message(message) => self.normalize_message(message),
+            Update::Status { status, .. } => {
+                if let Some(message) = status.get_mut("message") {
+                    self.normalize_message(message);
+                }
+            }
+            Update::Artifact { artifact, .. } => {
+                if self.interface.version == Version::V0_3
+                    && self.interface.binding == Binding::HttpJson
+                {
+                    for part in artifact["parts"].as_array_mut().into_iter().flatten() {
+                        unwrap_03_data_part(part);
+                    }
+                }
+            }
+        }
+        Ok(update)
     }
 
     /// 1.0: `{task}` or `{message}`.
@@ -272,6 +441,58 @@ impl Wire<'_> {
     }
 }
 
+/// 1.0 (and 0.3 HTTP+JSON) stream events: `{task}`, `{message}` (`{msg}` in
+/// some 0.3 servers), `{statusUpdate}`, `{artifactUpdate}`.
+fn update_10(mut event: Value) -> Option<Update> {
+    let object = event.as_object_mut()?;
+    if let Some(task) = object.remove("task") {
+        return Some(Update::Task(task));
+    }
+    if let Some(message) = object.remove("message").or_else(|| object.remove("msg")) {
+        return Some(Update::Message(message));
+    }
+    if let Some(mut update) = object.remove("statusUpdate") {
+        return Some(status_update(&mut update));
+    }
+    let mut update = object.remove("artifactUpdate")?;
+    Some(artifact_update(&mut update))
+}
+
+/// 0.3 JSON-RPC stream events: the object itself, told by `kind`.
+fn update_03(mut event: Value) -> Option<Update> {
+    match event["kind"].as_str()? {
+        "task" => Some(Update::Task(event)),
+        "message" => Some(Update::Message(event)),
+        "status-update" => Some(status_update(&mut event)),
+        "artifact-update" => Some(artifact_update(&mut event)),
+        _ => None,
+    }
+}
+
+fn status_update(update: &mut Value) -> Update {
+    Update::Status {
+        task_id: update["taskId"].as_str().map(str::to_string),
+        status: update["status"].take(),
+    }
+}
+
+fn artifact_update(update: &mut Value) -> Update {
+    Update::Artifact {
+        task_id: update["taskId"].as_str().map(str::to_string),
+        artifact: update["artifact"].take(),
+        append: update["append"].as_bool().unwrap_or(false),
+    }
+}
+
+fn rpc_body(method: &str, params: Value) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": REQUEST_ID.fetch_add(1, Ordering::Relaxed),
+        "method": method,
+        "params": params,
+    })
+}
+
 /// 0.3 protobuf JSON: `{data: {data: X}}` is the data part `{data: X}`.
 fn unwrap_03_data_part(part: &mut Value) {
     if let Some(inner) = part.get_mut("data").and_then(|data| data.get_mut("data")) {
@@ -285,6 +506,8 @@ enum Method {
     Send,
     Get,
     Cancel,
+    Stream,
+    Subscribe,
 }
 
 impl Method {
@@ -296,6 +519,10 @@ impl Method {
             (Version::V0_3, Method::Send) => "message/send",
             (Version::V0_3, Method::Get) => "tasks/get",
             (Version::V0_3, Method::Cancel) => "tasks/cancel",
+            (Version::V1_0, Method::Stream) => "SendStreamingMessage",
+            (Version::V1_0, Method::Subscribe) => "SubscribeToTask",
+            (Version::V0_3, Method::Stream) => "message/stream",
+            (Version::V0_3, Method::Subscribe) => "tasks/resubscribe",
         }
     }
 }

@@ -32,7 +32,7 @@ impl SdkPeer {
     /// `echo`, `echo_text`, `words`, `reply`, `fail`, `slow`, `metadata` (see
     /// the script) and `extra_skills`, which echo.
     pub async fn js(name: &str, sdk: JsSdk, interfaces: &[&str], extra_skills: &[&str]) -> SdkPeer {
-        SdkPeer::js_with_options(name, sdk, interfaces, extra_skills, &[]).await
+        SdkPeer::js_with(name, sdk, interfaces, extra_skills, &[]).await
     }
 
     /// A 1.0 JavaScript agent like [`SdkPeer::js`] whose card requires an API
@@ -44,22 +44,25 @@ impl SdkPeer {
         key: &str,
     ) -> SdkPeer {
         let option = format!("--api-key={header}:{key}");
-        SdkPeer::js_with_options(name, JsSdk::V1, interfaces, &[], &[option]).await
+        SdkPeer::js_with(name, JsSdk::V1, interfaces, &[], &[&option]).await
     }
 
     /// A 1.0 JavaScript agent whose card requires HTTP basic and whose
     /// endpoints answer 401 without this user name and password.
     pub async fn js_with_basic(name: &str, username: &str, password: &str) -> SdkPeer {
         let option = format!("--basic={username}:{password}");
-        SdkPeer::js_with_options(name, JsSdk::V1, &["JSONRPC"], &[], &[option]).await
+        SdkPeer::js_with(name, JsSdk::V1, &["JSONRPC"], &[], &[&option]).await
     }
 
-    async fn js_with_options(
+    /// [`SdkPeer::js`] with more of the script's options, e.g. `--streaming`
+    /// (the card declares streaming) and `--drop-streams=N` (the first N
+    /// event streams break after their first event).
+    pub async fn js_with(
         name: &str,
         sdk: JsSdk,
         interfaces: &[&str],
         extra_skills: &[&str],
-        options: &[String],
+        options: &[&str],
     ) -> SdkPeer {
         let script = repository_root().join("tests/peers/js/agent.mjs");
         let modules = repository_root().join("tests/peers/js/node_modules");

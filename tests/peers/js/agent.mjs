@@ -18,6 +18,9 @@
 //   fail       task failed with a status message
 //   slow       works for `seconds` (default 60); stops at once when cancelled
 //   metadata   artifact with the message's metadata
+//   chatty     sends `count` (default 3) working status updates with the
+//              messages "step N of COUNT", `delay_ms` (default 200) apart, then
+//              completes like `echo`
 // plus the skills named with --skills, which behave like `echo`.
 //
 // With --api-key (A2A 1.0 only), the card declares an API key in header HEADER
@@ -27,6 +30,10 @@
 // With --record-sends the agent keeps every message it is sent (SendMessage /
 // message/send) as {skill, idempotencyKey} and lists them at GET /test/sends,
 // so a test can count what a client sent.
+// --streaming declares `capabilities.streaming: true`; --drop-streams=N closes
+// the connection of the first N event streams right after their first event
+// (the task goes on), so a client has to subscribe to the task again;
+// GET /test/streams answers {opened: N}, the event streams opened so far.
 
 import express from "express";
 
@@ -45,14 +52,24 @@ const interfaces = option("interfaces", "JSONRPC")
 const extraSkills = option("skills", "").split(",").filter(Boolean);
 const [apiKeyHeader, apiKey] = option("api-key", ":").split(/:(.*)/s);
 const [basicUser, basicPassword] = option("basic", ":").split(/:(.*)/s);
-const skills = ["echo", "echo_text", "words", "reply", "fail", "slow", "metadata", ...extraSkills];
+const skills = ["echo", "echo_text", "words", "reply", "fail", "slow", "metadata", "chatty", ...extraSkills];
+const streaming = process.argv.includes("--streaming");
+let dropsLeft = Number(option("drop-streams", "0"));
 
 process.stdin.on("end", () => process.exit(0));
 process.stdin.resume();
 
 /// What every skill does, whatever the SDK: returns {data} | {text} | {fail} | {message}.
-async function runSkill(skill, input, metadata, cancelled) {
+async function runSkill(skill, input, metadata, cancelled, progress) {
   switch (skill) {
+    case "chatty": {
+      const count = input?.count ?? 3;
+      for (let step = 1; step <= count && !cancelled(); step += 1) {
+        await new Promise((resolve) => setTimeout(resolve, input?.delay_ms ?? 200));
+        progress(`step ${step} of ${count}`);
+      }
+      return cancelled() ? { cancelled: true } : { data: input };
+    }
     case "echo":
       return { data: input };
     case "echo_text":
@@ -118,7 +135,8 @@ async function version1() {
         status: { state: TaskState.TASK_STATE_SUBMITTED, message: undefined, timestamp: undefined },
       }));
       bus.publish(status(taskId, contextId, TaskState.TASK_STATE_WORKING));
-      const outcome = await runSkill(skill, input, user.metadata, () => cancelledTasks.has(taskId));
+      const progress = (words) => bus.publish(status(taskId, contextId, TaskState.TASK_STATE_WORKING, words));
+      const outcome = await runSkill(skill, input, user.metadata, () => cancelledTasks.has(taskId), progress);
       if (outcome.cancelled) {
         bus.finished();
         return;
@@ -144,7 +162,7 @@ async function version1() {
   const card = {
     name, description: "pallet test agent (@a2a-js/sdk 1.3.0)", version: "1.0.0",
     supportedInterfaces: interfaces.map(({ url, binding }) => ({ url, protocolBinding: binding, protocolVersion: "1.0", tenant: "" })),
-    capabilities: { streaming: false, pushNotifications: false, extensions: [] },
+    capabilities: { streaming, pushNotifications: false, extensions: [] },
     securitySchemes: {}, securityRequirements: [], signatures: [],
     defaultInputModes: ["application/json"], defaultOutputModes: ["application/json"],
     skills: skills.map((id) => ({ id, name: id, description: `test skill ${id}`, tags: ["test"], examples: [], inputModes: [], outputModes: [], securityRequirements: [] })),
@@ -186,7 +204,8 @@ async function version03() {
       }
       bus.publish({ kind: "task", id: taskId, contextId, status: { state: "submitted", timestamp: new Date().toISOString() }, history: [user] });
       bus.publish(status(taskId, contextId, "working", undefined, false));
-      const outcome = await runSkill(skill, input, user.metadata, () => cancelledTasks.has(taskId));
+      const progress = (words) => bus.publish(status(taskId, contextId, "working", words, false));
+      const outcome = await runSkill(skill, input, user.metadata, () => cancelledTasks.has(taskId), progress);
       if (outcome.cancelled) {
         bus.finished();
         return;
@@ -211,7 +230,7 @@ async function version03() {
     name, description: "pallet test agent (@a2a-js/sdk 0.3.14)", version: "1.0.0",
     protocolVersion: "0.3.0", url: first.url, preferredTransport: first.binding,
     additionalInterfaces: interfaces.map(({ url, binding }) => ({ url, transport: binding })),
-    capabilities: { streaming: false, pushNotifications: false },
+    capabilities: { streaming, pushNotifications: false },
     defaultInputModes: ["application/json"], defaultOutputModes: ["application/json"],
     skills: skills.map((id) => ({ id, name: id, description: `test skill ${id}`, tags: ["test"] })),
   };
@@ -224,6 +243,30 @@ async function version03() {
 const { card, handler, expressSdk, userBuilder } = sdkVersion === "0.3" ? await version03() : await version1();
 const app = express();
 if (recordSends) app.get("/test/sends", (_request, response) => response.json(sends));
+// --drop-streams: the first N event streams lose their connection after one
+// event. GET /test/streams says how many event streams were opened.
+let streamsOpened = 0;
+app.get("/test/streams", (req, res) => res.json({ opened: streamsOpened }));
+app.use((req, res, next) => {
+  const write = res.write.bind(res);
+  let counted = false;
+  res.write = (chunk, ...rest) => {
+    const type = String(res.getHeader("content-type") ?? "");
+    if (!counted && type.includes("text/event-stream")) {
+      counted = true;
+      streamsOpened += 1;
+    }
+    if (dropsLeft > 0 && type.includes("text/event-stream") && String(chunk).includes("data:")) {
+      dropsLeft -= 1;
+      res.write = () => true;
+      const written = write(chunk, ...rest);
+      setTimeout(() => res.socket?.destroy(), 50);
+      return written;
+    }
+    return write(chunk, ...rest);
+  };
+  next();
+});
 app.use("/.well-known/agent-card.json", expressSdk.agentCardHandler({ agentCardProvider: async () => card }));
 const expected = apiKeyHeader
   ? [apiKeyHeader, apiKey]
