@@ -12,3 +12,19 @@ pub fn chain_of(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_of_joins_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::fmt::Error);
+        assert_eq!(
+            chain_of(&Outer(std::fmt::Error)),
+            "outer: an error occurred when formatting an argument"
+        );
+    }
+}

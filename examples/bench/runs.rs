@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pallet::agent::{AgentClient, StaticDiscovery};
-use pallet::engine::{Engine, Sources};
+use pallet::engine::Engine;
+use pallet::workflow::Sources;
 use pallet::workflow::{LoadedWorkflow, load_file};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

@@ -126,7 +126,7 @@ impl AppState {
         match outcome {
             Ok(_) => *failure = None,
             Err(error @ ApiError::Run(crate::store::durable::RunError::Store(_))) => {
-                *failure = Some((Instant::now(), crate::engine::chain_of(error)));
+                *failure = Some((Instant::now(), crate::error::chain_of(error)));
             }
             Err(_) => {}
         }
@@ -182,7 +182,7 @@ impl AppState {
             tokio::select! {
                 outcome = runner.resume(&id, cancel) => {
                     if let Err(error) = outcome {
-                        tracing::warn!("run {id}: {}", crate::engine::chain_of(&error));
+                        tracing::warn!("run {id}: {}", crate::error::chain_of(&error));
                         if matches!(error, crate::store::durable::RunError::Store(_)) {
                             state.note_store_write::<()>(&Err(ApiError::Run(error)));
                         }
@@ -340,7 +340,7 @@ pub async fn serve(
         if let Err(error) = state.store.settled().await {
             tracing::warn!(
                 "cannot release the leases of the runs left resumable: {}",
-                crate::engine::chain_of(&error)
+                crate::error::chain_of(&error)
             );
         }
     }

@@ -14,6 +14,7 @@ use super::{
     StepRecord, StepStatus,
 };
 use crate::agent::{AgentCard, DiscoveryError};
+use crate::error::chain_of;
 use crate::template::{RenderLimit, Renderer, Scope, TemplateError};
 use crate::workflow::{LoadedWorkflow, Step, StepKind, Workflow};
 
@@ -596,23 +597,5 @@ fn skipped(step: &Step) -> StepRecord {
         started_at: now.clone(),
         ended_at: now,
         duration_ms: 0.0,
-    }
-}
-
-pub use crate::error::chain_of;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_of_joins_causes() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::fmt::Error);
-        assert_eq!(
-            chain_of(&Outer(std::fmt::Error)),
-            "outer: an error occurred when formatting an argument"
-        );
     }
 }

@@ -18,7 +18,7 @@ pub struct RunJournal {
 /// The engine sees a store error as its message chain.
 fn answer(pending: Pending<()>) -> JournalWrite {
     pending
-        .map(|result| result.map_err(|error| crate::engine::chain_of(&error)))
+        .map(|result| result.map_err(|error| crate::error::chain_of(&error)))
         .boxed()
 }
 
@@ -45,7 +45,7 @@ impl Journal for RunJournal {
                 Ok(status) => Err(StoreError::NotRunning { id, status }),
                 Err(error) => Err(error),
             }
-            .map_err(|error| crate::engine::chain_of(&error))
+            .map_err(|error| crate::error::chain_of(&error))
         }
         .boxed()
     }
@@ -74,7 +74,7 @@ impl Journal for RunJournal {
             let attempts = store
                 .blocking(move |store| store.attempts(&read_id))
                 .await
-                .map_err(|error| crate::engine::chain_of(&error))?;
+                .map_err(|error| crate::error::chain_of(&error))?;
             let waiting = attempts
                 .iter()
                 .any(|attempt| attempt.step_id == step_id && attempt.status == "waiting");

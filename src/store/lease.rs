@@ -388,7 +388,7 @@ fn report_release(run_id: &str, released: Result<(), StoreError>) {
         // Harmless: on this host the lease is stale once this process is gone.
         tracing::warn!(
             "run {run_id}: cannot release its lease: {}",
-            crate::engine::chain_of(&error)
+            crate::error::chain_of(&error)
         );
     }
 }
@@ -418,7 +418,7 @@ async fn renew_until_lost(
             // The next tick tries again; the lease outlives a few failed renewals.
             Err(error) => tracing::warn!(
                 "run {id}: cannot renew its lease: {}",
-                crate::engine::chain_of(&error)
+                crate::error::chain_of(&error)
             ),
         }
     }

@@ -8,6 +8,7 @@ pub mod model;
 mod position;
 mod references;
 pub mod schema;
+pub mod source;
 mod template_checks;
 pub mod validate;
 
@@ -17,3 +18,4 @@ pub use load::{Diagnostic, LoadError, LoadedWorkflow, load_file, load_str};
 pub use model::{
     Backoff, Metadata, OnReject, RetryPolicy, Step, StepKind, StepType, TimeoutDecision, Workflow,
 };
+pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};

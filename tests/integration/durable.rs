@@ -1165,7 +1165,7 @@ fn child_engine(url: String, dir: &Path) -> Engine {
     Engine {
         discovery: Arc::new(StaticDiscovery::new(vec![url])),
         client: AgentClient::new(),
-        workflows: Arc::new(pallet::engine::DirectorySource::new(dir)),
+        workflows: Arc::new(pallet::workflow::DirectorySource::new(dir)),
         events: None,
     }
 }

@@ -425,7 +425,7 @@ async fn a_chatty_agent_is_journaled_at_most_every_500_ms_and_shown_as_events() 
     let engine = pallet::engine::Engine {
         discovery: Arc::new(StaticDiscovery::new(vec![peer.url()])),
         client: AgentClient::new(),
-        workflows: Arc::new(pallet::engine::DirectorySource::new(std::env::temp_dir())),
+        workflows: Arc::new(pallet::workflow::DirectorySource::new(std::env::temp_dir())),
         events: Some(events),
     };
     let text = CHATTY_WORKFLOW.replace("count: 3, delay_ms: 300", "count: 20, delay_ms: 30");
