@@ -449,7 +449,7 @@ impl Run<'_> {
         };
         let deadline = self.render_deadline(step);
         self.renderer
-            .condition_until(step, &scope, deadline)
+            .condition_until(&step.id, &scope, deadline)
             .map_err(|error| self.template_failure(step, "condition", &error))
     }
 
@@ -497,7 +497,7 @@ impl Run<'_> {
         };
         let deadline = self.render_deadline(step);
         self.renderer
-            .inputs_until(step, &scope, deadline)
+            .inputs_until(&step.id, &scope, deadline)
             .map_err(|error| match error {
                 TemplateError::Limit {
                     limit: RenderLimit::Deadline,

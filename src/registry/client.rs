@@ -196,7 +196,8 @@ mod tests {
     use super::*;
     use crate::registry::{ArtifactKind, PushOptions};
 
-    /// The engine runs steps on spawned tasks: the futures must be `Send`.
+    /// The service spawns each run on its own tokio task, and a run awaits the
+    /// registry for sub-workflows: these futures must be `Send`.
     #[test]
     fn futures_are_send() {
         fn send<T: Send>(_: T) {}

@@ -10,6 +10,7 @@ mod references;
 pub mod schema;
 pub mod source;
 mod template_checks;
+mod template_sites;
 pub mod validate;
 
 pub use approval_checks::DECISION_FIELDS;
