@@ -11,6 +11,7 @@
 //! templates with helpers or blocks are rendered by handlebars, from a context
 //! holding just the values they reference.
 
+mod allowed;
 mod compile;
 mod lookup;
 mod meter;
@@ -23,10 +24,10 @@ use std::time::Instant;
 use handlebars::{Context, Handlebars, RenderError};
 use serde_json::{Map, Value};
 
-use self::compile::{Compiled, Compiler, Node, Part, StepTemplates};
-pub use self::compile::{
+pub use self::allowed::{
     Disallowed, MAX_TEMPLATE_NESTING, allowed_helpers_hint, disallowed, too_deep,
 };
+use self::compile::{Compiled, Compiler, Node, Part, StepTemplates};
 use self::lookup::{ROOT_NAME, insert, lookup};
 use self::meter::Stopped;
 pub use self::meter::{MAX_RENDER_WORK, MAX_RENDERED_BYTES, RenderLimit};
