@@ -420,8 +420,9 @@ async fn legacy_http_503_is_transient_and_timeouts_abort() {
 /// cards stay public and advertise the public URL.
 #[tokio::test]
 async fn pallet_agent_serve_needs_a_token_beyond_loopback_and_advertises_its_public_url() {
-    use crate::support::process::{Running, output_within, pallet};
-    let home = tempfile::tempdir().unwrap();
+    use crate::support::TestContext;
+    use crate::support::process::{Running, output_within};
+    let home = TestContext::new();
     let definition = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/plan.yaml");
     let token = "0123456789abcdef0123456789abcdef";
     let refusals = [
@@ -436,7 +437,7 @@ async fn pallet_agent_serve_needs_a_token_beyond_loopback_and_advertises_its_pub
         (Some(token), "listening on 0.0.0.0:0 needs --public-url"),
     ];
     for (given, expected) in refusals {
-        let mut command = pallet(home.path());
+        let mut command = home.pallet();
         command
             .args(["agent", "serve"])
             .arg(&definition)
@@ -454,7 +455,7 @@ async fn pallet_agent_serve_needs_a_token_beyond_loopback_and_advertises_its_pub
         assert!(stderr.contains(expected), "{stderr}");
     }
 
-    let mut command = pallet(home.path());
+    let mut command = home.pallet();
     command
         .args(["agent", "serve"])
         .arg(&definition)

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::process::{Running, pallet};
+use crate::support::TestContext;
+use crate::support::process::Running;
 
 const AGENT: &str = r#"
 name: conformance
@@ -34,7 +35,7 @@ struct Served {
     running: Running,
     url: String,
     http: reqwest::Client,
-    _home: tempfile::TempDir,
+    _home: TestContext,
 }
 
 impl Drop for Served {
@@ -49,10 +50,10 @@ impl Served {
     }
 
     fn start_with(token: Option<&str>, args: &[&str]) -> Served {
-        let home = tempfile::tempdir().unwrap();
-        let definition = home.path().join("agent.yaml");
+        let home = TestContext::new();
+        let definition = home.join("agent.yaml");
         std::fs::write(&definition, AGENT).unwrap();
-        let mut command = pallet(home.path());
+        let mut command = home.pallet();
         command
             .args(["agent", "serve"])
             .arg(&definition)

@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::support::TestContext;
 use crate::support::legacy_agent::LegacyAgent;
-use crate::support::pallet::{Spawned, pallet_in};
+use crate::support::pallet::Spawned;
 
 pub(crate) const SKILLS: [&str; 5] = [
     "create_plan",
@@ -185,7 +186,7 @@ async fn assert_problem(response: reqwest::Response, status: StatusCode, detail:
 #[tokio::test]
 async fn both_body_forms_start_runs_that_complete() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let mut options = ServiceOptions::default();
     options
         .workflow_types
@@ -236,8 +237,9 @@ async fn both_body_forms_start_runs_that_complete() {
 #[tokio::test]
 async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let refused = pallet_in(dir.path())
+    let dir = TestContext::new();
+    let refused = dir
+        .pallet()
         .args(["serve", "--offline", "--addr", "0.0.0.0:0", "--db"])
         .arg(dir.path().join("runs.db"))
         .output()
@@ -250,7 +252,7 @@ async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
     );
 
     let mut child = Spawned::spawn(
-        pallet_in(dir.path())
+        dir.pallet()
             .args([
                 "serve",
                 "--offline",
@@ -320,7 +322,7 @@ async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
 #[tokio::test]
 async fn runs_are_listed_by_status_page_by_page_with_their_history() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let mut completed = Vec::new();
     for n in 0..5 {
@@ -426,7 +428,7 @@ async fn runs_are_listed_by_status_page_by_page_with_their_history() {
 #[tokio::test]
 async fn an_approval_is_decided_through_advance() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let body = json!({"workflow": "approval-test", "input": {"text": "draft text"}});
     let (_, created) = service.post("/workflows", body.clone()).await;
@@ -530,7 +532,7 @@ async fn an_approval_is_decided_through_advance() {
 #[tokio::test]
 async fn a_running_run_is_cancelled() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let (_, created) = service
         .post("/workflows", json!({"workflow": "slow-test"}))
@@ -549,7 +551,7 @@ async fn a_running_run_is_cancelled() {
 #[tokio::test]
 async fn errors_are_problem_documents() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let unknown = "00000000-0000-4000-8000-000000000000";
     for (method, path) in [
@@ -659,7 +661,7 @@ async fn errors_are_problem_documents() {
 #[tokio::test]
 async fn a_token_guards_every_route_but_health() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let options = ServiceOptions {
         token: Some("s3cret".to_string()),
         ..ServiceOptions::default()
@@ -700,7 +702,7 @@ async fn a_token_guards_every_route_but_health() {
     assert_eq!(all, StatusCode::OK);
     service.shutdown().await;
 
-    let open_dir = tempfile::tempdir().unwrap();
+    let open_dir = TestContext::new();
     let open = start(&agent, open_dir.path(), ServiceOptions::default()).await;
     let (code, _) = answer(
         open.client
@@ -717,7 +719,7 @@ async fn a_token_guards_every_route_but_health() {
 #[tokio::test]
 async fn the_openapi_document_matches_the_routes() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let (code, document) = service.get("/openapi.json").await;
     assert_eq!(code, StatusCode::OK);
@@ -750,7 +752,7 @@ async fn the_openapi_document_matches_the_routes() {
 #[tokio::test]
 async fn shutdown_leaves_running_runs_resumable_and_start_resumes_them() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let options = || ServiceOptions {
         grace: Duration::from_millis(50),
         ..ServiceOptions::default()
@@ -803,7 +805,7 @@ async fn shutdown_leaves_running_runs_resumable_and_start_resumes_them() {
 #[tokio::test]
 async fn two_hundred_concurrent_runs_all_complete() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = Arc::new(start(&agent, dir.path(), ServiceOptions::default()).await);
     let posts = (0..200).map(|n| {
         let service = service.clone();
@@ -869,7 +871,7 @@ fn record_fast_run(store: &RunStore, requirements: &str) -> pallet::store::Store
 #[tokio::test]
 async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let resume = |id: &str| format!("/workflows/{id}/resume");
     let response = service
