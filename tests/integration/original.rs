@@ -224,7 +224,7 @@ async fn the_originals_tools_read_what_pallet_pushed_at_v1() {
     let digest = line["digest"].as_str().unwrap();
 
     let v1 = format!("{}/workflows/code-generation:v1", registry.address);
-    let raw = checked(Command::new("skopeo").args([
+    let raw = checked(scratch.command("skopeo").args([
         "inspect",
         "--raw",
         "--tls-verify=false",
@@ -232,9 +232,9 @@ async fn the_originals_tools_read_what_pallet_pushed_at_v1() {
     ]));
     assert_eq!(pallet::registry::artifact::sha256_digest(&raw), digest);
 
-    let out = tempfile::tempdir().unwrap();
+    let out = TestContext::new();
     checked(
-        Command::new(crate::support::a2a_peer::python())
+        out.command(crate::support::a2a_peer::python())
             .arg("-c")
             .arg(
                 "import sys\nfrom oras.client import OrasClient\n\
@@ -262,7 +262,7 @@ async fn the_originals_tools_read_what_pallet_pushed_at_v1() {
     ]);
     let quiet = text(&succeeded(&quiet).stdout);
     assert!(!quiet.contains("alias"), "{quiet}");
-    let raw = checked(Command::new("skopeo").args([
+    let raw = checked(scratch.command("skopeo").args([
         "inspect",
         "--raw",
         "--tls-verify=false",
