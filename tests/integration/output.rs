@@ -59,6 +59,12 @@ async fn snapshot(context: &TestContext, name: &str, arguments: &[&str]) -> Outp
     output
 }
 
+/// [`snapshot`] of a command line whose arguments have no spaces.
+async fn snapshot_line(context: &TestContext, name: &str, line: &str) -> Output {
+    let arguments: Vec<&str> = line.split_whitespace().collect();
+    snapshot(context, name, &arguments).await
+}
+
 /// The id of the newest run in `runs.db`.
 async fn newest_run(context: &TestContext) -> String {
     let listed = pallet(context, &["runs", "--db", "runs.db", "--json"]).await;
@@ -73,40 +79,15 @@ async fn the_run_report_in_text_and_json() {
     context.write("report.yaml", REPORT);
     context.write("fails.yaml", FAILS);
     let url = agent.url();
-    let run = [
-        "run",
-        "--file",
-        "report.yaml",
-        "--agent",
-        &url,
-        "--db",
-        "runs.db",
-    ];
-    let text = [&run[..], &["a factorial function"]].concat();
+    let run = format!("run --file report.yaml --agent {url} --db runs.db");
+    let mut text: Vec<&str> = run.split_whitespace().collect();
+    text.push("a factorial function");
     snapshot(&context, "run-text", &text).await;
-    let json = [&run[..], &["--json", "a factorial function"]].concat();
-    snapshot(&context, "run-json", &json).await;
-    let failed = [
-        "run",
-        "--file",
-        "fails.yaml",
-        "--agent",
-        &url,
-        "--db",
-        "runs.db",
-    ];
-    snapshot(&context, "run-failed", &failed).await;
-    let quiet = [
-        "run",
-        "--quiet",
-        "--file",
-        "fails.yaml",
-        "--agent",
-        &url,
-        "--db",
-        "runs.db",
-    ];
-    snapshot(&context, "run-failed-quiet", &quiet).await;
+    snapshot_line(&context, "run-json", &format!("{run} --json factorial")).await;
+    let failed = format!("run --file fails.yaml --agent {url} --db runs.db");
+    snapshot_line(&context, "run-failed", &failed).await;
+    let quiet = format!("run --quiet --file fails.yaml --agent {url} --db runs.db");
+    snapshot_line(&context, "run-failed-quiet", &quiet).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,51 +97,33 @@ async fn the_stored_run_views_through_an_approval() {
     context.write("report.yaml", REPORT);
     context.write("gated.yaml", GATED);
     let url = agent.url();
-    let db = ["--db", "runs.db"];
-    let report = [
-        "run",
-        "--quiet",
-        "--file",
-        "report.yaml",
-        "--agent",
-        &url,
-        "requirements",
-    ];
-    pallet(&context, &[&report[..], &db].concat()).await;
-    let gated = ["run", "--file", "gated.yaml", "--agent", &url];
-    snapshot(&context, "run-waiting", &[&gated[..], &db].concat()).await;
+    let report = format!("run --quiet --file report.yaml --agent {url} --db runs.db factorial");
+    let report: Vec<&str> = report.split_whitespace().collect();
+    pallet(&context, &report).await;
+    let gated = format!("run --file gated.yaml --agent {url} --db runs.db");
+    snapshot_line(&context, "run-waiting", &gated).await;
     let id = newest_run(&context).await;
 
-    snapshot(&context, "runs", &[&["runs"][..], &db].concat()).await;
-    let waiting = [&["runs", "show", &id][..], &db].concat();
-    snapshot(&context, "runs-show-waiting", &waiting).await;
-    let approve = [&["approve", &id, "--actor", "ada"][..], &db].concat();
-    snapshot(&context, "approve-without-a-required-field", &approve).await;
-    let approve = [
-        &["approve", &id, "--field", "ticket=OPS-1", "--actor", "ada"][..],
-        &db,
-        &["--agent", &url],
-    ]
-    .concat();
-    snapshot(&context, "approve", &approve).await;
-    let show = [&["runs", "show", &id][..], &db].concat();
-    snapshot(&context, "runs-show-completed", &show).await;
-    snapshot(
-        &context,
-        "runs-show-json",
-        &[&show[..], &["--json"]].concat(),
-    )
-    .await;
-    let history = [&["runs", "history", &id][..], &db].concat();
-    snapshot(&context, "runs-history", &history).await;
-    snapshot(
-        &context,
-        "runs-history-json",
-        &[&history[..], &["--json"]].concat(),
-    )
-    .await;
-    let cancel = [&["cancel", &id][..], &db].concat();
-    snapshot(&context, "cancel-an-ended-run", &cancel).await;
+    let cases = [
+        ("runs", "runs".to_string()),
+        ("runs-show-waiting", format!("runs show {id}")),
+        (
+            "approve-without-a-required-field",
+            format!("approve {id} --actor ada"),
+        ),
+        (
+            "approve",
+            format!("approve {id} --field ticket=OPS-1 --actor ada --agent {url}"),
+        ),
+        ("runs-show-completed", format!("runs show {id}")),
+        ("runs-show-json", format!("runs show {id} --json")),
+        ("runs-history", format!("runs history {id}")),
+        ("runs-history-json", format!("runs history {id} --json")),
+        ("cancel-an-ended-run", format!("cancel {id}")),
+    ];
+    for (name, line) in cases {
+        snapshot_line(&context, name, &format!("{line} --db runs.db")).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,39 +133,20 @@ async fn errors_with_their_hints() {
         "one.yaml",
         "metadata: {id: one, name: One, version: 1.0.0}\nsteps:\n  - {id: fetch, skill: echo}\n",
     );
-    let cases: [(&str, &[&str]); 7] = [
-        (
-            "error-input-not-key-value",
-            &["run", "--offline", "--input", "nokey"],
-        ),
-        (
-            "error-unknown-run",
-            &["runs", "show", "no-such-run", "--db", "runs.db"],
-        ),
+    let cases = [
+        ("error-input-not-key-value", "run --offline --input nokey"),
+        ("error-unknown-run", "runs show no-such-run --db runs.db"),
         (
             "error-agent-url-with-credentials",
-            &[
-                "run",
-                "--file",
-                "one.yaml",
-                "--agent",
-                "http://user:hunter2@127.0.0.1:9/",
-                "--offline",
-            ],
+            "run --file one.yaml --agent http://user:hunter2@127.0.0.1:9/ --offline",
         ),
-        (
-            "error-server-address",
-            &["runs", "--server", "ftp://127.0.0.1:1"],
-        ),
-        (
-            "error-missing-workflow-file",
-            &["validate", "no/such/file.yaml"],
-        ),
-        ("error-unknown-command", &["rnu"]),
-        ("error-unknown-flag", &["run", "--fil", "one.yaml"]),
+        ("error-server-address", "runs --server ftp://127.0.0.1:1"),
+        ("error-missing-workflow-file", "validate no/such/file.yaml"),
+        ("error-unknown-command", "rnu"),
+        ("error-unknown-flag", "run --fil one.yaml"),
     ];
-    for (name, arguments) in cases {
-        snapshot(&context, name, arguments).await;
+    for (name, line) in cases {
+        snapshot_line(&context, name, line).await;
     }
     // Paths relative to the repository, as a user there would type them.
     let arguments = [
@@ -264,29 +208,21 @@ async fn the_registry_listings() {
         .unwrap();
         file
     });
-    let mut push = vec!["push", "--registry", address];
-    push.extend([
-        "--source",
-        "https://example.org/pallet.git",
-        "--revision",
-        "0123456",
-    ]);
-    push.extend(files.iter().map(String::as_str));
-    snapshot(&context, "push", &push).await;
-    snapshot(&context, "push-unchanged", &push).await;
-    snapshot(&context, "list", &["list", "--registry", address]).await;
-    snapshot(
-        &context,
-        "list-json",
-        &["list", "--json", "--registry", address],
-    )
-    .await;
-    snapshot(
-        &context,
-        "show",
-        &["show", "code-generation-v1", "--registry", address],
-    )
-    .await;
+    let push = format!(
+        "push --registry {address} --source https://example.org/pallet.git --revision 0123456 {}",
+        files.join(" ")
+    );
+    snapshot_line(&context, "push", &push).await;
+    snapshot_line(&context, "push-unchanged", &push).await;
+    let registry = format!("--registry {address}");
+    let cases = [
+        ("list", "list"),
+        ("list-json", "list --json"),
+        ("show", "show code-generation-v1"),
+    ];
+    for (name, line) in cases {
+        snapshot_line(&context, name, &format!("{line} {registry}")).await;
+    }
 
     let mut serve = context.pallet();
     serve
@@ -294,22 +230,12 @@ async fn the_registry_listings() {
         .arg(repository().join("agents/plan.yaml"))
         .args(["--addr", "127.0.0.1:0"]);
     let (_agent, url) = Running::until_line(serve, "agent `plan` listening on ");
-    snapshot(
-        &context,
-        "agents-push",
-        &["agents", "push", &url, "--registry", address],
-    )
-    .await;
-    snapshot(
-        &context,
-        "agents-list",
-        &["agents", "list", "--registry", address],
-    )
-    .await;
-    snapshot(
-        &context,
-        "agents-list-json",
-        &["agents", "list", "--json", "--registry", address],
-    )
-    .await;
+    let cases = [
+        ("agents-push", format!("agents push {url}")),
+        ("agents-list", "agents list".to_string()),
+        ("agents-list-json", "agents list --json".to_string()),
+    ];
+    for (name, line) in cases {
+        snapshot_line(&context, name, &format!("{line} {registry}")).await;
+    }
 }
