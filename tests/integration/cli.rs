@@ -592,14 +592,16 @@ fn a_closed_stdout_ends_commands_quietly() {
         &["validate", "--json", "workflows/code-generation.yaml"],
     ];
     for arguments in commands {
+        // The read end is closed before pallet starts, so its first write
+        // fails with EPIPE however fast it writes.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
         let mut child = Spawned::spawn(
             home.pallet_at(&repository)
                 .args(arguments)
-                .stdout(Stdio::piped())
+                .stdout(writer)
                 .stderr(Stdio::piped()),
         );
-        // Closed before pallet writes: its first write fails with EPIPE.
-        drop(child.stdout.take());
         let output = child.wait_with_output();
         let stderr = text(&output.stderr);
         assert!(!stderr.contains("panicked"), "{arguments:?}: {stderr}");
