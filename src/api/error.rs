@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::engine::{SourceError, chain_of};
 use crate::store::StoreError;
-use crate::store::durable::RunError;
+use crate::runs::RunError;
 
 /// When to try again after a 429: runs take seconds, a retry sooner
 /// would only be refused again.

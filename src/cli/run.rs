@@ -23,7 +23,7 @@ use crate::engine::{
 };
 use crate::registry::source::digest_of_origin;
 use crate::registry::{CombinedDiscovery, RegistryDiscovery, RegistryError, RegistrySource};
-use crate::store::durable::RunError;
+use crate::runs::RunError;
 use crate::workflow::{LoadedWorkflow, load_file};
 
 /// What the run uses, resolved from the arguments.
