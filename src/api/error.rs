@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::engine::{SourceError, chain_of};
-use crate::store::StoreError;
 use crate::runs::RunError;
+use crate::store::StoreError;
 
 /// When to try again after a 429: runs take seconds, a retry sooner
 /// would only be refused again.

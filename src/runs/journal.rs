@@ -36,9 +36,9 @@ impl Journal for RunJournal {
     /// Fails when the run is no longer in progress (cancelled elsewhere while
     /// the step ran), so the engine starts no further step.
     fn step_finished(&self, record: &StepRecord) -> JournalWrite {
-        let finished =
-            self.store
-                .finish_attempt(&self.run_id, record, self.lease.as_deref());
+        let finished = self
+            .store
+            .finish_attempt(&self.run_id, record, self.lease.as_deref());
         let id = self.run_id.clone();
         async move {
             match finished.await {
@@ -81,13 +81,8 @@ impl Journal for RunJournal {
             if waiting {
                 return Ok(());
             }
-            answer(store.start_attempt(
-                &run_id,
-                &step_id,
-                AttemptStatus::Waiting,
-                lease.as_deref(),
-            ))
-            .await
+            answer(store.start_attempt(&run_id, &step_id, AttemptStatus::Waiting, lease.as_deref()))
+                .await
         }
         .boxed()
     }

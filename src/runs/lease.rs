@@ -144,4 +144,3 @@ async fn renew_until_lost(
         }
     }
 }
-

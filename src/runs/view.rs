@@ -68,7 +68,8 @@ impl Runner<'_> {
                 deadline: waiting.deadline.map(|deadline| deadline.to_rfc3339()),
                 on_timeout: waiting.step.on_timeout.unwrap_or_default(),
             });
-        let (time_in_state_seconds, total_duration_seconds) = time_in_states(&history, self.store.clock().now());
+        let (time_in_state_seconds, total_duration_seconds) =
+            time_in_states(&history, self.store.clock().now());
         Ok(RunView {
             progress: progress(&run, &workflow, &attempts),
             time_in_state_seconds,
@@ -85,9 +86,9 @@ fn progress(run: &StoredRun, workflow: &LoadedWorkflow, attempts: &[Attempt]) ->
     let steps_completed = steps
         .iter()
         .filter(|step| {
-            attempts
-                .iter()
-                .any(|attempt| attempt.step_id == step.id && attempt.status == AttemptStatus::Completed)
+            attempts.iter().any(|attempt| {
+                attempt.step_id == step.id && attempt.status == AttemptStatus::Completed
+            })
         })
         .count();
     let percentage = if run.status == RunState::Completed || steps.is_empty() {

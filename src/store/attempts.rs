@@ -266,10 +266,13 @@ impl RunStore {
     }
 }
 
-
 /// Writes of an executor (`lease`: its lease token) are refused once another
 /// process took the run over.
-pub(super) fn check_lease(connection: &Connection, id: &str, lease: Option<&str>) -> Result<(), StoreError> {
+pub(super) fn check_lease(
+    connection: &Connection,
+    id: &str,
+    lease: Option<&str>,
+) -> Result<(), StoreError> {
     match lease {
         Some(token) if !super::lease::held(connection, id, token)? => {
             Err(StoreError::LeaseLost { id: id.to_string() })
@@ -278,11 +281,9 @@ pub(super) fn check_lease(connection: &Connection, id: &str, lease: Option<&str>
     }
 }
 
-
 pub(super) fn json_column(text: Option<String>) -> Option<Value> {
     text.and_then(|text| serde_json::from_str(&text).ok())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -342,8 +343,7 @@ mod tests {
         let mut pending = Vec::new();
         for step in steps {
             let started = store.start_attempt(&id, step, AttemptStatus::Running, None);
-            let finished =
-                store.finish_attempt(&id, &completed(step, json!({"step": step})), None);
+            let finished = store.finish_attempt(&id, &completed(step, json!({"step": step})), None);
             pending.push((started, finished));
         }
         for (started, finished) in pending {
@@ -474,10 +474,7 @@ mod tests {
         ));
         let change = RunChange::new(RunState::Failed, "error", "old");
         assert!(lost(
-            store
-                .end_execution(&id, change, "old")
-                .await
-                .map(|_| ())
+            store.end_execution(&id, change, "old").await.map(|_| ())
         ));
         let statuses: Vec<&str> = store
             .attempts(&id)
@@ -494,10 +491,7 @@ mod tests {
             .await
             .unwrap();
         let change = RunChange::new(RunState::Completed, "steps_completed", "new");
-        store
-            .end_execution(&id, change, "new")
-            .await
-            .unwrap();
+        store.end_execution(&id, change, "new").await.unwrap();
         assert_eq!(store.get(&id).unwrap().status, RunState::Completed);
         assert_eq!(store.live_lease(&id).unwrap(), None);
     }
@@ -569,9 +563,7 @@ mod tests {
             .unwrap();
         store.release_lease(&id, "old").await.unwrap();
         store.acquire_lease(&id, "new").await.unwrap();
-        let refused = store
-            .record_task(&id, "one", &task("t"), Some("old"))
-            .await;
+        let refused = store.record_task(&id, "one", &task("t"), Some("old")).await;
         assert!(
             matches!(refused, Err(StoreError::LeaseLost { .. })),
             "{refused:?}"
@@ -591,7 +583,10 @@ mod tests {
             .finish_attempt(&id, &completed("one", json!({})), None)
             .wait()
             .unwrap();
-        assert_eq!(store.attempts(&id).unwrap()[0].status.as_str(), "interrupted");
+        assert_eq!(
+            store.attempts(&id).unwrap()[0].status.as_str(),
+            "interrupted"
+        );
     }
 
     #[tokio::test]

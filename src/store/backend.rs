@@ -70,8 +70,12 @@ pub trait Backend: Send + Sync + 'static {
         lease: Option<&str>,
     ) -> Pending<()>;
     /// End the open attempt of the record's step; answers the run's status.
-    fn finish_attempt(&self, id: &str, record: &StepRecord, lease: Option<&str>)
-    -> Pending<RunState>;
+    fn finish_attempt(
+        &self,
+        id: &str,
+        record: &StepRecord,
+        lease: Option<&str>,
+    ) -> Pending<RunState>;
     /// Keep the agent's task with the running attempt of `step_id`.
     fn record_task(
         &self,

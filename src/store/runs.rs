@@ -270,7 +270,11 @@ impl RunStore {
         change: RunChange,
     ) -> Pending<()> {
         let (id, step_id, rerun) = (id.to_string(), step_id.to_string(), rerun.to_vec());
-        let (decision, change, at) = (decision.to_string(), OwnedChange::from(change), self.stamp());
+        let (decision, change, at) = (
+            decision.to_string(),
+            OwnedChange::from(change),
+            self.stamp(),
+        );
         self.write(move |connection| {
             apply_change(connection, &id, &change.borrowed(), &at)?;
             let updated = connection.prepare_cached(
@@ -293,7 +297,6 @@ impl RunStore {
         })
     }
 }
-
 
 /// A [`RunChange`] that can travel to the writer thread.
 struct OwnedChange {
@@ -375,8 +378,7 @@ fn executed_elsewhere(connection: &Connection, id: &str) -> Result<bool, StoreEr
     }))
 }
 
-/// Writes of an executor (`lease`: its lease token) are refused once another
-
+/// The run's state as stored, inside the write's transaction.
 pub(super) fn run_status(transaction: &Connection, id: &str) -> Result<RunState, StoreError> {
     let status: String = transaction
         .prepare_cached("SELECT status FROM runs WHERE id = ?1")?

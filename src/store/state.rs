@@ -160,9 +160,8 @@ macro_rules! stored_as_text {
         impl FromSql for $status {
             fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
                 let text = value.as_str()?;
-                <$status>::parse(text).ok_or_else(|| {
-                    FromSqlError::Other(format!("unknown status `{text}`").into())
-                })
+                <$status>::parse(text)
+                    .ok_or_else(|| FromSqlError::Other(format!("unknown status `{text}`").into()))
             }
         }
     };

@@ -563,8 +563,7 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
                     .find(|attempt| attempt.step_id == step)
                     .map(|attempt| attempt.status.as_str())
             };
-            status("one") == Some("completed")
-                && status("slow") == Some("running")
+            status("one") == Some("completed") && status("slow") == Some("running")
         })
     })
     .await
@@ -1633,8 +1632,7 @@ steps:
                     .find(|attempt| attempt.step_id == step)
                     .map(|attempt| attempt.status.as_str())
             };
-            status("build/publish") == Some("completed")
-                && status("build/slow") == Some("running")
+            status("build/publish") == Some("completed") && status("build/slow") == Some("running")
         })
     })
     .await
