@@ -126,6 +126,8 @@ pub const TRIGGER_WAITING: &str = "agent_complete";
 pub const TRIGGER_ERROR: &str = "error";
 pub const TRIGGER_COMPLETED: &str = "steps_completed";
 
+/// Drives the durable runs of one run database with one engine. Approval
+/// deadlines are checked against the database's clock ([`Backend::clock`]).
 pub struct Runner<'a> {
     pub store: &'a dyn Backend,
     pub engine: &'a Engine,

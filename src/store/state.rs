@@ -4,7 +4,8 @@
 //! (The engine's [`crate::engine::RunStatus`] is something else: how one
 //! execution of a workflow ended in this process.) The one state machine of a
 //! run is [`check_transition`]; the store applies it inside the write's
-//! transaction.
+//! transaction. The queries of `runs.rs` and `attempts.rs` filter by the same
+//! text (`status = 'running'`); it changes only with a new migration.
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
