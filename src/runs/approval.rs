@@ -232,8 +232,27 @@ fn qualified(request: ApprovalRequest, stored_id: &str) -> (Step, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SystemClock;
+    use crate::store::{ManualClock, SystemClock};
     use crate::workflow::load_str;
+
+    #[test]
+    fn a_deadline_passes_when_the_clock_reaches_it() {
+        let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - {id: gate, step_type: approval, title: T, timeout: 1h}\n";
+        let workflow = load_str("x.yaml", text).unwrap();
+        let clock = ManualClock::new();
+        let waiting = |deadline| Waiting {
+            step: workflow.workflow.steps[0].clone(),
+            rework: Vec::new(),
+            since: String::new(),
+            deadline,
+        };
+        let in_an_hour = Some(clock.now() + chrono::Duration::hours(1));
+        assert!(!waiting(None).expired_at(&clock));
+        assert!(!waiting(in_an_hour).expired_at(&clock));
+        clock.advance(std::time::Duration::from_secs(3600));
+        assert!(waiting(in_an_hour).expired_at(&clock));
+        assert!(!waiting(None).expired_at(&clock));
+    }
 
     #[test]
     fn requests_are_qualified_like_the_stored_step_id() {
