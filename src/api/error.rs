@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::error::chain_of;
+use crate::runs::RunError;
 use crate::store::StoreError;
-use crate::store::durable::RunError;
 use crate::workflow::SourceError;
 
 /// When to try again after a 429: runs take seconds, a retry sooner

@@ -21,7 +21,7 @@ use crate::builtin::{BUILTIN_ORIGIN, BuiltinWorkflows, ExampleAgents};
 use crate::engine::{Engine, RunRecord, RunStatus};
 use crate::registry::source::digest_of_origin;
 use crate::registry::{CombinedDiscovery, RegistryDiscovery, RegistryError, RegistrySource};
-use crate::store::durable::RunError;
+use crate::runs::RunError;
 use crate::workflow::{
     DirectorySource, LoadedWorkflow, SourceError, Sources, WorkflowSource, load_file,
 };

@@ -22,7 +22,7 @@ use super::runs_render;
 use crate::agent::{AgentClient, StaticDiscovery};
 use crate::builtin::{BuiltinWorkflows, ExampleAgents};
 use crate::engine::Engine;
-use crate::store::durable::{Decision, RunError, Runner};
+use crate::runs::{Decision, RunError, Runner};
 use crate::store::{RunState, RunStore, StoreError};
 
 pub async fn command(command: DurableCommand, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -421,7 +421,7 @@ impl Run<'_> {
     }
 
     /// Call the journal of a durable run: the write is queued at once and is
-    /// durable when the returned future resolves. Its error fails the step.
+    /// committed when the returned future resolves. Its error fails the step.
     fn journal(
         &self,
         step: &Step,
