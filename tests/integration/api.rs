@@ -11,7 +11,7 @@ use pallet::agent::{AgentClient, StaticDiscovery};
 use pallet::api::{self, AppState, ServiceOptions};
 use pallet::builtin::BuiltinWorkflows;
 use pallet::engine::Engine;
-use pallet::store::{NewRun, RunState, RunStore};
+use pallet::store::{ManualClock, NewRun, RunState, RunStore};
 use pallet::workflow::{DirectorySource, Sources, WorkflowSource};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -66,6 +66,8 @@ pub(crate) struct Service {
     token: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     served: JoinHandle<Result<(), api::ApiError>>,
+    /// The service store's clock: approval deadlines pass when a test moves it.
+    clock: ManualClock,
 }
 
 fn write_workflows(dir: &Path) {
@@ -96,7 +98,10 @@ fn engine(agent: &LegacyAgent, dir: &Path) -> Engine {
 
 pub(crate) async fn start(agent: &LegacyAgent, dir: &Path, options: ServiceOptions) -> Service {
     write_workflows(dir);
-    let store = RunStore::open(&dir.join("runs.db")).unwrap();
+    let clock = ManualClock::new();
+    let store = RunStore::open(&dir.join("runs.db"))
+        .unwrap()
+        .with_clock(clock.clone());
     let token = options.token.clone();
     let state = AppState::new(store, engine(agent, dir), options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -111,6 +116,7 @@ pub(crate) async fn start(agent: &LegacyAgent, dir: &Path, options: ServiceOptio
         token,
         stop: Some(stop),
         served,
+        clock,
     }
 }
 
@@ -923,7 +929,7 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
         .await;
     let gated = gated["id"].as_str().unwrap().to_string();
     service.wait_for(&gated, "waiting_approval").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.clock.advance(Duration::from_millis(300));
     let (code, accepted) = service.post(&resume(&gated), json!({})).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{accepted}");
     let run = service.wait_for(&gated, "completed").await;
