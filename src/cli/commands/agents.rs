@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::registry::{explain, listed_json, parse_reference, print_pushed};
+use super::registry::{explain, parse_reference};
 use crate::agent::AgentCard;
 use crate::cli::args::{AgentsCommand, AgentsPushArgs, ListArgs};
-use crate::cli::printer::{BadInput, terminal_safe};
+use crate::cli::printer::{self, BadInput, listed_json};
 use crate::cli::settings::registry::connect;
 use crate::registry::{ArtifactKind, Listed, Provenance, PushOptions, Registry, RegistryError};
 
@@ -32,38 +32,7 @@ async fn agents_list(args: ListArgs) -> anyhow::Result<ExitCode> {
     for repository in &listed {
         entries.push(card_entry(registry, repository, doing).await?);
     }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&entries)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if entries.is_empty() {
-        errln!("no agent cards in registry {}", registry.address());
-    }
-    for entry in &entries {
-        let latest = entry.get("latest");
-        // Every field comes from the registry: the whole line is shown inert.
-        let line = format!(
-            "{} {} {} {} skills: {}",
-            entry["repository"].as_str().unwrap_or_default(),
-            latest
-                .and_then(|version| version["version"].as_str())
-                .unwrap_or("-"),
-            latest
-                .and_then(|version| version["digest"].as_str())
-                .unwrap_or("-"),
-            entry["url"].as_str().unwrap_or("-"),
-            entry["skills"]
-                .as_array()
-                .map_or_else(String::new, |skills| {
-                    skills
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }),
-        );
-        outln!("{}", terminal_safe(&line));
-    }
+    printer::print_cards(registry.address(), &entries, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -139,7 +108,13 @@ async fn agents_push(args: AgentsPushArgs) -> anyhow::Result<ExitCode> {
                 error => explain(error, format!("cannot push agent card {source}")),
             })?;
         let name = pushed.repository.trim_start_matches("agents/").to_string();
-        print_pushed(&connected, &name, &pushed, Path::new(&source), args.json)?;
+        printer::print_pushed(
+            connected.registry.address(),
+            &name,
+            &pushed,
+            Path::new(&source),
+            args.json,
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
