@@ -1,7 +1,8 @@
 //! What the commands use, resolved from what the user typed (`args/`):
 //! the registry, the workflow-source chain (`workflows.rs`), the agent chain
 //! (`agents.rs`), the run database (`store.rs`), a run's input (`input.rs`),
-//! the service of `--server` (`server.rs`). `pallet run`, `pallet serve` and
+//! the service of `--server` (`server.rs`), the options of `pallet serve`
+//! (`service.rs`). `pallet run`, `pallet serve` and
 //! approve/reject/resume find workflows and agents through the same
 //! [`Settings`], so all of them find the same things.
 
@@ -10,6 +11,7 @@ pub mod decision;
 mod input;
 pub mod registry;
 pub mod server;
+pub mod service;
 pub mod store;
 mod workflows;
 
