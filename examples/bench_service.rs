@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use pallet::agent::{AgentClient, StaticDiscovery};
+use pallet::agent::StaticDiscovery;
 use pallet::api::{self, AppState, ServiceOptions};
 use pallet::engine::Engine;
 use pallet::store::RunStore;
@@ -202,12 +202,11 @@ async fn measure(runs: usize, settings: &Settings, limit: u64) -> Value {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bench.yaml"), workflow_text(settings.steps)).unwrap();
     let agent = agent::Child::start(settings.delay_ms);
-    let engine = Engine {
-        discovery: Arc::new(StaticDiscovery::new(vec![agent.url.clone()])),
-        client: AgentClient::new(),
-        workflows: Arc::new(DirectorySource::new(dir.path().to_path_buf())),
-        events: None,
-    };
+    let engine = Engine::builder(
+        Arc::new(StaticDiscovery::new(vec![agent.url.clone()])),
+        Arc::new(DirectorySource::new(dir.path().to_path_buf())),
+    )
+    .build();
     let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
     let state = AppState::new(store, engine, ServiceOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -3,7 +3,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use pallet::cli::{self, Cli, Command, render, terminal};
+use pallet::cli::printer::{self, EXIT_FAILED, exit_code, render_error};
+use pallet::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let args = match Cli::try_parse() {
@@ -11,7 +12,7 @@ fn main() -> ExitCode {
         // Help and version into a pipe go through the one writer, so a closed
         // pipe ends quietly there too; a terminal keeps clap's colours.
         Err(error) if !error.use_stderr() && !std::io::stdout().is_terminal() => {
-            terminal::stdout_text(&error.render().to_string());
+            printer::stdout_text(&error.render().to_string());
             return ExitCode::SUCCESS;
         }
         Err(error) => error.exit(),
@@ -25,10 +26,10 @@ fn main() -> ExitCode {
         let runtime = match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime,
             Err(error) => {
-                terminal::stderr_text(&render::error(
+                printer::stderr_text(&render_error(
                     &anyhow::Error::new(error).context("cannot start the async runtime"),
                 ));
-                return ExitCode::from(render::EXIT_FAILED);
+                return ExitCode::from(EXIT_FAILED);
             }
         };
         runtime.block_on(cli::run(args))
@@ -36,8 +37,8 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            terminal::stderr_text(&render::error(&error));
-            ExitCode::from(render::exit_code(&error))
+            printer::stderr_text(&render_error(&error));
+            ExitCode::from(exit_code(&error))
         }
     }
 }

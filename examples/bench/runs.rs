@@ -115,12 +115,12 @@ pub async fn engine_run(
     card_url: &str,
     shape: Shape,
 ) {
-    let engine = Engine {
-        discovery: Arc::new(StaticDiscovery::new(vec![card_url.to_string()])),
-        client: client.clone(),
-        workflows: Arc::new(Sources(Vec::new())),
-        events: None,
-    };
+    let engine = Engine::builder(
+        Arc::new(StaticDiscovery::new(vec![card_url.to_string()])),
+        Arc::new(Sources(Vec::new())),
+    )
+    .client(client.clone())
+    .build();
     let record = engine
         .run(workflow, input(), CancellationToken::new())
         .await;
@@ -321,12 +321,11 @@ pub async fn breakdown(options: &Options, agent: &EchoAgent, report: &mut Report
     first_load.push(started.elapsed());
     let (mut load, mut renderer, mut client, mut json, mut files) = Default::default();
     let record = {
-        let engine = Engine {
-            discovery: Arc::new(StaticDiscovery::new(vec![agent.card_url(Protocol::Legacy)])),
-            client: AgentClient::new(),
-            workflows: Arc::new(Sources(Vec::new())),
-            events: None,
-        };
+        let engine = Engine::builder(
+            Arc::new(StaticDiscovery::new(vec![agent.card_url(Protocol::Legacy)])),
+            Arc::new(Sources(Vec::new())),
+        )
+        .build();
         engine
             .run(workflow.clone(), input(), CancellationToken::new())
             .await

@@ -8,11 +8,12 @@
 
 mod admission;
 mod auth;
+pub mod client;
 pub mod error;
 mod limits;
 pub mod openapi;
 pub mod routes;
-mod types;
+pub mod types;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

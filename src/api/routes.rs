@@ -9,10 +9,11 @@ use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::types::{self, AdvanceRequest, Trigger, decode_cursor, encode_cursor};
+use super::types::{
+    self, AdvanceRequest, History, ListQuery, RunsPage, Trigger, decode_cursor, encode_cursor,
+};
 use super::{ApiError, AppState, SERVICE_ACTOR};
 use crate::runs::{Decision, RunError, stored_workflow};
 use crate::store::{RunState, StoreError};
@@ -100,7 +101,7 @@ async fn load_workflow(
         .acquire()
         .await
         .expect("the loading semaphore is never closed");
-    let workflows = state.engine.workflows.clone();
+    let workflows = state.engine.workflows().clone();
     let runtime = tokio::runtime::Handle::current();
     let owned = reference.to_string();
     let loaded = tokio::task::spawn_blocking(move || runtime.block_on(workflows.load(&owned)))
@@ -116,13 +117,6 @@ async fn load_workflow(
             source,
         },
     })
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    status: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
 }
 
 const MAX_LIMIT: u32 = 500;
@@ -162,7 +156,8 @@ async fn list(
         }
         _ => None,
     };
-    Ok(Json(json!({"runs": runs, "next_cursor": next_cursor})))
+    let page = RunsPage { runs, next_cursor };
+    Ok(Json(json!(page)))
 }
 
 async fn show(
@@ -190,7 +185,8 @@ async fn history(
         move |state| Ok(state.store.history(&id)?)
     })
     .await?;
-    Ok(Json(json!({"id": id, "transitions": transitions})))
+    let history = History { id, transitions };
+    Ok(Json(json!(history)))
 }
 
 async fn advance(

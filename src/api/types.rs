@@ -1,10 +1,11 @@
-//! Request bodies, the seed's workflow types, and list cursors.
+//! Request and answer bodies (shared by the routes and `client.rs`), the
+//! seed's workflow types, and list cursors.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
@@ -110,7 +111,7 @@ pub fn start_request(
 }
 
 /// `POST /workflows/{id}/advance`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceRequest {
     pub trigger: Trigger,
@@ -120,7 +121,7 @@ pub struct AdvanceRequest {
 
 /// The seed's triggers. `agent_complete` is accepted in the body but refused
 /// (409): pallet's runner records agent completion itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     HumanApproved,
@@ -129,7 +130,7 @@ pub enum Trigger {
 }
 
 /// The decision's details; `comments` and `approved` of the seed are accepted.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseResult {
     #[serde(alias = "comments")]
@@ -137,7 +138,34 @@ pub struct PhaseResult {
     #[serde(default)]
     pub fields: Map<String, Value>,
     pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub approved: Option<bool>,
+}
+
+/// The query of `GET /workflows`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct ListQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// The answer of `GET /workflows`: a page of runs, and the cursor of the
+/// next page when this one is full.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct RunsPage<Run> {
+    pub runs: Vec<Run>,
+    pub next_cursor: Option<String>,
+}
+
+/// The answer of `GET /workflows/{id}/history`: every state transition of run `id`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct History<Transition> {
+    pub id: String,
+    pub transitions: Vec<Transition>,
 }
 
 /// Deserialize `body`, naming the field at fault.

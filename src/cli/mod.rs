@@ -1,33 +1,30 @@
-//! Command line: clap args -> settings -> commands. All terminal output is here.
+//! Command line: what the user typed (`args/`, clap types only) is resolved
+//! into settings (`settings/`: the registry, the workflow-source and agent
+//! chains, the run database), which the commands (`commands/`) run on; all
+//! terminal output goes through `printer/`. Files of one layer import only
+//! the layers after it: commands -> settings -> args, and every layer ->
+//! printer, outputs and signals, which import none of them.
 
-/// `println!` through [`terminal::stdout_line`]: a closed pipe exits quietly.
+/// `println!` through [`printer::terminal::stdout_line`]: a closed pipe exits quietly.
 macro_rules! outln {
     ($($argument:tt)*) => {
-        $crate::cli::terminal::stdout_line(format_args!($($argument)*))
+        $crate::cli::printer::terminal::stdout_line(format_args!($($argument)*))
     };
 }
 
-/// `eprintln!` through [`terminal::stderr_line`]: a closed pipe exits quietly.
+/// `eprintln!` through [`printer::terminal::stderr_line`]: a closed pipe exits quietly.
 macro_rules! errln {
     ($($argument:tt)*) => {
-        $crate::cli::terminal::stderr_line(format_args!($($argument)*))
+        $crate::cli::printer::terminal::stderr_line(format_args!($($argument)*))
     };
 }
 
-mod agent;
-mod args;
+pub mod args;
+mod commands;
 mod outputs;
-mod progress;
-mod registry;
-mod remote;
-pub mod render;
-mod run;
-mod runs;
-mod runs_args;
-mod runs_render;
-mod serve;
-pub mod terminal;
-mod validate;
+pub mod printer;
+mod settings;
+mod signals;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -35,18 +32,28 @@ use std::process::ExitCode;
 pub use args::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
+use self::commands::{agent, agents, registry, remote, run, runs, serve, validate};
+use self::printer::Printer;
+use self::settings::RunSettings;
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let printer = Printer::new(cli.quiet);
     match cli.command {
         Command::Validate(args) => validate::command(args),
-        Command::Run(args) => run::command(args, cli.quiet).await,
+        Command::Run(args) => {
+            run::command(RunSettings::resolve(args, printer).await?, printer).await
+        }
         Command::Agent(command) => agent::command(command).await,
         Command::Push(args) => registry::push(args).await,
         Command::Pull(args) => registry::pull(args).await,
         Command::List(args) => registry::list(args).await,
         Command::Show(args) => registry::show(args).await,
-        Command::Agents(command) => registry::agents(command).await,
-        Command::Durable(command) => runs::command(command, cli.quiet).await,
-        Command::Serve(args) => serve::command(args, cli.quiet).await,
+        Command::Agents(command) => agents::command(command).await,
+        Command::Durable(command) => match settings::server::client(command.server())? {
+            Some(client) => remote::command(&client, command).await,
+            None => runs::command(command, printer).await,
+        },
+        Command::Serve(args) => serve::command(args, printer).await,
     }
 }
 

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::render::BadInput;
+use super::printer::BadInput;
 use crate::engine::{RunRecord, StepRecord, StepStatus};
 
 /// Lists what the last run wrote, with each file's SHA-256 (the format of
@@ -386,7 +386,9 @@ mod tests {
         std::os::unix::fs::symlink(&places.victim_file, places.out.join("main.py")).unwrap();
         let error = write(&places.out, &record()).unwrap_err();
         assert!(error.to_string().contains("is a symbolic link"), "{error}");
-        assert!(super::super::render::error(&error).contains("hint: remove the symbolic link"));
+        assert!(
+            super::super::printer::render_error(&error).contains("hint: remove the symbolic link")
+        );
         assert_eq!(
             std::fs::read_to_string(&places.victim_file).unwrap(),
             "precious\n"

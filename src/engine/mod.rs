@@ -1,5 +1,5 @@
 //! Running a workflow: step kinds, timeouts, retries, parallelism, cancellation,
-//! sub-workflows. The types below are the contract the CLI uses.
+//! sub-workflows. An [`Engine`] is built with [`Engine::builder`].
 //!
 //! A run executes in one task: parallel branches are futures polled together
 //! (so their calls overlap) rather than spawned tasks, which lets every step
@@ -81,12 +81,46 @@ pub enum Event {
     },
 }
 
+/// Runs workflows: finds agents through `discovery`, calls them with
+/// `client`, finds child workflows in `workflows`. Fields are private so a
+/// new one changes [`EngineBuilder`], not every place that builds an engine.
 pub struct Engine {
-    pub discovery: Arc<dyn Discovery>,
-    pub client: AgentClient,
+    discovery: Arc<dyn Discovery>,
+    client: AgentClient,
     /// Where `execute_workflow` finds child workflows by id.
-    pub workflows: Arc<dyn WorkflowSource>,
-    pub events: Option<mpsc::UnboundedSender<Event>>,
+    workflows: Arc<dyn WorkflowSource>,
+    events: Option<mpsc::UnboundedSender<Event>>,
+}
+
+/// An [`Engine`] being built: agents and workflows are required, the rest has defaults.
+pub struct EngineBuilder {
+    discovery: Arc<dyn Discovery>,
+    workflows: Arc<dyn WorkflowSource>,
+    client: Option<AgentClient>,
+    events: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl EngineBuilder {
+    /// The agent client (default: a new [`AgentClient`]); pass one to share its connections.
+    pub fn client(mut self, client: AgentClient) -> EngineBuilder {
+        self.client = Some(client);
+        self
+    }
+
+    /// Where progress events go (default: nowhere).
+    pub fn events(mut self, events: mpsc::UnboundedSender<Event>) -> EngineBuilder {
+        self.events = Some(events);
+        self
+    }
+
+    pub fn build(self) -> Engine {
+        Engine {
+            discovery: self.discovery,
+            client: self.client.unwrap_or_default(),
+            workflows: self.workflows,
+            events: self.events,
+        }
+    }
 }
 
 /// Where a run sits in a chain of `execute_workflow` calls.
@@ -100,6 +134,24 @@ struct Nesting {
 }
 
 impl Engine {
+    /// An engine that finds agents through `discovery` and child workflows in `workflows`.
+    pub fn builder(
+        discovery: Arc<dyn Discovery>,
+        workflows: Arc<dyn WorkflowSource>,
+    ) -> EngineBuilder {
+        EngineBuilder {
+            discovery,
+            workflows,
+            client: None,
+            events: None,
+        }
+    }
+
+    /// Where this engine finds workflows by reference.
+    pub fn workflows(&self) -> &Arc<dyn WorkflowSource> {
+        &self.workflows
+    }
+
     /// Run a loaded (hence valid) workflow to the end. Never panics on agent
     /// behaviour; failures are in the record.
     pub async fn run(

@@ -1,21 +1,23 @@
 //! One run of one workflow: the step tree walked in order, containers
 //! included, with the outputs map and the step records updated in place.
+//! Finding the agents first: `run/agents.rs`; rendering templates: `run/templates.rs`.
 
-use std::collections::{BTreeSet, HashMap};
+mod agents;
+mod templates;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use futures::future::{BoxFuture, join_all};
+use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::record::Clock;
 use super::{
-    ApprovalRequest, Durable, EXECUTE_WORKFLOW, Engine, Event, Nesting, RunRecord, RunStatus,
-    StepRecord, StepStatus,
+    ApprovalRequest, Durable, Engine, Event, Nesting, RunRecord, RunStatus, StepRecord, StepStatus,
 };
-use crate::agent::{AgentCard, DiscoveryError};
-use crate::error::chain_of;
-use crate::template::{RenderLimit, Renderer, Scope, TemplateError};
+use crate::agent::AgentCard;
+use crate::template::Renderer;
 use crate::workflow::{LoadedWorkflow, Step, StepKind, Workflow};
 
 /// Why a step did not complete.
@@ -167,61 +169,7 @@ pub(super) async fn execute(
     record
 }
 
-/// Every skill the workflow calls must have an agent before the first step runs.
-async fn agents_for_workflow(
-    engine: &Engine,
-    workflow: &Workflow,
-) -> Result<HashMap<String, Vec<Arc<AgentCard>>>, String> {
-    let skills: BTreeSet<&str> = workflow
-        .all_steps()
-        .into_iter()
-        .filter_map(|step| match step.kind() {
-            StepKind::Call { skill } if skill != EXECUTE_WORKFLOW => Some(skill),
-            _ => None,
-        })
-        .collect();
-    let found = join_all(
-        skills
-            .iter()
-            .map(|skill| engine.discovery.agents_for(skill)),
-    )
-    .await;
-    let mut agents = HashMap::new();
-    let mut missing = Vec::new();
-    let mut hints = Vec::new();
-    for (skill, result) in skills.into_iter().zip(found) {
-        match result {
-            Ok(cards) if !cards.is_empty() => {
-                agents.insert(skill.to_string(), cards);
-            }
-            Ok(_) => missing.push(format!("`{skill}`")),
-            Err(error @ DiscoveryError::UnknownSkill { .. }) => {
-                missing.push(format!("`{skill}`"));
-                hints.extend(error.hint().map(|hint| format!("`{skill}`: {hint}")));
-            }
-            Err(error) => {
-                // The record keeps one string: the hint goes with the error.
-                let hint = error.hint().map(|hint| format!("; {hint}"));
-                return Err(chain_of(&error) + hint.as_deref().unwrap_or_default());
-            }
-        }
-    }
-    if missing.is_empty() {
-        return Ok(agents);
-    }
-    let plural = if missing.len() == 1 { "" } else { "s" };
-    let mut message = format!(
-        "no agent offers skill{plural} {} (searched: {})",
-        missing.join(", "),
-        engine.discovery.searched()
-    );
-    // The record keeps one string: the hints (did you mean, what is offered) go with it.
-    for hint in hints {
-        message.push_str("; ");
-        message.push_str(&hint);
-    }
-    Err(message)
-}
+use self::agents::agents_for_workflow;
 
 impl Run<'_> {
     /// Run the top-level steps under the workflow timeout and fill in the run's outcome.
@@ -439,76 +387,6 @@ impl Run<'_> {
                 ))
             })
         }
-    }
-
-    pub(super) fn condition(&self, step: &Step) -> Result<Value, Failure> {
-        let state = self.lock();
-        let scope = Scope {
-            input: &self.input,
-            steps: &state.outputs,
-        };
-        let deadline = self.render_deadline(step);
-        self.renderer
-            .condition_until(&step.id, &scope, deadline)
-            .map_err(|error| self.template_failure(step, "condition", &error))
-    }
-
-    /// When a render of `step`'s templates must stop: its own timeout from
-    /// now, or the workflow's if that comes first.
-    fn render_deadline(&self, step: &Step) -> Option<std::time::Instant> {
-        let own = tokio::time::Instant::now() + step.timeout();
-        let deadline = self.deadline.map_or(own, |workflow| workflow.min(own));
-        Some(deadline.into_std())
-    }
-
-    /// A template error as the step's failure; a render stopped by a timeout
-    /// says which one.
-    fn template_failure(&self, step: &Step, what: &str, error: &TemplateError) -> Failure {
-        let timed_out = matches!(
-            error,
-            TemplateError::Limit {
-                limit: RenderLimit::Deadline,
-                ..
-            }
-        );
-        let workflow_first = self.deadline.is_some_and(|workflow| {
-            workflow <= tokio::time::Instant::now() + std::time::Duration::from_millis(1)
-        });
-        let message = match (timed_out, workflow_first) {
-            (true, true) => format!(
-                "step `{}` failed: the workflow timed out while its {what} rendered",
-                step.id
-            ),
-            (true, false) => format!(
-                "step `{}` timed out after {} while its {what} rendered",
-                step.id,
-                humantime::format_duration(step.timeout())
-            ),
-            (false, _) => format!("step `{}` has a bad {what}: {}", step.id, chain_of(error)),
-        };
-        Failure::failed(message)
-    }
-
-    pub(super) fn render_inputs(&self, step: &Step) -> Result<Map<String, Value>, Failure> {
-        let state = self.lock();
-        let scope = Scope {
-            input: &self.input,
-            steps: &state.outputs,
-        };
-        let deadline = self.render_deadline(step);
-        self.renderer
-            .inputs_until(&step.id, &scope, deadline)
-            .map_err(|error| match error {
-                TemplateError::Limit {
-                    limit: RenderLimit::Deadline,
-                    ..
-                } => self.template_failure(step, "inputs", &error),
-                _ => Failure::failed(format!(
-                    "step `{}` has bad inputs: {}",
-                    step.id,
-                    chain_of(&error)
-                )),
-            })
     }
 
     pub(super) fn outputs_of(&self, step: &Step) -> Value {

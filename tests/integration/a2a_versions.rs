@@ -227,12 +227,11 @@ async fn an_interface_that_does_not_connect_passes_the_call_to_the_next() {
 }
 
 fn engine(urls: Vec<String>) -> Engine {
-    Engine {
-        discovery: Arc::new(StaticDiscovery::new(urls)),
-        client: AgentClient::new(),
-        workflows: Arc::new(DirectorySource::new(std::env::temp_dir())),
-        events: None,
-    }
+    Engine::builder(
+        Arc::new(StaticDiscovery::new(urls)),
+        Arc::new(DirectorySource::new(std::env::temp_dir())),
+    )
+    .build()
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pallet::agent::{AgentClient, StaticDiscovery};
+use pallet::agent::StaticDiscovery;
 use pallet::api::{self, AppState, ServiceOptions};
 use pallet::builtin::BuiltinWorkflows;
 use pallet::engine::Engine;
@@ -88,12 +88,11 @@ fn engine(agent: &LegacyAgent, dir: &Path) -> Engine {
         Arc::new(DirectorySource::new(dir.join("workflows"))),
         Arc::new(BuiltinWorkflows),
     ];
-    Engine {
-        discovery: Arc::new(StaticDiscovery::new(vec![agent.url()])),
-        client: AgentClient::new(),
-        workflows: Arc::new(Sources(sources)),
-        events: None,
-    }
+    Engine::builder(
+        Arc::new(StaticDiscovery::new(vec![agent.url()])),
+        Arc::new(Sources(sources)),
+    )
+    .build()
 }
 
 pub(crate) async fn start(agent: &LegacyAgent, dir: &Path, options: ServiceOptions) -> Service {

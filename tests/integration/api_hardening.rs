@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pallet::agent::{AgentClient, StaticDiscovery};
+use pallet::agent::StaticDiscovery;
 use pallet::api::{AdmissionLimits, AppState, ServiceOptions};
 use pallet::engine::Engine;
 use pallet::registry::{Provenance, Registry, RegistryOptions, RegistrySource};
@@ -130,12 +130,11 @@ async fn start_over_registry(
     let registry = Arc::new(
         Registry::new(RegistryOptions::new(&registry.address, dir.join("cache"))).unwrap(),
     );
-    let engine = Engine {
-        discovery: Arc::new(StaticDiscovery::new(vec![agent.url()])),
-        client: AgentClient::new(),
-        workflows: Arc::new(RegistrySource::new(registry, false)),
-        events: None,
-    };
+    let engine = Engine::builder(
+        Arc::new(StaticDiscovery::new(vec![agent.url()])),
+        Arc::new(RegistrySource::new(registry, false)),
+    )
+    .build();
     let store = RunStore::open(&dir.join("runs.db")).unwrap();
     let state = AppState::new(store, engine, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pallet::agent::{AgentClient, StaticDiscovery};
+use pallet::agent::StaticDiscovery;
 use pallet::builtin::BuiltinWorkflows;
 use pallet::engine::Engine;
 use pallet::runs::{Decision, RunError, Runner};
@@ -24,12 +24,11 @@ use crate::support::pallet::{Spawned, pallet_in};
 const SKILLS: [&str; 3] = ["first", "second", "last"];
 
 fn engine(agent: &LegacyAgent) -> Engine {
-    Engine {
-        discovery: Arc::new(StaticDiscovery::new(vec![agent.url()])),
-        client: AgentClient::new(),
-        workflows: Arc::new(BuiltinWorkflows),
-        events: None,
-    }
+    Engine::builder(
+        Arc::new(StaticDiscovery::new(vec![agent.url()])),
+        Arc::new(BuiltinWorkflows),
+    )
+    .build()
 }
 
 fn workflow_text(steps: &str) -> String {
@@ -774,12 +773,11 @@ async fn idempotency_keys_repeat_for_an_interrupted_attempt_and_change_for_rewor
     let (url, keys) = key_recording_agent().await;
     let directory = tempfile::tempdir().unwrap();
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
-    let engine = Engine {
-        discovery: Arc::new(StaticDiscovery::new(vec![url])),
-        client: AgentClient::new(),
-        workflows: Arc::new(BuiltinWorkflows),
-        events: None,
-    };
+    let engine = Engine::builder(
+        Arc::new(StaticDiscovery::new(vec![url])),
+        Arc::new(BuiltinWorkflows),
+    )
+    .build();
     let runner = starter(&store, &engine);
     let steps = "  - {id: draft, skill: first}\n  - {id: gate, step_type: approval, title: Go?, on_reject: {retry_from: draft}}\n  - {id: publish, skill: last}\n";
     let text = workflow_text(steps);
@@ -1173,12 +1171,11 @@ const PARENT_FLOW: &str = "  - {id: prepare, skill: prepare, inputs: {text: '{{ 
 
 /// An engine whose `execute_workflow` finds the child in `dir`.
 fn child_engine(url: String, dir: &Path) -> Engine {
-    Engine {
-        discovery: Arc::new(StaticDiscovery::new(vec![url])),
-        client: AgentClient::new(),
-        workflows: Arc::new(pallet::workflow::DirectorySource::new(dir)),
-        events: None,
-    }
+    Engine::builder(
+        Arc::new(StaticDiscovery::new(vec![url])),
+        Arc::new(pallet::workflow::DirectorySource::new(dir)),
+    )
+    .build()
 }
 
 /// `(attempt, status)` of each attempt of `step`, in order.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pallet::agent::{AgentClient, StaticDiscovery};
+use pallet::agent::StaticDiscovery;
 use pallet::engine::{Engine, Event, RunRecord, RunStatus, StepRecord, StepStatus};
 use pallet::workflow::{DirectorySource, LoadedWorkflow, load_str};
 use serde_json::{Value, json};
@@ -17,12 +17,12 @@ use crate::support::legacy_agent::LegacyAgent;
 /// An engine over the agents at `urls`, finding child workflows in `workflows_dir`.
 fn engine(urls: &[String], workflows_dir: &Path) -> (Engine, mpsc::UnboundedReceiver<Event>) {
     let (events, received) = mpsc::unbounded_channel();
-    let engine = Engine {
-        discovery: Arc::new(StaticDiscovery::new(urls.to_vec())),
-        client: AgentClient::new(),
-        workflows: Arc::new(DirectorySource::new(workflows_dir)),
-        events: Some(events),
-    };
+    let engine = Engine::builder(
+        Arc::new(StaticDiscovery::new(urls.to_vec())),
+        Arc::new(DirectorySource::new(workflows_dir)),
+    )
+    .events(events)
+    .build();
     (engine, received)
 }
 
@@ -676,12 +676,7 @@ async fn unreachable_agent_fails_over_without_a_retry() {
     drop(first);
     // Let the server shut down before the call.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let engine = Engine {
-        discovery,
-        client: AgentClient::new(),
-        workflows: Arc::new(DirectorySource::new(empty.path())),
-        events: None,
-    };
+    let engine = Engine::builder(discovery, Arc::new(DirectorySource::new(empty.path()))).build();
     let body = "steps:\n  - { id: hello, skill: echo, inputs: { a: 1 } }\n";
     let record = engine
         .run(workflow("test", body), json!({}), CancellationToken::new())

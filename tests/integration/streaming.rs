@@ -417,12 +417,12 @@ impl pallet::engine::Journal for CountingJournal {
 async fn a_chatty_agent_is_journaled_at_most_every_500_ms_and_shown_as_events() {
     let peer = SdkPeer::js_with("chatty", JsSdk::V03, &["JSONRPC"], &[], &["--streaming"]).await;
     let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let engine = pallet::engine::Engine {
-        discovery: Arc::new(StaticDiscovery::new(vec![peer.url()])),
-        client: AgentClient::new(),
-        workflows: Arc::new(pallet::workflow::DirectorySource::new(std::env::temp_dir())),
-        events: Some(events),
-    };
+    let engine = pallet::engine::Engine::builder(
+        Arc::new(StaticDiscovery::new(vec![peer.url()])),
+        Arc::new(pallet::workflow::DirectorySource::new(std::env::temp_dir())),
+    )
+    .events(events)
+    .build();
     let text = CHATTY_WORKFLOW.replace("count: 3, delay_ms: 300", "count: 20, delay_ms: 30");
     let workflow = Arc::new(pallet::workflow::load_str("chatty.yaml", &text).unwrap());
     let journal = Arc::new(CountingJournal::default());

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::args::{AgentCommand, AgentServeArgs};
-use super::render::BadInput;
 use crate::agent::examples;
 use crate::agent::server::{self, AgentDefinition, ServeOptions};
+use crate::cli::args::{AgentCommand, AgentServeArgs};
+use crate::cli::printer::BadInput;
+use crate::cli::signals::shutdown_signal;
 use crate::http_server::raise_open_files_limit;
 
 pub async fn command(command: AgentCommand) -> anyhow::Result<ExitCode> {
@@ -77,40 +78,6 @@ fn exposure(address: SocketAddr, args: &AgentServeArgs) -> anyhow::Result<ServeO
         public_url,
         ..ServeOptions::default()
     })
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    Signals::new().next().await;
-}
-
-/// Ctrl-C and SIGTERM as one stream of interruptions.
-pub struct Signals {
-    terminate: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    pub fn new() -> Signals {
-        let terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        Signals { terminate }
-    }
-
-    /// Waits for the next Ctrl-C or SIGTERM.
-    pub async fn next(&mut self) {
-        let terminate = async {
-            match &mut self.terminate {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate => {}
-        }
-    }
 }
 
 fn skill(name: &str) -> anyhow::Result<ExitCode> {

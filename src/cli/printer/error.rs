@@ -49,7 +49,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     }
 }
 
-pub fn error(error: &anyhow::Error) -> String {
+pub fn render_error(error: &anyhow::Error) -> String {
     let mut out = String::new();
     let mut hint = error
         .downcast_ref::<BadInput>()

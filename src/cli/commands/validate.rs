@@ -4,9 +4,8 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::args::ValidateArgs;
-use super::render;
-use super::terminal::terminal_safe;
+use crate::cli::args::ValidateArgs;
+use crate::cli::printer::{self, EXIT_BAD_INPUT, terminal_safe};
 use crate::workflow::{LoadError, load_file};
 
 pub fn command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -42,7 +41,7 @@ pub fn command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                     LoadError::Read { .. } => json!([{"file": file, "message": error.to_string()}]),
                 };
                 if !args.json {
-                    super::terminal::stderr_text(&render::error(&anyhow::Error::new(error)));
+                    printer::stderr_text(&printer::render_error(&anyhow::Error::new(error)));
                 }
                 reports.push(json!({"file": file, "valid": false, "diagnostics": diagnostics}));
             }
@@ -51,9 +50,5 @@ pub fn command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&reports)?);
     }
-    Ok(ExitCode::from(if all_valid {
-        0
-    } else {
-        render::EXIT_BAD_INPUT
-    }))
+    Ok(ExitCode::from(if all_valid { 0 } else { EXIT_BAD_INPUT }))
 }

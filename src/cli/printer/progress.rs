@@ -5,7 +5,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::terminal::terminal_safe;
 use crate::engine::{Event, StepStatus};
 
-pub async fn print(mut events: UnboundedReceiver<Event>) {
+pub async fn print_progress(mut events: UnboundedReceiver<Event>) {
     while let Some(event) = events.recv().await {
         errln!("{}", line(&event));
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::render::EXIT_FAILED;
+use super::error::EXIT_FAILED;
 use super::terminal::terminal_safe;
 use crate::store::RunState;
 
@@ -20,6 +20,13 @@ fn text<'a>(value: &'a Value, field: &str) -> std::borrow::Cow<'a, str> {
 /// An optional string field, safe to print.
 fn optional_text<'a>(value: &'a Value, field: &str) -> Option<std::borrow::Cow<'a, str>> {
     value[field].as_str().map(terminal_safe)
+}
+
+/// How to go on from a run that waits for approval.
+pub fn approval_hint(id: &str) -> String {
+    format!(
+        "hint: approve with `pallet approve {id} [--comment TEXT] [--field NAME=VALUE]`, reject with `pallet reject {id} [--comment TEXT]`, details in `pallet runs show {id}`"
+    )
 }
 
 pub fn status_of(run: &Value) -> Option<RunState> {
@@ -95,7 +102,7 @@ pub fn report(view: &Value, json: bool) -> anyhow::Result<()> {
                 print_json(&view["result"])?;
             }
         }
-        Some(RunState::WaitingApproval) => errln!("{}", super::runs::approval_hint(id)),
+        Some(RunState::WaitingApproval) => errln!("{}", approval_hint(id)),
         _ => {
             if let Some(error) = optional_text(view, "error") {
                 errln!("caused by: {error}");
@@ -193,7 +200,7 @@ fn print_approval(approval: &Value, id: &str) {
             text(approval, "on_timeout")
         );
     }
-    outln!("{}", super::runs::approval_hint(id));
+    outln!("{}", approval_hint(id));
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
-//! What the user typed for the durable-run commands (see `runs.rs`).
+//! What the user typed for the durable-run commands (`commands/runs.rs`,
+//! `commands/remote.rs` with `--server`).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+
+use super::sources::{RegistryArgs, SourceArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum DurableCommand {
@@ -103,9 +106,9 @@ pub enum RunsCommand {
 #[derive(Debug, Args)]
 pub struct EngineArgs {
     #[command(flatten)]
-    pub sources: super::args::SourceArgs,
+    pub sources: SourceArgs,
     #[command(flatten)]
-    pub registry: super::args::RegistryArgs,
+    pub registry: RegistryArgs,
     /// Print the run as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -1,0 +1,122 @@
+//! `pallet run`: run the resolved workflow, write its results, report.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::outputs;
+use crate::cli::printer::{self, EXIT_FAILED, Printer};
+use crate::cli::settings::RunSettings;
+use crate::cli::signals::stop_on_signal;
+use crate::engine::{Engine, RunRecord, RunStatus};
+use crate::runs::{RunError, Runner};
+use crate::store::RunStore;
+use crate::workflow::LoadedWorkflow;
+
+pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<ExitCode> {
+    let (events, receiver) = mpsc::unbounded_channel();
+    let progress = settings
+        .show_progress
+        .then(|| tokio::spawn(printer::print_progress(receiver)));
+    let mut engine = settings.settings.engine();
+    if settings.show_progress {
+        engine = engine.events(events);
+    }
+    let engine = engine.build();
+    let cancel = CancellationToken::new();
+    let interrupt = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone(), interrupt.clone()));
+    // A store error after the engine ran still brings its record: the outputs
+    // are written, then the error is reported.
+    let (record, unrecorded) = match &settings.store {
+        Some(store) => {
+            let stored = run_stored(
+                store,
+                &engine,
+                settings.workflow.clone(),
+                &settings.reference,
+                settings.input.clone(),
+                cancel,
+                interrupt,
+            )
+            .await;
+            if let Err(error) = &stored
+                && let Some(RunError::Interrupted { id }) = error.downcast_ref()
+            {
+                settings.settings.stop_agents().await;
+                return Ok(printer::interrupted(id));
+            }
+            match stored {
+                Ok(record) => (record, None),
+                Err(error) => match error.downcast_ref::<RunError>().and_then(RunError::record) {
+                    Some(record) => (record.clone(), Some(error)),
+                    None => return Err(error),
+                },
+            }
+        }
+        None => {
+            let record = engine
+                .run(settings.workflow.clone(), settings.input.clone(), cancel)
+                .await;
+            (record, None)
+        }
+    };
+    drop(engine);
+    // Closing the database's reader connections: on another thread while the
+    // output files are written.
+    let closing = settings
+        .store
+        .map(|store| tokio::task::spawn_blocking(move || drop(store)));
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+    settings.settings.stop_agents().await;
+    let written = outputs::write(&settings.out, &record)?;
+    printer::report_run(
+        &record,
+        settings.json,
+        printer.quiet(),
+        &settings.out,
+        &written,
+    )?;
+    if let Some(closing) = closing {
+        let _ = closing.await;
+    }
+    if let Some(error) = unrecorded {
+        return Err(error);
+    }
+    Ok(
+        if matches!(
+            record.status,
+            RunStatus::Completed | RunStatus::WaitingApproval
+        ) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_FAILED)
+        },
+    )
+}
+
+/// A durable run, the engine's record of this process returned.
+async fn run_stored(
+    store: &RunStore,
+    engine: &Engine,
+    workflow: Arc<LoadedWorkflow>,
+    reference: &str,
+    input: Value,
+    cancel: CancellationToken,
+    interrupt: CancellationToken,
+) -> anyhow::Result<RunRecord> {
+    let runner = Runner {
+        store,
+        engine,
+        actor: crate::cli::settings::decision::actor(None)?,
+        interrupt,
+    };
+    let outcome = runner.start(workflow, reference, input, cancel).await?;
+    outcome.record.context("the run ended before any step ran")
+}

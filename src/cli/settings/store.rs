@@ -1,0 +1,66 @@
+//! The run database: `--db`/`PALLET_DB`, else the default one.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::printer::{BadInput, Printer};
+use crate::store::RunStore;
+
+/// The database named by `--db` / `PALLET_DB`, else the default one.
+pub fn open_store(db: Option<&Path>) -> anyhow::Result<RunStore> {
+    Ok(RunStore::open(&database_path(db)?)?)
+}
+
+/// The database for a command that only reads: opened (and migrated) as
+/// usual when it can be written, else read-only (a shared or backed-up file).
+pub fn open_store_to_read(db: Option<&Path>) -> anyhow::Result<RunStore> {
+    let path = database_path(db)?;
+    let writable = match RunStore::open(&path) {
+        Ok(store) => return Ok(store),
+        Err(error) => error,
+    };
+    if !path.is_file() {
+        return Err(writable.into());
+    }
+    RunStore::open_read_only(&path).map_err(|error| {
+        BadInput::new(crate::error::chain_of(&error))
+            .hint(format!(
+                "check that you may read {0}; else copy it (with its -wal file, if any) to a directory you can write and pass --db COPY",
+                path.display()
+            ))
+            .into()
+    })
+}
+
+fn database_path(db: Option<&Path>) -> anyhow::Result<PathBuf> {
+    Ok(match db {
+        Some(path) => path.to_path_buf(),
+        None => RunStore::default_path().ok_or_else(|| {
+            BadInput::new(
+                "cannot find a place for the run database: neither XDG_DATA_HOME nor HOME is set",
+            )
+            .hint("pass --db PATH or set PALLET_DB")
+        })?,
+    })
+}
+
+/// The store `pallet run` records in: `--db` must open; the default database
+/// may be unusable (read-only home), then the run is not durable and says so.
+pub fn store_for_run(db: Option<&Path>, printer: Printer) -> anyhow::Result<Option<RunStore>> {
+    if db.is_some() {
+        return open_store(db).map(Some);
+    }
+    match open_store(None) {
+        Ok(store) => Ok(Some(store)),
+        Err(error) => {
+            printer.say(format_args!(
+                "warning: the run is not recorded: {}",
+                error
+                    .chain()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            ));
+            Ok(None)
+        }
+    }
+}
