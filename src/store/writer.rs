@@ -206,12 +206,18 @@ mod tests {
 
     /// Occupy the writer thread until the returned sender is used, so the
     /// requests queued meanwhile form one batch.
+    /// A request that blocks the writer until released. Returned only once it
+    /// runs, so its batch is closed and what the test queues next forms the
+    /// next batch (else the writer could still take some of it into this one).
     fn hold(writer: &Writer) -> (mpsc::Sender<()>, Pending<()>) {
         let (release, released) = mpsc::channel::<()>();
+        let (started, running) = mpsc::channel::<()>();
         let held = writer.submit(move |_| {
+            started.send(()).unwrap();
             released.recv().unwrap();
             Ok(())
         });
+        running.recv().unwrap();
         (release, held)
     }
 
