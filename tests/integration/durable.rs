@@ -1782,20 +1782,22 @@ async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
 }
 
 /// `pallet ARGS --db DB --agent URL` as a child, with its homes in `home`.
-fn spawn_pallet(args: &[&str], db: &Path, agent: &str, home: &Path) -> std::process::Child {
-    crate::support::pallet::pallet_in(home)
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .args(["--agent", agent])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// A `pallet` process whose group is killed when the guard drops, also when
+/// the test fails partway.
+fn spawn_pallet(args: &[&str], db: &Path, agent: &str, home: &Path) -> Spawned {
+    Spawned::spawn(
+        crate::support::pallet::pallet_in(home)
+            .args(args)
+            .arg("--db")
+            .arg(db)
+            .args(["--agent", agent])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
 }
 
 /// Waits until step `slow` of the run in `db` has `running` attempts, then kills `child`.
-async fn kill_when_slow_runs(mut child: std::process::Child, db: &Path, running: usize) -> String {
+async fn kill_when_slow_runs(mut child: Spawned, db: &Path, running: usize) -> String {
     let db = db.to_path_buf();
     let id = tokio::task::spawn_blocking(move || {
         wait_for(&db, "step `slow` in flight", |store, id| {
@@ -1805,8 +1807,7 @@ async fn kill_when_slow_runs(mut child: std::process::Child, db: &Path, running:
     })
     .await
     .unwrap();
-    let pid = i32::try_from(child.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    child.signal(libc::SIGKILL);
     assert!(!child.wait().unwrap().success());
     id
 }
@@ -1894,22 +1895,14 @@ async fn a_run_whose_executor_crashed_twice_is_not_resumed_at_start_up() {
 }
 
 /// A `pallet` child process, killed when dropped: a failing test leaves none behind.
-struct PalletProcess(std::process::Child);
+struct PalletProcess(Spawned);
 
 impl PalletProcess {
     /// Stops it as a service manager does (SIGTERM) and waits for its clean exit.
     fn terminate(mut self) {
-        let pid = i32::try_from(self.0.id()).unwrap();
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.0.signal(libc::SIGTERM);
         let status = self.0.wait().unwrap();
         assert!(status.success(), "pallet serve exited with {status}");
-    }
-}
-
-impl Drop for PalletProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -2124,14 +2117,31 @@ fn pallet_as_reader(root: &Path) -> std::process::Command {
         return crate::support::pallet::command_in(crate::support::pallet::PALLET, &home);
     }
     let binary = root.join("bin/pallet");
-    std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
-    std::fs::copy(crate::support::pallet::PALLET, &binary).unwrap();
+    if !binary.exists() {
+        std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+        std::fs::copy(crate::support::pallet::PALLET, &binary).unwrap();
+    }
     for (path, mode) in [(&binary, 0o755), (&root.join("bin"), 0o755)] {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let mut command = crate::support::pallet::command_in(&binary, &home);
     command.uid(65534).gid(65534);
     command
+}
+
+/// `command`'s output. A binary just copied can be briefly busy (ETXTBSY):
+/// a process another test forks at that moment holds the copy's write
+/// descriptor until it execs, so that one error is retried.
+fn output_of(command: &mut std::process::Command) -> std::process::Output {
+    for _ in 0..100 {
+        match command.output() {
+            Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the copied pallet binary stayed busy (ETXTBSY) for 2 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2181,12 +2191,7 @@ async fn a_database_the_user_cannot_write_can_be_read() {
         &["runs", "history", &id, "--json"],
     ];
     for arguments in commands {
-        let output = pallet_as_reader(&root)
-            .args(arguments)
-            .arg("--db")
-            .arg(&db)
-            .output()
-            .unwrap();
+        let output = output_of(pallet_as_reader(&root).args(arguments).arg("--db").arg(&db));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{arguments:?}: {stderr}");
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -2197,11 +2202,7 @@ async fn a_database_the_user_cannot_write_can_be_read() {
     }
     // A file the reader cannot even read: a clear error saying what to do.
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let output = pallet_as_reader(&root)
-        .args(["runs", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
+    let output = output_of(pallet_as_reader(&root).args(["runs", "--db"]).arg(&db));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot read the run database"), "{stderr}");
