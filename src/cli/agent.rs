@@ -8,8 +8,8 @@ use anyhow::Context;
 
 use super::args::{AgentCommand, AgentServeArgs};
 use super::render::BadInput;
-use crate::agent::examples;
 use crate::agent::server::{self, AgentDefinition, ServeOptions};
+use crate::builtin;
 use crate::http_server::raise_open_files_limit;
 
 pub async fn command(command: AgentCommand) -> anyhow::Result<ExitCode> {
@@ -118,7 +118,7 @@ fn skill(name: &str) -> anyhow::Result<ExitCode> {
     std::io::stdin()
         .read_to_string(&mut text)
         .context("cannot read the skill input from stdin")?;
-    let output = examples::run_skill_on_text(name, &text)?;
+    let output = builtin::run_skill_on_text(name, &text)?;
     outln!("{}", serde_json::to_string(&output)?);
     Ok(ExitCode::SUCCESS)
 }
