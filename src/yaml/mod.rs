@@ -5,6 +5,7 @@
 
 pub mod limits;
 mod position;
+mod problems;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
