@@ -54,7 +54,8 @@ pub enum CredentialError {
     Parse {
         path: PathBuf,
         #[source]
-        source: crate::yaml::YamlError,
+        /// Boxed: a located problem is large and rare.
+        source: Box<crate::yaml::YamlError>,
     },
     #[error("credentials file {}: agent `{name}` needs `url` and either `token` or `username` with `password`", path.display())]
     IncompleteEntry { path: PathBuf, name: String },
@@ -180,7 +181,7 @@ impl Credentials {
         let parsed: CredentialsFile = crate::yaml::from_str(&text, &origin, CREDENTIALS_FILE)
             .map_err(|source| CredentialError::Parse {
                 path: path.to_path_buf(),
-                source,
+                source: Box::new(source),
             })?;
         let mut file = Vec::new();
         for (name, entry) in parsed.agents {

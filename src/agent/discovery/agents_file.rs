@@ -41,7 +41,7 @@ pub(super) fn read_agents_file(path: &Path) -> Result<Vec<ConfiguredAgent>, Disc
     })?;
     let parse_error = |source| DiscoveryError::ParseAgentsFile {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     // JSON is YAML too, so one parser reads both.
     let document =

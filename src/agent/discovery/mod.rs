@@ -35,7 +35,8 @@ pub enum DiscoveryError {
     ParseAgentsFile {
         path: PathBuf,
         #[source]
-        source: crate::yaml::YamlError,
+        /// Boxed: a located problem is large and rare.
+        source: Box<crate::yaml::YamlError>,
     },
     #[error("skill `{skill}` is offered only by agents pallet cannot speak to: {agents}")]
     UnsupportedProtocol {
