@@ -8,11 +8,10 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use pallet_agents::{AGENTS, SkillError};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::agent::server::{self, AgentDefinition, ServerError};
 use crate::engine::{SourceError, WorkflowSource};

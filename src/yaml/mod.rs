@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
-pub use position::{Position, PositionIndex, SyntaxProblem, escape};
+pub use position::{Position, PositionIndex, YamlProblem, escape};
 
 /// What a file holds, named in the problems about the whole document
 /// ("the workflow file is empty", "a workflow file holds exactly one document").
@@ -30,7 +30,7 @@ pub struct FileKind {
 pub struct YamlError {
     /// The file (or other origin) as named in the message.
     pub file: String,
-    pub problem: SyntaxProblem,
+    pub problem: YamlProblem,
 }
 
 fn hint_suffix(hint: Option<&str>) -> String {
@@ -114,7 +114,7 @@ impl Document {
     fn located(&self, position: Position, pointer: &str, message: String) -> YamlError {
         YamlError {
             file: self.file.clone(),
-            problem: SyntaxProblem {
+            problem: YamlProblem {
                 position,
                 pointer: pointer.to_string(),
                 message,

@@ -20,9 +20,10 @@ pub struct Position {
     pub column: usize,
 }
 
-/// Why a YAML text cannot be indexed.
+/// A problem in a YAML text (its syntax, its bounds, or a value of the wrong
+/// shape for what reads it), and where it is.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SyntaxProblem {
+pub struct YamlProblem {
     pub position: Position,
     /// JSON pointer of the node where the problem is, when it is known ("" otherwise).
     pub pointer: String,
@@ -43,7 +44,7 @@ impl PositionIndex {
     /// Parses `text` into JSON (YAML 1.2 core schema) and records where every node
     /// is; fails on malformed YAML, on several documents, and on an empty document
     /// (the problems about the whole document name `kind`).
-    pub fn parse(text: &str, kind: FileKind) -> Result<(Value, PositionIndex), SyntaxProblem> {
+    pub fn parse(text: &str, kind: FileKind) -> Result<(Value, PositionIndex), YamlProblem> {
         // A leading byte order mark is allowed (editors write one); positions
         // are counted without it, as editors show them.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -55,7 +56,7 @@ impl PositionIndex {
         loop {
             let (event, marker) = parser.next_token().map_err(|error| {
                 let at = position(error.marker());
-                unquoted_template(text, at.line).unwrap_or_else(|| SyntaxProblem {
+                unquoted_template(text, at.line).unwrap_or_else(|| YamlProblem {
                     position: at,
                     pointer: String::new(),
                     message: format!("malformed YAML: {}", error.info()),
@@ -74,7 +75,7 @@ impl PositionIndex {
         }
         let root = builder.root.filter(|root| !root.is_null());
         let Some(root) = root else {
-            return Err(SyntaxProblem {
+            return Err(YamlProblem {
                 position: Position { line: 1, column: 1 },
                 pointer: String::new(),
                 message: format!("the {} file is empty", kind.name),
@@ -194,7 +195,7 @@ struct Builder {
     max_expanded_bytes: usize,
     documents: usize,
     /// The first problem found; the parse stops there.
-    problem: Option<SyntaxProblem>,
+    problem: Option<YamlProblem>,
     /// The problem may come from an unquoted `{{ }}` read as a mapping.
     suspect_template: bool,
     kind: FileKind,
@@ -220,7 +221,7 @@ impl Builder {
 
     fn fail(&mut self, at: Position, message: String, hint: &str) {
         let pointer = self.current_pointer();
-        self.problem.get_or_insert(SyntaxProblem {
+        self.problem.get_or_insert(YamlProblem {
             position: at,
             pointer,
             message,

@@ -1,7 +1,7 @@
 //! The messages and hints for YAML problems: scanner errors, unquoted `{{ }}`
 //! templates, control characters and too deep nesting.
 
-use super::position::{Position, SyntaxProblem};
+use super::position::{Position, YamlProblem};
 use super::{FileKind, limits};
 
 /// A hint for the scanner's message, for the mistakes people make most.
@@ -23,7 +23,7 @@ pub(super) fn syntax_hint(info: &str) -> &'static str {
 
 /// YAML reads an unquoted `{{ ... }}` value as a nested mapping, which fails in
 /// confusing ways: find such a value at or before `line` and say so plainly.
-pub(super) fn unquoted_template(text: &str, line: usize) -> Option<SyntaxProblem> {
+pub(super) fn unquoted_template(text: &str, line: usize) -> Option<YamlProblem> {
     for (index, content) in text.lines().take(line).enumerate() {
         let Some(start) = content.find("{{") else {
             continue;
@@ -34,7 +34,7 @@ pub(super) fn unquoted_template(text: &str, line: usize) -> Option<SyntaxProblem
             || before.ends_with('[')
             || before.ends_with(',')
         {
-            return Some(SyntaxProblem {
+            return Some(YamlProblem {
                 position: Position {
                     line: index + 1,
                     column: content[..start].chars().count() + 1,
@@ -65,7 +65,7 @@ pub(super) fn too_deep() -> String {
 /// Characters YAML does not allow in a stream (C0 and C1 controls but tab,
 /// line breaks and NEL, DEL, U+FFFE and U+FFFF): a NUL would otherwise end
 /// the parse silently and hide the rest of the file.
-pub(super) fn check_characters(text: &str) -> Result<(), SyntaxProblem> {
+pub(super) fn check_characters(text: &str) -> Result<(), YamlProblem> {
     let allowed = |character: char| match character {
         '\t' | '\n' | '\r' | '\u{85}' => true,
         '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}' => false,
@@ -79,7 +79,7 @@ pub(super) fn check_characters(text: &str) -> Result<(), SyntaxProblem> {
     let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
     let column = before[line_start..].chars().count() + 1;
     let character = text[offset..].chars().next().unwrap_or_default();
-    Err(SyntaxProblem {
+    Err(YamlProblem {
         position: Position { line, column },
         pointer: String::new(),
         message: format!(
