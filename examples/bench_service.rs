@@ -34,8 +34,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pallet::agent::{AgentClient, StaticDiscovery};
 use pallet::api::{self, AppState, ServiceOptions};
-use pallet::engine::{DirectorySource, Engine};
+use pallet::engine::Engine;
 use pallet::store::RunStore;
+use pallet::workflow::DirectorySource;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 

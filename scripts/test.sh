@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
+# A missing or changed insta snapshot fails the run and writes nothing, also
+# when the caller's environment would accept it (new snapshots are accepted
+# by hand: `INSTA_UPDATE=always cargo test`, then review the diff).
+export INSTA_UPDATE=no
+unset INSTA_FORCE_PASS
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

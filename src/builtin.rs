@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::server::{self, AgentDefinition, ServerError};
-use crate::engine::{SourceError, WorkflowSource};
 use crate::workflow::{LoadedWorkflow, load_str};
+use crate::workflow::{SourceError, WorkflowSource};
 
 /// `workflows/*.yaml`: (file name, text).
 pub const WORKFLOWS: &[(&str, &str)] = &[

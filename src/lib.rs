@@ -5,8 +5,8 @@
 //! versioned artifact (or taken from the [`builtin`] examples). Each step names a *skill*; the [`engine`] finds an agent
 //! offering it ([`agent::Discovery`]), resolves the step's `{{ }}` inputs
 //! ([`template`]), calls the agent under a timeout ([`agent::AgentClient`], A2A 0.3 and 1.0
-//! over JSON-RPC or HTTP+JSON, polled or streamed over SSE, or the legacy protocol) and stores the output for later steps. Runs recorded in a
-//! [`store`] (SQLite) survive a crash, are resumed without re-running completed
+//! over JSON-RPC or HTTP+JSON, polled or streamed over SSE, or the legacy protocol) and stores the output for later steps. Durable runs
+//! ([`runs`]: recorded in a run database, [`store`], SQLite) survive a crash, are resumed without re-running completed
 //! steps, and can wait for a human approval. The [`api`] (HTTP service) and the
 //! [`cli`] are thin layers over these.
 //!
@@ -17,6 +17,7 @@
 //! - **agent**: an HTTP service that offers skills and publishes an agent card.
 //! - **agent card**: the JSON that names an agent, its URL(s) and its skills.
 //! - **run**: one execution of one workflow version with one input.
+//! - **durable run**: a run recorded in a run database, so that it outlives its process.
 
 pub mod agent;
 pub mod api;
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod error;
 pub mod http_server;
 pub mod registry;
+pub mod runs;
 pub mod store;
 pub mod template;
 mod tls;

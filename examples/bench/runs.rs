@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pallet::agent::{AgentClient, StaticDiscovery};
-use pallet::engine::{Engine, Sources};
+use pallet::engine::Engine;
+use pallet::workflow::Sources;
 use pallet::workflow::{LoadedWorkflow, load_file};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -335,7 +336,8 @@ pub async fn breakdown(options: &Options, agent: &EchoAgent, report: &mut Report
     for _ in 0..options.runs {
         time(&mut load, || load_file(&file).expect("fixture loads"));
         time(&mut renderer, || {
-            pallet::template::Renderer::new(&workflow.workflow).expect("templates compile")
+            pallet::template::Renderer::new(workflow.workflow.template_sites())
+                .expect("templates compile")
         });
         time(&mut client, || {
             reqwest::Client::builder().build().expect("client")

@@ -5,9 +5,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::engine::{SourceError, chain_of};
+use crate::error::chain_of;
+use crate::runs::RunError;
 use crate::store::StoreError;
-use crate::store::durable::RunError;
+use crate::workflow::SourceError;
 
 /// When to try again after a 429: runs take seconds, a retry sooner
 /// would only be refused again.

@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
 use crate::http_server::{self, ConnectionLimits};
-use crate::store::durable::Runner;
+use crate::runs::Runner;
 use crate::store::{RunState, RunStore};
 pub use admission::{AdmissionLimits, Refusal};
 pub use error::ApiError;
@@ -125,8 +125,8 @@ impl AppState {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match outcome {
             Ok(_) => *failure = None,
-            Err(error @ ApiError::Run(crate::store::durable::RunError::Store(_))) => {
-                *failure = Some((Instant::now(), crate::engine::chain_of(error)));
+            Err(error @ ApiError::Run(crate::runs::RunError::Store(_))) => {
+                *failure = Some((Instant::now(), crate::error::chain_of(error)));
             }
             Err(_) => {}
         }
@@ -182,8 +182,8 @@ impl AppState {
             tokio::select! {
                 outcome = runner.resume(&id, cancel) => {
                     if let Err(error) = outcome {
-                        tracing::warn!("run {id}: {}", crate::engine::chain_of(&error));
-                        if matches!(error, crate::store::durable::RunError::Store(_)) {
+                        tracing::warn!("run {id}: {}", crate::error::chain_of(&error));
+                        if matches!(error, crate::runs::RunError::Store(_)) {
                             state.note_store_write::<()>(&Err(ApiError::Run(error)));
                         }
                     }
@@ -340,7 +340,7 @@ pub async fn serve(
         if let Err(error) = state.store.settled().await {
             tracing::warn!(
                 "cannot release the leases of the runs left resumable: {}",
-                crate::engine::chain_of(&error)
+                crate::error::chain_of(&error)
             );
         }
     }

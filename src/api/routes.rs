@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 
 use super::types::{self, AdvanceRequest, Trigger, decode_cursor, encode_cursor};
 use super::{ApiError, AppState, SERVICE_ACTOR};
-use crate::engine::SourceError;
-use crate::store::durable::{Decision, RunError, stored_workflow};
+use crate::runs::{Decision, RunError, stored_workflow};
 use crate::store::{RunState, StoreError};
 use crate::workflow::LoadedWorkflow;
+use crate::workflow::SourceError;
 
 /// One route: its path (OpenAPI syntax, which axum 0.8 shares), method, handler.
 pub struct Route {
@@ -303,7 +303,7 @@ fn resumable(state: &AppState, id: &str) -> Result<bool, ApiError> {
         RunState::WaitingApproval => {
             let workflow = stored_workflow(&run)?;
             let waiting = runner.waiting(&run, &workflow)?;
-            if !waiting.expired() {
+            if !runner.expired(&waiting) {
                 let step = waiting.step.id;
                 return Err(RunError::Waiting { id, step }.into());
             }

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use super::terminal::terminal_safe;
 
-use crate::engine::SourceError;
 use crate::workflow::LoadError;
+use crate::workflow::SourceError;
 
 /// Exit status for a failed run (or a failure while running).
 pub const EXIT_FAILED: u8 = 1;

@@ -18,13 +18,13 @@ use super::render::{BadInput, EXIT_FAILED};
 use super::terminal::terminal_safe;
 use crate::agent::{AgentClient, Discovery, DiscoveryError, StaticDiscovery};
 use crate::builtin::{BUILTIN_ORIGIN, BuiltinWorkflows, ExampleAgents};
-use crate::engine::{
-    DirectorySource, Engine, RunRecord, RunStatus, SourceError, Sources, WorkflowSource,
-};
+use crate::engine::{Engine, RunRecord, RunStatus};
 use crate::registry::source::digest_of_origin;
 use crate::registry::{CombinedDiscovery, RegistryDiscovery, RegistryError, RegistrySource};
-use crate::store::durable::RunError;
-use crate::workflow::{LoadedWorkflow, load_file};
+use crate::runs::RunError;
+use crate::workflow::{
+    DirectorySource, LoadedWorkflow, SourceError, Sources, WorkflowSource, load_file,
+};
 
 /// What the run uses, resolved from the arguments.
 struct RunSettings {

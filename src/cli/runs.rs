@@ -22,7 +22,7 @@ use super::runs_render;
 use crate::agent::{AgentClient, StaticDiscovery};
 use crate::builtin::{BuiltinWorkflows, ExampleAgents};
 use crate::engine::Engine;
-use crate::store::durable::{Decision, RunError, Runner};
+use crate::runs::{Decision, RunError, Runner};
 use crate::store::{RunState, RunStore, StoreError};
 
 pub async fn command(command: DurableCommand, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -80,7 +80,7 @@ fn open_store_to_read(db: Option<&std::path::Path>) -> anyhow::Result<RunStore> 
         return Err(writable.into());
     }
     RunStore::open_read_only(&path).map_err(|error| {
-        BadInput::new(crate::engine::chain_of(&error))
+        BadInput::new(crate::error::chain_of(&error))
             .hint(format!(
                 "check that you may read {0}; else copy it (with its -wal file, if any) to a directory you can write and pass --db COPY",
                 path.display()
@@ -277,7 +277,7 @@ fn user_error(error: RunError) -> anyhow::Error {
     if !user {
         return error.into();
     }
-    let mut bad = BadInput::new(crate::engine::chain_of(&error));
+    let mut bad = BadInput::new(crate::error::chain_of(&error));
     bad.hint = hint;
     bad.into()
 }

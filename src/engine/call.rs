@@ -8,12 +8,13 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::retry::Schedule;
-use super::run::{Failure, Run, StepDetails, chain_of};
+use super::run::{Failure, Run, StepDetails};
 use super::{
     EXECUTE_WORKFLOW, Event, JournalWrite, MAX_STATUS_MESSAGE_CHARS, MAX_STATUS_MESSAGES,
     MAX_WORKFLOW_DEPTH, Nesting, RunStatus, STATUS_WRITE_INTERVAL, StepTask,
 };
 use crate::agent::{AgentCard, AgentTask, CallError, CallRequest};
+use crate::error::chain_of;
 use crate::workflow::Step;
 
 /// How long past its own timeout a call may take to wind down (cancel the

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::StepRecord;
 use crate::agent::AgentTask;
 
-/// The answer of one journal write: it resolves once the write is durable.
+/// The answer of one journal write: it resolves once the write is committed.
 pub type JournalWrite = BoxFuture<'static, Result<(), String>>;
 
 /// Records step progress as it happens. A call queues its write and returns
@@ -54,7 +54,7 @@ pub struct StepTask {
     pub reattached_from: Option<u32>,
 }
 
-/// What the engine needs to run (or continue) a stored run.
+/// What the engine needs to run (or continue) a durable run (see `crate::runs`).
 pub struct Durable {
     /// The stored run's id: it is the engine's run id, hence part of every idempotency key.
     pub run_id: String,

@@ -1,5 +1,5 @@
 //! Running a workflow: step kinds, timeouts, retries, parallelism, cancellation,
-//! sub-workflows. OWNER: engine helper. The types below are the contract the CLI uses.
+//! sub-workflows. The types below are the contract the CLI uses.
 //!
 //! A run executes in one task: parallel branches are futures polled together
 //! (so their calls overlap) rather than spawned tasks, which lets every step
@@ -21,13 +21,10 @@ pub mod journal;
 pub mod record;
 pub mod retry;
 mod run;
-pub mod source;
 
 pub use approval::ApprovalRequest;
 pub use journal::{Durable, Journal, JournalWrite, StepTask};
 pub use record::{RunRecord, RunStatus, StepRecord, StepStatus};
-pub use run::chain_of;
-pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};
 
 use std::sync::Arc;
 
@@ -37,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentClient, Discovery};
-use crate::workflow::LoadedWorkflow;
+use crate::workflow::{LoadedWorkflow, WorkflowSource};
 
 /// The skill the engine serves itself: run another workflow as a child run.
 pub const EXECUTE_WORKFLOW: &str = "execute_workflow";

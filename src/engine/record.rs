@@ -6,6 +6,8 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+/// How one execution of the engine ended in this process. A durable run's
+/// state as stored is `store::RunState`, which `runs::Runner` derives from this.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {

@@ -1,5 +1,5 @@
 //! Retry schedule as data plus a pure delay iterator, so tests check the
-//! schedule without sleeping. OWNER: engine helper.
+//! schedule without sleeping.
 //!
 //! Delay before retry `n` (1-based) is `initial * multiplier^(n-1)`, spread by
 //! a jitter of ±`JITTER_RATIO` and capped at `max`. When the agent asked for a

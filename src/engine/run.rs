@@ -14,6 +14,7 @@ use super::{
     StepRecord, StepStatus,
 };
 use crate::agent::{AgentCard, DiscoveryError};
+use crate::error::chain_of;
 use crate::template::{RenderLimit, Renderer, Scope, TemplateError};
 use crate::workflow::{LoadedWorkflow, Step, StepKind, Workflow};
 
@@ -420,7 +421,7 @@ impl Run<'_> {
     }
 
     /// Call the journal of a durable run: the write is queued at once and is
-    /// durable when the returned future resolves. Its error fails the step.
+    /// committed when the returned future resolves. Its error fails the step.
     fn journal(
         &self,
         step: &Step,
@@ -448,7 +449,7 @@ impl Run<'_> {
         };
         let deadline = self.render_deadline(step);
         self.renderer
-            .condition_until(step, &scope, deadline)
+            .condition_until(&step.id, &scope, deadline)
             .map_err(|error| self.template_failure(step, "condition", &error))
     }
 
@@ -496,7 +497,7 @@ impl Run<'_> {
         };
         let deadline = self.render_deadline(step);
         self.renderer
-            .inputs_until(step, &scope, deadline)
+            .inputs_until(&step.id, &scope, deadline)
             .map_err(|error| match error {
                 TemplateError::Limit {
                     limit: RenderLimit::Deadline,
@@ -596,23 +597,5 @@ fn skipped(step: &Step) -> StepRecord {
         started_at: now.clone(),
         ended_at: now,
         duration_ms: 0.0,
-    }
-}
-
-pub use crate::error::chain_of;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_of_joins_causes() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::fmt::Error);
-        assert_eq!(
-            chain_of(&Outer(std::fmt::Error)),
-            "outer: an error occurred when formatting an argument"
-        );
     }
 }

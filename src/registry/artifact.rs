@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest};
 use serde::{Deserialize, Serialize};
+
+use super::manifest::{Descriptor, ImageManifest, OCI_IMAGE_MEDIA_TYPE};
 
 pub const WORKFLOW_ARTIFACT_TYPE: &str = "application/vnd.pallet.workflow.v1";
 pub const WORKFLOW_CONFIG_MEDIA_TYPE: &str = "application/vnd.pallet.workflow.config.v1+json";
@@ -124,7 +125,7 @@ pub struct ArtifactContent {
 /// A manifest ready to upload: its blobs and its exact bytes.
 pub struct BuiltArtifact {
     pub config_bytes: Vec<u8>,
-    pub manifest: OciImageManifest,
+    pub manifest: ImageManifest,
     pub manifest_bytes: Vec<u8>,
     pub digest: String,
 }
@@ -151,7 +152,7 @@ pub fn build(content: &ArtifactContent, created: &str) -> BuiltArtifact {
             annotations.insert(key.to_string(), value.clone());
         }
     }
-    let manifest = OciImageManifest {
+    let manifest = ImageManifest {
         schema_version: 2,
         media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_string()),
         artifact_type: Some(content.artifact_type.to_string()),
@@ -178,8 +179,8 @@ fn descriptor(
     media_type: &str,
     bytes: &[u8],
     annotations: Option<BTreeMap<String, String>>,
-) -> OciDescriptor {
-    OciDescriptor {
+) -> Descriptor {
+    Descriptor {
         media_type: media_type.to_string(),
         digest: sha256_digest(bytes),
         size: bytes.len() as i64,
@@ -196,8 +197,8 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 
 /// Two manifests carry the same content when config and layers are the same
 /// blobs; annotations such as `created` differ from push to push.
-pub fn same_content(left: &OciImageManifest, right: &OciImageManifest) -> bool {
-    let blobs = |manifest: &OciImageManifest| -> Vec<String> {
+pub fn same_content(left: &ImageManifest, right: &ImageManifest) -> bool {
+    let blobs = |manifest: &ImageManifest| -> Vec<String> {
         std::iter::once(&manifest.config)
             .chain(&manifest.layers)
             .map(|descriptor| descriptor.digest.clone())
@@ -218,8 +219,8 @@ pub fn is_sha256_digest(text: &str) -> bool {
 }
 
 /// The one layer holding the definition, or why none qualifies.
-pub fn content_layer(manifest: &OciImageManifest) -> Result<&OciDescriptor, String> {
-    let accepted: Vec<&OciDescriptor> = manifest
+pub fn content_layer(manifest: &ImageManifest) -> Result<&Descriptor, String> {
+    let accepted: Vec<&Descriptor> = manifest
         .layers
         .iter()
         .filter(|layer| ACCEPTED_LAYER_MEDIA_TYPES.contains(&layer.media_type.as_str()))
@@ -253,7 +254,7 @@ pub fn content_layer(manifest: &OciImageManifest) -> Result<&OciDescriptor, Stri
 }
 
 /// File name of the layer: its title annotation, else the manifest's.
-pub fn file_name(manifest: &OciImageManifest, layer: &OciDescriptor) -> Option<String> {
+pub fn file_name(manifest: &ImageManifest, layer: &Descriptor) -> Option<String> {
     let title = |annotations: &Option<BTreeMap<String, String>>| {
         annotations.as_ref()?.get(ANNOTATION_TITLE).cloned()
     };

@@ -4,20 +4,26 @@
 //!
 //! - [`reference`]: parsing `ID@REQ` references and the tag encoding (pure).
 //! - [`resolve`]: picking the highest matching tag (pure).
+//! - [`manifest`]: the OCI image manifest and descriptor types.
 //! - [`artifact`]: the manifest layout pushed and the layouts read back.
 //! - [`cache`]: the OCI image layout directory on disk.
 //! - [`docker_config`]: credentials from Docker's `config.json` and helpers.
-//! - [`client`]: [`Registry`], tying the above to a real registry.
+//! - [`client`]: [`Registry`], tying the above to a real registry; its reads
+//!   are in `pull`, its writes in `push`, and every request of both goes
+//!   through `transport` (the one HTTP client, with `challenge` for tokens).
 //! - [`source`]: the registry as a workflow source for runs and sub-workflows.
 //! - [`discovery`]: agents from the registry's agent cards.
 
 pub mod address;
 pub mod artifact;
 pub mod cache;
+mod challenge;
 pub mod client;
 pub mod discovery;
 pub mod docker_config;
+pub mod manifest;
 mod pull;
+mod push;
 pub mod reference;
 pub mod resolve;
 pub mod source;
@@ -29,11 +35,12 @@ pub use address::RegistryAddress;
 pub use artifact::{ArtifactContent, Provenance};
 pub use cache::default_cache_dir;
 pub use client::{
-    DEFAULT_AGENT_CARD_VERSION, Listed, ListedVersion, Pulled, PushOptions, Pushed, Registry,
-    RegistryOptions, Resolved, Timeouts, UnreadableTag,
+    Listed, ListedVersion, Pulled, Registry, RegistryOptions, Resolved, Timeouts, UnreadableTag,
 };
 pub use discovery::{CombinedDiscovery, RegistryDiscovery};
 pub use docker_config::{docker_config_path, docker_credentials};
+pub use manifest::{Descriptor, ImageManifest};
+pub use push::{DEFAULT_AGENT_CARD_VERSION, PushOptions, Pushed};
 pub use reference::{ACCEPTED_FORMS, ArtifactKind, Reference, Selector};
 pub use source::RegistrySource;
 
@@ -156,7 +163,15 @@ pub enum RegistryError {
         repository: String,
         tag: String,
         #[source]
-        source: Box<oci_client::errors::OciDistributionError>,
+        source: Box<RegistryError>,
+    },
+    #[error(
+        "registry {registry} answered {path} with an upload location off its origin: `{location}`"
+    )]
+    UploadLocation {
+        registry: String,
+        path: String,
+        location: String,
     },
     #[error(
         "{repository}@{digest} in registry {registry} is not a workflow or agent card artifact: {problem}"

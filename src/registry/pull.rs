@@ -2,7 +2,6 @@
 //! file, list workflows. Every blob goes through the cache and is verified.
 
 use futures::stream::{self, StreamExt};
-use oci_client::manifest::OciImageManifest;
 use semver::{Version, VersionReq};
 
 use super::RegistryError;
@@ -11,6 +10,7 @@ use super::cache::Cached;
 use super::client::{
     Listed, ListedVersion, Pulled, Registry, Resolved, UnreadableTag, exact_version,
 };
+use super::manifest::ImageManifest;
 use super::reference::{ArtifactKind, Reference, Selector, legacy_tag_to_version, version_to_tag};
 use super::resolve;
 
@@ -354,7 +354,7 @@ impl Registry {
         &self,
         repository: &str,
         digest: &str,
-    ) -> Result<(OciImageManifest, Vec<u8>), RegistryError> {
+    ) -> Result<(ImageManifest, Vec<u8>), RegistryError> {
         let bytes = match self.cached_blob(repository, digest, "manifest")? {
             Some(bytes) => bytes,
             None => {

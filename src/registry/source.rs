@@ -8,8 +8,7 @@ use futures::future::BoxFuture;
 
 use super::reference::{ArtifactKind, Reference, name_for_id};
 use super::{Registry, RegistryError};
-use crate::engine::{SourceError, WorkflowSource};
-use crate::workflow::{LoadedWorkflow, load_str};
+use crate::workflow::{LoadedWorkflow, SourceError, WorkflowSource, load_str};
 
 /// The `workflow_source` of a run from a registry: `HOST/REPOSITORY@DIGEST`.
 pub fn origin(registry: &str, repository: &str, digest: &str) -> String {

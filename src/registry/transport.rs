@@ -1,16 +1,24 @@
-//! Reads from the registry over plain HTTP GET/HEAD, one request per call and
-//! counted, so a warm resolve is exactly one round-trip. (oci-client probes
-//! `/v2/` before every anonymous request, which would double that.)
+//! The one HTTP client for the registry's distribution API, reads and
+//! uploads alike: one counted request per call, so a warm resolve is exactly
+//! one round-trip, every answer read with a size bound, and one bearer-token
+//! flow.
+//!
+//! Not oci-client: its 0.18 reads manifests, tag lists and error bodies
+//! whole with no size bound (a hostile registry could fill memory), probes
+//! `/v2/` before the first request of each operation (a warm run would be
+//! two round-trips) and has no total request timeout.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use reqwest::{Method, StatusCode, header};
 
 use super::artifact::is_sha256_digest;
+use super::challenge::{BearerChallenge, check_realm, host_of_authority, token_key};
 use super::docker_config::LazyCredentials;
-use super::{Credentials, RegistryError, Timeouts};
+use super::{RegistryError, Timeouts};
 
 /// Manifest media types asked for; without them the registry answers 404.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -25,6 +33,8 @@ pub const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
 /// a few kilobytes).
 pub const MAX_BLOB_BYTES: u64 = 16 * 1024 * 1024;
 
+mod upload;
+
 #[derive(Clone)]
 pub struct Transport {
     http: reqwest::Client,
@@ -33,10 +43,35 @@ pub struct Transport {
     credentials: LazyCredentials,
     /// Hosts the user allows over plain HTTP (also for token realms).
     insecure_hosts: Vec<String>,
-    requests: Arc<AtomicUsize>,
+    /// GET and HEAD requests (and the token requests they needed).
+    reads: Arc<AtomicUsize>,
     /// Bearer tokens by what they were granted for (a repository, or the catalog).
     tokens: Arc<Mutex<HashMap<String, String>>>,
     timeouts: Timeouts,
+}
+
+/// One request to the registry: `path` is below its origin (`/v2/...`).
+struct Request<'a> {
+    method: Method,
+    path: &'a str,
+    accept: Option<&'a str>,
+    /// Content type and bytes of an upload.
+    body: Option<(&'static str, Bytes)>,
+}
+
+impl<'a> Request<'a> {
+    fn new(method: Method, path: &'a str) -> Request<'a> {
+        Request {
+            method,
+            path,
+            accept: None,
+            body: None,
+        }
+    }
+
+    fn is_read(&self) -> bool {
+        self.method == Method::GET || self.method == Method::HEAD
+    }
 }
 
 impl Transport {
@@ -63,76 +98,78 @@ impl Transport {
             registry: registry.to_string(),
             credentials,
             insecure_hosts,
-            requests: Arc::default(),
+            reads: Arc::default(),
             tokens: Arc::default(),
             timeouts,
         })
     }
 
-    /// The credentials (looked up now if not yet): also used for uploads.
-    pub fn credentials(&self) -> Option<&Credentials> {
-        self.credentials.get()
+    /// HTTP reads made so far (GET and HEAD, with their token requests),
+    /// for tests and diagnostics; uploads are not counted.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
     }
 
-    /// HTTP requests made so far (for tests and diagnostics).
-    pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-
-    /// One request; on a bearer challenge, one token request and one retry.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        accept: Option<&str>,
-    ) -> Result<reqwest::Response, RegistryError> {
-        let key = token_key(path);
+    /// One request; on a bearer challenge, one token request and one retry
+    /// (also when a cached token lacks the scope, e.g. pull-only for an upload).
+    async fn send(&self, request: Request<'_>) -> Result<reqwest::Response, RegistryError> {
+        let key = token_key(request.path);
         let token = self.tokens.lock().expect("token lock").get(&key).cloned();
-        let response = self
-            .send_once(method.clone(), path, accept, token.as_deref())
-            .await?;
+        let response = self.send_once(&request, token.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
-            return self.check_access(path, response);
+            return self.check_access(request.path, response);
         }
         let challenge = response
             .headers()
             .get(header::WWW_AUTHENTICATE)
             .and_then(|value| value.to_str().ok());
         let Some(challenge) = challenge.and_then(BearerChallenge::parse) else {
-            return self.check_access(path, response);
+            return self.check_access(request.path, response);
         };
-        let token = self.fetch_token(path, &challenge).await?;
+        let token = self.fetch_token(&request, &challenge).await?;
         self.tokens
             .lock()
             .expect("token lock")
             .insert(key, token.clone());
-        let response = self.send_once(method, path, accept, Some(&token)).await?;
-        self.check_access(path, response)
+        let response = self.send_once(&request, Some(&token)).await?;
+        self.check_access(request.path, response)
     }
 
     async fn send_once(
         &self,
-        method: Method,
-        path: &str,
-        accept: Option<&str>,
+        request: &Request<'_>,
         token: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(accept) = accept {
-            request = request.header(header::ACCEPT, accept);
+        let url = format!("{}{}", self.base, request.path);
+        let mut builder = self.http.request(request.method.clone(), url);
+        if let Some(accept) = request.accept {
+            builder = builder.header(header::ACCEPT, accept);
         }
-        request = match (token, self.credentials.get()) {
-            (Some(token), _) => request.bearer_auth(token),
+        if let Some((content_type, bytes)) = &request.body {
+            builder = builder
+                .header(header::CONTENT_TYPE, *content_type)
+                .body(bytes.clone());
+        } else if !request.is_read() {
+            builder = builder.header(header::CONTENT_LENGTH, 0);
+        }
+        builder = match (token, self.credentials.get()) {
+            (Some(token), _) => builder.bearer_auth(token),
             (None, Some(credentials)) => {
-                request.basic_auth(&credentials.username, Some(&credentials.password))
+                builder.basic_auth(&credentials.username, Some(&credentials.password))
             }
-            (None, None) => request,
+            (None, None) => builder,
         };
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        request
+        self.count(request);
+        builder
             .send()
             .await
             .map_err(|source| self.request_error(source))
+    }
+
+    fn count(&self, request: &Request<'_>) {
+        if request.is_read() {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     fn check_access(
@@ -152,9 +189,10 @@ impl Transport {
     /// Asks the challenge's realm for a token (with the credentials, if any).
     async fn fetch_token(
         &self,
-        path: &str,
+        for_request: &Request<'_>,
         challenge: &BearerChallenge,
     ) -> Result<String, RegistryError> {
+        let path = for_request.path;
         #[derive(serde::Deserialize)]
         struct TokenAnswer {
             token: Option<String>,
@@ -185,7 +223,7 @@ impl Transport {
         if let Some(credentials) = self.credentials.get() {
             request = request.basic_auth(&credentials.username, Some(&credentials.password));
         }
-        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.count(for_request);
         let response = request
             .send()
             .await
@@ -291,7 +329,10 @@ impl Transport {
     ) -> Result<Option<String>, RegistryError> {
         let path = format!("/v2/{repository}/manifests/{reference}");
         let response = self
-            .send(Method::HEAD, &path, Some(MANIFEST_ACCEPT))
+            .send(Request {
+                accept: Some(MANIFEST_ACCEPT),
+                ..Request::new(Method::HEAD, &path)
+            })
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -353,7 +394,12 @@ impl Transport {
         accept: Option<&str>,
         limit: u64,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
-        let response = self.send(Method::GET, path, accept).await?;
+        let response = self
+            .send(Request {
+                accept,
+                ..Request::new(Method::GET, path)
+            })
+            .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
@@ -387,7 +433,7 @@ impl Transport {
         let mut repositories = Vec::new();
         let mut path = "/v2/_catalog?n=1000".to_string();
         loop {
-            let response = self.send(Method::GET, &path, None).await?;
+            let response = self.send(Request::new(Method::GET, &path)).await?;
             if !response.status().is_success() {
                 return Err(self.status_error(&path, response.status()));
             }
@@ -414,97 +460,6 @@ impl Transport {
     }
 }
 
-/// What a token is granted for: the repository of a `/v2/<name>/...` path,
-/// else the path without its query (the catalog).
-fn token_key(path: &str) -> String {
-    let path = path.split('?').next().unwrap_or(path);
-    let name = path.strip_prefix("/v2/").unwrap_or(path);
-    for marker in ["/manifests/", "/blobs/", "/tags/"] {
-        if let Some((repository, _)) = name.split_once(marker) {
-            return repository.to_string();
-        }
-    }
-    name.to_string()
-}
-
-/// The host of a token realm that may receive credentials: https, or plain
-/// http only to a loopback host or one listed as insecure (as for registries).
-fn check_realm(realm: &str, insecure_hosts: &[String]) -> Result<String, String> {
-    let url = reqwest::Url::parse(realm).map_err(|error| format!("not a URL ({error})"))?;
-    let host = url.host_str().ok_or("no host")?.to_string();
-    match url.scheme() {
-        "https" => Ok(host),
-        "http" => {
-            let authority = match url.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.clone(),
-            };
-            let plain_allowed = super::RegistryAddress::parse(&authority, insecure_hosts)
-                .is_ok_and(|address| address.plain_http);
-            if plain_allowed {
-                Ok(host)
-            } else {
-                Err("plain http to a host that is neither loopback nor listed as insecure".into())
-            }
-        }
-        other => Err(format!("scheme `{other}` is not https")),
-    }
-}
-
-/// `host:port` -> `host` (`[::1]:5000` -> `[::1]`, as URLs write it).
-fn host_of_authority(authority: &str) -> &str {
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() && !host.ends_with(':') => host,
-        _ => authority,
-    }
-}
-
-/// `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`.
-#[derive(Debug, PartialEq, Eq)]
-struct BearerChallenge {
-    realm: String,
-    service: Option<String>,
-    scope: Option<String>,
-}
-
-impl BearerChallenge {
-    fn parse(header: &str) -> Option<BearerChallenge> {
-        let (scheme, parameters) = header.trim().split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let parameters = parse_parameters(parameters);
-        Some(BearerChallenge {
-            realm: parameters.get("realm")?.clone(),
-            service: parameters.get("service").cloned(),
-            scope: parameters.get("scope").cloned(),
-        })
-    }
-}
-
-/// `a="x,y",b=z` -> {a: "x,y", b: "z"}; commas inside quotes belong to the value.
-fn parse_parameters(text: &str) -> HashMap<String, String> {
-    let mut parameters = HashMap::new();
-    let mut rest = text.trim();
-    while let Some((name, after)) = rest.split_once('=') {
-        let name = name
-            .trim()
-            .trim_start_matches(',')
-            .trim()
-            .to_ascii_lowercase();
-        let (value, remaining) = match after.strip_prefix('"') {
-            Some(quoted) => match quoted.split_once('"') {
-                Some((value, remaining)) => (value, remaining),
-                None => (quoted, ""),
-            },
-            None => after.split_once(',').unwrap_or((after, "")),
-        };
-        parameters.insert(name, value.trim().to_string());
-        rest = remaining.trim().trim_start_matches(',');
-    }
-    parameters
-}
-
 /// `Link: </v2/_catalog?last=x&n=1000>; rel="next"` -> the path inside `<>`.
 fn next_link(headers: &header::HeaderMap) -> Option<String> {
     let link = headers.get(header::LINK)?.to_str().ok()?;
@@ -517,57 +472,6 @@ fn next_link(headers: &header::HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_bearer_challenges() {
-        let full = r#"Bearer realm="http://127.0.0.1:1/token",service="test",scope="repository:workflows/a:pull,push""#;
-        let expected = BearerChallenge {
-            realm: "http://127.0.0.1:1/token".into(),
-            service: Some("test".into()),
-            scope: Some("repository:workflows/a:pull,push".into()),
-        };
-        assert_eq!(BearerChallenge::parse(full), Some(expected));
-        let bare = BearerChallenge::parse("bearer realm=http://h/t, service=s").unwrap();
-        assert_eq!(
-            (bare.realm.as_str(), bare.service.as_deref(), bare.scope),
-            ("http://h/t", Some("s"), None)
-        );
-        assert_eq!(BearerChallenge::parse(r#"Basic realm="registry""#), None);
-        assert_eq!(BearerChallenge::parse(r#"Bearer service="no realm""#), None);
-    }
-
-    #[test]
-    fn token_realms_need_https_unless_loopback_or_insecure() {
-        let insecure = vec!["registry.internal.invalid".to_string()];
-        let cases = [
-            (
-                "https://auth.example.invalid/token",
-                Ok("auth.example.invalid"),
-            ),
-            ("http://127.0.0.1:5001/token", Ok("127.0.0.1")),
-            ("http://localhost/token", Ok("localhost")),
-            ("http://[::1]:8/token", Ok("[::1]")),
-            (
-                "http://registry.internal.invalid:80/t",
-                Ok("registry.internal.invalid"),
-            ),
-            ("http://attacker.example.invalid/token", Err("plain http")),
-            ("ftp://auth.example.invalid/token", Err("scheme `ftp`")),
-            ("/token", Err("not a URL")),
-        ];
-        for (realm, expected) in cases {
-            match (check_realm(realm, &insecure), expected) {
-                (Ok(host), Ok(expected)) => assert_eq!(host, expected, "{realm}"),
-                (Err(problem), Err(expected)) => {
-                    assert!(problem.contains(expected), "{realm}: {problem}")
-                }
-                (got, _) => panic!("{realm}: {got:?}"),
-            }
-        }
-        for (authority, host) in [("h:5000", "h"), ("h", "h"), ("[::1]:5000", "[::1]")] {
-            assert_eq!(host_of_authority(authority), host, "{authority}");
-        }
-    }
 
     /// A loopback server answering every request with `head` (status line
     /// and headers) and an empty body.
@@ -616,7 +520,7 @@ mod tests {
             "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"http://attacker.example.invalid/token\"",
         )
         .await;
-        let credentials = LazyCredentials::given(Some(Credentials {
+        let credentials = LazyCredentials::given(Some(super::super::Credentials {
             username: "alice".into(),
             password: "s3cret".into(),
         }));
@@ -635,17 +539,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn keys_tokens_by_repository() {
-        let cases = [
-            ("/v2/workflows/a/manifests/1.0.0", "workflows/a"),
-            ("/v2/workflows/a/blobs/sha256:00", "workflows/a"),
-            ("/v2/workflows/a/tags/list", "workflows/a"),
-            ("/v2/_catalog?n=1000", "_catalog"),
-        ];
-        for (path, key) in cases {
-            assert_eq!(token_key(path), key, "{path}");
-        }
+    #[tokio::test]
+    async fn refuses_an_upload_location_on_another_origin() {
+        let address = answering(
+            "HTTP/1.1 202 Accepted\r\nlocation: http://attacker.example.invalid/v2/workflows/demo/blobs/uploads/1",
+        )
+        .await;
+        let transport = Transport::new(
+            "http",
+            &address,
+            LazyCredentials::given(None),
+            Vec::new(),
+            Timeouts::default(),
+        )
+        .unwrap();
+        let error = transport
+            .upload_blob("workflows/demo", "sha256:00", b"x")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, RegistryError::UploadLocation { .. }),
+            "{error}"
+        );
+        assert_eq!(transport.reads(), 0, "uploads are not counted as reads");
     }
 
     #[test]

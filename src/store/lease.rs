@@ -3,22 +3,24 @@
 //! Another process takes the lease only when it is stale: past its expiry or,
 //! on the owner's own host, when the owner's process is gone — so a run whose
 //! process was killed resumes at once, without waiting for the expiry.
+//!
+//! This is the lease as stored; holding one while a run executes (renewal,
+//! release) is the run lifecycle's policy, `runs::lease`. Leases follow the
+//! system clock, not the store's [`super::Clock`]: they guard against other
+//! processes, which share no test clock.
 
-use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio_util::sync::CancellationToken;
 
+use super::clock::timestamp;
 use super::{Pending, RunStore, StoreError};
 
-/// How long a lease lives without renewal.
+/// How long a lease lives without renewal (its owner renews it more often:
+/// `runs::lease::RENEW_EVERY`).
 pub const LEASE_DURATION: Duration = Duration::from_secs(30);
-/// How often the owner renews: a renewal may fail a few times before the lease expires.
-pub const RENEW_EVERY: Duration = Duration::from_secs(10);
 
 /// A process that may own runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,10 +138,6 @@ fn read_trimmed(path: &str) -> Option<String> {
         .ok()
         .map(|text| text.trim().to_string())
         .filter(|text| !text.is_empty())
-}
-
-fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// The lease on run `id`, if any.
@@ -293,134 +291,6 @@ impl RunStore {
         Ok(lease.filter(|lease| {
             standing(lease, Owner::current(), Utc::now(), process_alive) == Standing::Live
         }))
-    }
-}
-
-/// This process's lease on one run, renewed in the background and released when dropped.
-pub struct HeldLease {
-    store: RunStore,
-    run_id: String,
-    token: String,
-    renewal: tokio::task::JoinHandle<()>,
-    lost: Arc<AtomicBool>,
-}
-
-impl HeldLease {
-    /// Take the lease on run `id`, or return the live lease that holds it. When
-    /// a renewal finds the lease taken by another process, `cancel` is cancelled.
-    pub async fn acquire(
-        store: &RunStore,
-        id: &str,
-        cancel: CancellationToken,
-    ) -> Result<Result<HeldLease, Lease>, StoreError> {
-        let token = uuid::Uuid::new_v4().to_string();
-        if let Some(holder) = store.acquire_lease(id, &token).await? {
-            return Ok(Err(holder));
-        }
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewal = tokio::spawn(renew_until_lost(
-            store.clone(),
-            id.to_string(),
-            token.clone(),
-            cancel,
-            lost.clone(),
-        ));
-        Ok(Ok(HeldLease {
-            store: store.clone(),
-            run_id: id.to_string(),
-            token,
-            renewal,
-            lost,
-        }))
-    }
-
-    /// What this lease was taken under: writes of its executor carry it.
-    pub fn token(&self) -> &str {
-        &self.token
-    }
-
-    /// Whether another process took the lease over while this one held it.
-    pub fn lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
-    }
-}
-
-impl HeldLease {
-    /// Give the lease up and wait until that is stored.
-    pub async fn release(mut self) {
-        self.renewal.abort();
-        let released = self.store.release_lease(&self.run_id, &self.token);
-        // Nothing left for `drop` to release.
-        self.token.clear();
-        report_release(&self.run_id, released.await);
-    }
-
-    /// The lease was given up with the write that recorded the run's end
-    /// ([`RunStore::end_execution_queued`]): nothing is left to release.
-    pub fn released_with_end(mut self) {
-        self.renewal.abort();
-        self.token.clear();
-    }
-}
-
-impl Drop for HeldLease {
-    /// When the execution is dropped midway (a service shutting down): the
-    /// release is queued behind the run's last writes, and nobody waits for it
-    /// ([`RunStore::settled`] does). Dropped by a panic, the start stays counted.
-    fn drop(&mut self) {
-        self.renewal.abort();
-        if self.token.is_empty() {
-            return;
-        }
-        let released = match std::thread::panicking() {
-            true => self.store.abandon_lease(&self.run_id, &self.token),
-            false => self.store.release_lease(&self.run_id, &self.token),
-        };
-        let run_id = self.run_id.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { report_release(&run_id, released.await) });
-        }
-    }
-}
-
-fn report_release(run_id: &str, released: Result<(), StoreError>) {
-    if let Err(error) = released {
-        // Harmless: on this host the lease is stale once this process is gone.
-        tracing::warn!(
-            "run {run_id}: cannot release its lease: {}",
-            crate::engine::chain_of(&error)
-        );
-    }
-}
-
-async fn renew_until_lost(
-    store: RunStore,
-    id: String,
-    token: String,
-    cancel: CancellationToken,
-    lost: Arc<AtomicBool>,
-) {
-    let mut ticks = tokio::time::interval(RENEW_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        match store.renew_lease(&id, &token).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(
-                    "run {id}: another process took over its lease; stopping its execution here"
-                );
-                lost.store(true, Ordering::SeqCst);
-                cancel.cancel();
-                return;
-            }
-            // The next tick tries again; the lease outlives a few failed renewals.
-            Err(error) => tracing::warn!(
-                "run {id}: cannot renew its lease: {}",
-                crate::engine::chain_of(&error)
-            ),
-        }
     }
 }
 

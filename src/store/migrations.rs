@@ -54,7 +54,7 @@ pub(super) fn apply(connection: &mut Connection) -> Result<(), StoreError> {
         transaction
             .execute(
                 "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
-                rusqlite::params![version, super::now()],
+                rusqlite::params![version, super::clock::timestamp(chrono::Utc::now())],
             )
             .map_err(migrate(version))?;
         transaction.commit().map_err(migrate(version))?;

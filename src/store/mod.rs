@@ -1,7 +1,9 @@
-//! Durable run state in SQLite: runs, their state transitions and step
-//! attempts. One [`RunStore`] serves the CLI and the HTTP service; every status
-//! change is checked by the state machine in [`state`] and written in the same
-//! transaction, so an invalid one is never stored.
+//! Persistence of runs, and nothing else: runs, their state transitions, step
+//! attempts and leases. [`Backend`] is what the run lifecycle (`runs`) needs
+//! from a run database; [`RunStore`] is the SQLite one (PostgreSQL is to be
+//! the second). Every status change is checked by the state machine in
+//! [`state`] and written in the same transaction, so an invalid one is never
+//! stored. Times come from the store's [`Clock`].
 //!
 //! The database sits at `$XDG_DATA_HOME/pallet/pallet.db` (else
 //! `~/.local/share/pallet/pallet.db`) unless `--db` / `PALLET_DB` say otherwise.
@@ -10,18 +12,18 @@
 //! No caller waits on SQLite while holding a lock other callers need: writes
 //! go to one writer thread ([`writer`]) that commits all queued requests in one
 //! transaction, reads use a few reader connections ([`readers`]) that WAL lets
-//! run beside the writer. Async code uses the `*_queued` writes and
-//! [`RunStore::blocking`]; the synchronous methods wait for their answer.
+//! run beside the writer. A write answers with a [`Pending`]: async code
+//! awaits it, sync code [`Pending::wait`]s; async code reads through
+//! [`RunStore::blocking`].
 
-pub mod durable;
-mod journal;
+mod attempts;
+mod backend;
+pub mod clock;
 pub mod lease;
 mod migrations;
 mod readers;
 mod runs;
 pub mod state;
-pub mod view;
-mod workflows;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,10 +32,11 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-pub use journal::RunJournal;
-pub use runs::{Attempt, NewRun, RunChange, StoredRun, Transition};
-pub use state::{InvalidTransition, RunState, check_transition};
-pub(crate) use workflows::loaded_workflow;
+pub use attempts::Attempt;
+pub use backend::Backend;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use runs::{NewRun, RunChange, StoredRun, Transition, digest};
+pub use state::{AttemptStatus, InvalidTransition, RunState, check_transition};
 pub use writer::Pending;
 
 /// How long a write waits for another process's write to finish.
@@ -101,12 +104,14 @@ pub enum StoreError {
     TaskStopped(#[source] tokio::task::JoinError),
 }
 
-/// The run database, shared by clones (one writer thread, a few reader connections).
+/// The SQLite run database, shared by clones (one writer thread, a few
+/// reader connections, one clock).
 #[derive(Clone)]
 pub struct RunStore {
     writer: writer::Writer,
     readers: Arc<readers::Readers>,
     path: PathBuf,
+    clock: Arc<dyn Clock>,
 }
 
 impl RunStore {
@@ -133,7 +138,7 @@ impl RunStore {
         connection
             .pragma_update(None, "foreign_keys", "ON")
             .map_err(open_error)?;
-        // WAL keeps a committed transaction durable across a process crash with NORMAL.
+        // With WAL, NORMAL keeps a committed transaction across a process crash.
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
@@ -142,6 +147,7 @@ impl RunStore {
             writer: writer::Writer::start(connection).map_err(StoreError::StartWriter)?,
             readers: Arc::new(readers::Readers::new(path, readers::Access::Shared)),
             path: path.to_path_buf(),
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -172,6 +178,7 @@ impl RunStore {
             writer: writer::Writer::start(connection).map_err(StoreError::StartWriter)?,
             readers: Arc::new(readers::Readers::new(path, access)),
             path: path.to_path_buf(),
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -188,6 +195,21 @@ impl RunStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This store (and its clones made after) with `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> RunStore {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// Now by the store's clock, as stored.
+    fn stamp(&self) -> String {
+        clock::timestamp(self.clock.now())
     }
 
     /// Queue a write; it commits with the other queued ones.
@@ -227,9 +249,4 @@ impl RunStore {
             .await
             .map_err(|error| E::from(StoreError::TaskStopped(error)))?
     }
-}
-
-/// Now, as stored: RFC 3339 UTC with microseconds (sorts as text).
-pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }

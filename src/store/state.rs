@@ -1,7 +1,16 @@
-//! The one state machine of a run. Every status change goes through
-//! [`check_transition`]; the store applies it inside the write's transaction.
+//! The statuses the run database keeps, each with its one text form (`as_str`
+//! / `parse`, also its SQL conversion): [`RunState`], where a stored run stands
+//! in its lifecycle, and [`AttemptStatus`], how one attempt of one step stands.
+//! (The engine's [`crate::engine::RunStatus`] is something else: how one
+//! execution of a workflow ended in this process.) The one state machine of a
+//! run is [`check_transition`]; the store applies it inside the write's
+//! transaction. The queries of `runs.rs` and `attempts.rs` filter by the same
+//! text (`status = 'running'`); it changes only with a new migration.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
+
+use crate::engine::StepStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,6 +72,104 @@ impl std::fmt::Display for RunState {
         formatter.write_str(self.as_str())
     }
 }
+
+/// How one attempt of one step stands (column `step_attempts.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    /// Started and not ended; its executor may still be working on it.
+    Running,
+    /// An approval step waiting for a decision.
+    Waiting,
+    Completed,
+    Failed,
+    Cancelled,
+    Skipped,
+    /// Left running by a process that stopped; the step runs again.
+    Interrupted,
+    /// A completed attempt a rejection with rework runs again.
+    Superseded,
+}
+
+impl AttemptStatus {
+    pub const ALL: [AttemptStatus; 8] = [
+        AttemptStatus::Running,
+        AttemptStatus::Waiting,
+        AttemptStatus::Completed,
+        AttemptStatus::Failed,
+        AttemptStatus::Cancelled,
+        AttemptStatus::Skipped,
+        AttemptStatus::Interrupted,
+        AttemptStatus::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Running => "running",
+            AttemptStatus::Waiting => "waiting",
+            AttemptStatus::Completed => "completed",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::Cancelled => "cancelled",
+            AttemptStatus::Skipped => "skipped",
+            AttemptStatus::Interrupted => "interrupted",
+            AttemptStatus::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AttemptStatus> {
+        AttemptStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}
+
+impl From<StepStatus> for AttemptStatus {
+    /// How a step the engine ran ends its attempt.
+    fn from(status: StepStatus) -> AttemptStatus {
+        match status {
+            StepStatus::Completed => AttemptStatus::Completed,
+            StepStatus::Failed => AttemptStatus::Failed,
+            StepStatus::Cancelled => AttemptStatus::Cancelled,
+            StepStatus::Skipped => AttemptStatus::Skipped,
+            StepStatus::Waiting => AttemptStatus::Waiting,
+        }
+    }
+}
+
+/// A status equals its stored text.
+impl PartialEq<&str> for AttemptStatus {
+    fn eq(&self, text: &&str) -> bool {
+        self.as_str() == *text
+    }
+}
+
+impl std::fmt::Display for AttemptStatus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// Both statuses are stored as their text.
+macro_rules! stored_as_text {
+    ($status:ty) => {
+        impl ToSql for $status {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $status {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let text = value.as_str()?;
+                <$status>::parse(text)
+                    .ok_or_else(|| FromSqlError::Other(format!("unknown status `{text}`").into()))
+            }
+        }
+    };
+}
+
+stored_as_text!(RunState);
+stored_as_text!(AttemptStatus);
 
 /// `pending -> in_progress -> waiting_approval -> in_progress | completed`,
 /// `in_progress -> completed`, any live state `-> failed`, and
@@ -145,5 +252,10 @@ mod tests {
             assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
         }
         assert_eq!(RunState::parse("running"), None);
+        for status in AttemptStatus::ALL {
+            assert_eq!(AttemptStatus::parse(status.as_str()), Some(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert_eq!(AttemptStatus::parse("in_progress"), None);
     }
 }

@@ -39,7 +39,7 @@ pub(crate) struct Writer {
 }
 
 /// The answer of one queued write: await it, or [`Pending::wait`] outside async code.
-#[must_use = "a write is only known to be durable once its answer arrived"]
+#[must_use = "a write is only known to be committed once its answer arrived"]
 pub struct Pending<T> {
     answer: oneshot::Receiver<Result<T, StoreError>>,
 }

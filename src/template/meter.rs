@@ -37,7 +37,7 @@ impl std::fmt::Display for RenderLimit {
             RenderLimit::Output => write!(
                 formatter,
                 "the rendered text is longer than {} (the limit)",
-                crate::workflow::limits::describe_bytes(MAX_RENDERED_BYTES)
+                crate::error::describe_bytes(MAX_RENDERED_BYTES)
             ),
             RenderLimit::Work => write!(
                 formatter,

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 /// The YAML bounds, shared by every YAML file pallet reads.
-pub use crate::yaml::limits::{MAX_NESTING_DEPTH, describe_bytes, max_expanded_bytes};
+pub use crate::yaml::limits::{MAX_NESTING_DEPTH, max_expanded_bytes};
 
 /// Largest workflow file, in bytes, unless [`MAX_WORKFLOW_BYTES_ENV`] says otherwise.
 pub const DEFAULT_MAX_WORKFLOW_BYTES: usize = 1024 * 1024;

@@ -45,7 +45,7 @@ impl LoadedWorkflow {
     pub fn renderer(&self) -> Result<Arc<Renderer>, String> {
         self.templates
             .get_or_init(|| {
-                Renderer::new(&self.workflow)
+                Renderer::new(self.workflow.template_sites())
                     .map(Arc::new)
                     .map_err(|error| crate::error::chain_of(&error))
             })
@@ -209,7 +209,7 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
 fn too_large(origin: &str, limit: usize) -> LoadError {
     let message = format!(
         "the workflow is larger than {} (the limit)",
-        limits::describe_bytes(limit)
+        crate::error::describe_bytes(limit)
     );
     let hint = format!(
         "split it into workflows run with `execute_workflow`, or raise the limit with {}=BYTES",

@@ -7,7 +7,9 @@ pub mod load;
 pub mod model;
 mod references;
 pub mod schema;
+pub mod source;
 mod template_checks;
+mod template_sites;
 pub mod validate;
 
 pub use approval_checks::DECISION_FIELDS;
@@ -16,3 +18,4 @@ pub use load::{Diagnostic, LoadError, LoadedWorkflow, load_file, load_str};
 pub use model::{
     Backoff, Metadata, OnReject, RetryPolicy, Step, StepKind, StepType, TimeoutDecision, Workflow,
 };
+pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};

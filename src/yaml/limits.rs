@@ -19,20 +19,6 @@ pub fn max_expanded_bytes(input_bytes: usize) -> usize {
         .clamp(1024 * 1024, 16 * 1024 * 1024)
 }
 
-/// `1048576` as `1 MiB`, `10520180` as `10.0 MiB`, small sizes in bytes.
-pub fn describe_bytes(bytes: usize) -> String {
-    const MIB: usize = 1024 * 1024;
-    if bytes >= MIB && bytes.is_multiple_of(MIB) {
-        format!("{} MiB", bytes / MIB)
-    } else if bytes >= MIB {
-        format!("{:.1} MiB", bytes as f64 / MIB as f64)
-    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,20 +33,6 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(max_expanded_bytes(input), expected, "{input}");
-        }
-    }
-
-    #[test]
-    fn sizes_read_in_their_largest_whole_unit() {
-        let cases = [
-            (1024 * 1024, "1 MiB"),
-            (16 * 1024 * 1024, "16 MiB"),
-            (2048, "2 KiB"),
-            (1000, "1000 bytes"),
-            (10_520_180, "10.0 MiB"),
-        ];
-        for (bytes, expected) in cases {
-            assert_eq!(describe_bytes(bytes), expected);
         }
     }
 }

@@ -287,7 +287,7 @@ impl Builder {
             entry.insert(at);
         }
         if self.index_bytes > self.max_expanded_bytes {
-            let limit = limits::describe_bytes(self.max_expanded_bytes);
+            let limit = crate::error::describe_bytes(self.max_expanded_bytes);
             self.fail(
                 at,
                 format!("the document's keys, repeated on every nested value, exceed {limit}"),
@@ -375,7 +375,7 @@ impl Builder {
             return Value::Null;
         }
         if bytes > self.max_expanded_bytes {
-            let limit = limits::describe_bytes(self.max_expanded_bytes);
+            let limit = crate::error::describe_bytes(self.max_expanded_bytes);
             self.fail(
                 at,
                 format!("YAML aliases expand to more than {limit} (ten times the file, at least 1 MiB, at most 16 MiB)"),

@@ -11,7 +11,8 @@ use pallet::agent::{
     AgentCard, AgentClient, Binding, CallError, CallRequest, Discovery, Endpoint, Interface,
     StaticDiscovery, Version,
 };
-use pallet::engine::{DirectorySource, Engine, RunStatus};
+use pallet::engine::{Engine, RunStatus};
+use pallet::workflow::DirectorySource;
 use pallet::workflow::load_str;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;

@@ -418,12 +418,14 @@ async fn legacy_http_503_is_transient_and_timeouts_abort() {
 /// strong PALLET_AGENT_TOKEN), a wildcard address needs `--public-url`, and
 /// with a token the skill endpoints (A2A and legacy) check it while the
 /// cards stay public and advertise the public URL.
-#[tokio::test]
-async fn pallet_agent_serve_needs_a_token_beyond_loopback_and_advertises_its_public_url() {
-    use crate::support::process::{Running, output_within, pallet};
-    let home = tempfile::tempdir().unwrap();
-    let definition = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/plan.yaml");
-    let token = "0123456789abcdef0123456789abcdef";
+/// `pallet agent serve` on 0.0.0.0 ends with exit 2 unless it has a long
+/// enough token and a public URL.
+async fn serving_beyond_loopback_is_refused_without_a_token(
+    home: &crate::support::TestContext,
+    definition: &std::path::Path,
+    token: &str,
+) {
+    use crate::support::process::output_within;
     let refusals = [
         (
             None,
@@ -436,10 +438,10 @@ async fn pallet_agent_serve_needs_a_token_beyond_loopback_and_advertises_its_pub
         (Some(token), "listening on 0.0.0.0:0 needs --public-url"),
     ];
     for (given, expected) in refusals {
-        let mut command = pallet(home.path());
+        let mut command = home.pallet();
         command
             .args(["agent", "serve"])
-            .arg(&definition)
+            .arg(definition)
             .args(["--addr", "0.0.0.0:0"]);
         if let Some(given) = given {
             command.env("PALLET_AGENT_TOKEN", given);
@@ -453,8 +455,23 @@ async fn pallet_agent_serve_needs_a_token_beyond_loopback_and_advertises_its_pub
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
     }
+}
 
-    let mut command = pallet(home.path());
+/// The JSON of `GET url`.
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn pallet_agent_serve_needs_a_token_beyond_loopback_and_advertises_its_public_url() {
+    use crate::support::TestContext;
+    use crate::support::process::Running;
+    let home = TestContext::new();
+    let definition = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/plan.yaml");
+    let token = "0123456789abcdef0123456789abcdef";
+    serving_beyond_loopback_is_refused_without_a_token(&home, &definition, token).await;
+
+    let mut command = home.pallet();
     command
         .args(["agent", "serve"])
         .arg(&definition)
@@ -468,27 +485,13 @@ async fn pallet_agent_serve_needs_a_token_beyond_loopback_and_advertises_its_pub
     let (_agent, base) = Running::until_line(command, "agent `plan` listening on ");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
-    let card: Value = client
-        .get(format!("{base}/.well-known/agent-card.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let card = get_json(&client, format!("{base}/.well-known/agent-card.json")).await;
     assert!(
         card.to_string().contains("http://agents.example:9000/"),
         "{card}"
     );
     assert!(!card.to_string().contains("127.0.0.1"), "{card}");
-    let legacy: Value = client
-        .get(format!("{base}/agent-card"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let legacy = get_json(&client, format!("{base}/agent-card")).await;
     assert_eq!(legacy["url"], "http://agents.example:9000", "{legacy}");
     let call = json!({"jsonrpc": "2.0", "method": "create_plan", "params": {"requirements": "Create a factorial function"}, "id": "1"});
     for authorization in [None, Some("Bearer wrong-token-wrong-token")] {

@@ -7,13 +7,14 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::TestContext;
 use crate::support::hostile_agent::{Answer, HostileAgent};
-use crate::support::process::{Running, pallet};
+use crate::support::process::Running;
 use crate::support::sdk_peer::SdkPeer;
 
 const TOKEN: &str = "pallet-auth-test-token-5d1c9a7e";
 
-fn write_workflow(home: &Path, skill: &str) {
+fn write_workflow(home: &TestContext, skill: &str) {
     let text = format!(
         "metadata: {{id: auth, name: Auth, version: 1.0.0}}\nsteps:\n  - {{id: call, skill: {skill}, inputs: {{requirements: a factorial function}}, retry: {{max_attempts: 3}}}}\n"
     );
@@ -21,13 +22,13 @@ fn write_workflow(home: &Path, skill: &str) {
 }
 
 /// `pallet run --file auth.yaml --agent URL --offline` with `env` and `-v`, trace logs.
-async fn run(home: &Path, agent: &str, env: &[(&str, &str)]) -> Output {
+async fn run(home: &TestContext, agent: &str, env: &[(&str, &str)]) -> Output {
     run_with(home, &["--agent", agent], env).await
 }
 
 /// The same with `agents` naming the agents.
-async fn run_with(home: &Path, agents: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = pallet(home);
+async fn run_with(home: &TestContext, agents: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = home.pallet();
     command
         .args(["-v", "run", "--file", "auth.yaml", "--offline"])
         .args(agents)
@@ -73,9 +74,9 @@ fn files_holding(dir: &Path, secret: &str) -> Vec<String> {
     found
 }
 
-fn start_token_agent(home: &Path) -> (Running, String) {
+fn start_token_agent(home: &TestContext) -> (Running, String) {
     let definition = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/plan.yaml");
-    let mut command = pallet(home);
+    let mut command = home.pallet();
     command
         .args(["agent", "serve"])
         .arg(definition)
@@ -86,11 +87,11 @@ fn start_token_agent(home: &Path) -> (Running, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_protected_pallet_agent_needs_its_token_and_never_shows_it() {
-    let home = tempfile::tempdir().unwrap();
-    let (_agent, base) = start_token_agent(home.path());
-    write_workflow(home.path(), "create_plan");
+    let home = TestContext::new();
+    let (_agent, base) = start_token_agent(&home);
+    write_workflow(&home, "create_plan");
 
-    let missing = run(home.path(), &base, &[]).await;
+    let missing = run(&home, &base, &[]).await;
     let report = text(&missing);
     assert_eq!(missing.status.code(), Some(1), "{report}");
     for expected in [
@@ -103,7 +104,7 @@ async fn a_token_protected_pallet_agent_needs_its_token_and_never_shows_it() {
         assert!(report.contains(expected), "{expected}: {report}");
     }
 
-    let by_env = run(home.path(), &base, &[("PALLET_AGENT_TOKEN_PLAN", TOKEN)]).await;
+    let by_env = run(&home, &base, &[("PALLET_AGENT_TOKEN_PLAN", TOKEN)]).await;
     let report = text(&by_env);
     assert_eq!(by_env.status.code(), Some(0), "{report}");
     assert!(!report.contains(TOKEN), "{report}");
@@ -113,7 +114,7 @@ async fn a_token_protected_pallet_agent_needs_its_token_and_never_shows_it() {
     );
 
     let wrong = run(
-        home.path(),
+        &home,
         &base,
         &[("PALLET_AGENT_TOKEN_PLAN", "not-the-token-not-the-token")],
     )
@@ -130,7 +131,7 @@ async fn a_token_protected_pallet_agent_needs_its_token_and_never_shows_it() {
         "a 401 is not transient: {report}"
     );
 
-    let config = home.path().join("config/pallet");
+    let config = home.join("config/pallet");
     std::fs::create_dir_all(&config).unwrap();
     let credentials = config.join("credentials.yaml");
     std::fs::write(
@@ -140,7 +141,7 @@ async fn a_token_protected_pallet_agent_needs_its_token_and_never_shows_it() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let readable = run(home.path(), &base, &[]).await;
+    let readable = run(&home, &base, &[]).await;
     let report = text(&readable);
     assert_eq!(readable.status.code(), Some(2), "{report}");
     assert!(
@@ -151,15 +152,15 @@ async fn a_token_protected_pallet_agent_needs_its_token_and_never_shows_it() {
     assert!(!report.contains(TOKEN), "{report}");
 
     std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let by_file = run(home.path(), &base, &[]).await;
+    let by_file = run(&home, &base, &[]).await;
     let report = text(&by_file);
     assert_eq!(by_file.status.code(), Some(0), "{report}");
     assert!(!report.contains(TOKEN), "{report}");
 
     // The run database (and everything else pallet wrote) never holds it.
-    let holding = files_holding(&home.path().join("data"), TOKEN);
+    let holding = files_holding(&home.join("data"), TOKEN);
     assert!(holding.is_empty(), "{holding:?}");
-    let holding = files_holding(&home.path().join("state"), TOKEN);
+    let holding = files_holding(&home.join("state"), TOKEN);
     assert!(holding.is_empty(), "{holding:?}");
 }
 
@@ -168,14 +169,14 @@ async fn a_token_protected_pallet_agent_needs_its_token_and_never_shows_it() {
 /// while the agent's own origin does.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_credential_never_goes_to_another_origin() {
-    let home = tempfile::tempdir().unwrap();
-    write_workflow(home.path(), "big");
+    let home = TestContext::new();
+    write_workflow(&home, "big");
     let other = HostileAgent::a2a(Answer::Small).await;
     let env = [("PALLET_AGENT_TOKEN_HOSTILE", TOKEN)];
 
     let elsewhere =
         HostileAgent::a2a_with_interface(Answer::Small, &format!("{}/rpc", other.url())).await;
-    let output = run(home.path(), &elsewhere.url(), &env).await;
+    let output = run(&home, &elsewhere.url(), &env).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert!(other.rpc_calls("SendMessage") > 0, "{:?}", other.received());
 
@@ -184,7 +185,7 @@ async fn the_credential_never_goes_to_another_origin() {
         location: format!("{}/rpc", other.url()),
     })
     .await;
-    let output = run(home.path(), &redirecting.url(), &env).await;
+    let output = run(&home, &redirecting.url(), &env).await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let own: Vec<_> = redirecting
         .received()
@@ -216,11 +217,11 @@ async fn the_credential_never_goes_to_another_origin() {
 /// the agents file's `auth: {token_env: ...}`, on both bindings.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_key_from_the_agents_file_opens_a_js_sdk_agent() {
-    let home = tempfile::tempdir().unwrap();
-    write_workflow(home.path(), "echo");
+    let home = TestContext::new();
+    write_workflow(&home, "echo");
     let peer =
         SdkPeer::js_with_api_key("keyed", &["HTTP+JSON", "JSONRPC"], "X-API-Key", TOKEN).await;
-    let without = run(home.path(), &peer.url(), &[]).await;
+    let without = run(&home, &peer.url(), &[]).await;
     let report = text(&without);
     assert_eq!(without.status.code(), Some(1), "{report}");
     assert!(
@@ -230,7 +231,7 @@ async fn an_api_key_from_the_agents_file_opens_a_js_sdk_agent() {
     );
     assert!(report.contains("set PALLET_AGENT_TOKEN_KEYED"), "{report}");
 
-    let agents_file = home.path().join("agents.yaml");
+    let agents_file = home.join("agents.yaml");
     std::fs::write(
         &agents_file,
         format!(
@@ -240,7 +241,7 @@ async fn an_api_key_from_the_agents_file_opens_a_js_sdk_agent() {
     )
     .unwrap();
     let agents = ["--agents-file", "agents.yaml"];
-    let unset = run_with(home.path(), &agents, &[]).await;
+    let unset = run_with(&home, &agents, &[]).await;
     let report = text(&unset);
     assert_eq!(unset.status.code(), Some(2), "{report}");
     assert!(
@@ -248,17 +249,12 @@ async fn an_api_key_from_the_agents_file_opens_a_js_sdk_agent() {
         "{report}"
     );
 
-    let with_key = run_with(home.path(), &agents, &[("KEYED_KEY", TOKEN)]).await;
+    let with_key = run_with(&home, &agents, &[("KEYED_KEY", TOKEN)]).await;
     let report = text(&with_key);
     assert_eq!(with_key.status.code(), Some(0), "{report}");
     assert!(!report.contains(TOKEN), "{report}");
 
-    let wrong = run_with(
-        home.path(),
-        &agents,
-        &[("KEYED_KEY", "wrong-key-wrong-key")],
-    )
-    .await;
+    let wrong = run_with(&home, &agents, &[("KEYED_KEY", "wrong-key-wrong-key")]).await;
     let report = text(&wrong);
     assert_eq!(wrong.status.code(), Some(1), "{report}");
     assert!(
@@ -266,7 +262,7 @@ async fn an_api_key_from_the_agents_file_opens_a_js_sdk_agent() {
         "{report}"
     );
     assert!(!report.contains("wrong-key"), "{report}");
-    let holding = files_holding(&home.path().join("data"), TOKEN);
+    let holding = files_holding(&home.join("data"), TOKEN);
     assert!(holding.is_empty(), "{holding:?}");
 }
 
@@ -275,11 +271,11 @@ async fn an_api_key_from_the_agents_file_opens_a_js_sdk_agent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_cards_take_the_credentials_files_entry() {
     let registry = crate::support::registry::TestRegistry::start();
-    let home = tempfile::tempdir().unwrap();
-    let (_agent, base) = start_token_agent(home.path());
-    write_workflow(home.path(), "create_plan");
+    let home = TestContext::new();
+    let (_agent, base) = start_token_agent(&home);
+    write_workflow(&home, "create_plan");
     let address = registry.address.clone();
-    let mut push = pallet(home.path());
+    let mut push = home.pallet();
     push.args(["agents", "push", "--registry", &address, &base]);
     let pushed = tokio::task::spawn_blocking(move || push.output().unwrap())
         .await
@@ -287,7 +283,7 @@ async fn registry_cards_take_the_credentials_files_entry() {
     assert!(pushed.status.success(), "{}", text(&pushed));
     let agents = ["--registry", address.as_str()];
 
-    let mut command = pallet(home.path());
+    let mut command = home.pallet();
     command
         .args(["run", "--file", "auth.yaml"])
         .args(agents)
@@ -305,7 +301,7 @@ async fn registry_cards_take_the_credentials_files_entry() {
         "the environment's token is not sent to a card from the registry: {report}"
     );
 
-    let config = home.path().join("config/pallet");
+    let config = home.join("config/pallet");
     std::fs::create_dir_all(&config).unwrap();
     let credentials = config.join("credentials.yaml");
     std::fs::write(
@@ -315,7 +311,7 @@ async fn registry_cards_take_the_credentials_files_entry() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut command = pallet(home.path());
+    let mut command = home.pallet();
     command
         .args(["-v", "run", "--file", "auth.yaml"])
         .args(agents)
@@ -332,10 +328,10 @@ async fn registry_cards_take_the_credentials_files_entry() {
 /// the password from the environment variable it names.
 #[tokio::test(flavor = "multi_thread")]
 async fn basic_authentication_opens_a_js_sdk_agent() {
-    let home = tempfile::tempdir().unwrap();
-    write_workflow(home.path(), "echo");
+    let home = TestContext::new();
+    write_workflow(&home, "echo");
     let peer = SdkPeer::js_with_basic("guarded", "pallet", TOKEN).await;
-    let without = run(home.path(), &peer.url(), &[]).await;
+    let without = run(&home, &peer.url(), &[]).await;
     let report = text(&without);
     assert_eq!(without.status.code(), Some(1), "{report}");
     assert!(
@@ -347,7 +343,7 @@ async fn basic_authentication_opens_a_js_sdk_agent() {
         "{report}"
     );
     std::fs::write(
-        home.path().join("agents.yaml"),
+        home.join("agents.yaml"),
         format!(
             "agents:\n  - url: {}\n    auth: {{username: pallet, password_env: GUARDED_PASSWORD}}\n",
             peer.url()
@@ -355,7 +351,7 @@ async fn basic_authentication_opens_a_js_sdk_agent() {
     )
     .unwrap();
     let agents = ["--agents-file", "agents.yaml"];
-    let with_password = run_with(home.path(), &agents, &[("GUARDED_PASSWORD", TOKEN)]).await;
+    let with_password = run_with(&home, &agents, &[("GUARDED_PASSWORD", TOKEN)]).await;
     let report = text(&with_password);
     assert_eq!(with_password.status.code(), Some(0), "{report}");
     use base64::Engine as _;
@@ -364,7 +360,7 @@ async fn basic_authentication_opens_a_js_sdk_agent() {
         !report.contains(TOKEN) && !report.contains(&encoded),
         "{report}"
     );
-    let wrong = run_with(home.path(), &agents, &[("GUARDED_PASSWORD", "wrong")]).await;
+    let wrong = run_with(&home, &agents, &[("GUARDED_PASSWORD", "wrong")]).await;
     let report = text(&wrong);
     assert_eq!(wrong.status.code(), Some(1), "{report}");
     assert!(
@@ -372,7 +368,7 @@ async fn basic_authentication_opens_a_js_sdk_agent() {
         "{report}"
     );
     let by_env = run(
-        home.path(),
+        &home,
         &peer.url(),
         &[
             ("PALLET_AGENT_USERNAME_GUARDED", "pallet"),

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::process::{Running, pallet};
+use crate::support::TestContext;
+use crate::support::process::Running;
+
+const GET: reqwest::Method = reqwest::Method::GET;
+const POST: reqwest::Method = reqwest::Method::POST;
 
 const AGENT: &str = r#"
 name: conformance
@@ -34,7 +38,7 @@ struct Served {
     running: Running,
     url: String,
     http: reqwest::Client,
-    _home: tempfile::TempDir,
+    _home: TestContext,
 }
 
 impl Drop for Served {
@@ -49,10 +53,10 @@ impl Served {
     }
 
     fn start_with(token: Option<&str>, args: &[&str]) -> Served {
-        let home = tempfile::tempdir().unwrap();
-        let definition = home.path().join("agent.yaml");
+        let home = TestContext::new();
+        let definition = home.join("agent.yaml");
         std::fs::write(&definition, AGENT).unwrap();
-        let mut command = pallet(home.path());
+        let mut command = home.pallet();
         command
             .args(["agent", "serve"])
             .arg(&definition)
@@ -123,10 +127,30 @@ impl Served {
         path: &str,
         body: Option<Value>,
     ) -> reqwest::Response {
+        self.rest_as(None, method, path, body).await
+    }
+
+    /// The JSON answer of an HTTP+JSON `GET path`, with `token` if given.
+    async fn get_json_as(&self, token: Option<&str>, path: &str) -> Value {
+        let response = self.rest_as(token, GET, path, None).await;
+        response.json().await.unwrap()
+    }
+
+    /// An HTTP+JSON request, with `token` as its bearer token if given.
+    async fn rest_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
         let mut request = self
             .http
             .request(method, format!("{}/rest{path}", self.url))
             .header("A2A-Version", "1.0");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request
                 .header("Content-Type", "application/a2a+json")
@@ -542,7 +566,7 @@ async fn http_json_binding_serves_the_same_operations_with_its_error_form() {
     let agent = Served::start(Some(token));
     let unauthorized = agent
         .rest(
-            reqwest::Method::POST,
+            POST,
             "/message:send",
             Some(send_params("echo", json!([{"text": "{}"}]))),
         )
@@ -552,64 +576,38 @@ async fn http_json_binding_serves_the_same_operations_with_its_error_form() {
         401,
         "the bearer token guards HTTP+JSON too"
     );
-    let authorized = |method: reqwest::Method, path: &str, body: Option<Value>| {
-        let mut request = agent
-            .http
-            .request(method, format!("{}/rest{path}", agent.url))
-            .header("A2A-Version", "1.0")
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request
-                .header("Content-Type", "application/a2a+json")
-                .body(body.to_string());
-        }
-        request.send()
-    };
-    let response = authorized(
-        reqwest::Method::POST,
-        "/message:send",
-        Some(send_params("echo", json!([{"text": "{\"r\": 1}"}]))),
-    )
-    .await
-    .unwrap();
+    let authorized = Some(token);
+    let response = agent
+        .rest_as(
+            authorized,
+            POST,
+            "/message:send",
+            Some(send_params("echo", json!([{"text": "{\"r\": 1}"}]))),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/a2a+json");
     let sent: Value = response.json().await.unwrap();
     assert_eq!(output_of(&sent["task"]), json!({"r": 1}));
     let id = sent["task"]["id"].as_str().unwrap();
 
-    let fetched: Value = authorized(
-        reqwest::Method::GET,
-        &format!("/tasks/{id}?historyLength=0"),
-        None,
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let path = format!("/tasks/{id}?historyLength=0");
+    let fetched = agent.get_json_as(authorized, &path).await;
     assert_eq!(fetched["status"]["state"], "TASK_STATE_COMPLETED");
     assert!(fetched.get("history").is_none());
-    let listed: Value = authorized(
-        reqwest::Method::GET,
-        "/tasks?pageSize=10&includeArtifacts=true",
-        None,
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let path = "/tasks?pageSize=10&includeArtifacts=true";
+    let listed = agent.get_json_as(authorized, path).await;
     assert_eq!(listed["tasks"][0]["id"], id);
     assert!(listed["tasks"][0]["artifacts"].is_array());
 
-    let stream = authorized(
-        reqwest::Method::POST,
-        "/message:stream",
-        Some(send_params("echo", json!([{"data": {}}]))),
-    )
-    .await
-    .unwrap();
+    let stream = agent
+        .rest_as(
+            authorized,
+            POST,
+            "/message:stream",
+            Some(send_params("echo", json!([{"data": {}}]))),
+        )
+        .await;
     let events = Served::events(stream).await;
     assert!(
         events[0]["task"].is_object(),
@@ -620,58 +618,74 @@ async fn http_json_binding_serves_the_same_operations_with_its_error_form() {
         "TASK_STATE_COMPLETED"
     );
 
+    http_json_errors_name_their_reason(&agent, token, id).await;
+    let invalid = agent
+        .rest_as(
+            authorized,
+            POST,
+            "/message:send",
+            Some(json!({"message": {"messageId": "m", "parts": [{"text": "a"}]}})),
+        )
+        .await;
+    assert_eq!(invalid.status(), 400);
+    let body: Value = invalid.json().await.unwrap();
+    assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(
+        body["error"]["details"][0]["fieldViolations"][0]["field"],
+        "/message/role"
+    );
+}
+
+/// The HTTP+JSON error form: the HTTP status in `error.code`, the reason in
+/// `error.details[0].reason` (none: INVALID_ARGUMENT), for task `id`.
+async fn http_json_errors_name_their_reason(agent: &Served, token: &str, id: &str) {
     let errors = [
+        (GET, "/tasks/nope".to_string(), 404, "TASK_NOT_FOUND"),
         (
-            reqwest::Method::GET,
-            "/tasks/nope".to_string(),
-            404,
-            "TASK_NOT_FOUND",
-        ),
-        (
-            reqwest::Method::POST,
+            POST,
             format!("/tasks/{id}:cancel"),
             400,
             "TASK_NOT_CANCELABLE",
         ),
         (
-            reqwest::Method::GET,
+            GET,
             format!("/tasks/{id}:subscribe"),
             400,
             "UNSUPPORTED_OPERATION",
         ),
         (
-            reqwest::Method::POST,
+            POST,
             format!("/tasks/{id}:subscribe"),
             400,
             "UNSUPPORTED_OPERATION",
         ),
         (
-            reqwest::Method::GET,
+            GET,
             "/extendedAgentCard".to_string(),
             400,
             "UNSUPPORTED_OPERATION",
         ),
         (
-            reqwest::Method::GET,
+            GET,
             format!("/tasks/{id}/pushNotificationConfigs"),
             400,
             "PUSH_NOTIFICATION_NOT_SUPPORTED",
         ),
         (
-            reqwest::Method::GET,
+            GET,
             "/tasks?pageSize=500".to_string(),
             400,
             "INVALID_ARGUMENT",
         ),
         (
-            reqwest::Method::GET,
+            GET,
             "/tasks?pageToken=zzz".to_string(),
             400,
             "INVALID_ARGUMENT",
         ),
     ];
     for (method, path, status, reason) in errors {
-        let response = authorized(method, &path, None).await.unwrap();
+        let response = agent.rest_as(Some(token), method, &path, None).await;
         assert_eq!(response.status(), status, "{path}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], status, "{path}: {body}");
@@ -682,20 +696,6 @@ async fn http_json_binding_serves_the_same_operations_with_its_error_form() {
             .unwrap_or_else(|| "INVALID_ARGUMENT".to_string());
         assert_eq!(found, reason, "{path}: {body}");
     }
-    let invalid = authorized(
-        reqwest::Method::POST,
-        "/message:send",
-        Some(json!({"message": {"messageId": "m", "parts": [{"text": "a"}]}})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(invalid.status(), 400);
-    let body: Value = invalid.json().await.unwrap();
-    assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
-    assert_eq!(
-        body["error"]["details"][0]["fieldViolations"][0]["field"],
-        "/message/role"
-    );
 }
 
 #[tokio::test]

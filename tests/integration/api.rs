@@ -10,15 +10,17 @@ use std::time::Duration;
 use pallet::agent::{AgentClient, StaticDiscovery};
 use pallet::api::{self, AppState, ServiceOptions};
 use pallet::builtin::BuiltinWorkflows;
-use pallet::engine::{DirectorySource, Engine, Sources, WorkflowSource};
-use pallet::store::{NewRun, RunState, RunStore};
-use reqwest::StatusCode;
+use pallet::engine::Engine;
+use pallet::store::{ManualClock, NewRun, RunState, RunStore};
+use pallet::workflow::{DirectorySource, Sources, WorkflowSource};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::support::TestContext;
 use crate::support::legacy_agent::LegacyAgent;
-use crate::support::pallet::{Spawned, pallet_in};
+use crate::support::pallet::Spawned;
 
 pub(crate) const SKILLS: [&str; 5] = [
     "create_plan",
@@ -64,6 +66,8 @@ pub(crate) struct Service {
     token: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     served: JoinHandle<Result<(), api::ApiError>>,
+    /// The service store's clock: approval deadlines pass when a test moves it.
+    clock: ManualClock,
 }
 
 fn write_workflows(dir: &Path) {
@@ -94,7 +98,10 @@ fn engine(agent: &LegacyAgent, dir: &Path) -> Engine {
 
 pub(crate) async fn start(agent: &LegacyAgent, dir: &Path, options: ServiceOptions) -> Service {
     write_workflows(dir);
-    let store = RunStore::open(&dir.join("runs.db")).unwrap();
+    let clock = ManualClock::new();
+    let store = RunStore::open(&dir.join("runs.db"))
+        .unwrap()
+        .with_clock(clock.clone());
     let token = options.token.clone();
     let state = AppState::new(store, engine(agent, dir), options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -109,11 +116,12 @@ pub(crate) async fn start(agent: &LegacyAgent, dir: &Path, options: ServiceOptio
         token,
         stop: Some(stop),
         served,
+        clock,
     }
 }
 
 impl Service {
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.client.request(method, format!("{}{path}", self.base));
         match &self.token {
             Some(token) => request.bearer_auth(token),
@@ -121,9 +129,23 @@ impl Service {
         }
     }
 
+    /// `METHOD path`, sent (no body).
+    async fn send(&self, method: Method, path: &str) -> reqwest::Response {
+        self.request(method, path).send().await.unwrap()
+    }
+
+    /// `POST path` with a JSON body, sent.
+    async fn post_raw(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub(crate) async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let response = self
-            .request(reqwest::Method::POST, path)
+            .request(Method::POST, path)
             .json(&body)
             .send()
             .await
@@ -132,13 +154,7 @@ impl Service {
     }
 
     pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
-        answer(
-            self.request(reqwest::Method::GET, path)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        answer(self.request(Method::GET, path).send().await.unwrap()).await
     }
 
     /// GET the run until its status is `status` (bounded).
@@ -185,7 +201,7 @@ async fn assert_problem(response: reqwest::Response, status: StatusCode, detail:
 #[tokio::test]
 async fn both_body_forms_start_runs_that_complete() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let mut options = ServiceOptions::default();
     options
         .workflow_types
@@ -236,8 +252,9 @@ async fn both_body_forms_start_runs_that_complete() {
 #[tokio::test]
 async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let refused = pallet_in(dir.path())
+    let dir = TestContext::new();
+    let refused = dir
+        .pallet()
         .args(["serve", "--offline", "--addr", "0.0.0.0:0", "--db"])
         .arg(dir.path().join("runs.db"))
         .output()
@@ -250,7 +267,7 @@ async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
     );
 
     let mut child = Spawned::spawn(
-        pallet_in(dir.path())
+        dir.pallet()
             .args([
                 "serve",
                 "--offline",
@@ -317,10 +334,31 @@ async fn pallet_serve_runs_the_built_in_example_and_stops_on_sigterm() {
     assert!(status.success(), "{status}");
 }
 
+/// The ids of the completed runs, two per page, following `next_cursor`.
+async fn completed_runs_page_by_page(service: &Service) -> Vec<String> {
+    let mut listed = Vec::new();
+    let mut path = "/workflows?status=completed&limit=2".to_string();
+    for _ in 0..10 {
+        let (code, page) = service.get(&path).await;
+        assert_eq!(code, StatusCode::OK, "{page}");
+        let runs = page["runs"].as_array().unwrap();
+        assert!(runs.len() <= 2);
+        for run in runs {
+            assert_eq!(run["status"], "completed");
+            listed.push(run["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/workflows?status=completed&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    listed
+}
+
 #[tokio::test]
 async fn runs_are_listed_by_status_page_by_page_with_their_history() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let mut completed = Vec::new();
     for n in 0..5 {
@@ -345,22 +383,7 @@ async fn runs_are_listed_by_status_page_by_page_with_their_history() {
     let waiting_id = waiting["id"].as_str().unwrap();
     service.wait_for(waiting_id, "waiting_approval").await;
 
-    let mut listed = Vec::new();
-    let mut path = "/workflows?status=completed&limit=2".to_string();
-    for _ in 0..10 {
-        let (code, page) = service.get(&path).await;
-        assert_eq!(code, StatusCode::OK, "{page}");
-        let runs = page["runs"].as_array().unwrap();
-        assert!(runs.len() <= 2);
-        for run in runs {
-            assert_eq!(run["status"], "completed");
-            listed.push(run["id"].as_str().unwrap().to_string());
-        }
-        match page["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/workflows?status=completed&limit=2&cursor={cursor}"),
-            None => break,
-        }
-    }
+    let listed = completed_runs_page_by_page(&service).await;
     let mut expected = completed.clone();
     expected.sort();
     let mut found = listed.clone();
@@ -403,11 +426,7 @@ async fn runs_are_listed_by_status_page_by_page_with_their_history() {
         ]
     );
 
-    let response = service
-        .request(reqwest::Method::GET, "/workflows?status=running")
-        .send()
-        .await
-        .unwrap();
+    let response = service.send(Method::GET, "/workflows?status=running").await;
     assert_problem(
         response,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -415,18 +434,48 @@ async fn runs_are_listed_by_status_page_by_page_with_their_history() {
     )
     .await;
     let response = service
-        .request(reqwest::Method::GET, "/workflows?cursor=garbage!")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, "/workflows?cursor=garbage!")
+        .await;
     assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "cursor").await;
     service.shutdown().await;
+}
+
+/// Decisions `advance` (the advance path of a waiting run) refuses, each
+/// with its problem document.
+async fn refused_advances(service: &Service, advance: &str) {
+    let response = service
+        .post_raw(
+            advance,
+            &json!({"trigger": "human_approved", "phase_result": {"comment": "ok"}}),
+        )
+        .await;
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "ticket").await;
+    let response = service
+        .post_raw(advance, &json!({"trigger": "agent_complete"}))
+        .await;
+    assert_problem(
+        response,
+        StatusCode::CONFLICT,
+        "pallet's runner records agent completion itself",
+    )
+    .await;
+    let response = service
+        .post_raw(
+            "/workflows/no-such-run/advance",
+            &json!({"trigger": "agent_complete"}),
+        )
+        .await;
+    assert_problem(response, StatusCode::NOT_FOUND, "no-such-run").await;
+    let response = service
+        .post_raw(advance, &json!({"trigger": "agent_done"}))
+        .await;
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "trigger").await;
 }
 
 #[tokio::test]
 async fn an_approval_is_decided_through_advance() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let body = json!({"workflow": "approval-test", "input": {"text": "draft text"}});
     let (_, created) = service.post("/workflows", body.clone()).await;
@@ -436,39 +485,7 @@ async fn an_approval_is_decided_through_advance() {
     assert_eq!(waiting["progress"]["percentage"], 33);
     let advance = format!("/workflows/{id}/advance");
 
-    let response = service
-        .request(reqwest::Method::POST, &advance)
-        .json(&json!({"trigger": "human_approved", "phase_result": {"comment": "ok"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "ticket").await;
-    let response = service
-        .request(reqwest::Method::POST, &advance)
-        .json(&json!({"trigger": "agent_complete"}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(
-        response,
-        StatusCode::CONFLICT,
-        "pallet's runner records agent completion itself",
-    )
-    .await;
-    let response = service
-        .request(reqwest::Method::POST, "/workflows/no-such-run/advance")
-        .json(&json!({"trigger": "agent_complete"}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(response, StatusCode::NOT_FOUND, "no-such-run").await;
-    let response = service
-        .request(reqwest::Method::POST, &advance)
-        .json(&json!({"trigger": "agent_done"}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "trigger").await;
+    refused_advances(&service, &advance).await;
 
     let (code, advanced) = service
         .post(
@@ -492,17 +509,15 @@ async fn an_approval_is_decided_through_advance() {
 
     // A decision on a run that no longer waits conflicts with its state.
     let response = service
-        .request(reqwest::Method::POST, &advance)
-        .json(&json!({"trigger": "human_approved", "phase_result": {"fields": {"ticket": "x"}}}))
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            &advance,
+            &json!({"trigger": "human_approved", "phase_result": {"fields": {"ticket": "x"}}}),
+        )
+        .await;
     assert_problem(response, StatusCode::CONFLICT, "not waiting for approval").await;
     let response = service
-        .request(reqwest::Method::POST, &format!("/workflows/{id}/cancel"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::POST, &format!("/workflows/{id}/cancel"))
+        .await;
     assert_problem(
         response,
         StatusCode::CONFLICT,
@@ -530,7 +545,7 @@ async fn an_approval_is_decided_through_advance() {
 #[tokio::test]
 async fn a_running_run_is_cancelled() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let (_, created) = service
         .post("/workflows", json!({"workflow": "slow-test"}))
@@ -549,21 +564,15 @@ async fn a_running_run_is_cancelled() {
 #[tokio::test]
 async fn errors_are_problem_documents() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let unknown = "00000000-0000-4000-8000-000000000000";
     for (method, path) in [
-        (reqwest::Method::GET, format!("/workflows/{unknown}")),
-        (
-            reqwest::Method::GET,
-            format!("/workflows/{unknown}/history"),
-        ),
-        (
-            reqwest::Method::POST,
-            format!("/workflows/{unknown}/cancel"),
-        ),
+        (Method::GET, format!("/workflows/{unknown}")),
+        (Method::GET, format!("/workflows/{unknown}/history")),
+        (Method::POST, format!("/workflows/{unknown}/cancel")),
     ] {
-        let response = service.request(method, &path).send().await.unwrap();
+        let response = service.send(method, &path).await;
         assert_problem(
             response,
             StatusCode::NOT_FOUND,
@@ -572,18 +581,15 @@ async fn errors_are_problem_documents() {
         .await;
     }
     let response = service
-        .request(
-            reqwest::Method::POST,
+        .post_raw(
             &format!("/workflows/{unknown}/advance"),
+            &json!({"trigger": "human_approved"}),
         )
-        .json(&json!({"trigger": "human_approved"}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_problem(response, StatusCode::NOT_FOUND, "no run with id").await;
 
     let response = service
-        .request(reqwest::Method::POST, "/workflows")
+        .request(Method::POST, "/workflows")
         .header("content-type", "application/json")
         .body("{\"workflow\": ")
         .send()
@@ -614,24 +620,14 @@ async fn errors_are_problem_documents() {
         ),
     ];
     for (body, detail) in invalid {
-        let response = service
-            .request(reqwest::Method::POST, "/workflows")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = service.post_raw("/workflows", &body).await;
         assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, detail).await;
     }
 
     // Past the body limit (which leaves room over the largest input).
     let body_limit = ServiceOptions::default().body_limit();
     let large = json!({"workflow": "fast-test", "input": {"text": "x".repeat(body_limit + 1)}});
-    let response = service
-        .request(reqwest::Method::POST, "/workflows")
-        .json(&large)
-        .send()
-        .await
-        .unwrap();
+    let response = service.post_raw("/workflows", &large).await;
     assert_problem(
         response,
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -639,17 +635,9 @@ async fn errors_are_problem_documents() {
     )
     .await;
 
-    let response = service
-        .request(reqwest::Method::GET, "/nowhere")
-        .send()
-        .await
-        .unwrap();
+    let response = service.send(Method::GET, "/nowhere").await;
     assert_problem(response, StatusCode::NOT_FOUND, "no route GET /nowhere").await;
-    let response = service
-        .request(reqwest::Method::DELETE, "/workflows")
-        .send()
-        .await
-        .unwrap();
+    let response = service.send(Method::DELETE, "/workflows").await;
     assert_problem(response, StatusCode::METHOD_NOT_ALLOWED, "DELETE").await;
     let (_, all) = service.get("/workflows").await;
     assert_eq!(all["runs"], json!([]), "no invalid request created a run");
@@ -659,7 +647,7 @@ async fn errors_are_problem_documents() {
 #[tokio::test]
 async fn a_token_guards_every_route_but_health() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let options = ServiceOptions {
         token: Some("s3cret".to_string()),
         ..ServiceOptions::default()
@@ -700,7 +688,7 @@ async fn a_token_guards_every_route_but_health() {
     assert_eq!(all, StatusCode::OK);
     service.shutdown().await;
 
-    let open_dir = tempfile::tempdir().unwrap();
+    let open_dir = TestContext::new();
     let open = start(&agent, open_dir.path(), ServiceOptions::default()).await;
     let (code, _) = answer(
         open.client
@@ -717,7 +705,7 @@ async fn a_token_guards_every_route_but_health() {
 #[tokio::test]
 async fn the_openapi_document_matches_the_routes() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let (code, document) = service.get("/openapi.json").await;
     assert_eq!(code, StatusCode::OK);
@@ -731,7 +719,7 @@ async fn the_openapi_document_matches_the_routes() {
     // Every documented operation answers (not 404/405) on the running server.
     for (path, method) in routes {
         let path = path.replace("{id}", "00000000-0000-4000-8000-000000000000");
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
         let response = service
             .request(method.clone(), &path)
             .json(&json!({"trigger": "human_approved"}))
@@ -750,7 +738,7 @@ async fn the_openapi_document_matches_the_routes() {
 #[tokio::test]
 async fn shutdown_leaves_running_runs_resumable_and_start_resumes_them() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let options = || ServiceOptions {
         grace: Duration::from_millis(50),
         ..ServiceOptions::default()
@@ -803,7 +791,7 @@ async fn shutdown_leaves_running_runs_resumable_and_start_resumes_them() {
 #[tokio::test]
 async fn two_hundred_concurrent_runs_all_complete() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = Arc::new(start(&agent, dir.path(), ServiceOptions::default()).await);
     let posts = (0..200).map(|n| {
         let service = service.clone();
@@ -869,14 +857,10 @@ fn record_fast_run(store: &RunStore, requirements: &str) -> pallet::store::Store
 #[tokio::test]
 async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestContext::new();
     let service = start(&agent, dir.path(), ServiceOptions::default()).await;
     let resume = |id: &str| format!("/workflows/{id}/resume");
-    let response = service
-        .request(reqwest::Method::POST, &resume("no-such-run"))
-        .send()
-        .await
-        .unwrap();
+    let response = service.send(Method::POST, &resume("no-such-run")).await;
     assert_problem(response, StatusCode::NOT_FOUND, "no-such-run").await;
 
     // A run another process recorded and left: resumed here, in the background.
@@ -888,11 +872,7 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
     assert_eq!(accepted["id"], left.id.as_str());
     let run = service.wait_for(&left.id, "completed").await;
     assert_eq!(run["context"]["only"]["requirements"], "left behind");
-    let response = service
-        .request(reqwest::Method::POST, &resume(&left.id))
-        .send()
-        .await
-        .unwrap();
+    let response = service.send(Method::POST, &resume(&left.id)).await;
     assert_problem(response, StatusCode::CONFLICT, "has ended (completed)").await;
 
     // Executing in this service already: not started a second time.
@@ -900,11 +880,7 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
         .post("/workflows", json!({"workflow": "slow-test"}))
         .await;
     let slow = slow["id"].as_str().unwrap().to_string();
-    let response = service
-        .request(reqwest::Method::POST, &resume(&slow))
-        .send()
-        .await
-        .unwrap();
+    let response = service.send(Method::POST, &resume(&slow)).await;
     assert_problem(response, StatusCode::CONFLICT, "already executing").await;
     assert_eq!(
         service.wait_for(&slow, "completed").await["attempts"]
@@ -922,11 +898,7 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
         store.acquire_lease(&owned.id, "elsewhere").await.unwrap(),
         None
     );
-    let response = service
-        .request(reqwest::Method::POST, &resume(&owned.id))
-        .send()
-        .await
-        .unwrap();
+    let response = service.send(Method::POST, &resume(&owned.id)).await;
     assert_problem(
         response,
         StatusCode::CONFLICT,
@@ -945,11 +917,7 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
         .await;
     let waiting = waiting["id"].as_str().unwrap().to_string();
     service.wait_for(&waiting, "waiting_approval").await;
-    let response = service
-        .request(reqwest::Method::POST, &resume(&waiting))
-        .send()
-        .await
-        .unwrap();
+    let response = service.send(Method::POST, &resume(&waiting)).await;
     assert_problem(
         response,
         StatusCode::CONFLICT,
@@ -961,7 +929,7 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
         .await;
     let gated = gated["id"].as_str().unwrap().to_string();
     service.wait_for(&gated, "waiting_approval").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.clock.advance(Duration::from_millis(300));
     let (code, accepted) = service.post(&resume(&gated), json!({})).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{accepted}");
     let run = service.wait_for(&gated, "completed").await;

@@ -21,8 +21,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{SKILLS, start};
+use crate::support::TestContext;
 use crate::support::legacy_agent::LegacyAgent;
-use crate::support::process::{Running, output_within, pallet};
+use crate::support::process::{Running, output_within};
 use crate::support::registry::TestRegistry;
 
 fn http_client_builder() -> reqwest::ClientBuilder {
@@ -69,13 +70,13 @@ async fn the_bearer_scheme_is_case_insensitive() {
 /// service listening beyond loopback: `pallet serve` refuses to start.
 #[tokio::test]
 async fn pallet_serve_refuses_weak_tokens_beyond_loopback() {
-    let home = tempfile::tempdir().unwrap();
+    let home = TestContext::new();
     for (token, problem) in [
         ("   ", "contains whitespace"),
         ("x", "has 1 characters; it needs at least 16"),
         ("0123456789 abcdef", "contains whitespace"),
     ] {
-        let mut command = pallet(home.path());
+        let mut command = home.pallet();
         command
             .args(["serve", "--offline", "--addr", "0.0.0.0:0"])
             .env("PALLET_API_TOKEN", token);
@@ -213,9 +214,9 @@ async fn health_answers_while_heavy_workflows_load() {
 
 /// `pallet serve` with few file descriptors (256, soft and hard), a low
 /// connection limit and a short header timeout for the test.
-fn serve_with_few_descriptors(home: &Path) -> (Running, String) {
+fn serve_with_few_descriptors(home: &TestContext) -> (Running, String) {
     use std::os::unix::process::CommandExt;
-    let mut command = pallet(home);
+    let mut command = home.pallet();
     command
         .args(["serve", "--offline", "--addr", "127.0.0.1:0"])
         .args(["--max-connections", "100", "--header-timeout", "2s"])
@@ -279,8 +280,8 @@ async fn health_within(base: &str, limit: Duration) -> Option<Duration> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dripping_connections_neither_exhaust_nor_hold_the_service() {
-    let home = tempfile::tempdir().unwrap();
-    let (mut service, base) = serve_with_few_descriptors(home.path());
+    let home = TestContext::new();
+    let (mut service, base) = serve_with_few_descriptors(&home);
     let address = base.trim_start_matches("http://").to_string();
     let drips: Vec<_> = (0..300)
         .map(|_| tokio::spawn(drip(address.clone())))
@@ -378,8 +379,8 @@ async fn health_is_degraded_while_the_store_cannot_record_runs() {
 /// ERROR (nor raw escape sequence) in the service's log.
 #[tokio::test]
 async fn a_malformed_workflow_reference_is_a_client_error() {
-    let home = tempfile::tempdir().unwrap();
-    let mut command = pallet(home.path());
+    let home = TestContext::new();
+    let mut command = home.pallet();
     command
         .args([
             "serve",
@@ -388,9 +389,9 @@ async fn a_malformed_workflow_reference_is_a_client_error() {
             "127.0.0.1:0",
             "--workflows-dir",
         ])
-        .arg(home.path().join("none"))
+        .arg(home.join("none"))
         .arg("--db")
-        .arg(home.path().join("runs.db"));
+        .arg(home.join("runs.db"));
     let (service, base) = Running::until_line(command, "serving on ");
     let client = http_client();
     for reference in ["../../../etc/passwd", "demo\u{1b}[31m-v1", "demo@latest"] {

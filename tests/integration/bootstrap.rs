@@ -2,14 +2,18 @@
 //! process it started (same start time): `status` and `stop` never take an
 //! unrelated process that reused the PID for theirs, and never signal it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
-fn bootstrap(state: &Path, command: &str) -> Output {
-    Command::new("bash")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bootstrap.sh"))
+use crate::support::TestContext;
+use crate::support::pallet::Spawned;
+
+/// `scripts/bootstrap.sh COMMAND` with its state in `state`.
+fn bootstrap(state: &TestContext, command: &str) -> Output {
+    state
+        .script(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bootstrap.sh"))
         .arg(command)
-        .env("PALLET_BOOTSTRAP_DIR", state)
+        .env("PALLET_BOOTSTRAP_DIR", state.path())
         .output()
         .unwrap()
 }
@@ -33,36 +37,27 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// A process standing in for one bootstrap started, killed when dropped.
-struct Sleeper(Child);
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn status_and_stop_leave_a_process_that_reused_the_pid_alone() {
-    let state = tempfile::tempdir().unwrap();
-    let mut unrelated = Sleeper(Command::new("sleep").arg("30").spawn().unwrap());
+    let state = TestContext::new();
+    // A process standing in for one bootstrap started, killed when dropped.
+    let mut unrelated = Spawned::spawn(state.command("sleep").arg("30"));
     let pid = unrelated.0.id();
-    let pidfile = state.path().join("agent-plan.pid");
+    let pidfile = state.join("agent-plan.pid");
     let cases = [
         (format!("{pid} 1"), "another process now"),
         (format!("{pid}"), "another process now"),
     ];
     for (content, expected) in cases {
         std::fs::write(&pidfile, &content).unwrap();
-        let status = bootstrap(state.path(), "status");
+        let status = bootstrap(&state, "status");
         assert!(status.status.success(), "{}", text(&status));
         assert!(
             text(&status).contains("agent-plan: not running") && text(&status).contains(expected),
             "{content}: {}",
             text(&status)
         );
-        let stop = bootstrap(state.path(), "stop");
+        let stop = bootstrap(&state, "stop");
         assert!(stop.status.success(), "{}", text(&stop));
         assert!(
             unrelated.0.try_wait().unwrap().is_none(),
@@ -73,13 +68,13 @@ fn status_and_stop_leave_a_process_that_reused_the_pid_alone() {
 
     // With the right start time it is taken for ours: shown and stopped.
     std::fs::write(&pidfile, format!("{pid} {}", start_time(pid))).unwrap();
-    let status = bootstrap(state.path(), "status");
+    let status = bootstrap(&state, "status");
     assert!(
         text(&status).contains(&format!("agent-plan: running (pid {pid})")),
         "{}",
         text(&status)
     );
-    let stop = bootstrap(state.path(), "stop");
+    let stop = bootstrap(&state, "stop");
     assert!(
         text(&stop).contains(&format!("stopped agent-plan (pid {pid})")),
         "{}",

@@ -3,22 +3,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
+use crate::support::TestContext;
 use crate::support::legacy_agent::LegacyAgent;
-use crate::support::pallet::{Home, Spawned, pallet_in};
+use crate::support::pallet::Spawned;
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// pallet in `directory`, with its HOME and XDG directories in `home`.
-fn pallet_at(home: &Home, directory: &Path) -> Command {
-    let mut command = home.pallet();
-    command.current_dir(directory);
-    command
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -34,13 +28,13 @@ fn read_json(path: &Path) -> Value {
 /// `pallet agent serve` processes for every example agent; killed on drop.
 struct ServedAgents {
     _children: Vec<Spawned>,
-    _home: Home,
+    _home: TestContext,
     urls: Vec<String>,
 }
 
 impl ServedAgents {
     fn start() -> ServedAgents {
-        let home = Home::new();
+        let home = TestContext::new();
         let mut children = Vec::new();
         let mut urls = Vec::new();
         let mut definitions: Vec<PathBuf> = std::fs::read_dir(repository().join("agents"))
@@ -54,7 +48,7 @@ impl ServedAgents {
         definitions.sort();
         for definition in definitions {
             let mut child = Spawned::spawn(
-                pallet_at(&home, &repository())
+                home.pallet_at(repository())
                     .args(["agent", "serve"])
                     .arg(&definition)
                     .args(["--addr", "127.0.0.1:0"])
@@ -80,8 +74,8 @@ impl ServedAgents {
     }
 }
 
-fn run_with_agents(directory: &Path, agents: &[String], arguments: &[&str]) -> Output {
-    let mut command = pallet_in(directory);
+fn run_with_agents(context: &TestContext, agents: &[String], arguments: &[&str]) -> Output {
+    let mut command = context.pallet();
     command.arg("run");
     for agent in agents {
         command.args(["--agent", agent]);
@@ -91,8 +85,9 @@ fn run_with_agents(directory: &Path, agents: &[String], arguments: &[&str]) -> O
 
 #[test]
 fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
-    let home = Home::new();
-    let valid = pallet_at(&home, &repository())
+    let home = TestContext::new();
+    let valid = home
+        .pallet_at(repository())
         .args([
             "validate",
             "workflows/code-generation.yaml",
@@ -104,7 +99,8 @@ fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
     assert_eq!(valid.status.code(), Some(0), "{}", text(&valid.stderr));
     assert_eq!(text(&valid.stdout).matches("ok: workflows/").count(), 3);
 
-    let invalid = pallet_at(&home, &repository())
+    let invalid = home
+        .pallet_at(repository())
         .args([
             "validate",
             "workflows/code-generation.yaml",
@@ -129,8 +125,9 @@ fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
 
 #[test]
 fn validate_json_lists_diagnostics_per_file() {
-    let home = Home::new();
-    let output = pallet_at(&home, &repository())
+    let home = TestContext::new();
+    let output = home
+        .pallet_at(repository())
         .args([
             "validate",
             "--json",
@@ -155,8 +152,9 @@ fn validate_json_lists_diagnostics_per_file() {
 
 #[test]
 fn validate_of_a_missing_file_is_bad_input() {
-    let home = Home::new();
-    let output = pallet_at(&home, &repository())
+    let home = TestContext::new();
+    let output = home
+        .pallet_at(repository())
         .args(["validate", "no/such/file.yaml"])
         .output()
         .unwrap();
@@ -168,8 +166,9 @@ fn validate_of_a_missing_file_is_bad_input() {
 /// no workflows directory, no agents, no registry.
 #[test]
 fn main_job_runs_out_of_the_box_and_writes_app() {
-    let scratch = tempfile::tempdir().unwrap();
-    let output = pallet_in(scratch.path())
+    let scratch = TestContext::new();
+    let output = scratch
+        .pallet()
         .args([
             "run",
             "Create a function that calculates the factorial of a number",
@@ -186,7 +185,7 @@ fn main_job_runs_out_of_the_box_and_writes_app() {
         stderr.contains("started the 7 built-in example agents"),
         "{stderr}"
     );
-    let app = scratch.path().join("app");
+    let app = scratch.join("app");
     let plan = read_json(&app.join("plan.json"));
     assert!(
         plan["steps"]
@@ -235,38 +234,34 @@ fn the_three_examples_run_over_a2a_and_legacy() {
         .map(|url| format!("{url}/agent-card"))
         .collect();
     for (protocol, urls) in [("a2a", &agents.urls), ("legacy", &legacy)] {
-        let scratch = tempfile::tempdir().unwrap();
+        let scratch = TestContext::new();
         let workflows = repository().join("workflows");
         let workflows = workflows.to_str().unwrap();
+        let file = |name: &str| format!("{workflows}/{name}.yaml");
 
-        let code_generation = run_with_agents(
-            scratch.path(),
+        let record = run_example(
+            &scratch,
             urls,
+            protocol,
             &[
                 "--file",
-                &format!("{workflows}/code-generation.yaml"),
+                &file("code-generation"),
                 "--json",
                 "Create a fibonacci function",
             ],
         );
         assert_eq!(
-            code_generation.status.code(),
-            Some(0),
-            "{protocol}: {}",
-            text(&code_generation.stderr)
-        );
-        let record: Value = serde_json::from_slice(&code_generation.stdout).unwrap();
-        assert_eq!(
             record["output"]["result"]["approved"], true,
             "{protocol}: {record}"
         );
 
-        let parallel = run_with_agents(
-            scratch.path(),
+        let record = run_example(
+            &scratch,
             urls,
+            protocol,
             &[
                 "--file",
-                &format!("{workflows}/parallel-analysis.yaml"),
+                &file("parallel-analysis"),
                 "--input",
                 "code=import os\nos.system(input())\n",
                 "--input",
@@ -274,13 +269,6 @@ fn the_three_examples_run_over_a2a_and_legacy() {
                 "--json",
             ],
         );
-        assert_eq!(
-            parallel.status.code(),
-            Some(0),
-            "{protocol}: {}",
-            text(&parallel.stderr)
-        );
-        let record: Value = serde_json::from_slice(&parallel.stdout).unwrap();
         let aggregate = &record["output"]["result"];
         assert_eq!(
             aggregate["security"]["risk_level"], "high",
@@ -288,25 +276,19 @@ fn the_three_examples_run_over_a2a_and_legacy() {
         );
         assert_eq!(aggregate["passed"], false, "{protocol}: {aggregate}");
 
-        let router = run_with_agents(
-            scratch.path(),
+        let record = run_example(
+            &scratch,
             urls,
+            protocol,
             &[
                 "--file",
-                &format!("{workflows}/smart-router.yaml"),
+                &file("smart-router"),
                 "--workflows-dir",
                 workflows,
                 "--json",
                 "Write a Python function that reverses a string",
             ],
         );
-        assert_eq!(
-            router.status.code(),
-            Some(0),
-            "{protocol}: {}",
-            text(&router.stderr)
-        );
-        let record: Value = serde_json::from_slice(&router.stdout).unwrap();
         let steps: Vec<&str> = record["steps"]
             .as_array()
             .unwrap()
@@ -331,18 +313,35 @@ fn the_three_examples_run_over_a2a_and_legacy() {
     }
 }
 
+/// `pallet run ARGS` with `agents`, which must succeed; its `--json` record.
+fn run_example(
+    context: &TestContext,
+    agents: &[String],
+    protocol: &str,
+    arguments: &[&str],
+) -> Value {
+    let output = run_with_agents(context, agents, arguments);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{protocol}: {}",
+        text(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_step_exits_1_with_the_agent_message() {
     let agent = LegacyAgent::start("tester", &[]).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let workflow = scratch.path().join("fails.yaml");
+    let scratch = TestContext::new();
+    let workflow = scratch.join("fails.yaml");
     std::fs::write(
         &workflow,
         "metadata: {id: fails, name: Fails, version: 1.0.0}\nsteps:\n  - id: first\n    skill: echo\n  - id: broken\n    skill: fail\n  - id: never\n    skill: echo\n",
     )
     .unwrap();
     let url = agent.url();
-    let directory = scratch.path().to_path_buf();
+    let directory = scratch.clone();
     let output = tokio::task::spawn_blocking(move || {
         run_with_agents(
             &directory,
@@ -360,7 +359,7 @@ async fn a_failing_step_exits_1_with_the_agent_message() {
         "{stderr}"
     );
     assert!(stderr.contains("skill failed on purpose"), "{stderr}");
-    let run = read_json(&scratch.path().join("results/run.json"));
+    let run = read_json(&scratch.join("results/run.json"));
     let statuses: Vec<&str> = run["steps"]
         .as_array()
         .unwrap()
@@ -374,20 +373,12 @@ async fn a_failing_step_exits_1_with_the_agent_message() {
 #[tokio::test(flavor = "multi_thread")]
 async fn inputs_are_typed_and_bad_inputs_exit_2() {
     let agent = LegacyAgent::start("tester", &[]).await;
-    let scratch = tempfile::tempdir().unwrap();
-    std::fs::write(
-        scratch.path().join("echo.yaml"),
-        "metadata: {id: echo, name: Echo, version: 1.0.0}\nsteps:\n  - id: echo\n    skill: echo\n    inputs:\n      everything: \"{{ workflow.input }}\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        scratch.path().join("input.json"),
-        r#"{"name": "from file", "count": 1}"#,
-    )
-    .unwrap();
-    std::fs::write(scratch.path().join("list.json"), "[1, 2]").unwrap();
+    let scratch = TestContext::new();
+    scratch.write("echo.yaml", "metadata: {id: echo, name: Echo, version: 1.0.0}\nsteps:\n  - id: echo\n    skill: echo\n    inputs:\n      everything: \"{{ workflow.input }}\"\n");
+    scratch.write("input.json", r#"{"name": "from file", "count": 1}"#);
+    scratch.write("list.json", "[1, 2]");
     let url = agent.url();
-    let directory = scratch.path().to_path_buf();
+    let directory = scratch.clone();
     let (good, no_equals, not_object, bad_json) = tokio::task::spawn_blocking(move || {
         let run = |arguments: &[&str]| {
             let mut all = vec!["--file", "echo.yaml"];
@@ -437,14 +428,10 @@ async fn inputs_are_typed_and_bad_inputs_exit_2() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_skill_fails_before_any_step() {
     let agent = LegacyAgent::start("tester", &[]).await;
-    let scratch = tempfile::tempdir().unwrap();
-    std::fs::write(
-        scratch.path().join("unknown.yaml"),
-        "metadata: {id: unknown, name: Unknown, version: 1.0.0}\nsteps:\n  - id: first\n    skill: echo\n  - id: second\n    skill: teleport\n",
-    )
-    .unwrap();
+    let scratch = TestContext::new();
+    scratch.write("unknown.yaml", "metadata: {id: unknown, name: Unknown, version: 1.0.0}\nsteps:\n  - id: first\n    skill: echo\n  - id: second\n    skill: teleport\n");
     let url = agent.url();
-    let directory = scratch.path().to_path_buf();
+    let directory = scratch.clone();
     let output = tokio::task::spawn_blocking(move || {
         run_with_agents(&directory, &[url], &["--file", "unknown.yaml"])
     })
@@ -461,14 +448,11 @@ async fn ctrl_c_cancels_the_run_cleanly() {
     // SIGTERM leaves the run resumable instead (durable::sigterm_leaves...).
     for signal in [libc::SIGINT] {
         let agent = LegacyAgent::start("tester", &[]).await;
-        let scratch = tempfile::tempdir().unwrap();
-        std::fs::write(
-            scratch.path().join("slow.yaml"),
-            "metadata: {id: slow, name: Slow, version: 1.0.0}\nsteps:\n  - id: wait\n    skill: sleep\n    inputs: {ms: 30000}\n  - id: after\n    skill: echo\n",
-        )
-        .unwrap();
+        let scratch = TestContext::new();
+        scratch.write("slow.yaml", "metadata: {id: slow, name: Slow, version: 1.0.0}\nsteps:\n  - id: wait\n    skill: sleep\n    inputs: {ms: 30000}\n  - id: after\n    skill: echo\n");
         let mut child = Spawned::spawn(
-            pallet_in(scratch.path())
+            scratch
+                .pallet()
                 .args(["run", "--file", "slow.yaml", "--agent", &agent.url()])
                 .stderr(Stdio::piped()),
         );
@@ -489,7 +473,7 @@ async fn ctrl_c_cancels_the_run_cleanly() {
         assert_eq!(output.status.code(), Some(1), "signal {signal}: {stderr}");
         assert!(stderr.contains("cancelling the run"), "{stderr}");
         assert!(stderr.contains("was cancelled"), "{stderr}");
-        let run = read_json(&scratch.path().join("app/run.json"));
+        let run = read_json(&scratch.join("app/run.json"));
         assert_eq!(run["status"], "cancelled");
         assert_eq!(agent.calls("echo"), 0);
     }
@@ -498,20 +482,12 @@ async fn ctrl_c_cancels_the_run_cleanly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_run_removes_the_previous_runs_results() {
     let agent = LegacyAgent::start("tester", &["create_plan"]).await;
-    let scratch = tempfile::tempdir().unwrap();
-    std::fs::write(
-        scratch.path().join("plans.yaml"),
-        "metadata: {id: plans, name: Plans, version: 1.0.0}\nsteps:\n  - id: plan\n    skill: create_plan\n    inputs: {title: kept}\n    outputs: result\n",
-    )
-    .unwrap();
-    std::fs::write(
-        scratch.path().join("fails.yaml"),
-        "metadata: {id: fails, name: Fails, version: 1.0.0}\nsteps:\n  - id: broken\n    skill: fail\n",
-    )
-    .unwrap();
-    std::fs::write(scratch.path().join("notes.txt"), "the user's own file").unwrap();
+    let scratch = TestContext::new();
+    scratch.write("plans.yaml", "metadata: {id: plans, name: Plans, version: 1.0.0}\nsteps:\n  - id: plan\n    skill: create_plan\n    inputs: {title: kept}\n    outputs: result\n");
+    scratch.write("fails.yaml", "metadata: {id: fails, name: Fails, version: 1.0.0}\nsteps:\n  - id: broken\n    skill: fail\n");
+    scratch.write("notes.txt", "the user's own file");
     let url = agent.url();
-    let directory = scratch.path().to_path_buf();
+    let directory = scratch.clone();
     let (first, second) = tokio::task::spawn_blocking(move || {
         let agents = std::slice::from_ref(&url);
         (
@@ -524,16 +500,13 @@ async fn a_new_run_removes_the_previous_runs_results() {
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     assert_eq!(second.status.code(), Some(1), "{}", text(&second.stderr));
     assert!(
-        !scratch.path().join("plan.json").exists(),
+        !scratch.join("plan.json").exists(),
         "the first run's plan.json was left beside the second run"
     );
-    assert!(!scratch.path().join("steps/plan.json").exists());
+    assert!(!scratch.join("steps/plan.json").exists());
+    assert_eq!(read_json(&scratch.join("run.json"))["workflow_id"], "fails");
     assert_eq!(
-        read_json(&scratch.path().join("run.json"))["workflow_id"],
-        "fails"
-    );
-    assert_eq!(
-        std::fs::read_to_string(scratch.path().join("notes.txt")).unwrap(),
+        std::fs::read_to_string(scratch.join("notes.txt")).unwrap(),
         "the user's own file"
     );
 }
@@ -543,10 +516,11 @@ async fn a_new_run_removes_the_previous_runs_results() {
 /// also when the configured registry is down, and that is said in one line.
 #[tokio::test(flavor = "multi_thread")]
 async fn offline_runs_fall_back_to_the_built_in_examples_and_the_workflows_dir() {
-    let scratch = tempfile::tempdir().unwrap();
-    let directory = scratch.path().to_path_buf();
+    let scratch = TestContext::new();
+    let directory = scratch.clone();
     let built_in = tokio::task::spawn_blocking(move || {
-        pallet_in(&directory)
+        directory
+            .pallet()
             .args(["run", "--offline", "Create a factorial function"])
             .output()
             .unwrap()
@@ -562,12 +536,12 @@ async fn offline_runs_fall_back_to_the_built_in_examples_and_the_workflows_dir()
         "{stderr}"
     );
     assert_eq!(
-        read_json(&scratch.path().join("app/run.json"))["status"],
+        read_json(&scratch.join("app/run.json"))["status"],
         "completed"
     );
 
     let agent = LegacyAgent::start("tester", &[]).await;
-    let workflows = scratch.path().join("flows");
+    let workflows = scratch.join("flows");
     std::fs::create_dir(&workflows).unwrap();
     std::fs::write(
         workflows.join("local.yaml"),
@@ -577,7 +551,7 @@ async fn offline_runs_fall_back_to_the_built_in_examples_and_the_workflows_dir()
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let down = closed.local_addr().unwrap().to_string();
     drop(closed);
-    let directory = scratch.path().to_path_buf();
+    let directory = scratch.clone();
     let url = agent.url();
     let from_directory = tokio::task::spawn_blocking(move || {
         let arguments = [
@@ -609,7 +583,7 @@ async fn offline_runs_fall_back_to_the_built_in_examples_and_the_workflows_dir()
 /// command quietly, as SIGPIPE would, with no panic message.
 #[test]
 fn a_closed_stdout_ends_commands_quietly() {
-    let home = Home::new();
+    let home = TestContext::new();
     let repository = repository();
     let commands: [&[&str]; 4] = [
         &["runs", "--json"],
@@ -618,14 +592,16 @@ fn a_closed_stdout_ends_commands_quietly() {
         &["validate", "--json", "workflows/code-generation.yaml"],
     ];
     for arguments in commands {
+        // The read end is closed before pallet starts, so its first write
+        // fails with EPIPE however fast it writes.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
         let mut child = Spawned::spawn(
-            pallet_at(&home, &repository)
+            home.pallet_at(&repository)
                 .args(arguments)
-                .stdout(Stdio::piped())
+                .stdout(writer)
                 .stderr(Stdio::piped()),
         );
-        // Closed before pallet writes: its first write fails with EPIPE.
-        drop(child.stdout.take());
         let output = child.wait_with_output();
         let stderr = text(&output.stderr);
         assert!(!stderr.contains("panicked"), "{arguments:?}: {stderr}");
@@ -646,13 +622,9 @@ async fn control_characters_from_outside_reach_the_terminal_escaped() {
     const EVIL: &str = "\u{1b}]0;pwned\u{7}\nerror: forged";
     const SHOWN: &str = "\\u{1b}]0;pwned\\u{7}\\nerror: forged";
     let agent = LegacyAgent::start("tester", &[]).await;
-    let scratch = tempfile::tempdir().unwrap();
-    std::fs::write(
-        scratch.path().join("evil.yaml"),
-        "metadata: {id: evil, name: Evil, version: 1.0.0}\nsteps:\n  - id: boom\n    skill: fail\n    inputs: {message: \"\\e]0;pwned\\a\\nerror: forged\"}\n",
-    )
-    .unwrap();
-    let store = pallet::store::RunStore::open(&scratch.path().join("runs.db")).unwrap();
+    let scratch = TestContext::new();
+    scratch.write("evil.yaml", "metadata: {id: evil, name: Evil, version: 1.0.0}\nsteps:\n  - id: boom\n    skill: fail\n    inputs: {message: \"\\e]0;pwned\\a\\nerror: forged\"}\n");
+    let store = pallet::store::RunStore::open(&scratch.join("runs.db")).unwrap();
     let planted = store
         .create_run(&pallet::store::NewRun {
             workflow_ref: "planted".to_string(),
@@ -665,11 +637,12 @@ async fn control_characters_from_outside_reach_the_terminal_escaped() {
         })
         .unwrap();
     drop(store);
-    let directory = scratch.path().to_path_buf();
+    let directory = scratch.clone();
     let url = agent.url();
     let outputs = tokio::task::spawn_blocking(move || {
         let pallet = |arguments: &[&str]| {
-            pallet_in(&directory)
+            directory
+                .pallet()
                 .args(arguments)
                 .args(["--db", "runs.db"])
                 .output()

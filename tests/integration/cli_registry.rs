@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::pallet::{PALLET, Spawned, command_in};
+use crate::support::TestContext;
+use crate::support::pallet::Spawned;
+
 use crate::support::registry::TestRegistry;
 
 const AGENTS: [&str; 7] = [
@@ -25,39 +27,18 @@ fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A scratch directory with its own home, cache and data directories; pallet
-/// runs in it with no registry, agents or credentials from the environment.
-struct Scratch {
-    directory: tempfile::TempDir,
+/// `pallet ARGS` in `scratch` with `environment` added.
+fn pallet_with(scratch: &TestContext, arguments: &[&str], environment: &[(&str, &str)]) -> Output {
+    let mut command = scratch.pallet();
+    command.args(arguments);
+    for (key, value) in environment {
+        command.env(key, value);
+    }
+    command.output().unwrap()
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            directory: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.directory.path()
-    }
-
-    fn command(&self, program: &str) -> Command {
-        command_in(program, self.path())
-    }
-
-    fn pallet(&self, arguments: &[&str]) -> Output {
-        self.pallet_with(arguments, &[])
-    }
-
-    fn pallet_with(&self, arguments: &[&str], environment: &[(&str, &str)]) -> Output {
-        let mut command = self.command(PALLET);
-        command.args(arguments);
-        for (key, value) in environment {
-            command.env(key, value);
-        }
-        command.output().unwrap()
-    }
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 fn stderr(output: &Output) -> String {
@@ -77,6 +58,11 @@ fn succeeded(output: &Output) -> &Output {
         stderr(output)
     );
     output
+}
+
+/// The stdout of a command that must succeed, as JSON.
+fn succeeded_json(output: &Output) -> Value {
+    serde_json::from_str(&stdout(succeeded(output))).unwrap()
 }
 
 fn closed_port_address() -> String {
@@ -99,11 +85,11 @@ fn workflow_files() -> Vec<String> {
 }
 
 /// Pushes the example workflows; returns id -> digest.
-fn push_examples(scratch: &Scratch, registry: &str) -> Vec<Value> {
+fn push_examples(scratch: &TestContext, registry: &str) -> Vec<Value> {
     let mut arguments = vec!["push", "--json", "--registry", registry];
     let files = workflow_files();
     arguments.extend(files.iter().map(String::as_str));
-    let output = scratch.pallet(&arguments);
+    let output = scratch.output(&arguments);
     stdout(succeeded(&output))
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -117,7 +103,7 @@ struct AgentProcesses {
 }
 
 impl AgentProcesses {
-    fn start(scratch: &Scratch) -> AgentProcesses {
+    fn start(scratch: &TestContext) -> AgentProcesses {
         let mut processes = AgentProcesses {
             children: Vec::new(),
             urls: Vec::new(),
@@ -129,7 +115,7 @@ impl AgentProcesses {
                 .join(format!("{name}.yaml"));
             let child = Spawned::spawn(
                 scratch
-                    .command(PALLET)
+                    .pallet()
                     .arg("agent")
                     .arg("serve")
                     .arg(definition)
@@ -159,7 +145,7 @@ fn wait_for_port(address: &str) {
 #[test]
 fn push_list_show_pull_and_immutability() {
     let registry = TestRegistry::start();
-    let scratch = Scratch::new();
+    let scratch = TestContext::new();
     let pushed = push_examples(&scratch, &registry.address);
     assert_eq!(pushed.len(), 3);
     let code_generation = &pushed[0];
@@ -174,8 +160,8 @@ fn push_list_show_pull_and_immutability() {
     assert_eq!(again[0]["digest"], digest.as_str());
     assert_eq!(again[0]["uploaded"], false);
 
-    let list = scratch.pallet(&["list", "--json", "--registry", &registry.address]);
-    let list: Value = serde_json::from_str(&stdout(succeeded(&list))).unwrap();
+    let list =
+        succeeded_json(&scratch.output(&["list", "--json", "--registry", &registry.address]));
     let repositories: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -192,14 +178,13 @@ fn push_list_show_pull_and_immutability() {
     );
     assert_eq!(list[0]["versions"][0]["digest"], digest.as_str());
 
-    let show = scratch.pallet(&[
+    let show = succeeded_json(&scratch.output(&[
         "show",
         "code-generation-v1",
         "--json",
         "--registry",
         &registry.address,
-    ]);
-    let show: Value = serde_json::from_str(&stdout(succeeded(&show))).unwrap();
+    ]));
     assert_eq!(show["digest"], digest.as_str());
     assert_eq!(show["version"], "1.0.0");
     assert_eq!(show["config"]["id"], "code-generation-v1");
@@ -208,9 +193,9 @@ fn push_list_show_pull_and_immutability() {
         "code-generation.yaml"
     );
 
-    let pulled = scratch.path().join("pulled");
+    let pulled = scratch.join("pulled");
     let reference = format!("code-generation@{digest}");
-    let pull = scratch.pallet(&[
+    let pull = scratch.output(&[
         "pull",
         &reference,
         "-o",
@@ -224,41 +209,53 @@ fn push_list_show_pull_and_immutability() {
         std::fs::read(&workflow_files()[0]).unwrap()
     );
 
-    // A changed file under the same version is refused, then forced.
-    let changed = scratch.path().join("code-generation.yaml");
+    push_of_a_changed_file_is_refused_then_forced(&scratch, &registry.address, &digest);
+    push_with_an_invalid_file_pushes_nothing(&scratch, &registry.address);
+}
+
+/// A changed file under the same version is refused, then forced.
+fn push_of_a_changed_file_is_refused_then_forced(
+    scratch: &TestContext,
+    registry: &str,
+    digest: &str,
+) {
+    let changed = scratch.join("code-generation.yaml");
     let text = std::fs::read_to_string(&workflow_files()[0]).unwrap();
     std::fs::write(&changed, format!("{text}\n# changed\n")).unwrap();
     let changed = changed.to_str().unwrap();
-    let refused = scratch.pallet(&["push", changed, "--registry", &registry.address]);
+    let refused = scratch.output(&["push", changed, "--registry", registry]);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert!(
         stderr(&refused).contains("already exists"),
         "{}",
         stderr(&refused)
     );
-    let forced = scratch.pallet(&["push", "--force", changed, "--registry", &registry.address]);
+    let forced = scratch.output(&["push", "--force", changed, "--registry", registry]);
     let forced_line = stdout(succeeded(&forced));
     assert!(
         forced_line.starts_with("code-generation-v1 1.0.0 sha256:"),
         "{forced_line}"
     );
-    assert!(!forced_line.contains(&digest), "{forced_line}");
+    assert!(!forced_line.contains(digest), "{forced_line}");
+}
 
-    // An invalid file among valid ones: nothing is pushed.
-    let invalid = scratch.path().join("invalid.yaml");
+/// An invalid file among valid ones: nothing is pushed.
+fn push_with_an_invalid_file_pushes_nothing(scratch: &TestContext, registry: &str) {
+    let text = std::fs::read_to_string(&workflow_files()[0]).unwrap();
+    let invalid = scratch.join("invalid.yaml");
     std::fs::write(&invalid, "metadata:\n  id: broken-v1\nsteps: 3\n").unwrap();
-    let new_valid = scratch.path().join("new.yaml");
+    let new_valid = scratch.join("new.yaml");
     std::fs::write(
         &new_valid,
         text.replace("id: code-generation-v1", "id: brand-new-v1"),
     )
     .unwrap();
-    let rejected = scratch.pallet(&[
+    let rejected = scratch.output(&[
         "push",
         new_valid.to_str().unwrap(),
         invalid.to_str().unwrap(),
         "--registry",
-        &registry.address,
+        registry,
     ]);
     assert_eq!(rejected.status.code(), Some(2), "{}", stderr(&rejected));
     assert!(
@@ -266,8 +263,7 @@ fn push_list_show_pull_and_immutability() {
         "{}",
         stderr(&rejected)
     );
-    let list = scratch.pallet(&["list", "--json", "--registry", &registry.address]);
-    let list: Value = serde_json::from_str(&stdout(succeeded(&list))).unwrap();
+    let list = succeeded_json(&scratch.output(&["list", "--json", "--registry", registry]));
     assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
 }
 
@@ -275,32 +271,13 @@ fn push_list_show_pull_and_immutability() {
 fn run_resolves_through_the_registry_with_registry_agents_and_cache() {
     let mut registry = TestRegistry::start();
     let address = registry.address.clone();
-    let scratch = Scratch::new();
+    let scratch = TestContext::new();
     let pushed = push_examples(&scratch, &address);
     let digest = pushed[0]["digest"].as_str().unwrap().to_string();
     let agents = AgentProcesses::start(&scratch);
-    let mut push_cards = vec!["agents", "push", "--json", "--registry", &address];
-    push_cards.extend(agents.urls.iter().map(String::as_str));
-    succeeded(&scratch.pallet(&push_cards));
-    // A card whose agent does not answer, offering the plan skill too.
-    let card = fetch_json(&format!("{}/.well-known/agent-card.json", agents.urls[0]));
-    let mut dead = card.clone();
-    dead["name"] = "dead planner".into();
-    dead["supportedInterfaces"][0]["url"] = format!("http://{}", closed_port_address()).into();
-    let dead_file = scratch.path().join("dead.json");
-    std::fs::write(&dead_file, dead.to_string()).unwrap();
-    succeeded(&scratch.pallet(&[
-        "agents",
-        "push",
-        dead_file.to_str().unwrap(),
-        "--registry",
-        &address,
-    ]));
-    let listed = scratch.pallet(&["agents", "list", "--json", "--registry", &address]);
-    let listed: Value = serde_json::from_str(&stdout(succeeded(&listed))).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 8, "{listed}");
+    push_the_cards_and_a_dead_one(&scratch, &agents, &address);
 
-    let run = scratch.pallet(&[
+    let run = scratch.output(&[
         "run",
         "--workflow",
         "code-generation-v1",
@@ -312,9 +289,7 @@ fn run_resolves_through_the_registry_with_registry_agents_and_cache() {
     assert!(messages.contains("agent cards in registry"), "{messages}");
     assert!(!messages.contains("built-in"), "{messages}");
     assert!(messages.contains(&digest), "{messages}");
-    let metadata: Value =
-        serde_json::from_slice(&std::fs::read(scratch.path().join("app/metadata.json")).unwrap())
-            .unwrap();
+    let metadata = read_json(&scratch.join("app/metadata.json"));
     assert_eq!(metadata["digest"], digest.as_str());
     assert_eq!(
         metadata["workflow_source"],
@@ -324,7 +299,7 @@ fn run_resolves_through_the_registry_with_registry_agents_and_cache() {
     // Warm, with agents from the registry: the workflow's tag check, then one
     // catalog request and one tag list per agent card (8).
     let before = registry.logged_requests();
-    succeeded(&scratch.pallet(&[
+    succeeded(&scratch.output(&[
         "run",
         "--workflow",
         "code-generation-v1",
@@ -347,46 +322,15 @@ fn run_resolves_through_the_registry_with_registry_agents_and_cache() {
     }
     warm.push("Create a factorial function");
     let before = registry.logged_requests();
-    succeeded(&scratch.pallet(&warm));
+    succeeded(&scratch.output(&warm));
     assert_eq!(registry.logged_requests() - before, 1);
 
-    // An unknown skill fails before the first step, naming what was searched.
-    let unknown = scratch.path().join("unknown.yaml");
-    std::fs::write(
-        &unknown,
-        "metadata:\n  id: unknown-v1\n  name: unknown\n  version: 1.0.0\nsteps:\n  - { id: plan, skill: create_plan }\n  - { id: launch, skill: launch_rocket }\n",
-    )
-    .unwrap();
-    let run = scratch.pallet(&[
-        "run",
-        "--file",
-        unknown.to_str().unwrap(),
-        "--registry",
-        &address,
-        "x",
-    ]);
-    let messages = stderr(&run);
-    assert_eq!(run.status.code(), Some(1), "{messages}");
-    assert!(messages.contains("`launch_rocket`"), "{messages}");
-    assert!(
-        messages.contains(&format!("registry {address}")),
-        "{messages}"
-    );
-    let record: Value =
-        serde_json::from_slice(&std::fs::read(scratch.path().join("app/run.json")).unwrap())
-            .unwrap();
-    let started = record["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|step| step["status"] != "skipped" || step["attempts"] != 0)
-        .count();
-    assert_eq!(started, 0, "{record}");
+    an_unknown_skill_fails_before_the_first_step(&scratch, &address);
 
     registry.stop();
     let mut offline = warm.clone();
     offline.insert(1, "--offline");
-    let run = scratch.pallet(&offline);
+    let run = scratch.output(&offline);
     assert!(
         stderr(succeeded(&run)).contains(&digest),
         "{}",
@@ -396,13 +340,70 @@ fn run_resolves_through_the_registry_with_registry_agents_and_cache() {
     missing[3] = "never-pushed-v1";
     // Not in the cache, then not in the local sources either: a workflow that
     // exists nowhere is bad input, as without a registry.
-    let run = scratch.pallet(&missing);
+    let run = scratch.output(&missing);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(
         stderr(&run).contains("not in the local cache"),
         "{}",
         stderr(&run)
     );
+}
+
+/// Pushes the cards of `agents`, and a card whose agent does not answer.
+fn push_the_cards_and_a_dead_one(scratch: &TestContext, agents: &AgentProcesses, address: &str) {
+    let mut push_cards = vec!["agents", "push", "--json", "--registry", address];
+    push_cards.extend(agents.urls.iter().map(String::as_str));
+    succeeded(&scratch.output(&push_cards));
+    // A card whose agent does not answer, offering the plan skill too.
+    let card = fetch_json(&format!("{}/.well-known/agent-card.json", agents.urls[0]));
+    let mut dead = card.clone();
+    dead["name"] = "dead planner".into();
+    dead["supportedInterfaces"][0]["url"] = format!("http://{}", closed_port_address()).into();
+    let dead_file = scratch.join("dead.json");
+    std::fs::write(&dead_file, dead.to_string()).unwrap();
+    succeeded(&scratch.output(&[
+        "agents",
+        "push",
+        dead_file.to_str().unwrap(),
+        "--registry",
+        address,
+    ]));
+    let listed =
+        succeeded_json(&scratch.output(&["agents", "list", "--json", "--registry", address]));
+    assert_eq!(listed.as_array().unwrap().len(), 8, "{listed}");
+}
+
+/// An unknown skill fails before the first step, naming what was searched.
+fn an_unknown_skill_fails_before_the_first_step(scratch: &TestContext, address: &str) {
+    let unknown = scratch.join("unknown.yaml");
+    std::fs::write(
+        &unknown,
+        "metadata:\n  id: unknown-v1\n  name: unknown\n  version: 1.0.0\nsteps:\n  - { id: plan, skill: create_plan }\n  - { id: launch, skill: launch_rocket }\n",
+    )
+    .unwrap();
+    let run = scratch.output(&[
+        "run",
+        "--file",
+        unknown.to_str().unwrap(),
+        "--registry",
+        address,
+        "x",
+    ]);
+    let messages = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{messages}");
+    assert!(messages.contains("`launch_rocket`"), "{messages}");
+    assert!(
+        messages.contains(&format!("registry {address}")),
+        "{messages}"
+    );
+    let record = read_json(&scratch.join("app/run.json"));
+    let started = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["status"] != "skipped" || step["attempts"] != 0)
+        .count();
+    assert_eq!(started, 0, "{record}");
 }
 
 /// A blocking fetch from a sync test, with curl (installed wherever the tests run).
@@ -415,15 +416,15 @@ fn fetch_json(url: &str) -> Value {
 #[test]
 fn a_broken_credential_helper_is_a_warning_not_a_failure() {
     let registry = TestRegistry::start();
-    let scratch = Scratch::new();
-    std::fs::create_dir_all(scratch.path().join("docker")).unwrap();
+    let scratch = TestContext::new();
+    std::fs::create_dir_all(scratch.join("docker")).unwrap();
     std::fs::write(
-        scratch.path().join("docker/config.json"),
+        scratch.join("docker/config.json"),
         r#"{"credsStore": "pallet-test-absent-helper"}"#,
     )
     .unwrap();
     push_examples(&scratch, &registry.address);
-    let list = scratch.pallet(&["list", "--json", "--registry", &registry.address]);
+    let list = scratch.output(&["list", "--json", "--registry", &registry.address]);
     let messages = stderr(succeeded(&list));
     assert!(
         messages.contains("docker-credential-pallet-test-absent-helper"),
@@ -433,9 +434,10 @@ fn a_broken_credential_helper_is_a_warning_not_a_failure() {
 
 #[test]
 fn configured_registry_down_is_an_error() {
-    let scratch = Scratch::new();
+    let scratch = TestContext::new();
     let closed = closed_port_address();
-    let run = scratch.pallet_with(
+    let run = pallet_with(
+        &scratch,
         &[
             "run",
             "--workflow",
@@ -449,12 +451,10 @@ fn configured_registry_down_is_an_error() {
     assert!(messages.contains("not answering"), "{messages}");
     // No silent fallback: nothing ran.
     assert!(!messages.contains("none answering"), "{messages}");
-    assert!(!scratch.path().join("app").exists(), "{messages}");
+    assert!(!scratch.join("app").exists(), "{messages}");
 
     let script = scratch
-        .command("bash")
-        .arg(repository_root().join("scripts/push_workflows.sh"))
-        .env("PALLET_BIN", PALLET)
+        .script(repository_root().join("scripts/push_workflows.sh"))
         .env("PALLET_REGISTRY", &closed)
         .output()
         .unwrap();
@@ -470,9 +470,10 @@ fn configured_registry_down_is_an_error() {
 /// points it at a closed port so the test does not depend on what runs there.
 #[test]
 fn absent_default_registry_falls_back_to_the_builtin_workflow() {
-    let scratch = Scratch::new();
+    let scratch = TestContext::new();
     let closed = closed_port_address();
-    let run = scratch.pallet_with(
+    let run = pallet_with(
+        &scratch,
         &["run", "Create a factorial function"],
         &[("PALLET_DEFAULT_REGISTRY", closed.as_str())],
     );
@@ -483,9 +484,7 @@ fn absent_default_registry_falls_back_to_the_builtin_workflow() {
         .collect();
     assert_eq!(fallback.len(), 1, "{messages}");
     assert!(fallback[0].contains("built-in"), "{messages}");
-    let metadata: Value =
-        serde_json::from_slice(&std::fs::read(scratch.path().join("app/metadata.json")).unwrap())
-            .unwrap();
+    let metadata = read_json(&scratch.join("app/metadata.json"));
     assert_eq!(metadata["digest"], "built-in");
 }
 
@@ -513,81 +512,73 @@ fn process_gone(pid: &str) -> bool {
     }
 }
 
-#[test]
-fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
-    let scratch = Scratch::new();
-    let registry_port = free_port_run(1, 20000);
-    let agent_port = free_port_run(7, registry_port).to_string();
-    let registry_port = registry_port.to_string();
-    let state = scratch.path().join("state");
-    let bootstrap = repository_root().join("scripts/bootstrap.sh");
-    let environment = |command: &mut Command| {
-        command
-            .env("PALLET_BIN", PALLET)
-            .env("PALLET_REGISTRY_PORT", &registry_port)
-            .env("PALLET_AGENT_BASE_PORT", &agent_port)
-            .env("PALLET_BOOTSTRAP_DIR", &state);
-    };
-    let mut start = scratch.command("bash");
-    start.arg(&bootstrap);
-    environment(&mut start);
-    let started = start.output().unwrap();
-    let stop = || {
-        let mut stop = scratch.command("bash");
-        stop.arg(&bootstrap).arg("stop");
-        environment(&mut stop);
-        stop.output().unwrap()
-    };
-    let pids: Vec<String> = std::fs::read_dir(&state)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|entry| {
-                    entry
-                        .path()
-                        .extension()
-                        .is_some_and(|extension| extension == "pid")
-                })
-                .map(|entry| {
-                    std::fs::read_to_string(entry.path())
-                        .unwrap()
-                        .trim()
-                        .to_string()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if !started.status.success() {
-        stop();
-        panic!(
-            "bootstrap failed:\n{}\n{}",
-            stdout(&started),
-            stderr(&started)
-        );
-    }
-    assert_eq!(pids.len(), 8, "{}", stdout(&started));
-    assert!(
-        stdout(&started).contains("code-generation-v1 1.0.0 sha256:"),
-        "{}",
-        stdout(&started)
-    );
+/// scripts/bootstrap.sh run from a scratch directory on free ports, its state
+/// under the scratch directory; `stop` runs again when dropped, so a failing
+/// test leaves none of the processes it started (they run in sessions of
+/// their own, out of reach of a process-group guard).
+struct Bootstrap<'a> {
+    scratch: &'a TestContext,
+    registry_port: String,
+    agent_port: String,
+    state: PathBuf,
+}
 
-    // Twice is harmless: nothing new is started, nothing pushed again.
-    let mut again = scratch.command("bash");
-    again.arg(&bootstrap);
-    environment(&mut again);
-    let again = again.output().unwrap();
-    let again_text = stdout(&again);
-    if !again.status.success()
-        || again_text.matches("already running").count() != 8
-        || !again_text.contains("(unchanged)")
-        || again_text.contains("(pushed)")
-    {
-        stop();
-        panic!("second bootstrap:\n{again_text}\n{}", stderr(&again));
+impl Bootstrap<'_> {
+    fn new(scratch: &TestContext) -> Bootstrap<'_> {
+        let registry_port = free_port_run(1, 20000);
+        let agent_port = free_port_run(7, registry_port).to_string();
+        Bootstrap {
+            scratch,
+            registry_port: registry_port.to_string(),
+            agent_port,
+            state: scratch.join("state"),
+        }
     }
 
-    let registry = format!("127.0.0.1:{registry_port}");
+    /// `scripts/bootstrap.sh ARGS` (no ARGS: start).
+    fn run(&self, arguments: &[&str]) -> Output {
+        self.scratch
+            .script(repository_root().join("scripts/bootstrap.sh"))
+            .args(arguments)
+            .env("PALLET_REGISTRY_PORT", &self.registry_port)
+            .env("PALLET_AGENT_BASE_PORT", &self.agent_port)
+            .env("PALLET_BOOTSTRAP_DIR", &self.state)
+            .output()
+            .unwrap()
+    }
+
+    /// The PIDs in its pidfiles.
+    fn pids(&self) -> Vec<String> {
+        std::fs::read_dir(&self.state)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| {
+                        entry
+                            .path()
+                            .extension()
+                            .is_some_and(|extension| extension == "pid")
+                    })
+                    .map(|entry| {
+                        std::fs::read_to_string(entry.path())
+                            .unwrap()
+                            .trim()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Bootstrap<'_> {
+    fn drop(&mut self) {
+        let _ = self.run(&["stop"]);
+    }
+}
+
+/// The three example runs through the registry at `registry`: what went wrong.
+fn run_the_examples_through(scratch: &TestContext, registry: &str) -> Vec<String> {
     let runs: [&[&str]; 3] = [
         &[
             "--workflow",
@@ -610,12 +601,11 @@ fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
     ];
     let mut failures = Vec::new();
     for arguments in runs {
-        let mut command = vec!["run", "--registry", registry.as_str()];
+        let mut command = vec!["run", "--registry", registry];
         command.extend_from_slice(arguments);
-        let run = scratch.pallet(&command);
+        let run = scratch.output(&command);
         let messages = stderr(&run);
-        let record =
-            std::fs::read_to_string(scratch.path().join("app/run.json")).unwrap_or_default();
+        let record = std::fs::read_to_string(scratch.join("app/run.json")).unwrap_or_default();
         // The router hands code requests to code-generation-v1, resolved in the registry too.
         if arguments[1] == "smart-router-v1"
             && !record.contains(&format!("{registry}/workflows/code-generation@sha256:"))
@@ -629,12 +619,46 @@ fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
             failures.push(format!("{arguments:?}: {:?}\n{messages}", run.status));
         }
     }
-    let status = {
-        let mut status = scratch.command("bash");
-        status.arg(&bootstrap).arg("status");
-        environment(&mut status);
-        stdout(&status.output().unwrap())
-    };
+    failures
+}
+
+#[test]
+fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
+    let scratch = TestContext::new();
+    let bootstrap = Bootstrap::new(&scratch);
+    let started = bootstrap.run(&[]);
+    let stop = || bootstrap.run(&["stop"]);
+    let pids = bootstrap.pids();
+    if !started.status.success() {
+        stop();
+        panic!(
+            "bootstrap failed:\n{}\n{}",
+            stdout(&started),
+            stderr(&started)
+        );
+    }
+    assert_eq!(pids.len(), 8, "{}", stdout(&started));
+    assert!(
+        stdout(&started).contains("code-generation-v1 1.0.0 sha256:"),
+        "{}",
+        stdout(&started)
+    );
+
+    // Twice is harmless: nothing new is started, nothing pushed again.
+    let again = bootstrap.run(&[]);
+    let again_text = stdout(&again);
+    if !again.status.success()
+        || again_text.matches("already running").count() != 8
+        || !again_text.contains("(unchanged)")
+        || again_text.contains("(pushed)")
+    {
+        stop();
+        panic!("second bootstrap:\n{again_text}\n{}", stderr(&again));
+    }
+
+    let registry = format!("127.0.0.1:{}", bootstrap.registry_port);
+    let failures = run_the_examples_through(&scratch, &registry);
+    let status = stdout(&bootstrap.run(&["status"]));
     let stopped = stop();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(status.matches(": running").count(), 8, "{status}");
@@ -652,7 +676,7 @@ fn bootstrap_then_all_examples_through_registry_discovery_then_stop() {
 #[test]
 fn list_shows_an_unreadable_tag_as_a_warning_and_lists_the_others() {
     let registry = TestRegistry::start();
-    let scratch = Scratch::new();
+    let scratch = TestContext::new();
     let pushed = push_examples(&scratch, &registry.address);
     let broken = pushed
         .iter()
@@ -672,8 +696,8 @@ fn list_shows_an_unreadable_tag_as_a_warning_and_lists_the_others() {
     std::fs::remove_dir_all(&blob).unwrap_or_else(|error| panic!("{}: {error}", blob.display()));
 
     // Another machine's view: nothing of it in the local cache.
-    let scratch = Scratch::new();
-    let text = scratch.pallet(&["list", "--registry", &registry.address]);
+    let scratch = TestContext::new();
+    let text = scratch.output(&["list", "--registry", &registry.address]);
     let listed = stdout(succeeded(&text));
     assert!(
         listed.contains("workflows/code-generation\n  1.0.0 sha256:"),
@@ -693,8 +717,8 @@ fn list_shows_an_unreadable_tag_as_a_warning_and_lists_the_others() {
             && !router.contains("1.0.0 sha256:"),
         "{listed}"
     );
-    let json = scratch.pallet(&["list", "--json", "--registry", &registry.address]);
-    let json: Value = serde_json::from_str(&stdout(succeeded(&json))).unwrap();
+    let json =
+        succeeded_json(&scratch.output(&["list", "--json", "--registry", &registry.address]));
     let router = json
         .as_array()
         .unwrap()

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use pallet::agent::{AgentClient, StaticDiscovery};
 use pallet::builtin::BuiltinWorkflows;
 use pallet::engine::Engine;
-use pallet::store::durable::{Decision, RunError, Runner};
-use pallet::store::{NewRun, RunChange, RunState, RunStore, StoreError};
+use pallet::runs::{Decision, RunError, Runner};
+use pallet::store::{
+    AttemptStatus, ManualClock, NewRun, RunChange, RunState, RunStore, StoreError,
+};
 use pallet::workflow::{LoadedWorkflow, load_str};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -114,7 +116,9 @@ fn the_store_refuses_invalid_transitions_and_writes_nothing() {
     ];
     let mut expected_history = 1;
     for (to, allowed) in steps {
-        let result = store.transition(&run.id, RunChange::new(to, "test", "tester"));
+        let result = store
+            .transition(&run.id, RunChange::new(to, "test", "tester"))
+            .wait();
         match (allowed, result) {
             (true, Ok(_)) => expected_history += 1,
             (false, Err(StoreError::Transition(refused))) => assert_eq!(refused.to, to),
@@ -320,7 +324,10 @@ async fn a_rejection_fails_the_run_or_sends_it_back_for_rework() {
 async fn an_expired_approval_applies_its_timeout_decision() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
     let directory = tempfile::tempdir().unwrap();
-    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let clock = ManualClock::new();
+    let store = RunStore::open(&directory.path().join("runs.db"))
+        .unwrap()
+        .with_clock(clock.clone());
     let engine = engine(&agent);
     let runner = starter(&store, &engine);
     let steps = |on_timeout: &str| {
@@ -352,7 +359,7 @@ async fn an_expired_approval_applies_its_timeout_decision() {
         .await
         .unwrap_err();
     assert!(matches!(early, RunError::Waiting { .. }), "{early}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_millis(300));
 
     let resumed = runner
         .resume(&approving.run.id, CancellationToken::new())
@@ -404,6 +411,7 @@ async fn a_run_cancelled_elsewhere_starts_no_further_step() {
                 &id,
                 RunChange::new(RunState::Cancelled, "cancelled", "operator"),
             )
+            .wait()
             .unwrap();
     };
     let (outcome, ()) = tokio::join!(run, cancel_elsewhere);
@@ -553,10 +561,9 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
                 attempts
                     .iter()
                     .find(|attempt| attempt.step_id == step)
-                    .map(|attempt| attempt.status.clone())
+                    .map(|attempt| attempt.status.as_str())
             };
-            status("one").as_deref() == Some("completed")
-                && status("slow").as_deref() == Some("running")
+            status("one") == Some("completed") && status("slow") == Some("running")
         })
     })
     .await
@@ -614,7 +621,7 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         .unwrap()
         .into_iter()
         .filter(|attempt| attempt.step_id == "slow")
-        .map(|attempt| (attempt.attempt, attempt.status))
+        .map(|attempt| (attempt.attempt, attempt.status.to_string()))
         .collect();
     assert_eq!(
         slow,
@@ -794,8 +801,12 @@ async fn idempotency_keys_repeat_for_an_interrupted_attempt_and_change_for_rewor
             &id,
             RunChange::new(RunState::InProgress, "started", "tester"),
         )
+        .wait()
         .unwrap();
-    store.start_attempt(&id, "draft", "running").unwrap();
+    store
+        .start_attempt(&id, "draft", AttemptStatus::Running, None)
+        .wait()
+        .unwrap();
 
     let resumed = runner.resume(&id, CancellationToken::new()).await.unwrap();
     assert_eq!(resumed.run.status, RunState::WaitingApproval);
@@ -863,7 +874,7 @@ fn attempt_statuses(store: &RunStore, id: &str, step: &str) -> Vec<String> {
         .unwrap()
         .into_iter()
         .filter(|attempt| attempt.step_id == step)
-        .map(|attempt| attempt.status)
+        .map(|attempt| attempt.status.to_string())
         .collect()
 }
 
@@ -1020,7 +1031,7 @@ async fn an_executor_whose_lease_was_taken_over_stops_and_records_nothing() {
     let engine = engine(&agent);
     let runner = starter(&store, &engine);
     // Longer than one renewal period, so the renewal finds the lease gone.
-    let ms = pallet::store::lease::RENEW_EVERY.as_millis() * 3;
+    let ms = pallet::runs::lease::RENEW_EVERY.as_millis() * 3;
     let steps = format!(
         "  - {{id: slow, skill: sleep, inputs: {{ms: {ms}}}}}\n  - {{id: after, skill: last}}\n"
     );
@@ -1044,7 +1055,7 @@ async fn an_executor_whose_lease_was_taken_over_stops_and_records_nothing() {
     let (outcome, ()) = tokio::join!(run, take_over);
     let error = outcome.unwrap_err();
     assert!(matches!(error, RunError::LeaseLost { .. }), "{error}");
-    assert!(started.elapsed() < pallet::store::lease::RENEW_EVERY * 2);
+    assert!(started.elapsed() < pallet::runs::lease::RENEW_EVERY * 2);
     let id = store.list(None, 1).unwrap()[0].id.clone();
     assert_eq!(store.get(&id).unwrap().status, RunState::InProgress);
     assert_eq!(agent.calls("last"), 0, "no step starts after the takeover");
@@ -1165,7 +1176,7 @@ fn child_engine(url: String, dir: &Path) -> Engine {
     Engine {
         discovery: Arc::new(StaticDiscovery::new(vec![url])),
         client: AgentClient::new(),
-        workflows: Arc::new(pallet::engine::DirectorySource::new(dir)),
+        workflows: Arc::new(pallet::workflow::DirectorySource::new(dir)),
         events: None,
     }
 }
@@ -1177,7 +1188,7 @@ fn attempts_of(store: &RunStore, id: &str, step: &str) -> Vec<(u32, String)> {
         .unwrap()
         .into_iter()
         .filter(|attempt| attempt.step_id == step)
-        .map(|attempt| (attempt.attempt, attempt.status))
+        .map(|attempt| (attempt.attempt, attempt.status.to_string()))
         .collect()
 }
 
@@ -1458,7 +1469,10 @@ async fn an_expired_child_approval_applies_its_timeout_decision() {
         )
         .unwrap();
     }
-    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let clock = ManualClock::new();
+    let store = RunStore::open(&directory.path().join("runs.db"))
+        .unwrap()
+        .with_clock(clock.clone());
     let engine = child_engine(agent.url(), directory.path());
     let runner = starter(&store, &engine);
     let parent = |on_timeout: &str| {
@@ -1488,7 +1502,7 @@ async fn an_expired_child_approval_applies_its_timeout_decision() {
         early.to_string(),
         format!("run `{}` waits for approval at step `build/gate`", ids[0])
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_millis(300));
 
     let resumed = runner
         .resume(&ids[0], CancellationToken::new())
@@ -1616,10 +1630,9 @@ steps:
                     .iter()
                     .rev()
                     .find(|attempt| attempt.step_id == step)
-                    .map(|attempt| attempt.status.clone())
+                    .map(|attempt| attempt.status.as_str())
             };
-            status("build/publish").as_deref() == Some("completed")
-                && status("build/slow").as_deref() == Some("running")
+            status("build/publish") == Some("completed") && status("build/slow") == Some("running")
         })
     })
     .await
@@ -1746,7 +1759,7 @@ async fn an_approval_in_a_parallel_branch_lets_its_siblings_finish() {
         .unwrap()
         .into_iter()
         .filter(|attempt| attempt.step_id == "slow")
-        .map(|attempt| attempt.status)
+        .map(|attempt| attempt.status.to_string())
         .collect();
     assert_eq!(slow, ["completed"], "the sibling ran to its end once");
     let approved = runner

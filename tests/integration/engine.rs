@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pallet::agent::{AgentClient, StaticDiscovery};
-use pallet::engine::{
-    DirectorySource, Engine, Event, RunRecord, RunStatus, StepRecord, StepStatus,
-};
-use pallet::workflow::{LoadedWorkflow, load_str};
+use pallet::engine::{Engine, Event, RunRecord, RunStatus, StepRecord, StepStatus};
+use pallet::workflow::{DirectorySource, LoadedWorkflow, load_str};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -2,54 +2,44 @@
 //! nesting, alias bombs, NUL bytes, many problems. Each must end quickly with
 //! a located diagnostic (exit 2), never a crash or a runaway allocation.
 
-use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::TestContext;
+use crate::support::pallet::Spawned;
 
 const HEAD: &str = "metadata: {id: hostile, name: Hostile, version: 1.0.0}\nsteps:\n";
 
-/// A `pallet` process killed when dropped, so a runaway one never outlives the test.
-struct Process(Option<Child>);
-
-impl Process {
-    /// Waits for the process at most `limit`, then kills it and fails.
-    fn wait(mut self, limit: Duration) -> (Output, Duration) {
-        let started = Instant::now();
-        let mut child = self.0.take().expect("process runs");
-        while child.try_wait().expect("process state").is_none() {
-            if started.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("pallet took more than {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (child.wait_with_output().expect("output"), started.elapsed())
+/// Waits for `process` at most `limit`, else fails (its guard then kills it
+/// and its group, so a runaway one never outlives the test).
+fn wait(mut process: Spawned, limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    while process.try_wait().expect("process state").is_none() {
+        assert!(
+            started.elapsed() <= limit,
+            "pallet took more than {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
+    (process.wait_with_output(), started.elapsed())
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// `pallet validate FILE` in `directory`, with every home and XDG directory inside it.
-fn validate(directory: &Path, file: &str) -> Process {
-    let mut command = crate::support::pallet::pallet_in(directory);
-    command.args(["validate", file]);
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    Process(Some(command.spawn().expect("pallet starts")))
+/// `pallet validate FILE` in `context`, with every home and XDG directory inside it.
+fn validate(context: &TestContext, file: &str) -> Spawned {
+    Spawned::spawn(
+        context
+            .pallet()
+            .args(["validate", file])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
 }
 
 /// Writes `text` as `name` in a fresh directory and validates it there.
 fn validate_text(name: &str, text: &[u8], limit: Duration) -> (i32, String, Duration) {
-    let directory = tempfile::tempdir().unwrap();
-    std::fs::write(directory.path().join(name), text).unwrap();
-    let (output, took) = validate(directory.path(), name).wait(limit);
+    let context = TestContext::new();
+    context.write(name, text);
+    let (output, took) = wait(validate(&context, name), limit);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let code = output.status.code().unwrap_or_else(|| {
         panic!(

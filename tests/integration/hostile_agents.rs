@@ -2,14 +2,14 @@
 //! URLs or name unknown task states; each a real server on a loopback port.
 
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use pallet::agent::{AgentClient, CallError, CallRequest, StaticDiscovery};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::TestContext;
 use crate::support::hostile_agent::{Answer, HostileAgent};
 
 const MIB: usize = 1024 * 1024;
@@ -266,13 +266,9 @@ async fn credentials_in_a_card_interface_url_are_refused_and_never_sent() {
     );
 }
 
-/// `pallet` with every home and XDG directory in `home`, nothing inherited.
-fn pallet(home: &Path) -> Command {
-    crate::support::pallet::pallet_in(home)
-}
-
-fn run(home: &Path, arguments: &[&str]) -> Output {
-    pallet(home).arg("run").args(arguments).output().unwrap()
+/// `pallet run ARGS` in `home`, with every home and XDG directory in it.
+fn run(home: &TestContext, arguments: &[&str]) -> Output {
+    home.pallet().arg("run").args(arguments).output().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -282,13 +278,9 @@ async fn pallet_run_fails_the_step_naming_its_limit_and_survives() {
         streamed: false,
     })
     .await;
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("big.yaml"),
-        "metadata: {id: big, name: Big, version: 1.0.0}\nsteps:\n  - {id: fetch, skill: big, max_response_size: 1KiB}\n",
-    )
-    .unwrap();
-    let (path, url) = (home.path().to_path_buf(), agent.url());
+    let home = TestContext::new();
+    home.write("big.yaml", "metadata: {id: big, name: Big, version: 1.0.0}\nsteps:\n  - {id: fetch, skill: big, max_response_size: 1KiB}\n");
+    let (path, url) = (home.clone(), agent.url());
     let output = tokio::task::spawn_blocking(move || {
         run(
             &path,
@@ -308,8 +300,7 @@ async fn pallet_run_fails_the_step_naming_its_limit_and_survives() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let record: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("out/run.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(home.join("out/run.json")).unwrap()).unwrap();
     let error = record["steps"][0]["error"].as_str().unwrap();
     assert!(
         error.starts_with("step `fetch` failed: agent `hostile`"),
@@ -320,14 +311,13 @@ async fn pallet_run_fails_the_step_naming_its_limit_and_survives() {
 
 #[test]
 fn pallet_run_refuses_an_agent_url_with_credentials() {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("one.yaml"),
+    let home = TestContext::new();
+    home.write(
+        "one.yaml",
         "metadata: {id: one, name: One, version: 1.0.0}\nsteps:\n  - {id: fetch, skill: big}\n",
-    )
-    .unwrap();
+    );
     let output = run(
-        home.path(),
+        &home,
         &[
             "--file",
             "one.yaml",

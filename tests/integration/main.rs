@@ -16,6 +16,7 @@ mod fuzz;
 mod hostile;
 mod hostile_agents;
 mod original;
+mod output;
 mod reattach;
 mod registry;
 mod registry_hostile;

@@ -3,41 +3,17 @@
 //! `agents/<name>:v1` with `*_agent_card.json`), against real `pallet`
 //! processes, real agent processes and a real docker-registry.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use crate::support::TestContext;
 use crate::support::original_agent::OriginalAgent;
 use crate::support::registry::{TestRegistry, push_like_original};
 
 fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A temp directory holding HOME, every XDG directory and the working
-/// directory of the `pallet` processes; nothing comes from the caller's shell.
-struct Scratch {
-    directory: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            directory: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.directory.path()
-    }
-
-    fn pallet(&self, arguments: &[&str]) -> Output {
-        crate::support::pallet::pallet_in(self.path())
-            .args(arguments)
-            .output()
-            .unwrap()
-    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -92,7 +68,7 @@ fn code_generation_file() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn code_generation_runs_on_fastapi_agents_given_with_agent() {
     let agents = code_generation_agents().await;
-    let scratch = Scratch::new();
+    let scratch = TestContext::new();
     let mut arguments = vec!["run".to_string()];
     for (_, agent) in &agents {
         arguments.extend(["--agent".to_string(), agent.card_url()]);
@@ -104,7 +80,7 @@ async fn code_generation_runs_on_fastapi_agents_given_with_agent() {
         "Create a factorial function".to_string(),
     ]);
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-    let output = scratch.pallet(&arguments);
+    let output = scratch.output(&arguments);
     assert_code_generation_completed(&output, &agents);
 }
 
@@ -138,8 +114,8 @@ async fn code_generation_runs_on_fastapi_agents_found_in_the_registry() {
     let agents = code_generation_agents().await;
     let registry = TestRegistry::start();
     push_the_original_way(&registry, &agents).await;
-    let scratch = Scratch::new();
-    let output = scratch.pallet(&[
+    let scratch = TestContext::new();
+    let output = scratch.output(&[
         "run",
         "--registry",
         &registry.address,
@@ -161,9 +137,9 @@ async fn show_reads_the_originals_v1_tag_and_agents_list_its_cards_skills() {
     let agents = code_generation_agents().await;
     let registry = TestRegistry::start();
     push_the_original_way(&registry, &agents).await;
-    let scratch = Scratch::new();
+    let scratch = TestContext::new();
 
-    let shown = scratch.pallet(&[
+    let shown = scratch.output(&[
         "show",
         "--registry",
         &registry.address,
@@ -177,7 +153,7 @@ async fn show_reads_the_originals_v1_tag_and_agents_list_its_cards_skills() {
         "{shown}"
     );
 
-    let listed = scratch.pallet(&["agents", "list", "--registry", &registry.address]);
+    let listed = scratch.output(&["agents", "list", "--registry", &registry.address]);
     let listed = text(&succeeded(&listed).stdout);
     for (name, skill) in [
         ("planner", "create_plan"),
@@ -197,8 +173,8 @@ async fn show_reads_the_originals_v1_tag_and_agents_list_its_cards_skills() {
 async fn agents_push_reads_the_legacy_card_and_defaults_its_version() {
     let agent = OriginalAgent::start("planner", &["create_plan"]).await;
     let registry = TestRegistry::start();
-    let scratch = Scratch::new();
-    let pushed = scratch.pallet(&[
+    let scratch = TestContext::new();
+    let pushed = scratch.output(&[
         "agents",
         "push",
         "--registry",
@@ -218,7 +194,7 @@ async fn agents_push_reads_the_legacy_card_and_defaults_its_version() {
         (&"agents/planner".into(), &"1.0.0".into(), &"v1".into()),
         "{line}"
     );
-    let listed = scratch.pallet(&["agents", "list", "--registry", &registry.address]);
+    let listed = scratch.output(&["agents", "list", "--registry", &registry.address]);
     let listed = text(&succeeded(&listed).stdout);
     assert!(listed.contains("skills: create_plan"), "{listed}");
 }
@@ -233,8 +209,8 @@ fn checked(command: &mut Command) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_originals_tools_read_what_pallet_pushed_at_v1() {
     let registry = TestRegistry::start();
-    let scratch = Scratch::new();
-    let pushed = scratch.pallet(&[
+    let scratch = TestContext::new();
+    let pushed = scratch.output(&[
         "push",
         "--registry",
         &registry.address,
@@ -248,7 +224,7 @@ async fn the_originals_tools_read_what_pallet_pushed_at_v1() {
     let digest = line["digest"].as_str().unwrap();
 
     let v1 = format!("{}/workflows/code-generation:v1", registry.address);
-    let raw = checked(Command::new("skopeo").args([
+    let raw = checked(scratch.command("skopeo").args([
         "inspect",
         "--raw",
         "--tls-verify=false",
@@ -256,9 +232,9 @@ async fn the_originals_tools_read_what_pallet_pushed_at_v1() {
     ]));
     assert_eq!(pallet::registry::artifact::sha256_digest(&raw), digest);
 
-    let out = tempfile::tempdir().unwrap();
+    let out = TestContext::new();
     checked(
-        Command::new(crate::support::a2a_peer::python())
+        out.command(crate::support::a2a_peer::python())
             .arg("-c")
             .arg(
                 "import sys\nfrom oras.client import OrasClient\n\
@@ -274,10 +250,10 @@ async fn the_originals_tools_read_what_pallet_pushed_at_v1() {
     );
 
     // --no-alias leaves `v1` where it was.
-    let newer = scratch.path().join("code-generation.yaml");
+    let newer = scratch.join("code-generation.yaml");
     let text_v1 = std::fs::read_to_string(code_generation_file()).unwrap();
     std::fs::write(&newer, text_v1.replace("version: 1.0.0", "version: 1.1.0")).unwrap();
-    let quiet = scratch.pallet(&[
+    let quiet = scratch.output(&[
         "push",
         "--registry",
         &registry.address,
@@ -286,7 +262,7 @@ async fn the_originals_tools_read_what_pallet_pushed_at_v1() {
     ]);
     let quiet = text(&succeeded(&quiet).stdout);
     assert!(!quiet.contains("alias"), "{quiet}");
-    let raw = checked(Command::new("skopeo").args([
+    let raw = checked(scratch.command("skopeo").args([
         "inspect",
         "--raw",
         "--tls-verify=false",

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use pallet::store::{Attempt, RunState, RunStore};
 use serde_json::{Value, json};
 
-use crate::support::pallet::{Home, Spawned};
+use crate::support::TestContext;
+use crate::support::pallet::Spawned;
 use crate::support::sdk_peer::SdkPeer;
 
 /// One slow step on the agent, then one quick one.
@@ -21,7 +22,7 @@ steps:
 ";
 
 struct Killed {
-    home: Home,
+    home: TestContext,
     db: PathBuf,
     id: String,
     /// The interrupted attempt of `slow` as stored.
@@ -31,17 +32,17 @@ struct Killed {
 /// `pallet run` of [`WORKFLOW`] against `agent`, killed with SIGKILL once the
 /// attempt of `slow` holds the agent's task id.
 async fn run_and_kill(agent: &SdkPeer) -> Killed {
-    let home = Home::new();
-    let file = home.path().join("reattach.yaml");
+    let home = TestContext::new();
+    let file = home.join("reattach.yaml");
     std::fs::write(&file, WORKFLOW).unwrap();
-    let db = home.path().join("runs.db");
+    let db = home.join("runs.db");
     let mut run = home.pallet();
     run.args(["run", "--quiet", "--file"])
         .arg(&file)
         .arg("--db")
         .arg(&db)
         .args(["--agent", &agent.url(), "--out"])
-        .arg(home.path().join("out"))
+        .arg(home.join("out"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = Spawned::spawn(&mut run);

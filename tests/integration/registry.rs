@@ -556,7 +556,7 @@ async fn an_unreadable_agent_repository_does_not_hide_the_others() {
 
 #[tokio::test]
 async fn a_workflow_under_another_id_is_refused() {
-    use pallet::engine::WorkflowSource;
+    use pallet::workflow::WorkflowSource;
     let server = TestRegistry::start();
     let yaml = workflow("impostor-v1", "1.0.0", "pushed under the wrong name");
     push_like_original(

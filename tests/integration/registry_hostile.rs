@@ -9,14 +9,15 @@ use pallet::registry::{
     ArtifactKind, Reference, Registry, RegistryError, RegistryOptions, Timeouts,
 };
 
+use crate::support::TestContext;
 use crate::support::hostile_registry::{Blob, HostileRegistry};
-use crate::support::process::{output_within, pallet};
+use crate::support::process::output_within;
 
 #[tokio::test]
 async fn a_registry_that_hangs_mid_blob_fails_pallet_run_after_the_read_timeout() {
     let registry = HostileRegistry::start(Blob::HangsMidway).await;
-    let home = tempfile::tempdir().unwrap();
-    let mut command = pallet(home.path());
+    let home = TestContext::new();
+    let mut command = home.pallet();
     command
         .args([
             "run",

@@ -4,27 +4,28 @@
 //! repository pallet then pulls from.
 
 use std::path::Path;
-use std::process::Command;
 
 use pallet::registry::{
     ArtifactKind, Provenance, PushOptions, Reference, Registry, RegistryOptions,
 };
 
+use crate::support::TestContext;
 use crate::support::registry::TestRegistry;
 
 fn client(address: &str, cache: &Path) -> Registry {
     Registry::new(RegistryOptions::new(address, cache)).expect("registry client")
 }
 
-/// Runs a Python snippet using oras-py; `argv[1..]` are `arguments`.
-fn oras(script: &str, arguments: &[&str], directory: &Path) {
-    let output = Command::new(crate::support::a2a_peer::python())
+/// Runs a Python snippet using oras-py in `directory` (its home too);
+/// `argv[1..]` are `arguments`.
+fn oras(script: &str, arguments: &[&str], directory: &TestContext) {
+    let output = directory
+        .command(crate::support::a2a_peer::python())
         .arg("-c")
         .arg(format!(
             "import sys\nfrom oras.client import OrasClient\n{script}"
         ))
         .args(arguments)
-        .current_dir(directory)
         .output()
         .expect("python3 runs");
     assert!(
@@ -37,7 +38,7 @@ fn oras(script: &str, arguments: &[&str], directory: &Path) {
 #[tokio::test]
 async fn oras_pulls_a_pallet_artifact_by_its_title() {
     let server = TestRegistry::start();
-    let files = tempfile::tempdir().unwrap();
+    let files = TestContext::new();
     let text = "# comment kept\nmetadata:\n  id: demo-v1\n  name: Demo\n  version: \"1.0.0\"\nsteps:\n  - id: only\n    skill: echo\n";
     let path = files.path().join("demo.yaml");
     std::fs::write(&path, text).unwrap();
@@ -47,12 +48,12 @@ async fn oras_pulls_a_pallet_artifact_by_its_title() {
         .await
         .unwrap();
 
-    let out = tempfile::tempdir().unwrap();
+    let out = TestContext::new();
     let target = format!("{}/workflows/demo:1.0.0", server.address);
     oras(
         "OrasClient(insecure=True).pull(target=sys.argv[1], outdir=sys.argv[2])",
         &[&target, &out.path().display().to_string()],
-        out.path(),
+        &out,
     );
     assert_eq!(
         std::fs::read_to_string(out.path().join("demo.yaml")).unwrap(),
@@ -63,7 +64,7 @@ async fn oras_pulls_a_pallet_artifact_by_its_title() {
 #[tokio::test]
 async fn pallet_pulls_what_oras_pushed() {
     let server = TestRegistry::start();
-    let files = tempfile::tempdir().unwrap();
+    let files = TestContext::new();
     let yaml = "metadata:\n  id: from-oras\n  name: From oras\n  version: \"1.0.0\"\nsteps:\n  - id: only\n    skill: echo\n";
     std::fs::write(files.path().join("from-oras.yaml"), yaml).unwrap();
     let card = r#"{"name": "planner", "url": "http://127.0.0.1:1", "skills": []}"#;
@@ -81,7 +82,7 @@ async fn pallet_pulls_what_oras_pushed() {
         oras(
             push,
             &[&format!("{}/{target}", server.address), file],
-            files.path(),
+            &files,
         );
     }
 
@@ -111,9 +112,10 @@ async fn pallet_pulls_what_oras_pushed() {
     );
 }
 
-/// Runs skopeo (Debian package `skopeo`) and returns its stdout.
-fn skopeo(arguments: &[&str]) -> Vec<u8> {
-    let output = Command::new("skopeo")
+/// Runs skopeo (Debian package `skopeo`) with its home in `home`; returns its stdout.
+fn skopeo(home: &TestContext, arguments: &[&str]) -> Vec<u8> {
+    let output = home
+        .command("skopeo")
         .arg("--insecure-policy")
         .args(arguments)
         .output()
@@ -129,7 +131,7 @@ fn skopeo(arguments: &[&str]) -> Vec<u8> {
 #[tokio::test]
 async fn skopeo_inspects_and_copies_a_pallet_artifact() {
     let server = TestRegistry::start();
-    let files = tempfile::tempdir().unwrap();
+    let files = TestContext::new();
     let text = "metadata:\n  id: demo-v1\n  name: Demo\n  version: \"1.0.0\"\nsteps:\n  - id: only\n    skill: echo\n";
     let path = files.path().join("demo.yaml");
     std::fs::write(&path, text).unwrap();
@@ -141,20 +143,23 @@ async fn skopeo_inspects_and_copies_a_pallet_artifact() {
         .unwrap();
 
     let source = format!("docker://{}/workflows/demo:1.0.0", server.address);
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &source]);
+    let raw = skopeo(&files, &["inspect", "--raw", "--tls-verify=false", &source]);
     assert_eq!(
         pallet::registry::artifact::sha256_digest(&raw),
         pushed.digest
     );
 
     let copy = format!("docker://{}/workflows/copied:1.0.0", server.address);
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        &source,
-        &copy,
-    ]);
+    skopeo(
+        &files,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &source,
+            &copy,
+        ],
+    );
     let pulled = registry
         .pull(&Reference::parse(ArtifactKind::Workflow, "copied-v1").unwrap())
         .await

@@ -4,7 +4,6 @@
 //! token, a service that is down. And approve/resume finding agents as `run`
 //! does: through the registry's agent cards (a real docker-registry).
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use pallet::api::ServiceOptions;
@@ -12,34 +11,34 @@ use pallet::store::{NewRun, RunStore};
 use serde_json::{Value, json};
 
 use crate::api::{SKILLS, Service, start};
+use crate::support::TestContext;
 use crate::support::legacy_agent::LegacyAgent;
-use crate::support::pallet::Home;
 use crate::support::registry::{TestRegistry, push_like_original};
 
 /// A scratch directory pallet runs in, with its own home and data
 /// directories and nothing from the environment that would pick a server,
 /// token, database, registry or agents.
 struct Scratch {
-    home: Home,
+    context: TestContext,
 }
 
 impl Scratch {
     fn new() -> Scratch {
-        Scratch { home: Home::new() }
+        Scratch {
+            context: TestContext::new(),
+        }
     }
 
-    fn path(&self) -> &Path {
-        self.home.path()
-    }
-
-    /// The database pallet would use without `--db`/`--server`.
-    fn default_database(&self) -> PathBuf {
-        self.home.default_database()
+    /// `pallet ARGS --server SERVER`, nothing else from the environment.
+    async fn against(&self, server: &str, arguments: &[&str]) -> Output {
+        let mut all = arguments.to_vec();
+        all.extend(["--server", server]);
+        self.pallet(&all, &[]).await
     }
 
     /// Run pallet off the async runtime (the service answers on it).
     async fn pallet(&self, arguments: &[impl AsRef<str>], environment: &[(&str, &str)]) -> Output {
-        let mut command = self.home.pallet();
+        let mut command = self.context.pallet();
         command.args(arguments.iter().map(AsRef::as_ref));
         for (key, value) in environment {
             command.env(key, value);
@@ -67,6 +66,11 @@ fn assert_exit(output: &Output, code: i32) {
         stdout(output),
         stderr(output)
     );
+}
+
+/// Fails unless the output's stderr contains `expected`.
+fn assert_stderr_contains(output: &Output, expected: &str) {
+    assert!(stderr(output).contains(expected), "{}", stderr(output));
 }
 
 fn json_of(output: &Output) -> Value {
@@ -101,22 +105,12 @@ async fn waiting_run(service: &Service) -> String {
     id
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_run_commands_work_against_the_service_as_against_the_database() {
-    let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let directory = tempfile::tempdir().unwrap();
-    let service = start(&agent, directory.path(), ServiceOptions::default()).await;
-    let scratch = Scratch::new();
-    let server = service.base.as_str();
-    let database = directory.path().join("runs.db");
-    let database = database.to_str().unwrap();
-    let id = waiting_run(&service).await;
-
-    // The same JSON and the same lines as the local commands on the service's database.
+/// The same JSON and the same lines as the local commands on the service's database.
+async fn the_views_match_the_local_ones(scratch: &Scratch, server: &str, database: &str, id: &str) {
     for arguments in [
-        vec!["runs", "show", id.as_str()],
+        vec!["runs", "show", id],
         vec!["runs", "--status", "waiting_approval"],
-        vec!["runs", "history", id.as_str()],
+        vec!["runs", "history", id],
     ] {
         let with = |mode: [&str; 2], json: bool| joined(&arguments, mode, json);
         let remote = json_of(&scratch.pallet(&with(["--server", server], true), &[]).await);
@@ -135,9 +129,21 @@ async fn the_run_commands_work_against_the_service_as_against_the_database() {
             "{arguments:?}"
         );
     }
-    let shown = scratch
-        .pallet(&["runs", "show", &id, "--server", server], &[])
-        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_commands_work_against_the_service_as_against_the_database() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = TestContext::new();
+    let service = start(&agent, directory.path(), ServiceOptions::default()).await;
+    let scratch = Scratch::new();
+    let server = service.base.as_str();
+    let database = directory.path().join("runs.db");
+    let database = database.to_str().unwrap();
+    let id = waiting_run(&service).await;
+
+    the_views_match_the_local_ones(&scratch, server, database, &id).await;
+    let shown = scratch.against(server, &["runs", "show", &id]).await;
     assert!(
         stdout(&shown).contains("waiting   for approval at step `review`: Ship the draft?"),
         "{}",
@@ -145,20 +151,10 @@ async fn the_run_commands_work_against_the_service_as_against_the_database() {
     );
 
     // A missing required field: the service's 422 detail, bad input.
-    let missing = scratch
-        .pallet(&["approve", &id, "--server", server], &[])
-        .await;
+    let missing = scratch.against(server, &["approve", &id]).await;
     assert_exit(&missing, 2);
-    assert!(
-        stderr(&missing).contains("HTTP 422"),
-        "{}",
-        stderr(&missing)
-    );
-    assert!(
-        stderr(&missing).contains("field(s) ticket"),
-        "{}",
-        stderr(&missing)
-    );
+    assert_stderr_contains(&missing, "HTTP 422");
+    assert_stderr_contains(&missing, "field(s) ticket");
 
     // Approved: the command follows the run until it ends, like the local one.
     let approve = [
@@ -169,18 +165,14 @@ async fn the_run_commands_work_against_the_service_as_against_the_database() {
         "--actor",
         "grace",
         "--json",
-        "--server",
-        server,
     ];
-    let approved = json_of(&scratch.pallet(&approve, &[]).await);
+    let approved = json_of(&scratch.against(server, &approve).await);
     assert_eq!(approved["status"], "completed", "{approved}");
     assert_eq!(approved["context"]["review"]["actor"], "grace");
     assert_eq!(approved["context"]["publish"]["ticket"], "OPS-1");
 
     // An invalid transition: 409 with the service's detail, exit 2.
-    let cancel = scratch
-        .pallet(&["cancel", &id, "--server", server], &[])
-        .await;
+    let cancel = scratch.against(server, &["cancel", &id]).await;
     assert_exit(&cancel, 2);
     let message = stderr(&cancel);
     assert!(message.contains("HTTP 409"), "{message}");
@@ -193,69 +185,34 @@ async fn the_run_commands_work_against_the_service_as_against_the_database() {
     // An unknown run: 404 with its detail, exit 2.
     for command in ["show", "history"] {
         let unknown = scratch
-            .pallet(&["runs", command, "no-such-run", "--server", server], &[])
+            .against(server, &["runs", command, "no-such-run"])
             .await;
         assert_exit(&unknown, 2);
-        assert!(
-            stderr(&unknown).contains("HTTP 404"),
-            "{}",
-            stderr(&unknown)
-        );
-        assert!(
-            stderr(&unknown).contains("no-such-run"),
-            "{}",
-            stderr(&unknown)
-        );
+        assert_stderr_contains(&unknown, "HTTP 404");
+        assert_stderr_contains(&unknown, "no-such-run");
     }
 
     // Rejected without rework: the run fails, exit 1 as locally.
     let rejected_id = waiting_run(&service).await;
     let rejected = scratch
-        .pallet(
-            &[
-                "reject",
-                &rejected_id,
-                "--comment",
-                "not yet",
-                "--server",
-                server,
-            ],
-            &[],
-        )
+        .against(server, &["reject", &rejected_id, "--comment", "not yet"])
         .await;
     assert_exit(&rejected, 1);
-    assert!(
-        stderr(&rejected).contains("is failed"),
-        "{}",
-        stderr(&rejected)
-    );
-    assert!(
-        stderr(&rejected).contains("not yet"),
-        "{}",
-        stderr(&rejected)
-    );
+    assert_stderr_contains(&rejected, "is failed");
+    assert_stderr_contains(&rejected, "not yet");
 
     // Resume refuses a run that waits for a human; cancel stops it.
     let cancelled_id = waiting_run(&service).await;
-    let early = scratch
-        .pallet(&["resume", &cancelled_id, "--server", server], &[])
-        .await;
+    let early = scratch.against(server, &["resume", &cancelled_id]).await;
     assert_exit(&early, 2);
-    assert!(
-        stderr(&early).contains("waits for approval"),
-        "{}",
-        stderr(&early)
-    );
+    assert_stderr_contains(&early, "waits for approval");
     let cancelled = scratch
-        .pallet(
-            &["cancel", &cancelled_id, "--json", "--server", server],
-            &[],
-        )
+        .against(server, &["cancel", &cancelled_id, "--json"])
         .await;
     assert_eq!(json_of(&cancelled)["status"], "cancelled");
 
     assert!(
-        !scratch.default_database().exists(),
+        !scratch.context.default_database().exists(),
         "--server never opens a local database"
     );
     service.shutdown().await;
@@ -264,7 +221,7 @@ async fn the_run_commands_work_against_the_service_as_against_the_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_with_server_continues_a_run_left_by_another_process() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let directory = tempfile::tempdir().unwrap();
+    let directory = TestContext::new();
     let service = start(&agent, directory.path(), ServiceOptions::default()).await;
     let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
     let left = store
@@ -284,10 +241,9 @@ async fn resume_with_server_continues_a_run_left_by_another_process() {
     let environment = [("PALLET_SERVER", service.base.as_str())];
     let resumed = scratch.pallet(&["resume", &left.id], &environment).await;
     assert_exit(&resumed, 0);
-    assert!(
-        stderr(&resumed).contains(&format!("run {} (fast-test 1.0.0) is completed", left.id)),
-        "{}",
-        stderr(&resumed)
+    assert_stderr_contains(
+        &resumed,
+        &format!("run {} (fast-test 1.0.0) is completed", left.id),
     );
     assert_eq!(
         serde_json::from_str::<Value>(&stdout(&resumed)).unwrap(),
@@ -295,18 +251,14 @@ async fn resume_with_server_continues_a_run_left_by_another_process() {
     );
     let again = scratch.pallet(&["resume", &left.id], &environment).await;
     assert_exit(&again, 2);
-    assert!(
-        stderr(&again).contains("has ended (completed)"),
-        "{}",
-        stderr(&again)
-    );
+    assert_stderr_contains(&again, "has ended (completed)");
     service.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_is_sent_and_never_shown() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
-    let directory = tempfile::tempdir().unwrap();
+    let directory = TestContext::new();
     let options = ServiceOptions {
         token: Some("s3cret-token".to_string()),
         ..ServiceOptions::default()
@@ -326,11 +278,7 @@ async fn the_token_is_sent_and_never_shown() {
         .pallet(&list, &[("PALLET_API_TOKEN", "other-token")])
         .await;
     assert_exit(&wrong, 2);
-    assert!(
-        stderr(&wrong).contains("is not the token"),
-        "{}",
-        stderr(&wrong)
-    );
+    assert_stderr_contains(&wrong, "is not the token");
     assert!(
         !stderr(&wrong).contains("other-token"),
         "{}",
@@ -391,11 +339,7 @@ async fn a_server_that_is_down_or_misnamed_is_reported_clearly() {
     ] {
         let bad = scratch.pallet(&["runs", "--server", url], &[]).await;
         assert_exit(&bad, 2);
-        assert!(
-            stderr(&bad).contains(&format!("--server `{url}` is not a service address")),
-            "{}",
-            stderr(&bad)
-        );
+        assert_stderr_contains(&bad, &format!("--server `{url}` is not a service address"));
     }
 }
 
@@ -423,13 +367,13 @@ async fn approve_finds_agents_through_the_registry_as_run_does() {
     )
     .await;
     let scratch = Scratch::new();
-    let file = scratch.path().join("gated.yaml");
+    let file = scratch.context.join("gated.yaml");
     std::fs::write(
         &file,
         "metadata: {id: gated, name: Gated, version: 1.0.0}\nsteps:\n  - {id: gate, step_type: approval, title: Go?}\n  - {id: after, skill: registry_only_skill, inputs: {note: '{{ steps.gate.outputs.comment }}'}}\n",
     )
     .unwrap();
-    let database = scratch.path().join("runs.db");
+    let database = scratch.context.join("runs.db");
     let database = database.to_str().unwrap();
     let sources = ["--registry", registry.address.as_str(), "--db", database];
 

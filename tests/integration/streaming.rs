@@ -258,8 +258,8 @@ fn pallet_run_shows_status_messages_in_progress_json_and_the_run_view() {
         &[],
         &["--streaming"],
     ));
-    let home = crate::support::pallet::Home::new();
-    let workflow = home.path().join("chatty.yaml");
+    let home = crate::support::TestContext::new();
+    let workflow = home.join("chatty.yaml");
     std::fs::write(&workflow, CHATTY_WORKFLOW).unwrap();
     let workflow = workflow.to_str().unwrap().to_string();
 
@@ -294,13 +294,8 @@ fn pallet_run_shows_status_messages_in_progress_json_and_the_run_view() {
     );
 
     // On a terminal, the progress view prints each message as it arrives.
-    let command = format!(
-        "{} run --file {workflow} --agent {}",
-        crate::support::pallet::PALLET,
-        peer.url()
-    );
-    let terminal = crate::support::pallet::command_in("script", home.path())
-        .args(["-qec", &command, "/dev/null"])
+    let terminal = home
+        .pallet_on_terminal(&["run", "--file", &workflow, "--agent", &peer.url()])
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&terminal.stdout);
@@ -344,8 +339,8 @@ fn the_run_view_shows_the_latest_status_message_while_the_step_runs() {
         &[],
         &["--streaming"],
     ));
-    let home = crate::support::pallet::Home::new();
-    let workflow = home.path().join("chatty.yaml");
+    let home = crate::support::TestContext::new();
+    let workflow = home.join("chatty.yaml");
     std::fs::write(
         &workflow,
         CHATTY_WORKFLOW.replace("count: 3, delay_ms: 300", "count: 20, delay_ms: 200"),
@@ -425,7 +420,7 @@ async fn a_chatty_agent_is_journaled_at_most_every_500_ms_and_shown_as_events() 
     let engine = pallet::engine::Engine {
         discovery: Arc::new(StaticDiscovery::new(vec![peer.url()])),
         client: AgentClient::new(),
-        workflows: Arc::new(pallet::engine::DirectorySource::new(std::env::temp_dir())),
+        workflows: Arc::new(pallet::workflow::DirectorySource::new(std::env::temp_dir())),
         events: Some(events),
     };
     let text = CHATTY_WORKFLOW.replace("count: 3, delay_ms: 300", "count: 20, delay_ms: 30");

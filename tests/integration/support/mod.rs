@@ -1,6 +1,8 @@
-//! Test harness: real servers on free loopback ports.
+//! Test harness: real servers on free loopback ports, and [`TestContext`],
+//! the isolated scratch directory every test that runs `pallet` starts from.
 
 pub mod a2a_peer;
+pub mod context;
 pub mod hostile_agent;
 pub mod hostile_registry;
 pub mod legacy_agent;
@@ -9,7 +11,10 @@ pub mod pallet;
 pub mod process;
 pub mod registry;
 pub mod sdk_peer;
+pub mod snapshot;
 pub mod token_server;
+
+pub use context::TestContext;
 
 /// A reqwest client; reqwest is built without a default TLS crypto provider,
 /// so the process-wide one is installed first (whichever test comes first).

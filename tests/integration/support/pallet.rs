@@ -1,6 +1,8 @@
-//! The pallet binary as the tests spawn it: a temp `HOME` and temp XDG
-//! directories, nothing from the caller's environment, and its own process
-//! group, so a guard can stop it and everything it started.
+//! The one way the tests spawn the pallet binary (and the programs around
+//! it): a temp `HOME` and temp XDG directories, nothing from the caller's
+//! environment, and a process group of its own, so a [`Spawned`] guard stops
+//! it and everything it started. Tests reach it through
+//! [`super::TestContext`].
 
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
@@ -12,34 +14,6 @@ pub const PALLET: &str = env!("CARGO_BIN_EXE_pallet");
 /// Where pallet looks for a registry when none is configured (instead of
 /// localhost:5000, where the machine may run anything): a port nothing listens on.
 const NO_DEFAULT_REGISTRY: &str = "127.0.0.1:1";
-
-/// A temp directory holding a pallet process's home and XDG directories;
-/// removed when dropped.
-pub struct Home {
-    directory: tempfile::TempDir,
-}
-
-impl Home {
-    pub fn new() -> Home {
-        Home {
-            directory: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.directory.path()
-    }
-
-    /// The database pallet uses without `--db`/`--server`.
-    pub fn default_database(&self) -> PathBuf {
-        default_database(self.path())
-    }
-
-    /// `pallet` running in this directory, isolated.
-    pub fn pallet(&self) -> Command {
-        pallet_in(self.path())
-    }
-}
 
 /// The database pallet uses under `root` without `--db`/`--server`.
 pub fn default_database(root: &Path) -> PathBuf {

@@ -1,19 +1,17 @@
-//! `pallet` child processes that announce a line when ready, killed when
-//! their guard drops (also when the test fails).
+//! Guards over spawned children beyond [`Spawned`]: one that waits for the
+//! line a service announces when ready, and a bounded run to completion. Both
+//! kill the child's process group when they give up or drop (also when the
+//! test fails), like [`Spawned`].
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary isolated under `home` (see [`super::pallet::pallet_in`]).
-pub fn pallet(home: &Path) -> Command {
-    super::pallet::pallet_in(home)
-}
+use super::pallet::{Spawned, kill_group};
 
-/// A child killed (and reaped) on drop.
+/// A child killed (with its process group) and reaped on drop.
 pub struct Running {
-    pub child: Child,
+    pub child: Spawned,
     /// Stderr lines after the one [`Running::until_line`] waited for.
     pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -24,7 +22,7 @@ impl Running {
     pub fn until_line(mut command: Command, marker: &str) -> (Running, String) {
         command.stderr(Stdio::piped()).stdout(Stdio::null());
         let mut running = Running {
-            child: command.spawn().expect("spawn pallet"),
+            child: Spawned::spawn(&mut command),
             stderr: Default::default(),
         };
         let stderr = running.child.stderr.take().unwrap();
@@ -53,8 +51,7 @@ impl Running {
 
     /// SIGTERM, then wait up to `limit` for the exit; `None` when it did not stop.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        // SAFETY: signalling the child this guard started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.signal(libc::SIGTERM);
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -66,18 +63,11 @@ impl Running {
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Run `command` to completion, killing it past `limit` (then `None`).
+/// Run `command` to completion, killing its process group past `limit` (then `None`).
 pub fn output_within(mut command: Command, limit: Duration) -> Option<std::process::Output> {
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = command.spawn().expect("spawn pallet");
-    let pid = child.id();
+    let pid = i32::try_from(child.id()).unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = sender.send(child.wait_with_output());
@@ -85,8 +75,8 @@ pub fn output_within(mut command: Command, limit: Duration) -> Option<std::proce
     match receiver.recv_timeout(limit) {
         Ok(output) => Some(output.unwrap()),
         Err(_) => {
-            // SAFETY: the child this function started, not reaped yet (its waiter still waits).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            // Not reaped yet (its waiter still waits), so the group id is still ours.
+            kill_group(pid);
             None
         }
     }

@@ -1,14 +1,10 @@
 //! A real `docker-registry` (distribution 2.8) on a free loopback port, with
 //! its storage and config in a tempdir; killed by PID when dropped.
 
-use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::secrets::RegistryAuth;
 
 use super::token_server::{TOKEN_ISSUER, TOKEN_SERVICE, TokenServer};
 
@@ -181,7 +177,7 @@ fn free_port() -> u16 {
 
 /// Pushes a file the way the original Python project did (through oras): one
 /// `application/yaml` (or other) layer titled with the file name, an empty
-/// config, a `v1`-style tag. Uses oci-client directly, not pallet.
+/// config, a `v1`-style tag. Speaks the distribution API directly, not pallet.
 pub async fn push_like_original(
     address: &str,
     repository: &str,
@@ -190,28 +186,55 @@ pub async fn push_like_original(
     media_type: &str,
     bytes: &[u8],
 ) {
+    use sha2::Digest;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = oci_client::Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
+    let http = reqwest::Client::new();
+    let base = format!("http://{address}/v2/{repository}");
+    let digest = |bytes: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let config = b"{}".to_vec();
+    for blob in [&config, &bytes.to_vec()] {
+        let started = http
+            .post(format!("{base}/blobs/uploads/"))
+            .send()
+            .await
+            .expect("start a blob upload");
+        assert_eq!(started.status(), 202, "start a blob upload");
+        let location = started.headers()["location"].to_str().unwrap().to_string();
+        let location = match location.starts_with('/') {
+            true => format!("http://{address}{location}"),
+            false => location,
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = http
+            .put(format!("{location}{separator}digest={}", digest(blob)))
+            .header("content-type", "application/octet-stream")
+            .body(blob.clone())
+            .send()
+            .await
+            .expect("upload a blob");
+        assert_eq!(put.status(), 201, "upload a blob");
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.unknown.config.v1+json",
+            "digest": digest(&config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": media_type,
+            "digest": digest(bytes),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.title": file_name},
+        }],
     });
-    let annotations = BTreeMap::from([(
-        "org.opencontainers.image.title".to_string(),
-        file_name.to_string(),
-    )]);
-    let layer = ImageLayer::new(bytes.to_vec(), media_type.to_string(), Some(annotations));
-    let config = Config::new(
-        b"{}".to_vec(),
-        "application/vnd.unknown.config.v1+json".to_string(),
-        None,
-    );
-    let image = oci_client::Reference::with_tag(
-        address.to_string(),
-        repository.to_string(),
-        tag.to_string(),
-    );
-    client
-        .push(&image, &[layer], config, &RegistryAuth::Anonymous, None)
+    let put = http
+        .put(format!("{base}/manifests/{tag}"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(serde_json::to_vec(&manifest).unwrap())
+        .send()
         .await
         .expect("push in the original layout");
+    assert_eq!(put.status(), 201, "push in the original layout");
 }

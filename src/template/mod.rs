@@ -2,12 +2,16 @@
 //! strict mode. Pure: no IO, no code execution (no script helpers, no partials,
 //! no decorators).
 //!
+//! A leaf module: the workflow hands over its template sites ([`StepSites`]:
+//! each step's input values and condition), so nothing here knows the model.
+//!
 //! Every template of a workflow is compiled once by [`Renderer::new`]. A string
 //! that is exactly one `{{ path }}` is looked up directly in the [`Scope`] and
 //! keeps its JSON type; text with plain `{{ path }}`s is joined directly; only
 //! templates with helpers or blocks are rendered by handlebars, from a context
 //! holding just the values they reference.
 
+mod allowed;
 mod compile;
 mod lookup;
 mod meter;
@@ -20,20 +24,28 @@ use std::time::Instant;
 use handlebars::{Context, Handlebars, RenderError};
 use serde_json::{Map, Value};
 
-use self::compile::{Compiled, Compiler, Node, Part, StepTemplates};
-pub use self::compile::{
+pub use self::allowed::{
     Disallowed, MAX_TEMPLATE_NESTING, allowed_helpers_hint, disallowed, too_deep,
 };
+use self::compile::{Compiled, Compiler, Node, Part, StepTemplates};
 use self::lookup::{ROOT_NAME, insert, lookup};
 use self::meter::Stopped;
 pub use self::meter::{MAX_RENDER_WORK, MAX_RENDERED_BYTES, RenderLimit};
-use crate::workflow::{Step, Workflow};
 
 /// What templates can see: `workflow.input` and `steps.ID.outputs`.
 pub struct Scope<'a> {
     pub input: &'a Value,
     /// step id -> that step's outputs object (`{"result": ...}` when `outputs: result`).
     pub steps: &'a HashMap<String, Value>,
+}
+
+/// Where one step's templates sit: its input values (strings anywhere inside
+/// them may hold templates) and its condition, as the workflow holds them.
+#[derive(Debug, Clone, Copy)]
+pub struct StepSites<'a> {
+    pub step: &'a str,
+    pub inputs: &'a Map<String, Value>,
+    pub condition: Option<&'a str>,
 }
 
 /// A reference to another step found in a template: `{{ steps.plan.outputs.result.code }}`
@@ -178,15 +190,15 @@ impl TemplateError {
 /// Every template problem of a workflow (syntax, partials or decorators, names
 /// other than `workflow` and `steps`), one per input or condition, so validation
 /// can report them all before anything runs.
-pub fn check(workflow: &Workflow) -> Vec<TemplateError> {
+pub fn check<'a>(steps: impl IntoIterator<Item = StepSites<'a>>) -> Vec<TemplateError> {
     let mut compiler = Compiler::new();
     let mut problems = Vec::new();
-    for step in workflow.all_steps() {
-        for (key, value) in &step.inputs {
-            problems.extend(compiler.node(&step.id, key, value).err());
+    for step in steps {
+        for (key, value) in step.inputs {
+            problems.extend(compiler.node(step.step, key, value).err());
         }
-        if let Some(text) = &step.condition {
-            problems.extend(compiler.condition(&step.id, text).err());
+        if let Some(text) = step.condition {
+            problems.extend(compiler.condition(step.step, text).err());
         }
     }
     problems
@@ -208,20 +220,23 @@ impl fmt::Debug for Renderer {
 }
 
 impl Renderer {
-    pub fn new(workflow: &Workflow) -> Result<Renderer, TemplateError> {
+    /// Compiles the templates of every step (a workflow's, nested ones included).
+    pub fn new<'a>(
+        sites: impl IntoIterator<Item = StepSites<'a>>,
+    ) -> Result<Renderer, TemplateError> {
         let mut compiler = Compiler::new();
         let mut steps = HashMap::new();
-        for step in workflow.all_steps() {
+        for step in sites {
             let mut templates = StepTemplates::default();
-            for (key, value) in &step.inputs {
+            for (key, value) in step.inputs {
                 templates
                     .inputs
-                    .push((key.clone(), compiler.node(&step.id, key, value)?));
+                    .push((key.clone(), compiler.node(step.step, key, value)?));
             }
-            if let Some(text) = &step.condition {
-                templates.condition = Some(compiler.condition(&step.id, text)?);
+            if let Some(text) = step.condition {
+                templates.condition = Some(compiler.condition(step.step, text)?);
             }
-            steps.insert(step.id.clone(), templates);
+            steps.insert(step.step.to_string(), templates);
         }
         Ok(Renderer {
             registry: compiler.into_registry(),
@@ -230,21 +245,21 @@ impl Renderer {
     }
 
     /// The step's inputs with every template resolved.
-    pub fn inputs(&self, step: &Step, scope: &Scope) -> Result<Map<String, Value>, TemplateError> {
+    pub fn inputs(&self, step: &str, scope: &Scope) -> Result<Map<String, Value>, TemplateError> {
         self.inputs_until(step, scope, None)
     }
 
     /// [`Renderer::inputs`], a render stopping with [`RenderLimit::Deadline`] once `deadline` passes.
     pub fn inputs_until(
         &self,
-        step: &Step,
+        step: &str,
         scope: &Scope,
         deadline: Option<Instant>,
     ) -> Result<Map<String, Value>, TemplateError> {
         let templates = self.templates(step)?;
         let mut resolved = Map::with_capacity(templates.inputs.len());
         for (key, node) in &templates.inputs {
-            resolved.insert(key.clone(), self.resolve(&step.id, node, scope, deadline)?);
+            resolved.insert(key.clone(), self.resolve(step, node, scope, deadline)?);
         }
         Ok(resolved)
     }
@@ -253,14 +268,14 @@ impl Renderer {
     ///
     /// One `{{ path }}` gives the value itself; anything else gives the rendered
     /// string, or a bool when it reads `true` / `false`. No condition gives null.
-    pub fn condition(&self, step: &Step, scope: &Scope) -> Result<Value, TemplateError> {
+    pub fn condition(&self, step: &str, scope: &Scope) -> Result<Value, TemplateError> {
         self.condition_until(step, scope, None)
     }
 
     /// [`Renderer::condition`], a render stopping once `deadline` passes.
     pub fn condition_until(
         &self,
-        step: &Step,
+        step: &str,
         scope: &Scope,
         deadline: Option<Instant>,
     ) -> Result<Value, TemplateError> {
@@ -271,9 +286,9 @@ impl Renderer {
                 compiled: Compiled::Lookup(path),
                 location,
             }) => lookup(scope, path)
-                .map_err(|missing| missing.error(&step.id, location, path))?
+                .map_err(|missing| missing.error(step, location, path))?
                 .into_owned(),
-            Some(node) => match self.resolve(&step.id, node, scope, deadline)? {
+            Some(node) => match self.resolve(step, node, scope, deadline)? {
                 Value::String(text) => {
                     parse_boolean(&text).map_or(Value::String(text), Value::Bool)
                 }
@@ -283,11 +298,11 @@ impl Renderer {
         Ok(value)
     }
 
-    fn templates(&self, step: &Step) -> Result<&StepTemplates, TemplateError> {
+    fn templates(&self, step: &str) -> Result<&StepTemplates, TemplateError> {
         self.steps
-            .get(&step.id)
+            .get(step)
             .ok_or_else(|| TemplateError::UnknownStep {
-                step: step.id.clone(),
+                step: step.to_string(),
             })
     }
 
@@ -468,13 +483,6 @@ mod tests {
 
     use super::*;
 
-    const WORKFLOW: &str = "
-metadata: {id: test, name: Test, version: 1.0.0}
-steps:
-  - id: target
-    skill: do_it
-";
-
     fn input() -> Value {
         json!({"name": "Ada", "flag": true, "count": 3, "off": "false"})
     }
@@ -501,12 +509,27 @@ steps:
         ])
     }
 
-    /// A workflow with one step `target` holding `value` as input `value` and `condition`.
-    fn one_step_workflow(value: Value, condition: Option<&str>) -> Workflow {
-        let mut workflow: Workflow = crate::yaml::from_snippet(WORKFLOW).unwrap();
-        workflow.steps[0].inputs = Map::from_iter([("value".to_string(), value)]);
-        workflow.steps[0].condition = condition.map(str::to_string);
-        workflow
+    /// The templates of one step `target`: `value` as input `value`, and `condition`.
+    pub(crate) struct OneStep {
+        inputs: Map<String, Value>,
+        condition: Option<String>,
+    }
+
+    impl OneStep {
+        pub(crate) fn sites(&self) -> [StepSites<'_>; 1] {
+            [StepSites {
+                step: "target",
+                inputs: &self.inputs,
+                condition: self.condition.as_deref(),
+            }]
+        }
+    }
+
+    pub(crate) fn one_step_workflow(value: Value, condition: Option<&str>) -> OneStep {
+        OneStep {
+            inputs: Map::from_iter([("value".to_string(), value)]),
+            condition: condition.map(str::to_string),
+        }
     }
 
     fn resolve_input(value: Value) -> Result<Value, TemplateError> {
@@ -516,7 +539,7 @@ steps:
             input: &input,
             steps: &steps,
         };
-        let mut inputs = Renderer::new(&workflow)?.inputs(&workflow.steps[0], &scope)?;
+        let mut inputs = Renderer::new(workflow.sites())?.inputs("target", &scope)?;
         Ok(inputs.remove("value").unwrap())
     }
 
@@ -527,7 +550,7 @@ steps:
             input: &input,
             steps: &steps,
         };
-        Renderer::new(&workflow)?.condition(&workflow.steps[0], &scope)
+        Renderer::new(workflow.sites())?.condition("target", &scope)
     }
 
     #[test]
@@ -747,74 +770,18 @@ steps:
             ),
         ];
         for (template, expected) in cases {
-            let error = Renderer::new(&one_step_workflow(json!(template), None)).unwrap_err();
+            let error =
+                Renderer::new(one_step_workflow(json!(template), None).sites()).unwrap_err();
             assert_eq!(error.to_string(), expected, "{template}");
             assert!(error.hint().is_some(), "{template}");
         }
-        let error =
-            Renderer::new(&one_step_workflow(json!("{{ requirements }}"), None)).unwrap_err();
+        let error = Renderer::new(one_step_workflow(json!("{{ requirements }}"), None).sites())
+            .unwrap_err();
         assert_eq!(
             error.hint().unwrap(),
             "templates read `workflow.input.NAME` and `steps.ID.outputs.NAME`; \
              an input is `workflow.input.requirements`"
         );
-    }
-
-    #[test]
-    fn check_reports_every_broken_template() {
-        let workflow: Workflow = crate::yaml::from_snippet(
-            "
-metadata: {id: test, name: Test, version: 1.0.0}
-steps:
-  - id: first
-    skill: do_it
-    inputs:
-      good: '{{ workflow.input.x }}'
-      partial: '{{> other }}'
-      nested: {list: [1, '{{ requirements }}']}
-  - id: branch
-    step_type: conditional
-    condition: '{{ eq steps.first.outputs.x'
-    branches:
-      if_true:
-        - id: inner
-          skill: do_it
-          inputs: {text: 'Hello {{ name }}'}
-",
-        )
-        .unwrap();
-        let found: Vec<(String, Option<String>, String)> = check(&workflow)
-            .iter()
-            .map(|error| {
-                let location = error.location().map(ToString::to_string);
-                (error.step().to_string(), location, error.to_string())
-            })
-            .collect();
-        let expected = [
-            (
-                "first",
-                "input `partial`",
-                "partials are not allowed in templates",
-            ),
-            (
-                "first",
-                "input `nested.list[1]`",
-                "`requirements` does not exist",
-            ),
-            ("branch", "condition", "invalid template"),
-            ("inner", "input `text`", "`name` does not exist"),
-        ];
-        assert_eq!(found.len(), expected.len(), "{found:?}");
-        for ((step, location, message), (expected_step, expected_location, part)) in
-            found.iter().zip(expected)
-        {
-            assert_eq!(
-                (step.as_str(), location.as_deref()),
-                (expected_step, Some(expected_location))
-            );
-            assert!(message.contains(part), "{message}");
-        }
-        assert!(check(&one_step_workflow(json!("{{ workflow.input }}"), Some("x"))).is_empty());
     }
 
     /// Paths inside `each` and `with` bodies are relative to the current item.
@@ -996,91 +963,11 @@ steps:
         }
     }
 
-    #[test]
-    fn nested_steps_of_the_example_router_resolve() {
-        let workflow: Workflow =
-            crate::yaml::from_snippet(include_str!("../workflows/smart-router.yaml")).unwrap();
-        let renderer = Renderer::new(&workflow).unwrap();
-        let input = json!({"requirements": "Create a factorial function"});
-        let mut steps = HashMap::new();
-        let scope = Scope {
-            input: &input,
-            steps: &steps,
-        };
-        let analyze = &workflow.steps[0];
-        assert_eq!(
-            renderer.inputs(analyze, &scope).unwrap(),
-            Map::from_iter([("request".to_string(), json!("Create a factorial function"))])
-        );
-        steps.insert(
-            "analyze".to_string(),
-            json!({"request_type": "code_generation"}),
-        );
-        let scope = Scope {
-            input: &input,
-            steps: &steps,
-        };
-        let route = &workflow.steps[1];
-        assert_eq!(
-            renderer.condition(route, &scope).unwrap(),
-            json!("code_generation")
-        );
-        let generate = &route.branches["code_generation"][0];
-        assert_eq!(
-            Value::Object(renderer.inputs(generate, &scope).unwrap()),
-            json!({"workflow_id": "code-generation-v1", "input": input})
-        );
-        let stranger = one_step_workflow(Value::Null, None);
-        let error = renderer.inputs(&stranger.steps[0], &scope).unwrap_err();
-        assert!(
-            matches!(error, TemplateError::UnknownStep { .. }),
-            "{error:?}"
-        );
-    }
-
     /// The engine shares one renderer between concurrent branches.
     #[test]
     fn renderer_is_shareable_between_threads() {
         fn shareable<T: Send + Sync>() {}
         shareable::<Renderer>();
         shareable::<TemplateError>();
-    }
-
-    /// A chain of steps, each reading the previous one's output, as the engine would run it.
-    #[test]
-    fn long_chains_resolve_step_by_step() {
-        let mut workflow = one_step_workflow(Value::Null, None);
-        let template = workflow.steps[0].clone();
-        workflow.steps = (0..100)
-            .map(|index| {
-                let mut step = template.clone();
-                step.id = format!("step{index}");
-                let previous = format!("{{{{ steps.step{}.outputs.result }}}}", index.max(1) - 1);
-                step.inputs = Map::from_iter([
-                    ("data".to_string(), json!(previous)),
-                    (
-                        "note".to_string(),
-                        json!(format!("after {previous}: {{{{ workflow.input.name }}}}")),
-                    ),
-                ]);
-                step
-            })
-            .collect();
-        let renderer = Renderer::new(&workflow).unwrap();
-        let input = input();
-        let mut steps = HashMap::from([("step0".to_string(), json!({"result": {"n": 0}}))]);
-        for (index, step) in workflow.steps.iter().enumerate().skip(1) {
-            let scope = Scope {
-                input: &input,
-                steps: &steps,
-            };
-            let inputs = renderer.inputs(step, &scope).unwrap();
-            assert_eq!(inputs["data"], json!({"n": index - 1}));
-            assert_eq!(
-                inputs["note"],
-                json!(format!(r#"after {{"n":{}}}: Ada"#, index - 1))
-            );
-            steps.insert(step.id.clone(), json!({"result": {"n": index}}));
-        }
     }
 }

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::durable::{Runner, stored_workflow};
-use super::state::RunState;
-use super::{Attempt, StoredRun, Transition};
+use super::{RunError, Runner, stored_workflow};
+use crate::store::{Attempt, AttemptStatus, RunState, StoredRun, Transition};
 use crate::workflow::{LoadedWorkflow, TimeoutDecision};
 
 #[derive(Debug, Serialize)]
@@ -47,7 +46,7 @@ pub struct PendingApproval {
 
 impl Runner<'_> {
     /// The run as the CLI and the service show it.
-    pub fn view(&self, id: &str) -> Result<RunView, super::durable::RunError> {
+    pub fn view(&self, id: &str) -> Result<RunView, RunError> {
         let mut run = self.store.get(id)?;
         // Only a waiting run can have an expired approval to apply.
         if run.status == RunState::WaitingApproval && self.fail_expired(id)? {
@@ -60,7 +59,7 @@ impl Runner<'_> {
             .waiting(&run, &workflow)
             .ok()
             .map(|waiting| PendingApproval {
-                expired: waiting.expired(),
+                expired: self.expired(&waiting),
                 step: waiting.step.id.clone(),
                 title: waiting.step.title.clone(),
                 instructions: waiting.step.instructions.clone(),
@@ -69,7 +68,8 @@ impl Runner<'_> {
                 deadline: waiting.deadline.map(|deadline| deadline.to_rfc3339()),
                 on_timeout: waiting.step.on_timeout.unwrap_or_default(),
             });
-        let (time_in_state_seconds, total_duration_seconds) = time_in_states(&history, Utc::now());
+        let (time_in_state_seconds, total_duration_seconds) =
+            time_in_states(&history, self.store.clock().now());
         Ok(RunView {
             progress: progress(&run, &workflow, &attempts),
             time_in_state_seconds,
@@ -86,9 +86,9 @@ fn progress(run: &StoredRun, workflow: &LoadedWorkflow, attempts: &[Attempt]) ->
     let steps_completed = steps
         .iter()
         .filter(|step| {
-            attempts
-                .iter()
-                .any(|attempt| attempt.step_id == step.id && attempt.status == "completed")
+            attempts.iter().any(|attempt| {
+                attempt.step_id == step.id && attempt.status == AttemptStatus::Completed
+            })
         })
         .count();
     let percentage = if run.status == RunState::Completed || steps.is_empty() {

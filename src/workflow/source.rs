@@ -1,4 +1,6 @@
-//! Where workflows are found by id: a directory, the built-in examples, the registry (`crate::registry::source`).
+//! Where workflows are found by id: the [`WorkflowSource`] trait, a directory
+//! and a chain of sources (the built-in examples and the registry implement
+//! the trait in their own modules).
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;

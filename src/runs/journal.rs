@@ -1,14 +1,15 @@
-//! The engine's [`Journal`] for one stored run: each call queues a write to
-//! the store's writer thread and hands back its answer to await.
+//! The engine's [`Journal`] for one durable run: each call queues a write to
+//! the run database and hands back its answer to await.
+
+use std::sync::Arc;
 
 use futures::FutureExt;
 
 use crate::engine::{Journal, JournalWrite, StepRecord, StepTask};
-
-use super::{Pending, RunState, RunStore, StoreError};
+use crate::store::{AttemptStatus, Backend, Pending, RunState, StoreError};
 
 pub struct RunJournal {
-    pub store: RunStore,
+    pub store: Arc<dyn Backend>,
     pub run_id: String,
     /// The executor's lease token: its writes are refused once another
     /// process took the run over.
@@ -18,16 +19,16 @@ pub struct RunJournal {
 /// The engine sees a store error as its message chain.
 fn answer(pending: Pending<()>) -> JournalWrite {
     pending
-        .map(|result| result.map_err(|error| crate::engine::chain_of(&error)))
+        .map(|result| result.map_err(|error| crate::error::chain_of(&error)))
         .boxed()
 }
 
 impl Journal for RunJournal {
     fn step_started(&self, step_id: &str) -> JournalWrite {
-        answer(self.store.start_attempt_queued(
+        answer(self.store.start_attempt(
             &self.run_id,
             step_id,
-            "running",
+            AttemptStatus::Running,
             self.lease.as_deref(),
         ))
     }
@@ -35,9 +36,9 @@ impl Journal for RunJournal {
     /// Fails when the run is no longer in progress (cancelled elsewhere while
     /// the step ran), so the engine starts no further step.
     fn step_finished(&self, record: &StepRecord) -> JournalWrite {
-        let finished =
-            self.store
-                .finish_attempt_queued(&self.run_id, record, self.lease.as_deref());
+        let finished = self
+            .store
+            .finish_attempt(&self.run_id, record, self.lease.as_deref());
         let id = self.run_id.clone();
         async move {
             match finished.await {
@@ -45,7 +46,7 @@ impl Journal for RunJournal {
                 Ok(status) => Err(StoreError::NotRunning { id, status }),
                 Err(error) => Err(error),
             }
-            .map_err(|error| crate::engine::chain_of(&error))
+            .map_err(|error| crate::error::chain_of(&error))
         }
         .boxed()
     }
@@ -53,14 +54,14 @@ impl Journal for RunJournal {
     fn task_accepted(&self, step_id: &str, task: &StepTask) -> JournalWrite {
         answer(
             self.store
-                .record_task_queued(&self.run_id, step_id, task, self.lease.as_deref()),
+                .record_task(&self.run_id, step_id, task, self.lease.as_deref()),
         )
     }
 
     fn step_status(&self, step_id: &str, message: &str) -> JournalWrite {
         answer(
             self.store
-                .step_status_queued(&self.run_id, step_id, message, self.lease.as_deref()),
+                .step_status(&self.run_id, step_id, message, self.lease.as_deref()),
         )
     }
 
@@ -71,17 +72,17 @@ impl Journal for RunJournal {
         async move {
             // Resuming a waiting run re-enters the step: keep the first wait (its deadline).
             let read_id = run_id.clone();
-            let attempts = store
-                .blocking(move |store| store.attempts(&read_id))
+            let attempts = super::blocking(store.as_ref(), move |store| store.attempts(&read_id))
                 .await
-                .map_err(|error| crate::engine::chain_of(&error))?;
-            let waiting = attempts
-                .iter()
-                .any(|attempt| attempt.step_id == step_id && attempt.status == "waiting");
+                .map_err(|error| crate::error::chain_of(&error))?;
+            let waiting = attempts.iter().any(|attempt| {
+                attempt.step_id == step_id && attempt.status == AttemptStatus::Waiting
+            });
             if waiting {
                 return Ok(());
             }
-            answer(store.start_attempt_queued(&run_id, &step_id, "waiting", lease.as_deref())).await
+            answer(store.start_attempt(&run_id, &step_id, AttemptStatus::Waiting, lease.as_deref()))
+                .await
         }
         .boxed()
     }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use super::StoredRun;
+use crate::store::StoredRun;
 use crate::workflow::{LoadError, LoadedWorkflow, load_str};
 
 /// Distinct workflows kept; past this the cache starts over (runs reload on demand).

@@ -1,0 +1,146 @@
+//! The lease policy: one executor per run. The process executing a run takes
+//! its lease before any step, renews it every [`RENEW_EVERY`] while it
+//! executes, stops when a renewal finds it taken over, and releases it when it
+//! stops (with the write recording the run's end, when it gets that far). How
+//! a lease is stored and when it is stale is `store::lease`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::store::lease::Lease;
+use crate::store::{Backend, StoreError};
+
+/// How often the owner renews: a renewal may fail a few times before the
+/// lease expires (`store::lease::LEASE_DURATION`).
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// This process's lease on one run, renewed in the background and released when dropped.
+pub struct HeldLease {
+    store: Arc<dyn Backend>,
+    run_id: String,
+    token: String,
+    renewal: tokio::task::JoinHandle<()>,
+    lost: Arc<AtomicBool>,
+}
+
+impl HeldLease {
+    /// Take the lease on run `id`, or return the live lease that holds it. When
+    /// a renewal finds the lease taken by another process, `cancel` is cancelled.
+    pub async fn acquire(
+        store: &dyn Backend,
+        id: &str,
+        cancel: CancellationToken,
+    ) -> Result<Result<HeldLease, Lease>, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        if let Some(holder) = store.acquire_lease(id, &token).await? {
+            return Ok(Err(holder));
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewal = tokio::spawn(renew_until_lost(
+            store.shared(),
+            id.to_string(),
+            token.clone(),
+            cancel,
+            lost.clone(),
+        ));
+        Ok(Ok(HeldLease {
+            store: store.shared(),
+            run_id: id.to_string(),
+            token,
+            renewal,
+            lost,
+        }))
+    }
+
+    /// What this lease was taken under: writes of its executor carry it.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Whether another process took the lease over while this one held it.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl HeldLease {
+    /// Give the lease up and wait until that is stored.
+    pub async fn release(mut self) {
+        self.renewal.abort();
+        let released = self.store.release_lease(&self.run_id, &self.token);
+        // Nothing left for `drop` to release.
+        self.token.clear();
+        report_release(&self.run_id, released.await);
+    }
+
+    /// The lease was given up with the write that recorded the run's end
+    /// ([`Backend::end_execution`]): nothing is left to release.
+    pub fn released_with_end(mut self) {
+        self.renewal.abort();
+        self.token.clear();
+    }
+}
+
+impl Drop for HeldLease {
+    /// When the execution is dropped midway (a service shutting down): the
+    /// release is queued behind the run's last writes, and nobody waits for it
+    /// (`RunStore::settled` does). Dropped by a panic, the start stays counted.
+    fn drop(&mut self) {
+        self.renewal.abort();
+        if self.token.is_empty() {
+            return;
+        }
+        let released = match std::thread::panicking() {
+            true => self.store.abandon_lease(&self.run_id, &self.token),
+            false => self.store.release_lease(&self.run_id, &self.token),
+        };
+        let run_id = self.run_id.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { report_release(&run_id, released.await) });
+        }
+    }
+}
+
+fn report_release(run_id: &str, released: Result<(), StoreError>) {
+    if let Err(error) = released {
+        // Harmless: on this host the lease is stale once this process is gone.
+        tracing::warn!(
+            "run {run_id}: cannot release its lease: {}",
+            crate::error::chain_of(&error)
+        );
+    }
+}
+
+async fn renew_until_lost(
+    store: Arc<dyn Backend>,
+    id: String,
+    token: String,
+    cancel: CancellationToken,
+    lost: Arc<AtomicBool>,
+) {
+    let mut ticks = tokio::time::interval(RENEW_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match store.renew_lease(&id, &token).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    "run {id}: another process took over its lease; stopping its execution here"
+                );
+                lost.store(true, Ordering::SeqCst);
+                cancel.cancel();
+                return;
+            }
+            // The next tick tries again; the lease outlives a few failed renewals.
+            Err(error) => tracing::warn!(
+                "run {id}: cannot renew its lease: {}",
+                crate::error::chain_of(&error)
+            ),
+        }
+    }
+}

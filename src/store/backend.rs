@@ -1,0 +1,217 @@
+//! The seam between the run lifecycle (`runs`) and a run database: what the
+//! lifecycle, the engine's journal and the lease policy need from it.
+//! [`RunStore`] (SQLite) implements it here; PostgreSQL is to be the second.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::lease::Lease;
+use super::{
+    Attempt, AttemptStatus, Clock, NewRun, Pending, RunChange, RunState, RunStore, StoreError,
+    StoredRun, Transition,
+};
+use crate::engine::{StepRecord, StepTask};
+
+/// A run database as the run lifecycle uses it.
+///
+/// Sync or async follows the writer-thread design: every write is queued and
+/// answered with a [`Pending`], which async code awaits (no runtime thread
+/// waits on the database) and sync code [`Pending::wait`]s for; a backend
+/// answers it once the write is committed, in the order the writes were
+/// queued. Reads are synchronous and short (SQLite reads run on reader
+/// connections beside the writer); async callers run them on blocking
+/// threads through [`Backend::shared`] (`runs::blocking`). A backend whose
+/// client is async sends its answers through a `Pending` all the same.
+///
+/// `lease`, where a write takes one, is the executor's lease token: the
+/// write is refused ([`StoreError::LeaseLost`]) once another process holds
+/// the run's lease. `None` writes regardless.
+pub trait Backend: Send + Sync + 'static {
+    /// A handle to the same database that outlives the borrow (for blocking
+    /// threads, a lease's renewal task and the engine's journal).
+    fn shared(&self) -> Arc<dyn Backend>;
+    /// The database's clock: what it stamps, and what deadlines are checked against.
+    fn clock(&self) -> &dyn Clock;
+
+    // Runs and their state machine.
+    /// A new run, `pending`.
+    fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError>;
+    fn get(&self, id: &str) -> Result<StoredRun, StoreError>;
+    /// The status changes of run `id`, oldest first.
+    fn history(&self, id: &str) -> Result<Vec<Transition>, StoreError>;
+    /// Check `change` against the state machine and write it; answers the
+    /// state the run was in.
+    fn transition(&self, id: &str, change: RunChange) -> Pending<RunState>;
+    /// Record the decision on the waiting approval `step_id` as its
+    /// completed attempt, supersede the completed attempts of `rerun`, and
+    /// apply `change`: all or nothing.
+    fn decide(
+        &self,
+        id: &str,
+        step_id: &str,
+        decision: &Value,
+        rerun: &[String],
+        change: RunChange,
+    ) -> Pending<()>;
+    /// Apply `change` (where the execution stopped) and release `lease`, in one write.
+    fn end_execution(&self, id: &str, change: RunChange, lease: &str) -> Pending<RunState>;
+
+    // Step attempts: what the engine's journal writes, and what a resume reads.
+    /// Every attempt of every step, in the order they started.
+    fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError>;
+    /// A new attempt of `step_id`; refused unless the run is in progress.
+    fn start_attempt(
+        &self,
+        id: &str,
+        step_id: &str,
+        status: AttemptStatus,
+        lease: Option<&str>,
+    ) -> Pending<()>;
+    /// End the open attempt of the record's step; answers the run's status.
+    fn finish_attempt(
+        &self,
+        id: &str,
+        record: &StepRecord,
+        lease: Option<&str>,
+    ) -> Pending<RunState>;
+    /// Keep the agent's task with the running attempt of `step_id`.
+    fn record_task(
+        &self,
+        id: &str,
+        step_id: &str,
+        task: &StepTask,
+        lease: Option<&str>,
+    ) -> Pending<()>;
+    /// The latest status message of the running attempt of `step_id`.
+    fn step_status(
+        &self,
+        id: &str,
+        step_id: &str,
+        message: &str,
+        lease: Option<&str>,
+    ) -> Pending<()>;
+    /// Mark attempts left `running` (by a process that stopped) `interrupted`;
+    /// answers how many.
+    fn interrupt_running(&self, id: &str) -> Pending<usize>;
+    /// step id -> outputs of its latest completed attempt.
+    fn completed_outputs(&self, id: &str) -> Result<HashMap<String, Value>, StoreError>;
+    /// step id -> attempts that count towards the idempotency key.
+    fn previous_attempts(&self, id: &str) -> Result<HashMap<String, u32>, StoreError>;
+    /// step id -> the agent's task of its interrupted attempt, to reattach to.
+    fn interrupted_tasks(&self, id: &str) -> Result<HashMap<String, StepTask>, StoreError>;
+
+    // Leases: one executor per run.
+    /// Take the lease on run `id` for this process under `token`; answers the
+    /// live lease of another process instead when one holds it.
+    fn acquire_lease(&self, id: &str, token: &str) -> Pending<Option<Lease>>;
+    /// Extend the lease held under `token`; false when it is no longer ours.
+    fn renew_lease(&self, id: &str, token: &str) -> Pending<bool>;
+    fn release_lease(&self, id: &str, token: &str) -> Pending<()>;
+    /// Give the lease up but leave its start counted, as a crash would.
+    fn abandon_lease(&self, id: &str, token: &str) -> Pending<()>;
+    /// The lease of whoever executes run `id` now, if it is live.
+    fn live_lease(&self, id: &str) -> Result<Option<Lease>, StoreError>;
+}
+
+/// The SQLite implementation is [`RunStore`]'s own methods (which the CLI and
+/// tests call directly); these forward to them.
+impl Backend for RunStore {
+    fn shared(&self) -> Arc<dyn Backend> {
+        Arc::new(self.clone())
+    }
+    fn clock(&self) -> &dyn Clock {
+        RunStore::clock(self)
+    }
+    fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError> {
+        RunStore::create_run(self, run)
+    }
+    fn get(&self, id: &str) -> Result<StoredRun, StoreError> {
+        RunStore::get(self, id)
+    }
+    fn history(&self, id: &str) -> Result<Vec<Transition>, StoreError> {
+        RunStore::history(self, id)
+    }
+    fn transition(&self, id: &str, change: RunChange) -> Pending<RunState> {
+        RunStore::transition(self, id, change)
+    }
+    fn decide(
+        &self,
+        id: &str,
+        step_id: &str,
+        decision: &Value,
+        rerun: &[String],
+        change: RunChange,
+    ) -> Pending<()> {
+        RunStore::decide(self, id, step_id, decision, rerun, change)
+    }
+    fn end_execution(&self, id: &str, change: RunChange, lease: &str) -> Pending<RunState> {
+        RunStore::end_execution(self, id, change, lease)
+    }
+    fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+        RunStore::attempts(self, id)
+    }
+    fn start_attempt(
+        &self,
+        id: &str,
+        step_id: &str,
+        status: AttemptStatus,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        RunStore::start_attempt(self, id, step_id, status, lease)
+    }
+    fn finish_attempt(
+        &self,
+        id: &str,
+        record: &StepRecord,
+        lease: Option<&str>,
+    ) -> Pending<RunState> {
+        RunStore::finish_attempt(self, id, record, lease)
+    }
+    fn record_task(
+        &self,
+        id: &str,
+        step_id: &str,
+        task: &StepTask,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        RunStore::record_task(self, id, step_id, task, lease)
+    }
+    fn step_status(
+        &self,
+        id: &str,
+        step_id: &str,
+        message: &str,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        RunStore::step_status(self, id, step_id, message, lease)
+    }
+    fn interrupt_running(&self, id: &str) -> Pending<usize> {
+        RunStore::interrupt_running(self, id)
+    }
+    fn completed_outputs(&self, id: &str) -> Result<HashMap<String, Value>, StoreError> {
+        RunStore::completed_outputs(self, id)
+    }
+    fn previous_attempts(&self, id: &str) -> Result<HashMap<String, u32>, StoreError> {
+        RunStore::previous_attempts(self, id)
+    }
+    fn interrupted_tasks(&self, id: &str) -> Result<HashMap<String, StepTask>, StoreError> {
+        RunStore::interrupted_tasks(self, id)
+    }
+    fn acquire_lease(&self, id: &str, token: &str) -> Pending<Option<Lease>> {
+        RunStore::acquire_lease(self, id, token)
+    }
+    fn renew_lease(&self, id: &str, token: &str) -> Pending<bool> {
+        RunStore::renew_lease(self, id, token)
+    }
+    fn release_lease(&self, id: &str, token: &str) -> Pending<()> {
+        RunStore::release_lease(self, id, token)
+    }
+    fn abandon_lease(&self, id: &str, token: &str) -> Pending<()> {
+        RunStore::abandon_lease(self, id, token)
+    }
+    fn live_lease(&self, id: &str) -> Result<Option<Lease>, StoreError> {
+        RunStore::live_lease(self, id)
+    }
+}
