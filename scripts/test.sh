@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: sets up what the tests need (see setup-test-env.sh), then the
-# whole cargo test suite, and closes with one total line over all test binaries.
+# whole cargo test suite of the workspace (pallet and the example agents'
+# crate), and closes with one total line over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
@@ -12,6 +13,6 @@ unset INSTA_FORCE_PASS
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked --all-targets "$@" 2>&1 | tee "$log" || status=$?
+cargo test --locked --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

@@ -1,10 +1,15 @@
 //! The example workflows and agents compiled into the binary, so the main job
-//! runs on a fresh machine with no registry and no agents configured.
+//! runs on a fresh machine with no registry and no agents configured. The
+//! agents and their skills come from the `pallet-agents` crate (its table
+//! embeds their definition files); this module serves them and reads their
+//! definitions for `pallet agent skill NAME`.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
+use pallet_agents::{AGENTS, SkillError};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,20 +31,6 @@ pub const WORKFLOWS: &[(&str, &str)] = &[
         "smart-router.yaml",
         include_str!("../workflows/smart-router.yaml"),
     ),
-];
-
-/// `agents/*.yaml`: (file name, text). Their skills run `pallet agent skill NAME`.
-pub const AGENTS: &[(&str, &str)] = &[
-    ("plan.yaml", include_str!("../agents/plan.yaml")),
-    ("build.yaml", include_str!("../agents/build.yaml")),
-    ("test.yaml", include_str!("../agents/test.yaml")),
-    ("router.yaml", include_str!("../agents/router.yaml")),
-    ("security.yaml", include_str!("../agents/security.yaml")),
-    (
-        "performance.yaml",
-        include_str!("../agents/performance.yaml"),
-    ),
-    ("aggregate.yaml", include_str!("../agents/aggregate.yaml")),
 ];
 
 /// How a built-in workflow's origin starts (`built-in:code-generation.yaml`).
@@ -98,8 +89,12 @@ impl ExampleAgents {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let mut urls = Vec::new();
-        for (name, text) in AGENTS {
-            let definition = AgentDefinition::from_text(text, Path::new(name), Path::new("."))?;
+        for agent in AGENTS {
+            let definition = AgentDefinition::from_text(
+                agent.definition,
+                Path::new(agent.file),
+                Path::new("."),
+            )?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .map_err(ServerError::Address)?;
@@ -130,6 +125,50 @@ impl ExampleAgents {
         self.tracker.wait().await;
     }
 }
+
+/// The skill's entry in its example agent's definition file (id, schemas, ...).
+pub fn skill_definition(skill: &str) -> Result<Value, SkillError> {
+    for agent in AGENTS {
+        let origin = format!("{BUILTIN_ORIGIN}{}", agent.file);
+        let card: Value = crate::yaml::from_str(agent.definition, &origin, server::DEFINITION_FILE)
+            .map_err(|error| SkillError::Definition {
+                file: agent.file.to_string(),
+                reason: error.to_string(),
+            })?;
+        let found = card["skills"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|entry| entry["id"] == skill);
+        if let Some(entry) = found {
+            return Ok(entry.clone());
+        }
+    }
+    Err(pallet_agents::unknown_skill(skill))
+}
+
+/// Runs one example skill. Uses the LLM command in `PALLET_LLM_CMD` when it is
+/// set and not blank, the deterministic implementation otherwise.
+pub fn run_skill(skill: &str, input: Value) -> Result<Value, SkillError> {
+    run_skill_with(skill, input, pallet_agents::llm_command().as_deref())
+}
+
+/// [`run_skill`] on JSON text, as `pallet agent skill NAME` reads it from stdin.
+pub fn run_skill_on_text(skill: &str, text: &str) -> Result<Value, SkillError> {
+    run_skill(skill, pallet_agents::input_from_text(skill, text)?)
+}
+
+/// [`run_skill`] with the LLM command passed in, so tests need no environment.
+pub fn run_skill_with(
+    skill: &str,
+    input: Value,
+    llm_command: Option<&str>,
+) -> Result<Value, SkillError> {
+    let definition = skill_definition(skill)?;
+    pallet_agents::run_skill(skill, &definition, input, llm_command)
+}
+
+pub use pallet_agents::skills;
 
 #[cfg(test)]
 mod tests {
@@ -168,9 +207,9 @@ mod tests {
 
     #[test]
     fn every_builtin_agent_definition_loads() {
-        for (name, text) in AGENTS {
-            AgentDefinition::from_text(text, Path::new(name), Path::new("."))
-                .unwrap_or_else(|error| panic!("{name}: {error}"));
+        for agent in AGENTS {
+            AgentDefinition::from_text(agent.definition, Path::new(agent.file), Path::new("."))
+                .unwrap_or_else(|error| panic!("{}: {error}", agent.file));
         }
     }
 }

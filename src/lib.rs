@@ -33,3 +33,4 @@ pub mod store;
 pub mod template;
 mod tls;
 pub mod workflow;
+pub mod yaml;

@@ -54,7 +54,8 @@ pub enum CredentialError {
     Parse {
         path: PathBuf,
         #[source]
-        source: serde_yaml_ng::Error,
+        /// Boxed: a located problem is large and rare.
+        source: Box<crate::yaml::YamlError>,
     },
     #[error("credentials file {}: agent `{name}` needs `url` and either `token` or `username` with `password`", path.display())]
     IncompleteEntry { path: PathBuf, name: String },
@@ -113,6 +114,13 @@ impl AuthEntry {
     }
 }
 
+/// How YAML problems about the whole file name the credentials file.
+const CREDENTIALS_FILE: crate::yaml::FileKind = crate::yaml::FileKind {
+    article: "a",
+    name: "credentials",
+    contents: "the credentials file is `agents: {NAME: {url: ..., token: ...}}`",
+};
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CredentialsFile {
@@ -169,10 +177,11 @@ impl Credentials {
             });
         }
         let text = std::fs::read_to_string(path).map_err(read_error)?;
-        let parsed: CredentialsFile =
-            serde_yaml_ng::from_str(&text).map_err(|source| CredentialError::Parse {
+        let origin = path.display().to_string();
+        let parsed: CredentialsFile = crate::yaml::from_str(&text, &origin, CREDENTIALS_FILE)
+            .map_err(|source| CredentialError::Parse {
                 path: path.to_path_buf(),
-                source,
+                source: Box::new(source),
             })?;
         let mut file = Vec::new();
         for (name, entry) in parsed.agents {
@@ -375,18 +384,44 @@ mod tests {
     }
 
     #[test]
+    fn parse_errors_name_line_and_column() {
+        let cases = [
+            (
+                "agents:\n  a: {url: http://h:1, tokn: x}\n",
+                ":2:24: unknown field `tokn`",
+            ),
+            ("agents:\n  a: http://h:1\n", ":2:6: invalid type: string"),
+            ("agents:\n\ta: {}\n", ":2:2: malformed YAML"),
+            ("agents: {}\nextra: 1\n", ":2:1: unknown field `extra`"),
+        ];
+        for (text, expected) in cases {
+            let file = file_with(text, 0o600);
+            let error = Credentials::read(file.path()).unwrap_err();
+            let chain = crate::error::chain_of(&error);
+            let located = format!("{}{expected}", file.path().display());
+            assert!(chain.contains(&located), "{text:?}: {chain}");
+        }
+    }
+
+    #[test]
     fn agents_file_entries_name_variables() {
-        let entry: AuthEntry =
-            serde_yaml_ng::from_str("{token_env: PALLET_TEST_NO_SUCH_VARIABLE}").unwrap();
+        let entry: AuthEntry = crate::yaml::from_str(
+            "{token_env: PALLET_TEST_NO_SUCH_VARIABLE}",
+            "auth",
+            CREDENTIALS_FILE,
+        )
+        .unwrap();
         let error = entry.secret("http://h:1").unwrap_err();
         assert!(
             error
                 .to_string()
                 .contains("PALLET_TEST_NO_SUCH_VARIABLE, which is not set")
         );
-        let inline: Result<AuthEntry, _> = serde_yaml_ng::from_str("{token: s3cr3t}");
+        let inline: Result<AuthEntry, _> =
+            crate::yaml::from_str("{token: s3cr3t}", "auth", CREDENTIALS_FILE);
         assert!(inline.is_err());
-        let incomplete: AuthEntry = serde_yaml_ng::from_str("{username: bob}").unwrap();
+        let incomplete: AuthEntry =
+            crate::yaml::from_str("{username: bob}", "auth", CREDENTIALS_FILE).unwrap();
         assert!(matches!(
             incomplete.secret("u"),
             Err(CredentialError::IncompleteAuth { .. })

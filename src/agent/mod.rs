@@ -10,7 +10,6 @@ pub mod card;
 pub mod client;
 pub mod credentials;
 pub mod discovery;
-pub mod examples;
 mod legacy;
 pub mod server;
 

@@ -5,15 +5,14 @@
 
 use std::sync::OnceLock;
 
+/// The YAML bounds, shared by every YAML file pallet reads.
+pub use crate::yaml::limits::{MAX_NESTING_DEPTH, max_expanded_bytes};
+
 /// Largest workflow file, in bytes, unless [`MAX_WORKFLOW_BYTES_ENV`] says otherwise.
 pub const DEFAULT_MAX_WORKFLOW_BYTES: usize = 1024 * 1024;
 
 /// Environment variable that changes [`DEFAULT_MAX_WORKFLOW_BYTES`] (a number of bytes).
 pub const MAX_WORKFLOW_BYTES_ENV: &str = "PALLET_MAX_WORKFLOW_BYTES";
-
-/// Deepest nesting of YAML collections (mappings and lists), the top-level
-/// mapping counting as 1: bounds the stack of every recursive walk over values.
-pub const MAX_NESTING_DEPTH: usize = 64;
 
 /// Deepest nesting of container steps (parallel, conditional, switch) inside each other.
 pub const MAX_CONTAINER_DEPTH: usize = 16;
@@ -36,31 +35,4 @@ pub fn max_workflow_bytes() -> usize {
             .filter(|bytes| *bytes > 0)
             .unwrap_or(DEFAULT_MAX_WORKFLOW_BYTES)
     })
-}
-
-/// How many bytes YAML aliases may add to a document of `input_bytes`, and how
-/// large its index of positions may grow: ten times the file, at least 1 MiB,
-/// at most 16 MiB ("billion laughs" and long keys repeated on every nested node).
-pub fn max_expanded_bytes(input_bytes: usize) -> usize {
-    input_bytes
-        .saturating_mul(10)
-        .clamp(1024 * 1024, 16 * 1024 * 1024)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expanded_bytes_scale_with_the_file_within_bounds() {
-        let cases = [
-            (0, 1024 * 1024),
-            (200 * 1024, 2000 * 1024),
-            (1024 * 1024, 10 * 1024 * 1024),
-            (100 * 1024 * 1024, 16 * 1024 * 1024),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(max_expanded_bytes(input), expected, "{input}");
-        }
-    }
 }

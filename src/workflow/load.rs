@@ -13,10 +13,17 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::model::Workflow;
-use super::position::{Position, PositionIndex, escape};
 use super::validate::Problem;
 use super::{limits, schema, validate};
 use crate::template::Renderer;
+use crate::yaml::{FileKind, Position, PositionIndex, escape};
+
+/// How YAML problems about the whole file name a workflow file.
+const WORKFLOW: FileKind = FileKind {
+    article: "a",
+    name: "workflow",
+    contents: "a workflow needs `metadata` and `steps`",
+};
 
 /// A workflow parsed and checked (schema + semantic), with where it came from.
 #[derive(Debug, Clone)]
@@ -150,7 +157,7 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
     if text.len() > limit {
         return Err(too_large(origin, limit));
     }
-    let (value, index) = PositionIndex::parse(text).map_err(|problem| {
+    let (value, index) = PositionIndex::parse(text, WORKFLOW).map_err(|problem| {
         let diagnostic = locator.at(
             problem.position,
             &problem.pointer,

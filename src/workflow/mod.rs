@@ -5,7 +5,6 @@ mod approval_checks;
 pub mod limits;
 pub mod load;
 pub mod model;
-mod position;
 mod references;
 pub mod schema;
 pub mod source;

@@ -270,7 +270,7 @@ mod tests {
 
     fn errors(steps_yaml: &str) -> Vec<String> {
         let text = format!("metadata: {{id: x, name: X, version: 1.0.0}}\nsteps:\n{steps_yaml}");
-        let workflow: Workflow = serde_yaml_ng::from_str(&text).expect("test workflow parses");
+        let workflow: Workflow = crate::yaml::from_snippet(&text).expect("test workflow parses");
         check(&workflow)
             .errors
             .into_iter()
@@ -368,7 +368,7 @@ mod tests {
     #[test]
     fn every_explanation_has_a_hint() {
         let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n- id: fan\n  step_type: parallel\n  branches:\n    steps:\n      - {id: a, skill: s}\n- {id: b, skill: s}\n";
-        let workflow: Workflow = serde_yaml_ng::from_str(text).expect("test workflow parses");
+        let workflow: Workflow = crate::yaml::from_snippet(text).expect("test workflow parses");
         let tree = Tree::new(&workflow);
         let chain = [tree.by_id["fan"], tree.by_id["a"]];
         let (message, hint) = super::optional_branch(&tree, &chain, "a", "b");

@@ -286,7 +286,7 @@ fn step_type_at<'a>(step_pointer: &str, instance: &'a Value) -> &'a str {
 
 fn unknown_key(pointer: &str, name: &str, subject: &Subject, instance: &Value) -> Problem {
     let allowed = subject.allowed_keys(pointer, instance);
-    let key_pointer = format!("{pointer}/{}", super::position::escape(name));
+    let key_pointer = format!("{pointer}/{}", crate::yaml::escape(name));
     let suggestion = suggest(name, allowed.iter().map(String::as_str)).map(str::to_string);
     let hint = match (&suggestion, subject.kind) {
         (Some(close), _) => format!("did you mean `{close}`?"),

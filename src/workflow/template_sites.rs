@@ -37,7 +37,7 @@ steps:
 
     /// A workflow with one step `target` holding `value` as input `value` and `condition`.
     fn one_step_workflow(value: Value, condition: Option<&str>) -> Workflow {
-        let mut workflow: Workflow = serde_yaml_ng::from_str(WORKFLOW).unwrap();
+        let mut workflow: Workflow = crate::yaml::from_snippet(WORKFLOW).unwrap();
         workflow.steps[0].inputs = Map::from_iter([("value".to_string(), value)]);
         workflow.steps[0].condition = condition.map(str::to_string);
         workflow
@@ -45,7 +45,7 @@ steps:
 
     #[test]
     fn check_reports_every_broken_template() {
-        let workflow: Workflow = serde_yaml_ng::from_str(
+        let workflow: Workflow = crate::yaml::from_snippet(
             "
 metadata: {id: test, name: Test, version: 1.0.0}
 steps:
@@ -106,7 +106,7 @@ steps:
     #[test]
     fn nested_steps_of_the_example_router_resolve() {
         let workflow: Workflow =
-            serde_yaml_ng::from_str(include_str!("../../workflows/smart-router.yaml")).unwrap();
+            crate::yaml::from_snippet(include_str!("../../workflows/smart-router.yaml")).unwrap();
         let renderer = Renderer::new(workflow.template_sites()).unwrap();
         let input = json!({"requirements": "Create a factorial function"});
         let mut steps = HashMap::new();

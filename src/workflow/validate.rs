@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use super::limits;
 use super::model::{Step, StepType, Workflow};
-use super::position::escape;
 use super::references::check_references;
 use super::template_checks::check_template;
+use crate::yaml::escape;
 
 /// One problem, located by the JSON pointer of the offending node.
 #[derive(Debug, Clone, PartialEq)]
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn warnings_for_ignored_skill_and_constant_condition() {
         let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n  - id: route\n    skill: s\n    step_type: conditional\n    condition: steps.a.outputs\n    branches: {if_true: [{id: b, skill: s}]}\n";
-        let workflow: Workflow = serde_yaml_ng::from_str(text).expect("test workflow parses");
+        let workflow: Workflow = crate::yaml::from_snippet(text).expect("test workflow parses");
         let report = check(&workflow);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let warnings: Vec<&str> = report

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pallet::agent::examples::{run_skill_with, skills};
+use pallet::builtin::{run_skill_with, skills};
 use serde_json::{Value, json};
 
 fn agents_directory() -> PathBuf {
@@ -28,7 +28,7 @@ fn definitions() -> Vec<(String, Value)> {
         .map(|path| {
             let text = std::fs::read_to_string(&path).unwrap();
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            (name, serde_yaml_ng::from_str(&text).unwrap())
+            (name, pallet::yaml::from_snippet(&text).unwrap())
         })
         .collect()
 }

@@ -108,11 +108,12 @@ impl AgentDefinition {
         let is_json = origin
             .extension()
             .is_some_and(|extension| extension == "json");
-        let raw = parse(text, is_json).map_err(|(location, source)| ServerError::Parse {
-            path: origin.to_path_buf(),
-            location,
-            source,
-        })?;
+        let raw =
+            parse(text, origin, is_json).map_err(|(location, source)| ServerError::Parse {
+                path: origin.to_path_buf(),
+                location,
+                source,
+            })?;
         from_raw(raw, directory.to_path_buf()).map_err(|message| ServerError::Invalid {
             path: origin.to_path_buf(),
             message,
@@ -144,23 +145,50 @@ impl SkillDefinition {
 
 type ParseFailure = (String, Box<dyn std::error::Error + Send + Sync>);
 
-fn parse(text: &str, is_json: bool) -> Result<RawDefinition, ParseFailure> {
-    fn located<E: std::error::Error + Send + Sync + 'static>(
-        error: serde_path_to_error::Error<E>,
-    ) -> ParseFailure {
-        let location = match error.path().to_string() {
-            root if root == "." => "the top level".to_string(),
-            path => format!("`{path}`"),
-        };
-        (location, Box::new(error.into_inner()))
-    }
+/// How YAML problems about the whole file name a definition file.
+pub const DEFINITION_FILE: crate::yaml::FileKind = crate::yaml::FileKind {
+    article: "an",
+    name: "agent definition",
+    contents: "an agent definition needs `name`, `description` and `skills`",
+};
+
+fn parse(text: &str, origin: &Path, is_json: bool) -> Result<RawDefinition, ParseFailure> {
     if is_json {
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut deserializer).map_err(located)
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let location = match error.path().to_string() {
+                root if root == "." => "the top level".to_string(),
+                path => format!("`{path}`"),
+            };
+            (location, Box::new(error.into_inner()) as _)
+        })
     } else {
-        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer).map_err(located)
+        let file = origin.display().to_string();
+        crate::yaml::from_str(text, &file, DEFINITION_FILE).map_err(|error| {
+            let location = location(&error.problem.pointer);
+            (location, Box::new(error) as _)
+        })
     }
+}
+
+/// A JSON pointer as a field path (`/skills/0/run` -> `` `skills[0].run` ``).
+fn location(pointer: &str) -> String {
+    if pointer.is_empty() {
+        return "the top level".to_string();
+    }
+    let mut path = String::new();
+    for segment in pointer[1..].split('/') {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if segment.parse::<usize>().is_ok() {
+            path.push_str(&format!("[{segment}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&segment);
+        }
+    }
+    format!("`{path}`")
 }
 
 fn from_raw(raw: RawDefinition, directory: PathBuf) -> Result<AgentDefinition, String> {
@@ -420,6 +448,34 @@ mod tests {
                 source.to_string().contains(expected_cause),
                 "{source} should contain {expected_cause:?}"
             );
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_line_and_column() {
+        let cases = [
+            (
+                "name: a\ndescription: d\nskills:\n  - {id: s, run: [x], timeut: 3}\n",
+                "agent.yaml:4:23: unknown field `timeut`",
+            ),
+            (
+                "name: a\nskills: []\n",
+                "agent.yaml:1:1: missing field `description`",
+            ),
+            (
+                "name: a\ndescription: d\nskills:\n  - id: s\n    run: x\n",
+                "agent.yaml:5:10: invalid type: string \"x\"",
+            ),
+            (
+                "name: a\ndescription: [d\n",
+                "agent.yaml:3:1: malformed YAML",
+            ),
+            ("", "agent.yaml:1:1: the agent definition file is empty"),
+        ];
+        for (text, expected) in cases {
+            let error = load_text(text, "agent.yaml").unwrap_err();
+            let chain = crate::error::chain_of(&error);
+            assert!(chain.contains(expected), "{text:?}: {chain}");
         }
     }
 

@@ -52,7 +52,7 @@ use serde_json::json;
 use tokio_util::task::TaskTracker;
 
 pub use card::SKILL_SCHEMAS_EXTENSION;
-pub use definition::{AgentDefinition, SkillDefinition};
+pub use definition::{AgentDefinition, DEFINITION_FILE, SkillDefinition};
 
 use crate::http_server::ConnectionLimits;
 use runtime::Runtime;

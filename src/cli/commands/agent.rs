@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::agent::examples;
 use crate::agent::server::{self, AgentDefinition, ServeOptions};
+use crate::builtin;
 use crate::cli::args::{AgentCommand, AgentServeArgs};
 use crate::cli::printer::BadInput;
 use crate::cli::signals::shutdown_signal;
@@ -85,7 +85,7 @@ fn skill(name: &str) -> anyhow::Result<ExitCode> {
     std::io::stdin()
         .read_to_string(&mut text)
         .context("cannot read the skill input from stdin")?;
-    let output = examples::run_skill_on_text(name, &text)?;
+    let output = builtin::run_skill_on_text(name, &text)?;
     outln!("{}", serde_json::to_string(&output)?);
     Ok(ExitCode::SUCCESS)
 }

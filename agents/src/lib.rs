@@ -1,9 +1,11 @@
-//! The example agents' skills, deterministic and useful without any LLM.
+//! The example agents: their definition files (`agents/*.yaml`, embedded in
+//! [`AGENTS`]) and their skills, deterministic and useful without any LLM.
 //!
 //! Each skill takes a JSON input and returns a JSON output of the shape its
-//! definition file in `agents/` declares. `pallet agent skill NAME` calls
-//! [`run_skill`]; the agent server runs that command once per call. With
-//! `PALLET_LLM_CMD` set, the skills ask that command instead (see [`llm`]).
+//! definition declares. The host (`pallet agent skill NAME`) reads the
+//! definitions and hands [`run_skill`] the skill's entry; this crate parses no
+//! YAML and knows nothing of pallet. With an LLM command given, the skills ask
+//! that command instead (see [`llm`]).
 
 mod aggregate;
 mod build;
@@ -22,26 +24,71 @@ use serde_json::Value;
 /// The environment variable naming a shell command that answers prompts.
 pub const LLM_COMMAND_VARIABLE: &str = "PALLET_LLM_CMD";
 
-/// The definition files of the example agents, embedded so that the skills
-/// check LLM answers against the same schemas the agent cards publish.
-const DEFINITIONS: &[(&str, &str)] = &[
-    ("plan.yaml", include_str!("../../../agents/plan.yaml")),
-    ("build.yaml", include_str!("../../../agents/build.yaml")),
-    ("test.yaml", include_str!("../../../agents/test.yaml")),
-    ("router.yaml", include_str!("../../../agents/router.yaml")),
-    (
+/// One example agent: its definition file and the skills it carries out.
+pub struct Agent {
+    /// The definition's file name in `agents/` (`plan.yaml`).
+    pub file: &'static str,
+    /// The definition file's text (YAML): name, skills, their schemas and commands.
+    pub definition: &'static str,
+    pub skills: &'static [Skill],
+}
+
+/// One skill and its deterministic implementation.
+pub struct Skill {
+    pub id: &'static str,
+    pub handler: fn(&Value) -> Result<Value, SkillError>,
+}
+
+/// The example agents, in the order the table in `agents/README.md` lists them.
+pub const AGENTS: &[Agent] = &[
+    agent(
+        "plan.yaml",
+        include_str!("../plan.yaml"),
+        &[skill("create_plan", plan::create_plan)],
+    ),
+    agent(
+        "build.yaml",
+        include_str!("../build.yaml"),
+        &[skill("generate_code", build::generate_code)],
+    ),
+    agent(
+        "test.yaml",
+        include_str!("../test.yaml"),
+        &[skill("review_code", review::review_code)],
+    ),
+    agent(
+        "router.yaml",
+        include_str!("../router.yaml"),
+        &[skill("analyze_request", router::analyze_request)],
+    ),
+    agent(
         "security.yaml",
-        include_str!("../../../agents/security.yaml"),
+        include_str!("../security.yaml"),
+        &[skill("security_scan", security::security_scan)],
     ),
-    (
+    agent(
         "performance.yaml",
-        include_str!("../../../agents/performance.yaml"),
+        include_str!("../performance.yaml"),
+        &[skill("performance_check", performance::performance_check)],
     ),
-    (
+    agent(
         "aggregate.yaml",
-        include_str!("../../../agents/aggregate.yaml"),
+        include_str!("../aggregate.yaml"),
+        &[skill("aggregate_results", aggregate::aggregate_results)],
     ),
 ];
+
+const fn agent(file: &'static str, definition: &'static str, skills: &'static [Skill]) -> Agent {
+    Agent {
+        file,
+        definition,
+        skills,
+    }
+}
+
+const fn skill(id: &'static str, handler: fn(&Value) -> Result<Value, SkillError>) -> Skill {
+    Skill { id, handler }
+}
 
 const SKILLS: &[&str] = &[
     "create_plan",
@@ -96,76 +143,53 @@ pub fn skills() -> &'static [&'static str] {
     SKILLS
 }
 
-/// Runs one skill. Uses the LLM command in `PALLET_LLM_CMD` when it is set and
-/// not blank, the deterministic implementation otherwise.
-pub fn run_skill(skill: &str, input: Value) -> Result<Value, SkillError> {
-    let command = std::env::var(LLM_COMMAND_VARIABLE)
+/// The LLM command in `PALLET_LLM_CMD`, when it is set and not blank.
+pub fn llm_command() -> Option<String> {
+    std::env::var(LLM_COMMAND_VARIABLE)
         .ok()
-        .filter(|command| !command.trim().is_empty());
-    run_skill_with(skill, input, command.as_deref())
+        .filter(|command| !command.trim().is_empty())
 }
 
-/// [`run_skill`] on JSON text, as `pallet agent skill NAME` reads it from stdin.
-pub fn run_skill_on_text(skill: &str, text: &str) -> Result<Value, SkillError> {
-    let input = serde_json::from_str(text).map_err(|source| SkillError::InputNotJson {
-        skill: skill.to_string(),
-        source,
-    })?;
-    run_skill(skill, input)
-}
-
-/// [`run_skill`] with the LLM command passed in, so tests need no environment.
-pub fn run_skill_with(
+/// Runs one skill given its entry in its agent definition (id, schemas, ...):
+/// checks the input against the entry's `input_schema`, then asks the LLM
+/// command when one is given, else runs the deterministic implementation.
+pub fn run_skill(
     skill: &str,
+    definition: &Value,
     input: Value,
     llm_command: Option<&str>,
 ) -> Result<Value, SkillError> {
-    let definition = skill_definition(skill)?;
-    check_input(skill, &definition, &input)?;
+    check_input(skill, definition, &input)?;
     match llm_command {
-        Some(command) => llm::run(command, skill, &definition, &input),
+        Some(command) => llm::run(command, skill, definition, &input),
         None => run_deterministic(skill, &input),
     }
 }
 
-fn run_deterministic(skill: &str, input: &Value) -> Result<Value, SkillError> {
-    match skill {
-        "create_plan" => plan::create_plan(input),
-        "generate_code" => build::generate_code(input),
-        "review_code" => review::review_code(input),
-        "analyze_request" => router::analyze_request(input),
-        "security_scan" => security::security_scan(input),
-        "performance_check" => performance::performance_check(input),
-        "aggregate_results" => aggregate::aggregate_results(input),
-        _ => Err(unknown_skill(skill)),
-    }
+/// Reads a skill's input from JSON text, as `pallet agent skill NAME` gets it on stdin.
+pub fn input_from_text(skill: &str, text: &str) -> Result<Value, SkillError> {
+    serde_json::from_str(text).map_err(|source| SkillError::InputNotJson {
+        skill: skill.to_string(),
+        source,
+    })
 }
 
-fn unknown_skill(skill: &str) -> SkillError {
+fn run_deterministic(skill: &str, input: &Value) -> Result<Value, SkillError> {
+    let handler = AGENTS
+        .iter()
+        .flat_map(|agent| agent.skills)
+        .find(|entry| entry.id == skill)
+        .map(|entry| entry.handler)
+        .ok_or_else(|| unknown_skill(skill))?;
+    handler(input)
+}
+
+/// The error for a skill no example agent offers, listing those they do.
+pub fn unknown_skill(skill: &str) -> SkillError {
     SkillError::UnknownSkill {
         skill: skill.to_string(),
         known: SKILLS.join(", "),
     }
-}
-
-/// The skill's entry in its agent definition file (id, schemas, ...).
-pub fn skill_definition(skill: &str) -> Result<Value, SkillError> {
-    for (file, text) in DEFINITIONS {
-        let card: Value =
-            serde_yaml_ng::from_str(text).map_err(|error| SkillError::Definition {
-                file: file.to_string(),
-                reason: error.to_string(),
-            })?;
-        let found = card["skills"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|entry| entry["id"] == skill);
-        if let Some(entry) = found {
-            return Ok(entry.clone());
-        }
-    }
-    Err(unknown_skill(skill))
 }
 
 fn check_input(skill: &str, definition: &Value, input: &Value) -> Result<(), SkillError> {
@@ -179,7 +203,7 @@ fn check_input(skill: &str, definition: &Value, input: &Value) -> Result<(), Ski
 }
 
 /// Checks `instance` against `schema`; the error lists every violation.
-fn schema_errors(schema: &Value, instance: &Value) -> Result<(), String> {
+pub fn schema_errors(schema: &Value, instance: &Value) -> Result<(), String> {
     let validator = jsonschema::draft202012::new(schema).map_err(|error| error.to_string())?;
     let messages: Vec<String> = validator
         .iter_errors(instance)
@@ -232,9 +256,23 @@ fn rules_and_lines(output: &serde_json::Value) -> Vec<(String, u64)> {
 }
 
 #[cfg(test)]
+mod testing;
+
+#[cfg(test)]
 mod tests {
+    use super::testing::{run_skill_on_text, run_skill_with, skill_definition};
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_skill_list_follows_the_agent_table() {
+        let table: Vec<&str> = AGENTS
+            .iter()
+            .flat_map(|agent| agent.skills)
+            .map(|skill| skill.id)
+            .collect();
+        assert_eq!(table, skills());
+    }
 
     #[test]
     fn every_skill_has_a_definition_with_compilable_schemas() {

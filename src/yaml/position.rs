@@ -1,6 +1,6 @@
 //! YAML -> JSON in one pass over the parser's events, recording where each node
-//! sits (keyed by JSON pointer) so that schema and semantic problems, found on
-//! JSON values, can be reported as line:column.
+//! sits (keyed by JSON pointer) so that problems found on JSON values (schema,
+//! semantic, deserialization) can be reported as line:column.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -10,7 +10,8 @@ use yaml_rust2::parser::{MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 use yaml_rust2::{Event, Yaml};
 
-use super::limits;
+use super::problems::{check_characters, depth_hint, syntax_hint, too_deep, unquoted_template};
+use super::{FileKind, limits};
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +20,10 @@ pub struct Position {
     pub column: usize,
 }
 
-/// Why a YAML text cannot be indexed.
+/// A problem in a YAML text (its syntax, its bounds, or a value of the wrong
+/// shape for what reads it), and where it is.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SyntaxProblem {
+pub struct YamlProblem {
     pub position: Position,
     /// JSON pointer of the node where the problem is, when it is known ("" otherwise).
     pub pointer: String,
@@ -40,20 +42,21 @@ pub struct PositionIndex {
 
 impl PositionIndex {
     /// Parses `text` into JSON (YAML 1.2 core schema) and records where every node
-    /// is; fails on malformed YAML, on several documents, and on an empty document.
-    pub fn parse(text: &str) -> Result<(Value, PositionIndex), SyntaxProblem> {
+    /// is; fails on malformed YAML, on several documents, and on an empty document
+    /// (the problems about the whole document name `kind`).
+    pub fn parse(text: &str, kind: FileKind) -> Result<(Value, PositionIndex), YamlProblem> {
         // A leading byte order mark is allowed (editors write one); positions
         // are counted without it, as editors show them.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         check_characters(text)?;
-        let mut builder = Builder::new(text.len());
+        let mut builder = Builder::new(text.len(), kind);
         let mut parser = Parser::new_from_str(text);
         // Events are pulled one by one (`Parser::load` recurses once per nesting
         // level), so the first problem, a too deep nesting say, stops the parse.
         loop {
             let (event, marker) = parser.next_token().map_err(|error| {
                 let at = position(error.marker());
-                unquoted_template(text, at.line).unwrap_or_else(|| SyntaxProblem {
+                unquoted_template(text, at.line).unwrap_or_else(|| YamlProblem {
                     position: at,
                     pointer: String::new(),
                     message: format!("malformed YAML: {}", error.info()),
@@ -72,11 +75,11 @@ impl PositionIndex {
         }
         let root = builder.root.filter(|root| !root.is_null());
         let Some(root) = root else {
-            return Err(SyntaxProblem {
+            return Err(YamlProblem {
                 position: Position { line: 1, column: 1 },
                 pointer: String::new(),
-                message: "the workflow file is empty".to_string(),
-                hint: Some("a workflow needs `metadata` and `steps`".to_string()),
+                message: format!("the {} file is empty", kind.name),
+                hint: Some(kind.contents.to_string()),
             });
         };
         Ok((root, builder.index))
@@ -111,50 +114,6 @@ impl PositionIndex {
     }
 }
 
-/// A hint for the scanner's message, for the mistakes people make most.
-fn syntax_hint(info: &str) -> &'static str {
-    if info.contains("tab") {
-        "indent with spaces: YAML does not allow tabs for indentation"
-    } else if info.contains("mapping values are not allowed") {
-        "quote a value that contains \": \" (e.g. skill: \"a: b\"), or check this line's indentation"
-    } else if info.contains("quoted scalar") {
-        "a quote opened here is never closed"
-    } else if info.contains("flow sequence") || info.contains("flow mapping") {
-        "a `[` or `{` opened here is never closed, or an item lacks its `,`"
-    } else if info.contains("expected '-'") || info.contains("expected key") {
-        "check the indentation: the items of one list or mapping start in the same column"
-    } else {
-        "check the indentation, quotes and brackets here; an unclosed quote or bracket may start earlier"
-    }
-}
-
-/// YAML reads an unquoted `{{ ... }}` value as a nested mapping, which fails in
-/// confusing ways: find such a value at or before `line` and say so plainly.
-fn unquoted_template(text: &str, line: usize) -> Option<SyntaxProblem> {
-    for (index, content) in text.lines().take(line).enumerate() {
-        let Some(start) = content.find("{{") else {
-            continue;
-        };
-        let before = content[..start].trim_end();
-        if before.ends_with(':')
-            || before.ends_with('-')
-            || before.ends_with('[')
-            || before.ends_with(',')
-        {
-            return Some(SyntaxProblem {
-                position: Position {
-                    line: index + 1,
-                    column: content[..start].chars().count() + 1,
-                },
-                pointer: String::new(),
-                message: "unquoted template: YAML reads `{{ ... }}` as a mapping".to_string(),
-                hint: Some("put the template in quotes: \"{{ workflow.input.name }}\"".to_string()),
-            });
-        }
-    }
-    None
-}
-
 fn position(marker: &Marker) -> Position {
     // yaml-rust2 counts lines from 1 and columns from 0.
     Position {
@@ -183,10 +142,6 @@ enum Frame {
         anchor: usize,
     },
 }
-
-/// Most nodes all alias expansions of one file may produce together: far
-/// above any real workflow, far below what exhausts memory ("billion laughs").
-const MAX_ALIAS_NODES: usize = 100_000;
 
 /// How much an anchored value weighs when an alias repeats it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -240,13 +195,14 @@ struct Builder {
     max_expanded_bytes: usize,
     documents: usize,
     /// The first problem found; the parse stops there.
-    problem: Option<SyntaxProblem>,
+    problem: Option<YamlProblem>,
     /// The problem may come from an unquoted `{{ }}` read as a mapping.
     suspect_template: bool,
+    kind: FileKind,
 }
 
 impl Builder {
-    fn new(input_bytes: usize) -> Builder {
+    fn new(input_bytes: usize, kind: FileKind) -> Builder {
         Builder {
             index: PositionIndex::default(),
             stack: Vec::new(),
@@ -259,12 +215,13 @@ impl Builder {
             documents: 0,
             problem: None,
             suspect_template: false,
+            kind,
         }
     }
 
     fn fail(&mut self, at: Position, message: String, hint: &str) {
         let pointer = self.current_pointer();
-        self.problem.get_or_insert(SyntaxProblem {
+        self.problem.get_or_insert(YamlProblem {
             position: at,
             pointer,
             message,
@@ -375,7 +332,7 @@ impl Builder {
             return;
         };
         if self.stack.len() >= limits::MAX_NESTING_DEPTH {
-            self.fail(at, too_deep(), DEPTH_HINT);
+            self.fail(at, too_deep(), &depth_hint(self.kind));
             return;
         }
         self.record(&pointer, at);
@@ -406,10 +363,13 @@ impl Builder {
         let (size, nodes) = (*size, self.alias_nodes.saturating_add(size.nodes));
         let bytes = self.alias_bytes.saturating_add(size.bytes);
         let hint = "aliases of aliases multiply the document's size; write the values out or use fewer nested aliases";
-        if nodes > MAX_ALIAS_NODES {
+        if nodes > limits::MAX_ALIAS_NODES {
             self.fail(
                 at,
-                format!("YAML aliases expand to more than {MAX_ALIAS_NODES} nodes"),
+                format!(
+                    "YAML aliases expand to more than {} nodes",
+                    limits::MAX_ALIAS_NODES
+                ),
                 hint,
             );
             return Value::Null;
@@ -424,7 +384,7 @@ impl Builder {
             return Value::Null;
         }
         if self.stack.len() + size.depth > limits::MAX_NESTING_DEPTH {
-            self.fail(at, too_deep(), DEPTH_HINT);
+            self.fail(at, too_deep(), &depth_hint(self.kind));
             return Value::Null;
         }
         let value = value.clone();
@@ -441,46 +401,6 @@ impl Builder {
             None => {}
         }
     }
-}
-
-const DEPTH_HINT: &str = "flatten the structure: deeply nested lists or mappings are a mistake in a workflow (or an attack)";
-
-fn too_deep() -> String {
-    format!(
-        "YAML nesting is deeper than {} levels (the limit)",
-        limits::MAX_NESTING_DEPTH
-    )
-}
-
-/// Characters YAML does not allow in a stream (C0 and C1 controls but tab,
-/// line breaks and NEL, DEL, U+FFFE and U+FFFF): a NUL would otherwise end
-/// the parse silently and hide the rest of the file.
-fn check_characters(text: &str) -> Result<(), SyntaxProblem> {
-    let allowed = |character: char| match character {
-        '\t' | '\n' | '\r' | '\u{85}' => true,
-        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}' => false,
-        _ => true,
-    };
-    let Some(offset) = text.find(|character: char| !allowed(character)) else {
-        return Ok(());
-    };
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    let column = before[line_start..].chars().count() + 1;
-    let character = text[offset..].chars().next().unwrap_or_default();
-    Err(SyntaxProblem {
-        position: Position { line, column },
-        pointer: String::new(),
-        message: format!(
-            "the file holds the control character U+{:04X}, which YAML does not allow",
-            u32::from(character)
-        ),
-        hint: Some(
-            "remove it; write it as an escape inside a double-quoted string (\"\\u0000\") if a value needs it"
-                .to_string(),
-        ),
-    })
 }
 
 /// `<<: *defaults` (or a list of aliases) fills in the keys a mapping does not set itself.
@@ -532,10 +452,14 @@ impl MarkedEventReceiver for Builder {
             Event::DocumentStart => {
                 self.documents += 1;
                 if self.documents == 2 {
+                    let hint = format!(
+                        "{} {} file holds exactly one document; remove the `---` separator",
+                        self.kind.article, self.kind.name
+                    );
                     self.fail(
                         at,
                         "the file holds more than one YAML document".to_string(),
-                        "a workflow file holds exactly one document; remove the `---` separator",
+                        &hint,
                     );
                 }
             }
@@ -555,6 +479,14 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+/// The kind the tests parse.
+#[cfg(test)]
+const TEST: FileKind = FileKind {
+    article: "a",
+    name: "test",
+    contents: "a test document",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,7 +494,7 @@ mod tests {
     #[test]
     fn positions_of_nodes_and_keys() {
         let text = "metadata:\n  id: x\nsteps:\n  - id: a\n    skill: s\n  - id: b\n";
-        let (value, index) = PositionIndex::parse(text).unwrap();
+        let (value, index) = PositionIndex::parse(text, TEST).unwrap();
         assert_eq!(value["steps"][1]["id"], "b");
         let cases = [
             ("/metadata/id", Position { line: 2, column: 7 }),
@@ -585,7 +517,7 @@ mod tests {
     #[test]
     fn scalars_follow_the_yaml_core_schema() {
         let text = "a: 1\nb: 1.0\nc: '1.0'\nd: true\ne: ~\nf: NULL\ng: text\nh: \"3\"\ni: !!str 4\nj: &x [1, {k: v}]\nl: *x\nm: 0x1f\nn: -2.5e3\n";
-        let (value, _) = PositionIndex::parse(text).unwrap();
+        let (value, _) = PositionIndex::parse(text, TEST).unwrap();
         let expected = serde_json::json!({
             "a": 1, "b": 1.0, "c": "1.0", "d": true, "e": null, "f": null, "g": "text", "h": "3", "i": "4",
             "j": [1, {"k": "v"}], "l": [1, {"k": "v"}], "m": 31, "n": -2500.0
@@ -597,7 +529,7 @@ mod tests {
     fn merge_keys_fill_in_defaults() {
         let text =
             "defaults: &defaults {timeout: 30, skill: s}\nstep:\n  <<: *defaults\n  skill: t\n";
-        let (value, _) = PositionIndex::parse(text).unwrap();
+        let (value, _) = PositionIndex::parse(text, TEST).unwrap();
         assert_eq!(
             value["step"],
             serde_json::json!({"skill": "t", "timeout": 30})
@@ -621,7 +553,7 @@ mod tests {
             ("a: '{{ x }}'\nb: [1\n", "malformed YAML"),
         ];
         for (text, expected) in cases {
-            let problem = PositionIndex::parse(text).unwrap_err();
+            let problem = PositionIndex::parse(text, TEST).unwrap_err();
             assert!(
                 problem.message.contains(expected),
                 "{text:?}: {}",
@@ -638,7 +570,7 @@ mod tests {
             let aliases = vec![format!("*{}", pair[0]); 10].join(", ");
             text.push_str(&format!("{}: &{} [{aliases}]\n", pair[1], pair[1]));
         }
-        let problem = PositionIndex::parse(&text).unwrap_err();
+        let problem = PositionIndex::parse(&text, TEST).unwrap_err();
         assert!(
             problem
                 .message
@@ -649,7 +581,7 @@ mod tests {
         assert_eq!(problem.position.line, 5);
         assert!(problem.hint.is_some());
         let small = "a: &a [1, 2]\nb: [*a, *a]\n";
-        assert!(PositionIndex::parse(small).is_ok());
+        assert!(PositionIndex::parse(small, TEST).is_ok());
     }
 }
 
@@ -701,7 +633,7 @@ mod bounds_tests {
     fn nesting_is_bounded_in_every_form() {
         on_small_stack(|| {
             for (form, text) in deep_documents(2_000) {
-                let problem = PositionIndex::parse(&text).expect_err(form);
+                let problem = PositionIndex::parse(&text, TEST).expect_err(form);
                 assert!(
                     problem.message.contains("deeper than 64 levels")
                         || problem.message.contains("recursion limit"),
@@ -710,7 +642,7 @@ mod bounds_tests {
                 );
                 assert!(problem.hint.is_some(), "{form}");
             }
-            let problem = PositionIndex::parse(&deep_documents(30_000)[0].1).unwrap_err();
+            let problem = PositionIndex::parse(&deep_documents(30_000)[0].1, TEST).unwrap_err();
             assert_eq!(
                 (problem.position, problem.message.as_str()),
                 (
@@ -724,7 +656,7 @@ mod bounds_tests {
             assert_eq!(problem.pointer, format!("/x{}", "/0".repeat(62)));
             // The limit itself is fine.
             let text = format!("x: {}1{}\n", "[".repeat(63), "]".repeat(63));
-            assert!(PositionIndex::parse(&text).is_ok());
+            assert!(PositionIndex::parse(&text, TEST).is_ok());
         });
     }
 
@@ -736,7 +668,7 @@ mod bounds_tests {
             vec!["*big"; 90_000].join(", ")
         );
         let started = std::time::Instant::now();
-        let problem = PositionIndex::parse(&text).unwrap_err();
+        let problem = PositionIndex::parse(&text, TEST).unwrap_err();
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
         assert!(
             problem
@@ -748,7 +680,7 @@ mod bounds_tests {
         assert_eq!(problem.position.line, 2);
         // A few repeats of a large value stay within ten times the file.
         let text = format!("big: &big {big}\nlist: [*big, *big, *big]\n");
-        assert!(PositionIndex::parse(&text).is_ok());
+        assert!(PositionIndex::parse(&text, TEST).is_ok());
     }
 
     #[test]
@@ -764,7 +696,7 @@ mod bounds_tests {
             "  ".repeat(60),
             vec!["1"; 40_000].join(",")
         ));
-        let problem = PositionIndex::parse(&text).unwrap_err();
+        let problem = PositionIndex::parse(&text, TEST).unwrap_err();
         assert!(
             problem.message.contains("repeated on every nested value"),
             "{}",
@@ -781,18 +713,18 @@ mod bounds_tests {
             ("a: \u{9f}\n", (1, 4), "U+009F"),
         ];
         for (text, (line, column), code) in cases {
-            let problem = PositionIndex::parse(text).unwrap_err();
+            let problem = PositionIndex::parse(text, TEST).unwrap_err();
             assert_eq!(problem.position, Position { line, column }, "{text:?}");
             assert!(problem.message.contains(code), "{}", problem.message);
         }
         for text in ["a: \"tab\there\"\r\nb: \"\\0 escaped\"\n", "a: x\u{85}y\n"] {
-            assert!(PositionIndex::parse(text).is_ok(), "{text:?}");
+            assert!(PositionIndex::parse(text, TEST).is_ok(), "{text:?}");
         }
     }
 
     #[test]
     fn a_leading_byte_order_mark_is_skipped() {
-        let (value, index) = PositionIndex::parse("\u{feff}metadata:\n  id: x\n").unwrap();
+        let (value, index) = PositionIndex::parse("\u{feff}metadata:\n  id: x\n", TEST).unwrap();
         assert_eq!(value, serde_json::json!({"metadata": {"id": "x"}}));
         assert_eq!(index.key("/metadata"), Position { line: 1, column: 1 });
         assert_eq!(index.node("/metadata/id"), Position { line: 2, column: 7 });

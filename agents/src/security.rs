@@ -176,7 +176,7 @@ mod tests {
     use super::*;
 
     fn rules_and_lines(code: &str) -> Vec<(String, u64)> {
-        crate::agent::examples::rules_and_lines(&security_scan(&json!({"code": code})).unwrap())
+        crate::rules_and_lines(&security_scan(&json!({"code": code})).unwrap())
     }
 
     #[test]

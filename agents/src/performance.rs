@@ -369,7 +369,7 @@ fn complexity(depth: usize, recursion: Recursion, code: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::examples::rules_and_lines;
+    use crate::rules_and_lines;
 
     /// (language, code, expected (rule, line) findings, complexity).
     type Case<'a> = (&'a str, &'a str, &'a [(&'a str, u64)], &'a str);

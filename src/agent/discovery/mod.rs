@@ -3,17 +3,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
-use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::answer::{BodyError, json_values, max_json_values, read_limited};
-use super::card::{AgentCard, CardError, has_credentials};
-use super::client::{DEFAULT_MAX_RESPONSE_SIZE, card_http_client, redacted};
-use super::credentials::{AuthEntry, CredentialError, Credentials, Secret, how_to_give};
+use super::card::{AgentCard, has_credentials};
+use super::client::{card_http_client, redacted};
+use super::credentials::{CredentialError, Credentials, Secret, how_to_give};
+
+mod agents_file;
+mod fetch;
+
+use agents_file::read_agents_file;
+use fetch::fetch_card;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -33,7 +35,8 @@ pub enum DiscoveryError {
     ParseAgentsFile {
         path: PathBuf,
         #[source]
-        source: serde_yaml_ng::Error,
+        /// Boxed: a located problem is large and rare.
+        source: Box<crate::yaml::YamlError>,
     },
     #[error("skill `{skill}` is offered only by agents pallet cannot speak to: {agents}")]
     UnsupportedProtocol {
@@ -126,10 +129,6 @@ pub trait Discovery: Send + Sync {
     fn searched(&self) -> String;
 }
 
-/// An agent that accepts the connection but does not serve its card in this
-/// long is left out rather than holding up the run.
-const CARD_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Agents from `--agent URL` flags and an agents file; cards fetched once.
 pub struct StaticDiscovery {
     http: reqwest::Client,
@@ -171,26 +170,6 @@ enum Found {
         /// What its card offers, e.g. `GRPC (A2A 1.0) at http://h/`.
         offered: String,
         skills: Vec<String>,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum AgentsFile {
-    Agents { agents: Vec<AgentEntry> },
-    List(Vec<AgentEntry>),
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum AgentEntry {
-    Url(String),
-    Agent {
-        url: String,
-        #[serde(default, with = "crate::workflow::model::size_opt")]
-        max_response_size: Option<u64>,
-        #[serde(default)]
-        auth: Option<AuthEntry>,
     },
 }
 
@@ -401,27 +380,6 @@ pub(crate) fn missing_credential(
     }
 }
 
-/// The header for `card`, configured at `agent`: the agents file's secret,
-/// else the environment's or the credentials file's for the card's name.
-/// It may go only to the origin of the URL the user configured.
-fn authentication(
-    card: &AgentCard,
-    agent: &ConfiguredAgent,
-    credentials: &Credentials,
-) -> Option<crate::agent::auth::Authentication> {
-    let origin = url::Url::parse(&agent.url).ok()?.origin();
-    let secret = match &agent.secret {
-        Some(secret) => secret.clone(),
-        None => credentials.secret_for(&card.name, &origin)?,
-    };
-    let skills: Vec<&[Vec<String>]> = card
-        .skills
-        .iter()
-        .map(|skill| skill.security.as_slice())
-        .collect();
-    card.auth.security.authenticate(&skills, &secret, origin)
-}
-
 /// The header for a card read from the registry: only the credentials
 /// file's entry for its name, which names the origin it may go to (the card
 /// alone cannot say where a secret belongs).
@@ -451,242 +409,9 @@ fn refuse_credentials(url: &str) -> Result<(), DiscoveryError> {
     }
 }
 
-fn read_agents_file(path: &Path) -> Result<Vec<ConfiguredAgent>, DiscoveryError> {
-    let entries = read_agents_entries(path)?;
-    let mut agents = Vec::new();
-    for entry in entries {
-        agents.push(match entry {
-            AgentEntry::Url(url) => ConfiguredAgent {
-                url,
-                max_response_size: None,
-                secret: None,
-            },
-            AgentEntry::Agent {
-                url,
-                max_response_size,
-                auth,
-            } => ConfiguredAgent {
-                secret: auth.map(|auth| auth.secret(&url)).transpose()?,
-                url,
-                max_response_size,
-            },
-        });
-    }
-    Ok(agents)
-}
-
-fn read_agents_entries(path: &Path) -> Result<Vec<AgentEntry>, DiscoveryError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DiscoveryError::ReadAgentsFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    // JSON is YAML too, so one parser reads both.
-    let file: AgentsFile =
-        serde_yaml_ng::from_str(&text).map_err(|source| DiscoveryError::ParseAgentsFile {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    Ok(match file {
-        AgentsFile::Agents { agents } => agents,
-        AgentsFile::List(list) => list,
-    })
-}
-
-/// The URLs where the card of `url` may be, in the order to try.
-fn card_locations(url: &str) -> Vec<String> {
-    if url.ends_with(".json") || url.contains("agent-card") {
-        return vec![url.to_string()];
-    }
-    let base = url.trim_end_matches('/');
-    vec![
-        format!("{base}/.well-known/agent-card.json"),
-        format!("{base}/agent-card"),
-    ]
-}
-
-/// Fetches and reads the card of one configured agent; failures are logged
-/// and leave the agent out, since other agents may still serve the run.
-async fn fetch_card(
-    http: &reqwest::Client,
-    agent: &ConfiguredAgent,
-    credentials: &Credentials,
-) -> Found {
-    let url = agent.url.as_str();
-    let limit = agent.max_response_size.unwrap_or(DEFAULT_MAX_RESPONSE_SIZE);
-    // A card that was found but could not be read, for the message at the end.
-    let mut unreadable = None;
-    for location in card_locations(url) {
-        match fetch_json(http, &location, limit).await {
-            Ok(json) => match AgentCard::parse(&location, &json) {
-                Ok(mut card) => {
-                    card.max_response_size = agent.max_response_size;
-                    card.auth.authentication = authentication(&card, agent, credentials);
-                    return Found::Card(Arc::new(card));
-                }
-                Err(error @ CardError::CredentialsInUrl { .. }) => {
-                    tracing::warn!(agent = url, "{error}; skipping the agent");
-                    return Found::Refused {
-                        url: url.to_string(),
-                        reason: error.to_string(),
-                    };
-                }
-                Err(CardError::NoSupportedInterface {
-                    name,
-                    offered,
-                    skills,
-                    ..
-                }) => {
-                    tracing::warn!(
-                        agent = url,
-                        "agent `{name}` offers only {offered}, which pallet does not speak; skipping the agent"
-                    );
-                    return Found::Unsupported {
-                        url: url.to_string(),
-                        name,
-                        offered,
-                        skills,
-                    };
-                }
-                Err(error) => {
-                    tracing::debug!(card = location, "{error}");
-                    unreadable.get_or_insert(error.to_string());
-                }
-            },
-            Err(FetchError::Connect(error)) => {
-                tracing::warn!(agent = url, error = %crate::error::chain_of(&error), "agent does not answer; skipping it");
-                return Found::Unreachable {
-                    url: url.to_string(),
-                };
-            }
-            Err(FetchError::Other(reason)) => tracing::debug!(card = location, "{reason}"),
-        }
-    }
-    match unreadable {
-        Some(reason) => {
-            tracing::warn!(
-                agent = url,
-                "unusable agent card: {reason}; skipping the agent"
-            );
-            Found::Refused {
-                url: url.to_string(),
-                reason,
-            }
-        }
-        None => {
-            tracing::warn!(agent = url, "no agent card found; skipping the agent");
-            Found::NoCard {
-                url: url.to_string(),
-            }
-        }
-    }
-}
-
-enum FetchError {
-    Connect(reqwest::Error),
-    Other(String),
-}
-
-async fn fetch_json(
-    http: &reqwest::Client,
-    location: &str,
-    limit: u64,
-) -> Result<Value, FetchError> {
-    let request = http.get(location).timeout(CARD_TIMEOUT);
-    let response = request.send().await.map_err(|error| {
-        if error.is_connect() || error.is_timeout() {
-            FetchError::Connect(error)
-        } else {
-            FetchError::Other(error.to_string())
-        }
-    })?;
-    if !response.status().is_success() {
-        return Err(FetchError::Other(format!("HTTP {}", response.status())));
-    }
-    let body = read_limited(response, limit)
-        .await
-        .map_err(|error| match error {
-            BodyError::TooLarge { .. } => FetchError::Other(format!(
-                "the card is larger than {} (max_response_size)",
-                crate::workflow::model::size::display(limit)
-            )),
-            BodyError::Transport(error) => FetchError::Other(error.to_string()),
-        })?;
-    let text = String::from_utf8_lossy(&body);
-    if json_values(&text) > max_json_values(limit) {
-        return Err(FetchError::Other(
-            "the card holds more JSON values than max_response_size allows".to_string(),
-        ));
-    }
-    serde_json::from_str(&text)
-        .map_err(|error| FetchError::Other(format!("not a JSON card: {error}")))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
-
-    #[test]
-    fn where_cards_are_looked_for() {
-        let cases: [(&str, &[&str]); 4] = [
-            (
-                "http://h:1",
-                &[
-                    "http://h:1/.well-known/agent-card.json",
-                    "http://h:1/agent-card",
-                ],
-            ),
-            (
-                "http://h:1/",
-                &[
-                    "http://h:1/.well-known/agent-card.json",
-                    "http://h:1/agent-card",
-                ],
-            ),
-            (
-                "http://h:1/cards/coder.json",
-                &["http://h:1/cards/coder.json"],
-            ),
-            ("http://h:1/agent-card", &["http://h:1/agent-card"]),
-        ];
-        for (url, expected) in cases {
-            assert_eq!(card_locations(url), expected, "{url}");
-        }
-    }
-
-    #[test]
-    fn agents_files_in_every_accepted_shape() {
-        let cases = [
-            "agents:\n  - url: http://a\n  - url: http://b\n",
-            "- http://a\n- http://b\n",
-            r#"{"agents": [{"url": "http://a"}, "http://b"]}"#,
-            r#"["http://a", "http://b"]"#,
-        ];
-        for text in cases {
-            let mut file = tempfile::NamedTempFile::new().unwrap();
-            file.write_all(text.as_bytes()).unwrap();
-            let urls: Vec<String> = read_agents_file(file.path())
-                .unwrap()
-                .into_iter()
-                .map(|agent| agent.url)
-                .collect();
-            assert_eq!(urls, ["http://a", "http://b"], "{text}");
-        }
-    }
-
-    #[test]
-    fn agents_files_give_each_agent_its_response_limit() {
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        let text = "agents:\n  - {url: http://a, max_response_size: 1MiB}\n  - {url: http://b, max_response_size: 2048}\n  - url: http://c\n";
-        file.write_all(text.as_bytes()).unwrap();
-        let limits: Vec<Option<u64>> = read_agents_file(file.path())
-            .unwrap()
-            .into_iter()
-            .map(|agent| agent.max_response_size)
-            .collect();
-        assert_eq!(limits, [Some(1 << 20), Some(2048), None]);
-    }
 
     #[test]
     fn agent_urls_with_credentials_are_refused_without_showing_them() {
@@ -703,25 +428,6 @@ mod tests {
             assert!(error.hint().unwrap().contains("remove `user:password@`"));
         }
         assert!(StaticDiscovery::configured(vec!["http://h:1".into()], None).is_ok());
-    }
-
-    #[test]
-    fn bad_agents_files_are_named() {
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        file.write_all(b"agents: 3\n").unwrap();
-        let error = read_agents_file(file.path()).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains(&file.path().display().to_string()),
-            "{error}"
-        );
-        assert!(error.hint().is_some());
-        let missing = read_agents_file(Path::new("no-such-agents.yaml")).unwrap_err();
-        assert!(
-            missing.to_string().contains("no-such-agents.yaml"),
-            "{missing}"
-        );
     }
 
     #[test]

@@ -170,7 +170,7 @@ mod tests {
     fn uses_the_command_answer_when_it_fits_the_schema() {
         let directory = tempfile::tempdir().unwrap();
         let command = stub(directory.path(), "```json\n\"data_analysis\"\n```\n");
-        let output = super::super::run_skill_with(
+        let output = crate::testing::run_skill_with(
             "analyze_request",
             json!({"request": "write code"}),
             Some(&command),
@@ -211,7 +211,7 @@ mod tests {
         ];
         for (skill, input, answer, expected) in cases {
             let command = stub(directory.path(), answer);
-            let error = super::super::run_skill_with(skill, input, Some(&command)).unwrap_err();
+            let error = crate::testing::run_skill_with(skill, input, Some(&command)).unwrap_err();
             assert!(
                 matches!(error, SkillError::MalformedAnswer { .. }),
                 "{error}"
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_failing_command_reports_its_stderr() {
-        let error = super::super::run_skill_with(
+        let error = crate::testing::run_skill_with(
             "analyze_request",
             json!({"request": "x"}),
             Some("echo model offline >&2; exit 3"),
@@ -247,7 +247,7 @@ mod tests {
         for (command, expected) in cases {
             assert_eq!(program_name(command), expected, "{command:?}");
         }
-        let error = super::super::run_skill_with(
+        let error = crate::testing::run_skill_with(
             "analyze_request",
             json!({"request": "x"}),
             Some("API_KEY=sk-secret exit 3 --key sk-secret"),
