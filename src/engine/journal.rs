@@ -54,7 +54,7 @@ pub struct StepTask {
     pub reattached_from: Option<u32>,
 }
 
-/// What the engine needs to run (or continue) a durable run (see `crate::runs`).
+/// What the engine needs to run (or continue) a durable run (the `runs` module gives it one).
 pub struct Durable {
     /// The stored run's id: it is the engine's run id, hence part of every idempotency key.
     pub run_id: String,
