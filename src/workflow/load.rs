@@ -66,23 +66,33 @@ pub struct Diagnostic {
     pub hint: Option<String>,
 }
 
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            formatter,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )?;
+impl Diagnostic {
+    /// The lines a diagnostic is shown as: where and what, then the JSON
+    /// pointer, then the hint. Its line breaks are these, never the input's,
+    /// so a printer can make each line inert on its own.
+    pub fn lines(&self) -> Vec<String> {
         let pointer = if self.pointer.is_empty() {
             "/"
         } else {
             &self.pointer
         };
-        write!(formatter, "\n  at {pointer}")?;
+        let mut lines = vec![
+            format!(
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            ),
+            format!("  at {pointer}"),
+        ];
         if let Some(hint) = &self.hint {
-            write!(formatter, "\n  hint: {hint}")?;
+            lines.push(format!("  hint: {hint}"));
         }
-        Ok(())
+        lines
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.lines().join("\n"))
     }
 }
 

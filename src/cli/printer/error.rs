@@ -59,8 +59,8 @@ pub fn render_error(error: &anyhow::Error) -> String {
         // A cause can quote an agent, a registry or a file: shown inert.
         let _ = writeln!(out, "{label}: {}", terminal_safe(&cause.to_string()));
         if let Some(load @ LoadError::Invalid { diagnostics, .. }) = load_error(cause) {
-            for diagnostic in diagnostics {
-                let _ = writeln!(out, "{}", terminal_safe(&diagnostic.to_string()));
+            for line in diagnostics.iter().flat_map(|diagnostic| diagnostic.lines()) {
+                let _ = writeln!(out, "{}", terminal_safe(&line));
             }
             if let Some(omitted) = load.omitted_line() {
                 let _ = writeln!(out, "{omitted}");
@@ -81,5 +81,35 @@ fn load_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a Lo
     match cause.downcast_ref::<SourceError>() {
         Some(SourceError::Load(load)) => Some(load),
         _ => cause.downcast_ref::<LoadError>(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::Diagnostic;
+
+    #[test]
+    fn a_diagnostic_is_shown_on_its_lines_with_outside_text_inert() {
+        let invalid = LoadError::Invalid {
+            file: "w.yaml".into(),
+            diagnostics: vec![Diagnostic {
+                file: "w.yaml".into(),
+                line: 3,
+                column: 5,
+                pointer: "/steps/0/sk\nil".into(),
+                message: "unknown key `sk\u{1b}]0;x\u{7}\nerror: forged`".into(),
+                hint: Some("did you mean `skill`?".into()),
+            }],
+            omitted: 0,
+        };
+        let shown = render_error(&anyhow::Error::new(invalid));
+        assert_eq!(
+            shown,
+            "error: w.yaml is not a valid workflow (1 problem)\n\
+             w.yaml:3:5: unknown key `sk\\u{1b}]0;x\\u{7}\\nerror: forged`\n\
+             \x20 at /steps/0/sk\\nil\n\
+             \x20 hint: did you mean `skill`?\n"
+        );
     }
 }
