@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
+use super::code::Language;
 use super::render;
-use super::source::Language;
 use super::tasks::{self, InputKind, KnownTask};
 use super::{SkillError, object_field};
 

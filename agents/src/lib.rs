@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod build;
+mod code;
 mod llm;
 mod performance;
 mod plan;
@@ -16,7 +17,6 @@ mod render;
 mod review;
 mod router;
 mod security;
-mod source;
 mod tasks;
 
 use serde_json::Value;

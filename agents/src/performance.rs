@@ -5,7 +5,7 @@
 use regex::Regex;
 use serde_json::{Value, json};
 
-use super::source::{self, Language, Scanner};
+use super::code::{self, Language, Scanner};
 use super::{SkillError, text_field};
 
 /// What the loop analysis found on one line.
@@ -64,11 +64,11 @@ fn python_loops(code: &str) -> Vec<LoopLine> {
     let comprehension = Regex::new(r"\bfor\b.+\bin\b").expect("valid pattern");
     let mut open: Vec<usize> = Vec::new();
     let mut result = Vec::new();
-    for (number, line) in source::numbered_lines(code) {
-        if line.trim().is_empty() || source::is_comment_line(Language::Python, line) {
+    for (number, line) in code::numbered_lines(code) {
+        if line.trim().is_empty() || code::is_comment_line(Language::Python, line) {
             continue;
         }
-        let indent = source::indentation(line);
+        let indent = code::indentation(line);
         while open.last().is_some_and(|&opened| opened >= indent) {
             open.pop();
         }
@@ -104,7 +104,7 @@ fn braced_loops(language: Language, code: &str) -> Vec<LoopLine> {
     let mut open: Vec<usize> = Vec::new();
     let mut pending = false;
     let mut result = Vec::new();
-    for (number, line) in source::numbered_lines(code) {
+    for (number, line) in code::numbered_lines(code) {
         let characters = scanner.code_characters(line);
         let text: String = characters.iter().collect();
         let is_header = header.is_match(&text);
@@ -256,12 +256,12 @@ fn recursion(language: Language, lines: &[&str], findings: &mut Vec<Value>) -> R
         else {
             continue;
         };
-        let indent = source::indentation(line);
+        let indent = code::indentation(line);
         let body: Vec<&str> = lines[index + 1..]
             .iter()
             .take_while(|body| {
                 body.trim().is_empty()
-                    || source::indentation(body) > indent
+                    || code::indentation(body) > indent
                     || body.trim_start().starts_with('}')
             })
             .copied()

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::source::Language;
+use super::code::Language;
 use super::tasks::{self, InputKind};
 use super::{SkillError, text_field};
 

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use regex::Regex;
 use serde_json::{Value, json};
 
-use super::source::{self, Language};
+use super::code::{self, Language};
 use super::{SkillError, text_field};
 
 const LONG_LINE: usize = 100;
@@ -150,7 +150,7 @@ fn check_syntax(language: Language, code: &str, issues: &mut Vec<Issue>) -> &'st
             Language::Rust => None,
         };
     let (checker, problem) = parsed.unwrap_or_else(|| {
-        let problem = source::check_brackets(language, code).map(|problem| SyntaxProblem {
+        let problem = code::check_brackets(language, code).map(|problem| SyntaxProblem {
             line: Some(problem.line),
             message: problem.message,
         });
@@ -265,7 +265,7 @@ fn documented(language: Language, lines: &[&str], index: usize) -> bool {
         .map(|line| line.trim())
         .find(|line| !line.is_empty() && !line.starts_with("#[") && !line.starts_with('@'));
     let commented_above =
-        above.is_some_and(|line| source::is_comment_line(language, line) || line.ends_with("*/"));
+        above.is_some_and(|line| code::is_comment_line(language, line) || line.ends_with("*/"));
     if language != Language::Python {
         return commented_above;
     }
@@ -298,7 +298,7 @@ fn markers(code: &str, issues: &mut Vec<Issue>) -> usize {
     let stub = Regex::new(r"NotImplementedError|\btodo!\(|\bunimplemented!\(|not implemented")
         .expect("valid pattern");
     let mut count = 0;
-    for (number, line) in source::numbered_lines(code) {
+    for (number, line) in code::numbered_lines(code) {
         if let Some(found) = todo.find(line) {
             count += 1;
             let note = line[found.start()..].trim();
@@ -322,7 +322,7 @@ fn markers(code: &str, issues: &mut Vec<Issue>) -> usize {
 }
 
 fn long_lines(code: &str, issues: &mut Vec<Issue>) -> usize {
-    let long: Vec<(usize, usize)> = source::numbered_lines(code)
+    let long: Vec<(usize, usize)> = code::numbered_lines(code)
         .map(|(number, line)| (number, line.chars().count()))
         .filter(|(_, length)| *length > LONG_LINE)
         .collect();

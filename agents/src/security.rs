@@ -4,7 +4,7 @@
 use regex::Regex;
 use serde_json::{Value, json};
 
-use super::source::{self, Language};
+use super::code::{self, Language};
 use super::{SkillError, text_field};
 
 /// (rule id, severity, pattern, message).
@@ -155,8 +155,8 @@ fn scan(language: Language, code: &str) -> Vec<Value> {
         })
         .collect();
     let mut findings = Vec::new();
-    for (number, line) in source::numbered_lines(code) {
-        if source::is_comment_line(language, line) {
+    for (number, line) in code::numbered_lines(code) {
+        if code::is_comment_line(language, line) {
             continue;
         }
         for (rule, severity, pattern, message) in &rules {

@@ -1,7 +1,7 @@
 //! Reading requirements text: the pieces of work it asks for, their function
 //! names, the language it names, and the well-known tasks we can implement.
 
-use super::source::Language;
+use super::code::Language;
 
 /// What a well-known task's function takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ mod python;
 mod rust;
 
 use super::build::{Function, Program};
-use super::source::Language;
+use super::code::Language;
 use super::tasks::InputKind;
 
 pub struct Rendered {
