@@ -3,7 +3,7 @@
 //! `pallet run` process killed with SIGKILL mid-run, then resumed.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -540,65 +540,16 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
     )
     .unwrap();
     let root = directory.path().to_path_buf();
-    let mut child = Spawned::spawn(
-        pallet_in(&root)
-            .args(["run", "--quiet", "--file"])
-            .arg(&file)
-            .arg("--db")
-            .arg(&db)
-            .args(["--agent", &agent.url(), "--out"])
-            .arg(directory.path().join("out"))
-            .env_remove("PALLET_AGENTS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    let db_for_wait = db.clone();
-    let id = tokio::task::spawn_blocking(move || {
-        wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
-            let attempts = store.attempts(id).unwrap_or_default();
-            let status = |step: &str| {
-                attempts
-                    .iter()
-                    .find(|attempt| attempt.step_id == step)
-                    .map(|attempt| attempt.status.as_str())
-            };
-            status("one") == Some("completed") && status("slow") == Some("running")
-        })
-    })
-    .await
-    .unwrap();
+    let mut child = spawn_run(&root, &file, &db, &agent.url());
+    let in_flight = [("one", "completed"), ("slow", "running")];
+    let id = wait_for_statuses(&db, "step `slow` in flight", &in_flight).await;
     // SIGKILL: the process gets no chance to record anything more.
-    let pid = i32::try_from(child.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    let status = child.wait().unwrap();
-    assert!(!status.success());
+    kill_and_check_failed(&mut child);
     let store = RunStore::open(&db).unwrap();
     assert_eq!(store.get(&id).unwrap().status, RunState::InProgress);
     assert_eq!(agent.calls("first"), 1);
 
-    let resume = tokio::task::spawn_blocking({
-        let db = db.clone();
-        let url = agent.url();
-        let id = id.clone();
-        let root = root.clone();
-        move || {
-            pallet_in(&root)
-                .args(["resume", &id, "--json", "--agent", &url])
-                .arg("--db")
-                .arg(&db)
-                .env_remove("PALLET_AGENTS")
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    assert!(
-        resume.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resume.stderr)
-    );
-    let shown: Value = serde_json::from_slice(&resume.stdout).unwrap();
+    let shown = resume_json(&root, &id, &db, &agent.url()).await;
     assert_eq!(shown["status"], "completed");
     assert_eq!(shown["result"], json!({"one": 1, "slow": 1500}));
     assert_eq!(
@@ -615,17 +566,7 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         assert!(app.join(format!("steps/{step}.json")).is_file(), "{step}");
     }
     assert_eq!(agent.calls("last"), 1);
-    let slow: Vec<(u32, String)> = store
-        .attempts(&id)
-        .unwrap()
-        .into_iter()
-        .filter(|attempt| attempt.step_id == "slow")
-        .map(|attempt| (attempt.attempt, attempt.status.to_string()))
-        .collect();
-    assert_eq!(
-        slow,
-        [(1, "interrupted".to_string()), (2, "completed".to_string())]
-    );
+    assert_attempts(&store, &id, "slow", &[(1, "interrupted"), (2, "completed")]);
     // A completed run cannot be resumed: bad input, exit status 2.
     let again = pallet_in(&root)
         .args(["resume", &id, "--agent", &agent.url()])
@@ -635,6 +576,86 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("has ended (completed)"));
+}
+
+/// `pallet run --quiet --file FILE --db DB --agent URL --out ROOT/out`, its
+/// HOME in `root` and its output discarded, killed when the guard drops.
+fn spawn_run(root: &Path, file: &Path, db: &Path, agent: &str) -> Spawned {
+    Spawned::spawn(
+        pallet_in(root)
+            .args(["run", "--quiet", "--file"])
+            .arg(file)
+            .arg("--db")
+            .arg(db)
+            .args(["--agent", agent, "--out"])
+            .arg(root.join("out"))
+            .env_remove("PALLET_AGENTS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
+
+/// Waits (off the async runtime) until the latest attempt of each step of the
+/// run in `db` has the given status; returns the run's id.
+async fn wait_for_statuses(db: &Path, what: &str, expected: &[(&str, &str)]) -> String {
+    let (db, what) = (db.to_path_buf(), what.to_string());
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(step, status)| (step.to_string(), status.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        wait_for(&db, &what, |store, id| {
+            let attempts = store.attempts(id).unwrap_or_default();
+            expected.iter().all(|(step, status)| {
+                attempts
+                    .iter()
+                    .rev()
+                    .find(|attempt| attempt.step_id == *step)
+                    .is_some_and(|attempt| attempt.status.as_str() == status)
+            })
+        })
+    })
+    .await
+    .unwrap()
+}
+
+/// SIGKILL `child` (it gets no chance to record anything more) and check
+/// that it did not succeed.
+fn kill_and_check_failed(child: &mut Spawned) {
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert!(!child.wait().unwrap().success());
+}
+
+/// `command` run to its end off the async runtime.
+async fn output_off_runtime(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `command` run to its end off the async runtime; checks that it succeeded
+/// and returns its stdout as JSON.
+async fn succeeded_json(command: Command) -> Value {
+    let output = output_off_runtime(command).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `pallet resume ID --json --agent URL --db DB` (HOME in `root`) to its end;
+/// checks that it succeeded and returns the JSON it printed.
+async fn resume_json(root: &Path, id: &str, db: &Path, agent: &str) -> Value {
+    let mut command = pallet_in(root);
+    command
+        .args(["resume", id, "--json", "--agent", agent])
+        .arg("--db")
+        .arg(db)
+        .env_remove("PALLET_AGENTS");
+    succeeded_json(command).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -889,26 +910,8 @@ async fn a_run_another_live_process_executes_is_not_resumed_until_that_process_d
         ),
     )
     .unwrap();
-    let mut child = Spawned::spawn(
-        pallet_in(directory.path())
-            .args(["run", "--quiet", "--file"])
-            .arg(&file)
-            .arg("--db")
-            .arg(&db)
-            .args(["--agent", &agent.url(), "--out"])
-            .arg(directory.path().join("out"))
-            .env_remove("PALLET_AGENTS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    let db_for_wait = db.clone();
-    let id = tokio::task::spawn_blocking(move || {
-        wait_for(&db_for_wait, "step `slow` in flight", |store, id| {
-            attempt_statuses(store, id, "slow") == ["running"]
-        })
-    })
-    .await
-    .unwrap();
+    let mut child = spawn_run(directory.path(), &file, &db, &agent.url());
+    let id = wait_for_statuses(&db, "step `slow` in flight", &[("slow", "running")]).await;
 
     let refused = pallet_output(vec!["resume".into(), id.clone()], &db, &agent.url()).await;
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -928,20 +931,7 @@ async fn a_run_another_live_process_executes_is_not_resumed_until_that_process_d
 
     // The service's start-up resume leaves the run to its owner too.
     let store = RunStore::open(&db).unwrap();
-    let state = pallet::api::AppState::new(
-        store.clone(),
-        engine(&agent),
-        pallet::api::ServiceOptions::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(pallet::api::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.send(()).unwrap();
-    service.await.unwrap().unwrap();
-
+    serve_briefly(&store, &agent).await;
     assert_eq!(agent.calls("first"), 1, "no step is run twice");
     assert_eq!(
         agent.calls("sleep"),
@@ -955,21 +945,8 @@ async fn a_run_another_live_process_executes_is_not_resumed_until_that_process_d
     );
 
     // SIGKILL: the owner is gone, so its lease is stale at once.
-    let pid = i32::try_from(child.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    assert!(!child.wait().unwrap().success());
-    let resumed = pallet_output(
-        vec!["resume".into(), id.clone(), "--json".into()],
-        &db,
-        &agent.url(),
-    )
-    .await;
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    let shown: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    kill_and_check_failed(&mut child);
+    let shown = resume_json(directory.path(), &id, &db, &agent.url()).await;
     assert_eq!(shown["status"], "completed");
     assert_eq!(agent.calls("first"), 1);
     assert_eq!(agent.calls("sleep"), 2);
@@ -979,6 +956,24 @@ async fn a_run_another_live_process_executes_is_not_resumed_until_that_process_d
         ["interrupted", "completed"]
     );
     assert_eq!(store.live_lease(&id).unwrap(), None, "released at the end");
+}
+
+/// Starts the service on `store` (so its start-up resume runs), lets it run
+/// for 300 ms, then stops it gracefully.
+async fn serve_briefly(store: &RunStore, agent: &LegacyAgent) {
+    let state = pallet::api::AppState::new(
+        store.clone(),
+        engine(agent),
+        pallet::api::ServiceOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(pallet::api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    service.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1196,6 +1191,12 @@ fn attempts(expected: &[(u32, &str)]) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// Asserts the `(attempt, status)` of each attempt of `step`, in order.
+#[track_caller]
+fn assert_attempts(store: &RunStore, id: &str, step: &str, expected: &[(u32, &str)]) {
+    assert_eq!(attempts_of(store, id, step), attempts(expected));
+}
+
 #[tokio::test]
 async fn a_child_approval_pauses_the_run_and_approve_continues_the_child_then_the_parent() {
     let agent = LegacyAgent::start("helper", &CHILD_SKILLS).await;
@@ -1223,18 +1224,9 @@ async fn a_child_approval_pauses_the_run_and_approve_continues_the_child_then_th
     assert_eq!((agent.calls("prepare"), agent.calls("draft")), (1, 1));
     assert_eq!(agent.calls("publish"), 0);
     assert_eq!(agent.calls("finish"), 0);
-    assert_eq!(
-        attempts_of(&store, &id, "build/draft"),
-        attempts(&[(1, "completed")])
-    );
-    assert_eq!(
-        attempts_of(&store, &id, "build/review"),
-        attempts(&[(1, "waiting")])
-    );
-    assert_eq!(
-        attempts_of(&store, &id, "build"),
-        attempts(&[(1, "waiting")])
-    );
+    assert_attempts(&store, &id, "build/draft", &[(1, "completed")]);
+    assert_attempts(&store, &id, "build/review", &[(1, "waiting")]);
+    assert_attempts(&store, &id, "build", &[(1, "waiting")]);
     let view = runner.view(&id).unwrap();
     let approval = view.approval.as_ref().expect("a pending approval");
     assert_eq!(approval.step, "build/review");
@@ -1271,14 +1263,8 @@ async fn a_child_approval_pauses_the_run_and_approve_continues_the_child_then_th
         outcome.run.result.unwrap(),
         json!({"ticket": "OPS-7", "approved": true})
     );
-    let publish = store
-        .attempts(&id)
-        .unwrap()
-        .into_iter()
-        .find(|attempt| attempt.step_id == "build/publish")
-        .unwrap();
     assert_eq!(
-        publish.inputs.unwrap(),
+        first_attempt_inputs(&store, &id, "build/publish"),
         json!({"approved": true, "ticket": "OPS-7", "draft": "hello"})
     );
     assert_eq!(
@@ -1291,13 +1277,22 @@ async fn a_child_approval_pauses_the_run_and_approve_continues_the_child_then_th
         "completed steps of the parent and the child are not run again"
     );
     assert_eq!((agent.calls("publish"), agent.calls("finish")), (1, 1));
-    assert_eq!(
-        attempts_of(&store, &id, "build"),
-        attempts(&[(1, "waiting"), (2, "completed")])
-    );
+    assert_attempts(&store, &id, "build", &[(1, "waiting"), (2, "completed")]);
     let history = store.history(&id).unwrap();
     assert_eq!(history[3].trigger, "human_approved");
     assert_eq!(history[3].metadata["step"], "build/review");
+}
+
+/// The inputs recorded for the first attempt of `step`.
+fn first_attempt_inputs(store: &RunStore, id: &str, step: &str) -> Value {
+    store
+        .attempts(id)
+        .unwrap()
+        .into_iter()
+        .find(|attempt| attempt.step_id == step)
+        .unwrap()
+        .inputs
+        .unwrap()
 }
 
 #[tokio::test]
@@ -1525,6 +1520,61 @@ async fn an_expired_child_approval_applies_its_timeout_decision() {
     assert_eq!(agent.calls("publish"), 1);
 }
 
+/// A child whose slow step follows its approval, for a kill after approving.
+const SLOW_CHILD_FLOW: &str = "metadata: {id: child-flow, name: Child, version: 1.0.0}
+steps:
+  - {id: draft, skill: draft, inputs: {text: '{{ workflow.input.text }}'}}
+  - {id: review, step_type: approval, title: Go on?}
+  - {id: publish, skill: publish, inputs: {approved: '{{ steps.review.outputs.approved }}'}}
+  - {id: slow, skill: sleep, inputs: {ms: 1500}}
+  - {id: done, skill: done, inputs: {draft: '{{ steps.draft.outputs.text }}', slow: '{{ steps.slow.outputs.ms }}'}}
+";
+
+/// The parent of [`SLOW_CHILD_FLOW`]: it reads the child's `draft`.
+const SLOW_PARENT_FLOW: &str =
+    "  - {id: prepare, skill: prepare, inputs: {text: '{{ workflow.input.text }}'}}
+  - id: build
+    skill: execute_workflow
+    inputs: {workflow_id: child-flow, input: {text: '{{ steps.prepare.outputs.text }}'}}
+  - {id: finish, skill: finish, inputs: {draft: '{{ steps.build.outputs.draft }}'}}
+";
+
+/// `pallet ARGS --db DB --agent URL --workflows-dir DIR`, HOME in `root`.
+fn pallet_with_workflows(
+    root: &Path,
+    db: &Path,
+    agent: &str,
+    workflows: &Path,
+    args: &[&str],
+) -> Command {
+    let mut command = pallet_in(root);
+    command
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .args(["--agent", agent, "--workflows-dir"])
+        .arg(workflows)
+        .env_remove("PALLET_AGENTS")
+        .env_remove("PALLET_WORKFLOWS_DIR");
+    command
+}
+
+/// `pallet runs show ARGS --db DB` (HOME in `root`), output collected.
+fn runs_show(root: &Path, db: &Path, args: &[&str]) -> Output {
+    pallet_in(root)
+        .args(["runs", "show"])
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap()
+}
+
+/// How many calls `agent` received for each of `skills`.
+fn calls_of(agent: &LegacyAgent, skills: &[&str]) -> Vec<u32> {
+    skills.iter().map(|skill| agent.calls(skill)).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_after_a_child_approval_resumes_without_running_completed_steps_again() {
     let agent = LegacyAgent::start("helper", &CHILD_SKILLS).await;
@@ -1532,54 +1582,18 @@ async fn a_run_killed_after_a_child_approval_resumes_without_running_completed_s
     let db = directory.path().join("runs.db");
     let workflows = directory.path().join("workflows");
     std::fs::create_dir(&workflows).unwrap();
-    std::fs::write(
-        workflows.join("child.yaml"),
-        "metadata: {id: child-flow, name: Child, version: 1.0.0}
-steps:
-  - {id: draft, skill: draft, inputs: {text: '{{ workflow.input.text }}'}}
-  - {id: review, step_type: approval, title: Go on?}
-  - {id: publish, skill: publish, inputs: {approved: '{{ steps.review.outputs.approved }}'}}
-  - {id: slow, skill: sleep, inputs: {ms: 1500}}
-  - {id: done, skill: done, inputs: {draft: '{{ steps.draft.outputs.text }}', slow: '{{ steps.slow.outputs.ms }}'}}
-",
-    )
-    .unwrap();
+    std::fs::write(workflows.join("child.yaml"), SLOW_CHILD_FLOW).unwrap();
     let file = directory.path().join("parent.yaml");
-    std::fs::write(
-        &file,
-        workflow_text(
-            "  - {id: prepare, skill: prepare, inputs: {text: '{{ workflow.input.text }}'}}
-  - id: build
-    skill: execute_workflow
-    inputs: {workflow_id: child-flow, input: {text: '{{ steps.prepare.outputs.text }}'}}
-  - {id: finish, skill: finish, inputs: {draft: '{{ steps.build.outputs.draft }}'}}
-",
-        ),
-    )
-    .unwrap();
+    std::fs::write(&file, workflow_text(SLOW_PARENT_FLOW)).unwrap();
     let root = directory.path().to_path_buf();
-    let pallet = |args: &[&str]| {
-        let mut command = pallet_in(&root);
-        command
-            .args(args)
-            .arg("--db")
-            .arg(&db)
-            .args(["--agent", &agent.url(), "--workflows-dir"])
-            .arg(&workflows)
-            .env_remove("PALLET_AGENTS")
-            .env_remove("PALLET_WORKFLOWS_DIR");
-        command
-    };
+    let url = agent.url();
+    let pallet = |args: &[&str]| pallet_with_workflows(&root, &db, &url, &workflows, args);
     let file_arg = file.display().to_string();
     let out = directory.path().join("out").display().to_string();
-    let run = tokio::task::spawn_blocking({
-        let mut command = pallet(&[
-            "run", "--json", "--file", &file_arg, "--out", &out, "--input", "text=hi",
-        ]);
-        move || command.output().unwrap()
-    })
-    .await
-    .unwrap();
+    let run = output_off_runtime(pallet(&[
+        "run", "--json", "--file", &file_arg, "--out", &out, "--input", "text=hi",
+    ]))
+    .await;
     assert_eq!(
         run.status.code(),
         Some(0),
@@ -1590,20 +1604,12 @@ steps:
     assert_eq!(record["status"], "waiting_approval");
     let id = record["run_id"].as_str().unwrap().to_string();
 
-    let shown = pallet_in(&root)
-        .args(["runs", "show", &id, "--json", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
+    let shown = runs_show(&root, &db, &[&id, "--json"]);
     let view: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(view["status"], "waiting_approval");
     assert_eq!(view["approval"]["step"], "build/review");
     assert_eq!(view["approval"]["title"], "Go on?");
-    let text = pallet_in(&root)
-        .args(["runs", "show", &id, "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
+    let text = runs_show(&root, &db, &[&id]);
     assert!(
         String::from_utf8_lossy(&text.stdout)
             .contains("for approval at step `build/review`: Go on?"),
@@ -1618,59 +1624,28 @@ steps:
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    let db_for_wait = db.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_for(&db_for_wait, "step `build/slow` in flight", |store, id| {
-            let attempts = store.attempts(id).unwrap_or_default();
-            let status = |step: &str| {
-                attempts
-                    .iter()
-                    .rev()
-                    .find(|attempt| attempt.step_id == step)
-                    .map(|attempt| attempt.status.as_str())
-            };
-            status("build/publish") == Some("completed") && status("build/slow") == Some("running")
-        })
-    })
-    .await
-    .unwrap();
-    let pid = i32::try_from(approving.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    assert!(!approving.wait().unwrap().success());
+    let in_flight = [("build/publish", "completed"), ("build/slow", "running")];
+    wait_for_statuses(&db, "step `build/slow` in flight", &in_flight).await;
+    kill_and_check_failed(&mut approving);
     let store = RunStore::open(&db).unwrap();
     assert_eq!(store.get(&id).unwrap().status, RunState::InProgress);
 
-    let resume = tokio::task::spawn_blocking({
-        let mut command = pallet(&["resume", &id, "--json"]);
-        move || command.output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        resume.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resume.stderr)
-    );
-    let shown: Value = serde_json::from_slice(&resume.stdout).unwrap();
+    let shown = succeeded_json(pallet(&["resume", &id, "--json"])).await;
     assert_eq!(shown["status"], "completed", "{shown}");
     assert_eq!(shown["result"], json!({"draft": "hi"}));
-    let calls: Vec<u32> = ["prepare", "draft", "publish", "sleep", "done", "finish"]
-        .iter()
-        .map(|skill| agent.calls(skill))
-        .collect();
+    let skills = ["prepare", "draft", "publish", "sleep", "done", "finish"];
     assert_eq!(
-        calls,
+        calls_of(&agent, &skills),
         [1, 1, 1, 2, 1, 1],
         "only the interrupted child step runs again"
     );
-    assert_eq!(
-        attempts_of(&store, &id, "build/slow"),
-        attempts(&[(1, "interrupted"), (2, "completed")])
+    assert_attempts(
+        &store,
+        &id,
+        "build/slow",
+        &[(1, "interrupted"), (2, "completed")],
     );
-    assert_eq!(
-        attempts_of(&store, &id, "build/review"),
-        attempts(&[(1, "completed")])
-    );
+    assert_attempts(&store, &id, "build/review", &[(1, "completed")]);
 }
 
 #[tokio::test]
