@@ -184,7 +184,7 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
         .duplicate_keys()
         .iter()
         .map(|(pointer, position)| {
-            let (message, hint) = duplicate_key(pointer);
+            let (message, hint) = crate::yaml::duplicate_key(pointer);
             locator.at(*position, pointer, message, Some(hint))
         })
         .collect();
@@ -287,15 +287,6 @@ impl Locator<'_> {
             omitted,
         }
     }
-}
-
-/// Message and hint for a key given twice in one mapping.
-fn duplicate_key(pointer: &str) -> (String, String) {
-    let name = pointer.rsplit('/').next().unwrap_or_default();
-    (
-        format!("key `{name}` is given twice in the same mapping"),
-        "remove one of them; YAML would silently keep only the last".to_string(),
-    )
 }
 
 /// Why humantime rejects a duration string, or that it is longer than the maximum.

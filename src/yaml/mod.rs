@@ -75,6 +75,20 @@ impl Document {
             file: file.to_string(),
             problem,
         })?;
+        // A parser keeps the last of two equal keys: refused, so a file never
+        // means something else than it seems to say.
+        if let Some((pointer, position)) = index.duplicate_keys().first() {
+            let (message, hint) = duplicate_key(pointer);
+            return Err(YamlError {
+                file: file.to_string(),
+                problem: YamlProblem {
+                    position: *position,
+                    pointer: pointer.clone(),
+                    message,
+                    hint: Some(hint),
+                },
+            });
+        }
         Ok(Document {
             file: file.to_string(),
             value,
@@ -122,6 +136,15 @@ impl Document {
             },
         }
     }
+}
+
+/// Message and hint for a key given twice in one mapping (at `pointer`).
+pub fn duplicate_key(pointer: &str) -> (String, String) {
+    let name = pointer.rsplit('/').next().unwrap_or_default();
+    (
+        format!("key `{name}` is given twice in the same mapping"),
+        "remove one of them; YAML would silently keep only the last".to_string(),
+    )
 }
 
 /// The JSON pointer of a deserialization path (`skills[0].timeout` -> `/skills/0/timeout`).
@@ -181,6 +204,10 @@ mod tests {
                 "f.yaml:3:12: invalid type: string \"many\"",
             ),
             ("items:\n  - count: 1\n", "f.yaml:2:5: missing field `id`"),
+            (
+                "items: []\nnames: {a: 1, a: 2}\n",
+                "f.yaml:2:15: key `a` is given twice in the same mapping (hint: remove one of them",
+            ),
             (
                 "items: []\nnames: {a: x}\n",
                 "f.yaml:2:12: invalid type: string \"x\"",

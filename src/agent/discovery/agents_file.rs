@@ -125,6 +125,18 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_given_two_urls_is_refused_at_the_second() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"agents:\n  - url: http://a\n    url: http://b\n")
+            .unwrap();
+        let error = crate::error::chain_of(&read_agents_file(file.path()).unwrap_err());
+        assert!(
+            error.contains(":3:5: key `url` is given twice in the same mapping"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn bad_agents_files_are_named() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(b"agents: 3\n").unwrap();
