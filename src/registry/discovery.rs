@@ -316,10 +316,12 @@ mod tests {
             registry: "h:1".into(),
             path: "/v2/_catalog".into(),
             status,
+            detail: String::new(),
         };
         let unauthorized = RegistryError::Unauthorized {
             registry: "h:1".into(),
             path: "/v2/_catalog".into(),
+            detail: String::new(),
         };
         let cases = [
             (unauthorized, true),

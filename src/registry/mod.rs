@@ -90,19 +90,28 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("registry {registry} refused access to {path} (check the username and password)")]
-    Unauthorized { registry: String, path: String },
+    #[error(
+        "registry {registry} refused access to {path}{detail} (check the username and password)"
+    )]
+    Unauthorized {
+        registry: String,
+        path: String,
+        /// The registry's own words, ` (CODE: message)`, or empty.
+        detail: String,
+    },
     #[error("registry {registry} asks for a token from `{realm}`, refused: {problem}")]
     UnsafeTokenRealm {
         registry: String,
         realm: String,
         problem: String,
     },
-    #[error("registry {registry} answered {path} with http status {status}")]
+    #[error("registry {registry} answered {path} with http status {status}{detail}")]
     Status {
         registry: String,
         path: String,
         status: u16,
+        /// The registry's own words, ` (CODE: message)`, or empty.
+        detail: String,
     },
     #[error(
         "registry {registry} stalled sending {path} (read timeout {read}, total timeout {total})"
@@ -166,7 +175,7 @@ pub enum RegistryError {
         source: Box<RegistryError>,
     },
     #[error(
-        "registry {registry} answered {path} with an upload location off its origin: `{location}`"
+        "registry {registry} answered {path} with an upload location that is neither a path nor an http(s) URL: `{location}`"
     )]
     UploadLocation {
         registry: String,

@@ -33,7 +33,10 @@ pub const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
 /// a few kilobytes).
 pub const MAX_BLOB_BYTES: u64 = 16 * 1024 * 1024;
 
+mod refusal;
 mod upload;
+
+use refusal::refusal_detail;
 
 #[derive(Clone)]
 pub struct Transport {
@@ -117,14 +120,14 @@ impl Transport {
         let token = self.tokens.lock().expect("token lock").get(&key).cloned();
         let response = self.send_once(&request, token.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
-            return self.check_access(request.path, response);
+            return self.check_access(request.path, response).await;
         }
         let challenge = response
             .headers()
             .get(header::WWW_AUTHENTICATE)
             .and_then(|value| value.to_str().ok());
         let Some(challenge) = challenge.and_then(BearerChallenge::parse) else {
-            return self.check_access(request.path, response);
+            return self.check_access(request.path, response).await;
         };
         let token = self.fetch_token(&request, &challenge).await?;
         self.tokens
@@ -132,7 +135,7 @@ impl Transport {
             .expect("token lock")
             .insert(key, token.clone());
         let response = self.send_once(&request, Some(&token)).await?;
-        self.check_access(request.path, response)
+        self.check_access(request.path, response).await
     }
 
     async fn send_once(
@@ -172,7 +175,7 @@ impl Transport {
         }
     }
 
-    fn check_access(
+    async fn check_access(
         &self,
         path: &str,
         response: reqwest::Response,
@@ -181,6 +184,7 @@ impl Transport {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
                 registry: self.registry.clone(),
                 path: path.to_string(),
+                detail: refusal_detail(response).await,
             }),
             _ => Ok(response),
         }
@@ -232,6 +236,7 @@ impl Transport {
             return Err(RegistryError::Unauthorized {
                 registry: self.registry.clone(),
                 path: path.to_string(),
+                detail: refusal_detail(response).await,
             });
         }
         let bytes = self
@@ -245,6 +250,7 @@ impl Transport {
             .ok_or_else(|| RegistryError::Unauthorized {
                 registry: self.registry.clone(),
                 path: path.to_string(),
+                detail: " (the token answer holds no token)".to_string(),
             })
     }
 
@@ -313,11 +319,13 @@ impl Transport {
         }
     }
 
-    fn status_error(&self, path: &str, status: StatusCode) -> RegistryError {
+    /// An unexpected answer, with the registry's own words for it.
+    async fn status_error(&self, path: &str, response: reqwest::Response) -> RegistryError {
         RegistryError::Status {
             registry: self.registry.clone(),
             path: path.to_string(),
-            status: status.as_u16(),
+            status: response.status().as_u16(),
+            detail: refusal_detail(response).await,
         }
     }
 
@@ -354,7 +362,7 @@ impl Transport {
                     digest => Ok(digest.map(String::from)),
                 }
             }
-            status => Err(self.status_error(&path, status)),
+            _ => Err(self.status_error(&path, response).await),
         }
     }
 
@@ -405,7 +413,7 @@ impl Transport {
             status if status.is_success() => {
                 Ok(Some(self.read_capped(path, response, limit).await?))
             }
-            status => Err(self.status_error(path, status)),
+            _ => Err(self.status_error(path, response).await),
         }
     }
 
@@ -435,7 +443,7 @@ impl Transport {
         loop {
             let response = self.send(Request::new(Method::GET, &path)).await?;
             if !response.status().is_success() {
-                return Err(self.status_error(&path, response.status()));
+                return Err(self.status_error(&path, response).await);
             }
             let next = next_link(response.headers());
             let bytes = self
@@ -539,29 +547,86 @@ mod tests {
         );
     }
 
+    /// A server that answers every request with `head` and hands each
+    /// request's head (lowercased) to the test.
+    async fn recording(
+        head: &'static str,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (seen, heads) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let read = stream.read(&mut buffer).await.unwrap_or(0);
+                let _ = seen.send(String::from_utf8_lossy(&buffer[..read]).to_lowercase());
+                let answer = format!("{head}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (address, heads)
+    }
+
     #[tokio::test]
-    async fn refuses_an_upload_location_on_another_origin() {
-        let address = answering(
-            "HTTP/1.1 202 Accepted\r\nlocation: http://attacker.example.invalid/v2/workflows/demo/blobs/uploads/1",
-        )
-        .await;
+    async fn an_upload_on_another_origin_gets_the_bytes_but_no_credentials() {
+        let (elsewhere, mut heads) = recording("HTTP/1.1 201 Created").await;
+        let location: &'static str = Box::leak(
+            format!("HTTP/1.1 202 Accepted\r\nlocation: http://{elsewhere}/uploads/1?state=x")
+                .into_boxed_str(),
+        );
+        let address = answering(location).await;
+        let credentials = LazyCredentials::given(Some(super::super::Credentials {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        }));
         let transport = Transport::new(
             "http",
             &address,
-            LazyCredentials::given(None),
+            credentials,
             Vec::new(),
             Timeouts::default(),
         )
         .unwrap();
-        let error = transport
+        transport
             .upload_blob("workflows/demo", "sha256:00", b"x")
             .await
-            .unwrap_err();
+            .unwrap();
+        let head = heads.recv().await.unwrap();
         assert!(
-            matches!(error, RegistryError::UploadLocation { .. }),
-            "{error}"
+            head.starts_with("put /uploads/1?state=x&digest=sha256:00 "),
+            "{head}"
         );
+        assert!(!head.contains("authorization"), "{head}");
         assert_eq!(transport.reads(), 0, "uploads are not counted as reads");
+    }
+
+    #[tokio::test]
+    async fn refuses_an_upload_location_that_is_no_http_url() {
+        for head in [
+            "HTTP/1.1 202 Accepted\r\nlocation: file:///etc/passwd",
+            "HTTP/1.1 202 Accepted\r\nlocation: uploads/1",
+            "HTTP/1.1 202 Accepted",
+        ] {
+            let address = answering(head).await;
+            let transport = Transport::new(
+                "http",
+                &address,
+                LazyCredentials::given(None),
+                Vec::new(),
+                Timeouts::default(),
+            )
+            .unwrap();
+            let error = transport
+                .upload_blob("workflows/demo", "sha256:00", b"x")
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, RegistryError::UploadLocation { .. }),
+                "{head}: {error}"
+            );
+        }
     }
 
     #[test]

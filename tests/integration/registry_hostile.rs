@@ -102,3 +102,54 @@ async fn more_bytes_than_the_descriptor_size_are_refused_as_they_arrive() {
         }
     }
 }
+
+/// A registry that refuses an upload says why in a distribution error
+/// document; pallet shows those words (a 403 may be a permission, not a
+/// password), bounded to one line.
+#[tokio::test]
+async fn a_refused_push_shows_the_registry_s_own_reason() {
+    use axum::http::StatusCode;
+    use axum::routing::{any, get};
+    let denied = || async {
+        (
+            StatusCode::FORBIDDEN,
+            r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied\n(forged line)"}]}"#,
+        )
+    };
+    let invalid = || async {
+        (
+            StatusCode::BAD_REQUEST,
+            r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#,
+        )
+    };
+    for (uploads, expected) in [
+        (
+            any(denied),
+            "refused access to /v2/workflows/code-generation/blobs/uploads/ (DENIED: requested access to the resource is denied(forged line))",
+        ),
+        (
+            any(invalid),
+            "with http status 400 (MANIFEST_INVALID: manifest invalid)",
+        ),
+    ] {
+        let router = axum::Router::new()
+            .route("/v2/", get(|| async { "{}" }))
+            .route("/v2/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
+            .route("/v2/workflows/code-generation/blobs/uploads/", uploads);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let served = tokio::spawn(async move { axum::serve(listener, router).await });
+        let cache = TestContext::new();
+        let error = client(&address, &cache.join("cache"))
+            .push_workflow_file(
+                std::path::Path::new("workflows/code-generation.yaml"),
+                pallet::registry::Provenance::default(),
+                pallet::registry::PushOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        served.abort();
+        let chain = pallet::error::chain_of(&error);
+        assert!(chain.contains(expected), "{chain}");
+    }
+}

@@ -15,7 +15,7 @@ impl Transport {
         match response.status() {
             StatusCode::NOT_FOUND => Ok(false),
             status if status.is_success() => Ok(true),
-            status => Err(self.status_error(&path, status)),
+            _ => Err(self.status_error(&path, response).await),
         }
     }
 
@@ -30,25 +30,29 @@ impl Transport {
         let path = format!("/v2/{repository}/blobs/uploads/");
         let response = self.send(Request::new(Method::POST, &path)).await?;
         if response.status() != StatusCode::ACCEPTED {
-            return Err(self.status_error(&path, response.status()));
+            return Err(self.status_error(&path, response).await);
         }
         let location = response
             .headers()
             .get(header::LOCATION)
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
-        let session = self.own_path(&path, location)?;
-        let separator = if session.contains('?') { '&' } else { '?' };
-        let put = format!("{session}{separator}digest={digest}");
-        let response = self
-            .send(Request {
-                body: Some(("application/octet-stream", Bytes::copy_from_slice(bytes))),
-                ..Request::new(Method::PUT, &put)
-            })
-            .await?;
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        let body = ("application/octet-stream", Bytes::copy_from_slice(bytes));
+        let response = match self.upload_target(&path, &put)? {
+            UploadTarget::Here(put) => {
+                self.send(Request {
+                    body: Some(body),
+                    ..Request::new(Method::PUT, &put)
+                })
+                .await?
+            }
+            UploadTarget::Elsewhere(url) => self.put_elsewhere(url, body).await?,
+        };
         match response.status() {
             status if status.is_success() => Ok(()),
-            status => Err(self.status_error(&session, status)),
+            _ => Err(self.status_error(&path, response).await),
         }
     }
 
@@ -68,29 +72,55 @@ impl Transport {
             .await?;
         match response.status() {
             status if status.is_success() => Ok(()),
-            status => Err(self.status_error(&path, status)),
+            _ => Err(self.status_error(&path, response).await),
         }
     }
 
-    /// An upload `Location` as a path on this registry: relative, or absolute
-    /// on the registry's own origin (credentials never go elsewhere).
-    fn own_path(&self, path: &str, location: &str) -> Result<String, RegistryError> {
+    /// Where an upload `Location` points: a path on this registry (relative,
+    /// or absolute on its own origin), or another origin. Registries behind a
+    /// proxy or with a canonical host name answer with another origin; the
+    /// bytes go there as the registry asks, but never the credentials.
+    fn upload_target(&self, path: &str, location: &str) -> Result<UploadTarget, RegistryError> {
         if location.starts_with('/') {
-            return Ok(location.to_string());
+            return Ok(UploadTarget::Here(location.to_string()));
         }
-        let off_origin = || RegistryError::UploadLocation {
+        let unusable = || RegistryError::UploadLocation {
             registry: self.registry.clone(),
             path: path.to_string(),
             location: location.to_string(),
         };
-        let url = reqwest::Url::parse(location).map_err(|_| off_origin())?;
-        let base = reqwest::Url::parse(&self.base).map_err(|_| off_origin())?;
-        if url.origin() != base.origin() {
-            return Err(off_origin());
+        let url = reqwest::Url::parse(location).map_err(|_| unusable())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(unusable());
         }
-        Ok(match url.query() {
+        let base = reqwest::Url::parse(&self.base).map_err(|_| unusable())?;
+        if url.origin() != base.origin() {
+            return Ok(UploadTarget::Elsewhere(url));
+        }
+        Ok(UploadTarget::Here(match url.query() {
             Some(query) => format!("{}?{query}", url.path()),
             None => url.path().to_string(),
-        })
+        }))
     }
+
+    /// A blob PUT to another origin: no token, no password.
+    async fn put_elsewhere(
+        &self,
+        url: reqwest::Url,
+        (content_type, bytes): (&str, Bytes),
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.http
+            .put(url)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|source| self.request_error(source))
+    }
+}
+
+enum UploadTarget {
+    /// A path on the registry, sent with its credentials.
+    Here(String),
+    Elsewhere(reqwest::Url),
 }
