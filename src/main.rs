@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         // polled, so it skips starting the runtime and its worker threads.
         futures::executor::block_on(cli::run(args))
     } else {
-        let runtime = match tokio::runtime::Runtime::new() {
+        let runtime = match runtime_for(&args.command) {
             Ok(runtime) => runtime,
             Err(error) => {
                 printer::stderr_text(&render_error(
@@ -40,5 +40,20 @@ fn main() -> ExitCode {
             printer::stderr_text(&render_error(&error));
             ExitCode::from(exit_code(&error))
         }
+    }
+}
+
+/// `pallet run` drives one workflow whose steps wait on their agents: on one
+/// thread, the run and its connections share it and a step costs no wake-up
+/// of another thread (the blocking pool still opens the database and the
+/// registry client beside it). The service and the other commands keep the
+/// multi-thread runtime.
+fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    if matches!(command, Command::Run(_)) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
     }
 }

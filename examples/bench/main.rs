@@ -9,6 +9,9 @@
 //! whole process on the same fixtures, interleaved run by run, checks every
 //! run's output, and writes `results.md` and `results.json` to the out dir.
 //! `--smoke` runs each case twice and only checks the outputs.
+//!
+//! `bench --serve` only starts the echo agent and prints its two card URLs,
+//! for profiling one `pallet run` by hand (perf, valgrind); Ctrl-C stops it.
 
 mod agent;
 mod floor;
@@ -77,6 +80,13 @@ fn usage(problem: &str) -> ! {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--serve") {
+        let agent = EchoAgent::start().await;
+        println!("{}", agent.card_url(agent::Protocol::A2a));
+        println!("{}", agent.card_url(agent::Protocol::Legacy));
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    }
     let options = options();
     std::fs::create_dir_all(&options.out).expect("create the out directory");
     let agent = EchoAgent::start().await;

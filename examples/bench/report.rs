@@ -27,6 +27,8 @@ pub struct PerStep {
     pub cold_floor: Samples,
     pub engine: Samples,
     pub process: Samples,
+    /// The `--baseline` binary's process, run right after `process` in each round.
+    pub baseline: Samples,
 }
 
 impl PerStep {
@@ -38,6 +40,7 @@ impl PerStep {
             cold_floor: Samples::default(),
             engine: Samples::default(),
             process: Samples::default(),
+            baseline: Samples::default(),
         }
     }
 
@@ -111,6 +114,7 @@ impl Report {
                 process_ratio
             );
         }
+        self.before_and_after(&mut text);
         text.push_str("\n| whole process | time |\n|---|---:|\n");
         for (label, samples) in &self.startup {
             let _ = writeln!(text, "| {label} | {} |", samples.cell());
@@ -134,6 +138,59 @@ impl Report {
         text
     }
 
+    /// With `--baseline`: each shape's process before and after, and the
+    /// marginal cost of a step (the slope from the 3-step to the 100-step
+    /// sequential workflow, so start-up counts once) over the floor's.
+    fn before_and_after(&self, text: &mut String) {
+        if self.per_step.iter().all(|row| row.baseline.0.is_empty()) {
+            return;
+        }
+        text.push_str("\n| workflow | protocol | floor, new client | baseline `pallet run` | `pallet run` | after / before |\n|---|---|---:|---:|---:|---:|\n");
+        for row in &self.per_step {
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {} | {} | {:.2} |",
+                row.shape.label(),
+                row.protocol.name(),
+                row.cold_floor.cell(),
+                row.baseline.cell(),
+                row.process.cell(),
+                row.process.median() / row.baseline.median()
+            );
+        }
+        text.push_str("\n| marginal cost per step (3 → 100 sequential) | floor, new client | baseline `pallet run` | `pallet run` | `pallet run` above the floor |\n|---|---:|---:|---:|---:|\n");
+        for protocol in [Protocol::A2a, Protocol::Legacy] {
+            let row = |shape: &str| {
+                self.per_step
+                    .iter()
+                    .find(|row| row.protocol == protocol && row.shape.label() == shape)
+            };
+            let (Some(three), Some(hundred)) = (
+                row(Shape::CodeGeneration.label()),
+                row(Shape::Sequential100.label()),
+            ) else {
+                continue;
+            };
+            let steps = (Shape::Sequential100.steps() - Shape::CodeGeneration.steps()) as f64;
+            let slope =
+                |of: fn(&PerStep) -> &Samples| (of(hundred).median() - of(three).median()) / steps;
+            let (floor, before, after) = (
+                slope(|row| &row.cold_floor),
+                slope(|row| &row.baseline),
+                slope(|row| &row.process),
+            );
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {} | +{} |",
+                protocol.name(),
+                short(floor),
+                short(before),
+                short(after),
+                short(after - floor)
+            );
+        }
+    }
+
     pub fn json(&self, options: &Options) -> Value {
         let per_step: Vec<Value> = self
             .per_step
@@ -155,6 +212,7 @@ impl Report {
                     "process": row.process.json(),
                     "process_overhead_per_step_ms": process_step,
                     "process_ratio_to_floor": process_ratio,
+                    "baseline_process": row.baseline.json(),
                 })
             })
             .collect();

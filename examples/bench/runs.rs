@@ -202,7 +202,15 @@ pub async fn per_step(options: &Options, agent: &EchoAgent, report: &mut Report)
                 let started = Instant::now();
                 process_run(options, &file, &card_url, shape);
                 let process_time = started.elapsed();
+                let baseline_time = options.baseline.as_ref().map(|baseline| {
+                    let started = Instant::now();
+                    process_run_with(options, baseline, &file, &card_url, shape);
+                    started.elapsed()
+                });
                 if round > 0 {
+                    if let Some(time) = baseline_time {
+                        row.baseline.push(time);
+                    }
                     row.floor.push(floor_time);
                     row.cold_floor.push(cold_floor_time);
                     row.engine.push(engine_time);

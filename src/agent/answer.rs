@@ -37,6 +37,23 @@ pub(crate) async fn read_limited(
     Ok(body)
 }
 
+/// Reads and drops what is left of `response`'s body, up to `limit` bytes, so
+/// that its connection goes back to the pool instead of being closed (an
+/// unread body makes the next request to the same agent open a new one). A
+/// larger body is not worth the read: the connection is dropped with it.
+pub(crate) async fn drain(mut response: reqwest::Response, limit: u64) {
+    if response.content_length().is_some_and(|size| size > limit) {
+        return;
+    }
+    let mut read = 0u64;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        read += chunk.len() as u64;
+        if read > limit {
+            return;
+        }
+    }
+}
+
 /// The most JSON values an answer under `limit` bytes may hold.
 pub(crate) fn max_json_values(limit: u64) -> u64 {
     (limit / BYTES_PER_JSON_VALUE).max(1024)

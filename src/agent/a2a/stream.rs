@@ -30,8 +30,7 @@ pub(super) async fn call(
         max_events: settings.max_events,
         idle_timeout: settings.idle_timeout,
     };
-    let response = wire.send_streaming(request).await?;
-    let mut events = SseReader::new(response, limits);
+    let mut response = wire.send_streaming(request).await?;
     let mut follower = Follower {
         wire,
         task_id,
@@ -43,10 +42,14 @@ pub(super) async fn call(
     };
     let mut resubscribed = 0;
     let id = loop {
+        let mut events = SseReader::new(response, limits);
         let broken = match follower.follow(&mut events).await {
             Followed::Ended(outcome) => return outcome,
             Followed::Broken(error) => error,
         };
+        // A broken stream (and its slot of the agent's connection cap) is let
+        // go before the task is subscribed to or polled.
+        drop(events);
         let Some(id) = task_id.get() else {
             return Err(broken);
         };
@@ -57,7 +60,7 @@ pub(super) async fn call(
         resubscribed += 1;
         tracing::debug!(agent = wire.target.agent, task = %id, error = %broken, "the stream broke, subscribing to the task again");
         match wire.subscribe(id).await {
-            Ok(response) => events = SseReader::new(response, limits),
+            Ok(again) => response = again,
             Err(error) => {
                 // A task that ended cannot be subscribed to: polling reads its end.
                 tracing::debug!(agent = wire.target.agent, task = %id, %error, "cannot subscribe to the task, polling it");

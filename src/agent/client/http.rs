@@ -65,6 +65,10 @@ pub(crate) fn card_http_client() -> reqwest::Client {
 fn build_client(redirects: reqwest::redirect::Policy) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
+        // No more idle connections to one agent than requests may be in
+        // flight to it: one opened while another was on its way back to the
+        // pool is closed rather than kept.
+        .pool_max_idle_per_host(super::limit::max_connections())
         .redirect(redirects)
         .referer(false)
         .tls_backend_preconfigured(crate::tls::config())

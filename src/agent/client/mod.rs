@@ -13,10 +13,12 @@ use super::{a2a, legacy};
 
 mod error;
 mod http;
+mod limit;
 mod target;
 
 pub use error::CallError;
 pub(crate) use http::{card_http_client, http_client, redacted};
+pub use limit::{DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_VARIABLE};
 pub(crate) use target::Target;
 
 /// One call of one skill.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::CallError;
 use super::http::redacted;
-use crate::agent::answer::{BodyError, json_values, max_json_values, read_limited};
+use crate::agent::answer::{BodyError, drain, json_values, max_json_values, read_limited};
 use crate::agent::auth::Auth;
 
 /// How much of an error answer (HTTP 4xx/5xx) is read: enough for its message.
@@ -75,6 +75,8 @@ impl Target<'_> {
 
     /// Sends `request`; a redirect is followed only to the same origin and
     /// only when it keeps the method and body (307, 308), see [`redirect_policy`].
+    /// It waits first for a slot of the agent's connection cap
+    /// ([`super::limit`]), which the answer holds until it is dropped.
     pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -84,18 +86,25 @@ impl Target<'_> {
         let authentication = self.auth.and_then(|auth| auth.authentication.as_ref());
         let sent_credential =
             authentication.is_some_and(|authentication| authentication.apply(&mut request));
-        let response = client
+        let slot = super::limit::slot(request.url()).await;
+        let mut response = client
             .execute(request)
             .await
             .map_err(|source| self.transport(source))?;
+        response.extensions_mut().insert(slot);
         let status = response.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(self.unauthorized(&response, sent_credential));
-        }
-        if response.status().is_redirection() {
-            return Err(self.redirected(&response));
-        }
-        Ok(response)
+        let refused = if status == reqwest::StatusCode::UNAUTHORIZED
+            || status == reqwest::StatusCode::FORBIDDEN
+        {
+            self.unauthorized(&response, sent_credential)
+        } else if response.status().is_redirection() {
+            self.redirected(&response)
+        } else {
+            return Ok(response);
+        };
+        // Read to its end, the connection serves the next request.
+        drain(response, ERROR_BODY_LIMIT).await;
+        Err(refused)
     }
 
     /// A 401 or 403, named with what the card asks for and what was sent.

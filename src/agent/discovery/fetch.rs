@@ -1,13 +1,14 @@
 //! Fetching an agent's card: where it may be, reading it within the answer
 //! limits, and what a configured URL gave (a card, or why not).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{ConfiguredAgent, Found};
-use crate::agent::answer::{BodyError, json_values, max_json_values, read_limited};
+use crate::agent::answer::{BodyError, drain, json_values, max_json_values, read_limited};
 use crate::agent::card::{AgentCard, CardError};
 use crate::agent::client::DEFAULT_MAX_RESPONSE_SIZE;
 use crate::agent::credentials::Credentials;
@@ -16,16 +17,47 @@ use crate::agent::credentials::Credentials;
 /// long is left out rather than holding up the run.
 const CARD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The URLs where the card of `url` may be, in the order to try.
+/// How much of a card answer that is not 2xx (a 404 page) is read and
+/// dropped so that its connection is reused for the next location.
+const ERROR_BODY_DRAIN: u64 = 64 * 1024;
+
+/// The URLs where the card of `url` may be, in the order to try: the one
+/// that answered last for this base URL (in this process) first, so that a
+/// legacy agent is not asked for an A2A card it never has at every fetch.
 fn card_locations(url: &str) -> Vec<String> {
     if url.ends_with(".json") || url.contains("agent-card") {
         return vec![url.to_string()];
     }
     let base = url.trim_end_matches('/');
-    vec![
+    let mut locations = vec![
         format!("{base}/.well-known/agent-card.json"),
         format!("{base}/agent-card"),
-    ]
+    ];
+    if let Some(answered) = answered_locations()
+        .lock()
+        .ok()
+        .and_then(|map| map.get(base).cloned())
+        && let Some(index) = locations.iter().position(|location| *location == answered)
+    {
+        locations[..=index].rotate_right(1);
+    }
+    locations
+}
+
+/// Per agent base URL, the card location that answered last.
+fn answered_locations() -> &'static Mutex<HashMap<String, String>> {
+    static ANSWERED: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    ANSWERED.get_or_init(Mutex::default)
+}
+
+/// Remembers that `location` served the card of `url` (a base URL).
+fn remember_location(url: &str, location: &str) {
+    let base = url.trim_end_matches('/');
+    if base != location
+        && let Ok(mut map) = answered_locations().lock()
+    {
+        map.insert(base.to_string(), location.to_string());
+    }
 }
 
 /// Fetches and reads the card of one configured agent; failures are logged
@@ -43,6 +75,7 @@ pub(super) async fn fetch_card(
         match fetch_json(http, &location, limit).await {
             Ok(json) => match AgentCard::parse(&location, &json) {
                 Ok(mut card) => {
+                    remember_location(url, &location);
                     card.max_response_size = agent.max_response_size;
                     card.auth.authentication = authentication(&card, agent, credentials);
                     return Found::Card(Arc::new(card));
@@ -124,7 +157,9 @@ async fn fetch_json(
         }
     })?;
     if !response.status().is_success() {
-        return Err(FetchError::Other(format!("HTTP {}", response.status())));
+        let status = response.status();
+        drain(response, ERROR_BODY_DRAIN).await;
+        return Err(FetchError::Other(format!("HTTP {status}")));
     }
     let body = read_limited(response, limit)
         .await
@@ -168,7 +203,62 @@ fn authentication(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+
     use super::*;
+
+    /// A legacy agent on loopback: 404 with a page at the A2A card's place,
+    /// its card at `/agent-card`; it counts the connections it accepted.
+    async fn legacy_agent() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::SeqCst);
+                let service = hyper::service::service_fn(|request: hyper::Request<_>| async move {
+                    let (status, body) = if request.uri().path() == "/agent-card" {
+                        (200, r#"{"name": "old", "skills": [{"id": "plan", "description": "plans"}]}"#.to_string())
+                    } else {
+                        (404, "not found ".repeat(5000))
+                    };
+                    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+                    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        (url, connections)
+    }
+
+    #[tokio::test]
+    async fn a_legacy_card_comes_on_the_connection_of_the_404() {
+        let (url, connections) = legacy_agent().await;
+        let agent = ConfiguredAgent {
+            url: url.clone(),
+            max_response_size: None,
+            secret: None,
+        };
+        // A client of its own: the shared one may hold connections of other tests.
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::config())
+            .build()
+            .unwrap();
+        let found = fetch_card(&http, &agent, &Credentials::default()).await;
+        assert!(matches!(found, Found::Card(_)));
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert_eq!(card_locations(&url)[0], format!("{url}/agent-card"));
+    }
 
     #[test]
     fn where_cards_are_looked_for() {
@@ -196,5 +286,26 @@ mod tests {
         for (url, expected) in cases {
             assert_eq!(card_locations(url), expected, "{url}");
         }
+    }
+
+    #[test]
+    fn the_location_that_answered_is_tried_first() {
+        let base = "http://remembered.invalid:7";
+        remember_location(&format!("{base}/"), &format!("{base}/agent-card"));
+        assert_eq!(
+            card_locations(base),
+            [
+                format!("{base}/agent-card"),
+                format!("{base}/.well-known/agent-card.json"),
+            ]
+        );
+        remember_location(base, &format!("{base}/.well-known/agent-card.json"));
+        assert_eq!(
+            card_locations(base),
+            [
+                format!("{base}/.well-known/agent-card.json"),
+                format!("{base}/agent-card"),
+            ]
+        );
     }
 }
