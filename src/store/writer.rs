@@ -1,6 +1,7 @@
 //! The one writer of the run database: a thread that owns the write
 //! connection, takes every queued request at once and commits them in ONE
-//! transaction (group commit). Each request runs in its own savepoint, so one
+//! transaction (group commit). Each request runs in its own savepoint (a
+//! request alone in its batch needs none: the transaction is its), so one
 //! that fails is rolled back alone; a request's answer is sent only after
 //! the commit, so an answered write survives a crash of the process.
 //!
@@ -125,6 +126,29 @@ fn commit_batch(connection: &Connection, batch: Vec<Job>) {
         for job in batch {
             let (_, answer) = job(Err(error.clone()));
             answer(Ok(()));
+        }
+        return;
+    }
+    if batch.len() == 1 {
+        // Alone in its transaction (what a `pallet run` step mostly is): no
+        // savepoint, a failure rolls the transaction back instead.
+        let job = batch.into_iter().next().expect("one request");
+        let outcome = catch_unwind(AssertUnwindSafe(|| job(Ok(connection))));
+        match outcome {
+            Ok((false, answer)) => {
+                let committed = control(connection, "COMMIT").map_err(|error| {
+                    let _ = control(connection, "ROLLBACK");
+                    Arc::new(error)
+                });
+                answer(committed);
+            }
+            // Its own error is its answer; a panic leaves none (WriterStopped).
+            failed => {
+                let _ = control(connection, "ROLLBACK");
+                if let Ok((_, answer)) = failed {
+                    answer(Ok(()));
+                }
+            }
         }
         return;
     }
