@@ -234,6 +234,15 @@ impl RunStore {
         self.write(|_| Ok(()))
     }
 
+    /// Commit what is queued and close the database, the write connection
+    /// last: closing the last connection checkpoints the WAL and removes it,
+    /// so the next process to open the database has no WAL to recover. For a
+    /// process about to exit (`pallet run`); writes after it are refused.
+    pub fn close(&self) {
+        self.readers.close_idle();
+        self.writer.close();
+    }
+
     /// Run synchronous store calls on tokio's blocking threads, so an async
     /// caller's runtime thread is not held while SQLite works.
     pub async fn blocking<T, E>(
