@@ -308,14 +308,14 @@ impl RunStore {
 }
 
 /// Writes of an executor (`lease`: its lease token) are refused once another
-/// process took the run over.
+/// process took the run over (checked once per write transaction).
 pub(super) fn check_lease(
     connection: &Connection,
     id: &str,
     lease: Option<&str>,
 ) -> Result<(), StoreError> {
     match lease {
-        Some(token) if !super::lease::held(connection, id, token)? => {
+        Some(token) if !super::lease::held_in_batch(connection, id, token)? => {
             Err(StoreError::LeaseLost { id: id.to_string() })
         }
         _ => Ok(()),

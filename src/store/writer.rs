@@ -156,6 +156,8 @@ fn commit_batch(connection: &Connection, batch: Vec<Job>) {
     // without another process writing in between (the lease relies on it).
     // Not had within the busy timeout: every request fails now, clearly,
     // rather than each waiting for the lock again.
+    // What an earlier transaction found out about leases may be stale now.
+    super::lease::forget_held();
     if let Err(error) = control(connection, "BEGIN IMMEDIATE") {
         let error = Arc::new(error);
         for job in batch {
