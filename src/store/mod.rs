@@ -19,6 +19,7 @@
 mod attempts;
 mod backend;
 pub mod clock;
+mod create;
 pub mod lease;
 mod migrations;
 mod readers;

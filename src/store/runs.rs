@@ -1,5 +1,5 @@
-//! Reads and writes of runs and their transitions (the attempts of their
-//! steps are in `attempts.rs`).
+//! Reads and writes of runs and their transitions (their creation is in
+//! `create.rs`, the attempts of their steps in `attempts.rs`).
 
 use std::sync::LazyLock;
 
@@ -103,102 +103,6 @@ pub fn digest(text: &str) -> String {
 }
 
 impl RunStore {
-    pub fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let digest = digest(&run.workflow_yaml);
-        let at = self.stamp();
-        let values = (
-            id.clone(),
-            run.workflow_ref.clone(),
-            run.workflow_id.clone(),
-            run.workflow_version.clone(),
-            digest,
-            run.workflow_source.clone(),
-            run.workflow_yaml.clone(),
-            run.input.to_string(),
-            run.actor.clone(),
-        );
-        self.write(move |connection| {
-            let (id, reference, workflow_id, version, digest, source, yaml, input, actor) = values;
-            insert_run(
-                connection,
-                [
-                    &id,
-                    &reference,
-                    &workflow_id,
-                    &version,
-                    &digest,
-                    &source,
-                    &yaml,
-                    &input,
-                ],
-                &actor,
-                &at,
-            )
-        })
-        .wait()?;
-        self.get(&id)
-    }
-
-    /// A new run, created and moved on by `start` in ONE write (a run's
-    /// start paid a commit per step of its bookkeeping before the first
-    /// agent call); with `lease`, this process also takes the new run's lease
-    /// under that token. Answers the run's id.
-    pub fn create_started_run(
-        &self,
-        run: &NewRun,
-        start: RunChange,
-        lease: Option<&str>,
-    ) -> Pending<String> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let at = self.stamp();
-        let values = (
-            id,
-            run.workflow_ref.clone(),
-            run.workflow_id.clone(),
-            run.workflow_version.clone(),
-            digest(&run.workflow_yaml),
-            run.workflow_source.clone(),
-            run.workflow_yaml.clone(),
-            run.input.to_string(),
-            run.actor.clone(),
-        );
-        let start = OwnedChange::from(start);
-        let lease = lease.map(str::to_string);
-        self.write(move |connection| {
-            let (id, reference, workflow_id, version, digest, source, yaml, input, actor) = values;
-            insert_run(
-                connection,
-                [
-                    &id,
-                    &reference,
-                    &workflow_id,
-                    &version,
-                    &digest,
-                    &source,
-                    &yaml,
-                    &input,
-                ],
-                &actor,
-                &at,
-            )?;
-            apply_change(connection, &id, &start.borrowed(), &at)?;
-            if let Some(token) = lease {
-                // A run nobody else knows yet: its lease is free.
-                super::lease::acquire(
-                    connection,
-                    &id,
-                    super::lease::Owner::current(),
-                    &token,
-                    chrono::Utc::now(),
-                    super::lease::LEASE_DURATION,
-                    super::lease::process_alive,
-                )?;
-            }
-            Ok(id)
-        })
-    }
-
     pub fn get(&self, id: &str) -> Result<StoredRun, StoreError> {
         self.read(|connection| {
             connection
@@ -363,37 +267,8 @@ impl RunStore {
     }
 }
 
-/// Insert a run, `pending`, with its `created` transition. `columns`: id,
-/// reference, workflow id, version, digest, source, YAML, input (JSON).
-fn insert_run(
-    connection: &Connection,
-    columns: [&str; 8],
-    actor: &str,
-    at: &str,
-) -> Result<(), StoreError> {
-    let [
-        id,
-        reference,
-        workflow_id,
-        version,
-        digest,
-        source,
-        yaml,
-        input,
-    ] = columns;
-    connection.prepare_cached(
-        "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-    )?
-    .execute(params![id, reference, workflow_id, version, digest, source, yaml, RunState::Pending.as_str(), input, at])?;
-    connection.prepare_cached(
-        "INSERT INTO transitions (run_id, from_status, to_status, trigger, actor, at) VALUES (?1, NULL, ?2, 'created', ?3, ?4)",
-    )?
-    .execute(params![id, RunState::Pending.as_str(), actor, at])?;
-    Ok(())
-}
-
 /// A [`RunChange`] that can travel to the writer thread.
-struct OwnedChange {
+pub(super) struct OwnedChange {
     to: RunState,
     trigger: String,
     actor: String,
@@ -416,7 +291,7 @@ impl From<RunChange<'_>> for OwnedChange {
 }
 
 impl OwnedChange {
-    fn borrowed(&self) -> RunChange<'_> {
+    pub(super) fn borrowed(&self) -> RunChange<'_> {
         RunChange {
             to: self.to,
             trigger: &self.trigger,
@@ -430,7 +305,7 @@ impl OwnedChange {
 
 /// The state-machine check and the write of one change, inside `transaction`.
 /// `at`: the store clock's time of the change.
-fn apply_change(
+pub(super) fn apply_change(
     transaction: &Connection,
     id: &str,
     change: &RunChange,
