@@ -332,7 +332,7 @@ mod tests {
 
     use super::*;
     use crate::engine::StepStatus;
-    use crate::store::{NewRun, RunChange};
+    use crate::store::{NewRun, RunChange, clock};
 
     /// A store with one run in progress, and that run's id.
     fn running() -> (RunStore, tempfile::TempDir, String) {
@@ -375,6 +375,70 @@ mod tests {
             ended_at: crate::store::clock::timestamp(chrono::Utc::now()),
             duration_ms: 0.0,
         }
+    }
+
+    #[test]
+    fn an_attempt_written_whole_reads_as_one_started_and_finished() {
+        let (store, _directory, id) = running();
+        let started_at = clock::timestamp(store.clock().now());
+        store
+            .start_attempt_at(&id, "one", AttemptStatus::Running, &started_at, None)
+            .wait()
+            .unwrap();
+        store
+            .finish_attempt(&id, &completed("one", json!({"n": 1})), None)
+            .wait()
+            .unwrap();
+        let status = store
+            .record_attempt(&id, &started_at, &completed("one", json!({"n": 2})), None)
+            .wait()
+            .unwrap();
+        assert_eq!(status, RunState::InProgress);
+        let attempts = store.attempts(&id).unwrap();
+        let view = |attempt: &Attempt| {
+            (
+                attempt.attempt,
+                attempt.status,
+                attempt.output.clone(),
+                attempt.started_at.clone(),
+                attempt.ended_at.is_some(),
+            )
+        };
+        assert_eq!(
+            attempts.iter().map(view).collect::<Vec<_>>(),
+            [
+                (
+                    1,
+                    AttemptStatus::Completed,
+                    Some(json!({"n": 1})),
+                    started_at.clone(),
+                    true
+                ),
+                (
+                    2,
+                    AttemptStatus::Completed,
+                    Some(json!({"n": 2})),
+                    started_at.clone(),
+                    true
+                ),
+            ]
+        );
+        assert_eq!(
+            store.completed_outputs(&id).unwrap()["one"],
+            json!({"n": 2})
+        );
+        let refused = store
+            .record_attempt(
+                &id,
+                &started_at,
+                &completed("two", json!({})),
+                Some("no lease"),
+            )
+            .wait();
+        assert!(
+            matches!(refused, Err(StoreError::LeaseLost { .. })),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]

@@ -134,3 +134,58 @@ fn insert_run(
     .execute(params![id, RunState::Pending.as_str(), actor, at])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_run_created_started_and_leased_in_one_write() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+        let run = NewRun {
+            workflow_ref: "w".to_string(),
+            workflow_id: "w".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "w.yaml".to_string(),
+            workflow_yaml: "steps: []".to_string(),
+            input: json!({"a": 1}),
+            actor: "test".to_string(),
+        };
+        let start = RunChange::new(RunState::InProgress, "start", "test");
+        let id = store
+            .create_started_run(&run, start, Some("token"))
+            .wait()
+            .unwrap();
+        let stored = store.get(&id).unwrap();
+        assert_eq!(stored.status, RunState::InProgress);
+        assert_eq!(stored.input, json!({"a": 1}));
+        let history: Vec<(Option<RunState>, RunState, String)> = store
+            .history(&id)
+            .unwrap()
+            .into_iter()
+            .map(|transition| (transition.from, transition.to, transition.trigger))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                (None, RunState::Pending, "created".to_string()),
+                (
+                    Some(RunState::Pending),
+                    RunState::InProgress,
+                    "start".to_string()
+                ),
+            ]
+        );
+        let lease = store.live_lease(&id).unwrap().expect("the new run's lease");
+        assert_eq!(lease.token, "token");
+        assert_eq!(store.executor_starts(&id).unwrap(), 1);
+        // Without a lease: created and started, nobody executes it yet.
+        let start = RunChange::new(RunState::InProgress, "start", "test");
+        let other = store.create_started_run(&run, start, None).wait().unwrap();
+        assert_eq!(store.get(&other).unwrap().status, RunState::InProgress);
+        assert!(store.live_lease(&other).unwrap().is_none());
+    }
+}
