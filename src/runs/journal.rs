@@ -3,7 +3,8 @@
 //!
 //! One write per step: a step's start is not written when it starts but with
 //! its end, as one whole attempt ([`Backend::record_attempt`]), unless the
-//! step outlives [`START_DEFERRED`] (then the start is written alone, so a
+//! step outlives [`START_DEFERRED`] (then the start is written alone, by one
+//! task per run that looks every half of it, so a
 //! view shows the step running and a crash leaves it `interrupted`) or its
 //! agent accepts a task or reports a status first (written with the start,
 //! so a resume can reattach). A crash before a deferred start is written
@@ -11,8 +12,8 @@
 //! the engine already allows for a start still queued.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
@@ -30,14 +31,21 @@ pub struct RunJournal {
     /// The executor's lease token: its writes are refused once another
     /// process took the run over.
     lease: Option<String>,
+    starts: Arc<Mutex<Starts>>,
+}
+
+#[derive(Default)]
+struct Starts {
     /// step id -> its start, while the engine runs it.
-    starts: Arc<Mutex<HashMap<String, Start>>>,
+    steps: HashMap<String, Start>,
+    /// Whether the task that writes the starts due is running.
+    flushing: bool,
 }
 
 /// A running step's start.
 enum Start {
-    /// Not written yet; stamped when the step started.
-    Deferred { at: String },
+    /// Not written yet; stamped `at` (as stored) when the step started, `since`.
+    Deferred { at: String, since: Instant },
     /// Queued alone; its answer for the engine.
     Written(Pending<()>),
 }
@@ -59,7 +67,7 @@ impl RunJournal {
         }
     }
 
-    fn starts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Start>> {
+    fn starts(&self) -> std::sync::MutexGuard<'_, Starts> {
         lock(&self.starts)
     }
 
@@ -76,9 +84,7 @@ impl RunJournal {
     }
 }
 
-fn lock(
-    starts: &Mutex<HashMap<String, Start>>,
-) -> std::sync::MutexGuard<'_, HashMap<String, Start>> {
+fn lock(starts: &Mutex<Starts>) -> std::sync::MutexGuard<'_, Starts> {
     // A map of plain values: a panic elsewhere leaves it usable.
     starts
         .lock()
@@ -92,7 +98,7 @@ fn write_start(
     starts: &mut HashMap<String, Start>,
     step_id: &str,
 ) {
-    if let Some(Start::Deferred { at }) = starts.get(step_id) {
+    if let Some(Start::Deferred { at, .. }) = starts.get(step_id) {
         let written = store.start_attempt_at(run_id, step_id, AttemptStatus::Running, at, lease);
         starts.insert(step_id.to_string(), Start::Written(written));
     }
@@ -114,32 +120,24 @@ impl Journal for RunJournal {
                 self.lease.as_deref(),
             ));
         };
-        {
-            let mut starts = self.starts();
-            // A start left over (not expected: the engine finishes a step before
-            // it runs again) is written first, in order.
-            self.write_start(&mut starts, step_id);
-            starts.insert(step_id.to_string(), Start::Deferred { at });
+        let mut starts = self.starts();
+        // A start left over (not expected: the engine finishes a step before
+        // it runs again) is written first, in order.
+        self.write_start(&mut starts.steps, step_id);
+        let since = Instant::now();
+        starts
+            .steps
+            .insert(step_id.to_string(), Start::Deferred { at, since });
+        if !starts.flushing {
+            starts.flushing = true;
+            runtime.spawn(write_due_starts(
+                self.store.clone(),
+                self.run_id.clone(),
+                self.lease.clone(),
+                Arc::downgrade(&self.starts),
+            ));
         }
-        let (store, run_id, lease, starts) = (
-            self.store.clone(),
-            self.run_id.clone(),
-            self.lease.clone(),
-            Arc::downgrade(&self.starts),
-        );
-        let step = step_id.to_string();
-        runtime.spawn(async move {
-            tokio::time::sleep(START_DEFERRED).await;
-            if let Some(starts) = starts.upgrade() {
-                write_start(
-                    store.as_ref(),
-                    &run_id,
-                    lease.as_deref(),
-                    &mut lock(&starts),
-                    &step,
-                );
-            }
-        });
+        drop(starts);
         self.start_answer(step_id)
     }
 
@@ -149,8 +147,8 @@ impl Journal for RunJournal {
         let lease = self.lease.as_deref();
         let (started, finished) = {
             let mut starts = self.starts();
-            match starts.remove(&record.id) {
-                Some(Start::Deferred { at }) => (
+            match starts.steps.remove(&record.id) {
+                Some(Start::Deferred { at, .. }) => (
                     None,
                     self.store.record_attempt(&self.run_id, &at, record, lease),
                 ),
@@ -180,7 +178,7 @@ impl Journal for RunJournal {
 
     fn task_accepted(&self, step_id: &str, task: &StepTask) -> JournalWrite {
         let mut starts = self.starts();
-        self.write_start(&mut starts, step_id);
+        self.write_start(&mut starts.steps, step_id);
         answer(
             self.store
                 .record_task(&self.run_id, step_id, task, self.lease.as_deref()),
@@ -189,7 +187,7 @@ impl Journal for RunJournal {
 
     fn step_status(&self, step_id: &str, message: &str) -> JournalWrite {
         let mut starts = self.starts();
-        self.write_start(&mut starts, step_id);
+        self.write_start(&mut starts.steps, step_id);
         answer(
             self.store
                 .step_status(&self.run_id, step_id, message, self.lease.as_deref()),
@@ -229,11 +227,11 @@ impl RunJournal {
         async move {
             let written = {
                 let mut starts = lock(&starts);
-                match starts.remove(&step) {
+                match starts.steps.remove(&step) {
                     Some(Start::Written(written)) => Some(written),
                     // Still deferred: the finish writes it.
                     Some(deferred) => {
-                        starts.insert(step, deferred);
+                        starts.steps.insert(step, deferred);
                         None
                     }
                     None => None,
@@ -247,5 +245,151 @@ impl RunJournal {
             }
         }
         .boxed()
+    }
+}
+
+/// The task that writes the starts deferred for [`START_DEFERRED`]: it looks
+/// every half of it (one wake-up per 10 ms of a run, not a timer per step)
+/// and ends when no start is deferred, or the journal is gone.
+async fn write_due_starts(
+    store: Arc<dyn Backend>,
+    run_id: String,
+    lease: Option<String>,
+    starts: Weak<Mutex<Starts>>,
+) {
+    loop {
+        tokio::time::sleep(START_DEFERRED / 2).await;
+        let Some(starts) = starts.upgrade() else {
+            return;
+        };
+        let mut starts = lock(&starts);
+        let due: Vec<String> = starts
+            .steps
+            .iter()
+            .filter(|(_, start)| {
+                matches!(start, Start::Deferred { since, .. } if since.elapsed() >= START_DEFERRED)
+            })
+            .map(|(step, _)| step.clone())
+            .collect();
+        for step in due {
+            write_start(
+                store.as_ref(),
+                &run_id,
+                lease.as_deref(),
+                &mut starts.steps,
+                &step,
+            );
+        }
+        let deferred = starts
+            .steps
+            .values()
+            .any(|start| matches!(start, Start::Deferred { .. }));
+        if !deferred {
+            starts.flushing = false;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::StepStatus;
+    use crate::store::{NewRun, RunChange, RunStore};
+
+    fn record(step: &str) -> StepRecord {
+        StepRecord {
+            id: step.to_string(),
+            skill: Some("s".to_string()),
+            status: StepStatus::Completed,
+            inputs: Some(json!({})),
+            outputs: Some(json!({"step": step})),
+            error: None,
+            attempts: 1,
+            agent: Some("a".to_string()),
+            child: None,
+            status_messages: Vec::new(),
+            started_at: String::new(),
+            ended_at: String::new(),
+            duration_ms: 0.0,
+        }
+    }
+
+    /// A journal over a run in progress, its store and the run's id.
+    fn journal() -> (RunJournal, RunStore, tempfile::TempDir, String) {
+        let directory = tempfile::tempdir().unwrap();
+        let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+        let run = NewRun {
+            workflow_ref: "w".to_string(),
+            workflow_id: "w".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "w.yaml".to_string(),
+            workflow_yaml: "steps: []".to_string(),
+            input: json!({}),
+            actor: "test".to_string(),
+        };
+        let start = RunChange::new(RunState::InProgress, "start", "test");
+        let id = store.create_started_run(&run, start, None).wait().unwrap();
+        let journal = RunJournal::new(Arc::new(store.clone()), id.clone(), None);
+        (journal, store, directory, id)
+    }
+
+    fn statuses(store: &RunStore, id: &str) -> Vec<(String, AttemptStatus)> {
+        store
+            .attempts(id)
+            .unwrap()
+            .into_iter()
+            .map(|attempt| (attempt.step_id, attempt.status))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_quick_step_is_one_write_and_a_slow_one_shows_running() {
+        let (journal, store, _directory, id) = journal();
+        let started = journal.step_started("quick");
+        assert!(
+            statuses(&store, &id).is_empty(),
+            "the start waits for the end"
+        );
+        started.await.unwrap();
+        journal.step_finished(&record("quick")).await.unwrap();
+        assert_eq!(
+            statuses(&store, &id),
+            [("quick".to_string(), AttemptStatus::Completed)]
+        );
+
+        let started = journal.step_started("slow");
+        tokio::time::sleep(START_DEFERRED * 3).await;
+        store.settled().await.unwrap();
+        assert_eq!(
+            statuses(&store, &id)[1],
+            ("slow".to_string(), AttemptStatus::Running),
+            "a step that outlives the deferral is shown running"
+        );
+        started.await.unwrap();
+        journal.step_finished(&record("slow")).await.unwrap();
+        let attempts = store.attempts(&id).unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[1].status, AttemptStatus::Completed);
+        assert_eq!(attempts[1].attempt, 1);
+    }
+
+    #[tokio::test]
+    async fn a_status_report_writes_the_start_before_it() {
+        let (journal, store, _directory, id) = journal();
+        let started = journal.step_started("one");
+        journal.step_status("one", "working").await.unwrap();
+        let attempts = store.attempts(&id).unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].status, AttemptStatus::Running);
+        assert_eq!(attempts[0].status_message.as_deref(), Some("working"));
+        started.await.unwrap();
+        journal.step_finished(&record("one")).await.unwrap();
+        assert_eq!(
+            statuses(&store, &id),
+            [("one".to_string(), AttemptStatus::Completed)]
+        );
     }
 }
