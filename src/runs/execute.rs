@@ -1,6 +1,7 @@
 //! One execution of a durable run: hold its lease, hand the engine what
 //! earlier executions recorded, and record where the engine stopped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -11,9 +12,17 @@ use super::{
     Outcome, RunError, RunJournal, Runner, TRIGGER_COMPLETED, TRIGGER_ERROR, TRIGGER_WAITING,
     blocking,
 };
-use crate::engine::{Durable, RunRecord, RunStatus};
+use crate::engine::{Durable, RunRecord, RunStatus, StepTask};
 use crate::store::{RunChange, RunState, StoreError};
 use crate::workflow::LoadedWorkflow;
+
+/// What earlier executions of a run recorded (nothing, for a new run).
+#[derive(Default)]
+pub(super) struct Earlier {
+    completed: HashMap<String, Value>,
+    previous_attempts: HashMap<String, u32>,
+    interrupted_tasks: HashMap<String, StepTask>,
+}
 
 impl Runner<'_> {
     /// Run the engine over the stored run and record where it ended.
@@ -39,26 +48,40 @@ impl Runner<'_> {
         };
         // Attempts still `running` belong to a process that died: run them again.
         let run_id = id.to_string();
-        let (completed, previous_attempts, interrupted_tasks) =
-            blocking(self.store, move |store| {
-                store.interrupt_running(&run_id).wait()?;
-                Ok::<_, StoreError>((
-                    store.completed_outputs(&run_id)?,
-                    store.previous_attempts(&run_id)?,
-                    store.interrupted_tasks(&run_id)?,
-                ))
+        let earlier = blocking(self.store, move |store| {
+            store.interrupt_running(&run_id).wait()?;
+            Ok::<_, StoreError>(Earlier {
+                completed: store.completed_outputs(&run_id)?,
+                previous_attempts: store.previous_attempts(&run_id)?,
+                interrupted_tasks: store.interrupted_tasks(&run_id)?,
             })
-            .await?;
+        })
+        .await?;
+        self.execute_leased(id, workflow, input, cancel, lease, earlier)
+            .await
+    }
+
+    /// Run the engine over the stored run whose lease this process holds,
+    /// given what earlier executions recorded, and record where it ended.
+    pub(super) async fn execute_leased(
+        &self,
+        id: &str,
+        workflow: Arc<LoadedWorkflow>,
+        input: Value,
+        cancel: CancellationToken,
+        lease: HeldLease,
+        earlier: Earlier,
+    ) -> Result<Outcome, RunError> {
         let durable = Durable {
             run_id: id.to_string(),
-            journal: Arc::new(RunJournal {
-                store: self.store.shared(),
-                run_id: id.to_string(),
-                lease: Some(lease.token().to_string()),
-            }),
-            completed,
-            previous_attempts,
-            interrupted_tasks,
+            journal: Arc::new(RunJournal::new(
+                self.store.shared(),
+                id.to_string(),
+                Some(lease.token().to_string()),
+            )),
+            completed: earlier.completed,
+            previous_attempts: earlier.previous_attempts,
+            interrupted_tasks: earlier.interrupted_tasks,
         };
         let record = self
             .engine

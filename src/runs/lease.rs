@@ -17,6 +17,11 @@ use crate::store::{Backend, StoreError};
 /// lease expires (`store::lease::LEASE_DURATION`).
 pub const RENEW_EVERY: Duration = Duration::from_secs(10);
 
+/// A fresh lease token (random, one per acquisition).
+pub fn new_token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// This process's lease on one run, renewed in the background and released when dropped.
 pub struct HeldLease {
     store: Arc<dyn Backend>,
@@ -34,10 +39,21 @@ impl HeldLease {
         id: &str,
         cancel: CancellationToken,
     ) -> Result<Result<HeldLease, Lease>, StoreError> {
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = new_token();
         if let Some(holder) = store.acquire_lease(id, &token).await? {
             return Ok(Err(holder));
         }
+        Ok(Ok(HeldLease::adopt(store, id, token, cancel)))
+    }
+
+    /// The lease taken under `token` by another write of this process (a
+    /// new run's, [`Backend::create_started_run`]): renewed and released from now on.
+    pub fn adopt(
+        store: &dyn Backend,
+        id: &str,
+        token: String,
+        cancel: CancellationToken,
+    ) -> HeldLease {
         let lost = Arc::new(AtomicBool::new(false));
         let renewal = tokio::spawn(renew_until_lost(
             store.shared(),
@@ -46,13 +62,13 @@ impl HeldLease {
             cancel,
             lost.clone(),
         ));
-        Ok(Ok(HeldLease {
+        HeldLease {
             store: store.shared(),
             run_id: id.to_string(),
             token,
             renewal,
             lost,
-        }))
+        }
     }
 
     /// What this lease was taken under: writes of its executor carry it.

@@ -156,8 +156,21 @@ impl Runner<'_> {
         input: Value,
         cancel: CancellationToken,
     ) -> Result<Outcome, RunError> {
-        let run = self.create(&workflow, reference, input.clone())?;
-        self.execute(&run.id, workflow, input, cancel).await
+        // Created, started and leased in one write: a new run has no earlier
+        // attempts to interrupt or restore.
+        let token = lease::new_token();
+        let id = self
+            .store
+            .create_started_run(
+                &self.new_run(&workflow, reference, input.clone()),
+                RunChange::new(RunState::InProgress, TRIGGER_START, &self.actor),
+                Some(&token),
+            )
+            .await?;
+        let cancel = cancel.child_token();
+        let lease = lease::HeldLease::adopt(self.store, &id, token, cancel.clone());
+        self.execute_leased(&id, workflow, input, cancel, lease, Default::default())
+            .await
     }
 
     /// Record a new run of `workflow` as started (`in_progress`) without
@@ -168,7 +181,19 @@ impl Runner<'_> {
         reference: &str,
         input: Value,
     ) -> Result<StoredRun, RunError> {
-        let run = self.store.create_run(&NewRun {
+        let id = self
+            .store
+            .create_started_run(
+                &self.new_run(workflow, reference, input),
+                RunChange::new(RunState::InProgress, TRIGGER_START, &self.actor),
+                None,
+            )
+            .wait()?;
+        Ok(self.store.get(&id)?)
+    }
+
+    fn new_run(&self, workflow: &LoadedWorkflow, reference: &str, input: Value) -> NewRun {
+        NewRun {
             workflow_ref: reference.to_string(),
             workflow_id: workflow.workflow.metadata.id.clone(),
             workflow_version: workflow.workflow.metadata.version.to_string(),
@@ -176,14 +201,7 @@ impl Runner<'_> {
             workflow_yaml: workflow.text.clone(),
             input,
             actor: self.actor.clone(),
-        })?;
-        self.store
-            .transition(
-                &run.id,
-                RunChange::new(RunState::InProgress, TRIGGER_START, &self.actor),
-            )
-            .wait()?;
-        Ok(self.store.get(&run.id)?)
+        }
     }
 
     /// Continue a run after a crash, or apply an expired approval's `on_timeout`.

@@ -79,9 +79,21 @@ impl RunStore {
         status: AttemptStatus,
         lease: Option<&str>,
     ) -> Pending<()> {
-        let (id, step_id) = (id.to_string(), step_id.to_string());
+        self.start_attempt_at(id, step_id, status, &self.stamp(), lease)
+    }
+
+    /// [`RunStore::start_attempt`] of a start that happened `at` (stamped
+    /// when the step started; written later, see `runs::journal`).
+    pub fn start_attempt_at(
+        &self,
+        id: &str,
+        step_id: &str,
+        status: AttemptStatus,
+        at: &str,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        let (id, step_id, at) = (id.to_string(), step_id.to_string(), at.to_string());
         let lease = lease.map(str::to_string);
-        let at = self.stamp();
         self.write(move |connection| {
             check_lease(connection, &id, lease.as_deref())?;
             // A run cancelled (or ended) by another process runs no further step.
@@ -125,6 +137,35 @@ impl RunStore {
                 "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8, status_message = COALESCE(?9, status_message) WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status IN ('running', 'waiting'))",
             )?
             .execute(params![id, step_id, status, inputs, output, error, agent, at, message])?;
+            run_status(connection, &id)
+        })
+    }
+
+    /// A whole attempt of the record's step, started `started_at`, whose
+    /// start was not written: its start and end in one write (one commit per
+    /// step). Recorded like [`RunStore::finish_attempt`] records an end, also
+    /// when another process cancelled the run meanwhile; answers the run's status.
+    pub fn record_attempt(
+        &self,
+        id: &str,
+        started_at: &str,
+        record: &StepRecord,
+        lease: Option<&str>,
+    ) -> Pending<RunState> {
+        let lease = lease.map(str::to_string);
+        let status = AttemptStatus::from(record.status);
+        let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
+        let (inputs, output) = (json(&record.inputs), json(&record.outputs));
+        let (id, step_id) = (id.to_string(), record.id.clone());
+        let (error, agent) = (record.error.clone(), record.agent.clone());
+        let (started_at, at) = (started_at.to_string(), self.stamp());
+        let message = record.status_messages.last().cloned();
+        self.write(move |connection| {
+            check_lease(connection, &id, lease.as_deref())?;
+            connection.prepare_cached(
+                "INSERT INTO step_attempts (run_id, step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, status_message) VALUES (?1, ?2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = ?1 AND step_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![id, step_id, status, inputs, output, error, agent, started_at, at, message])?;
             run_status(connection, &id)
         })
     }
@@ -267,14 +308,14 @@ impl RunStore {
 }
 
 /// Writes of an executor (`lease`: its lease token) are refused once another
-/// process took the run over.
+/// process took the run over (checked once per write transaction).
 pub(super) fn check_lease(
     connection: &Connection,
     id: &str,
     lease: Option<&str>,
 ) -> Result<(), StoreError> {
     match lease {
-        Some(token) if !super::lease::held(connection, id, token)? => {
+        Some(token) if !super::lease::held_in_batch(connection, id, token)? => {
             Err(StoreError::LeaseLost { id: id.to_string() })
         }
         _ => Ok(()),
@@ -291,7 +332,7 @@ mod tests {
 
     use super::*;
     use crate::engine::StepStatus;
-    use crate::store::{NewRun, RunChange};
+    use crate::store::{NewRun, RunChange, clock};
 
     /// A store with one run in progress, and that run's id.
     fn running() -> (RunStore, tempfile::TempDir, String) {
@@ -334,6 +375,70 @@ mod tests {
             ended_at: crate::store::clock::timestamp(chrono::Utc::now()),
             duration_ms: 0.0,
         }
+    }
+
+    #[test]
+    fn an_attempt_written_whole_reads_as_one_started_and_finished() {
+        let (store, _directory, id) = running();
+        let started_at = clock::timestamp(store.clock().now());
+        store
+            .start_attempt_at(&id, "one", AttemptStatus::Running, &started_at, None)
+            .wait()
+            .unwrap();
+        store
+            .finish_attempt(&id, &completed("one", json!({"n": 1})), None)
+            .wait()
+            .unwrap();
+        let status = store
+            .record_attempt(&id, &started_at, &completed("one", json!({"n": 2})), None)
+            .wait()
+            .unwrap();
+        assert_eq!(status, RunState::InProgress);
+        let attempts = store.attempts(&id).unwrap();
+        let view = |attempt: &Attempt| {
+            (
+                attempt.attempt,
+                attempt.status,
+                attempt.output.clone(),
+                attempt.started_at.clone(),
+                attempt.ended_at.is_some(),
+            )
+        };
+        assert_eq!(
+            attempts.iter().map(view).collect::<Vec<_>>(),
+            [
+                (
+                    1,
+                    AttemptStatus::Completed,
+                    Some(json!({"n": 1})),
+                    started_at.clone(),
+                    true
+                ),
+                (
+                    2,
+                    AttemptStatus::Completed,
+                    Some(json!({"n": 2})),
+                    started_at.clone(),
+                    true
+                ),
+            ]
+        );
+        assert_eq!(
+            store.completed_outputs(&id).unwrap()["one"],
+            json!({"n": 2})
+        );
+        let refused = store
+            .record_attempt(
+                &id,
+                &started_at,
+                &completed("two", json!({})),
+                Some("no lease"),
+            )
+            .wait();
+        assert!(
+            matches!(refused, Err(StoreError::LeaseLost { .. })),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]

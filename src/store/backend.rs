@@ -38,6 +38,14 @@ pub trait Backend: Send + Sync + 'static {
     // Runs and their state machine.
     /// A new run, `pending`.
     fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError>;
+    /// A new run moved on by `start` at once, and with `lease` its lease
+    /// taken by this process under that token: one write. Answers its id.
+    fn create_started_run(
+        &self,
+        run: &NewRun,
+        start: RunChange,
+        lease: Option<&str>,
+    ) -> Pending<String>;
     fn get(&self, id: &str) -> Result<StoredRun, StoreError>;
     /// The status changes of run `id`, oldest first.
     fn history(&self, id: &str) -> Result<Vec<Transition>, StoreError>;
@@ -69,6 +77,24 @@ pub trait Backend: Send + Sync + 'static {
         status: AttemptStatus,
         lease: Option<&str>,
     ) -> Pending<()>;
+    /// [`Backend::start_attempt`] stamped `at` (a start written after it happened).
+    fn start_attempt_at(
+        &self,
+        id: &str,
+        step_id: &str,
+        status: AttemptStatus,
+        at: &str,
+        lease: Option<&str>,
+    ) -> Pending<()>;
+    /// A whole attempt (started `started_at`, ended as `record` says) whose
+    /// start was not written: one write; answers the run's status.
+    fn record_attempt(
+        &self,
+        id: &str,
+        started_at: &str,
+        record: &StepRecord,
+        lease: Option<&str>,
+    ) -> Pending<RunState>;
     /// End the open attempt of the record's step; answers the run's status.
     fn finish_attempt(
         &self,
@@ -127,6 +153,14 @@ impl Backend for RunStore {
     fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError> {
         RunStore::create_run(self, run)
     }
+    fn create_started_run(
+        &self,
+        run: &NewRun,
+        start: RunChange,
+        lease: Option<&str>,
+    ) -> Pending<String> {
+        RunStore::create_started_run(self, run, start, lease)
+    }
     fn get(&self, id: &str) -> Result<StoredRun, StoreError> {
         RunStore::get(self, id)
     }
@@ -160,6 +194,25 @@ impl Backend for RunStore {
         lease: Option<&str>,
     ) -> Pending<()> {
         RunStore::start_attempt(self, id, step_id, status, lease)
+    }
+    fn start_attempt_at(
+        &self,
+        id: &str,
+        step_id: &str,
+        status: AttemptStatus,
+        at: &str,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        RunStore::start_attempt_at(self, id, step_id, status, at, lease)
+    }
+    fn record_attempt(
+        &self,
+        id: &str,
+        started_at: &str,
+        record: &StepRecord,
+        lease: Option<&str>,
+    ) -> Pending<RunState> {
+        RunStore::record_attempt(self, id, started_at, record, lease)
     }
     fn finish_attempt(
         &self,

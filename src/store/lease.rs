@@ -9,6 +9,7 @@
 //! system clock, not the store's [`super::Clock`]: they guard against other
 //! processes, which share no test clock.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -109,6 +110,39 @@ pub fn held(connection: &Connection, id: &str, token: &str) -> rusqlite::Result<
         .exists(params![id, token])
 }
 
+thread_local! {
+    /// (run id, token) of leases found held in the write transaction under
+    /// way on this thread (the store's writer), so that the requests of one
+    /// batch check a lease once: while the batch holds the write lock no
+    /// other process changes it, and every change here forgets them.
+    static HELD_IN_BATCH: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`held`], asked once per write transaction (see `HELD_IN_BATCH`).
+pub(super) fn held_in_batch(
+    connection: &Connection,
+    id: &str,
+    token: &str,
+) -> rusqlite::Result<bool> {
+    let known = HELD_IN_BATCH.with_borrow(|held| {
+        held.iter()
+            .any(|(run, held_token)| run == id && held_token == token)
+    });
+    if known {
+        return Ok(true);
+    }
+    let found = held(connection, id, token)?;
+    if found {
+        HELD_IN_BATCH.with_borrow_mut(|held| held.push((id.to_string(), token.to_string())));
+    }
+    Ok(found)
+}
+
+/// A write transaction begins, or a lease changes: leases are checked again.
+pub(super) fn forget_held() {
+    HELD_IN_BATCH.with_borrow_mut(Vec::clear);
+}
+
 /// Whether process `pid` of this host runs and, if `start` is known (not 0),
 /// started at `start`; a zombie counts as gone.
 pub fn process_alive(pid: u32, start: u64) -> bool {
@@ -187,6 +221,7 @@ pub fn acquire(
         return Ok(Some(lease));
     }
     let at = timestamp(now);
+    forget_held();
     connection.execute(
         "INSERT OR REPLACE INTO run_leases (run_id, host, pid, process_start, boot_id, token, acquired_at, renewed_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
         params![
@@ -239,6 +274,7 @@ pub fn release(connection: &Connection, id: &str, token: &str) -> rusqlite::Resu
 /// Give up the lease held under `token` but leave its start counted, as a
 /// crash would: for an executor that panicked. Whether the lease was still ours.
 pub fn abandon(connection: &Connection, id: &str, token: &str) -> rusqlite::Result<bool> {
+    forget_held();
     let deleted = connection
         .prepare_cached("DELETE FROM run_leases WHERE run_id = ?1 AND token = ?2")?
         .execute(params![id, token])?;

@@ -19,6 +19,7 @@
 mod attempts;
 mod backend;
 pub mod clock;
+mod create;
 pub mod lease;
 mod migrations;
 mod readers;
@@ -232,6 +233,15 @@ impl RunStore {
     /// awaited (a dropped lease's release) are stored before the process exits.
     pub fn settled(&self) -> Pending<()> {
         self.write(|_| Ok(()))
+    }
+
+    /// Commit what is queued and close the database, the write connection
+    /// last: closing the last connection checkpoints the WAL and removes it,
+    /// so the next process to open the database has no WAL to recover. For a
+    /// process about to exit (`pallet run`); writes after it are refused.
+    pub fn close(&self) {
+        self.readers.close_idle();
+        self.writer.close();
     }
 
     /// Run synchronous store calls on tokio's blocking threads, so an async

@@ -123,6 +123,15 @@ impl Readers {
         }
     }
 
+    /// Close the idle connections (a read after opens a new one).
+    pub(crate) fn close_idle(&self) {
+        let mut pool = self.lock();
+        let idle = std::mem::take(&mut pool.idle);
+        pool.open -= idle.len();
+        drop(pool);
+        drop(idle);
+    }
+
     fn open(&self) -> Result<Connection, StoreError> {
         self.access.open(&self.path)
     }

@@ -1,5 +1,5 @@
-//! Reads and writes of runs and their transitions (the attempts of their
-//! steps are in `attempts.rs`).
+//! Reads and writes of runs and their transitions (their creation is in
+//! `create.rs`, the attempts of their steps in `attempts.rs`).
 
 use std::sync::LazyLock;
 
@@ -103,37 +103,6 @@ pub fn digest(text: &str) -> String {
 }
 
 impl RunStore {
-    pub fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let digest = digest(&run.workflow_yaml);
-        let at = self.stamp();
-        let values = (
-            id.clone(),
-            run.workflow_ref.clone(),
-            run.workflow_id.clone(),
-            run.workflow_version.clone(),
-            digest,
-            run.workflow_source.clone(),
-            run.workflow_yaml.clone(),
-            run.input.to_string(),
-            run.actor.clone(),
-        );
-        self.write(move |connection| {
-            let (id, reference, workflow_id, version, digest, source, yaml, input, actor) = values;
-            connection.prepare_cached(
-                "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-            )?
-            .execute(params![id, reference, workflow_id, version, digest, source, yaml, RunState::Pending.as_str(), input, at])?;
-            connection.prepare_cached(
-                "INSERT INTO transitions (run_id, from_status, to_status, trigger, actor, at) VALUES (?1, NULL, ?2, 'created', ?3, ?4)",
-            )?
-            .execute(params![id, RunState::Pending.as_str(), actor, at])?;
-            Ok(())
-        })
-        .wait()?;
-        self.get(&id)
-    }
-
     pub fn get(&self, id: &str) -> Result<StoredRun, StoreError> {
         self.read(|connection| {
             connection
@@ -299,7 +268,7 @@ impl RunStore {
 }
 
 /// A [`RunChange`] that can travel to the writer thread.
-struct OwnedChange {
+pub(super) struct OwnedChange {
     to: RunState,
     trigger: String,
     actor: String,
@@ -322,7 +291,7 @@ impl From<RunChange<'_>> for OwnedChange {
 }
 
 impl OwnedChange {
-    fn borrowed(&self) -> RunChange<'_> {
+    pub(super) fn borrowed(&self) -> RunChange<'_> {
         RunChange {
             to: self.to,
             trigger: &self.trigger,
@@ -336,7 +305,7 @@ impl OwnedChange {
 
 /// The state-machine check and the write of one change, inside `transaction`.
 /// `at`: the store clock's time of the change.
-fn apply_change(
+pub(super) fn apply_change(
     transaction: &Connection,
     id: &str,
     change: &RunChange,

@@ -1,6 +1,7 @@
 //! The one writer of the run database: a thread that owns the write
 //! connection, takes every queued request at once and commits them in ONE
-//! transaction (group commit). Each request runs in its own savepoint, so one
+//! transaction (group commit). Each request runs in its own savepoint (a
+//! request alone in its batch needs none: the transaction is its), so one
 //! that fails is rolled back alone; a request's answer is sent only after
 //! the commit, so an answered write survives a crash of the process.
 //!
@@ -28,14 +29,18 @@ type Answer = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
 /// running); whether it failed, and its answer.
 type Job = Box<dyn FnOnce(Result<&Connection, Arc<rusqlite::Error>>) -> (bool, Answer) + Send>;
 
+/// What the writer thread is asked: a write, or to close the database once
+/// the writes queued before are committed (answered when it is closed).
+enum Request {
+    Job(Job),
+    Close(Sender<()>),
+}
+
 /// The queue of the writer thread; the thread ends when the last clone is
-/// dropped. Nobody waits for it then: every write that matters was awaited,
-/// and a process that exits before the thread closes its connection leaves
-/// the WAL for the next open to fold in (a checkpoint and its sync at every
-/// exit would cost each `pallet run` milliseconds).
+/// dropped (nobody waits for it then) or at [`Writer::close`].
 #[derive(Clone)]
 pub(crate) struct Writer {
-    jobs: Sender<Job>,
+    jobs: Sender<Request>,
 }
 
 /// The answer of one queued write: await it, or [`Pending::wait`] outside async code.
@@ -64,11 +69,28 @@ impl<T> Future for Pending<T> {
 impl Writer {
     /// Start the writer thread over `connection` (already configured and migrated).
     pub(crate) fn start(connection: Connection) -> std::io::Result<Writer> {
-        let (jobs, queue) = channel::<Job>();
+        let (jobs, queue) = channel::<Request>();
         std::thread::Builder::new()
             .name("pallet-store-writer".to_string())
-            .spawn(move || drain(&connection, &queue))?;
+            .spawn(move || {
+                let closed = drain(&connection, &queue);
+                // Closed before the answer: the last connection to close
+                // checkpoints the WAL and removes it.
+                drop(connection);
+                if let Some(closed) = closed {
+                    let _ = closed.send(());
+                }
+            })?;
         Ok(Writer { jobs })
+    }
+
+    /// Commit what is queued, close the write connection and wait until it is
+    /// closed; writes queued after are answered [`StoreError::WriterStopped`].
+    pub(crate) fn close(&self) {
+        let (closed, answer) = channel();
+        if self.jobs.send(Request::Close(closed)).is_ok() {
+            let _ = answer.recv();
+        }
     }
 
     /// Queue `work`; it runs in its own savepoint of the next group transaction.
@@ -96,23 +118,37 @@ impl Writer {
             (failed, answer)
         });
         // A send fails only when the thread is gone: the dropped sender answers WriterStopped.
-        let _ = self.jobs.send(job);
+        let _ = self.jobs.send(Request::Job(job));
         Pending { answer }
     }
 }
 
-/// The writer thread: wait for a request, take all queued ones, commit them together.
-fn drain(connection: &Connection, queue: &Receiver<Job>) {
+/// The writer thread: wait for a request, take all queued ones, commit them
+/// together; until the queue is gone, or a close is asked (answered with its sender).
+fn drain(connection: &Connection, queue: &Receiver<Request>) -> Option<Sender<()>> {
     while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
+        let mut batch = Vec::new();
+        let mut close = None;
+        match first {
+            Request::Job(job) => batch.push(job),
+            Request::Close(closed) => return Some(closed),
+        }
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Request::Job(job)) => batch.push(job),
+                Ok(Request::Close(closed)) => {
+                    close = Some(closed);
+                    break;
+                }
                 Err(_) => break,
             }
         }
         commit_batch(connection, batch);
+        if close.is_some() {
+            return close;
+        }
     }
+    None
 }
 
 fn commit_batch(connection: &Connection, batch: Vec<Job>) {
@@ -120,11 +156,36 @@ fn commit_batch(connection: &Connection, batch: Vec<Job>) {
     // without another process writing in between (the lease relies on it).
     // Not had within the busy timeout: every request fails now, clearly,
     // rather than each waiting for the lock again.
+    // What an earlier transaction found out about leases may be stale now.
+    super::lease::forget_held();
     if let Err(error) = control(connection, "BEGIN IMMEDIATE") {
         let error = Arc::new(error);
         for job in batch {
             let (_, answer) = job(Err(error.clone()));
             answer(Ok(()));
+        }
+        return;
+    }
+    if batch.len() == 1 {
+        // Alone in its transaction (what a `pallet run` step mostly is): no
+        // savepoint, a failure rolls the transaction back instead.
+        let job = batch.into_iter().next().expect("one request");
+        let outcome = catch_unwind(AssertUnwindSafe(|| job(Ok(connection))));
+        match outcome {
+            Ok((false, answer)) => {
+                let committed = control(connection, "COMMIT").map_err(|error| {
+                    let _ = control(connection, "ROLLBACK");
+                    Arc::new(error)
+                });
+                answer(committed);
+            }
+            // Its own error is its answer; a panic leaves none (WriterStopped).
+            failed => {
+                let _ = control(connection, "ROLLBACK");
+                if let Ok((_, answer)) = failed {
+                    answer(Ok(()));
+                }
+            }
         }
         return;
     }
@@ -295,6 +356,24 @@ mod tests {
                 .unwrap();
             assert_eq!(names(&path).len(), round + 1, "round {round}");
         }
+    }
+
+    #[test]
+    fn a_close_commits_what_was_queued_and_removes_the_wal() {
+        let (writer, _directory, path) = writer();
+        let queued = writer.submit(insert("before close"));
+        writer.close();
+        queued.wait().unwrap();
+        assert!(
+            !path.with_extension("db-wal").exists(),
+            "the last connection's close checkpoints the WAL and removes it"
+        );
+        assert_eq!(names(&path), ["before close"]);
+        let refused = writer.submit(insert("after close")).wait();
+        assert!(
+            matches!(refused, Err(StoreError::WriterStopped)),
+            "{refused:?}"
+        );
     }
 
     #[test]

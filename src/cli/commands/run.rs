@@ -66,11 +66,12 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
         }
     };
     drop(engine);
-    // Closing the database's reader connections: on another thread while the
-    // output files are written.
+    // Closing the database (the WAL checkpointed and removed, so the next
+    // process has none to recover): on another thread while the output files
+    // are written.
     let closing = settings
         .store
-        .map(|store| tokio::task::spawn_blocking(move || drop(store)));
+        .map(|store| tokio::task::spawn_blocking(move || store.close()));
     if let Some(progress) = progress {
         let _ = progress.await;
     }

@@ -1,0 +1,191 @@
+//! Creating runs: a new run `pending` with its `created` transition, or
+//! created, started and leased in one write (what a run's start needs before
+//! its first agent call).
+
+use rusqlite::{Connection, params};
+
+use super::runs::{NewRun, OwnedChange, RunChange, StoredRun, apply_change, digest};
+use super::state::RunState;
+use super::{Pending, RunStore, StoreError};
+
+impl RunStore {
+    pub fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let digest = digest(&run.workflow_yaml);
+        let at = self.stamp();
+        let values = (
+            id.clone(),
+            run.workflow_ref.clone(),
+            run.workflow_id.clone(),
+            run.workflow_version.clone(),
+            digest,
+            run.workflow_source.clone(),
+            run.workflow_yaml.clone(),
+            run.input.to_string(),
+            run.actor.clone(),
+        );
+        self.write(move |connection| {
+            let (id, reference, workflow_id, version, digest, source, yaml, input, actor) = values;
+            insert_run(
+                connection,
+                [
+                    &id,
+                    &reference,
+                    &workflow_id,
+                    &version,
+                    &digest,
+                    &source,
+                    &yaml,
+                    &input,
+                ],
+                &actor,
+                &at,
+            )
+        })
+        .wait()?;
+        self.get(&id)
+    }
+
+    /// A new run, created and moved on by `start` in ONE write (a run's
+    /// start paid a commit per step of its bookkeeping before the first
+    /// agent call); with `lease`, this process also takes the new run's lease
+    /// under that token. Answers the run's id.
+    pub fn create_started_run(
+        &self,
+        run: &NewRun,
+        start: RunChange,
+        lease: Option<&str>,
+    ) -> Pending<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let at = self.stamp();
+        let values = (
+            id,
+            run.workflow_ref.clone(),
+            run.workflow_id.clone(),
+            run.workflow_version.clone(),
+            digest(&run.workflow_yaml),
+            run.workflow_source.clone(),
+            run.workflow_yaml.clone(),
+            run.input.to_string(),
+            run.actor.clone(),
+        );
+        let start = OwnedChange::from(start);
+        let lease = lease.map(str::to_string);
+        self.write(move |connection| {
+            let (id, reference, workflow_id, version, digest, source, yaml, input, actor) = values;
+            insert_run(
+                connection,
+                [
+                    &id,
+                    &reference,
+                    &workflow_id,
+                    &version,
+                    &digest,
+                    &source,
+                    &yaml,
+                    &input,
+                ],
+                &actor,
+                &at,
+            )?;
+            apply_change(connection, &id, &start.borrowed(), &at)?;
+            if let Some(token) = lease {
+                // A run nobody else knows yet: its lease is free.
+                super::lease::acquire(
+                    connection,
+                    &id,
+                    super::lease::Owner::current(),
+                    &token,
+                    chrono::Utc::now(),
+                    super::lease::LEASE_DURATION,
+                    super::lease::process_alive,
+                )?;
+            }
+            Ok(id)
+        })
+    }
+}
+
+/// Insert a run, `pending`, with its `created` transition. `columns`: id,
+/// reference, workflow id, version, digest, source, YAML, input (JSON).
+fn insert_run(
+    connection: &Connection,
+    columns: [&str; 8],
+    actor: &str,
+    at: &str,
+) -> Result<(), StoreError> {
+    let [
+        id,
+        reference,
+        workflow_id,
+        version,
+        digest,
+        source,
+        yaml,
+        input,
+    ] = columns;
+    connection.prepare_cached(
+        "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    )?
+    .execute(params![id, reference, workflow_id, version, digest, source, yaml, RunState::Pending.as_str(), input, at])?;
+    connection.prepare_cached(
+        "INSERT INTO transitions (run_id, from_status, to_status, trigger, actor, at) VALUES (?1, NULL, ?2, 'created', ?3, ?4)",
+    )?
+    .execute(params![id, RunState::Pending.as_str(), actor, at])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_run_created_started_and_leased_in_one_write() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+        let run = NewRun {
+            workflow_ref: "w".to_string(),
+            workflow_id: "w".to_string(),
+            workflow_version: "1.0.0".to_string(),
+            workflow_source: "w.yaml".to_string(),
+            workflow_yaml: "steps: []".to_string(),
+            input: json!({"a": 1}),
+            actor: "test".to_string(),
+        };
+        let start = RunChange::new(RunState::InProgress, "start", "test");
+        let id = store
+            .create_started_run(&run, start, Some("token"))
+            .wait()
+            .unwrap();
+        let stored = store.get(&id).unwrap();
+        assert_eq!(stored.status, RunState::InProgress);
+        assert_eq!(stored.input, json!({"a": 1}));
+        let history: Vec<(Option<RunState>, RunState, String)> = store
+            .history(&id)
+            .unwrap()
+            .into_iter()
+            .map(|transition| (transition.from, transition.to, transition.trigger))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                (None, RunState::Pending, "created".to_string()),
+                (
+                    Some(RunState::Pending),
+                    RunState::InProgress,
+                    "start".to_string()
+                ),
+            ]
+        );
+        let lease = store.live_lease(&id).unwrap().expect("the new run's lease");
+        assert_eq!(lease.token, "token");
+        assert_eq!(store.executor_starts(&id).unwrap(), 1);
+        // Without a lease: created and started, nobody executes it yet.
+        let start = RunChange::new(RunState::InProgress, "start", "test");
+        let other = store.create_started_run(&run, start, None).wait().unwrap();
+        assert_eq!(store.get(&other).unwrap().status, RunState::InProgress);
+        assert!(store.live_lease(&other).unwrap().is_none());
+    }
+}
