@@ -484,20 +484,7 @@ mod tests {
     /// A loopback server answering every request with `head` (status line
     /// and headers) and an empty body.
     async fn answering(head: &'static str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        // As Registry::new does: reqwest is built without a crypto provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let mut buffer = [0u8; 4096];
-                let _ = stream.read(&mut buffer).await;
-                let answer = format!("{head}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                let _ = stream.write_all(answer.as_bytes()).await;
-            }
-        });
-        address
+        recording(head).await.0
     }
 
     #[tokio::test]

@@ -10,39 +10,11 @@ use super::{Pending, RunStore, StoreError};
 
 impl RunStore {
     pub fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let digest = digest(&run.workflow_yaml);
+        let row = RunRow::new(run);
+        let id = row.id.clone();
         let at = self.stamp();
-        let values = (
-            id.clone(),
-            run.workflow_ref.clone(),
-            run.workflow_id.clone(),
-            run.workflow_version.clone(),
-            digest,
-            run.workflow_source.clone(),
-            run.workflow_yaml.clone(),
-            run.input.to_string(),
-            run.actor.clone(),
-        );
-        self.write(move |connection| {
-            let (id, reference, workflow_id, version, digest, source, yaml, input, actor) = values;
-            insert_run(
-                connection,
-                [
-                    &id,
-                    &reference,
-                    &workflow_id,
-                    &version,
-                    &digest,
-                    &source,
-                    &yaml,
-                    &input,
-                ],
-                &actor,
-                &at,
-            )
-        })
-        .wait()?;
+        self.write(move |connection| row.insert(connection, &at))
+            .wait()?;
         self.get(&id)
     }
 
@@ -56,38 +28,13 @@ impl RunStore {
         start: RunChange,
         lease: Option<&str>,
     ) -> Pending<String> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let row = RunRow::new(run);
         let at = self.stamp();
-        let values = (
-            id,
-            run.workflow_ref.clone(),
-            run.workflow_id.clone(),
-            run.workflow_version.clone(),
-            digest(&run.workflow_yaml),
-            run.workflow_source.clone(),
-            run.workflow_yaml.clone(),
-            run.input.to_string(),
-            run.actor.clone(),
-        );
         let start = OwnedChange::from(start);
         let lease = lease.map(str::to_string);
         self.write(move |connection| {
-            let (id, reference, workflow_id, version, digest, source, yaml, input, actor) = values;
-            insert_run(
-                connection,
-                [
-                    &id,
-                    &reference,
-                    &workflow_id,
-                    &version,
-                    &digest,
-                    &source,
-                    &yaml,
-                    &input,
-                ],
-                &actor,
-                &at,
-            )?;
+            row.insert(connection, &at)?;
+            let id = row.id;
             apply_change(connection, &id, &start.borrowed(), &at)?;
             if let Some(token) = lease {
                 // A run nobody else knows yet: its lease is free.
@@ -106,33 +53,46 @@ impl RunStore {
     }
 }
 
-/// Insert a run, `pending`, with its `created` transition. `columns`: id,
-/// reference, workflow id, version, digest, source, YAML, input (JSON).
-fn insert_run(
-    connection: &Connection,
-    columns: [&str; 8],
-    actor: &str,
-    at: &str,
-) -> Result<(), StoreError> {
-    let [
-        id,
-        reference,
-        workflow_id,
-        version,
-        digest,
-        source,
-        yaml,
-        input,
-    ] = columns;
-    connection.prepare_cached(
-        "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-    )?
-    .execute(params![id, reference, workflow_id, version, digest, source, yaml, RunState::Pending.as_str(), input, at])?;
-    connection.prepare_cached(
-        "INSERT INTO transitions (run_id, from_status, to_status, trigger, actor, at) VALUES (?1, NULL, ?2, 'created', ?3, ?4)",
-    )?
-    .execute(params![id, RunState::Pending.as_str(), actor, at])?;
-    Ok(())
+/// A new run's columns, owned so the write can run on the writer thread.
+struct RunRow {
+    id: String,
+    reference: String,
+    workflow_id: String,
+    version: String,
+    digest: String,
+    source: String,
+    yaml: String,
+    input: String,
+    actor: String,
+}
+
+impl RunRow {
+    fn new(run: &NewRun) -> RunRow {
+        RunRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            reference: run.workflow_ref.clone(),
+            workflow_id: run.workflow_id.clone(),
+            version: run.workflow_version.clone(),
+            digest: digest(&run.workflow_yaml),
+            source: run.workflow_source.clone(),
+            yaml: run.workflow_yaml.clone(),
+            input: run.input.to_string(),
+            actor: run.actor.clone(),
+        }
+    }
+
+    /// Insert the run, `pending`, with its `created` transition.
+    fn insert(&self, connection: &Connection, at: &str) -> Result<(), StoreError> {
+        connection.prepare_cached(
+            "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+        )?
+        .execute(params![self.id, self.reference, self.workflow_id, self.version, self.digest, self.source, self.yaml, RunState::Pending.as_str(), self.input, at])?;
+        connection.prepare_cached(
+            "INSERT INTO transitions (run_id, from_status, to_status, trigger, actor, at) VALUES (?1, NULL, ?2, 'created', ?3, ?4)",
+        )?
+        .execute(params![self.id, RunState::Pending.as_str(), self.actor, at])?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
