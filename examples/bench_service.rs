@@ -85,6 +85,13 @@ fn settings(mut args: Vec<String>) -> Settings {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let limit = raise_open_file_limit();
+    // The test agent holds every call until all runs wait on it, so the
+    // per-agent cap on requests in flight (16 by default) must admit them all,
+    // as it must for a service whose runs wait on one slow agent.
+    if std::env::var_os(pallet::agent::MAX_CONNECTIONS_VARIABLE).is_none() {
+        // SAFETY: no other thread runs yet (the runtime starts below).
+        unsafe { std::env::set_var(pallet::agent::MAX_CONNECTIONS_VARIABLE, "1000000") };
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     if args.first().is_some_and(|arg| arg == "--agent") {
         return runtime.block_on(agent::serve(args[1].parse().expect("--agent DELAY_MS")));

@@ -14,5 +14,8 @@ mod legacy;
 pub mod server;
 
 pub use card::{AgentCard, Binding, CardError, Endpoint, Interface, SkillInfo, Version};
-pub use client::{AgentClient, AgentTask, CallError, CallRequest, StreamSettings};
+pub use client::{
+    AgentClient, AgentTask, CallError, CallRequest, DEFAULT_MAX_CONNECTIONS,
+    MAX_CONNECTIONS_VARIABLE, StreamSettings,
+};
 pub use discovery::{Discovery, DiscoveryError, StaticDiscovery};
