@@ -515,23 +515,28 @@ mod tests {
             "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"http://attacker.example.invalid/token\"",
         )
         .await;
-        let credentials = LazyCredentials::given(Some(super::super::Credentials {
-            username: "alice".into(),
-            password: "s3cret".into(),
-        }));
-        let transport = Transport::new(
-            "http",
-            &address,
-            credentials,
-            Vec::new(),
-            Timeouts::default(),
-        )
-        .unwrap();
+        let transport = with_password(&address);
         let error = transport.tags("workflows/demo").await.unwrap_err();
         assert!(
             matches!(error, RegistryError::UnsafeTokenRealm { .. }),
             "{error}"
         );
+    }
+
+    /// A plain-HTTP transport to `address` that has a username and password.
+    fn with_password(address: &str) -> Transport {
+        let credentials = LazyCredentials::given(Some(super::super::Credentials {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        }));
+        Transport::new(
+            "http",
+            address,
+            credentials,
+            Vec::new(),
+            Timeouts::default(),
+        )
+        .unwrap()
     }
 
     /// A server that answers every request with `head` and hands each
@@ -564,18 +569,7 @@ mod tests {
                 .into_boxed_str(),
         );
         let address = answering(location).await;
-        let credentials = LazyCredentials::given(Some(super::super::Credentials {
-            username: "alice".into(),
-            password: "s3cret".into(),
-        }));
-        let transport = Transport::new(
-            "http",
-            &address,
-            credentials,
-            Vec::new(),
-            Timeouts::default(),
-        )
-        .unwrap();
+        let transport = with_password(&address);
         transport
             .upload_blob("workflows/demo", "sha256:00", b"x")
             .await

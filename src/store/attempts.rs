@@ -13,6 +13,36 @@ use super::{Pending, RunStore, StoreError};
 use crate::agent::AgentTask;
 use crate::engine::{StepRecord, StepTask};
 
+/// What an attempt's end writes, owned so the write can run on the writer thread.
+struct AttemptEnd {
+    step_id: String,
+    status: AttemptStatus,
+    inputs: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+    agent: Option<String>,
+    /// When it ended.
+    at: String,
+    /// The latest status message, if the agent sent any.
+    message: Option<String>,
+}
+
+impl AttemptEnd {
+    fn new(record: &StepRecord, at: String) -> AttemptEnd {
+        let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
+        AttemptEnd {
+            step_id: record.id.clone(),
+            status: AttemptStatus::from(record.status),
+            inputs: json(&record.inputs),
+            output: json(&record.outputs),
+            error: record.error.clone(),
+            agent: record.agent.clone(),
+            at,
+            message: record.status_messages.last().cloned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     pub step_id: String,
@@ -122,12 +152,7 @@ impl RunStore {
         lease: Option<&str>,
     ) -> Pending<RunState> {
         let lease = lease.map(str::to_string);
-        let status = AttemptStatus::from(record.status);
-        let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
-        let (inputs, output) = (json(&record.inputs), json(&record.outputs));
-        let (id, step_id) = (id.to_string(), record.id.clone());
-        let (error, agent, at) = (record.error.clone(), record.agent.clone(), self.stamp());
-        let message = record.status_messages.last().cloned();
+        let (id, end) = (id.to_string(), AttemptEnd::new(record, self.stamp()));
         self.write(move |connection| {
             check_lease(connection, &id, lease.as_deref())?;
             // Only an open attempt: one already ended (marked interrupted by a
@@ -136,7 +161,7 @@ impl RunStore {
             connection.prepare_cached(
                 "UPDATE step_attempts SET status = ?3, inputs = ?4, output = ?5, error = ?6, agent = ?7, ended_at = ?8, status_message = COALESCE(?9, status_message) WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status IN ('running', 'waiting'))",
             )?
-            .execute(params![id, step_id, status, inputs, output, error, agent, at, message])?;
+            .execute(params![id, end.step_id, end.status, end.inputs, end.output, end.error, end.agent, end.at, end.message])?;
             run_status(connection, &id)
         })
     }
@@ -153,19 +178,14 @@ impl RunStore {
         lease: Option<&str>,
     ) -> Pending<RunState> {
         let lease = lease.map(str::to_string);
-        let status = AttemptStatus::from(record.status);
-        let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
-        let (inputs, output) = (json(&record.inputs), json(&record.outputs));
-        let (id, step_id) = (id.to_string(), record.id.clone());
-        let (error, agent) = (record.error.clone(), record.agent.clone());
-        let (started_at, at) = (started_at.to_string(), self.stamp());
-        let message = record.status_messages.last().cloned();
+        let (id, end) = (id.to_string(), AttemptEnd::new(record, self.stamp()));
+        let started_at = started_at.to_string();
         self.write(move |connection| {
             check_lease(connection, &id, lease.as_deref())?;
             connection.prepare_cached(
                 "INSERT INTO step_attempts (run_id, step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, status_message) VALUES (?1, ?2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = ?1 AND step_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
-            .execute(params![id, step_id, status, inputs, output, error, agent, started_at, at, message])?;
+            .execute(params![id, end.step_id, end.status, end.inputs, end.output, end.error, end.agent, started_at, end.at, end.message])?;
             run_status(connection, &id)
         })
     }
