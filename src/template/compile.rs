@@ -10,7 +10,7 @@ use handlebars::{
 use serde_json::Value;
 
 use super::allowed::{HELPER_NAMES, disallowed, too_deep};
-use super::lookup::{Missing, ROOTS};
+use super::lookup::{Missing, ROOTS, describe_roots};
 use super::meter::{TICK_HELPER, TickHelper};
 use super::{Location, TemplateError, value_to_text};
 
@@ -163,7 +163,7 @@ impl Compiler {
         if let Some(path) = unknown_root(&template.elements) {
             return Err(Missing {
                 at: 0,
-                found: format!("has: {}", ROOTS.join(", ")),
+                found: describe_roots(None),
             }
             .error(step, location, &path));
         }

@@ -9,7 +9,11 @@ use serde_json::{Map, Value};
 use super::{Location, Scope, TemplateError};
 
 /// The names at the root of the template context.
-pub(super) const ROOTS: [&str; 2] = ["workflow", "steps"];
+pub(super) const ROOTS: [&str; 6] = ["workflow", "steps", "item", "index", "loop", "error"];
+
+/// The roots only some steps see, bound by the construct around them; the
+/// workflow's checks say which step may read which.
+pub const LOCAL_ROOTS: [&str; 4] = ["item", "index", "loop", "error"];
 
 /// How error messages call the root of the template context.
 pub(super) const ROOT_NAME: &str = "the template context";
@@ -64,7 +68,13 @@ pub(super) fn lookup<'a>(scope: &Scope<'a>, path: &[String]) -> Result<Cow<'a, V
                 Some(_) => return missing(2, "has: outputs".into()),
             }
         }
-        _ => return missing(0, format!("has: {}", ROOTS.join(", "))),
+        (Some(local), _, _) if LOCAL_ROOTS.contains(&local) => {
+            match scope.locals.and_then(|locals| locals.get(local)) {
+                Some(value) => (value, 1),
+                None => return missing(0, describe_roots(scope.locals)),
+            }
+        }
+        _ => return missing(0, describe_roots(scope.locals)),
     };
     let mut current = start;
     for (offset, name) in path[consumed..].iter().enumerate() {
@@ -107,6 +117,17 @@ fn describe(value: &Value) -> String {
         Value::Bool(_) => "is a boolean".into(),
         Value::Null => "is null".into(),
     }
+}
+
+/// The roots a template can read here: the two global ones and the locals bound.
+pub(super) fn describe_roots(locals: Option<&Map<String, Value>>) -> String {
+    let bound = locals.into_iter().flat_map(|locals| locals.keys());
+    let mut text = String::from("has: workflow, steps");
+    for name in bound {
+        text.push_str(", ");
+        text.push_str(name);
+    }
+    text
 }
 
 fn describe_steps(steps: &HashMap<String, Value>) -> String {
@@ -232,12 +253,44 @@ mod tests {
     }
 
     #[test]
+    fn locals_are_read_where_bound_and_named_where_not() {
+        let (input, steps) = (json!({}), HashMap::new());
+        let locals = Map::from_iter([
+            ("item".to_string(), json!({"file": "a.rs"})),
+            ("index".to_string(), json!(3)),
+        ]);
+        let bound = Scope {
+            input: &input,
+            steps: &steps,
+            locals: Some(&locals),
+        };
+        assert_eq!(*lookup(&bound, &path("item.file")).unwrap(), json!("a.rs"));
+        assert_eq!(*lookup(&bound, &path("index")).unwrap(), json!(3));
+        let Err(missing) = lookup(&bound, &path("error.message")) else {
+            panic!("error is not bound")
+        };
+        assert_eq!(missing.found, "has: workflow, steps, item, index");
+        let unbound = Scope {
+            locals: None,
+            ..bound
+        };
+        let Err(missing) = lookup(&unbound, &path("item")) else {
+            panic!("item is not bound")
+        };
+        assert_eq!(
+            (missing.at, missing.found.as_str()),
+            (0, "has: workflow, steps")
+        );
+    }
+
+    #[test]
     fn lookups_borrow_from_the_scope_or_say_where_they_stop() {
         let input = json!({"list": [{"name": "a"}]});
         let steps = HashMap::from([("plan".to_string(), json!({"result": 1}))]);
         let scope = Scope {
             input: &input,
             steps: &steps,
+            locals: None,
         };
         let found = [
             ("workflow.input.list.0.name", json!("a")),

@@ -28,15 +28,20 @@ pub use self::allowed::{
     Disallowed, MAX_TEMPLATE_NESTING, allowed_helpers_hint, disallowed, too_deep,
 };
 use self::compile::{Compiled, Compiler, Node, Part, StepTemplates};
+pub use self::lookup::LOCAL_ROOTS;
 use self::lookup::{ROOT_NAME, insert, lookup};
 use self::meter::Stopped;
 pub use self::meter::{MAX_RENDER_WORK, MAX_RENDERED_BYTES, RenderLimit};
 
-/// What templates can see: `workflow.input` and `steps.ID.outputs`.
+/// What templates can see: `workflow.input`, `steps.ID.outputs` and the locals.
 pub struct Scope<'a> {
     pub input: &'a Value,
     /// step id -> that step's outputs object (`{"result": ...}` when `outputs: result`).
     pub steps: &'a HashMap<String, Value>,
+    /// The roots bound by an enclosing construct ([`LOCAL_ROOTS`]: `item` and
+    /// `index` in a `for_each` body, `loop` in a loop body, `error` in an
+    /// `on_failure` handler); `None` outside any.
+    pub locals: Option<&'a Map<String, Value>>,
 }
 
 /// Where one step's templates sit: its input values (strings anywhere inside
@@ -538,6 +543,7 @@ mod tests {
         let scope = Scope {
             input: &input,
             steps: &steps,
+            locals: None,
         };
         let mut inputs = Renderer::new(workflow.sites())?.inputs("target", &scope)?;
         Ok(inputs.remove("value").unwrap())
@@ -549,6 +555,7 @@ mod tests {
         let scope = Scope {
             input: &input,
             steps: &steps,
+            locals: None,
         };
         Renderer::new(workflow.sites())?.condition("target", &scope)
     }

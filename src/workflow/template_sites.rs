@@ -113,6 +113,7 @@ steps:
         let scope = Scope {
             input: &input,
             steps: &steps,
+            locals: None,
         };
         let analyze = &workflow.steps[0];
         assert_eq!(
@@ -126,6 +127,7 @@ steps:
         let scope = Scope {
             input: &input,
             steps: &steps,
+            locals: None,
         };
         let route = &workflow.steps[1];
         assert_eq!(
@@ -172,6 +174,7 @@ steps:
             let scope = Scope {
                 input: &input,
                 steps: &steps,
+                locals: None,
             };
             let inputs = renderer.inputs(&step.id, &scope).unwrap();
             assert_eq!(inputs["data"], json!({"n": index - 1}));

@@ -14,6 +14,7 @@ impl Run<'_> {
         let scope = Scope {
             input: &self.input,
             steps: &state.outputs,
+            locals: None,
         };
         let deadline = self.render_deadline(step);
         self.renderer
@@ -65,6 +66,7 @@ impl Run<'_> {
         let scope = Scope {
             input: &self.input,
             steps: &state.outputs,
+            locals: None,
         };
         let deadline = self.render_deadline(step);
         self.renderer
