@@ -43,7 +43,12 @@ impl Durable {
     /// id (hence idempotency keys under it), and of the parent's completed
     /// steps and attempt counts those of the child, under the child's own ids.
     pub(super) fn child(&self, step_id: &str) -> Durable {
-        let prefix = format!("{step_id}/");
+        self.scoped(format!("{step_id}/"))
+    }
+
+    /// The same for any qualifying prefix: `STEP/` for a child run,
+    /// `STEP[N]/` for an iteration of a for_each or loop step.
+    pub(super) fn scoped(&self, prefix: String) -> Durable {
         Durable {
             run_id: self.run_id.clone(),
             completed: under_prefix(&self.completed, &prefix),

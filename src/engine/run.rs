@@ -3,6 +3,7 @@
 //! Finding the agents first: `run/agents.rs`; rendering templates: `run/templates.rs`.
 
 mod agents;
+mod iterate;
 mod templates;
 
 use std::collections::HashMap;
@@ -66,7 +67,7 @@ pub(super) struct StepDetails {
     pub status_messages: Vec<String>,
 }
 
-struct State {
+pub(super) struct State {
     /// step id -> outputs, as templates see them.
     outputs: HashMap<String, Value>,
     /// In start order; a slot is reserved when a step starts and filled when it ends.
@@ -79,8 +80,9 @@ pub(super) struct Run<'e> {
     /// Ids of the workflows from the top-level one down to this one.
     pub chain: Vec<String>,
     pub event_prefix: String,
-    pub agents: HashMap<String, Vec<Arc<AgentCard>>>,
-    input: Value,
+    /// Shared with the run's iterations, as are the input and the renderer.
+    pub agents: Arc<HashMap<String, Vec<Arc<AgentCard>>>>,
+    input: Arc<Value>,
     renderer: Arc<Renderer>,
     /// When the workflow's timeout passes: a template render stops there too.
     deadline: Option<tokio::time::Instant>,
@@ -88,6 +90,12 @@ pub(super) struct Run<'e> {
     pub durable: Option<&'e Durable>,
     /// What this run executes: an approval request names its steps.
     workflow: Arc<LoadedWorkflow>,
+    /// The run an iteration's steps belong to: templates read the outputs
+    /// of its steps (and of its own outer runs) after this run's own.
+    outer: Option<&'e Run<'e>>,
+    /// The locals templates read (`item`, `index`, `loop`), inner ones
+    /// shadowing outer ones; `None` outside any iteration.
+    locals: Option<Map<String, Value>>,
 }
 
 pub(super) async fn execute(
@@ -135,8 +143,8 @@ pub(super) async fn execute(
                 id: record.run_id.clone(),
                 chain,
                 event_prefix: nesting.event_prefix,
-                agents,
-                input: std::mem::take(&mut record.input),
+                agents: Arc::new(agents),
+                input: Arc::new(std::mem::take(&mut record.input)),
                 renderer,
                 deadline: workflow
                     .timeout
@@ -150,9 +158,11 @@ pub(super) async fn execute(
                 }),
                 durable,
                 workflow: loaded.clone(),
+                outer: None,
+                locals: None,
             };
             run.drive(workflow, &cancel, &mut record).await;
-            record.input = run.input;
+            record.input = Arc::unwrap_or_clone(run.input);
             let state = run
                 .state
                 .into_inner()
@@ -276,6 +286,14 @@ impl Run<'_> {
                 }
                 StepKind::Switch { cases } => self.switch(step, cases, cancel, &mut details).await,
                 StepKind::Approval => Err(Failure::waiting(step)),
+                StepKind::ForEach { body } => self.for_each(step, body, cancel, &mut details).await,
+                StepKind::Loop {
+                    body,
+                    max_iterations,
+                } => {
+                    self.repeat(step, body, max_iterations, cancel, &mut details)
+                        .await
+                }
             };
             let (ended_at, duration_ms) = clock.stop();
             let mut record = StepRecord {

@@ -350,6 +350,23 @@ fn collect_references(elements: &[TemplateElement], found: &mut Vec<Vec<String>>
     }
 }
 
+/// The locals ([`super::LOCAL_ROOTS`]) a template reads, each once, in
+/// order; none for a template that does not parse (its own error says why).
+pub(super) fn locals_read(text: &str) -> Vec<String> {
+    let Ok(template) = Template::compile(text) else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    collect_references(&template.elements, &mut paths);
+    let mut roots: Vec<String> = Vec::new();
+    for root in paths.into_iter().filter_map(|path| path.into_iter().next()) {
+        if super::LOCAL_ROOTS.contains(&root.as_str()) && !roots.contains(&root) {
+            roots.push(root);
+        }
+    }
+    roots
+}
+
 /// Keeps each path once and drops paths inside another kept path (its value covers them).
 fn without_extensions(mut paths: Vec<Vec<String>>) -> Vec<Vec<String>> {
     paths.sort();

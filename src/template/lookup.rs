@@ -2,7 +2,6 @@
 //! does not exist.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
@@ -52,15 +51,16 @@ pub(super) fn lookup<'a>(scope: &Scope<'a>, path: &[String]) -> Result<Cow<'a, V
         (Some("workflow"), Some("input"), _) => (scope.input, 2),
         (Some("workflow"), Some(_), _) => return missing(1, "has: input".into()),
         (Some("steps"), None, _) => {
-            let steps = scope
-                .steps
-                .iter()
+            // Outer maps first, so that inner outputs win on insertion.
+            let maps = scope.outer.iter().rev().copied().chain([scope.steps]);
+            let steps = maps
+                .flatten()
                 .map(|(id, outputs)| (id.clone(), wrap_outputs(outputs)));
             return Ok(Cow::Owned(Value::Object(steps.collect())));
         }
         (Some("steps"), Some(id), rest) => {
-            let Some(outputs) = scope.steps.get(id) else {
-                return missing(1, describe_steps(scope.steps));
+            let Some(outputs) = scope.step(id) else {
+                return missing(1, describe_steps(scope));
             };
             match rest {
                 None => return Ok(Cow::Owned(wrap_outputs(outputs))),
@@ -130,9 +130,13 @@ pub(super) fn describe_roots(locals: Option<&Map<String, Value>>) -> String {
     text
 }
 
-fn describe_steps(steps: &HashMap<String, Value>) -> String {
-    let mut ids: Vec<&str> = steps.keys().map(String::as_str).collect();
+fn describe_steps(scope: &Scope) -> String {
+    let maps = [scope.steps].into_iter().chain(scope.outer.iter().copied());
+    let mut ids: Vec<&str> = maps
+        .flat_map(|map| map.keys().map(String::as_str))
+        .collect();
     ids.sort_unstable();
+    ids.dedup();
     match ids.is_empty() {
         true => "has no step outputs yet".into(),
         false => format!("has: {}", ids.join(", ")),
@@ -177,6 +181,8 @@ pub(super) fn insert(root: &mut Value, path: &[String], value: Value) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use serde_json::json;
 
     use super::*;
@@ -263,6 +269,7 @@ mod tests {
             input: &input,
             steps: &steps,
             locals: Some(&locals),
+            outer: &[],
         };
         assert_eq!(*lookup(&bound, &path("item.file")).unwrap(), json!("a.rs"));
         assert_eq!(*lookup(&bound, &path("index")).unwrap(), json!(3));
@@ -272,6 +279,7 @@ mod tests {
         assert_eq!(missing.found, "has: workflow, steps, item, index");
         let unbound = Scope {
             locals: None,
+            outer: &[],
             ..bound
         };
         let Err(missing) = lookup(&unbound, &path("item")) else {
@@ -291,6 +299,7 @@ mod tests {
             input: &input,
             steps: &steps,
             locals: None,
+            outer: &[],
         };
         let found = [
             ("workflow.input.list.0.name", json!("a")),

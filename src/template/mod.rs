@@ -42,6 +42,18 @@ pub struct Scope<'a> {
     /// `index` in a `for_each` body, `loop` in a loop body, `error` in an
     /// `on_failure` handler); `None` outside any.
     pub locals: Option<&'a Map<String, Value>>,
+    /// The step outputs of the runs around an iteration, innermost first:
+    /// read when `steps` has no such step.
+    pub outer: &'a [&'a HashMap<String, Value>],
+}
+
+impl<'a> Scope<'a> {
+    /// The outputs of step `id`: this run's, else the innermost outer run's.
+    pub fn step(&self, id: &str) -> Option<&'a Value> {
+        self.steps
+            .get(id)
+            .or_else(|| self.outer.iter().find_map(|outputs| outputs.get(id)))
+    }
 }
 
 /// Where one step's templates sit: its input values (strings anywhere inside
@@ -468,6 +480,11 @@ pub fn step_references(text: &str) -> Vec<StepReference> {
     found
 }
 
+/// The locals (`item`, `index`, `loop`, `error`) a template string reads.
+pub fn locals_read(text: &str) -> Vec<String> {
+    compile::locals_read(text)
+}
+
 /// Truthiness of a resolved condition: false, null, 0, "", "false", "0", "null", [] and {} are false.
 pub fn is_truthy(value: &Value) -> bool {
     match value {
@@ -544,6 +561,7 @@ mod tests {
             input: &input,
             steps: &steps,
             locals: None,
+            outer: &[],
         };
         let mut inputs = Renderer::new(workflow.sites())?.inputs("target", &scope)?;
         Ok(inputs.remove("value").unwrap())
@@ -556,6 +574,7 @@ mod tests {
             input: &input,
             steps: &steps,
             locals: None,
+            outer: &[],
         };
         Renderer::new(workflow.sites())?.condition("target", &scope)
     }

@@ -20,6 +20,13 @@ pub const MAX_CONTAINER_DEPTH: usize = 16;
 /// Longest step id, workflow id or `outputs` name, in characters: ids become file names.
 pub const MAX_ID_LENGTH: usize = 128;
 
+/// The largest `max_items` a for_each step may set (the default is
+/// [`super::model::DEFAULT_MAX_ITEMS`]): every item's steps are recorded.
+pub const MAX_ITEMS: usize = 10_000;
+
+/// The largest `max_iterations` a loop step may set.
+pub const MAX_ITERATIONS: u32 = 1000;
+
 /// Most problems reported for one file; the rest are counted.
 pub const MAX_DIAGNOSTICS: usize = 100;
 

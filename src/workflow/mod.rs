@@ -16,6 +16,7 @@ pub use approval_checks::DECISION_FIELDS;
 pub use limits::max_workflow_bytes;
 pub use load::{Diagnostic, LoadError, LoadedWorkflow, load_file, load_str};
 pub use model::{
-    Backoff, Metadata, OnReject, RetryPolicy, Step, StepKind, StepType, TimeoutDecision, Workflow,
+    Backoff, DEFAULT_MAX_ITEMS, Metadata, OnReject, RetryPolicy, Step, StepKind, StepType,
+    TimeoutDecision, Workflow,
 };
 pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};

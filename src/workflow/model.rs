@@ -46,6 +46,10 @@ pub enum StepType {
     Switch,
     /// A human decision: the run waits in `waiting_approval` until approved or rejected.
     Approval,
+    /// The body (`steps`) once per item of a list (`items`).
+    ForEach,
+    /// The body (`steps`) again and again until `until` holds or `max_iterations` ran.
+    Loop,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -102,7 +106,25 @@ pub struct Step {
     /// The largest answer, in bytes, the step's agent may send (default 16 MiB).
     #[serde(default, with = "size_opt", skip_serializing_if = "Option::is_none")]
     pub max_response_size: Option<u64>,
+    /// for_each only: a template giving the list to iterate over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<String>,
+    /// for_each only: the most items the list may have (default [`DEFAULT_MAX_ITEMS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<usize>,
+    /// for_each and loop: the body, run once per item or iteration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// loop only: a template over the iteration's steps; a truthy value ends the loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// loop only: the most iterations run (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iterations: Option<u32>,
 }
+
+/// How many items a for_each step takes when it sets no `max_items`.
+pub const DEFAULT_MAX_ITEMS: usize = 1000;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -178,6 +200,13 @@ pub enum StepKind<'a> {
         cases: &'a IndexMap<String, Vec<Step>>,
     },
     Approval,
+    ForEach {
+        body: &'a [Step],
+    },
+    Loop {
+        body: &'a [Step],
+        max_iterations: u32,
+    },
 }
 
 impl Step {
@@ -198,6 +227,12 @@ impl Step {
                 cases: &self.branches,
             },
             StepType::Approval => StepKind::Approval,
+            StepType::ForEach => StepKind::ForEach { body: &self.steps },
+            StepType::Loop => StepKind::Loop {
+                body: &self.steps,
+                // The schema requires it; 1 is the bound a missing one cannot exceed.
+                max_iterations: self.max_iterations.unwrap_or(1),
+            },
         }
     }
 
@@ -212,9 +247,15 @@ impl Step {
         self.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT)
     }
 
-    /// Every step nested in this one, depth first (not including itself).
+    /// The steps nested directly in this one: its branches', then its body's.
     pub fn children(&self) -> impl Iterator<Item = &Step> {
-        self.branches.values().flatten()
+        self.branches.values().flatten().chain(&self.steps)
+    }
+
+    /// for_each and loop steps run their body in iterations, each with its own
+    /// step outputs (`steps.ID` inside the body is this iteration's).
+    pub fn iterates(&self) -> bool {
+        matches!(self.step_type, StepType::ForEach | StepType::Loop)
     }
 }
 
@@ -227,6 +268,7 @@ impl Workflow {
                 for branch in step.branches.values() {
                     walk(branch, out);
                 }
+                walk(&step.steps, out);
             }
         }
         let mut out = Vec::new();

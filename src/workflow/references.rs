@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use super::limits;
 use super::model::StepType;
-use super::validate::{Node, Problem, Tree, suggest, templates};
-use crate::template::step_references;
+use super::validate::{BODY, Node, Problem, Tree, suggest, templates};
+use crate::template::{locals_read, step_references};
 
 /// The step ids finished at the current point of the walk (a count per id so
 /// leaving a branch only forgets what that branch added).
@@ -50,10 +50,19 @@ fn walk_sequence<'a>(
 ) {
     for &index in sequence {
         let node = &tree.nodes[index];
-        check_step(tree, index, finished, errors);
+        // A loop's `until` is read after each iteration: it sees the body's steps.
+        let (until, before): (Vec<_>, Vec<_>) =
+            templates(node).into_iter().partition(|(pointer, _)| {
+                node.step.step_type == StepType::Loop && pointer.ends_with("/until")
+            });
+        check_step(tree, index, &before, finished, errors);
         let mark = finished.order.len();
-        for (_, children) in &node.branches {
-            if node.step.step_type == StepType::Parallel {
+        for (name, children) in &node.branches {
+            if *name == BODY {
+                walk_sequence(tree, children, finished, errors);
+                check_step(tree, index, &until, finished, errors);
+                finished.truncate(mark);
+            } else if node.step.step_type == StepType::Parallel {
                 // Each parallel child starts when the container starts: siblings are not finished.
                 for &child in children {
                     walk_sequence(tree, &[child], finished, errors);
@@ -81,28 +90,75 @@ fn add_guaranteed<'a>(tree: &Tree<'a>, index: usize, finished: &mut Finished<'a>
     }
 }
 
-fn check_step(tree: &Tree, index: usize, finished: &Finished, errors: &mut Vec<Problem>) {
-    let node = &tree.nodes[index];
-    for (pointer, text) in templates(node) {
+fn check_step(
+    tree: &Tree,
+    index: usize,
+    templates: &[(String, &str)],
+    finished: &Finished,
+    errors: &mut Vec<Problem>,
+) {
+    for (pointer, text) in templates {
+        let (pointer, text) = (pointer.as_str(), *text);
+        check_locals(tree, index, pointer, text, errors);
         for reference in step_references(text) {
             let step = reference.step.as_str();
             let Some(&target) = tree.by_id.get(step) else {
                 // A suggestion compares with every id: only for problems that are listed.
                 let suggest = errors.len() < limits::MAX_DIAGNOSTICS;
-                errors.push(unknown_step(tree, &pointer, step, suggest));
+                errors.push(unknown_step(tree, pointer, step, suggest));
                 continue;
             };
             if !finished.contains(step) {
                 let (message, hint) = explain(tree, index, target);
-                errors.push(Problem::new(&pointer, message, Some(hint)));
+                errors.push(Problem::new(pointer, message, Some(hint)));
             }
             if let Some(problem) = wrong_output_name(
                 tree.nodes[target].step.outputs.as_deref(),
                 step,
                 &reference.path,
             ) {
-                errors.push(Problem::new(&pointer, problem.0, Some(problem.1)));
+                errors.push(Problem::new(pointer, problem.0, Some(problem.1)));
             }
+        }
+    }
+}
+
+/// A local is read only where a construct binds it: `item` and `index` in
+/// a for_each body, `loop` in a loop body and its `until`.
+fn check_locals(tree: &Tree, index: usize, pointer: &str, text: &str, errors: &mut Vec<Problem>) {
+    let this = &tree.nodes[index];
+    let own_until = this.step.step_type == StepType::Loop && pointer.ends_with("/until");
+    // The containers around the step, innermost first.
+    let around: Vec<StepType> = chain(tree, index)
+        .into_iter()
+        .rev()
+        .skip(1)
+        .map(|ancestor| tree.nodes[ancestor].step.step_type)
+        .collect();
+    for local in locals_read(text) {
+        let (bound, hint) = match local.as_str() {
+            "item" | "index" => (
+                around.contains(&StepType::ForEach),
+                "`item` and `index` are set only inside the `steps` of a for_each step: `{{ item }}` is the current item, `{{ index }}` its position from 0",
+            ),
+            "loop" => (
+                own_until || around.contains(&StepType::Loop),
+                "`loop` is set only inside the `steps` (and the `until`) of a loop step: `{{ loop.iteration }}` counts from 1, `{{ loop.previous }}` holds the previous iteration's outputs",
+            ),
+            _ => (
+                false,
+                "`error` is set only inside an `on_failure` handler: `{{ error.message }}`, `{{ error.step }}`",
+            ),
+        };
+        if !bound {
+            errors.push(Problem::new(
+                pointer,
+                format!(
+                    "step `{}` reads `{local}`, which is not set here",
+                    this.step.id
+                ),
+                Some(hint.to_string()),
+            ));
         }
     }
 }
@@ -243,6 +299,34 @@ fn optional_branch(
         );
     };
     let container: &Node = &tree.nodes[target_chain[level]];
+    if container.step.iterates() {
+        let id = &container.step.id;
+        let (kind, read) = match container.step.step_type {
+            StepType::ForEach => (
+                "for_each",
+                format!(
+                    "`steps.{id}.outputs.results` (each item's outputs by step id, in item order)"
+                ),
+            ),
+            _ => (
+                "loop",
+                format!("`steps.{id}.outputs.last` (the last iteration's outputs by step id)"),
+            ),
+        };
+        return (
+            format!(
+                "step `{this}` refers to `{name}`, which is inside the body of {kind} step `{id}`"
+            ),
+            format!(
+                "steps outside the body read its steps through {read}, e.g. `{{{{ steps.{id}.outputs.{} }}}}`",
+                if kind == "loop" {
+                    format!("last.{name}")
+                } else {
+                    "results".to_string()
+                }
+            ),
+        );
+    }
     let branch = tree.nodes[target_chain[level + 1]]
         .branch
         .unwrap_or_default();

@@ -311,7 +311,7 @@ fn unknown_key(pointer: &str, name: &str, subject: &Subject, instance: &Value) -
 fn missing_hint(field: &str, subject: &Subject) -> Option<String> {
     let hint = match (subject.kind, field) {
         (ObjectKind::Step, "skill") => {
-            "a sequential step calls a skill: add `skill: NAME`, or set `step_type` to parallel, conditional or switch"
+            "a sequential step calls a skill: add `skill: NAME`, or set `step_type` to parallel, conditional, switch, for_each or loop"
         }
         (ObjectKind::Step, "condition") => {
             "conditional and switch steps need a `condition` template, e.g. \"{{ steps.ID.outputs.NAME }}\""
@@ -321,6 +321,15 @@ fn missing_hint(field: &str, subject: &Subject) -> Option<String> {
         }
         (ObjectKind::Branches, "steps") => {
             "a parallel step lists its concurrent steps under `branches: {steps: [...]}`"
+        }
+        (ObjectKind::Step, "items") => {
+            "a for_each step needs the list to iterate over: `items: \"{{ steps.ID.outputs.NAME }}\"`"
+        }
+        (ObjectKind::Step, "steps") => {
+            "for_each and loop steps run a body: list it under `steps:`, one `- id: ...` per step"
+        }
+        (ObjectKind::Step, "max_iterations") => {
+            "a loop step must bound itself: add `max_iterations: N` (at most 1000)"
         }
         (ObjectKind::Metadata, "version") => "add a semantic version, e.g. `version: \"1.0.0\"`",
         (ObjectKind::Step, "id") => {
@@ -478,8 +487,24 @@ fn not_allowed_here(pointer: &str, subject: &Subject, instance: &Value) -> Probl
     let _ = subject;
     let (message, hint) = match field {
         "max_concurrency" | "fail_fast" => (
-            format!("`{field}` is only allowed on parallel steps, and {step} is {step_type}"),
-            "remove it, or set `step_type: parallel`",
+            format!(
+                "`{field}` is only allowed on parallel and for_each steps, and {step} is {step_type}"
+            ),
+            "remove it, or set `step_type: parallel` or `step_type: for_each`",
+        ),
+        "items" | "max_items" => (
+            format!("`{field}` is only allowed on for_each steps, and {step} is {step_type}"),
+            "remove it, or set `step_type: for_each`",
+        ),
+        "until" | "max_iterations" => (
+            format!("`{field}` is only allowed on loop steps, and {step} is {step_type}"),
+            "remove it, or set `step_type: loop`",
+        ),
+        "steps" => (
+            format!(
+                "`steps` (a body) is only allowed on for_each and loop steps, and {step} is {step_type}"
+            ),
+            "a parallel step lists its steps under `branches: {steps: [...]}`; for a body run per item or iteration set `step_type: for_each` or `step_type: loop`",
         ),
         "condition" => (
             format!(
@@ -629,14 +654,14 @@ mod tests {
             (
                 minimal(json!({"id": "a", "skill": "s", "max_concurrency": 2})),
                 vec![
-                    "/steps/0/max_concurrency `max_concurrency` is only allowed on parallel steps, and step `a` is sequential",
+                    "/steps/0/max_concurrency `max_concurrency` is only allowed on parallel and for_each steps, and step `a` is sequential",
                 ],
             ),
             (
                 minimal(json!({"id": "a", "skill": "s", "max_concurrency": "2", "fail_fast": 1})),
                 vec![
-                    "/steps/0/max_concurrency `max_concurrency` is only allowed on parallel steps, and step `a` is sequential",
-                    "/steps/0/fail_fast `fail_fast` is only allowed on parallel steps, and step `a` is sequential",
+                    "/steps/0/max_concurrency `max_concurrency` is only allowed on parallel and for_each steps, and step `a` is sequential",
+                    "/steps/0/fail_fast `fail_fast` is only allowed on parallel and for_each steps, and step `a` is sequential",
                 ],
             ),
             (

@@ -257,6 +257,10 @@ fn is_known_root(path: &str) -> bool {
         || path.starts_with("workflow.input.[")
         || path.starts_with("steps.")
         || path.starts_with('@')
+        // Where a local is read is checked with the step tree (`references.rs`).
+        || template::LOCAL_ROOTS
+            .iter()
+            .any(|local| path == *local || path.strip_prefix(local).is_some_and(|rest| rest.starts_with(['.', '['])))
 }
 
 /// The path arguments of one `{{ }}` expression (not helper names, not literals).

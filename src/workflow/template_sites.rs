@@ -10,7 +10,13 @@ impl Workflow {
         self.all_steps().into_iter().map(|step| StepSites {
             step: &step.id,
             inputs: &step.inputs,
-            condition: step.condition.as_deref(),
+            // for_each `items` and loop `until` take the condition's place:
+            // the schema allows no `condition` on those steps.
+            condition: step
+                .condition
+                .as_deref()
+                .or(step.items.as_deref())
+                .or(step.until.as_deref()),
         })
     }
 }
@@ -114,6 +120,7 @@ steps:
             input: &input,
             steps: &steps,
             locals: None,
+            outer: &[],
         };
         let analyze = &workflow.steps[0];
         assert_eq!(
@@ -128,6 +135,7 @@ steps:
             input: &input,
             steps: &steps,
             locals: None,
+            outer: &[],
         };
         let route = &workflow.steps[1];
         assert_eq!(
@@ -175,6 +183,7 @@ steps:
                 input: &input,
                 steps: &steps,
                 locals: None,
+                outer: &[],
             };
             let inputs = renderer.inputs(&step.id, &scope).unwrap();
             assert_eq!(inputs["data"], json!({"n": index - 1}));

@@ -59,6 +59,10 @@ pub(crate) struct Node<'a> {
     pub branches: Vec<(&'a str, Vec<usize>)>,
 }
 
+/// The branch name of a for_each or loop step's body (`steps:`), which no
+/// branch of a conditional or switch can have: branch names are case names.
+pub(crate) const BODY: &str = "steps:";
+
 /// The whole tree, flattened depth first; `top` lists the top-level nodes.
 pub(crate) struct Tree<'a> {
     pub nodes: Vec<Node<'a>>,
@@ -104,6 +108,13 @@ impl<'a> Tree<'a> {
                 self.nodes[index]
                     .branches
                     .push((name.as_str(), child_indices));
+            }
+            if !step.steps.is_empty() {
+                // The body of a for_each or loop step: a branch named [`BODY`].
+                let body_pointer = format!("{step_pointer}/steps");
+                let child_indices =
+                    self.add_sequence(&step.steps, &body_pointer, Some(index), Some(BODY));
+                self.nodes[index].branches.push((BODY, child_indices));
             }
             indices.push(index);
         }
@@ -229,8 +240,15 @@ pub(crate) fn templates<'a>(node: &Node<'a>) -> Vec<(String, &'a str)> {
         }
     }
     let mut out = Vec::new();
-    if let Some(condition) = &node.step.condition {
-        out.push((format!("{}/condition", node.pointer), condition.as_str()));
+    let conditions = [
+        ("condition", &node.step.condition),
+        ("items", &node.step.items),
+        ("until", &node.step.until),
+    ];
+    for (key, text) in conditions {
+        if let Some(text) = text {
+            out.push((format!("{}/{key}", node.pointer), text.as_str()));
+        }
     }
     for (name, value) in &node.step.inputs {
         walk(

@@ -124,7 +124,7 @@ proptest! {
         {
             let input = json!({"x": "1", "items": (0..50).collect::<Vec<u32>>()});
             let steps = std::collections::HashMap::new();
-            let scope = Scope { input: &input, steps: &steps, locals: None };
+            let scope = Scope { input: &input, steps: &steps, locals: None, outer: &[] };
             let started = Instant::now();
             let _ = renderer.inputs(&loaded.workflow.steps[0].id, &scope);
             prop_assert!(started.elapsed() < Duration::from_secs(5));

@@ -6,20 +6,37 @@ use serde_json::{Map, Value};
 use super::{Failure, Run};
 use crate::error::chain_of;
 use crate::template::{RenderLimit, Scope, TemplateError};
-use crate::workflow::Step;
+use crate::workflow::{Step, StepType};
 
 impl Run<'_> {
+    /// A step's `condition` (or the for_each `items`, or the loop `until`, which
+    /// take the condition's place) resolved against this run's state.
     pub(in crate::engine) fn condition(&self, step: &Step) -> Result<Value, Failure> {
+        let deadline = self.render_deadline(step);
+        let what = match step.step_type {
+            StepType::ForEach => "items",
+            StepType::Loop => "until condition",
+            _ => "condition",
+        };
+        self.with_scope(|scope| self.renderer.condition_until(&step.id, scope, deadline))
+            .map_err(|error| self.template_failure(step, what, &error))
+    }
+
+    /// `read` with the scope templates see here: this run's outputs, then
+    /// those of the runs around it (an iteration's), and the locals.
+    fn with_scope<T>(&self, read: impl FnOnce(&Scope) -> T) -> T {
         let state = self.lock();
+        let outer_states: Vec<_> = std::iter::successors(self.outer, |run| run.outer)
+            .map(Run::lock)
+            .collect();
+        let outer: Vec<_> = outer_states.iter().map(|state| &state.outputs).collect();
         let scope = Scope {
             input: &self.input,
             steps: &state.outputs,
-            locals: None,
+            locals: self.locals.as_ref(),
+            outer: &outer,
         };
-        let deadline = self.render_deadline(step);
-        self.renderer
-            .condition_until(&step.id, &scope, deadline)
-            .map_err(|error| self.template_failure(step, "condition", &error))
+        read(&scope)
     }
 
     /// When a render of `step`'s templates must stop: its own timeout from
@@ -62,15 +79,8 @@ impl Run<'_> {
         &self,
         step: &Step,
     ) -> Result<Map<String, Value>, Failure> {
-        let state = self.lock();
-        let scope = Scope {
-            input: &self.input,
-            steps: &state.outputs,
-            locals: None,
-        };
         let deadline = self.render_deadline(step);
-        self.renderer
-            .inputs_until(&step.id, &scope, deadline)
+        self.with_scope(|scope| self.renderer.inputs_until(&step.id, scope, deadline))
             .map_err(|error| match error {
                 TemplateError::Limit {
                     limit: RenderLimit::Deadline,
