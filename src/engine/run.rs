@@ -4,6 +4,7 @@
 
 mod agents;
 mod iterate;
+mod recover;
 mod templates;
 
 use std::collections::HashMap;
@@ -180,6 +181,7 @@ pub(super) async fn execute(
 }
 
 use self::agents::agents_for_workflow;
+use self::recover::recoverable;
 
 impl Run<'_> {
     /// Run the top-level steps under the workflow timeout and fill in the run's outcome.
@@ -202,26 +204,37 @@ impl Run<'_> {
                 }
             }
         };
-        match outcome {
+        let failed = match outcome {
             Ok(last) => {
                 record.status = RunStatus::Completed;
                 record.output = Some(last.map_or_else(|| json!({}), |step| self.outputs_of(step)));
+                None
             }
             Err(_) if timed_out => {
                 let limit = workflow.timeout.unwrap_or_default();
-                record.error = Some(format!(
+                Some(format!(
                     "workflow timed out after {}",
                     humantime::format_duration(limit)
-                ));
+                ))
             }
             Err(failure) if failure.waiting => {
                 record.status = RunStatus::WaitingApproval;
+                None
             }
             Err(failure) if failure.cancelled && cancel.is_cancelled() => {
                 record.status = RunStatus::Cancelled;
                 record.error = Some("run cancelled".to_string());
+                None
             }
-            Err(failure) => record.error = Some(failure.message),
+            Err(failure) => Some(failure.message),
+        };
+        if let Some(message) = failed {
+            // The run stays failed; a failing handler adds its own failure.
+            let problem = self.cleanup(workflow, &message, cancel).await;
+            record.error = Some(match problem {
+                Some(problem) => format!("{message}; {problem}"),
+                None => message,
+            });
         }
     }
 
@@ -243,7 +256,23 @@ impl Run<'_> {
         })
     }
 
+    /// Run one step; a failure its `on_failure` handler recovers is not one.
     pub(super) fn step<'s>(
+        &'s self,
+        step: &'s Step,
+        cancel: &'s CancellationToken,
+    ) -> BoxFuture<'s, Result<(), Failure>> {
+        Box::pin(async move {
+            match self.step_once(step, cancel).await {
+                Err(failure) if recoverable(step, &failure) => {
+                    self.recover(step, failure, cancel).await
+                }
+                outcome => outcome,
+            }
+        })
+    }
+
+    fn step_once<'s>(
         &'s self,
         step: &'s Step,
         cancel: &'s CancellationToken,

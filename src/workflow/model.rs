@@ -22,6 +22,10 @@ pub struct Workflow {
     )]
     pub timeout: Option<Duration>,
     pub steps: Vec<Step>,
+    /// Steps run when the run fails (cleanup, notify), with `{{ error }}`
+    /// bound; the run stays failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<Step>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,6 +125,10 @@ pub struct Step {
     /// loop only: the most iterations run (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_iterations: Option<u32>,
+    /// Steps run instead when this step fails, with `{{ error }}` bound; their
+    /// last step's outputs become this step's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<Step>,
 }
 
 /// How many items a for_each step takes when it sets no `max_items`.
@@ -247,7 +255,8 @@ impl Step {
         self.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT)
     }
 
-    /// The steps nested directly in this one: its branches', then its body's.
+    /// The steps nested directly in this one: its branches', then its body's
+    /// (not its on_failure handler's, which runs only when it fails).
     pub fn children(&self) -> impl Iterator<Item = &Step> {
         self.branches.values().flatten().chain(&self.steps)
     }
@@ -269,10 +278,12 @@ impl Workflow {
                     walk(branch, out);
                 }
                 walk(&step.steps, out);
+                walk(&step.on_failure, out);
             }
         }
         let mut out = Vec::new();
         walk(&self.steps, &mut out);
+        walk(&self.on_failure, &mut out);
         out
     }
 }

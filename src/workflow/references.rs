@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::limits;
 use super::model::StepType;
-use super::validate::{BODY, Node, Problem, Tree, suggest, templates};
+use super::validate::{BODY, Node, ON_FAILURE, Problem, Tree, suggest, templates};
 use crate::template::{locals_read, step_references};
 
 /// The step ids finished at the current point of the walk (a count per id so
@@ -40,6 +40,8 @@ impl<'a> Finished<'a> {
 pub(crate) fn check_references(tree: &Tree, errors: &mut Vec<Problem>) {
     let mut finished = Finished::default();
     walk_sequence(tree, &tree.top, &mut finished, errors);
+    // The workflow's handler runs after some step failed: none is sure to have run.
+    walk_sequence(tree, &tree.handler, &mut Finished::default(), errors);
 }
 
 fn walk_sequence<'a>(
@@ -58,7 +60,11 @@ fn walk_sequence<'a>(
         check_step(tree, index, &before, finished, errors);
         let mark = finished.order.len();
         for (name, children) in &node.branches {
-            if *name == BODY {
+            if *name == ON_FAILURE {
+                // The handler runs instead of its step: it sees what the step saw.
+                walk_sequence(tree, children, finished, errors);
+                finished.truncate(mark);
+            } else if *name == BODY {
                 walk_sequence(tree, children, finished, errors);
                 check_step(tree, index, &until, finished, errors);
                 finished.truncate(mark);
@@ -146,7 +152,9 @@ fn check_locals(tree: &Tree, index: usize, pointer: &str, text: &str, errors: &m
                 "`loop` is set only inside the `steps` (and the `until`) of a loop step: `{{ loop.iteration }}` counts from 1, `{{ loop.previous }}` holds the previous iteration's outputs",
             ),
             _ => (
-                false,
+                chain(tree, index)
+                    .iter()
+                    .any(|&node| tree.nodes[node].branch == Some(ON_FAILURE)),
                 "`error` is set only inside an `on_failure` handler: `{{ error.message }}`, `{{ error.step }}`",
             ),
         };
@@ -219,6 +227,19 @@ fn explain(tree: &Tree, referrer: usize, target: usize) -> (String, String) {
     let earlier = "a step can only use the outputs of steps that finished before it".to_string();
     if target == referrer {
         return (format!("step `{this}` refers to its own output"), earlier);
+    }
+    let in_handler = |index: usize| {
+        let top = chain(tree, index)[0];
+        tree.nodes[top].parent.is_none() && tree.nodes[top].branch == Some(ON_FAILURE)
+    };
+    if in_handler(referrer) && !in_handler(target) {
+        return (
+            format!(
+                "step `{this}` of the workflow's on_failure handler refers to `{name}`, which may not have run when the run failed"
+            ),
+            "the handler reads what failed as `{{ error.message }}` and `{{ error.step }}`"
+                .to_string(),
+        );
     }
     let target_chain = chain(tree, target);
     let referrer_chain = chain(tree, referrer);
@@ -299,6 +320,17 @@ fn optional_branch(
         );
     };
     let container: &Node = &tree.nodes[target_chain[level]];
+    if tree.nodes[target_chain[level + 1]].branch == Some(ON_FAILURE) {
+        let id = &container.step.id;
+        return (
+            format!(
+                "step `{this}` refers to `{name}`, which runs only in the on_failure handler of `{id}`"
+            ),
+            format!(
+                "refer to `steps.{id}.outputs` instead: when the handler ran, it holds the outputs of the handler's last step"
+            ),
+        );
+    }
     if container.step.iterates() {
         let id = &container.step.id;
         let (kind, read) = match container.step.step_type {
@@ -322,7 +354,7 @@ fn optional_branch(
                 if kind == "loop" {
                     format!("last.{name}")
                 } else {
-                    "results".to_string()
+                    format!("results.0.{name}")
                 }
             ),
         );

@@ -63,10 +63,15 @@ pub(crate) struct Node<'a> {
 /// branch of a conditional or switch can have: branch names are case names.
 pub(crate) const BODY: &str = "steps:";
 
+/// The branch name of an on_failure handler (a step's, or the workflow's at the top).
+pub(crate) const ON_FAILURE: &str = "on_failure:";
+
 /// The whole tree, flattened depth first; `top` lists the top-level nodes.
 pub(crate) struct Tree<'a> {
     pub nodes: Vec<Node<'a>>,
     pub top: Vec<usize>,
+    /// The workflow's on_failure steps.
+    pub handler: Vec<usize>,
     pub by_id: HashMap<&'a str, usize>,
 }
 
@@ -75,9 +80,12 @@ impl<'a> Tree<'a> {
         let mut tree = Tree {
             nodes: Vec::new(),
             top: Vec::new(),
+            handler: Vec::new(),
             by_id: HashMap::new(),
         };
         tree.top = tree.add_sequence(&workflow.steps, "/steps", None, None);
+        tree.handler =
+            tree.add_sequence(&workflow.on_failure, "/on_failure", None, Some(ON_FAILURE));
         tree
     }
 
@@ -108,6 +116,16 @@ impl<'a> Tree<'a> {
                 self.nodes[index]
                     .branches
                     .push((name.as_str(), child_indices));
+            }
+            if !step.on_failure.is_empty() {
+                let handler_pointer = format!("{step_pointer}/on_failure");
+                let child_indices = self.add_sequence(
+                    &step.on_failure,
+                    &handler_pointer,
+                    Some(index),
+                    Some(ON_FAILURE),
+                );
+                self.nodes[index].branches.push((ON_FAILURE, child_indices));
             }
             if !step.steps.is_empty() {
                 // The body of a for_each or loop step: a branch named [`BODY`].

@@ -578,6 +578,66 @@ async fn a_killed_run_resumes_without_running_completed_steps_again() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("has ended (completed)"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_killed_mid_way_resumes_without_running_completed_items_again() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let file = directory.path().join("map.yaml");
+    // One item at a time; item 2 sleeps long enough to be killed in flight.
+    let steps = "  - {id: one, skill: first, inputs: {n: 1}}
+  - id: each
+    step_type: for_each
+    max_concurrency: 1
+    items: '{{ workflow.input.items }}'
+    steps:
+      - {id: nap, skill: sleep, inputs: {ms: '{{ item }}', from: '{{ steps.one.outputs.n }}'}}
+      - {id: mark, skill: second, inputs: {at: '{{ index }}'}}
+  - {id: three, skill: last, inputs: {count: '{{ steps.each.outputs.count }}'}}
+";
+    let text = workflow_text(steps);
+    std::fs::write(&file, text).unwrap();
+    let root = directory.path().to_path_buf();
+    let mut child = Spawned::spawn(
+        pallet_in(&root)
+            .args(["run", "--quiet", "--file"])
+            .arg(&file)
+            .arg("--db")
+            .arg(&db)
+            .args([
+                "--agent",
+                &agent.url(),
+                "--input",
+                "items:=[10, 10, 4000, 10]",
+                "--out",
+            ])
+            .arg(root.join("out"))
+            .env_remove("PALLET_AGENTS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let in_flight = [("each[1]/mark", "completed"), ("each[2]/nap", "running")];
+    let id = wait_for_statuses(&db, "item 2 in flight", &in_flight).await;
+    kill_and_check_failed(&mut child);
+    assert_eq!((agent.calls("sleep"), agent.calls("second")), (3, 2));
+
+    let shown = resume_json(&root, &id, &db, &agent.url()).await;
+    assert_eq!(shown["status"], "completed", "{shown}");
+    assert_eq!(shown["result"], json!({"count": 4}));
+    // Items 0 and 1 are not run again; item 2 runs again, then item 3.
+    assert_eq!(agent.calls("first"), 1);
+    assert_eq!((agent.calls("sleep"), agent.calls("second")), (5, 4));
+    let store = RunStore::open(&db).unwrap();
+    assert_attempts(&store, &id, "each[0]/nap", &[(1, "completed")]);
+    assert_attempts(
+        &store,
+        &id,
+        "each[2]/nap",
+        &[(1, "interrupted"), (2, "completed")],
+    );
+    assert_attempts(&store, &id, "each[3]/mark", &[(1, "completed")]);
+}
+
 /// `pallet run --quiet --file FILE --db DB --agent URL --out ROOT/out`, its
 /// HOME in `root` and its output discarded, killed when the guard drops.
 fn spawn_run(root: &Path, file: &Path, db: &Path, agent: &str) -> Spawned {

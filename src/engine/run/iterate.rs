@@ -19,11 +19,11 @@ use crate::workflow::{DEFAULT_MAX_ITEMS, Step};
 
 /// How one iteration ended: the body's outputs by step id when it completed,
 /// and (loop) the value of `until`.
-struct Iteration {
-    outcome: Result<Map<String, Value>, Failure>,
-    until: Value,
+pub(super) struct Iteration {
+    pub outcome: Result<Map<String, Value>, Failure>,
+    pub until: Value,
     /// The records of its steps, under their qualified ids.
-    records: Vec<StepRecord>,
+    pub records: Vec<StepRecord>,
 }
 
 impl Run<'_> {
@@ -62,7 +62,8 @@ impl Run<'_> {
             let locals = [("item", item), ("index", json!(index))];
             let group = &group;
             async move {
-                let ended = self.iteration(step, body, index, locals, group).await;
+                let prefix = format!("{}[{index}]/", step.id);
+                let ended = self.body(body, prefix, locals, None, group).await;
                 (index, ended)
             }
         });
@@ -133,9 +134,8 @@ impl Run<'_> {
                 "loop",
                 json!({ "iteration": iteration, "previous": previous }),
             )];
-            let ended = self
-                .iteration(step, body, iteration as usize, locals, cancel)
-                .await;
+            let prefix = format!("{}[{iteration}]/", step.id);
+            let ended = self.body(body, prefix, locals, Some(step), cancel).await;
             self.adopt(ended.records);
             previous = Value::Object(ended.outcome.map_err(|failure| Failure {
                 message: format!(
@@ -154,17 +154,32 @@ impl Run<'_> {
         Ok(json!({ "iterations": 0, "until_met": false, "last": previous }))
     }
 
-    /// One iteration of `step`'s body, its records added to this run's under
-    /// `STEP[number]/`; for a loop, `until` is read in the iteration's scope.
-    async fn iteration<const N: usize>(
+    /// Steps run as a run of their own (an iteration's body, an on_failure
+    /// handler): their events, journal entries and records under `prefix`,
+    /// `locals` bound; then `until_of`'s `until` read in their scope.
+    pub(super) async fn body<const N: usize>(
         &self,
-        step: &Step,
         body: &[Step],
-        number: usize,
+        prefix: String,
         locals: [(&str, Value); N],
+        until_of: Option<&Step>,
         cancel: &CancellationToken,
     ) -> Iteration {
-        let prefix = format!("{}[{number}]/", step.id);
+        self.body_until(body, prefix, locals, until_of, self.deadline, cancel)
+            .await
+    }
+
+    /// [`Run::body`] with its own render deadline (the workflow's handler
+    /// runs after the workflow's deadline passed).
+    pub(super) async fn body_until<const N: usize>(
+        &self,
+        body: &[Step],
+        prefix: String,
+        locals: [(&str, Value); N],
+        until_of: Option<&Step>,
+        deadline: Option<tokio::time::Instant>,
+        cancel: &CancellationToken,
+    ) -> Iteration {
         let durable = self.durable.map(|durable| durable.scoped(prefix.clone()));
         let mut bound = self.locals.clone().unwrap_or_default();
         for (name, value) in locals {
@@ -178,7 +193,7 @@ impl Run<'_> {
             agents: Arc::clone(&self.agents),
             input: Arc::clone(&self.input),
             renderer: Arc::clone(&self.renderer),
-            deadline: self.deadline,
+            deadline,
             state: Mutex::new(State {
                 outputs: durable
                     .as_ref()
@@ -192,8 +207,8 @@ impl Run<'_> {
             locals: Some(bound),
         };
         let mut outcome = run.sequence(body, cancel).await.map(|_| ());
-        let until = match (&outcome, step.until.is_some()) {
-            (Ok(()), true) => match run.condition(step) {
+        let until = match (&outcome, until_of.filter(|step| step.until.is_some())) {
+            (Ok(()), Some(step)) => match run.condition(step) {
                 Ok(value) => value,
                 Err(failure) => {
                     outcome = Err(failure);
@@ -223,7 +238,7 @@ impl Run<'_> {
     }
 
     /// Iterations' step records into this run's.
-    fn adopt(&self, records: impl IntoIterator<Item = StepRecord>) {
+    pub(super) fn adopt(&self, records: impl IntoIterator<Item = StepRecord>) {
         self.lock().records.extend(records.into_iter().map(Some));
     }
 }

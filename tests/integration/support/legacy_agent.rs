@@ -28,6 +28,27 @@ struct Shared {
     calls: HashMap<String, u32>,
     /// flaky key -> failures served so far.
     flaky: HashMap<String, u64>,
+    /// /execute calls being answered now, and the most there ever were at once.
+    in_flight: u32,
+    max_in_flight: u32,
+}
+
+/// Counts a call in flight until dropped.
+struct InFlight(Arc<Mutex<Shared>>);
+
+impl InFlight {
+    fn enter(shared: &Arc<Mutex<Shared>>) -> InFlight {
+        let mut state = shared.lock().unwrap();
+        state.in_flight += 1;
+        state.max_in_flight = state.max_in_flight.max(state.in_flight);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().in_flight -= 1;
+    }
 }
 
 /// A running legacy agent; stops when dropped.
@@ -76,6 +97,11 @@ impl LegacyAgent {
         format!("http://{}", self.addr)
     }
 
+    /// The most /execute calls it answered at once.
+    pub fn max_in_flight(&self) -> u32 {
+        self.shared.lock().unwrap().max_in_flight
+    }
+
     /// How many times `skill` was called.
     pub fn calls(&self, skill: &str) -> u32 {
         self.shared
@@ -109,6 +135,7 @@ async fn execute(State(shared): State<Arc<Mutex<Shared>>>, Json(request): Json<V
     let id = request["id"].clone();
     let method = request["method"].as_str().unwrap_or_default().to_string();
     let params = request.get("params").cloned().unwrap_or(json!({}));
+    let _in_flight = InFlight::enter(&shared);
     let known = {
         let mut shared = shared.lock().unwrap();
         *shared.calls.entry(method.clone()).or_default() += 1;
