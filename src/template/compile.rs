@@ -367,6 +367,29 @@ pub(super) fn locals_read(text: &str) -> Vec<String> {
     roots
 }
 
+/// The paths a template reads under `workflow.input`, as the names after
+/// `input` (`{{ workflow.input.user.name }}` gives `user`, `name`); none for
+/// a template that does not parse (its own error says why).
+pub(super) fn input_paths(text: &str) -> Vec<Vec<String>> {
+    let Ok(template) = Template::compile(text) else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    collect_references(&template.elements, &mut paths);
+    let mut found: Vec<Vec<String>> = Vec::new();
+    for path in paths {
+        if let [root, input, rest @ ..] = path.as_slice()
+            && root == "workflow"
+            && input == "input"
+            && !rest.is_empty()
+            && !found.iter().any(|known| known.as_slice() == rest)
+        {
+            found.push(rest.to_vec());
+        }
+    }
+    found
+}
+
 /// Keeps each path once and drops paths inside another kept path (its value covers them).
 fn without_extensions(mut paths: Vec<Vec<String>>) -> Vec<Vec<String>> {
     paths.sort();

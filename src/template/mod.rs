@@ -485,6 +485,12 @@ pub fn locals_read(text: &str) -> Vec<String> {
     compile::locals_read(text)
 }
 
+/// The paths a template string reads under `workflow.input`, each as the
+/// names after `input`, once each, in order.
+pub fn input_paths(text: &str) -> Vec<Vec<String>> {
+    compile::input_paths(text)
+}
+
 /// Truthiness of a resolved condition: false, null, 0, "", "false", "0", "null", [] and {} are false.
 pub fn is_truthy(value: &Value) -> bool {
     match value {

@@ -27,6 +27,17 @@ pub const MAX_ITEMS: usize = 10_000;
 /// The largest `max_iterations` a loop step may set.
 pub const MAX_ITERATIONS: u32 = 1000;
 
+/// Most inputs an `inputs:` block may declare.
+pub const MAX_INPUTS: usize = 100;
+
+/// Deepest nesting of mappings and lists inside one input's JSON Schema
+/// (`properties` of `items` of ... ): deeper schemas are mistakes or attacks.
+pub const MAX_INPUT_SCHEMA_DEPTH: usize = 16;
+
+/// Largest `inputs:` block, in bytes of compact JSON: it is compiled into a
+/// validator for every workflow value and checked on every run.
+pub const MAX_INPUTS_BYTES: usize = 64 * 1024;
+
 /// Most problems reported for one file; the rest are counted.
 pub const MAX_DIAGNOSTICS: usize = 100;
 

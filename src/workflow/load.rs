@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::inputs::{InputError, InputProblem};
 use super::model::Workflow;
 use super::validate::Problem;
 use super::{limits, schema, validate};
@@ -38,7 +39,11 @@ pub struct LoadedWorkflow {
     /// Its templates, compiled at the first run and shared by every later run
     /// of this value (a service's runs of one workflow share one).
     templates: OnceLock<Result<Arc<Renderer>, String>>,
+    /// The validators of its `inputs`, compiled at the first run, as the templates.
+    input_validators: OnceLock<Result<Arc<InputValidators>, String>>,
 }
+
+type InputValidators = Vec<(String, jsonschema::Validator)>;
 
 impl LoadedWorkflow {
     /// The compiled templates of the workflow, or why they do not compile.
@@ -50,6 +55,33 @@ impl LoadedWorkflow {
                     .map_err(|error| crate::error::chain_of(&error))
             })
             .clone()
+    }
+
+    /// The input a run of this workflow starts with: `input` checked against
+    /// the `inputs` block, with the defaults of absent fields filled in.
+    /// Every way of starting a run calls this before any step (`pallet run`,
+    /// the service, `execute_workflow`); without an `inputs` block any input
+    /// is taken as it is.
+    pub fn check_input(&self, input: Value) -> Result<Value, InputError> {
+        let Some(inputs) = &self.workflow.inputs else {
+            return Ok(input);
+        };
+        let id = &self.workflow.metadata.id;
+        let validators = self
+            .input_validators
+            .get_or_init(|| inputs.compile().map(Arc::new))
+            .clone()
+            // Loading compiled them once already: only a broken build gets here.
+            .map_err(|reason| InputError {
+                workflow: id.clone(),
+                problems: vec![InputProblem {
+                    pointer: String::new(),
+                    message: reason,
+                }],
+                omitted: 0,
+                declared: inputs.names().map(str::to_string).collect(),
+            })?;
+        super::inputs::check(id, inputs, &validators, input)
     }
 }
 
@@ -213,6 +245,7 @@ pub fn load_str(origin: &str, text: &str) -> Result<LoadedWorkflow, LoadError> {
         text: text.to_string(),
         warnings: locator.locate(report.warnings),
         templates: OnceLock::new(),
+        input_validators: OnceLock::new(),
     })
 }
 

@@ -2,6 +2,8 @@
 //! YAML with line:column diagnostics, and the semantic checks run before any step.
 
 mod approval_checks;
+mod input_checks;
+pub mod inputs;
 pub mod limits;
 pub mod load;
 pub mod model;
@@ -13,6 +15,7 @@ mod template_sites;
 pub mod validate;
 
 pub use approval_checks::DECISION_FIELDS;
+pub use inputs::{InputError, InputInfo, InputProblem, Inputs};
 pub use limits::max_workflow_bytes;
 pub use load::{Diagnostic, LoadError, LoadedWorkflow, load_file, load_str};
 pub use model::{

@@ -14,6 +14,10 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 #[serde(deny_unknown_fields)]
 pub struct Workflow {
     pub metadata: Metadata,
+    /// The typed inputs (`workflow.input`): a JSON Schema per field; `None`
+    /// when the workflow declares none (then any input is accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<super::inputs::Inputs>,
     /// Upper bound on the whole run.
     #[serde(
         default,

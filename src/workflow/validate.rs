@@ -153,6 +153,7 @@ pub fn check(workflow: &Workflow) -> Report {
         }
     }
     check_references(&tree, &mut report.errors);
+    super::input_checks::check(workflow, &tree, &mut report);
     super::approval_checks::check_approvals(&tree, &mut report.errors);
     // A template naming the same missing step twice is one problem.
     let mut seen = std::collections::HashSet::new();
