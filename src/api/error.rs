@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::error::chain_of;
 use crate::runs::RunError;
 use crate::store::StoreError;
-use crate::workflow::SourceError;
+use crate::workflow::{InputError, SourceError};
 
 /// When to try again after a 429: runs take seconds, a retry sooner
 /// would only be refused again.
@@ -53,6 +53,9 @@ pub enum ApiError {
         #[source]
         source: SourceError,
     },
+    /// The run's input does not fit the workflow's `inputs` (every problem in `errors`).
+    #[error("{}", .0.summary())]
+    Input(InputError),
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(
@@ -131,7 +134,8 @@ impl ApiError {
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. }
             | ApiError::InvalidField { .. }
-            | ApiError::Workflow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | ApiError::Workflow { .. }
+            | ApiError::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::WorkflowUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Run(error) => run_status(error),
             ApiError::AgentCompleteNotPostable | ApiError::Executing { .. } => StatusCode::CONFLICT,
@@ -171,6 +175,11 @@ impl IntoResponse for ApiError {
         });
         if let ApiError::InvalidField { pointer, .. } = &self {
             body["pointer"] = json!(pointer);
+        }
+        if let ApiError::Input(error) = &self {
+            // Pointers into the run's input (`/requirements`), as `pallet run` lists them.
+            body["errors"] = json!(error.problems);
+            body["declared_inputs"] = json!(error.declared);
         }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();

@@ -36,7 +36,7 @@ fn paths() -> Value {
                     "400": problem("The body is not JSON"),
                     "408": problem("The body did not arrive within the body timeout"),
                     "413": problem("The body, or the run's input, is too large"),
-                    "422": problem("Invalid input, malformed reference (`pointer` names the field) or unknown workflow"),
+                    "422": problem("Invalid input, malformed reference (`pointer` names the field), unknown workflow, or an input that does not fit the workflow's `inputs` (`errors` lists every problem)"),
                     "429": {
                         "description": "Too many runs executing, or their inputs too large: retry later",
                         "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
@@ -147,7 +147,10 @@ fn schemas() -> Value {
             "type": "object",
             "description": "RFC 9457 problem details",
             "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
-                "pointer": {"type": "string", "description": "JSON pointer of the request body field at fault, when one is"}}
+                "pointer": {"type": "string", "description": "JSON pointer of the request body field at fault, when one is"},
+                "errors": {"type": "array", "description": "When the run's input does not fit the workflow's `inputs`: every problem, `pointer` into the input",
+                    "items": {"type": "object", "properties": {"pointer": {"type": "string"}, "message": {"type": "string"}}}},
+                "declared_inputs": {"type": "array", "items": {"type": "string"}, "description": "With `errors`: the inputs the workflow declares"}}
         },
         "Health": {
             "type": "object",

@@ -68,10 +68,18 @@ async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Respon
     }
     let ticket = state.admission.admit(input_bytes)?;
     let workflow = load_workflow(&state, &start.reference).await?;
+    let input = match start.seed && workflow.workflow.inputs.is_some() {
+        // The seed form's fields are pallet's adapter, not the client's
+        // choice: a workflow with `inputs` gets those it declares.
+        true => types::declared_only(start.input, &workflow),
+        false => start.input,
+    };
+    // Checked (and defaulted) before the run is created: the stored input is the defaulted one.
+    let input = workflow.check_input(input).map_err(ApiError::Input)?;
     let created = blocking(&state, move |state| {
         let run = state
             .runner(SERVICE_ACTOR)
-            .create(&workflow, &start.reference, start.input)?;
+            .create(&workflow, &start.reference, input)?;
         let body = view(state, &run.id)?;
         Ok((run, body))
     })

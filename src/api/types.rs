@@ -51,6 +51,22 @@ struct SeedRequest {
 pub struct Start {
     pub reference: String,
     pub input: Value,
+    /// Made from the seed's form (`workflow_type`, `feature_description`).
+    pub seed: bool,
+}
+
+/// The fields of `input` that `workflow` declares in its `inputs`.
+pub fn declared_only(input: Value, workflow: &crate::workflow::LoadedWorkflow) -> Value {
+    let Some(inputs) = &workflow.workflow.inputs else {
+        return input;
+    };
+    match input {
+        Value::Object(mut fields) => {
+            fields.retain(|name, _| inputs.0.contains_key(name));
+            Value::Object(fields)
+        }
+        other => other,
+    }
 }
 
 /// Read either body form of `POST /workflows`.
@@ -85,6 +101,7 @@ pub fn start_request(
                 "workflow_type": request.workflow_type,
                 "context": request.context.unwrap_or_default(),
             }),
+            seed: true,
         });
     }
     let request: RunRequest = typed(body)?;
@@ -107,6 +124,7 @@ pub fn start_request(
     Ok(Start {
         reference,
         input: Value::Object(request.input.unwrap_or_default()),
+        seed: false,
     })
 }
 

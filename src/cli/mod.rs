@@ -40,6 +40,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let printer = Printer::new(cli.quiet);
     match cli.command {
         Command::Validate(args) => validate::command(args),
+        Command::Run(args) if args.help_inputs => {
+            let workflow = settings::run_workflow(&args, printer).await?;
+            printer::print_inputs(&workflow, args.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => {
             run::command(RunSettings::resolve(args, printer).await?, printer).await
         }

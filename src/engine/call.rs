@@ -371,6 +371,10 @@ impl Run<'_> {
             loaded = self.engine.workflows.load(id) => loaded,
         };
         let loaded = loaded.map_err(|error| fail(chain_of(&error)))?;
+        // The child's `inputs` are checked (and defaulted) as any run's are.
+        let input = loaded
+            .check_input(input)
+            .map_err(|error| fail(error.summary()))?;
         let nesting = Nesting {
             callers: self.chain.clone(),
             event_prefix: format!("{}/", self.event_name(step)),

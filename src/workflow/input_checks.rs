@@ -179,6 +179,25 @@ fn check_references(inputs: &Inputs, tree: &Tree, errors: &mut Vec<Problem>) {
     }
 }
 
+impl Workflow {
+    /// The first-level input names the templates read (`workflow.input.NAME`),
+    /// once each, in step order: what a workflow without `inputs` expects.
+    pub fn inputs_read(&self) -> Vec<String> {
+        let tree = Tree::new(self);
+        let mut names: Vec<String> = Vec::new();
+        for node in &tree.nodes {
+            for (_, text) in templates(node) {
+                for path in input_paths(text) {
+                    if !names.contains(&path[0]) {
+                        names.push(path[0].clone());
+                    }
+                }
+            }
+        }
+        names
+    }
+}
+
 /// Why `workflow.input.PATH` cannot exist under `inputs`, if it cannot.
 fn unknown_path(inputs: &Inputs, path: &[String]) -> Option<(String, String)> {
     let (first, rest) = path.split_first()?;

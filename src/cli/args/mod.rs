@@ -140,6 +140,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Print the workflow's inputs (name, type, required or default,
+    /// description) and run nothing; with --json as JSON.
+    #[arg(long)]
+    pub help_inputs: bool,
+
     #[command(flatten)]
     pub sources: SourceArgs,
 

@@ -120,6 +120,15 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         .pull(&reference)
         .await
         .map_err(|error| explain(error, format!("cannot show {}", args.reference)))?;
-    printer::print_shown(connected.registry.address(), &pulled, args.json)?;
+    // Its inputs are read from the workflow itself; one that does not load shows none.
+    let workflow = std::str::from_utf8(&pulled.content)
+        .ok()
+        .and_then(|text| crate::workflow::load_str(&pulled.file_name, text).ok());
+    printer::print_shown(
+        connected.registry.address(),
+        &pulled,
+        workflow.as_ref(),
+        args.json,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,10 @@ use std::fmt::Write;
 
 use super::terminal::terminal_safe;
 
-use crate::workflow::LoadError;
+use crate::workflow::{InputError, LoadError};
+
+/// What to do about a run's input that does not fit the workflow's `inputs`.
+const INPUT_HINT: &str = "`pallet run --help-inputs` (with the same --workflow or --file) lists the inputs; --input NAME=TEXT gives a string, --input NAME:=JSON a typed value (count:=3, flag:=true)";
 use crate::workflow::SourceError;
 
 /// Exit status for a failed run (or a failure while running).
@@ -41,7 +44,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     let bad_input = error.downcast_ref::<BadInput>().is_some()
         || error
             .chain()
-            .any(|cause| cause.is::<BadInput>() || load_error(cause).is_some());
+            .any(|cause| {
+                cause.is::<BadInput>() || cause.is::<InputError>() || load_error(cause).is_some()
+            });
     if bad_input {
         EXIT_BAD_INPUT
     } else {
@@ -65,6 +70,12 @@ pub fn render_error(error: &anyhow::Error) -> String {
             if let Some(omitted) = load.omitted_line() {
                 let _ = writeln!(out, "{omitted}");
             }
+        }
+        if let Some(input) = cause.downcast_ref::<InputError>() {
+            for line in input.lines() {
+                let _ = writeln!(out, "  {}", terminal_safe(&line));
+            }
+            hint = hint.or_else(|| Some(INPUT_HINT.to_string()));
         }
         if let Some(bad_input) = cause.downcast_ref::<BadInput>() {
             hint = hint.or(bad_input.hint.clone());

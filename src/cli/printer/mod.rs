@@ -5,6 +5,7 @@
 //! commands show.
 
 mod error;
+mod inputs;
 mod progress;
 mod registry;
 mod run;
@@ -12,6 +13,7 @@ mod runs;
 pub mod terminal;
 
 pub use error::{BadInput, EXIT_BAD_INPUT, EXIT_FAILED, exit_code, render_error};
+pub use inputs::{inputs_json, inputs_lines, print_inputs};
 pub use progress::print_progress;
 pub use registry::{
     listed_json, print_cards, print_pulled, print_pushed, print_shown, print_workflows,

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::terminal::terminal_safe;
 use crate::registry::{Listed, Pulled, Pushed};
+use crate::workflow::LoadedWorkflow;
 
 /// `pallet push` and `pallet agents push`: one line (or JSON object) per artifact pushed.
 pub fn print_pushed(
@@ -106,8 +107,16 @@ pub fn listed_json(listed: &Listed) -> Value {
 }
 
 /// `pallet show`: one workflow version.
-pub fn print_shown(registry: &str, pulled: &Pulled, json: bool) -> anyhow::Result<()> {
-    let shown = shown_json(registry, pulled);
+pub fn print_shown(
+    registry: &str,
+    pulled: &Pulled,
+    workflow: Option<&LoadedWorkflow>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut shown = shown_json(registry, pulled);
+    if let Some(workflow) = workflow {
+        shown["inputs"] = super::inputs_json(workflow)["inputs"].clone();
+    }
     if json {
         outln!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(());
@@ -139,6 +148,12 @@ pub fn print_shown(registry: &str, pulled: &Pulled, json: bool) -> anyhow::Resul
                 terminal_safe(key),
                 terminal_safe(value.as_str().unwrap_or_default())
             );
+        }
+    }
+    if let Some(workflow) = workflow {
+        outln!("inputs:");
+        for line in super::inputs_lines(workflow) {
+            outln!("{line}");
         }
     }
     Ok(())

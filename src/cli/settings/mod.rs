@@ -123,7 +123,8 @@ impl RunSettings {
                 workflow
             }
         };
-        let input = input::resolve_input(&args)?;
+        // Checked (and defaulted) before any agent is looked for or step runs.
+        let input = workflow.check_input(input::resolve_input(&args)?)?;
         let agents = agents::resolve(
             &args.sources,
             args.registry.offline,
@@ -149,6 +150,24 @@ impl RunSettings {
             reference,
         })
     }
+}
+
+/// The workflow `pallet run ARGS` would run, found the same way, and said
+/// where it came from (for `--help-inputs`, which runs nothing).
+pub async fn run_workflow(args: &RunArgs, printer: Printer) -> anyhow::Result<Arc<LoadedWorkflow>> {
+    if let Some(path) = &args.file {
+        return Ok(Arc::new(load_file(path)?));
+    }
+    let connected = registry::connect(&args.registry)?;
+    let (registry_source, workflows) = workflows::chain(&connected, &args.sources.workflows_dir);
+    let workflow = workflows::load(&workflows, &args.workflow).await?;
+    printer.say(terminal_safe(&origin_line(
+        args,
+        &workflow,
+        &registry_source,
+        &connected,
+    )));
+    Ok(workflow)
 }
 
 fn origin_line(
