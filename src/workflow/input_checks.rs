@@ -109,10 +109,15 @@ fn check_entry(inputs: &Inputs, name: &str, entry: &Map<String, Value>, report: 
     let validator = match jsonschema::draft202012::new(&schema) {
         Ok(validator) => validator,
         Err(error) => {
+            let at = format!("{pointer}{}", error.instance_path().as_str());
+            let at = match at.ends_with('/') {
+                true => pointer.clone(),
+                false => at,
+            };
             report.errors.push(Problem::new(
-                &pointer,
+                &at,
                 format!("the schema of input `{name}` does not compile: {error}"),
-                Some("pallet reads draft 2020-12 schemas; a `$ref` may only point inside the input's own schema (e.g. `#/$defs/NAME`)".to_string()),
+                Some("a `pattern` is a regular expression, a `$ref` points inside the input's own schema (`#/$defs/NAME`); pallet reads draft 2020-12".to_string()),
             ));
             return;
         }

@@ -108,7 +108,8 @@ impl Inputs {
 
 fn field_schema(entry: &Map<String, Value>) -> Value {
     let mut schema = entry.clone();
-    if schema.get("required").is_some_and(Value::is_boolean) {
+    // Anything but a list is pallet's key (a wrong type is the workflow schema's problem).
+    if schema.get("required").is_some_and(|required| !required.is_array()) {
         schema.remove("required");
     }
     Value::Object(schema)

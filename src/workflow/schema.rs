@@ -137,6 +137,14 @@ fn describe(error: &ValidationError, instance: &Value) -> Vec<Problem> {
         }
         ValidationErrorKind::Type { kind } => vec![wrong_type(&pointer, kind, value)],
         ValidationErrorKind::Enum { options } => vec![bad_choice(&pointer, options, value)],
+        // An input name (`propertyNames`) is reported at its key.
+        ValidationErrorKind::Pattern { .. } if pointer == "/inputs" => {
+            let mut problem = bad_pattern(&pointer, value);
+            let name = value.as_str().unwrap_or_default();
+            problem.pointer = format!("/inputs/{}", crate::yaml::escape(name));
+            problem.at_key = true;
+            vec![problem]
+        }
         ValidationErrorKind::Pattern { .. } => vec![bad_pattern(&pointer, value)],
         ValidationErrorKind::FalseSchema => vec![not_allowed_here(&pointer, &subject, instance)],
         ValidationErrorKind::MinItems { .. } => vec![Problem::new(
@@ -399,7 +407,9 @@ fn wrong_type(pointer: &str, kind: &TypeKind, value: &Value) -> Problem {
         "wrong type for `{field}`: expected {expected}, found {}",
         type_name(value)
     );
-    let hint = if field == "version" && value.is_number() {
+    let hint = if field == "required" && pointer.starts_with("/inputs/") {
+        Some("write `required: true` or `required: false`; a list of names is JSON Schema's `required` of an object-typed input".to_string())
+    } else if field == "version" && value.is_number() {
         Some(format!(
             "YAML reads {value} as a number; quote it and give all three parts: `version: \"1.0.0\"`"
         ))
@@ -464,6 +474,11 @@ fn bad_pattern(pointer: &str, value: &Value) -> Problem {
         (
             format!("invalid workflow id `{text}`"),
             "use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. \"code-generation-v1\"".to_string(),
+        )
+    } else if pointer == "/inputs" {
+        (
+            format!("invalid input name `{text}`"),
+            "use letters, digits, '_' and '-', starting with a letter or '_', so templates can read it as {{ workflow.input.NAME }}".to_string(),
         )
     } else if pointer.ends_with("/id") {
         (

@@ -15,6 +15,7 @@ mod examples;
 mod fuzz;
 mod hostile;
 mod hostile_agents;
+mod inputs;
 mod iterate;
 mod original;
 mod output;

@@ -164,6 +164,32 @@ async fn errors_with_their_hints() {
     settings.bind(|| insta::assert_snapshot!("output", transcript(&arguments, &output)));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inputs_of_a_workflow() {
+    let context = TestContext::new();
+    context.write("typed.yaml", crate::inputs::TYPED);
+    context.write(
+        "untyped.yaml",
+        "metadata: {id: untyped, name: Untyped, version: 1.0.0}\nsteps:\n  - {id: a, skill: echo, inputs: {x: '{{ workflow.input.code }} {{ workflow.input.language }}'}}\n",
+    );
+    let cases = [
+        ("help-inputs", "run --file typed.yaml --help-inputs"),
+        ("help-inputs-json", "run --file typed.yaml --help-inputs --json"),
+        ("help-inputs-untyped", "run --file untyped.yaml --help-inputs"),
+        (
+            "help-inputs-built-in",
+            "run --offline --workflow code-generation-v1 --help-inputs",
+        ),
+        (
+            "error-input-does-not-fit",
+            "run --offline --file typed.yaml --input count=x --input mode:=1",
+        ),
+    ];
+    for (name, line) in cases {
+        snapshot_line(&context, name, line).await;
+    }
+}
+
 #[test]
 fn the_help_of_the_main_commands() {
     let context = TestContext::new();
