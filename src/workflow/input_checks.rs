@@ -101,7 +101,9 @@ fn check_entry(inputs: &Inputs, name: &str, entry: &Map<String, Value>, report: 
     for error in meta.iter_errors(&schema).take(limits::MAX_DIAGNOSTICS) {
         valid = false;
         let at = format!("{pointer}{}", error.instance_path().as_str());
-        report.errors.push(schema_problem(name, &at, &error.to_string()));
+        report
+            .errors
+            .push(schema_problem(name, &at, error.instance(), &error.to_string()));
     }
     if !valid {
         return;
@@ -156,11 +158,20 @@ fn check_entry(inputs: &Inputs, name: &str, entry: &Map<String, Value>, report: 
     }
 }
 
-fn schema_problem(name: &str, pointer: &str, reason: &str) -> Problem {
+fn schema_problem(name: &str, pointer: &str, value: &Value, reason: &str) -> Problem {
     let (message, hint) = if pointer.ends_with("/type") {
+        let found = match value {
+            Value::String(text) => format!(" `{text}`"),
+            _ => String::new(),
+        };
+        let close = value
+            .as_str()
+            .and_then(|text| suggest(text, TYPES))
+            .map(|close| format!("did you mean `{close}`? "))
+            .unwrap_or_default();
         (
-            format!("invalid `type` in the schema of input `{name}`"),
-            format!("use one of: {}", TYPES.join(", ")),
+            format!("invalid `type`{found} in the schema of input `{name}`"),
+            format!("{close}use one of: {}", TYPES.join(", ")),
         )
     } else {
         (
