@@ -52,7 +52,10 @@ fn within_bounds(inputs: &Inputs, errors: &mut Vec<Problem>) -> bool {
                 crate::error::describe_bytes(bytes),
                 crate::error::describe_bytes(limits::MAX_INPUTS_BYTES)
             ),
-            Some("shorten the schemas: long `enum` lists and examples belong in the agents".to_string()),
+            Some(
+                "shorten the schemas: long `enum` lists and examples belong in the agents"
+                    .to_string(),
+            ),
         ));
         return false;
     }
@@ -66,7 +69,10 @@ fn within_bounds(inputs: &Inputs, errors: &mut Vec<Problem>) -> bool {
                     "the schema of input `{name}` nests more than {} levels deep",
                     limits::MAX_INPUT_SCHEMA_DEPTH
                 ),
-                Some("flatten it, or name the inner parts in `$defs` and refer to them with `$ref`".to_string()),
+                Some(
+                    "flatten it, or name the inner parts in `$defs` and refer to them with `$ref`"
+                        .to_string(),
+                ),
             ));
             within = false;
         }
@@ -101,9 +107,12 @@ fn check_entry(inputs: &Inputs, name: &str, entry: &Map<String, Value>, report: 
     for error in meta.iter_errors(&schema).take(limits::MAX_DIAGNOSTICS) {
         valid = false;
         let at = format!("{pointer}{}", error.instance_path().as_str());
-        report
-            .errors
-            .push(schema_problem(name, &at, error.instance(), &error.to_string()));
+        report.errors.push(schema_problem(
+            name,
+            &at,
+            error.instance(),
+            &error.to_string(),
+        ));
     }
     if !valid {
         return;
@@ -150,7 +159,10 @@ fn check_entry(inputs: &Inputs, name: &str, entry: &Map<String, Value>, report: 
             let mut warning = Problem::new(
                 &format!("{pointer}/required"),
                 format!("`required: true` has no effect on input `{name}`, which has a `default`"),
-                Some("a run without the input gets the default; remove `required` or the `default`".to_string()),
+                Some(
+                    "a run without the input gets the default; remove `required` or the `default`"
+                        .to_string(),
+                ),
             );
             warning.at_key = true;
             report.warnings.push(warning);
@@ -227,7 +239,9 @@ fn unknown_path(inputs: &Inputs, path: &[String]) -> Option<(String, String)> {
             false => format!("declared: {}", declared.join(", ")),
         };
         return Some((
-            format!("template reads `workflow.input.{first}`, but `inputs` declares no input `{first}`"),
+            format!(
+                "template reads `workflow.input.{first}`, but `inputs` declares no input `{first}`"
+            ),
             format!("{close}{listed}; or add `{first}` under `inputs:`"),
         ));
     };
@@ -240,7 +254,9 @@ fn unknown_path(inputs: &Inputs, path: &[String]) -> Option<(String, String)> {
             Field::Refused(why) => {
                 return Some((
                     format!("template reads `{walked}.{segment}`, but {why}"),
-                    format!("read a field the schema of input `{first}` declares, or add `{segment}` to it"),
+                    format!(
+                        "read a field the schema of input `{first}` declares, or add `{segment}` to it"
+                    ),
                 ));
             }
         };
@@ -268,23 +284,31 @@ fn field_of(schema: &Value, segment: &str) -> Field {
     };
     let scalar = |name: &&str| !matches!(*name, "object" | "array");
     if !types.is_empty() && types.iter().all(scalar) {
-        return Field::Refused(format!("that value is {}, which has no fields", types.join(" or ")));
+        return Field::Refused(format!(
+            "that value is {}, which has no fields",
+            types.join(" or ")
+        ));
     }
     if types == ["array"] {
         return match (segment.parse::<usize>(), schema.get("items")) {
             (Ok(_), Some(items)) => Field::Known(items.clone()),
             (Ok(_), None) => Field::Unknown,
-            (Err(_), _) => Field::Refused("that value is an array: read an item by its index, e.g. `.0`".to_string()),
+            (Err(_), _) => Field::Refused(
+                "that value is an array: read an item by its index, e.g. `.0`".to_string(),
+            ),
         };
     }
     let properties = schema.get("properties").and_then(Value::as_object);
     if let Some(field) = properties.and_then(|properties| properties.get(segment)) {
         return Field::Known(field.clone());
     }
-    let closed = [schema.get("additionalProperties"), schema.get("unevaluatedProperties")]
-        .into_iter()
-        .flatten()
-        .any(|rule| rule == &Value::Bool(false));
+    let closed = [
+        schema.get("additionalProperties"),
+        schema.get("unevaluatedProperties"),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|rule| rule == &Value::Bool(false));
     let open_by_pattern = schema.get("patternProperties").is_some();
     if closed && !open_by_pattern {
         let names: Vec<&str> = properties
@@ -335,24 +359,42 @@ mod tests {
     #[test]
     fn references_name_declared_inputs_and_closed_fields() {
         let cases: [(&str, Vec<&str>); 8] = [
-            ("{{ workflow.input.name }} {{ workflow.input.user.id }} {{ workflow.input }}", vec![]),
+            (
+                "{{ workflow.input.name }} {{ workflow.input.user.id }} {{ workflow.input }}",
+                vec![],
+            ),
             ("{{ workflow.input.open.anything.deeper }}", vec![]),
             ("{{ workflow.input.user.tags.0 }}", vec![]),
-            ("{{ workflow.input.nmae }}", vec![
-                "/steps/0/inputs/t: template reads `workflow.input.nmae`, but `inputs` declares no input `nmae`",
-            ]),
-            ("{{ workflow.input.user.login }}", vec![
-                "/steps/0/inputs/t: template reads `workflow.input.user.login`, but its schema allows only: id, tags",
-            ]),
-            ("{{ workflow.input.name.first }}", vec![
-                "/steps/0/inputs/t: template reads `workflow.input.name.first`, but that value is string, which has no fields",
-            ]),
-            ("{{ workflow.input.user.tags.first }}", vec![
-                "/steps/0/inputs/t: template reads `workflow.input.user.tags.first`, but that value is an array: read an item by its index, e.g. `.0`",
-            ]),
-            ("{{#if workflow.input.missing}}x{{/if}}", vec![
-                "/steps/0/inputs/t: template reads `workflow.input.missing`, but `inputs` declares no input `missing`",
-            ]),
+            (
+                "{{ workflow.input.nmae }}",
+                vec![
+                    "/steps/0/inputs/t: template reads `workflow.input.nmae`, but `inputs` declares no input `nmae`",
+                ],
+            ),
+            (
+                "{{ workflow.input.user.login }}",
+                vec![
+                    "/steps/0/inputs/t: template reads `workflow.input.user.login`, but its schema allows only: id, tags",
+                ],
+            ),
+            (
+                "{{ workflow.input.name.first }}",
+                vec![
+                    "/steps/0/inputs/t: template reads `workflow.input.name.first`, but that value is string, which has no fields",
+                ],
+            ),
+            (
+                "{{ workflow.input.user.tags.first }}",
+                vec![
+                    "/steps/0/inputs/t: template reads `workflow.input.user.tags.first`, but that value is an array: read an item by its index, e.g. `.0`",
+                ],
+            ),
+            (
+                "{{#if workflow.input.missing}}x{{/if}}",
+                vec![
+                    "/steps/0/inputs/t: template reads `workflow.input.missing`, but `inputs` declares no input `missing`",
+                ],
+            ),
         ];
         for (template, expected) in cases {
             assert_eq!(problems(BLOCK, template).0, expected, "{template}");
@@ -364,7 +406,10 @@ mod tests {
         let block = "  a: {type: strin}\n  b: {type: integer, default: many}\n  c: {type: string, pattern: '(', required: false}\n  d: {default: 1, required: true}\n";
         let (errors, warnings) = problems(block, "{{ workflow.input.a }}");
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors[0].starts_with("/inputs/a/type: invalid `type`"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("/inputs/a/type: invalid `type`"),
+            "{errors:?}"
+        );
         assert!(
             errors[1].starts_with("/inputs/b/default: the default of input `b` does not match its schema: \"many\" is not of type \"integer\""),
             "{errors:?}"
@@ -372,7 +417,9 @@ mod tests {
         assert!(errors[2].starts_with("/inputs/c"), "{errors:?}");
         assert_eq!(
             warnings,
-            ["/inputs/d/required: `required: true` has no effect on input `d`, which has a `default`"]
+            [
+                "/inputs/d/required: `required: true` has no effect on input `d`, which has a `default`"
+            ]
         );
     }
 
@@ -382,10 +429,20 @@ mod tests {
             .map(|index| format!("  i{index}: {{}}\n"))
             .collect();
         let (errors, _) = problems(&many, "x");
-        assert_eq!(errors, ["/inputs: `inputs` declares 101 inputs, more than the limit of 100"]);
-        let deep = format!("  d: {}{}\n", "{items: ".repeat(20), "{}".to_string() + &"}".repeat(20));
+        assert_eq!(
+            errors,
+            ["/inputs: `inputs` declares 101 inputs, more than the limit of 100"]
+        );
+        let deep = format!(
+            "  d: {}{}\n",
+            "{items: ".repeat(20),
+            "{}".to_string() + &"}".repeat(20)
+        );
         let (errors, _) = problems(&deep, "x");
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("nests more than 16 levels deep"), "{errors:?}");
+        assert!(
+            errors[0].contains("nests more than 16 levels deep"),
+            "{errors:?}"
+        );
     }
 }

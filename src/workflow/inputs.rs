@@ -50,12 +50,12 @@ impl Inputs {
 
     /// Required unless `required: false` or it has a `default`.
     pub fn is_required(&self, name: &str) -> bool {
-        self.0.get(name).is_some_and(|entry| {
-            match entry.get("required") {
+        self.0
+            .get(name)
+            .is_some_and(|entry| match entry.get("required") {
                 Some(Value::Bool(required)) => *required && !entry.contains_key("default"),
                 _ => !entry.contains_key("default"),
-            }
-        })
+            })
     }
 
     /// The whole block as one JSON Schema for `workflow.input` (an object
@@ -109,7 +109,10 @@ impl Inputs {
 fn field_schema(entry: &Map<String, Value>) -> Value {
     let mut schema = entry.clone();
     // Anything but a list is pallet's key (a wrong type is the workflow schema's problem).
-    if schema.get("required").is_some_and(|required| !required.is_array()) {
+    if schema
+        .get("required")
+        .is_some_and(|required| !required.is_array())
+    {
         schema.remove("required");
     }
     Value::Object(schema)
@@ -387,7 +390,14 @@ limits:
         // An array `required` is JSON Schema's, kept; a boolean one is pallet's, removed.
         assert_eq!(schema["properties"]["limits"]["required"], json!(["max"]));
         assert!(schema["properties"]["language"].get("required").is_none());
-        let types: Vec<String> = block.describe().into_iter().map(|info| info.type_name).collect();
-        assert_eq!(types, ["string", "integer", "one of: python, rust", "object"]);
+        let types: Vec<String> = block
+            .describe()
+            .into_iter()
+            .map(|info| info.type_name)
+            .collect();
+        assert_eq!(
+            types,
+            ["string", "integer", "one of: python, rust", "object"]
+        );
     }
 }

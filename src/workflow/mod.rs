@@ -1,5 +1,6 @@
 //! Workflow definitions: the serde model, the embedded JSON Schema, loading
-//! YAML with line:column diagnostics, and the semantic checks run before any step.
+//! YAML with line:column diagnostics, the semantic checks run before any step,
+//! and the typed `inputs:` a run's input is checked against (`inputs.rs`).
 
 mod approval_checks;
 mod input_checks;

@@ -64,8 +64,19 @@ async fn pallet_run_refuses_an_input_that_does_not_fit_before_any_step() {
     let output = pallet(
         &context,
         &[
-            "run", "--file", "typed.yaml", "--agent", &url, "--db", "runs.db", "--input",
-            "count=3", "--input", "mode=slow", "--input", "colour=red",
+            "run",
+            "--file",
+            "typed.yaml",
+            "--agent",
+            &url,
+            "--db",
+            "runs.db",
+            "--input",
+            "count=3",
+            "--input",
+            "mode=slow",
+            "--input",
+            "colour=red",
         ],
     )
     .await;
@@ -96,7 +107,14 @@ async fn pallet_run_fills_in_defaults_that_the_agent_receives_and_the_run_keeps(
     let output = pallet(
         &context,
         &[
-            "run", "--file", "typed.yaml", "--agent", &url, "--db", "runs.db", "--json",
+            "run",
+            "--file",
+            "typed.yaml",
+            "--agent",
+            &url,
+            "--db",
+            "runs.db",
+            "--json",
             "a parser",
         ],
     )
@@ -104,17 +122,33 @@ async fn pallet_run_fills_in_defaults_that_the_agent_receives_and_the_run_keeps(
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let record: Value = serde_json::from_slice(&output.stdout).unwrap();
     // The agent echoes what it received: the default, typed.
-    assert_eq!(record["input"], json!({"requirements": "a parser", "count": 2}));
+    assert_eq!(
+        record["input"],
+        json!({"requirements": "a parser", "count": 2})
+    );
     let build = &record["steps"][0];
-    assert_eq!(build["inputs"], json!({"requirements": "a parser", "count": 2}));
-    assert_eq!(build["outputs"], json!({"requirements": "a parser", "count": 2}));
+    assert_eq!(
+        build["inputs"],
+        json!({"requirements": "a parser", "count": 2})
+    );
+    assert_eq!(
+        build["outputs"],
+        json!({"requirements": "a parser", "count": 2})
+    );
     assert_eq!(agent.calls("echo"), 1);
     let listed = pallet(&context, &["runs", "--db", "runs.db", "--json"]).await;
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     let stored = listed[0]["id"].as_str().unwrap().to_string();
-    let shown = pallet(&context, &["runs", "show", &stored, "--db", "runs.db", "--json"]).await;
+    let shown = pallet(
+        &context,
+        &["runs", "show", &stored, "--db", "runs.db", "--json"],
+    )
+    .await;
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
-    assert_eq!(shown["input"], json!({"requirements": "a parser", "count": 2}));
+    assert_eq!(
+        shown["input"],
+        json!({"requirements": "a parser", "count": 2})
+    );
 }
 
 /// `pallet serve` on `dir`, with `agent`: its base URL; the process ends when dropped.
@@ -122,7 +156,14 @@ fn serve(context: &TestContext, agent: &str) -> (Spawned, String) {
     let mut child = Spawned::spawn(
         context
             .pallet()
-            .args(["serve", "--offline", "--addr", "127.0.0.1:0", "--agent", agent])
+            .args([
+                "serve",
+                "--offline",
+                "--addr",
+                "127.0.0.1:0",
+                "--agent",
+                agent,
+            ])
             .arg("--workflows-dir")
             .arg(context.path())
             .arg("--db")
@@ -170,12 +211,14 @@ async fn the_service_answers_422_with_every_problem_and_stores_the_defaulted_inp
         ]),
         "{problem}"
     );
-    assert_eq!(problem["declared_inputs"], json!(["requirements", "count", "mode"]));
+    assert_eq!(
+        problem["declared_inputs"],
+        json!(["requirements", "count", "mode"])
+    );
     assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("the input does not match the inputs of workflow `typed` (3 problems): /colour: "),
+        problem["detail"].as_str().unwrap().starts_with(
+            "the input does not match the inputs of workflow `typed` (3 problems): /colour: "
+        ),
         "{problem}"
     );
     assert_eq!(agent.calls("echo"), 0);
@@ -189,7 +232,11 @@ async fn the_service_answers_422_with_every_problem_and_stores_the_defaulted_inp
         .json()
         .await
         .unwrap();
-    assert_eq!(created["input"], json!({"requirements": "a parser", "count": 2}), "{created}");
+    assert_eq!(
+        created["input"],
+        json!({"requirements": "a parser", "count": 2}),
+        "{created}"
+    );
     let id = created["id"].as_str().unwrap();
     let mut run = Value::Null;
     for _ in 0..400 {
@@ -207,7 +254,11 @@ async fn the_service_answers_422_with_every_problem_and_stores_the_defaulted_inp
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(run["status"], "completed", "{run}");
-    assert_eq!(run["context"]["build"], json!({"requirements": "a parser", "count": 2}), "{run}");
+    assert_eq!(
+        run["context"]["build"],
+        json!({"requirements": "a parser", "count": 2}),
+        "{run}"
+    );
     child.signal(libc::SIGTERM);
     let _ = child.wait_with_output();
 }
@@ -248,7 +299,9 @@ steps:
     // With a fitting input, the child gets its default.
     let fitting = parent.replace("{count: many}", "{requirements: ok}");
     let loaded = Arc::new(load_str("parent.yaml", &fitting).unwrap());
-    let record = engine.run(loaded, json!({}), CancellationToken::new()).await;
+    let record = engine
+        .run(loaded, json!({}), CancellationToken::new())
+        .await;
     assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
     let child = record.steps[0].child.as_ref().expect("the child's record");
     assert_eq!(

@@ -174,8 +174,14 @@ async fn the_inputs_of_a_workflow() {
     );
     let cases = [
         ("help-inputs", "run --file typed.yaml --help-inputs"),
-        ("help-inputs-json", "run --file typed.yaml --help-inputs --json"),
-        ("help-inputs-untyped", "run --file untyped.yaml --help-inputs"),
+        (
+            "help-inputs-json",
+            "run --file typed.yaml --help-inputs --json",
+        ),
+        (
+            "help-inputs-untyped",
+            "run --file untyped.yaml --help-inputs",
+        ),
         (
             "help-inputs-built-in",
             "run --offline --workflow code-generation-v1 --help-inputs",

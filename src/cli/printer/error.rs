@@ -42,11 +42,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     // `downcast_ref` on the anyhow error also sees `.context(BadInput)` layers,
     // which `chain()` hides behind anyhow's own context type.
     let bad_input = error.downcast_ref::<BadInput>().is_some()
-        || error
-            .chain()
-            .any(|cause| {
-                cause.is::<BadInput>() || cause.is::<InputError>() || load_error(cause).is_some()
-            });
+        || error.chain().any(|cause| {
+            cause.is::<BadInput>() || cause.is::<InputError>() || load_error(cause).is_some()
+        });
     if bad_input {
         EXIT_BAD_INPUT
     } else {
