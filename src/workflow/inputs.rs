@@ -60,12 +60,22 @@ impl Inputs {
 
     /// The whole block as one JSON Schema for `workflow.input` (an object
     /// with exactly these fields). Each field's `$ref`s are relative to its
-    /// own schema, so runs check each field with its own validator.
+    /// own schema (runs check each field with its own validator), so here
+    /// each field is a schema resource of its own (`$id`).
     pub fn object_schema(&self) -> Value {
         let properties: Map<String, Value> = self
             .0
             .iter()
-            .map(|(name, entry)| (name.clone(), field_schema(entry)))
+            .map(|(name, entry)| {
+                let mut schema = field_schema(entry);
+                if let Value::Object(fields) = &mut schema
+                    && !fields.contains_key("$id")
+                {
+                    let id = format!("urn:pallet:input:{}", escape(name));
+                    fields.insert("$id".to_string(), Value::String(id));
+                }
+                (name.clone(), schema)
+            })
             .collect();
         let required: Vec<&str> = self.names().filter(|name| self.is_required(name)).collect();
         json!({
@@ -390,6 +400,14 @@ limits:
         // An array `required` is JSON Schema's, kept; a boolean one is pallet's, removed.
         assert_eq!(schema["properties"]["limits"]["required"], json!(["max"]));
         assert!(schema["properties"]["language"].get("required").is_none());
+        // The whole schema checks as the fields do, `$ref`s inside a field included.
+        let referring = inputs(
+            "tags: {type: array, items: {$ref: '#/$defs/tag'}, $defs: {tag: {type: string}}}",
+        );
+        let whole = jsonschema::draft202012::new(&referring.object_schema()).unwrap();
+        assert!(whole.is_valid(&json!({"tags": ["a"]})));
+        assert!(!whole.is_valid(&json!({"tags": [1]})));
+        assert!(checked(&referring, json!({"tags": [1]})).is_err());
         let types: Vec<String> = block
             .describe()
             .into_iter()

@@ -7,14 +7,16 @@ use serde_json::{Value, json};
 use super::terminal::terminal_safe;
 use crate::workflow::LoadedWorkflow;
 
-/// The inputs of `workflow` as JSON: `inputs` is null without an `inputs`
-/// block, and `reads` the input names its templates read.
+/// The inputs of `workflow` as JSON: `inputs` (and `input_schema`, the one
+/// JSON Schema of the whole input) are null without an `inputs` block, and
+/// `reads` lists the input names its templates read.
 pub fn inputs_json(workflow: &LoadedWorkflow) -> Value {
     let model = &workflow.workflow;
     json!({
         "workflow": model.metadata.id,
         "version": model.metadata.version.to_string(),
         "inputs": model.inputs.as_ref().map(|inputs| inputs.describe()),
+        "input_schema": model.inputs.as_ref().map(|inputs| inputs.object_schema()),
         "reads": model.inputs_read(),
     })
 }
