@@ -26,7 +26,7 @@ pub(crate) fn check(workflow: &Workflow, tree: &Tree, report: &mut Report) {
     for (name, entry) in &inputs.0 {
         check_entry(inputs, name, entry, report);
     }
-    check_references(inputs, tree, &mut report.errors);
+    check_references(inputs, tree, report);
 }
 
 /// The block's bounds ([`limits::MAX_INPUTS`] and the others); past them nothing else is checked.
@@ -194,13 +194,34 @@ fn schema_problem(name: &str, pointer: &str, value: &Value, reason: &str) -> Pro
     Problem::new(pointer, message, Some(hint))
 }
 
-/// Every `{{ workflow.input.X... }}` of every step names a declared input.
-fn check_references(inputs: &Inputs, tree: &Tree, errors: &mut Vec<Problem>) {
+/// Every `{{ workflow.input.X... }}` of every step names a declared input;
+/// reading an optional input without a default is a warning (templates are
+/// strict: a run without it fails there).
+fn check_references(inputs: &Inputs, tree: &Tree, report: &mut Report) {
     for node in &tree.nodes {
         for (pointer, text) in templates(node) {
             for path in input_paths(text) {
                 if let Some((message, hint)) = unknown_path(inputs, &path) {
-                    errors.push(Problem::new(&pointer, message, Some(hint)));
+                    report
+                        .errors
+                        .push(Problem::new(&pointer, message, Some(hint)));
+                    continue;
+                }
+                let name = &path[0];
+                let absent_fails = !inputs.is_required(name)
+                    && inputs
+                        .0
+                        .get(name)
+                        .is_some_and(|entry| !entry.contains_key("default"));
+                let known = report.warnings.iter().any(|warning| {
+                    warning.pointer == pointer && warning.message.contains(&format!("`{name}`"))
+                });
+                if absent_fails && !known {
+                    report.warnings.push(Problem::new(
+                        &pointer,
+                        format!("input `{name}` is optional and has no `default`: a run without it fails at this template"),
+                        Some("give it a `default` (the value a run without it gets), or drop `required: false`".to_string()),
+                    ));
                 }
             }
         }
@@ -399,6 +420,23 @@ mod tests {
         for (template, expected) in cases {
             assert_eq!(problems(BLOCK, template).0, expected, "{template}");
         }
+    }
+
+    #[test]
+    fn reading_an_optional_input_without_default_is_a_warning() {
+        let block =
+            "  mode: {type: string, required: false}\n  level: {type: integer, default: 1}\n";
+        let (errors, warnings) = problems(
+            block,
+            "{{ workflow.input.mode }} {{ workflow.input.mode }} {{ workflow.input.level }}",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            warnings,
+            [
+                "/steps/0/inputs/t: input `mode` is optional and has no `default`: a run without it fails at this template"
+            ]
+        );
     }
 
     #[test]

@@ -72,7 +72,7 @@ async fn pallet_run_refuses_an_input_that_does_not_fit_before_any_step() {
             "--db",
             "runs.db",
             "--input",
-            "count=3",
+            "count=3.5",
             "--input",
             "mode=slow",
             "--input",
@@ -86,9 +86,9 @@ async fn pallet_run_refuses_an_input_that_does_not_fit_before_any_step() {
         "error: the input does not match the inputs of workflow `typed` (4 problems)",
         "  /colour: unknown input `colour`; the declared inputs are: requirements, count, mode",
         "  /requirements: the required input `requirements` is missing (string: What to build)",
-        "  /count: \"3\" is not of type \"integer\"",
+        "  /count: \"3.5\" is not of type \"integer\"",
         "  /mode: \"slow\" is not one of \"fast\" or \"thorough\"",
-        "hint: `pallet run --help-inputs` (with the same --workflow or --file) lists the inputs; --input NAME=TEXT gives a string, --input NAME:=JSON a typed value (count:=3, flag:=true)",
+        "hint: `pallet run --help-inputs` (with the same --workflow or --file) lists the inputs; give them with --input NAME=VALUE (read as a number or boolean where the input is one), --input NAME:=JSON or --input-json FILE",
     ];
     assert_eq!(stderr.lines().collect::<Vec<_>>(), expected, "{stderr}");
     assert_eq!(agent.calls("echo"), 0, "no step ran");
@@ -329,4 +329,39 @@ async fn validate_names_a_template_reading_an_undeclared_input() {
     context.write("typed.yaml", TYPED);
     let output = pallet(&context, &["validate", "typed.yaml"]).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_inputs_are_read_as_the_number_or_boolean_the_input_declares() {
+    let agent = LegacyAgent::start("builder", &[]).await;
+    let context = TestContext::new();
+    context.write("typed.yaml", TYPED);
+    let url = agent.url();
+    let run = |extra: &'static [&'static str]| {
+        let mut arguments = vec!["run", "--file", "typed.yaml", "--agent", &url, "--json"];
+        arguments.extend_from_slice(extra);
+        arguments
+            .iter()
+            .map(|text| text.to_string())
+            .collect::<Vec<_>>()
+    };
+    let typed = run(&["--input", "count=5", "--input", "mode=fast", "text"]);
+    let typed: Vec<&str> = typed.iter().map(String::as_str).collect();
+    let output = pallet(&context, &typed).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        record["input"],
+        json!({"count": 5, "mode": "fast", "requirements": "text"})
+    );
+    // `:=` is JSON as written: a JSON string stays a string, and is refused.
+    let quoted = run(&["--input", "count:=\"5\"", "text"]);
+    let quoted: Vec<&str> = quoted.iter().map(String::as_str).collect();
+    let output = pallet(&context, &quoted).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("  /count: \"5\" is not of type \"integer\"\n"),
+        "{}",
+        text(&output.stderr)
+    );
 }

@@ -8,7 +8,7 @@ use super::terminal::terminal_safe;
 use crate::workflow::{InputError, LoadError};
 
 /// What to do about a run's input that does not fit the workflow's `inputs`.
-const INPUT_HINT: &str = "`pallet run --help-inputs` (with the same --workflow or --file) lists the inputs; --input NAME=TEXT gives a string, --input NAME:=JSON a typed value (count:=3, flag:=true)";
+const INPUT_HINT: &str = "`pallet run --help-inputs` (with the same --workflow or --file) lists the inputs; give them with --input NAME=VALUE (read as a number or boolean where the input is one), --input NAME:=JSON or --input-json FILE";
 use crate::workflow::SourceError;
 
 /// Exit status for a failed run (or a failure while running).

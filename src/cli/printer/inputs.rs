@@ -100,7 +100,7 @@ pub fn print_inputs(workflow: &LoadedWorkflow, json: bool) -> anyhow::Result<()>
         outln!("{line}");
     }
     outln!(
-        "give them with --input NAME=TEXT (a string), --input NAME:=JSON (typed: count:=3, flag:=true) or --input-json FILE; the positional text is `requirements`"
+        "give them with --input NAME=VALUE (text, or a number or boolean where the input is one), --input NAME:=JSON or --input-json FILE; the positional text is `requirements`"
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::args::RunArgs;
 use crate::cli::printer::BadInput;
+use crate::workflow::Inputs;
 
 /// `--input-json` first, then each `--input`, then the positional requirements.
 pub fn resolve_input(args: &RunArgs) -> anyhow::Result<Value> {
@@ -51,6 +52,53 @@ fn read_input_json(source: &str) -> anyhow::Result<Map<String, Value>> {
         ))
         .into()),
     }
+}
+
+/// `input` with each `--input KEY=TEXT` read as a number or boolean where
+/// the workflow's `inputs` type KEY as one (and only as such: not also as a
+/// string), as `workflow_dispatch` reads typed inputs; `KEY:=JSON` and
+/// `--input-json` are taken as they are.
+pub fn typed_text_inputs(args: &RunArgs, inputs: Option<&Inputs>, mut input: Value) -> Value {
+    let (Some(inputs), Value::Object(fields)) = (inputs, &mut input) else {
+        return input;
+    };
+    for pair in &args.inputs {
+        let Some(equals) = pair.find('=') else {
+            continue;
+        };
+        let (key, text) = (&pair[..equals], &pair[equals + 1..]);
+        if key.ends_with(':') {
+            continue;
+        }
+        let Some(schema) = inputs.field_schema(key) else {
+            continue;
+        };
+        let types: Vec<&str> = match schema.get("type") {
+            Some(Value::String(name)) => vec![name.as_str()],
+            Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        if types.contains(&"string") {
+            continue;
+        }
+        let typed = serde_json::from_str::<Value>(text.trim())
+            .ok()
+            .filter(|value| {
+                types.iter().any(|name| match *name {
+                    "integer" => value.is_i64() || value.is_u64(),
+                    "number" => value.is_number(),
+                    "boolean" => value.is_boolean(),
+                    _ => false,
+                })
+            });
+        // The last `--input` of a key is the one kept, as in `resolve_input`.
+        if let Some(typed) = typed
+            && fields.get(key) == Some(&Value::String(text.to_string()))
+        {
+            fields.insert(key.to_string(), typed);
+        }
+    }
+    input
 }
 
 /// `key=text` is a string; `key:=JSON` a typed value.

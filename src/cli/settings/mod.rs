@@ -124,7 +124,9 @@ impl RunSettings {
             }
         };
         // Checked (and defaulted) before any agent is looked for or step runs.
-        let input = workflow.check_input(input::resolve_input(&args)?)?;
+        let input = input::resolve_input(&args)?;
+        let input = input::typed_text_inputs(&args, workflow.workflow.inputs.as_ref(), input);
+        let input = workflow.check_input(input)?;
         let agents = agents::resolve(
             &args.sources,
             args.registry.offline,
