@@ -123,7 +123,8 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "REF", default_value = "code-generation-v1")]
     pub workflow: String,
 
-    /// One input value: `key=text` sets a string, `key:=JSON` a typed value. Repeatable.
+    /// One input value: `key=text` sets a string (a number or boolean where the
+    /// workflow's `inputs` type it so), `key:=JSON` a typed value. Repeatable.
     #[arg(short, long = "input", value_name = "KEY=VALUE")]
     pub inputs: Vec<String>,
 
