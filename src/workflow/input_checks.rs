@@ -256,7 +256,7 @@ fn unknown_path(inputs: &Inputs, path: &[String]) -> Option<(String, String)> {
             .map(|close| format!("did you mean `{close}`? "))
             .unwrap_or_default();
         let listed = match declared.is_empty() {
-            true => "the workflow declares no inputs".to_string(),
+            true => "`inputs` is empty (the workflow takes no input)".to_string(),
             false => format!("declared: {}", declared.join(", ")),
         };
         return Some((

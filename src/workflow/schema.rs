@@ -423,6 +423,10 @@ fn wrong_type(pointer: &str, kind: &TypeKind, value: &Value) -> Problem {
         Some(format!(
             "write a list: `{field}: [a, b]`, or one `- item` per line"
         ))
+    } else if expected == "a mapping" && parent(pointer) == "/inputs" {
+        Some(format!(
+            "an input is a JSON Schema mapping, e.g. `{field}: {{type: string, description: ...}}`"
+        ))
     } else if expected == "a mapping" {
         Some(format!(
             "write `NAME: value` pairs indented under `{field}:`"
