@@ -27,6 +27,7 @@
 //!
 //! Glossary:
 //! - **workflow**: a YAML definition (`metadata` + `steps`), identified by id and semver version.
+//! - **inputs**: a workflow's typed `workflow.input`: a JSON Schema per field, checked (and defaulted) before any step.
 //! - **step**: one node of a workflow: a skill call, or a container (parallel, conditional, switch).
 //! - **skill**: a named capability (`create_plan`) that an agent offers.
 //! - **agent**: an HTTP service that offers skills and publishes an agent card.
