@@ -28,7 +28,11 @@ fn subject(path: &[String]) -> &[String] {
 
 /// Every path `elements` read, in order; `guards` are the test paths of
 /// the `if`/`unless` blocks around them whose subjects are known present.
-pub(super) fn collect(elements: &[TemplateElement], guards: &mut Vec<Vec<String>>, found: &mut Vec<Read>) {
+pub(super) fn collect(
+    elements: &[TemplateElement],
+    guards: &mut Vec<Vec<String>>,
+    found: &mut Vec<Read>,
+) {
     for element in elements {
         let (TemplateElement::Expression(helper)
         | TemplateElement::HtmlExpression(helper)
@@ -56,7 +60,12 @@ pub(super) fn collect(elements: &[TemplateElement], guards: &mut Vec<Vec<String>
     }
 }
 
-fn parameters(helper: &HelperTemplate, test: bool, guards: &mut Vec<Vec<String>>, found: &mut Vec<Read>) {
+fn parameters(
+    helper: &HelperTemplate,
+    test: bool,
+    guards: &mut Vec<Vec<String>>,
+    found: &mut Vec<Read>,
+) {
     let all = std::iter::once(&helper.name)
         .chain(&helper.params)
         .chain(helper.hash.values());
@@ -165,10 +174,17 @@ mod tests {
     #[test]
     fn tests_and_the_blocks_they_guard_tolerate_absence() {
         let cases: Vec<(&str, Vec<(&str, bool)>)> = vec![
-            ("{{ steps.a.outputs.x }}", vec![("steps.a.outputs.x", false)]),
+            (
+                "{{ steps.a.outputs.x }}",
+                vec![("steps.a.outputs.x", false)],
+            ),
             (
                 "{{#if steps.a}}{{ steps.a.outputs.x }}{{else}}{{ steps.a.outputs.y }}{{/if}}",
-                vec![("steps.a", true), ("steps.a.outputs.x", true), ("steps.a.outputs.y", false)],
+                vec![
+                    ("steps.a", true),
+                    ("steps.a.outputs.x", true),
+                    ("steps.a.outputs.y", false),
+                ],
             ),
             (
                 "{{#unless steps.a.outputs.ok}}no{{else}}{{ steps.a.outputs.z }}{{/unless}}",
@@ -180,11 +196,19 @@ mod tests {
             ),
             (
                 "{{#if loop.previous}}{{ loop.previous.draft }}{{ loop.iteration }}{{/if}}",
-                vec![("loop.previous", true), ("loop.previous.draft", true), ("loop.iteration", false)],
+                vec![
+                    ("loop.previous", true),
+                    ("loop.previous.draft", true),
+                    ("loop.iteration", false),
+                ],
             ),
             (
                 "{{#if workflow.input.a}}{{ workflow.input.a }}{{ workflow.input.b }}{{/if}}",
-                vec![("workflow.input.a", true), ("workflow.input.a", true), ("workflow.input.b", false)],
+                vec![
+                    ("workflow.input.a", true),
+                    ("workflow.input.a", true),
+                    ("workflow.input.b", false),
+                ],
             ),
         ];
         for (text, expected) in cases {
@@ -195,7 +219,9 @@ mod tests {
             assert_eq!(tolerant(text), expected, "{text}");
         }
         assert_eq!(
-            tolerated_absences("{{#if steps.a}}{{ steps.a.outputs.x }}{{/if}} {{ steps.b.outputs }}"),
+            tolerated_absences(
+                "{{#if steps.a}}{{ steps.a.outputs.x }}{{/if}} {{ steps.b.outputs }}"
+            ),
             vec!["a"]
         );
         assert!(tolerated_absences("{{#if steps.a}}x{{/if}} {{ steps.a.outputs.y }}").is_empty());
@@ -212,7 +238,10 @@ mod tests {
             vec![read("steps.a", true)]
         );
         assert_eq!(
-            merge(vec![read("steps.a", true), read("steps.a.outputs.x", false)]),
+            merge(vec![
+                read("steps.a", true),
+                read("steps.a.outputs.x", false)
+            ]),
             vec![read("steps.a", false)]
         );
     }
@@ -220,7 +249,10 @@ mod tests {
     #[test]
     fn guards_that_prove_a_step_present() {
         assert_eq!(guard_requires("{{ steps.a.outputs.ok }}"), vec!["a"]);
-        assert_eq!(guard_requires("{{ and steps.a steps.b.outputs.x }}"), vec!["a", "b"]);
+        assert_eq!(
+            guard_requires("{{ and steps.a steps.b.outputs.x }}"),
+            vec!["a", "b"]
+        );
         assert!(guard_requires("{{ not steps.a }}").is_empty());
         assert!(guard_requires("{{ or steps.a steps.b }}").is_empty());
         assert!(guard_requires("{{ workflow.input.flag }}").is_empty());

@@ -37,7 +37,9 @@ impl<'a> Finished<'a> {
 
     /// Finished, but possibly without outputs.
     fn maybe(&self, id: &str) -> bool {
-        self.counts.get(&(id, false)).is_some_and(|count| *count > 0)
+        self.counts
+            .get(&(id, false))
+            .is_some_and(|count| *count > 0)
     }
 
     fn truncate(&mut self, length: usize) {
