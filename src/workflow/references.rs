@@ -564,6 +564,43 @@ mod tests {
     }
 
     #[test]
+    fn references_to_steps_that_may_have_no_outputs_must_tolerate_it() {
+        let steps = "
+- {id: a, skill: s, if: '{{ workflow.input.go }}'}
+- {id: b, skill: s, continue_on_error: true}
+- id: pick
+  step_type: conditional
+  condition: '{{ workflow.input.go }}'
+  branches:
+    if_true: [{id: c, skill: s}]
+- {id: bad, skill: s, inputs: {x: '{{ steps.a.outputs }}', y: '{{ steps.b.outputs }}', z: '{{ steps.c.outputs }}'}}
+- {id: fine, skill: s, inputs: {x: '{{#if steps.a}}{{ steps.a.outputs.v }}{{/if}}{{#if steps.b}}{{ steps.b.outputs }}{{/if}}{{#if steps.c}}{{ steps.c.outputs }}{{/if}}'}}
+- id: proven
+  if: '{{ and steps.a steps.c.outputs.ok }}'
+  step_type: parallel
+  branches:
+    steps: [{id: deep, skill: s, inputs: {x: '{{ steps.a.outputs }} {{ steps.c.outputs }}'}}]
+";
+        let found = errors(steps);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found[0].starts_with(
+                "/steps/3/inputs/x: step `bad` refers to `a`, which may be skipped: it has an `if:`"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[1]
+                .contains("`b`, which may have failed without outputs: it has `continue_on_error`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].contains("which runs only in branch `if_true` of `pick`"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn every_explanation_has_a_hint() {
         let text = "metadata: {id: x, name: X, version: 1.0.0}\nsteps:\n- id: fan\n  step_type: parallel\n  branches:\n    steps:\n      - {id: a, skill: s}\n- {id: b, skill: s}\n";
         let workflow: Workflow = crate::yaml::from_snippet(text).expect("test workflow parses");
