@@ -276,9 +276,18 @@ impl Run<'_> {
                     let slot = self.reserve_slot();
                     let mut record = skipped(step);
                     record.inputs = Some(json!({ "if": value }));
+                    // Journaled like a finished step: `runs show` lists the skip.
+                    let started = self.journal(step, |journal| journal.step_started(&step.id));
+                    let journaled = match started.await {
+                        Ok(()) => {
+                            self.journal(step, |journal| journal.step_finished(&record))
+                                .await
+                        }
+                        Err(failure) => Err(failure),
+                    };
                     self.finish(step, slot, record);
                     step.children().for_each(|child| self.skip(child));
-                    return Ok(());
+                    return journaled;
                 }
             }
             let outcome = match self.step_once(step, cancel).await {
