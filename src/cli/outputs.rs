@@ -336,6 +336,7 @@ mod tests {
     /// A run with one step `a` whose generated code goes to `main.py`.
     fn record() -> RunRecord {
         RunRecord {
+            continued_failures: Vec::new(),
             run_id: "r".into(),
             workflow_id: "w".into(),
             workflow_version: "1.0.0".into(),

@@ -45,6 +45,9 @@ pub struct RunRecord {
     pub output: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Steps with `continue_on_error` that failed while the run went on, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continued_failures: Vec<String>,
     /// RFC 3339.
     pub started_at: String,
     pub ended_at: String,

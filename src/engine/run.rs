@@ -73,6 +73,8 @@ pub(super) struct State {
     outputs: HashMap<String, Value>,
     /// In start order; a slot is reserved when a step starts and filled when it ends.
     records: Vec<Option<StepRecord>>,
+    /// Steps whose failure `continue_on_error` let the run go past.
+    continued: Vec<String>,
 }
 
 pub(super) struct Run<'e> {
@@ -122,6 +124,7 @@ pub(super) async fn execute(
         steps: Vec::new(),
         output: None,
         error: None,
+        continued_failures: Vec::new(),
         started_at: clock.started_at(),
         ended_at: String::new(),
         duration_ms: 0.0,
@@ -156,6 +159,7 @@ pub(super) async fn execute(
                         .map(|durable| durable.completed.clone())
                         .unwrap_or_default(),
                     records: Vec::new(),
+                    continued: Vec::new(),
                 }),
                 durable,
                 workflow: loaded.clone(),
@@ -169,6 +173,7 @@ pub(super) async fn execute(
                 .into_inner()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             record.steps = state.records.into_iter().flatten().collect();
+            record.continued_failures = state.continued;
         }
         Err(message) => {
             // Nothing ran, yet the record still shows every step.
@@ -263,9 +268,41 @@ impl Run<'_> {
         cancel: &'s CancellationToken,
     ) -> BoxFuture<'s, Result<(), Failure>> {
         Box::pin(async move {
-            match self.step_once(step, cancel).await {
+            if !cancel.is_cancelled() && self.completed_before(step).is_none() {
+                // A falsy guard skips the step with everything nested in it.
+                if let Some(value) = self.guard(step)?
+                    && !crate::template::is_truthy(&value)
+                {
+                    let slot = self.reserve_slot();
+                    let mut record = skipped(step);
+                    record.inputs = Some(json!({ "if": value }));
+                    // Journaled like a finished step: `runs show` lists the skip.
+                    let started = self.journal(step, |journal| journal.step_started(&step.id));
+                    let journaled = match started.await {
+                        Ok(()) => {
+                            self.journal(step, |journal| journal.step_finished(&record))
+                                .await
+                        }
+                        Err(failure) => Err(failure),
+                    };
+                    self.finish(step, slot, record);
+                    step.children().for_each(|child| self.skip(child));
+                    return journaled;
+                }
+            }
+            let outcome = match self.step_once(step, cancel).await {
                 Err(failure) if recoverable(step, &failure) => {
                     self.recover(step, failure, cancel).await
+                }
+                outcome => outcome,
+            };
+            match outcome {
+                // Recorded as failed; a cancellation or a pause is not swallowed.
+                Err(failure)
+                    if step.continue_on_error && !failure.cancelled && !failure.waiting =>
+                {
+                    self.lock().continued.push(self.event_name(step));
+                    Ok(())
                 }
                 outcome => outcome,
             }

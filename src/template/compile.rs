@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::allowed::{HELPER_NAMES, disallowed, too_deep};
 use super::lookup::{Missing, ROOTS, describe_roots};
 use super::meter::{TICK_HELPER, TickHelper};
+use super::tolerance::{Read, collect, merge};
 use super::{Location, TemplateError, value_to_text};
 
 /// Helpers whose result is a boolean, so a template made of one call to them
@@ -32,8 +33,9 @@ pub(super) enum Compiled {
     /// Anything else (helpers, blocks): rendered by handlebars into a string.
     Render {
         name: String,
-        /// Every `workflow...` / `steps...` path the template reads, none a prefix of another.
-        references: Vec<Vec<String>>,
+        /// Every path the template reads, none a prefix of another, with
+        /// whether a missing value is tolerated (see `tolerance`).
+        references: Vec<Read>,
         /// The template is one call to a boolean helper.
         boolean: bool,
     },
@@ -62,6 +64,8 @@ pub(super) enum Node {
 pub(super) struct StepTemplates {
     pub(super) inputs: Vec<(String, Node)>,
     pub(super) condition: Option<Node>,
+    /// The `if:` guard.
+    pub(super) guard: Option<Node>,
 }
 
 /// Builds compiled templates and registers the rendered ones.
@@ -91,6 +95,18 @@ impl Compiler {
         let compiled = self.template(step, &Location::Condition, text)?;
         Ok(Node::Template {
             location: Location::Condition,
+            compiled,
+        })
+    }
+
+    /// Compiles a step's `if:` guard; text without `{{` is a literal value.
+    pub(super) fn guard(&mut self, step: &str, text: &str) -> Result<Node, TemplateError> {
+        if !text.contains("{{") {
+            return Ok(Node::Literal(Value::String(text.to_string())));
+        }
+        let compiled = self.template(step, &Location::Guard, text)?;
+        Ok(Node::Template {
+            location: Location::Guard,
             compiled,
         })
     }
@@ -178,14 +194,20 @@ impl Compiler {
             matches!(&expression.name, Parameter::Name(name) if BOOLEAN_HELPERS.contains(&name.as_str()))
         });
         let mut references = Vec::new();
-        collect_references(&template.elements, &mut references);
+        collect(&template.elements, &mut Vec::new(), &mut references);
+        if *location == Location::Guard {
+            // A guard is a test: whatever is missing reads as false.
+            for read in &mut references {
+                read.tolerates_absence = true;
+            }
+        }
         rewrite_values(&mut template.elements);
         self.count += 1;
         let name = format!("{step}:{location}:{}", self.count);
         self.registry.register_template(&name, template);
         Ok(Compiled::Render {
             name,
-            references: without_extensions(references),
+            references: merge(references),
             boolean,
         })
     }
@@ -218,7 +240,7 @@ fn new_registry() -> Handlebars<'static> {
 }
 
 /// The one expression of a template that holds nothing else but whitespace.
-fn single_expression(template: &Template) -> Option<&HelperTemplate> {
+pub(super) fn single_expression(template: &Template) -> Option<&HelperTemplate> {
     let mut found = None;
     for element in &template.elements {
         match element {
@@ -251,7 +273,7 @@ fn interpolation(template: &Template) -> Option<Vec<Part>> {
 }
 
 /// The scope path of an expression that only reads a value: `{{ steps.plan.outputs.result }}`.
-fn lookup_path(expression: &HelperTemplate) -> Option<Vec<String>> {
+pub(super) fn lookup_path(expression: &HelperTemplate) -> Option<Vec<String>> {
     if !expression.params.is_empty() || !expression.hash.is_empty() || expression.block {
         return None;
     }
@@ -272,7 +294,7 @@ fn path_names(parameter: &Parameter) -> Option<Vec<String>> {
 }
 
 /// The segments of a parameter that reads `workflow...` or `steps...`.
-fn scope_path(parameter: &Parameter) -> Option<Vec<String>> {
+pub(super) fn scope_path(parameter: &Parameter) -> Option<Vec<String>> {
     path_names(parameter).filter(|names| {
         names
             .first()
@@ -391,7 +413,7 @@ pub(super) fn input_paths(text: &str) -> Vec<Vec<String>> {
 }
 
 /// Keeps each path once and drops paths inside another kept path (its value covers them).
-fn without_extensions(mut paths: Vec<Vec<String>>) -> Vec<Vec<String>> {
+pub(super) fn without_extensions(mut paths: Vec<Vec<String>>) -> Vec<Vec<String>> {
     paths.sort();
     paths.dedup();
     let covered = |path: &Vec<String>| {

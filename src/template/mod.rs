@@ -15,6 +15,7 @@ mod allowed;
 mod compile;
 mod lookup;
 mod meter;
+mod tolerance;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ pub use self::lookup::LOCAL_ROOTS;
 use self::lookup::{ROOT_NAME, insert, lookup};
 use self::meter::Stopped;
 pub use self::meter::{MAX_RENDER_WORK, MAX_RENDERED_BYTES, RenderLimit};
+pub use self::tolerance::{Read, guard_requires, reads, tolerated_absences};
 
 /// What templates can see: `workflow.input`, `steps.ID.outputs` and the locals.
 pub struct Scope<'a> {
@@ -63,6 +65,8 @@ pub struct StepSites<'a> {
     pub step: &'a str,
     pub inputs: &'a Map<String, Value>,
     pub condition: Option<&'a str>,
+    /// The `if:` guard.
+    pub guard: Option<&'a str>,
 }
 
 /// A reference to another step found in a template: `{{ steps.plan.outputs.result.code }}`
@@ -79,6 +83,8 @@ pub enum Location {
     /// An input, named by its key path: `code`, `config.items[0]`.
     Input(String),
     Condition,
+    /// The `if:` guard.
+    Guard,
 }
 
 impl fmt::Display for Location {
@@ -86,6 +92,7 @@ impl fmt::Display for Location {
         match self {
             Location::Input(key) => write!(formatter, "input `{key}`"),
             Location::Condition => formatter.write_str("condition"),
+            Location::Guard => formatter.write_str("`if`"),
         }
     }
 }
@@ -217,6 +224,9 @@ pub fn check<'a>(steps: impl IntoIterator<Item = StepSites<'a>>) -> Vec<Template
         if let Some(text) = step.condition {
             problems.extend(compiler.condition(step.step, text).err());
         }
+        if let Some(text) = step.guard {
+            problems.extend(compiler.guard(step.step, text).err());
+        }
     }
     problems
 }
@@ -252,6 +262,9 @@ impl Renderer {
             }
             if let Some(text) = step.condition {
                 templates.condition = Some(compiler.condition(step.step, text)?);
+            }
+            if let Some(text) = step.guard {
+                templates.guard = Some(compiler.guard(step.step, text)?);
             }
             steps.insert(step.step.to_string(), templates);
         }
@@ -313,6 +326,48 @@ impl Renderer {
             },
         };
         Ok(value)
+    }
+
+    /// The step's `if:` guard resolved like a condition, except that a
+    /// missing value reads as null (false); `None` for a step without one.
+    pub fn guard_until(
+        &self,
+        step: &str,
+        scope: &Scope,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Value>, TemplateError> {
+        let templates = self.templates(step)?;
+        let value = match &templates.guard {
+            None => return Ok(None),
+            Some(Node::Template {
+                compiled: Compiled::Lookup(path),
+                ..
+            }) => lookup(scope, path).map_or(Value::Null, Cow::into_owned),
+            Some(Node::Template {
+                compiled: Compiled::Interpolate(parts),
+                ..
+            }) => {
+                let mut text = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text(raw) => text.push_str(raw),
+                        Part::Path(path) => {
+                            if let Ok(value) = lookup(scope, path) {
+                                text.push_str(&value_to_text(&value));
+                            }
+                        }
+                    }
+                }
+                parse_boolean(&text).map_or(Value::String(text), Value::Bool)
+            }
+            Some(node) => match self.resolve(step, node, scope, deadline)? {
+                Value::String(text) => {
+                    parse_boolean(&text).map_or(Value::String(text), Value::Bool)
+                }
+                other => other,
+            },
+        };
+        Ok(Some(value))
     }
 
     fn templates(&self, step: &str) -> Result<&StepTemplates, TemplateError> {
@@ -403,15 +458,22 @@ impl Renderer {
         step: &str,
         location: &Location,
         name: &str,
-        references: &[Vec<String>],
+        references: &[Read],
         scope: &Scope,
         deadline: Option<Instant>,
     ) -> Result<String, TemplateError> {
         let mut root = Value::Object(Map::new());
-        for path in references {
-            let value =
-                lookup(scope, path).map_err(|missing| missing.error(step, location, path))?;
-            insert(&mut root, path, value.into_owned());
+        for Read {
+            path,
+            tolerates_absence,
+        } in references
+        {
+            match lookup(scope, path) {
+                Ok(value) => insert(&mut root, path, value.into_owned()),
+                // Left out: handlebars sees it missing, which `if` reads as false.
+                Err(_) if *tolerates_absence => {}
+                Err(missing) => return Err(missing.error(step, location, path)),
+            }
         }
         let context = Context::from(root);
         meter::render(&self.registry, name, &context, deadline).map_err(|stopped| match stopped {
@@ -549,6 +611,7 @@ mod tests {
                 step: "target",
                 inputs: &self.inputs,
                 condition: self.condition.as_deref(),
+                guard: None,
             }]
         }
     }

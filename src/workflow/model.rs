@@ -133,6 +133,13 @@ pub struct Step {
     /// last step's outputs become this step's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_failure: Vec<Step>,
+    /// A guard template (`if:`): read when the step would start; a falsy
+    /// value (or a missing one) skips the step and everything nested in it.
+    #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
+    /// A failure of this step is recorded and the run goes on (not a cancellation).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continue_on_error: bool,
 }
 
 /// How many items a for_each step takes when it sets no `max_items`.

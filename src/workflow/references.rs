@@ -8,29 +8,43 @@ use std::collections::HashMap;
 use super::limits;
 use super::model::StepType;
 use super::validate::{BODY, Node, ON_FAILURE, Problem, Tree, suggest, templates};
-use crate::template::{locals_read, step_references};
+use crate::template::{guard_requires, locals_read, step_references, tolerated_absences};
 
-/// The step ids finished at the current point of the walk (a count per id so
-/// leaving a branch only forgets what that branch added).
+/// The step ids finished at the current point of the walk, each either
+/// sure to have outputs or maybe not (skipped by its `if:`, failed with
+/// `continue_on_error`, in a branch not taken). A count per id and kind so
+/// leaving a branch only forgets what that branch added.
 #[derive(Default)]
 struct Finished<'a> {
-    counts: HashMap<&'a str, usize>,
-    order: Vec<&'a str>,
+    counts: HashMap<(&'a str, bool), usize>,
+    order: Vec<(&'a str, bool)>,
 }
 
 impl<'a> Finished<'a> {
     fn add(&mut self, id: &'a str) {
-        *self.counts.entry(id).or_default() += 1;
-        self.order.push(id);
+        self.add_kind(id, true);
     }
 
+    fn add_kind(&mut self, id: &'a str, sure: bool) {
+        *self.counts.entry((id, sure)).or_default() += 1;
+        self.order.push((id, sure));
+    }
+
+    /// Finished with outputs on every path.
     fn contains(&self, id: &str) -> bool {
-        self.counts.get(id).is_some_and(|count| *count > 0)
+        self.counts.get(&(id, true)).is_some_and(|count| *count > 0)
+    }
+
+    /// Finished, but possibly without outputs.
+    fn maybe(&self, id: &str) -> bool {
+        self.counts
+            .get(&(id, false))
+            .is_some_and(|count| *count > 0)
     }
 
     fn truncate(&mut self, length: usize) {
-        for id in self.order.drain(length..) {
-            if let Some(count) = self.counts.get_mut(id) {
+        for key in self.order.drain(length..) {
+            if let Some(count) = self.counts.get_mut(&key) {
                 *count -= 1;
             }
         }
@@ -57,6 +71,16 @@ fn walk_sequence<'a>(
             templates(node).into_iter().partition(|(pointer, _)| {
                 node.step.step_type == StepType::Loop && pointer.ends_with("/until")
             });
+        // A guard that proves a step present lets the step and its nested
+        // steps read it freely.
+        let guarded = finished.order.len();
+        for id in node.step.guard.iter().flat_map(|text| guard_requires(text)) {
+            if let Some((&id, _)) = tree.by_id.get_key_value(id.as_str())
+                && finished.maybe(id)
+            {
+                finished.add(id);
+            }
+        }
         check_step(tree, index, &before, finished, errors);
         let mark = finished.order.len();
         for (name, children) in &node.branches {
@@ -79,19 +103,30 @@ fn walk_sequence<'a>(
                 finished.truncate(mark);
             }
         }
-        add_guaranteed(tree, index, finished);
+        finished.truncate(guarded);
+        add_finished(tree, index, true, finished);
     }
 }
 
-/// A finished step guarantees itself, and for a parallel step every child's guarantees.
-fn add_guaranteed<'a>(tree: &Tree<'a>, index: usize, finished: &mut Finished<'a>) {
+/// A finished step: itself, a parallel step's children, and (maybe) the
+/// steps in a conditional's or switch's branches. `sure`: the step is sure
+/// to have outputs, unless its `if:` may skip it or it may fail with
+/// `continue_on_error`.
+fn add_finished<'a>(tree: &Tree<'a>, index: usize, sure: bool, finished: &mut Finished<'a>) {
     let node = &tree.nodes[index];
-    finished.add(node.step.id.as_str());
-    if node.step.step_type == StepType::Parallel {
-        for (_, children) in &node.branches {
-            for &child in children {
-                add_guaranteed(tree, child, finished);
-            }
+    let sure = sure && node.step.guard.is_none() && !node.step.continue_on_error;
+    finished.add_kind(node.step.id.as_str(), sure);
+    let branch_sure = match node.step.step_type {
+        StepType::Parallel => sure,
+        StepType::Conditional | StepType::Switch => false,
+        _ => return,
+    };
+    for (name, children) in &node.branches {
+        if *name == ON_FAILURE || *name == BODY {
+            continue;
+        }
+        for &child in children {
+            add_finished(tree, child, branch_sure, finished);
         }
     }
 }
@@ -114,7 +149,14 @@ fn check_step(
                 errors.push(unknown_step(tree, pointer, step, suggest));
                 continue;
             };
-            if !finished.contains(step) {
+            if finished.maybe(step) && !finished.contains(step) {
+                // A guard is a test, so it reads a missing step as false.
+                let own_guard = pointer == format!("{}/if", tree.nodes[index].pointer);
+                if !own_guard && !tolerated_absences(text).iter().any(|id| id == step) {
+                    let (message, hint) = explain_maybe(tree, index, target);
+                    errors.push(Problem::new(pointer, message, Some(hint)));
+                }
+            } else if !finished.contains(step) {
                 let (message, hint) = explain(tree, index, target);
                 errors.push(Problem::new(pointer, message, Some(hint)));
             }
@@ -218,6 +260,46 @@ fn chain(tree: &Tree, index: usize) -> Vec<usize> {
     }
     chain.reverse();
     chain
+}
+
+/// Why a reference to `target`, finished but maybe without outputs, needs
+/// to tolerate its absence: message and hint.
+fn explain_maybe(tree: &Tree, referrer: usize, target: usize) -> (String, String) {
+    let id = |index: usize| tree.nodes[index].step.id.as_str();
+    let (name, this) = (id(target), id(referrer));
+    let tolerate = format!(
+        "read it inside `{{{{#if steps.{name}}}}}…{{{{/if}}}}`, or give `{this}` the guard `if: \"{{{{ steps.{name} }}}}\"`"
+    );
+    // The nearest step, the target or one around it, that may leave it without outputs.
+    // Containers around both steps do not count: the referrer runs only when they do.
+    let around_referrer = chain(tree, referrer);
+    let why = chain(tree, target).into_iter().rev().find_map(|index| {
+        if around_referrer.contains(&index) {
+            return None;
+        }
+        let step = tree.nodes[index].step;
+        let whose = if index == target {
+            "it".to_string()
+        } else {
+            format!("`{}`, around it,", step.id)
+        };
+        if step.guard.is_some() {
+            Some(format!("which may be skipped: {whose} has an `if:`"))
+        } else if step.continue_on_error {
+            Some(format!(
+                "which may have failed without outputs: {whose} has `continue_on_error`"
+            ))
+        } else {
+            None
+        }
+    });
+    match why {
+        Some(why) => (format!("step `{this}` refers to `{name}`, {why}"), tolerate),
+        None => {
+            let (message, hint) = explain(tree, referrer, target);
+            (message, format!("{hint}; or {tolerate}"))
+        }
+    }
 }
 
 /// Why `target` has not finished when `referrer` runs: message and hint.
@@ -478,6 +560,43 @@ mod tests {
             vec![
                 "/steps/1/inputs/x: step `after` refers to `hidden`, which runs only in branch `if_true` of `maybe`, so it may not have run",
             ]
+        );
+    }
+
+    #[test]
+    fn references_to_steps_that_may_have_no_outputs_must_tolerate_it() {
+        let steps = "
+- {id: a, skill: s, if: '{{ workflow.input.go }}'}
+- {id: b, skill: s, continue_on_error: true}
+- id: pick
+  step_type: conditional
+  condition: '{{ workflow.input.go }}'
+  branches:
+    if_true: [{id: c, skill: s}]
+- {id: bad, skill: s, inputs: {x: '{{ steps.a.outputs }}', y: '{{ steps.b.outputs }}', z: '{{ steps.c.outputs }}'}}
+- {id: fine, skill: s, inputs: {x: '{{#if steps.a}}{{ steps.a.outputs.v }}{{/if}}{{#if steps.b}}{{ steps.b.outputs }}{{/if}}{{#if steps.c}}{{ steps.c.outputs }}{{/if}}'}}
+- id: proven
+  if: '{{ and steps.a steps.c.outputs.ok }}'
+  step_type: parallel
+  branches:
+    steps: [{id: deep, skill: s, inputs: {x: '{{ steps.a.outputs }} {{ steps.c.outputs }}'}}]
+";
+        let found = errors(steps);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found[0].starts_with(
+                "/steps/3/inputs/x: step `bad` refers to `a`, which may be skipped: it has an `if:`"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[1]
+                .contains("`b`, which may have failed without outputs: it has `continue_on_error`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].contains("which runs only in branch `if_true` of `pick`"),
+            "{found:?}"
         );
     }
 

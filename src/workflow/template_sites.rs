@@ -17,6 +17,7 @@ impl Workflow {
                 .as_deref()
                 .or(step.items.as_deref())
                 .or(step.until.as_deref()),
+            guard: step.guard.as_deref(),
         })
     }
 }

@@ -263,6 +263,7 @@ pub(crate) fn templates<'a>(node: &Node<'a>) -> Vec<(String, &'a str)> {
         ("condition", &node.step.condition),
         ("items", &node.step.items),
         ("until", &node.step.until),
+        ("if", &node.step.guard),
     ];
     for (key, text) in conditions {
         if let Some(text) = text {

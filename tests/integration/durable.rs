@@ -2243,3 +2243,44 @@ async fn a_database_the_user_cannot_write_can_be_read() {
     assert!(stderr.contains("cannot read the run database"), "{stderr}");
     assert!(stderr.contains("hint: check that you may read"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_skip_is_journaled_and_shown() {
+    let agent = LegacyAgent::start("helper", &[]).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let workflows = directory.path().join("workflows");
+    std::fs::create_dir(&workflows).unwrap();
+    let file = directory.path().join("guarded.yaml");
+    let steps = "  - {id: maybe, if: '{{ workflow.input.go }}', skill: echo}\n  - {id: after, skill: echo, inputs: {x: '{{#if steps.maybe}}ran{{else}}skipped{{/if}}'}}\n";
+    std::fs::write(&file, workflow_text(steps)).unwrap();
+    let root = directory.path().to_path_buf();
+    let url = agent.url();
+    let file_arg = file.display().to_string();
+    let out = directory.path().join("out").display().to_string();
+    let run = output_off_runtime(pallet_with_workflows(
+        &root,
+        &db,
+        &url,
+        &workflows,
+        &[
+            "run", "--json", "--file", &file_arg, "--out", &out, "--input", "go=false",
+        ],
+    ))
+    .await;
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let record: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let id = record["run_id"].as_str().unwrap().to_string();
+    assert_eq!(agent.calls("echo"), 1);
+    let shown = runs_show(&root, &db, &[&id, "--json"]);
+    let text = String::from_utf8_lossy(&shown.stdout).to_string();
+    let view: Value = serde_json::from_slice(&shown.stdout).unwrap_or_else(|_| panic!("{text}"));
+    assert_eq!(view["status"], "completed", "{view}");
+    assert!(text.contains("\"skipped\""), "{text}");
+    assert!(text.contains("\"if\""), "{text}");
+}

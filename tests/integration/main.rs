@@ -13,6 +13,7 @@ mod durable;
 mod engine;
 mod examples;
 mod fuzz;
+mod guards;
 mod hostile;
 mod hostile_agents;
 mod inputs;

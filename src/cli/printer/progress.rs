@@ -49,7 +49,15 @@ fn line(event: &Event) -> String {
                     terminal_safe(record.error.as_deref().unwrap_or("unknown error"))
                 ),
                 StepStatus::Cancelled => format!("  ■ {step} cancelled after {took}"),
-                StepStatus::Skipped => format!("  - {step} skipped"),
+                StepStatus::Skipped => {
+                    match record.inputs.as_ref().and_then(|inputs| inputs.get("if")) {
+                        Some(value) => format!(
+                            "  - {step} skipped (`if` was {})",
+                            terminal_safe(&value.to_string())
+                        ),
+                        None => format!("  - {step} skipped"),
+                    }
+                }
                 StepStatus::Waiting => format!("  ? {step} waits for approval"),
             }
         }

@@ -76,6 +76,17 @@ pub fn report_run(
                     files_written(written)
                 );
             }
+            if !record.continued_failures.is_empty() {
+                let names: Vec<String> = record
+                    .continued_failures
+                    .iter()
+                    .map(|step| format!("`{}`", terminal_safe(step)))
+                    .collect();
+                errln!(
+                    "warning: failed and continued (continue_on_error): {}",
+                    names.join(", ")
+                );
+            }
             if let Some(output) = &record.output {
                 outln!("{}", serde_json::to_string_pretty(output)?);
             }

@@ -200,6 +200,7 @@ impl Run<'_> {
                     .map(|durable| durable.completed.clone())
                     .unwrap_or_default(),
                 records: Vec::new(),
+                continued: Vec::new(),
             }),
             durable: durable.as_ref(),
             workflow: Arc::clone(&self.workflow),

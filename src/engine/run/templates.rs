@@ -22,6 +22,13 @@ impl Run<'_> {
             .map_err(|error| self.template_failure(step, what, &error))
     }
 
+    /// A step's `if:` guard resolved against this run's state (`None`: no guard).
+    pub(in crate::engine) fn guard(&self, step: &Step) -> Result<Option<Value>, Failure> {
+        let deadline = self.render_deadline(step);
+        self.with_scope(|scope| self.renderer.guard_until(&step.id, scope, deadline))
+            .map_err(|error| self.template_failure(step, "`if`", &error))
+    }
+
     /// `read` with the scope templates see here: this run's outputs, then
     /// those of the runs around it (an iteration's), and the locals.
     fn with_scope<T>(&self, read: impl FnOnce(&Scope) -> T) -> T {
