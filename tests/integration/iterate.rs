@@ -340,3 +340,25 @@ on_failure:
         "workflow timed out after 300ms"
     );
 }
+
+#[tokio::test]
+async fn continued_failures_in_a_map_are_reported_for_the_run() {
+    let body = "
+steps:
+  - id: each
+    step_type: for_each
+    items: '{{ workflow.input.skills }}'
+    steps:
+      - id: call
+        step_type: switch
+        condition: '{{ item }}'
+        continue_on_error: true
+        branches:
+          fail: [{id: failing, skill: fail}]
+          default: [{id: fine, skill: echo}]
+";
+    let (record, agent) = run(body, json!({"skills": ["ok", "fail", "ok"]})).await;
+    assert_eq!(record.status, RunStatus::Completed, "{record:#?}");
+    assert_eq!(agent.calls("echo"), 2);
+    assert_eq!(record.continued_failures, ["each[1]/call"]);
+}

@@ -219,10 +219,13 @@ impl Run<'_> {
             _ => Value::Null,
         };
         let outputs = outcome.map(|()| run.outputs_by_id(body));
-        let records = run
+        let state = run
             .state
             .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Already named with the iteration's prefix: the run reports them all.
+        self.lock().continued.extend(state.continued);
+        let records = state
             .records
             .into_iter()
             .flatten()
