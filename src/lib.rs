@@ -8,7 +8,7 @@
 //! in this list, so there is no cycle):
 //! - [`cli`]: the command line, args (clap types) -> settings -> commands, one printer.
 //! - [`api`]: the HTTP service (`pallet serve`): routes, auth, problem documents, OpenAPI, and its client (`--server`).
-//! - [`runs`]: the durable-run lifecycle: start, resume, approve/reject, cancel, approval expiry, leases.
+//! - [`runs`]: the durable-run lifecycle: start, resume, rerun, approve/reject, cancel, approval expiry, leases.
 //! - [`store`]: persistence only, behind the [`store::Backend`] trait (SQLite now).
 //! - [`builtin`]: the example workflows and agents compiled into the binary (their skills: the `pallet-agents` crate).
 //! - [`engine`]: running one workflow: step kinds, timeouts, retries, cancellation, sub-workflows, run records.
@@ -22,7 +22,7 @@
 //! Where each command lives: `cli/commands/` — `run` (run.rs), `validate`
 //! (validate.rs), `push`/`pull`/`list`/`show` (registry.rs), `agents
 //! push|list` (agents.rs), `agent serve|skill` (agent.rs), `serve` (serve.rs),
-//! `runs`/`approve`/`reject`/`cancel`/`resume` (runs.rs, and remote.rs with
+//! `runs`/`approve`/`reject`/`cancel`/`resume`/`rerun` (runs.rs, and remote.rs with
 //! `--server`).
 //!
 //! Glossary:

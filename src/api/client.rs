@@ -177,6 +177,15 @@ impl ApiClient {
         self.send(self.http.post(url)).await
     }
 
+    /// `POST /workflows/{id}/rerun`: the new run's view.
+    pub async fn rerun(&self, id: &str, from: &str) -> Result<Value, ClientError> {
+        let url = self.url(&["workflows", id, "rerun"]);
+        let request = super::types::RerunRequest {
+            from: from.to_string(),
+        };
+        self.send(self.http.post(url).json(&request)).await
+    }
+
     /// Look at run `id` until it ends or waits for an approval that has not
     /// expired, as the local commands return once the run stops in this process.
     pub async fn settle(&self, id: &str, mut view: Value) -> Result<Value, ClientError> {

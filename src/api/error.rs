@@ -150,7 +150,7 @@ impl ApiError {
 fn run_status(error: &RunError) -> StatusCode {
     match error {
         RunError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
-        RunError::MissingFields { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        error if error.is_invalid_request() => StatusCode::UNPROCESSABLE_ENTITY,
         error if error.is_conflict() => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

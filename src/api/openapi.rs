@@ -121,6 +121,24 @@ fn paths() -> Value {
                 }
             }
         },
+        "/workflows/{id}/rerun": {
+            "post": {
+                "summary": "Start a new run of this run's workflow (its recorded text, the same digest) and input from a top-level step: the steps before it reuse this run's recorded outputs (their agents are not called), the step and all after it run; it executes in the background",
+                "parameters": [id_parameter()],
+                "requestBody": json_body("RerunRequest"),
+                "responses": {
+                    "201": run_response("The new run, just started; `rerun_of` names this run and the step"),
+                    "400": problem("The body is not JSON"),
+                    "404": problem("No such run"),
+                    "422": problem("`from` is not a top-level step of the run's workflow (the detail lists them), is nested in one (the detail names it), or a step before it did not complete in this run"),
+                    "429": {
+                        "description": "Too many runs executing, or their inputs too large: retry later",
+                        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+                        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+                    }
+                }
+            }
+        },
         "/health": {
             "get": {
                 "summary": "Liveness and readiness; needs no token",
@@ -196,6 +214,12 @@ fn schemas() -> Value {
                 }
             }
         },
+        "RerunRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["from"],
+            "properties": {"from": {"type": "string", "description": "The top-level step to run again from"}}
+        },
         "Transition": {
             "type": "object",
             "properties": {
@@ -225,6 +249,8 @@ fn schemas() -> Value {
                 "created_at": {"type": "string", "format": "date-time"},
                 "updated_at": {"type": "string", "format": "date-time"},
                 "completed_at": {"type": ["string", "null"], "format": "date-time"},
+                "rerun_of": {"type": "object", "description": "Set on a rerun: the run it came from and the top-level step it ran again from; its attempts taken over from that run carry `reused_from`",
+                    "properties": {"run_id": {"type": "string", "format": "uuid"}, "from_step": {"type": "string"}}},
                 "progress": {"type": "object", "properties": {
                     "percentage": {"type": "integer", "minimum": 0, "maximum": 100},
                     "steps_completed": {"type": "integer"},

@@ -12,7 +12,8 @@ use axum::routing::{MethodRouter, get, post};
 use serde_json::{Value, json};
 
 use super::types::{
-    self, AdvanceRequest, History, ListQuery, RunsPage, Trigger, decode_cursor, encode_cursor,
+    self, AdvanceRequest, History, ListQuery, RerunRequest, RunsPage, Trigger, decode_cursor,
+    encode_cursor,
 };
 use super::{ApiError, AppState, SERVICE_ACTOR};
 use crate::runs::{Decision, RunError, stored_workflow};
@@ -41,6 +42,7 @@ pub fn routes() -> Vec<Route> {
         route("/workflows/{id}/advance", Method::POST, post(advance)),
         route("/workflows/{id}/cancel", Method::POST, post(cancel)),
         route("/workflows/{id}/resume", Method::POST, post(resume)),
+        route("/workflows/{id}/rerun", Method::POST, post(rerun)),
         route("/health", Method::GET, get(health)),
         route("/openapi.json", Method::GET, get(openapi)),
     ]
@@ -276,6 +278,46 @@ async fn resume(
     };
     let view = blocking(&state, move |state| view(state, &id)).await?;
     Ok((status, Json(view)).into_response())
+}
+
+/// Start a new run of run `id`'s workflow and input from its top-level step
+/// `from` (the steps before it reuse `id`'s outputs); it executes in the
+/// background, as a run `POST /workflows` starts does.
+async fn rerun(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let request: RerunRequest = types::typed(body)?;
+    if request.from.trim().is_empty() {
+        return Err(ApiError::field(
+            "/from",
+            "is empty: name the top-level step to run again from",
+        ));
+    }
+    let created = blocking(&state, move |state| {
+        let original = state.store.get(&id)?;
+        // Admitted as a new run is, before anything is written.
+        let input_bytes = serde_json::to_vec(&original.input).map_or(0, |bytes| bytes.len());
+        let ticket = state.admission.admit(input_bytes as u64)?;
+        let run = state
+            .runner(SERVICE_ACTOR)
+            .create_rerun(&id, &request.from)?;
+        let body = view(state, &run.id)?;
+        Ok((run, body, ticket))
+    })
+    .await;
+    state.note_store_write(&created);
+    let (run, body, ticket) = created?;
+    state.continue_in_background(run.id.clone(), ticket);
+    let location = format!("/workflows/{}", run.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
 }
 
 /// Whether run `id` is to be continued: refused (409) when it waits for a

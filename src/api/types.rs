@@ -137,6 +137,13 @@ pub struct AdvanceRequest {
     pub phase_result: PhaseResult,
 }
 
+/// `POST /workflows/{id}/rerun`: the top-level step to run again from.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRequest {
+    pub from: String,
+}
+
 /// The seed's triggers. `agent_complete` is accepted in the body but refused
 /// (409): pallet's runner records agent completion itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

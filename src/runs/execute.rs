@@ -24,6 +24,16 @@ pub(super) struct Earlier {
     interrupted_tasks: HashMap<String, StepTask>,
 }
 
+impl Earlier {
+    /// What a new rerun starts with: the outputs of the steps it took over.
+    pub(super) fn reused(completed: HashMap<String, Value>) -> Earlier {
+        Earlier {
+            completed,
+            ..Earlier::default()
+        }
+    }
+}
+
 impl Runner<'_> {
     /// Run the engine over the stored run and record where it ended.
     pub(super) async fn execute(

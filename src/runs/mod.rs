@@ -1,5 +1,5 @@
-//! The durable-run lifecycle: start, resume, approve, reject (with or without
-//! rework), cancel, approval expiry, and one executor per run (the lease
+//! The durable-run lifecycle: start, resume, rerun from a step (`rerun.rs`),
+//! approve, reject (with or without rework), cancel, approval expiry, and one executor per run (the lease
 //! policy, [`lease`]). The CLI and the HTTP service both drive runs through
 //! [`Runner`], on top of the [`Engine`] and a run database ([`Backend`]).
 //!
@@ -17,6 +17,7 @@ mod approval;
 mod execute;
 mod journal;
 pub mod lease;
+mod rerun;
 mod view;
 mod workflows;
 
@@ -52,6 +53,37 @@ pub enum RunError {
     Ended { id: String, status: RunState },
     #[error("the approval of step `{step}` lacks the required field(s) {}", missing.join(", "))]
     MissingFields { step: String, missing: Vec<String> },
+    #[error(
+        "workflow `{workflow}` of run `{id}` has no step `{step}`{}; rerun from one of its top-level steps: {}",
+        suggestion.as_ref().map(|close| format!(" (did you mean `{close}`?)")).unwrap_or_default(),
+        steps.join(", ")
+    )]
+    UnknownStep {
+        id: String,
+        workflow: String,
+        step: String,
+        suggestion: Option<String>,
+        /// The top-level steps, in order.
+        steps: Vec<String>,
+    },
+    #[error(
+        "step `{step}` is inside top-level step `{parent}` of run `{id}`'s workflow; a rerun starts at a top-level step: rerun from `{parent}` (or an earlier step)"
+    )]
+    NestedStep {
+        id: String,
+        step: String,
+        parent: String,
+    },
+    #[error(
+        "step `{step}`, before `{from}`, did not complete in run `{id}` ({state}): it has no outputs to reuse; rerun from `{step}` or an earlier step"
+    )]
+    NotCompleted {
+        id: String,
+        step: String,
+        from: String,
+        /// How it stands: `it failed`, `it did not run`, ...
+        state: String,
+    },
     #[error(
         "run `{id}` is being executed by another process (pid {pid} on host {host}, since {since}): wait for it, or stop it with `pallet cancel {id}`"
     )]
@@ -89,6 +121,18 @@ impl RunError {
                 | RunError::Ended { .. }
                 | RunError::Leased { .. }
                 | RunError::LeaseLost { .. }
+        )
+    }
+
+    /// The request names what the run does not have or need (HTTP 422 in a
+    /// service): missing approval fields, or a step a rerun cannot start from.
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(
+            self,
+            RunError::MissingFields { .. }
+                | RunError::UnknownStep { .. }
+                | RunError::NestedStep { .. }
+                | RunError::NotCompleted { .. }
         )
     }
 
@@ -192,7 +236,7 @@ impl Runner<'_> {
         Ok(self.store.get(&id)?)
     }
 
-    fn new_run(&self, workflow: &LoadedWorkflow, reference: &str, input: Value) -> NewRun {
+    pub(super) fn new_run(&self, workflow: &LoadedWorkflow, reference: &str, input: Value) -> NewRun {
         NewRun {
             workflow_ref: reference.to_string(),
             workflow_id: workflow.workflow.metadata.id.clone(),

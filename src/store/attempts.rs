@@ -69,6 +69,10 @@ pub struct Attempt {
     /// The latest status message of the agent's task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
+    /// The run that made this attempt, when this run took it over from it
+    /// (a rerun's steps before its `from` step): the step did not run here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
 }
 
 impl RunStore {
@@ -76,7 +80,7 @@ impl RunStore {
     pub fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, task_id, task_interface, idempotency_key, reattached_from, status_message FROM step_attempts WHERE run_id = ?1 ORDER BY id",
+                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, task_id, task_interface, idempotency_key, reattached_from, status_message, reused_from FROM step_attempts WHERE run_id = ?1 ORDER BY id",
             )?;
             let rows = statement.query_map([id], |row| {
                 Ok(Attempt {
@@ -94,6 +98,7 @@ impl RunStore {
                     idempotency_key: row.get(11)?,
                     reattached_from: row.get(12)?,
                     status_message: row.get(13)?,
+                    reused_from: row.get(14)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

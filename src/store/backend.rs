@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::lease::Lease;
 use super::{
-    Attempt, AttemptStatus, Clock, NewRun, Pending, RunChange, RunState, RunStore, StoreError,
-    StoredRun, Transition,
+    Attempt, AttemptStatus, Clock, NewRun, Pending, RerunOf, ReusedAttempt, RunChange, RunState,
+    RunStore, StoreError, StoredRun, Transition,
 };
 use crate::engine::{StepRecord, StepTask};
 
@@ -43,6 +43,15 @@ pub trait Backend: Send + Sync + 'static {
     fn create_started_run(
         &self,
         run: &NewRun,
+        start: RunChange,
+        lease: Option<&str>,
+    ) -> Pending<String>;
+    /// [`Backend::create_started_run`] of a rerun: the run records `rerun.0`
+    /// (where it came from) and starts with the completed attempts `rerun.1`.
+    fn create_rerun(
+        &self,
+        run: &NewRun,
+        rerun: (RerunOf, Vec<ReusedAttempt>),
         start: RunChange,
         lease: Option<&str>,
     ) -> Pending<String>;
@@ -160,6 +169,15 @@ impl Backend for RunStore {
         lease: Option<&str>,
     ) -> Pending<String> {
         RunStore::create_started_run(self, run, start, lease)
+    }
+    fn create_rerun(
+        &self,
+        run: &NewRun,
+        rerun: (RerunOf, Vec<ReusedAttempt>),
+        start: RunChange,
+        lease: Option<&str>,
+    ) -> Pending<String> {
+        RunStore::create_rerun(self, run, Some(rerun), start, lease)
     }
     fn get(&self, id: &str) -> Result<StoredRun, StoreError> {
         RunStore::get(self, id)

@@ -1,10 +1,11 @@
 //! Creating runs: a new run `pending` with its `created` transition, or
 //! created, started and leased in one write (what a run's start needs before
-//! its first agent call).
+//! its first agent call); a rerun also with the attempts it takes over.
 
 use rusqlite::{Connection, params};
+use serde_json::Value;
 
-use super::runs::{NewRun, OwnedChange, RunChange, StoredRun, apply_change, digest};
+use super::runs::{NewRun, OwnedChange, RerunOf, RunChange, StoredRun, apply_change, digest};
 use super::state::RunState;
 use super::{Pending, RunStore, StoreError};
 
@@ -28,6 +29,19 @@ impl RunStore {
         start: RunChange,
         lease: Option<&str>,
     ) -> Pending<String> {
+        self.create_rerun(run, None, start, lease)
+    }
+
+    /// [`RunStore::create_started_run`] of a rerun of `rerun.0` (`Some`):
+    /// the new run records where it came from and starts with `rerun.1`,
+    /// the completed attempts it takes over, in the same write.
+    pub fn create_rerun(
+        &self,
+        run: &NewRun,
+        rerun: Option<(RerunOf, Vec<ReusedAttempt>)>,
+        start: RunChange,
+        lease: Option<&str>,
+    ) -> Pending<String> {
         let row = RunRow::new(run);
         let at = self.stamp();
         let start = OwnedChange::from(start);
@@ -35,6 +49,9 @@ impl RunStore {
         self.write(move |connection| {
             row.insert(connection, &at)?;
             let id = row.id;
+            if let Some((of, reused)) = &rerun {
+                insert_rerun(connection, &id, of, reused)?;
+            }
             apply_change(connection, &id, &start.borrowed(), &at)?;
             if let Some(token) = lease {
                 // A run nobody else knows yet: its lease is free.
@@ -51,6 +68,40 @@ impl RunStore {
             Ok(id)
         })
     }
+}
+
+/// A completed attempt of another run that a rerun takes over as its own
+/// (not run again): what it was given and gave, and where it really ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReusedAttempt {
+    pub step_id: String,
+    pub inputs: Option<Value>,
+    pub output: Option<Value>,
+    pub agent: Option<String>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// The run whose agent call made it.
+    pub reused_from: String,
+}
+
+/// A rerun's origin and the attempts it takes over, as attempt 1 of each step.
+fn insert_rerun(
+    connection: &Connection,
+    id: &str,
+    of: &RerunOf,
+    reused: &[ReusedAttempt],
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("UPDATE runs SET rerun_of = ?2, rerun_from = ?3 WHERE id = ?1")?
+        .execute(params![id, of.run_id, of.from_step])?;
+    let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
+    for attempt in reused {
+        connection.prepare_cached(
+            "INSERT INTO step_attempts (run_id, step_id, attempt, status, inputs, output, agent, started_at, ended_at, reused_from) VALUES (?1, ?2, 1, 'completed', ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![id, attempt.step_id, json(&attempt.inputs), json(&attempt.output), attempt.agent, attempt.started_at, attempt.ended_at, attempt.reused_from])?;
+    }
+    Ok(())
 }
 
 /// A new run's columns, owned so the write can run on the writer thread.

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 6] = [
+const MIGRATIONS: [(u32, &str); 7] = [
     (1, include_str!("../../migrations/0001_runs.sql")),
     (2, include_str!("../../migrations/0002_run_leases.sql")),
     (3, include_str!("../../migrations/0003_executor_starts.sql")),
@@ -24,6 +24,7 @@ const MIGRATIONS: [(u32, &str); 6] = [
         6,
         include_str!("../../migrations/0006_no_autoincrement.sql"),
     ),
+    (7, include_str!("../../migrations/0007_reruns.sql")),
 ];
 
 pub(super) fn apply(connection: &mut Connection) -> Result<(), StoreError> {
@@ -126,7 +127,7 @@ mod tests {
                 error,
                 StoreError::TooNew {
                     found: 99,
-                    known: 6
+                    known: 7
                 }
             ),
             "{error}"
@@ -204,7 +205,16 @@ mod tests {
         let version: u32 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 6);
+        assert_eq!(version, 7);
+        // Runs and attempts from before reruns: neither is a rerun's.
+        let (rerun_of, reused_from): (Option<String>, Option<String>) = connection
+            .query_row(
+                "SELECT rerun_of, (SELECT reused_from FROM step_attempts WHERE id = 1) FROM runs",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((rerun_of, reused_from), (None, None));
         let rows: Vec<(i64, String, Option<String>, Option<String>)> = connection
             .prepare("SELECT id, step_id, task_id, status_message FROM step_attempts ORDER BY id")
             .unwrap()

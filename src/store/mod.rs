@@ -36,7 +36,8 @@ use rusqlite::Connection;
 pub use attempts::Attempt;
 pub use backend::Backend;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use runs::{NewRun, RunChange, StoredRun, Transition, digest};
+pub use create::ReusedAttempt;
+pub use runs::{NewRun, RerunOf, RunChange, StoredRun, Transition, digest};
 pub use state::{AttemptStatus, InvalidTransition, RunState, check_transition};
 pub use writer::Pending;
 

@@ -44,6 +44,17 @@ pub struct StoredRun {
     pub created_at: String,
     pub updated_at: String,
     pub completed_at: Option<String>,
+    /// Set when this run is a rerun of another (`pallet rerun`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<RerunOf>,
+}
+
+/// The run a rerun came from and the top-level step it ran again from: the
+/// steps before it took over that run's recorded outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RerunOf {
+    pub run_id: String,
+    pub from_step: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +104,7 @@ const LATEST_ATTEMPT_AT: &str = "(SELECT MAX(COALESCE(a.ended_at, a.started_at))
 /// derived from the attempts here, and stored at each status change.
 static RUN_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, COALESCE({LATEST_STEP}, current_step), input, {CONTEXT}, result, error, created_at, MAX(updated_at, COALESCE({LATEST_ATTEMPT_AT}, '')), completed_at"
+        "id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, COALESCE({LATEST_STEP}, current_step), input, {CONTEXT}, result, error, created_at, MAX(updated_at, COALESCE({LATEST_ATTEMPT_AT}, '')), completed_at, rerun_of, rerun_from"
     )
 });
 
@@ -417,6 +428,10 @@ fn run_from_row(row: &Row) -> rusqlite::Result<Result<StoredRun, StoreError>> {
         created_at: row.get(13)?,
         updated_at: row.get(14)?,
         completed_at: row.get(15)?,
+        rerun_of: match (row.get(16)?, row.get(17)?) {
+            (Some(run_id), Some(from_step)) => Some(RerunOf { run_id, from_step }),
+            _ => None,
+        },
         id,
     }))
 }

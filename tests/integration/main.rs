@@ -25,6 +25,7 @@ mod registry;
 mod registry_hostile;
 mod registry_interop;
 mod remote;
+mod rerun;
 mod server;
 mod streaming;
 mod support;

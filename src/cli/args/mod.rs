@@ -14,8 +14,8 @@ mod sources;
 pub use agent::{AgentCommand, AgentServeArgs};
 pub use registry::{AgentsCommand, AgentsPushArgs, ListArgs, PullArgs, PushArgs, ShowArgs};
 pub use runs::{
-    ApproveArgs, CancelArgs, DatabaseArgs, DurableCommand, EngineArgs, RejectArgs, ResumeArgs,
-    RunsArgs, RunsCommand, ServerArgs,
+    ApproveArgs, CancelArgs, DatabaseArgs, DurableCommand, EngineArgs, RejectArgs, RerunArgs,
+    ResumeArgs, RunsArgs, RunsCommand, ServerArgs,
 };
 pub use serve::ServeArgs;
 pub use sources::{RegistryArgs, SourceArgs};
@@ -92,7 +92,7 @@ pub enum Command {
     )]
     Serve(ServeArgs),
 
-    /// Durable runs: runs, approve, reject, cancel, resume.
+    /// Durable runs: runs, approve, reject, cancel, resume, rerun.
     #[command(flatten)]
     Durable(DurableCommand),
 }

@@ -33,6 +33,14 @@ pub enum DurableCommand {
         after_help = "Ctrl-C cancels the run; SIGTERM stops it but leaves it resumable (exit status 143)."
     )]
     Resume(ResumeArgs),
+
+    /// Start a new run of a run's workflow (the same digest) and input that
+    /// reuses the recorded outputs of the steps before STEP and runs STEP and
+    /// everything after it.
+    #[command(
+        after_help = "Examples:\n  pallet rerun 0b6f... --from review            # after fixing the agent of `review`\n  pallet rerun 0b6f... --from review --json | jq .rerun_of\n  pallet rerun 0b6f... --from review --server http://127.0.0.1:8080\n\nThe workflow is the original run's own recorded text, not a newer version; the input is the\noriginal's. STEP is a top-level step; every top-level step before it must have completed in\nthe original (or been skipped by its `if:`): its outputs are copied into the new run, marked\n`reused from RUN`, and its agent is not called. The original may still be running.\nThe new run records `rerun_of: {run_id, from_step}` (`pallet runs show`) and is an ordinary\ndurable run afterwards (resume, approve, cancel).\n\nExit status: 0 the rerun completed or waits for approval, 1 it failed or was cancelled,\n2 bad input (unknown run, STEP not a top-level step, a step before STEP did not complete),\n143 SIGTERM stopped it (it stays resumable)."
+    )]
+    Rerun(RerunArgs),
 }
 
 impl DurableCommand {
@@ -44,6 +52,7 @@ impl DurableCommand {
             DurableCommand::Reject(args) => &args.engine.server,
             DurableCommand::Cancel(args) => &args.server,
             DurableCommand::Resume(args) => &args.engine.server,
+            DurableCommand::Rerun(args) => &args.engine.server,
         }
     }
 }
@@ -165,6 +174,17 @@ pub struct CancelArgs {
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     pub id: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RerunArgs {
+    /// The run to rerun (`pallet runs` lists them).
+    pub id: String,
+    /// The top-level step to run again from; the steps before it reuse the run's outputs.
+    #[arg(long, value_name = "STEP")]
+    pub from: String,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

@@ -58,6 +58,15 @@ pub async fn command(client: &ApiClient, command: DurableCommand) -> anyhow::Res
             let view = client.resume(&args.id).await;
             settle(client, &args.id, view, args.engine.json).await
         }
+        DurableCommand::Rerun(args) => {
+            // The service answers the new run: that is the one followed.
+            let view = client
+                .rerun(&args.id, &args.from)
+                .await
+                .map_err(|error| answered_error(error, client.has_token()))?;
+            let new_id = view["id"].as_str().unwrap_or_default().to_string();
+            settle(client, &new_id, Ok(view), args.engine.json).await
+        }
     }
 }
 

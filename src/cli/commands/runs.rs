@@ -1,5 +1,5 @@
 //! Durable runs from the command line: `pallet runs [show|history]`,
-//! `approve`, `reject`, `cancel` and `resume`, against the local run database
+//! `approve`, `reject`, `cancel`, `resume` and `rerun`, against the local run database
 //! (with `--server URL` against a running service: `remote.rs`).
 //!
 //! Exit status: 0 the run completed or waits for approval, 1 it failed or was
@@ -59,6 +59,9 @@ pub async fn command(command: DurableCommand, printer: Printer) -> anyhow::Resul
         DurableCommand::Resume(args) => {
             drive(&args.engine, &args.id, Action::Resume, printer).await
         }
+        DurableCommand::Rerun(args) => {
+            drive(&args.engine, &args.id, Action::Rerun(args.from), printer).await
+        }
     }
 }
 
@@ -89,6 +92,8 @@ enum Action {
     Approve(Decision),
     Reject(Decision),
     Resume,
+    /// A new run from this step on (the id driven is the original's).
+    Rerun(String),
 }
 
 /// Apply `action` to run `id` with an engine whose workflows and agents are
@@ -109,6 +114,7 @@ async fn drive(
         Action::Approve(decision) => runner.approve(id, decision, cancel).await,
         Action::Reject(decision) => runner.reject(id, decision, cancel).await,
         Action::Resume => runner.resume(id, cancel).await,
+        Action::Rerun(from) => runner.rerun(id, &from, cancel).await,
     };
     settings.stop_agents().await;
     if let Err(RunError::Interrupted { id }) = &outcome {
@@ -163,10 +169,8 @@ fn user_error(error: RunError) -> anyhow::Error {
     // Another process executing the run is not a mistake in the input: exit 1.
     let leased = matches!(error, RunError::Leased { .. } | RunError::LeaseLost { .. });
     let user = (error.is_conflict() && !leased)
-        || matches!(
-            error,
-            RunError::Store(StoreError::NotFound { .. }) | RunError::MissingFields { .. }
-        );
+        || error.is_invalid_request()
+        || matches!(error, RunError::Store(StoreError::NotFound { .. }));
     if !user {
         return error.into();
     }

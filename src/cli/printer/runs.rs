@@ -96,6 +96,9 @@ pub fn report(view: &Value, json: bool) -> anyhow::Result<()> {
         text(view, "workflow_version"),
         text(view, "status")
     );
+    if let Some(origin) = rerun_origin(view) {
+        errln!("{origin}");
+    }
     match status_of(view) {
         Some(RunState::Completed) => {
             if !view["result"].is_null() {
@@ -125,6 +128,9 @@ pub fn print_view(view: &Value, json: bool) -> anyhow::Result<()> {
         text(view, "workflow_source")
     );
     outln!("status    {}", text(view, "status"));
+    if let Some(origin) = rerun_origin(view) {
+        outln!("origin    {origin}");
+    }
     let progress = &view["progress"];
     outln!(
         "progress  {}% ({} of {} steps)",
@@ -154,8 +160,12 @@ pub fn print_view(view: &Value, json: bool) -> anyhow::Result<()> {
             (Some(from), Some(task)) => format!(" (reattached to task {task} of attempt #{from})"),
             _ => String::new(),
         };
+        // Taken over by a rerun: the step did not run in this run.
+        let reused = optional_text(attempt, "reused_from")
+            .map(|run| format!(" (reused from run {run})"))
+            .unwrap_or_default();
         outln!(
-            "  step {} #{} {}{reattached}{error}",
+            "  step {} #{} {}{reused}{reattached}{error}",
             text(attempt, "step_id"),
             attempt["attempt"],
             text(attempt, "status")
@@ -168,6 +178,16 @@ pub fn print_view(view: &Value, json: bool) -> anyhow::Result<()> {
         print_approval(&view["approval"], &text(view, "id"));
     }
     Ok(())
+}
+
+/// `rerun of run R from step `S``, for a rerun.
+fn rerun_origin(view: &Value) -> Option<String> {
+    let origin = &view["rerun_of"];
+    let run = optional_text(origin, "run_id")?;
+    Some(format!(
+        "rerun of run {run} from step `{}`",
+        text(origin, "from_step")
+    ))
 }
 
 fn print_approval(approval: &Value, id: &str) {
