@@ -236,7 +236,12 @@ impl Runner<'_> {
         Ok(self.store.get(&id)?)
     }
 
-    pub(super) fn new_run(&self, workflow: &LoadedWorkflow, reference: &str, input: Value) -> NewRun {
+    pub(super) fn new_run(
+        &self,
+        workflow: &LoadedWorkflow,
+        reference: &str,
+        input: Value,
+    ) -> NewRun {
         NewRun {
             workflow_ref: reference.to_string(),
             workflow_id: workflow.workflow.metadata.id.clone(),

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::execute::Earlier;
 use super::{Outcome, RunError, Runner, TRIGGER_START, blocking, lease, stored_workflow};
 use crate::store::{
-    Attempt, AttemptStatus, Backend, Pending, RerunOf, ReusedAttempt, RunChange, RunState, StoredRun,
+    Attempt, AttemptStatus, Backend, Pending, RerunOf, ReusedAttempt, RunChange, RunState,
+    StoredRun,
 };
 use crate::workflow::{LoadedWorkflow, Step, Workflow};
 
@@ -139,7 +140,8 @@ pub(super) fn reused_attempts(
         // step id -> the index of its latest completed attempt.
         let mut latest_by_step: HashMap<&str, usize> = HashMap::new();
         for (index, attempt) in attempts.iter().enumerate() {
-            if attempt.status == AttemptStatus::Completed && recorded_under(&attempt.step_id, &owned)
+            if attempt.status == AttemptStatus::Completed
+                && recorded_under(&attempt.step_id, &owned)
             {
                 latest_by_step.insert(&attempt.step_id, index);
             }
@@ -148,15 +150,20 @@ pub(super) fn reused_attempts(
         let mut taken: Vec<usize> = latest_by_step.into_values().collect();
         taken.sort_unstable();
         let taken = taken.into_iter().map(|index| &attempts[index]);
-        reused.extend(taken.map(|attempt| ReusedAttempt {
-            step_id: attempt.step_id.clone(),
-            inputs: attempt.inputs.clone(),
-            output: attempt.output.clone(),
-            agent: attempt.agent.clone(),
-            started_at: attempt.started_at.clone(),
-            ended_at: attempt.ended_at.clone(),
-            // A rerun of a rerun names the run whose agent call made it.
-            reused_from: attempt.reused_from.clone().unwrap_or_else(|| run.id.clone()),
+        reused.extend(taken.map(|attempt| {
+            ReusedAttempt {
+                step_id: attempt.step_id.clone(),
+                inputs: attempt.inputs.clone(),
+                output: attempt.output.clone(),
+                agent: attempt.agent.clone(),
+                started_at: attempt.started_at.clone(),
+                ended_at: attempt.ended_at.clone(),
+                // A rerun of a rerun names the run whose agent call made it.
+                reused_from: attempt
+                    .reused_from
+                    .clone()
+                    .unwrap_or_else(|| run.id.clone()),
+            }
         }));
     }
     Ok(reused)

@@ -76,7 +76,14 @@ async fn failed_first_run(context: &TestContext, agent: &LegacyAgent) -> String 
         context,
         &agent.url(),
         &[
-            "run", "--json", "--file", file, "--input", "text=hello", "--input", "key=k1",
+            "run",
+            "--json",
+            "--file",
+            file,
+            "--input",
+            "text=hello",
+            "--input",
+            "key=k1",
         ],
     )
     .await;
@@ -110,7 +117,11 @@ fn attempts(view: &Value) -> Vec<(String, String, Option<String>)> {
     attempts
 }
 
-fn attempt(step: &str, status: &str, reused_from: Option<&str>) -> (String, String, Option<String>) {
+fn attempt(
+    step: &str,
+    status: &str,
+    reused_from: Option<&str>,
+) -> (String, String, Option<String>) {
     (
         step.to_string(),
         status.to_string(),
@@ -158,7 +169,10 @@ async fn a_rerun_from_a_middle_step_calls_only_the_agents_from_that_step_on() {
     assert_eq!(view["input"], json!({"text": "hello", "key": "k1"}));
     // The reused output fed the later steps.
     assert_eq!(view["context"]["two"]["got"], "hello");
-    assert_eq!(view["context"]["three"], json!({"from_two": "hello", "text": "hello"}));
+    assert_eq!(
+        view["context"]["three"],
+        json!({"from_two": "hello", "text": "hello"})
+    );
     assert_eq!(view["result"], json!({"left": {"side": "left"}}));
     assert_eq!(
         attempts(&view),
@@ -187,14 +201,23 @@ async fn a_rerun_from_a_middle_step_calls_only_the_agents_from_that_step_on() {
     assert_eq!(one["outputs"], json!({"text": "hello"}), "{one}");
 
     // `runs show` says where the run came from and which step did not run here.
-    let shown = pallet(&context, &agent.url(), &["runs", "show", &rerun]).await;
+    let mut command = context.pallet();
+    command
+        .args(["runs", "show", &rerun, "--db"])
+        .arg(context.join("runs.db"));
+    let shown = run_off_runtime(command).await;
+    assert!(shown.status.success(), "{}", stderr(&shown));
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(
-        text.contains(&format!("origin    rerun of run {original} from step `two`")),
+        text.contains(&format!(
+            "origin    rerun of run {original} from step `two`"
+        )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("step one #1 completed (reused from run {original})")),
+        text.contains(&format!(
+            "step one #1 completed (reused from run {original})"
+        )),
         "{text}"
     );
     assert!(text.contains("step two #1 completed\n"), "{text}");
@@ -203,7 +226,15 @@ async fn a_rerun_from_a_middle_step_calls_only_the_agents_from_that_step_on() {
     let output = pallet(
         &context,
         &agent.url(),
-        &["rerun", &rerun, "--from", "fan", "--json", "--out", out.to_str().unwrap()],
+        &[
+            "rerun",
+            &rerun,
+            "--from",
+            "fan",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ],
     )
     .await;
     assert!(output.status.success(), "{}", stderr(&output));
@@ -230,11 +261,7 @@ async fn a_rerun_that_cannot_start_says_why_and_what_to_do() {
     let unknown = "00000000-0000-0000-0000-000000000000";
     // (from, run, what stderr says)
     let cases = [
-        (
-            "two",
-            unknown,
-            format!("no run with id `{unknown}`"),
-        ),
+        ("two", unknown, format!("no run with id `{unknown}`")),
         (
             "tree",
             original.as_str(),
@@ -260,7 +287,11 @@ async fn a_rerun_that_cannot_start_says_why_and_what_to_do() {
     for (from, run, message) in cases {
         let output = pallet(&context, &agent.url(), &["rerun", run, "--from", from]).await;
         assert_eq!(output.status.code(), Some(2), "{from}: {}", stderr(&output));
-        assert!(stderr(&output).contains(&message), "{from}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(&message),
+            "{from}: {}",
+            stderr(&output)
+        );
     }
     assert!(
         stderr(&pallet(&context, &agent.url(), &["rerun", unknown, "--from", "two"]).await)
@@ -309,7 +340,14 @@ steps:
     let output = pallet(
         &context,
         &agent.url(),
-        &["run", "--json", "--file", file.to_str().unwrap(), "--input", "ms:=1500"],
+        &[
+            "run",
+            "--json",
+            "--file",
+            file.to_str().unwrap(),
+            "--input",
+            "ms:=1500",
+        ],
     )
     .await;
     assert!(output.status.success(), "{}", stderr(&output));
@@ -328,9 +366,11 @@ steps:
             .stderr(Stdio::null()),
     );
     let rerun = newest_run_when(&db, "the rerun's `slow` in flight", |store, id| {
-        store.attempts(id).unwrap_or_default().iter().any(|attempt| {
-            attempt.step_id == "slow" && attempt.status.as_str() == "running"
-        })
+        store
+            .attempts(id)
+            .unwrap_or_default()
+            .iter()
+            .any(|attempt| attempt.step_id == "slow" && attempt.status.as_str() == "running")
     })
     .await;
     assert_ne!(rerun, original);
@@ -345,7 +385,11 @@ steps:
     assert_eq!(view["result"], json!({"n": 1}));
     assert_eq!(view["rerun_of"]["from_step"], "slow");
     assert_eq!(agent.calls("first"), 1, "taken over, never called again");
-    assert_eq!(agent.calls("sleep"), 3, "the original, the killed rerun, the resume");
+    assert_eq!(
+        agent.calls("sleep"),
+        3,
+        "the original, the killed rerun, the resume"
+    );
     assert_eq!(
         attempts(&view),
         [
@@ -383,14 +427,22 @@ async fn the_service_reruns_a_run_from_a_step() {
     );
     let rerun = started["id"].as_str().unwrap().to_string();
     let view = service.wait_for(&rerun, "completed").await;
-    assert_eq!(view["context"]["three"], json!({"from_two": "hi", "text": "hi"}));
+    assert_eq!(
+        view["context"]["three"],
+        json!({"from_two": "hi", "text": "hi"})
+    );
     assert_eq!(calls(&agent), [1, 2, 1, 1]);
     assert_eq!(view["attempts"][0]["reused_from"], json!(original));
 
     // Refusals are problem documents: 404 unknown run, 422 a step it cannot start from.
     let unknown = "/workflows/00000000-0000-0000-0000-000000000000/rerun";
     let cases = [
-        (unknown, json!({"from": "two"}), StatusCode::NOT_FOUND, "no run with id"),
+        (
+            unknown,
+            json!({"from": "two"}),
+            StatusCode::NOT_FOUND,
+            "no run with id",
+        ),
         (
             path.as_str(),
             json!({"from": "tow"}),
@@ -428,5 +480,35 @@ async fn the_service_reruns_a_run_from_a_step() {
         let found = problem["detail"].as_str().unwrap_or_default();
         assert!(found.contains(detail), "{body}: `{found}` lacks `{detail}`");
     }
+
+    // `pallet rerun --server URL` posts the route and follows the new run.
+    let remote = TestContext::new();
+    let rerun_remote = |from: &str| {
+        let mut command = remote.pallet();
+        command.args([
+            "rerun",
+            &original,
+            "--from",
+            from,
+            "--json",
+            "--server",
+            &service.base,
+        ]);
+        run_off_runtime(command)
+    };
+    let output = rerun_remote("two").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let view = stdout_json(&output);
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["rerun_of"]["run_id"], json!(original));
+    assert_ne!(view["id"], json!(rerun));
+    assert_eq!(calls(&agent), [1, 3, 2, 2]);
+    let output = rerun_remote("tow").await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("has no step `tow` (did you mean `two`?)"),
+        "{}",
+        stderr(&output)
+    );
     service.shutdown().await;
 }
