@@ -63,8 +63,8 @@ pub enum RunError {
         workflow: String,
         step: String,
         suggestion: Option<String>,
-        /// The top-level steps, in order.
-        steps: Vec<String>,
+        /// The top-level steps, in order (boxed: the error stays small).
+        steps: Box<[String]>,
     },
     #[error(
         "step `{step}` is inside top-level step `{parent}` of run `{id}`'s workflow; a rerun starts at a top-level step: rerun from `{parent}` (or an earlier step)"

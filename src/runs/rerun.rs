@@ -199,7 +199,7 @@ fn top_level_position(run: &StoredRun, workflow: &Workflow, from: &str) -> Resul
         workflow: workflow.metadata.id.clone(),
         step: shown,
         suggestion,
-        steps,
+        steps: steps.into(),
     })
 }
 
