@@ -242,6 +242,14 @@ mod tests {
                 }),
                 422,
             ),
+            (
+                ApiError::Run(RunError::NestedStep {
+                    id: "x".into(),
+                    step: "left".into(),
+                    parent: "fan".into(),
+                }),
+                422,
+            ),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error}");
