@@ -31,6 +31,10 @@ pub const WORKFLOWS: &[(&str, &str)] = &[
         "smart-router.yaml",
         include_str!("../workflows/smart-router.yaml"),
     ),
+    (
+        "refine-code.yaml",
+        include_str!("../workflows/refine-code.yaml"),
+    ),
 ];
 
 /// How a built-in workflow's origin starts (`built-in:code-generation.yaml`).

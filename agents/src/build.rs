@@ -1,12 +1,14 @@
 //! `generate_code`: a plan -> a runnable program with one function per plan
-//! step, docstrings and tests, in Python, JavaScript or Rust.
+//! step, docstrings and tests, in Python, JavaScript or Rust. With `feedback`
+//! (a review), it also makes the changes the review asks for that it knows
+//! how to make, and says which in `addressed`.
 
 use serde_json::{Value, json};
 
 use super::code::Language;
 use super::render;
 use super::tasks::{self, InputKind, KnownTask};
-use super::{SkillError, object_field};
+use super::{SkillError, object_field, refine};
 
 /// What the plan asks to build, independent of the language.
 pub struct Program {
@@ -16,6 +18,8 @@ pub struct Program {
     pub validate_description: String,
     pub functions: Vec<Function>,
     pub test_description: String,
+    /// A test of its own for `validate_input` (asked for by a strict review).
+    pub test_validation: bool,
 }
 
 /// One implementation step.
@@ -29,6 +33,7 @@ pub struct Function {
 
 pub fn generate_code(input: &Value) -> Result<Value, SkillError> {
     let plan = plan_of(input)?;
+    let feedback = refine::feedback(input)?;
     let named = Language::from_input(input.get("language").and_then(Value::as_str))?;
     let planned = plan
         .get("language")
@@ -38,16 +43,24 @@ pub fn generate_code(input: &Value) -> Result<Value, SkillError> {
         .or(planned)
         .or_else(|| tasks::language_named_in(plan["title"].as_str().unwrap_or("")))
         .unwrap_or(Language::Python);
-    let program = program(&plan);
+    let mut program = program(&plan);
+    program.test_validation = feedback
+        .as_ref()
+        .is_some_and(|feedback| feedback.test_validation);
     let rendered = render::render(language, &program);
     let stem = program.functions[0].name.clone();
-    Ok(json!({
+    let mut output = json!({
         "language": language.name(),
         "filename": format!("{stem}.{}", language.extension()),
         "code": rendered.code,
         "functions": rendered.functions,
         "tests": rendered.tests,
-    }))
+    });
+    // Only with feedback, so the output without it stays as it was.
+    if let Some(feedback) = feedback {
+        output["addressed"] = json!(feedback.addressed);
+    }
+    Ok(output)
 }
 
 /// The plan as an object: given as one, as its JSON text, or as plain
@@ -134,6 +147,7 @@ fn program(plan: &Value) -> Program {
             "Check the input and reject malformed values early",
         ),
         test_description: description("test", "Check the functions with typical and edge cases"),
+        test_validation: false,
         title,
         input,
         functions,
@@ -266,6 +280,76 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The refinement loop's two turns: a strict review fails the first
+    /// draft, the draft built with that review passes it, and still runs.
+    #[test]
+    fn feedback_from_a_strict_review_is_addressed() {
+        let review = |output: &Value| {
+            super::super::review::review_code(&json!({
+                "code": output["code"], "language": output["language"],
+                "strict": true, "min_score": 90,
+            }))
+            .unwrap()
+        };
+        let untested = refine::untested_message;
+        for (language, validate) in [
+            ("python", "validate_input"),
+            ("javascript", "validateInput"),
+            ("rust", "validate_input"),
+        ] {
+            for requirement in ["factorial of a number", "reverse a string", "load the data"] {
+                let first = generate(json!(requirement), Some(language));
+                assert!(first.get("addressed").is_none(), "{first}");
+                let verdict = review(&first);
+                let message = untested(validate);
+                let flagged = verdict["issues"].as_array().unwrap().iter().any(|found| {
+                    found["message"] == message.as_str() && found["severity"] == "warning"
+                });
+                assert!(flagged, "{language} {requirement}: {verdict}");
+                assert_eq!(verdict["approved"], false, "{verdict}");
+
+                let previous = json!({"build": {"result": first}, "review": {"result": verdict}});
+                let second = generate_code(&json!({
+                    "plan": requirement, "language": language, "feedback": previous,
+                }))
+                .unwrap();
+                assert_eq!(second["addressed"], json!([untested(validate)]), "{second}");
+                let test_name = if language == "javascript" {
+                    "testValidateInput"
+                } else {
+                    "test_validate_input"
+                };
+                assert_eq!(second["tests"][0], test_name, "{second}");
+                let verdict = review(&second);
+                let still = verdict["issues"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|found| found["message"] == message.as_str());
+                assert!(!still, "{language} {requirement}: {verdict}");
+                if requirement != "load the data" {
+                    assert_eq!(verdict["approved"], true, "{language}: {verdict}");
+                    assert_eq!(verdict["quality_score"], 100, "{language}: {verdict}");
+                }
+                let interpreter = match language {
+                    "python" => "python3",
+                    "javascript" => "node",
+                    _ => continue,
+                };
+                let code = second["code"].as_str().unwrap();
+                let filename = second["filename"].as_str().unwrap();
+                if let Some(run) = run_with(interpreter, filename, code) {
+                    let stderr = String::from_utf8_lossy(&run.stderr);
+                    assert!(run.status.success(), "{language}:\n{code}\n{stderr}");
+                }
+            }
+        }
+        // A first iteration's null feedback is no feedback.
+        let plain = generate(json!("factorial of a number"), None);
+        let null = generate_code(&json!({"plan": "factorial of a number", "feedback": null})).unwrap();
+        assert_eq!(null, plain);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod code;
 mod llm;
 mod performance;
 mod plan;
+mod refine;
 mod render;
 mod review;
 mod router;

@@ -1,6 +1,8 @@
 //! `review_code`: parses the code with the language's own tool when it is
 //! installed (python3, node), else checks brackets; counts functions and
-//! finds TODOs, stubs, long lines, missing docstrings and missing tests.
+//! finds TODOs, stubs, long lines, missing docstrings and missing tests;
+//! `strict` also wants a test named after every function, and `min_score`
+//! sets the score approval needs (see [`super::refine`]).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -9,7 +11,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use super::code::{self, Language};
-use super::{SkillError, text_field};
+use super::{SkillError, refine, text_field};
 
 const LONG_LINE: usize = 100;
 /// Issues of one kind reported one by one before they are summed up.
@@ -61,6 +63,8 @@ struct FunctionInfo {
 }
 
 pub fn review_code(input: &Value) -> Result<Value, SkillError> {
+    let min_score = refine::min_score(input)?;
+    let strict = refine::strict(input)?;
     let code = text_field(input, "code");
     let language = Language::of_input(input, code);
     let mut issues = Vec::new();
@@ -84,6 +88,9 @@ pub fn review_code(input: &Value) -> Result<Value, SkillError> {
     let todos = markers(code, &mut issues);
     let long_lines = long_lines(code, &mut issues);
     report_functions(&functions, code, language, &mut issues);
+    if strict {
+        report_untested(&functions, &mut issues);
+    }
 
     let penalty: i64 = issues.iter().map(|issue| issue.severity.penalty()).sum();
     let score = (100 - penalty).max(0);
@@ -94,9 +101,16 @@ pub fn review_code(input: &Value) -> Result<Value, SkillError> {
             .count()
     };
     let errors = count(Severity::Error);
-    let approved = errors == 0 && score >= 70;
+    let needed = min_score.unwrap_or(refine::DEFAULT_MIN_SCORE);
+    let approved = errors == 0 && score >= needed;
+    // The threshold is said only when the input set it, so the default
+    // review reads as it always did.
+    let needs = match min_score {
+        Some(needed) => format!(" (needs {needed})"),
+        None => String::new(),
+    };
     let summary = format!(
-        "{}: quality score {score}, {errors} errors, {} warnings, {} notes ({}, {} functions, syntax checked by {checked_by})",
+        "{}: quality score {score}{needs}, {errors} errors, {} warnings, {} notes ({}, {} functions, syntax checked by {checked_by})",
         if approved { "approved" } else { "not approved" },
         count(Severity::Warning),
         count(Severity::Info),
@@ -393,6 +407,34 @@ fn report_functions(
     }
 }
 
+/// The strict review: a warning per function without a test of its own.
+fn report_untested(functions: &[FunctionInfo], issues: &mut Vec<Issue>) {
+    let named: Vec<(&str, bool)> = functions
+        .iter()
+        .map(|function| (function.name.as_str(), function.test))
+        .collect();
+    let untested = refine::untested(&named);
+    for &name in untested.iter().take(REPORTED_PER_KIND) {
+        let line = functions
+            .iter()
+            .find(|function| function.name == name)
+            .map(|function| function.line);
+        issues.push(Issue {
+            severity: Severity::Warning,
+            line,
+            message: refine::untested_message(name),
+        });
+    }
+    if untested.len() > REPORTED_PER_KIND {
+        let more = untested.len() - REPORTED_PER_KIND;
+        issues.push(Issue {
+            severity: Severity::Warning,
+            line: None,
+            message: format!("{more} more functions without a test of their own"),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,5 +587,62 @@ mod tests {
         let output = review("  \n", "");
         assert_eq!(output["approved"], false);
         assert_eq!(output["issues"][0]["message"], "the code is empty");
+    }
+
+    const VALIDATED_PYTHON: &str = "def validate_input(n):\n    \"\"\"Doc.\"\"\"\n    return n\n\n\ndef double(n):\n    \"\"\"Doc.\"\"\"\n    return 2 * validate_input(n)\n\n\ndef test_double():\n    assert double(2) == 4\n";
+
+    #[test]
+    fn strict_reviews_want_a_test_per_function_and_min_score_sets_the_bar() {
+        let plain = review(VALIDATED_PYTHON, "python");
+        assert_eq!(plain["quality_score"], 100, "{plain}");
+        assert_eq!(plain["issues"], json!([]));
+
+        let strict = |extra: Value| {
+            let mut input = json!({"code": VALIDATED_PYTHON, "language": "python", "strict": true});
+            input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            review_code(&input).unwrap()
+        };
+        let output = strict(json!({}));
+        assert_eq!(
+            output["issues"],
+            json!([{"severity": "warning", "line": 1, "message": "function 'validate_input' has no test of its own"}])
+        );
+        assert_eq!(output["quality_score"], 88);
+        assert_eq!(output["approved"], true, "the default bar is 70");
+        assert!(output["summary"].as_str().unwrap().starts_with("approved: quality score 88, "));
+
+        let output = strict(json!({"min_score": 90}));
+        assert_eq!(output["approved"], false, "{output}");
+        let summary = output["summary"].as_str().unwrap();
+        assert!(summary.starts_with("not approved: quality score 88 (needs 90), 0 errors"), "{summary}");
+
+        let output = review_code(&json!({"code": GOOD_PYTHON, "min_score": 100})).unwrap();
+        assert_eq!(output["approved"], true, "{output}");
+        let output = review_code(&json!({"code": "def f(:\n", "min_score": 0})).unwrap();
+        assert_eq!(output["approved"], false, "errors are never approved");
+
+        let error = review_code(&json!({"code": GOOD_PYTHON, "min_score": 101})).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid input for skill 'review_code': min_score must be an integer from 0 to 100, got 101"
+        );
+    }
+
+    #[test]
+    fn strict_reviews_bound_their_reports() {
+        let mut code = String::new();
+        for index in 0..8 {
+            code.push_str(&format!("def f{index}():\n    \"\"\"Doc.\"\"\"\n    return {index}\n\n\n"));
+        }
+        code.push_str("def test_other():\n    assert f0() == 0\n");
+        let output = review_code(&json!({"code": code, "strict": true})).unwrap();
+        let messages: Vec<&str> = output["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|issue| issue["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(messages.len(), 6, "{messages:?}");
+        assert_eq!(messages[5], "3 more functions without a test of their own");
     }
 }

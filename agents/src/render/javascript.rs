@@ -64,6 +64,10 @@ pub fn function(program: &Program, function: &Function) -> String {
 pub fn tests(program: &Program) -> String {
     let mut code = String::new();
     let mut names = Vec::new();
+    if program.test_validation {
+        code.push_str(&validation_test(program));
+        names.push("testValidateInput".to_string());
+    }
     for function in &program.functions {
         let name = camel_case(&format!("test_{}", function.name));
         code.push_str(&format!(
@@ -95,6 +99,28 @@ pub fn tests(program: &Program) -> String {
     code
 }
 
+fn validation_test(program: &Program) -> String {
+    let sample = sample(program.input);
+    let mut body = format!("  assert.deepStrictEqual(validateInput({sample}), {sample});\n");
+    for argument in invalid(program.input) {
+        body.push_str(&format!("  assert.throws(() => validateInput({argument}));\n"));
+    }
+    format!(
+        "\n{}function testValidateInput() {{\n{body}}}\n",
+        documentation(Language::JavaScript, "", VALIDATION_TEST)
+    )
+}
+
+/// Arguments validation rejects.
+fn invalid(input: Option<InputKind>) -> &'static [&'static str] {
+    match input {
+        Some(InputKind::Count) => &["-1", "1.5", "\"3\""],
+        Some(InputKind::Text) => &["null", "42"],
+        Some(InputKind::Numbers) => &["null", "\"12\"", "[1, \"2\"]"],
+        None => &["null"],
+    }
+}
+
 fn test_body(program: &Program, function: &Function) -> String {
     let name = camel_case(&function.name);
     let Some(task) = function.task else {
@@ -109,12 +135,7 @@ fn test_body(program: &Program, function: &Function) -> String {
             "  assert.deepStrictEqual({name}({argument}), {expected});\n"
         ));
     }
-    let invalid: &[&str] = match task.input {
-        InputKind::Count => &["-1", "1.5", "\"3\""],
-        InputKind::Text => &["null", "42"],
-        InputKind::Numbers => &["null", "\"12\"", "[1, \"2\"]"],
-    };
-    for argument in invalid {
+    for argument in invalid(Some(task.input)) {
         body.push_str(&format!("  assert.throws(() => {name}({argument}));\n"));
     }
     body

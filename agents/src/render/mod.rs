@@ -36,10 +36,17 @@ pub fn render(language: Language, program: &Program) -> Rendered {
             .iter()
             .map(|function| name(&function.name)),
     );
-    let tests: Vec<String> = program
-        .functions
-        .iter()
-        .map(|function| name(&format!("test_{}", function.name)))
+    let validation = program
+        .test_validation
+        .then(|| name("test_validate_input"));
+    let tests: Vec<String> = validation
+        .into_iter()
+        .chain(
+            program
+                .functions
+                .iter()
+                .map(|function| name(&format!("test_{}", function.name))),
+        )
         .collect();
     let mut code = (style.header)(program);
     code.push_str(&(style.validate)(program));
@@ -90,6 +97,10 @@ fn parameter(input: Option<InputKind>) -> &'static str {
         None => "data",
     }
 }
+
+/// The description of `validate_input`'s own test.
+const VALIDATION_TEST: &str =
+    "Test validate_input: valid input passes through, invalid input is rejected";
 
 /// An argument that passes validation, for tests of stubs (Python and JavaScript syntax).
 fn sample(input: Option<InputKind>) -> &'static str {

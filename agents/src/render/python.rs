@@ -62,6 +62,10 @@ pub fn function(program: &Program, function: &Function) -> String {
 pub fn tests(program: &Program) -> String {
     let mut code = String::new();
     let mut names = Vec::new();
+    if program.test_validation {
+        code.push_str(&validation_test(program));
+        names.push("test_validate_input".to_string());
+    }
     for function in &program.functions {
         let name = format!("test_{}", function.name);
         let description = format!("Write tests: {}", program.test_description);
@@ -80,6 +84,25 @@ pub fn tests(program: &Program) -> String {
     code
 }
 
+fn validation_test(program: &Program) -> String {
+    let sample = sample(program.input);
+    let invalid = invalid(program.input);
+    format!(
+        "\n\ndef test_validate_input():\n{}    assert validate_input({sample}) == {sample}\n    for invalid in ({invalid}):\n        try:\n            validate_input(invalid)\n        except (TypeError, ValueError):\n            continue\n        raise AssertionError(f\"validate_input accepted {{invalid!r}}\")\n",
+        documentation(Language::Python, "    ", VALIDATION_TEST)
+    )
+}
+
+/// Arguments validation rejects, as a Python tuple's items.
+fn invalid(input: Option<InputKind>) -> &'static str {
+    match input {
+        Some(InputKind::Count) => "-1, 1.5, \"3\"",
+        Some(InputKind::Text) => "None, 42",
+        Some(InputKind::Numbers) => "None, \"12\", [1, \"2\"]",
+        None => "None,",
+    }
+}
+
 fn test_body(program: &Program, function: &Function) -> String {
     let name = &function.name;
     let Some(task) = function.task else {
@@ -96,11 +119,7 @@ fn test_body(program: &Program, function: &Function) -> String {
             literal(expected)
         ));
     }
-    let invalid = match task.input {
-        InputKind::Count => "-1, 1.5, \"3\"",
-        InputKind::Text => "None, 42",
-        InputKind::Numbers => "None, \"12\", [1, \"2\"]",
-    };
+    let invalid = invalid(Some(task.input));
     body.push_str(&format!(
         "    for invalid in ({invalid}):\n        try:\n            {name}(invalid)\n        except (TypeError, ValueError):\n            continue\n        raise AssertionError(f\"{name} accepted {{invalid!r}}\")\n"
     ));

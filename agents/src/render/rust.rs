@@ -85,6 +85,9 @@ pub fn tests(program: &Program) -> String {
         ));
     }
     code.push_str("}\n\n#[cfg(test)]\nmod tests {\n    use super::*;\n");
+    if program.test_validation {
+        code.push_str(&validation_test(program));
+    }
     for function in &program.functions {
         code.push_str(&format!(
             "\n{}    #[test]\n    fn test_{}() {{\n{}    }}\n",
@@ -99,6 +102,29 @@ pub fn tests(program: &Program) -> String {
     }
     code.push_str("}\n");
     code
+}
+
+fn validation_test(program: &Program) -> String {
+    let mut body = format!(
+        "        assert!(validate_input({}).is_ok());\n",
+        rust_sample(program.input)
+    );
+    let invalid = match program.input {
+        Some(InputKind::Count) => Some("-1"),
+        Some(InputKind::Numbers) => Some("&[f64::NAN]"),
+        // Every &str is valid text.
+        Some(InputKind::Text) => None,
+        None => Some("\"\""),
+    };
+    if let Some(invalid) = invalid {
+        body.push_str(&format!(
+            "        assert!(validate_input({invalid}).is_err());\n"
+        ));
+    }
+    format!(
+        "\n{}    #[test]\n    fn test_validate_input() {{\n{body}    }}\n",
+        documentation(Language::Rust, "    ", VALIDATION_TEST)
+    )
 }
 
 fn rust_sample(input: Option<InputKind>) -> String {
