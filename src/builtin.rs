@@ -189,7 +189,8 @@ mod tests {
             [
                 "code-generation-v1",
                 "parallel-analysis-v1",
-                "smart-router-v1"
+                "smart-router-v1",
+                "refine-code-v1"
             ]
         );
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -348,7 +348,8 @@ mod tests {
         }
         // A first iteration's null feedback is no feedback.
         let plain = generate(json!("factorial of a number"), None);
-        let null = generate_code(&json!({"plan": "factorial of a number", "feedback": null})).unwrap();
+        let null =
+            generate_code(&json!({"plan": "factorial of a number", "feedback": null})).unwrap();
         assert_eq!(null, plain);
     }
 

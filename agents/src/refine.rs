@@ -120,7 +120,10 @@ fn review_in(value: &Value) -> Option<&Value> {
         if is_review(child) {
             return Some(child);
         }
-        child.as_object()?.values().find(|grandchild| is_review(grandchild))
+        child
+            .as_object()?
+            .values()
+            .find(|grandchild| is_review(grandchild))
     })
 }
 
@@ -145,7 +148,9 @@ mod tests {
             match (min_score(&input), expected) {
                 (Ok(score), Some(expected)) => assert_eq!(score, expected, "{input}"),
                 (Err(error), None) => assert!(
-                    error.to_string().contains("min_score must be an integer from 0 to 100"),
+                    error
+                        .to_string()
+                        .contains("min_score must be an integer from 0 to 100"),
                     "{error}"
                 ),
                 (got, _) => panic!("{input}: {got:?}"),
@@ -154,7 +159,10 @@ mod tests {
         assert!(!strict(&json!({})).unwrap());
         assert!(strict(&json!({"strict": true})).unwrap());
         let error = strict(&json!({"strict": "yes"})).unwrap_err();
-        assert!(error.to_string().contains("strict must be true or false"), "{error}");
+        assert!(
+            error.to_string().contains("strict must be true or false"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -182,18 +190,32 @@ mod tests {
             addressed: vec![untested_message("validate_input")],
         };
         let previous = json!({"build": {"result": {"code": "x"}}, "review": {"result": review}});
-        for given in [review.clone(), previous.clone(), json!(previous.to_string())] {
+        for given in [
+            review.clone(),
+            previous.clone(),
+            json!(previous.to_string()),
+        ] {
             let read = feedback(&json!({ "feedback": given })).unwrap();
             assert_eq!(read.as_ref(), Some(&expected), "{given}");
         }
         let approved = json!({"feedback": {"issues": []}});
         assert_eq!(feedback(&approved).unwrap(), Some(Feedback::default()));
-        for absent in [json!({}), json!({"feedback": null}), json!({"feedback": ""})] {
+        for absent in [
+            json!({}),
+            json!({"feedback": null}),
+            json!({"feedback": ""}),
+        ] {
             assert_eq!(feedback(&absent).unwrap(), None, "{absent}");
         }
-        for bad in [json!({"feedback": {"code": "x"}}), json!({"feedback": "fix it"})] {
+        for bad in [
+            json!({"feedback": {"code": "x"}}),
+            json!({"feedback": "fix it"}),
+        ] {
             let error = feedback(&bad).unwrap_err();
-            assert!(error.to_string().contains("feedback holds no review"), "{error}");
+            assert!(
+                error.to_string().contains("feedback holds no review"),
+                "{error}"
+            );
         }
     }
 }

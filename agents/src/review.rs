@@ -599,7 +599,10 @@ mod tests {
 
         let strict = |extra: Value| {
             let mut input = json!({"code": VALIDATED_PYTHON, "language": "python", "strict": true});
-            input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            input
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             review_code(&input).unwrap()
         };
         let output = strict(json!({}));
@@ -609,12 +612,20 @@ mod tests {
         );
         assert_eq!(output["quality_score"], 88);
         assert_eq!(output["approved"], true, "the default bar is 70");
-        assert!(output["summary"].as_str().unwrap().starts_with("approved: quality score 88, "));
+        assert!(
+            output["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("approved: quality score 88, ")
+        );
 
         let output = strict(json!({"min_score": 90}));
         assert_eq!(output["approved"], false, "{output}");
         let summary = output["summary"].as_str().unwrap();
-        assert!(summary.starts_with("not approved: quality score 88 (needs 90), 0 errors"), "{summary}");
+        assert!(
+            summary.starts_with("not approved: quality score 88 (needs 90), 0 errors"),
+            "{summary}"
+        );
 
         let output = review_code(&json!({"code": GOOD_PYTHON, "min_score": 100})).unwrap();
         assert_eq!(output["approved"], true, "{output}");
@@ -632,7 +643,9 @@ mod tests {
     fn strict_reviews_bound_their_reports() {
         let mut code = String::new();
         for index in 0..8 {
-            code.push_str(&format!("def f{index}():\n    \"\"\"Doc.\"\"\"\n    return {index}\n\n\n"));
+            code.push_str(&format!(
+                "def f{index}():\n    \"\"\"Doc.\"\"\"\n    return {index}\n\n\n"
+            ));
         }
         code.push_str("def test_other():\n    assert f0() == 0\n");
         let output = review_code(&json!({"code": code, "strict": true})).unwrap();

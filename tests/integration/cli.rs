@@ -93,11 +93,12 @@ fn validate_accepts_the_examples_and_rejects_fixtures_with_locations() {
             "workflows/code-generation.yaml",
             "workflows/parallel-analysis.yaml",
             "workflows/smart-router.yaml",
+            "workflows/refine-code.yaml",
         ])
         .output()
         .unwrap();
     assert_eq!(valid.status.code(), Some(0), "{}", text(&valid.stderr));
-    assert_eq!(text(&valid.stdout).matches("ok: workflows/").count(), 3);
+    assert_eq!(text(&valid.stdout).matches("ok: workflows/").count(), 4);
 
     let invalid = home
         .pallet_at(repository())
@@ -577,6 +578,43 @@ async fn offline_runs_fall_back_to_the_built_in_examples_and_the_workflows_dir()
     );
     let record: Value = serde_json::from_slice(&from_directory.stdout).unwrap();
     assert_eq!(record["output"]["said"], "hi", "{record}");
+}
+
+/// The shipped refinement example runs out of the box: the strict review
+/// fails the first draft, the second build addresses it and the loop ends on
+/// `until` in round 2, with the built-in example agents and no network.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_refine_example_ends_on_until_in_its_second_round() {
+    let scratch = TestContext::new();
+    let directory = scratch.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        directory
+            .pallet()
+            .args(["run", "--offline", "--workflow", "refine-code-v1", "--json"])
+            .arg("Create a function that calculates the factorial of a number")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let record: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let output = &record["output"];
+    assert_eq!(output["iterations"], 2, "{output}");
+    assert_eq!(output["until_met"], true, "{output}");
+    let last = &output["last"];
+    assert_eq!(last["review"]["result"]["approved"], true, "{last}");
+    assert_eq!(
+        last["build"]["result"]["addressed"],
+        serde_json::json!(["function 'validate_input' has no test of its own"]),
+        "{last}"
+    );
+    let round_one = read_json(&scratch.join("app/steps/refine_1__review.json"));
+    assert_eq!(
+        round_one["outputs"]["result"]["approved"], false,
+        "{round_one}"
+    );
 }
 
 /// A reader that goes away (`pallet runs --json | head -c 10`) ends every

@@ -103,7 +103,9 @@ fn validation_test(program: &Program) -> String {
     let sample = sample(program.input);
     let mut body = format!("  assert.deepStrictEqual(validateInput({sample}), {sample});\n");
     for argument in invalid(program.input) {
-        body.push_str(&format!("  assert.throws(() => validateInput({argument}));\n"));
+        body.push_str(&format!(
+            "  assert.throws(() => validateInput({argument}));\n"
+        ));
     }
     format!(
         "\n{}function testValidateInput() {{\n{body}}}\n",

@@ -36,9 +36,7 @@ pub fn render(language: Language, program: &Program) -> Rendered {
             .iter()
             .map(|function| name(&function.name)),
     );
-    let validation = program
-        .test_validation
-        .then(|| name("test_validate_input"));
+    let validation = program.test_validation.then(|| name("test_validate_input"));
     let tests: Vec<String> = validation
         .into_iter()
         .chain(
