@@ -44,7 +44,7 @@ pub fn write(dir: &Path, record: &RunRecord) -> anyhow::Result<Vec<String>> {
     written.file(dir, "run.json", &pretty(record))?;
     written.file(dir, "metadata.json", &pretty(&metadata(record)))?;
     for step in &record.steps {
-        let name = format!("steps/{}.json", file_safe(&step.id));
+        let name = format!("steps/{}.json", step_file_stem(&step.id));
         written.file(dir, &name, &pretty(step))?;
     }
     if let Some(plan) = result_of_skill(record, "create_plan") {
@@ -298,6 +298,18 @@ fn code_file_name(build: &Value) -> String {
     format!("main.{extension}")
 }
 
+/// A step's file name: qualified ids (`each[0]/scan`, `build/on_failure/note`)
+/// become `each.0.scan`, `build.on_failure.note`. Step ids have no `.`, so no
+/// two steps share a file.
+fn step_file_stem(id: &str) -> String {
+    let dotted: String = id
+        .chars()
+        .filter(|&c| c != ']')
+        .map(|c| if c == '[' || c == '/' { '.' } else { c })
+        .collect();
+    file_safe(&dotted)
+}
+
 /// Keeps names inside the output directory.
 fn file_safe(name: &str) -> String {
     name.chars()
@@ -483,6 +495,31 @@ mod tests {
             .map(|entry| entry.unwrap().file_name())
             .collect();
         assert_eq!(names, ["run.json"]);
+    }
+
+    #[test]
+    fn qualified_step_ids_get_files_of_their_own() {
+        let ids = [
+            "each[0]/scan",
+            "each_0__scan",
+            "each_0_/scan",
+            "r[12]/b/on_failure/n",
+        ];
+        let stems: Vec<String> = ids.iter().map(|id| step_file_stem(id)).collect();
+        assert_eq!(
+            stems,
+            [
+                "each.0.scan",
+                "each_0__scan",
+                "each_0_.scan",
+                "r.12.b.on_failure.n"
+            ]
+        );
+        assert!(
+            stems
+                .iter()
+                .all(|stem| is_own_file_name(&format!("steps/{stem}.json")))
+        );
     }
 
     #[test]

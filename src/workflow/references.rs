@@ -176,12 +176,13 @@ fn check_step(
 fn check_locals(tree: &Tree, index: usize, pointer: &str, text: &str, errors: &mut Vec<Problem>) {
     let this = &tree.nodes[index];
     let own_until = this.step.step_type == StepType::Loop && pointer.ends_with("/until");
-    // The containers around the step, innermost first.
-    let around: Vec<StepType> = chain(tree, index)
-        .into_iter()
-        .rev()
-        .skip(1)
-        .map(|ancestor| tree.nodes[ancestor].step.step_type)
+    // The containers whose body holds the step: a for_each's or loop's own
+    // `on_failure` runs after the iterations, where no item or loop is set.
+    let chain = chain(tree, index);
+    let around: Vec<StepType> = chain
+        .windows(2)
+        .filter(|pair| tree.nodes[pair[1]].branch == Some(BODY))
+        .map(|pair| tree.nodes[pair[0]].step.step_type)
         .collect();
     for local in locals_read(text) {
         let (bound, hint) = match local.as_str() {
@@ -194,7 +195,7 @@ fn check_locals(tree: &Tree, index: usize, pointer: &str, text: &str, errors: &m
                 "`loop` is set only inside the `steps` (and the `until`) of a loop step: `{{ loop.iteration }}` counts from 1, `{{ loop.previous }}` holds the previous iteration's outputs",
             ),
             _ => (
-                chain(tree, index)
+                chain
                     .iter()
                     .any(|&node| tree.nodes[node].branch == Some(ON_FAILURE)),
                 "`error` is set only inside an `on_failure` handler: `{{ error.message }}`, `{{ error.step }}`",
@@ -596,6 +597,37 @@ mod tests {
         );
         assert!(
             found[2].contains("which runs only in branch `if_true` of `pick`"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn iteration_locals_are_not_set_in_the_handler_of_their_own_container() {
+        let steps = "
+- id: each
+  step_type: for_each
+  items: '{{ workflow.input.list }}'
+  steps:
+    - id: scan
+      skill: s
+      inputs: {x: '{{ item }}'}
+      on_failure: [{id: note, skill: s, inputs: {x: '{{ item }} {{ index }} {{ error.message }}'}}]
+  on_failure: [{id: cleanup, skill: s, inputs: {x: '{{ item }} {{ error.message }}'}}]
+- id: again
+  step_type: loop
+  max_iterations: 2
+  until: '{{ loop.iteration }}'
+  steps: [{id: work, skill: s}]
+  on_failure: [{id: tidy, skill: s, inputs: {x: '{{ loop.iteration }}'}}]
+";
+        let found = errors(steps);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].contains("step `cleanup` reads `item`, which is not set here"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("step `tidy` reads `loop`, which is not set here"),
             "{found:?}"
         );
     }

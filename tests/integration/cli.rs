@@ -610,7 +610,7 @@ async fn the_refine_example_ends_on_until_in_its_second_round() {
         serde_json::json!(["function 'validate_input' has no test of its own"]),
         "{last}"
     );
-    let round_one = read_json(&scratch.join("app/steps/refine_1__review.json"));
+    let round_one = read_json(&scratch.join("app/steps/refine.1.review.json"));
     assert_eq!(
         round_one["outputs"]["result"]["approved"], false,
         "{round_one}"
