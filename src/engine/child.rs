@@ -54,6 +54,7 @@ impl Durable {
             completed: under_prefix(&self.completed, &prefix),
             previous_attempts: under_prefix(&self.previous_attempts, &prefix),
             interrupted_tasks: under_prefix(&self.interrupted_tasks, &prefix),
+            handled_failures: under_prefix(&self.handled_failures, &prefix),
             journal: Arc::new(ChildJournal {
                 parent: self.journal.clone(),
                 prefix,
@@ -144,6 +145,7 @@ mod tests {
             completed,
             previous_attempts: HashMap::from([("outer/inner/b".to_string(), 2)]),
             interrupted_tasks: HashMap::new(),
+            handled_failures: HashMap::new(),
         };
         let child = root.child("outer");
         assert_eq!(child.run_id, "run");

@@ -69,4 +69,8 @@ pub struct Durable {
     /// had accepted one: the step first asks the agent for that task
     /// (`reattached_from` names the attempt) rather than sending it again.
     pub interrupted_tasks: HashMap<String, StepTask>,
+    /// step id -> the error of its failed attempt, for steps whose
+    /// `on_failure` handler had started: a resume runs the handler again
+    /// (its completed steps not), not the failed step.
+    pub handled_failures: HashMap<String, String>,
 }

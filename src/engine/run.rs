@@ -324,6 +324,16 @@ impl Run<'_> {
                 self.finish(step, slot, restored(step, outputs));
                 return Ok(());
             }
+            // Killed inside its handler: the recorded failure goes to the
+            // handler again, the failed call is not made again.
+            if let Some(message) = self.handled_failure_before(step) {
+                let slot = self.reserve_slot();
+                let mut record = skipped(step);
+                record.status = StepStatus::Failed;
+                record.error = Some(message.clone());
+                self.finish(step, slot, record);
+                return Err(Failure::failed(message));
+            }
             if step.step_type == crate::workflow::StepType::Approval {
                 return self.await_approval(step).await;
             }
@@ -413,6 +423,13 @@ impl Run<'_> {
     /// The stored outputs of a step an earlier process completed.
     fn completed_before(&self, step: &Step) -> Option<Value> {
         self.durable?.completed.get(&step.id).cloned()
+    }
+
+    fn handled_failure_before(&self, step: &Step) -> Option<String> {
+        if step.on_failure.is_empty() {
+            return None;
+        }
+        self.durable?.handled_failures.get(&step.id).cloned()
     }
 
     /// Attempts of this step made by earlier processes (0 without a journal).

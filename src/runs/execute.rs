@@ -22,6 +22,7 @@ pub(super) struct Earlier {
     completed: HashMap<String, Value>,
     previous_attempts: HashMap<String, u32>,
     interrupted_tasks: HashMap<String, StepTask>,
+    handled_failures: HashMap<String, String>,
 }
 
 impl Earlier {
@@ -64,6 +65,7 @@ impl Runner<'_> {
                 completed: store.completed_outputs(&run_id)?,
                 previous_attempts: store.previous_attempts(&run_id)?,
                 interrupted_tasks: store.interrupted_tasks(&run_id)?,
+                handled_failures: store.handled_failures(&run_id)?,
             })
         })
         .await?;
@@ -92,6 +94,7 @@ impl Runner<'_> {
             completed: earlier.completed,
             previous_attempts: earlier.previous_attempts,
             interrupted_tasks: earlier.interrupted_tasks,
+            handled_failures: earlier.handled_failures,
         };
         let record = self
             .engine

@@ -320,6 +320,23 @@ impl RunStore {
         })
     }
 
+    /// step id -> the error of its latest attempt, when that failed and an
+    /// attempt of its `on_failure` handler (`STEP/on_failure/...`) exists.
+    pub fn handled_failures(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT a.step_id, COALESCE(a.error, 'failed') FROM step_attempts a
+                 WHERE a.run_id = ?1 AND a.status = 'failed'
+                   AND a.id = (SELECT MAX(b.id) FROM step_attempts b
+                               WHERE b.run_id = a.run_id AND b.step_id = a.step_id)
+                   AND EXISTS (SELECT 1 FROM step_attempts h WHERE h.run_id = a.run_id
+                               AND substr(h.step_id, 1, length(a.step_id) + 12) = a.step_id || '/on_failure/')",
+            )?;
+            let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     /// step id -> attempts that count towards the idempotency key (all but interrupted).
     pub fn previous_attempts(&self, id: &str) -> Result<HashMap<String, u32>, StoreError> {
         self.read(|connection| {

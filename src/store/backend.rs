@@ -136,6 +136,8 @@ pub trait Backend: Send + Sync + 'static {
     fn previous_attempts(&self, id: &str) -> Result<HashMap<String, u32>, StoreError>;
     /// step id -> the agent's task of its interrupted attempt, to reattach to.
     fn interrupted_tasks(&self, id: &str) -> Result<HashMap<String, StepTask>, StoreError>;
+    /// step id -> error of its failed attempt, where its on_failure handler started.
+    fn handled_failures(&self, id: &str) -> Result<HashMap<String, String>, StoreError>;
 
     // Leases: one executor per run.
     /// Take the lease on run `id` for this process under `token`; answers the
@@ -269,6 +271,9 @@ impl Backend for RunStore {
     }
     fn interrupted_tasks(&self, id: &str) -> Result<HashMap<String, StepTask>, StoreError> {
         RunStore::interrupted_tasks(self, id)
+    }
+    fn handled_failures(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
+        RunStore::handled_failures(self, id)
     }
     fn acquire_lease(&self, id: &str, token: &str) -> Pending<Option<Lease>> {
         RunStore::acquire_lease(self, id, token)

@@ -638,6 +638,55 @@ async fn a_map_killed_mid_way_resumes_without_running_completed_items_again() {
     assert_attempts(&store, &id, "each[3]/mark", &[(1, "completed")]);
 }
 
+/// Killed while a failed step's on_failure handler runs: the resume runs
+/// the handler on (its finished steps not again) and never calls the failed
+/// step's agent a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_killed_inside_its_handler_is_not_called_again_on_resume() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("runs.db");
+    let file = directory.path().join("handled.yaml");
+    let steps = "  - id: bad
+    skill: fail
+    inputs: {message: the scan broke}
+    on_failure:
+      - {id: note, skill: first, inputs: {about: '{{ error.message }}'}}
+      - {id: nap, skill: sleep, inputs: {ms: 4000}}
+      - {id: mark, skill: second, inputs: {at: '{{ error.step }}'}}
+  - {id: three, skill: last, inputs: {got: '{{ steps.bad.outputs }}'}}
+";
+    std::fs::write(&file, workflow_text(steps)).unwrap();
+    let root = directory.path().to_path_buf();
+    let mut child = spawn_run(&root, &file, &db, &agent.url());
+    let in_flight = [
+        ("bad/on_failure/note", "completed"),
+        ("bad/on_failure/nap", "running"),
+    ];
+    let id = wait_for_statuses(&db, "the handler in flight", &in_flight).await;
+    kill_and_check_failed(&mut child);
+    assert_eq!((agent.calls("fail"), agent.calls("first")), (1, 1));
+
+    let shown = resume_json(&root, &id, &db, &agent.url()).await;
+    assert_eq!(shown["status"], "completed", "{shown}");
+    assert_eq!(agent.calls("fail"), 1, "the failed step was called again");
+    assert_eq!(
+        agent.calls("first"),
+        1,
+        "the handler's finished step ran again"
+    );
+    assert_eq!((agent.calls("sleep"), agent.calls("second")), (2, 1));
+    assert_eq!(agent.calls("last"), 1);
+    let store = RunStore::open(&db).unwrap();
+    assert_attempts(&store, &id, "bad", &[(1, "failed"), (2, "completed")]);
+    assert_attempts(
+        &store,
+        &id,
+        "bad/on_failure/nap",
+        &[(1, "interrupted"), (2, "completed")],
+    );
+}
+
 /// `pallet run --quiet --file FILE --db DB --agent URL --out ROOT/out`, its
 /// HOME in `root` and its output discarded, killed when the guard drops.
 fn spawn_run(root: &Path, file: &Path, db: &Path, agent: &str) -> Spawned {

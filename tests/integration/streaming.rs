@@ -432,6 +432,7 @@ async fn a_chatty_agent_is_journaled_at_most_every_500_ms_and_shown_as_events() 
         completed: Default::default(),
         previous_attempts: Default::default(),
         interrupted_tasks: Default::default(),
+        handled_failures: Default::default(),
     };
     let started = std::time::Instant::now();
     let record = engine

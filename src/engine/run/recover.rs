@@ -6,7 +6,9 @@
 //! `on_failure/`, and the run stays failed.
 //!
 //! A recovered step is journaled as one more attempt, completed, so a resume
-//! neither runs it nor its handler again.
+//! neither runs it nor its handler again. Killed while its handler ran, a
+//! resume hands the recorded failure to the handler again
+//! (`Durable::handled_failures`) without calling the failed step again.
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
