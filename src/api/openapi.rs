@@ -257,6 +257,7 @@ fn schemas() -> Value {
                     "steps_total": {"type": "integer"}
                 }},
                 "time_in_state_seconds": {"type": "object", "additionalProperties": {"type": "number"}},
+                "continued_failures": {"type": "array", "items": {"type": "string"}, "description": "Steps (qualified ids such as `each[0]/scan`) whose last attempt failed and that have `continue_on_error`: the run went on without them; absent when none"},
                 "total_duration_seconds": {"type": "number"},
                 "approval": {"type": "object", "description": "the approval the run waits for"},
                 "attempts": {"type": "array", "items": {"type": "object"}}

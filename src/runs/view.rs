@@ -20,6 +20,10 @@ pub struct RunView {
     pub total_duration_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<PendingApproval>,
+    /// Steps (qualified ids) whose last attempt failed and that have
+    /// `continue_on_error`: the run went on without them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub continued_failures: Vec<String>,
     pub attempts: Vec<Attempt>,
 }
 
@@ -72,6 +76,7 @@ impl Runner<'_> {
             time_in_states(&history, self.store.clock().now());
         Ok(RunView {
             progress: progress(&run, &workflow, &attempts),
+            continued_failures: continued_failures(&workflow, &attempts),
             time_in_state_seconds,
             total_duration_seconds,
             approval,
@@ -101,6 +106,29 @@ fn progress(run: &StoredRun, workflow: &LoadedWorkflow, attempts: &[Attempt]) ->
         steps_completed,
         steps_total: steps.len(),
     }
+}
+
+fn continued_failures(workflow: &LoadedWorkflow, attempts: &[Attempt]) -> Vec<String> {
+    let continuing: Vec<&str> = workflow
+        .workflow
+        .all_steps()
+        .into_iter()
+        .filter(|step| step.continue_on_error)
+        .map(|step| step.id.as_str())
+        .collect();
+    // Attempts come in order: the last one of each step decides.
+    let mut last: BTreeMap<&str, AttemptStatus> = BTreeMap::new();
+    for attempt in attempts {
+        last.insert(&attempt.step_id, attempt.status);
+    }
+    last.into_iter()
+        .filter(|(id, status)| {
+            // `each[0]/scan` is an iteration of step `scan`.
+            let own = id.rsplit('/').next().unwrap_or(id);
+            *status == AttemptStatus::Failed && continuing.contains(&own)
+        })
+        .map(|(id, _)| id.to_string())
+        .collect()
 }
 
 /// Seconds spent in each state and the total, from the transitions in order.

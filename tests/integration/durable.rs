@@ -230,6 +230,42 @@ async fn an_approved_run_continues_with_the_decision() {
     assert!(again.is_conflict(), "{again}");
 }
 
+/// The run view (CLI and service) names the failures the run went on
+/// without, also inside a map's iterations.
+#[tokio::test]
+async fn the_run_view_lists_continued_failures() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let directory = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&directory.path().join("runs.db")).unwrap();
+    let engine = engine(&agent);
+    let runner = starter(&store, &engine);
+    let steps = "  - {id: broken, skill: fail, continue_on_error: true}
+  - id: each
+    step_type: for_each
+    items: '{{ workflow.input.items }}'
+    steps:
+      - {id: scan, skill: fail, continue_on_error: true, if: '{{ item }}'}
+  - {id: fine, skill: first}
+";
+    let outcome = runner
+        .start(
+            workflow(steps),
+            "durable-test",
+            json!({"items": [true, false, true]}),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.run.status, RunState::Completed);
+    let view = runner.view(&outcome.run.id).unwrap();
+    assert_eq!(
+        view.continued_failures,
+        ["broken", "each[0]/scan", "each[2]/scan"]
+    );
+    let shown = serde_json::to_value(&view).unwrap();
+    assert_eq!(shown["continued_failures"][1], "each[0]/scan", "{shown}");
+}
+
 #[tokio::test]
 async fn a_rejection_fails_the_run_or_sends_it_back_for_rework() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
