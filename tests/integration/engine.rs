@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pallet::agent::StaticDiscovery;
-use pallet::engine::{Engine, Event, RunRecord, RunStatus, StepRecord, StepStatus};
+use pallet::engine::{Engine, Event, RunRecord, RunStatus, StepStatus};
 use pallet::workflow::{DirectorySource, LoadedWorkflow, load_str};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::records::step;
 
 /// An engine over the agents at `urls`, finding child workflows in `workflows_dir`.
 fn engine(urls: &[String], workflows_dir: &Path) -> (Engine, mpsc::UnboundedReceiver<Event>) {
@@ -47,14 +48,6 @@ async fn run_once(body: &str, input: Value) -> (RunRecord, LegacyAgent) {
         .run(workflow("test", body), input, CancellationToken::new())
         .await;
     (record, agent)
-}
-
-fn step<'a>(record: &'a RunRecord, id: &str) -> &'a StepRecord {
-    record
-        .steps
-        .iter()
-        .find(|step| step.id == id)
-        .unwrap_or_else(|| panic!("no record of step {id}: {record:#?}"))
 }
 
 fn statuses(record: &RunRecord) -> Vec<(&str, StepStatus)> {

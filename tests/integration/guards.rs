@@ -3,38 +3,15 @@
 //! calling the agent, a tolerated reference to a skipped step renders, and a
 //! continued failure lets the run go on and complete.
 
-use std::sync::Arc;
-
-use pallet::agent::StaticDiscovery;
-use pallet::engine::{Engine, RunRecord, RunStatus, StepRecord, StepStatus};
-use pallet::workflow::{DirectorySource, load_str};
+use pallet::engine::{RunRecord, RunStatus, StepStatus};
+use pallet::workflow::load_str;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::records::{run_body, step};
 
 async fn run(body: &str, input: Value) -> (RunRecord, LegacyAgent) {
-    let agent = LegacyAgent::start("helper", &[]).await;
-    let empty = tempfile::tempdir().unwrap();
-    let engine = Engine::builder(
-        Arc::new(StaticDiscovery::new(vec![agent.url()])),
-        Arc::new(DirectorySource::new(empty.path())),
-    )
-    .build();
-    let text = format!("metadata: {{id: g, name: G, version: 1.0.0}}\n{body}");
-    let loaded = load_str("g.yaml", &text).unwrap_or_else(|error| panic!("{error:?}\n{text}"));
-    let record = engine
-        .run(Arc::new(loaded), input, CancellationToken::new())
-        .await;
-    (record, agent)
-}
-
-fn step<'a>(record: &'a RunRecord, id: &str) -> &'a StepRecord {
-    record
-        .steps
-        .iter()
-        .find(|step| step.id == id)
-        .unwrap_or_else(|| panic!("no record of step {id}: {record:#?}"))
+    run_body(body, input).await
 }
 
 const GUARDED: &str = "

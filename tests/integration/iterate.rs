@@ -2,39 +2,14 @@
 //! bounded concurrency, outputs in item order, failures collected or fast,
 //! loops ending on `until` or at `max_iterations`, handlers with `error`.
 
-use std::sync::Arc;
-
-use pallet::agent::StaticDiscovery;
-use pallet::engine::{Engine, RunRecord, RunStatus, StepRecord, StepStatus};
-use pallet::workflow::{DirectorySource, load_str};
+use pallet::engine::{RunRecord, RunStatus, StepStatus};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::records::{run_body, step};
 
-/// Run the workflow with the given top-level keys (`steps:` and others) against one fresh agent.
 async fn run(body: &str, input: Value) -> (RunRecord, LegacyAgent) {
-    let agent = LegacyAgent::start("helper", &[]).await;
-    let empty = tempfile::tempdir().unwrap();
-    let engine = Engine::builder(
-        Arc::new(StaticDiscovery::new(vec![agent.url()])),
-        Arc::new(DirectorySource::new(empty.path())),
-    )
-    .build();
-    let text = format!("metadata: {{id: it, name: It, version: 1.0.0}}\n{body}");
-    let loaded = load_str("it.yaml", &text).unwrap_or_else(|error| panic!("{error:?}\n{text}"));
-    let record = engine
-        .run(Arc::new(loaded), input, CancellationToken::new())
-        .await;
-    (record, agent)
-}
-
-fn step<'a>(record: &'a RunRecord, id: &str) -> &'a StepRecord {
-    record
-        .steps
-        .iter()
-        .find(|step| step.id == id)
-        .unwrap_or_else(|| panic!("no record of step {id}: {record:#?}"))
+    run_body(body, input).await
 }
 
 fn outputs(record: &RunRecord, id: &str) -> Value {

@@ -9,6 +9,7 @@ pub mod legacy_agent;
 pub mod original_agent;
 pub mod pallet;
 pub mod process;
+pub mod records;
 pub mod registry;
 pub mod sdk_peer;
 pub mod snapshot;
