@@ -26,6 +26,7 @@ mod registry_hostile;
 mod registry_interop;
 mod remote;
 mod server;
+mod shapes;
 mod streaming;
 mod support;
 mod validate;

@@ -42,8 +42,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check workflow files against the schema and the semantic rules, and
-    /// with --agent against the schemas the agents publish for their skills.
+    /// Check workflow files against the schema and the semantic rules (with --agent, the agents' schemas too).
     #[command(
         after_help = "Examples:\n  pallet validate workflows/*.yaml\n  pallet validate --json my-workflow.yaml | jq '.[].diagnostics'\n  pallet validate --agent http://127.0.0.1:8001,http://127.0.0.1:8002 workflows/code-generation.yaml\n  pallet validate --agents-file agents.yaml my-workflow.yaml\n\nWith --agent or --agents-file, each step is also checked against the JSON Schemas its\nskill's agents publish (the card extension urn:pallet:skill-schemas:v1, or the original\nproject's input_schema/output_schema), as every run checks before its first step: its\ninputs against the input schema, its reads of other steps' outputs against their output\nschemas. Skills whose agents publish no schemas are not checked. A skill no agent offers\nis a problem too.\n\nExit status: 0 all valid, 2 any invalid."
     )]
