@@ -84,7 +84,7 @@ pub(super) fn check(
             )),
         ));
     }
-    literal_values(node, schema, &whose, problems);
+    literal_values(checker, node, schema, &whose, problems);
 }
 
 /// Required properties the step does not give, unless the schema gives a default.
@@ -130,7 +130,13 @@ fn missing_required(node: &Node, schema: &Value, whose: &str, problems: &mut Vec
 /// The values without a template, validated together under the schema;
 /// only errors inside them count (the others are about inputs given by
 /// templates, or the checks above).
-fn literal_values(node: &Node, schema: &Value, whose: &str, problems: &mut Vec<Problem>) {
+fn literal_values(
+    checker: &Checker,
+    node: &Node,
+    schema: &Value,
+    whose: &str,
+    problems: &mut Vec<Problem>,
+) {
     let literals: Map<String, Value> = node
         .step
         .inputs
@@ -147,7 +153,7 @@ fn literal_values(node: &Node, schema: &Value, whose: &str, problems: &mut Vec<P
         return;
     }
     // The card's schemas compiled when the card was read; one that does not is unknown.
-    let Ok(validator) = jsonschema::validator_for(schema) else {
+    let Some(validator) = checker.validator(schema) else {
         return;
     };
     let probe = Value::Object(literals);

@@ -11,7 +11,9 @@
 mod inputs;
 mod paths;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde_json::Value;
 
@@ -32,10 +34,18 @@ pub type Published<'a> = HashMap<&'a str, Vec<SkillSchemas<'a>>>;
 
 /// Every problem of `workflow`'s steps against the `published` schemas.
 pub fn check(workflow: &Workflow, published: &Published) -> Vec<Problem> {
+    let any_schema = published
+        .values()
+        .flatten()
+        .any(|schemas| schemas.input.is_some() || schemas.output.is_some());
+    if !any_schema {
+        return Vec::new();
+    }
     let tree = Tree::new(workflow);
     let checker = Checker {
         tree: &tree,
         published,
+        validators: Default::default(),
     };
     let mut problems = Vec::new();
     for node in &tree.nodes {
@@ -96,9 +106,21 @@ impl Publisher<'_> {
 pub(crate) struct Checker<'a> {
     tree: &'a Tree<'a>,
     published: &'a Published<'a>,
+    /// Each input schema compiled once (by its address), for the literal inputs.
+    validators: RefCell<HashMap<usize, Option<Rc<jsonschema::Validator>>>>,
 }
 
 impl<'a> Checker<'a> {
+    /// `schema` compiled; `None` when it does not compile (then it is not used).
+    fn validator(&self, schema: &Value) -> Option<Rc<jsonschema::Validator>> {
+        let key = std::ptr::from_ref(schema) as usize;
+        let mut validators = self.validators.borrow_mut();
+        validators
+            .entry(key)
+            .or_insert_with(|| jsonschema::validator_for(schema).ok().map(Rc::new))
+            .clone()
+    }
+
     /// The distinct schemas `pick` takes from the agents of `skill`, each with its agents.
     fn publishers(
         &self,

@@ -216,8 +216,10 @@ impl<'a> Walker<'a> {
         kinds: Types,
     ) -> Result<Types, Impossible> {
         self.visits += 1;
+        // Anything: at the end of the path, anything of `kinds`.
+        let anything = if path.is_empty() { kinds } else { Types::ALL };
         if self.visits > MAX_VISITS || self.nesting >= MAX_NESTING {
-            return Ok(Types::ALL);
+            return Ok(anything);
         }
         self.nesting += 1;
         let outcome = self.node_within_bounds(schema, pointer, path, kinds);
@@ -240,6 +242,7 @@ impl<'a> Walker<'a> {
                 ));
             }
             Value::Object(map) => map,
+            _ if path.is_empty() => return Ok(kinds),
             _ => return Ok(Types::ALL),
         };
         let mut result = self.own(map, pointer, path, kinds)?;
@@ -470,6 +473,12 @@ mod tests {
             .collect()
     }
 
+    /// A path and what walking it gives: the types described, or where and why it stops.
+    type Case = (
+        &'static str,
+        Result<&'static str, (&'static str, &'static str)>,
+    );
+
     /// `Ok(types described)` or `Err((pointer, reason))`.
     fn at(schema: &Value, text: &str) -> Result<String, (String, String)> {
         types_at(schema, &path(text), Types::ALL)
@@ -494,7 +503,7 @@ mod tests {
                 "never": false,
             }
         });
-        let cases: Vec<(&str, Result<&str, (&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("", Ok("an object")),
             ("title", Ok("a string")),
             ("steps.0.name", Ok("a string")),
@@ -584,7 +593,7 @@ mod tests {
                 "remote": {"$ref": "https://example.com/schema.json"},
             }
         });
-        let cases: Vec<(&str, Result<&str, (&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("step.name", Ok("a string")),
             ("tree.child.child.child.value", Ok("an integer")),
             ("either.a", Ok("a string")),

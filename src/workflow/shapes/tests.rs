@@ -172,6 +172,7 @@ fn several_agents_with_one_schema_are_named_together_and_each_schema_is_checked(
     let publishers = Checker {
         tree: &Tree::new(&workflow),
         published: &published,
+        validators: Default::default(),
     }
     .publishers("plan", |schemas| schemas.input)
     .iter()
