@@ -10,6 +10,7 @@
 
 mod inputs;
 mod paths;
+mod types;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
