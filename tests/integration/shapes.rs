@@ -347,3 +347,42 @@ async fn validate_with_agents_reports_what_a_run_would_refuse() {
     assert_eq!(planner.calls(), Vec::<String>::new());
     assert_eq!(plain.calls(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_past_the_bounds_is_ignored_with_a_warning() {
+    let description = "x".repeat(pallet::agent::card::MAX_SKILL_SCHEMA_BYTES);
+    let definition = format!(
+        r#"
+name: big
+description: Publishes a schema too large to be read
+version: 1.0.0
+skills:
+  - id: plan
+    run: [sh, -c, 'cat']
+    input_schema:
+      type: object
+      required: [requirements]
+      description: {description}
+"#
+    );
+    let agent = SchemaAgent::start(&definition).await;
+    let context = TestContext::new();
+    context.write("bad-inputs.yaml", BAD_INPUTS);
+    let output = pallet(
+        &context,
+        &["validate", "--agent", &agent.url, "bad-inputs.yaml"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("agent `big`: the input_schema of skill `plan` is ignored (its steps are not checked against it): it is larger than 262144 bytes as JSON (the limit)"),
+        "{stderr}"
+    );
+    // Only the skill no agent offers is a problem: `plan` is not checked.
+    assert!(
+        stderr.contains("no agent offers skill `review`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("does not give the input"), "{stderr}");
+}
