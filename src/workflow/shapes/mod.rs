@@ -148,12 +148,17 @@ impl<'a> Checker<'a> {
         publishers
     }
 
-    /// The call step `id` and the output schemas of its skill, when it has any.
+    /// The call step `id` and the output schemas of its skill, when it has
+    /// any and its outputs are its skill's answer.
     fn producer(&self, id: &str) -> Option<(&'a Step, Vec<Publisher<'a>>)> {
         let step = self.tree.nodes[*self.tree.by_id.get(id)?].step;
         let StepKind::Call { skill } = step.kind() else {
             return None;
         };
+        // When its handler ran, the step's outputs are the handler's last step's.
+        if !step.on_failure.is_empty() {
+            return None;
+        }
         let publishers = self.publishers(skill, |schemas| schemas.output);
         (!publishers.is_empty()).then_some((step, publishers))
     }

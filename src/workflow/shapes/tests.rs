@@ -133,6 +133,12 @@ fn a_whole_value_reference_must_be_able_to_have_the_input_type() {
 }
 
 #[test]
+fn a_step_with_a_failure_handler_may_have_the_handlers_outputs() {
+    let steps = "- id: p\n  skill: plan\n  inputs: {requirements: r}\n  on_failure: [{id: fallback, skill: echo}]\n- {id: b, skill: echo, inputs: {y: '{{ steps.p.outputs.from_the_handler }}'}}\n";
+    assert_eq!(problems(steps), Vec::<String>::new());
+}
+
+#[test]
 fn without_schemas_nothing_is_checked() {
     let steps = "- {id: a, skill: echo, inputs: {x: 1}}\n- {id: b, skill: unknown, inputs: {y: '{{ steps.a.outputs.z.w }}'}}\n";
     assert_eq!(problems(steps), Vec::<String>::new());
