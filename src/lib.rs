@@ -14,7 +14,7 @@
 //! - [`engine`]: running one workflow: step kinds, timeouts, retries, cancellation, sub-workflows, run records.
 //! - [`registry`]: OCI push/pull/list/resolve over one HTTP client, semver, the cache, registry-backed discovery.
 //! - [`agent`]: agent cards, discovery, the protocol clients (A2A 0.3/1.0 over JSON-RPC and HTTP+JSON, legacy), auth, the agent server.
-//! - [`workflow`]: the workflow model, its JSON Schema, loading with line:column diagnostics, semantic checks, sources.
+//! - [`workflow`]: the workflow model, its JSON Schema, loading with line:column diagnostics, semantic checks, steps against the agents' schemas, sources.
 //! - [`template`]: the `{{ }}` templates of inputs and conditions: compile, check, fill; pure, a leaf.
 //! - [`yaml`]: the one YAML reader, every problem at file:line:column; a leaf.
 //! - [`bearer`], [`http_server`], `tls`, [`error`]: shared helpers (tokens, bounded serving, lazy TLS roots, error chains).

@@ -18,9 +18,10 @@ fn main() -> ExitCode {
         Err(error) => error.exit(),
     };
     cli::init_tracing(args.verbose, args.quiet);
-    let outcome = if matches!(args.command, Command::Validate(_)) {
-        // Validation does no I/O that needs tokio: its future completes when first
-        // polled, so it skips starting the runtime and its worker threads.
+    let outcome = if matches!(&args.command, Command::Validate(validate) if !validate.checks_agents())
+    {
+        // Validation without agents does no I/O that needs tokio: its future completes
+        // when first polled, so it skips starting the runtime and its worker threads.
         futures::executor::block_on(cli::run(args))
     } else {
         let runtime = match runtime_for(&args.command) {

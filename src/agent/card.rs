@@ -8,6 +8,12 @@ use url::Url;
 
 use super::auth::{Auth, Security};
 
+mod schemas;
+
+pub use schemas::{
+    IgnoredSchema, MAX_SKILL_SCHEMA_BYTES, MAX_SKILL_SCHEMA_DEPTH, SKILL_SCHEMAS_EXTENSION,
+};
+
 /// What pallet needs of an agent card, whatever protocol it came from.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AgentCard {
@@ -92,8 +98,11 @@ pub struct SkillInfo {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The JSON Schema of the skill's input, when the card publishes a usable
+    /// one (see `card/schemas.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_schema: Option<Value>,
+    /// The JSON Schema of the skill's output, likewise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<Value>,
     /// The skill's own security requirements, which replace the card's.
@@ -134,6 +143,11 @@ pub enum CardError {
 impl AgentCard {
     pub fn offers(&self, skill: &str) -> bool {
         self.skills.iter().any(|offered| offered.id == skill)
+    }
+
+    /// What the card says of `skill`, when it offers it.
+    pub fn skill(&self, skill: &str) -> Option<&SkillInfo> {
+        self.skills.iter().find(|offered| offered.id == skill)
     }
 
     /// What is missing to call `skill` (the schemes asked for, described),
@@ -184,10 +198,16 @@ impl AgentCard {
                     url: card_url.to_string(),
                     field: "name",
                 })?;
+        let extension = schemas::extension(object);
         let skills: Vec<SkillInfo> = object
             .get("skills")
             .and_then(Value::as_array)
-            .map(|skills| skills.iter().filter_map(skill_info).collect())
+            .map(|skills| {
+                skills
+                    .iter()
+                    .filter_map(|skill| skill_info(name, skill, extension))
+                    .collect()
+            })
             .unwrap_or_default();
         let endpoint = if let Some(interfaces) = object.get("supportedInterfaces") {
             a2a_endpoint(card_url, name, &skills, version_1_interfaces(interfaces))?
@@ -415,13 +435,18 @@ pub(crate) fn has_credentials(url: &Url) -> bool {
     !url.username().is_empty() || url.password().is_some()
 }
 
-fn skill_info(skill: &Value) -> Option<SkillInfo> {
+fn skill_info(
+    agent: &str,
+    skill: &Value,
+    extension: Option<&Map<String, Value>>,
+) -> Option<SkillInfo> {
     let id = skill["id"].as_str().or_else(|| skill["name"].as_str())?;
+    let schema = |field| schemas::published(agent, id, field, extension, skill);
     Some(SkillInfo {
         id: id.to_string(),
         description: skill["description"].as_str().map(str::to_string),
-        input_schema: skill.get("input_schema").cloned(),
-        output_schema: skill.get("output_schema").cloned(),
+        input_schema: schema("input_schema"),
+        output_schema: schema("output_schema"),
         security: skill
             .as_object()
             .map(super::auth::requirements)
@@ -527,6 +552,37 @@ mod tests {
                 panic!("{error}");
             };
             assert_eq!(skills, ["plan"]);
+        }
+    }
+
+    #[test]
+    fn skill_schemas_from_the_extension_of_both_versions_and_from_legacy_skills() {
+        let input = json!({"type": "object", "required": ["code"]});
+        let output = json!({"type": "string"});
+        let extension = json!([{"uri": SKILL_SCHEMAS_EXTENSION, "params": {"skills": {
+            "review": {"input_schema": input, "output_schema": output},
+            "other": {"input_schema": {"type": 12}},
+        }}}]);
+        let skills = json!([{"id": "review"}, {"id": "other"}, {"id": "plain"}]);
+        let cards = [
+            json!({"name": "a", "skills": skills, "capabilities": {"extensions": extension},
+                   "supportedInterfaces": [{"url": "http://h/", "protocolBinding": "JSONRPC"}]}),
+            json!({"name": "a", "skills": skills, "capabilities": {"extensions": extension},
+                   "url": "http://h/", "protocolVersion": "0.3.0"}),
+            json!({"name": "a", "url": "http://h/", "skills": [
+                {"id": "review", "input_schema": input, "output_schema": output},
+                {"id": "other", "input_schema": {"type": 12}},
+                {"id": "plain"}]}),
+        ];
+        for card in cards {
+            let parsed = AgentCard::parse(CARD_URL, &card).unwrap();
+            let review = parsed.skill("review").unwrap();
+            assert_eq!(review.input_schema.as_ref(), Some(&input), "{card}");
+            assert_eq!(review.output_schema.as_ref(), Some(&output), "{card}");
+            // One that does not compile is none (with a warning), as is one not given.
+            let other = parsed.skill("other").unwrap();
+            assert_eq!((&other.input_schema, &other.output_schema), (&None, &None));
+            assert_eq!(parsed.skill("plain").unwrap().input_schema, None);
         }
     }
 

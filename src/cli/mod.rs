@@ -39,7 +39,7 @@ use self::settings::RunSettings;
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let printer = Printer::new(cli.quiet);
     match cli.command {
-        Command::Validate(args) => validate::command(args),
+        Command::Validate(args) => validate::command(args).await,
         Command::Run(args) if args.help_inputs => {
             let workflow = settings::run_workflow(&args, printer).await?;
             printer::print_inputs(&workflow, args.json)?;

@@ -21,10 +21,12 @@ pub mod journal;
 pub mod record;
 pub mod retry;
 mod run;
+mod shapes;
 
 pub use approval::ApprovalRequest;
 pub use journal::{Durable, Journal, JournalWrite, StepTask};
 pub use record::{RunRecord, RunStatus, StepRecord, StepStatus};
+pub use shapes::schema_problems;
 
 use std::sync::Arc;
 

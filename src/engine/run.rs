@@ -1,6 +1,7 @@
 //! One run of one workflow: the step tree walked in order, containers
 //! included, with the outputs map and the step records updated in place.
-//! Finding the agents first: `run/agents.rs`; rendering templates: `run/templates.rs`.
+//! Finding the agents first: `run/agents.rs` (then the steps are checked
+//! against their schemas: `engine/shapes.rs`); rendering templates: `run/templates.rs`.
 
 mod agents;
 mod iterate;
@@ -132,7 +133,11 @@ pub(super) async fn execute(
     let prepared = match loaded.renderer() {
         Ok(renderer) => agents_for_workflow(engine, workflow)
             .await
-            .map(|agents| (renderer, agents)),
+            // Before any step: the steps against the schemas those agents publish.
+            .and_then(|agents| {
+                super::shapes::check_schemas(&loaded, &agents)?;
+                Ok((renderer, agents))
+            }),
         Err(error) => Err(format!(
             "workflow `{}` has invalid templates: {error}",
             workflow.metadata.id,

@@ -256,6 +256,13 @@ pub(super) fn single_expression(template: &Template) -> Option<&HelperTemplate> 
     found
 }
 
+/// The path a template reads when it is exactly one `{{ path }}` (with
+/// blanks around), which resolves to the value there with its JSON type.
+pub(super) fn whole_value(text: &str) -> Option<Vec<String>> {
+    let template = Template::compile(text).ok()?;
+    single_expression(&template).and_then(lookup_path)
+}
+
 /// The parts of a template made only of text and `{{ path }}`s.
 fn interpolation(template: &Template) -> Option<Vec<Part>> {
     let parts = template
@@ -620,6 +627,8 @@ mod tests {
                 Compiled::Render { .. } => "render",
             };
             assert_eq!(kind, expected, "{text}");
+            // `whole_value` tells the lookups apart the same way.
+            assert_eq!(whole_value(text).is_some(), kind == "lookup", "{text}");
         }
     }
 }

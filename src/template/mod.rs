@@ -547,6 +547,13 @@ pub fn locals_read(text: &str) -> Vec<String> {
     compile::locals_read(text)
 }
 
+/// The path a template string reads when it is exactly one `{{ path }}`:
+/// the input then gets the value there, with its JSON type (an object stays
+/// an object); any other template renders to a string.
+pub fn whole_value(text: &str) -> Option<Vec<String>> {
+    compile::whole_value(text)
+}
+
 /// The paths a template string reads under `workflow.input`, each as the
 /// names after `input`, once each, in order.
 pub fn input_paths(text: &str) -> Vec<Vec<String>> {

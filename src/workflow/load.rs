@@ -83,6 +83,32 @@ impl LoadedWorkflow {
             })?;
         super::inputs::check(id, inputs, &validators, input)
     }
+
+    /// Problems found in this workflow after it loaded (against the schemas
+    /// of its agents, say) as diagnostics at their file:line:column, in file order.
+    pub fn diagnostics(&self, problems: Vec<Problem>) -> Vec<Diagnostic> {
+        if problems.is_empty() {
+            return Vec::new();
+        }
+        // It parsed when it loaded; the index of positions is not kept for the rare problem.
+        let index = PositionIndex::parse(&self.text, WORKFLOW)
+            .ok()
+            .map(|(_, index)| index);
+        let locator = Locator {
+            origin: &self.origin,
+            index: index.as_ref(),
+        };
+        match index {
+            Some(_) => locator.locate(problems),
+            None => problems
+                .into_iter()
+                .map(|problem| {
+                    let start = Position { line: 1, column: 1 };
+                    locator.at(start, &problem.pointer, problem.message, problem.hint)
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One problem found in a workflow file.
@@ -154,6 +180,19 @@ fn problem_count(count: usize) -> String {
 }
 
 impl LoadError {
+    /// `file` is invalid: the first [`limits::MAX_DIAGNOSTICS`] of `diagnostics`
+    /// in file order, and how many more.
+    pub fn invalid(file: &str, mut diagnostics: Vec<Diagnostic>) -> LoadError {
+        diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
+        let omitted = diagnostics.len().saturating_sub(limits::MAX_DIAGNOSTICS);
+        diagnostics.truncate(limits::MAX_DIAGNOSTICS);
+        LoadError::Invalid {
+            file: file.to_string(),
+            diagnostics,
+            omitted,
+        }
+    }
+
     /// `and N more problems` when problems beyond the listed ones were left out.
     pub fn omitted_line(&self) -> Option<String> {
         match self {
@@ -309,16 +348,8 @@ impl Locator<'_> {
         diagnostics
     }
 
-    /// The first [`limits::MAX_DIAGNOSTICS`] diagnostics in file order, and how many more.
-    fn invalid(&self, mut diagnostics: Vec<Diagnostic>) -> LoadError {
-        diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.column));
-        let omitted = diagnostics.len().saturating_sub(limits::MAX_DIAGNOSTICS);
-        diagnostics.truncate(limits::MAX_DIAGNOSTICS);
-        LoadError::Invalid {
-            file: self.origin.to_string(),
-            diagnostics,
-            omitted,
-        }
+    fn invalid(&self, diagnostics: Vec<Diagnostic>) -> LoadError {
+        LoadError::invalid(self.origin, diagnostics)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Workflow definitions: the serde model, the embedded JSON Schema, loading
 //! YAML with line:column diagnostics, the semantic checks run before any step,
-//! and the typed `inputs:` a run's input is checked against (`inputs.rs`).
+//! the typed `inputs:` a run's input is checked against (`inputs.rs`), and the
+//! steps against the schemas their agents publish (`shapes/`).
 
 mod approval_checks;
 mod input_checks;
@@ -10,6 +11,7 @@ pub mod load;
 pub mod model;
 mod references;
 pub mod schema;
+pub mod shapes;
 pub mod source;
 mod template_checks;
 mod template_sites;
@@ -23,4 +25,5 @@ pub use model::{
     Backoff, DEFAULT_MAX_ITEMS, Metadata, OnReject, RetryPolicy, Step, StepKind, StepType,
     TimeoutDecision, Workflow,
 };
+pub use shapes::{Published, SkillSchemas};
 pub use source::{DirectorySource, SourceError, Sources, WorkflowSource};

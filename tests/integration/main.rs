@@ -27,6 +27,7 @@ mod registry_interop;
 mod remote;
 mod rerun;
 mod server;
+mod shapes;
 mod streaming;
 mod support;
 mod validate;

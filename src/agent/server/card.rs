@@ -8,8 +8,7 @@ use serde_json::{Map, Value, json};
 use super::definition::AgentDefinition;
 use super::wire::JSON_MEDIA_TYPE;
 
-/// The card extension that publishes the skills' JSON Schemas.
-pub const SKILL_SCHEMAS_EXTENSION: &str = "urn:pallet:skill-schemas:v1";
+pub use crate::agent::card::SKILL_SCHEMAS_EXTENSION;
 /// Where the HTTP+JSON binding is mounted, under the agent's base URL.
 pub(super) const REST_PREFIX: &str = "/rest";
 

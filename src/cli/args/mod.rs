@@ -42,9 +42,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check workflow files against the schema and the semantic rules.
+    /// Check workflow files against the schema and the semantic rules (with --agent, the agents' schemas too).
     #[command(
-        after_help = "Examples:\n  pallet validate workflows/*.yaml\n  pallet validate --json my-workflow.yaml | jq '.[].diagnostics'\n\nExit status: 0 all valid, 2 any invalid."
+        after_help = "Examples:\n  pallet validate workflows/*.yaml\n  pallet validate --json my-workflow.yaml | jq '.[].diagnostics'\n  pallet validate --agent http://127.0.0.1:8001,http://127.0.0.1:8002 workflows/code-generation.yaml\n  pallet validate --agents-file agents.yaml my-workflow.yaml\n\nWith --agent or --agents-file, each step is also checked against the JSON Schemas its\nskill's agents publish (the card extension urn:pallet:skill-schemas:v1, or the original\nproject's input_schema/output_schema), as every run checks before its first step: its\ninputs against the input schema, its reads of other steps' outputs against their output\nschemas. Skills whose agents publish no schemas are not checked. A skill no agent offers\nis a problem too.\n\nExit status: 0 all valid, 2 any invalid."
     )]
     Validate(ValidateArgs),
 
@@ -106,6 +106,28 @@ pub struct ValidateArgs {
     /// Print machine-readable results (one object per file) on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Also check the steps against the schemas this agent publishes: its base
+    /// URL or the URL of its card, as for `pallet run`. Repeatable; comma-separated.
+    #[arg(
+        short,
+        long = "agent",
+        visible_alias = "agents",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub agents: Vec<String>,
+
+    /// A file listing agents to check against (YAML or JSON: `agents: [{url: ...}]`), as for `pallet run`.
+    #[arg(long, value_name = "FILE")]
+    pub agents_file: Option<PathBuf>,
+}
+
+impl ValidateArgs {
+    /// Whether agents are asked for their schemas (which needs the network).
+    pub fn checks_agents(&self) -> bool {
+        !self.agents.is_empty() || self.agents_file.is_some()
+    }
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,25 @@ impl Agents {
     }
 }
 
+/// The agents of `--agent URL` and `--agents-file FILE` (for `pallet run`
+/// and `pallet validate --agent` alike); credentials in a URL are bad input.
+pub fn configured(
+    urls: &[String],
+    agents_file: Option<&std::path::Path>,
+) -> anyhow::Result<Arc<dyn Discovery>> {
+    let configured =
+        StaticDiscovery::configured(urls.to_vec(), agents_file).map_err(|error| {
+            match (&error, error.hint()) {
+                (
+                    DiscoveryError::CredentialsInUrl { .. } | DiscoveryError::Credentials(_),
+                    Some(hint),
+                ) => anyhow::Error::new(BadInput::new(error.to_string()).hint(hint)),
+                _ => anyhow::Error::new(error),
+            }
+        })?;
+    Ok(Arc::new(configured))
+}
+
 /// `offline` (`--offline`): the registry is not asked for agent cards.
 pub async fn resolve(
     sources: &SourceArgs,
@@ -44,15 +63,7 @@ pub async fn resolve(
         example_agents: None,
     };
     if !urls.is_empty() || sources.agents_file.is_some() {
-        let configured = StaticDiscovery::configured(urls.to_vec(), sources.agents_file.as_deref())
-            .map_err(|error| match (&error, error.hint()) {
-                (
-                    DiscoveryError::CredentialsInUrl { .. } | DiscoveryError::Credentials(_),
-                    Some(hint),
-                ) => anyhow::Error::new(BadInput::new(error.to_string()).hint(hint)),
-                _ => anyhow::Error::new(error),
-            })?;
-        let configured: Arc<dyn Discovery> = Arc::new(configured);
+        let configured = configured(urls, sources.agents_file.as_deref())?;
         if !registry_usable {
             return Ok(found(configured));
         }

@@ -23,6 +23,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use self::agents::Agents;
+pub use self::agents::configured as configured_agents;
 use self::registry::Connected;
 use crate::cli::args::{RegistryArgs, RunArgs, SourceArgs};
 use crate::cli::printer::{Printer, terminal_safe};
