@@ -114,9 +114,17 @@ async fn load_workflow(
     let workflows = state.engine.workflows().clone();
     let runtime = tokio::runtime::Handle::current();
     let owned = reference.to_string();
-    let loaded = tokio::task::spawn_blocking(move || runtime.block_on(workflows.load(&owned)))
-        .await
-        .map_err(|error| ApiError::from(StoreError::TaskStopped(error)))?;
+    let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = runtime.block_on(workflows.load(&owned));
+        // Its templates compile here, off the runtime's threads (a big
+        // workflow takes long), not in the run's preflight.
+        if let Ok(loaded) = &loaded {
+            let _ = loaded.renderer();
+        }
+        loaded
+    })
+    .await
+    .map_err(|error| ApiError::from(StoreError::TaskStopped(error)))?;
     loaded.map_err(|source| match source {
         SourceError::Unavailable { .. } => ApiError::WorkflowUnavailable {
             reference: reference.to_string(),
