@@ -56,6 +56,23 @@ fn view(state: &AppState, id: &str) -> Result<Value, ApiError> {
     Ok(serde_json::to_value(view).unwrap_or(Value::Null))
 }
 
+/// 201 with the new run's view and its location; the run goes on in the background.
+fn started(
+    state: &Arc<AppState>,
+    id: String,
+    ticket: super::admission::Ticket,
+    body: Value,
+) -> Response {
+    let location = format!("/workflows/{id}");
+    state.continue_in_background(id, ticket);
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response()
+}
+
 async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let start = types::start_request(body, &state.options.workflow_types)?;
@@ -88,14 +105,7 @@ async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Respon
     .await;
     state.note_store_write(&created);
     let (run, body) = created?;
-    state.continue_in_background(run.id.clone(), ticket);
-    let location = format!("/workflows/{}", run.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+    Ok(started(&state, run.id, ticket, body))
 }
 
 /// Find, parse and check a workflow on a blocking thread, at most
@@ -318,14 +328,7 @@ async fn rerun(
     .await;
     state.note_store_write(&created);
     let (run, body, ticket) = created?;
-    state.continue_in_background(run.id.clone(), ticket);
-    let location = format!("/workflows/{}", run.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+    Ok(started(&state, run.id, ticket, body))
 }
 
 /// Whether run `id` is to be continued: refused (409) when it waits for a
