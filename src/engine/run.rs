@@ -102,6 +102,26 @@ pub(super) struct Run<'e> {
     locals: Option<Map<String, Value>>,
 }
 
+/// Workflows of more steps have their preflight work (compiling templates,
+/// the schema check) done on a blocking thread: it is CPU work that grows
+/// with the workflow, and on the runtime a few big ones at once would stall
+/// every other task (the service's `/health`). A small one is done in place,
+/// without a thread hop.
+const INLINE_STEPS: usize = 200;
+
+async fn off_runtime<T: Send + 'static>(
+    loaded: &Arc<LoadedWorkflow>,
+    work: impl FnOnce(&LoadedWorkflow) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    if loaded.workflow.all_steps().len() <= INLINE_STEPS {
+        return work(loaded);
+    }
+    let loaded = loaded.clone();
+    tokio::task::spawn_blocking(move || work(&loaded))
+        .await
+        .unwrap_or_else(|error| Err(format!("the run's preflight stopped: {error}")))
+}
+
 pub(super) async fn execute(
     engine: &Engine,
     loaded: Arc<LoadedWorkflow>,
@@ -130,14 +150,19 @@ pub(super) async fn execute(
         ended_at: String::new(),
         duration_ms: 0.0,
     };
-    let prepared = match loaded.renderer() {
-        Ok(renderer) => agents_for_workflow(engine, workflow)
-            .await
+    let prepared = match off_runtime(&loaded, |loaded| loaded.renderer()).await {
+        Ok(renderer) => match agents_for_workflow(engine, workflow).await {
             // Before any step: the steps against the schemas those agents publish.
-            .and_then(|agents| {
-                super::shapes::check_schemas(&loaded, &agents)?;
-                Ok((renderer, agents))
-            }),
+            Ok(agents) => {
+                let found = agents.clone();
+                off_runtime(&loaded, move |loaded| {
+                    super::shapes::check_schemas(loaded, &found)
+                })
+                .await
+                .map(|()| (renderer, agents))
+            }
+            Err(error) => Err(error),
+        },
         Err(error) => Err(format!(
             "workflow `{}` has invalid templates: {error}",
             workflow.metadata.id,
