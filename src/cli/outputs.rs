@@ -124,16 +124,17 @@ impl Written {
             self.discard();
             return Err(error).with_context(|| format!("cannot write {}", path.display()));
         }
-        let staged = std::mem::take(&mut self.staged);
-        let mut renamed = staged.into_iter();
-        while let Some(file) = renamed.next() {
+        for index in 0..self.staged.len() {
+            let file = &self.staged[index];
             if let Err(error) = std::fs::rename(&file.temporary, &file.path) {
-                self.staged = std::iter::once(file).chain(renamed).collect();
-                let path = self.staged[0].path.clone();
+                let path = file.path.clone();
+                // The renamed ones are in place; the others are discarded.
+                self.staged.drain(..index);
                 self.discard();
                 return Err(error).with_context(|| format!("cannot write {}", path.display()));
             }
         }
+        self.staged.clear();
         for dir in dirs {
             File::open(dir)
                 .and_then(|dir| dir.sync_all())

@@ -111,9 +111,10 @@ const INLINE_STEPS: usize = 200;
 
 async fn off_runtime<T: Send + 'static>(
     loaded: &Arc<LoadedWorkflow>,
+    big: bool,
     work: impl FnOnce(&LoadedWorkflow) -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
-    if loaded.workflow.all_steps().len() <= INLINE_STEPS {
+    if !big {
         return work(loaded);
     }
     let loaded = loaded.clone();
@@ -150,17 +151,15 @@ pub(super) async fn execute(
         ended_at: String::new(),
         duration_ms: 0.0,
     };
-    let prepared = match off_runtime(&loaded, |loaded| loaded.renderer()).await {
+    let big = workflow.all_steps().len() > INLINE_STEPS;
+    let prepared = match off_runtime(&loaded, big, |loaded| loaded.renderer()).await {
         Ok(renderer) => match agents_for_workflow(engine, workflow).await {
             // Before any step: the steps against the schemas those agents publish.
-            Ok(agents) => {
-                let found = agents.clone();
-                off_runtime(&loaded, move |loaded| {
-                    super::shapes::check_schemas(loaded, &found)
-                })
-                .await
-                .map(|()| (renderer, agents))
-            }
+            Ok(agents) => off_runtime(&loaded, big, move |loaded| {
+                super::shapes::check_schemas(loaded, &agents).map(|()| agents)
+            })
+            .await
+            .map(|agents| (renderer, agents)),
             Err(error) => Err(error),
         },
         Err(error) => Err(format!(
