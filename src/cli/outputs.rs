@@ -89,9 +89,8 @@ struct Written {
     staged: Vec<Staged>,
 }
 
-/// A file written to `temporary`, to be renamed over `path`.
+/// A file written to `temporary` (and closed), to be renamed over `path`.
 struct Staged {
-    file: File,
     temporary: PathBuf,
     path: PathBuf,
 }
@@ -151,25 +150,14 @@ impl Written {
     }
 }
 
-/// Make the staged files' contents durable. On Linux the writeback of all
-/// of them is started first, so the first wait commits the filesystem's
-/// journal for all and the others find little left to do.
+/// Make the staged files' contents durable. Each was closed once written
+/// (a run of thousands of steps would otherwise hold thousands of
+/// descriptors) with its writeback started on Linux, so the first sync
+/// commits the filesystem's journal for all and the others find little left.
 fn sync_together(staged: &[Staged]) -> Result<(), (std::io::Error, &Path)> {
-    #[cfg(target_os = "linux")]
     for file in staged {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain syscall on an open descriptor we own.
-        let started = unsafe {
-            libc::sync_file_range(file.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
-        };
-        if started != 0 {
-            // Only a head start: the sync below still does what is needed.
-            break;
-        }
-    }
-    for file in staged {
-        file.file
-            .sync_all()
+        File::open(&file.temporary)
+            .and_then(|opened| opened.sync_all())
             .map_err(|error| (error, file.path.as_path()))?;
     }
     Ok(())
@@ -276,9 +264,8 @@ fn replace_file_with(
     fill: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let staged = stage_with(path, fill)?;
-    let result = staged
-        .file
-        .sync_all()
+    let result = File::open(&staged.temporary)
+        .and_then(|file| file.sync_all())
         .and_then(|()| std::fs::rename(&staged.temporary, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&staged.temporary);
@@ -305,8 +292,16 @@ fn stage_with(
         let _ = std::fs::remove_file(&temporary);
         return Err(error);
     }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // A head start for the sync (see `sync_together`); its failure costs
+        // only that. SAFETY: a plain syscall on an open descriptor we own.
+        let _ =
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+    drop(file);
     Ok(Staged {
-        file,
         temporary,
         path: path.to_path_buf(),
     })
