@@ -18,15 +18,20 @@ use crate::store::RunStore;
 use crate::workflow::LoadedWorkflow;
 
 pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<ExitCode> {
+    // The engine's events go to the thread writing the step files as they
+    // finish, which hands them on to the progress display.
     let (events, receiver) = mpsc::unbounded_channel();
+    let (shown, progress) = mpsc::unbounded_channel();
     let progress = settings
         .show_progress
-        .then(|| tokio::spawn(printer::print_progress(receiver)));
-    let mut engine = settings.settings.engine();
-    if settings.show_progress {
-        engine = engine.events(events);
-    }
-    let engine = engine.build();
+        .then(|| tokio::spawn(printer::print_progress(progress)));
+    let live = outputs::Live::start(
+        &settings.out,
+        receiver,
+        settings.show_progress.then_some(shown),
+    )
+    .context("cannot start writing the results")?;
+    let engine = settings.settings.engine().events(events).build();
     let cancel = CancellationToken::new();
     let interrupt = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone(), interrupt.clone()));
@@ -47,6 +52,8 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
             if let Err(error) = &stored
                 && let Some(RunError::Interrupted { id }) = error.downcast_ref()
             {
+                drop(engine);
+                live.discard(&settings.out);
                 settings.settings.stop_agents().await;
                 return Ok(printer::interrupted(id));
             }
@@ -54,7 +61,11 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
                 Ok(record) => (record, None),
                 Err(error) => match error.downcast_ref::<RunError>().and_then(RunError::record) {
                     Some(record) => (record.clone(), Some(error)),
-                    None => return Err(error),
+                    None => {
+                        drop(engine);
+                        live.discard(&settings.out);
+                        return Err(error);
+                    }
                 },
             }
         }
@@ -76,7 +87,7 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
         let _ = progress.await;
     }
     settings.settings.stop_agents().await;
-    let written = outputs::write(&settings.out, &record)?;
+    let written = outputs::write(&settings.out, &record, Some(live))?;
     printer::report_run(
         &record,
         settings.json,

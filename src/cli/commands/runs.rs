@@ -122,7 +122,7 @@ async fn drive(
     }
     let outcome = outcome.map_err(user_error)?;
     if let Some(record) = &outcome.record {
-        let written = outputs::write(&args.out, record)?;
+        let written = outputs::write(&args.out, record, None)?;
         if !printer.quiet() && !args.json {
             errln!(
                 "results in {}/ ({})",

@@ -5,6 +5,9 @@
 //! write leaves the old file), and only files pallet wrote itself and that
 //! are unchanged since are removed before the next run.
 
+mod live;
+
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,6 +16,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+pub use live::Live;
+use live::Placed;
 
 use super::printer::BadInput;
 use crate::engine::{RunRecord, StepRecord, StepStatus};
@@ -35,13 +41,18 @@ const RESERVED: &[&str] = &[
 const LINK_HINT: &str =
     "remove the symbolic link or pass another --out; pallet writes results only into real files";
 
-/// Writes the run's files into `dir` and returns their names.
-pub fn write(dir: &Path, record: &RunRecord) -> anyhow::Result<Vec<String>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    remove_previous(dir)?;
-    create_real_dir(&dir.join("steps"))?;
+/// Writes the run's files into `dir` and returns their names. `live` has
+/// put step files in place while the run went on: those still as the final
+/// record has them are kept, the others written again. Only then are the
+/// previous run's files that this run did not write again removed (the
+/// unchanged ones).
+pub fn write(dir: &Path, record: &RunRecord, live: Option<Live>) -> anyhow::Result<Vec<String>> {
+    // Waited for first, so no step file is put in place after this.
+    let placed = live.map(Live::placed).unwrap_or_default();
+    prepare(dir)?;
+    let previous = read_no_follow(&dir.join(MANIFEST)).ok();
     let mut written = Written::default();
-    let staged = stage_all(dir, record, &mut written);
+    let staged = stage_all(dir, record, &placed, &mut written);
     let staged = staged.and_then(|()| {
         let path = dir.join(MANIFEST);
         refuse_link(&path)?;
@@ -52,16 +63,39 @@ pub fn write(dir: &Path, record: &RunRecord) -> anyhow::Result<Vec<String>> {
         written.discard();
         return Err(error);
     }
-    written.commit(&[dir.to_path_buf(), dir.join("steps")])
+    let names = written.commit(&[dir.to_path_buf(), dir.join("steps")])?;
+    let kept: HashSet<&str> = names.iter().map(String::as_str).collect();
+    remove_superseded(dir, &placed, &kept);
+    if let Some(previous) = previous {
+        remove_previous(dir, &String::from_utf8_lossy(&previous), &kept)?;
+    }
+    Ok(names)
 }
 
-/// Every result file but the manifest, staged in `written`.
-fn stage_all(dir: &Path, record: &RunRecord, written: &mut Written) -> anyhow::Result<()> {
+/// The output directory and its `steps/`, created unless they are there
+/// (as real directories: a link in place of `steps` is refused).
+fn prepare(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_real_dir(&dir.join("steps"))
+}
+
+/// Every result file but the manifest, staged in `written` (a step file
+/// already `placed` with the same content is only listed).
+fn stage_all(
+    dir: &Path,
+    record: &RunRecord,
+    placed: &Placed,
+    written: &mut Written,
+) -> anyhow::Result<()> {
     written.file(dir, "run.json", &pretty(record))?;
     written.file(dir, "metadata.json", &pretty(&metadata(record)))?;
     for step in &record.steps {
-        let name = format!("steps/{}.json", step_file_stem(&step.id));
-        written.file(dir, &name, &pretty(step))?;
+        let name = step_file_name(&step.id);
+        let text = pretty(step);
+        match placed.get(&name) {
+            Some(hash) if *hash == sha256_hex(text.as_bytes()) => written.list(&name, hash),
+            _ => written.file(dir, &name, &text)?,
+        }
     }
     if let Some(plan) = result_of_skill(record, "create_plan") {
         written.file(dir, "plan.json", &pretty(plan))?;
@@ -100,10 +134,14 @@ impl Written {
         let path = dir.join(name);
         refuse_link(&path)?;
         self.stage(&path, text.as_bytes())?;
-        self.manifest
-            .push_str(&format!("{}  {name}\n", sha256_hex(text.as_bytes())));
-        self.names.push(name.to_string());
+        self.list(name, &sha256_hex(text.as_bytes()));
         Ok(())
+    }
+
+    /// Record `name` (in place with content of SHA-256 `hash`) in the manifest.
+    fn list(&mut self, name: &str, hash: &str) {
+        self.manifest.push_str(&format!("{hash}  {name}\n"));
+        self.names.push(name.to_string());
     }
 
     fn stage(&mut self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -163,18 +201,18 @@ fn sync_together(staged: &[Staged]) -> Result<(), (std::io::Error, &Path)> {
     Ok(())
 }
 
-/// Removes the previous run's files: only names this module could have
-/// written, only regular files (never through a link), only unchanged ones.
-fn remove_previous(dir: &Path) -> anyhow::Result<()> {
-    let Ok(previous) = read_no_follow(&dir.join(MANIFEST)) else {
-        return Ok(());
-    };
-    let previous = String::from_utf8_lossy(&previous);
-    for line in previous.lines() {
+/// Removes the previous run's files (its `manifest`) that this run did not
+/// write again (`kept`): only names this module could have written, only
+/// regular files (never through a link), only unchanged ones.
+fn remove_previous(dir: &Path, manifest: &str, kept: &HashSet<&str>) -> anyhow::Result<()> {
+    for line in manifest.lines() {
         // A manifest without hashes (an older pallet's) proves nothing: keep those files.
         let Some((hash, name)) = line.split_once("  ") else {
             continue;
         };
+        if kept.contains(name) {
+            continue;
+        }
         if !is_own_file_name(name) || !parent_is_real_dir(dir, name) {
             tracing::debug!(
                 name,
@@ -183,9 +221,7 @@ fn remove_previous(dir: &Path) -> anyhow::Result<()> {
             continue;
         }
         let path = dir.join(name);
-        let unchanged = std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_file())
-            && read_no_follow(&path).is_ok_and(|bytes| sha256_hex(&bytes) == hash);
-        if !unchanged {
+        if !is_unchanged(&path, hash) {
             if path.symlink_metadata().is_ok() {
                 tracing::warn!(path = %path.display(), "kept the previous run's file: it changed since pallet wrote it");
             }
@@ -195,6 +231,23 @@ fn remove_previous(dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot remove the previous run's {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Removes the step files put in place during the run that its final record
+/// does not have (a step finished under another id), while unchanged.
+fn remove_superseded(dir: &Path, placed: &Placed, kept: &HashSet<&str>) {
+    for (name, hash) in placed {
+        let path = dir.join(name);
+        if !kept.contains(name.as_str()) && is_unchanged(&path, hash) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// `path` is a regular file (not a link) whose content has SHA-256 `hash`.
+fn is_unchanged(path: &Path, hash: &str) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file())
+        && read_no_follow(path).is_ok_and(|bytes| sha256_hex(&bytes) == hash)
 }
 
 /// A name this module could have written: `NAME` or `steps/NAME`, nothing that climbs out.
@@ -404,6 +457,11 @@ fn code_file_name(build: &Value) -> String {
     format!("main.{extension}")
 }
 
+/// A step's file, relative to the output directory.
+fn step_file_name(id: &str) -> String {
+    format!("steps/{}.json", step_file_stem(id))
+}
+
 /// A step's file name: qualified ids (`each[0]/scan`, `build/on_failure/note`)
 /// become `each.0.scan`, `build.on_failure.note`. Step ids have no `.`, so no
 /// two steps share a file.
@@ -503,7 +561,7 @@ mod tests {
     fn a_planted_file_link_is_refused_and_its_target_unchanged() {
         let places = places();
         std::os::unix::fs::symlink(&places.victim_file, places.out.join("main.py")).unwrap();
-        let error = write(&places.out, &record()).unwrap_err();
+        let error = write(&places.out, &record(), None).unwrap_err();
         assert!(error.to_string().contains("is a symbolic link"), "{error}");
         assert!(
             super::super::printer::render_error(&error).contains("hint: remove the symbolic link")
@@ -518,7 +576,7 @@ mod tests {
     fn a_planted_directory_link_is_refused_and_nothing_is_written_through_it() {
         let places = places();
         std::os::unix::fs::symlink(&places.victim_dir, places.out.join("steps")).unwrap();
-        let error = write(&places.out, &record()).unwrap_err();
+        let error = write(&places.out, &record(), None).unwrap_err();
         assert!(error.to_string().contains("is a symbolic link"), "{error}");
         let entries: Vec<_> = std::fs::read_dir(&places.victim_dir).unwrap().collect();
         assert_eq!(entries.len(), 1);
@@ -531,7 +589,7 @@ mod tests {
     #[test]
     fn a_hostile_manifest_removes_nothing_pallet_did_not_write() {
         let places = places();
-        write(&places.out, &record()).unwrap();
+        write(&places.out, &record(), None).unwrap();
         // The user edits a file pallet wrote; an attacker lists files outside
         // the directory, links and the user's own files, with their true hashes.
         std::fs::write(places.out.join("main.py"), "mine now\n").unwrap();
@@ -552,7 +610,7 @@ mod tests {
 
         let mut next = record();
         next.steps = vec![step("b", "create_plan", json!({"plan": 1}))];
-        write(&places.out, &next).unwrap();
+        write(&places.out, &next, None).unwrap();
 
         assert_eq!(
             std::fs::read_to_string(&places.victim_file).unwrap(),
@@ -573,12 +631,12 @@ mod tests {
     #[test]
     fn a_manifest_entry_under_a_linked_steps_directory_is_not_removed() {
         let places = places();
-        write(&places.out, &record()).unwrap();
+        write(&places.out, &record(), None).unwrap();
         std::fs::remove_dir_all(places.out.join("steps")).unwrap();
         std::os::unix::fs::symlink(&places.victim_dir, places.out.join("steps")).unwrap();
         let manifest = format!("{}  steps/a.json\n", sha256_hex(b"precious\n"));
         std::fs::write(places.out.join(MANIFEST), manifest).unwrap();
-        assert!(write(&places.out, &record()).is_err());
+        assert!(write(&places.out, &record(), None).is_err());
         assert!(places.victim_dir.join("a.json").exists());
     }
 
@@ -609,6 +667,123 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&first).unwrap(), "new run\n");
         assert_eq!(std::fs::read_to_string(&second).unwrap(), "new metadata\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    fn finished(id: &str, record: &StepRecord) -> crate::engine::Event {
+        crate::engine::Event::StepFinished {
+            step: id.into(),
+            record: Box::new(record.clone()),
+        }
+    }
+
+    /// The files of `dir` and `dir/steps`, sorted (temporaries included).
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names = Vec::new();
+        for (prefix, dir) in [("", dir.to_path_buf()), ("steps/", dir.join("steps"))] {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_type().unwrap().is_file() {
+                    names.push(format!("{prefix}{}", entry.file_name().to_string_lossy()));
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_step_file_is_in_place_while_the_run_goes_on_and_listed_at_its_end() {
+        let places = places();
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let (shown, mut progress) = tokio::sync::mpsc::unbounded_channel();
+        let live = Live::start(&places.out, receiver, Some(shown)).unwrap();
+        let mut record = record();
+        record
+            .steps
+            .push(step("b", "create_plan", json!({"plan": 2})));
+        events.send(finished("a", &record.steps[0])).unwrap();
+        let path = places.out.join("steps/a.json");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !path.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "steps/a.json never appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            pretty(&record.steps[0])
+        );
+        // An earlier content of b (the final record has another), and a step
+        // the final record does not have.
+        events
+            .send(finished("b", &step("b", "create_plan", json!({"plan": 1}))))
+            .unwrap();
+        events
+            .send(finished("gone", &step("gone", "x", json!(1))))
+            .unwrap();
+        drop(events);
+        let names = write(&places.out, &record, Some(live)).unwrap();
+        assert!(names.contains(&"steps/a.json".to_string()), "{names:?}");
+        for step in &record.steps {
+            let text = std::fs::read_to_string(places.out.join(step_file_name(&step.id))).unwrap();
+            assert_eq!(text, pretty(step));
+        }
+        assert_eq!(
+            files(&places.out),
+            [
+                ".pallet-files",
+                "main.py",
+                "metadata.json",
+                "plan.json",
+                "run.json",
+                "steps/a.json",
+                "steps/b.json"
+            ]
+        );
+        let manifest = std::fs::read_to_string(places.out.join(MANIFEST)).unwrap();
+        assert!(
+            manifest.contains("  steps/a.json\n") && !manifest.contains("gone"),
+            "{manifest}"
+        );
+        // Every event reached the progress display, in order.
+        let mut forwarded = Vec::new();
+        while let Ok(crate::engine::Event::StepFinished { step, .. }) = progress.try_recv() {
+            forwarded.push(step);
+        }
+        assert_eq!(forwarded, ["a", "b", "gone"]);
+    }
+
+    #[test]
+    fn a_run_that_writes_no_results_removes_its_step_files_and_keeps_the_old_ones() {
+        let places = places();
+        write(&places.out, &record(), None).unwrap();
+        let before = files(&places.out);
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let live = Live::start(&places.out, receiver, None).unwrap();
+        events
+            .send(finished("new", &step("new", "x", json!(1))))
+            .unwrap();
+        drop(events);
+        live.discard(&places.out);
+        assert_eq!(files(&places.out), before);
+    }
+
+    #[test]
+    fn live_step_files_are_not_written_through_a_planted_link() {
+        let places = places();
+        std::os::unix::fs::symlink(&places.victim_dir, places.out.join("steps")).unwrap();
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let live = Live::start(&places.out, receiver, None).unwrap();
+        events
+            .send(finished("a", &step("a", "x", json!(1))))
+            .unwrap();
+        drop(events);
+        let error = write(&places.out, &record(), Some(live)).unwrap_err();
+        assert!(error.to_string().contains("is a symbolic link"), "{error}");
+        let entries: Vec<_> = std::fs::read_dir(&places.victim_dir).unwrap().collect();
+        assert_eq!(entries.len(), 1);
     }
 
     #[test]
