@@ -6,7 +6,9 @@
 //! the commit, so an answered write survives a crash of the process.
 //!
 //! Callers never touch SQLite: async code awaits the [`Pending`] answer,
-//! synchronous code [`Pending::wait`]s for it.
+//! synchronous code [`Pending::wait`]s for it. An inline writer
+//! ([`Writer::inline`]) has no thread: a request commits alone on the
+//! submitting thread, and its answer is ready when `submit` returns.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -40,7 +42,16 @@ enum Request {
 /// dropped (nobody waits for it then) or at [`Writer::close`].
 #[derive(Clone)]
 pub(crate) struct Writer {
-    jobs: Sender<Request>,
+    jobs: Jobs,
+}
+
+/// Where requests go: the writer thread's queue, or (inline) the write
+/// connection itself, used by the calling thread.
+#[derive(Clone)]
+enum Jobs {
+    Thread(Sender<Request>),
+    /// `None` once closed.
+    Inline(Arc<std::sync::Mutex<Option<Connection>>>),
 }
 
 /// The answer of one queued write: await it, or [`Pending::wait`] outside async code.
@@ -81,15 +92,32 @@ impl Writer {
                     let _ = closed.send(());
                 }
             })?;
-        Ok(Writer { jobs })
+        Ok(Writer {
+            jobs: Jobs::Thread(jobs),
+        })
+    }
+
+    /// A writer without a thread: each request commits on the thread that
+    /// submits it, in a transaction of its own, before `submit` returns.
+    /// For a process whose one run is the database's only user in it (`pallet
+    /// run`): no thread hop per write, but the caller waits for SQLite.
+    pub(crate) fn inline(connection: Connection) -> Writer {
+        Writer {
+            jobs: Jobs::Inline(Arc::new(std::sync::Mutex::new(Some(connection)))),
+        }
     }
 
     /// Commit what is queued, close the write connection and wait until it is
     /// closed; writes queued after are answered [`StoreError::WriterStopped`].
     pub(crate) fn close(&self) {
-        let (closed, answer) = channel();
-        if self.jobs.send(Request::Close(closed)).is_ok() {
-            let _ = answer.recv();
+        match &self.jobs {
+            Jobs::Thread(jobs) => {
+                let (closed, answer) = channel();
+                if jobs.send(Request::Close(closed)).is_ok() {
+                    let _ = answer.recv();
+                }
+            }
+            Jobs::Inline(connection) => drop(lock(connection).take()),
         }
     }
 
@@ -117,8 +145,16 @@ impl Writer {
             });
             (failed, answer)
         });
-        // A send fails only when the thread is gone: the dropped sender answers WriterStopped.
-        let _ = self.jobs.send(Request::Job(job));
+        match &self.jobs {
+            // A send fails only when the thread is gone: the dropped sender answers WriterStopped.
+            Jobs::Thread(jobs) => drop(jobs.send(Request::Job(job))),
+            // Closed: the dropped job answers WriterStopped.
+            Jobs::Inline(connection) => {
+                if let Some(connection) = lock(connection).as_ref() {
+                    commit_batch(connection, vec![job]);
+                }
+            }
+        }
         Pending { answer }
     }
 }
@@ -149,6 +185,15 @@ fn drain(connection: &Connection, queue: &Receiver<Request>) -> Option<Sender<()
         }
     }
     None
+}
+
+fn lock(
+    connection: &std::sync::Mutex<Option<Connection>>,
+) -> std::sync::MutexGuard<'_, Option<Connection>> {
+    // A panicking request is caught inside; the connection stays usable.
+    connection
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn commit_batch(connection: &Connection, batch: Vec<Job>) {
@@ -232,6 +277,11 @@ mod tests {
 
     /// A writer over a fresh WAL database with one table `t(name)`, and the database's path.
     fn writer() -> (Writer, tempfile::TempDir, std::path::PathBuf) {
+        open(false)
+    }
+
+    /// [`writer`], its writes inline (`true`) or on the writer thread.
+    fn open(inline: bool) -> (Writer, tempfile::TempDir, std::path::PathBuf) {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("writer.db");
         let connection = Connection::open(&path).unwrap();
@@ -242,7 +292,12 @@ mod tests {
         connection
             .busy_timeout(std::time::Duration::from_millis(100))
             .unwrap();
-        (Writer::start(connection).unwrap(), directory, path)
+        let writer = if inline {
+            Writer::inline(connection)
+        } else {
+            Writer::start(connection).unwrap()
+        };
+        (writer, directory, path)
     }
 
     fn insert(name: &str) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static {
@@ -284,17 +339,46 @@ mod tests {
 
     #[test]
     fn a_batch_without_the_write_lock_fails_at_once_and_the_next_one_commits() {
-        let (writer, _directory, path) = writer();
-        let other = Connection::open(&path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let refused = writer.submit(insert("while locked")).wait();
-        assert!(
-            matches!(refused, Err(StoreError::Write { .. })),
-            "{refused:?}"
+        for inline in [false, true] {
+            let (writer, _directory, path) = open(inline);
+            let other = Connection::open(&path).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            let refused = writer.submit(insert("while locked")).wait();
+            assert!(
+                matches!(refused, Err(StoreError::Write { .. })),
+                "inline {inline}: {refused:?}"
+            );
+            other.execute_batch("ROLLBACK").unwrap();
+            writer.submit(insert("after")).wait().unwrap();
+            assert_eq!(names(&path), ["after"], "inline {inline}");
+        }
+    }
+
+    #[test]
+    fn an_inline_write_is_committed_when_submit_returns_and_a_failing_one_not_at_all() {
+        let (writer, _directory, path) = open(true);
+        let first = writer.submit(insert("kept-1"));
+        assert_eq!(
+            names(&path),
+            ["kept-1"],
+            "committed before its answer is awaited"
         );
-        other.execute_batch("ROLLBACK").unwrap();
-        writer.submit(insert("after")).wait().unwrap();
-        assert_eq!(names(&path), ["after"]);
+        let failing = writer.submit(|connection| {
+            connection.execute("INSERT INTO t (name) VALUES ('lost')", [])?;
+            connection.execute("INSERT INTO t (name) VALUES (NULL)", [])?;
+            Ok(())
+        });
+        let panicking = writer.submit(|connection| -> Result<(), StoreError> {
+            connection
+                .execute("INSERT INTO t (name) VALUES ('lost too')", [])
+                .unwrap();
+            panic!("a bug in one request")
+        });
+        writer.submit(insert("kept-2")).wait().unwrap();
+        first.wait().unwrap();
+        assert!(matches!(failing.wait(), Err(StoreError::Query(_))));
+        assert!(matches!(panicking.wait(), Err(StoreError::WriterStopped)));
+        assert_eq!(names(&path), ["kept-1", "kept-2"]);
     }
 
     #[test]
@@ -360,20 +444,22 @@ mod tests {
 
     #[test]
     fn a_close_commits_what_was_queued_and_removes_the_wal() {
-        let (writer, _directory, path) = writer();
-        let queued = writer.submit(insert("before close"));
-        writer.close();
-        queued.wait().unwrap();
-        assert!(
-            !path.with_extension("db-wal").exists(),
-            "the last connection's close checkpoints the WAL and removes it"
-        );
-        assert_eq!(names(&path), ["before close"]);
-        let refused = writer.submit(insert("after close")).wait();
-        assert!(
-            matches!(refused, Err(StoreError::WriterStopped)),
-            "{refused:?}"
-        );
+        for inline in [false, true] {
+            let (writer, _directory, path) = open(inline);
+            let queued = writer.submit(insert("before close"));
+            writer.close();
+            queued.wait().unwrap();
+            assert!(
+                !path.with_extension("db-wal").exists(),
+                "inline {inline}: the last connection's close checkpoints the WAL and removes it"
+            );
+            assert_eq!(names(&path), ["before close"]);
+            let refused = writer.submit(insert("after close")).wait();
+            assert!(
+                matches!(refused, Err(StoreError::WriterStopped)),
+                "inline {inline}: {refused:?}"
+            );
+        }
     }
 
     #[test]

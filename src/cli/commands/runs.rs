@@ -19,7 +19,7 @@ use crate::cli::outputs;
 use crate::cli::printer::{self, BadInput, Printer};
 use crate::cli::settings::Settings;
 use crate::cli::settings::decision::{actor, parse_fields, parse_status};
-use crate::cli::settings::store::{open_store, open_store_to_read};
+use crate::cli::settings::store::{open_store, open_store_for_one_run, open_store_to_read};
 use crate::cli::signals::stop_on_signal;
 use crate::engine::Engine;
 use crate::runs::{Decision, RunError, Runner};
@@ -104,7 +104,7 @@ async fn drive(
     action: Action,
     printer: Printer,
 ) -> anyhow::Result<ExitCode> {
-    let store = open_store(args.database.db.as_deref())?;
+    let store = open_store_for_one_run(args.database.db.as_deref())?;
     let settings = Settings::resolve(&args.sources, &args.registry, printer).await?;
     let engine = settings.engine().build();
     let cancel = CancellationToken::new();

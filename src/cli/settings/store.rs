@@ -10,6 +10,12 @@ pub fn open_store(db: Option<&Path>) -> anyhow::Result<RunStore> {
     Ok(RunStore::open(&database_path(db)?)?)
 }
 
+/// [`open_store`] for a command that drives one run in this process: its
+/// writes commit on the run's thread ([`RunStore::open_for_one_run`]).
+pub fn open_store_for_one_run(db: Option<&Path>) -> anyhow::Result<RunStore> {
+    Ok(RunStore::open_for_one_run(&database_path(db)?)?)
+}
+
 /// The database for a command that only reads: opened (and migrated) as
 /// usual when it can be written, else read-only (a shared or backed-up file).
 pub fn open_store_to_read(db: Option<&Path>) -> anyhow::Result<RunStore> {
@@ -47,9 +53,9 @@ fn database_path(db: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// may be unusable (read-only home), then the run is not durable and says so.
 pub fn store_for_run(db: Option<&Path>, printer: Printer) -> anyhow::Result<Option<RunStore>> {
     if db.is_some() {
-        return open_store(db).map(Some);
+        return open_store_for_one_run(db).map(Some);
     }
-    match open_store(None) {
+    match open_store_for_one_run(None) {
         Ok(store) => Ok(Some(store)),
         Err(error) => {
             printer.say(format_args!(
