@@ -126,9 +126,10 @@ impl RunStore {
     }
 
     /// [`RunStore::open`] for a process that drives one run (`pallet run`,
-    /// `approve`, `resume`): each write commits on the thread that makes it,
-    /// before the call returns, which spares a run's steps two thread hops
-    /// each (measured: about a fifth of a 100-step `pallet run`). The caller's
+    /// `approve`, `resume`): writes commit on the run's own thread, those
+    /// made before the run's task yields in one transaction (see
+    /// [`writer::Writer::inline`]), which spares a run's steps two thread
+    /// hops each (measured: about a fifth of a 100-step `pallet run`). That
     /// thread waits for SQLite meanwhile, also for the write lock while
     /// another process holds it (at most the busy timeout).
     pub fn open_for_one_run(path: &Path) -> Result<RunStore, StoreError> {

@@ -7,8 +7,10 @@
 //!
 //! Callers never touch SQLite: async code awaits the [`Pending`] answer,
 //! synchronous code [`Pending::wait`]s for it. An inline writer
-//! ([`Writer::inline`]) has no thread: a request commits alone on the
-//! submitting thread, and its answer is ready when `submit` returns.
+//! ([`Writer::inline`]) has no thread: the requests submitted on a tokio
+//! runtime in one turn of it commit together in a task of that runtime,
+//! run once the submitting task yields; outside a runtime (or at `wait`) a
+//! request commits on the calling thread.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -50,19 +52,38 @@ pub(crate) struct Writer {
 #[derive(Clone)]
 enum Jobs {
     Thread(Sender<Request>),
-    /// `None` once closed.
-    Inline(Arc<std::sync::Mutex<Option<Connection>>>),
+    Inline(Arc<Inline>),
+}
+
+/// An inline writer's connection (`None` once closed) and the requests
+/// submitted since its last commit. Whoever makes the queue non-empty sees
+/// to its commit: a task spawned on the current runtime, or at once.
+#[derive(Default)]
+struct Inline {
+    state: std::sync::Mutex<InlineState>,
+}
+
+#[derive(Default)]
+struct InlineState {
+    connection: Option<Connection>,
+    queued: Vec<Job>,
 }
 
 /// The answer of one queued write: await it, or [`Pending::wait`] outside async code.
 #[must_use = "a write is only known to be committed once its answer arrived"]
 pub struct Pending<T> {
     answer: oneshot::Receiver<Result<T, StoreError>>,
+    /// An inline writer's queue: [`Pending::wait`] commits it itself, as the
+    /// task meant to may be on the thread that waits.
+    inline: Option<Arc<Inline>>,
 }
 
 impl<T> Pending<T> {
     /// Block the calling thread until the write is committed (or failed).
     pub fn wait(self) -> Result<T, StoreError> {
+        if let Some(inline) = &self.inline {
+            inline.flush();
+        }
         futures::executor::block_on(self)
     }
 }
@@ -97,13 +118,18 @@ impl Writer {
         })
     }
 
-    /// A writer without a thread: each request commits on the thread that
-    /// submits it, in a transaction of its own, before `submit` returns.
-    /// For a process whose one run is the database's only user in it (`pallet
-    /// run`): no thread hop per write, but the caller waits for SQLite.
+    /// A writer without a thread, for a process whose one run is the
+    /// database's only user in it (`pallet run`): no thread hop per write,
+    /// but the runtime's thread waits for SQLite. On a tokio runtime the
+    /// requests submitted before the submitting task yields (a step's start
+    /// and its task, or the ends of parallel branches) share one transaction,
+    /// committed by a task spawned on that runtime; elsewhere a request
+    /// commits before `submit` returns.
     pub(crate) fn inline(connection: Connection) -> Writer {
+        let inline = Inline::default();
+        lock(&inline.state).connection = Some(connection);
         Writer {
-            jobs: Jobs::Inline(Arc::new(std::sync::Mutex::new(Some(connection)))),
+            jobs: Jobs::Inline(Arc::new(inline)),
         }
     }
 
@@ -117,7 +143,10 @@ impl Writer {
                     let _ = answer.recv();
                 }
             }
-            Jobs::Inline(connection) => drop(lock(connection).take()),
+            Jobs::Inline(inline) => {
+                inline.flush();
+                drop(lock(&inline.state).connection.take());
+            }
         }
     }
 
@@ -145,17 +174,63 @@ impl Writer {
             });
             (failed, answer)
         });
-        match &self.jobs {
+        let inline = match &self.jobs {
             // A send fails only when the thread is gone: the dropped sender answers WriterStopped.
-            Jobs::Thread(jobs) => drop(jobs.send(Request::Job(job))),
+            Jobs::Thread(jobs) => {
+                drop(jobs.send(Request::Job(job)));
+                None
+            }
+            Jobs::Inline(inline) => {
+                inline.queue(job);
+                Some(inline.clone())
+            }
+        };
+        Pending { answer, inline }
+    }
+}
+
+impl Inline {
+    fn queue(self: &Arc<Self>, job: Job) {
+        let first = {
+            let mut state = lock(&self.state);
             // Closed: the dropped job answers WriterStopped.
-            Jobs::Inline(connection) => {
-                if let Some(connection) = lock(connection).as_ref() {
-                    commit_batch(connection, vec![job]);
-                }
+            if state.connection.is_none() {
+                return;
+            }
+            state.queued.push(job);
+            state.queued.len() == 1
+        };
+        if !first {
+            return; // its commit is on its way already
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let inline = self.clone();
+                drop(runtime.spawn(async move { inline.flush() }));
+            }
+            Err(_) => self.flush(),
+        }
+    }
+
+    /// Commit every queued request (in transactions of at most [`MAX_BATCH`]).
+    fn flush(&self) {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        while !state.queued.is_empty() {
+            let rest = state.queued.split_off(state.queued.len().min(MAX_BATCH));
+            let batch = std::mem::replace(&mut state.queued, rest);
+            match &state.connection {
+                Some(connection) => commit_batch(connection, batch),
+                None => drop(batch),
             }
         }
-        Pending { answer }
+    }
+}
+
+impl Drop for Inline {
+    /// A runtime may end before its commit task ran: what is queued commits now.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -187,11 +262,9 @@ fn drain(connection: &Connection, queue: &Receiver<Request>) -> Option<Sender<()
     None
 }
 
-fn lock(
-    connection: &std::sync::Mutex<Option<Connection>>,
-) -> std::sync::MutexGuard<'_, Option<Connection>> {
+fn lock(state: &std::sync::Mutex<InlineState>) -> std::sync::MutexGuard<'_, InlineState> {
     // A panicking request is caught inside; the connection stays usable.
-    connection
+    state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -355,7 +428,44 @@ mod tests {
     }
 
     #[test]
-    fn an_inline_write_is_committed_when_submit_returns_and_a_failing_one_not_at_all() {
+    fn inline_writes_of_one_turn_commit_together_once_the_task_yields() {
+        let (writer, _directory, path) = open(true);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let first = writer.submit(insert("together-1"));
+            let failing = writer.submit(|connection| {
+                connection.execute("INSERT INTO t (name) VALUES (NULL)", [])?;
+                Ok(())
+            });
+            let second = writer.submit(insert("together-2"));
+            assert!(
+                names(&path).is_empty(),
+                "nothing commits before the task yields"
+            );
+            second.await.unwrap();
+            assert_eq!(names(&path), ["together-1", "together-2"]);
+            first.await.unwrap();
+            assert!(matches!(failing.await, Err(StoreError::Query(_))));
+            // Waiting on the runtime's own thread commits at once (the commit
+            // task could not run while it waits).
+            writer.submit(insert("waited")).wait().unwrap();
+            assert_eq!(names(&path), ["together-1", "together-2", "waited"]);
+            // Submitted and never awaited: the runtime ends before its commit task ran.
+            drop(writer.submit(insert("queued at the end")));
+        });
+        drop(runtime);
+        writer.close();
+        assert_eq!(
+            names(&path),
+            ["together-1", "together-2", "waited", "queued at the end"]
+        );
+    }
+
+    #[test]
+    fn outside_a_runtime_an_inline_write_commits_when_submit_returns_and_a_failing_one_not_at_all()
+    {
         let (writer, _directory, path) = open(true);
         let first = writer.submit(insert("kept-1"));
         assert_eq!(
