@@ -89,6 +89,13 @@ async fn main() {
     }
     let options = options();
     std::fs::create_dir_all(&options.out).expect("create the out directory");
+    // Each benchmark starts on fresh databases: one left by another baseline
+    // binary may have a schema this one does not know.
+    for name in runs::DATABASES {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(options.out.join(format!("{name}{suffix}")));
+        }
+    }
     let agent = EchoAgent::start().await;
     let mut report = report::Report::default();
     runs::breakdown(&options, &agent, &mut report).await;

@@ -127,6 +127,9 @@ pub async fn engine_run(
     shape.check(&serde_json::to_value(&record).expect("record as JSON"));
 }
 
+/// The run databases of the `pallet` binary and of the baseline one, in the out dir.
+pub const DATABASES: [&str; 2] = ["bench.db", "bench-baseline.db"];
+
 /// `pallet run` of `file` as a whole process, checked.
 pub fn process_run(options: &Options, file: &Path, card_url: &str, shape: Shape) {
     process_run_with(options, &options.pallet, file, card_url, shape);
@@ -153,9 +156,9 @@ fn process_run_with(options: &Options, pallet: &Path, file: &Path, card_url: &st
         // a baseline binary may know an older schema, so it has its own.
         .arg("--db")
         .arg(options.out.join(if pallet == options.pallet {
-            "bench.db"
+            DATABASES[0]
         } else {
-            "bench-baseline.db"
+            DATABASES[1]
         }))
         .stdin(Stdio::null())
         .output()

@@ -5,7 +5,9 @@
 //! in the output directory as soon as the step is over.
 //!
 //! The files put in place here are listed in the manifest only at the end
-//! ([`super::write`] keeps those whose content is still the final record's);
+//! ([`super::write`] keeps those whose content is still the final record's
+//! and syncs them with the run's other files: one wait for the disk at the
+//! end instead of one per step);
 //! a run that ends without writing its results removes them again
 //! ([`Live::discard`]).
 
@@ -58,9 +60,8 @@ impl Live {
     }
 }
 
-/// The thread: take every event queued, write the step files among them
-/// (all written first, then synced, then renamed: one sync's wait for a
-/// batch), forward the events; until the engine is done.
+/// The thread: take every event queued, write the step files among them,
+/// forward the events; until the engine is done.
 fn place_all(
     dir: &Path,
     mut events: UnboundedReceiver<Event>,
@@ -106,8 +107,9 @@ fn step_file(step: &str, record: &crate::engine::StepRecord) -> (String, String)
     (step_file_name(step), text)
 }
 
-/// Put `files` in place: staged, synced, renamed. A file sent twice (a step
-/// finished again by its handler) takes its last content.
+/// Put `files` in place: staged (their writeback started), renamed; the end
+/// of the run syncs them. A file sent twice (a step finished again by its
+/// handler) takes its last content.
 fn place(
     dir: &Path,
     files: Vec<(String, String)>,
@@ -130,11 +132,6 @@ fn place(
                 break;
             }
         }
-    }
-    if result.is_ok() {
-        result = staged.iter().try_for_each(|(file, _, _)| {
-            std::fs::File::open(&file.temporary).and_then(|opened| opened.sync_all())
-        });
     }
     for (file, name, hash) in staged {
         if result.is_ok() {

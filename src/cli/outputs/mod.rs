@@ -93,7 +93,9 @@ fn stage_all(
         let name = step_file_name(&step.id);
         let text = pretty(step);
         match placed.get(&name) {
-            Some(hash) if *hash == sha256_hex(text.as_bytes()) => written.list(&name, hash),
+            Some(hash) if *hash == sha256_hex(text.as_bytes()) => {
+                written.keep(dir, &name, hash);
+            }
             _ => written.file(dir, &name, &text)?,
         }
     }
@@ -121,6 +123,9 @@ struct Written {
     names: Vec<String>,
     manifest: String,
     staged: Vec<Staged>,
+    /// Files already in place (step files put there while the run went on)
+    /// and not synced yet: synced with the staged ones.
+    in_place: Vec<PathBuf>,
 }
 
 /// A file written to `temporary` (and closed), to be renamed over `path`.
@@ -144,6 +149,13 @@ impl Written {
         self.names.push(name.to_string());
     }
 
+    /// Keep `name`, put in place while the run went on with content of
+    /// SHA-256 `hash`: listed, and synced at the commit.
+    fn keep(&mut self, dir: &Path, name: &str, hash: &str) {
+        self.in_place.push(dir.join(name));
+        self.list(name, hash);
+    }
+
     fn stage(&mut self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let staged = stage_with(path, |file| file.write_all(bytes))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -151,12 +163,14 @@ impl Written {
         Ok(())
     }
 
-    /// Sync every staged file, rename each into place (in staging order:
-    /// the manifest last), then sync `dirs` so the renames last too; the
-    /// names written.
+    /// Sync every staged file and every kept one, rename the staged into
+    /// place (in staging order: the manifest last), then sync `dirs` so the
+    /// renames last too; the names written.
     fn commit(mut self, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
-        let synced =
-            sync_together(&self.staged).map_err(|(error, path)| (error, path.to_path_buf()));
+        let in_place = self.in_place.iter().map(|path| (path, path));
+        let staged = self.staged.iter().map(|file| (&file.temporary, &file.path));
+        let synced = sync_together(in_place.chain(staged))
+            .map_err(|(error, path)| (error, path.to_path_buf()));
         if let Err((error, path)) = synced {
             self.discard();
             return Err(error).with_context(|| format!("cannot write {}", path.display()));
@@ -188,15 +202,21 @@ impl Written {
     }
 }
 
-/// Make the staged files' contents durable. Each was closed once written
-/// (a run of thousands of steps would otherwise hold thousands of
-/// descriptors) with its writeback started on Linux, so the first sync
-/// commits the filesystem's journal for all and the others find little left.
-fn sync_together(staged: &[Staged]) -> Result<(), (std::io::Error, &Path)> {
-    for file in staged {
-        File::open(&file.temporary)
+/// Make the contents of `files` (each: where it is now, where it goes)
+/// durable. Each was closed once written (a run of thousands of steps would
+/// otherwise hold thousands of descriptors) with its writeback started on
+/// Linux, so the first sync commits the filesystem's journal for all and
+/// the others find little left. Never through a link.
+fn sync_together<'a>(
+    files: impl Iterator<Item = (&'a PathBuf, &'a PathBuf)>,
+) -> Result<(), (std::io::Error, &'a Path)> {
+    for (now, goes) in files {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(now)
             .and_then(|opened| opened.sync_all())
-            .map_err(|error| (error, file.path.as_path()))?;
+            .map_err(|error| (error, goes.as_path()))?;
     }
     Ok(())
 }
