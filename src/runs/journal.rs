@@ -6,16 +6,19 @@
 //! step outlives [`START_DEFERRED`] (then the start is written alone, by one
 //! task per run that looks every half of it, so a
 //! view shows the step running and a crash leaves it `interrupted`) or its
-//! agent accepts a task or reports a status first (written with the start,
-//! so a resume can reattach). A crash before a deferred start is written
-//! leaves no attempt: the step runs again with the same idempotency key, as
-//! the engine already allows for a start still queued.
+//! agent reports a status first. A task the agent accepted meanwhile is kept
+//! with the deferred start and written with it (so a resume can reattach to
+//! any task older than the deferral), or with the end, in the same
+//! transaction. A crash before a deferred start is written leaves no
+//! attempt: the step runs again with the same idempotency key, as the
+//! engine already allows for a start still queued.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 
 use crate::engine::{Journal, JournalWrite, StepRecord, StepTask};
 use crate::store::{AttemptStatus, Backend, Pending, RunState, StoreError, clock};
@@ -44,10 +47,15 @@ struct Starts {
 
 /// A running step's start.
 enum Start {
-    /// Not written yet; stamped `at` (as stored) when the step started, `since`.
-    Deferred { at: String, since: Instant },
-    /// Queued alone; its answer for the engine.
-    Written(Pending<()>),
+    /// Not written yet; stamped `at` (as stored) when the step started,
+    /// `since`; the task its agent accepted meanwhile, if any.
+    Deferred {
+        at: String,
+        since: Instant,
+        task: Option<StepTask>,
+    },
+    /// Queued (with its task, if one was kept); the answer for the engine.
+    Written(BoxFuture<'static, Result<(), StoreError>>),
 }
 
 /// The engine sees a store error as its message chain.
@@ -98,9 +106,20 @@ fn write_start(
     starts: &mut HashMap<String, Start>,
     step_id: &str,
 ) {
-    if let Some(Start::Deferred { at, .. }) = starts.get(step_id) {
-        let written = store.start_attempt_at(run_id, step_id, AttemptStatus::Running, at, lease);
-        starts.insert(step_id.to_string(), Start::Written(written));
+    if let Some(Start::Deferred { at, task, .. }) = starts.get(step_id) {
+        let started = store.start_attempt_at(run_id, step_id, AttemptStatus::Running, at, lease);
+        // Queued right behind the start: the same transaction, as a rule.
+        let task = task
+            .as_ref()
+            .map(|task| store.record_task(run_id, step_id, task, lease));
+        let written = async move {
+            started.await?;
+            match task {
+                Some(task) => task.await,
+                None => Ok(()),
+            }
+        };
+        starts.insert(step_id.to_string(), Start::Written(written.boxed()));
     }
 }
 
@@ -125,9 +144,12 @@ impl Journal for RunJournal {
         // it runs again) is written first, in order.
         self.write_start(&mut starts.steps, step_id);
         let since = Instant::now();
-        starts
-            .steps
-            .insert(step_id.to_string(), Start::Deferred { at, since });
+        let deferred = Start::Deferred {
+            at,
+            since,
+            task: None,
+        };
+        starts.steps.insert(step_id.to_string(), deferred);
         if !starts.flushing {
             starts.flushing = true;
             runtime.spawn(write_due_starts(
@@ -147,6 +169,13 @@ impl Journal for RunJournal {
         let lease = self.lease.as_deref();
         let (started, finished) = {
             let mut starts = self.starts();
+            // A kept task goes in with its start, queued right before the end.
+            if matches!(
+                starts.steps.get(&record.id),
+                Some(Start::Deferred { task: Some(_), .. })
+            ) {
+                self.write_start(&mut starts.steps, &record.id);
+            }
             match starts.steps.remove(&record.id) {
                 Some(Start::Deferred { at, .. }) => (
                     None,
@@ -176,9 +205,14 @@ impl Journal for RunJournal {
         .boxed()
     }
 
+    /// Kept with the step's start while that is deferred (answered at once);
+    /// else written now.
     fn task_accepted(&self, step_id: &str, task: &StepTask) -> JournalWrite {
         let mut starts = self.starts();
-        self.write_start(&mut starts.steps, step_id);
+        if let Some(Start::Deferred { task: kept, .. }) = starts.steps.get_mut(step_id) {
+            *kept = Some(task.clone());
+            return Box::pin(std::future::ready(Ok(())));
+        }
         answer(
             self.store
                 .record_task(&self.run_id, step_id, task, self.lease.as_deref()),
@@ -374,6 +408,63 @@ mod tests {
         assert_eq!(attempts.len(), 2);
         assert_eq!(attempts[1].status, AttemptStatus::Completed);
         assert_eq!(attempts[1].attempt, 1);
+    }
+
+    fn task(id: &str) -> StepTask {
+        StepTask {
+            agent: "a".to_string(),
+            task: crate::agent::AgentTask {
+                id: id.to_string(),
+                interface: crate::agent::Interface {
+                    url: "http://127.0.0.1:1/rpc".to_string(),
+                    version: crate::agent::Version::V1_0,
+                    binding: crate::agent::Binding::JsonRpc,
+                },
+            },
+            idempotency_key: format!("key-{id}"),
+            reattached_from: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_waits_with_its_deferred_start_and_is_kept_on_the_attempt() {
+        let (journal, store, _directory, id) = journal();
+        let started = journal.step_started("quick");
+        journal
+            .task_accepted("quick", &task("t-quick"))
+            .await
+            .unwrap();
+        store.settled().await.unwrap();
+        assert!(
+            statuses(&store, &id).is_empty(),
+            "a quick step's task is written with its end"
+        );
+        started.await.unwrap();
+        journal.step_finished(&record("quick")).await.unwrap();
+        let attempts = store.attempts(&id).unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].status, AttemptStatus::Completed);
+        assert_eq!(attempts[0].task_id.as_deref(), Some("t-quick"));
+        assert_eq!(attempts[0].idempotency_key.as_deref(), Some("key-t-quick"));
+
+        let started = journal.step_started("slow");
+        journal
+            .task_accepted("slow", &task("t-slow"))
+            .await
+            .unwrap();
+        tokio::time::sleep(START_DEFERRED * 3).await;
+        store.settled().await.unwrap();
+        let running = &store.attempts(&id).unwrap()[1];
+        assert_eq!(
+            (running.status, running.task_id.as_deref()),
+            (AttemptStatus::Running, Some("t-slow")),
+            "a step that outlives the deferral shows running with its task, for a resume to reattach"
+        );
+        started.await.unwrap();
+        journal.step_finished(&record("slow")).await.unwrap();
+        let attempts = store.attempts(&id).unwrap();
+        assert_eq!(attempts[1].status, AttemptStatus::Completed);
+        assert_eq!(attempts[1].task_id.as_deref(), Some("t-slow"));
     }
 
     #[tokio::test]
