@@ -320,8 +320,10 @@ impl Run<'_> {
                 }
             }
             let outcome = match self.step_once(step, cancel).await {
+                // Boxed: only a failed step needs its room (2 KB), and every
+                // step in flight holds this future.
                 Err(failure) if recoverable(step, &failure) => {
-                    self.recover(step, failure, cancel).await
+                    Box::pin(self.recover(step, failure, cancel)).await
                 }
                 outcome => outcome,
             };

@@ -278,7 +278,8 @@ impl Runner<'_> {
                         step: waiting.step.id,
                     });
                 }
-                return self.apply_timeout(&run, &waiting, cancel).await;
+                // Boxed: rare, and its room would be in every executing run's future.
+                return Box::pin(self.apply_timeout(&run, &waiting, cancel)).await;
             }
             status => {
                 return Err(RunError::Ended {

@@ -148,14 +148,19 @@ impl AgentClient {
             Endpoint::Legacy { .. } => &[],
         };
         let task_ids: Vec<OnceLock<String>> = interfaces.iter().map(|_| OnceLock::new()).collect();
+        // Each protocol's future boxed: every step in flight holds this one,
+        // which would otherwise take the room of the larger (A2A's, 3.6 KB)
+        // whatever the agent speaks, and twice (a local and inside `bounded`).
         let work = async {
             match &agent.endpoint {
                 Endpoint::A2a { interfaces } => {
                     let streaming = agent.streaming.then_some(self.streams);
-                    self.call_a2a(interfaces, target, &request, &task_ids, streaming)
+                    Box::pin(self.call_a2a(interfaces, target, &request, &task_ids, streaming))
                         .await
                 }
-                Endpoint::Legacy { url } => legacy::call(&self.http, url, target, &request).await,
+                Endpoint::Legacy { url } => {
+                    Box::pin(legacy::call(&self.http, url, target, &request)).await
+                }
             }
         };
         self.bounded(target, &request, interfaces, &task_ids, work)
@@ -184,7 +189,8 @@ impl AgentClient {
             &task.id,
             &task_ids[0],
         );
-        self.bounded(target, &request, interfaces, &task_ids, work)
+        // Boxed, as in `call`.
+        self.bounded(target, &request, interfaces, &task_ids, Box::pin(work))
             .await
     }
 
@@ -211,7 +217,8 @@ impl AgentClient {
             .find_map(|(interface, task_id)| Some((interface, task_id.get()?.clone())));
         let gave_up = !matches!(ended, Ended::Done(_));
         if gave_up && let Some((interface, id)) = &accepted {
-            a2a::cancel_task(&self.http, interface, target, id).await;
+            // Boxed: only a call given up needs its room (2.5 KB).
+            Box::pin(a2a::cancel_task(&self.http, interface, target, id)).await;
         }
         let task_id = accepted.map(|(_, id)| id);
         let (agent, skill) = (target.agent.to_string(), request.skill.to_string());
