@@ -23,6 +23,8 @@
 //!   in the agent and memory has settled (the other runs wait for a
 //!   connection), the same quotient; give AGENT_DELAY_MS 0 then, as N calls
 //!   at a time work off the rest;
+//! - **runs completed per second**: RUNS / the time from the release until
+//!   no run is pending or in progress (polled every 250 ms, so a lower bound);
 //! - **added latency per step**: from the agent's answer to step k to the
 //!   arrival of step k+1's call, after the release.
 //!
@@ -183,15 +185,16 @@ fn markdown(results: &[Value], settings: &Settings) -> String {
             "Release"
         }
     );
-    text.push_str("| runs at once | calls held at the agent | completed | accepted per second | POST to first agent call, p50 / p99 (ms) | memory per in-flight run (KiB) | added latency per step, p50 / p99 (ms) | open-file limit |\n");
-    text.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    text.push_str("| runs at once | calls held at the agent | completed | accepted per second | completed per second | POST to first agent call, p50 / p99 (ms) | memory per in-flight run (KiB) | added latency per step, p50 / p99 (ms) | open-file limit |\n");
+    text.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for result in results {
         text.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {} |\n",
             result["runs"],
             result["calls_held_at_agent"],
             result["completed"],
             result["accepted_per_second"].as_f64().unwrap_or_default(),
+            result["completed_per_second"].as_f64().unwrap_or_default(),
             result["first_call_ms"]["p50"].as_f64().unwrap_or_default(),
             result["first_call_ms"]["p99"].as_f64().unwrap_or_default(),
             result["kib_per_run"].as_f64().unwrap_or_default(),
@@ -255,7 +258,9 @@ async fn measure(runs: usize, settings: &Settings, limit: u64) -> Value {
     let in_flight = resident_kib();
     eprintln!("{waiting} first calls waiting in the agent; released");
     agent.post(&client, "/release").await;
+    let released = Instant::now();
     let ended = wait_until_ended(&client, &base, &ids).await;
+    let completing = released.elapsed();
     let calls = agent.calls(&client).await;
     let completed = ended.iter().filter(|run| run["status"] == "completed");
     let completed = completed.count();
@@ -281,6 +286,7 @@ async fn measure(runs: usize, settings: &Settings, limit: u64) -> Value {
         "first_failure": failure,
         "accepted_per_second": runs as f64 / accepted.as_secs_f64(),
         "accepted_in_s": accepted.as_secs_f64(),
+        "completed_per_second": completed as f64 / completing.as_secs_f64(),
         "first_calls_waiting": waiting,
         "calls_held_at_agent": at_agent,
         "first_call_ms": percentiles(&mut first_call),
