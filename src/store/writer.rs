@@ -144,8 +144,10 @@ impl Writer {
                 }
             }
             Jobs::Inline(inline) => {
-                inline.flush();
-                drop(lock(&inline.state).connection.take());
+                // One lock: a write queued meanwhile would be refused, not committed.
+                let mut state = lock(&inline.state);
+                commit_queued(&mut state);
+                drop(state.connection.take());
             }
         }
     }
@@ -205,25 +207,38 @@ impl Inline {
         }
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                let inline = self.clone();
-                drop(runtime.spawn(async move { inline.flush() }));
+                let commit = CommitOnDrop(self.clone());
+                drop(runtime.spawn(async move { drop(commit) }));
             }
             Err(_) => self.flush(),
         }
     }
 
-    /// Commit every queued request (in transactions of at most [`MAX_BATCH`]).
     fn flush(&self) {
-        let mut guard = lock(&self.state);
-        let state = &mut *guard;
-        while !state.queued.is_empty() {
-            let rest = state.queued.split_off(state.queued.len().min(MAX_BATCH));
-            let batch = std::mem::replace(&mut state.queued, rest);
-            match &state.connection {
-                Some(connection) => commit_batch(connection, batch),
-                None => drop(batch),
-            }
+        commit_queued(&mut lock(&self.state));
+    }
+}
+
+/// Commit every queued request (in transactions of at most [`MAX_BATCH`]).
+fn commit_queued(state: &mut InlineState) {
+    while !state.queued.is_empty() {
+        let rest = state.queued.split_off(state.queued.len().min(MAX_BATCH));
+        let batch = std::mem::replace(&mut state.queued, rest);
+        match &state.connection {
+            Some(connection) => commit_batch(connection, batch),
+            None => drop(batch),
         }
+    }
+}
+
+/// Commits an inline writer's queue when dropped: in the task spawned for
+/// it once that runs, or at once when a runtime that is shutting down drops
+/// the task unrun (else later writes would wait for a commit nobody makes).
+struct CommitOnDrop(Arc<Inline>);
+
+impl Drop for CommitOnDrop {
+    fn drop(&mut self) {
+        self.0.flush();
     }
 }
 
@@ -461,6 +476,23 @@ mod tests {
             names(&path),
             ["together-1", "together-2", "waited", "queued at the end"]
         );
+    }
+
+    #[test]
+    fn an_inline_write_on_a_runtime_shutting_down_still_commits() {
+        let (writer, _directory, path) = open(true);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        runtime.shutdown_background();
+        let _entered = handle.enter();
+        // Its commit task is dropped unrun: the drop commits.
+        let first = writer.submit(insert("first"));
+        let second = writer.submit(insert("second"));
+        assert_eq!(names(&path), ["first", "second"]);
+        first.wait().unwrap();
+        second.wait().unwrap();
     }
 
     #[test]

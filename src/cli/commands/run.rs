@@ -53,7 +53,7 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
                 && let Some(RunError::Interrupted { id }) = error.downcast_ref()
             {
                 drop(engine);
-                live.discard(&settings.out);
+                live.discard();
                 settings.settings.stop_agents().await;
                 return Ok(printer::interrupted(id));
             }
@@ -63,7 +63,7 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
                     Some(record) => (record.clone(), Some(error)),
                     None => {
                         drop(engine);
-                        live.discard(&settings.out);
+                        live.discard();
                         return Err(error);
                     }
                 },

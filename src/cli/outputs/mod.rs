@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use live::Live;
-use live::Placed;
+use live::Ready;
 
 use super::printer::BadInput;
 use crate::engine::{RunRecord, StepRecord, StepStatus};
@@ -42,17 +42,18 @@ const LINK_HINT: &str =
     "remove the symbolic link or pass another --out; pallet writes results only into real files";
 
 /// Writes the run's files into `dir` and returns their names. `live` has
-/// put step files in place while the run went on: those still as the final
-/// record has them are kept, the others written again. Only then are the
-/// previous run's files that this run did not write again removed (the
-/// unchanged ones).
+/// written step files beside their places while the run went on: those
+/// still as the final record has them are renamed into place with the
+/// others, the rest written again. Only then are the previous run's files
+/// that this run did not write again removed (the unchanged ones).
 pub fn write(dir: &Path, record: &RunRecord, live: Option<Live>) -> anyhow::Result<Vec<String>> {
-    // Waited for first, so no step file is put in place after this.
-    let placed = live.map(Live::placed).unwrap_or_default();
-    prepare(dir)?;
-    let previous = read_no_follow(&dir.join(MANIFEST)).ok();
+    // Waited for first, so no step file is written after this.
+    let mut ready = live.map(Live::ready).unwrap_or_default();
     let mut written = Written::default();
-    let staged = stage_all(dir, record, &placed, &mut written);
+    let staged = prepare(dir).and_then(|()| stage_all(dir, record, &mut ready, &mut written));
+    // Superseded while the run went on, or of steps the record does not have.
+    live::discard_all(ready);
+    let previous = read_no_follow(&dir.join(MANIFEST)).ok();
     let staged = staged.and_then(|()| {
         let path = dir.join(MANIFEST);
         refuse_link(&path)?;
@@ -65,7 +66,6 @@ pub fn write(dir: &Path, record: &RunRecord, live: Option<Live>) -> anyhow::Resu
     }
     let names = written.commit(&[dir.to_path_buf(), dir.join("steps")])?;
     let kept: HashSet<&str> = names.iter().map(String::as_str).collect();
-    remove_superseded(dir, &placed, &kept);
     if let Some(previous) = previous {
         remove_previous(dir, &String::from_utf8_lossy(&previous), &kept)?;
     }
@@ -80,11 +80,11 @@ fn prepare(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Every result file but the manifest, staged in `written` (a step file
-/// already `placed` with the same content is only listed).
+/// `ready` with the same content is taken over from there).
 fn stage_all(
     dir: &Path,
     record: &RunRecord,
-    placed: &Placed,
+    ready: &mut Ready,
     written: &mut Written,
 ) -> anyhow::Result<()> {
     written.file(dir, "run.json", &pretty(record))?;
@@ -92,11 +92,13 @@ fn stage_all(
     for step in &record.steps {
         let name = step_file_name(&step.id);
         let text = pretty(step);
-        match placed.get(&name) {
-            Some(hash) if *hash == sha256_hex(text.as_bytes()) => {
-                written.keep(dir, &name, hash);
+        let hash = sha256_hex(text.as_bytes());
+        match ready.remove(&name) {
+            Some((staged, live_hash)) if live_hash == hash => written.adopt(staged, &name, &hash),
+            other => {
+                live::discard_all(other.map(|entry| (name.clone(), entry)));
+                written.file(dir, &name, &text)?;
             }
-            _ => written.file(dir, &name, &text)?,
         }
     }
     if let Some(plan) = result_of_skill(record, "create_plan") {
@@ -123,12 +125,10 @@ struct Written {
     names: Vec<String>,
     manifest: String,
     staged: Vec<Staged>,
-    /// Files already in place (step files put there while the run went on)
-    /// and not synced yet: synced with the staged ones.
-    in_place: Vec<PathBuf>,
 }
 
 /// A file written to `temporary` (and closed), to be renamed over `path`.
+#[derive(Debug)]
 struct Staged {
     temporary: PathBuf,
     path: PathBuf,
@@ -149,10 +149,10 @@ impl Written {
         self.names.push(name.to_string());
     }
 
-    /// Keep `name`, put in place while the run went on with content of
-    /// SHA-256 `hash`: listed, and synced at the commit.
-    fn keep(&mut self, dir: &Path, name: &str, hash: &str) {
-        self.in_place.push(dir.join(name));
+    /// Take over `staged`, written while the run went on as `name` with
+    /// content of SHA-256 `hash`.
+    fn adopt(&mut self, staged: Staged, name: &str, hash: &str) {
+        self.staged.push(staged);
         self.list(name, hash);
     }
 
@@ -163,14 +163,12 @@ impl Written {
         Ok(())
     }
 
-    /// Sync every staged file and every kept one, rename the staged into
-    /// place (in staging order: the manifest last), then sync `dirs` so the
-    /// renames last too; the names written.
+    /// Sync every staged file, rename each into place (in staging order:
+    /// the manifest last), then sync `dirs` so the renames last too; the
+    /// names written.
     fn commit(mut self, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
-        let in_place = self.in_place.iter().map(|path| (path, path));
-        let staged = self.staged.iter().map(|file| (&file.temporary, &file.path));
-        let synced = sync_together(in_place.chain(staged))
-            .map_err(|(error, path)| (error, path.to_path_buf()));
+        let synced =
+            sync_together(&self.staged).map_err(|(error, path)| (error, path.to_path_buf()));
         if let Err((error, path)) = synced {
             self.discard();
             return Err(error).with_context(|| format!("cannot write {}", path.display()));
@@ -202,21 +200,18 @@ impl Written {
     }
 }
 
-/// Make the contents of `files` (each: where it is now, where it goes)
-/// durable. Each was closed once written (a run of thousands of steps would
-/// otherwise hold thousands of descriptors) with its writeback started on
-/// Linux, so the first sync commits the filesystem's journal for all and
-/// the others find little left. Never through a link.
-fn sync_together<'a>(
-    files: impl Iterator<Item = (&'a PathBuf, &'a PathBuf)>,
-) -> Result<(), (std::io::Error, &'a Path)> {
-    for (now, goes) in files {
+/// Make the staged files' contents durable. Each was closed once written
+/// (a run of thousands of steps would otherwise hold thousands of
+/// descriptors) with its writeback started on Linux, so the first sync
+/// commits the filesystem's journal for all and the others find little left.
+fn sync_together(staged: &[Staged]) -> Result<(), (std::io::Error, &Path)> {
+    for file in staged {
         OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(now)
+            .open(&file.temporary)
             .and_then(|opened| opened.sync_all())
-            .map_err(|error| (error, goes.as_path()))?;
+            .map_err(|error| (error, file.path.as_path()))?;
     }
     Ok(())
 }
@@ -251,17 +246,6 @@ fn remove_previous(dir: &Path, manifest: &str, kept: &HashSet<&str>) -> anyhow::
             .with_context(|| format!("cannot remove the previous run's {}", path.display()))?;
     }
     Ok(())
-}
-
-/// Removes the step files put in place during the run that its final record
-/// does not have (a step finished under another id), while unchanged.
-fn remove_superseded(dir: &Path, placed: &Placed, kept: &HashSet<&str>) {
-    for (name, hash) in placed {
-        let path = dir.join(name);
-        if !kept.contains(name.as_str()) && is_unchanged(&path, hash) {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
 }
 
 /// `path` is a regular file (not a link) whose content has SHA-256 `hash`.
@@ -712,28 +696,34 @@ mod tests {
     }
 
     #[test]
-    fn a_step_file_is_in_place_while_the_run_goes_on_and_listed_at_its_end() {
+    fn a_step_file_is_written_while_the_run_goes_on_and_put_in_place_at_its_end() {
         let places = places();
+        write(&places.out, &record(), None).unwrap();
+        let old_a = std::fs::read_to_string(places.out.join("steps/a.json")).unwrap();
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let (shown, mut progress) = tokio::sync::mpsc::unbounded_channel();
         let live = Live::start(&places.out, receiver, Some(shown)).unwrap();
         let mut record = record();
+        record.steps[0].outputs = Some(json!({"code": "print(2)\n", "language": "python"}));
         record
             .steps
             .push(step("b", "create_plan", json!({"plan": 2})));
         events.send(finished("a", &record.steps[0])).unwrap();
-        let path = places.out.join("steps/a.json");
+        // Written beside its place while the run goes on; the old file stays.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !path.exists() {
+        while !hidden(&places.out.join("steps"))
+            .iter()
+            .any(|name| name.starts_with(".a.json."))
+        {
             assert!(
                 std::time::Instant::now() < deadline,
-                "steps/a.json never appeared"
+                "a's file was never written"
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            pretty(&record.steps[0])
+            std::fs::read_to_string(places.out.join("steps/a.json")).unwrap(),
+            old_a
         );
         // An earlier content of b (the final record has another), and a step
         // the final record does not have.
@@ -762,6 +752,10 @@ mod tests {
                 "steps/b.json"
             ]
         );
+        assert!(
+            hidden(&places.out.join("steps")).is_empty(),
+            "no temporary is left"
+        );
         let manifest = std::fs::read_to_string(places.out.join(MANIFEST)).unwrap();
         assert!(
             manifest.contains("  steps/a.json\n") && !manifest.contains("gone"),
@@ -776,18 +770,41 @@ mod tests {
     }
 
     #[test]
-    fn a_run_that_writes_no_results_removes_its_step_files_and_keeps_the_old_ones() {
+    fn a_run_that_writes_no_results_leaves_the_directory_as_it_was() {
         let places = places();
         write(&places.out, &record(), None).unwrap();
-        let before = files(&places.out);
+        let contents = |out: &Path| -> Vec<(String, String)> {
+            files(out)
+                .into_iter()
+                .map(|name| {
+                    let text = std::fs::read_to_string(out.join(&name)).unwrap();
+                    (name, text)
+                })
+                .collect()
+        };
+        let before = contents(&places.out);
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let live = Live::start(&places.out, receiver, None).unwrap();
+        // A step of the old run's name, and a new one.
+        let mut changed = record().steps[0].clone();
+        changed.outputs = Some(json!({"changed": true}));
+        events.send(finished("a", &changed)).unwrap();
         events
             .send(finished("new", &step("new", "x", json!(1))))
             .unwrap();
         drop(events);
-        live.discard(&places.out);
-        assert_eq!(files(&places.out), before);
+        live.discard();
+        assert_eq!(contents(&places.out), before);
+        assert!(hidden(&places.out.join("steps")).is_empty());
+    }
+
+    /// The names starting with a dot in `dir` (temporaries).
+    fn hidden(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with('.'))
+            .collect()
     }
 
     #[test]
