@@ -331,6 +331,7 @@ mod tests {
 
     use super::*;
     use crate::engine::StepStatus;
+    use crate::store::test_task as task;
     use crate::store::{NewRun, RunChange, RunStore};
 
     fn record(step: &str) -> StepRecord {
@@ -408,22 +409,6 @@ mod tests {
         assert_eq!(attempts.len(), 2);
         assert_eq!(attempts[1].status, AttemptStatus::Completed);
         assert_eq!(attempts[1].attempt, 1);
-    }
-
-    fn task(id: &str) -> StepTask {
-        StepTask {
-            agent: "a".to_string(),
-            task: crate::agent::AgentTask {
-                id: id.to_string(),
-                interface: crate::agent::Interface {
-                    url: "http://127.0.0.1:1/rpc".to_string(),
-                    version: crate::agent::Version::V1_0,
-                    binding: crate::agent::Binding::JsonRpc,
-                },
-            },
-            idempotency_key: format!("key-{id}"),
-            reattached_from: None,
-        }
     }
 
     #[tokio::test]

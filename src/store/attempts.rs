@@ -369,7 +369,7 @@ pub(super) fn json_column(text: Option<String>) -> Option<Value> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
@@ -643,7 +643,8 @@ mod tests {
         assert_eq!(store.live_lease(&id).unwrap(), None);
     }
 
-    fn task(id: &str) -> StepTask {
+    /// A task accepted over A2A 1.0 JSON-RPC, sent with the key `key-ID`.
+    pub(crate) fn task(id: &str) -> StepTask {
         StepTask {
             agent: "a".to_string(),
             task: AgentTask {

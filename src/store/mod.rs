@@ -18,6 +18,9 @@
 //! [`RunStore::blocking`].
 
 mod attempts;
+/// A step task for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) use attempts::tests::task as test_task;
 mod backend;
 pub mod clock;
 mod create;

@@ -388,6 +388,23 @@ mod tests {
         (writer, directory, path)
     }
 
+    /// A request whose second statement fails (after a first that must not
+    /// stay), and one that panics after an insert.
+    fn failing_and_panicking(writer: &Writer) -> (Pending<()>, Pending<()>) {
+        let failing = writer.submit(|connection| {
+            connection.execute("INSERT INTO t (name) VALUES ('lost')", [])?;
+            connection.execute("INSERT INTO t (name) VALUES (NULL)", [])?;
+            Ok(())
+        });
+        let panicking = writer.submit(|connection| -> Result<(), StoreError> {
+            connection
+                .execute("INSERT INTO t (name) VALUES ('lost too')", [])
+                .unwrap();
+            panic!("a bug in one request")
+        });
+        (failing, panicking)
+    }
+
     fn insert(name: &str) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static {
         let name = name.to_string();
         move |connection| {
@@ -505,17 +522,7 @@ mod tests {
             ["kept-1"],
             "committed before its answer is awaited"
         );
-        let failing = writer.submit(|connection| {
-            connection.execute("INSERT INTO t (name) VALUES ('lost')", [])?;
-            connection.execute("INSERT INTO t (name) VALUES (NULL)", [])?;
-            Ok(())
-        });
-        let panicking = writer.submit(|connection| -> Result<(), StoreError> {
-            connection
-                .execute("INSERT INTO t (name) VALUES ('lost too')", [])
-                .unwrap();
-            panic!("a bug in one request")
-        });
+        let (failing, panicking) = failing_and_panicking(&writer);
         writer.submit(insert("kept-2")).wait().unwrap();
         first.wait().unwrap();
         assert!(matches!(failing.wait(), Err(StoreError::Query(_))));
@@ -551,17 +558,7 @@ mod tests {
         let (writer, _directory, path) = writer();
         let (release, held) = hold(&writer);
         let first = writer.submit(insert("kept-1"));
-        let failing = writer.submit(|connection| {
-            connection.execute("INSERT INTO t (name) VALUES ('lost')", [])?;
-            connection.execute("INSERT INTO t (name) VALUES (NULL)", [])?;
-            Ok(())
-        });
-        let panicking = writer.submit(|connection| -> Result<(), StoreError> {
-            connection
-                .execute("INSERT INTO t (name) VALUES ('lost too')", [])
-                .unwrap();
-            panic!("a bug in one request")
-        });
+        let (failing, panicking) = failing_and_panicking(&writer);
         let last = writer.submit(insert("kept-2"));
         release.send(()).unwrap();
         held.wait().unwrap();
