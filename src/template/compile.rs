@@ -382,6 +382,11 @@ fn collect_references(elements: &[TemplateElement], found: &mut Vec<Vec<String>>
 /// The locals ([`super::LOCAL_ROOTS`]) a template reads, each once, in
 /// order; none for a template that does not parse (its own error says why).
 pub(super) fn locals_read(text: &str) -> Vec<String> {
+    // A template that reads a local names it: most name none, and are not
+    // parsed again here (a workflow's validation parses each template often).
+    if !super::LOCAL_ROOTS.iter().any(|root| text.contains(root)) {
+        return Vec::new();
+    }
     let Ok(template) = Template::compile(text) else {
         return Vec::new();
     };
@@ -400,6 +405,10 @@ pub(super) fn locals_read(text: &str) -> Vec<String> {
 /// `input` (`{{ workflow.input.user.name }}` gives `user`, `name`); none for
 /// a template that does not parse (its own error says why).
 pub(super) fn input_paths(text: &str) -> Vec<Vec<String>> {
+    // As in `locals_read`: no parse for a template that cannot read one.
+    if !text.contains("input") {
+        return Vec::new();
+    }
     let Ok(template) = Template::compile(text) else {
         return Vec::new();
     };
