@@ -55,9 +55,9 @@ struct Settings {
     table: bool,
     delay_ms: u64,
     steps: usize,
-    /// The per-agent cap on requests in flight when the caller set one
-    /// (`PALLET_AGENT_MAX_CONNECTIONS`); `None`: lifted, every run holds a call.
-    cap: Option<usize>,
+    /// The per-agent cap on requests in flight: the caller's
+    /// (`PALLET_AGENT_MAX_CONNECTIONS`), else lifted (every run holds a call).
+    cap: usize,
 }
 
 fn settings(mut args: Vec<String>) -> Settings {
@@ -88,9 +88,8 @@ fn settings(mut args: Vec<String>) -> Settings {
         table,
         delay_ms: number(0, 200),
         steps: number(1, 3) as usize,
-        cap: std::env::var(pallet::agent::MAX_CONNECTIONS_VARIABLE)
-            .ok()
-            .and_then(|text| text.trim().parse().ok()),
+        // Read after `main` lifted it, unless the caller set it.
+        cap: pallet::agent::max_connections(),
     }
 }
 
@@ -249,7 +248,7 @@ async fn measure(runs: usize, settings: &Settings, limit: u64) -> Value {
     let (ids, sent_at) = start_runs(&client, &base, runs, 1).await;
     let accepted = started.elapsed();
     eprintln!("{runs} runs accepted in {:.1} s", accepted.as_secs_f64());
-    let at_agent = settings.cap.map_or(runs, |cap| cap.min(runs));
+    let at_agent = settings.cap.min(runs);
     let waiting = agent.wait_for_calls(&client, at_agent, 0).await;
     if at_agent < runs {
         // The others have no call to show: wait until they are all parked.

@@ -16,6 +16,6 @@ pub mod server;
 pub use card::{AgentCard, Binding, CardError, Endpoint, Interface, SkillInfo, Version};
 pub use client::{
     AgentClient, AgentTask, CallError, CallRequest, DEFAULT_MAX_CONNECTIONS,
-    MAX_CONNECTIONS_VARIABLE, StreamSettings,
+    MAX_CONNECTIONS_VARIABLE, StreamSettings, max_connections,
 };
 pub use discovery::{Discovery, DiscoveryError, StaticDiscovery};

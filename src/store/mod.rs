@@ -10,12 +10,12 @@
 //! It runs in WAL mode with a busy timeout, so several processes may share it.
 //!
 //! No caller waits on SQLite while holding a lock other callers need: writes
-//! go to one writer thread ([`writer`]) that commits all queued requests in one
-//! transaction (or, for a process driving one run, commit on the run's own
-//! thread: [`RunStore::open_for_one_run`]), reads use a few reader connections
-//! ([`readers`]) that WAL lets run beside the writer. A write answers with a [`Pending`]: async code
-//! awaits it, sync code [`Pending::wait`]s; async code reads through
-//! [`RunStore::blocking`].
+//! go to one writer thread ([`writer`]) that commits all queued requests in
+//! one transaction (or, for a process driving one run, commit on the run's
+//! own thread: [`RunStore::open_for_one_run`]), reads use a few reader
+//! connections ([`readers`]) that WAL lets run beside the writer. A write
+//! answers with a [`Pending`]: async code awaits it, sync code
+//! [`Pending::wait`]s; async code reads through [`RunStore::blocking`].
 
 mod attempts;
 /// A step task for tests elsewhere in the crate.

@@ -58,12 +58,10 @@ enum Jobs {
 /// An inline writer's connection (`None` once closed) and the requests
 /// submitted since its last commit. Whoever makes the queue non-empty sees
 /// to its commit: a task spawned on the current runtime, or at once.
-#[derive(Default)]
 struct Inline {
     state: std::sync::Mutex<InlineState>,
 }
 
-#[derive(Default)]
 struct InlineState {
     connection: Option<Connection>,
     queued: Vec<Job>,
@@ -126,8 +124,13 @@ impl Writer {
     /// committed by a task spawned on that runtime; elsewhere a request
     /// commits before `submit` returns.
     pub(crate) fn inline(connection: Connection) -> Writer {
-        let inline = Inline::default();
-        lock(&inline.state).connection = Some(connection);
+        let state = InlineState {
+            connection: Some(connection),
+            queued: Vec::new(),
+        };
+        let inline = Inline {
+            state: std::sync::Mutex::new(state),
+        };
         Writer {
             jobs: Jobs::Inline(Arc::new(inline)),
         }

@@ -49,9 +49,9 @@ fn semaphores() -> &'static Mutex<HashMap<String, Arc<Semaphore>>> {
     AGENTS.get_or_init(Mutex::default)
 }
 
-/// The cap, from the environment once; a value that does not parse is named
-/// in a warning and the default is kept.
-pub(crate) fn max_connections() -> usize {
+/// The cap on requests in flight per agent, from the environment once; a
+/// value that does not parse is named in a warning and the default is kept.
+pub fn max_connections() -> usize {
     static MAX: OnceLock<usize> = OnceLock::new();
     *MAX.get_or_init(|| parse_max(std::env::var(MAX_CONNECTIONS_VARIABLE).ok().as_deref()))
 }

@@ -18,7 +18,7 @@ mod target;
 
 pub use error::CallError;
 pub(crate) use http::{card_http_client, http_client, redacted};
-pub use limit::{DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_VARIABLE};
+pub use limit::{DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_VARIABLE, max_connections};
 pub(crate) use target::Target;
 
 /// One call of one skill.

@@ -58,11 +58,9 @@ impl Live {
     }
 }
 
-/// Remove the temporaries of `files`.
-pub(super) fn discard_all(files: impl IntoIterator<Item = (String, (Staged, String))>) {
-    for (_, (staged, _)) in files {
-        let _ = std::fs::remove_file(&staged.temporary);
-    }
+/// Remove the temporaries of `ready`.
+pub(super) fn discard_all(ready: Ready) {
+    ready.into_values().for_each(|(staged, _)| staged.discard());
 }
 
 /// The thread: take every event queued, write the step files among them,
@@ -119,10 +117,8 @@ fn write_one(
         std::io::Write::write_all(file, text.as_bytes())
     })?;
     let hash = sha256_hex(text.as_bytes());
-    discard_all(
-        ready
-            .insert(name.clone(), (staged, hash))
-            .map(|old| (name, old)),
-    );
+    if let Some((superseded, _)) = ready.insert(name, (staged, hash)) {
+        superseded.discard();
+    }
     Ok(())
 }

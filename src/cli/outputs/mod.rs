@@ -92,11 +92,14 @@ fn stage_all(
     for step in &record.steps {
         let name = step_file_name(&step.id);
         let text = pretty(step);
-        let hash = sha256_hex(text.as_bytes());
         match ready.remove(&name) {
-            Some((staged, live_hash)) if live_hash == hash => written.adopt(staged, &name, &hash),
+            Some((staged, hash)) if hash == sha256_hex(text.as_bytes()) => {
+                written.adopt(staged, &name, &hash);
+            }
             other => {
-                live::discard_all(other.map(|entry| (name.clone(), entry)));
+                if let Some((staged, _)) = other {
+                    staged.discard();
+                }
                 written.file(dir, &name, &text)?;
             }
         }
@@ -128,10 +131,16 @@ struct Written {
 }
 
 /// A file written to `temporary` (and closed), to be renamed over `path`.
-#[derive(Debug)]
 struct Staged {
     temporary: PathBuf,
     path: PathBuf,
+}
+
+impl Staged {
+    /// Remove the temporary: it is not going in.
+    fn discard(self) {
+        let _ = std::fs::remove_file(&self.temporary);
+    }
 }
 
 impl Written {
@@ -194,9 +203,7 @@ impl Written {
 
     /// Remove the temporaries not renamed.
     fn discard(&mut self) {
-        for file in self.staged.drain(..) {
-            let _ = std::fs::remove_file(&file.temporary);
-        }
+        self.staged.drain(..).for_each(Staged::discard);
     }
 }
 
