@@ -6,8 +6,8 @@
 //!
 //! Nothing is put in place here: the end of the run ([`super::write`])
 //! renames the files whose content is still the final record's into place
-//! with the run's other files, synced together, so the output directory
-//! changes all at once or not at all, as without this thread. A run that
+//! with the run's other files, so an interrupted run leaves the output
+//! directory as it was, as without this thread. A run that
 //! ends without writing its results removes them ([`Live::discard`]).
 
 use std::collections::HashMap;

@@ -64,7 +64,7 @@ pub fn write(dir: &Path, record: &RunRecord, live: Option<Live>) -> anyhow::Resu
         written.discard();
         return Err(error);
     }
-    let names = written.commit(&[dir.to_path_buf(), dir.join("steps")])?;
+    let names = written.commit()?;
     let kept: HashSet<&str> = names.iter().map(String::as_str).collect();
     if let Some(previous) = previous {
         remove_previous(dir, &String::from_utf8_lossy(&previous), &kept)?;
@@ -119,10 +119,15 @@ fn stage_all(
 }
 
 /// The files staged so far (each in a temporary beside its place) and the
-/// manifest lines that record them. All are written first, synced together,
-/// then renamed into place: one sync for a run's files instead of one per
-/// file (a 100-step run writes 102), and a failure before the renames
-/// leaves every old file as it was.
+/// manifest lines that record them. All are written first, then renamed
+/// into place, so a failure before the renames leaves every old file as it
+/// was.
+///
+/// Nothing is fsynced: the files are copies of what the run store holds,
+/// and they last as long as its writes do (SQLite's WAL with
+/// `synchronous=NORMAL`: across a crash of pallet, not always across a
+/// power loss). A sync per run cost a 100-step run a quarter of its time on
+/// a journaled ext4 disk.
 #[derive(Default)]
 struct Written {
     names: Vec<String>,
@@ -172,16 +177,9 @@ impl Written {
         Ok(())
     }
 
-    /// Sync every staged file, rename each into place (in staging order:
-    /// the manifest last), then sync `dirs` so the renames last too; the
-    /// names written.
-    fn commit(mut self, dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
-        let synced =
-            sync_together(&self.staged).map_err(|(error, path)| (error, path.to_path_buf()));
-        if let Err((error, path)) = synced {
-            self.discard();
-            return Err(error).with_context(|| format!("cannot write {}", path.display()));
-        }
+    /// Rename each staged file into place (in staging order: the manifest
+    /// last); the names written.
+    fn commit(mut self) -> anyhow::Result<Vec<String>> {
         for index in 0..self.staged.len() {
             let file = &self.staged[index];
             if let Err(error) = std::fs::rename(&file.temporary, &file.path) {
@@ -193,11 +191,6 @@ impl Written {
             }
         }
         self.staged.clear();
-        for dir in dirs {
-            File::open(dir)
-                .and_then(|dir| dir.sync_all())
-                .with_context(|| format!("cannot sync {}", dir.display()))?;
-        }
         Ok(std::mem::take(&mut self.names))
     }
 
@@ -205,22 +198,6 @@ impl Written {
     fn discard(&mut self) {
         self.staged.drain(..).for_each(Staged::discard);
     }
-}
-
-/// Make the staged files' contents durable. Each was closed once written
-/// (a run of thousands of steps would otherwise hold thousands of
-/// descriptors) with its writeback started on Linux, so the first sync
-/// commits the filesystem's journal for all and the others find little left.
-fn sync_together(staged: &[Staged]) -> Result<(), (std::io::Error, &Path)> {
-    for file in staged {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&file.temporary)
-            .and_then(|opened| opened.sync_all())
-            .map_err(|error| (error, file.path.as_path()))?;
-    }
-    Ok(())
 }
 
 /// Removes the previous run's files (its `manifest`) that this run did not
@@ -315,7 +292,7 @@ fn link_error(path: &Path) -> anyhow::Error {
 }
 
 /// Replaces `path` with `bytes` atomically: a temporary file in the same
-/// directory, written and synced, then renamed over `path`.
+/// directory, written, then renamed over `path`.
 #[cfg(test)]
 fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     replace_file_with(path, |file| file.write_all(bytes))
@@ -328,9 +305,7 @@ fn replace_file_with(
     fill: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let staged = stage_with(path, fill)?;
-    let result = File::open(&staged.temporary)
-        .and_then(|file| file.sync_all())
-        .and_then(|()| std::fs::rename(&staged.temporary, path));
+    let result = std::fs::rename(&staged.temporary, path);
     if result.is_err() {
         let _ = std::fs::remove_file(&staged.temporary);
     }
@@ -355,14 +330,6 @@ fn stage_with(
     if let Err(error) = fill(&mut file) {
         let _ = std::fs::remove_file(&temporary);
         return Err(error);
-    }
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // A head start for the sync (see `sync_together`); its failure costs
-        // only that. SAFETY: a plain syscall on an open descriptor we own.
-        let _ =
-            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
     drop(file);
     Ok(Staged {
@@ -674,7 +641,7 @@ mod tests {
         let mut written = Written::default();
         written.stage(&first, b"new run\n").unwrap();
         written.stage(&second, b"new metadata\n").unwrap();
-        written.commit(&[dir.path().to_path_buf()]).unwrap();
+        written.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&first).unwrap(), "new run\n");
         assert_eq!(std::fs::read_to_string(&second).unwrap(), "new metadata\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
