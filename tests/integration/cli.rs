@@ -736,3 +736,58 @@ async fn control_characters_from_outside_reach_the_terminal_escaped() {
         "{stderr}"
     );
 }
+
+/// Two runs writing into one `--out` would mix their files: while another
+/// process holds the directory the run is refused before its first step,
+/// and the next run removes the temporaries a killed run left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_into_a_directory_another_process_writes_is_refused_before_it_starts() {
+    use std::os::fd::AsRawFd;
+    let scratch = TestContext::new();
+    let out = scratch.join("app");
+    std::fs::create_dir_all(out.join("steps")).unwrap();
+    let left = out
+        .join("steps")
+        .join(".plan.json.0123456789abcdef0123456789abcdef.tmp");
+    std::fs::write(&left, "a killed run's partial file").unwrap();
+    let holder = std::fs::File::open(&out).unwrap();
+    // SAFETY: a plain syscall on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+
+    let run = |scratch: TestContext| {
+        tokio::task::spawn_blocking(move || {
+            scratch
+                .pallet()
+                .args([
+                    "run",
+                    "--offline",
+                    "Create a function that adds two numbers",
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    let refused = run(scratch.clone()).await.unwrap();
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another pallet process is writing results into")
+            && stderr.contains("hint: wait until it ends, or pass another --out"),
+        "{stderr}"
+    );
+    assert!(!out.join("run.json").exists());
+    assert!(left.exists(), "the refused run removed another's file");
+    let listed = scratch.pallet().args(["runs", "--json"]).output().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout).unwrap(),
+        serde_json::json!([]),
+        "{}",
+        text(&listed.stderr)
+    );
+
+    drop(holder);
+    let done = run(scratch.clone()).await.unwrap();
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    assert!(out.join("run.json").exists());
+    assert!(!left.exists(), "the killed run's temporary is still there");
+}

@@ -25,6 +25,8 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
     let progress = settings
         .show_progress
         .then(|| tokio::spawn(printer::print_progress(progress)));
+    // Before the first step: a run that could not write its results does not start.
+    let held = outputs::lock(&settings.out)?;
     let live = outputs::Live::start(
         &settings.out,
         receiver,
@@ -87,7 +89,7 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
         let _ = progress.await;
     }
     settings.settings.stop_agents().await;
-    let written = outputs::write(&settings.out, &record, Some(live))?;
+    let written = outputs::write(&settings.out, &record, Some(live), &held)?;
     printer::report_run(
         &record,
         settings.json,

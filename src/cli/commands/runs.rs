@@ -105,6 +105,7 @@ async fn drive(
     printer: Printer,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store_for_one_run(args.database.db.as_deref())?;
+    let held = outputs::lock(&args.out)?;
     let settings = Settings::resolve(&args.sources, &args.registry, printer).await?;
     let engine = settings.engine().build();
     let cancel = CancellationToken::new();
@@ -122,7 +123,7 @@ async fn drive(
     }
     let outcome = outcome.map_err(user_error)?;
     if let Some(record) = &outcome.record {
-        let written = outputs::write(&args.out, record, None)?;
+        let written = outputs::write(&args.out, record, None, &held)?;
         if !printer.quiet() && !args.json {
             errln!(
                 "results in {}/ ({})",

@@ -6,6 +6,7 @@
 //! are unchanged since are removed before the next run.
 
 mod live;
+mod lock;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 pub use live::Live;
 use live::Ready;
+pub use lock::{OutLock, lock};
 
 use super::printer::BadInput;
 use crate::engine::{RunRecord, StepRecord, StepStatus};
@@ -46,7 +48,12 @@ const LINK_HINT: &str =
 /// still as the final record has them are renamed into place with the
 /// others, the rest written again. Only then are the previous run's files
 /// that this run did not write again removed (the unchanged ones).
-pub fn write(dir: &Path, record: &RunRecord, live: Option<Live>) -> anyhow::Result<Vec<String>> {
+pub fn write(
+    dir: &Path,
+    record: &RunRecord,
+    live: Option<Live>,
+    _held: &OutLock,
+) -> anyhow::Result<Vec<String>> {
     // Waited for first, so no step file is written after this.
     let mut ready = live.map(Live::ready).unwrap_or_default();
     let mut written = Written::default();
@@ -539,7 +546,7 @@ mod tests {
     fn a_planted_file_link_is_refused_and_its_target_unchanged() {
         let places = places();
         std::os::unix::fs::symlink(&places.victim_file, places.out.join("main.py")).unwrap();
-        let error = write(&places.out, &record(), None).unwrap_err();
+        let error = write(&places.out, &record(), None, &lock(&places.out).unwrap()).unwrap_err();
         assert!(error.to_string().contains("is a symbolic link"), "{error}");
         assert!(
             super::super::printer::render_error(&error).contains("hint: remove the symbolic link")
@@ -554,7 +561,7 @@ mod tests {
     fn a_planted_directory_link_is_refused_and_nothing_is_written_through_it() {
         let places = places();
         std::os::unix::fs::symlink(&places.victim_dir, places.out.join("steps")).unwrap();
-        let error = write(&places.out, &record(), None).unwrap_err();
+        let error = write(&places.out, &record(), None, &lock(&places.out).unwrap()).unwrap_err();
         assert!(error.to_string().contains("is a symbolic link"), "{error}");
         let entries: Vec<_> = std::fs::read_dir(&places.victim_dir).unwrap().collect();
         assert_eq!(entries.len(), 1);
@@ -567,7 +574,7 @@ mod tests {
     #[test]
     fn a_hostile_manifest_removes_nothing_pallet_did_not_write() {
         let places = places();
-        write(&places.out, &record(), None).unwrap();
+        write(&places.out, &record(), None, &lock(&places.out).unwrap()).unwrap();
         // The user edits a file pallet wrote; an attacker lists files outside
         // the directory, links and the user's own files, with their true hashes.
         std::fs::write(places.out.join("main.py"), "mine now\n").unwrap();
@@ -588,7 +595,7 @@ mod tests {
 
         let mut next = record();
         next.steps = vec![step("b", "create_plan", json!({"plan": 1}))];
-        write(&places.out, &next, None).unwrap();
+        write(&places.out, &next, None, &lock(&places.out).unwrap()).unwrap();
 
         assert_eq!(
             std::fs::read_to_string(&places.victim_file).unwrap(),
@@ -609,12 +616,12 @@ mod tests {
     #[test]
     fn a_manifest_entry_under_a_linked_steps_directory_is_not_removed() {
         let places = places();
-        write(&places.out, &record(), None).unwrap();
+        write(&places.out, &record(), None, &lock(&places.out).unwrap()).unwrap();
         std::fs::remove_dir_all(places.out.join("steps")).unwrap();
         std::os::unix::fs::symlink(&places.victim_dir, places.out.join("steps")).unwrap();
         let manifest = format!("{}  steps/a.json\n", sha256_hex(b"precious\n"));
         std::fs::write(places.out.join(MANIFEST), manifest).unwrap();
-        assert!(write(&places.out, &record(), None).is_err());
+        assert!(write(&places.out, &record(), None, &lock(&places.out).unwrap()).is_err());
         assert!(places.victim_dir.join("a.json").exists());
     }
 
@@ -672,10 +679,11 @@ mod tests {
     #[test]
     fn a_step_file_is_written_while_the_run_goes_on_and_put_in_place_at_its_end() {
         let places = places();
-        write(&places.out, &record(), None).unwrap();
+        write(&places.out, &record(), None, &lock(&places.out).unwrap()).unwrap();
         let old_a = std::fs::read_to_string(places.out.join("steps/a.json")).unwrap();
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let (shown, mut progress) = tokio::sync::mpsc::unbounded_channel();
+        let held = lock(&places.out).unwrap();
         let live = Live::start(&places.out, receiver, Some(shown)).unwrap();
         let mut record = record();
         record.steps[0].outputs = Some(json!({"code": "print(2)\n", "language": "python"}));
@@ -708,7 +716,7 @@ mod tests {
             .send(finished("gone", &step("gone", "x", json!(1))))
             .unwrap();
         drop(events);
-        let names = write(&places.out, &record, Some(live)).unwrap();
+        let names = write(&places.out, &record, Some(live), &held).unwrap();
         assert!(names.contains(&"steps/a.json".to_string()), "{names:?}");
         for step in &record.steps {
             let text = std::fs::read_to_string(places.out.join(step_file_name(&step.id))).unwrap();
@@ -746,7 +754,7 @@ mod tests {
     #[test]
     fn a_run_that_writes_no_results_leaves_the_directory_as_it_was() {
         let places = places();
-        write(&places.out, &record(), None).unwrap();
+        write(&places.out, &record(), None, &lock(&places.out).unwrap()).unwrap();
         let contents = |out: &Path| -> Vec<(String, String)> {
             files(out)
                 .into_iter()
@@ -758,6 +766,7 @@ mod tests {
         };
         let before = contents(&places.out);
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let _held = lock(&places.out).unwrap();
         let live = Live::start(&places.out, receiver, None).unwrap();
         // A step of the old run's name, and a new one.
         let mut changed = record().steps[0].clone();
@@ -786,12 +795,13 @@ mod tests {
         let places = places();
         std::os::unix::fs::symlink(&places.victim_dir, places.out.join("steps")).unwrap();
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let held = lock(&places.out).unwrap();
         let live = Live::start(&places.out, receiver, None).unwrap();
         events
             .send(finished("a", &step("a", "x", json!(1))))
             .unwrap();
         drop(events);
-        let error = write(&places.out, &record(), Some(live)).unwrap_err();
+        let error = write(&places.out, &record(), Some(live), &held).unwrap_err();
         assert!(error.to_string().contains("is a symbolic link"), "{error}");
         let entries: Vec<_> = std::fs::read_dir(&places.victim_dir).unwrap().collect();
         assert_eq!(entries.len(), 1);

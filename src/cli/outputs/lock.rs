@@ -1,0 +1,154 @@
+//! One writer per output directory: a run holds an exclusive `flock` on its
+//! `--out` directory from before its first step until its results are in
+//! place. Two runs writing into one directory would mix their files; with
+//! the lock the second is refused before it starts. The kernel drops the
+//! lock when the process dies (even by `kill -9`), so a lock is never stale,
+//! and the holder knows that any temporary of ours it finds was left by a
+//! process that died: those are removed.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::cli::printer::BadInput;
+
+/// Held while a run may write into its output directory.
+#[derive(Debug)]
+pub struct OutLock {
+    _dir: File,
+}
+
+/// Create `dir` unless it exists, lock it (refused at once while another
+/// process holds it), and remove the temporaries a killed run left there.
+pub fn lock(dir: &Path) -> anyhow::Result<OutLock> {
+    if std::fs::metadata(dir).is_ok_and(|meta| !meta.is_dir()) {
+        return Err(BadInput::new(format!(
+            "cannot write results into {}: it is not a directory",
+            dir.display()
+        ))
+        .hint("remove it or pass another --out")
+        .into());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let opened = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    // SAFETY: a plain syscall on a descriptor we own.
+    if unsafe { libc::flock(opened.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(BadInput::new(format!(
+                "another pallet process is writing results into {}",
+                dir.display()
+            ))
+            .hint("wait until it ends, or pass another --out")
+            .into());
+        }
+        return Err(error).with_context(|| format!("cannot lock {}", dir.display()));
+    }
+    for place in [dir.to_path_buf(), dir.join("steps")] {
+        remove_left_temporaries(&place);
+    }
+    Ok(OutLock { _dir: opened })
+}
+
+/// Remove the regular files in `dir` named as our temporaries are
+/// (`.NAME.<32 hex digits>.tmp`); a `dir` that is a link or absent is left.
+fn remove_left_temporaries(dir: &Path) {
+    if !std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_dir()) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_ours = name.to_str().is_some_and(is_temporary_name);
+        if is_ours && entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            tracing::debug!(path = %entry.path().display(), "removed a temporary a killed run left");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// A name [`super::stage_with`] gives a temporary.
+fn is_temporary_name(name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+    else {
+        return false;
+    };
+    match rest.rsplit_once('.') {
+        Some((file, id)) => {
+            !file.is_empty()
+                && id.len() == 32
+                && id
+                    .bytes()
+                    .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_one_directory_is_refused_with_what_to_do() {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("app");
+        let held = lock(&out).unwrap();
+        let error = format!("{:#}", lock(&out).unwrap_err());
+        assert!(
+            error.contains("another pallet process is writing results into")
+                && error.contains("app"),
+            "{error}"
+        );
+        let refused = lock(&out).unwrap_err();
+        let bad = refused.downcast_ref::<BadInput>().expect("a BadInput");
+        assert_eq!(
+            bad.hint.as_deref(),
+            Some("wait until it ends, or pass another --out")
+        );
+        drop(held);
+        lock(&out).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn the_lock_removes_only_temporaries_a_run_left() {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("app");
+        std::fs::create_dir_all(out.join("steps")).unwrap();
+        let id = "0123456789abcdef0123456789abcdef";
+        let left = [
+            out.join(format!(".run.json.{id}.tmp")),
+            out.join("steps").join(format!(".build.json.{id}.tmp")),
+        ];
+        let kept = [
+            out.join(".notes.tmp"),
+            out.join(format!(".x.{}.tmp", &id[..31])),
+            out.join(format!("run.json.{id}.tmp")),
+            out.join("steps").join("build.json"),
+        ];
+        for path in left.iter().chain(&kept) {
+            std::fs::write(path, "x").unwrap();
+        }
+        // A link named as a temporary is not ours to follow or remove.
+        let victim = root.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let link = out.join(format!(".plan.json.{id}.tmp"));
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+
+        let _held = lock(&out).unwrap();
+        for path in &left {
+            assert!(!path.exists(), "{} left", path.display());
+        }
+        for path in &kept {
+            assert!(path.exists(), "{} removed", path.display());
+        }
+        assert!(link.symlink_metadata().is_ok());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+}
