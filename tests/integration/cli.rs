@@ -791,3 +791,21 @@ async fn a_run_into_a_directory_another_process_writes_is_refused_before_it_star
     assert!(out.join("run.json").exists());
     assert!(!left.exists(), "the killed run's temporary is still there");
 }
+
+/// `approve` of a run that does not exist says so, and leaves no `app/`.
+#[test]
+fn approving_an_unknown_run_creates_no_output_directory() {
+    let scratch = TestContext::new();
+    let output = scratch
+        .pallet()
+        .args(["approve", "00000000-0000-0000-0000-000000000000"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("00000000-0000-0000-0000-000000000000"),
+        "{stderr}"
+    );
+    assert!(!scratch.join("app").exists());
+}

@@ -4,7 +4,8 @@
 //!
 //! Exit status: 0 the run completed or waits for approval, 1 it failed or was
 //! cancelled (or the database failed), 2 bad input: unknown run id, missing
-//! approval fields, or a change the run's state does not allow.
+//! approval fields, a change the run's state does not allow, or an `--out`
+//! another pallet process is writing into.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -105,7 +106,12 @@ async fn drive(
     printer: Printer,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store_for_one_run(args.database.db.as_deref())?;
-    let held = outputs::lock(&args.out)?;
+    // Before the run moves on, so a busy --out stops nothing half-way; an
+    // unknown run gets its own error from the runner, and no directory.
+    let held = match store.get(id) {
+        Ok(_) => Some(outputs::lock(&args.out)?),
+        Err(_) => None,
+    };
     let settings = Settings::resolve(&args.sources, &args.registry, printer).await?;
     let engine = settings.engine().build();
     let cancel = CancellationToken::new();
@@ -123,7 +129,15 @@ async fn drive(
     }
     let outcome = outcome.map_err(user_error)?;
     if let Some(record) = &outcome.record {
-        let written = outputs::write(&args.out, record, None, &held)?;
+        let late;
+        let held = match &held {
+            Some(held) => held,
+            None => {
+                late = outputs::lock(&args.out)?;
+                &late
+            }
+        };
+        let written = outputs::write(&args.out, record, None, held)?;
         if !printer.quiet() && !args.json {
             errln!(
                 "results in {}/ ({})",

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::Context as _;
 
 use crate::cli::printer::BadInput;
 
@@ -22,6 +22,7 @@ pub struct OutLock {
 
 /// Create `dir` unless it exists, lock it (refused at once while another
 /// process holds it), and remove the temporaries a killed run left there.
+/// Where the filesystem has no locks: a warning, no lock, nothing removed.
 pub fn lock(dir: &Path) -> anyhow::Result<OutLock> {
     if std::fs::metadata(dir).is_ok_and(|meta| !meta.is_dir()) {
         return Err(BadInput::new(format!(
@@ -44,20 +45,27 @@ pub fn lock(dir: &Path) -> anyhow::Result<OutLock> {
             .hint("wait until it ends, or pass another --out")
             .into());
         }
-        return Err(error).with_context(|| format!("cannot lock {}", dir.display()));
+        // A filesystem without locks (some network ones) must not stop the
+        // run: it goes on unlocked, as before locks, and removes nothing.
+        tracing::warn!(path = %dir.display(), %error, "cannot lock the output directory; writing into it unlocked");
+        return Ok(OutLock { _dir: opened });
     }
-    for place in [dir.to_path_buf(), dir.join("steps")] {
-        remove_left_temporaries(&place);
+    // `dir` itself may be a link the user gave as --out; `steps` is ours
+    // and never followed.
+    if std::fs::metadata(dir).is_ok_and(|meta| meta.is_dir()) {
+        remove_left_temporaries(dir);
+    }
+    let steps = dir.join("steps");
+    if std::fs::symlink_metadata(&steps).is_ok_and(|meta| meta.is_dir()) {
+        remove_left_temporaries(&steps);
     }
     Ok(OutLock { _dir: opened })
 }
 
 /// Remove the regular files in `dir` named as our temporaries are
-/// (`.NAME.<32 hex digits>.tmp`); a `dir` that is a link or absent is left.
+/// (`.NAME.<32 hex digits>.tmp`; the type from the listing, so a link of
+/// that name is not followed, and unlink never follows one).
 fn remove_left_temporaries(dir: &Path) {
-    if !std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_dir()) {
-        return;
-    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -150,5 +158,27 @@ mod tests {
         }
         assert!(link.symlink_metadata().is_ok());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
+    fn an_out_given_as_a_link_is_cleaned_through_it_but_a_steps_link_is_not() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let out = root.path().join("app");
+        std::os::unix::fs::symlink(&real, &out).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, real.join("steps")).unwrap();
+        let name = ".run.json.0123456789abcdef0123456789abcdef.tmp";
+        std::fs::write(real.join(name), "x").unwrap();
+        std::fs::write(elsewhere.join(name), "x").unwrap();
+
+        let _held = lock(&out).unwrap();
+        assert!(!real.join(name).exists());
+        assert!(
+            elsewhere.join(name).exists(),
+            "cleaned through a steps link"
+        );
     }
 }

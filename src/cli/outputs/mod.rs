@@ -130,11 +130,11 @@ fn stage_all(
 /// into place, so a failure before the renames leaves every old file as it
 /// was.
 ///
-/// Nothing is fsynced: the files are copies of what the run store holds,
-/// and they last as long as its writes do (SQLite's WAL with
-/// `synchronous=NORMAL`: across a crash of pallet, not always across a
-/// power loss). A sync per run cost a 100-step run a quarter of its time on
-/// a journaled ext4 disk.
+/// Nothing is fsynced: the run store keeps the run's record (`pallet runs
+/// show ID --json`), and after a crash of pallet these files are whole, old
+/// or new. After a power loss they may be missing, stale or empty; a sync of
+/// every file cost about 10 of a 100-step run's 42 ms on a journaled ext4
+/// disk (BENCHMARKS.md).
 #[derive(Default)]
 struct Written {
     names: Vec<String>,
