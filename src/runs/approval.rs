@@ -87,7 +87,13 @@ impl Runner<'_> {
             return Ok(false);
         }
         let workflow = stored_workflow(&run)?;
-        let waiting = self.waiting(&run, &workflow)?;
+        let waiting = match self.waiting(&run, &workflow) {
+            Ok(waiting) => waiting,
+            // Decided since `run` was read (a resume in flight has written
+            // the approval's end, not yet the run's next state): nothing to fail.
+            Err(RunError::NotWaiting { .. }) => return Ok(false),
+            Err(error) => return Err(error),
+        };
         let rejects = waiting.step.on_timeout.unwrap_or_default() == TimeoutDecision::Reject;
         if !self.expired(&waiting) || !rejects || waiting.step.on_reject.is_some() {
             return Ok(false);

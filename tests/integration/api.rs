@@ -11,7 +11,7 @@ use pallet::agent::StaticDiscovery;
 use pallet::api::{self, AppState, ServiceOptions};
 use pallet::builtin::BuiltinWorkflows;
 use pallet::engine::Engine;
-use pallet::store::{ManualClock, NewRun, RunState, RunStore};
+use pallet::store::{ManualClock, NewRun, RunChange, RunState, RunStore};
 use pallet::workflow::{DirectorySource, Sources, WorkflowSource};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -853,6 +853,29 @@ fn record_fast_run(store: &RunStore, requirements: &str) -> pallet::store::Store
         })
         .unwrap()
 }
+/// A run read between a resume's end of its approval and its next state
+/// (waiting_approval with no waiting approval step) is shown, not a 409.
+#[tokio::test]
+async fn a_waiting_run_whose_approval_was_just_decided_is_shown() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let dir = TestContext::new();
+    let service = start(&agent, dir.path(), ServiceOptions::default()).await;
+    let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
+    let run = record_fast_run(&store, "in between");
+    for to in [RunState::InProgress, RunState::WaitingApproval] {
+        store
+            .transition(&run.id, RunChange::new(to, "test", "tester"))
+            .wait()
+            .unwrap();
+    }
+    drop(store);
+    let (code, view) = service.get(&format!("/workflows/{}", run.id)).await;
+    assert_eq!(code, StatusCode::OK, "{view}");
+    assert_eq!(view["status"], "waiting_approval", "{view}");
+    assert!(view["pending_approval"].is_null(), "{view}");
+    service.shutdown().await;
+}
+
 #[tokio::test]
 async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
     let agent = LegacyAgent::start("helper", &SKILLS).await;
