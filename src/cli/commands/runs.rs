@@ -129,15 +129,11 @@ async fn drive(
     }
     let outcome = outcome.map_err(user_error)?;
     if let Some(record) = &outcome.record {
-        let late;
-        let held = match &held {
+        let held = match held {
             Some(held) => held,
-            None => {
-                late = outputs::lock(&args.out)?;
-                &late
-            }
+            None => outputs::lock(&args.out)?,
         };
-        let written = outputs::write(&args.out, record, None, held)?;
+        let written = outputs::write(&args.out, record, None, &held)?;
         if !printer.quiet() && !args.json {
             errln!(
                 "results in {}/ ({})",

@@ -25,12 +25,7 @@ pub struct OutLock {
 /// Where the filesystem has no locks: a warning, no lock, nothing removed.
 pub fn lock(dir: &Path) -> anyhow::Result<OutLock> {
     if std::fs::metadata(dir).is_ok_and(|meta| !meta.is_dir()) {
-        return Err(BadInput::new(format!(
-            "cannot write results into {}: it is not a directory",
-            dir.display()
-        ))
-        .hint("remove it or pass another --out")
-        .into());
+        return Err(super::not_a_directory(dir));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let opened = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
@@ -50,11 +45,9 @@ pub fn lock(dir: &Path) -> anyhow::Result<OutLock> {
         tracing::warn!(path = %dir.display(), %error, "cannot lock the output directory; writing into it unlocked");
         return Ok(OutLock { _dir: opened });
     }
-    // `dir` itself may be a link the user gave as --out; `steps` is ours
-    // and never followed.
-    if std::fs::metadata(dir).is_ok_and(|meta| meta.is_dir()) {
-        remove_left_temporaries(dir);
-    }
+    // `dir` (opened above, so a directory) may be a link the user gave as
+    // --out; `steps` is ours and never followed.
+    remove_left_temporaries(dir);
     let steps = dir.join("steps");
     if std::fs::symlink_metadata(&steps).is_ok_and(|meta| meta.is_dir()) {
         remove_left_temporaries(&steps);
@@ -71,31 +64,11 @@ fn remove_left_temporaries(dir: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let is_ours = name.to_str().is_some_and(is_temporary_name);
+        let is_ours = name.to_str().is_some_and(super::is_temporary_name);
         if is_ours && entry.file_type().is_ok_and(|kind| kind.is_file()) {
             tracing::debug!(path = %entry.path().display(), "removed a temporary a killed run left");
             let _ = std::fs::remove_file(entry.path());
         }
-    }
-}
-
-/// A name [`super::stage_with`] gives a temporary.
-fn is_temporary_name(name: &str) -> bool {
-    let Some(rest) = name
-        .strip_prefix('.')
-        .and_then(|rest| rest.strip_suffix(".tmp"))
-    else {
-        return false;
-    };
-    match rest.rsplit_once('.') {
-        Some((file, id)) => {
-            !file.is_empty()
-                && id.len() == 32
-                && id
-                    .bytes()
-                    .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
-        }
-        None => false,
     }
 }
 

@@ -267,17 +267,22 @@ fn create_real_dir(path: &Path) -> anyhow::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(meta) if meta.file_type().is_symlink() => Err(link_error(path)),
-        Ok(_) => Err(BadInput::new(format!(
-            "cannot write results into {}: it is not a directory",
-            path.display()
-        ))
-        .hint("remove it or pass another --out")
-        .into()),
+        Ok(_) => Err(not_a_directory(path)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir(path).with_context(|| format!("cannot create {}", path.display()))
         }
         Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// The clear error for a file where the results' directory goes.
+fn not_a_directory(path: &Path) -> anyhow::Error {
+    BadInput::new(format!(
+        "cannot write results into {}: it is not a directory",
+        path.display()
+    ))
+    .hint("remove it or pass another --out")
+    .into()
 }
 
 /// The clear error for a planted link; the atomic rename would replace the
@@ -327,7 +332,10 @@ fn stage_with(
 ) -> std::io::Result<Staged> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let temporary = dir.join(format!(
+        ".{name}.{}{TEMPORARY_SUFFIX}",
+        uuid::Uuid::new_v4().simple()
+    ));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -343,6 +351,25 @@ fn stage_with(
         temporary,
         path: path.to_path_buf(),
     })
+}
+
+/// What ends a temporary's name: `.NAME.<32 hex digits>.tmp`.
+const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// A name [`stage_with`] gives a temporary.
+fn is_temporary_name(name: &str) -> bool {
+    let Some((file, id)) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(TEMPORARY_SUFFIX))
+        .and_then(|rest| rest.rsplit_once('.'))
+    else {
+        return false;
+    };
+    !file.is_empty()
+        && id.len() == 32
+        && id
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Reads a file without following a link at its last component.
