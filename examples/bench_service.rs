@@ -230,7 +230,11 @@ async fn measure(runs: usize, settings: &Settings, limit: u64) -> Value {
     )
     .build();
     let store = RunStore::open(&dir.path().join("runs.db")).unwrap();
-    let state = AppState::new(store, engine, ServiceOptions::default());
+    let state = AppState::new(
+        std::sync::Arc::new(store),
+        engine,
+        ServiceOptions::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(api::serve(listener, state, std::future::pending()));

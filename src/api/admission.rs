@@ -86,6 +86,13 @@ impl Admission {
         Ok(self.count(&mut usage, input_bytes))
     }
 
+    /// Runs that may still start before [`AdmissionLimits::max_active_runs`].
+    pub fn free(&self) -> usize {
+        self.limits
+            .max_active_runs
+            .saturating_sub(self.lock().active)
+    }
+
     /// Count a run that is continued, not started (resumed, approved): it
     /// is already recorded, so it is never refused.
     pub fn continuing(&self) -> Ticket {

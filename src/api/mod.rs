@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 use crate::engine::Engine;
 use crate::http_server::{self, ConnectionLimits};
 use crate::runs::Runner;
-use crate::store::{RunState, RunStore};
+use crate::store::{Backend, RunState};
 pub use admission::{AdmissionLimits, Refusal};
 pub use error::ApiError;
 pub use types::default_workflow_types;
@@ -81,7 +81,7 @@ impl Default for ServiceOptions {
 
 /// What every request handler shares.
 pub struct AppState {
-    pub store: RunStore,
+    pub store: Arc<dyn Backend>,
     pub engine: Engine,
     pub options: ServiceOptions,
     started: Instant,
@@ -102,7 +102,7 @@ pub struct AppState {
 pub const STORE_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl AppState {
-    pub fn new(store: RunStore, engine: Engine, options: ServiceOptions) -> Arc<AppState> {
+    pub fn new(store: Arc<dyn Backend>, engine: Engine, options: ServiceOptions) -> Arc<AppState> {
         Arc::new(AppState {
             store,
             engine,
@@ -153,7 +153,7 @@ impl AppState {
 
     fn runner(&self, actor: &str) -> Runner<'_> {
         Runner {
-            store: &self.store,
+            store: self.store.as_ref(),
             engine: &self.engine,
             actor: actor.to_string(),
             // The service leaves runs resumable by dropping their executions.
@@ -165,13 +165,32 @@ impl AppState {
     /// ends or waits for approval, holding `ticket` meanwhile; false (nothing
     /// started) when this service executes it already.
     fn continue_in_background(self: &Arc<AppState>, id: String, ticket: admission::Ticket) -> bool {
+        self.execute_in_background(id, None, ticket)
+    }
+
+    /// [`AppState::continue_in_background`], under the lease `claimed` when
+    /// a claim took it (given back when this service executes the run already).
+    fn execute_in_background(
+        self: &Arc<AppState>,
+        id: String,
+        claimed: Option<String>,
+        ticket: admission::Ticket,
+    ) -> bool {
         let cancel = CancellationToken::new();
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.lock_executing().entry(id.clone()) {
             // Two requests at once: the first one's execution stays cancellable.
-            std::collections::hash_map::Entry::Occupied(_) => return false,
+            std::collections::hash_map::Entry::Occupied(_) => {
+                if let Some(token) = claimed {
+                    let store = self.store.clone();
+                    self.tasks.spawn(async move {
+                        let _ = store.release_lease(&id, &token).await;
+                    });
+                }
+                return false;
+            }
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert((generation, cancel.clone()));
             }
@@ -180,9 +199,18 @@ impl AppState {
         self.tasks.spawn(async move {
             let _ticket = ticket;
             let runner = state.runner(SERVICE_ACTOR);
+            let execution = async {
+                match claimed {
+                    Some(token) => runner.resume_claimed(&id, token, cancel).await,
+                    None => runner.resume(&id, cancel).await,
+                }
+            };
             tokio::select! {
-                outcome = runner.resume(&id, cancel) => {
-                    if let Err(error) = outcome {
+                outcome = execution => {
+                    if let Err(error @ crate::runs::RunError::Leased { .. }) = &outcome {
+                        // Another worker of a shared database took it first.
+                        tracing::debug!("run {id}: {}", crate::error::chain_of(error));
+                    } else if let Err(error) = outcome {
                         tracing::warn!("run {id}: {}", crate::error::chain_of(&error));
                         if matches!(error, crate::runs::RunError::Store(_)) {
                             state.note_store_write::<()>(&Err(ApiError::Run(error)));
@@ -260,9 +288,82 @@ impl AppState {
     }
 }
 
-/// Executions that never ended after which start-up resume leaves a run
-/// alone: an answer that kills the executor would kill every restart too.
+/// Executions that never ended after which start-up resume (and a worker's
+/// claim) leaves a run alone: an answer that kills the executor would kill
+/// every restart too.
 const CRASHED_EXECUTIONS: u32 = 2;
+
+/// How often a worker of a shared database looks for runs nobody executes
+/// and for cancels of the runs it executes, made on other workers (polling
+/// rather than LISTEN/NOTIFY: no connection held per worker for it, it works
+/// through transaction-pooling proxies, and a missed notification cannot
+/// leave a run waiting; the cost is one indexed query per tick).
+pub const CLAIM_EVERY: Duration = Duration::from_millis(200);
+
+/// Runs claimed at most per tick (a claim is one transaction).
+const CLAIM_BATCH: usize = 64;
+
+impl AppState {
+    /// A worker of a shared database: until `stop`, claim the runs nobody
+    /// executes while this service has room for them, and stop executing
+    /// the runs another worker cancelled.
+    async fn work_the_queue(self: Arc<AppState>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(CLAIM_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            self.stop_cancelled_elsewhere().await;
+            let free = self.admission.free();
+            if free == 0 {
+                continue;
+            }
+            let claims = match self
+                .store
+                .claim(free.min(CLAIM_BATCH), CRASHED_EXECUTIONS)
+                .await
+            {
+                Ok(claims) => claims,
+                Err(error) => {
+                    tracing::warn!("cannot claim runs: {}", crate::error::chain_of(&error));
+                    continue;
+                }
+            };
+            for id in claims.crashed {
+                tracing::warn!("run {id} not resumed: {}", crashed_twice(&id));
+                let (store, reason) = (self.store.clone(), crashed_twice(&id));
+                let _ = tokio::task::spawn_blocking(move || store.set_error(&id, &reason)).await;
+            }
+            for (id, token) in claims.leased {
+                tracing::info!("run {id} claimed");
+                self.execute_in_background(id, Some(token), self.admission.continuing());
+            }
+        }
+    }
+
+    /// Stop the executions of this service whose runs were cancelled
+    /// meanwhile (by a cancel another worker answered).
+    async fn stop_cancelled_elsewhere(&self) {
+        let ids: Vec<String> = self.lock_executing().keys().cloned().collect();
+        if ids.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let Ok(Ok(statuses)) = tokio::task::spawn_blocking(move || store.statuses(&ids)).await
+        else {
+            return;
+        };
+        for (id, status) in statuses {
+            // Only a cancel ends a run its executor did not end itself.
+            if status == RunState::Cancelled {
+                tracing::info!("run {id} is {status}: its execution here stops");
+                self.stop_executing(&id);
+            }
+        }
+    }
+}
 
 fn crashed_twice(id: &str) -> String {
     format!(
@@ -312,10 +413,24 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
-    let resumed = state.resume_interrupted()?;
-    if resumed > 0 {
-        tracing::info!("resumed {resumed} interrupted run(s)");
+    // A worker of a shared database takes runs from the queue as it has
+    // room (the others' included); alone, a service resumes its own at start.
+    let stop_claims = CancellationToken::new();
+    if state.store.distributed() {
+        tokio::spawn(state.clone().work_the_queue(stop_claims.clone()));
+    } else {
+        let resumed = state.resume_interrupted()?;
+        if resumed > 0 {
+            tracing::info!("resumed {resumed} interrupted run(s)");
+        }
     }
+    let shutdown = {
+        let stop_claims = stop_claims.clone();
+        async move {
+            shutdown.await;
+            stop_claims.cancel();
+        }
+    };
     // In-flight requests get the grace period too; runs are waited for below.
     http_server::serve(
         listener,
@@ -325,6 +440,7 @@ pub async fn serve(
         state.options.grace,
     )
     .await;
+    stop_claims.cancel();
     state.tasks.close();
     if tokio::time::timeout(state.options.grace, state.tasks.wait())
         .await

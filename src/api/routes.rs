@@ -56,15 +56,19 @@ fn view(state: &AppState, id: &str) -> Result<Value, ApiError> {
     Ok(serde_json::to_value(view).unwrap_or(Value::Null))
 }
 
-/// 201 with the new run's view and its location; the run goes on in the background.
+/// 201 with the new run's view and its location; the run goes on in the
+/// background, here when it holds a `ticket`, else on whichever worker of
+/// the shared database claims it first.
 fn started(
     state: &Arc<AppState>,
     id: String,
-    ticket: super::admission::Ticket,
+    ticket: Option<super::admission::Ticket>,
     body: Value,
 ) -> Response {
     let location = format!("/workflows/{id}");
-    state.continue_in_background(id, ticket);
+    if let Some(ticket) = ticket {
+        state.continue_in_background(id, ticket);
+    }
     (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -85,7 +89,12 @@ async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Respon
             limit,
         });
     }
-    let ticket = state.admission.admit(input_bytes)?;
+    let ticket = match state.admission.admit(input_bytes) {
+        Ok(ticket) => Some(ticket),
+        // No room here: a shared database queues it for the other workers.
+        Err(super::Refusal::ActiveRuns { .. }) if state.store.distributed() => None,
+        Err(refusal) => return Err(refusal.into()),
+    };
     let workflow = load_workflow(&state, &start.reference).await?;
     let input = match start.seed && workflow.workflow.inputs.is_some() {
         // The seed form's fields are pallet's adapter, not the client's
@@ -201,7 +210,11 @@ async fn blocking<T: Send + 'static>(
     calls: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let state = state.clone();
-    state.store.clone().blocking(move |_| calls(&state)).await
+    tokio::task::spawn_blocking(move || calls(&state))
+        .await
+        .map_err(|error| {
+            ApiError::from(crate::runs::RunError::from(StoreError::TaskStopped(error)))
+        })?
 }
 
 async fn history(
@@ -328,7 +341,7 @@ async fn rerun(
     .await;
     state.note_store_write(&created);
     let (run, body, ticket) = created?;
-    Ok(started(&state, run.id, ticket, body))
+    Ok(started(&state, run.id, Some(ticket), body))
 }
 
 /// Whether run `id` is to be continued: refused (409) when it waits for a

@@ -36,17 +36,23 @@ impl Earlier {
 }
 
 impl Runner<'_> {
-    /// Run the engine over the stored run and record where it ended.
+    /// Run the engine over the stored run and record where it ended; with
+    /// `claimed`, under the lease this process took with that token.
     pub(super) async fn execute(
         &self,
         id: &str,
         workflow: Arc<LoadedWorkflow>,
         input: Value,
         cancel: CancellationToken,
+        claimed: Option<String>,
     ) -> Result<Outcome, RunError> {
         // The lease first: a live owner's `running` attempts are not interrupted.
         let cancel = cancel.child_token();
-        let lease = match HeldLease::acquire(self.store, id, cancel.clone()).await? {
+        let acquired = match claimed {
+            Some(token) => Ok(HeldLease::adopt(self.store, id, token, cancel.clone())),
+            None => HeldLease::acquire(self.store, id, cancel.clone()).await?,
+        };
+        let lease = match acquired {
             Ok(lease) => lease,
             Err(holder) => {
                 return Err(RunError::Leased {

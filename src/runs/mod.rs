@@ -255,6 +255,45 @@ impl Runner<'_> {
 
     /// Continue a run after a crash, or apply an expired approval's `on_timeout`.
     pub async fn resume(&self, id: &str, cancel: CancellationToken) -> Result<Outcome, RunError> {
+        self.resume_leased(id, cancel, None).await
+    }
+
+    /// [`Runner::resume`] of a run a worker claimed: its lease is already
+    /// taken under `token` ([`Backend::claim`]); it is given back when the
+    /// run has nothing to execute.
+    pub async fn resume_claimed(
+        &self,
+        id: &str,
+        token: String,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, RunError> {
+        self.resume_leased(id, cancel, Some(token)).await
+    }
+
+    async fn resume_leased(
+        &self,
+        id: &str,
+        cancel: CancellationToken,
+        claimed: Option<String>,
+    ) -> Result<Outcome, RunError> {
+        let outcome = self.resume_inner(id, cancel, claimed.clone()).await;
+        if let (
+            Some(token),
+            Err(RunError::Waiting { .. } | RunError::Ended { .. } | RunError::Workflow { .. }),
+        ) = (&claimed, &outcome)
+        {
+            // Nothing executed under the claim: the start was no crash.
+            let _ = self.store.release_lease(id, token).await;
+        }
+        outcome
+    }
+
+    async fn resume_inner(
+        &self,
+        id: &str,
+        cancel: CancellationToken,
+        claimed: Option<String>,
+    ) -> Result<Outcome, RunError> {
         let run_id = id.to_string();
         // Loading a workflow (YAML, schema, checks) is CPU work: off the runtime too.
         let (run, workflow) = blocking(self.store, move |store| -> Result<_, RunError> {
@@ -291,7 +330,7 @@ impl Runner<'_> {
         // Only the input lives on while the run executes (the rest of the
         // stored run, the workflow text included, is dropped here).
         let input = { run }.input;
-        self.execute(id, workflow, input, cancel).await
+        self.execute(id, workflow, input, cancel, claimed).await
     }
 
     pub async fn approve(
@@ -354,7 +393,7 @@ impl Runner<'_> {
             return Ok(Outcome { run, record: None });
         }
         let workflow = stored_workflow(&run)?;
-        self.execute(id, workflow, run.input, cancel).await
+        self.execute(id, workflow, run.input, cancel, None).await
     }
 
     /// Stop a run. A process executing it finds out when it next records a status.

@@ -14,6 +14,15 @@ use super::{
 };
 use crate::engine::{StepRecord, StepTask};
 
+/// What a worker's claim took ([`Backend::claim`]).
+#[derive(Debug, Default)]
+pub struct Claims {
+    /// (run id, lease token) of the runs leased to this process: execute them.
+    pub leased: Vec<(String, String)>,
+    /// Runs whose executors crashed `max_starts` times: not leased, left for a human.
+    pub crashed: Vec<String>,
+}
+
 /// A run database as the run lifecycle uses it.
 ///
 /// Sync or async follows the writer-thread design: every write is queued and
@@ -34,6 +43,13 @@ pub trait Backend: Send + Sync + 'static {
     fn shared(&self) -> Arc<dyn Backend>;
     /// The database's clock: what it stamps, and what deadlines are checked against.
     fn clock(&self) -> &dyn Clock;
+    /// Where the database is, for messages (a path, or a URL without its password).
+    fn location(&self) -> String;
+    /// Whether several services may share this database as workers of one
+    /// service, claiming each other's runs ([`Backend::claim`]).
+    fn distributed(&self) -> bool {
+        false
+    }
 
     // Runs and their state machine.
     /// A new run, `pending`.
@@ -56,6 +72,22 @@ pub trait Backend: Send + Sync + 'static {
         lease: Option<&str>,
     ) -> Pending<String>;
     fn get(&self, id: &str) -> Result<StoredRun, StoreError>;
+    /// Newest first.
+    fn list(&self, status: Option<RunState>, limit: u32) -> Result<Vec<StoredRun>, StoreError>;
+    /// One page of runs, newest first: those after `after` (the `created_at`
+    /// and id of the last run of the previous page), at most `limit`.
+    fn list_page(
+        &self,
+        status: Option<RunState>,
+        limit: u32,
+        after: Option<(&str, &str)>,
+    ) -> Result<Vec<StoredRun>, StoreError>;
+    /// The status of each of `ids` that exists.
+    fn statuses(&self, ids: &[String]) -> Result<HashMap<String, RunState>, StoreError>;
+    /// Executions of run `id` that took its lease and never released it (crashed).
+    fn executor_starts(&self, id: &str) -> Result<u32, StoreError>;
+    /// Record why a run is left as it is.
+    fn set_error(&self, id: &str, error: &str) -> Result<(), StoreError>;
     /// The status changes of run `id`, oldest first.
     fn history(&self, id: &str) -> Result<Vec<Transition>, StoreError>;
     /// Check `change` against the state machine and write it; answers the
@@ -150,6 +182,16 @@ pub trait Backend: Send + Sync + 'static {
     fn abandon_lease(&self, id: &str, token: &str) -> Pending<()>;
     /// The lease of whoever executes run `id` now, if it is live.
     fn live_lease(&self, id: &str) -> Result<Option<Lease>, StoreError>;
+    /// Lease to this process up to `limit` runs waiting for a worker
+    /// (`pending` or `in_progress`, no live lease), oldest first; a run whose
+    /// executors crashed `max_starts` times is reported instead. Only a
+    /// [`Backend::distributed`] database has a queue; others claim nothing.
+    fn claim(&self, limit: usize, max_starts: u32) -> Pending<Claims>;
+
+    /// Answers once every write queued before it is done.
+    fn settled(&self) -> Pending<()>;
+    /// Finish what is queued and close the database (a process about to exit).
+    fn close(&self);
 }
 
 /// The SQLite implementation is [`RunStore`]'s own methods (which the CLI and
@@ -160,6 +202,9 @@ impl Backend for RunStore {
     }
     fn clock(&self) -> &dyn Clock {
         RunStore::clock(self)
+    }
+    fn location(&self) -> String {
+        self.path().display().to_string()
     }
     fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError> {
         RunStore::create_run(self, run)
@@ -183,6 +228,26 @@ impl Backend for RunStore {
     }
     fn get(&self, id: &str) -> Result<StoredRun, StoreError> {
         RunStore::get(self, id)
+    }
+    fn list(&self, status: Option<RunState>, limit: u32) -> Result<Vec<StoredRun>, StoreError> {
+        RunStore::list(self, status, limit)
+    }
+    fn list_page(
+        &self,
+        status: Option<RunState>,
+        limit: u32,
+        after: Option<(&str, &str)>,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        RunStore::list_page(self, status, limit, after)
+    }
+    fn statuses(&self, ids: &[String]) -> Result<HashMap<String, RunState>, StoreError> {
+        RunStore::statuses(self, ids)
+    }
+    fn executor_starts(&self, id: &str) -> Result<u32, StoreError> {
+        RunStore::executor_starts(self, id)
+    }
+    fn set_error(&self, id: &str, error: &str) -> Result<(), StoreError> {
+        RunStore::set_error(self, id, error)
     }
     fn history(&self, id: &str) -> Result<Vec<Transition>, StoreError> {
         RunStore::history(self, id)
@@ -289,5 +354,15 @@ impl Backend for RunStore {
     }
     fn live_lease(&self, id: &str) -> Result<Option<Lease>, StoreError> {
         RunStore::live_lease(self, id)
+    }
+    fn claim(&self, _limit: usize, _max_starts: u32) -> Pending<Claims> {
+        // One SQLite file has one service: it resumes its runs at start.
+        self.write(|_| Ok(Claims::default()))
+    }
+    fn settled(&self) -> Pending<()> {
+        RunStore::settled(self)
+    }
+    fn close(&self) {
+        RunStore::close(self)
     }
 }

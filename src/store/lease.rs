@@ -44,6 +44,34 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
+impl Lease {
+    /// A row of `run_leases` as any backend reads it.
+    pub(super) fn from_columns(
+        host: String,
+        pid: i64,
+        process_start: i64,
+        boot_id: String,
+        token: String,
+        since: String,
+        expires_at: &str,
+    ) -> Lease {
+        Lease {
+            owner: Owner {
+                host,
+                pid: u32::try_from(pid).unwrap_or(0),
+                process_start: u64::try_from(process_start).unwrap_or(0),
+                boot_id,
+            },
+            token,
+            since,
+            // An unreadable expiry binds nobody.
+            expires_at: DateTime::parse_from_rfc3339(expires_at)
+                .map(|at| at.to_utc())
+                .unwrap_or(DateTime::UNIX_EPOCH),
+        }
+    }
+}
+
 /// Whether a lease still binds others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
@@ -181,21 +209,15 @@ pub fn read(connection: &Connection, id: &str) -> rusqlite::Result<Option<Lease>
             "SELECT host, pid, process_start, boot_id, token, acquired_at, expires_at FROM run_leases WHERE run_id = ?1",
             [id],
             |row| {
-                let expires_at: String = row.get(6)?;
-                Ok(Lease {
-                    owner: Owner {
-                        host: row.get(0)?,
-                        pid: row.get(1)?,
-                        process_start: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                        boot_id: row.get(3)?,
-                    },
-                    token: row.get(4)?,
-                    since: row.get(5)?,
-                    // An unreadable expiry binds nobody.
-                    expires_at: DateTime::parse_from_rfc3339(&expires_at)
-                        .map(|at| at.to_utc())
-                        .unwrap_or(DateTime::UNIX_EPOCH),
-                })
+                Ok(Lease::from_columns(
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    &row.get::<_, String>(6)?,
+                ))
             },
         )
         .optional()

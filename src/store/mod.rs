@@ -26,6 +26,7 @@ pub mod clock;
 mod create;
 pub mod lease;
 mod migrations;
+pub mod postgres;
 mod readers;
 mod runs;
 pub mod state;
@@ -38,7 +39,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use attempts::Attempt;
-pub use backend::Backend;
+pub use backend::{Backend, Claims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use create::ReusedAttempt;
 pub use runs::{NewRun, RerunOf, RunChange, StoredRun, Transition, digest};
@@ -102,6 +103,20 @@ pub enum StoreError {
         #[source]
         source: Arc<rusqlite::Error>,
     },
+    #[error("cannot connect to the run database {url}")]
+    PgConnect {
+        url: String,
+        #[source]
+        source: ::postgres::Error,
+    },
+    #[error("cannot apply migration {version} to the PostgreSQL run database")]
+    PgMigrate {
+        version: u32,
+        #[source]
+        source: ::postgres::Error,
+    },
+    #[error("PostgreSQL run database query failed")]
+    Postgres(#[from] ::postgres::Error),
     #[error("cannot start the writer thread of the run database")]
     StartWriter(#[source] std::io::Error),
     #[error("the writer of the run database stopped before answering")]

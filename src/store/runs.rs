@@ -200,6 +200,27 @@ impl RunStore {
         })
     }
 
+    /// The status of each of `ids` that exists.
+    pub fn statuses(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, RunState>, StoreError> {
+        self.read(|connection| {
+            let mut statement =
+                connection.prepare_cached("SELECT status FROM runs WHERE id = ?1")?;
+            let mut statuses = std::collections::HashMap::new();
+            for id in ids {
+                if let Some(status) = statement
+                    .query_row([id], |row| row.get::<_, RunState>(0))
+                    .optional()?
+                {
+                    statuses.insert(id.clone(), status);
+                }
+            }
+            Ok(statuses)
+        })
+    }
+
     /// Records why a run is left as it is (shown by `pallet runs show`).
     pub fn set_error(&self, id: &str, error: &str) -> Result<(), StoreError> {
         let (id, error) = (id.to_string(), error.to_string());
@@ -218,16 +239,14 @@ impl RunStore {
                 "SELECT from_status, to_status, trigger, metadata, actor, at FROM transitions WHERE run_id = ?1 ORDER BY id",
             )?;
             let rows = statement.query_map([id], |row| {
-                // Text this binary does not know reads as no state (`from`) or failed.
-                let state = |text: Option<String>| text.as_deref().and_then(RunState::parse);
-                Ok(Transition {
-                    from: state(row.get(0)?),
-                    to: state(row.get(1)?).unwrap_or(RunState::Failed),
-                    trigger: row.get(2)?,
-                    metadata: json_column(row.get(3)?).unwrap_or(Value::Null),
-                    actor: row.get(4)?,
-                    at: row.get(5)?,
-                })
+                Ok(Transition::from_columns(
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })?;
@@ -381,57 +400,116 @@ fn store_derived(connection: &Connection, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A row of `runs`; the inner result reports data this code cannot read.
+/// A row of `runs` ([`RUN_COLUMNS`], in that order); the inner result
+/// reports data this code cannot read.
 fn run_from_row(row: &Row) -> rusqlite::Result<Result<StoredRun, StoreError>> {
-    let id: String = row.get(0)?;
-    let status: String = row.get(7)?;
-    let Some(status) = RunState::parse(&status) else {
-        return Ok(Err(StoreError::Corrupt {
-            id,
-            what: "status".to_string(),
-        }));
-    };
-    // A JSON column that does not parse is reported, not shown as null.
-    let column =
-        |index: usize, name: &str| -> rusqlite::Result<Result<Option<Value>, StoreError>> {
-            let text: Option<String> = row.get(index)?;
-            Ok(match text.map(|text| serde_json::from_str(&text)) {
-                None => Ok(None),
-                Some(Ok(value)) => Ok(Some(value)),
-                Some(Err(_)) => Err(StoreError::Corrupt {
-                    id: id.clone(),
-                    what: name.to_string(),
-                }),
-            })
-        };
-    let (input, context, result) = match (
-        column(9, "input")?,
-        column(10, "context")?,
-        column(11, "result")?,
-    ) {
-        (Ok(input), Ok(context), Ok(result)) => (input, context, result),
-        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => return Ok(Err(error)),
-    };
-    Ok(Ok(StoredRun {
+    Ok(RawRun {
+        id: row.get(0)?,
         workflow_ref: row.get(1)?,
         workflow_id: row.get(2)?,
         workflow_version: row.get(3)?,
         workflow_digest: row.get(4)?,
         workflow_source: row.get(5)?,
         workflow_yaml: row.get(6)?,
-        status,
+        status: row.get(7)?,
         current_step: row.get(8)?,
-        input: input.unwrap_or(Value::Null),
-        context: context.unwrap_or(Value::Null),
-        result,
+        input: row.get(9)?,
+        context: row.get(10)?,
+        result: row.get(11)?,
         error: row.get(12)?,
         created_at: row.get(13)?,
         updated_at: row.get(14)?,
         completed_at: row.get(15)?,
-        rerun_of: match (row.get(16)?, row.get(17)?) {
-            (Some(run_id), Some(from_step)) => Some(RerunOf { run_id, from_step }),
-            _ => None,
-        },
-        id,
-    }))
+        rerun_of: row.get(16)?,
+        rerun_from: row.get(17)?,
+    }
+    .parse())
+}
+
+/// A run's columns as any backend reads them (the order of [`RUN_COLUMNS`]),
+/// before their text is parsed.
+pub(super) struct RawRun {
+    pub id: String,
+    pub workflow_ref: String,
+    pub workflow_id: String,
+    pub workflow_version: String,
+    pub workflow_digest: String,
+    pub workflow_source: String,
+    pub workflow_yaml: String,
+    pub status: String,
+    pub current_step: Option<String>,
+    pub input: Option<String>,
+    pub context: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub completed_at: Option<String>,
+    pub rerun_of: Option<String>,
+    pub rerun_from: Option<String>,
+}
+
+impl RawRun {
+    /// The stored run, or which column holds what this code cannot read.
+    pub(super) fn parse(self) -> Result<StoredRun, StoreError> {
+        let id = self.id;
+        let corrupt = |what: &str| StoreError::Corrupt {
+            id: id.clone(),
+            what: what.to_string(),
+        };
+        let status = RunState::parse(&self.status).ok_or_else(|| corrupt("status"))?;
+        // A JSON column that does not parse is reported, not shown as null.
+        let column = |text: Option<String>, name: &str| -> Result<Option<Value>, StoreError> {
+            text.map(|text| serde_json::from_str(&text).map_err(|_| corrupt(name)))
+                .transpose()
+        };
+        let input = column(self.input, "input")?;
+        let context = column(self.context, "context")?;
+        let result = column(self.result, "result")?;
+        Ok(StoredRun {
+            workflow_ref: self.workflow_ref,
+            workflow_id: self.workflow_id,
+            workflow_version: self.workflow_version,
+            workflow_digest: self.workflow_digest,
+            workflow_source: self.workflow_source,
+            workflow_yaml: self.workflow_yaml,
+            status,
+            current_step: self.current_step,
+            input: input.unwrap_or(Value::Null),
+            context: context.unwrap_or(Value::Null),
+            result,
+            error: self.error,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            completed_at: self.completed_at,
+            rerun_of: match (self.rerun_of, self.rerun_from) {
+                (Some(run_id), Some(from_step)) => Some(RerunOf { run_id, from_step }),
+                _ => None,
+            },
+            id,
+        })
+    }
+}
+
+impl Transition {
+    /// A row of `transitions` as any backend reads it. Text this binary does
+    /// not know reads as no state (`from`) or failed.
+    pub(super) fn from_columns(
+        from: Option<String>,
+        to: Option<String>,
+        trigger: String,
+        metadata: Option<String>,
+        actor: String,
+        at: String,
+    ) -> Transition {
+        let state = |text: Option<String>| text.as_deref().and_then(RunState::parse);
+        Transition {
+            from: state(from),
+            to: state(to).unwrap_or(RunState::Failed),
+            trigger,
+            metadata: json_column(metadata).unwrap_or(Value::Null),
+            actor,
+            at,
+        }
+    }
 }

@@ -86,6 +86,16 @@ impl<T> Pending<T> {
     }
 }
 
+impl<T> Pending<T> {
+    /// The answer of a write another backend queued: what it sends on `answer`.
+    pub(crate) fn answered_by(answer: oneshot::Receiver<Result<T, StoreError>>) -> Pending<T> {
+        Pending {
+            answer,
+            inline: None,
+        }
+    }
+}
+
 impl<T> Future for Pending<T> {
     type Output = Result<T, StoreError>;
 

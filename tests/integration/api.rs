@@ -102,7 +102,7 @@ pub(crate) async fn start(agent: &LegacyAgent, dir: &Path, options: ServiceOptio
         .unwrap()
         .with_clock(clock.clone());
     let token = options.token.clone();
-    let state = AppState::new(store, engine(agent, dir), options);
+    let state = AppState::new(std::sync::Arc::new(store), engine(agent, dir), options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();

@@ -136,7 +136,7 @@ async fn start_over_registry(
     )
     .build();
     let store = RunStore::open(&dir.join("runs.db")).unwrap();
-    let state = AppState::new(store, engine, options);
+    let state = AppState::new(std::sync::Arc::new(store), engine, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();

@@ -1107,7 +1107,7 @@ async fn a_run_another_live_process_executes_is_not_resumed_until_that_process_d
 /// for 300 ms, then stops it gracefully.
 async fn serve_briefly(store: &RunStore, agent: &LegacyAgent) {
     let state = pallet::api::AppState::new(
-        store.clone(),
+        std::sync::Arc::new(store.clone()),
         engine(agent),
         pallet::api::ServiceOptions::default(),
     );
@@ -1962,7 +1962,7 @@ async fn a_run_whose_executor_crashed_twice_is_not_resumed_at_start_up() {
     assert_eq!(store.executor_starts(&id).unwrap(), 2);
 
     let state = pallet::api::AppState::new(
-        store.clone(),
+        std::sync::Arc::new(store.clone()),
         engine(&agent),
         pallet::api::ServiceOptions::default(),
     );

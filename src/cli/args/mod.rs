@@ -174,8 +174,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
 
-    /// The run database (SQLite) that makes the run durable; default
-    /// $XDG_DATA_HOME/pallet/pallet.db (else ~/.local/share/pallet/pallet.db).
-    #[arg(long, value_name = "PATH", env = "PALLET_DB")]
+    /// The run database that makes the run durable: a SQLite file, or
+    /// postgres://USER@HOST:PORT/DB; default $XDG_DATA_HOME/pallet/pallet.db
+    /// (else ~/.local/share/pallet/pallet.db).
+    #[arg(long, value_name = "PATH|URL", env = "PALLET_DB")]
     pub db: Option<PathBuf>,
 }

@@ -78,8 +78,8 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// The run database (SQLite).
-    #[arg(long, value_name = "PATH", env = "PALLET_DB", global = true)]
+    /// The run database: a SQLite file, or postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "PATH|URL", env = "PALLET_DB", global = true)]
     pub db: Option<PathBuf>,
 }
 

@@ -14,8 +14,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// The run database (SQLite).
-    #[arg(long, value_name = "PATH", env = "PALLET_DB")]
+    /// The run database: a SQLite file, or postgres://USER@HOST:PORT/DB, which
+    /// several `pallet serve` workers may share as one service (docs/service.md).
+    #[arg(long, value_name = "PATH|URL", env = "PALLET_DB")]
     pub db: Option<PathBuf>,
 
     /// How long running runs may go on after Ctrl-C/SIGTERM (then they are left resumable).

@@ -14,7 +14,7 @@ use crate::cli::settings::RunSettings;
 use crate::cli::signals::stop_on_signal;
 use crate::engine::{Engine, RunRecord, RunStatus};
 use crate::runs::{RunError, Runner};
-use crate::store::RunStore;
+use crate::store::Backend;
 use crate::workflow::LoadedWorkflow;
 
 pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<ExitCode> {
@@ -42,7 +42,7 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
     let (record, unrecorded) = match &settings.store {
         Some(store) => {
             let stored = run_stored(
-                store,
+                store.as_ref(),
                 &engine,
                 settings.workflow.clone(),
                 &settings.reference,
@@ -117,7 +117,7 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
 
 /// A durable run, the engine's record of this process returned.
 async fn run_stored(
-    store: &RunStore,
+    store: &dyn Backend,
     engine: &Engine,
     workflow: Arc<LoadedWorkflow>,
     reference: &str,

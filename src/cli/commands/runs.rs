@@ -24,7 +24,7 @@ use crate::cli::settings::store::{open_store, open_store_for_one_run, open_store
 use crate::cli::signals::stop_on_signal;
 use crate::engine::Engine;
 use crate::runs::{Decision, RunError, Runner};
-use crate::store::{RunStore, StoreError};
+use crate::store::{Backend, StoreError};
 
 pub async fn command(command: DurableCommand, printer: Printer) -> anyhow::Result<ExitCode> {
     match command {
@@ -32,7 +32,7 @@ pub async fn command(command: DurableCommand, printer: Printer) -> anyhow::Resul
         DurableCommand::Cancel(args) => {
             let store = open_store(args.database.db.as_deref())?;
             let engine = offline_engine();
-            let runner = runner(&store, &engine, args.actor)?;
+            let runner = runner(store.as_ref(), &engine, args.actor)?;
             let run = runner.cancel(&args.id).map_err(user_error)?;
             if args.json {
                 printer::print_json(&view_json(&runner, &run.id)?)?;
@@ -67,7 +67,7 @@ pub async fn command(command: DurableCommand, printer: Printer) -> anyhow::Resul
 }
 
 fn runner<'a>(
-    store: &'a RunStore,
+    store: &'a dyn Backend,
     engine: &'a Engine,
     given: Option<String>,
 ) -> anyhow::Result<Runner<'a>> {
@@ -115,7 +115,7 @@ async fn drive(
     let settings = Settings::resolve(&args.sources, &args.registry, printer).await?;
     let engine = settings.engine().build();
     let cancel = CancellationToken::new();
-    let runner = runner(&store, &engine, None)?;
+    let runner = runner(store.as_ref(), &engine, None)?;
     tokio::spawn(stop_on_signal(cancel.clone(), runner.interrupt.clone()));
     let outcome = match action {
         Action::Approve(decision) => runner.approve(id, decision, cancel).await,
@@ -193,7 +193,7 @@ fn user_error(error: RunError) -> anyhow::Error {
 fn list_or_show(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let store = open_store_to_read(args.database.db.as_deref())?;
     let engine = offline_engine();
-    let runner = runner(&store, &engine, None)?;
+    let runner = runner(store.as_ref(), &engine, None)?;
     match args.command {
         None => {
             let status = parse_status(args.status.as_deref())?;

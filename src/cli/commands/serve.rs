@@ -25,7 +25,7 @@ pub async fn command(args: ServeArgs, printer: Printer) -> anyhow::Result<ExitCo
     let local = listener.local_addr().unwrap_or(args.addr);
     printer.say(format!(
         "serving on http://{local} (runs in {}){}",
-        store.path().display(),
+        store.location(),
         if options.token.is_some() {
             "; requests need the bearer token"
         } else {

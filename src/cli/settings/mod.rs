@@ -29,7 +29,6 @@ use crate::cli::args::{RegistryArgs, RunArgs, SourceArgs};
 use crate::cli::printer::{Printer, terminal_safe};
 use crate::engine::{Engine, EngineBuilder};
 use crate::registry::RegistrySource;
-use crate::store::RunStore;
 use crate::workflow::WorkflowSource;
 use crate::workflow::{LoadedWorkflow, load_file};
 
@@ -87,7 +86,7 @@ pub struct RunSettings {
     pub json: bool,
     pub show_progress: bool,
     /// Where the run is recorded; `None` when the default database cannot be opened.
-    pub store: Option<RunStore>,
+    pub store: Option<std::sync::Arc<dyn crate::store::Backend>>,
     /// What the user asked to run, as stored with the run.
     pub reference: String,
 }

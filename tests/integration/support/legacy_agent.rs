@@ -28,6 +28,8 @@ struct Shared {
     calls: HashMap<String, u32>,
     /// flaky key -> failures served so far.
     flaky: HashMap<String, u64>,
+    /// (Idempotency-Key header, params) of every /execute call, in arrival order.
+    sent: Vec<(String, Value)>,
     /// /execute calls being answered now, and the most there ever were at once.
     in_flight: u32,
     max_in_flight: u32,
@@ -102,6 +104,11 @@ impl LegacyAgent {
         self.shared.lock().unwrap().max_in_flight
     }
 
+    /// (Idempotency-Key, params) of every call received, in arrival order.
+    pub fn sent(&self) -> Vec<(String, Value)> {
+        self.shared.lock().unwrap().sent.clone()
+    }
+
     /// How many times `skill` was called.
     pub fn calls(&self, skill: &str) -> u32 {
         self.shared
@@ -131,13 +138,23 @@ async fn card(
     Json(json!({"name": shared.name, "url": format!("http://{host}"), "skills": skills}))
 }
 
-async fn execute(State(shared): State<Arc<Mutex<Shared>>>, Json(request): Json<Value>) -> Response {
+async fn execute(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    headers: axum::http::HeaderMap,
+    Json(request): Json<Value>,
+) -> Response {
     let id = request["id"].clone();
     let method = request["method"].as_str().unwrap_or_default().to_string();
     let params = request.get("params").cloned().unwrap_or(json!({}));
     let _in_flight = InFlight::enter(&shared);
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|key| key.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let known = {
         let mut shared = shared.lock().unwrap();
+        shared.sent.push((key, params.clone()));
         *shared.calls.entry(method.clone()).or_default() += 1;
         shared.skills.contains(&method)
     };

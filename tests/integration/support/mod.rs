@@ -8,6 +8,7 @@ pub mod hostile_registry;
 pub mod legacy_agent;
 pub mod original_agent;
 pub mod pallet;
+pub mod postgres;
 pub mod process;
 pub mod records;
 pub mod registry;

@@ -1,0 +1,103 @@
+//! The queue of a shared database: a run `pending` or `in_progress` whose
+//! lease no live process holds is waiting for a worker. The `runs` table is
+//! the queue (indexed by status and age): a second queue table would be a
+//! second truth to keep in step with every status change.
+//!
+//! A claim locks its candidates with `FOR UPDATE SKIP LOCKED`, oldest first,
+//! and leases them in the same transaction. SKIP LOCKED rather than advisory
+//! locks: the row lock is the one every write of a run takes anyway
+//! (`lock_run`), so a claim and an executor's write exclude each other
+//! without a second lock namespace, and two workers claiming at once each
+//! skip what the other holds instead of queueing behind it.
+
+use chrono::Utc;
+use postgres::Transaction;
+
+use super::sql::query;
+use super::{StoreError, take_lease};
+use crate::store::Claims;
+use crate::store::lease::{Lease, Owner, Standing, process_alive, standing};
+
+/// Candidates looked at per claimed run: some are executed by a live
+/// process on this host (only its pid tells), and are skipped.
+const LOOK_AT: usize = 4;
+
+pub(super) fn claim(
+    transaction: &mut Transaction,
+    limit: usize,
+    max_starts: u32,
+) -> Result<Claims, StoreError> {
+    let mut claims = Claims::default();
+    if limit == 0 {
+        return Ok(claims);
+    }
+    let me = Owner::current();
+    let now = Utc::now();
+    let window =
+        i64::try_from(limit.saturating_mul(LOOK_AT).saturating_add(16)).unwrap_or(i64::MAX);
+    // Runs without a lease first; a lease of another host binds until it
+    // expires, one of this host while its process lives.
+    let rows = query(
+        transaction,
+        "SELECT r.id, r.executor_starts
+         FROM runs r LEFT JOIN run_leases l ON l.run_id = r.id
+         WHERE r.status IN ('pending', 'in_progress')
+           AND (r.executor_starts < $2 OR r.error IS NULL)
+           AND (l.run_id IS NULL OR l.expires_at <= $3 OR l.host = $4)
+         ORDER BY (l.run_id IS NOT NULL), r.created_at
+         LIMIT $1
+         FOR UPDATE OF r SKIP LOCKED",
+        &[
+            &window,
+            &i32::try_from(max_starts).unwrap_or(i32::MAX),
+            &crate::store::clock::timestamp(now),
+            &me.host,
+        ],
+    )?;
+    // The leases as they are now that the rows are locked: the join above
+    // read them from the statement's snapshot, and an executor may have
+    // taken one (and committed) between that snapshot and the lock.
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let mut leases = std::collections::HashMap::new();
+    for row in query(
+        transaction,
+        "SELECT run_id, host, pid, process_start, boot_id, token, acquired_at, expires_at FROM run_leases WHERE run_id = ANY($1)",
+        &[&ids],
+    )? {
+        let lease = Lease::from_columns(
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get(5)?,
+            row.try_get(6)?,
+            &row.try_get::<_, String>(7)?,
+        );
+        leases.insert(row.try_get::<_, String>(0)?, lease);
+    }
+    for row in rows {
+        if claims.leased.len() >= limit {
+            break;
+        }
+        let id: String = row.try_get(0)?;
+        let starts: i32 = row.try_get(1)?;
+        if leases
+            .get(&id)
+            .is_some_and(|lease| standing(lease, me, now, process_alive) == Standing::Live)
+        {
+            continue;
+        }
+        if u32::try_from(starts).unwrap_or(0) >= max_starts {
+            // Its executors died on it again and again: left for a human.
+            claims.crashed.push(id);
+            continue;
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        take_lease(transaction, &id, &token, now)?;
+        claims.leased.push((id, token));
+    }
+    Ok(claims)
+}

@@ -1,0 +1,1041 @@
+//! The PostgreSQL run database (`--db postgres://USER@HOST:PORT/DB`): the
+//! same runs, transitions, attempts and leases as the SQLite one
+//! ([`super::RunStore`]), for several `pallet serve` workers that share runs.
+//!
+//! The crate is `postgres` (the synchronous face of `tokio-postgres`): the
+//! [`Backend`] contract is synchronous reads and queued writes answered
+//! through a [`Pending`], which a few connection threads fit as they fit
+//! SQLite's writer; `sqlx` would bring its macros, a second pool and its own
+//! runtime glue (~60 crates) for queries this module writes by hand.
+//!
+//! Each process holds [`CONNECTIONS`] connections, each owned by a thread
+//! that runs the jobs sent to it in order. Every read and write about one
+//! run goes to the same connection (chosen by the run's id), so the writes
+//! of a run commit in the order they were queued, as with SQLite, and a read
+//! after a write of the same run sees it.
+//!
+//! Concurrency between processes: every write about a run first locks its
+//! `runs` row (`SELECT ... FOR UPDATE`), so the state machine check, the lease
+//! check and the write are one atomic step per run, as SQLite's single writer
+//! made them. Workers claim the runs nobody executes with `FOR UPDATE SKIP
+//! LOCKED` ([`claim`]): two workers never wait on each other's candidates.
+
+mod claim;
+mod migrations;
+mod sql;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, channel};
+
+use chrono::Utc;
+use futures::channel::oneshot;
+use postgres::{Client, GenericClient, NoTls, Transaction};
+use serde_json::Value;
+
+use super::create::ReusedAttempt;
+use super::lease::{LEASE_DURATION, Lease, Owner, Standing, process_alive, standing};
+use super::runs::{NewRun, RerunOf, RunChange, StoredRun, Transition, digest};
+use super::state::{AttemptStatus, RunState, check_transition};
+use super::{Attempt, Backend, Claims, Clock, Pending, StoreError, SystemClock, clock::timestamp};
+use crate::agent::AgentTask;
+use crate::engine::{StepRecord, StepTask};
+use sql::{exec, query, query_opt};
+
+/// Connections (and their threads) per process: a run's writes are one at a
+/// time anyway; more only helps many runs at once, and each is a PostgreSQL
+/// backend process (3 workers hold 12 of the server's default 100).
+pub const CONNECTIONS: usize = 4;
+
+/// Whether `db` (the `--db` value) names a PostgreSQL database.
+pub fn is_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// `url` with its password (if any) replaced, for messages.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `text` as a PostgreSQL `text` value can hold it: U+0000 (valid in JSON,
+/// so an agent may send it in a task id, a status or an error) becomes
+/// U+FFFD. JSON columns need nothing: their text escapes it.
+fn pg_text(text: impl Into<String>) -> String {
+    let text = text.into();
+    match text.contains('\0') {
+        true => text.replace('\0', "\u{FFFD}"),
+        false => text,
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Link) + Send>;
+
+/// A connection thread's link to the server: connected on first use and
+/// again after the connection broke (a server restart, say).
+struct Link {
+    config: postgres::Config,
+    client: Option<Client>,
+}
+
+impl Link {
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            sql::forget_statements();
+            self.client = Some(self.config.connect(NoTls).map_err(StoreError::Postgres)?);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+}
+
+/// The PostgreSQL run database, shared by clones.
+#[derive(Clone)]
+pub struct PgStore {
+    shards: Arc<Vec<Sender<Job>>>,
+    next: Arc<AtomicUsize>,
+    url: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl PgStore {
+    /// Connect to the database at `url`, bring its schema up to date (or
+    /// refuse a newer one), and start the connection threads.
+    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let shown = redacted(url);
+        let config: postgres::Config = url.parse().map_err(|source| StoreError::PgConnect {
+            url: shown.clone(),
+            source,
+        })?;
+        let mut shards = Vec::with_capacity(CONNECTIONS);
+        for index in 0..CONNECTIONS {
+            let (jobs, queue) = channel::<Job>();
+            let mut link = Link {
+                config: config.clone(),
+                client: None,
+            };
+            std::thread::Builder::new()
+                .name(format!("pallet-postgres-{index}"))
+                .spawn(move || {
+                    for job in queue {
+                        // A job that panics loses its answer (the caller sees
+                        // the store stopped), not the thread; its connection
+                        // may be mid-transaction, so it is dropped.
+                        if catch_unwind(AssertUnwindSafe(|| job(&mut link))).is_err() {
+                            link.client = None;
+                        }
+                    }
+                })
+                .map_err(StoreError::StartWriter)?;
+            shards.push(jobs);
+        }
+        let store = PgStore {
+            shards: Arc::new(shards),
+            next: Arc::default(),
+            url: shown.clone(),
+            clock: Arc::new(SystemClock),
+        };
+        // On a connection thread: the `postgres` client runs its own runtime
+        // and must not be used from inside another one (`pallet serve`'s).
+        store
+            .call(0, move |link| {
+                let client = link.client().map_err(|error| match error {
+                    StoreError::Postgres(source) => StoreError::PgConnect { url: shown, source },
+                    other => other,
+                })?;
+                migrations::apply(client)
+            })
+            .map(|()| store)
+    }
+
+    /// This store (and its clones made after) with `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> PgStore {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The connection of run `id`.
+    fn shard(&self, id: &str) -> usize {
+        let mut hasher = std::hash::DefaultHasher::new();
+        id.hash(&mut hasher);
+        (hasher.finish() % self.shards.len() as u64) as usize
+    }
+
+    /// A connection for what concerns no one run.
+    fn any_shard(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len()
+    }
+
+    /// Run `work` on connection `shard` and wait for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        shard: usize,
+        work: impl FnOnce(&mut Link) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (sender, answer) = channel();
+        let job: Job = Box::new(move |link| {
+            let _ = sender.send(work(link));
+        });
+        self.shards[shard]
+            .send(job)
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.recv().map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// A read of run `id` (queued behind that run's writes).
+    fn read<T: Send + 'static>(
+        &self,
+        id: &str,
+        work: impl FnOnce(&mut Client, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let id = id.to_string();
+        self.call(self.shard(&id), move |link| work(link.client()?, &id))
+    }
+
+    /// Queue `work` as one transaction on connection `shard`; answered once committed.
+    fn write_on<T: Send + 'static>(
+        &self,
+        shard: usize,
+        work: impl FnOnce(&mut Transaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Pending<T> {
+        let (sender, pending) = oneshot::channel();
+        let job: Job = Box::new(move |link| {
+            let result = (|| {
+                let mut transaction = link.client()?.transaction()?;
+                let value = work(&mut transaction)?;
+                transaction.commit()?;
+                Ok(value)
+            })();
+            let _ = sender.send(result);
+        });
+        // A send fails only when the thread is gone: the dropped sender answers WriterStopped.
+        drop(self.shards[shard].send(job));
+        Pending::answered_by(pending)
+    }
+
+    /// [`PgStore::write_on`] the connection of run `id`.
+    fn write<T: Send + 'static>(
+        &self,
+        id: &str,
+        work: impl FnOnce(&mut Transaction, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Pending<T> {
+        let id = id.to_string();
+        self.write_on(self.shard(&id), move |transaction| work(transaction, &id))
+    }
+
+    fn stamp(&self) -> String {
+        timestamp(self.clock.now())
+    }
+
+    /// Runs to execute here: up to `limit` runs `pending` or `in_progress`
+    /// that no live process executes, leased to this process (see [`claim`]).
+    pub fn claim(&self, limit: usize, max_starts: u32) -> Pending<Claims> {
+        self.write_on(self.any_shard(), move |transaction| {
+            claim::claim(transaction, limit, max_starts)
+        })
+    }
+
+    /// Create a run (its row and `created` transition), then `then` in the same write.
+    fn create_with<T: Send + 'static>(
+        &self,
+        run: &NewRun,
+        then: impl FnOnce(&mut Transaction, &str, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Pending<T> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let row = (
+            pg_text(&run.workflow_ref),
+            pg_text(&run.workflow_id),
+            pg_text(&run.workflow_version),
+            digest(&run.workflow_yaml),
+            pg_text(&run.workflow_source),
+            pg_text(&run.workflow_yaml),
+            run.input.to_string(),
+            pg_text(&run.actor),
+        );
+        let at = self.stamp();
+        self.write(&id, move |transaction, id| {
+            let (reference, workflow_id, version, digest, source, yaml, input, actor) = row;
+            exec(
+                transaction,
+                "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                &[&id, &reference, &workflow_id, &version, &digest, &source, &yaml, &RunState::Pending.as_str(), &input, &at],
+            )?;
+            exec(
+                transaction,
+                "INSERT INTO transitions (run_id, from_status, to_status, trigger, actor, at) VALUES ($1, NULL, $2, 'created', $3, $4)",
+                &[&id, &RunState::Pending.as_str(), &actor, &at],
+            )?;
+            then(transaction, id, &at)
+        })
+    }
+
+    fn create_started(
+        &self,
+        run: &NewRun,
+        rerun: Option<(RerunOf, Vec<ReusedAttempt>)>,
+        start: RunChange,
+        lease: Option<&str>,
+    ) -> Pending<String> {
+        let start = Change::from(start);
+        let lease = lease.map(str::to_string);
+        self.create_with(run, move |transaction, id, at| {
+            if let Some((of, reused)) = &rerun {
+                exec(
+                    transaction,
+                    "UPDATE runs SET rerun_of = $2, rerun_from = $3 WHERE id = $1",
+                    &[&id, &of.run_id, &of.from_step],
+                )?;
+                let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
+                for attempt in reused {
+                    exec(
+                        transaction,
+                        "INSERT INTO step_attempts (run_id, step_id, attempt, status, inputs, output, agent, started_at, ended_at, reused_from) VALUES ($1, $2, 1, 'completed', $3, $4, $5, $6, $7, $8)",
+                        &[&id, &attempt.step_id, &json(&attempt.inputs), &json(&attempt.output), &attempt.agent, &attempt.started_at, &attempt.ended_at, &attempt.reused_from],
+                    )?;
+                }
+            }
+            apply_change(transaction, id, &start, at)?;
+            if let Some(token) = lease {
+                // A run nobody else knows yet: its lease is free.
+                acquire(transaction, id, &token)?;
+            }
+            Ok(id.to_string())
+        })
+    }
+}
+
+/// A [`RunChange`] that can travel to a connection thread.
+struct Change {
+    to: RunState,
+    trigger: String,
+    actor: String,
+    metadata: String,
+    result: Option<String>,
+    error: Option<String>,
+}
+
+impl From<RunChange<'_>> for Change {
+    fn from(change: RunChange<'_>) -> Change {
+        Change {
+            to: change.to,
+            trigger: pg_text(change.trigger),
+            actor: pg_text(change.actor),
+            metadata: change.metadata.to_string(),
+            result: change.result.as_ref().map(Value::to_string),
+            error: change.error.map(pg_text),
+        }
+    }
+}
+
+/// Lock run `id`'s row for the rest of the transaction: its status, and
+/// whether `lease` (when given) is the lease on it now.
+fn lock_run(
+    transaction: &mut Transaction,
+    id: &str,
+    lease: Option<&str>,
+) -> Result<RunState, StoreError> {
+    let row = query_opt(
+        transaction,
+        "SELECT r.status, $2::text IS NULL OR EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = r.id AND l.token = $2) FROM runs r WHERE r.id = $1 FOR UPDATE OF r",
+        &[&id, &lease],
+    )?
+    .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+    let status: String = row.try_get(0)?;
+    let held: bool = row.try_get(1)?;
+    if !held {
+        return Err(StoreError::LeaseLost { id: id.to_string() });
+    }
+    RunState::parse(&status).ok_or_else(|| StoreError::Corrupt {
+        id: id.to_string(),
+        what: "status".to_string(),
+    })
+}
+
+/// The state-machine check and the write of one change (as `runs::apply_change`).
+fn apply_change(
+    transaction: &mut Transaction,
+    id: &str,
+    change: &Change,
+    at: &str,
+) -> Result<RunState, StoreError> {
+    let from = lock_run(transaction, id, None)?;
+    check_transition(from, change.to)?;
+    let completed_at = change.to.is_terminal().then_some(at);
+    exec(
+        transaction,
+        "UPDATE runs SET status = $2, updated_at = $3, completed_at = COALESCE($4, completed_at), result = COALESCE($5, result), error = COALESCE($6, error) WHERE id = $1",
+        &[
+            &id,
+            &change.to.as_str(),
+            &at,
+            &completed_at,
+            &change.result,
+            &change.error,
+        ],
+    )?;
+    exec(
+        transaction,
+        "INSERT INTO transitions (run_id, from_status, to_status, trigger, metadata, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &id,
+            &from.as_str(),
+            &change.to.as_str(),
+            &change.trigger,
+            &change.metadata,
+            &change.actor,
+            &at,
+        ],
+    )?;
+    let executed_elsewhere = read_lease(transaction, id)?.is_some_and(|lease| {
+        standing(&lease, Owner::current(), Utc::now(), process_alive) == Standing::Live
+    });
+    if change.to.is_terminal() && !executed_elsewhere {
+        // As with SQLite: an ended run with no live executor has no attempt in flight.
+        exec(
+            transaction,
+            "UPDATE step_attempts SET status = 'cancelled', ended_at = $2, error = COALESCE(error, $3) WHERE run_id = $1 AND status = 'running'",
+            &[
+                &id,
+                &at,
+                &format!(
+                    "the run ended ({}) while this attempt was in flight",
+                    change.to.as_str()
+                ),
+            ],
+        )?;
+    }
+    store_derived(transaction, id)?;
+    Ok(from)
+}
+
+/// Store the columns reads derive from the attempts (see `sql::RUN_COLUMNS`).
+fn store_derived(transaction: &mut Transaction, id: &str) -> Result<(), StoreError> {
+    exec(transaction, &sql::STORE_DERIVED, &[&id])?;
+    Ok(())
+}
+
+fn read_lease(client: &mut impl GenericClient, id: &str) -> Result<Option<Lease>, StoreError> {
+    let row = query_opt(
+        client,
+        "SELECT host, pid, process_start, boot_id, token, acquired_at, expires_at FROM run_leases WHERE run_id = $1",
+        &[&id],
+    )?;
+    row.map(|row| -> Result<Lease, StoreError> {
+        Ok(Lease::from_columns(
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get(5)?,
+            row.try_get(6)?,
+        ))
+    })
+    .transpose()
+}
+
+/// Take the lease on run `id` under `token` unless a live process holds it
+/// (then answer that lease); the run's row is locked first, so two
+/// processes asking at once are answered one after the other.
+fn acquire(
+    transaction: &mut Transaction,
+    id: &str,
+    token: &str,
+) -> Result<Option<Lease>, StoreError> {
+    lock_run(transaction, id, None)?;
+    let me = Owner::current();
+    let now = Utc::now();
+    if let Some(lease) = read_lease(transaction, id)?
+        && standing(&lease, me, now, process_alive) == Standing::Live
+    {
+        return Ok(Some(lease));
+    }
+    take_lease(transaction, id, token, now)?;
+    Ok(None)
+}
+
+/// Write this process's lease on run `id` (the row is locked) and count the start.
+fn take_lease(
+    transaction: &mut Transaction,
+    id: &str,
+    token: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let me = Owner::current();
+    let expires = timestamp(now + LEASE_DURATION);
+    exec(
+        transaction,
+        "INSERT INTO run_leases (run_id, host, pid, process_start, boot_id, token, acquired_at, renewed_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
+         ON CONFLICT (run_id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, process_start = EXCLUDED.process_start, boot_id = EXCLUDED.boot_id, token = EXCLUDED.token, acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at",
+        &[&id, &me.host, &i64::from(me.pid), &i64::try_from(me.process_start).unwrap_or(0), &me.boot_id, &token, &timestamp(now), &expires],
+    )?;
+    exec(
+        transaction,
+        "UPDATE runs SET executor_starts = executor_starts + 1 WHERE id = $1",
+        &[&id],
+    )?;
+    Ok(())
+}
+
+/// Give the lease up; true when it was still `token`'s.
+fn abandon(transaction: &mut Transaction, id: &str, token: &str) -> Result<bool, StoreError> {
+    Ok(exec(
+        transaction,
+        "DELETE FROM run_leases WHERE run_id = $1 AND token = $2",
+        &[&id, &token],
+    )? == 1)
+}
+
+/// Give the lease up and take its start back (the executor did not crash).
+fn release(transaction: &mut Transaction, id: &str, token: &str) -> Result<(), StoreError> {
+    let uncount = match abandon(transaction, id, token)? {
+        true => "UPDATE runs SET executor_starts = 0 WHERE id = $1",
+        false => "UPDATE runs SET executor_starts = GREATEST(executor_starts - 1, 0) WHERE id = $1",
+    };
+    exec(transaction, uncount, &[&id])?;
+    Ok(())
+}
+
+/// What an attempt's end writes, owned so the write can travel.
+struct AttemptEnd {
+    step_id: String,
+    status: &'static str,
+    inputs: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+    agent: Option<String>,
+    message: Option<String>,
+}
+
+impl From<&StepRecord> for AttemptEnd {
+    fn from(record: &StepRecord) -> AttemptEnd {
+        let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
+        AttemptEnd {
+            step_id: pg_text(&record.id),
+            status: AttemptStatus::from(record.status).as_str(),
+            inputs: json(&record.inputs),
+            output: json(&record.outputs),
+            error: record.error.clone().map(pg_text),
+            agent: record.agent.clone().map(pg_text),
+            message: record.status_messages.last().cloned().map(pg_text),
+        }
+    }
+}
+
+fn json_column(text: Option<String>) -> Option<Value> {
+    text.and_then(|text| serde_json::from_str(&text).ok())
+}
+
+impl Backend for PgStore {
+    fn shared(&self) -> Arc<dyn Backend> {
+        Arc::new(self.clone())
+    }
+    fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+    fn location(&self) -> String {
+        self.url.clone()
+    }
+    fn distributed(&self) -> bool {
+        true
+    }
+
+    fn create_run(&self, run: &NewRun) -> Result<StoredRun, StoreError> {
+        let id = self
+            .create_with(run, |_, id, _| Ok(id.to_string()))
+            .wait()?;
+        self.get(&id)
+    }
+    fn create_started_run(
+        &self,
+        run: &NewRun,
+        start: RunChange,
+        lease: Option<&str>,
+    ) -> Pending<String> {
+        self.create_started(run, None, start, lease)
+    }
+    fn create_rerun(
+        &self,
+        run: &NewRun,
+        rerun: (RerunOf, Vec<ReusedAttempt>),
+        start: RunChange,
+        lease: Option<&str>,
+    ) -> Pending<String> {
+        self.create_started(run, Some(rerun), start, lease)
+    }
+
+    fn get(&self, id: &str) -> Result<StoredRun, StoreError> {
+        self.read(id, |client, id| {
+            query_opt(client, &sql::GET_RUN, &[&id])?
+                .map(|row| sql::run_from_row(&row))
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound { id: id.to_string() })
+        })
+    }
+    fn list(&self, status: Option<RunState>, limit: u32) -> Result<Vec<StoredRun>, StoreError> {
+        let status = status.map(RunState::as_str);
+        self.call(self.any_shard(), move |link| {
+            query(
+                link.client()?,
+                &sql::LIST_RUNS,
+                &[&status, &i64::from(limit)],
+            )?
+            .iter()
+            .map(sql::run_from_row)
+            .collect()
+        })
+    }
+    fn list_page(
+        &self,
+        status: Option<RunState>,
+        limit: u32,
+        after: Option<(&str, &str)>,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        let status = status.map(RunState::as_str);
+        let (created_at, id) = after
+            .map(|(at, id)| (at.to_string(), id.to_string()))
+            .unzip();
+        self.call(self.any_shard(), move |link| {
+            query(
+                link.client()?,
+                &sql::LIST_PAGE,
+                &[&status, &i64::from(limit), &created_at, &id],
+            )?
+            .iter()
+            .map(sql::run_from_row)
+            .collect()
+        })
+    }
+    fn history(&self, id: &str) -> Result<Vec<Transition>, StoreError> {
+        let history: Vec<Transition> = self.read(id, |client, id| {
+            query(
+                client,
+                "SELECT from_status, to_status, trigger, metadata, actor, at FROM transitions WHERE run_id = $1 ORDER BY id",
+                &[&id],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(Transition::from_columns(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                    row.try_get(5)?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()
+        })?;
+        // Every run has its `created` transition: none means no such run.
+        if history.is_empty() {
+            self.get(id)?;
+        }
+        Ok(history)
+    }
+    fn transition(&self, id: &str, change: RunChange) -> Pending<RunState> {
+        let (change, at) = (Change::from(change), self.stamp());
+        self.write(id, move |transaction, id| {
+            apply_change(transaction, id, &change, &at)
+        })
+    }
+    fn decide(
+        &self,
+        id: &str,
+        step_id: &str,
+        decision: &Value,
+        rerun: &[String],
+        change: RunChange,
+    ) -> Pending<()> {
+        let (step_id, rerun, decision) = (pg_text(step_id), rerun.to_vec(), decision.to_string());
+        let (change, at) = (Change::from(change), self.stamp());
+        self.write(id, move |transaction, id| {
+            apply_change(transaction, id, &change, &at)?;
+            let updated = exec(
+                transaction,
+                "UPDATE step_attempts SET status = 'completed', output = $3, ended_at = $4 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND status = 'waiting')",
+                &[&id, &step_id, &decision, &at],
+            )?;
+            if updated == 0 {
+                exec(
+                    transaction,
+                    "INSERT INTO step_attempts (run_id, step_id, attempt, status, output, started_at, ended_at) VALUES ($1, $2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = $1 AND step_id = $2), 'completed', $3, $4, $4)",
+                    &[&id, &step_id, &decision, &at],
+                )?;
+            }
+            for step in &rerun {
+                exec(
+                    transaction,
+                    "UPDATE step_attempts SET status = 'superseded' WHERE run_id = $1 AND step_id = $2 AND status = 'completed'",
+                    &[&id, step],
+                )?;
+            }
+            store_derived(transaction, id)
+        })
+    }
+    fn end_execution(&self, id: &str, change: RunChange, lease: &str) -> Pending<RunState> {
+        let (change, lease, at) = (Change::from(change), lease.to_string(), self.stamp());
+        self.write(id, move |transaction, id| {
+            lock_run(transaction, id, Some(&lease))?;
+            // Released first: the run ends with no executor (see `runs::end_execution`).
+            release(transaction, id, &lease)?;
+            apply_change(transaction, id, &change, &at)
+        })
+    }
+    fn executor_starts(&self, id: &str) -> Result<u32, StoreError> {
+        self.read(id, |client, id| {
+            let row = query_opt(
+                client,
+                "SELECT executor_starts FROM runs WHERE id = $1",
+                &[&id],
+            )?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+            Ok(u32::try_from(row.try_get::<_, i32>(0)?).unwrap_or(0))
+        })
+    }
+    fn set_error(&self, id: &str, error: &str) -> Result<(), StoreError> {
+        let error = pg_text(error);
+        self.write(id, move |transaction, id| {
+            exec(
+                transaction,
+                "UPDATE runs SET error = $2 WHERE id = $1",
+                &[&id, &error],
+            )?;
+            Ok(())
+        })
+        .wait()
+    }
+    fn statuses(&self, ids: &[String]) -> Result<HashMap<String, RunState>, StoreError> {
+        let ids = ids.to_vec();
+        self.call(self.any_shard(), move |link| {
+            let mut statuses = HashMap::new();
+            for row in query(
+                link.client()?,
+                "SELECT id, status FROM runs WHERE id = ANY($1)",
+                &[&ids],
+            )? {
+                let status: String = row.try_get(1)?;
+                if let Some(status) = RunState::parse(&status) {
+                    statuses.insert(row.try_get(0)?, status);
+                }
+            }
+            Ok(statuses)
+        })
+    }
+
+    fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+        self.read(id, |client, id| {
+            query(
+                client,
+                "SELECT step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, task_id, task_interface, idempotency_key, reattached_from, status_message, reused_from FROM step_attempts WHERE run_id = $1 ORDER BY id",
+                &[&id],
+            )?
+            .iter()
+            .map(|row| {
+                let status: String = row.try_get(2)?;
+                Ok(Attempt {
+                    step_id: row.try_get(0)?,
+                    attempt: u32::try_from(row.try_get::<_, i32>(1)?).unwrap_or(0),
+                    status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+                        id: id.to_string(),
+                        what: "step_attempts.status".to_string(),
+                    })?,
+                    inputs: json_column(row.try_get(3)?),
+                    output: json_column(row.try_get(4)?),
+                    error: row.try_get(5)?,
+                    agent: row.try_get(6)?,
+                    started_at: row.try_get(7)?,
+                    ended_at: row.try_get(8)?,
+                    task_id: row.try_get(9)?,
+                    task_interface: json_column(row.try_get(10)?),
+                    idempotency_key: row.try_get(11)?,
+                    reattached_from: row
+                        .try_get::<_, Option<i32>>(12)?
+                        .and_then(|number| u32::try_from(number).ok()),
+                    status_message: row.try_get(13)?,
+                    reused_from: row.try_get(14)?,
+                })
+            })
+            .collect()
+        })
+    }
+    fn start_attempt(
+        &self,
+        id: &str,
+        step_id: &str,
+        status: AttemptStatus,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        self.start_attempt_at(id, step_id, status, &self.stamp(), lease)
+    }
+    fn start_attempt_at(
+        &self,
+        id: &str,
+        step_id: &str,
+        status: AttemptStatus,
+        at: &str,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        let (step_id, at, lease) = (pg_text(step_id), at.to_string(), lease.map(str::to_string));
+        self.write(id, move |transaction, id| {
+            // A run cancelled (or ended) by another process runs no further step.
+            let run_state = lock_run(transaction, id, lease.as_deref())?;
+            if run_state != RunState::InProgress {
+                return Err(StoreError::NotRunning {
+                    id: id.to_string(),
+                    status: run_state,
+                });
+            }
+            exec(
+                transaction,
+                "INSERT INTO step_attempts (run_id, step_id, attempt, status, started_at) VALUES ($1, $2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = $1 AND step_id = $2), $3, $4)",
+                &[&id, &step_id, &status.as_str(), &at],
+            )?;
+            Ok(())
+        })
+    }
+    fn record_attempt(
+        &self,
+        id: &str,
+        started_at: &str,
+        record: &StepRecord,
+        lease: Option<&str>,
+    ) -> Pending<RunState> {
+        let (end, at, started_at) = (
+            AttemptEnd::from(record),
+            self.stamp(),
+            started_at.to_string(),
+        );
+        let lease = lease.map(str::to_string);
+        self.write(id, move |transaction, id| {
+            let status = lock_run(transaction, id, lease.as_deref())?;
+            exec(
+                transaction,
+                "INSERT INTO step_attempts (run_id, step_id, attempt, status, inputs, output, error, agent, started_at, ended_at, status_message) VALUES ($1, $2, (SELECT COUNT(*) + 1 FROM step_attempts WHERE run_id = $1 AND step_id = $2), $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[&id, &end.step_id, &end.status, &end.inputs, &end.output, &end.error, &end.agent, &started_at, &at, &end.message],
+            )?;
+            Ok(status)
+        })
+    }
+    fn finish_attempt(
+        &self,
+        id: &str,
+        record: &StepRecord,
+        lease: Option<&str>,
+    ) -> Pending<RunState> {
+        let (end, at, lease) = (
+            AttemptEnd::from(record),
+            self.stamp(),
+            lease.map(str::to_string),
+        );
+        self.write(id, move |transaction, id| {
+            let status = lock_run(transaction, id, lease.as_deref())?;
+            exec(
+                transaction,
+                "UPDATE step_attempts SET status = $3, inputs = $4, output = $5, error = $6, agent = $7, ended_at = $8, status_message = COALESCE($9, status_message) WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND status IN ('running', 'waiting'))",
+                &[&id, &end.step_id, &end.status, &end.inputs, &end.output, &end.error, &end.agent, &at, &end.message],
+            )?;
+            Ok(status)
+        })
+    }
+    fn record_task(
+        &self,
+        id: &str,
+        step_id: &str,
+        task: &StepTask,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        let (step_id, lease) = (pg_text(step_id), lease.map(str::to_string));
+        let interface =
+            serde_json::to_string(&task.task.interface).expect("an interface always serializes");
+        let mut task = task.clone();
+        task.task.id = pg_text(task.task.id);
+        task.agent = pg_text(task.agent);
+        task.idempotency_key = pg_text(task.idempotency_key);
+        self.write(id, move |transaction, id| {
+            lock_run(transaction, id, lease.as_deref())?;
+            let reattached_from = task.reattached_from.and_then(|number| i32::try_from(number).ok());
+            exec(
+                transaction,
+                "UPDATE step_attempts SET task_id = $3, task_agent = $4, task_interface = $5, idempotency_key = $6, reattached_from = $7 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND status = 'running')",
+                &[&id, &step_id, &task.task.id, &task.agent, &interface, &task.idempotency_key, &reattached_from],
+            )?;
+            Ok(())
+        })
+    }
+    fn step_status(
+        &self,
+        id: &str,
+        step_id: &str,
+        message: &str,
+        lease: Option<&str>,
+    ) -> Pending<()> {
+        let (step_id, message, lease) = (
+            pg_text(step_id),
+            pg_text(message),
+            lease.map(str::to_string),
+        );
+        self.write(id, move |transaction, id| {
+            lock_run(transaction, id, lease.as_deref())?;
+            exec(
+                transaction,
+                "UPDATE step_attempts SET status_message = $3 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND status = 'running')",
+                &[&id, &step_id, &message],
+            )?;
+            Ok(())
+        })
+    }
+    fn interrupt_running(&self, id: &str) -> Pending<usize> {
+        let at = self.stamp();
+        self.write(id, move |transaction, id| {
+            let updated = exec(
+                transaction,
+                "UPDATE step_attempts SET status = 'interrupted', ended_at = $2 WHERE run_id = $1 AND status = 'running'",
+                &[&id, &at],
+            )?;
+            Ok(usize::try_from(updated).unwrap_or(usize::MAX))
+        })
+    }
+    fn completed_outputs(&self, id: &str) -> Result<HashMap<String, Value>, StoreError> {
+        self.read(id, |client, id| {
+            let mut outputs = HashMap::new();
+            for row in query(
+                client,
+                "SELECT step_id, output FROM step_attempts WHERE run_id = $1 AND status = 'completed' ORDER BY id",
+                &[&id],
+            )? {
+                outputs.insert(
+                    row.try_get(0)?,
+                    json_column(row.try_get(1)?)
+                        .unwrap_or_else(|| Value::Object(Default::default())),
+                );
+            }
+            Ok(outputs)
+        })
+    }
+    fn previous_attempts(&self, id: &str) -> Result<HashMap<String, u32>, StoreError> {
+        self.read(id, |client, id| {
+            query(
+                client,
+                "SELECT step_id, COUNT(*) FROM step_attempts WHERE run_id = $1 AND status NOT IN ('interrupted', 'waiting') GROUP BY step_id",
+                &[&id],
+            )?
+            .iter()
+            .map(|row| {
+                let count: i64 = row.try_get(1)?;
+                Ok((row.try_get(0)?, u32::try_from(count).unwrap_or(u32::MAX)))
+            })
+            .collect()
+        })
+    }
+    fn interrupted_tasks(&self, id: &str) -> Result<HashMap<String, StepTask>, StoreError> {
+        self.read(id, |client, id| {
+            let mut tasks = HashMap::new();
+            for row in query(
+                client,
+                "SELECT a.step_id, a.attempt, a.task_id, a.task_agent, a.task_interface, a.idempotency_key FROM step_attempts a WHERE a.run_id = $1 AND a.status = 'interrupted' AND a.task_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM step_attempts b WHERE b.run_id = a.run_id AND b.step_id = a.step_id AND b.id > a.id AND (b.status != 'interrupted' OR b.task_id IS NOT NULL))",
+                &[&id],
+            )? {
+                let interface: Option<String> = row.try_get(4)?;
+                // A row this binary cannot read is run again, as with SQLite.
+                let interface = interface.and_then(|text| serde_json::from_str(&text).ok());
+                let (Some(agent), Some(interface), Some(key)) =
+                    (row.try_get(3)?, interface, row.try_get(5)?)
+                else {
+                    continue;
+                };
+                tasks.insert(
+                    row.try_get(0)?,
+                    StepTask {
+                        agent,
+                        task: AgentTask {
+                            id: row.try_get(2)?,
+                            interface,
+                        },
+                        idempotency_key: key,
+                        reattached_from: u32::try_from(row.try_get::<_, i32>(1)?).ok(),
+                    },
+                );
+            }
+            Ok(tasks)
+        })
+    }
+    fn handled_failures(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
+        self.read(id, |client, id| {
+            query(
+                client,
+                "SELECT a.step_id, COALESCE(a.error, 'failed') FROM step_attempts a
+                 WHERE a.run_id = $1 AND a.status = 'failed'
+                   AND a.id = (SELECT MAX(b.id) FROM step_attempts b
+                               WHERE b.run_id = a.run_id AND b.step_id = a.step_id)
+                   AND EXISTS (SELECT 1 FROM step_attempts h WHERE h.run_id = a.run_id
+                               AND substr(h.step_id, 1, length(a.step_id) + 12) = a.step_id || '/on_failure/')",
+                &[&id],
+            )?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+        })
+    }
+
+    fn acquire_lease(&self, id: &str, token: &str) -> Pending<Option<Lease>> {
+        let token = token.to_string();
+        self.write(id, move |transaction, id| acquire(transaction, id, &token))
+    }
+    fn renew_lease(&self, id: &str, token: &str) -> Pending<bool> {
+        let token = token.to_string();
+        self.write(id, move |transaction, id| {
+            let now = Utc::now();
+            Ok(exec(
+                transaction,
+                "UPDATE run_leases SET renewed_at = $3, expires_at = $4 WHERE run_id = $1 AND token = $2",
+                &[&id, &token, &timestamp(now), &timestamp(now + LEASE_DURATION)],
+            )? == 1)
+        })
+    }
+    fn release_lease(&self, id: &str, token: &str) -> Pending<()> {
+        let token = token.to_string();
+        self.write(id, move |transaction, id| release(transaction, id, &token))
+    }
+    fn abandon_lease(&self, id: &str, token: &str) -> Pending<()> {
+        let token = token.to_string();
+        self.write(id, move |transaction, id| {
+            abandon(transaction, id, &token)?;
+            Ok(())
+        })
+    }
+    fn live_lease(&self, id: &str) -> Result<Option<Lease>, StoreError> {
+        let lease = self.read(id, read_lease)?;
+        Ok(lease.filter(|lease| {
+            standing(lease, Owner::current(), Utc::now(), process_alive) == Standing::Live
+        }))
+    }
+    fn claim(&self, limit: usize, max_starts: u32) -> Pending<Claims> {
+        PgStore::claim(self, limit, max_starts)
+    }
+
+    fn settled(&self) -> Pending<()> {
+        // Every connection answers once what was queued before on it is done.
+        let (sender, pending) = oneshot::channel();
+        let store = self.clone();
+        std::thread::spawn(move || {
+            let mut result = Ok(());
+            for shard in 0..store.shards.len() {
+                if let Err(error) = store.call(shard, |_| Ok(())) {
+                    result = Err(error);
+                }
+            }
+            let _ = sender.send(result);
+        });
+        Pending::answered_by(pending)
+    }
+    fn close(&self) {
+        let _ = self.settled().wait();
+    }
+}
