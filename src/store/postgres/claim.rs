@@ -14,9 +14,9 @@ use chrono::Utc;
 use postgres::Transaction;
 
 use super::sql::query;
-use super::{StoreError, take_lease};
+use super::{StoreError, read_leases, take_lease};
 use crate::store::Claims;
-use crate::store::lease::{Lease, Owner, Standing, process_alive, standing};
+use crate::store::lease::{Owner, Standing, process_alive, standing};
 
 /// Candidates looked at per claimed run: some are executed by a live
 /// process on this host (only its pid tells), and are skipped.
@@ -61,23 +61,7 @@ pub(super) fn claim(
         .iter()
         .map(|row| row.try_get(0))
         .collect::<Result<_, _>>()?;
-    let mut leases = std::collections::HashMap::new();
-    for row in query(
-        transaction,
-        "SELECT run_id, host, pid, process_start, boot_id, token, acquired_at, expires_at FROM run_leases WHERE run_id = ANY($1)",
-        &[&ids],
-    )? {
-        let lease = Lease::from_columns(
-            row.try_get(1)?,
-            row.try_get(2)?,
-            row.try_get(3)?,
-            row.try_get(4)?,
-            row.try_get(5)?,
-            row.try_get(6)?,
-            &row.try_get::<_, String>(7)?,
-        );
-        leases.insert(row.try_get::<_, String>(0)?, lease);
-    }
+    let leases = read_leases(transaction, &ids)?;
     for row in rows {
         if claims.leased.len() >= limit {
             break;

@@ -422,23 +422,32 @@ fn store_derived(transaction: &mut Transaction, id: &str) -> Result<(), StoreErr
 }
 
 fn read_lease(client: &mut impl GenericClient, id: &str) -> Result<Option<Lease>, StoreError> {
-    let row = query_opt(
+    Ok(read_leases(client, &[id.to_string()])?.remove(id))
+}
+
+/// run id -> its lease, for those of `ids` that have one.
+fn read_leases(
+    client: &mut impl GenericClient,
+    ids: &[String],
+) -> Result<HashMap<String, Lease>, StoreError> {
+    let mut leases = HashMap::new();
+    for row in query(
         client,
-        "SELECT host, pid, process_start, boot_id, token, acquired_at, expires_at FROM run_leases WHERE run_id = $1",
-        &[&id],
-    )?;
-    row.map(|row| -> Result<Lease, StoreError> {
-        Ok(Lease::from_columns(
-            row.try_get(0)?,
+        "SELECT run_id, host, pid, process_start, boot_id, token, acquired_at, expires_at FROM run_leases WHERE run_id = ANY($1)",
+        &[&ids],
+    )? {
+        let lease = Lease::from_columns(
             row.try_get(1)?,
             row.try_get(2)?,
             row.try_get(3)?,
             row.try_get(4)?,
             row.try_get(5)?,
             row.try_get(6)?,
-        ))
-    })
-    .transpose()
+            row.try_get(7)?,
+        );
+        leases.insert(row.try_get(0)?, lease);
+    }
+    Ok(leases)
 }
 
 /// Take the lease on run `id` under `token` unless a live process holds it
