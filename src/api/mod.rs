@@ -207,8 +207,9 @@ impl AppState {
             };
             tokio::select! {
                 outcome = execution => {
-                    if let Err(error @ crate::runs::RunError::Leased { .. }) = &outcome {
-                        // Another worker of a shared database took it first.
+                    if let Err(error @ (crate::runs::RunError::Leased { .. } | crate::runs::RunError::Ended { .. })) = &outcome {
+                        // Another worker of a shared database took it first
+                        // (and may have ended it): nothing to do here.
                         tracing::debug!("run {id}: {}", crate::error::chain_of(error));
                     } else if let Err(error) = outcome {
                         tracing::warn!("run {id}: {}", crate::error::chain_of(&error));

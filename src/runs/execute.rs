@@ -37,19 +37,20 @@ impl Earlier {
 
 impl Runner<'_> {
     /// Run the engine over the stored run and record where it ended; with
-    /// `claimed`, under the lease this process took with that token.
+    /// `claimed`, under the lease a claim of this process took.
     pub(super) async fn execute(
         &self,
         id: &str,
         workflow: Arc<LoadedWorkflow>,
         input: Value,
         cancel: CancellationToken,
-        claimed: Option<String>,
+        claimed: Option<HeldLease>,
     ) -> Result<Outcome, RunError> {
         // The lease first: a live owner's `running` attempts are not interrupted.
         let cancel = cancel.child_token();
         let acquired = match claimed {
-            Some(token) => Ok(HeldLease::adopt(self.store, id, token, cancel.clone())),
+            // Renewals that find it lost cancel the parent of `cancel`.
+            Some(lease) => Ok(lease),
             None => HeldLease::acquire(self.store, id, cancel.clone()).await?,
         };
         let lease = match acquired {

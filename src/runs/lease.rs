@@ -10,12 +10,19 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::store::lease::Lease;
+use crate::store::lease::{LEASE_DURATION, Lease};
 use crate::store::{Backend, StoreError};
 
 /// How often the owner renews: a renewal may fail a few times before the
 /// lease expires (`store::lease::LEASE_DURATION`).
 pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// Without a successful renewal for this long, the owner of a lease in a
+/// shared database stops executing: one more failed renewal and the lease
+/// could expire under it (`store::lease::LEASE_DURATION`), on a database
+/// other hosts' workers claim from. (On SQLite only this host's processes
+/// compete, and a live owner's lease binds them expiry or not.)
+pub const GIVE_UP_AFTER: Duration = LEASE_DURATION.saturating_sub(RENEW_EVERY);
 
 /// A fresh lease token (random, one per acquisition).
 pub fn new_token() -> String {
@@ -92,6 +99,16 @@ impl HeldLease {
         report_release(&self.run_id, released.await);
     }
 
+    /// Give the lease up but leave its start counted, as a crash would: for
+    /// a run this process cannot execute (a claim of a run whose stored
+    /// workflow does not load here), so that claims stop after a few tries.
+    pub async fn abandon(mut self) {
+        self.renewal.abort();
+        let abandoned = self.store.abandon_lease(&self.run_id, &self.token);
+        self.token.clear();
+        report_release(&self.run_id, abandoned.await);
+    }
+
     /// The lease was given up with the write that recorded the run's end
     /// ([`Backend::end_execution`]): nothing is left to release.
     pub fn released_with_end(mut self) {
@@ -140,11 +157,16 @@ async fn renew_until_lost(
     let mut ticks = tokio::time::interval(RENEW_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
+    let mut renewed = tokio::time::Instant::now();
     loop {
         ticks.tick().await;
-        match store.renew_lease(&id, &token).await {
-            Ok(true) => {}
-            Ok(false) => {
+        let renewal = tokio::time::timeout(RENEW_EVERY, store.renew_lease(&id, &token)).await;
+        let error = match renewal {
+            Ok(Ok(true)) => {
+                renewed = tokio::time::Instant::now();
+                continue;
+            }
+            Ok(Ok(false)) => {
                 tracing::warn!(
                     "run {id}: another process took over its lease; stopping its execution here"
                 );
@@ -152,11 +174,21 @@ async fn renew_until_lost(
                 cancel.cancel();
                 return;
             }
-            // The next tick tries again; the lease outlives a few failed renewals.
-            Err(error) => tracing::warn!(
-                "run {id}: cannot renew its lease: {}",
-                crate::error::chain_of(&error)
-            ),
+            Ok(Err(error)) => crate::error::chain_of(&error),
+            Err(_) => format!("no answer from the run database in {RENEW_EVERY:?}"),
+        };
+        if store.distributed() && renewed.elapsed() >= GIVE_UP_AFTER {
+            // Another worker takes the run over once the lease expires: stop
+            // before then, so that two never execute it at once.
+            tracing::warn!(
+                "run {id}: its lease could not be renewed for {:?} ({error}); stopping its execution here before the lease expires",
+                renewed.elapsed()
+            );
+            lost.store(true, Ordering::SeqCst);
+            cancel.cancel();
+            return;
         }
+        // The next tick tries again; the lease outlives a few failed renewals.
+        tracing::warn!("run {id}: cannot renew its lease: {error}");
     }
 }

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{Engine, RunRecord};
 use crate::store::{Backend, NewRun, RunChange, RunState, StoreError, StoredRun};
 use crate::workflow::{LoadError, LoadedWorkflow};
+use lease::HeldLease;
 
 pub use approval::Waiting;
 pub use journal::RunJournal;
@@ -93,7 +94,9 @@ pub enum RunError {
         pid: u32,
         since: String,
     },
-    #[error("another process took over run `{id}` while this one executed it; this one stopped")]
+    #[error(
+        "run `{id}`: this process lost its lease while executing it (another process took it over, or it could not be renewed in time); its execution here stopped"
+    )]
     LeaseLost { id: String },
     /// Stopped through [`Runner::interrupt`]: the run stays in progress.
     #[error("run `{id}` was interrupted; it stays resumable")]
@@ -259,49 +262,49 @@ impl Runner<'_> {
     }
 
     /// [`Runner::resume`] of a run a worker claimed: its lease is already
-    /// taken under `token` ([`Backend::claim`]); it is given back when the
-    /// run has nothing to execute.
+    /// taken under `token` ([`Backend::claim`]), renewed from now on, and
+    /// given back when the run has nothing to execute.
     pub async fn resume_claimed(
         &self,
         id: &str,
         token: String,
         cancel: CancellationToken,
     ) -> Result<Outcome, RunError> {
-        self.resume_leased(id, cancel, Some(token)).await
+        // Held before anything can fail: a lease nobody renews nor releases
+        // would bind the run (on this host, for as long as this process lives).
+        let cancel = cancel.child_token();
+        let lease = HeldLease::adopt(self.store, id, token, cancel.clone());
+        self.resume_leased(id, cancel, Some(lease)).await
     }
 
+    /// [`Runner::resume`], under `claimed` when a claim took the lease; the
+    /// lease is released on every way out (dropped) unless the execution
+    /// ended it.
     async fn resume_leased(
         &self,
         id: &str,
         cancel: CancellationToken,
-        claimed: Option<String>,
-    ) -> Result<Outcome, RunError> {
-        let outcome = self.resume_inner(id, cancel, claimed.clone()).await;
-        if let (
-            Some(token),
-            Err(RunError::Waiting { .. } | RunError::Ended { .. } | RunError::Workflow { .. }),
-        ) = (&claimed, &outcome)
-        {
-            // Nothing executed under the claim: the start was no crash.
-            let _ = self.store.release_lease(id, token).await;
-        }
-        outcome
-    }
-
-    async fn resume_inner(
-        &self,
-        id: &str,
-        cancel: CancellationToken,
-        claimed: Option<String>,
+        mut claimed: Option<HeldLease>,
     ) -> Result<Outcome, RunError> {
         let run_id = id.to_string();
         // Loading a workflow (YAML, schema, checks) is CPU work: off the runtime too.
-        let (run, workflow) = blocking(self.store, move |store| -> Result<_, RunError> {
+        let loaded = blocking(self.store, move |store| -> Result<_, RunError> {
             let run = store.get(&run_id)?;
             let workflow = stored_workflow(&run)?;
             Ok((run, workflow))
         })
-        .await?;
+        .await;
+        let (run, workflow) = match (loaded, claimed) {
+            (Ok(loaded), lease) => {
+                claimed = lease;
+                loaded
+            }
+            (Err(error @ RunError::Workflow { .. }), Some(lease)) => {
+                return Err(self.unloadable(id, error, lease).await);
+            }
+            // A claimed lease dropped here is released.
+            (Err(error), _) => return Err(error),
+        };
         match run.status {
             RunState::Pending => {
                 let mut change = RunChange::new(RunState::InProgress, TRIGGER_START, &self.actor);
@@ -331,6 +334,28 @@ impl Runner<'_> {
         // stored run, the workflow text included, is dropped here).
         let input = { run }.input;
         self.execute(id, workflow, input, cancel, claimed).await
+    }
+
+    /// A claimed run whose stored workflow does not load in this process (a
+    /// worker older than the one that started it, say): the reason is
+    /// recorded on the run and the lease given up with its start counted, so
+    /// that after a few tries (by any worker) claims leave it for a human.
+    async fn unloadable(&self, id: &str, error: RunError, lease: HeldLease) -> RunError {
+        let reason = format!(
+            "{}; this worker cannot execute the run: fix the cause (or run a pallet that loads it) and resume it with `pallet resume {id}`",
+            crate::error::chain_of(&error)
+        );
+        let run_id = id.to_string();
+        if let Err(stored) =
+            blocking(self.store, move |store| store.set_error(&run_id, &reason)).await
+        {
+            tracing::warn!(
+                "run {id}: cannot record why it is not executed: {}",
+                crate::error::chain_of(&stored)
+            );
+        }
+        lease.abandon().await;
+        error
     }
 
     pub async fn approve(

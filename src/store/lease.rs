@@ -32,7 +32,13 @@ pub struct Owner {
     pub process_start: u64,
     /// The host's boot id; empty when unknown.
     pub boot_id: String,
+    /// The process's PID namespace (`pid:[INODE]`); empty when unknown.
+    pub pid_namespace: String,
 }
+
+/// The columns of `run_leases` that [`Lease::from_columns`] reads, in its order.
+pub const COLUMNS: &str =
+    "host, pid, process_start, boot_id, pid_namespace, token, acquired_at, expires_at";
 
 /// A lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +51,14 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A row of `run_leases` as any backend reads it.
+    /// A row of `run_leases` as any backend reads it ([`COLUMNS`] in order).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn from_columns(
         host: String,
         pid: i64,
         process_start: i64,
         boot_id: String,
+        pid_namespace: String,
         token: String,
         since: String,
         expires_at: &str,
@@ -61,6 +69,7 @@ impl Lease {
                 pid: u32::try_from(pid).unwrap_or(0),
                 process_start: u64::try_from(process_start).unwrap_or(0),
                 boot_id,
+                pid_namespace,
             },
             token,
             since,
@@ -97,6 +106,9 @@ impl Owner {
                 pid,
                 process_start: process_state(pid).map_or(0, |(_, start)| start),
                 boot_id: read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default(),
+                pid_namespace: std::fs::read_link("/proc/self/ns/pid")
+                    .map(|link| link.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
             }
         })
     }
@@ -111,8 +123,14 @@ pub fn standing(
     alive: impl Fn(u32, u64) -> bool,
 ) -> Standing {
     let owner = &lease.owner;
-    if owner.host != me.host {
-        // Another host's processes cannot be seen from here: only the expiry counts.
+    let known = |namespace: &str| !namespace.is_empty();
+    let elsewhere = owner.host != me.host
+        || (known(&owner.pid_namespace)
+            && known(&me.pid_namespace)
+            && owner.pid_namespace != me.pid_namespace);
+    if elsewhere {
+        // Another host's processes (or another PID namespace's, a container
+        // sharing the host name) cannot be seen from here: only the expiry counts.
         return match lease.expires_at <= now {
             true => Standing::Expired,
             false => Standing::Live,
@@ -206,7 +224,7 @@ fn read_trimmed(path: &str) -> Option<String> {
 pub fn read(connection: &Connection, id: &str) -> rusqlite::Result<Option<Lease>> {
     connection
         .query_row(
-            "SELECT host, pid, process_start, boot_id, token, acquired_at, expires_at FROM run_leases WHERE run_id = ?1",
+            &format!("SELECT {COLUMNS} FROM run_leases WHERE run_id = ?1"),
             [id],
             |row| {
                 Ok(Lease::from_columns(
@@ -216,7 +234,8 @@ pub fn read(connection: &Connection, id: &str) -> rusqlite::Result<Option<Lease>
                     row.get(3)?,
                     row.get(4)?,
                     row.get(5)?,
-                    &row.get::<_, String>(6)?,
+                    row.get(6)?,
+                    &row.get::<_, String>(7)?,
                 ))
             },
         )
@@ -245,13 +264,14 @@ pub fn acquire(
     let at = timestamp(now);
     forget_held();
     connection.execute(
-        "INSERT OR REPLACE INTO run_leases (run_id, host, pid, process_start, boot_id, token, acquired_at, renewed_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+        "INSERT OR REPLACE INTO run_leases (run_id, host, pid, process_start, boot_id, pid_namespace, token, acquired_at, renewed_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
         params![
             id,
             me.host,
             me.pid,
             i64::try_from(me.process_start).unwrap_or(0),
             me.boot_id,
+            me.pid_namespace,
             token,
             at,
             timestamp(now + duration)
@@ -362,7 +382,13 @@ mod tests {
             pid,
             process_start: 1000 + u64::from(pid),
             boot_id: boot_id.to_string(),
+            pid_namespace: "pid:[1]".to_string(),
         }
+    }
+
+    fn in_namespace(mut owner: Owner, namespace: &str) -> Owner {
+        owner.pid_namespace = namespace.to_string();
+        owner
     }
 
     fn at(seconds: i64) -> DateTime<Utc> {
@@ -433,6 +459,24 @@ mod tests {
                 owner("here", 2, "boot-0"),
                 10,
                 Standing::Rebooted,
+            ),
+            (
+                "pid of another PID namespace (a container with the same host name), live lease",
+                in_namespace(owner("here", 66, "boot-1"), "pid:[2]"),
+                10,
+                Standing::Live,
+            ),
+            (
+                "pid of another PID namespace, expired lease",
+                in_namespace(owner("here", 2, "boot-1"), "pid:[2]"),
+                -1,
+                Standing::Expired,
+            ),
+            (
+                "PID namespace unknown (an older pallet's lease), owner dead",
+                in_namespace(owner("here", 66, "boot-1"), ""),
+                10,
+                Standing::OwnerGone,
             ),
             (
                 "boot id unknown, owner alive",

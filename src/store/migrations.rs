@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 7] = [
+const MIGRATIONS: [(u32, &str); 8] = [
     (1, include_str!("../../migrations/0001_runs.sql")),
     (2, include_str!("../../migrations/0002_run_leases.sql")),
     (3, include_str!("../../migrations/0003_executor_starts.sql")),
@@ -25,6 +25,10 @@ const MIGRATIONS: [(u32, &str); 7] = [
         include_str!("../../migrations/0006_no_autoincrement.sql"),
     ),
     (7, include_str!("../../migrations/0007_reruns.sql")),
+    (
+        8,
+        include_str!("../../migrations/0008_lease_pid_namespace.sql"),
+    ),
 ];
 
 pub(super) fn apply(connection: &mut Connection) -> Result<(), StoreError> {
@@ -127,7 +131,7 @@ mod tests {
                 error,
                 StoreError::TooNew {
                     found: 99,
-                    known: 7
+                    known: 8
                 }
             ),
             "{error}"
@@ -205,7 +209,7 @@ mod tests {
         let version: u32 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 7);
+        assert_eq!(version, 8);
         // Runs and attempts from before reruns: neither is a rerun's.
         let (rerun_of, reused_from): (Option<String>, Option<String>) = connection
             .query_row(

@@ -117,6 +117,10 @@ pub enum StoreError {
     },
     #[error("PostgreSQL run database query failed")]
     Postgres(#[from] ::postgres::Error),
+    #[error(
+        "the connection to the PostgreSQL run database broke during a commit: whether the write was stored is unknown; `pallet runs show ID` tells what the run's record holds"
+    )]
+    PgCommitUnknown(#[source] ::postgres::Error),
     #[error("cannot start the writer thread of the run database")]
     StartWriter(#[source] std::io::Error),
     #[error("the writer of the run database stopped before answering")]

@@ -1557,11 +1557,14 @@ fn postgres_two_workers_opening_at_once_migrate_once() {
             Err(error) => panic!("a worker could not open: {}", chain_of(&error)),
         })
         .collect();
-    let versions = "SELECT count(*) FROM schema_version";
-    assert_eq!(cluster().psql(database.name(), versions), "1");
+    // Each migration once, in order (two at the time of writing).
+    let versions = "SELECT count(*) = max(version) AND count(*) >= 2 FROM schema_version";
+    assert_eq!(cluster().psql(database.name(), versions), "t");
+    let count = "SELECT count(*) FROM schema_version";
+    let applied = cluster().psql(database.name(), count);
     // A worker started later finds it done.
     let later = PgStore::open(&database.url).unwrap();
-    assert_eq!(cluster().psql(database.name(), versions), "1");
+    assert_eq!(cluster().psql(database.name(), count), applied);
     let id = stores[0].create_run(&new_run(json!({"n": 1}))).unwrap().id;
     assert_eq!(stores[1].get(&id).unwrap().input, json!({"n": 1}));
     assert_eq!(later.get(&id).unwrap().status, RunState::Pending);
@@ -1595,7 +1598,11 @@ fn postgres_a_newer_schema_is_refused() {
             database.name(),
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version"
         ),
-        format!("{known},99")
+        (1..=known)
+            .map(|version| version.to_string())
+            .chain(["99".to_string()])
+            .collect::<Vec<_>>()
+            .join(",")
     );
     assert_eq!(
         cluster().psql(
@@ -1649,4 +1656,66 @@ fn postgres_an_unreachable_server_fails_with_the_reason() {
     assert!(matches!(error, StoreError::PgConnect { .. }), "{message}");
     assert!(message.contains(&url), "{message}");
     assert!(message.to_lowercase().contains("refused"), "{message}");
+}
+
+/// A write that waited for the run's row while another worker took the
+/// lease over (and committed) checks the lease as it is after the wait, not
+/// as it was when the write began.
+#[test]
+fn postgres_a_write_waiting_for_the_run_sees_a_lease_taken_over_meanwhile() {
+    let database = cluster().database();
+    let store = PgStore::open(&database.url).unwrap();
+    let id = running(&store);
+    assert_eq!(store.acquire_lease(&id, "old").wait().unwrap(), None);
+    let mut other = ::postgres::Client::connect(&database.url, ::postgres::NoTls).unwrap();
+    let mut takeover = other.transaction().unwrap();
+    takeover
+        .query("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE", &[&id])
+        .unwrap();
+    takeover
+        .execute(
+            "UPDATE run_leases SET token = 'new' WHERE run_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    let write = store.start_attempt(&id, "one", AttemptStatus::Running, Some("old"));
+    // Long enough for the write's first statement to be waiting for the row.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    takeover.commit().unwrap();
+    lost("start_attempt", write.wait());
+    assert!(store.attempts(&id).unwrap().is_empty(), "nothing written");
+}
+
+/// Connections the server dropped (a restart, a proxy's idle cut, an
+/// administrator's `pg_terminate_backend`) are replaced: no read or write
+/// fails for it.
+#[test]
+fn postgres_broken_connections_are_replaced_without_failing_a_call() {
+    let database = cluster().database();
+    let store = PgStore::open(&database.url).unwrap();
+    let first = store.create_run(&new_run(json!({"n": 0}))).unwrap().id;
+    // Every connection in use once, so each holds a live session.
+    for _ in 0..pallet::store::postgres::CONNECTIONS {
+        store.list(None, 10).unwrap();
+    }
+    let terminated = cluster().psql(
+        "postgres",
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}'",
+            database.name()
+        ),
+    );
+    assert!(terminated.parse::<u32>().unwrap() >= 1, "{terminated}");
+    let mut ids = vec![first.clone()];
+    for n in 1..=8 {
+        match store.create_run(&new_run(json!({"n": n}))) {
+            Ok(run) => ids.push(run.id),
+            Err(error) => panic!("write {n} after the cut: {}", chain_of(&error)),
+        }
+    }
+    for _ in 0..pallet::store::postgres::CONNECTIONS {
+        assert_eq!(store.list(None, 20).unwrap().len(), 9);
+    }
+    assert_eq!(store.get(&first).unwrap().input, json!({"n": 0}));
+    assert_eq!(store.statuses(&ids).unwrap().len(), 9);
 }

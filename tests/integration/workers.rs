@@ -629,3 +629,141 @@ fn a_postgres_url_nobody_answers_is_a_clear_error() {
     );
     assert!(stderr.contains("check that the server runs"), "{stderr}");
 }
+
+/// A claimed run whose stored workflow does not load in the claiming worker
+/// (as when an older worker meets a run a newer one started) is tried a
+/// bounded number of times, then left with the reason for a human, instead
+/// of being claimed again on every tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_workflow_does_not_load_is_left_with_the_reason() {
+    let setup = Setup::new().await;
+    let full = setup.worker(1);
+    let client = crate::support::http_client();
+    let slow = json!({"workflow": "workers-slow", "input": {"ms": 60000}});
+    let busy = post(&client, &full.base, &slow).await.unwrap();
+    let busy = busy["id"].as_str().unwrap().to_string();
+    wait_until(
+        Duration::from_secs(30),
+        "the first run executes",
+        || full.log(),
+        || {
+            setup.count(&format!(
+                "SELECT count(*) FROM run_leases WHERE run_id = '{busy}'"
+            )) == 1
+        },
+    )
+    .await;
+    let queued = post(&client, &full.base, &slow).await.unwrap();
+    let queued = queued["id"].as_str().unwrap().to_string();
+    // What a newer pallet might store: a workflow this one cannot read.
+    setup.sql(&format!(
+        "UPDATE runs SET workflow_yaml = 'metadata: [unclosed' WHERE id = '{queued}'"
+    ));
+    let other = setup.worker(4);
+    let column = |name: &str| setup.sql(&format!("SELECT {name} FROM runs WHERE id = '{queued}'"));
+    wait_until(
+        Duration::from_secs(30),
+        "the reason is recorded on the run",
+        || other.log(),
+        || !column("error").is_empty(),
+    )
+    .await;
+    // Ten claim ticks later, still no more tries.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let claims = other
+        .log()
+        .matches(&format!("run {queued} claimed"))
+        .count();
+    assert_eq!(claims, 2, "tried twice, then left alone:\n{}", other.log());
+    assert_eq!(column("executor_starts"), "2");
+    assert_eq!(column("status"), "in_progress");
+    let error = column("error");
+    for part in [
+        "workflow",
+        "this worker cannot execute the run",
+        "pallet resume",
+    ] {
+        assert!(error.contains(part), "{part:?} in {error:?}");
+    }
+    assert_eq!(
+        setup.count(&format!(
+            "SELECT count(*) FROM run_leases WHERE run_id = '{queued}'"
+        )),
+        0,
+        "no lease left behind"
+    );
+    assert_eq!(
+        setup.agent.calls("sleep"),
+        1,
+        "only the first run called the agent"
+    );
+}
+
+/// A worker whose renewals fail (here: another session holds the run's rows
+/// locked, so each renewal times out) stops executing the run before its
+/// lease can expire, so that no other worker takes the run over while it
+/// still executes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_renew_a_lease_stops_before_it_expires() {
+    let setup = Setup::new().await;
+    let worker = setup.worker(4);
+    let client = crate::support::http_client();
+    let run = post(
+        &client,
+        &worker.base,
+        &json!({"workflow": "workers-slow", "input": {"ms": 120000}}),
+    )
+    .await
+    .unwrap();
+    let id = run["id"].as_str().unwrap().to_string();
+    let expires = || {
+        setup.sql(&format!(
+            "SELECT expires_at FROM run_leases WHERE run_id = '{id}'"
+        ))
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "the run executes",
+        || worker.log(),
+        || !expires().is_empty(),
+    )
+    .await;
+    let expires_at = chrono::DateTime::parse_from_rfc3339(&expires()).unwrap();
+    // The sync client runs its own runtime: on a thread of its own.
+    let (url, run_id) = (setup.db.url.clone(), id.clone());
+    let (unlock, unlocked) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = std::sync::mpsc::channel::<()>();
+    let blocker = std::thread::spawn(move || {
+        let mut session = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        let mut transaction = session.transaction().unwrap();
+        for table in ["runs WHERE id", "run_leases WHERE run_id"] {
+            let sql = format!("SELECT 1 FROM {table} = $1 FOR UPDATE");
+            transaction.query(&sql, &[&run_id]).unwrap();
+        }
+        locked.send(()).unwrap();
+        let _ = unlocked.recv();
+        transaction.rollback().unwrap();
+    });
+    is_locked.recv().unwrap();
+    let stopped = "stopping its execution here before the lease expires";
+    wait_until(
+        Duration::from_secs(40),
+        "the worker gives the run up",
+        || worker.log(),
+        || worker.log().contains(stopped),
+    )
+    .await;
+    let now = chrono::Utc::now();
+    unlock.send(()).unwrap();
+    blocker.join().unwrap();
+    assert!(
+        now < expires_at,
+        "stopped at {now}, after the lease's expiry {expires_at}:\n{}",
+        worker.log()
+    );
+    assert!(
+        worker.log().contains(&format!("run {id}")),
+        "{}",
+        worker.log()
+    );
+}

@@ -35,16 +35,20 @@ pub(super) fn claim(
     let now = Utc::now();
     let window =
         i64::try_from(limit.saturating_mul(LOOK_AT).saturating_add(16)).unwrap_or(i64::MAX);
-    // Runs without a lease first; a lease of another host binds until it
-    // expires, one of this host while its process lives.
+    // Runs without a lease first, then those whose lease expired. A lease
+    // of another host (or PID namespace) binds until it expires, one of
+    // this host while its process lives (read below); this process's own
+    // leases are live.
     let rows = query(
         transaction,
         "SELECT r.id, r.executor_starts
          FROM runs r LEFT JOIN run_leases l ON l.run_id = r.id
          WHERE r.status IN ('pending', 'in_progress')
            AND (r.executor_starts < $2 OR r.error IS NULL)
-           AND (l.run_id IS NULL OR l.expires_at <= $3 OR l.host = $4)
-         ORDER BY (l.run_id IS NOT NULL), r.created_at
+           AND (l.run_id IS NULL OR l.expires_at <= $3
+                OR (l.host = $4 AND (l.pid_namespace = $5 OR l.pid_namespace = '' OR $5 = '')
+                    AND NOT (l.pid = $6 AND l.process_start = $7 AND l.pid_namespace = $5)))
+         ORDER BY (l.run_id IS NOT NULL), (l.expires_at > $3), r.created_at
          LIMIT $1
          FOR UPDATE OF r SKIP LOCKED",
         &[
@@ -52,6 +56,9 @@ pub(super) fn claim(
             &i32::try_from(max_starts).unwrap_or(i32::MAX),
             &crate::store::clock::timestamp(now),
             &me.host,
+            &me.pid_namespace,
+            &i64::from(me.pid),
+            &i64::try_from(me.process_start).unwrap_or(0),
         ],
     )?;
     // The leases as they are now that the rows are locked: the join above

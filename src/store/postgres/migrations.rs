@@ -8,10 +8,16 @@ use postgres::Client;
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 1] = [(
-    1,
-    include_str!("../../../migrations/postgres/0001_runs.sql"),
-)];
+const MIGRATIONS: [(u32, &str); 2] = [
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_runs.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_lease_pid_namespace.sql"),
+    ),
+];
 
 /// The advisory lock key of pallet's migrations (any constant; "pallet" in ASCII).
 const MIGRATION_LOCK: i64 = 0x70_61_6c_6c_65_74;

@@ -30,6 +30,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
+use std::time::Duration;
 
 use chrono::Utc;
 use futures::channel::oneshot;
@@ -37,7 +38,7 @@ use postgres::{Client, GenericClient, NoTls, Transaction};
 use serde_json::Value;
 
 use super::create::ReusedAttempt;
-use super::lease::{LEASE_DURATION, Lease, Owner, Standing, process_alive, standing};
+use super::lease::{COLUMNS, LEASE_DURATION, Lease, Owner, Standing, process_alive, standing};
 use super::runs::{NewRun, RerunOf, RunChange, StoredRun, Transition, digest};
 use super::state::{AttemptStatus, RunState, check_transition};
 use super::{Attempt, Backend, Claims, Clock, Pending, StoreError, SystemClock, clock::timestamp};
@@ -94,6 +95,69 @@ impl Link {
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
+
+    /// `work` on this link's connection, and once more on a new one when
+    /// the connection it had turned out broken (a server restart, a proxy's
+    /// idle cut, a terminated backend): a connection is found broken only by
+    /// using it. Safe to repeat: the server rolls back what a broken
+    /// connection had not committed, and a broken commit is not repeated
+    /// ([`StoreError::PgCommitUnknown`]).
+    fn run<T>(
+        &mut self,
+        mut work: impl FnMut(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let reused = self
+            .client
+            .as_ref()
+            .is_some_and(|client| !client.is_closed());
+        match work(self.client()?) {
+            Err(StoreError::Postgres(error))
+                if reused && self.client.as_ref().is_some_and(Client::is_closed) =>
+            {
+                tracing::debug!(
+                    "the run database connection broke ({error}); trying again on a new one"
+                );
+                work(self.client()?)
+            }
+            result => result,
+        }
+    }
+}
+
+/// How long a connection attempt may take, unless the URL says (`connect_timeout`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Server-side bounds of every session, unless the URL's `options` set
+/// them: a statement (a claim, a write) that runs or waits for a row lock
+/// longer fails instead of holding a connection thread, and a session left
+/// in a transaction (a worker frozen mid-write) has its locks taken away.
+const SESSION_BOUNDS: [(&str, &str); 3] = [
+    ("statement_timeout", "30s"),
+    ("lock_timeout", "10s"),
+    ("idle_in_transaction_session_timeout", "30s"),
+];
+
+/// `config` with pallet's bounds where the URL sets none: a connect
+/// timeout, TCP keepalives (a server that vanished without a reset is
+/// noticed in about a minute, not hours), and [`SESSION_BOUNDS`].
+fn with_bounds(mut config: postgres::Config) -> postgres::Config {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.keepalives(true);
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(30));
+        config.keepalives_interval(Duration::from_secs(10));
+        config.keepalives_retries(3);
+    }
+    let mut options = config.get_options().unwrap_or_default().to_string();
+    for (name, value) in SESSION_BOUNDS {
+        if !options.contains(name) {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
+    }
+    config.options(options.trim_start());
+    config
 }
 
 /// The PostgreSQL run database, shared by clones.
@@ -114,6 +178,7 @@ impl PgStore {
             url: shown.clone(),
             source,
         })?;
+        let config = with_bounds(config);
         let mut shards = Vec::with_capacity(CONNECTIONS);
         for index in 0..CONNECTIONS {
             let (jobs, queue) = channel::<Job>();
@@ -193,26 +258,41 @@ impl PgStore {
     fn read<T: Send + 'static>(
         &self,
         id: &str,
-        work: impl FnOnce(&mut Client, &str) -> Result<T, StoreError> + Send + 'static,
+        mut work: impl FnMut(&mut Client, &str) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let id = id.to_string();
-        self.call(self.shard(&id), move |link| work(link.client()?, &id))
+        self.call(self.shard(&id), move |link| {
+            link.run(|client| work(client, &id))
+        })
+    }
+
+    /// A read that concerns no one run.
+    fn read_any<T: Send + 'static>(
+        &self,
+        mut work: impl FnMut(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call(self.any_shard(), move |link| link.run(&mut work))
     }
 
     /// Queue `work` as one transaction on connection `shard`; answered once committed.
     fn write_on<T: Send + 'static>(
         &self,
         shard: usize,
-        work: impl FnOnce(&mut Transaction) -> Result<T, StoreError> + Send + 'static,
+        mut work: impl FnMut(&mut Transaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Pending<T> {
         let (sender, pending) = oneshot::channel();
         let job: Job = Box::new(move |link| {
-            let result = (|| {
-                let mut transaction = link.client()?.transaction()?;
+            let result = link.run(|client| {
+                let mut transaction = client.transaction()?;
                 let value = work(&mut transaction)?;
-                transaction.commit()?;
+                transaction
+                    .commit()
+                    .map_err(|source| match source.is_closed() {
+                        true => StoreError::PgCommitUnknown(source),
+                        false => StoreError::Postgres(source),
+                    })?;
                 Ok(value)
-            })();
+            });
             let _ = sender.send(result);
         });
         // A send fails only when the thread is gone: the dropped sender answers WriterStopped.
@@ -224,7 +304,7 @@ impl PgStore {
     fn write<T: Send + 'static>(
         &self,
         id: &str,
-        work: impl FnOnce(&mut Transaction, &str) -> Result<T, StoreError> + Send + 'static,
+        mut work: impl FnMut(&mut Transaction, &str) -> Result<T, StoreError> + Send + 'static,
     ) -> Pending<T> {
         let id = id.to_string();
         self.write_on(self.shard(&id), move |transaction| work(transaction, &id))
@@ -246,7 +326,7 @@ impl PgStore {
     fn create_with<T: Send + 'static>(
         &self,
         run: &NewRun,
-        then: impl FnOnce(&mut Transaction, &str, &str) -> Result<T, StoreError> + Send + 'static,
+        mut then: impl FnMut(&mut Transaction, &str, &str) -> Result<T, StoreError> + Send + 'static,
     ) -> Pending<T> {
         let id = uuid::Uuid::new_v4().to_string();
         let row = (
@@ -261,7 +341,7 @@ impl PgStore {
         );
         let at = self.stamp();
         self.write(&id, move |transaction, id| {
-            let (reference, workflow_id, version, digest, source, yaml, input, actor) = row;
+            let (reference, workflow_id, version, digest, source, yaml, input, actor) = &row;
             exec(
                 transaction,
                 "INSERT INTO runs (id, workflow_ref, workflow_id, workflow_version, workflow_digest, workflow_source, workflow_yaml, status, input, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
@@ -302,9 +382,9 @@ impl PgStore {
                 }
             }
             apply_change(transaction, id, &start, at)?;
-            if let Some(token) = lease {
+            if let Some(token) = &lease {
                 // A run nobody else knows yet: its lease is free.
-                acquire(transaction, id, &token)?;
+                acquire(transaction, id, token)?;
             }
             Ok(id.to_string())
         })
@@ -343,13 +423,22 @@ fn lock_run(
 ) -> Result<RunState, StoreError> {
     let row = query_opt(
         transaction,
-        "SELECT r.status, $2::text IS NULL OR EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = r.id AND l.token = $2) FROM runs r WHERE r.id = $1 FOR UPDATE OF r",
-        &[&id, &lease],
+        "SELECT status FROM runs WHERE id = $1 FOR UPDATE",
+        &[&id],
     )?
     .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
     let status: String = row.try_get(0)?;
-    let held: bool = row.try_get(1)?;
-    if !held {
+    // A statement of its own, after the lock: under READ COMMITTED a
+    // statement reads other tables as of its start, and a claim that took
+    // the lease over may have committed while this one waited for the lock.
+    if let Some(token) = lease
+        && query_opt(
+            transaction,
+            "SELECT 1 FROM run_leases WHERE run_id = $1 AND token = $2",
+            &[&id, &token],
+        )?
+        .is_none()
+    {
         return Err(StoreError::LeaseLost { id: id.to_string() });
     }
     RunState::parse(&status).ok_or_else(|| StoreError::Corrupt {
@@ -433,7 +522,7 @@ fn read_leases(
     let mut leases = HashMap::new();
     for row in query(
         client,
-        "SELECT run_id, host, pid, process_start, boot_id, token, acquired_at, expires_at FROM run_leases WHERE run_id = ANY($1)",
+        &format!("SELECT run_id, {COLUMNS} FROM run_leases WHERE run_id = ANY($1)"),
         &[&ids],
     )? {
         let lease = Lease::from_columns(
@@ -444,6 +533,7 @@ fn read_leases(
             row.try_get(5)?,
             row.try_get(6)?,
             row.try_get(7)?,
+            row.try_get(8)?,
         );
         leases.insert(row.try_get(0)?, lease);
     }
@@ -481,9 +571,9 @@ fn take_lease(
     let expires = timestamp(now + LEASE_DURATION);
     exec(
         transaction,
-        "INSERT INTO run_leases (run_id, host, pid, process_start, boot_id, token, acquired_at, renewed_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
-         ON CONFLICT (run_id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, process_start = EXCLUDED.process_start, boot_id = EXCLUDED.boot_id, token = EXCLUDED.token, acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at",
-        &[&id, &me.host, &i64::from(me.pid), &i64::try_from(me.process_start).unwrap_or(0), &me.boot_id, &token, &timestamp(now), &expires],
+        "INSERT INTO run_leases (run_id, host, pid, process_start, boot_id, pid_namespace, token, acquired_at, renewed_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
+         ON CONFLICT (run_id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, process_start = EXCLUDED.process_start, boot_id = EXCLUDED.boot_id, pid_namespace = EXCLUDED.pid_namespace, token = EXCLUDED.token, acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at",
+        &[&id, &me.host, &i64::from(me.pid), &i64::try_from(me.process_start).unwrap_or(0), &me.boot_id, &me.pid_namespace, &token, &timestamp(now), &expires],
     )?;
     exec(
         transaction,
@@ -493,8 +583,11 @@ fn take_lease(
     Ok(())
 }
 
-/// Give the lease up; true when it was still `token`'s.
+/// Give the lease up; true when it was still `token`'s. The run's row is
+/// locked first, as every write of a run and a claim lock it before its
+/// lease: the same order everywhere, so no two transactions deadlock.
 fn abandon(transaction: &mut Transaction, id: &str, token: &str) -> Result<bool, StoreError> {
+    lock_run(transaction, id, None)?;
     Ok(exec(
         transaction,
         "DELETE FROM run_leases WHERE run_id = $1 AND token = $2",
@@ -590,15 +683,11 @@ impl Backend for PgStore {
     }
     fn list(&self, status: Option<RunState>, limit: u32) -> Result<Vec<StoredRun>, StoreError> {
         let status = status.map(RunState::as_str);
-        self.call(self.any_shard(), move |link| {
-            query(
-                link.client()?,
-                &sql::LIST_RUNS,
-                &[&status, &i64::from(limit)],
-            )?
-            .iter()
-            .map(sql::run_from_row)
-            .collect()
+        self.read_any(move |client| {
+            query(client, &sql::LIST_RUNS, &[&status, &i64::from(limit)])?
+                .iter()
+                .map(sql::run_from_row)
+                .collect()
         })
     }
     fn list_page(
@@ -611,9 +700,9 @@ impl Backend for PgStore {
         let (created_at, id) = after
             .map(|(at, id)| (at.to_string(), id.to_string()))
             .unzip();
-        self.call(self.any_shard(), move |link| {
+        self.read_any(move |client| {
             query(
-                link.client()?,
+                client,
                 &sql::LIST_PAGE,
                 &[&status, &i64::from(limit), &created_at, &id],
             )?
@@ -722,10 +811,10 @@ impl Backend for PgStore {
     }
     fn statuses(&self, ids: &[String]) -> Result<HashMap<String, RunState>, StoreError> {
         let ids = ids.to_vec();
-        self.call(self.any_shard(), move |link| {
+        self.read_any(move |client| {
             let mut statuses = HashMap::new();
             for row in query(
-                link.client()?,
+                client,
                 "SELECT id, status FROM runs WHERE id = ANY($1)",
                 &[&ids],
             )? {
@@ -1000,6 +1089,8 @@ impl Backend for PgStore {
     fn renew_lease(&self, id: &str, token: &str) -> Pending<bool> {
         let token = token.to_string();
         self.write(id, move |transaction, id| {
+            // The run's row first (see `abandon`).
+            lock_run(transaction, id, None)?;
             let now = Utc::now();
             Ok(exec(
                 transaction,
@@ -1046,5 +1137,39 @@ impl Backend for PgStore {
     }
     fn close(&self) {
         let _ = self.settled().wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounded(url: &str) -> postgres::Config {
+        with_bounds(url.parse().expect("a valid URL"))
+    }
+
+    #[test]
+    fn sessions_get_bounds_unless_the_url_sets_its_own() {
+        let plain = bounded("postgres://pallet@127.0.0.1:5432/runs");
+        assert_eq!(plain.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert!(plain.get_keepalives());
+        assert_eq!(plain.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(
+            plain.get_options(),
+            Some(
+                "-c statement_timeout=30s -c lock_timeout=10s -c idle_in_transaction_session_timeout=30s"
+            )
+        );
+        let own = bounded(
+            "postgres://pallet@127.0.0.1:5432/runs?connect_timeout=3&keepalives_idle=600&options=-c%20lock_timeout%3D1s",
+        );
+        assert_eq!(own.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(own.get_keepalives_idle(), Duration::from_secs(600));
+        assert_eq!(
+            own.get_options(),
+            Some(
+                "-c lock_timeout=1s -c statement_timeout=30s -c idle_in_transaction_session_timeout=30s"
+            )
+        );
     }
 }
