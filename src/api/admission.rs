@@ -14,6 +14,9 @@ pub struct AdmissionLimits {
     pub max_inflight_input_bytes: u64,
     /// One run's input.
     pub max_input_bytes: u64,
+    /// Runs waiting in a shared database for a worker with room, past
+    /// which a worker without room refuses new ones.
+    pub max_queued_runs: usize,
 }
 
 impl Default for AdmissionLimits {
@@ -22,6 +25,7 @@ impl Default for AdmissionLimits {
             max_active_runs: 10_000,
             max_inflight_input_bytes: 64 * 1024 * 1024,
             max_input_bytes: 1024 * 1024,
+            max_queued_runs: 10_000,
         }
     }
 }
@@ -37,6 +41,10 @@ pub enum Refusal {
         "the inputs of the executing runs take {used} bytes; {size} more would pass the limit of {limit} (--max-inflight-input-bytes, PALLET_MAX_INFLIGHT_INPUT_BYTES); retry later"
     )]
     InputBytes { used: u64, size: u64, limit: u64 },
+    #[error(
+        "no worker has room, and {queued} runs already wait in the run database for one, the limit (--max-queued-runs, PALLET_MAX_QUEUED_RUNS); retry later"
+    )]
+    QueuedRuns { queued: usize },
 }
 
 #[derive(Default)]
@@ -137,6 +145,7 @@ mod tests {
             max_active_runs: 2,
             max_inflight_input_bytes: 100,
             max_input_bytes: 100,
+            ..AdmissionLimits::default()
         });
         let first = admission.admit(60).unwrap();
         assert!(matches!(

@@ -91,8 +91,16 @@ async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Respon
     }
     let ticket = match state.admission.admit(input_bytes) {
         Ok(ticket) => Some(ticket),
-        // No room here: a shared database queues it for the other workers.
-        Err(super::Refusal::ActiveRuns { .. }) if state.store.distributed() => None,
+        // No room here: a shared database queues it for the other workers,
+        // up to a bound.
+        Err(super::Refusal::ActiveRuns { .. }) if state.store.distributed() => {
+            let limit = state.admission.limits().max_queued_runs;
+            let queued = blocking(&state, move |state| Ok(state.store.queued(limit)?)).await?;
+            if queued >= limit {
+                return Err(super::Refusal::QueuedRuns { queued }.into());
+            }
+            None
+        }
         Err(refusal) => return Err(refusal.into()),
     };
     let workflow = load_workflow(&state, &start.reference).await?;

@@ -187,6 +187,12 @@ pub trait Backend: Send + Sync + 'static {
     /// executors crashed `max_starts` times is reported instead. Only a
     /// [`Backend::distributed`] database has a queue; others claim nothing.
     fn claim(&self, limit: usize, max_starts: u32) -> Pending<Claims>;
+    /// How many runs of the queue wait for a worker (runs `pending` or
+    /// `in_progress` that nobody holds, and not left for a human), counted
+    /// up to `limit`. Only a [`Backend::distributed`] database has a queue.
+    fn queued(&self, _limit: usize) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 
     /// Answers once every write queued before it is done.
     fn settled(&self) -> Pending<()>;

@@ -441,6 +441,7 @@ async fn runs_past_the_admission_limits_are_refused_until_others_finish() {
             max_active_runs: 2,
             max_inflight_input_bytes: 3_000,
             max_input_bytes: 2_000,
+            ..AdmissionLimits::default()
         },
         ..ServiceOptions::default()
     };

@@ -80,6 +80,11 @@ impl Setup {
 
     /// A worker executing at most `max_active` runs at once.
     fn worker(&self, max_active: u32) -> Worker {
+        self.worker_with(max_active, &[])
+    }
+
+    /// [`Setup::worker`] with more arguments of `pallet serve`.
+    fn worker_with(&self, max_active: u32, more: &[&str]) -> Worker {
         let mut process = Spawned::spawn(
             self.dir
                 .pallet()
@@ -89,6 +94,7 @@ impl Setup {
                 .arg(self.dir.join("workflows"))
                 .args(["--agent", &self.agent.url()])
                 .args(["--max-active-runs", &max_active.to_string()])
+                .args(more)
                 .env("RUST_LOG", "pallet=info")
                 .stderr(std::process::Stdio::piped()),
         );
@@ -765,5 +771,39 @@ async fn a_worker_that_cannot_renew_a_lease_stops_before_it_expires() {
         worker.log().contains(&format!("run {id}")),
         "{}",
         worker.log()
+    );
+}
+
+/// The queue of a shared database is bounded: a worker without room stores
+/// new runs for the others only while fewer than `--max-queued-runs` wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_worker_refuses_runs_past_the_queue_bound() {
+    let setup = Setup::new().await;
+    let full = setup.worker_with(1, &["--max-queued-runs", "2"]);
+    let client = crate::support::http_client();
+    let slow = json!({"workflow": "workers-slow", "input": {"ms": 60000}});
+    post(&client, &full.base, &slow).await.unwrap();
+    for queued in 1..=2 {
+        post(&client, &full.base, &slow)
+            .await
+            .unwrap_or_else(|error| panic!("queued run {queued}: {error}"));
+    }
+    let response = client
+        .post(format!("{}/workflows", full.base))
+        .json(&slow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    let detail = body.to_string();
+    for part in ["2 runs already wait", "--max-queued-runs", "retry later"] {
+        assert!(detail.contains(part), "{part:?} in {detail}");
+    }
+    assert_eq!(
+        setup.count("SELECT count(*) FROM runs"),
+        3,
+        "the refused run is not stored"
     );
 }

@@ -39,6 +39,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "PALLET_MAX_ACTIVE_RUNS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_active_runs: u32,
 
+    /// With a shared PostgreSQL database: runs waiting there for a worker
+    /// with room, past which a worker without room answers 429.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PALLET_MAX_QUEUED_RUNS",
+        default_value_t = 10_000
+    )]
+    pub max_queued_runs: u32,
+
     /// Total bytes of the inputs of executing runs; past it POST /workflows answers 429.
     #[arg(long, value_name = "BYTES", env = "PALLET_MAX_INFLIGHT_INPUT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_inflight_input_bytes: u64,

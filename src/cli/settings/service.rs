@@ -22,6 +22,7 @@ pub fn options(args: &ServeArgs) -> anyhow::Result<ServiceOptions> {
             max_active_runs: args.max_active_runs as usize,
             max_inflight_input_bytes: args.max_inflight_input_bytes,
             max_input_bytes: args.max_input_bytes,
+            max_queued_runs: args.max_queued_runs as usize,
         },
         ..ServiceOptions::default()
     };

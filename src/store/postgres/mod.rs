@@ -1119,6 +1119,22 @@ impl Backend for PgStore {
     fn claim(&self, limit: usize, max_starts: u32) -> Pending<Claims> {
         PgStore::claim(self, limit, max_starts)
     }
+    fn queued(&self, limit: usize) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read_any(move |client| {
+            // Bounded by `limit`: a deep queue costs this count no more.
+            let row = query_opt(
+                client,
+                "SELECT count(*) FROM (SELECT 1 FROM runs r
+                   WHERE r.status IN ('pending', 'in_progress') AND r.error IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM run_leases l WHERE l.run_id = r.id)
+                   LIMIT $1) queue",
+                &[&limit],
+            )?;
+            let count: i64 = row.map_or(Ok(0), |row| row.try_get(0))?;
+            Ok(usize::try_from(count).unwrap_or(0))
+        })
+    }
 
     fn settled(&self) -> Pending<()> {
         // Every connection answers once what was queued before on it is done.
