@@ -44,12 +44,16 @@
 #[path = "bench/agent.rs"]
 mod agent;
 
+// The tests' PostgreSQL harness; here with the server's default durability.
+#[allow(dead_code)]
+#[path = "../tests/integration/support/postgres.rs"]
+mod cluster;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
@@ -73,12 +77,6 @@ const WARM_UP_RUNS: usize = 10;
 const STALL_LIMIT: Duration = Duration::from_secs(60);
 /// How long a worker may take to print its address, or to stop after SIGTERM.
 const WORKER_LIMIT: Duration = Duration::from_secs(40);
-/// How long PostgreSQL may take to accept connections.
-const POSTGRES_LIMIT: Duration = Duration::from_secs(30);
-/// The cluster's superuser; every connection is trusted.
-const SUPERUSER: &str = "pallet";
-/// Who runs initdb and the server when this process is root.
-const SERVER_USER: &str = "postgres";
 /// The ids of the two workflows.
 const ONE_STEP: &str = "bench-workers-1-step";
 const MANY_STEPS: &str = "bench-workers-n-steps";
@@ -156,9 +154,9 @@ async fn run(options: &Options) -> anyhow::Result<()> {
     let agent = agent::EchoAgent::start().await;
     let agent_url = agent.card_url(agent::Protocol::Legacy);
     eprintln!("echo agent at {agent_url}");
-    let cluster = Cluster::start()?;
-    let server = cluster.describe()?;
-    eprintln!("PostgreSQL on 127.0.0.1:{}: {server}", cluster.port);
+    let cluster = cluster::start(&[]).map_err(|message| anyhow!(message))?;
+    let server = describe(&cluster);
+    eprintln!("PostgreSQL on 127.0.0.1:{}: {server}", cluster.port());
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(POSTS_IN_FLIGHT)
@@ -174,7 +172,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
         configurations.push(Configuration {
             name: "PostgreSQL".to_string(),
             workers,
-            database: Database::Postgres(format!("bench_workers_{workers}")),
+            database: Database::Postgres,
         });
     }
     let setup = Setup {
@@ -188,12 +186,17 @@ async fn run(options: &Options) -> anyhow::Result<()> {
     for configuration in &configurations {
         let label = configuration.label();
         eprintln!("== {label}");
-        let url = match &configuration.database {
-            Database::Sqlite(path) => path.display().to_string(),
-            Database::Postgres(name) => cluster.create_database(name)?,
+        // Each PostgreSQL configuration on a database of its own, dropped after.
+        let database = match configuration.database {
+            Database::Sqlite(_) => None,
+            Database::Postgres => Some(cluster.database()),
+        };
+        let url = match (&configuration.database, &database) {
+            (Database::Sqlite(path), _) => path.display().to_string(),
+            (Database::Postgres, database) => database.as_ref().expect("created above").url.clone(),
         };
         let mut workers = Workers::start(&setup, &url, configuration, &logs)?;
-        let measured = measure(&setup, &workers, configuration, &cluster).await;
+        let measured = measure(&setup, &workers, configuration, &cluster, database.as_ref()).await;
         let stopped = workers.stop();
         let mut result = measured?;
         result.worker_exits = stopped;
@@ -268,8 +271,8 @@ impl Configuration {
 enum Database {
     /// The file.
     Sqlite(PathBuf),
-    /// The database's name in the cluster.
-    Postgres(String),
+    /// A database of its own in the cluster.
+    Postgres,
 }
 
 /// What every configuration shares.
@@ -323,11 +326,13 @@ async fn measure(
     setup: &Setup<'_>,
     workers: &Workers,
     configuration: &Configuration,
-    cluster: &Cluster,
+    cluster: &cluster::Cluster,
+    database: Option<&cluster::TestDatabase>,
 ) -> anyhow::Result<Measured> {
-    let open = || match &configuration.database {
-        Database::Sqlite(path) => Counter::sqlite(path),
-        Database::Postgres(name) => Counter::postgres(cluster.port, name),
+    let open = || match (&configuration.database, database) {
+        (Database::Sqlite(path), _) => Counter::sqlite(path),
+        (Database::Postgres, Some(database)) => Counter::postgres(cluster.port(), database.name()),
+        (Database::Postgres, None) => Err(anyhow!("no database for {}", configuration.label())),
     };
     let bases = workers.bases();
     let warm_up = WARM_UP_RUNS * bases.len();
@@ -569,7 +574,7 @@ impl Counter {
 
     fn postgres(port: u16, database: &str) -> anyhow::Result<Counter> {
         let client = postgres::Client::connect(
-            &format!("host=127.0.0.1 port={port} user={SUPERUSER} dbname={database}"),
+            &format!("host=127.0.0.1 port={port} user=pallet dbname={database}"),
             postgres::NoTls,
         )
         .with_context(|| format!("connect to database {database}"))?;
@@ -901,213 +906,17 @@ fn stop_worker(worker: &mut Worker) -> String {
     status
 }
 
-// ------------------------------------------------------------- PostgreSQL
-
-/// Creates the cluster, runs the server and waits for it; once its stdin
-/// closes (this process ended, however) it stops the server (fast shutdown,
-/// SIGINT until it is gone) and removes the root directory. When initdb fails
-/// or the server exits on its own it leaves the directory to this process.
-/// Arguments: initdb, postgres, data directory, root, port, superuser.
-const SUPERVISOR: &str = r#"
-initdb="$1" postgres="$2" data="$3" root="$4" port="$5" superuser="$6"
-exec 3<&0 </dev/null
-{ read -r line <&3; : > "$root/stopping"; } &
-watcher=$!
-if "$initdb" -D "$data" -A trust -U "$superuser" --no-sync -E UTF8 --locale=C \
-        --no-instructions 3<&- && [ ! -e "$root/stopping" ]; then
-    "$postgres" -D "$data" -p "$port" -k "$root" -c listen_addresses=127.0.0.1 \
-        -c logging_collector=off -c max_connections=200 3<&- &
-    pg=$!
-    {
-        until [ -e "$root/stopping" ]; do sleep 0.2; done
-        while kill -INT "$pg" 2>/dev/null; do sleep 0.2; done
-    } 3<&- &
-    stopper=$!
-    wait "$pg"
-    if [ -e "$root/stopping" ]; then wait "$stopper"; else kill "$stopper" 2>/dev/null; fi
-fi
-if [ ! -e "$root/stopping" ]; then
-    kill "$watcher" 2>/dev/null
-    wait "$watcher"
-fi
-if [ -e "$root/stopping" ]; then rm -rf "$root"; fi
-"#;
-
-/// The benchmark's PostgreSQL server, stopped (and its directory removed) on
-/// drop or when this process ends.
-struct Cluster {
-    bindir: PathBuf,
-    port: u16,
-    supervisor: Child,
-    /// The supervisor's stdin; closing it stops the server.
-    lifeline: Option<ChildStdin>,
-}
-
-impl Cluster {
-    fn start() -> anyhow::Result<Cluster> {
-        let output = Command::new("pg_config").arg("--bindir").output().context(
-            "run pg_config (PostgreSQL 15's server programs: scripts/setup-test-env.sh)",
-        )?;
-        let bindir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        if !output.status.success() || !bindir.join("initdb").exists() {
-            bail!(
-                "no initdb in `pg_config --bindir`: install PostgreSQL 15 (scripts/setup-test-env.sh)"
-            );
-        }
-        // SAFETY: geteuid has no preconditions.
-        let as_server_user = unsafe { libc::geteuid() } == 0;
-        let root = tempfile::Builder::new()
-            .prefix("pallet-bench-postgres-")
-            .tempdir()
-            .context("create the cluster's temp directory")?
-            .keep();
-        let started = Cluster::launch(&bindir, &root, as_server_user);
-        if started.is_err() {
-            let _ = std::fs::remove_dir_all(&root);
-        }
-        started
-    }
-
-    fn launch(bindir: &Path, root: &Path, as_server_user: bool) -> anyhow::Result<Cluster> {
-        let mut supervisor = match as_server_user {
-            true => {
-                let id = |flag| -> anyhow::Result<u32> {
-                    let output = Command::new("id").args([flag, SERVER_USER]).output()?;
-                    Ok(String::from_utf8_lossy(&output.stdout).trim().parse()?)
-                };
-                let (uid, gid) = (id("-u"), id("-g"));
-                let (Ok(uid), Ok(gid)) = (uid, gid) else {
-                    bail!(
-                        "running as root, and there is no `{SERVER_USER}` user to run PostgreSQL as"
-                    );
-                };
-                std::os::unix::fs::chown(root, Some(uid), Some(gid))
-                    .with_context(|| format!("chown {} to {SERVER_USER}", root.display()))?;
-                let mut command = Command::new("runuser");
-                command.args(["-u", SERVER_USER, "--", "sh"]);
-                command
-            }
-            false => Command::new("sh"),
-        };
-        let port = free_port()?;
-        let log_path = root.join("server.log");
-        let log = File::create(&log_path).context("create the server log")?;
-        supervisor
-            .args(["-c", SUPERVISOR, "sh"])
-            .arg(bindir.join("initdb"))
-            .arg(bindir.join("postgres"))
-            .arg(root.join("data"))
-            .arg(root)
-            .arg(port.to_string())
-            .arg(SUPERUSER)
-            .current_dir(root)
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a Ctrl-C must not stop it before it cleaned up.
-            .process_group(0);
-        let mut child = supervisor
-            .spawn()
-            .context("start the PostgreSQL supervisor")?;
-        let lifeline = child.stdin.take();
-        let mut cluster = Cluster {
-            bindir: bindir.to_path_buf(),
-            port,
-            supervisor: child,
-            lifeline,
-        };
-        let started = Instant::now();
-        loop {
-            if matches!(cluster.supervisor.try_wait(), Ok(Some(_)) | Err(_)) {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                bail!("PostgreSQL did not start; its log:\n{log}");
-            }
-            if off_runtime(|| cluster.connect("postgres").is_ok()) {
-                return Ok(cluster);
-            }
-            if started.elapsed() > POSTGRES_LIMIT {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                drop(cluster);
-                bail!(
-                    "PostgreSQL did not accept connections within {POSTGRES_LIMIT:?}; its log:\n{log}"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn connect(&self, database: &str) -> Result<postgres::Client, postgres::Error> {
-        postgres::Client::connect(
-            &format!(
-                "host=127.0.0.1 port={} user={SUPERUSER} dbname={database} connect_timeout=5",
-                self.port
-            ),
-            postgres::NoTls,
-        )
-    }
-
-    /// The server's version and durability settings, in a few words.
-    fn describe(&self) -> anyhow::Result<String> {
-        off_runtime(|| self.describe_here())
-    }
-
-    fn describe_here(&self) -> anyhow::Result<String> {
-        let mut client = self.connect("postgres")?;
-        let mut show = |setting: &str| -> anyhow::Result<String> {
-            Ok(client.query_one(&format!("SHOW {setting}"), &[])?.get(0))
-        };
-        Ok(format!(
-            "PostgreSQL {}, fsync {}, synchronous_commit {}, full_page_writes {}, wal_sync_method {}",
-            show("server_version")?,
-            show("fsync")?,
-            show("synchronous_commit")?,
-            show("full_page_writes")?,
-            show("wal_sync_method")?
-        ))
-    }
-
-    /// Creates `name` with createdb; its URL.
-    fn create_database(&self, name: &str) -> anyhow::Result<String> {
-        let output = Command::new(self.bindir.join("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                SUPERUSER,
-                name,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .context("run createdb")?;
-        if !output.status.success() {
-            bail!(
-                "createdb {name}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(format!(
-            "postgres://{SUPERUSER}@127.0.0.1:{}/{name}",
-            self.port
-        ))
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        drop(self.lifeline.take());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while matches!(self.supervisor.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A port nobody listened on a moment ago.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
-    Ok(listener.local_addr()?.port())
+/// The server's version and durability settings, in a few words.
+fn describe(cluster: &cluster::Cluster) -> String {
+    let show = |setting: &str| cluster.psql("postgres", &format!("SHOW {setting}"));
+    format!(
+        "PostgreSQL {}, fsync {}, synchronous_commit {}, full_page_writes {}, wal_sync_method {}",
+        show("server_version"),
+        show("fsync"),
+        show("synchronous_commit"),
+        show("full_page_writes"),
+        show("wal_sync_method")
+    )
 }
 
 // ----------------------------------------------------------------- report

@@ -1,6 +1,8 @@
 //! One real PostgreSQL 15 cluster per test binary, started on first use on a
 //! free loopback port with its files in a temp directory, and [`TestDatabase`],
-//! an empty database of its own for each test, dropped on drop.
+//! an empty database of its own for each test, dropped on drop. The
+//! benchmark `examples/bench_workers.rs` starts its own (durable) cluster
+//! with [`start`] (it includes this file).
 //!
 //! Rust never drops statics, so the server runs under a small `sh` supervisor
 //! that stops it (fast shutdown) and removes the directory once the test
@@ -34,12 +36,13 @@ const NOT_INSTALLED: &str = "PostgreSQL server programs not found: run scripts/s
 /// removes the root directory. When initdb fails or the server exits on its
 /// own (e.g. the port was taken), it leaves the directory, log included, to
 /// the test process. Arguments: initdb, postgres, data directory, root, port,
-/// superuser.
+/// superuser, then the server's own arguments (`-c NAME=VALUE` settings).
 ///
 /// A server started from `sh` in the background ignores SIGINT until it has
 /// installed its handlers, hence SIGINT until it is gone.
 const SUPERVISOR: &str = r#"
 initdb="$1" postgres="$2" data="$3" root="$4" port="$5" superuser="$6"
+shift 6
 exec 3<&0 </dev/null
 { read -r line <&3; : > "$root/stopping"; } &
 watcher=$!
@@ -50,8 +53,7 @@ if [ ! -f "$data/PG_VERSION" ]; then
 fi
 if [ "$created" = yes ] && [ ! -e "$root/stopping" ]; then
     "$postgres" -D "$data" -p "$port" -k "$root" -c listen_addresses=127.0.0.1 \
-        -c logging_collector=off -c fsync=off -c synchronous_commit=off \
-        -c full_page_writes=off -c max_connections=300 3<&- &
+        -c logging_collector=off -c max_connections=300 "$@" 3<&- &
     pg=$!
     {
         until [ -e "$root/stopping" ]; do sleep 0.2; done
@@ -74,23 +76,44 @@ if [ -e "$root/stopping" ]; then
 fi
 "#;
 
-/// The running cluster; see [`cluster`].
+/// The server settings of the tests' cluster: no durability (a test
+/// database does not outlive a crash of the machine), so commits cost no
+/// disk flush.
+pub const NOT_DURABLE: &[&str] = &[
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+];
+
+/// A running cluster; see [`cluster`] and [`start`]. Dropped (never, for
+/// the tests' static one), it stops the server and waits a while for that.
 pub struct Cluster {
     bindir: PathBuf,
     port: u16,
     /// Names the next database.
     next: AtomicU64,
-    /// The supervisor's stdin: never closed before this process exits.
-    _lifeline: ChildStdin,
+    supervisor: Child,
+    /// The supervisor's stdin: closing it (or this process's exit) stops the server.
+    lifeline: Option<ChildStdin>,
 }
 
 /// The test binary's cluster, started by the first caller (the others wait);
 /// panics when it cannot start, every caller alike.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
-    match CLUSTER.get_or_init(start) {
+    match CLUSTER.get_or_init(|| start(NOT_DURABLE)) {
         Ok(cluster) => cluster,
         Err(message) => panic!("{message}"),
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        drop(self.lifeline.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !exited(&mut self.supervisor) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -185,7 +208,8 @@ fn psql(bindir: &Path, port: u16, database: &str, sql: &str) -> Command {
     command
 }
 
-fn start() -> Result<Cluster, String> {
+/// A new cluster with the server `settings` (`NAME=VALUE`) on top of the defaults.
+pub fn start(settings: &[&str]) -> Result<Cluster, String> {
     let bindir = bindir()?;
     let as_server_user = running_as_root();
     let root = tempfile::Builder::new()
@@ -196,7 +220,7 @@ fn start() -> Result<Cluster, String> {
     let started = hand_over(&root, as_server_user).and_then(|()| {
         let mut failure = String::new();
         for _ in 0..ATTEMPTS {
-            match launch(&bindir, &root, as_server_user, free_port()) {
+            match launch(&bindir, &root, as_server_user, free_port(), settings) {
                 Ok(cluster) => return Ok(cluster),
                 Err(Failed::PortTaken(log)) => failure = log,
                 Err(Failed::Other(message)) => return Err(message),
@@ -280,7 +304,13 @@ enum Failed {
 
 /// Starts the supervisor (initdb, then the server on `port`) and waits until
 /// the server answers.
-fn launch(bindir: &Path, root: &Path, as_server_user: bool, port: u16) -> Result<Cluster, Failed> {
+fn launch(
+    bindir: &Path,
+    root: &Path,
+    as_server_user: bool,
+    port: u16,
+    settings: &[&str],
+) -> Result<Cluster, Failed> {
     let data = root.join("data");
     let log_path = root.join("server.log");
     let log = std::fs::File::create(&log_path)
@@ -297,6 +327,7 @@ fn launch(bindir: &Path, root: &Path, as_server_user: bool, port: u16) -> Result
         .arg(root)
         .arg(port.to_string())
         .arg(SUPERUSER)
+        .args(settings.iter().flat_map(|setting| ["-c", setting]))
         .stdin(Stdio::piped())
         .stdout(log)
         .stderr(stderr)
@@ -326,7 +357,8 @@ fn launch(bindir: &Path, root: &Path, as_server_user: bool, port: u16) -> Result
                 bindir: bindir.to_path_buf(),
                 port,
                 next: AtomicU64::new(0),
-                _lifeline: lifeline,
+                supervisor: child,
+                lifeline: Some(lifeline),
             });
         }
         if started.elapsed() > STARTUP_LIMIT {
