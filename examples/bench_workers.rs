@@ -154,7 +154,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
     let agent = agent::EchoAgent::start().await;
     let agent_url = agent.card_url(agent::Protocol::Legacy);
     eprintln!("echo agent at {agent_url}");
-    let cluster = cluster::start(&[]).map_err(|message| anyhow!(message))?;
+    let cluster = cluster::start(&[], cluster::Tls::Off).map_err(|message| anyhow!(message))?;
     let server = describe(&cluster);
     eprintln!("PostgreSQL on 127.0.0.1:{}: {server}", cluster.port());
     let client = reqwest::Client::builder()

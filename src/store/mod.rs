@@ -109,6 +109,8 @@ pub enum StoreError {
         #[source]
         source: ::postgres::Error,
     },
+    #[error("cannot set up TLS to the run database {url}: {what}")]
+    PgTls { url: String, what: String },
     #[error("cannot apply migration {version} to the PostgreSQL run database")]
     PgMigrate {
         version: u32,

@@ -1719,3 +1719,94 @@ fn postgres_broken_connections_are_replaced_without_failing_a_call() {
     assert_eq!(store.get(&first).unwrap().input, json!({"n": 0}));
     assert_eq!(store.statuses(&ids).unwrap().len(), 9);
 }
+
+/// TLS to the database as libpq's `sslmode` means it, against the harness's
+/// cluster (TLS on, a certificate for `localhost` from a CA of its own).
+#[test]
+fn postgres_tls_follows_libpqs_sslmode() {
+    let ca = cluster().ca_file();
+    let other_ca = cluster().other_ca_file();
+    let ca = ca.display().to_string();
+    let other_ca = other_ca.display().to_string();
+    let encrypted = |database: &crate::support::postgres::TestDatabase| {
+        cluster().psql(
+            "postgres",
+            &format!(
+                "SELECT string_agg(DISTINCT s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = '{}'",
+                database.name()
+            ),
+        )
+    };
+    let opened = |query: &str, localhost: bool| {
+        let database = cluster().database();
+        let mut url = format!("{}{query}", database.url);
+        if localhost {
+            url = url.replacen("127.0.0.1", "localhost", 1);
+        }
+        let store = PgStore::open(&url);
+        let session = match &store {
+            Ok(_) => encrypted(&database),
+            Err(_) => String::new(),
+        };
+        (store.map(drop).map_err(|error| chain_of(&error)), session)
+    };
+    let works = |query: &str, localhost: bool, tls: &str| {
+        let (store, session) = opened(query, localhost);
+        if let Err(error) = store {
+            panic!("{query}: {error}");
+        }
+        assert_eq!(session, tls, "{query}: the session's ssl");
+    };
+    works("", false, "true");
+    works("?sslmode=prefer", false, "true");
+    works("?sslmode=disable", false, "false");
+    works("?sslmode=require", false, "true");
+    // The certificate names localhost, not 127.0.0.1: only verify-full minds.
+    works(
+        &format!("?sslmode=verify-ca&sslrootcert={ca}"),
+        false,
+        "true",
+    );
+    works(&format!("?sslmode=require&sslrootcert={ca}"), false, "true");
+    works(
+        &format!("?sslmode=verify-full&sslrootcert={ca}"),
+        true,
+        "true",
+    );
+    let fails = |query: &str, localhost: bool, parts: &[&str]| {
+        let (store, _) = opened(query, localhost);
+        let Err(error) = store else {
+            panic!("{query}: opened");
+        };
+        for part in parts {
+            assert!(error.contains(part), "{query}: {part:?} in {error}");
+        }
+        assert!(!error.contains("secret"), "{error}");
+    };
+    fails(
+        &format!("?sslmode=verify-full&sslrootcert={ca}"),
+        false,
+        &[
+            "cannot connect to the run database",
+            "certificate not valid for name \"127.0.0.1\"",
+        ],
+    );
+    fails(
+        &format!("?sslmode=verify-ca&sslrootcert={other_ca}"),
+        false,
+        &["certificate", "UnknownIssuer"],
+    );
+    fails(
+        "?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        false,
+        &[
+            "cannot set up TLS to the run database",
+            "/nonexistent/ca.pem",
+        ],
+    );
+    fails(
+        "?sslmode=always",
+        false,
+        &["cannot set up TLS", "sslmode `always`", "verify-full"],
+    );
+}

@@ -19,6 +19,9 @@ fn open_postgres(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
         Err(error @ StoreError::PgConnect { .. }) => Err(BadInput::new(crate::error::chain_of(&error))
             .hint("check that the server runs and the URL is right: postgres://USER[:PASSWORD]@HOST:PORT/DATABASE (the database must exist)")
             .into()),
+        Err(error @ StoreError::PgTls { .. }) => Err(BadInput::new(crate::error::chain_of(&error))
+            .hint("TLS is set in the URL as libpq's: ?sslmode=disable|prefer|require|verify-ca|verify-full, and &sslrootcert=FILE (PEM roots; the system's by default)")
+            .into()),
         Err(error) => Err(error.into()),
     }
 }

@@ -23,6 +23,7 @@
 mod claim;
 mod migrations;
 mod sql;
+mod tls;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -34,7 +35,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::channel::oneshot;
-use postgres::{Client, GenericClient, NoTls, Transaction};
+use postgres::{Client, GenericClient, Transaction};
 use serde_json::Value;
 
 use super::create::ReusedAttempt;
@@ -84,6 +85,7 @@ type Job = Box<dyn FnOnce(&mut Link) + Send>;
 /// again after the connection broke (a server restart, say).
 struct Link {
     config: postgres::Config,
+    tls: tls::MakeRustls,
     client: Option<Client>,
 }
 
@@ -91,7 +93,8 @@ impl Link {
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             sql::forget_statements();
-            self.client = Some(self.config.connect(NoTls).map_err(StoreError::Postgres)?);
+            let client = self.config.connect(self.tls.clone());
+            self.client = Some(client.map_err(StoreError::Postgres)?);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
@@ -174,16 +177,28 @@ impl PgStore {
     /// refuse a newer one), and start the connection threads.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
         let shown = redacted(url);
-        let config: postgres::Config = url.parse().map_err(|source| StoreError::PgConnect {
+        let tls_error = |what: String| StoreError::PgTls {
             url: shown.clone(),
-            source,
-        })?;
+            what,
+        };
+        let requested = tls::requested(url).map_err(tls_error)?;
+        let tls = tls::connector(&requested).map_err(tls_error)?;
+        let mut config: postgres::Config =
+            requested
+                .url
+                .parse()
+                .map_err(|source| StoreError::PgConnect {
+                    url: shown.clone(),
+                    source,
+                })?;
+        config.ssl_mode(requested.mode);
         let config = with_bounds(config);
         let mut shards = Vec::with_capacity(CONNECTIONS);
         for index in 0..CONNECTIONS {
             let (jobs, queue) = channel::<Job>();
             let mut link = Link {
                 config: config.clone(),
+                tls: tls.clone(),
                 client: None,
             };
             std::thread::Builder::new()

@@ -78,7 +78,7 @@ fi
 
 /// The server settings of the tests' cluster: no durability (a test
 /// database does not outlive a crash of the machine), so commits cost no
-/// disk flush.
+/// disk flush. It also serves TLS (see [`Cluster::ca_file`]).
 pub const NOT_DURABLE: &[&str] = &[
     "fsync=off",
     "synchronous_commit=off",
@@ -95,13 +95,24 @@ pub struct Cluster {
     supervisor: Child,
     /// The supervisor's stdin: closing it (or this process's exit) stops the server.
     lifeline: Option<ChildStdin>,
+    root: PathBuf,
+}
+
+/// Whether a cluster serves TLS: with a certificate for `localhost` (not
+/// for 127.0.0.1) from a CA of its own, made with `openssl` at start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    On,
+    /// The benchmark's (it measures plain connections).
+    #[allow(dead_code)]
+    Off,
 }
 
 /// The test binary's cluster, started by the first caller (the others wait);
 /// panics when it cannot start, every caller alike.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
-    match CLUSTER.get_or_init(|| start(NOT_DURABLE)) {
+    match CLUSTER.get_or_init(|| start(NOT_DURABLE, Tls::On)) {
         Ok(cluster) => cluster,
         Err(message) => panic!("{message}"),
     }
@@ -120,6 +131,16 @@ impl Drop for Cluster {
 impl Cluster {
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The CA (PEM) that signed the server's certificate (with [`Tls::On`]).
+    pub fn ca_file(&self) -> PathBuf {
+        self.root.join("tls/ca.crt")
+    }
+
+    /// A CA that signed nothing the server has.
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.root.join("tls/other-ca.crt")
     }
 
     /// A new, empty database with a name no other test uses.
@@ -209,7 +230,7 @@ fn psql(bindir: &Path, port: u16, database: &str, sql: &str) -> Command {
 }
 
 /// A new cluster with the server `settings` (`NAME=VALUE`) on top of the defaults.
-pub fn start(settings: &[&str]) -> Result<Cluster, String> {
+pub fn start(settings: &[&str], tls: Tls) -> Result<Cluster, String> {
     let bindir = bindir()?;
     let as_server_user = running_as_root();
     let root = tempfile::Builder::new()
@@ -217,20 +238,31 @@ pub fn start(settings: &[&str]) -> Result<Cluster, String> {
         .tempdir()
         .map_err(|error| format!("create the cluster's temp directory: {error}"))?
         .keep();
-    let started = hand_over(&root, as_server_user).and_then(|()| {
-        let mut failure = String::new();
-        for _ in 0..ATTEMPTS {
-            match launch(&bindir, &root, as_server_user, free_port(), settings) {
-                Ok(cluster) => return Ok(cluster),
-                Err(Failed::PortTaken(log)) => failure = log,
-                Err(Failed::Other(message)) => return Err(message),
+    let mut settings: Vec<String> = settings.iter().map(|setting| setting.to_string()).collect();
+    let certified = match tls {
+        Tls::On => certificates(&root).map(|(cert, key)| {
+            settings.push("ssl=on".to_string());
+            settings.push(format!("ssl_cert_file={}", cert.display()));
+            settings.push(format!("ssl_key_file={}", key.display()));
+        }),
+        Tls::Off => Ok(()),
+    };
+    let started = certified
+        .and_then(|()| hand_over(&root, as_server_user))
+        .and_then(|()| {
+            let mut failure = String::new();
+            for _ in 0..ATTEMPTS {
+                match launch(&bindir, &root, as_server_user, free_port(), &settings) {
+                    Ok(cluster) => return Ok(cluster),
+                    Err(Failed::PortTaken(log)) => failure = log,
+                    Err(Failed::Other(message)) => return Err(message),
+                }
             }
-        }
-        Err(format!(
-            "PostgreSQL found its port taken {ATTEMPTS} times; server log (tail):\n{}",
-            tail(&failure, 40)
-        ))
-    });
+            Err(format!(
+                "PostgreSQL found its port taken {ATTEMPTS} times; server log (tail):\n{}",
+                tail(&failure, 40)
+            ))
+        });
     if started.is_err() {
         // No supervisor runs any more; as root this removes the server user's files too.
         let _ = std::fs::remove_dir_all(&root);
@@ -271,14 +303,97 @@ fn server_command(program: &Path, root: &Path, as_server_user: bool) -> Command 
     command
 }
 
-/// As root, gives `root` to the server user, who creates the cluster in it.
+/// As root, gives `root` (and what is in `root/tls`) to the server user,
+/// who creates the cluster in it.
 fn hand_over(root: &Path, as_server_user: bool) -> Result<(), String> {
     if !as_server_user {
         return Ok(());
     }
     let (uid, gid) = (server_id("-u")?, server_id("-g")?);
-    std::os::unix::fs::chown(root, Some(uid), Some(gid))
-        .map_err(|error| format!("chown {} to {SERVER_USER}: {error}", root.display()))
+    let tls = root.join("tls");
+    let mut paths = vec![root.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(&tls) {
+        paths.push(tls);
+        paths.extend(entries.filter_map(|entry| entry.ok().map(|entry| entry.path())));
+    }
+    for path in paths {
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+            .map_err(|error| format!("chown {} to {SERVER_USER}: {error}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// In `root/tls`: a CA, a server certificate it signed for `localhost`,
+/// and another CA; the server's (certificate, key).
+fn certificates(root: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let dir = root.join("tls");
+    std::fs::create_dir_all(&dir).map_err(|error| format!("create {}: {error}", dir.display()))?;
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| {
+                format!("run openssl ({error}): run scripts/setup-test-env.sh (installs it)")
+            })?;
+        match output.status.success() {
+            true => Ok(()),
+            false => Err(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            )),
+        }
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (name, subject) in [
+        ("ca", "/CN=pallet test CA"),
+        ("other-ca", "/CN=pallet other CA"),
+    ] {
+        let (key, cert) = (format!("{name}.key"), format!("{name}.crt"));
+        let mut args = vec!["req", "-x509", "-days", "7", "-subj", subject];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &cert]);
+        openssl(&args)?;
+    }
+    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost\n")
+        .map_err(|error| format!("write server.ext: {error}"))?;
+    let mut request = vec!["req", "-subj", "/CN=localhost"];
+    request.extend(ec);
+    request.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&request)?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "7",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ])?;
+    // The server refuses a key others may read.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .map_err(|error| format!("chmod server.key: {error}"))?;
+    Ok((dir.join("server.crt"), dir.join("server.key")))
 }
 
 /// The server user's uid (`flag` `-u`) or gid (`-g`).
@@ -309,7 +424,7 @@ fn launch(
     root: &Path,
     as_server_user: bool,
     port: u16,
-    settings: &[&str],
+    settings: &[String],
 ) -> Result<Cluster, Failed> {
     let data = root.join("data");
     let log_path = root.join("server.log");
@@ -327,7 +442,7 @@ fn launch(
         .arg(root)
         .arg(port.to_string())
         .arg(SUPERUSER)
-        .args(settings.iter().flat_map(|setting| ["-c", setting]))
+        .args(settings.iter().flat_map(|setting| ["-c", setting.as_str()]))
         .stdin(Stdio::piped())
         .stdout(log)
         .stderr(stderr)
@@ -359,6 +474,7 @@ fn launch(
                 next: AtomicU64::new(0),
                 supervisor: child,
                 lifeline: Some(lifeline),
+                root: root.to_path_buf(),
             });
         }
         if started.elapsed() > STARTUP_LIMIT {
