@@ -187,6 +187,7 @@ impl AppState {
                     let store = self.store.clone();
                     self.tasks.spawn(async move {
                         let _ = store.release_lease(&id, &token).await;
+                        crate::store::lease::let_go(&token);
                     });
                 }
                 return false;

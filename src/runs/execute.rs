@@ -93,11 +93,14 @@ impl Runner<'_> {
     ) -> Result<Outcome, RunError> {
         let durable = Durable {
             run_id: id.to_string(),
-            journal: Arc::new(RunJournal::new(
-                self.store.shared(),
-                id.to_string(),
-                Some(lease.token().to_string()),
-            )),
+            journal: Arc::new(
+                RunJournal::new(
+                    self.store.shared(),
+                    id.to_string(),
+                    Some(lease.token().to_string()),
+                )
+                .with_given_up(lease.lost_flag()),
+            ),
             completed: earlier.completed,
             previous_attempts: earlier.previous_attempts,
             interrupted_tasks: earlier.interrupted_tasks,

@@ -14,6 +14,7 @@
 //! engine already allows for a start still queued.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -34,8 +35,16 @@ pub struct RunJournal {
     /// The executor's lease token: its writes are refused once another
     /// process took the run over.
     lease: Option<String>,
+    /// Set once the executor gave its lease up (see `lease::HeldLease::lost`).
+    given_up: Arc<AtomicBool>,
     starts: Arc<Mutex<Starts>>,
 }
+
+/// The token the writes of an executor that gave its lease up carry: no
+/// lease has it (tokens are UUIDs), so the store refuses them, and the
+/// steps it stopped stay `running` for the next owner to interrupt and
+/// reattach, not `cancelled`.
+const GIVEN_UP: &str = "given-up";
 
 #[derive(Default)]
 struct Starts {
@@ -71,7 +80,22 @@ impl RunJournal {
             store,
             run_id,
             lease,
+            given_up: Arc::default(),
             starts: Arc::default(),
+        }
+    }
+
+    /// This journal with `given_up`, set when its executor's lease is lost.
+    pub fn with_given_up(mut self, given_up: Arc<AtomicBool>) -> RunJournal {
+        self.given_up = given_up;
+        self
+    }
+
+    /// The token this journal's writes carry.
+    fn lease(&self) -> Option<&str> {
+        match self.given_up.load(Ordering::SeqCst) {
+            true => Some(GIVEN_UP),
+            false => self.lease.as_deref(),
         }
     }
 
@@ -85,7 +109,7 @@ impl RunJournal {
         write_start(
             self.store.as_ref(),
             &self.run_id,
-            self.lease.as_deref(),
+            self.lease(),
             starts,
             step_id,
         );
@@ -136,7 +160,7 @@ impl Journal for RunJournal {
                 step_id,
                 AttemptStatus::Running,
                 &at,
-                self.lease.as_deref(),
+                self.lease(),
             ));
         };
         let mut starts = self.starts();
@@ -155,7 +179,7 @@ impl Journal for RunJournal {
             runtime.spawn(write_due_starts(
                 self.store.clone(),
                 self.run_id.clone(),
-                self.lease.clone(),
+                self.lease().map(str::to_string),
                 Arc::downgrade(&self.starts),
             ));
         }
@@ -166,7 +190,7 @@ impl Journal for RunJournal {
     /// Fails when the run is no longer in progress (cancelled elsewhere while
     /// the step ran), so the engine starts no further step.
     fn step_finished(&self, record: &StepRecord) -> JournalWrite {
-        let lease = self.lease.as_deref();
+        let lease = self.lease();
         let (started, finished) = {
             let mut starts = self.starts();
             // A kept task goes in with its start, queued right before the end.
@@ -215,7 +239,7 @@ impl Journal for RunJournal {
         }
         answer(
             self.store
-                .record_task(&self.run_id, step_id, task, self.lease.as_deref()),
+                .record_task(&self.run_id, step_id, task, self.lease()),
         )
     }
 
@@ -224,14 +248,14 @@ impl Journal for RunJournal {
         self.write_start(&mut starts.steps, step_id);
         answer(
             self.store
-                .step_status(&self.run_id, step_id, message, self.lease.as_deref()),
+                .step_status(&self.run_id, step_id, message, self.lease()),
         )
     }
 
     fn approval_waiting(&self, step_id: &str) -> JournalWrite {
         let (store, run_id, step_id) =
             (self.store.clone(), self.run_id.clone(), step_id.to_string());
-        let lease = self.lease.clone();
+        let lease = self.lease().map(str::to_string);
         async move {
             // Resuming a waiting run re-enters the step: keep the first wait (its deadline).
             let read_id = run_id.clone();

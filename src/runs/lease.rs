@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::store::lease::{LEASE_DURATION, Lease};
+use crate::store::lease::{self, LEASE_DURATION, Lease};
 use crate::store::{Backend, StoreError};
 
 /// How often the owner renews: a renewal may fail a few times before the
@@ -24,9 +24,12 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// compete, and a live owner's lease binds them expiry or not.)
 pub const GIVE_UP_AFTER: Duration = LEASE_DURATION.saturating_sub(RENEW_EVERY);
 
-/// A fresh lease token (random, one per acquisition).
+/// A fresh lease token (random, one per acquisition), held by this process
+/// from now on (`store::lease::hold`) until its [`HeldLease`] lets it go.
 pub fn new_token() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let token = uuid::Uuid::new_v4().to_string();
+    lease::hold(&token);
+    token
 }
 
 /// This process's lease on one run, renewed in the background and released when dropped.
@@ -47,7 +50,12 @@ impl HeldLease {
         cancel: CancellationToken,
     ) -> Result<Result<HeldLease, Lease>, StoreError> {
         let token = new_token();
-        if let Some(holder) = store.acquire_lease(id, &token).await? {
+        let holder = store.acquire_lease(id, &token).await.inspect_err(|_| {
+            // Unknown whether it was taken: an orphan, then, for a claim to take back.
+            lease::let_go(&token);
+        })?;
+        if let Some(holder) = holder {
+            lease::let_go(&token);
             return Ok(Err(holder));
         }
         Ok(Ok(HeldLease::adopt(store, id, token, cancel)))
@@ -83,9 +91,15 @@ impl HeldLease {
         &self.token
     }
 
-    /// Whether another process took the lease over while this one held it.
+    /// Whether another process took the lease over while this one held it,
+    /// or this one gave it up (renewals failing until it could expire).
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
+    }
+
+    /// What [`HeldLease::lost`] reads, for the executor's journal.
+    pub fn lost_flag(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
     }
 }
 
@@ -95,8 +109,15 @@ impl HeldLease {
         self.renewal.abort();
         let released = self.store.release_lease(&self.run_id, &self.token);
         // Nothing left for `drop` to release.
-        self.token.clear();
+        self.let_go();
         report_release(&self.run_id, released.await);
+    }
+
+    /// This process no longer holds the lease, whether or not its release
+    /// is stored (see `store::lease::hold`).
+    fn let_go(&mut self) {
+        lease::let_go(&self.token);
+        self.token.clear();
     }
 
     /// Give the lease up but leave its start counted, as a crash would: for
@@ -105,7 +126,7 @@ impl HeldLease {
     pub async fn abandon(mut self) {
         self.renewal.abort();
         let abandoned = self.store.abandon_lease(&self.run_id, &self.token);
-        self.token.clear();
+        self.let_go();
         report_release(&self.run_id, abandoned.await);
     }
 
@@ -113,7 +134,7 @@ impl HeldLease {
     /// ([`Backend::end_execution`]): nothing is left to release.
     pub fn released_with_end(mut self) {
         self.renewal.abort();
-        self.token.clear();
+        self.let_go();
     }
 }
 
@@ -130,6 +151,7 @@ impl Drop for HeldLease {
             true => self.store.abandon_lease(&self.run_id, &self.token),
             false => self.store.release_lease(&self.run_id, &self.token),
         };
+        lease::let_go(&self.token);
         let run_id = self.run_id.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { report_release(&run_id, released.await) });
@@ -157,38 +179,51 @@ async fn renew_until_lost(
     let mut ticks = tokio::time::interval(RENEW_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
-    let mut renewed = tokio::time::Instant::now();
+    // When the lease was last known good: the time a renewal that then
+    // succeeded was sent (its new expiry is stamped after that).
+    let mut good_at = tokio::time::Instant::now();
+    let distributed = store.distributed();
+    let give_up = |at: tokio::time::Instant| async move {
+        match distributed {
+            true => tokio::time::sleep_until(at + GIVE_UP_AFTER).await,
+            // On SQLite a live owner's lease binds expiry or not: never.
+            false => std::future::pending().await,
+        }
+    };
     loop {
-        ticks.tick().await;
-        let renewal = tokio::time::timeout(RENEW_EVERY, store.renew_lease(&id, &token)).await;
-        let error = match renewal {
-            Ok(Ok(true)) => {
-                renewed = tokio::time::Instant::now();
-                continue;
+        let renewal = tokio::select! {
+            _ = ticks.tick() => {
+                let sent = tokio::time::Instant::now();
+                tokio::select! {
+                    renewed = store.renew_lease(&id, &token) => Some((sent, renewed)),
+                    () = give_up(good_at) => None,
+                }
             }
-            Ok(Ok(false)) => {
+            () = give_up(good_at) => None,
+        };
+        match renewal {
+            Some((sent, Ok(true))) => good_at = sent,
+            Some((_, Ok(false))) => {
                 tracing::warn!(
                     "run {id}: another process took over its lease; stopping its execution here"
                 );
-                lost.store(true, Ordering::SeqCst);
-                cancel.cancel();
-                return;
+                break;
             }
-            Ok(Err(error)) => crate::error::chain_of(&error),
-            Err(_) => format!("no answer from the run database in {RENEW_EVERY:?}"),
-        };
-        if store.distributed() && renewed.elapsed() >= GIVE_UP_AFTER {
-            // Another worker takes the run over once the lease expires: stop
-            // before then, so that two never execute it at once.
-            tracing::warn!(
-                "run {id}: its lease could not be renewed for {:?} ({error}); stopping its execution here before the lease expires",
-                renewed.elapsed()
-            );
-            lost.store(true, Ordering::SeqCst);
-            cancel.cancel();
-            return;
+            // The next tick tries again; the lease outlives a few failed renewals.
+            Some((_, Err(error))) => tracing::warn!(
+                "run {id}: cannot renew its lease: {}",
+                crate::error::chain_of(&error)
+            ),
+            None => {
+                // Another worker takes the run over once the lease expires:
+                // stop while it still binds, so that two never execute it at once.
+                tracing::warn!(
+                    "run {id}: its lease could not be renewed for {GIVE_UP_AFTER:?}; stopping its execution here before the lease expires"
+                );
+                break;
+            }
         }
-        // The next tick tries again; the lease outlives a few failed renewals.
-        tracing::warn!("run {id}: cannot renew its lease: {error}");
     }
+    lost.store(true, Ordering::SeqCst);
+    cancel.cancel();
 }

@@ -299,7 +299,13 @@ impl Runner<'_> {
                 claimed = lease;
                 loaded
             }
-            (Err(error @ RunError::Workflow { .. }), Some(lease)) => {
+            (
+                Err(
+                    error @ (RunError::Workflow { .. }
+                    | RunError::Store(StoreError::Corrupt { .. })),
+                ),
+                Some(lease),
+            ) => {
                 return Err(self.unloadable(id, error, lease).await);
             }
             // A claimed lease dropped here is released.
@@ -337,7 +343,8 @@ impl Runner<'_> {
     }
 
     /// A claimed run whose stored workflow does not load in this process (a
-    /// worker older than the one that started it, say): the reason is
+    /// worker older than the one that started it, say), or whose record
+    /// does not read (an unknown status): the reason is
     /// recorded on the run and the lease given up with its start counted, so
     /// that after a few tries (by any worker) claims leave it for a human.
     async fn unloadable(&self, id: &str, error: RunError, lease: HeldLease) -> RunError {

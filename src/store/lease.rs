@@ -10,7 +10,7 @@
 //! processes, which share no test clock.
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -114,6 +114,43 @@ impl Owner {
     }
 }
 
+/// The tokens of the leases this process holds or is taking: each is held
+/// here before the write that takes its lease, and let go once the lease is
+/// given up (or could not be, the database gone). A lease that names this
+/// very process but a token not held here is an orphan (its release failed,
+/// or the commit that took it was lost with the connection): a claim of a
+/// shared database takes it back ([`is_this_process`]).
+static HELD_HERE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn held_tokens() -> std::sync::MutexGuard<'static, Vec<String>> {
+    HELD_HERE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Note `token` as held by this process (before its lease is written).
+pub fn hold(token: &str) {
+    held_tokens().push(token.to_string());
+}
+
+/// `token`'s lease is no longer this process's.
+pub fn let_go(token: &str) {
+    let mut tokens = held_tokens();
+    if let Some(index) = tokens.iter().position(|held| held == token) {
+        tokens.swap_remove(index);
+    }
+}
+
+/// Whether this process holds the lease taken under `token`.
+pub fn held_here(token: &str) -> bool {
+    held_tokens().iter().any(|held| held == token)
+}
+
+/// Whether `owner` is this very process (not merely one of this host).
+pub fn is_this_process(owner: &Owner) -> bool {
+    owner == Owner::current()
+}
+
 /// How `lease` stands for `me` at `now`; `alive(pid, start)` says whether a
 /// process of this host still runs.
 pub fn standing(
@@ -123,14 +160,14 @@ pub fn standing(
     alive: impl Fn(u32, u64) -> bool,
 ) -> Standing {
     let owner = &lease.owner;
-    let known = |namespace: &str| !namespace.is_empty();
+    // A pid means the same process here only in the same, known, PID
+    // namespace: a container sharing the host name has its own (and a
+    // lease of an older pallet names none).
     let elsewhere = owner.host != me.host
-        || (known(&owner.pid_namespace)
-            && known(&me.pid_namespace)
-            && owner.pid_namespace != me.pid_namespace);
+        || owner.pid_namespace.is_empty()
+        || owner.pid_namespace != me.pid_namespace;
     if elsewhere {
-        // Another host's processes (or another PID namespace's, a container
-        // sharing the host name) cannot be seen from here: only the expiry counts.
+        // Another host's (or namespace's) processes cannot be seen from here: only the expiry counts.
         return match lease.expires_at <= now {
             true => Standing::Expired,
             false => Standing::Live,
@@ -473,10 +510,16 @@ mod tests {
                 Standing::Expired,
             ),
             (
-                "PID namespace unknown (an older pallet's lease), owner dead",
+                "PID namespace unknown (an older pallet's lease), pid dead here, live lease",
                 in_namespace(owner("here", 66, "boot-1"), ""),
                 10,
-                Standing::OwnerGone,
+                Standing::Live,
+            ),
+            (
+                "PID namespace unknown, expired lease",
+                in_namespace(owner("here", 2, "boot-1"), ""),
+                -1,
+                Standing::Expired,
             ),
             (
                 "boot id unknown, owner alive",

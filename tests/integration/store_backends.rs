@@ -1679,8 +1679,19 @@ fn postgres_a_write_waiting_for_the_run_sees_a_lease_taken_over_meanwhile() {
         )
         .unwrap();
     let write = store.start_attempt(&id, "one", AttemptStatus::Running, Some("old"));
-    // Long enough for the write's first statement to be waiting for the row.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Until the write's first statement waits for the row.
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'",
+        database.name()
+    );
+    let started = std::time::Instant::now();
+    while cluster().psql("postgres", &waiting) != "1" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the write never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     takeover.commit().unwrap();
     lost("start_attempt", write.wait());
     assert!(store.attempts(&id).unwrap().is_empty(), "nothing written");
@@ -1808,5 +1819,127 @@ fn postgres_tls_follows_libpqs_sslmode() {
         "?sslmode=always",
         false,
         &["cannot set up TLS", "sslmode `always`", "verify-full"],
+    );
+}
+
+/// A loopback proxy to the cluster that, once armed, passes the next
+/// `COMMIT` on to the server and then resets the client's connection (as a
+/// network failure would, after the server got the commit).
+struct CommitCutter {
+    port: u16,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CommitCutter {
+    fn start(server_port: u16) -> CommitCutter {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let trigger = armed.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", server_port))
+                else {
+                    return;
+                };
+                let (mut from_server, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                // Set once the commit went by: its answer never reaches the client.
+                let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let answered = cut.clone();
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 65536];
+                    while let Ok(read) = from_server.read(&mut buffer) {
+                        if read == 0
+                            || answered.load(Ordering::SeqCst)
+                            || to_client.write_all(&buffer[..read]).is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                let trigger = trigger.clone();
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 65536];
+                    while let Ok(read) = client.read(&mut buffer) {
+                        let commit = buffer[..read].windows(6).any(|bytes| bytes == b"COMMIT");
+                        let cutting = commit && trigger.swap(false, Ordering::SeqCst);
+                        cut.store(cutting, Ordering::SeqCst);
+                        if read == 0 || server.write_all(&buffer[..read]).is_err() {
+                            break;
+                        }
+                        if cutting {
+                            // Let the server commit, then reset (linger 0, close).
+                            std::thread::sleep(std::time::Duration::from_millis(300));
+                            let linger = libc::linger {
+                                l_onoff: 1,
+                                l_linger: 0,
+                            };
+                            // SAFETY: a valid socket and a properly sized option value.
+                            unsafe {
+                                libc::setsockopt(
+                                    client.as_raw_fd(),
+                                    libc::SOL_SOCKET,
+                                    libc::SO_LINGER,
+                                    (&raw const linger).cast(),
+                                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                                );
+                            }
+                            drop(client);
+                            let _ = server.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CommitCutter { port, armed }
+    }
+}
+
+/// A connection lost during a commit the server made: the write is
+/// reported as of unknown outcome, not made a second time on a new
+/// connection.
+#[test]
+fn postgres_a_commit_cut_off_is_not_made_twice() {
+    let database = cluster().database();
+    let cutter = CommitCutter::start(cluster().port());
+    let url = format!(
+        "postgres://pallet@127.0.0.1:{}/{}?sslmode=disable",
+        cutter.port,
+        database.name()
+    );
+    let store = PgStore::open(&url).unwrap();
+    let id = running(&store);
+    cutter
+        .armed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let cut = store
+        .start_attempt(&id, "one", AttemptStatus::Running, None)
+        .wait();
+    match cut {
+        Err(StoreError::PgCommitUnknown(_)) => {}
+        other => panic!("expected PgCommitUnknown, got {other:?}"),
+    }
+    let message = chain_of(&cut.unwrap_err());
+    assert!(
+        message.contains("whether the write was stored is unknown"),
+        "{message}"
+    );
+    // The server had committed it: stored once.
+    assert_eq!(
+        attempts(&store, &id),
+        vec![row("one", 1, AttemptStatus::Running)]
+    );
+    // The next write goes through on a new connection.
+    finish(&store, &id, &completed("one", json!({"ok": true})));
+    assert_eq!(
+        attempts(&store, &id),
+        vec![row("one", 1, AttemptStatus::Completed)]
     );
 }

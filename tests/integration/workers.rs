@@ -722,19 +722,28 @@ async fn a_worker_that_cannot_renew_a_lease_stops_before_it_expires() {
     .await
     .unwrap();
     let id = run["id"].as_str().unwrap().to_string();
-    let expires = || {
+    let lease = |column: &str| {
         setup.sql(&format!(
-            "SELECT expires_at FROM run_leases WHERE run_id = '{id}'"
+            "SELECT {column} FROM run_leases WHERE run_id = '{id}'"
         ))
     };
     wait_until(
         Duration::from_secs(30),
         "the run executes",
         || worker.log(),
-        || !expires().is_empty(),
+        || !lease("expires_at").is_empty(),
     )
     .await;
-    let expires_at = chrono::DateTime::parse_from_rfc3339(&expires()).unwrap();
+    // Blocked right after a renewal: the worst case, a whole renewal period
+    // less before the expiry than when blocked before the first one.
+    wait_until(
+        Duration::from_secs(30),
+        "the lease is renewed",
+        || worker.log(),
+        || lease("renewed_at") != lease("acquired_at"),
+    )
+    .await;
+    let expires_at = chrono::DateTime::parse_from_rfc3339(&lease("expires_at")).unwrap();
     // The sync client runs its own runtime: on a thread of its own.
     let (url, run_id) = (setup.db.url.clone(), id.clone());
     let (unlock, unlocked) = std::sync::mpsc::channel::<()>();
@@ -767,10 +776,26 @@ async fn a_worker_that_cannot_renew_a_lease_stops_before_it_expires() {
         "stopped at {now}, after the lease's expiry {expires_at}:\n{}",
         worker.log()
     );
-    assert!(
-        worker.log().contains(&format!("run {id}")),
-        "{}",
-        worker.log()
+    // Once the database answers again, the stopped step was left for the
+    // next execution (not recorded as cancelled), which sends it again
+    // under the same idempotency key.
+    let attempts = || {
+        setup.sql(&format!(
+            "SELECT string_agg(status, ',' ORDER BY id) FROM step_attempts WHERE run_id = '{id}'"
+        ))
+    };
+    wait_until(
+        Duration::from_secs(40),
+        "the run is executed again",
+        || format!("{}\n{}", attempts(), worker.log()),
+        || attempts() == "interrupted,running" && setup.agent.sent().len() == 2,
+    )
+    .await;
+    let keys: Vec<String> = setup.agent.sent().into_iter().map(|(key, _)| key).collect();
+    assert_eq!(keys[0], keys[1], "the same Idempotency-Key");
+    assert_eq!(
+        setup.sql(&format!("SELECT status FROM runs WHERE id = '{id}'")),
+        "in_progress"
     );
 }
 

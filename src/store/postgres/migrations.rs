@@ -26,6 +26,11 @@ pub(super) fn apply(client: &mut Client) -> Result<(), StoreError> {
     let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
     let migrate = |version| move |source| StoreError::PgMigrate { version, source };
     let mut transaction = client.transaction().map_err(migrate(0))?;
+    // Unbounded here: waiting for another worker's migration, or a long
+    // one, is no stuck statement (the session's bounds are for run writes).
+    transaction
+        .batch_execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
+        .map_err(migrate(0))?;
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(migrate(0))?;

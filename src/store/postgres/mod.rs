@@ -12,7 +12,9 @@
 //! that runs the jobs sent to it in order. Every read and write about one
 //! run goes to the same connection (chosen by the run's id), so the writes
 //! of a run commit in the order they were queued, as with SQLite, and a read
-//! after a write of the same run sees it.
+//! after a write of the same run sees it. One more connection renews
+//! leases only, so that no write stuck on a row lock delays the renewals
+//! of other runs until their executors give up.
 //!
 //! Concurrency between processes: every write about a run first locks its
 //! `runs` row (`SELECT ... FOR UPDATE`), so the state machine check, the lease
@@ -39,7 +41,9 @@ use postgres::{Client, GenericClient, Transaction};
 use serde_json::Value;
 
 use super::create::ReusedAttempt;
-use super::lease::{COLUMNS, LEASE_DURATION, Lease, Owner, Standing, process_alive, standing};
+use super::lease::{
+    self, COLUMNS, LEASE_DURATION, Lease, Owner, Standing, process_alive, standing,
+};
 use super::runs::{NewRun, RerunOf, RunChange, StoredRun, Transition, digest};
 use super::state::{AttemptStatus, RunState, check_transition};
 use super::{Attempt, Backend, Claims, Clock, Pending, StoreError, SystemClock, clock::timestamp};
@@ -47,10 +51,14 @@ use crate::agent::AgentTask;
 use crate::engine::{StepRecord, StepTask};
 use sql::{exec, query, query_opt};
 
-/// Connections (and their threads) per process: a run's writes are one at a
-/// time anyway; more only helps many runs at once, and each is a PostgreSQL
-/// backend process (3 workers hold 12 of the server's default 100).
+/// Connections (and their threads) per process for runs' reads and writes:
+/// a run's writes are one at a time anyway; more only helps many runs at
+/// once, and each is a PostgreSQL backend process. With the renewals'
+/// connection, a process holds 5 (3 workers, 15 of the server's default 100).
 pub const CONNECTIONS: usize = 4;
+
+/// The connection that renews leases (after the [`CONNECTIONS`]).
+const RENEWALS: usize = CONNECTIONS;
 
 /// Whether `db` (the `--db` value) names a PostgreSQL database.
 pub fn is_url(db: &str) -> bool {
@@ -86,6 +94,8 @@ type Job = Box<dyn FnOnce(&mut Link) + Send>;
 struct Link {
     config: postgres::Config,
     tls: tls::MakeRustls,
+    /// Run on each new connection ([`session_bounds`]).
+    setup: Arc<str>,
     client: Option<Client>,
 }
 
@@ -93,8 +103,11 @@ impl Link {
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             sql::forget_statements();
-            let client = self.config.connect(self.tls.clone());
-            self.client = Some(client.map_err(StoreError::Postgres)?);
+            let mut client = self.config.connect(self.tls.clone())?;
+            if !self.setup.is_empty() {
+                client.batch_execute(&self.setup)?;
+            }
+            self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
@@ -134,6 +147,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// them: a statement (a claim, a write) that runs or waits for a row lock
 /// longer fails instead of holding a connection thread, and a session left
 /// in a transaction (a worker frozen mid-write) has its locks taken away.
+/// Set with `SET` once connected, not as startup `options`, which
+/// connection poolers (PgBouncer) refuse.
 const SESSION_BOUNDS: [(&str, &str); 3] = [
     ("statement_timeout", "30s"),
     ("lock_timeout", "10s"),
@@ -141,26 +156,43 @@ const SESSION_BOUNDS: [(&str, &str); 3] = [
 ];
 
 /// `config` with pallet's bounds where the URL sets none: a connect
-/// timeout, TCP keepalives (a server that vanished without a reset is
-/// noticed in about a minute, not hours), and [`SESSION_BOUNDS`].
+/// timeout, and TCP keepalives sooner than the system's two hours (a server
+/// that vanished without a reset is noticed in about a minute).
 fn with_bounds(mut config: postgres::Config) -> postgres::Config {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    config.keepalives(true);
-    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+    if config.get_keepalives() && config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
         config.keepalives_idle(Duration::from_secs(30));
         config.keepalives_interval(Duration::from_secs(10));
         config.keepalives_retries(3);
     }
-    let mut options = config.get_options().unwrap_or_default().to_string();
-    for (name, value) in SESSION_BOUNDS {
-        if !options.contains(name) {
-            options.push_str(&format!(" -c {name}={value}"));
+    config
+}
+
+/// The `SET`s of [`SESSION_BOUNDS`] that `options` (the URL's, as
+/// `-c NAME=VALUE`, `-cNAME=VALUE` or `--NAME=VALUE`) leaves unset.
+fn session_bounds(options: Option<&str>) -> String {
+    let mut named = Vec::new();
+    let mut words = options.unwrap_or_default().split_whitespace();
+    while let Some(word) = words.next() {
+        let setting = match word {
+            "-c" => words.next().unwrap_or_default(),
+            _ => word
+                .strip_prefix("-c")
+                .or_else(|| word.strip_prefix("--"))
+                .unwrap_or_default(),
+        };
+        if let Some((name, _)) = setting.split_once('=') {
+            named.push(name.replace('-', "_"));
         }
     }
-    config.options(options.trim_start());
-    config
+    SESSION_BOUNDS
+        .iter()
+        .filter(|(name, _)| !named.iter().any(|set| set == name))
+        .map(|(name, value)| format!("SET {name} = '{value}';"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The PostgreSQL run database, shared by clones.
@@ -193,12 +225,14 @@ impl PgStore {
                 })?;
         config.ssl_mode(requested.mode);
         let config = with_bounds(config);
-        let mut shards = Vec::with_capacity(CONNECTIONS);
-        for index in 0..CONNECTIONS {
+        let setup: Arc<str> = session_bounds(config.get_options()).into();
+        let mut shards = Vec::with_capacity(CONNECTIONS + 1);
+        for index in 0..=CONNECTIONS {
             let (jobs, queue) = channel::<Job>();
             let mut link = Link {
                 config: config.clone(),
                 tls: tls.clone(),
+                setup: setup.clone(),
                 client: None,
             };
             std::thread::Builder::new()
@@ -245,12 +279,12 @@ impl PgStore {
     fn shard(&self, id: &str) -> usize {
         let mut hasher = std::hash::DefaultHasher::new();
         id.hash(&mut hasher);
-        (hasher.finish() % self.shards.len() as u64) as usize
+        (hasher.finish() % CONNECTIONS as u64) as usize
     }
 
     /// A connection for what concerns no one run.
     fn any_shard(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len()
+        self.next.fetch_add(1, Ordering::Relaxed) % CONNECTIONS
     }
 
     /// Run `work` on connection `shard` and wait for its answer.
@@ -293,21 +327,35 @@ impl PgStore {
     fn write_on<T: Send + 'static>(
         &self,
         shard: usize,
+        work: impl FnMut(&mut Transaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Pending<T> {
+        self.write_then(shard, work, |_| {})
+    }
+
+    /// [`PgStore::write_on`], and `after` sees the outcome before the caller does.
+    fn write_then<T: Send + 'static>(
+        &self,
+        shard: usize,
         mut work: impl FnMut(&mut Transaction) -> Result<T, StoreError> + Send + 'static,
+        after: impl FnOnce(&Result<T, StoreError>) + Send + 'static,
     ) -> Pending<T> {
         let (sender, pending) = oneshot::channel();
         let job: Job = Box::new(move |link| {
             let result = link.run(|client| {
                 let mut transaction = client.transaction()?;
                 let value = work(&mut transaction)?;
+                // Only the server's own refusal says the commit did not
+                // happen; a connection lost meanwhile (closed, reset, timed
+                // out) leaves it unknown, and it is not made again.
                 transaction
                     .commit()
-                    .map_err(|source| match source.is_closed() {
-                        true => StoreError::PgCommitUnknown(source),
-                        false => StoreError::Postgres(source),
+                    .map_err(|source| match source.as_db_error() {
+                        Some(_) => StoreError::Postgres(source),
+                        None => StoreError::PgCommitUnknown(source),
                     })?;
                 Ok(value)
             });
+            after(&result);
             let _ = sender.send(result);
         });
         // A send fails only when the thread is gone: the dropped sender answers WriterStopped.
@@ -332,9 +380,36 @@ impl PgStore {
     /// Runs to execute here: up to `limit` runs `pending` or `in_progress`
     /// that no live process executes, leased to this process (see [`claim`]).
     pub fn claim(&self, limit: usize, max_starts: u32) -> Pending<Claims> {
-        self.write_on(self.any_shard(), move |transaction| {
-            claim::claim(transaction, limit, max_starts)
-        })
+        // Held before the write (see `lease::hold`); those it did not use,
+        // or all of them when its outcome is not known, are let go after.
+        let tokens: Vec<String> = (0..limit)
+            .map(|_| {
+                let token = uuid::Uuid::new_v4().to_string();
+                lease::hold(&token);
+                token
+            })
+            .collect();
+        let offered = tokens.clone();
+        self.write_then(
+            self.any_shard(),
+            move |transaction| claim::claim(transaction, &tokens, max_starts),
+            move |claimed| {
+                let used: Vec<&str> = match claimed {
+                    Ok(claims) => claims
+                        .leased
+                        .iter()
+                        .map(|(_, token)| token.as_str())
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                for token in offered
+                    .iter()
+                    .filter(|token| !used.contains(&token.as_str()))
+                {
+                    lease::let_go(token);
+                }
+            },
+        )
     }
 
     /// Create a run (its row and `created` transition), then `then` in the same write.
@@ -1102,10 +1177,10 @@ impl Backend for PgStore {
         self.write(id, move |transaction, id| acquire(transaction, id, &token))
     }
     fn renew_lease(&self, id: &str, token: &str) -> Pending<bool> {
-        let token = token.to_string();
-        self.write(id, move |transaction, id| {
-            // The run's row first (see `abandon`).
-            lock_run(transaction, id, None)?;
+        let (id, token) = (id.to_string(), token.to_string());
+        self.write_on(RENEWALS, move |transaction| {
+            // One row, one lock: no lock order to keep (unlike `abandon`),
+            // and no wait behind a long write of the run.
             let now = Utc::now();
             Ok(exec(
                 transaction,
@@ -1187,20 +1262,22 @@ mod tests {
         assert_eq!(plain.get_keepalives_idle(), Duration::from_secs(30));
         assert_eq!(
             plain.get_options(),
-            Some(
-                "-c statement_timeout=30s -c lock_timeout=10s -c idle_in_transaction_session_timeout=30s"
-            )
+            None,
+            "no startup options (poolers refuse them)"
+        );
+        assert_eq!(
+            session_bounds(plain.get_options()),
+            "SET statement_timeout = '30s'; SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '30s';"
         );
         let own = bounded(
-            "postgres://pallet@127.0.0.1:5432/runs?connect_timeout=3&keepalives_idle=600&options=-c%20lock_timeout%3D1s",
+            "postgres://pallet@127.0.0.1:5432/runs?connect_timeout=3&keepalives=0&options=-c%20lock_timeout%3D1s%20-cdeadlock_timeout%3D2s%20--statement-timeout%3D0",
         );
         assert_eq!(own.get_connect_timeout(), Some(&Duration::from_secs(3)));
-        assert_eq!(own.get_keepalives_idle(), Duration::from_secs(600));
+        assert!(!own.get_keepalives(), "keepalives=0 stays off");
         assert_eq!(
-            own.get_options(),
-            Some(
-                "-c lock_timeout=1s -c statement_timeout=30s -c idle_in_transaction_session_timeout=30s"
-            )
+            session_bounds(own.get_options()),
+            "SET idle_in_transaction_session_timeout = '30s';",
+            "the URL's own lock_timeout and statement_timeout stand; deadlock_timeout is another"
         );
     }
 }
