@@ -1816,10 +1816,54 @@ fn postgres_tls_follows_libpqs_sslmode() {
         ],
     );
     fails(
+        "?sslmode=verify-ca",
+        false,
+        &["cannot set up TLS", "verify-ca needs sslrootcert=FILE"],
+    );
+    fails(
+        "?sslmode=require&sslrootcert=system",
+        false,
+        &[
+            "cannot set up TLS",
+            "sslrootcert=system needs sslmode=verify-full",
+        ],
+    );
+    fails(
         "?sslmode=always",
         false,
         &["cannot set up TLS", "sslmode `always`", "verify-full"],
     );
+    // What the TLS parameters are taken out of stays as written:
+    // percent-encoded options, a list of hosts, a Unix socket directory.
+    let database = cluster().database();
+    let (port, name) = (cluster().port(), database.name());
+    let socket = cluster()
+        .socket_dir()
+        .display()
+        .to_string()
+        .replace('/', "%2F");
+    let mut stores = Vec::new();
+    for url in [
+        format!(
+            "postgres://pallet@127.0.0.1:{port}/{name}?options=-c%20statement_timeout%3D5s&application_name=my%20app&sslmode=require"
+        ),
+        format!("postgres://pallet@127.0.0.1:1,127.0.0.1:{port}/{name}?sslmode=prefer"),
+        format!("postgres://pallet@/{name}?host={socket}&port={port}&sslmode=prefer"),
+    ] {
+        match PgStore::open(&url) {
+            Ok(store) => stores.push(store),
+            Err(error) => panic!("{url}: {}", chain_of(&error)),
+        }
+    }
+    // Decoded as libpq decodes it (not `my+app`).
+    assert_eq!(
+        cluster().psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND application_name = 'my app'")
+        ),
+        "1"
+    );
+    drop(stores);
 }
 
 /// A loopback proxy to the cluster that, once armed, passes the next

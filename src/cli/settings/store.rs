@@ -16,9 +16,15 @@ fn postgres_url(db: Option<&Path>) -> Option<&str> {
 fn open_postgres(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
     match PgStore::open(url) {
         Ok(store) => Ok(Arc::new(store)),
-        Err(error @ StoreError::PgConnect { .. }) => Err(BadInput::new(crate::error::chain_of(&error))
-            .hint("check that the server runs and the URL is right: postgres://USER[:PASSWORD]@HOST:PORT/DATABASE (the database must exist)")
-            .into()),
+        Err(error @ StoreError::PgConnect { .. }) => {
+            let message = crate::error::chain_of(&error);
+            let hint = match message.contains("TLS") {
+                // Unlike libpq, `prefer` does not fall back to plain after a failed handshake.
+                true => "the TLS handshake failed: give the server's CA with &sslrootcert=FILE (and sslmode=verify-full), or ?sslmode=disable on a trusted network",
+                false => "check that the server runs and the URL is right: postgres://USER[:PASSWORD]@HOST:PORT/DATABASE (the database must exist)",
+            };
+            Err(BadInput::new(message).hint(hint).into())
+        }
         Err(error @ StoreError::PgTls { .. }) => Err(BadInput::new(crate::error::chain_of(&error))
             .hint("TLS is set in the URL as libpq's: ?sslmode=disable|prefer|require|verify-ca|verify-full, and &sslrootcert=FILE (PEM roots; the system's by default)")
             .into()),

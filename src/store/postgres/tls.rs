@@ -10,8 +10,10 @@
 //! - `verify-ca`: TLS, the certificate chains to a root; any host name.
 //! - `verify-full`: `verify-ca`, and the certificate names the host.
 //!
-//! Roots: `sslrootcert=FILE` (PEM), or the system's (absent, or
-//! `sslrootcert=system`). The TLS stack is rustls (already pallet's for
+//! Roots: `sslrootcert=FILE` (PEM), or the system's (`sslrootcert=system`,
+//! which as in libpq 16 means `verify-full`, the only check worth making
+//! against public roots; also when absent with `verify-full`). A Unix
+//! socket gets no TLS. The TLS stack is rustls (already pallet's for
 //! HTTPS). No channel binding is offered: SCRAM authenticates without it.
 
 use std::future::Future;
@@ -52,23 +54,41 @@ pub struct Requested {
 }
 
 /// Take libpq's TLS parameters out of `url`; an error says what is wrong.
+/// The rest of the URL is kept byte for byte (its percent-encoding, a list
+/// of hosts, a socket directory as `host=`), for `postgres::Config`.
 pub fn requested(url: &str) -> Result<Requested, String> {
-    let mut parsed = url::Url::parse(url).map_err(|error| format!("not a URL: {error}"))?;
-    let (mut sslmode, mut roots) = (None, None);
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let (mut sslmode, mut sslrootcert) = (None, None);
     let mut kept = Vec::new();
-    for (key, value) in parsed.query_pairs() {
-        match &*key {
-            "sslmode" => sslmode = Some(value.into_owned()),
-            "sslrootcert" => roots = Some(value.into_owned()),
-            _ => kept.push((key.into_owned(), value.into_owned())),
+    for piece in query.split('&').filter(|piece| !piece.is_empty()) {
+        let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
+        match percent_decoded(key).as_str() {
+            "sslmode" => sslmode = Some(percent_decoded(value)),
+            "sslrootcert" => sslrootcert = Some(percent_decoded(value)),
+            _ => kept.push(piece),
         }
     }
-    let roots = roots.filter(|roots| roots != "system").map(PathBuf::from);
-    let (mode, check) = match sslmode.as_deref().unwrap_or("prefer") {
+    // As libpq 16: the system's roots are only worth a full check.
+    let system = sslrootcert.as_deref() == Some("system");
+    let roots = sslrootcert.filter(|_| !system).map(PathBuf::from);
+    let default = if system { "verify-full" } else { "prefer" };
+    let mode = sslmode.as_deref().unwrap_or(default);
+    let (mode, check) = match mode {
+        _ if system && mode != "verify-full" => {
+            return Err(format!(
+                "sslrootcert=system needs sslmode=verify-full (not `{mode}`): any publicly trusted certificate would do otherwise"
+            ));
+        }
         "disable" => (SslMode::Disable, Check::Nothing),
         "allow" | "prefer" => (SslMode::Prefer, Check::Nothing),
         "require" if roots.is_some() => (SslMode::Require, Check::Chain),
         "require" => (SslMode::Require, Check::Nothing),
+        "verify-ca" if roots.is_none() => {
+            return Err(
+                "sslmode=verify-ca needs sslrootcert=FILE, the roots to check the chain against (the system's would accept any publicly trusted certificate for any name: use verify-full with those)"
+                    .to_string(),
+            );
+        }
         "verify-ca" => (SslMode::Require, Check::Chain),
         "verify-full" => (SslMode::Require, Check::Full),
         other => {
@@ -77,18 +97,40 @@ pub fn requested(url: &str) -> Result<Requested, String> {
             ));
         }
     };
-    match kept.is_empty() {
-        true => parsed.set_query(None),
-        false => {
-            parsed.query_pairs_mut().clear().extend_pairs(kept);
-        }
-    }
+    let url = match kept.is_empty() {
+        true => base.to_string(),
+        false => format!("{base}?{}", kept.join("&")),
+    };
     Ok(Requested {
-        url: parsed.to_string(),
+        url,
         mode,
         check,
         roots,
     })
+}
+
+/// `text` with its `%XX` escapes decoded (as in a URL's query; `+` stays).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// The connector for what `requested` asks; an error says what is wrong
@@ -247,9 +289,15 @@ where
     type TlsConnect = ConnectRustls;
     type Error = io::Error;
 
+    /// `domain` is empty for a Unix socket, which gets no TLS (as with libpq).
     fn make_tls_connect(&mut self, domain: &str) -> io::Result<ConnectRustls> {
-        let name = ServerName::try_from(domain.to_string())
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+        let name = match domain {
+            "" => None,
+            domain => Some(
+                ServerName::try_from(domain.to_string())
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?,
+            ),
+        };
         Ok(ConnectRustls {
             config: self.0.clone(),
             name,
@@ -259,7 +307,8 @@ where
 
 pub struct ConnectRustls {
     config: Arc<rustls::ClientConfig>,
-    name: ServerName<'static>,
+    /// None for a Unix socket.
+    name: Option<ServerName<'static>>,
 }
 
 impl<S> TlsConnect<S> for ConnectRustls
@@ -272,7 +321,16 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         let connector = tokio_rustls::TlsConnector::from(self.config);
-        Box::pin(async move { Ok(Rustls(connector.connect(self.name, stream).await?)) })
+        Box::pin(async move {
+            // Only asked when the server offered TLS (never over a socket).
+            let name = self.name.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "no TLS over a Unix socket: sslmode=require or verify-* needs a TCP host",
+                )
+            })?;
+            Ok(Rustls(connector.connect(name, stream).await?))
+        })
     }
 }
 
@@ -345,7 +403,7 @@ mod tests {
                 "postgres://u@h/d",
             ),
             (
-                "postgres://u@h/d?sslmode=verify-ca",
+                "postgres://u@h/d?sslmode=verify-ca&sslrootcert=ca.pem",
                 SslMode::Require,
                 Check::Chain,
                 "postgres://u@h/d",
@@ -370,5 +428,31 @@ mod tests {
             error.contains("`verify`") && error.contains("verify-full"),
             "{error}"
         );
+        // The rest stays as written: percent-encoding, host lists, socket directories.
+        let kept = "postgres://u@h1:5432,h2:5433/d?options=-c%20statement_timeout%3D5s&application_name=my%20app&host=%2Fvar%2Frun";
+        let with_tls = format!("{kept}&sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20one.pem");
+        let requested_here = requested(&with_tls).unwrap();
+        assert_eq!(requested_here.url, kept);
+        assert_eq!(requested_here.roots, Some(PathBuf::from("/etc/ca one.pem")));
+        // The system's roots with a weaker check, or verify-ca without roots: refused.
+        for (url, part) in [
+            (
+                "postgres://u@h/d?sslmode=require&sslrootcert=system",
+                "needs sslmode=verify-full",
+            ),
+            (
+                "postgres://u@h/d?sslmode=verify-ca&sslrootcert=system",
+                "needs sslmode=verify-full",
+            ),
+            (
+                "postgres://u@h/d?sslmode=verify-ca",
+                "needs sslrootcert=FILE",
+            ),
+        ] {
+            let error = requested(url).unwrap_err();
+            assert!(error.contains(part), "{url}: {error}");
+        }
+        let system = requested("postgres://u@h/d?sslrootcert=system").unwrap();
+        assert_eq!((system.mode, system.check), (SslMode::Require, Check::Full));
     }
 }

@@ -138,6 +138,11 @@ impl Cluster {
         self.root.join("tls/ca.crt")
     }
 
+    /// The directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.root
+    }
+
     /// A CA that signed nothing the server has.
     pub fn other_ca_file(&self) -> PathBuf {
         self.root.join("tls/other-ca.crt")
