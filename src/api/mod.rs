@@ -173,7 +173,7 @@ impl AppState {
     fn execute_in_background(
         self: &Arc<AppState>,
         id: String,
-        claimed: Option<String>,
+        claimed: Option<(String, std::time::Instant)>,
         ticket: admission::Ticket,
     ) -> bool {
         let cancel = CancellationToken::new();
@@ -183,7 +183,7 @@ impl AppState {
         match self.lock_executing().entry(id.clone()) {
             // Two requests at once: the first one's execution stays cancellable.
             std::collections::hash_map::Entry::Occupied(_) => {
-                if let Some(token) = claimed {
+                if let Some((token, _)) = claimed {
                     let store = self.store.clone();
                     self.tasks.spawn(async move {
                         let _ = store.release_lease(&id, &token).await;
@@ -202,7 +202,9 @@ impl AppState {
             let runner = state.runner(SERVICE_ACTOR);
             let execution = async {
                 match claimed {
-                    Some(token) => runner.resume_claimed(&id, token, cancel).await,
+                    Some((token, taken_from)) => {
+                        runner.resume_claimed(&id, token, taken_from, cancel).await
+                    }
                     None => runner.resume(&id, cancel).await,
                 }
             };
@@ -338,9 +340,11 @@ impl AppState {
                 let (store, reason) = (self.store.clone(), crashed_twice(&id));
                 let _ = tokio::task::spawn_blocking(move || store.set_error(&id, &reason)).await;
             }
+            let taken_from = claims.taken_from.unwrap_or_else(std::time::Instant::now);
             for (id, token) in claims.leased {
                 tracing::info!("run {id} claimed");
-                self.execute_in_background(id, Some(token), self.admission.continuing());
+                let claimed = Some((token, taken_from));
+                self.execute_in_background(id, claimed, self.admission.continuing());
             }
         }
     }

@@ -46,6 +46,14 @@ pub struct RunJournal {
 /// reattach, not `cancelled`.
 const GIVEN_UP: &str = "given-up";
 
+/// The token a write carries now: `lease`, or [`GIVEN_UP`] once `given_up`.
+fn carried<'a>(lease: Option<&'a str>, given_up: &AtomicBool) -> Option<&'a str> {
+    match given_up.load(Ordering::SeqCst) {
+        true => Some(GIVEN_UP),
+        false => lease,
+    }
+}
+
 #[derive(Default)]
 struct Starts {
     /// step id -> its start, while the engine runs it.
@@ -93,10 +101,7 @@ impl RunJournal {
 
     /// The token this journal's writes carry.
     fn lease(&self) -> Option<&str> {
-        match self.given_up.load(Ordering::SeqCst) {
-            true => Some(GIVEN_UP),
-            false => self.lease.as_deref(),
-        }
+        carried(self.lease.as_deref(), &self.given_up)
     }
 
     fn starts(&self) -> std::sync::MutexGuard<'_, Starts> {
@@ -179,7 +184,7 @@ impl Journal for RunJournal {
             runtime.spawn(write_due_starts(
                 self.store.clone(),
                 self.run_id.clone(),
-                self.lease().map(str::to_string),
+                (self.lease.clone(), self.given_up.clone()),
                 Arc::downgrade(&self.starts),
             ));
         }
@@ -312,7 +317,7 @@ impl RunJournal {
 async fn write_due_starts(
     store: Arc<dyn Backend>,
     run_id: String,
-    lease: Option<String>,
+    (lease, given_up): (Option<String>, Arc<AtomicBool>),
     starts: Weak<Mutex<Starts>>,
 ) {
     loop {
@@ -329,14 +334,9 @@ async fn write_due_starts(
             })
             .map(|(step, _)| step.clone())
             .collect();
+        let lease = carried(lease.as_deref(), &given_up);
         for step in due {
-            write_start(
-                store.as_ref(),
-                &run_id,
-                lease.as_deref(),
-                &mut starts.steps,
-                &step,
-            );
+            write_start(store.as_ref(), &run_id, lease, &mut starts.steps, &step);
         }
         let deferred = starts
             .steps

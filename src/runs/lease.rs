@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +50,7 @@ impl HeldLease {
         cancel: CancellationToken,
     ) -> Result<Result<HeldLease, Lease>, StoreError> {
         let token = new_token();
+        let taken_from = Instant::now();
         let holder = store.acquire_lease(id, &token).await.inspect_err(|_| {
             // Unknown whether it was taken: an orphan, then, for a claim to take back.
             lease::let_go(&token);
@@ -58,15 +59,18 @@ impl HeldLease {
             lease::let_go(&token);
             return Ok(Err(holder));
         }
-        Ok(Ok(HeldLease::adopt(store, id, token, cancel)))
+        Ok(Ok(HeldLease::adopt(store, id, token, taken_from, cancel)))
     }
 
     /// The lease taken under `token` by another write of this process (a
-    /// new run's, [`Backend::create_started_run`]): renewed and released from now on.
+    /// new run's, [`Backend::create_started_run`], or a claim's): renewed and
+    /// released from now on. `taken_from` is a moment before that write
+    /// stamped the lease's expiry: the give-up deadline counts from it.
     pub fn adopt(
         store: &dyn Backend,
         id: &str,
         token: String,
+        taken_from: Instant,
         cancel: CancellationToken,
     ) -> HeldLease {
         let lost = Arc::new(AtomicBool::new(false));
@@ -74,6 +78,7 @@ impl HeldLease {
             store.shared(),
             id.to_string(),
             token.clone(),
+            tokio::time::Instant::from_std(taken_from),
             cancel,
             lost.clone(),
         ));
@@ -173,6 +178,7 @@ async fn renew_until_lost(
     store: Arc<dyn Backend>,
     id: String,
     token: String,
+    taken_from: tokio::time::Instant,
     cancel: CancellationToken,
     lost: Arc<AtomicBool>,
 ) {
@@ -180,8 +186,9 @@ async fn renew_until_lost(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     // When the lease was last known good: the time a renewal that then
-    // succeeded was sent (its new expiry is stamped after that).
-    let mut good_at = tokio::time::Instant::now();
+    // succeeded was sent (its new expiry is stamped after that), at first
+    // the time before the write that took it.
+    let mut good_at = taken_from;
     let distributed = store.distributed();
     let give_up = |at: tokio::time::Instant| async move {
         match distributed {

@@ -206,6 +206,7 @@ impl Runner<'_> {
         // Created, started and leased in one write: a new run has no earlier
         // attempts to interrupt or restore.
         let token = lease::new_token();
+        let taken_from = std::time::Instant::now();
         let id = self
             .store
             .create_started_run(
@@ -213,9 +214,10 @@ impl Runner<'_> {
                 RunChange::new(RunState::InProgress, TRIGGER_START, &self.actor),
                 Some(&token),
             )
-            .await?;
+            .await
+            .inspect_err(|_| crate::store::lease::let_go(&token))?;
         let cancel = cancel.child_token();
-        let lease = lease::HeldLease::adopt(self.store, &id, token, cancel.clone());
+        let lease = lease::HeldLease::adopt(self.store, &id, token, taken_from, cancel.clone());
         self.execute_leased(&id, workflow, input, cancel, lease, Default::default())
             .await
     }
@@ -268,12 +270,13 @@ impl Runner<'_> {
         &self,
         id: &str,
         token: String,
+        taken_from: std::time::Instant,
         cancel: CancellationToken,
     ) -> Result<Outcome, RunError> {
         // Held before anything can fail: a lease nobody renews nor releases
         // would bind the run (on this host, for as long as this process lives).
         let cancel = cancel.child_token();
-        let lease = HeldLease::adopt(self.store, id, token, cancel.clone());
+        let lease = HeldLease::adopt(self.store, id, token, taken_from, cancel.clone());
         self.resume_leased(id, cancel, Some(lease)).await
     }
 

@@ -52,9 +52,13 @@ impl Runner<'_> {
         let prepared = blocking(self.store, move |store| prepare(store, &id, &from)).await?;
         let completed = completed_outputs(&prepared.reused);
         let token = lease::new_token();
-        let new_id = self.write_rerun(&prepared, Some(&token)).await?;
+        let taken_from = std::time::Instant::now();
+        let new_id = self
+            .write_rerun(&prepared, Some(&token))
+            .await
+            .inspect_err(|_| crate::store::lease::let_go(&token))?;
         let cancel = cancel.child_token();
-        let lease = lease::HeldLease::adopt(self.store, &new_id, token, cancel.clone());
+        let lease = lease::HeldLease::adopt(self.store, &new_id, token, taken_from, cancel.clone());
         let Prepared {
             original, workflow, ..
         } = prepared;

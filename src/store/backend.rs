@@ -21,6 +21,9 @@ pub struct Claims {
     pub leased: Vec<(String, String)>,
     /// Runs whose executors crashed `max_starts` times: not leased, left for a human.
     pub crashed: Vec<String>,
+    /// A moment before the leases' expiry was stamped (their holder's
+    /// renewals count from it, see `runs::lease::HeldLease::adopt`).
+    pub taken_from: Option<std::time::Instant>,
 }
 
 /// A run database as the run lifecycle uses it.

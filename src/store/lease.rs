@@ -10,7 +10,8 @@
 //! processes, which share no test clock.
 
 use std::cell::RefCell;
-use std::sync::{Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -120,9 +121,9 @@ impl Owner {
 /// very process but a token not held here is an orphan (its release failed,
 /// or the commit that took it was lost with the connection): a claim of a
 /// shared database takes it back ([`is_this_process`]).
-static HELD_HERE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static HELD_HERE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
 
-fn held_tokens() -> std::sync::MutexGuard<'static, Vec<String>> {
+fn held_tokens() -> std::sync::MutexGuard<'static, HashSet<String>> {
     HELD_HERE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -130,20 +131,17 @@ fn held_tokens() -> std::sync::MutexGuard<'static, Vec<String>> {
 
 /// Note `token` as held by this process (before its lease is written).
 pub fn hold(token: &str) {
-    held_tokens().push(token.to_string());
+    held_tokens().insert(token.to_string());
 }
 
 /// `token`'s lease is no longer this process's.
 pub fn let_go(token: &str) {
-    let mut tokens = held_tokens();
-    if let Some(index) = tokens.iter().position(|held| held == token) {
-        tokens.swap_remove(index);
-    }
+    held_tokens().remove(token);
 }
 
 /// Whether this process holds the lease taken under `token`.
 pub fn held_here(token: &str) -> bool {
-    held_tokens().iter().any(|held| held == token)
+    held_tokens().contains(token)
 }
 
 /// Whether `owner` is this very process (not merely one of this host).

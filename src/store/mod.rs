@@ -109,6 +109,12 @@ pub enum StoreError {
         #[source]
         source: ::postgres::Error,
     },
+    #[error(
+        "the lease of run `{id}` is being changed by another transaction; its renewal is tried again at the next tick"
+    )]
+    LeaseBusy { id: String },
+    #[error("cannot renew leases: {reason}")]
+    Renewal { reason: String },
     #[error("cannot set up TLS to the run database {url}: {what}")]
     PgTls { url: String, what: String },
     #[error("cannot apply migration {version} to the PostgreSQL run database")]

@@ -1987,3 +1987,69 @@ fn postgres_a_commit_cut_off_is_not_made_twice() {
         vec![row("one", 1, AttemptStatus::Completed)]
     );
 }
+
+/// Renewals asked for at once go out together; each is answered for its
+/// own lease: renewed, taken over (false), or its row locked elsewhere.
+#[test]
+fn postgres_renewals_in_one_batch_answer_each_lease() {
+    let database = cluster().database();
+    let store = PgStore::open(&database.url).unwrap();
+    let ids: Vec<String> = (0..40).map(|_| running(&store)).collect();
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(
+            store.acquire_lease(id, &format!("t{n}")).wait().unwrap(),
+            None
+        );
+    }
+    let expiry = |id: &str| {
+        cluster().psql(
+            database.name(),
+            &format!("SELECT expires_at FROM run_leases WHERE run_id = '{id}'"),
+        )
+    };
+    let before: Vec<String> = ids.iter().map(|id| expiry(id)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Another session holds the last lease's row.
+    let mut other = ::postgres::Client::connect(&database.url, ::postgres::NoTls).unwrap();
+    let mut holding = other.transaction().unwrap();
+    holding
+        .query(
+            "SELECT 1 FROM run_leases WHERE run_id = $1 FOR UPDATE",
+            &[&ids[39]],
+        )
+        .unwrap();
+    let pending: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            // The first one under a token it does not hold.
+            let token = if n == 0 {
+                "stranger".to_string()
+            } else {
+                format!("t{n}")
+            };
+            store.renew_lease(id, &token)
+        })
+        .collect();
+    let answers: Vec<Result<bool, StoreError>> = pending.into_iter().map(|p| p.wait()).collect();
+    holding.rollback().unwrap();
+    assert!(matches!(answers[0], Ok(false)), "{:?}", answers[0]);
+    for (n, answer) in answers.iter().enumerate().take(39).skip(1) {
+        assert!(matches!(answer, Ok(true)), "{n}: {answer:?}");
+        assert!(expiry(&ids[n]) > before[n], "{n}: the expiry moved on");
+    }
+    match &answers[39] {
+        Err(error @ StoreError::LeaseBusy { .. }) => {
+            assert!(chain_of(error).contains("tried again at the next tick"))
+        }
+        other => panic!("a locked lease row: {other:?}"),
+    }
+    assert_eq!(
+        expiry(&ids[0]),
+        before[0],
+        "a stranger's renewal changes nothing"
+    );
+    assert_eq!(expiry(&ids[39]), before[39]);
+    // Next tick, the row free again: renewed.
+    assert!(store.renew_lease(&ids[39], "t39").wait().unwrap());
+}

@@ -30,7 +30,10 @@ pub(super) fn claim(
     tokens: &[String],
     max_starts: u32,
 ) -> Result<Claims, StoreError> {
-    let mut claims = Claims::default();
+    let mut claims = Claims {
+        taken_from: Some(std::time::Instant::now()),
+        ..Claims::default()
+    };
     let limit = tokens.len();
     if limit == 0 {
         return Ok(claims);

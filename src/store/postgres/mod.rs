@@ -24,6 +24,7 @@
 
 mod claim;
 mod migrations;
+mod renewals;
 mod sql;
 mod tls;
 
@@ -140,6 +141,12 @@ impl Link {
     }
 }
 
+/// How long sent data may go unacknowledged before the connection counts as
+/// broken, unless the URL says (`tcp_user_timeout`): shorter than a lease
+/// holder's give-up (20 s), so that a silently dropped connection is
+/// replaced before the renewals on it are given up.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How long a connection attempt may take, unless the URL says (`connect_timeout`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -161,6 +168,9 @@ const SESSION_BOUNDS: [(&str, &str); 3] = [
 fn with_bounds(mut config: postgres::Config) -> postgres::Config {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
     }
     if config.get_keepalives() && config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
         config.keepalives_idle(Duration::from_secs(30));
@@ -202,6 +212,7 @@ pub struct PgStore {
     next: Arc<AtomicUsize>,
     url: String,
     clock: Arc<dyn Clock>,
+    renewals: renewals::Queue,
 }
 
 impl PgStore {
@@ -255,6 +266,7 @@ impl PgStore {
             next: Arc::default(),
             url: shown.clone(),
             clock: Arc::new(SystemClock),
+            renewals: renewals::Queue::default(),
         };
         // On a connection thread: the `postgres` client runs its own runtime
         // and must not be used from inside another one (`pallet serve`'s).
@@ -1177,17 +1189,16 @@ impl Backend for PgStore {
         self.write(id, move |transaction, id| acquire(transaction, id, &token))
     }
     fn renew_lease(&self, id: &str, token: &str) -> Pending<bool> {
-        let (id, token) = (id.to_string(), token.to_string());
-        self.write_on(RENEWALS, move |transaction| {
-            // One row, one lock: no lock order to keep (unlike `abandon`),
-            // and no wait behind a long write of the run.
-            let now = Utc::now();
-            Ok(exec(
-                transaction,
-                "UPDATE run_leases SET renewed_at = $3, expires_at = $4 WHERE run_id = $1 AND token = $2",
-                &[&id, &token, &timestamp(now), &timestamp(now + LEASE_DURATION)],
-            )? == 1)
-        })
+        let (sender, pending) = oneshot::channel();
+        if renewals::add(&self.renewals, id.to_string(), token.to_string(), sender) {
+            let queue = self.renewals.clone();
+            let job: Job = Box::new(move |link| {
+                // Autocommit, repeatable: a renewal made twice is harmless.
+                renewals::run(&queue, link);
+            });
+            drop(self.shards[RENEWALS].send(job));
+        }
+        Pending::answered_by(pending)
     }
     fn release_lease(&self, id: &str, token: &str) -> Pending<()> {
         let token = token.to_string();
@@ -1260,6 +1271,7 @@ mod tests {
         assert_eq!(plain.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
         assert!(plain.get_keepalives());
         assert_eq!(plain.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(plain.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
         assert_eq!(
             plain.get_options(),
             None,
