@@ -182,9 +182,10 @@ async fn renew_until_lost(
     cancel: CancellationToken,
     lost: Arc<AtomicBool>,
 ) {
-    let mut ticks = tokio::time::interval(RENEW_EVERY);
+    // The first renewal one period after the lease was taken (at once when
+    // the write that took it was that slow).
+    let mut ticks = tokio::time::interval_at(taken_from + RENEW_EVERY, RENEW_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
     // When the lease was last known good: the time a renewal that then
     // succeeded was sent (its new expiry is stamped after that), at first
     // the time before the write that took it.

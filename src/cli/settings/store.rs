@@ -18,7 +18,7 @@ fn open_postgres(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
         Ok(store) => Ok(Arc::new(store)),
         Err(error @ StoreError::PgConnect { .. }) => {
             let message = crate::error::chain_of(&error);
-            let hint = match message.contains("TLS") {
+            let hint = match message.contains("TLS handshake") || message.contains("certificate") {
                 // Unlike libpq, `prefer` does not fall back to plain after a failed handshake.
                 true => "the TLS handshake failed: give the server's CA with &sslrootcert=FILE (and sslmode=verify-full), or ?sslmode=disable on a trusted network",
                 false => "check that the server runs and the URL is right: postgres://USER[:PASSWORD]@HOST:PORT/DATABASE (the database must exist)",

@@ -142,10 +142,14 @@ impl Link {
 }
 
 /// How long sent data may go unacknowledged before the connection counts as
-/// broken, unless the URL says (`tcp_user_timeout`): shorter than a lease
-/// holder's give-up (20 s), so that a silently dropped connection is
-/// replaced before the renewals on it are given up.
+/// broken, unless the URL says (`tcp_user_timeout`), on the connections of
+/// runs' reads and writes.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// [`TCP_USER_TIMEOUT`] of the renewals' connection: well inside a renewal
+/// period, so that a renewal sent on a dead connection is made again on a
+/// new one (`Link::run`) before its lease holder would give up.
+const RENEWALS_TCP_USER_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How long a connection attempt may take, unless the URL says (`connect_timeout`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -234,14 +238,21 @@ impl PgStore {
                     url: shown.clone(),
                     source,
                 })?;
-        config.ssl_mode(requested.mode);
+        if let Some(mode) = requested.mode {
+            config.ssl_mode(mode);
+        }
+        let own_user_timeout = config.get_tcp_user_timeout().is_some();
         let config = with_bounds(config);
         let setup: Arc<str> = session_bounds(config.get_options()).into();
         let mut shards = Vec::with_capacity(CONNECTIONS + 1);
         for index in 0..=CONNECTIONS {
             let (jobs, queue) = channel::<Job>();
+            let mut config = config.clone();
+            if index == RENEWALS && !own_user_timeout {
+                config.tcp_user_timeout(RENEWALS_TCP_USER_TIMEOUT);
+            }
             let mut link = Link {
-                config: config.clone(),
+                config,
                 tls: tls.clone(),
                 setup: setup.clone(),
                 client: None,
@@ -1196,7 +1207,9 @@ impl Backend for PgStore {
                 // Autocommit, repeatable: a renewal made twice is harmless.
                 renewals::run(&queue, link);
             });
-            drop(self.shards[RENEWALS].send(job));
+            if self.shards[RENEWALS].send(job).is_err() {
+                renewals::fail_all(&self.renewals, || StoreError::WriterStopped);
+            }
         }
         Pending::answered_by(pending)
     }

@@ -33,6 +33,18 @@ fn lock(queue: &Queue) -> std::sync::MutexGuard<'_, Waiting> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Answer every waiting renewal with `error` (the connection's thread is gone).
+pub(super) fn fail_all(queue: &Queue, error: impl Fn() -> StoreError) {
+    let renewals = {
+        let mut waiting = lock(queue);
+        waiting.queued = false;
+        std::mem::take(&mut waiting.renewals)
+    };
+    for (_, _, answer) in renewals {
+        let _ = answer.send(Err(error()));
+    }
+}
+
 /// Add a renewal; true when the caller must queue a batch job ([`run`]).
 pub(super) fn add(queue: &Queue, id: String, token: String, answer: Answer) -> bool {
     let mut waiting = lock(queue);
@@ -58,10 +70,11 @@ pub(super) fn run(queue: &Queue, link: &mut Link) {
         .map(|(_, token, _)| token.as_str())
         .collect();
     let outcome = link.run(|client| renew(client, &ids, &tokens));
-    for (id, _, answer) in renewals {
+    for (id, token, answer) in renewals {
+        let pair = (id, token);
         let _ = answer.send(match &outcome {
-            Ok((renewed, _)) if renewed.contains(&id) => Ok(true),
-            Ok((_, busy)) if busy.contains(&id) => Err(StoreError::LeaseBusy { id }),
+            Ok((renewed, _)) if renewed.contains(&pair) => Ok(true),
+            Ok((_, busy)) if busy.contains(&pair) => Err(StoreError::LeaseBusy { id: pair.0 }),
             Ok(_) => Ok(false),
             Err(error) => Err(StoreError::Renewal {
                 reason: crate::error::chain_of(error),
@@ -70,14 +83,19 @@ pub(super) fn run(queue: &Queue, link: &mut Link) {
     }
 }
 
-/// (renewed run ids, run ids whose lease row was locked by another transaction).
-fn renew(
-    client: &mut Client,
-    ids: &[&str],
-    tokens: &[&str],
-) -> Result<(HashSet<String>, HashSet<String>), StoreError> {
+/// (run id, token) pairs.
+type Pairs = HashSet<(String, String)>;
+
+/// Of the leases `ids` held under `tokens`: those renewed, and those whose
+/// row another transaction held locked.
+fn renew(client: &mut Client, ids: &[&str], tokens: &[&str]) -> Result<(Pairs, Pairs), StoreError> {
     let now = Utc::now();
-    let renewed: HashSet<String> = query(
+    let pairs = |rows: Vec<postgres::Row>| -> Result<Pairs, StoreError> {
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    };
+    let renewed = pairs(query(
         client,
         "WITH free AS (
              SELECT l.run_id FROM run_leases l
@@ -86,31 +104,25 @@ fn renew(
              FOR UPDATE OF l SKIP LOCKED)
          UPDATE run_leases l SET renewed_at = $3, expires_at = $4
          FROM free WHERE l.run_id = free.run_id
-         RETURNING l.run_id",
+         RETURNING l.run_id, l.token",
         &[
             &ids,
             &tokens,
             &timestamp(now),
             &timestamp(now + LEASE_DURATION),
         ],
-    )?
-    .iter()
-    .map(|row| row.try_get(0))
-    .collect::<Result<_, _>>()?;
+    )?)?;
     if renewed.len() == ids.len() {
-        return Ok((renewed, HashSet::new()));
+        return Ok((renewed, Pairs::new()));
     }
     // Not renewed: taken over (the token differs, or no lease), or locked.
-    let held: HashSet<String> = query(
+    let held = pairs(query(
         client,
-        "SELECT l.run_id FROM run_leases l
+        "SELECT l.run_id, l.token FROM run_leases l
          JOIN unnest($1::text[], $2::text[]) AS w(run_id, token)
            ON l.run_id = w.run_id AND l.token = w.token",
         &[&ids, &tokens],
-    )?
-    .iter()
-    .map(|row| row.try_get(0))
-    .collect::<Result<_, _>>()?;
+    )?)?;
     let busy = held.difference(&renewed).cloned().collect();
     Ok((renewed, busy))
 }

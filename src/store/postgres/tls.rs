@@ -48,7 +48,9 @@ enum Check {
 pub struct Requested {
     /// The URL for `postgres::Config` (its `sslmode` one it knows).
     pub url: String,
-    pub mode: SslMode,
+    /// None when the URL names no TLS parameter: what `postgres::Config`
+    /// reads from it (its default, `prefer`) stands.
+    pub mode: Option<SslMode>,
     check: Check,
     roots: Option<PathBuf>,
 }
@@ -57,7 +59,16 @@ pub struct Requested {
 /// The rest of the URL is kept byte for byte (its percent-encoding, a list
 /// of hosts, a socket directory as `host=`), for `postgres::Config`.
 pub fn requested(url: &str) -> Result<Requested, String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    // The query starts at the first `?` after the credentials, which end at
+    // the first `@` (as `postgres::Config` reads a URL): a `?` in a password stays.
+    let authority = url.find("://").map_or(0, |at| at + 3);
+    let host_part = url[authority..]
+        .find('@')
+        .map_or(authority, |at| authority + at + 1);
+    let (base, query) = match url[host_part..].find('?') {
+        Some(at) => (&url[..host_part + at], &url[host_part + at + 1..]),
+        None => (url, ""),
+    };
     let (mut sslmode, mut sslrootcert) = (None, None);
     let mut kept = Vec::new();
     for piece in query.split('&').filter(|piece| !piece.is_empty()) {
@@ -103,7 +114,7 @@ pub fn requested(url: &str) -> Result<Requested, String> {
     };
     Ok(Requested {
         url,
-        mode,
+        mode: (sslmode.is_some() || system || roots.is_some()).then_some(mode),
         check,
         roots,
     })
@@ -118,6 +129,7 @@ fn percent_decoded(text: &str) -> String {
         let escaped = (bytes[index] == b'%')
             .then(|| text.get(index + 1..index + 3))
             .flatten()
+            .filter(|hex| hex.bytes().all(|byte| byte.is_ascii_hexdigit()))
             .and_then(|hex| u8::from_str_radix(hex, 16).ok());
         match escaped {
             Some(byte) => {
@@ -378,41 +390,43 @@ mod tests {
     #[test]
     fn libpq_modes_map_to_what_the_client_knows_and_leave_the_other_parameters() {
         let cases = [
-            (
-                "postgres://u@h/d",
-                SslMode::Prefer,
-                Check::Nothing,
-                "postgres://u@h/d",
-            ),
+            ("postgres://u@h/d", None, Check::Nothing, "postgres://u@h/d"),
             (
                 "postgres://u@h/d?sslmode=disable&application_name=x",
-                SslMode::Disable,
+                Some(SslMode::Disable),
                 Check::Nothing,
                 "postgres://u@h/d?application_name=x",
             ),
             (
                 "postgres://u@h/d?sslmode=require",
-                SslMode::Require,
+                Some(SslMode::Require),
                 Check::Nothing,
                 "postgres://u@h/d",
             ),
             (
                 "postgres://u@h/d?sslmode=require&sslrootcert=/ca.pem",
-                SslMode::Require,
+                Some(SslMode::Require),
                 Check::Chain,
                 "postgres://u@h/d",
             ),
             (
                 "postgres://u@h/d?sslmode=verify-ca&sslrootcert=ca.pem",
-                SslMode::Require,
+                Some(SslMode::Require),
                 Check::Chain,
                 "postgres://u@h/d",
             ),
             (
                 "postgres://u@h/d?connect_timeout=3&sslmode=verify-full&sslrootcert=system",
-                SslMode::Require,
+                Some(SslMode::Require),
                 Check::Full,
                 "postgres://u@h/d?connect_timeout=3",
+            ),
+            // A `?` in the password is the password's.
+            (
+                "postgres://u:p?w@h/d?sslmode=require",
+                Some(SslMode::Require),
+                Check::Nothing,
+                "postgres://u:p?w@h/d",
             ),
         ];
         for (url, mode, check, rest) in cases {
@@ -453,6 +467,10 @@ mod tests {
             assert!(error.contains(part), "{url}: {error}");
         }
         let system = requested("postgres://u@h/d?sslrootcert=system").unwrap();
-        assert_eq!((system.mode, system.check), (SslMode::Require, Check::Full));
+        assert_eq!(
+            (system.mode, system.check),
+            (Some(SslMode::Require), Check::Full)
+        );
+        assert_eq!(percent_decoded("%41%+1%zz%"), "A%+1%zz%");
     }
 }
