@@ -343,7 +343,9 @@ fn the_run_view_shows_the_latest_status_message_while_the_step_runs() {
     let workflow = home.join("chatty.yaml");
     std::fs::write(
         &workflow,
-        CHATTY_WORKFLOW.replace("count: 3, delay_ms: 300", "count: 20, delay_ms: 200"),
+        // A step of 12 s: a poll (two CLI processes) may take a second or
+        // more on a loaded machine, and the view is only read while it runs.
+        CHATTY_WORKFLOW.replace("count: 3, delay_ms: 300", "count: 60, delay_ms: 200"),
     )
     .unwrap();
     let mut run = crate::support::pallet::Spawned::spawn(
@@ -362,7 +364,7 @@ fn the_run_view_shows_the_latest_status_message_while_the_step_runs() {
         let output = home.pallet().args(args).output().unwrap();
         serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
     let seen = loop {
         assert!(
             std::time::Instant::now() < deadline,
@@ -381,7 +383,7 @@ fn the_run_view_shows_the_latest_status_message_while_the_step_runs() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(
-        seen.starts_with("step ") && seen.ends_with(" of 20"),
+        seen.starts_with("step ") && seen.ends_with(" of 60"),
         "{seen}"
     );
     let output = run.wait_with_output();
