@@ -32,7 +32,7 @@ use std::process::ExitCode;
 pub use args::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
-use self::commands::{agent, agents, registry, remote, run, runs, serve, validate};
+use self::commands::{agent, agents, meta, registry, remote, run, runs, serve, validate};
 use self::printer::Printer;
 use self::settings::RunSettings;
 
@@ -59,6 +59,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             None => runs::command(command, printer).await,
         },
         Command::Serve(args) => serve::command(args, printer).await,
+        Command::Completions(args) => meta::completions(args),
+        Command::Man(args) => meta::man(args),
+        Command::Schema => meta::schema(),
     }
 }
 

@@ -27,6 +27,7 @@ mod registry_hostile;
 mod registry_interop;
 mod remote;
 mod rerun;
+mod self_commands;
 mod server;
 mod shapes;
 mod store_backends;

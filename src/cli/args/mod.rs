@@ -95,6 +95,38 @@ pub enum Command {
     /// Durable runs: runs, approve, reject, cancel, resume, rerun.
     #[command(flatten)]
     Durable(DurableCommand),
+
+    /// Print the shell completion script for SHELL on stdout.
+    #[command(
+        after_help = "Examples:\n  pallet completions bash > ~/.local/share/bash-completion/completions/pallet\n  pallet completions zsh > \"${fpath[1]}/_pallet\"\n  pallet completions fish > ~/.config/fish/completions/pallet.fish"
+    )]
+    Completions(CompletionsArgs),
+
+    /// Print pallet's man page (roff) on stdout, or write one page per command into a directory.
+    #[command(
+        after_help = "Examples:\n  pallet man | man -l -\n  pallet man --dir ~/.local/share/man/man1   # pallet.1, pallet-run.1, pallet-runs-show.1, ..."
+    )]
+    Man(ManArgs),
+
+    /// Print the JSON Schema workflow files are checked against (for editors: the `$schema` line).
+    #[command(
+        after_help = "Examples:\n  pallet schema > workflow.schema.json\n  pallet schema | jq '.properties | keys'"
+    )]
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write pallet.1 and a page per subcommand (pallet-run.1, ...) into DIR instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod agents;
+pub mod meta;
 pub mod registry;
 pub mod remote;
 pub mod run;
