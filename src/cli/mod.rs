@@ -62,6 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions(args) => meta::completions(args),
         Command::Man(args) => meta::man(args),
         Command::Schema => meta::schema(),
+        Command::Init(args) => meta::init(args),
     }
 }
 

@@ -157,3 +157,123 @@ fn the_schema_printed_is_the_one_workflows_are_checked_against() {
         "https://json-schema.org/draft/2020-12/schema"
     );
 }
+
+/// `pallet init` writes a project whose workflow validates and runs on its
+/// own agent as written (only the agents file's port is moved to a free one).
+#[test]
+fn an_initialised_project_validates_and_runs_as_written() {
+    use std::io::{BufRead, BufReader};
+    let context = TestContext::new();
+    let dir = context.join("project");
+    let said = stdout_of(&context, &["init", dir.to_str().unwrap()]);
+    for file in [
+        "workflows/hello.yaml",
+        "agents/hello.yaml",
+        "agents.yaml",
+        "workflow.schema.json",
+    ] {
+        assert!(dir.join(file).is_file(), "{file}");
+        assert!(said.contains(file), "{said}");
+    }
+    assert!(
+        said.contains("pallet agent serve agents/hello.yaml"),
+        "{said}"
+    );
+    let workflow = std::fs::read_to_string(dir.join("workflows/hello.yaml")).unwrap();
+    assert!(workflow.starts_with("# yaml-language-server: $schema=../workflow.schema.json"));
+
+    let mut agent = crate::support::pallet::Spawned::spawn(
+        context
+            .pallet()
+            .current_dir(&dir)
+            .args([
+                "agent",
+                "serve",
+                "agents/hello.yaml",
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .stderr(Stdio::piped()),
+    );
+    let mut lines = BufReader::new(agent.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("the agent's address").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let agents = std::fs::read_to_string(dir.join("agents.yaml")).unwrap();
+    std::fs::write(
+        dir.join("agents.yaml"),
+        agents.replace("http://127.0.0.1:8001", &url),
+    )
+    .unwrap();
+    let in_project = |args: &[&str]| {
+        context
+            .pallet()
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let validated = in_project(&[
+        "validate",
+        "--agents-file",
+        "agents.yaml",
+        "workflows/hello.yaml",
+    ]);
+    assert!(
+        validated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    let ran = in_project(&[
+        "run",
+        "--offline",
+        "--file",
+        "workflows/hello.yaml",
+        "--agents-file",
+        "agents.yaml",
+        "--json",
+        "Ada",
+    ]);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let run: Value = serde_json::from_slice(&ran.stdout).unwrap();
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(
+        run["output"],
+        serde_json::json!({"result": {"received": {"greeting": "Hello, Ada"}}})
+    );
+
+    // Again: refused, nothing touched; with --force, written.
+    std::fs::write(dir.join("workflows/hello.yaml"), "mine").unwrap();
+    let again = context
+        .pallet()
+        .args(["init", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("exists; nothing was written") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("workflows/hello.yaml")).unwrap(),
+        "mine"
+    );
+    let forced = stdout_of(
+        &context,
+        &["init", dir.to_str().unwrap(), "--force", "--json"],
+    );
+    let forced: Value = serde_json::from_str(&forced).unwrap();
+    assert_eq!(forced["files"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("workflows/hello.yaml")).unwrap(),
+        workflow
+    );
+}

@@ -108,6 +108,12 @@ pub enum Command {
     )]
     Man(ManArgs),
 
+    /// Start a project: a workflow, an agent whose skills are commands, and an agents file, which run as they are.
+    #[command(
+        after_help = "Examples:\n  pallet init my-agents && cd my-agents\n  pallet init . --force\n\nWrites workflows/hello.yaml (with a $schema line for editors), workflow.schema.json,\nagents/hello.yaml (served by `pallet agent serve`) and agents.yaml, then prints the\ncommands that serve the agent and run the workflow. Nothing is written when one of\nthese files exists, unless --force.\n\nExit status: 0 written, 2 a file exists."
+    )]
+    Init(InitArgs),
+
     /// Print the JSON Schema workflow files are checked against (for editors: the `$schema` line).
     #[command(
         after_help = "Examples:\n  pallet schema > workflow.schema.json\n  pallet schema | jq '.properties | keys'"
@@ -120,6 +126,21 @@ pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project's directory (created if missing).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Overwrite the scaffold's files where they exist.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print the files written as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
