@@ -94,6 +94,11 @@ impl Admission {
         Ok(self.count(&mut usage, input_bytes))
     }
 
+    /// Runs executing now (holding a ticket).
+    pub fn active(&self) -> usize {
+        self.lock().active
+    }
+
     /// Runs that may still start before [`AdmissionLimits::max_active_runs`].
     pub fn free(&self) -> usize {
         self.limits

@@ -11,6 +11,7 @@ mod auth;
 pub mod client;
 pub mod error;
 mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod types;
@@ -96,6 +97,7 @@ pub struct AppState {
     /// The last failed store write since the last one that succeeded.
     store_failure: Mutex<Option<(Instant, String)>>,
     admission: admission::Admission,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// A store write failure this recent makes `/health` answer 503.
@@ -103,9 +105,22 @@ pub const STORE_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl AppState {
     pub fn new(store: Arc<dyn Backend>, engine: Engine, options: ServiceOptions) -> Arc<AppState> {
+        // The engine's events feed the metrics, on a thread of their own (no
+        // runtime needed here; it ends when the engine, the sender, is gone).
+        let metrics = Arc::new(metrics::Metrics::default());
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let observer = metrics.clone();
+        let _ = std::thread::Builder::new()
+            .name("pallet-metrics".to_string())
+            .spawn(move || {
+                while let Some(event) = received.blocking_recv() {
+                    observer.observe(&event);
+                }
+            });
         Arc::new(AppState {
             store,
-            engine,
+            engine: engine.with_events(events),
+            metrics,
             started: Instant::now(),
             tasks: TaskTracker::new(),
             abort: CancellationToken::new(),

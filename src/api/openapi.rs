@@ -149,6 +149,12 @@ fn paths() -> Value {
                 }
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format 0.0.4): runs by status, runs executing here, the queue, step durations by skill and status, retries, failures by skill and agent",
+                "responses": {"200": {"description": "The metrics page", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document",

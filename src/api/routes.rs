@@ -44,6 +44,7 @@ pub fn routes() -> Vec<Route> {
         route("/workflows/{id}/resume", Method::POST, post(resume)),
         route("/workflows/{id}/rerun", Method::POST, post(rerun)),
         route("/health", Method::GET, get(health)),
+        route("/metrics", Method::GET, get(metrics)),
         route("/openapi.json", Method::GET, get(openapi)),
     ]
 }
@@ -405,6 +406,30 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     body["status"] = json!("degraded");
     body["reason"] = json!(reason);
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// The queue counted at most this deep for `/metrics` (one indexed count).
+const METRICS_QUEUE_LIMIT: usize = 1_000_000;
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let (runs, queued) = blocking(&state, |state| {
+        Ok((
+            state.store.count_by_status()?,
+            state.store.queued(METRICS_QUEUE_LIMIT)?,
+        ))
+    })
+    .await?;
+    let page = state
+        .metrics
+        .render(&runs, state.admission.active(), queued);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        page,
+    )
+        .into_response())
 }
 
 async fn openapi() -> Json<Value> {

@@ -125,6 +125,15 @@ impl EngineBuilder {
     }
 }
 
+impl Engine {
+    /// This engine with its progress events sent to `events` instead (the
+    /// service's metrics read them).
+    pub fn with_events(mut self, events: mpsc::UnboundedSender<Event>) -> Engine {
+        self.events = Some(events);
+        self
+    }
+}
+
 /// Where a run sits in a chain of `execute_workflow` calls.
 #[derive(Debug, Clone, Default)]
 struct Nesting {

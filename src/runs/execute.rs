@@ -51,7 +51,13 @@ impl Runner<'_> {
         let acquired = match claimed {
             // Renewals that find it lost cancel the parent of `cancel`.
             Some(lease) => Ok(lease),
-            None => HeldLease::acquire(self.store, id, cancel.clone()).await?,
+            None => HeldLease::acquire(self.store, id, cancel.clone())
+                .await
+                .map_err(|error| match error {
+                    // Ended by another process since this one read it.
+                    StoreError::Ended { id, status } => RunError::Ended { id, status },
+                    other => other.into(),
+                })?,
         };
         let lease = match acquired {
             Ok(lease) => lease,

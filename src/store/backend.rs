@@ -196,6 +196,8 @@ pub trait Backend: Send + Sync + 'static {
     fn queued(&self, _limit: usize) -> Result<usize, StoreError> {
         Ok(0)
     }
+    /// How many runs are in each state (states without runs left out).
+    fn count_by_status(&self) -> Result<HashMap<RunState, u64>, StoreError>;
 
     /// Answers once every write queued before it is done.
     fn settled(&self) -> Pending<()>;
@@ -363,6 +365,9 @@ impl Backend for RunStore {
     }
     fn live_lease(&self, id: &str) -> Result<Option<Lease>, StoreError> {
         RunStore::live_lease(self, id)
+    }
+    fn count_by_status(&self) -> Result<HashMap<RunState, u64>, StoreError> {
+        RunStore::count_by_status(self)
     }
     fn claim(&self, _limit: usize, _max_starts: u32) -> Pending<Claims> {
         // One SQLite file has one service: it resumes its runs at start.

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::clock::timestamp;
+use super::state::RunState;
 use super::{Pending, RunStore, StoreError};
 
 /// How long a lease lives without renewal (its owner renews it more often:
@@ -364,6 +365,16 @@ impl RunStore {
     pub fn acquire_lease(&self, id: &str, token: &str) -> Pending<Option<Lease>> {
         let (id, token) = (id.to_string(), token.to_string());
         self.write(move |connection| {
+            // An ended run is executed by nobody: no lease on it (a lease
+            // taken there would outlive a crash, since no claim looks at it).
+            let status: Option<String> = connection
+                .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+                .query_row([&id], |row| row.get(0))
+                .optional()?;
+            let status = status.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+            if let Some(status) = RunState::parse(&status).filter(|status| status.is_terminal()) {
+                return Err(StoreError::Ended { id, status });
+            }
             let me = Owner::current();
             Ok(acquire(
                 connection,

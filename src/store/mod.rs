@@ -113,6 +113,8 @@ pub enum StoreError {
         "the lease of run `{id}` is being changed by another transaction; its renewal is tried again at the next tick"
     )]
     LeaseBusy { id: String },
+    #[error("run `{id}` has ended ({status}); there is nothing to execute")]
+    Ended { id: String, status: RunState },
     #[error("cannot renew leases: {reason}")]
     Renewal { reason: String },
     #[error("cannot set up TLS to the run database {url}: {what}")]

@@ -221,6 +221,17 @@ impl RunStore {
         })
     }
 
+    /// How many runs are in each state (states without runs left out).
+    pub fn count_by_status(&self) -> Result<std::collections::HashMap<RunState, u64>, StoreError> {
+        let rows: Vec<(String, i64)> = self.read(|connection| {
+            let mut statement =
+                connection.prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        Ok(counted(rows))
+    }
+
     /// Records why a run is left as it is (shown by `pallet runs show`).
     pub fn set_error(&self, id: &str, error: &str) -> Result<(), StoreError> {
         let (id, error) = (id.to_string(), error.to_string());
@@ -512,4 +523,11 @@ impl Transition {
             at,
         }
     }
+}
+
+/// (status, count) rows as counts by state; unknown statuses are left out.
+pub(super) fn counted(rows: Vec<(String, i64)>) -> std::collections::HashMap<RunState, u64> {
+    rows.into_iter()
+        .filter_map(|(status, count)| Some((RunState::parse(&status)?, u64::try_from(count).ok()?)))
+        .collect()
 }

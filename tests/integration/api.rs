@@ -958,3 +958,145 @@ async fn resume_continues_interrupted_and_expired_runs_in_the_background() {
     assert_eq!(run["result"], json!({"approved": true, "actor": "timeout"}));
     service.shutdown().await;
 }
+
+/// The `/metrics` page as a scraper reads it: (series with labels, value),
+/// checked line by line against the text format.
+fn parse_metrics(page: &str) -> (Vec<String>, std::collections::HashMap<String, f64>) {
+    let name = regex::Regex::new(
+        r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (\S+)$"#,
+    )
+    .unwrap();
+    let mut typed = Vec::new();
+    let mut values = std::collections::HashMap::new();
+    for line in page.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind) = rest.split_once(' ').unwrap();
+            assert!(["gauge", "counter", "histogram"].contains(&kind), "{line}");
+            typed.push(family.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let captures = name
+            .captures(line)
+            .unwrap_or_else(|| panic!("not the text format: {line:?}"));
+        let family = captures[1]
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        assert!(
+            typed
+                .iter()
+                .any(|typed| typed == family || typed == &captures[1]),
+            "{line}: no # TYPE before"
+        );
+        let value: f64 = captures[5].parse().unwrap_or_else(|_| panic!("{line}"));
+        let series = line.rsplit_once(' ').unwrap().0.to_string();
+        assert!(values.insert(series, value).is_none(), "{line}: twice");
+    }
+    (typed, values)
+}
+
+#[tokio::test]
+async fn metrics_count_runs_and_steps_and_need_the_token() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "0123456789abcdef0123456789abcdef";
+    let options = ServiceOptions {
+        token: Some(token.to_string()),
+        ..ServiceOptions::default()
+    };
+    let service = start(&agent, dir.path(), options).await;
+    for n in 0..3 {
+        let (code, run) = service
+            .post(
+                "/workflows",
+                json!({"workflow": "fast-test", "input": {"requirements": format!("r{n}")}}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::CREATED, "{run}");
+        service
+            .wait_for(run["id"].as_str().unwrap(), "completed")
+            .await;
+    }
+    let (_, waiting) = service
+        .post(
+            "/workflows",
+            json!({"workflow": "approval-test", "input": {"text": "t"}}),
+        )
+        .await;
+    service
+        .wait_for(waiting["id"].as_str().unwrap(), "waiting_approval")
+        .await;
+
+    let anonymous = crate::support::http_client()
+        .get(format!("{}/metrics", service.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // The engine's events reach the metrics a moment after the runs' ends.
+    let mut values = std::collections::HashMap::new();
+    for _ in 0..200 {
+        let response = service.send(Method::GET, "/metrics").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let page = response.text().await.unwrap();
+        let (typed, parsed) = parse_metrics(&page);
+        for family in [
+            "pallet_runs",
+            "pallet_runs_executing",
+            "pallet_queue_depth",
+            "pallet_step_duration_seconds",
+        ] {
+            assert!(typed.contains(&family.to_string()), "{family}: {page}");
+        }
+        values = parsed;
+        if values.get(r#"pallet_step_duration_seconds_count{skill="echo",status="completed"}"#)
+            == Some(&3.0)
+            && values.contains_key(
+                r#"pallet_step_duration_seconds_count{skill="first",status="completed"}"#,
+            )
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let value = |series: &str| {
+        *values
+            .get(series)
+            .unwrap_or_else(|| panic!("{series} in {values:?}"))
+    };
+    assert_eq!(value(r#"pallet_runs{status="completed"}"#), 3.0);
+    assert_eq!(value(r#"pallet_runs{status="waiting_approval"}"#), 1.0);
+    assert_eq!(value(r#"pallet_runs{status="failed"}"#), 0.0);
+    assert_eq!(value("pallet_runs_executing"), 0.0);
+    assert_eq!(value("pallet_queue_depth"), 0.0);
+    let echo = r#"skill="echo",status="completed""#;
+    assert_eq!(
+        value(&format!("pallet_step_duration_seconds_count{{{echo}}}")),
+        3.0
+    );
+    assert_eq!(
+        value(&format!(
+            "pallet_step_duration_seconds_bucket{{{echo},le=\"+Inf\"}}"
+        )),
+        3.0
+    );
+    // Buckets are cumulative.
+    let mut previous = 0.0;
+    for bound in ["0.005", "0.01", "0.1", "1", "10", "300"] {
+        let count = value(&format!(
+            "pallet_step_duration_seconds_bucket{{{echo},le=\"{bound}\"}}"
+        ));
+        assert!(count >= previous && count <= 3.0, "le={bound}: {count}");
+        previous = count;
+    }
+    assert!(value(&format!("pallet_step_duration_seconds_sum{{{echo}}}")) > 0.0);
+    service.shutdown().await;
+}

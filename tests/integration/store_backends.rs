@@ -135,6 +135,7 @@ both! {
         statuses_errors_and_executor_starts,
         unknown_runs_are_not_found,
         text_an_agent_sent_is_stored_as_it_came,
+        an_ended_run_takes_no_lease,
     ],
     async: [
         queued_writes_of_a_run_apply_in_the_order_they_were_queued,
@@ -2052,4 +2053,25 @@ fn postgres_renewals_in_one_batch_answer_each_lease() {
     assert_eq!(expiry(&ids[39]), before[39]);
     // Next tick, the row free again: renewed.
     assert!(store.renew_lease(&ids[39], "t39").wait().unwrap());
+}
+
+/// A run that ended (here: completed by one executor) takes no new lease:
+/// an executor that read it before the end finds it ended, and no lease is
+/// left behind for a crash to strand (no claim looks at ended runs).
+fn an_ended_run_takes_no_lease(store: &dyn Backend) {
+    let id = running(store);
+    assert_eq!(store.acquire_lease(&id, "first").wait().unwrap(), None);
+    store
+        .end_execution(&id, change(RunState::Completed, "completed"), "first")
+        .wait()
+        .unwrap();
+    match store.acquire_lease(&id, "late").wait() {
+        Err(error @ StoreError::Ended { .. }) => {
+            let message = chain_of(&error);
+            assert!(message.contains("has ended (completed)"), "{message}");
+        }
+        other => panic!("a lease on a completed run: {other:?}"),
+    }
+    assert_eq!(store.live_lease(&id).unwrap(), None);
+    assert!(!store.renew_lease(&id, "late").wait().unwrap());
 }

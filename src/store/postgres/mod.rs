@@ -129,16 +129,30 @@ impl Link {
             .is_some_and(|client| !client.is_closed());
         match work(self.client()?) {
             Err(StoreError::Postgres(error))
-                if reused && self.client.as_ref().is_some_and(Client::is_closed) =>
+                if reused
+                    && (session_ended(&error)
+                        || self.client.as_ref().is_some_and(Client::is_closed)) =>
             {
                 tracing::debug!(
                     "the run database connection broke ({error}); trying again on a new one"
                 );
+                // The client may not know yet that its connection is gone.
+                self.client = None;
                 work(self.client()?)
             }
             result => result,
         }
     }
+}
+
+/// Whether `error` ended the session: the connection closed, or the server
+/// said FATAL (terminated, shut down), after which it closes it and has
+/// rolled back what was not committed.
+fn session_ended(error: &postgres::Error) -> bool {
+    error.is_closed()
+        || error
+            .as_db_error()
+            .is_some_and(|db| matches!(db.severity(), "FATAL" | "PANIC"))
 }
 
 /// How long sent data may go unacknowledged before the connection counts as
@@ -661,7 +675,14 @@ fn acquire(
     id: &str,
     token: &str,
 ) -> Result<Option<Lease>, StoreError> {
-    lock_run(transaction, id, None)?;
+    // An ended run is executed by nobody (see `RunStore::acquire_lease`).
+    let status = lock_run(transaction, id, None)?;
+    if status.is_terminal() {
+        return Err(StoreError::Ended {
+            id: id.to_string(),
+            status,
+        });
+    }
     let me = Owner::current();
     let now = Utc::now();
     if let Some(lease) = read_lease(transaction, id)?
@@ -1232,6 +1253,19 @@ impl Backend for PgStore {
     }
     fn claim(&self, limit: usize, max_starts: u32) -> Pending<Claims> {
         PgStore::claim(self, limit, max_starts)
+    }
+    fn count_by_status(&self) -> Result<HashMap<RunState, u64>, StoreError> {
+        self.read_any(|client| {
+            let rows = query(
+                client,
+                "SELECT status, COUNT(*) FROM runs GROUP BY status",
+                &[],
+            )?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<Vec<(String, i64)>, StoreError>>()?;
+            Ok(super::runs::counted(rows))
+        })
     }
     fn queued(&self, limit: usize) -> Result<usize, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

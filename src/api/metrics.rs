@@ -1,0 +1,271 @@
+//! `GET /metrics` in the Prometheus text format (0.0.4): runs by status
+//! (from the database, so every worker of a shared one reports the same),
+//! runs executing in this process, the queue of a shared database, and, for
+//! the steps this process ran, a duration histogram by skill and status,
+//! retries by skill and failures by skill and agent (from the engine's
+//! events). Label sets are bounded ([`MAX_SERIES`]): an agent that renames
+//! itself for every call cannot grow the page without end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use crate::engine::{Event, StepStatus};
+use crate::store::RunState;
+
+/// Upper bounds (seconds) of the step duration histogram's buckets.
+const BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Label sets per metric; past it, new ones count under `other`.
+pub const MAX_SERIES: usize = 1000;
+
+/// The label value that stands for the label sets past [`MAX_SERIES`].
+const OTHER: &str = "other";
+
+#[derive(Default)]
+struct Histogram {
+    /// Observations at most each bound of [`BUCKETS`] (not cumulative).
+    buckets: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// (skill, status) -> durations.
+    steps: BTreeMap<(String, &'static str), Histogram>,
+    /// skill -> attempts made again.
+    retries: BTreeMap<String, u64>,
+    /// (skill, agent) -> steps failed.
+    failures: BTreeMap<(String, String), u64>,
+}
+
+/// What this process observed; shared by the service's routes and the
+/// thread that reads the engine's events.
+#[derive(Default)]
+pub struct Metrics {
+    counts: Mutex<Counts>,
+}
+
+/// The entry of `key` in `map`, or of its `other` stand-in once `map` is full.
+fn bounded<K: Ord, V: Default>(
+    map: &mut BTreeMap<K, V>,
+    key: K,
+    other: impl FnOnce() -> K,
+) -> &mut V {
+    let key = match map.len() < MAX_SERIES || map.contains_key(&key) {
+        true => key,
+        false => other(),
+    };
+    map.entry(key).or_default()
+}
+
+fn status_label(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Completed => "completed",
+        StepStatus::Failed => "failed",
+        StepStatus::Cancelled => "cancelled",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Waiting => "waiting",
+    }
+}
+
+impl Metrics {
+    pub fn observe(&self, event: &Event) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Event::StepFinished { record, .. } = event else {
+            return;
+        };
+        // Steps without a skill (approvals, conditions, groups) are not agent calls.
+        let Some(skill) = record.skill.clone() else {
+            return;
+        };
+        let status = status_label(record.status);
+        let seconds = record.duration_ms / 1000.0;
+        let histogram = bounded(&mut counts.steps, (skill.clone(), status), || {
+            (OTHER.to_string(), status)
+        });
+        if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            histogram.buckets[bucket] += 1;
+        }
+        histogram.sum += seconds;
+        histogram.count += 1;
+        if record.attempts > 1 {
+            *bounded(&mut counts.retries, skill.clone(), || OTHER.to_string()) +=
+                u64::from(record.attempts - 1);
+        }
+        if record.status == StepStatus::Failed {
+            let agent = record.agent.clone().unwrap_or_else(|| "none".to_string());
+            *bounded(&mut counts.failures, (skill, agent), || {
+                (OTHER.to_string(), OTHER.to_string())
+            }) += 1;
+        }
+    }
+
+    /// The page: `runs` by status, `executing` here, `queued` in the database.
+    pub fn render(&self, runs: &HashMap<RunState, u64>, executing: usize, queued: usize) -> String {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut page = String::new();
+        let mut family = |name: &str, kind: &str, help: &str| {
+            let _ = writeln!(page, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            "pallet_runs",
+            "gauge",
+            "Runs in the run database, by status.",
+        );
+        let mut lines = String::new();
+        for state in RunState::ALL {
+            let count = runs.get(&state).copied().unwrap_or(0);
+            let _ = writeln!(
+                lines,
+                "pallet_runs{{status=\"{}\"}} {count}",
+                state.as_str()
+            );
+        }
+        page.push_str(&lines);
+        let _ = writeln!(
+            page,
+            "# HELP pallet_runs_executing Runs this process executes now.\n# TYPE pallet_runs_executing gauge\npallet_runs_executing {executing}"
+        );
+        let _ = writeln!(
+            page,
+            "# HELP pallet_queue_depth Runs of a shared database waiting for a worker.\n# TYPE pallet_queue_depth gauge\npallet_queue_depth {queued}"
+        );
+        let _ = writeln!(
+            page,
+            "# HELP pallet_step_duration_seconds Agent steps this process ran, by skill and final status.\n# TYPE pallet_step_duration_seconds histogram"
+        );
+        for ((skill, status), histogram) in &counts.steps {
+            let labels = format!("skill=\"{}\",status=\"{status}\"", escaped(skill));
+            let mut cumulative = 0;
+            for (bound, count) in BUCKETS.iter().zip(histogram.buckets) {
+                cumulative += count;
+                let _ = writeln!(
+                    page,
+                    "pallet_step_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                page,
+                "pallet_step_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\npallet_step_duration_seconds_sum{{{labels}}} {}\npallet_step_duration_seconds_count{{{labels}}} {}",
+                histogram.count, histogram.sum, histogram.count
+            );
+        }
+        let _ = writeln!(
+            page,
+            "# HELP pallet_step_retries_total Attempts made again, by skill.\n# TYPE pallet_step_retries_total counter"
+        );
+        for (skill, count) in &counts.retries {
+            let _ = writeln!(
+                page,
+                "pallet_step_retries_total{{skill=\"{}\"}} {count}",
+                escaped(skill)
+            );
+        }
+        let _ = writeln!(
+            page,
+            "# HELP pallet_step_failures_total Agent steps failed, by skill and the agent tried last.\n# TYPE pallet_step_failures_total counter"
+        );
+        for ((skill, agent), count) in &counts.failures {
+            let _ = writeln!(
+                page,
+                "pallet_step_failures_total{{skill=\"{}\",agent=\"{}\"}} {count}",
+                escaped(skill),
+                escaped(agent)
+            );
+        }
+        page
+    }
+}
+
+/// A label value as the text format writes it.
+fn escaped(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::StepRecord;
+
+    fn finished(skill: &str, agent: &str, status: StepStatus, attempts: u32) -> Event {
+        Event::StepFinished {
+            step: "s".to_string(),
+            record: Box::new(StepRecord {
+                id: "s".to_string(),
+                skill: Some(skill.to_string()),
+                status,
+                inputs: None,
+                outputs: None,
+                error: None,
+                attempts,
+                agent: Some(agent.to_string()),
+                child: None,
+                status_messages: Vec::new(),
+                started_at: String::new(),
+                ended_at: String::new(),
+                duration_ms: 20.0,
+            }),
+        }
+    }
+
+    #[test]
+    fn series_are_bounded_and_labels_escaped() {
+        let metrics = Metrics::default();
+        for n in 0..(MAX_SERIES + 500) {
+            metrics.observe(&finished(
+                &format!("skill-{n}"),
+                "a",
+                StepStatus::Completed,
+                1,
+            ));
+        }
+        metrics.observe(&finished(
+            "say \"hi\"\n\\",
+            "agent \"x\"",
+            StepStatus::Failed,
+            3,
+        ));
+        let page = metrics.render(&HashMap::new(), 0, 0);
+        let counts = page
+            .lines()
+            .filter(|line| line.starts_with("pallet_step_duration_seconds_count"))
+            .count();
+        assert_eq!(
+            counts,
+            MAX_SERIES + 2,
+            "the bound, and `other` for each status"
+        );
+        assert!(
+            page.contains(
+                r#"pallet_step_duration_seconds_count{skill="other",status="completed"} 500"#
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"pallet_step_duration_seconds_count{skill="other",status="failed"} 1"#)
+        );
+        assert!(
+            page.contains(r#"pallet_step_retries_total{skill="say \"hi\"\n\\"} 2"#),
+            "{page}"
+        );
+        assert!(
+            page.contains(
+                r#"pallet_step_failures_total{skill="say \"hi\"\n\\",agent="agent \"x\""} 1"#
+            ),
+            "{page}"
+        );
+    }
+}
