@@ -2,15 +2,15 @@
 //! (from the database, so every worker of a shared one reports the same),
 //! runs executing in this process, the queue of a shared database, and, for
 //! the steps this process ran, a duration histogram by skill and status,
-//! retries by skill and failures by skill and agent (from the engine's
-//! events). Label sets are bounded ([`MAX_SERIES`]): an agent that renames
+//! retries by skill and failures by skill and agent (told by the engine at
+//! each step's end). Label sets are bounded ([`MAX_SERIES`]): an agent that renames
 //! itself for every call cannot grow the page without end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use crate::engine::{Event, StepStatus};
+use crate::engine::{StepObserver, StepRecord, StepStatus};
 use crate::store::RunState;
 
 /// Upper bounds (seconds) of the step duration histogram's buckets.
@@ -42,11 +42,17 @@ struct Counts {
     failures: BTreeMap<(String, String), u64>,
 }
 
-/// What this process observed; shared by the service's routes and the
-/// thread that reads the engine's events.
+/// What this process observed; shared by the service's routes and its
+/// engine, which tells it of every step's end ([`StepObserver`]).
 #[derive(Default)]
 pub struct Metrics {
     counts: Mutex<Counts>,
+}
+
+impl StepObserver for Metrics {
+    fn step_finished(&self, record: &StepRecord) {
+        self.observe(record);
+    }
 }
 
 /// The entry of `key` in `map`, or of its `other` stand-in once `map` is full.
@@ -73,18 +79,15 @@ fn status_label(status: StepStatus) -> &'static str {
 }
 
 impl Metrics {
-    pub fn observe(&self, event: &Event) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Event::StepFinished { record, .. } = event else {
-            return;
-        };
+    fn observe(&self, record: &StepRecord) {
         // Steps without a skill (approvals, conditions, groups) are not agent calls.
         let Some(skill) = record.skill.clone() else {
             return;
         };
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let status = status_label(record.status);
         let seconds = record.duration_ms / 1000.0;
         let histogram = bounded(&mut counts.steps, (skill.clone(), status), || {
@@ -198,26 +201,22 @@ fn escaped(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::StepRecord;
 
-    fn finished(skill: &str, agent: &str, status: StepStatus, attempts: u32) -> Event {
-        Event::StepFinished {
-            step: "s".to_string(),
-            record: Box::new(StepRecord {
-                id: "s".to_string(),
-                skill: Some(skill.to_string()),
-                status,
-                inputs: None,
-                outputs: None,
-                error: None,
-                attempts,
-                agent: Some(agent.to_string()),
-                child: None,
-                status_messages: Vec::new(),
-                started_at: String::new(),
-                ended_at: String::new(),
-                duration_ms: 20.0,
-            }),
+    fn finished(skill: &str, agent: &str, status: StepStatus, attempts: u32) -> StepRecord {
+        StepRecord {
+            id: "s".to_string(),
+            skill: Some(skill.to_string()),
+            status,
+            inputs: None,
+            outputs: None,
+            error: None,
+            attempts,
+            agent: Some(agent.to_string()),
+            child: None,
+            status_messages: Vec::new(),
+            started_at: String::new(),
+            ended_at: String::new(),
+            duration_ms: 20.0,
         }
     }
 

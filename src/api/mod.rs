@@ -105,21 +105,10 @@ pub const STORE_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl AppState {
     pub fn new(store: Arc<dyn Backend>, engine: Engine, options: ServiceOptions) -> Arc<AppState> {
-        // The engine's events feed the metrics, on a thread of their own (no
-        // runtime needed here; it ends when the engine, the sender, is gone).
         let metrics = Arc::new(metrics::Metrics::default());
-        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let observer = metrics.clone();
-        let _ = std::thread::Builder::new()
-            .name("pallet-metrics".to_string())
-            .spawn(move || {
-                while let Some(event) = received.blocking_recv() {
-                    observer.observe(&event);
-                }
-            });
         Arc::new(AppState {
             store,
-            engine: engine.with_events(events),
+            engine: engine.with_observer(metrics.clone()),
             metrics,
             started: Instant::now(),
             tasks: TaskTracker::new(),

@@ -92,6 +92,13 @@ pub struct Engine {
     /// Where `execute_workflow` finds child workflows by id.
     workflows: Arc<dyn WorkflowSource>,
     events: Option<mpsc::UnboundedSender<Event>>,
+    observer: Option<Arc<dyn StepObserver>>,
+}
+
+/// Told of every step's end, on the engine's own task, with the record by
+/// reference (nothing cloned): for counters such as the service's metrics.
+pub trait StepObserver: Send + Sync {
+    fn step_finished(&self, record: &StepRecord);
 }
 
 /// An [`Engine`] being built: agents and workflows are required, the rest has defaults.
@@ -121,15 +128,15 @@ impl EngineBuilder {
             client: self.client.unwrap_or_default(),
             workflows: self.workflows,
             events: self.events,
+            observer: None,
         }
     }
 }
 
 impl Engine {
-    /// This engine with its progress events sent to `events` instead (the
-    /// service's metrics read them).
-    pub fn with_events(mut self, events: mpsc::UnboundedSender<Event>) -> Engine {
-        self.events = Some(events);
+    /// This engine, telling `observer` of every step's end.
+    pub fn with_observer(mut self, observer: Arc<dyn StepObserver>) -> Engine {
+        self.observer = Some(observer);
         self
     }
 }

@@ -560,6 +560,9 @@ impl Run<'_> {
     }
 
     fn finish(&self, step: &Step, slot: usize, record: StepRecord) {
+        if let Some(observer) = &self.engine.observer {
+            observer.step_finished(&record);
+        }
         self.engine.emit(|| Event::StepFinished {
             step: self.event_name(step),
             record: Box::new(record.clone()),
