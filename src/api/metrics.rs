@@ -117,35 +117,35 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut page = String::new();
-        let mut family = |name: &str, kind: &str, help: &str| {
-            let _ = writeln!(page, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
         family(
+            &mut page,
             "pallet_runs",
             "gauge",
             "Runs in the run database, by status.",
         );
-        let mut lines = String::new();
         for state in RunState::ALL {
             let count = runs.get(&state).copied().unwrap_or(0);
-            let _ = writeln!(
-                lines,
-                "pallet_runs{{status=\"{}\"}} {count}",
-                state.as_str()
-            );
+            let _ = writeln!(page, "pallet_runs{{status=\"{}\"}} {count}", state.as_str());
         }
-        page.push_str(&lines);
-        let _ = writeln!(
-            page,
-            "# HELP pallet_runs_executing Runs this process executes now.\n# TYPE pallet_runs_executing gauge\npallet_runs_executing {executing}"
+        family(
+            &mut page,
+            "pallet_runs_executing",
+            "gauge",
+            "Runs this process executes now.",
         );
-        let _ = writeln!(
-            page,
-            "# HELP pallet_queue_depth Runs of a shared database waiting for a worker.\n# TYPE pallet_queue_depth gauge\npallet_queue_depth {queued}"
+        let _ = writeln!(page, "pallet_runs_executing {executing}");
+        family(
+            &mut page,
+            "pallet_queue_depth",
+            "gauge",
+            "Runs of a shared database waiting for a worker.",
         );
-        let _ = writeln!(
-            page,
-            "# HELP pallet_step_duration_seconds Agent steps this process ran, by skill and final status.\n# TYPE pallet_step_duration_seconds histogram"
+        let _ = writeln!(page, "pallet_queue_depth {queued}");
+        family(
+            &mut page,
+            "pallet_step_duration_seconds",
+            "histogram",
+            "Agent steps this process ran, by skill and final status.",
         );
         for ((skill, status), histogram) in &counts.steps {
             let labels = format!("skill=\"{}\",status=\"{status}\"", escaped(skill));
@@ -163,9 +163,11 @@ impl Metrics {
                 histogram.count, histogram.sum, histogram.count
             );
         }
-        let _ = writeln!(
-            page,
-            "# HELP pallet_step_retries_total Attempts made again, by skill.\n# TYPE pallet_step_retries_total counter"
+        family(
+            &mut page,
+            "pallet_step_retries_total",
+            "counter",
+            "Attempts made again, by skill.",
         );
         for (skill, count) in &counts.retries {
             let _ = writeln!(
@@ -174,9 +176,11 @@ impl Metrics {
                 escaped(skill)
             );
         }
-        let _ = writeln!(
-            page,
-            "# HELP pallet_step_failures_total Agent steps failed, by skill and the agent tried last.\n# TYPE pallet_step_failures_total counter"
+        family(
+            &mut page,
+            "pallet_step_failures_total",
+            "counter",
+            "Agent steps failed, by skill and the agent tried last.",
         );
         for ((skill, agent), count) in &counts.failures {
             let _ = writeln!(
@@ -188,6 +192,11 @@ impl Metrics {
         }
         page
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric family.
+fn family(page: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(page, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// A label value as the text format writes it.

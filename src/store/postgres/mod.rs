@@ -582,6 +582,17 @@ fn apply_change(
     at: &str,
 ) -> Result<RunState, StoreError> {
     let from = lock_run(transaction, id, None)?;
+    apply_locked(transaction, id, from, change, at)
+}
+
+/// [`apply_change`] of a run whose row this transaction locked, in state `from`.
+fn apply_locked(
+    transaction: &mut Transaction,
+    id: &str,
+    from: RunState,
+    change: &Change,
+    at: &str,
+) -> Result<RunState, StoreError> {
     check_transition(from, change.to)?;
     let completed_at = change.to.is_terminal().then_some(at);
     exec(
@@ -722,6 +733,15 @@ fn take_lease(
 /// lease: the same order everywhere, so no two transactions deadlock.
 fn abandon(transaction: &mut Transaction, id: &str, token: &str) -> Result<bool, StoreError> {
     lock_run(transaction, id, None)?;
+    abandon_locked(transaction, id, token)
+}
+
+/// [`abandon`] when this transaction holds the run's row already.
+fn abandon_locked(
+    transaction: &mut Transaction,
+    id: &str,
+    token: &str,
+) -> Result<bool, StoreError> {
     Ok(exec(
         transaction,
         "DELETE FROM run_leases WHERE run_id = $1 AND token = $2",
@@ -731,7 +751,13 @@ fn abandon(transaction: &mut Transaction, id: &str, token: &str) -> Result<bool,
 
 /// Give the lease up and take its start back (the executor did not crash).
 fn release(transaction: &mut Transaction, id: &str, token: &str) -> Result<(), StoreError> {
-    let uncount = match abandon(transaction, id, token)? {
+    lock_run(transaction, id, None)?;
+    release_locked(transaction, id, token)
+}
+
+/// [`release`] when this transaction holds the run's row already.
+fn release_locked(transaction: &mut Transaction, id: &str, token: &str) -> Result<(), StoreError> {
+    let uncount = match abandon_locked(transaction, id, token)? {
         true => "UPDATE runs SET executor_starts = 0 WHERE id = $1",
         false => "UPDATE runs SET executor_starts = GREATEST(executor_starts - 1, 0) WHERE id = $1",
     };
@@ -914,10 +940,11 @@ impl Backend for PgStore {
     fn end_execution(&self, id: &str, change: RunChange, lease: &str) -> Pending<RunState> {
         let (change, lease, at) = (Change::from(change), lease.to_string(), self.stamp());
         self.write(id, move |transaction, id| {
-            lock_run(transaction, id, Some(&lease))?;
+            // One lock for the lease check, the release and the change.
+            let from = lock_run(transaction, id, Some(&lease))?;
             // Released first: the run ends with no executor (see `runs::end_execution`).
-            release(transaction, id, &lease)?;
-            apply_change(transaction, id, &change, &at)
+            release_locked(transaction, id, &lease)?;
+            apply_locked(transaction, id, from, &change, &at)
         })
     }
     fn executor_starts(&self, id: &str) -> Result<u32, StoreError> {
