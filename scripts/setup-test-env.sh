@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need: Debian's docker-registry (a real OCI
-# registry), skopeo, openssl, node, npm and postgresql (the PostgreSQL server
-# programs, which pg_config locates) when missing (as root, e.g. in CI);
+# registry), skopeo, openssl, node, npm, postgresql (the PostgreSQL server
+# programs, which pg_config locates), chromium and chromium-driver (the headless
+# browser the UI tests drive through chromedriver) when missing (as root, e.g. in CI);
 # .venv at the repository root with the pinned Python packages (the real A2A
 # 1.0 peer, the original project's kind of FastAPI agent and oras-py); .venv-a2a03 with the Python A2A SDK 0.3 (an A2A 0.3
 # peer); and tests/peers/js/node_modules from its package-lock.json (the
@@ -18,6 +19,8 @@ command -v skopeo >/dev/null || missing+=(skopeo)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 # The server programs are not on PATH; pg_config (from libpq-dev or postgresql) names their directory.
 if ! command -v pg_config >/dev/null || [[ ! -x "$(pg_config --bindir)/initdb" ]]; then
     missing+=(postgresql)

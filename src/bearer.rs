@@ -74,6 +74,11 @@ pub fn authorized(authorization: Option<&str>, expected: &str) -> bool {
         .is_some_and(|given| same(given.as_bytes(), expected.as_bytes()))
 }
 
+/// Whether a token given another way (a cookie, a form) is `expected`.
+pub fn matches(given: &str, expected: &str) -> bool {
+    same(given.as_bytes(), expected.as_bytes())
+}
+
 /// Compare without stopping at the first difference, so the time taken does
 /// not tell how much of a guessed token was right.
 fn same(given: &[u8], expected: &[u8]) -> bool {

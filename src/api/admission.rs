@@ -45,6 +45,10 @@ pub enum Refusal {
         "no worker has room, and {queued} runs already wait in the run database for one, the limit (--max-queued-runs, PALLET_MAX_QUEUED_RUNS); retry later"
     )]
     QueuedRuns { queued: usize },
+    #[error(
+        "{limit} event streams are open, the limit (--max-event-streams, PALLET_MAX_EVENT_STREAMS); close one or retry later"
+    )]
+    EventStreams { limit: usize },
 }
 
 #[derive(Default)]

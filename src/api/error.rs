@@ -66,6 +66,10 @@ pub enum ApiError {
     Executing { id: String },
     #[error("missing or wrong bearer token (set `Authorization: Bearer <PALLET_API_TOKEN>`)")]
     Unauthorized,
+    #[error(
+        "a request signed in by the UI's cookie must come from this service's pages (`Origin` is missing or another site); scripts send `Authorization: Bearer <PALLET_API_TOKEN>`"
+    )]
+    CrossOrigin,
     #[error("no route {method} {path}")]
     NoRoute { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
@@ -140,6 +144,7 @@ impl ApiError {
             ApiError::Run(error) => run_status(error),
             ApiError::AgentCompleteNotPostable | ApiError::Executing { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::CrossOrigin => StatusCode::FORBIDDEN,
             ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Exposed(_) => StatusCode::INTERNAL_SERVER_ERROR,

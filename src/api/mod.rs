@@ -10,11 +10,13 @@ mod admission;
 mod auth;
 pub mod client;
 pub mod error;
+pub mod events;
 mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod types;
+pub mod ui;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -57,6 +59,8 @@ pub struct ServiceOptions {
     pub body_timeout: Duration,
     /// Runs executing at once and the size of their inputs.
     pub admission: AdmissionLimits,
+    /// Event streams open at once.
+    pub max_event_streams: usize,
 }
 
 impl ServiceOptions {
@@ -75,6 +79,7 @@ impl Default for ServiceOptions {
             grace: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
             body_timeout: Duration::from_secs(30),
+            max_event_streams: 100,
             admission: AdmissionLimits::default(),
         }
     }
@@ -98,6 +103,9 @@ pub struct AppState {
     store_failure: Mutex<Option<(Instant, String)>>,
     admission: admission::Admission,
     metrics: Arc<metrics::Metrics>,
+    events: Arc<events::EventHub>,
+    /// Cancelled when the service starts to shut down: event streams end.
+    closing: CancellationToken,
 }
 
 /// A store write failure this recent makes `/health` answer 503.
@@ -118,6 +126,8 @@ impl AppState {
             loading: tokio::sync::Semaphore::new(loading_permits()),
             store_failure: Mutex::new(None),
             admission: admission::Admission::new(options.admission),
+            events: Arc::new(events::EventHub::new(options.max_event_streams)),
+            closing: CancellationToken::new(),
             options,
         })
     }
@@ -401,6 +411,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         router = router.route(route.path, route.handler);
     }
     router
+        .merge(ui::router())
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -434,11 +445,19 @@ pub async fn serve(
             tracing::info!("resumed {resumed} interrupted run(s)");
         }
     }
+    tokio::spawn(
+        state
+            .events
+            .clone()
+            .tail(state.store.clone(), state.closing.clone()),
+    );
     let shutdown = {
-        let stop_claims = stop_claims.clone();
+        let (stop_claims, closing) = (stop_claims.clone(), state.closing.clone());
         async move {
             shutdown.await;
             stop_claims.cancel();
+            // Streams never end by themselves: the grace period is for requests that do.
+            closing.cancel();
         }
     };
     // In-flight requests get the grace period too; runs are waited for below.

@@ -21,6 +21,21 @@ fn id_parameter() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}})
 }
 
+fn last_event_id() -> Value {
+    json!({"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}, "description": "Resume after this event (the `id:` of an event the stream sent); sent by EventSource when it reconnects"})
+}
+
+fn after_parameter() -> Value {
+    json!({"name": "after", "in": "query", "schema": {"type": "string"}, "description": "As Last-Event-ID, for clients that cannot set headers; `0` replays from the first event"})
+}
+
+fn events_response() -> Value {
+    json!({
+        "description": "`text/event-stream`: each event's `id:` is its event id and its `data:` an Event (JSON); a comment every 15 s keeps the stream open",
+        "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}}
+    })
+}
+
 fn json_body(schema: &str) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
 }
@@ -81,6 +96,18 @@ fn paths() -> Value {
                         "properties": {"id": {"type": "string"}, "transitions": {"type": "array", "items": {"$ref": "#/components/schemas/Transition"}}}
                     }}}},
                     "404": problem("No such run")
+                }
+            }
+        },
+        "/workflows/{id}/events": {
+            "get": {
+                "summary": "The run's events as Server-Sent Events: every event from its creation (or after `Last-Event-ID`), then live ones; an `end` event once the run has ended",
+                "parameters": [id_parameter(), last_event_id(), after_parameter()],
+                "responses": {
+                    "200": events_response(),
+                    "404": problem("No such run"),
+                    "422": problem("`Last-Event-ID` or `after` is not an event id"),
+                    "429": problem("Too many event streams open (--max-event-streams)")
                 }
             }
         },
@@ -149,6 +176,22 @@ fn paths() -> Value {
                 }
             }
         },
+        "/events": {
+            "get": {
+                "summary": "Events of every run (or of one workflow or run) as Server-Sent Events: live ones from now, or every one after `Last-Event-ID` / `after`",
+                "parameters": [
+                    {"name": "workflow", "in": "query", "schema": {"type": "string"}, "description": "Only the runs of this workflow id"},
+                    {"name": "run", "in": "query", "schema": {"type": "string"}, "description": "Only this run (as /workflows/{id}/events, without the `end` event's check of an unknown run)"},
+                    last_event_id(),
+                    after_parameter()
+                ],
+                "responses": {
+                    "200": events_response(),
+                    "422": problem("`Last-Event-ID` or `after` is not an event id, or both `run` and `workflow` given"),
+                    "429": problem("Too many event streams open (--max-event-streams)")
+                }
+            }
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics (text format 0.0.4): runs by status, runs executing here, the queue, step durations by skill and status, retries, failures by skill and agent",
@@ -167,6 +210,18 @@ fn paths() -> Value {
 fn schemas() -> Value {
     json!({
         "Status": {"type": "string", "enum": ["pending", "in_progress", "waiting_approval", "completed", "failed", "cancelled"]},
+        "Event": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "description": "The event id (as the SSE `id:`)"},
+                "type": {"type": "string", "description": "`run.created`, `run.<status>`, `step.<status>` (running, waiting, completed, failed, cancelled, interrupted, superseded) or `step.message` (the agent's status message)"},
+                "run_id": {"type": "string"},
+                "workflow_id": {"type": "string"},
+                "step_id": {"type": ["string", "null"]},
+                "at": {"type": "string", "format": "date-time"},
+                "data": {"type": "object", "description": "Run events: from, to, trigger, actor, metadata. Step events: attempt, status, agent, error, status_message, started_at, ended_at"}
+            }
+        },
         "Problem": {
             "type": "object",
             "description": "RFC 9457 problem details",

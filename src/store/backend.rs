@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::events::{Event, EventCursor, EventScope};
 use super::lease::Lease;
 use super::{
     Attempt, AttemptStatus, Clock, NewRun, Pending, RerunOf, ReusedAttempt, RunChange, RunState,
@@ -198,6 +199,15 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// How many runs are in each state (states without runs left out).
     fn count_by_status(&self) -> Result<HashMap<RunState, u64>, StoreError>;
+    /// Up to `limit` events of `scope` after `after`, in commit order.
+    fn events_after(
+        &self,
+        after: EventCursor,
+        scope: &EventScope,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// The cursor of the newest event a reader can see.
+    fn last_event(&self) -> Result<EventCursor, StoreError>;
 
     /// Answers once every write queued before it is done.
     fn settled(&self) -> Pending<()>;
@@ -368,6 +378,17 @@ impl Backend for RunStore {
     }
     fn count_by_status(&self) -> Result<HashMap<RunState, u64>, StoreError> {
         RunStore::count_by_status(self)
+    }
+    fn events_after(
+        &self,
+        after: EventCursor,
+        scope: &EventScope,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        RunStore::events_after(self, after, scope, limit)
+    }
+    fn last_event(&self) -> Result<EventCursor, StoreError> {
+        RunStore::last_event(self)
     }
     fn claim(&self, _limit: usize, _max_starts: u32) -> Pending<Claims> {
         // One SQLite file has one service: it resumes its runs at start.

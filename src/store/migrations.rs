@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 8] = [
+const MIGRATIONS: [(u32, &str); 9] = [
     (1, include_str!("../../migrations/0001_runs.sql")),
     (2, include_str!("../../migrations/0002_run_leases.sql")),
     (3, include_str!("../../migrations/0003_executor_starts.sql")),
@@ -29,6 +29,7 @@ const MIGRATIONS: [(u32, &str); 8] = [
         8,
         include_str!("../../migrations/0008_lease_pid_namespace.sql"),
     ),
+    (9, include_str!("../../migrations/0009_events.sql")),
 ];
 
 pub(super) fn apply(connection: &mut Connection) -> Result<(), StoreError> {
@@ -131,7 +132,7 @@ mod tests {
                 error,
                 StoreError::TooNew {
                     found: 99,
-                    known: 8
+                    known: 9
                 }
             ),
             "{error}"
@@ -209,7 +210,7 @@ mod tests {
         let version: u32 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 8);
+        assert_eq!(version, 9);
         // Runs and attempts from before reruns: neither is a rerun's.
         let (rerun_of, reused_from): (Option<String>, Option<String>) = connection
             .query_row(

@@ -24,6 +24,7 @@ pub(crate) use attempts::tests::task as test_task;
 mod backend;
 pub mod clock;
 mod create;
+pub mod events;
 pub mod lease;
 mod migrations;
 pub mod postgres;

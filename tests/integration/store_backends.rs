@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use pallet::agent::{AgentTask, Binding, Interface, Version};
 use pallet::engine::{StepRecord, StepStatus, StepTask};
 use pallet::error::chain_of;
+use pallet::store::events::{EventCursor, EventScope};
 use pallet::store::lease::Owner;
 use pallet::store::postgres::{PgStore, redacted};
 use pallet::store::{
@@ -136,6 +137,7 @@ both! {
         unknown_runs_are_not_found,
         text_an_agent_sent_is_stored_as_it_came,
         an_ended_run_takes_no_lease,
+        every_change_is_an_event_read_in_commit_order,
     ],
     async: [
         queued_writes_of_a_run_apply_in_the_order_they_were_queued,
@@ -2074,4 +2076,102 @@ fn an_ended_run_takes_no_lease(store: &dyn Backend) {
     }
     assert_eq!(store.live_lease(&id).unwrap(), None);
     assert!(!store.renew_lease(&id, "late").wait().unwrap());
+}
+
+/// Transitions, attempt status changes and status messages are events, read
+/// in order from a cursor, by run or workflow; an unchanged status is none.
+fn every_change_is_an_event_read_in_commit_order(store: &dyn Backend) {
+    let before = store.last_event().unwrap();
+    let id = running(store);
+    start(store, &id, "one");
+    store
+        .step_status(&id, "one", "halfway", None)
+        .wait()
+        .unwrap();
+    store
+        .step_status(&id, "one", "halfway", None)
+        .wait()
+        .unwrap();
+    finish(store, &id, &completed("one", json!({"x": 1})));
+    start(store, &id, "two");
+    finish(store, &id, &failed("two", Some("boom")));
+    store
+        .transition(&id, change(RunState::Failed, "step_failed"))
+        .wait()
+        .unwrap();
+    let mut other = new_run(json!({}));
+    other.workflow_id = "other-workflow".to_string();
+    let other = store.create_run(&other).unwrap().id;
+
+    let events = store
+        .events_after(before, &EventScope::Run(id.clone()), 100)
+        .unwrap();
+    let kinds: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|event| (event.kind.as_str(), event.step_id.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("run.created", None),
+            ("run.in_progress", None),
+            ("step.running", Some("one")),
+            ("step.message", Some("one")),
+            ("step.completed", Some("one")),
+            ("step.running", Some("two")),
+            ("step.failed", Some("two")),
+            ("run.failed", None),
+        ]
+    );
+    let cursors: Vec<EventCursor> = events.iter().map(|event| event.cursor).collect();
+    assert!(
+        cursors.windows(2).all(|pair| pair[0] < pair[1]),
+        "{cursors:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|event| event.run_id == id && event.workflow_id == "store-test")
+    );
+    assert_eq!(events[1].data["from"], "pending");
+    assert_eq!(events[1].data["trigger"], "started");
+    assert_eq!(events[1].data["actor"], "tester");
+    assert_eq!(events[3].data["status_message"], "halfway");
+    assert_eq!(events[4].data["agent"], "agent-a");
+    assert_eq!(events[4].data["attempt"], 1);
+    assert_eq!(events[6].data["error"], "boom");
+    assert!(
+        events.iter().all(|event| event.at.ends_with('Z')),
+        "{events:?}"
+    );
+
+    // Resuming after an event gives exactly the rest; a page stops at its limit.
+    let rest = store
+        .events_after(cursors[4], &EventScope::Run(id.clone()), 100)
+        .unwrap();
+    assert_eq!(rest, events[5..]);
+    let page = store
+        .events_after(before, &EventScope::Run(id.clone()), 3)
+        .unwrap();
+    assert_eq!(page, events[..3]);
+    // All scopes see the other workflow's run after this one's; a workflow scope only its own.
+    let all = store.events_after(before, &EventScope::All, 100).unwrap();
+    assert_eq!(all.len(), events.len() + 1);
+    assert_eq!(all.last().unwrap().run_id, other);
+    assert_eq!(store.last_event().unwrap(), all.last().unwrap().cursor);
+    let theirs = store
+        .events_after(
+            before,
+            &EventScope::Workflow("other-workflow".to_string()),
+            100,
+        )
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].kind, "run.created");
+    assert!(
+        store
+            .events_after(store.last_event().unwrap(), &EventScope::All, 100)
+            .unwrap()
+            .is_empty()
+    );
 }

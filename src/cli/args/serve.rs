@@ -49,6 +49,10 @@ pub struct ServeArgs {
     )]
     pub max_queued_runs: u32,
 
+    /// Event streams (GET /events, /workflows/{id}/events) open at once; past it they answer 429.
+    #[arg(long, value_name = "N", env = "PALLET_MAX_EVENT_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_event_streams: u32,
+
     /// Total bytes of the inputs of executing runs; past it POST /workflows answers 429.
     #[arg(long, value_name = "BYTES", env = "PALLET_MAX_INFLIGHT_INPUT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_inflight_input_bytes: u64,

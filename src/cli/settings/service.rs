@@ -18,6 +18,7 @@ pub fn options(args: &ServeArgs) -> anyhow::Result<ServiceOptions> {
             header_timeout: args.header_timeout,
         },
         body_timeout: args.body_timeout,
+        max_event_streams: args.max_event_streams as usize,
         admission: AdmissionLimits {
             max_active_runs: args.max_active_runs as usize,
             max_inflight_input_bytes: args.max_inflight_input_bytes,

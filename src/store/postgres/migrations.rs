@@ -8,7 +8,7 @@ use postgres::Client;
 use super::StoreError;
 
 /// (version, SQL) in order; a new migration is a new file added at the end.
-const MIGRATIONS: [(u32, &str); 2] = [
+const MIGRATIONS: [(u32, &str); 3] = [
     (
         1,
         include_str!("../../../migrations/postgres/0001_runs.sql"),
@@ -16,6 +16,10 @@ const MIGRATIONS: [(u32, &str); 2] = [
     (
         2,
         include_str!("../../../migrations/postgres/0002_lease_pid_namespace.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_events.sql"),
     ),
 ];
 

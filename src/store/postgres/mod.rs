@@ -42,6 +42,7 @@ use postgres::{Client, GenericClient, Transaction};
 use serde_json::Value;
 
 use super::create::ReusedAttempt;
+use super::events::{Event, EventCursor, EventScope};
 use super::lease::{
     self, COLUMNS, LEASE_DURATION, Lease, Owner, Standing, process_alive, standing,
 };
@@ -1280,6 +1281,75 @@ impl Backend for PgStore {
     }
     fn claim(&self, limit: usize, max_starts: u32) -> Pending<Claims> {
         PgStore::claim(self, limit, max_starts)
+    }
+    fn events_after(
+        &self,
+        after: EventCursor,
+        scope: &EventScope,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        // Only transactions older than the oldest running one: their events
+        // are all committed, and any later commit sorts after them.
+        const COLUMNS: &str =
+            "SELECT xid::text, id, run_id, workflow_id, type, step_id, data, at FROM events";
+        const VISIBLE: &str =
+            "(xid, id) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())";
+        let (sql, value) = match scope {
+            EventScope::All => (
+                format!("{COLUMNS} WHERE {VISIBLE} AND $3::text IS NULL ORDER BY xid, id LIMIT $4"),
+                None,
+            ),
+            EventScope::Run(id) => (
+                format!("{COLUMNS} WHERE run_id = $3 AND {VISIBLE} ORDER BY xid, id LIMIT $4"),
+                Some(id.clone()),
+            ),
+            EventScope::Workflow(id) => (
+                format!("{COLUMNS} WHERE workflow_id = $3 AND {VISIBLE} ORDER BY xid, id LIMIT $4"),
+                Some(id.clone()),
+            ),
+        };
+        let xid = after.xid.to_string();
+        let id = i64::try_from(after.id).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read_any(move |client| {
+            query(client, &sql, &[&xid, &id, &value, &limit])?
+                .iter()
+                .map(|row| {
+                    let xid: String = row.try_get(0)?;
+                    let id: i64 = row.try_get(1)?;
+                    let cursor = EventCursor {
+                        xid: xid.parse().unwrap_or(0),
+                        id: id.max(0) as u64,
+                    };
+                    Ok(Event::from_columns(
+                        cursor,
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                        row.try_get(5)?,
+                        row.try_get(6)?,
+                        row.try_get(7)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+    fn last_event(&self) -> Result<EventCursor, StoreError> {
+        self.read_any(|client| {
+            let row = query_opt(
+                client,
+                "SELECT xid::text, id FROM events WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid DESC, id DESC LIMIT 1",
+                &[],
+            )?;
+            let Some(row) = row else {
+                return Ok(EventCursor::default());
+            };
+            let (xid, id): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+            Ok(EventCursor {
+                xid: xid.parse().unwrap_or(0),
+                id: id.max(0) as u64,
+            })
+        })
     }
     fn count_by_status(&self) -> Result<HashMap<RunState, u64>, StoreError> {
         self.read_any(|client| {

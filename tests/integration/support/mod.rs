@@ -2,6 +2,7 @@
 //! the isolated scratch directory every test that runs `pallet` starts from.
 
 pub mod a2a_peer;
+pub mod browser;
 pub mod context;
 pub mod hostile_agent;
 pub mod hostile_registry;
