@@ -35,5 +35,6 @@ mod shapes;
 mod store_backends;
 mod streaming;
 mod support;
+mod ui;
 mod validate;
 mod workers;

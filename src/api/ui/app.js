@@ -18,6 +18,11 @@ function el(tag, attributes, ...children) {
   return node;
 }
 
+// replaceChildren, leaving out the parts a page does not have (null).
+function put(parent, ...nodes) {
+  parent.replaceChildren(...nodes.filter((node) => node !== null && node !== undefined));
+}
+
 class Problem extends Error {
   constructor(status, body) {
     super(body && body.detail ? body.detail : `HTTP ${status}`);
@@ -109,7 +114,7 @@ async function runsPage() {
   const table = el("table", { id: "runs" },
     el("thead", {}, el("tr", {}, ["Run", "Workflow", "Status", "Step", "Started", "Duration"].map((h) => el("th", {}, h)))),
     body);
-  main().replaceChildren(el("h1", {}, "Runs"),
+  put(main(), el("h1", {}, "Runs"),
     el("div", { class: "filters" }, el("label", {}, "Status ", status), el("label", {}, "Workflow ", workflow)),
     table);
   const load = async () => {
@@ -179,13 +184,19 @@ function approvalForm(run, reload) {
   const reject = el("button", { type: "button", id: "reject" }, "Reject / send back");
   approve.addEventListener("click", () => decide("human_approved"));
   reject.addEventListener("click", () => decide("human_rejected"));
-  return el("section", { class: "card", id: "approval" },
+  return el("section", { class: "card", id: "approval", "data-step": approval.step, "data-since": approval.waiting_since },
     el("h2", {}, approval.title || `Approve ${approval.step}?`),
     approval.instructions ? el("p", { class: "instructions" }, approval.instructions) : null,
     el("p", { class: "muted" }, `Step ${approval.step}, waiting since ${when(approval.waiting_since)}`,
       approval.deadline ? `, until ${when(approval.deadline)} (then ${approval.on_timeout})` : ""),
     fields, el("label", {}, "Comment", comment), el("label", {}, "Decided by", actor),
     approve, reject, message);
+}
+
+// The form already shown for the same approval: a redraw keeps what was typed.
+function keptApproval(run) {
+  const shown = document.getElementById("approval");
+  return shown && shown.dataset.step === run.approval.step && shown.dataset.since === run.approval.waiting_since ? shown : null;
 }
 
 async function runPage(id) {
@@ -197,9 +208,14 @@ async function runPage(id) {
         api("GET", `/workflows/${encodeURIComponent(id)}/history`),
       ]);
     } catch (error) {
-      main().replaceChildren(problemBox(error));
+      put(main(), problemBox(error));
       return;
     }
+    // Events that changed nothing shown (a stream's replay, the end) redraw
+    // nothing: what a person selected, opened or typed stays.
+    const shown = JSON.stringify([run.status, run.updated_at, run.attempts, run.approval, run.error, run.result, history.transitions.length]);
+    if (shown === lastShown) return;
+    lastShown = shown;
     const progress = run.progress || { percentage: 0, steps_completed: 0, steps_total: 0 };
     const summary = el("dl", {},
       el("dt", {}, "Workflow"), el("dd", {}, `${run.workflow_id}@${run.workflow_version}`),
@@ -229,11 +245,11 @@ async function runPage(id) {
     });
     const transitions = history.transitions.map((t) =>
       el("tr", {}, el("td", {}, when(t.at)), el("td", {}, t.from || "—"), el("td", {}, t.to), el("td", {}, t.trigger), el("td", {}, t.actor)));
-    main().replaceChildren(
+    put(main(), 
       el("h1", {}, "Run ", el("code", {}, run.id)),
       summary,
       run.error ? el("div", { class: "card error", id: "run-error" }, run.error) : null,
-      run.approval ? approvalForm(run, draw) : null,
+      run.approval ? keptApproval(run) || approvalForm(run, draw) : null,
       el("h2", {}, "Steps"),
       el("table", { id: "steps" },
         el("thead", {}, el("tr", {}, ["Step", "Status", "Attempts", "Agent", "Duration", "Details"].map((h) => el("th", {}, h)))),
@@ -250,6 +266,7 @@ async function runPage(id) {
       if (node) node.open = true;
     }
   };
+  let lastShown = null;
   const openDetails = new Set();
   main().addEventListener("toggle", (event) => {
     const row = event.target.closest("tr[data-step]");
@@ -287,7 +304,7 @@ async function startPage() {
       start.disabled = false;
     }
   });
-  main().replaceChildren(el("h1", {}, "Start a run"), form);
+  put(main(), el("h1", {}, "Start a run"), form);
   // Workflows run recently, as suggestions.
   try {
     const page = await api("GET", "/workflows?limit=200");
