@@ -271,3 +271,53 @@ async fn the_registry_listings() {
         snapshot_line(&context, name, &format!("{line} {registry}")).await;
     }
 }
+
+/// A step that takes long enough to be drawn running, between two quick ones.
+const SLOW: &str = "metadata: {id: slow, name: Slow, version: 1.0.0}
+steps:
+  - {id: plan, skill: create_plan, inputs: {title: \"{{ workflow.input.requirements }}\"}}
+  - {id: wait, skill: sleep, inputs: {ms: 600}}
+  - {id: check, skill: echo, inputs: {title: \"{{ steps.plan.outputs.title }}\"}}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_progress_view_redraws_on_a_terminal() {
+    let agent = LegacyAgent::start("tester", &["create_plan"]).await;
+    let context = TestContext::new();
+    context.write("slow.yaml", SLOW);
+    let url = agent.url();
+    let arguments = [
+        "run",
+        "--file",
+        "slow.yaml",
+        "--agent",
+        &url,
+        "--db",
+        "runs.db",
+        "factorial",
+    ];
+    let shown = {
+        let context = context.clone();
+        let arguments: Vec<String> = arguments.iter().map(|text| text.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+            context.pallet_on_terminal(&arguments).output().unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let raw = String::from_utf8_lossy(&shown.stdout).replace("\r\n", "\n");
+    assert!(shown.status.success(), "{raw}");
+    // Drawn in place: the cursor goes back up over the lines drawn before,
+    // and the slow step was shown running with a spinner.
+    assert!(
+        raw.contains("\x1b[3F") || raw.contains("\x1b[2F"),
+        "{raw:?}"
+    );
+    assert!(raw.contains("wait (sleep) running"), "{raw:?}");
+    // What stays on the screen: the last frame, then the report.
+    let last = raw.rsplit("\x1b[J").next().unwrap();
+    let mut settings = settings(&context);
+    settings.set_snapshot_suffix("progress-terminal");
+    settings.bind(|| insta::assert_snapshot!("output", last));
+}

@@ -301,7 +301,7 @@ fn pallet_run_shows_status_messages_in_progress_json_and_the_run_view() {
     let shown = String::from_utf8_lossy(&terminal.stdout);
     assert!(terminal.status.success(), "{shown}");
     for message in steps(3) {
-        assert!(shown.contains(&format!("… talk: {message}")), "{shown}");
+        assert!(shown.contains(&format!("… {message}")), "{shown}");
     }
 }
 
