@@ -3,7 +3,8 @@
 //! runs executing in this process, the queue of a shared database, and, for
 //! the steps this process ran, a duration histogram by skill and status,
 //! retries by skill and failures by skill and agent (told by the engine at
-//! each step's end). Label sets are bounded ([`MAX_SERIES`]): an agent that renames
+//! each step's end), agent call errors by agent and kind, and the run
+//! database's write latency ([`crate::store::latency`]). Label sets are bounded ([`MAX_SERIES`]): an agent that renames
 //! itself for every call cannot grow the page without end.
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +41,8 @@ struct Counts {
     retries: BTreeMap<String, u64>,
     /// (skill, agent) -> steps failed.
     failures: BTreeMap<(String, String), u64>,
+    /// (agent, kind) -> calls failed.
+    call_errors: BTreeMap<(String, &'static str), u64>,
 }
 
 /// What this process observed; shared by the service's routes and its
@@ -52,6 +55,15 @@ pub struct Metrics {
 impl StepObserver for Metrics {
     fn step_finished(&self, record: &StepRecord) {
         self.observe(record);
+    }
+    fn call_failed(&self, agent: &str, kind: &'static str) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *bounded(&mut counts.call_errors, (agent.to_string(), kind), || {
+            (OTHER.to_string(), kind)
+        }) += 1;
     }
 }
 
@@ -190,6 +202,38 @@ impl Metrics {
                 escaped(agent)
             );
         }
+        family(
+            &mut page,
+            "pallet_agent_call_errors_total",
+            "counter",
+            "Agent calls that failed (every attempt and every agent tried), by agent and kind: connection, timeout, http, unauthorized, agent_reported, invalid_answer, too_large, no_interface, cancelled.",
+        );
+        for ((agent, kind), count) in &counts.call_errors {
+            let _ = writeln!(
+                page,
+                "pallet_agent_call_errors_total{{agent=\"{}\",kind=\"{kind}\"}} {count}",
+                escaped(agent)
+            );
+        }
+        family(
+            &mut page,
+            "pallet_store_write_seconds",
+            "histogram",
+            "Write transactions of the run database in this process, from begin to the commit's answer.",
+        );
+        let (buckets, sum, count) = crate::store::latency::snapshot();
+        let mut cumulative = 0;
+        for (bound, observed) in crate::store::latency::BOUNDS.iter().zip(buckets) {
+            cumulative += observed;
+            let _ = writeln!(
+                page,
+                "pallet_store_write_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            page,
+            "pallet_store_write_seconds_bucket{{le=\"+Inf\"}} {count}\npallet_store_write_seconds_sum {sum}\npallet_store_write_seconds_count {count}"
+        );
         page
     }
 }

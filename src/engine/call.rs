@@ -193,8 +193,12 @@ impl Run<'_> {
             let error = match result {
                 Ok(Ok(value)) => return Ok(value.unwrap_or_default()),
                 Ok(Err(error)) => error,
-                Err(_) => return Err(AttemptError::TimedOut),
+                Err(_) => {
+                    self.call_failed(&agent.name, "timeout");
+                    return Err(AttemptError::TimedOut);
+                }
             };
+            self.call_failed(&agent.name, error.kind());
             if cancel.is_cancelled() {
                 return Err(AttemptError::Call(error));
             }
@@ -235,8 +239,20 @@ impl Run<'_> {
                 tracing::info!(step = %self.event_name(step), agent = %agent.name, task = %task.task.id, key = %task.idempotency_key, "sending the step again with the same idempotency key");
                 self.attempt(call, &task.idempotency_key, details).await
             }
-            Ok(Err(CallError::Timeout { .. })) | Err(_) => Err(AttemptError::TimedOut),
-            Ok(Err(error)) => Err(AttemptError::Call(error)),
+            Ok(Err(CallError::Timeout { .. })) | Err(_) => {
+                self.call_failed(&agent.name, "timeout");
+                Err(AttemptError::TimedOut)
+            }
+            Ok(Err(error)) => {
+                self.call_failed(&agent.name, error.kind());
+                Err(AttemptError::Call(error))
+            }
+        }
+    }
+
+    fn call_failed(&self, agent: &str, kind: &'static str) {
+        if let Some(observer) = &self.engine.observer {
+            observer.call_failed(agent, kind);
         }
     }
 

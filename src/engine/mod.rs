@@ -99,6 +99,9 @@ pub struct Engine {
 /// reference (nothing cloned): for counters such as the service's metrics.
 pub trait StepObserver: Send + Sync {
     fn step_finished(&self, record: &StepRecord);
+    /// A call of `agent` failed (each attempt and each agent tried counts);
+    /// `kind` is [`crate::agent::CallError::kind`], or `timeout`.
+    fn call_failed(&self, _agent: &str, _kind: &'static str) {}
 }
 
 /// An [`Engine`] being built: agents and workflows are required, the rest has defaults.

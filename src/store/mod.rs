@@ -25,6 +25,7 @@ mod backend;
 pub mod clock;
 mod create;
 pub mod events;
+pub mod latency;
 pub mod lease;
 mod migrations;
 pub mod postgres;

@@ -298,6 +298,12 @@ fn lock(state: &std::sync::Mutex<InlineState>) -> std::sync::MutexGuard<'_, Inli
 }
 
 fn commit_batch(connection: &Connection, batch: Vec<Job>) {
+    let began = std::time::Instant::now();
+    commit_batch_untimed(connection, batch);
+    super::latency::record(began.elapsed());
+}
+
+fn commit_batch_untimed(connection: &Connection, batch: Vec<Job>) {
     // The write lock for the whole batch: what a request reads it may write
     // without another process writing in between (the lease relies on it).
     // Not had within the busy timeout: every request fails now, clearly,

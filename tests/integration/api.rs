@@ -54,6 +54,11 @@ steps:
   - {id: after, skill: last, inputs: {approved: '{{ steps.gate.outputs.approved }}', actor: '{{ steps.gate.outputs.actor }}'}}
 ";
 
+const FAILING_WORKFLOW: &str = "metadata: {id: failing-test, name: Failing test, version: 1.0.0}
+steps:
+  - {id: broken, skill: fail, inputs: {message: refused}}
+";
+
 const SLOW_WORKFLOW: &str = "metadata: {id: slow-test, name: Slow test, version: 1.0.0}
 steps:
   - {id: wait, skill: sleep, inputs: {ms: 1500}}
@@ -76,6 +81,7 @@ fn write_workflows(dir: &Path) {
     for (name, text) in [
         ("approval.yaml", APPROVAL_WORKFLOW),
         ("fast.yaml", FAST_WORKFLOW),
+        ("failing.yaml", FAILING_WORKFLOW),
         ("slow.yaml", SLOW_WORKFLOW),
         ("timeout.yaml", TIMEOUT_WORKFLOW),
     ] {
@@ -1038,6 +1044,16 @@ async fn metrics_count_runs_and_steps_and_need_the_token() {
         .wait_for(waiting["id"].as_str().unwrap(), "waiting_approval")
         .await;
 
+    let (_, failing) = service
+        .post(
+            "/workflows",
+            json!({"workflow": "failing-test", "input": {}}),
+        )
+        .await;
+    service
+        .wait_for(failing["id"].as_str().unwrap(), "failed")
+        .await;
+
     let anonymous = crate::support::http_client()
         .get(format!("{}/metrics", service.base))
         .send()
@@ -1061,6 +1077,8 @@ async fn metrics_count_runs_and_steps_and_need_the_token() {
             "pallet_runs_executing",
             "pallet_queue_depth",
             "pallet_step_duration_seconds",
+            "pallet_agent_call_errors_total",
+            "pallet_store_write_seconds",
         ] {
             assert!(typed.contains(&family.to_string()), "{family}: {page}");
         }
@@ -1082,7 +1100,17 @@ async fn metrics_count_runs_and_steps_and_need_the_token() {
     };
     assert_eq!(value(r#"pallet_runs{status="completed"}"#), 3.0);
     assert_eq!(value(r#"pallet_runs{status="waiting_approval"}"#), 1.0);
-    assert_eq!(value(r#"pallet_runs{status="failed"}"#), 0.0);
+    assert_eq!(value(r#"pallet_runs{status="failed"}"#), 1.0);
+    assert_eq!(
+        value(r#"pallet_agent_call_errors_total{agent="helper",kind="agent_reported"}"#),
+        1.0
+    );
+    // Every run above was written: the write latency histogram saw them.
+    let writes = value("pallet_store_write_seconds_count");
+    assert!(writes >= 4.0, "{writes}");
+    let within = value(r#"pallet_store_write_seconds_bucket{le="5"}"#);
+    assert!(within > 0.0 && within <= value(r#"pallet_store_write_seconds_bucket{le="+Inf"}"#));
+    assert!(value("pallet_store_write_seconds_sum") > 0.0);
     assert_eq!(value("pallet_runs_executing"), 0.0);
     assert_eq!(value("pallet_queue_depth"), 0.0);
     let echo = r#"skill="echo",status="completed""#;

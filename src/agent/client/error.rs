@@ -200,6 +200,29 @@ fn task_suffix(task_id: &Option<String>) -> String {
 }
 
 impl CallError {
+    /// What went wrong, in one word, for counting (`pallet_agent_call_errors_total{kind}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Unreachable { .. }
+            | CallError::Transport { .. }
+            | CallError::Redirected { .. } => "connection",
+            CallError::NoInterface { .. } => "no_interface",
+            CallError::Http { .. } => "http",
+            CallError::Unauthorized { .. } => "unauthorized",
+            CallError::Timeout { .. } | CallError::StreamIdle { .. } => "timeout",
+            CallError::Cancelled { .. } => "cancelled",
+            CallError::TaskFailed { .. }
+            | CallError::JsonRpc { .. }
+            | CallError::ErrorEvent { .. } => "agent_reported",
+            CallError::TooLarge { .. }
+            | CallError::TooManyValues { .. }
+            | CallError::StreamLimit { .. } => "too_large",
+            CallError::UnknownTaskState { .. }
+            | CallError::NotAnEventStream { .. }
+            | CallError::Malformed { .. } => "invalid_answer",
+        }
+    }
+
     /// Connection refused/reset before the agent accepted the call: try another
     /// agent. Also when an A2A agent stops answering while its task runs, since
     /// that agent is gone too.

@@ -379,6 +379,7 @@ impl PgStore {
     ) -> Pending<T> {
         let (sender, pending) = oneshot::channel();
         let job: Job = Box::new(move |link| {
+            let began = std::time::Instant::now();
             let result = link.run(|client| {
                 let mut transaction = client.transaction()?;
                 let value = work(&mut transaction)?;
@@ -393,6 +394,7 @@ impl PgStore {
                     })?;
                 Ok(value)
             });
+            super::latency::record(began.elapsed());
             after(&result);
             let _ = sender.send(result);
         });
