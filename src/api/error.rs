@@ -70,6 +70,17 @@ pub enum ApiError {
         "a request signed in by the UI's cookie must come from this service's pages (`Origin` is missing or another site); scripts send `Authorization: Bearer <PALLET_API_TOKEN>`"
     )]
     CrossOrigin,
+    #[error(
+        "this service browses no registry (it runs with --offline); start it without --offline to list the registry"
+    )]
+    NoRegistry,
+    #[error("{doing}")]
+    Registry {
+        doing: String,
+        /// Boxed: the registry's errors are large, and every handler returns this type.
+        #[source]
+        source: Box<crate::registry::RegistryError>,
+    },
     #[error("no route {method} {path}")]
     NoRoute { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
@@ -145,6 +156,18 @@ impl ApiError {
             ApiError::AgentCompleteNotPostable | ApiError::Executing { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::CrossOrigin => StatusCode::FORBIDDEN,
+            ApiError::NoRegistry => StatusCode::NOT_FOUND,
+            ApiError::Registry { source, .. }
+                if matches!(
+                    **source,
+                    crate::registry::RegistryError::RepositoryNotFound { .. }
+                        | crate::registry::RegistryError::NoMatchingVersion { .. }
+                        | crate::registry::RegistryError::ManifestNotFound { .. }
+                ) =>
+            {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Registry { .. } => StatusCode::BAD_GATEWAY,
             ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Exposed(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -14,6 +14,7 @@ pub mod events;
 mod limits;
 pub mod metrics;
 pub mod openapi;
+mod registry;
 pub mod routes;
 pub mod types;
 pub mod ui;
@@ -61,6 +62,8 @@ pub struct ServiceOptions {
     pub admission: AdmissionLimits,
     /// Event streams open at once.
     pub max_event_streams: usize,
+    /// The registry the registry routes list (None: they answer 404).
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 impl ServiceOptions {
@@ -80,6 +83,7 @@ impl Default for ServiceOptions {
             connections: ConnectionLimits::default(),
             body_timeout: Duration::from_secs(30),
             max_event_streams: 100,
+            registry: None,
             admission: AdmissionLimits::default(),
         }
     }

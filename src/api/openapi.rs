@@ -192,6 +192,41 @@ fn paths() -> Value {
                 }
             }
         },
+        "/registry/workflows": {
+            "get": {
+                "summary": "Workflows in the service's registry with their versions and digests (as `pallet list --json`)",
+                "responses": {
+                    "200": {"description": "`{registry, workflows: [{repository, versions: [{version, tag, digest}], other_tags, unreadable}]}`", "content": {"application/json": {}}},
+                    "404": problem("The service runs with --offline: no registry to list"),
+                    "502": problem("The registry did not answer or answered an error")
+                }
+            }
+        },
+        "/registry/workflows/{name}/{tag}": {
+            "get": {
+                "summary": "One workflow version: reference, digest, config, annotations (source, revision) and its YAML `source` (as `pallet show --json`)",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "tag", "in": "path", "required": true, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "The version", "content": {"application/json": {}}},
+                    "404": problem("No such workflow or version, or no registry (--offline)"),
+                    "422": problem("Not a workflow name or tag"),
+                    "502": problem("The registry did not answer or answered an error")
+                }
+            }
+        },
+        "/registry/agents": {
+            "get": {
+                "summary": "Agent cards in the registry: versions, and the latest card's name, URL, skills and interfaces (protocol version and binding)",
+                "responses": {
+                    "200": {"description": "`{registry, agents: [...], truncated}` (at most 200 cards read)", "content": {"application/json": {}}},
+                    "404": problem("The service runs with --offline: no registry to list"),
+                    "502": problem("The registry did not answer or answered an error")
+                }
+            }
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics (text format 0.0.4): runs by status, runs executing here, the queue, step durations by skill and status, retries, failures by skill and agent",

@@ -49,6 +49,21 @@ pub fn routes() -> Vec<Route> {
         route("/workflows/{id}/resume", Method::POST, post(resume)),
         route("/workflows/{id}/rerun", Method::POST, post(rerun)),
         route("/events", Method::GET, get(super::events::all)),
+        route(
+            "/registry/workflows",
+            Method::GET,
+            get(super::registry::workflows),
+        ),
+        route(
+            "/registry/workflows/{name}/{tag}",
+            Method::GET,
+            get(super::registry::workflow),
+        ),
+        route(
+            "/registry/agents",
+            Method::GET,
+            get(super::registry::agents),
+        ),
         route("/health", Method::GET, get(health)),
         route("/metrics", Method::GET, get(metrics)),
         route("/openapi.json", Method::GET, get(openapi)),

@@ -38,6 +38,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui", get(shell))
         .route("/ui/", get(|| async { Redirect::to("/ui") }))
         .route("/ui/start", get(shell))
+        .route("/ui/registry", get(shell))
         .route("/ui/runs/{id}", get(shell))
         .route(
             "/ui/app.js",

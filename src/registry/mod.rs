@@ -28,6 +28,7 @@ pub mod reference;
 pub mod resolve;
 pub mod source;
 mod transport;
+pub mod views;
 
 use std::path::PathBuf;
 

@@ -5,13 +5,18 @@
 //! list; and the UI's guards (cookie only from this origin, the CSP).
 //! Screenshots go to `target/browser-screenshots/`.
 
+use std::sync::Arc;
+
 use pallet::api::ServiceOptions;
+use pallet::registry::{Registry, RegistryOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::api::{Service, start};
+use crate::support::TestContext;
 use crate::support::browser::{Browser, artifact_dir};
 use crate::support::legacy_agent::LegacyAgent;
+use crate::support::registry::TestRegistry;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -258,3 +263,128 @@ async fn the_cookie_works_only_from_this_origin_and_pages_carry_a_strict_policy(
     assert_eq!(script.status(), StatusCode::OK);
     service.shutdown().await;
 }
+
+/// An A2A 1.0 card whose name is markup: the registry page shows it as text.
+const CARD: &str = r#"{
+  "name": "<i id=\"planner\">planner</i>",
+  "description": "plans",
+  "version": "1.0.0",
+  "supportedInterfaces": [{"url": "http://127.0.0.1:9/rpc", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+  "capabilities": {},
+  "defaultInputModes": ["application/json"],
+  "defaultOutputModes": ["application/json"],
+  "skills": [{"id": "create_plan", "name": "Plan", "description": "makes a plan", "tags": ["plan"]}]
+}"#;
+
+#[tokio::test]
+async fn the_registry_page_lists_pushed_workflows_and_agent_cards() {
+    let registry = TestRegistry::start();
+    let scratch = TestContext::new();
+    scratch.write("first.yaml", FIRST.replace("VERSION", "1.0.0"));
+    scratch.write("second.yaml", FIRST.replace("VERSION", "1.1.0"));
+    scratch.write("card.json", CARD);
+    let address = registry.address.as_str();
+    let pushes: [&[&str]; 3] = [
+        &["push", "first.yaml", "--registry", address],
+        &["push", "second.yaml", "--registry", address],
+        &["agents", "push", "card.json", "--registry", address],
+    ];
+    for arguments in pushes {
+        let pushed = scratch.output(arguments);
+        assert!(
+            pushed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+    }
+    let agent = LegacyAgent::start("helper", &crate::api::SKILLS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Registry::new(RegistryOptions {
+        address: registry.address.clone(),
+        insecure_hosts: Vec::new(),
+        credentials: None,
+        docker_config: None,
+        cache_dir: dir.path().join("cache"),
+        offline: false,
+        timeouts: Default::default(),
+    })
+    .unwrap();
+    let options = ServiceOptions {
+        registry: Some(Arc::new(client)),
+        ..ServiceOptions::default()
+    };
+    let service = start(&agent, dir.path(), options).await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/ui/registry", service.base)).await;
+    browser
+        .wait_for_text(
+            "#registry-workflows tr[data-repository=\"workflows/shared-plan\"]",
+            "1.1.0",
+        )
+        .await;
+    browser
+        .wait_for_text(
+            "#registry-workflows tr[data-repository=\"workflows/shared-plan\"]",
+            "1.0.0",
+        )
+        .await;
+    browser
+        .wait_for_text("#registry-agents", "create_plan")
+        .await;
+    browser
+        .wait_for_text("#registry-agents", "A2A 1.0 JSONRPC")
+        .await;
+    browser
+        .wait_for_text("#registry-agents", "<i id=\"planner\">planner</i>")
+        .await;
+    assert!(browser.find_all("#planner").await.is_empty());
+    // A version: its digest, annotations and YAML.
+    browser
+        .find("button.version[data-tag=\"1.0.0\"]")
+        .await
+        .click()
+        .await;
+    browser
+        .wait_for_text("#version-source", "version: 1.0.0")
+        .await;
+    browser
+        .wait_for_text("#version", "org.opencontainers.image")
+        .await;
+    browser.wait_for_text("#version-digest", "sha256:").await;
+    browser
+        .screenshot(artifact_dir().join("ui-registry.png"))
+        .await;
+    drop(browser);
+
+    // The same as JSON; an unknown version is a 404 that says so.
+    let (code, listed) = service.get("/registry/workflows").await;
+    assert_eq!(code, StatusCode::OK);
+    let versions: Vec<&str> = listed["workflows"][0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|version| version["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0"]);
+    let missing = service
+        .send(Method::GET, "/registry/workflows/shared-plan/9.9.9")
+        .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    service.shutdown().await;
+
+    // A service without a registry (offline) says why there is nothing to list.
+    let offline = start(&agent, dir.path(), ServiceOptions::default()).await;
+    let response = offline.send(Method::GET, "/registry/workflows").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("--offline"),
+        "{problem}"
+    );
+    offline.shutdown().await;
+}
+
+const FIRST: &str = "metadata: {id: shared-plan, name: Shared plan, version: VERSION}
+steps:
+  - {id: plan, skill: create_plan, inputs: {title: x}}
+";

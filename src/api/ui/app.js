@@ -313,10 +313,74 @@ async function startPage() {
   } catch (_) { /* suggestions only */ }
 }
 
+// Workflows (versions, digests, annotations, YAML) and agent cards of the registry.
+async function registryPage() {
+  put(main(), el("h1", {}, "Registry"), el("p", { class: "muted" }, "Loading…"));
+  let workflows, agents;
+  try {
+    [workflows, agents] = await Promise.all([api("GET", "/registry/workflows"), api("GET", "/registry/agents")]);
+  } catch (error) {
+    put(main(), el("h1", {}, "Registry"), problemBox(error));
+    return;
+  }
+  const shown = el("div", { id: "version" });
+  const show = async (name, tag) => {
+    let version;
+    try { version = await api("GET", `/registry/workflows/${encodeURIComponent(name)}/${encodeURIComponent(tag)}`); } catch (error) {
+      shown.replaceChildren(problemBox(error));
+      return;
+    }
+    const annotations = Object.entries(version.annotations || {}).flatMap(([key, value]) => [el("dt", {}, key), el("dd", {}, value)]);
+    const start = el("a", { href: `/ui/start?workflow=${encodeURIComponent(`${name}@${version.digest}`)}` }, "Start a run of this version");
+    put(shown, el("section", { class: "card" },
+      el("h2", {}, `${name} ${version.version || version.tag || ""}`),
+      el("dl", {}, el("dt", {}, "Reference"), el("dd", {}, el("code", {}, version.reference)),
+        el("dt", {}, "Digest"), el("dd", {}, el("code", { id: "version-digest" }, version.digest)), annotations),
+      el("p", {}, start),
+      version.source !== null ? el("pre", { id: "version-source" }, version.source) : el("p", { class: "muted" }, "The artifact is not text.")));
+  };
+  const rows = workflows.workflows.map((listed) => {
+    const name = listed.repository.replace(/^workflows\//, "");
+    const versions = listed.versions.slice().reverse().map((version) => {
+      const button = el("button", { type: "button", class: "version", "data-tag": version.tag }, version.version);
+      button.addEventListener("click", () => show(name, version.tag));
+      return button;
+    });
+    const latest = listed.versions[listed.versions.length - 1];
+    return el("tr", { "data-repository": listed.repository },
+      el("td", {}, name),
+      el("td", {}, versions, listed.other_tags.map((tag) => {
+        const button = el("button", { type: "button", class: "version", "data-tag": tag }, tag);
+        button.addEventListener("click", () => show(name, tag));
+        return button;
+      })),
+      el("td", {}, latest ? el("code", {}, latest.digest.slice(0, 19)) : ""),
+      el("td", { class: "error" }, listed.unreadable.map((broken) => `${broken.tag}: ${broken.error}`).join("; ")));
+  });
+  const agentRows = agents.agents.map((agent) => el("tr", { "data-repository": agent.repository },
+    el("td", {}, agent.name || agent.repository),
+    el("td", {}, (agent.versions[agent.versions.length - 1] || {}).version || agent.other_tags.join(", ")),
+    el("td", {}, agent.url || ""),
+    el("td", {}, (agent.skills || []).map((skill) => skill.id).join(", ")),
+    el("td", {}, (agent.interfaces || []).map((i) => `A2A ${i.version} ${i.binding}`).join(", "))));
+  put(main(),
+    el("h1", {}, "Registry ", el("code", {}, workflows.registry)),
+    el("h2", {}, "Workflows"),
+    el("table", { id: "registry-workflows" },
+      el("thead", {}, el("tr", {}, ["Workflow", "Versions", "Latest digest", "Problems"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No workflows.")))),
+    shown,
+    el("h2", {}, "Agents"),
+    el("table", { id: "registry-agents" },
+      el("thead", {}, el("tr", {}, ["Agent", "Version", "URL", "Skills", "Protocols"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, agentRows.length ? agentRows : el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No agent cards.")))));
+}
+
 window.addEventListener("DOMContentLoaded", () => {
   const path = window.location.pathname;
   const run = path.match(/^\/ui\/runs\/([^/]+)$/);
   if (run) runPage(decodeURIComponent(run[1]));
   else if (path === "/ui/start") startPage();
+  else if (path === "/ui/registry") registryPage();
   else runsPage();
 });

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use super::registry::{explain, parse_reference};
 use crate::agent::AgentCard;
 use crate::cli::args::{AgentsCommand, AgentsPushArgs, ListArgs};
-use crate::cli::printer::{self, BadInput, listed_json};
+use crate::cli::printer::{self, BadInput};
 use crate::cli::settings::registry::connect;
+use crate::registry::views::listed_json;
 use crate::registry::{ArtifactKind, Listed, Provenance, PushOptions, Registry, RegistryError};
 
 pub async fn command(command: AgentsCommand) -> anyhow::Result<ExitCode> {

@@ -32,6 +32,10 @@ pub async fn command(args: ServeArgs, printer: Printer) -> anyhow::Result<ExitCo
             ""
         }
     ));
+    let options = crate::api::ServiceOptions {
+        registry: settings.registry.clone(),
+        ..options
+    };
     let state = AppState::new(store, engine, options);
     let served = api::serve(listener, state, shutdown_signal()).await;
     settings.stop_agents().await;

@@ -61,7 +61,10 @@ pub fn print_pulled(path: &Path, digest: &str) {
 /// `pallet list`: each repository with its versions.
 pub fn print_workflows(registry: &str, listed: &[Listed], json: bool) -> anyhow::Result<()> {
     if json {
-        let list: Vec<Value> = listed.iter().map(listed_json).collect();
+        let list: Vec<Value> = listed
+            .iter()
+            .map(crate::registry::views::listed_json)
+            .collect();
         outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
@@ -90,22 +93,6 @@ pub fn print_workflows(registry: &str, listed: &[Listed], json: bool) -> anyhow:
     Ok(())
 }
 
-pub fn listed_json(listed: &Listed) -> Value {
-    json!({
-        "repository": listed.repository,
-        "versions": listed.versions.iter().map(|version| json!({
-            "version": version.version.to_string(),
-            "tag": version.tag,
-            "digest": version.digest,
-        })).collect::<Vec<_>>(),
-        "other_tags": listed.other_tags,
-        "unreadable": listed.unreadable.iter().map(|broken| json!({
-            "tag": broken.tag,
-            "error": broken.problem,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 /// `pallet show`: one workflow version.
 pub fn print_shown(
     registry: &str,
@@ -113,7 +100,7 @@ pub fn print_shown(
     workflow: Option<&LoadedWorkflow>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut shown = shown_json(registry, pulled);
+    let mut shown = crate::registry::views::shown_json(registry, pulled);
     if let Some(workflow) = workflow {
         shown["inputs"] = super::inputs_json(workflow)["inputs"].clone();
     }
@@ -159,29 +146,7 @@ pub fn print_shown(
     Ok(())
 }
 
-fn shown_json(registry: &str, pulled: &Pulled) -> Value {
-    let resolved = &pulled.resolved;
-    json!({
-        "reference": format!("{}/{}@{}", registry, resolved.repository, resolved.digest),
-        "repository": resolved.repository,
-        "tag": resolved.tag,
-        "version": resolved.version.as_ref().map(ToString::to_string),
-        "digest": resolved.digest,
-        "artifact_type": pulled.manifest.artifact_type,
-        "media_type": pulled.media_type,
-        "file_name": pulled.file_name,
-        "size": pulled.content.len(),
-        "config": pulled.config.as_ref().map(|config| json!({
-            "id": config.id,
-            "name": config.name,
-            "version": config.version,
-            "schema_version": config.schema_version,
-        })),
-        "annotations": pulled.manifest.annotations,
-    })
-}
-
-/// `pallet agents list`: one line per card repository (its entry of [`listed_json`] and latest card).
+/// `pallet agents list`: one line per card repository (its entry of [`crate::registry::views::listed_json`] and latest card).
 pub fn print_cards(registry: &str, entries: &[Value], json: bool) -> anyhow::Result<()> {
     if json {
         outln!("{}", serde_json::to_string_pretty(entries)?);

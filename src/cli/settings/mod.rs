@@ -36,6 +36,8 @@ use crate::workflow::{LoadedWorkflow, load_file};
 pub struct Settings {
     pub workflows: Arc<dyn WorkflowSource>,
     agents: Agents,
+    /// The registry to browse (the service's registry routes); None offline.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 impl Settings {
@@ -63,7 +65,12 @@ impl Settings {
             printer,
         )
         .await?;
-        Ok(Settings { workflows, agents })
+        let browse = (!registry.offline).then(|| connected.registry.clone());
+        Ok(Settings {
+            workflows,
+            agents,
+            registry: browse,
+        })
     }
 
     /// An engine over these workflows and agents.
@@ -142,7 +149,11 @@ impl RunSettings {
             None => args.workflow.clone(),
         };
         Ok(RunSettings {
-            settings: Settings { workflows, agents },
+            settings: Settings {
+                workflows,
+                agents,
+                registry: None,
+            },
             workflow,
             input,
             out: args.out,
