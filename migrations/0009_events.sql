@@ -36,7 +36,8 @@ CREATE TRIGGER attempt_event AFTER INSERT ON step_attempts BEGIN
                        'started_at', NEW.started_at, 'ended_at', NULL),
            NEW.started_at
     FROM runs WHERE id = NEW.run_id
-        AND NEW.status IN ('completed', 'failed', 'cancelled') AND NEW.reused_from IS NULL;
+        AND NEW.status IN ('completed', 'failed', 'cancelled') AND NEW.reused_from IS NULL
+        AND (NEW.inputs IS NOT NULL OR NEW.agent IS NOT NULL);
     INSERT INTO events (run_id, workflow_id, type, step_id, data, at)
     SELECT NEW.run_id, workflow_id, 'step.' || NEW.status, NEW.step_id,
            json_object('attempt', NEW.attempt, 'status', NEW.status, 'agent', NEW.agent,

@@ -45,7 +45,8 @@ BEGIN
         RETURN NULL;
     END IF;
     -- A step written once, whole, at its end (see ../0009_events.sql).
-    IF TG_OP = 'INSERT' AND NEW.status IN ('completed', 'failed', 'cancelled') AND NEW.reused_from IS NULL THEN
+    IF TG_OP = 'INSERT' AND NEW.status IN ('completed', 'failed', 'cancelled') AND NEW.reused_from IS NULL
+        AND (NEW.inputs IS NOT NULL OR NEW.agent IS NOT NULL) THEN
         INSERT INTO events (run_id, workflow_id, type, step_id, data, at)
         SELECT NEW.run_id, workflow_id, 'step.running', NEW.step_id,
                json_build_object('attempt', NEW.attempt, 'status', 'running', 'agent', NEW.agent,

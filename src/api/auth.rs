@@ -32,8 +32,10 @@ pub async fn require_token(
     if crate::bearer::authorized(given, expected) {
         return next.run(request).await;
     }
+    let session = ui::session(expected);
+    // Any of them: a cookie another port of this host set may come first.
     let by_cookie =
-        cookie(headers, ui::COOKIE).is_some_and(|token| crate::bearer::matches(token, expected));
+        cookies(headers, ui::COOKIE).any(|value| crate::bearer::matches(value, &session));
     if by_cookie {
         let reads = matches!(*request.method(), Method::GET | Method::HEAD);
         if reads || same_origin(headers) {
@@ -48,14 +50,14 @@ pub async fn require_token(
     ApiError::Unauthorized.into_response()
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
+        .filter(move |(key, _)| *key == name)
         .map(|(_, value)| value)
 }
 

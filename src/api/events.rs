@@ -51,9 +51,17 @@ impl EventHub {
         }
     }
 
-    /// Read new events and send them to the streams until `stop`.
-    pub async fn tail(self: Arc<Self>, store: Arc<dyn Backend>, stop: CancellationToken) {
-        let mut cursor = None;
+    /// Read new events after `from` (the newest event when the service
+    /// started, read before it accepts a stream: a stream that opens later
+    /// replays up to where the tail took over) and send them to the streams
+    /// until `stop`.
+    pub async fn tail(
+        self: Arc<Self>,
+        store: Arc<dyn Backend>,
+        from: Option<EventCursor>,
+        stop: CancellationToken,
+    ) {
+        let mut cursor = from;
         loop {
             if stop.is_cancelled() {
                 return;
@@ -174,19 +182,26 @@ async fn stream(
     let store = state.store.clone();
     let start = {
         let (store, scope) = (store.clone(), scope.clone());
-        tokio::task::spawn_blocking(move || -> Result<EventCursor, StoreError> {
+        tokio::task::spawn_blocking(move || -> Result<Result<EventCursor, String>, StoreError> {
             if let EventScope::Run(id) = &scope {
                 store.get(id)?; // 404 for an unknown run, before the stream starts
             }
-            match (resume, &scope) {
+            let newest = store.last_event()?;
+            Ok(match (resume, &scope) {
+                // An id this database never sent (another database's, or one
+                // reset since) would skip every event to come.
+                (Some(cursor), _) if cursor > newest => Err(format!(
+                    "event id `{cursor}` is after the newest event of this run database (`{newest}`): it is another database's; reconnect without `Last-Event-ID`"
+                )),
                 (Some(cursor), _) => Ok(cursor),
                 // A run's stream tells its whole story; the others start now.
                 (None, EventScope::Run(_)) => Ok(EventCursor::default()),
-                (None, _) => store.last_event(),
-            }
+                (None, _) => Ok(newest),
+            })
         })
         .await
         .map_err(StoreError::TaskStopped)??
+        .map_err(ApiError::invalid)?
     };
     let (sender, mut events) = mpsc::channel(SEND_BUFFER);
     let closing = state.closing.clone();
@@ -210,7 +225,9 @@ type Sender = mpsc::Sender<Result<SseEvent, Infallible>>;
 
 /// Replay from the database until caught up, then the hub's events; back to
 /// the database when the hub went on without this stream. A run's stream
-/// ends with an `end` event once the run has ended.
+/// ends with an `end` event right after the run's terminal event (the
+/// store writes a run's end last in its transaction), never before: on
+/// PostgreSQL a run's row can read ended before its events are visible.
 async fn send_events(
     store: Arc<dyn Backend>,
     scope: EventScope,
@@ -218,8 +235,11 @@ async fn send_events(
     mut receiver: broadcast::Receiver<Arc<Event>>,
     mut sender: Sender,
 ) {
+    let of_run = matches!(scope, EventScope::Run(_));
+    let mut first_replay = true;
     loop {
         // Replay.
+        let mut sent_any = false;
         loop {
             let read = {
                 let (store, scope) = (store.clone(), scope.clone());
@@ -231,7 +251,12 @@ async fn send_events(
             let full = page.len() == PAGE;
             for event in page {
                 cursor = event.cursor;
+                sent_any = true;
                 if !send(&mut sender, &event).await {
+                    return;
+                }
+                if of_run && ends_run(&event) {
+                    let _ = send_end(&mut sender).await;
                     return;
                 }
             }
@@ -239,27 +264,16 @@ async fn send_events(
                 break;
             }
         }
+        // Resumed after the run's end: nothing more will come.
         if let EventScope::Run(id) = &scope
-            && run_ended(&store, id).await
+            && first_replay
+            && !sent_any
+            && ended_at_or_before(&store, id, cursor).await
         {
-            // Ended before this stream caught up: what it did not send yet is in the database.
-            let (store, scope) = (store.clone(), scope.clone());
-            if let Ok(Ok(page)) = tokio::task::spawn_blocking(move || {
-                store.events_after(cursor, &scope, usize::MAX >> 1)
-            })
-            .await
-            {
-                for event in page {
-                    if !send(&mut sender, &event).await {
-                        return;
-                    }
-                }
-            }
-            let _ = sender
-                .send(Ok(SseEvent::default().event("end").data("{}")))
-                .await;
+            let _ = send_end(&mut sender).await;
             return;
         }
+        first_replay = false;
         // Live.
         loop {
             match receiver.recv().await {
@@ -274,10 +288,8 @@ async fn send_events(
                     if !send(&mut sender, &event).await {
                         return;
                     }
-                    if matches!(scope, EventScope::Run(_)) && ends_run(&event) {
-                        let _ = sender
-                            .send(Ok(SseEvent::default().event("end").data("{}")))
-                            .await;
+                    if of_run && ends_run(&event) {
+                        let _ = send_end(&mut sender).await;
                         return;
                     }
                 }
@@ -288,11 +300,25 @@ async fn send_events(
     }
 }
 
+/// A client that reads nothing for this long is dropped (its permit freed).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn send_end(sender: &mut Sender) -> bool {
+    let end = SseEvent::default().event("end").data("{}");
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sender.send(Ok(end))).await,
+        Ok(Ok(()))
+    )
+}
+
 async fn send(sender: &mut Sender, event: &Event) -> bool {
     let message = SseEvent::default()
         .id(event.cursor.to_string())
         .data(event.to_json().to_string());
-    sender.send(Ok(message)).await.is_ok()
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sender.send(Ok(message))).await,
+        Ok(Ok(()))
+    )
 }
 
 fn ends_run(event: &Event) -> bool {
@@ -303,10 +329,24 @@ fn ends_run(event: &Event) -> bool {
         .is_some_and(RunState::is_terminal)
 }
 
-async fn run_ended(store: &Arc<dyn Backend>, id: &str) -> bool {
+/// Whether run `id` has ended with its terminal event at or before `cursor`.
+async fn ended_at_or_before(store: &Arc<dyn Backend>, id: &str, cursor: EventCursor) -> bool {
     let (store, id) = (store.clone(), id.to_string());
-    matches!(
-        tokio::task::spawn_blocking(move || store.get(&id)).await,
-        Ok(Ok(run)) if run.status.is_terminal()
-    )
+    let read = tokio::task::spawn_blocking(move || -> Result<bool, StoreError> {
+        if !store.get(&id)?.status.is_terminal() {
+            return Ok(false);
+        }
+        let events = store.events_after(
+            EventCursor::default(),
+            &EventScope::Run(id),
+            usize::MAX >> 1,
+        )?;
+        Ok(events
+            .iter()
+            .rev()
+            .find(|event| ends_run(event))
+            .is_some_and(|end| end.cursor <= cursor))
+    })
+    .await;
+    matches!(read, Ok(Ok(true)))
 }

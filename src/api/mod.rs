@@ -449,11 +449,18 @@ pub async fn serve(
             tracing::info!("resumed {resumed} interrupted run(s)");
         }
     }
+    let newest = {
+        let store = state.store.clone();
+        tokio::task::spawn_blocking(move || store.last_event().ok())
+            .await
+            .ok()
+            .flatten()
+    };
     tokio::spawn(
         state
             .events
             .clone()
-            .tail(state.store.clone(), state.closing.clone()),
+            .tail(state.store.clone(), newest, state.closing.clone()),
     );
     let shutdown = {
         let (stop_claims, closing) = (stop_claims.clone(), state.closing.clone());

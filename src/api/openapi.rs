@@ -176,6 +176,17 @@ fn paths() -> Value {
                 }
             }
         },
+        "/definitions": {
+            "get": {
+                "summary": "The workflow a run of `workflow` would execute: id, name, version, digest, source, and its declared `inputs` (name, required, default, description, JSON Schema) or null",
+                "parameters": [{"name": "workflow", "in": "query", "required": true, "schema": {"type": "string"}, "description": "A reference as POST /workflows takes it"}],
+                "responses": {
+                    "200": {"description": "The definition", "content": {"application/json": {}}},
+                    "422": problem("Not a workflow reference, or no such workflow"),
+                    "503": problem("The workflow source (registry) cannot be reached now")
+                }
+            }
+        },
         "/events": {
             "get": {
                 "summary": "Events of every run (or of one workflow or run) as Server-Sent Events: live ones from now, or every one after `Last-Event-ID` / `after`",

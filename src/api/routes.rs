@@ -48,6 +48,7 @@ pub fn routes() -> Vec<Route> {
         route("/workflows/{id}/cancel", Method::POST, post(cancel)),
         route("/workflows/{id}/resume", Method::POST, post(resume)),
         route("/workflows/{id}/rerun", Method::POST, post(rerun)),
+        route("/definitions", Method::GET, get(definition)),
         route("/events", Method::GET, get(super::events::all)),
         route(
             "/registry/workflows",
@@ -151,6 +152,34 @@ async fn create(State(state): State<Arc<AppState>>, body: Body) -> Result<Respon
 /// [`AppState::loading`] at once: a big workflow is seconds of CPU work that
 /// would otherwise hold a runtime thread, and a few of them every thread
 /// (then neither `/health` nor SIGTERM is answered).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefinitionQuery {
+    workflow: String,
+}
+
+/// `GET /definitions?workflow=REF`: what a run of REF would execute, with its
+/// declared inputs (what the UI's start form is drawn from).
+async fn definition(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<DefinitionQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    types::checked_reference(&query.workflow, "workflow")?;
+    let loaded = load_workflow(&state, &query.workflow).await?;
+    let metadata = &loaded.workflow.metadata;
+    Ok(Json(json!({
+        "id": metadata.id,
+        "name": metadata.name,
+        "version": metadata.version.to_string(),
+        "description": metadata.description,
+        "digest": crate::store::digest(&loaded.text),
+        "source": loaded.origin,
+        "steps": loaded.workflow.steps.len(),
+        "inputs": loaded.workflow.inputs.as_ref().map(|inputs| inputs.describe()),
+    })))
+}
+
 async fn load_workflow(
     state: &Arc<AppState>,
     reference: &str,

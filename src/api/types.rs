@@ -70,6 +70,25 @@ pub fn declared_only(input: Value, workflow: &crate::workflow::LoadedWorkflow) -
 }
 
 /// Read either body form of `POST /workflows`.
+/// `reference` if it is a workflow reference; else the problem, naming
+/// `pointer` (the body field or query parameter it came from). Checked
+/// before any lookup so a path or garbage is the client's error (422), never
+/// a lookup failure; a valid reference is also a valid workflow id.
+pub fn checked_reference(reference: &str, pointer: &'static str) -> Result<(), ApiError> {
+    if reference.trim().is_empty() {
+        return Err(ApiError::field(pointer, "is empty"));
+    }
+    if let Err(RegistryError::InvalidReference { problem, .. }) =
+        Reference::parse(ArtifactKind::Workflow, reference)
+    {
+        return Err(ApiError::field(
+            pointer,
+            format!("{problem}; accepted forms: {ACCEPTED_FORMS}"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn start_request(
     body: Value,
     workflow_types: &BTreeMap<String, String>,
@@ -108,19 +127,7 @@ pub fn start_request(
     let reference = request
         .workflow
         .unwrap_or_else(|| DEFAULT_WORKFLOW.to_string());
-    if reference.trim().is_empty() {
-        return Err(ApiError::field("/workflow", "is empty"));
-    }
-    // Checked here so a path or garbage is the client's error (422), never
-    // a lookup failure; a valid reference is also a valid workflow id.
-    if let Err(RegistryError::InvalidReference { problem, .. }) =
-        Reference::parse(ArtifactKind::Workflow, &reference)
-    {
-        return Err(ApiError::field(
-            "/workflow",
-            format!("{problem}; accepted forms: {ACCEPTED_FORMS}"),
-        ));
-    }
+    checked_reference(&reference, "/workflow")?;
     Ok(Start {
         reference,
         input: Value::Object(request.input.unwrap_or_default()),

@@ -22,7 +22,19 @@ const SCRIPT: &str = include_str!("ui/app.js");
 const STYLE: &str = include_str!("ui/app.css");
 
 /// The cookie the sign-in form sets.
-pub const COOKIE: &str = "pallet_token";
+pub const COOKIE: &str = "pallet_session";
+
+/// How long a sign-in lasts.
+const SESSION_SECONDS: u32 = 12 * 3600;
+
+/// The cookie's value for `token`: derived, not the token itself. Browsers
+/// send a host's cookies to all its ports, so another service on this host
+/// may see it; it opens this UI (whose writes also need this origin), not
+/// the bearer token scripts use.
+pub fn session(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("pallet ui session\n{token}")))
+}
 
 /// Only this origin's script and style, no inline code, no framing: an
 /// agent output that slipped into the page as HTML could still run nothing.
@@ -110,7 +122,10 @@ async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         );
         return page(StatusCode::UNAUTHORIZED, "text/html; charset=utf-8", again);
     }
-    let cookie = format!("{COOKIE}={expected}; Path=/; HttpOnly; SameSite=Strict");
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}",
+        session(expected)
+    );
     let mut response = Redirect::to("/ui").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);

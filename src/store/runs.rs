@@ -286,7 +286,6 @@ impl RunStore {
             self.stamp(),
         );
         self.write(move |connection| {
-            apply_change(connection, &id, &change.borrowed(), &at)?;
             let updated = connection.prepare_cached(
                 "UPDATE step_attempts SET status = 'completed', output = ?3, ended_at = ?4 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = ?1 AND step_id = ?2 AND status = 'waiting')",
             )?
@@ -303,6 +302,9 @@ impl RunStore {
                 )?
                 .execute(params![id, step])?;
             }
+            // The change last: its event follows the decision's (a refused
+            // change rolls the attempts back with it).
+            apply_change(connection, &id, &change.borrowed(), &at)?;
             store_derived(connection, &id)
         })
     }
@@ -360,11 +362,6 @@ pub(super) fn apply_change(
     )?.execute(
         params![id, change.to.as_str(), at, completed_at, change.result.as_ref().map(Value::to_string), change.error],
     )?;
-    transaction.prepare_cached(
-        "INSERT INTO transitions (run_id, from_status, to_status, trigger, metadata, actor, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?.execute(
-        params![id, from.as_str(), change.to.as_str(), change.trigger, change.metadata.to_string(), change.actor, at],
-    )?;
     if change.to.is_terminal() && !executed_elsewhere(transaction, id)? {
         // An ended run with no live executor has no attempt in flight (its
         // process died, or ended without closing them): those left are
@@ -375,6 +372,13 @@ pub(super) fn apply_change(
             )?
             .execute(params![id, at, format!("the run ended ({}) while this attempt was in flight", change.to.as_str())])?;
     }
+    // Last: its event follows those of the attempts it ended (a run's
+    // event stream ends at the run's end).
+    transaction.prepare_cached(
+        "INSERT INTO transitions (run_id, from_status, to_status, trigger, metadata, actor, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?.execute(
+        params![id, from.as_str(), change.to.as_str(), change.trigger, change.metadata.to_string(), change.actor, at],
+    )?;
     store_derived(transaction, id)?;
     Ok(from)
 }

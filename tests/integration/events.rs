@@ -311,6 +311,20 @@ async fn event_streams_refuse_bad_ids_unknown_runs_and_more_than_the_limit() {
         "`12x` is not an event id",
     )
     .await;
+    for beyond in ["999999", "5.3"] {
+        let response = service
+            .request(Method::GET, "/events")
+            .header("Last-Event-ID", beyond)
+            .send()
+            .await
+            .unwrap();
+        problem(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "after the newest event",
+        )
+        .await;
+    }
     let unknown = service
         .send(
             Method::GET,

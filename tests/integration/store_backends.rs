@@ -296,6 +296,22 @@ fn all_pages(store: &dyn Backend, status: Option<RunState>, limit: u32) -> Vec<V
     }
 }
 
+/// The events after `before` once at least `count` are visible (or after 20 s).
+fn visible(
+    store: &dyn Backend,
+    before: EventCursor,
+    count: usize,
+) -> Vec<pallet::store::events::Event> {
+    let started = std::time::Instant::now();
+    loop {
+        let events = store.events_after(before, &EventScope::All, 1000).unwrap();
+        if events.len() >= count || started.elapsed() > std::time::Duration::from_secs(20) {
+            return events;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 // The shared tests.
 
 /// Case 1: A run reads back as created: pending, its input byte for byte (key
@@ -2103,6 +2119,10 @@ fn every_change_is_an_event_read_in_commit_order(store: &dyn Backend) {
     other.workflow_id = "other-workflow".to_string();
     let other = store.create_run(&other).unwrap().id;
 
+    // On PostgreSQL events show once every older transaction of the cluster
+    // ended (other tests' databases share it): bounded wait until all are.
+    let all_written = visible(store, before, 9);
+    assert_eq!(all_written.len(), 9, "{all_written:?}");
     let events = store
         .events_after(before, &EventScope::Run(id.clone()), 100)
         .unwrap();
@@ -2174,4 +2194,50 @@ fn every_change_is_an_event_read_in_commit_order(store: &dyn Backend) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// An event id taken before another's but committed after it is not
+/// skipped: nothing of a later transaction is read while an earlier one may
+/// still commit, and then both come in (transaction, id) order.
+#[test]
+fn postgres_events_are_read_in_commit_order_not_id_order() {
+    let database = cluster().database();
+    let store = PgStore::open(&database.url).unwrap();
+    let first = running(&store);
+    let before = store.last_event().unwrap();
+    let mut other = ::postgres::Client::connect(&database.url, ::postgres::NoTls).unwrap();
+    let mut early = other.transaction().unwrap();
+    // Takes its event id (and transaction id) now, commits last.
+    early
+        .execute(
+            "INSERT INTO transitions (run_id, from_status, to_status, trigger, actor, at) VALUES ($1, 'in_progress', 'in_progress', 'early', 'tester', 'now')",
+            &[&first],
+        )
+        .unwrap();
+    let second = running(&store);
+    assert!(
+        store
+            .events_after(before, &EventScope::All, 100)
+            .unwrap()
+            .is_empty(),
+        "a later transaction's events read while an earlier one is open"
+    );
+    early.commit().unwrap();
+    let events = visible(&store, before, 3);
+    let order: Vec<(&str, &str)> = events
+        .iter()
+        .map(|event| (event.run_id.as_str(), event.kind.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (first.as_str(), "run.in_progress"),
+            (second.as_str(), "run.created"),
+            (second.as_str(), "run.in_progress"),
+        ]
+    );
+    assert!(events[0].data["trigger"] == "early");
+    // It took the lower id and committed last: a reader by id alone would
+    // have passed it by after reading the second run's events.
+    assert!(events[0].cursor.id < events[1].cursor.id, "{events:?}");
 }

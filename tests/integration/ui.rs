@@ -49,8 +49,10 @@ async fn signed_in() -> (LegacyAgent, tempfile::TempDir, Service, Browser) {
     let cookies = browser.cookies().await;
     let cookie = cookies
         .iter()
-        .find(|cookie| cookie["name"] == "pallet_token")
+        .find(|cookie| cookie["name"] == "pallet_session")
         .expect("the sign-in cookie");
+    // Derived from the token, not the token: other ports of the host see it.
+    assert_ne!(cookie["value"], TOKEN);
     assert_eq!(cookie["httpOnly"], true);
     assert_eq!(cookie["sameSite"], "Strict");
     (agent, dir, service, browser)
@@ -191,7 +193,7 @@ async fn the_cookie_works_only_from_this_origin_and_pages_carry_a_strict_policy(
     };
     let service = start(&agent, dir.path(), options).await;
     let client = crate::support::http_client();
-    let cookie = format!("pallet_token={TOKEN}");
+    let cookie = format!("pallet_session={}", pallet::api::ui::session(TOKEN));
     let body = json!({"workflow": "fast-test", "input": {"requirements": "x"}});
     let post = |origin: Option<&str>| {
         let request = client
@@ -224,7 +226,7 @@ async fn the_cookie_works_only_from_this_origin_and_pages_carry_a_strict_policy(
     assert_eq!(read.status(), StatusCode::OK);
     let wrong = client
         .get(format!("{}/workflows", service.base))
-        .header("Cookie", "pallet_token=guess")
+        .header("Cookie", format!("pallet_session={TOKEN}"))
         .send()
         .await
         .unwrap();

@@ -610,19 +610,6 @@ fn apply_locked(
             &change.error,
         ],
     )?;
-    exec(
-        transaction,
-        "INSERT INTO transitions (run_id, from_status, to_status, trigger, metadata, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &id,
-            &from.as_str(),
-            &change.to.as_str(),
-            &change.trigger,
-            &change.metadata,
-            &change.actor,
-            &at,
-        ],
-    )?;
     let executed_elsewhere = read_lease(transaction, id)?.is_some_and(|lease| {
         standing(&lease, Owner::current(), Utc::now(), process_alive) == Standing::Live
     });
@@ -641,6 +628,20 @@ fn apply_locked(
             ],
         )?;
     }
+    // Last, as with SQLite: its event follows those of the attempts it ended.
+    exec(
+        transaction,
+        "INSERT INTO transitions (run_id, from_status, to_status, trigger, metadata, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &id,
+            &from.as_str(),
+            &change.to.as_str(),
+            &change.trigger,
+            &change.metadata,
+            &change.actor,
+            &at,
+        ],
+    )?;
     store_derived(transaction, id)?;
     Ok(from)
 }
@@ -917,7 +918,9 @@ impl Backend for PgStore {
         let (step_id, rerun, decision) = (pg_text(step_id), rerun.to_vec(), decision.to_string());
         let (change, at) = (Change::from(change), self.stamp());
         self.write(id, move |transaction, id| {
-            apply_change(transaction, id, &change, &at)?;
+            // The run row first (the lock order), the change last: its event
+            // follows the decision's.
+            let from = lock_run(transaction, id, None)?;
             let updated = exec(
                 transaction,
                 "UPDATE step_attempts SET status = 'completed', output = $3, ended_at = $4 WHERE id = (SELECT MAX(id) FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND status = 'waiting')",
@@ -937,6 +940,7 @@ impl Backend for PgStore {
                     &[&id, step],
                 )?;
             }
+            apply_locked(transaction, id, from, &change, &at)?;
             store_derived(transaction, id)
         })
     }
