@@ -59,6 +59,16 @@ steps:
   - {id: broken, skill: fail, inputs: {message: refused}}
 ";
 
+const TYPED_WORKFLOW: &str = "metadata: {id: typed-test, name: Typed test, version: 1.0.0}
+inputs:
+  title: {type: string, maxLength: 80, description: What it is called}
+  count: {type: integer, minimum: 1, default: 2}
+  loud: {type: boolean, required: false}
+  mode: {enum: [fast, thorough], required: false}
+steps:
+  - {id: only, skill: echo, inputs: {title: '{{ workflow.input.title }}', count: '{{ workflow.input.count }}', loud: '{{ workflow.input.loud }}', mode: '{{ workflow.input.mode }}'}}
+";
+
 const SLOW_WORKFLOW: &str = "metadata: {id: slow-test, name: Slow test, version: 1.0.0}
 steps:
   - {id: wait, skill: sleep, inputs: {ms: 1500}}
@@ -82,6 +92,7 @@ fn write_workflows(dir: &Path) {
         ("approval.yaml", APPROVAL_WORKFLOW),
         ("fast.yaml", FAST_WORKFLOW),
         ("failing.yaml", FAILING_WORKFLOW),
+        ("typed.yaml", TYPED_WORKFLOW),
         ("slow.yaml", SLOW_WORKFLOW),
         ("timeout.yaml", TIMEOUT_WORKFLOW),
     ] {

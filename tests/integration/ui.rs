@@ -65,6 +65,11 @@ async fn a_run_started_from_the_form_completes_and_its_html_output_is_text() {
     let workflow = browser.find("#workflow").await;
     workflow.clear().await;
     workflow.send_keys("fast-test").await;
+    // Leaving the field loads the workflow's definition: no declared inputs, JSON it is.
+    browser.find("h1").await.click().await;
+    browser
+        .wait_for_text("#definition", "Fast test 1.0.0")
+        .await;
     let input = browser.find("#input").await;
     input.clear().await;
     let hostile = "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\"><b id=\"bold\">bold</b>";
@@ -117,6 +122,59 @@ async fn a_run_started_from_the_form_completes_and_its_html_output_is_text() {
         .goto(&format!("{}/ui?status=failed", service.base))
         .await;
     browser.wait_for_text("#runs tbody", "No runs.").await;
+    drop(browser);
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_start_form_is_drawn_from_the_declared_inputs() {
+    let (_agent, _dir, service, browser) = signed_in().await;
+    browser
+        .goto(&format!("{}/ui/start?workflow=typed-test", service.base))
+        .await;
+    browser
+        .wait_for_text("#input-fields", "What it is called")
+        .await;
+    // The default is filled in; a required field is marked.
+    assert_eq!(
+        browser.find("#field-count").await.property("value").await,
+        "2"
+    );
+    browser.wait_for_text("#input-fields", "title *").await;
+    // The fields replace the JSON box (until "Edit as JSON").
+    let shown = browser
+        .execute(
+            "return getComputedStyle(document.getElementById('input-json')).display",
+            &[],
+        )
+        .await;
+    assert_eq!(shown, "none");
+    browser.find("#field-title").await.send_keys("Report").await;
+    browser.find("#field-loud").await.click().await;
+    browser
+        .execute(
+            "const select = document.getElementById('field-mode'); select.value = JSON.stringify('thorough'); return true",
+            &[],
+        )
+        .await;
+    browser
+        .screenshot(artifact_dir().join("ui-start-typed.png"))
+        .await;
+    browser.find("#start").await.click().await;
+    browser.wait_for_text("#run-status", "completed").await;
+    let id = browser
+        .current_url()
+        .await
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, run) = service.get(&format!("/workflows/{id}")).await;
+    assert_eq!(
+        run["input"],
+        json!({"title": "Report", "count": 2, "loud": true, "mode": "thorough"}),
+        "{run}"
+    );
     drop(browser);
     service.shutdown().await;
 }

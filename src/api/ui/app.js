@@ -277,21 +277,105 @@ async function runPage(id) {
   follow(`/workflows/${encodeURIComponent(id)}/events`, draw);
 }
 
+// A form control for one declared input, from its JSON Schema.
+function inputControl(info) {
+  const schema = info.schema || {};
+  const id = `field-${info.name}`;
+  const initial = info.default;
+  if (Array.isArray(schema.enum)) {
+    return el("select", { id, "data-input": info.name, "data-kind": "enum" },
+      info.required ? null : el("option", { value: "" }, ""),
+      schema.enum.map((value) => el("option", { value: JSON.stringify(value), selected: initial !== undefined && JSON.stringify(initial) === JSON.stringify(value) }, String(value))));
+  }
+  switch (schema.type) {
+    case "string":
+      return schema.maxLength !== undefined && schema.maxLength <= 200
+        ? el("input", { type: "text", id, "data-input": info.name, "data-kind": "string", value: initial ?? "" })
+        : el("textarea", { id, "data-input": info.name, "data-kind": "string" }, initial ?? "");
+    case "integer":
+    case "number":
+      return el("input", { type: "number", id, "data-input": info.name, "data-kind": schema.type, step: schema.type === "integer" ? "1" : "any", value: initial ?? "" });
+    case "boolean":
+      return el("input", { type: "checkbox", id, "data-input": info.name, "data-kind": "boolean", checked: initial === true });
+    default:
+      return el("textarea", { id, "data-input": info.name, "data-kind": "json" }, initial === undefined ? "" : JSON.stringify(initial, null, 2));
+  }
+}
+
+// The input object from the declared fields; throws with the field's name when one is not valid.
+function fieldValues(container) {
+  const input = {};
+  for (const control of container.querySelectorAll("[data-input]")) {
+    const name = control.dataset.input;
+    const kind = control.dataset.kind;
+    if (kind === "boolean") { input[name] = control.checked; continue; }
+    if (control.value === "") continue;
+    if (kind === "enum") input[name] = JSON.parse(control.value);
+    else if (kind === "integer" || kind === "number") input[name] = Number(control.value);
+    else if (kind === "json") {
+      try { input[name] = JSON.parse(control.value); } catch (error) { throw new Error(`${name} is not JSON: ${error.message}`); }
+    } else input[name] = control.value;
+  }
+  return input;
+}
+
 async function startPage() {
   const params = new URLSearchParams(window.location.search);
   const workflow = el("input", { type: "text", id: "workflow", list: "workflows", value: params.get("workflow") || "code-generation-v1", required: true });
   const known = el("datalist", { id: "workflows" });
+  const about = el("p", { class: "muted", id: "definition" });
+  const fields = el("div", { id: "input-fields" });
   const input = el("textarea", { id: "input" }, JSON.stringify({ requirements: "" }, null, 2));
+  const asJson = el("label", { id: "input-json" }, "Input (JSON object)", input);
+  const toggle = el("button", { type: "button", id: "edit-json" }, "Edit as JSON");
   const message = el("div");
   const start = el("button", { type: "submit", id: "start" }, "Start");
+  let declared = false;
+  const showFields = (on) => {
+    declared = on;
+    fields.hidden = !on;
+    toggle.hidden = !on;
+    asJson.hidden = on;
+  };
+  toggle.addEventListener("click", () => {
+    try { input.value = JSON.stringify(fieldValues(fields), null, 2); } catch (_) { /* keep the text */ }
+    showFields(false);
+  });
+  // The declared inputs of the workflow named, as a form; none: JSON.
+  const describe = async () => {
+    const reference = workflow.value.trim();
+    if (!reference) return;
+    let definition;
+    try { definition = await api("GET", `/definitions?${new URLSearchParams({ workflow: reference })}`); } catch (error) {
+      about.textContent = `Cannot load ${reference}: ${error.message}`;
+      fields.replaceChildren();
+      showFields(false);
+      return;
+    }
+    about.textContent = `${definition.name} ${definition.version}: ${definition.steps} steps, from ${definition.source}` +
+      (definition.description ? `. ${definition.description}` : "");
+    if (!definition.inputs || definition.inputs.length === 0) {
+      fields.replaceChildren();
+      showFields(false);
+      return;
+    }
+    put(fields, ...definition.inputs.map((info) => el("label", {},
+      `${info.name}${info.required ? " *" : ""}`,
+      info.description ? el("span", { class: "muted" }, ` (${info.description})`) : null,
+      inputControl(info))));
+    showFields(true);
+  };
+  workflow.addEventListener("change", describe);
   const form = el("form", { class: "card", id: "start-form" },
     el("label", {}, "Workflow (id, id@version or id@sha256:digest)", workflow, known),
-    el("label", {}, "Input (JSON object)", input), start, message);
+    about, fields, toggle, asJson, start, message);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     let value;
-    try { value = JSON.parse(input.value || "{}"); } catch (error) {
-      message.replaceChildren(el("div", { class: "card error", id: "problem" }, `The input is not JSON: ${error.message}`));
+    try {
+      value = declared ? fieldValues(fields) : JSON.parse(input.value || "{}");
+    } catch (error) {
+      message.replaceChildren(el("div", { class: "card error", id: "problem" }, `The input is not valid: ${error.message}`));
       return;
     }
     start.disabled = true;
@@ -305,6 +389,8 @@ async function startPage() {
     }
   });
   put(main(), el("h1", {}, "Start a run"), form);
+  showFields(false);
+  describe();
   // Workflows run recently, as suggestions.
   try {
     const page = await api("GET", "/workflows?limit=200");
