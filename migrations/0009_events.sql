@@ -14,6 +14,8 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_run ON events (run_id, id);
 CREATE INDEX events_by_workflow ON events (workflow_id, id);
+-- `GET /workflows?workflow=`: one workflow's runs newest first.
+CREATE INDEX runs_by_workflow ON runs (workflow_id, created_at, id);
 
 CREATE TRIGGER transition_event AFTER INSERT ON transitions BEGIN
     INSERT INTO events (run_id, workflow_id, type, data, at)

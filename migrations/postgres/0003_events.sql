@@ -17,6 +17,8 @@ CREATE TABLE events (
 CREATE INDEX events_in_order ON events (xid, id);
 CREATE INDEX events_by_run ON events (run_id, xid, id);
 CREATE INDEX events_by_workflow ON events (workflow_id, xid, id);
+-- `GET /workflows?workflow=`: one workflow's runs newest first.
+CREATE INDEX runs_by_workflow ON runs (workflow_id, created_at, id);
 
 CREATE FUNCTION pallet_now() RETURNS text LANGUAGE sql STABLE AS
 $$ SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;

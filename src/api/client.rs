@@ -136,6 +136,7 @@ impl ApiClient {
                 status: status.map(|status| status.as_str().to_string()),
                 limit: Some((limit - runs.len() as u32).min(PAGE_LIMIT)),
                 cursor: cursor.take(),
+                workflow: None,
             };
             let request = self.http.get(self.url(&["workflows"])).query(&query);
             let mut page: RunsPage<Value> = self.send(request).await?;

@@ -277,6 +277,7 @@ impl AppState {
             loop {
                 let page = self.store.list_page(
                     Some(status),
+                    None,
                     500,
                     after.as_ref().map(|(at, id)| (at.as_str(), id.as_str())),
                 )?;

@@ -65,7 +65,8 @@ fn paths() -> Value {
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/Status"}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the previous page"}
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the previous page"},
+                    {"name": "workflow", "in": "query", "schema": {"type": "string"}, "description": "Only the runs of this workflow id"}
                 ],
                 "responses": {
                     "200": {"description": "One page of runs", "content": {"application/json": {"schema": {

@@ -238,9 +238,14 @@ async fn list(
         )));
     }
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let workflow = query
+        .workflow
+        .clone()
+        .filter(|workflow| !workflow.is_empty());
     let runs = blocking(&state, move |state| {
         Ok(state.store.list_page(
             status,
+            workflow.as_deref(),
             limit,
             after.as_ref().map(|(at, id)| (at.as_str(), id.as_str())),
         )?)

@@ -183,6 +183,9 @@ pub struct ListQuery {
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// Only the runs of this workflow id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
 }
 
 /// The answer of `GET /workflows`: a page of runs, and the cursor of the

@@ -83,6 +83,7 @@ pub trait Backend: Send + Sync + 'static {
     fn list_page(
         &self,
         status: Option<RunState>,
+        workflow: Option<&str>,
         limit: u32,
         after: Option<(&str, &str)>,
     ) -> Result<Vec<StoredRun>, StoreError>;
@@ -256,10 +257,11 @@ impl Backend for RunStore {
     fn list_page(
         &self,
         status: Option<RunState>,
+        workflow: Option<&str>,
         limit: u32,
         after: Option<(&str, &str)>,
     ) -> Result<Vec<StoredRun>, StoreError> {
-        RunStore::list_page(self, status, limit, after)
+        RunStore::list_page(self, status, workflow, limit, after)
     }
     fn statuses(&self, ids: &[String]) -> Result<HashMap<String, RunState>, StoreError> {
         RunStore::statuses(self, ids)

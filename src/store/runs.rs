@@ -146,17 +146,18 @@ impl RunStore {
     pub fn list_page(
         &self,
         status: Option<RunState>,
+        workflow: Option<&str>,
         limit: u32,
         after: Option<(&str, &str)>,
     ) -> Result<Vec<StoredRun>, StoreError> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4)) ORDER BY created_at DESC, id DESC LIMIT ?2",
+                "SELECT {} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?5 IS NULL OR workflow_id = ?5) AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4)) ORDER BY created_at DESC, id DESC LIMIT ?2",
                 *RUN_COLUMNS
             ))?;
             let (created_at, id) = after.unzip();
             let rows = statement.query_map(
-                params![status.map(RunState::as_str), limit, created_at, id],
+                params![status.map(RunState::as_str), limit, created_at, id, workflow],
                 run_from_row,
             )?;
             let mut runs = Vec::new();

@@ -276,12 +276,23 @@ fn lost<T: std::fmt::Debug>(what: &str, result: Result<T, StoreError>) {
 
 /// Every page of `list_page(status, limit, ...)` in turn, until an empty one.
 fn all_pages(store: &dyn Backend, status: Option<RunState>, limit: u32) -> Vec<Vec<String>> {
+    all_pages_of(store, status, None, limit)
+}
+
+/// [`all_pages`] of one workflow's runs.
+fn all_pages_of(
+    store: &dyn Backend,
+    status: Option<RunState>,
+    workflow: Option<&str>,
+    limit: u32,
+) -> Vec<Vec<String>> {
     let mut pages = Vec::new();
     let mut after: Option<(String, String)> = None;
     loop {
         let page = store
             .list_page(
                 status,
+                workflow,
                 limit,
                 after.as_ref().map(|(at, id)| (at.as_str(), id.as_str())),
             )
@@ -2188,6 +2199,15 @@ fn every_change_is_an_event_read_in_commit_order(store: &dyn Backend) {
         .unwrap();
     assert_eq!(theirs.len(), 1);
     assert_eq!(theirs[0].kind, "run.created");
+    // Runs list by workflow too.
+    assert_eq!(
+        all_pages_of(store, None, Some("other-workflow"), 10),
+        [[other.clone()]]
+    );
+    assert_eq!(
+        all_pages_of(store, Some(RunState::Failed), Some("store-test"), 10),
+        [[id.clone()]]
+    );
     assert!(
         store
             .events_after(store.last_event().unwrap(), &EventScope::All, 100)

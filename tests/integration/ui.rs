@@ -122,6 +122,16 @@ async fn a_run_started_from_the_form_completes_and_its_html_output_is_text() {
         .goto(&format!("{}/ui?status=failed", service.base))
         .await;
     browser.wait_for_text("#runs tbody", "No runs.").await;
+    browser
+        .goto(&format!("{}/ui?workflow=approval-test", service.base))
+        .await;
+    browser.wait_for_text("#runs tbody", "No runs.").await;
+    browser
+        .goto(&format!("{}/ui?workflow=fast-test", service.base))
+        .await;
+    browser
+        .wait_for_text("#runs tbody", "fast-test@1.0.0")
+        .await;
     drop(browser);
     service.shutdown().await;
 }

@@ -120,10 +120,10 @@ async function runsPage() {
   const load = async () => {
     const query = new URLSearchParams({ limit: "200" });
     if (status.value) query.set("status", status.value);
+    if (workflow.value.trim()) query.set("workflow", workflow.value.trim());
     let page;
     try { page = await api("GET", `/workflows?${query}`); } catch (error) { main().append(problemBox(error)); return; }
-    const wanted = workflow.value.trim();
-    const rows = page.runs.filter((run) => !wanted || run.workflow_id === wanted).map((run) =>
+    const rows = page.runs.map((run) =>
       el("tr", { "data-id": run.id },
         el("td", {}, el("a", { href: `/ui/runs/${encodeURIComponent(run.id)}` }, run.id.slice(0, 8))),
         el("td", {}, `${run.workflow_id}@${run.workflow_version}`),

@@ -857,10 +857,12 @@ impl Backend for PgStore {
     fn list_page(
         &self,
         status: Option<RunState>,
+        workflow: Option<&str>,
         limit: u32,
         after: Option<(&str, &str)>,
     ) -> Result<Vec<StoredRun>, StoreError> {
         let status = status.map(RunState::as_str);
+        let workflow = workflow.map(str::to_string);
         let (created_at, id) = after
             .map(|(at, id)| (at.to_string(), id.to_string()))
             .unzip();
@@ -868,7 +870,7 @@ impl Backend for PgStore {
             query(
                 client,
                 &sql::LIST_PAGE,
-                &[&status, &i64::from(limit), &created_at, &id],
+                &[&status, &i64::from(limit), &created_at, &id, &workflow],
             )?
             .iter()
             .map(sql::run_from_row)

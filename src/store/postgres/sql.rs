@@ -85,7 +85,7 @@ pub(super) static LIST_RUNS: LazyLock<String> = LazyLock::new(|| {
 });
 pub(super) static LIST_PAGE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM runs WHERE ($1::text IS NULL OR status = $1) AND ($3::text IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) ORDER BY created_at DESC, id DESC LIMIT $2",
+        "SELECT {} FROM runs WHERE ($1::text IS NULL OR status = $1) AND ($5::text IS NULL OR workflow_id = $5) AND ($3::text IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) ORDER BY created_at DESC, id DESC LIMIT $2",
         *RUN_COLUMNS
     )
 });
