@@ -25,6 +25,21 @@ pub struct RunView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub continued_failures: Vec<String>,
     pub attempts: Vec<Attempt>,
+    /// The workflow's steps in its order, nested ones after their parent
+    /// (`depth` deeper): what the UI draws the run's step tree from.
+    pub steps: Vec<StepOutline>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct StepOutline {
+    pub id: String,
+    pub kind: crate::workflow::StepType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill: Option<String>,
+    /// The branch of its parent it is in (`if_true`, a switch case), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    pub depth: usize,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -74,7 +89,10 @@ impl Runner<'_> {
             });
         let (time_in_state_seconds, total_duration_seconds) =
             time_in_states(&history, self.store.clock().now());
+        let mut steps = Vec::new();
+        outline(&workflow.workflow.steps, None, 0, &mut steps);
         Ok(RunView {
+            steps,
             progress: progress(&run, &workflow, &attempts),
             continued_failures: continued_failures(&workflow, &attempts),
             time_in_state_seconds,
@@ -83,6 +101,30 @@ impl Runner<'_> {
             attempts,
             run,
         })
+    }
+}
+
+/// `steps` and, after each, what it contains, depth first.
+fn outline(
+    steps: &[crate::workflow::Step],
+    branch: Option<&str>,
+    depth: usize,
+    into: &mut Vec<StepOutline>,
+) {
+    for step in steps {
+        into.push(StepOutline {
+            id: step.id.clone(),
+            kind: step.step_type,
+            skill: step.skill.clone(),
+            branch: branch.map(str::to_string),
+            depth,
+        });
+        for (name, branch_steps) in &step.branches {
+            // A parallel step's `steps` are no branch a condition picks.
+            let branch = Some(name.as_str()).filter(|name| *name != "steps");
+            outline(branch_steps, branch, depth + 1, into);
+        }
+        outline(&step.steps, None, depth + 1, into);
     }
 }
 

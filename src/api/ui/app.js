@@ -229,19 +229,32 @@ async function runPage(id) {
       el("dt", {}, "Duration"), el("dd", {}, seconds(run.created_at, run.completed_at)));
     // Width through the DOM, not an inline style attribute: the CSP forbids those.
     summary.querySelector(".bar > span").style.width = `${progress.percentage}%`;
-    const rows = steps(run.attempts).map((step) => {
-      const last = step.last;
-      const details = el("div", { class: "step-details" },
+    // The workflow's steps in its order (nested ones indented under their
+    // parent), each with its latest attempt; then attempts of steps the
+    // outline does not name (those of sub-workflows, `PARENT/CHILD`).
+    const tried = new Map(steps(run.attempts).map((step) => [step.id, step]));
+    const outlined = (run.steps || []).map((step) => ({ ...step, attempts: tried.get(step.id) }));
+    const named = new Set(outlined.map((step) => step.id));
+    for (const [id, attempts] of tried) {
+      if (!named.has(id)) outlined.push({ id, kind: "sub-workflow step", depth: id.split("/").length - 1, attempts });
+    }
+    const rows = outlined.map((step) => {
+      const last = step.attempts ? step.attempts.last : null;
+      const details = last ? el("div", { class: "step-details" },
         last.inputs !== undefined && last.inputs !== null ? jsonBlock("input", last.inputs, "step-input") : null,
         last.output !== undefined && last.output !== null ? jsonBlock("output", last.output, "step-output") : null,
-        last.error ? el("div", { class: "error step-error" }, last.error) : null);
+        last.error ? el("div", { class: "error step-error" }, last.error) : null) : null;
+      const name = el("td", { class: `depth-${Math.min(step.depth || 0, 6)}` }, step.id.split("/").pop(),
+        step.branch ? el("span", { class: "muted" }, ` (${step.branch})`) : null);
+      const kind = step.kind === "sequential" ? (step.skill ? `skill ${step.skill}` : "step") : String(step.kind).replace("_", " ");
       return el("tr", { "data-step": step.id },
-        el("td", {}, step.id),
-        el("td", {}, statusBadge(last.status)),
-        el("td", {}, String(step.tries.length)),
-        el("td", {}, last.agent || ""),
-        el("td", {}, seconds(last.started_at, last.ended_at || (last.status === "running" ? null : last.started_at))),
-        el("td", {}, last.status_message ? el("div", { class: "muted" }, last.status_message) : null, details));
+        name,
+        el("td", { class: "muted" }, kind),
+        el("td", {}, last ? statusBadge(last.status) : el("span", { class: "muted" }, "not run")),
+        el("td", {}, last ? String(step.attempts.tries.length) : ""),
+        el("td", {}, last && last.agent ? last.agent : ""),
+        el("td", {}, last ? seconds(last.started_at, last.ended_at || (last.status === "running" ? null : last.started_at)) : ""),
+        el("td", {}, last && last.status_message ? el("div", { class: "muted" }, last.status_message) : null, details));
     });
     const transitions = history.transitions.map((t) =>
       el("tr", {}, el("td", {}, when(t.at)), el("td", {}, t.from || "—"), el("td", {}, t.to), el("td", {}, t.trigger), el("td", {}, t.actor)));
@@ -252,7 +265,7 @@ async function runPage(id) {
       run.approval ? keptApproval(run) || approvalForm(run, draw) : null,
       el("h2", {}, "Steps"),
       el("table", { id: "steps" },
-        el("thead", {}, el("tr", {}, ["Step", "Status", "Attempts", "Agent", "Duration", "Details"].map((h) => el("th", {}, h)))),
+        el("thead", {}, el("tr", {}, ["Step", "Kind", "Status", "Attempts", "Agent", "Duration", "Details"].map((h) => el("th", {}, h)))),
         el("tbody", {}, rows)),
       run.result ? jsonBlock("Result", run.result, "run-result") : null,
       jsonBlock("Input", run.input, "run-input"),
