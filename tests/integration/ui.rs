@@ -208,6 +208,19 @@ async fn a_waiting_run_is_approved_in_the_browser_and_continues() {
     browser
         .wait_for_text("#approval h2", "Ship the draft?")
         .await;
+    // The workflow's steps in order, the one after the approval not run yet.
+    browser
+        .wait_for_text("tr[data-step=\"draft\"]", "completed")
+        .await;
+    browser
+        .wait_for_text("tr[data-step=\"review\"]", "approval")
+        .await;
+    browser
+        .wait_for_text("tr[data-step=\"publish\"]", "not run")
+        .await;
+    browser
+        .wait_for_text("tr[data-step=\"publish\"]", "skill last")
+        .await;
     // Without the required field the service refuses, and the page says why.
     browser.find("#approve").await.click().await;
     browser.wait_for_text("#approval #problem", "ticket").await;
