@@ -432,6 +432,7 @@ mod tests {
         skill: "skill",
         max_response_size: 1 << 20,
         auth: None,
+        traceparent: None,
     };
 
     #[test]

@@ -292,6 +292,7 @@ impl Run<'_> {
             Some(_) => Some(&record_task),
             None => None,
         };
+        let traceparent = traceparent(&self.id);
         let request = CallRequest {
             skill: call.skill,
             input: call.inputs,
@@ -301,6 +302,7 @@ impl Run<'_> {
             max_response_size: step.max_response_size,
             on_task,
             on_status: Some(&on_status),
+            traceparent: Some(&traceparent),
         };
         let client = &self.engine.client;
         let work = async {
@@ -479,5 +481,42 @@ mod tests {
                 "{outputs:?} {result}"
             );
         }
+    }
+}
+
+/// A W3C `traceparent` for one agent call of run `run_id`: the run's trace
+/// (its UUID's 32 hex digits, so a trace names its run; another id is
+/// hashed), a new span per call, sampled.
+fn traceparent(run_id: &str) -> String {
+    let trace = match uuid::Uuid::parse_str(run_id) {
+        Ok(id) if !id.is_nil() => id.simple().to_string(),
+        _ => {
+            use sha2::{Digest, Sha256};
+            hex::encode(&Sha256::digest(run_id.as_bytes())[..16])
+        }
+    };
+    // Never all zeros: that span id is invalid.
+    let span = rand::random::<u64>().max(1);
+    format!("00-{trace}-{span:016x}-01")
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::traceparent;
+
+    #[test]
+    fn a_run_is_one_trace_and_each_call_a_span() {
+        let run = "0b6f1c2e-3d4a-4b5c-8d9e-0f1a2b3c4d5e";
+        let (first, second) = (traceparent(run), traceparent(run));
+        let parts: Vec<&str> = first.split('-').collect();
+        assert_eq!(parts.len(), 4, "{first}");
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1], "0b6f1c2e3d4a4b5c8d9e0f1a2b3c4d5e");
+        assert_eq!(parts[2].len(), 16);
+        assert_eq!(parts[3], "01");
+        assert_eq!(&second[..36], &first[..36], "one trace");
+        assert_ne!(second, first, "a new span per call");
+        let other = traceparent("not-a-uuid");
+        assert_eq!(other.split('-').nth(1).unwrap().len(), 32);
     }
 }

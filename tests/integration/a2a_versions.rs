@@ -39,6 +39,7 @@ async fn call(
         max_response_size: None,
         on_task: None,
         on_status: None,
+        traceparent: None,
     };
     AgentClient::new().call(agent, request).await
 }

@@ -37,6 +37,7 @@ async fn call(
         max_response_size: None,
         on_task: None,
         on_status: None,
+        traceparent: None,
     };
     AgentClient::new().call(agent, request).await
 }
@@ -293,6 +294,7 @@ async fn a2a_cancellation_token_cancels_the_task_on_the_agent() {
         max_response_size: None,
         on_task: None,
         on_status: None,
+        traceparent: None,
     };
     let error = AgentClient::new().call(&agent, request).await.unwrap_err();
     assert!(matches!(error, CallError::Cancelled { .. }), "{error:?}");

@@ -1147,3 +1147,43 @@ async fn metrics_count_runs_and_steps_and_need_the_token() {
     assert!(value(&format!("pallet_step_duration_seconds_sum{{{echo}}}")) > 0.0);
     service.shutdown().await;
 }
+
+/// Every agent call of a run carries a W3C `traceparent` whose trace id is
+/// the run's id (its hex digits) and whose span is the call's own.
+#[tokio::test]
+async fn agent_calls_carry_the_runs_trace() {
+    let agent = LegacyAgent::start("helper", &SKILLS).await;
+    let dir = TestContext::new();
+    let service = start(&agent, dir.path(), ServiceOptions::default()).await;
+    let (_, run) = service
+        .post(
+            "/workflows",
+            json!({"workflow": "approval-test", "input": {"text": "t"}}),
+        )
+        .await;
+    let id = run["id"].as_str().unwrap();
+    service.wait_for(id, "waiting_approval").await;
+    let (code, _) = service
+        .post(
+            &format!("/workflows/{id}/advance"),
+            json!({"trigger": "human_approved", "phase_result": {"fields": {"ticket": "T-1"}}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    service.wait_for(id, "completed").await;
+    let traces = agent.traces();
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    let trace = id.replace('-', "");
+    for header in &traces {
+        let parts: Vec<&str> = header.split('-').collect();
+        assert_eq!(parts.len(), 4, "{header}");
+        assert_eq!(
+            (parts[0], parts[1], parts[3]),
+            ("00", trace.as_str(), "01"),
+            "{header}"
+        );
+        assert!(parts[2].len() == 16 && parts[2].bytes().all(|byte| byte.is_ascii_hexdigit()));
+    }
+    assert_ne!(traces[0], traces[1], "one span per call");
+    service.shutdown().await;
+}

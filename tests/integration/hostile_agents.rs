@@ -39,6 +39,7 @@ async fn call_with(
         max_response_size,
         on_task: None,
         on_status: None,
+        traceparent: None,
     };
     AgentClient::new().call(card, request).await
 }

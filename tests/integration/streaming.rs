@@ -47,6 +47,7 @@ async fn call(
         max_response_size: None,
         on_task: None,
         on_status: Some(&on_status),
+        traceparent: None,
     };
     let outcome = client.call(agent, request).await;
     (outcome, messages.into_inner().unwrap())
@@ -320,6 +321,7 @@ async fn a_step_timeout_cancels_a_streamed_task() {
         max_response_size: None,
         on_task: None,
         on_status: None,
+        traceparent: None,
     };
     let error = AgentClient::new().call(&card, request).await.unwrap_err();
     assert!(matches!(error, CallError::Timeout { .. }), "{error}");

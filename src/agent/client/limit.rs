@@ -146,6 +146,7 @@ mod tests {
                     max_response_size: None,
                     on_task: None,
                     on_status: None,
+                    traceparent: None,
                 },
             )
         });
@@ -180,6 +181,7 @@ mod tests {
             max_response_size: None,
             on_task: None,
             on_status: None,
+            traceparent: None,
         };
         let holding = (0..DEFAULT_MAX_CONNECTIONS)
             .map(|_| client.call(&card, request(Duration::from_secs(30))));

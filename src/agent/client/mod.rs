@@ -42,6 +42,9 @@ pub struct CallRequest<'a> {
     /// Called with the text of each new status message of the agent's task,
     /// as it arrives (streamed, or seen while polling).
     pub on_status: Option<&'a (dyn Fn(&str) + Send + Sync)>,
+    /// A W3C `traceparent` header value sent with every request of the call,
+    /// so an agent's traces join the run's.
+    pub traceparent: Option<&'a str>,
 }
 
 /// An agent's A2A task and the interface that accepted it: what is needed to
@@ -249,6 +252,7 @@ fn target<'a>(agent: &'a AgentCard, request: &CallRequest<'a>) -> Target<'a> {
             .or(agent.max_response_size)
             .unwrap_or(DEFAULT_MAX_RESPONSE_SIZE),
         auth: Some(&agent.auth),
+        traceparent: request.traceparent,
     }
 }
 

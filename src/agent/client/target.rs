@@ -23,6 +23,8 @@ pub(crate) struct Target<'a> {
     pub max_response_size: u64,
     /// What the card asks for and the header to send, if any.
     pub auth: Option<&'a Auth>,
+    /// The W3C `traceparent` sent with each request, if any.
+    pub traceparent: Option<&'a str>,
 }
 
 impl Target<'_> {
@@ -86,6 +88,12 @@ impl Target<'_> {
         let authentication = self.auth.and_then(|auth| auth.authentication.as_ref());
         let sent_credential =
             authentication.is_some_and(|authentication| authentication.apply(&mut request));
+        if let Some(value) = self
+            .traceparent
+            .and_then(|value| reqwest::header::HeaderValue::from_str(value).ok())
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
         let slot = super::limit::slot(request.url()).await;
         let mut response = client
             .execute(request)

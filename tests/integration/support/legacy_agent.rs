@@ -30,6 +30,8 @@ struct Shared {
     flaky: HashMap<String, u64>,
     /// (Idempotency-Key header, params) of every /execute call, in arrival order.
     sent: Vec<(String, Value)>,
+    /// The `traceparent` header of every /execute call ("" when absent).
+    traces: Vec<String>,
     /// /execute calls being answered now, and the most there ever were at once.
     in_flight: u32,
     max_in_flight: u32,
@@ -109,6 +111,11 @@ impl LegacyAgent {
         self.shared.lock().unwrap().sent.clone()
     }
 
+    /// The `traceparent` header of each /execute call, in arrival order.
+    pub fn traces(&self) -> Vec<String> {
+        self.shared.lock().unwrap().traces.clone()
+    }
+
     /// How many times `skill` was called.
     pub fn calls(&self, skill: &str) -> u32 {
         self.shared
@@ -155,6 +162,11 @@ async fn execute(
     let known = {
         let mut shared = shared.lock().unwrap();
         shared.sent.push((key, params.clone()));
+        let trace = headers
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        shared.traces.push(trace.to_string());
         *shared.calls.entry(method.clone()).or_default() += 1;
         shared.skills.contains(&method)
     };

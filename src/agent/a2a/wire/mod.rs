@@ -327,6 +327,7 @@ mod tests {
         skill: "skill",
         max_response_size: 1 << 20,
         auth: None,
+        traceparent: None,
     };
 
     pub(super) fn wire(interface: &Interface) -> Wire<'_> {
