@@ -23,14 +23,14 @@ pub async fn command(settings: RunSettings, printer: Printer) -> anyhow::Result<
     let (events, receiver) = mpsc::unbounded_channel();
     let (shown, progress) = mpsc::unbounded_channel();
     let progress = settings
-        .show_progress
-        .then(|| tokio::spawn(printer::print_progress(progress)));
+        .progress
+        .map(|view| tokio::spawn(printer::print_progress(progress, view)));
     // Before the first step: a run that could not write its results does not start.
     let held = outputs::lock(&settings.out)?;
     let live = outputs::Live::start(
         &settings.out,
         receiver,
-        settings.show_progress.then_some(shown),
+        settings.progress.is_some().then_some(shown),
     )
     .context("cannot start writing the results")?;
     let engine = settings.settings.engine().events(events).build();

@@ -14,7 +14,7 @@ pub mod terminal;
 
 pub use error::{BadInput, EXIT_BAD_INPUT, EXIT_FAILED, exit_code, render_error};
 pub use inputs::{inputs_json, inputs_lines, print_inputs};
-pub use progress::print_progress;
+pub use progress::{ProgressView, print_progress};
 pub use registry::{print_cards, print_pulled, print_pushed, print_shown, print_workflows};
 pub use run::{EXIT_TERMINATED, files_written, interrupted, report_run};
 pub use runs::{

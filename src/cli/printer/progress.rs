@@ -1,9 +1,10 @@
-//! The live progress view on a terminal (stderr): a tree of the steps, one
-//! line each (children of a sub-workflow or loop under their parent, by
-//! their qualified ids `PARENT/CHILD`), with a spinner while they run, their
-//! status and duration, a pending retry and the agent's latest status
-//! message, redrawn in place ten times a second. Not shown when stderr is
-//! no terminal, nor with `--quiet` or `--json` (the run's report says it all).
+//! The progress of `pallet run` on stderr. On a terminal, a live view: a
+//! tree of the steps, one line each (children of a sub-workflow or loop
+//! under their parent, by their qualified ids `PARENT/CHILD`), with a
+//! spinner while they run, their status and duration, a pending retry and
+//! the agent's latest status message, redrawn in place ten times a second.
+//! Else (a pipe, a CI log) one plain line per step event. Nothing with
+//! `--quiet` or `--json`.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,82 @@ use crate::engine::{Event, StepStatus};
 const FRAME: Duration = Duration::from_millis(100);
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
-pub async fn print_progress(mut events: UnboundedReceiver<Event>) {
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressView {
+    /// Redrawn in place (stderr is a terminal).
+    Redraw,
+    /// One line per step event.
+    Lines,
+}
+
+pub async fn print_progress(events: UnboundedReceiver<Event>, view: ProgressView) {
+    match view {
+        ProgressView::Redraw => redrawn(events).await,
+        ProgressView::Lines => lines(events).await,
+    }
+}
+
+async fn lines(mut events: UnboundedReceiver<Event>) {
+    while let Some(event) = events.recv().await {
+        errln!("{}", line(&event));
+    }
+}
+
+/// The step ids, skills and errors come from workflows and agents: shown inert.
+fn line(event: &Event) -> String {
+    match event {
+        Event::StepStarted { step, skill } => {
+            let step = terminal_safe(step);
+            match skill.as_deref().map(terminal_safe) {
+                Some(skill) => format!("  ▶ {step} ({skill}) running"),
+                None => format!("  ▶ {step} running"),
+            }
+        }
+        Event::StepRetrying {
+            step,
+            attempt,
+            delay,
+            error,
+        } => {
+            format!(
+                "  ↻ {} retrying in {} ms (attempt {attempt}): {}",
+                terminal_safe(step),
+                delay.as_millis(),
+                terminal_safe(error)
+            )
+        }
+        Event::StepStatusMessage { step, message } => {
+            // One line per message: the agent's line breaks become spaces.
+            let flat = message.replace(['\n', '\r'], " ");
+            format!("  … {}: {}", terminal_safe(step), terminal_safe(&flat))
+        }
+        Event::StepFinished { step, record } => {
+            let step = terminal_safe(step);
+            let took = format!("{:.0} ms", record.duration_ms);
+            match record.status {
+                StepStatus::Completed => format!("  ✓ {step} done in {took}"),
+                StepStatus::Failed => format!(
+                    "  ✗ {step} failed after {took}: {}",
+                    terminal_safe(record.error.as_deref().unwrap_or("unknown error"))
+                ),
+                StepStatus::Cancelled => format!("  ■ {step} cancelled after {took}"),
+                StepStatus::Skipped => {
+                    match record.inputs.as_ref().and_then(|inputs| inputs.get("if")) {
+                        Some(value) => format!(
+                            "  - {step} skipped (`if` was {})",
+                            terminal_safe(&value.to_string())
+                        ),
+                        None => format!("  - {step} skipped"),
+                    }
+                }
+                StepStatus::Waiting => format!("  ? {step} waits for approval"),
+            }
+        }
+    }
+}
+
+async fn redrawn(mut events: UnboundedReceiver<Event>) {
     let mut view = View::default();
     let mut drawn = 0;
     let mut frames = tokio::time::interval(FRAME);

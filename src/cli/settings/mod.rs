@@ -91,7 +91,7 @@ pub struct RunSettings {
     pub input: Value,
     pub out: PathBuf,
     pub json: bool,
-    pub show_progress: bool,
+    pub progress: Option<crate::cli::printer::ProgressView>,
     /// Where the run is recorded; `None` when the default database cannot be opened.
     pub store: Option<std::sync::Arc<dyn crate::store::Backend>>,
     /// What the user asked to run, as stored with the run.
@@ -142,7 +142,14 @@ impl RunSettings {
             printer,
         )
         .await?;
-        let show_progress = !printer.quiet() && !args.json && std::io::stderr().is_terminal();
+        let progress = match (
+            printer.quiet() || args.json,
+            std::io::stderr().is_terminal(),
+        ) {
+            (true, _) => None,
+            (false, true) => Some(crate::cli::printer::ProgressView::Redraw),
+            (false, false) => Some(crate::cli::printer::ProgressView::Lines),
+        };
         let store = store.await.context("cannot open the run database")??;
         let reference = match &args.file {
             Some(path) => path.display().to_string(),
@@ -158,7 +165,7 @@ impl RunSettings {
             input,
             out: args.out,
             json: args.json,
-            show_progress,
+            progress,
             store,
             reference,
         })
