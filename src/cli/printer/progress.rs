@@ -67,26 +67,7 @@ fn line(event: &Event) -> String {
             format!("  … {}: {}", terminal_safe(step), terminal_safe(&flat))
         }
         Event::StepFinished { step, record } => {
-            let step = terminal_safe(step);
-            let took = format!("{:.0} ms", record.duration_ms);
-            match record.status {
-                StepStatus::Completed => format!("  ✓ {step} done in {took}"),
-                StepStatus::Failed => format!(
-                    "  ✗ {step} failed after {took}: {}",
-                    terminal_safe(record.error.as_deref().unwrap_or("unknown error"))
-                ),
-                StepStatus::Cancelled => format!("  ■ {step} cancelled after {took}"),
-                StepStatus::Skipped => {
-                    match record.inputs.as_ref().and_then(|inputs| inputs.get("if")) {
-                        Some(value) => format!(
-                            "  - {step} skipped (`if` was {})",
-                            terminal_safe(&value.to_string())
-                        ),
-                        None => format!("  - {step} skipped"),
-                    }
-                }
-                StepStatus::Waiting => format!("  ? {step} waits for approval"),
-            }
+            Ended::of(record).line("  ", &terminal_safe(step), "", "")
         }
     }
 }
@@ -155,12 +136,53 @@ struct Step {
 
 enum State {
     Running,
-    Ended {
-        status: StepStatus,
-        took_ms: f64,
-        error: Option<String>,
-        skipped_if: Option<String>,
-    },
+    Ended(Ended),
+}
+
+/// How a step ended, as both views show it.
+struct Ended {
+    status: StepStatus,
+    took_ms: f64,
+    error: Option<String>,
+    /// The value its `if` had, when it was skipped by one.
+    skipped_if: Option<String>,
+}
+
+impl Ended {
+    fn of(record: &crate::engine::StepRecord) -> Ended {
+        Ended {
+            status: record.status,
+            took_ms: record.duration_ms,
+            error: record.error.clone(),
+            skipped_if: record
+                .inputs
+                .as_ref()
+                .and_then(|inputs| inputs.get("if"))
+                .map(|value| value.to_string()),
+        }
+    }
+
+    /// The line: `indent`, then the step's `name` and `skill` (both shown
+    /// inert already, `skill` as ` (SKILL)` or empty), `tries` (`, attempt N` or empty).
+    fn line(&self, indent: &str, name: &str, skill: &str, tries: &str) -> String {
+        let took = format!("{:.0} ms", self.took_ms);
+        match self.status {
+            StepStatus::Completed => format!("{indent}✓ {name}{skill} done in {took}{tries}"),
+            StepStatus::Failed => format!(
+                "{indent}✗ {name}{skill} failed after {took}{tries}: {}",
+                terminal_safe(self.error.as_deref().unwrap_or("unknown error"))
+            ),
+            StepStatus::Cancelled => format!("{indent}■ {name}{skill} cancelled after {took}"),
+            StepStatus::Skipped => match &self.skipped_if {
+                Some(value) => format!(
+                    "{indent}- {name} skipped (`if` was {})",
+                    terminal_safe(value)
+                ),
+                None => format!("{indent}- {name} skipped"),
+            },
+            StepStatus::Waiting => format!("{indent}? {name} waits for approval"),
+        }
+    }
 }
 
 impl View {
@@ -202,17 +224,7 @@ impl View {
                 }
             }
             Event::StepFinished { step, record } => {
-                let skipped_if = record
-                    .inputs
-                    .as_ref()
-                    .and_then(|inputs| inputs.get("if"))
-                    .map(|value| value.to_string());
-                let state = State::Ended {
-                    status: record.status,
-                    took_ms: record.duration_ms,
-                    error: record.error.clone(),
-                    skipped_if,
-                };
+                let state = State::Ended(Ended::of(&record));
                 match self.find(&step) {
                     Some(index) => {
                         self.steps[index].state = state;
@@ -271,34 +283,7 @@ impl View {
                         ),
                     }
                 }
-                State::Ended {
-                    status,
-                    took_ms,
-                    error,
-                    skipped_if,
-                } => {
-                    let took = format!("{took_ms:.0} ms");
-                    match status {
-                        StepStatus::Completed => {
-                            format!("{indent}✓ {name}{skill} done in {took}{tries}")
-                        }
-                        StepStatus::Failed => format!(
-                            "{indent}✗ {name}{skill} failed after {took}{tries}: {}",
-                            terminal_safe(error.as_deref().unwrap_or("unknown error"))
-                        ),
-                        StepStatus::Cancelled => {
-                            format!("{indent}■ {name}{skill} cancelled after {took}")
-                        }
-                        StepStatus::Skipped => match skipped_if {
-                            Some(value) => format!(
-                                "{indent}- {name} skipped (`if` was {})",
-                                terminal_safe(value)
-                            ),
-                            None => format!("{indent}- {name} skipped"),
-                        },
-                        StepStatus::Waiting => format!("{indent}? {name} waits for approval"),
-                    }
-                }
+                State::Ended(ended) => ended.line(&indent, &name, &skill, &tries),
             };
             lines.push(fit(line, width));
             if let (State::Running, Some(message)) = (&step.state, &step.message) {
